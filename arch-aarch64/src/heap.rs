@@ -1,0 +1,32 @@
+//! The SPMC heap: a buddy allocator over a static array in `.bss`.
+//!
+//! It holds page tables, partition records and other bookkeeping. Anything
+//! sized by input from outside is allocated fallibly by the core.
+
+use buddy_system_allocator::LockedHeap;
+
+/// Heap size in bytes.
+pub const HEAP_SIZE: usize = 1024 * 1024;
+
+#[repr(C, align(4096))]
+struct HeapArea([u8; HEAP_SIZE]);
+
+static mut HEAP_AREA: HeapArea = HeapArea([0; HEAP_SIZE]);
+
+#[global_allocator]
+static HEAP: LockedHeap<32> = LockedHeap::empty();
+
+/// Hands the heap area to the allocator. Call once, on the primary core, first.
+pub fn init() {
+    // SAFETY: HEAP_AREA is used by nothing else; this runs once before any
+    // allocation, on one core, so handing the range to the allocator is sound.
+    unsafe {
+        let start = core::ptr::addr_of_mut!(HEAP_AREA) as usize;
+        HEAP.lock().init(start, HEAP_SIZE);
+    }
+}
+
+/// Bytes currently allocated, for diagnostics.
+pub fn used() -> usize {
+    HEAP.lock().stats_alloc_actual()
+}

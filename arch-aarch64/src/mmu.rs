@@ -1,0 +1,156 @@
+//! The EL2 stage-1 translation: an identity map built with aarch64-paging,
+//! with W^X enforced (text RX, rodata R, everything writable XN).
+
+pub use aarch64_paging::MapError;
+use aarch64_paging::descriptor::El23Attributes as A;
+use aarch64_paging::idmap::IdMap;
+use aarch64_paging::paging::{El2, MemoryRegion};
+use spin::mutex::SpinMutex;
+
+use crate::sysreg;
+
+/// What a region of the map holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Code: read-only, executable.
+    Text,
+    /// Constants: read-only, never executable.
+    ReadOnly,
+    /// Data, stacks, heap, secure memory the SPMC manages: read-write, never executable.
+    ReadWrite,
+    /// Device registers: Device-nGnRE, never executable.
+    Device,
+    /// Normal-world memory (NS bit set): read-write, never executable.
+    NonSecure,
+}
+
+/// One range to identity-map.
+#[derive(Clone, Copy, Debug)]
+pub struct Region {
+    /// First byte.
+    pub start: usize,
+    /// One past the last byte.
+    pub end: usize,
+    /// What it holds.
+    pub kind: Kind,
+}
+
+// MAIR_EL2: index 0 Device-nGnRE, index 1 Normal write-back RA/WA.
+const MAIR: u64 = 0x04 | (0xff << 8);
+// TCR_EL2 (E2H=0): T0SZ=25 (39-bit VA, root level 1), IRGN0=ORGN0=WB RA/WA,
+// SH0 inner shareable, TG0 4K, PS 40 bits, RES1 bits 23 and 31.
+const TCR: u64 = 25 | (1 << 8) | (1 << 10) | (3 << 12) | (2 << 16) | (1 << 23) | (1 << 31);
+// SCTLR_EL2: M, C, SA, I, WXN and the RES1 bits of the non-VHE layout.
+const SCTLR_RES1: u64 = (1 << 4)
+    | (1 << 5)
+    | (1 << 11)
+    | (1 << 16)
+    | (1 << 18)
+    | (1 << 22)
+    | (1 << 23)
+    | (1 << 28)
+    | (1 << 29);
+const SCTLR: u64 = SCTLR_RES1 | 1 | (1 << 2) | (1 << 3) | (1 << 12) | (1 << 19);
+
+static MAP: SpinMutex<Option<IdMap<El2>>> = SpinMutex::new(None);
+static ROOT: SpinMutex<usize> = SpinMutex::new(0);
+
+fn attributes(kind: Kind) -> A {
+    let normal = A::VALID | A::ATTRIBUTE_INDEX_1 | A::INNER_SHAREABLE | A::ACCESSED | A::USER_RES1;
+    match kind {
+        Kind::Text => normal | A::READ_ONLY,
+        Kind::ReadOnly => normal | A::READ_ONLY | A::XN,
+        Kind::ReadWrite => normal | A::XN,
+        Kind::NonSecure => normal | A::XN | A::NS,
+        Kind::Device => A::VALID | A::ATTRIBUTE_INDEX_0 | A::ACCESSED | A::USER_RES1 | A::XN,
+    }
+}
+
+/// Builds the map from `regions` and turns the MMU on for this core.
+///
+/// # Safety
+///
+/// `regions` must map every byte the running program touches (its image,
+/// stacks, heap and devices) with the right kind, and must not map memory
+/// that another agent may change the attributes of.
+pub unsafe fn enable(regions: &[Region]) -> Result<(), MapError> {
+    let mut map = IdMap::new(1, El2);
+    for r in regions {
+        map.map_range(&MemoryRegion::new(r.start, r.end), attributes(r.kind))?;
+    }
+    let mut slot = MAP.lock();
+    let map = slot.insert(map);
+    // SAFETY: MAIR and TCR only take effect with the MMU on, which happens
+    // below once the table is in place.
+    unsafe {
+        sysreg::write_mair_el2(MAIR);
+        sysreg::write_tcr_el2(TCR);
+    }
+    sysreg::isb();
+    // SAFETY: the caller guarantees that the map covers everything in use.
+    let _ = unsafe { map.activate() };
+    *ROOT.lock() = map.root_address().0;
+    drop(slot);
+    // SAFETY: as above; the TLB holds nothing for EL2 yet that could conflict.
+    unsafe { turn_on() };
+    Ok(())
+}
+
+/// Turns the MMU on for a secondary core with the map the primary built.
+///
+/// # Safety
+///
+/// [`enable`] must have completed on the primary core.
+pub unsafe fn enable_secondary() {
+    let root = *ROOT.lock();
+    // SAFETY: the primary built and published the table; the registers
+    // take the same values as on the primary.
+    unsafe {
+        sysreg::write_mair_el2(MAIR);
+        sysreg::write_tcr_el2(TCR);
+        sysreg::write_ttbr0_el2(root as u64);
+    }
+    sysreg::isb();
+    // SAFETY: as above.
+    unsafe { turn_on() };
+}
+
+/// Invalidates the EL2 TLB and sets SCTLR_EL2.
+///
+/// # Safety
+///
+/// TTBR0_EL2, TCR_EL2 and MAIR_EL2 must describe a map of the running program.
+unsafe fn turn_on() {
+    // SAFETY: invalidating the EL2 TLB has no effect but refetching translations.
+    unsafe {
+        core::arch::asm!(
+            "tlbi alle2",
+            "dsb nsh",
+            "isb",
+            options(nostack, preserves_flags)
+        )
+    };
+    // SAFETY: the caller guarantees the translation registers are ready.
+    unsafe { sysreg::write_sctlr_el2(SCTLR) };
+    sysreg::isb();
+}
+
+/// Why a late mapping failed.
+#[derive(Debug)]
+pub enum MmuError {
+    /// The MMU has not been enabled yet.
+    NotEnabled,
+    /// aarch64-paging refused the range.
+    Map(MapError),
+}
+
+/// Maps a further range while the MMU is on (for example a normal-world buffer).
+pub fn map(region: Region) -> Result<(), MmuError> {
+    let mut slot = MAP.lock();
+    let map = slot.as_mut().ok_or(MmuError::NotEnabled)?;
+    map.map_range(
+        &MemoryRegion::new(region.start, region.end),
+        attributes(region.kind),
+    )
+    .map_err(MmuError::Map)
+}

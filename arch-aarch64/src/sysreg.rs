@@ -1,0 +1,96 @@
+//! System register access.
+
+/// Generates a read accessor for an EL2 (or EL1) system register.
+macro_rules! read_sysreg {
+    ($(#[$doc:meta])* $name:ident, $reg:literal) => {
+        $(#[$doc])*
+        #[inline]
+        pub fn $name() -> u64 {
+            let value: u64;
+            // SAFETY: reading this system register has no side effect; the
+            // caller runs at EL2 where it is accessible.
+            unsafe {
+                core::arch::asm!(concat!("mrs {}, ", $reg), out(reg) value, options(nomem, nostack, preserves_flags));
+            }
+            value
+        }
+    };
+}
+
+/// Generates a write accessor; writing is unsafe because it changes how the
+/// core translates, traps or executes.
+macro_rules! write_sysreg {
+    ($(#[$doc:meta])* $name:ident, $reg:literal) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        ///
+        /// The caller must make sure the new value keeps the running code's
+        /// memory mapped and its invariants intact.
+        #[inline]
+        pub unsafe fn $name(value: u64) {
+            // SAFETY: the caller upholds this function's contract.
+            unsafe {
+                core::arch::asm!(concat!("msr ", $reg, ", {}"), in(reg) value, options(nostack, preserves_flags));
+            }
+        }
+    };
+}
+
+read_sysreg!(
+    /// CurrentEL.
+    read_current_el, "CurrentEL");
+read_sysreg!(
+    /// MPIDR_EL1.
+    read_mpidr_el1, "mpidr_el1");
+read_sysreg!(
+    /// VSTCR_EL2: exists only at Secure EL2 (reading it elsewhere is UNDEFINED).
+    read_vstcr_el2, "S3_4_C2_C6_2");
+read_sysreg!(
+    /// SCTLR_EL2.
+    read_sctlr_el2, "sctlr_el2");
+read_sysreg!(
+    /// ID_AA64PFR0_EL1.
+    read_id_aa64pfr0_el1, "id_aa64pfr0_el1");
+read_sysreg!(
+    /// ID_AA64MMFR0_EL1.
+    read_id_aa64mmfr0_el1, "id_aa64mmfr0_el1");
+read_sysreg!(
+    /// CNTVCT_EL0.
+    read_cntvct_el0, "cntvct_el0");
+read_sysreg!(
+    /// HCR_EL2.
+    read_hcr_el2, "hcr_el2");
+
+write_sysreg!(
+    /// SCTLR_EL2.
+    write_sctlr_el2, "sctlr_el2");
+write_sysreg!(
+    /// TCR_EL2.
+    write_tcr_el2, "tcr_el2");
+write_sysreg!(
+    /// MAIR_EL2.
+    write_mair_el2, "mair_el2");
+write_sysreg!(
+    /// TTBR0_EL2.
+    write_ttbr0_el2, "ttbr0_el2");
+write_sysreg!(
+    /// HCR_EL2.
+    write_hcr_el2, "hcr_el2");
+write_sysreg!(
+    /// CPTR_EL2.
+    write_cptr_el2, "cptr_el2");
+
+/// Instruction synchronization barrier.
+#[inline]
+pub fn isb() {
+    // SAFETY: a barrier has no effect on memory safety.
+    unsafe { core::arch::asm!("isb", options(nostack, preserves_flags)) }
+}
+
+/// Full-system data synchronization barrier.
+#[inline]
+pub fn dsb_sy() {
+    // SAFETY: a barrier has no effect on memory safety.
+    unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) }
+}

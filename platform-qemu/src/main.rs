@@ -1,0 +1,38 @@
+//! The SPMC for QEMU virt (`-M virt,secure=on,virtualization=on`), loaded by
+//! TF-A as BL32 and entered at Secure EL2.
+//!
+//! This crate only knows the board: where the console, the manifest and the
+//! secure memory are. The work is done by `spmc` (the core) and
+//! `arch-aarch64` (registers).
+
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod platform;
+
+use core::panic::PanicInfo;
+
+use arch_aarch64::{console, cpu};
+
+#[panic_handler]
+fn panic(info: &PanicInfo<'_>) -> ! {
+    console::emergency_line(format_args!(
+        "SPMC panic on core {}: {info}",
+        cpu::core_index()
+    ));
+    platform::fail_boot_if_booting()
+}
+
+/// Primary cold boot: called by the entry code with x0 = manifest address.
+#[unsafe(no_mangle)]
+extern "C" fn spmc_primary_main(manifest: u64, core: usize) -> ! {
+    platform::primary(manifest, core)
+}
+
+/// A secondary core the normal world turned on.
+#[unsafe(no_mangle)]
+extern "C" fn spmc_secondary_main(core: usize) -> ! {
+    platform::secondary(core)
+}

@@ -1,0 +1,189 @@
+//! QEMU virt board facts and the boot sequence.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use arch_aarch64::mmu::{self, Kind, MapError, Region};
+use arch_aarch64::smc::smc;
+use arch_aarch64::{console, cpu, heap, sysreg};
+use log::{LevelFilter, error, info};
+use spin::mutex::SpinMutex;
+use spmc::Spmc;
+use spmc::ffa::{FfaError, Regs, func};
+use spmc::manifest::{self, ManifestError, SpmcConfig};
+
+/// UART1: the secure console on QEMU virt (UART0 belongs to the normal world).
+const SECURE_UART: usize = 0x0904_0000;
+/// Trusted SRAM, where BL2 puts the SPMC manifest (TOS_FW_CONFIG).
+const TRUSTED_SRAM: (u64, u64) = (0x0e00_0000, 0x0e10_0000);
+/// The manifest is at most one page (TF-A maps one page for it).
+const MANIFEST_WINDOW: u64 = 4096;
+
+/// Log level, chosen at build time with `SPMC_LOG` (error, warn, info, debug, trace).
+const LOG_LEVEL: LevelFilter = match option_env!("SPMC_LOG") {
+    Some(s) if s.len() == 5 && s.as_bytes()[0] == b'e' => LevelFilter::Error,
+    Some(s) if s.len() == 4 && s.as_bytes()[0] == b'w' => LevelFilter::Warn,
+    Some(s) if s.len() == 5 && s.as_bytes()[0] == b'd' => LevelFilter::Debug,
+    Some(s) if s.len() == 5 && s.as_bytes()[0] == b't' => LevelFilter::Trace,
+    _ => LevelFilter::Info,
+};
+
+static SPMC: SpinMutex<Option<Spmc>> = SpinMutex::new(None);
+/// Set once the first FFA_MSG_WAIT has told the SPMD that init succeeded.
+static BOOTED: AtomicBool = AtomicBool::new(false);
+
+unsafe extern "C" {
+    static __text_start: u8;
+    static __text_end: u8;
+    static __rodata_start: u8;
+    static __rodata_end: u8;
+    static __data_start: u8;
+    static __image_end: u8;
+}
+
+/// The primary core's cold boot, from entry to the first FFA_MSG_WAIT.
+pub fn primary(manifest_addr: u64, core: usize) -> ! {
+    // SAFETY: UART1 is the secure UART of QEMU virt; only the SPMC uses it.
+    unsafe { console::init(SECURE_UART, LOG_LEVEL) };
+    info!("booting on core {core}, manifest at {manifest_addr:#x}");
+    prove_secure_el2();
+    heap::init();
+
+    let config = match read_manifest(manifest_addr) {
+        Ok(c) => c,
+        Err(e) => {
+            error!("SPMC manifest rejected: {e}");
+            fail_boot(FfaError::InvalidParameters)
+        }
+    };
+
+    if let Err(e) = enable_mmu(&config) {
+        error!("cannot build the SPMC's stage-1 map: {e}");
+        fail_boot(FfaError::NoMemory)
+    }
+    info!("stage-1 MMU on: text RX, rodata R, data RW+XN");
+
+    register_secondary_entry();
+    *SPMC.lock() = Some(Spmc::new(config));
+    info!(
+        "init done, heap in use {} bytes; waiting for messages",
+        heap::used()
+    );
+    BOOTED.store(true, Ordering::Release);
+    serve(Regs::with_func(func::MSG_WAIT))
+}
+
+/// A secondary core entering after the normal world's PSCI CPU_ON.
+pub fn secondary(core: usize) -> ! {
+    // SAFETY: the primary finished `mmu::enable` before the SPMD could turn
+    // any other core on (it only does so after our first FFA_MSG_WAIT).
+    unsafe { mmu::enable_secondary() };
+    log::debug!("core {core} on");
+    serve(Regs::with_func(func::MSG_WAIT))
+}
+
+/// The message loop: answer, then wait for the next call in the same SMC.
+fn serve(mut regs: Regs) -> ! {
+    loop {
+        smc(&mut regs);
+        match SPMC.lock().as_mut() {
+            Some(spmc) => spmc.handle_spmd(&mut regs),
+            None => regs = Regs::error(FfaError::NotSupported),
+        }
+    }
+}
+
+/// Prints the line that proves where the SPMC runs: VSTCR_EL2 exists only at Secure EL2.
+fn prove_secure_el2() {
+    let el = cpu::current_el();
+    let vstcr = sysreg::read_vstcr_el2();
+    let sel2 = (sysreg::read_id_aa64pfr0_el1() >> 36) & 0xf;
+    info!(
+        "running at Secure EL2: CurrentEL={el}, VSTCR_EL2={vstcr:#x} readable, ID_AA64PFR0_EL1.SEL2={sel2}"
+    );
+}
+
+fn read_manifest(addr: u64) -> Result<SpmcConfig, ManifestError> {
+    if addr < TRUSTED_SRAM.0 || addr >= TRUSTED_SRAM.1 {
+        return Err(ManifestError::BadAddress(addr));
+    }
+    let len = MANIFEST_WINDOW.min(TRUSTED_SRAM.1 - addr) as usize;
+    // SAFETY: the range lies in trusted SRAM, which is RAM that BL2 filled
+    // and nothing writes while the SPMC boots; it is only read.
+    let window = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
+    manifest::parse(window)
+}
+
+fn enable_mmu(config: &SpmcConfig) -> Result<(), MapError> {
+    let image = [
+        Region {
+            start: &raw const __text_start as usize,
+            end: &raw const __text_end as usize,
+            kind: Kind::Text,
+        },
+        Region {
+            start: &raw const __rodata_start as usize,
+            end: &raw const __rodata_end as usize,
+            kind: Kind::ReadOnly,
+        },
+        Region {
+            start: &raw const __data_start as usize,
+            end: &raw const __image_end as usize,
+            kind: Kind::ReadWrite,
+        },
+        Region {
+            start: SECURE_UART,
+            end: SECURE_UART + 0x1000,
+            kind: Kind::Device,
+        },
+    ];
+    let pool = config.secure_memory.map(|p| Region {
+        start: p.base as usize,
+        end: (p.base + p.size) as usize,
+        kind: Kind::ReadWrite,
+    });
+    let regions = region_list(&image, pool);
+    // SAFETY: the regions cover the image (by the linker script's symbols),
+    // the console and the secure pool; nothing else is touched after this.
+    unsafe { mmu::enable(&regions) }
+}
+
+fn region_list(image: &[Region], pool: Option<Region>) -> alloc::vec::Vec<Region> {
+    let mut v = alloc::vec::Vec::with_capacity(image.len() + 1);
+    v.extend_from_slice(image);
+    v.extend(pool);
+    v
+}
+
+fn register_secondary_entry() {
+    let mut regs = Regs::with_func(func::SECONDARY_EP_REGISTER_64);
+    regs.0[1] = arch_aarch64::entry::secondary_entry_address();
+    smc(&mut regs);
+    if regs.func() != func::SUCCESS_64 && regs.func() != func::SUCCESS_32 {
+        log::warn!(
+            "FFA_SECONDARY_EP_REGISTER refused ({regs:?}); secondary cores will not start the SPMC"
+        );
+    }
+}
+
+/// Reports a failed init to the SPMD (FFA_ERROR, §13.1) and then answers any
+/// later call with NOT_SUPPORTED: the SPMC never hangs the caller.
+fn fail_boot(code: FfaError) -> ! {
+    let mut regs = Regs::error(code);
+    loop {
+        smc(&mut regs);
+        regs = Regs::error(FfaError::NotSupported);
+    }
+}
+
+/// After a panic: during boot, report failure; afterwards, answer every call
+/// with ABORTED without touching the (possibly inconsistent) state again.
+pub fn fail_boot_if_booting() -> ! {
+    if !BOOTED.load(Ordering::Acquire) {
+        fail_boot(FfaError::Aborted)
+    }
+    let mut regs = Regs::error(FfaError::Aborted);
+    loop {
+        smc(&mut regs);
+        regs = Regs::error(FfaError::Aborted);
+    }
+}

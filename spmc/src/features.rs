@@ -1,0 +1,133 @@
+//! FFA_FEATURES (DEN0077 v1.2 §13.3): which interfaces this SPMC implements,
+//! as seen from each FF-A instance.
+//!
+//! The answer is SUCCESS only for what is really implemented for the calling
+//! endpoint at its negotiated version; everything else is NOT_SUPPORTED.
+
+use crate::ffa::{FfaError, Version, func};
+
+/// Which FF-A instance a call arrives at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Instance {
+    /// The normal world, through the SPMD (physical FF-A instance).
+    NormalWorld,
+    /// A secure partition (secure virtual FF-A instance).
+    Partition,
+}
+
+/// The interfaces implemented, with the FF-A version that introduced each,
+/// the instances that may call it, and the properties FFA_FEATURES returns in w2.
+struct Entry {
+    func: u32,
+    since: Version,
+    nwd: bool,
+    sp: bool,
+    props: u32,
+}
+
+const fn e(func: u32, since: Version, nwd: bool, sp: bool) -> Entry {
+    Entry {
+        func,
+        since,
+        nwd,
+        sp,
+        props: 0,
+    }
+}
+
+const V10: Version = Version::V1_0;
+const V11: Version = Version::V1_1;
+
+/// The table of implemented interfaces. Kept in one place so that what
+/// FFA_FEATURES reports and what the dispatcher handles cannot drift apart:
+/// the dispatcher tests check every entry here is really served.
+const IMPLEMENTED: &[Entry] = &[
+    e(func::ERROR_32, V10, true, true),
+    e(func::SUCCESS_32, V10, true, true),
+    e(func::SUCCESS_64, V10, true, true),
+    e(func::VERSION, V10, true, true),
+    e(func::FEATURES, V10, true, true),
+    e(func::ID_GET, V10, true, true),
+    e(func::SPM_ID_GET, V11, true, true),
+];
+
+/// FFA_FEATURES for `id` (a function ID when bit 31 is set, else a feature ID)
+/// with input properties `input`, asked by an endpoint at `instance` that
+/// negotiated `version`. Returns the interface properties for w2.
+pub fn query(instance: Instance, version: Version, id: u32, input: u32) -> Result<u32, FfaError> {
+    if id & (1 << 31) == 0 {
+        // Feature IDs (§13.3.2): bits [30:8] MBZ. No optional feature
+        // (NPI, SRI, MEI) is implemented yet.
+        let _ = input;
+        return Err(FfaError::NotSupported);
+    }
+    IMPLEMENTED
+        .iter()
+        .find(|entry| entry.func == id)
+        .filter(|entry| version >= entry.since)
+        .filter(|entry| match instance {
+            Instance::NormalWorld => entry.nwd,
+            Instance::Partition => entry.sp,
+        })
+        .map(|entry| entry.props)
+        .ok_or(FfaError::NotSupported)
+}
+
+/// All function IDs reported as implemented for `instance` at `version`.
+pub fn implemented(instance: Instance, version: Version) -> impl Iterator<Item = u32> {
+    IMPLEMENTED
+        .iter()
+        .filter(move |entry| query(instance, version, entry.func, 0).is_ok())
+        .map(|entry| entry.func)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V12: Version = Version::V1_2;
+
+    #[test]
+    fn implemented_interfaces_succeed() {
+        for f in [func::VERSION, func::FEATURES, func::ID_GET, func::ERROR_32] {
+            assert_eq!(query(Instance::NormalWorld, V12, f, 0), Ok(0), "{f:#x}");
+        }
+    }
+
+    #[test]
+    fn unimplemented_and_unknown_are_not_supported() {
+        for f in [
+            func::MEM_SHARE_64,
+            func::NOTIFICATION_BIND,
+            0x8400_00FF,
+            0x1234_5678,
+        ] {
+            assert_eq!(
+                query(Instance::NormalWorld, V12, f, 0),
+                Err(FfaError::NotSupported)
+            );
+        }
+    }
+
+    #[test]
+    fn feature_ids_are_not_supported() {
+        for feat in [1, 2, 3, 0x7FFF_FFFF] {
+            assert_eq!(
+                query(Instance::NormalWorld, V12, feat, 0),
+                Err(FfaError::NotSupported)
+            );
+        }
+    }
+
+    #[test]
+    fn newer_interfaces_hidden_from_older_callers() {
+        assert_eq!(
+            query(Instance::NormalWorld, V10, func::SPM_ID_GET, 0),
+            Err(FfaError::NotSupported)
+        );
+        assert_eq!(
+            query(Instance::NormalWorld, V11, func::SPM_ID_GET, 0),
+            Ok(0)
+        );
+    }
+}

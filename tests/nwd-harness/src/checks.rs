@@ -1,0 +1,161 @@
+//! The end-to-end checks, one function each.
+
+use crate::ffa::{self, call, error_code};
+use crate::report::{Outcome, Report};
+use crate::{ensure, ensure_eq};
+
+/// Runs every check in order.
+pub fn run(r: &mut Report) {
+    // DEN0077 v1.2 §13.2: FFA_VERSION.
+    r.check("version-1.2", version_1_2);
+    r.check("version-1.1-answered-with-1.2", version_1_1);
+    r.check(
+        "version-newer-minor-answered-with-ours",
+        version_newer_minor,
+    );
+    r.check("version-major-2-not-supported", || {
+        version_rejected(0x2_0000)
+    });
+    r.check("version-major-0-not-supported", || {
+        version_rejected(0x0_0001)
+    });
+    r.check("version-bit31-not-supported", || {
+        version_rejected(0x8001_0002)
+    });
+    r.check("version-1.0-hides-1.1-interfaces", version_remembered);
+    // §13.9 / §13.10: IDs.
+    r.check("id-get", id_get);
+    r.check("spm-id-get", spm_id_get);
+    // §13.3: FFA_FEATURES.
+    r.check("features-version", || feature_ok(ffa::VERSION));
+    r.check("features-features", || feature_ok(ffa::FEATURES));
+    r.check("features-id-get", || feature_ok(ffa::ID_GET));
+    r.check("features-spm-id-get", || feature_ok(ffa::SPM_ID_GET));
+    r.check("features-unknown-function", || {
+        feature_not_supported(0x8400_00FF)
+    });
+    r.check("features-msg-wait-not-for-normal-world", || {
+        feature_not_supported(ffa::MSG_WAIT)
+    });
+    r.check("features-feature-id-npi", || feature_not_supported(0x1));
+    r.check("features-feature-id-reserved-bits", || {
+        feature_not_supported(0x0000_0100)
+    });
+    // Unknown or unimplemented function IDs get FFA_ERROR(NOT_SUPPORTED).
+    r.check("unknown-function-not-supported", || {
+        not_supported(ffa::NOTIFICATION_BITMAP_CREATE)
+    });
+    r.check("unimplemented-64bit-function-not-supported", || {
+        not_supported(ffa::MEM_SHARE_64)
+    });
+    r.check("msg-wait-from-normal-world-refused", || {
+        not_supported(ffa::MSG_WAIT)
+    });
+    // §15.2: a direct request to nobody.
+    r.check("direct-req-to-unknown-partition", direct_req_unknown);
+    // SMCCC v1.2: x8-x17 survive a call that does not use them.
+    r.check("x8-x17-preserved", upper_registers_preserved);
+}
+
+fn version_1_2() -> Outcome {
+    ensure_eq!(ffa::version(ffa::V1_2), ffa::V1_2, "FFA_VERSION(1.2)");
+    Ok(())
+}
+
+fn version_1_1() -> Outcome {
+    let got = ffa::version(ffa::V1_1);
+    let back = ffa::version(ffa::V1_2);
+    ensure_eq!(got, ffa::V1_2, "FFA_VERSION(1.1)");
+    ensure_eq!(back, ffa::V1_2, "FFA_VERSION(1.2) again");
+    Ok(())
+}
+
+fn version_newer_minor() -> Outcome {
+    let got = ffa::version(0x1_0009);
+    let back = ffa::version(ffa::V1_2);
+    ensure_eq!(got, ffa::V1_2, "FFA_VERSION(1.9)");
+    ensure_eq!(back, ffa::V1_2, "FFA_VERSION(1.2) again");
+    Ok(())
+}
+
+fn version_rejected(v: u32) -> Outcome {
+    ensure_eq!(
+        ffa::version(v) as i32,
+        ffa::NOT_SUPPORTED,
+        "FFA_VERSION answer"
+    );
+    Ok(())
+}
+
+fn version_remembered() -> Outcome {
+    ensure_eq!(ffa::version(ffa::V1_0), ffa::V1_2, "FFA_VERSION(1.0)");
+    let at_1_0 = call(ffa::FEATURES, &[ffa::SPM_ID_GET]);
+    ensure_eq!(ffa::version(ffa::V1_2), ffa::V1_2, "FFA_VERSION(1.2)");
+    let at_1_2 = call(ffa::FEATURES, &[ffa::SPM_ID_GET]);
+    ensure_eq!(
+        error_code(&at_1_0),
+        Some(ffa::NOT_SUPPORTED),
+        "FEATURES(SPM_ID_GET) at v1.0"
+    );
+    ensure_eq!(at_1_2[0], ffa::SUCCESS_32, "FEATURES(SPM_ID_GET) at v1.2");
+    Ok(())
+}
+
+fn id_get() -> Outcome {
+    let r = call(ffa::ID_GET, &[]);
+    ensure_eq!(r[0], ffa::SUCCESS_32, "w0");
+    ensure_eq!(r[2] & 0xFFFF, 0, "normal-world ID");
+    Ok(())
+}
+
+fn spm_id_get() -> Outcome {
+    let r = call(ffa::SPM_ID_GET, &[]);
+    ensure_eq!(r[0], ffa::SUCCESS_32, "w0");
+    ensure_eq!(r[2] & 0xFFFF, 0x8000, "SPMC ID");
+    Ok(())
+}
+
+fn feature_ok(func: u64) -> Outcome {
+    let r = call(ffa::FEATURES, &[func]);
+    ensure!(
+        r[0] == ffa::SUCCESS_32,
+        "FEATURES({func:#x}) answered {:#x} w2={:#x}",
+        r[0],
+        r[2]
+    );
+    Ok(())
+}
+
+fn feature_not_supported(id: u64) -> Outcome {
+    let r = call(ffa::FEATURES, &[id]);
+    ensure_eq!(error_code(&r), Some(ffa::NOT_SUPPORTED), "FEATURES answer");
+    Ok(())
+}
+
+fn not_supported(func: u64) -> Outcome {
+    let r = call(func, &[]);
+    ensure_eq!(error_code(&r), Some(ffa::NOT_SUPPORTED), "answer");
+    Ok(())
+}
+
+fn direct_req_unknown() -> Outcome {
+    // Sender 0 (the normal world), receiver 0x8123 (no such partition).
+    let r = call(ffa::MSG_SEND_DIRECT_REQ_64, &[0x8123, 0, 1, 2, 3, 4, 5]);
+    ensure_eq!(error_code(&r), Some(ffa::INVALID_PARAMETERS), "answer");
+    Ok(())
+}
+
+fn upper_registers_preserved() -> Outcome {
+    let mut r = [0u64; 18];
+    r[0] = ffa::FEATURES;
+    r[1] = ffa::VERSION;
+    for (i, v) in r.iter_mut().enumerate().skip(8) {
+        *v = 0x1111_0000 + i as u64;
+    }
+    baremetal::smc(&mut r);
+    ensure_eq!(r[0], ffa::SUCCESS_32, "w0");
+    for (i, v) in r.iter().enumerate().skip(8) {
+        ensure!(*v == 0x1111_0000 + i as u64, "x{i} = {v:#x} after the call");
+    }
+    Ok(())
+}
