@@ -81,9 +81,9 @@ pub fn emergency_line(args: fmt::Arguments<'_>) {
     // SAFETY: we are on a fatal path and will halt; the other core's writer
     // may interleave characters, which is acceptable for a last report.
     unsafe { UART.force_unlock() };
-    if let Some(mut guard) = UART.try_lock() {
-        if let Some(uart) = guard.as_mut() {
-            let _ = writeln!(uart, "spmc: FATAL {args}\r");
-        }
+    if let Some(mut guard) = UART.try_lock()
+        && let Some(uart) = guard.as_mut()
+    {
+        let _ = writeln!(uart, "spmc: FATAL {args}\r");
     }
 }

@@ -45,7 +45,7 @@ pub struct Frame {
 
 const FRAME_SIZE: usize = core::mem::size_of::<Frame>();
 const _: () = assert!(FRAME_SIZE == 36 * 8);
-const _: () = assert!(FRAME_SIZE % 16 == 0);
+const _: () = assert!(FRAME_SIZE.is_multiple_of(16));
 const _: () = assert!(core::mem::offset_of!(Frame, esr) == 31 * 8);
 
 impl fmt::Debug for Frame {

@@ -18,12 +18,10 @@ static HEAP: LockedHeap<32> = LockedHeap::empty();
 
 /// Hands the heap area to the allocator. Call once, on the primary core, first.
 pub fn init() {
+    let start = (&raw mut HEAP_AREA) as usize;
     // SAFETY: HEAP_AREA is used by nothing else; this runs once before any
     // allocation, on one core, so handing the range to the allocator is sound.
-    unsafe {
-        let start = core::ptr::addr_of_mut!(HEAP_AREA) as usize;
-        HEAP.lock().init(start, HEAP_SIZE);
-    }
+    unsafe { HEAP.lock().init(start, HEAP_SIZE) };
 }
 
 /// Bytes currently allocated, for diagnostics.

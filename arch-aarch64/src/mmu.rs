@@ -82,10 +82,9 @@ pub unsafe fn enable(regions: &[Region]) -> Result<(), MapError> {
     let map = slot.insert(map);
     // SAFETY: MAIR and TCR only take effect with the MMU on, which happens
     // below once the table is in place.
-    unsafe {
-        sysreg::write_mair_el2(MAIR);
-        sysreg::write_tcr_el2(TCR);
-    }
+    unsafe { sysreg::write_mair_el2(MAIR) };
+    // SAFETY: as above.
+    unsafe { sysreg::write_tcr_el2(TCR) };
     sysreg::isb();
     // SAFETY: the caller guarantees that the map covers everything in use.
     let _ = unsafe { map.activate() };
@@ -104,12 +103,12 @@ pub unsafe fn enable(regions: &[Region]) -> Result<(), MapError> {
 pub unsafe fn enable_secondary() {
     let root = *ROOT.lock();
     // SAFETY: the primary built and published the table; the registers
-    // take the same values as on the primary.
-    unsafe {
-        sysreg::write_mair_el2(MAIR);
-        sysreg::write_tcr_el2(TCR);
-        sysreg::write_ttbr0_el2(root as u64);
-    }
+    // take the same values as on the primary, and the MMU is still off.
+    unsafe { sysreg::write_mair_el2(MAIR) };
+    // SAFETY: as above.
+    unsafe { sysreg::write_tcr_el2(TCR) };
+    // SAFETY: as above.
+    unsafe { sysreg::write_ttbr0_el2(root as u64) };
     sysreg::isb();
     // SAFETY: as above.
     unsafe { turn_on() };

@@ -154,7 +154,7 @@ pub mod func {
     /// True for a function ID in the FF-A range (SMCCC owner "standard secure
     /// service", functions 0x60-0xFF), 32- or 64-bit convention.
     pub const fn is_ffa(func: u32) -> bool {
-        (func & !0x4000_0000) >> 8 == 0x8400_00 && (func & 0xFF) >= 0x60
+        (func & !0x4000_0000) & 0xFFFF_FF00 == 0x8400_0000 && (func & 0xFF) >= 0x60
     }
 }
 

@@ -337,7 +337,11 @@ pub fn parse(blob: &[u8]) -> Result<SpmcConfig, ManifestError> {
                     base: be64(0),
                     size: be64(8),
                 };
-                if r.size == 0 || r.base % 4096 != 0 || r.size % 4096 != 0 || r.end().is_none() {
+                if r.size == 0
+                    || !r.base.is_multiple_of(4096)
+                    || !r.size.is_multiple_of(4096)
+                    || r.end().is_none()
+                {
                     return Err(ManifestError::BadSecureMemory(r));
                 }
                 Some(r)

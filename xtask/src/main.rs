@@ -1,1 +1,45 @@
-fn main() {}
+//! `cargo xtask`: set up the machine, build the firmware, run it in QEMU, test it.
+//!
+//! Every command first makes sure what it needs is installed (and says what
+//! it installs); nothing present is reinstalled.
+
+mod build;
+mod cli;
+mod qemu;
+mod setup;
+mod sh;
+mod test;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let opts = match cli::parse(std::env::args().skip(1)) {
+        Ok(o) => o,
+        Err(msg) => {
+            eprintln!("xtask: {msg}\n");
+            eprintln!("{}", cli::HELP);
+            return ExitCode::from(2);
+        }
+    };
+    let result = match opts.command {
+        cli::Command::Help => {
+            println!("{}", cli::HELP);
+            Ok(())
+        }
+        cli::Command::Setup => setup::ensure(&opts).map(|_| ()),
+        cli::Command::Build => {
+            setup::ensure(&opts).and_then(|env| build::all(&env, &opts).map(|_| ()))
+        }
+        cli::Command::Run => {
+            setup::ensure(&opts).and_then(|env| qemu::run_interactive(&env, &opts))
+        }
+        cli::Command::Test => test::run(&opts),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

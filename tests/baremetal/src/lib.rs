@@ -53,12 +53,11 @@ impl Pl011 {
     fn putc(&mut self, c: u8) {
         let dr = self.base as *mut u32;
         let fr = (self.base + 0x18) as *const u32;
-        // SAFETY: the constructor's caller vouched for the register block;
-        // FR bit 5 is TXFF (transmit FIFO full), DR takes one character.
-        unsafe {
-            while core::ptr::read_volatile(fr) & (1 << 5) != 0 {}
-            core::ptr::write_volatile(dr, c as u32);
-        }
+        // FR bit 5 is TXFF: wait while the transmit FIFO is full.
+        // SAFETY: the constructor's caller vouched for the register block.
+        while unsafe { core::ptr::read_volatile(fr) } & (1 << 5) != 0 {}
+        // SAFETY: as above; DR takes one character.
+        unsafe { core::ptr::write_volatile(dr, c as u32) };
     }
 }
 

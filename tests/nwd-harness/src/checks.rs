@@ -1,8 +1,8 @@
 //! The end-to-end checks, one function each.
 
-use crate::ffa::{self, call, error_code};
+use crate::ensure_eq;
+use crate::ffa::{self, call, code};
 use crate::report::{Outcome, Report};
-use crate::{ensure, ensure_eq};
 
 /// Runs every check in order.
 pub fn run(r: &mut Report) {
@@ -93,8 +93,8 @@ fn version_remembered() -> Outcome {
     ensure_eq!(ffa::version(ffa::V1_2), ffa::V1_2, "FFA_VERSION(1.2)");
     let at_1_2 = call(ffa::FEATURES, &[ffa::SPM_ID_GET]);
     ensure_eq!(
-        error_code(&at_1_0),
-        Some(ffa::NOT_SUPPORTED),
+        code(&at_1_0),
+        ffa::NOT_SUPPORTED,
         "FEATURES(SPM_ID_GET) at v1.0"
     );
     ensure_eq!(at_1_2[0], ffa::SUCCESS_32, "FEATURES(SPM_ID_GET) at v1.2");
@@ -117,31 +117,26 @@ fn spm_id_get() -> Outcome {
 
 fn feature_ok(func: u64) -> Outcome {
     let r = call(ffa::FEATURES, &[func]);
-    ensure!(
-        r[0] == ffa::SUCCESS_32,
-        "FEATURES({func:#x}) answered {:#x} w2={:#x}",
-        r[0],
-        r[2]
-    );
+    ensure_eq!(r[0], ffa::SUCCESS_32, "FEATURES answer");
     Ok(())
 }
 
 fn feature_not_supported(id: u64) -> Outcome {
     let r = call(ffa::FEATURES, &[id]);
-    ensure_eq!(error_code(&r), Some(ffa::NOT_SUPPORTED), "FEATURES answer");
+    ensure_eq!(code(&r), ffa::NOT_SUPPORTED, "FEATURES answer");
     Ok(())
 }
 
 fn not_supported(func: u64) -> Outcome {
     let r = call(func, &[]);
-    ensure_eq!(error_code(&r), Some(ffa::NOT_SUPPORTED), "answer");
+    ensure_eq!(code(&r), ffa::NOT_SUPPORTED, "answer");
     Ok(())
 }
 
 fn direct_req_unknown() -> Outcome {
     // Sender 0 (the normal world), receiver 0x8123 (no such partition).
     let r = call(ffa::MSG_SEND_DIRECT_REQ_64, &[0x8123, 0, 1, 2, 3, 4, 5]);
-    ensure_eq!(error_code(&r), Some(ffa::INVALID_PARAMETERS), "answer");
+    ensure_eq!(code(&r), ffa::INVALID_PARAMETERS, "answer");
     Ok(())
 }
 
@@ -155,7 +150,7 @@ fn upper_registers_preserved() -> Outcome {
     baremetal::smc(&mut r);
     ensure_eq!(r[0], ffa::SUCCESS_32, "w0");
     for (i, v) in r.iter().enumerate().skip(8) {
-        ensure!(*v == 0x1111_0000 + i as u64, "x{i} = {v:#x} after the call");
+        ensure_eq!(*v, 0x1111_0000 + i as u64, "x8-x17 after the call");
     }
     Ok(())
 }

@@ -49,9 +49,13 @@ pub fn call(func: u64, args: &[u64]) -> Regs {
     r
 }
 
-/// The FF-A error code if `r` is FFA_ERROR.
-pub fn error_code(r: &Regs) -> Option<i32> {
-    (r[0] as u32 == ERROR_32 as u32).then_some(r[2] as u32 as i32)
+/// The FF-A error code if `r` is FFA_ERROR, else 0 (which no error code is).
+pub fn code(r: &Regs) -> i32 {
+    if r[0] as u32 == ERROR_32 as u32 {
+        r[2] as u32 as i32
+    } else {
+        0
+    }
 }
 
 /// FFA_VERSION: returns w0.

@@ -11,34 +11,19 @@ pub fn console() -> Pl011 {
     unsafe { Pl011::new(0x0900_0000) }
 }
 
-/// Why a check failed, formatted into a fixed buffer (the harness has no heap).
+/// Why a check failed: what was checked and, for comparisons, the two values.
+/// Kept small (the harness has no heap and clippy keeps `Err` lean).
 pub struct Fail {
-    buf: [u8; 160],
-    len: usize,
+    pub what: &'static str,
+    pub values: Option<(u64, u64)>,
 }
 
-impl Fail {
-    /// A failure with a formatted message.
-    pub fn new(args: fmt::Arguments<'_>) -> Self {
-        let mut f = Self {
-            buf: [0; 160],
-            len: 0,
-        };
-        let _ = f.write_fmt(args);
-        f
-    }
-
-    fn as_str(&self) -> &str {
-        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("<bad utf-8>")
-    }
-}
-
-impl Write for Fail {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let n = s.len().min(self.buf.len() - self.len);
-        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-        self.len += n;
-        Ok(())
+impl fmt::Display for Fail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.values {
+            Some((got, want)) => write!(f, "{}: got {got:#x}, want {want:#x}", self.what),
+            None => f.write_str(self.what),
+        }
     }
 }
 
@@ -48,23 +33,26 @@ pub type Outcome = Result<(), Fail>;
 /// Fails the check with a message unless `cond` holds.
 #[macro_export]
 macro_rules! ensure {
-    ($cond:expr, $($arg:tt)+) => {
+    ($cond:expr, $what:literal) => {
         if !$cond {
-            return Err($crate::report::Fail::new(format_args!($($arg)+)));
+            return Err($crate::report::Fail {
+                what: $what,
+                values: None,
+            });
         }
     };
 }
 
-/// Fails the check unless the two values are equal.
+/// Fails the check unless the two values (anything that converts to u64 with `as`) are equal.
 #[macro_export]
 macro_rules! ensure_eq {
     ($a:expr, $b:expr, $what:literal) => {{
-        let (a, b) = (&$a, &$b);
+        let (a, b) = ($a as u64, $b as u64);
         if a != b {
-            return Err($crate::report::Fail::new(format_args!(
-                "{}: got {:#x?}, want {:#x?}",
-                $what, a, b
-            )));
+            return Err($crate::report::Fail {
+                what: $what,
+                values: Some((a, b)),
+            });
         }
     }};
 }
@@ -86,7 +74,7 @@ impl Report {
             }
             Err(e) => {
                 self.failed += 1;
-                let _ = writeln!(console(), "FAIL {name}: {}", e.as_str());
+                let _ = writeln!(console(), "FAIL {name}: {e}");
             }
         }
     }

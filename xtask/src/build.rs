@@ -1,0 +1,172 @@
+//! Builds the firmware: the Rust images (SPMC, test images) and TF-A around them.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::cli::Options;
+use crate::setup::{Env, TARGET, Toolchain};
+use crate::sh::{self, Result};
+
+/// A flash image for QEMU and what went into it.
+#[derive(Clone, Debug)]
+pub struct Firmware {
+    /// bl1 + FIP, ready for `-bios`.
+    pub flash: PathBuf,
+    /// The SPMC image (BL32) in raw binary form.
+    pub spmc_bin: PathBuf,
+}
+
+/// A `cargo` command for the firmware target, set up for the chosen toolchain.
+pub fn firmware_cargo(env: &Env, subcommand: &str) -> Command {
+    let mut cmd = match env.toolchain {
+        Toolchain::Installed => {
+            let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            c.arg(subcommand);
+            c
+        }
+        Toolchain::DebianBuildStd => {
+            // Debian's toolchain lives in /usr/bin; put it first so that cargo,
+            // rustc, clippy-driver and rust-lld all come from the same release.
+            let path = std::env::var("PATH").unwrap_or_default();
+            let mut c = Command::new("/usr/bin/cargo");
+            c.env("PATH", format!("/usr/bin:{path}"))
+                .env("RUSTC", "/usr/bin/rustc")
+                .env("RUSTC_BOOTSTRAP", "1")
+                .env_remove("RUSTC_WRAPPER")
+                .env_remove("RUSTC_WORKSPACE_WRAPPER")
+                .env_remove("CARGO");
+            c.arg(subcommand)
+                .arg("-Zbuild-std=core,alloc,compiler_builtins")
+                .arg("-Zbuild-std-features=compiler-builtins-mem");
+            c
+        }
+    };
+    cmd.current_dir(sh::root())
+        .env("CARGO_TARGET_DIR", sh::root().join("target/fw"))
+        .args(["--target", TARGET]);
+    cmd
+}
+
+/// The firmware crates, built for aarch64.
+pub const FIRMWARE_PACKAGES: &[&str] = &["platform-qemu", "nwd-harness"];
+
+fn profile_dir(opts: &Options) -> &'static str {
+    if opts.release { "release" } else { "debug" }
+}
+
+fn image_dir(opts: &Options) -> PathBuf {
+    sh::root()
+        .join("target/fw")
+        .join(TARGET)
+        .join(profile_dir(opts))
+}
+
+/// Builds the Rust images and turns each ELF into a raw binary.
+pub fn rust_images(env: &Env, opts: &Options) -> Result<PathBuf> {
+    sh::step(&format!(
+        "build: firmware crates for {TARGET} ({})",
+        profile_dir(opts)
+    ));
+    let timer = sh::Timer::start("firmware build");
+    let mut cmd = firmware_cargo(env, "build");
+    for p in FIRMWARE_PACKAGES {
+        cmd.args(["-p", p]);
+    }
+    if opts.release {
+        cmd.arg("--release");
+    }
+    cmd.env("SPMC_LOG", &opts.log);
+    sh::run(&mut cmd)?;
+    let dir = image_dir(opts);
+    for (elf, bin) in [
+        ("spmc-qemu", "spmc.bin"),
+        ("nwd-harness", "nwd-harness.bin"),
+    ] {
+        sh::run(
+            Command::new("aarch64-linux-gnu-objcopy")
+                .args(["-O", "binary"])
+                .arg(dir.join(elf))
+                .arg(dir.join(bin)),
+        )?;
+    }
+    let size = fs::metadata(dir.join("spmc.bin"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!(
+        "    SPMC image: {size} bytes ({:.1} KiB)",
+        size as f64 / 1024.0
+    );
+    timer.done();
+    Ok(dir)
+}
+
+/// Builds TF-A with the SPMD, our SPMC as BL32 and `bl33` as BL33, and
+/// assembles the flash image (BL1 at 0, FIP at 256 KiB).
+pub fn tfa(env: &Env, spmc_bin: &Path, bl33: &Path, variant: &str) -> Result<PathBuf> {
+    sh::step(&format!(
+        "build: TF-A 2.12.1 with SPMD, SPMC at S-EL2 ({variant})"
+    ));
+    let timer = sh::Timer::start("TF-A build");
+    let integration = sh::root().join("tf-a-integration/qemu");
+    let out = env.work.join("tfa-build").join(variant);
+    let mut cmd = Command::new("make");
+    cmd.current_dir(&env.tfa_src)
+        .arg(format!(
+            "-j{}",
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        ))
+        .args(tfa_flags())
+        .arg(format!("BL32={}", spmc_bin.display()))
+        .arg(format!("BL33={}", bl33.display()))
+        .arg(format!(
+            "QEMU_TOS_FW_CONFIG_DTS={}",
+            integration.join("spmc_manifest.dts").display()
+        ))
+        .arg(format!(
+            "QEMU_TB_FW_CONFIG_DTS={}",
+            integration.join("tb_fw_config.dts").display()
+        ))
+        .arg(format!(
+            "SP_LAYOUT_FILE={}",
+            integration.join("sp_layout.json").display()
+        ))
+        .arg(format!("BUILD_BASE={}", out.display()))
+        .args(["all", "fip"]);
+    // make does not see that BL32/BL33 changed when their paths stay the same:
+    // drop the FIP so it is always rebuilt from the current images.
+    let _ = fs::remove_file(out.join("qemu/release/fip.bin"));
+    sh::run(&mut cmd)?;
+    let rel = out.join("qemu/release");
+    let flash = rel.join("flash.bin");
+    let mut image = fs::read(rel.join("bl1.bin")).map_err(|e| format!("bl1.bin: {e}"))?;
+    image.resize(256 * 1024, 0);
+    image.extend(fs::read(rel.join("fip.bin")).map_err(|e| format!("fip.bin: {e}"))?);
+    fs::write(&flash, image).map_err(|e| format!("{}: {e}", flash.display()))?;
+    timer.done();
+    Ok(flash)
+}
+
+/// The TF-A build flags every build uses (tests and benchmarks alike).
+pub fn tfa_flags() -> Vec<String> {
+    [
+        "CROSS_COMPILE=aarch64-linux-gnu-",
+        "PLAT=qemu",
+        "SPD=spmd",
+        "SPMD_SPM_AT_SEL2=1",
+        "CTX_INCLUDE_EL2_REGS=1",
+        "QEMU_USE_GIC_DRIVER=QEMU_GICV3",
+        "DEBUG=0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Everything for the default e2e stage: the SPMC and the test harness in one flash image.
+pub fn all(env: &Env, opts: &Options) -> Result<Firmware> {
+    let dir = rust_images(env, opts)?;
+    let spmc_bin = dir.join("spmc.bin");
+    let flash = tfa(env, &spmc_bin, &dir.join("nwd-harness.bin"), "e2e")?;
+    Ok(Firmware { flash, spmc_bin })
+}

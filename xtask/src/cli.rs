@@ -1,0 +1,130 @@
+//! Command-line parsing (no dependencies, so the xtask builds in seconds).
+
+pub const HELP: &str = "\
+cargo xtask <command> [options]
+
+Commands:
+  setup    Install what is missing (Debian packages, TF-A source) and stop
+  build    Build the SPMC, the test images and the TF-A firmware (flash image)
+  run      Build everything and boot it in QEMU on this terminal
+           (quit QEMU with Ctrl-a x; the harness powers off by itself)
+  test     Host unit tests, rustfmt, clippy (host and aarch64), firmware and
+           TF-A builds, then the end-to-end stages in QEMU
+  help     Show this text
+
+Options:
+  --release          Build the firmware with the release profile (default: dev)
+  --smp <N>          Cores for QEMU (1-4, default 1)
+  --gdb              Start QEMU halted with a gdb server on tcp::1234
+                     (attach: gdb-multiarch -ex 'target remote :1234')
+  --log <LEVEL>      SPMC log level: error, warn, info (default), debug, trace
+  --timeout <SECS>   Time limit of each QEMU stage in `test` (default 300)
+  --skip-host        `test`: skip host tests, rustfmt and clippy
+  --no-install       Never install anything; fail with the command to run instead
+
+Environment:
+  SPMC_XTASK_DIR     Where set-up files and builds go (default: target/xtask)
+";
+
+/// The subcommand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    Setup,
+    Build,
+    Run,
+    Test,
+    Help,
+}
+
+/// Parsed options.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub command: Command,
+    pub release: bool,
+    pub smp: u32,
+    pub gdb: bool,
+    pub log: String,
+    pub timeout_secs: u64,
+    pub skip_host: bool,
+    pub no_install: bool,
+}
+
+pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
+    let command = match args.next().as_deref() {
+        None | Some("help" | "--help" | "-h") => Command::Help,
+        Some("setup") => Command::Setup,
+        Some("build") => Command::Build,
+        Some("run") => Command::Run,
+        Some("test") => Command::Test,
+        Some(other) => return Err(format!("unknown command `{other}`")),
+    };
+    let mut o = Options {
+        command,
+        release: false,
+        smp: 1,
+        gdb: false,
+        log: "info".into(),
+        timeout_secs: 300,
+        skip_host: false,
+        no_install: false,
+    };
+    while let Some(a) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        match a.as_str() {
+            "--release" => o.release = true,
+            "--gdb" => o.gdb = true,
+            "--skip-host" => o.skip_host = true,
+            "--no-install" => o.no_install = true,
+            "--smp" => {
+                o.smp = value("--smp")?
+                    .parse()
+                    .map_err(|_| "--smp takes a number".to_string())?;
+                if !(1..=4).contains(&o.smp) {
+                    return Err("--smp must be 1 to 4 (TF-A's QEMU port numbers at most 4 cores per cluster)".into());
+                }
+            }
+            "--log" => {
+                o.log = value("--log")?;
+                if !["error", "warn", "info", "debug", "trace"].contains(&o.log.as_str()) {
+                    return Err(format!("--log: unknown level `{}`", o.log));
+                }
+            }
+            "--timeout" => {
+                o.timeout_secs = value("--timeout")?
+                    .parse()
+                    .map_err(|_| "--timeout takes seconds".to_string())?;
+            }
+            "--help" | "-h" => o.command = Command::Help,
+            other => return Err(format!("unknown option `{other}`")),
+        }
+    }
+    Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Options, String> {
+        parse(s.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn defaults_and_options() {
+        let o = p("run --smp 2 --release --gdb").unwrap();
+        assert_eq!(o.command, Command::Run);
+        assert_eq!(o.smp, 2);
+        assert!(o.release && o.gdb);
+        assert_eq!(p("").unwrap().command, Command::Help);
+        assert_eq!(p("test --help").unwrap().command, Command::Help);
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        assert!(p("frobnicate").is_err());
+        assert!(p("run --smp 9").is_err());
+        assert!(p("run --smp").is_err());
+        assert!(p("run --log loud").is_err());
+        assert!(p("run --what").is_err());
+    }
+}

@@ -1,0 +1,226 @@
+//! Booting a flash image in QEMU: on the terminal (`run`) or as a test stage
+//! whose output is checked line by line under a time limit.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::build;
+use crate::cli::Options;
+use crate::setup::Env;
+use crate::sh::{self, Result};
+
+/// The QEMU machine every stage uses.
+pub fn base_command(flash: &Path, smp: u32) -> Command {
+    let mut cmd = Command::new("qemu-system-aarch64");
+    cmd.args(["-M", "virt,secure=on,virtualization=on,gic-version=3"])
+        .args(["-cpu", "max"])
+        .args(["-smp", &smp.to_string()])
+        .args(["-m", "1G"])
+        .arg("-bios")
+        .arg(flash);
+    cmd
+}
+
+/// Both UARTs (UART0: TF-A and the normal world; UART1: the SPMC) on one stream.
+fn serial_args(cmd: &mut Command, interactive: bool) {
+    if interactive {
+        cmd.args(["-nographic", "-chardev", "stdio,id=con,mux=on,signal=off"])
+            .args(["-serial", "chardev:con", "-serial", "chardev:con"])
+            .args(["-mon", "chardev=con,mode=readline"]);
+    } else {
+        cmd.args([
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-chardev",
+            "stdio,id=con,mux=on",
+        ])
+        .args(["-serial", "chardev:con", "-serial", "chardev:con"]);
+    }
+}
+
+/// `cargo xtask run`: build and boot on this terminal.
+pub fn run_interactive(env: &Env, opts: &Options) -> Result<()> {
+    let fw = build::all(env, opts)?;
+    sh::step("run: booting QEMU (Ctrl-a x quits; the harness powers off when done)");
+    let mut cmd = base_command(&fw.flash, opts.smp);
+    serial_args(&mut cmd, true);
+    if opts.gdb {
+        println!(
+            "    gdb server on tcp::1234, CPU halted: gdb-multiarch -ex 'target remote :1234'"
+        );
+        cmd.args(["-s", "-S"]);
+    }
+    sh::run(&mut cmd)
+}
+
+/// What a test stage expects of its output.
+#[derive(Clone, Debug)]
+pub struct StageSpec<'a> {
+    /// The stage name in its summary line `<name>: N passed, M failed`.
+    pub name: &'a str,
+    /// Lines that must appear (for example the Secure EL2 proof).
+    pub required: &'a [&'a str],
+    /// Time limit.
+    pub timeout: Duration,
+}
+
+/// What a stage produced.
+#[derive(Clone, Debug, Default)]
+pub struct StageResult {
+    pub passed: u32,
+    pub failed: u32,
+    pub problems: Vec<String>,
+    pub lines: Vec<String>,
+    pub seconds: f64,
+}
+
+/// Parses `<name>: N passed, M failed`.
+pub fn parse_summary(line: &str, name: &str) -> Option<(u32, u32)> {
+    let rest = line.strip_prefix(name)?.strip_prefix(": ")?;
+    let (p, rest) = rest.split_once(" passed, ")?;
+    let f = rest.strip_suffix(" failed")?;
+    Some((p.trim().parse().ok()?, f.trim().parse().ok()?))
+}
+
+/// Checks one output line; returns a problem if the line shows one.
+fn judge(line: &str) -> Option<String> {
+    if line.starts_with("FAIL ") {
+        return Some(line.to_string());
+    }
+    let lower = line.to_ascii_lowercase();
+    if lower.contains("panic") || line.contains("FATAL") {
+        return Some(format!("panic or fatal error: {line}"));
+    }
+    None
+}
+
+/// Boots `cmd` (a QEMU command without serial options) and checks its output.
+pub fn run_stage(mut cmd: Command, spec: &StageSpec<'_>) -> Result<StageResult> {
+    sh::step(&format!(
+        "e2e stage `{}` in QEMU (time limit {} s)",
+        spec.name,
+        spec.timeout.as_secs()
+    ));
+    serial_args(&mut cmd, false);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
+    let (tx, rx) = mpsc::channel::<String>();
+    let stdout = child.stdout.take().ok_or("no QEMU stdout")?;
+    let stderr = child.stderr.take().ok_or("no QEMU stderr")?;
+    for stream in [
+        Box::new(stdout) as Box<dyn std::io::Read + Send>,
+        Box::new(stderr),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).split(b'\n').map_while(|l| l.ok()) {
+                let text = String::from_utf8_lossy(&line).replace('\r', "");
+                if tx.send(text).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
+
+    let mut res = StageResult::default();
+    let mut summary = None;
+    let deadline = start + spec.timeout;
+    let mut timed_out = false;
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            timed_out = true;
+            break;
+        }
+        match rx.recv_timeout(deadline - now) {
+            Ok(line) => {
+                println!("{line}");
+                if let Some(p) = judge(&line) {
+                    res.problems.push(p);
+                }
+                if let Some(s) = parse_summary(&line, spec.name) {
+                    summary = Some(s);
+                }
+                res.lines.push(line);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                timed_out = true;
+                break;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    if timed_out {
+        let _ = child.kill();
+        res.problems
+            .push(format!("timed out after {} s", spec.timeout.as_secs()));
+    }
+    let status = child.wait().map_err(|e| format!("waiting for QEMU: {e}"))?;
+    if !timed_out && !status.success() {
+        res.problems.push(format!("QEMU exited with {status}"));
+    }
+    res.seconds = start.elapsed().as_secs_f64();
+    match summary {
+        Some((p, f)) => {
+            res.passed = p;
+            res.failed = f;
+            if f > 0 {
+                res.problems.push(format!("{f} check(s) failed"));
+            }
+            let fail_lines = res.lines.iter().filter(|l| l.starts_with("FAIL ")).count() as u32;
+            let pass_lines = res.lines.iter().filter(|l| l.starts_with("PASS ")).count() as u32;
+            if fail_lines != f || (pass_lines != 0 && pass_lines != p) {
+                res.problems.push(format!(
+                    "summary says {p} passed, {f} failed but the output has {pass_lines} PASS and {fail_lines} FAIL lines"
+                ));
+            }
+        }
+        None => res
+            .problems
+            .push(format!("no `{}: N passed, M failed` line", spec.name)),
+    }
+    for req in spec.required {
+        if !res.lines.iter().any(|l| l.contains(req)) {
+            res.problems
+                .push(format!("missing expected line containing `{req}`"));
+        }
+    }
+    println!("    (stage `{}`: {:.1} s)", spec.name, res.seconds);
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_lines() {
+        assert_eq!(
+            parse_summary("e2e: 22 passed, 0 failed", "e2e"),
+            Some((22, 0))
+        );
+        assert_eq!(
+            parse_summary("e2e: 3 passed, 2 failed", "e2e"),
+            Some((3, 2))
+        );
+        assert_eq!(parse_summary("linux: 3 passed, 2 failed", "e2e"), None);
+        assert_eq!(parse_summary("e2e: x passed, 2 failed", "e2e"), None);
+    }
+
+    #[test]
+    fn judged_lines() {
+        assert!(judge("FAIL version: got 1").is_some());
+        assert!(judge("spmc: FATAL SPMC panic on core 0").is_some());
+        assert!(judge("PASS version").is_none());
+        assert!(judge("ERROR:   QEMU System Power off: with GPIO.").is_none());
+    }
+}
