@@ -12,13 +12,16 @@ use crate::cli::Options;
 use crate::setup::Env;
 use crate::sh::{self, Result};
 
-/// The QEMU machine every stage uses.
-pub fn base_command(flash: &Path, smp: u32) -> Command {
+/// Memory of the bare-metal stages (`-m`).
+pub const MEMORY: &str = "1G";
+
+/// The QEMU machine every stage uses; `memory` is QEMU's `-m` value ("1G").
+pub fn base_command(flash: &Path, smp: u32, memory: &str) -> Command {
     let mut cmd = Command::new("qemu-system-aarch64");
     cmd.args(["-M", "virt,secure=on,virtualization=on,gic-version=3"])
         .args(["-cpu", "max"])
         .args(["-smp", &smp.to_string()])
-        .args(["-m", "1G"])
+        .args(["-m", memory])
         .arg("-bios")
         .arg(flash);
     cmd
@@ -47,7 +50,7 @@ fn serial_args(cmd: &mut Command, interactive: bool) {
 pub fn run_interactive(env: &Env, opts: &Options) -> Result<()> {
     let fw = build::all(env, opts)?;
     sh::step("run: booting QEMU (Ctrl-a x quits; the harness powers off when done)");
-    let mut cmd = base_command(&fw.flash, opts.smp);
+    let mut cmd = base_command(&fw.flash, opts.smp, MEMORY);
     serial_args(&mut cmd, true);
     if opts.gdb {
         println!(
@@ -67,6 +70,10 @@ pub struct StageSpec<'a> {
     pub required: &'a [&'a str],
     /// Time limit.
     pub timeout: Duration,
+    /// After a panic line, how long to wait for more output before stopping
+    /// QEMU (a Linux kernel that panics hangs; there is nothing to wait for).
+    /// `None`: wait for QEMU to exit or the time limit.
+    pub panic_grace: Option<Duration>,
 }
 
 /// What a stage produced.
@@ -87,16 +94,39 @@ pub fn parse_summary(line: &str, name: &str) -> Option<(u32, u32)> {
     Some((p.trim().parse().ok()?, f.trim().parse().ok()?))
 }
 
-/// Checks one output line; returns a problem if the line shows one.
-fn judge(line: &str) -> Option<String> {
-    if line.starts_with("FAIL ") {
-        return Some(line.to_string());
+/// TF-A's line when the normal world asks for PSCI SYSTEM_OFF on QEMU virt.
+const TFA_POWER_OFF: &str = "QEMU System Power off: with GPIO.";
+/// What TF-A prints when it is still running after that GPIO write.
+const TFA_PANIC: &str = "PANIC at PC";
+
+/// Checks output lines one by one; remembers what it needs from earlier lines.
+#[derive(Debug, Default)]
+struct Judge {
+    powering_off: bool,
+}
+
+impl Judge {
+    /// Returns a problem if the line shows one.
+    fn line(&mut self, line: &str) -> Option<String> {
+        if line.starts_with("FAIL ") {
+            return Some(line.to_string());
+        }
+        // TF-A powers QEMU off with a GPIO write and then calls panic() in
+        // case it returns; with several vCPU threads QEMU may let it print
+        // before the machine stops. That line, right after a power-off, is
+        // the end of the run, not a failure.
+        if self.powering_off && line.trim_start().starts_with(TFA_PANIC) {
+            return None;
+        }
+        if line.contains(TFA_POWER_OFF) {
+            self.powering_off = true;
+        }
+        let lower = line.to_ascii_lowercase();
+        if lower.contains("panic") || line.contains("FATAL") {
+            return Some(format!("panic or fatal error: {line}"));
+        }
+        None
     }
-    let lower = line.to_ascii_lowercase();
-    if lower.contains("panic") || line.contains("FATAL") {
-        return Some(format!("panic or fatal error: {line}"));
-    }
-    None
 }
 
 /// Boots `cmd` (a QEMU command without serial options) and checks its output.
@@ -133,18 +163,29 @@ pub fn run_stage(mut cmd: Command, spec: &StageSpec<'_>) -> Result<StageResult> 
 
     let mut res = StageResult::default();
     let mut summary = None;
-    let deadline = start + spec.timeout;
-    let mut timed_out = false;
+    let mut judge = Judge::default();
+    let mut deadline = start + spec.timeout;
+    // Set when a panic line shortened the deadline to `panic_grace`.
+    let mut panic_cut = false;
+    let mut deadline_hit = false;
     loop {
         let now = Instant::now();
-        if now >= deadline {
-            timed_out = true;
-            break;
-        }
-        match rx.recv_timeout(deadline - now) {
+        let line = if now >= deadline {
+            Err(mpsc::RecvTimeoutError::Timeout)
+        } else {
+            rx.recv_timeout(deadline - now)
+        };
+        match line {
             Ok(line) => {
                 println!("{line}");
-                if let Some(p) = judge(&line) {
+                if let Some(p) = judge.line(&line) {
+                    if let Some(grace) = spec.panic_grace
+                        && p.starts_with("panic")
+                        && !panic_cut
+                    {
+                        panic_cut = true;
+                        deadline = deadline.min(Instant::now() + grace);
+                    }
                     res.problems.push(p);
                 }
                 if let Some(s) = parse_summary(&line, spec.name) {
@@ -153,19 +194,26 @@ pub fn run_stage(mut cmd: Command, spec: &StageSpec<'_>) -> Result<StageResult> 
                 res.lines.push(line);
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                timed_out = true;
+                deadline_hit = true;
                 break;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    if timed_out {
+    if deadline_hit {
         let _ = child.kill();
-        res.problems
-            .push(format!("timed out after {} s", spec.timeout.as_secs()));
+        if panic_cut {
+            println!(
+                "    (stopped QEMU {} s after the panic)",
+                spec.panic_grace.unwrap_or_default().as_secs()
+            );
+        } else {
+            res.problems
+                .push(format!("timed out after {} s", spec.timeout.as_secs()));
+        }
     }
     let status = child.wait().map_err(|e| format!("waiting for QEMU: {e}"))?;
-    if !timed_out && !status.success() {
+    if !deadline_hit && !status.success() {
         res.problems.push(format!("QEMU exited with {status}"));
     }
     res.seconds = start.elapsed().as_secs_f64();
@@ -216,11 +264,31 @@ mod tests {
         assert_eq!(parse_summary("e2e: x passed, 2 failed", "e2e"), None);
     }
 
+    fn judge(line: &str) -> Option<String> {
+        Judge::default().line(line)
+    }
+
     #[test]
     fn judged_lines() {
         assert!(judge("FAIL version: got 1").is_some());
         assert!(judge("spmc: FATAL SPMC panic on core 0").is_some());
         assert!(judge("PASS version").is_none());
         assert!(judge("ERROR:   QEMU System Power off: with GPIO.").is_none());
+        assert!(judge("[    2.1] Kernel panic - not syncing: Attempted to kill init!").is_some());
+        assert!(judge("PANIC at PC : 0x000000000e096958").is_some());
+    }
+
+    #[test]
+    fn tfa_panic_after_power_off_is_the_end_not_a_failure() {
+        let mut j = Judge::default();
+        assert!(j.line("[    4.837071] reboot: Power down").is_none());
+        assert!(
+            j.line("ERROR:   QEMU System Power off: with GPIO.")
+                .is_none()
+        );
+        assert!(j.line("PANIC at PC : 0x000000000e096958").is_none());
+        // Anything else after it still counts.
+        assert!(j.line("spmc: FATAL SPMC panic on core 1").is_some());
+        assert!(j.line("FAIL late: x").is_some());
     }
 }

@@ -23,11 +23,12 @@ pub fn run(opts: &Options) -> Result<()> {
 
     let mut summary = Vec::new();
     let e2e = qemu::run_stage(
-        qemu::base_command(&fw.flash, opts.smp),
+        qemu::base_command(&fw.flash, opts.smp, qemu::MEMORY),
         &StageSpec {
             name: "e2e",
             required: &["running at Secure EL2"],
             timeout: Duration::from_secs(opts.timeout_secs),
+            panic_grace: None,
         },
     )?;
     summary.push(("e2e", e2e.clone()));
