@@ -5,6 +5,9 @@
 
 mod build;
 mod cli;
+mod cpio;
+mod kmod;
+mod linux;
 mod qemu;
 mod setup;
 mod sh;
@@ -17,16 +20,21 @@ fn main() -> ExitCode {
         Ok(o) => o,
         Err(msg) => {
             eprintln!("xtask: {msg}\n");
-            eprintln!("{}", cli::HELP);
+            eprintln!("{}", cli::help());
             return ExitCode::from(2);
         }
     };
     let result = match opts.command {
         cli::Command::Help => {
-            println!("{}", cli::HELP);
+            println!("{}", cli::help());
             Ok(())
         }
-        cli::Command::Setup => setup::ensure(&opts).map(|_| ()),
+        cli::Command::Setup => setup::ensure(&opts).and_then(|_| {
+            if opts.linux {
+                linux::ensure(&opts)?;
+            }
+            Ok(())
+        }),
         cli::Command::Build => {
             setup::ensure(&opts).and_then(|env| build::all(&env, &opts).map(|_| ()))
         }

@@ -13,6 +13,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cli::Options;
 use crate::sh::{self, Result};
@@ -43,6 +44,9 @@ pub struct Env {
 }
 
 const SOURCES_FILE: &str = "/etc/apt/sources.list.d/spmc-xtask.sources";
+/// Our sources files start with this (the `linux` stage adds a second one).
+pub const OUR_SOURCES_PREFIX: &str = "spmc-xtask";
+static APT_UPDATED: AtomicBool = AtomicBool::new(false);
 const DEBIAN_RUST: &[&str] = &[
     "rustc-web",
     "cargo-web",
@@ -112,7 +116,7 @@ pub fn ensure(opts: &Options) -> Result<Env> {
             ));
         }
         add_apt_sources()?;
-        sh::run(Command::new("apt-get").args(["update", "-q"]))?;
+        apt_update()?;
         if !missing.is_empty() {
             apt_install(&missing, None)?;
         }
@@ -143,7 +147,20 @@ pub fn ensure(opts: &Options) -> Result<Env> {
     })
 }
 
-fn is_root() -> bool {
+/// `apt-get update`, at most once per xtask run.
+pub fn apt_update() -> Result<()> {
+    if APT_UPDATED.swap(true, Ordering::SeqCst) {
+        return Ok(());
+    }
+    sh::run(Command::new("apt-get").args(["update", "-q"]))
+}
+
+/// True once `apt_update` has run in this xtask run.
+pub fn apt_updated() -> bool {
+    APT_UPDATED.load(Ordering::SeqCst)
+}
+
+pub fn is_root() -> bool {
     sh::output(Command::new("id").arg("-u")).is_ok_and(|s| s.trim() == "0")
 }
 
@@ -165,7 +182,7 @@ fn installed_target_present() -> bool {
         .is_dir()
 }
 
-fn os_codename() -> Result<String> {
+pub fn os_codename() -> Result<String> {
     let text = fs::read_to_string("/etc/os-release")
         .map_err(|e| format!("cannot read /etc/os-release: {e}"))?;
     text.lines()
@@ -188,7 +205,10 @@ pub fn debian_mirror() -> Result<String> {
         for e in entries.flatten() {
             let p = e.path();
             if p.extension().is_some_and(|x| x == "sources")
-                && p != Path::new(SOURCES_FILE)
+                && !e
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(OUR_SOURCES_PREFIX)
                 && let Ok(t) = fs::read_to_string(&p)
             {
                 candidates.extend(deb822_mirrors(&t, &codename));

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use crate::build::{self, FIRMWARE_PACKAGES};
 use crate::cli::Options;
-use crate::qemu::{self, StageSpec};
+use crate::linux;
+use crate::qemu::{self, StageResult, StageSpec};
 use crate::setup::{self, Env};
 use crate::sh::{self, Result};
 
@@ -32,6 +33,20 @@ pub fn run(opts: &Options) -> Result<()> {
         },
     )?;
     summary.push(("e2e", e2e.clone()));
+
+    if opts.linux {
+        let t = sh::Timer::start("linux stage, set-up to power-off");
+        let linux = linux::stage(&env, opts, &fw.spmc_bin).unwrap_or_else(|e| StageResult {
+            problems: vec![format!("could not run: {e}")],
+            ..StageResult::default()
+        });
+        t.done();
+        summary.push(("linux", linux));
+    } else {
+        println!(
+            "\n    (stage `linux` not run: pass --linux to boot Debian's Linux 7.2 over the SPMC)"
+        );
+    }
 
     sh::step("summary");
     let mut failed = false;
