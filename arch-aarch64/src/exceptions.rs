@@ -23,7 +23,8 @@ pub enum Kind {
     CurrentSError = 4,
     /// Lower EL in AArch32 (never allowed).
     LowerAArch32 = 5,
-    /// Lower EL, anything not routed to a vCPU exit.
+    /// Lower EL, anything not routed to a vCPU exit (unused: every lower-EL
+    /// AArch64 exception is a vCPU exit, see `vcpu.rs`).
     LowerUnexpected = 6,
 }
 
@@ -90,19 +91,12 @@ spmc_vectors:
     b spmc_lower_irq
 .balign 0x80
     b spmc_lower_fiq
-    ventry 6
+.balign 0x80
+    b spmc_lower_serror
     ventry 5
     ventry 5
     ventry 5
     ventry 5
-
-/* Lower-EL entries until partitions run (replaced by the vCPU exit path). */
-spmc_lower_sync:
-    to_common 6
-spmc_lower_irq:
-    to_common 6
-spmc_lower_fiq:
-    to_common 6
 
 spmc_exception_common:
     stp x2, x3, [sp, #16]

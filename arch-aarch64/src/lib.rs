@@ -27,7 +27,9 @@ pub mod exceptions;
 pub mod heap;
 pub mod mmu;
 pub mod smc;
+pub mod stage2;
 pub mod sysreg;
+pub mod vcpu;
 
 /// Most cores the platform layer supports (TF-A's QEMU port has at most 8).
 pub const MAX_CPUS: usize = 8;

@@ -153,3 +153,11 @@ pub fn map(region: Region) -> Result<(), MmuError> {
     )
     .map_err(MmuError::Map)
 }
+
+/// Removes a mapping made with [`map`] (and invalidates the EL2 TLB for it).
+pub fn unmap(start: usize, end: usize) -> Result<(), MmuError> {
+    let mut slot = MAP.lock();
+    let map = slot.as_mut().ok_or(MmuError::NotEnabled)?;
+    map.map_range(&MemoryRegion::new(start, end), A::empty())
+        .map_err(MmuError::Map)
+}

@@ -56,11 +56,17 @@ read_sysreg!(
     /// ID_AA64MMFR0_EL1.
     read_id_aa64mmfr0_el1, "id_aa64mmfr0_el1");
 read_sysreg!(
+    /// VTTBR_EL2.
+    read_vttbr_el2, "vttbr_el2");
+read_sysreg!(
     /// CNTVCT_EL0.
     read_cntvct_el0, "cntvct_el0");
 read_sysreg!(
     /// HCR_EL2.
     read_hcr_el2, "hcr_el2");
+read_sysreg!(
+    /// CPTR_EL2.
+    read_cptr_el2, "cptr_el2");
 
 write_sysreg!(
     /// SCTLR_EL2.
@@ -80,6 +86,18 @@ write_sysreg!(
 write_sysreg!(
     /// CPTR_EL2.
     write_cptr_el2, "cptr_el2");
+write_sysreg!(
+    /// VTCR_EL2.
+    write_vtcr_el2, "vtcr_el2");
+write_sysreg!(
+    /// VSTCR_EL2 (Secure EL2 only; encoded, the assembler may not know it).
+    write_vstcr_el2, "S3_4_C2_C6_2");
+write_sysreg!(
+    /// VTTBR_EL2.
+    write_vttbr_el2, "vttbr_el2");
+write_sysreg!(
+    /// VSTTBR_EL2 (Secure EL2 only).
+    write_vsttbr_el2, "S3_4_C2_C6_0");
 
 /// Instruction synchronization barrier.
 #[inline]

@@ -10,6 +10,7 @@
 
 extern crate alloc;
 
+mod board;
 mod platform;
 
 use core::panic::PanicInfo;

@@ -7,8 +7,10 @@ use arch_aarch64::smc::smc;
 use arch_aarch64::{console, cpu, heap, sysreg};
 use log::{LevelFilter, error, info};
 use spin::mutex::SpinMutex;
-use spmc::Spmc;
 use spmc::ffa::{FfaError, Regs, func};
+use spmc::{Next, Spmc};
+
+use crate::board::{Qemu, SECURE_MANAGED};
 use spmc::manifest::{self, ManifestError, SpmcConfig};
 
 /// UART1: the secure console on QEMU virt (UART0 belongs to the normal world).
@@ -27,7 +29,7 @@ const LOG_LEVEL: LevelFilter = match option_env!("SPMC_LOG") {
     _ => LevelFilter::Info,
 };
 
-static SPMC: SpinMutex<Option<Spmc>> = SpinMutex::new(None);
+static SPMC: SpinMutex<Option<Spmc<Qemu>>> = SpinMutex::new(None);
 /// Set once the first FFA_MSG_WAIT has told the SPMD that init succeeded.
 static BOOTED: AtomicBool = AtomicBool::new(false);
 
@@ -63,13 +65,13 @@ pub fn primary(manifest_addr: u64, core: usize) -> ! {
     info!("stage-1 MMU on: text RX, rodata R, data RW+XN");
 
     register_secondary_entry();
-    *SPMC.lock() = Some(Spmc::new(config));
-    info!(
-        "init done, heap in use {} bytes; waiting for messages",
-        heap::used()
-    );
-    BOOTED.store(true, Ordering::Release);
-    serve(Regs::with_func(func::MSG_WAIT))
+    arch_aarch64::stage2::configure();
+    let mut spmc = Spmc::new(config, Qemu::default());
+    spmc.load_partitions();
+    let mut regs = Regs::default();
+    let next = spmc.boot(&mut regs);
+    *SPMC.lock() = Some(spmc);
+    serve(regs, next)
 }
 
 /// A secondary core entering after the normal world's PSCI CPU_ON.
@@ -77,18 +79,46 @@ pub fn secondary(core: usize) -> ! {
     // SAFETY: the primary finished `mmu::enable` before the SPMD could turn
     // any other core on (it only does so after our first FFA_MSG_WAIT).
     unsafe { mmu::enable_secondary() };
+    arch_aarch64::stage2::configure();
     log::debug!("core {core} on");
-    serve(Regs::with_func(func::MSG_WAIT))
+    serve(Regs::with_func(func::MSG_WAIT), Next::NormalWorld)
 }
 
-/// The message loop: answer, then wait for the next call in the same SMC.
-fn serve(mut regs: Regs) -> ! {
+/// The message loop. Answers go to the SPMD in the SMC that also waits for
+/// the next call; partitions run until they exit back to the core.
+fn serve(mut regs: Regs, mut next: Next) -> ! {
     loop {
-        smc(&mut regs);
-        match SPMC.lock().as_mut() {
-            Some(spmc) => spmc.handle_spmd(&mut regs),
-            None => regs = Regs::error(FfaError::NotSupported),
-        }
+        next = match next {
+            Next::NormalWorld => {
+                if !BOOTED.load(Ordering::Relaxed) {
+                    info!(
+                        "init done, heap in use {} bytes; waiting for messages",
+                        heap::used()
+                    );
+                    BOOTED.store(true, Ordering::Release);
+                }
+                arch_aarch64::vcpu::return_to_normal_world();
+                smc(&mut regs);
+                match SPMC.lock().as_mut() {
+                    Some(spmc) => spmc.handle_spmd(&mut regs),
+                    None => {
+                        regs = Regs::error(FfaError::NotSupported);
+                        Next::NormalWorld
+                    }
+                }
+            }
+            Next::Run { vcpu, ctx } => {
+                // SAFETY: the core hands the context to this core alone until
+                // `handle_exit` (its `Next::Run` contract); it lives in a Box the
+                // core does not free while the vCPU runs, and its stage-2 roots
+                // were built by the core from the partition's own memory.
+                unsafe { arch_aarch64::vcpu::run(&mut *ctx) };
+                match SPMC.lock().as_mut() {
+                    Some(spmc) => spmc.handle_exit(vcpu, &mut regs),
+                    None => Next::NormalWorld,
+                }
+            }
+        };
     }
 }
 
@@ -135,12 +165,21 @@ fn enable_mmu(config: &SpmcConfig) -> Result<(), MapError> {
             end: SECURE_UART + 0x1000,
             kind: Kind::Device,
         },
+        // Partition packages and the secure pool.
+        Region {
+            start: SECURE_MANAGED.0 as usize,
+            end: SECURE_MANAGED.1 as usize,
+            kind: Kind::ReadWrite,
+        },
     ];
-    let pool = config.secure_memory.map(|p| Region {
-        start: p.base as usize,
-        end: (p.base + p.size) as usize,
-        kind: Kind::ReadWrite,
-    });
+    let pool = config
+        .secure_memory
+        .filter(|p| p.base < SECURE_MANAGED.0 || p.base + p.size > SECURE_MANAGED.1)
+        .map(|p| Region {
+            start: p.base as usize,
+            end: (p.base + p.size) as usize,
+            kind: Kind::ReadWrite,
+        });
     let regions = region_list(&image, pool);
     // SAFETY: the regions cover the image (by the linker script's symbols),
     // the console and the secure pool; nothing else is touched after this.

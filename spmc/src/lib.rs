@@ -3,10 +3,13 @@
 //! Everything here is plain data and logic: it never touches a register, never
 //! uses `unsafe`, and runs on the host under `cargo test`. The arch layer
 //! (`arch-aarch64`) moves registers in and out; the platform crates supply
-//! addresses. What this crate may assume:
+//! memory access and TLB maintenance through [`platform::Platform`]. What this
+//! crate may assume:
 //!
-//! - each call reaches it as a [`ffa::Regs`] block (x0-x17) together with who
-//!   made it, and it answers in place;
+//! - each call reaches it as a [`ffa::Regs`] block (x0-x17) or as a vCPU exit
+//!   recorded in the vCPU's [`vcpu::Context`], and it answers in place;
+//! - a vCPU it hands out to run ([`manager::Next::Run`]) is not touched by
+//!   anyone else until the platform reports its exit;
 //! - the manifest bytes it is given are the whole manifest window, which it
 //!   checks itself (magic, size, structure) before trusting anything in it.
 //!
@@ -18,9 +21,21 @@
 
 extern crate alloc;
 
+pub mod abi;
+pub mod addr;
 pub mod features;
 pub mod ffa;
 pub mod manager;
 pub mod manifest;
+pub mod messaging;
+pub mod partition;
+pub mod platform;
+pub mod pool;
+pub mod sp_manifest;
+pub mod stage2;
+pub mod vcpu;
 
-pub use manager::Spmc;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use manager::{Next, Spmc};

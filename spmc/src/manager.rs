@@ -1,61 +1,114 @@
-//! The partition manager: the state the SPMC keeps and the one entry point
-//! through which every call from the SPMD (the normal world, or the SPMD's own
-//! framework messages) is handled.
+//! The partition manager: what the SPMC keeps and the entry points through
+//! which every event reaches it.
 //!
-//! Errors are converted to FF-A registers in exactly one place,
-//! [`Spmc::handle_spmd`]; handlers return `Result<Regs, FfaError>`.
+//! - [`Spmc::handle_spmd`]: a call from the SPMD (the normal world, or the
+//!   SPMD's own framework messages), with its registers.
+//! - [`Spmc::handle_exit`]: a partition's vCPU stopped (an FF-A call, an
+//!   interrupt or a fault).
+//! - [`Spmc::boot`]: start the partitions in boot order.
+//!
+//! Each returns a [`Next`]: go back to the normal world with the answer in
+//! the caller's register block, or run a vCPU. Handlers return
+//! `Result<Regs, FfaError>`; errors become registers in one place per
+//! instance ([`Spmc::finish_nwd`], [`Spmc::finish_sp`]).
+//!
+//! Lock order (documented once): the platform layer holds the one lock around
+//! the whole `Spmc`; a running vCPU's context is owned by the core that runs
+//! it (state `Running`) and the manager does not touch it until the exit.
 
-use log::{debug, info};
+use alloc::boxed::Box;
+use alloc::vec::Vec;
 
-use crate::features::{self, Instance};
+use log::{debug, info, warn};
+
+use crate::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa, round_up_pages};
+use crate::features::Instance;
 use crate::ffa::{self, FfaError, PartitionId, Regs, Version, func, fwk};
 use crate::manifest::SpmcConfig;
+use crate::partition::{NwdEndpoint, Partition, PartitionState, Vcpu};
+use crate::platform::Platform;
+use crate::pool::{Allocation, Pool};
+use crate::sp_manifest::{self, Access, PACKAGE_HEADER_SIZE, PartitionConfig, SpError};
+use crate::stage2::{Kind, Stage2};
+use crate::vcpu::{Context, Exit, RunReason, VcpuRef, VcpuState};
 
-/// State kept for the normal world as one FF-A endpoint.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NormalWorld {
-    /// The version the normal world negotiated with FFA_VERSION, if it did.
-    pub version: Option<Version>,
+/// What the platform layer does next.
+#[derive(Debug)]
+pub enum Next {
+    /// Return to the SPMD: the answer is in the register block it passed in.
+    NormalWorld,
+    /// Run this vCPU. The context stays valid and untouched by the manager
+    /// until the platform reports the exit with [`Spmc::handle_exit`].
+    Run {
+        /// Which vCPU.
+        vcpu: VcpuRef,
+        /// Its context.
+        ctx: *mut Context,
+    },
 }
 
-impl NormalWorld {
-    /// The version its calls are answered in: the negotiated one, else v1.0
-    /// (an endpoint that never called FFA_VERSION is treated as v1.0).
-    pub fn effective_version(&self) -> Version {
-        self.version.unwrap_or(Version::V1_0)
-    }
+/// Who made a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A normal-world endpoint with this ID.
+    NormalWorld(PartitionId),
+    /// The partition in this slot.
+    Partition(u16),
 }
+
+/// Most bytes a partition manifest may have.
+const MAX_MANIFEST: u32 = 64 * 1024;
+/// Size of the boot information header and its one descriptor (§5.4.1).
+const BOOT_INFO_HEADER: u64 = 64;
 
 /// The SPMC core.
 #[derive(Debug)]
-pub struct Spmc {
+pub struct Spmc<P: Platform> {
+    pub(crate) platform: P,
     config: SpmcConfig,
-    nwd: NormalWorld,
+    pub(crate) pool: Option<Pool>,
+    pub(crate) partitions: Vec<Partition>,
+    pub(crate) nwd: Vec<NwdEndpoint>,
+    boot_order: Vec<u16>,
+    boot_pos: usize,
+    booted: bool,
+    next_vmid: u16,
 }
 
-impl Spmc {
-    /// Builds the manager from a validated configuration.
-    pub fn new(config: SpmcConfig) -> Self {
+impl<P: Platform> Spmc<P> {
+    /// Builds the manager from a validated configuration. Zeroes the secure pool.
+    pub fn new(config: SpmcConfig, mut platform: P) -> Self {
         info!(
             "SPMC id {:#06x}, FF-A v{}, {} partition package(s) declared",
             config.spmc_id,
             config.version,
             config.partitions.len()
         );
+        let pool = config
+            .secure_memory
+            .and_then(|r| match Pool::new(r, &mut platform) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    log::error!("secure pool {:#x}+{:#x} unusable: {e:?}", r.base, r.size);
+                    None
+                }
+            });
         Self {
+            platform,
             config,
-            nwd: NormalWorld::default(),
+            pool,
+            partitions: Vec::new(),
+            nwd: Vec::new(),
+            boot_order: Vec::new(),
+            boot_pos: 0,
+            booted: false,
+            next_vmid: 1,
         }
     }
 
-    /// The configuration the manager was built from.
+    /// The configuration.
     pub fn config(&self) -> &SpmcConfig {
         &self.config
-    }
-
-    /// The normal world's endpoint state.
-    pub fn normal_world(&self) -> &NormalWorld {
-        &self.nwd
     }
 
     /// The SPMC's endpoint ID.
@@ -63,67 +116,528 @@ impl Spmc {
         self.config.spmc_id
     }
 
-    /// Handles one call that arrived from the SPMD and writes the answer into
-    /// `regs` (x0-x7; x8-x17 are kept unless the answer uses them, as SMCCC
-    /// v1.2 asks and the SPMD expects).
-    pub fn handle_spmd(&mut self, regs: &mut Regs) {
-        let answer = match regs.func() {
-            func::MSG_SEND_DIRECT_REQ_32 | func::MSG_SEND_DIRECT_REQ_64
-                if ffa::sender(regs) == ffa::SPMD_ID =>
-            {
-                self.framework_message(regs)
+    /// The platform (for tests and diagnostics).
+    pub fn platform(&self) -> &P {
+        &self.platform
+    }
+
+    /// The platform, mutably (tests use it to play the normal world's memory).
+    pub fn platform_mut(&mut self) -> &mut P {
+        &mut self.platform
+    }
+
+    /// The partitions.
+    pub fn partitions(&self) -> &[Partition] {
+        &self.partitions
+    }
+
+    /// The secure pool.
+    pub fn pool(&self) -> Option<&Pool> {
+        self.pool.as_ref()
+    }
+
+    /// The normal-world endpoint `id`, if it ever called.
+    pub fn normal_world(&self, id: PartitionId) -> Option<&NwdEndpoint> {
+        self.nwd.iter().find(|e| e.id == id)
+    }
+
+    pub(crate) fn nwd_mut(&mut self, id: PartitionId) -> &mut NwdEndpoint {
+        match self.nwd.iter().position(|e| e.id == id) {
+            Some(i) => &mut self.nwd[i],
+            None => {
+                self.nwd.push(NwdEndpoint::new(id));
+                let last = self.nwd.len() - 1;
+                &mut self.nwd[last]
             }
+        }
+    }
+
+    /// The slot of the partition with endpoint ID `id`.
+    pub fn slot_of(&self, id: PartitionId) -> Option<u16> {
+        self.partitions
+            .iter()
+            .position(|p| p.id() == id)
+            .map(|s| s as u16)
+    }
+
+    /// The FF-A version an endpoint's calls are answered in.
+    pub(crate) fn version_of(&self, ep: Endpoint) -> Version {
+        match ep {
+            Endpoint::NormalWorld(id) => self
+                .normal_world(id)
+                .map_or(Version::V1_0, NwdEndpoint::effective_version),
+            Endpoint::Partition(s) => self.partitions[s as usize].version,
+        }
+    }
+
+    /// The endpoint ID of a caller.
+    pub(crate) fn id_of(&self, ep: Endpoint) -> PartitionId {
+        match ep {
+            Endpoint::NormalWorld(id) => id,
+            Endpoint::Partition(s) => self.partitions[s as usize].id(),
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Loading and booting
+    // ------------------------------------------------------------------
+
+    /// Loads every partition package the manifest lists. A partition that
+    /// cannot be loaded is refused with one log line; the others load.
+    pub fn load_partitions(&mut self) {
+        let entries = self.config.partitions.clone();
+        for entry in &entries {
+            match self.load_package(Pa(entry.package), &entry.name) {
+                Ok(slot) => {
+                    let p = &self.partitions[slot as usize];
+                    info!(
+                        "partition {:#06x} `{}` loaded: {} UUID(s), {} vCPU(s), {} KiB",
+                        p.id(),
+                        p.config.name,
+                        p.config.uuids.len(),
+                        p.vcpus.len(),
+                        p.memory.iter().map(|(_, a)| a.len()).sum::<u64>() / 1024
+                    );
+                }
+                Err(e) => warn!("partition `{}` refused: {e}", entry.name),
+            }
+        }
+        let mut order: Vec<u16> = (0..self.partitions.len() as u16).collect();
+        order.sort_by_key(|&s| {
+            self.partitions[s as usize]
+                .config
+                .boot_order
+                .unwrap_or(u32::MAX)
+        });
+        self.boot_order = order;
+    }
+
+    fn load_package(&mut self, package: Pa, name: &str) -> Result<u16, SpError> {
+        let mut hdr = [0u8; PACKAGE_HEADER_SIZE];
+        self.platform
+            .read(package, &mut hdr)
+            .map_err(|_| SpError::BadPackageAddress(package.0))?;
+        let header = sp_manifest::parse_package_header(&hdr, u32::MAX as u64)?;
+        if header.pm_size > MAX_MANIFEST {
+            return Err(SpError::BadPackageLayout);
+        }
+        let mut manifest = alloc::vec![0u8; header.pm_size as usize];
+        self.platform
+            .read(Pa(package.0 + header.pm_offset as u64), &mut manifest)
+            .map_err(|_| SpError::BadPackageLayout)?;
+        let config = sp_manifest::parse_manifest(&manifest, name)?;
+        let image = Pa(package.0 + header.img_offset as u64);
+        self.create_partition(config, image, header.img_size as u64, &manifest)
+    }
+
+    /// Creates a partition from a validated manifest and an image at `image`
+    /// (`image_len` bytes): allocates and zeroes its memory, copies the image,
+    /// builds its stage 2 and its vCPUs. Nothing is left allocated on failure.
+    pub fn create_partition(
+        &mut self,
+        config: PartitionConfig,
+        image: Pa,
+        image_len: u64,
+        manifest: &[u8],
+    ) -> Result<u16, SpError> {
+        if self.slot_of(config.id).is_some() || config.id == self.id() {
+            return Err(SpError::DuplicateId(config.id));
+        }
+        let image_bytes = round_up_pages(image_len)
+            .filter(|l| *l > 0)
+            .ok_or(SpError::BadImage)?;
+        let boot_info_bytes = match config.boot_info_reg {
+            Some(_) => {
+                round_up_pages(BOOT_INFO_HEADER + manifest.len() as u64).ok_or(SpError::BadImage)?
+            }
+            None => 0,
+        };
+        let main_len = image_bytes + boot_info_bytes;
+        // The image (and boot information) and each memory region must not overlap.
+        let mut spans: Vec<(u64, u64, &str)> = alloc::vec![(config.load_ipa.0, main_len, "image")];
+        for r in &config.memory {
+            let len = r
+                .pages
+                .checked_mul(PAGE_SIZE)
+                .ok_or(SpError::Bad("memory-regions"))?;
+            spans.push((r.ipa.0, len, &r.name));
+        }
+        for (i, a) in spans.iter().enumerate() {
+            if a.0
+                .checked_add(a.1)
+                .is_none_or(|e| e > crate::stage2::IPA_LIMIT)
+            {
+                return Err(SpError::OverlappingRegions(a.2.into()));
+            }
+            for b in &spans[i + 1..] {
+                if a.0 < b.0 + b.1 && b.0 < a.0 + a.1 {
+                    return Err(SpError::OverlappingRegions(b.2.into()));
+                }
+            }
+        }
+
+        let vmid = self.next_vmid;
+        let mut memory: Vec<(Ipa, Allocation)> = Vec::new();
+        let mut stage2 = Stage2::new(vmid);
+        let result = self.populate(
+            &config,
+            image,
+            image_len,
+            manifest,
+            main_len,
+            &mut memory,
+            &mut stage2,
+        );
+        if let Err(e) = result {
+            if let Some(pool) = self.pool.as_mut() {
+                for (_, a) in memory {
+                    pool.free(a, &mut self.platform);
+                }
+            }
+            return Err(e);
+        }
+        self.next_vmid = self.next_vmid.wrapping_add(1).max(1);
+
+        let entry = config.load_ipa.0 + config.entry_offset;
+        let vcpus = (0..config.vcpu_count)
+            .map(|i| {
+                let mut ctx = Box::new(Context::new(entry, stage2.vsttbr(), stage2.vttbr()));
+                if let Some(reg) = config.boot_info_reg {
+                    ctx.x[reg as usize] = config.load_ipa.0 + image_bytes;
+                }
+                ctx.x[4] = i as u64;
+                Vcpu {
+                    state: VcpuState::Off,
+                    ctx,
+                }
+            })
+            .collect();
+        let version = config.version;
+        self.partitions.push(Partition {
+            config,
+            state: PartitionState::Created,
+            vcpus,
+            stage2,
+            memory,
+            version,
+            buffers: None,
+            console: alloc::string::String::new(),
+        });
+        Ok((self.partitions.len() - 1) as u16)
+    }
+
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call site, all parts of one partition"
+    )]
+    fn populate(
+        &mut self,
+        config: &PartitionConfig,
+        image: Pa,
+        image_len: u64,
+        manifest: &[u8],
+        main_len: u64,
+        memory: &mut Vec<(Ipa, Allocation)>,
+        stage2: &mut Stage2,
+    ) -> Result<(), SpError> {
+        let pool = self.pool.as_mut().ok_or(SpError::OutOfMemory)?;
+        // The image and boot information: one allocation, mapped RWX (the
+        // partition's own stage 1 enforces W^X inside it).
+        let main = pool
+            .alloc(main_len / PAGE_SIZE)
+            .ok_or(SpError::OutOfMemory)?;
+        let main_pa = main.base;
+        memory.push((config.load_ipa, main));
+        self.platform
+            .copy(main_pa, image, image_len)
+            .map_err(|_| SpError::BadImage)?;
+        if config.boot_info_reg.is_some() {
+            let bi = Pa(main_pa.0 + round_up_pages(image_len).unwrap_or(0));
+            let bi_ipa = config.load_ipa.0 + round_up_pages(image_len).unwrap_or(0);
+            let blob = boot_info_blob(bi_ipa, manifest.len() as u32);
+            self.platform
+                .write(bi, &blob)
+                .map_err(|_| SpError::BadImage)?;
+            self.platform
+                .write(Pa(bi.0 + BOOT_INFO_HEADER), manifest)
+                .map_err(|_| SpError::BadImage)?;
+        }
+        stage2
+            .map(
+                IpaSpace::Secure,
+                config.load_ipa,
+                main_pa,
+                main_len,
+                Kind::Memory(Access::RWX),
+            )
+            .map_err(|_| SpError::Stage2)?;
+        for r in &config.memory {
+            let pool = self.pool.as_mut().ok_or(SpError::OutOfMemory)?;
+            let a = pool.alloc(r.pages).ok_or(SpError::OutOfMemory)?;
+            let (pa, len) = (a.base, a.len());
+            memory.push((r.ipa, a));
+            stage2
+                .map(IpaSpace::Secure, r.ipa, pa, len, Kind::Memory(r.access))
+                .map_err(|_| SpError::Stage2)?;
+        }
+        for d in &config.devices {
+            let len = d.pages * PAGE_SIZE;
+            // A device region may not reach into secure memory the SPMC manages.
+            if self.pool.as_ref().is_some_and(|p| {
+                p.range().overlaps(&crate::manifest::MemRange {
+                    base: d.base,
+                    size: len,
+                })
+            }) {
+                return Err(SpError::Bad("device-regions"));
+            }
+            stage2
+                .map(
+                    IpaSpace::Secure,
+                    Ipa(d.base),
+                    Pa(d.base),
+                    len,
+                    Kind::Device { write: d.write },
+                )
+                .map_err(|_| SpError::Stage2)?;
+        }
+        Ok(())
+    }
+
+    /// Starts booting the partitions in boot order. The platform runs what
+    /// this returns until a [`Next::NormalWorld`], whose registers (in `regs`)
+    /// end the SPMC's initialisation (FFA_MSG_WAIT to the SPMD).
+    pub fn boot(&mut self, regs: &mut Regs) -> Next {
+        self.boot_pos = 0;
+        self.boot_continue(regs)
+    }
+
+    /// True once every partition has booted (or been refused).
+    pub fn is_booted(&self) -> bool {
+        self.booted
+    }
+
+    /// Boots the next partition in boot order, or ends the boot.
+    pub(crate) fn boot_continue(&mut self, regs: &mut Regs) -> Next {
+        while self.boot_pos < self.boot_order.len() {
+            let slot = self.boot_order[self.boot_pos];
+            self.boot_pos += 1;
+            let p = &mut self.partitions[slot as usize];
+            if p.state != PartitionState::Created {
+                continue;
+            }
+            p.state = PartitionState::Running;
+            debug!("booting partition {:#06x}", p.id());
+            let v = VcpuRef { slot, index: 0 };
+            if self
+                .set_state(v, VcpuState::Running(RunReason::Boot))
+                .is_ok()
+            {
+                return self.run(v);
+            }
+        }
+        self.booted = true;
+        let alive = self.partitions.iter().filter(|p| p.is_alive()).count();
+        info!("{alive} of {} partition(s) booted", self.partitions.len());
+        *regs = Regs::with_func(func::MSG_WAIT);
+        Next::NormalWorld
+    }
+
+    // ------------------------------------------------------------------
+    // Helpers on vCPUs
+    // ------------------------------------------------------------------
+
+    /// A vCPU's context, for the host tests that play the partition.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn vcpu_context_mut(&mut self, v: VcpuRef) -> &mut Context {
+        &mut self.vcpu(v).ctx
+    }
+
+    /// A vCPU's state.
+    pub fn vcpu_state(&self, v: VcpuRef) -> VcpuState {
+        self.partitions[v.slot as usize].vcpus[v.index as usize].state
+    }
+
+    pub(crate) fn vcpu(&mut self, v: VcpuRef) -> &mut Vcpu {
+        &mut self.partitions[v.slot as usize].vcpus[v.index as usize]
+    }
+
+    pub(crate) fn set_state(&mut self, v: VcpuRef, to: VcpuState) -> Result<(), FfaError> {
+        self.vcpu(v).state.become_(to).map_err(|e| {
+            log::error!("vCPU {v:?}: illegal transition {:?} -> {:?}", e.from, e.to);
+            FfaError::Denied
+        })
+    }
+
+    /// Hands the vCPU to the platform to run.
+    pub(crate) fn run(&mut self, v: VcpuRef) -> Next {
+        let ctx: *mut Context = &mut *self.vcpu(v).ctx;
+        Next::Run { vcpu: v, ctx }
+    }
+
+    /// Writes an answer into a partition's x0-x7 and resumes it.
+    pub(crate) fn resume_with(&mut self, v: VcpuRef, answer: &Regs) -> Next {
+        self.vcpu(v).ctx.x[..8].copy_from_slice(&answer.0[..8]);
+        self.run(v)
+    }
+
+    // ------------------------------------------------------------------
+    // Entry points
+    // ------------------------------------------------------------------
+
+    /// Handles one call that arrived from the SPMD and says what comes next.
+    /// An answer for the normal world is written into `regs` (x0-x7; x8-x17
+    /// are kept unless the answer uses them, as SMCCC v1.2 asks).
+    pub fn handle_spmd(&mut self, regs: &mut Regs) -> Next {
+        let f = regs.func();
+        if (f == func::MSG_SEND_DIRECT_REQ_32 || f == func::MSG_SEND_DIRECT_REQ_64)
+            && ffa::sender(regs) == ffa::SPMD_ID
+        {
+            let r = self.framework_message(regs);
+            return self.finish_nwd(regs, r);
+        }
+        match f {
             func::MSG_SEND_DIRECT_REQ_32
             | func::MSG_SEND_DIRECT_REQ_64
             | func::MSG_SEND_DIRECT_REQ2_64 => self.direct_request_from_nwd(regs),
-            func::FEATURES => {
-                self.features(Instance::NormalWorld, self.nwd.effective_version(), regs)
-            }
-            func::ID_GET => Ok(Self::success_w2(0)),
-            func::SPM_ID_GET => self.spm_id_get(self.nwd.effective_version()),
-            // FFA_VERSION from the normal world arrives as a framework message;
-            // a raw one here can only come from a hypervisor that forwards it.
-            func::VERSION => Ok(self.version_call(regs.w(1))),
-            other => {
-                debug!("unsupported call {other:#010x} from the normal world");
-                Err(FfaError::NotSupported)
-            }
-        };
-        let answer = answer.unwrap_or_else(Regs::error);
-        regs.0[..8].copy_from_slice(&answer.0[..8]);
-    }
-
-    fn success_w2(w2: u32) -> Regs {
-        Regs::success32(w2)
-    }
-
-    /// FFA_VERSION as a plain call: w0 is the version or NOT_SUPPORTED (§13.2).
-    fn version_call(&mut self, requested: u32) -> Regs {
-        let mut r = Regs::default();
-        r.0[0] = self.negotiate_nwd(requested) as u64;
-        r
-    }
-
-    /// Negotiates for the normal world; returns the value for the answer register.
-    fn negotiate_nwd(&mut self, requested: u32) -> u32 {
-        match ffa::negotiate(requested) {
-            Ok(v) => {
-                debug!("normal world negotiated FF-A v{v}");
-                self.nwd.version = Some(v);
-                Version::IMPLEMENTED.bits()
-            }
-            Err(e) => {
-                debug!("normal world asked for unsupported FF-A version {requested:#x}");
-                e.as_u32()
+            func::RUN => self.run_from_nwd(regs),
+            _ => {
+                let from = Endpoint::NormalWorld(self.nwd_caller_id(regs));
+                let r = self.common_call(from, regs);
+                self.finish_nwd(regs, r)
             }
         }
+    }
+
+    /// Which normal-world endpoint made a call that carries no sender field.
+    /// Without a hypervisor the normal world is one endpoint, ID 0.
+    fn nwd_caller_id(&self, _regs: &Regs) -> PartitionId {
+        0
+    }
+
+    /// Writes a handler's result for the normal world into `regs`.
+    pub(crate) fn finish_nwd(&mut self, regs: &mut Regs, r: Result<Regs, FfaError>) -> Next {
+        let answer = r.unwrap_or_else(Regs::error);
+        regs.0[..8].copy_from_slice(&answer.0[..8]);
+        Next::NormalWorld
+    }
+
+    /// Writes a handler's result into a partition and resumes it.
+    pub(crate) fn finish_sp(&mut self, v: VcpuRef, r: Result<Regs, FfaError>) -> Next {
+        let answer = r.unwrap_or_else(Regs::error);
+        self.resume_with(v, &answer)
+    }
+
+    /// Handles a vCPU's exit (its context holds the exit information) and
+    /// says what comes next; `regs` is the register block of the normal-world
+    /// call in flight on this core, if any.
+    pub fn handle_exit(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
+        let exit = crate::vcpu::classify(&self.vcpu(v).ctx.exit);
+        if self.partitions[v.slot as usize].state == PartitionState::Aborted {
+            // Aborted by another core while this vCPU ran.
+            return self.abort(v, regs);
+        }
+        match exit {
+            Exit::Call { smc } => {
+                if smc {
+                    // A trapped SMC returns to the instruction after it.
+                    self.vcpu(v).ctx.pc += 4;
+                }
+                self.partition_call(v, regs)
+            }
+            Exit::Interrupt => self.preempt_for_interrupt(v, regs),
+            Exit::Fault(fault) => {
+                let id = self.partitions[v.slot as usize].id();
+                warn!(
+                    "partition {id:#06x} aborted: {fault:x?} at pc {:#x}",
+                    self.vcpu(v).ctx.pc
+                );
+                self.abort(v, regs)
+            }
+        }
+    }
+
+    /// A call from a partition, dispatched by function ID.
+    fn partition_call(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
+        let f = self.vcpu(v).ctx.x[0] as u32;
+        match f {
+            func::MSG_SEND_DIRECT_RESP_32
+            | func::MSG_SEND_DIRECT_RESP_64
+            | func::MSG_SEND_DIRECT_RESP2_64 => self.direct_response(v, regs),
+            func::MSG_SEND_DIRECT_REQ_32
+            | func::MSG_SEND_DIRECT_REQ_64
+            | func::MSG_SEND_DIRECT_REQ2_64 => self.direct_request_from_sp(v),
+            func::MSG_WAIT => self.msg_wait(v, regs),
+            func::YIELD => self.yield_(v, regs),
+            func::ERROR_32 | func::ERROR_64
+                if self.vcpu(v).state == VcpuState::Running(RunReason::Boot) =>
+            {
+                let id = self.partitions[v.slot as usize].id();
+                warn!("partition {id:#06x} reported an initialisation error; aborted");
+                self.abort(v, regs)
+            }
+            _ => {
+                let args = Regs::from_slice(&self.vcpu(v).ctx.x[..18]);
+                let r = self.common_call(Endpoint::Partition(v.slot), &args);
+                self.finish_sp(v, r)
+            }
+        }
+    }
+
+    /// Calls that answer at once, from either instance.
+    pub(crate) fn common_call(&mut self, from: Endpoint, args: &Regs) -> Result<Regs, FfaError> {
+        let version = self.version_of(from);
+        let instance = match from {
+            Endpoint::NormalWorld(_) => Instance::NormalWorld,
+            Endpoint::Partition(_) => Instance::Partition,
+        };
+        match args.func() {
+            func::VERSION => Ok(self.version_call(from, args.w(1))),
+            func::FEATURES => {
+                crate::features::query(instance, version, args.w(1), args.w(2)).map(Regs::success32)
+            }
+            func::ID_GET => Ok(Regs::success32(self.id_of(from) as u32)),
+            func::SPM_ID_GET if version >= Version::V1_1 => Ok(Regs::success32(self.id() as u32)),
+            func::RXTX_MAP_32 | func::RXTX_MAP_64 => self.rxtx_map(from, args),
+            func::RXTX_UNMAP => self.rxtx_unmap(from, args),
+            func::RX_RELEASE => self.rx_release(from, args),
+            func::RX_ACQUIRE if version >= Version::V1_1 => self.rx_acquire(from, args),
+            func::PARTITION_INFO_GET => self.partition_info_get(from, args),
+            func::PARTITION_INFO_GET_REGS_64 if version >= Version::V1_2 => {
+                self.partition_info_get_regs(from, args)
+            }
+            func::MSG_SEND2 if version >= Version::V1_1 => self.msg_send2(from, args),
+            func::CONSOLE_LOG_32 | func::CONSOLE_LOG_64 if version >= Version::V1_2 => {
+                self.console_log(from, args)
+            }
+            other => {
+                debug!("unsupported call {other:#010x} from {from:?}");
+                Err(FfaError::NotSupported)
+            }
+        }
+    }
+
+    /// FFA_VERSION (§13.2): w0 is the version or NOT_SUPPORTED.
+    fn version_call(&mut self, from: Endpoint, requested: u32) -> Regs {
+        let mut r = Regs::default();
+        r.0[0] = match ffa::negotiate(requested) {
+            Ok(v) => {
+                match from {
+                    Endpoint::NormalWorld(id) => self.nwd_mut(id).version = Some(v),
+                    Endpoint::Partition(s) => self.partitions[s as usize].version = v,
+                }
+                debug!("{from:?} negotiated FF-A v{v}");
+                Version::IMPLEMENTED.bits() as u64
+            }
+            Err(e) => e.as_u32() as u64,
+        };
+        r
     }
 
     /// Framework messages from the SPMD (TF-A SPMD; FF-A v1.2 §18).
     fn framework_message(&mut self, regs: &Regs) -> Result<Regs, FfaError> {
         let w2 = regs.w(2);
         if w2 & fwk::FLAG == 0 {
-            // A partition message with the SPMD as sender: no partition takes those.
             return Err(FfaError::InvalidParameters);
         }
         let mut r = Regs::with_func(func::MSG_SEND_DIRECT_RESP_32);
@@ -131,11 +645,10 @@ impl Spmc {
         match w2 & fwk::TYPE_MASK {
             fwk::VERSION_REQ => {
                 r.0[2] = (fwk::FLAG | fwk::VERSION_RESP) as u64;
-                r.0[3] = self.negotiate_nwd(regs.w(3)) as u64;
+                let v = self.version_call(Endpoint::NormalWorld(0), regs.w(3));
+                r.0[3] = v.0[0];
             }
             fwk::PSCI_REQ => {
-                // CPU_OFF and the other PSCI notifications: nothing runs on a
-                // core the normal world turns off, so the SPMC agrees.
                 debug!("PSCI framework message {:#x}", regs.w(3));
                 r.0[2] = (fwk::FLAG | fwk::PSCI_RESP) as u64;
                 r.0[3] = ffa::psci::SUCCESS as u64;
@@ -147,31 +660,25 @@ impl Spmc {
         }
         Ok(r)
     }
+}
 
-    fn direct_request_from_nwd(&mut self, regs: &Regs) -> Result<Regs, FfaError> {
-        // No partition is loaded yet: every receiver is unknown (§15.2.2).
-        debug!(
-            "direct request {:#x} -> {:#x}: no such partition",
-            ffa::sender(regs),
-            ffa::receiver(regs)
-        );
-        Err(FfaError::InvalidParameters)
-    }
-
-    fn features(
-        &self,
-        instance: Instance,
-        version: Version,
-        regs: &Regs,
-    ) -> Result<Regs, FfaError> {
-        features::query(instance, version, regs.w(1), regs.w(2)).map(Self::success_w2)
-    }
-
-    /// FFA_SPM_ID_GET (§13.10, v1.1+): the SPMC's ID.
-    fn spm_id_get(&self, version: Version) -> Result<Regs, FfaError> {
-        if version < Version::V1_1 {
-            return Err(FfaError::NotSupported);
-        }
-        Ok(Self::success_w2(self.id() as u32))
-    }
+/// The FF-A boot information blob (DEN0077 v1.2 §5.4.1, Tables 5.8 and 5.9):
+/// a header and one descriptor pointing at the partition manifest, which
+/// follows the blob at `BOOT_INFO_HEADER`.
+fn boot_info_blob(ipa: u64, manifest_len: u32) -> [u8; BOOT_INFO_HEADER as usize] {
+    let mut b = [0u8; BOOT_INFO_HEADER as usize];
+    b[0..4].copy_from_slice(&0x0FFAu32.to_le_bytes()); // signature
+    b[4..8].copy_from_slice(&Version::V1_2.bits().to_le_bytes()); // version
+    b[8..12].copy_from_slice(&(BOOT_INFO_HEADER as u32).to_le_bytes()); // blob size
+    b[12..16].copy_from_slice(&32u32.to_le_bytes()); // descriptor size
+    b[16..20].copy_from_slice(&1u32.to_le_bytes()); // descriptor count
+    b[20..24].copy_from_slice(&32u32.to_le_bytes()); // offset of the descriptors
+    // Descriptor: name, type (standard, FDT), flags (name is a string,
+    // content is an address), size, content.
+    b[32..44].copy_from_slice(b"ffa_manifest");
+    b[48] = 0; // standard type 0: flattened device tree
+    b[50..52].copy_from_slice(&0u16.to_le_bytes());
+    b[52..56].copy_from_slice(&manifest_len.to_le_bytes());
+    b[56..64].copy_from_slice(&(ipa + BOOT_INFO_HEADER).to_le_bytes());
+    b
 }

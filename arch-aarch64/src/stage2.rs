@@ -1,0 +1,93 @@
+//! The hardware side of secure partitions' stage-2 translation.
+//!
+//! At Secure EL2 a secure EL1&0 regime has two IPA spaces: VSTTBR_EL2/VSTCR_EL2
+//! translate the secure one into secure physical memory, VTTBR_EL2/VTCR_EL2
+//! the non-secure one (selected by the stage-1 NS bit) into normal-world
+//! memory. Both use 39-bit IPAs with tables starting at level 1, matching
+//! `spmc::stage2::ROOT_LEVEL`. TLB entries are tagged by VTTBR_EL2.VMID.
+
+use spmc::addr::{IpaSpace, PAGE_SIZE};
+
+use crate::sysreg;
+
+// VTCR_EL2: T0SZ=25, SL0=1 (start at level 1), inner/outer write-back,
+// inner shareable, 4K granule, PS=40 bits, NSW=0 (walks of the non-secure
+// table are in secure memory: the tables are the SPMC's), NSA=1 (non-secure
+// IPA output is normal-world memory), RES1 bit 31.
+const VTCR: u64 =
+    25 | (1 << 6) | (1 << 8) | (1 << 10) | (3 << 12) | (2 << 16) | (1 << 30) | (1 << 31);
+// VSTCR_EL2: T0SZ=25, SL0=1, 4K granule, SW=0 and SA=0 (secure walks, secure output).
+const VSTCR: u64 = 25 | (1 << 6);
+// HCR_EL2 while partitions run: VM (stage 2 on), SWIO, FMO/IMO/AMO (physical
+// FIQ/IRQ/SError to EL2), TSC (trap SMC: the partitions' FF-A conduit), RW
+// (EL1 is AArch64).
+const HCR: u64 = 1 | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 19) | (1 << 31);
+
+/// Programs the stage-2 controls on this core (at boot and on each core's first entry).
+pub fn configure() {
+    // SAFETY: these registers only affect the EL1&0 regimes, which run only
+    // when the SPMC enters a partition with tables it built.
+    unsafe { sysreg::write_vtcr_el2(VTCR) };
+    // SAFETY: as above.
+    unsafe { sysreg::write_vstcr_el2(VSTCR) };
+    // SAFETY: as above.
+    unsafe { sysreg::write_hcr_el2(HCR) };
+    sysreg::isb();
+}
+
+/// Loads a partition's stage-2 roots.
+///
+/// # Safety
+///
+/// Both roots must be stage-2 tables that map only memory the partition may use.
+pub unsafe fn load(vsttbr: u64, vttbr: u64) {
+    // SAFETY: the caller vouches for the tables; no EL1 code runs until ERET.
+    unsafe { sysreg::write_vsttbr_el2(vsttbr) };
+    // SAFETY: as above.
+    unsafe { sysreg::write_vttbr_el2(vttbr) };
+    sysreg::isb();
+}
+
+/// Invalidates the TLB entries of `vmid`'s stage-2 translations for
+/// `[ipa, ipa + len)` in `space`, and the combined stage-1 entries that may
+/// hold them, on every core (inner shareable).
+pub fn invalidate(vmid: u16, space: IpaSpace, ipa: u64, len: u64) {
+    let saved = sysreg::read_vttbr_el2();
+    // TLBI by IPA acts on the VMID in VTTBR_EL2; the table address is unused here.
+    // SAFETY: no EL1 code runs while VTTBR_EL2 is borrowed; it is restored below.
+    unsafe { sysreg::write_vttbr_el2((vmid as u64) << 48) };
+    sysreg::isb();
+    let pages = len.div_ceil(PAGE_SIZE);
+    // Bit 63 of the TLBI IPAS2E1IS operand selects the non-secure IPA space.
+    let ns = match space {
+        IpaSpace::Secure => 0,
+        IpaSpace::NonSecure => 1 << 63,
+    };
+    // SAFETY: barriers and TLB maintenance only drop cached translations.
+    unsafe { core::arch::asm!("dsb ishst", options(nostack, preserves_flags)) };
+    if pages > 64 {
+        // SAFETY: as above: all stage 1 and 2 entries of this VMID.
+        unsafe { core::arch::asm!("tlbi vmalls12e1is", options(nostack, preserves_flags)) };
+    } else {
+        for i in 0..pages {
+            let arg = ns | ((ipa + i * PAGE_SIZE) >> 12) & 0xF_FFFF_FFFF;
+            // SAFETY: as above.
+            unsafe {
+                core::arch::asm!("tlbi ipas2e1is, {}", in(reg) arg, options(nostack, preserves_flags))
+            };
+        }
+        // SAFETY: as above: the stage-1 entries combined with the old stage 2.
+        unsafe {
+            core::arch::asm!(
+                "dsb ish",
+                "tlbi vmalle1is",
+                options(nostack, preserves_flags)
+            )
+        };
+    }
+    // SAFETY: as above.
+    unsafe { core::arch::asm!("dsb ish", "isb", options(nostack, preserves_flags)) };
+    // SAFETY: restores the value read above.
+    unsafe { sysreg::write_vttbr_el2(saved) };
+    sysreg::isb();
+}

@@ -1,0 +1,442 @@
+//! Running a partition's vCPU: the world switch between EL2 and a lower EL.
+//!
+//! General registers move on every entry and exit (assembly below). The EL1
+//! system registers and the FP/SIMD registers move lazily, per core:
+//! - EL1 state is switched only when a different context runs on the core
+//!   than the one whose EL1 state the hardware holds;
+//! - FP/SIMD state is switched on the first FP instruction of a vCPU that
+//!   does not own the FP registers (CPTR_EL2.TFP traps it).
+//!
+//! Invariant: whenever the core returns to the normal world
+//! ([`return_to_normal_world`]), the hardware holds the normal world's EL1 and
+//! FP/SIMD state, and every partition's state is back in its context. So no
+//! partition state ever stays live in the hardware across an SMC to EL3.
+
+use core::arch::global_asm;
+use core::mem::offset_of;
+
+use spin::mutex::SpinMutex;
+use spmc::vcpu::{Context, El1Regs, ExitInfo, FpRegs};
+
+use crate::{MAX_CPUS, cpu, sysreg};
+
+const X: usize = offset_of!(Context, x);
+const PC: usize = offset_of!(Context, pc);
+const EXIT: usize = offset_of!(Context, exit);
+const _: () = assert!(X == 0);
+const _: () = assert!(PC == 31 * 8);
+const _: () = assert!(offset_of!(Context, pstate) == PC + 8);
+const _: () = assert!(offset_of!(ExitInfo, vector) == 0 && offset_of!(ExitInfo, esr) == 8);
+const _: () = assert!(offset_of!(ExitInfo, far) == 16 && offset_of!(ExitInfo, hpfar) == 24);
+const _: () = assert!(offset_of!(El1Regs, csselr) == 23 * 8);
+const _: () = assert!(offset_of!(FpRegs, fpsr) == 512 && offset_of!(FpRegs, fpcr) == 520);
+
+/// Host frame pushed by `spmc_vcpu_enter`: x29, x30, x19-x28, x18 (+ pad).
+const HOST_FRAME: usize = 112;
+
+global_asm!(
+    r#"
+.section .text.vcpu, "ax"
+.global spmc_vcpu_enter
+// u64 spmc_vcpu_enter(Context *ctx): runs the vCPU until it exits; returns the vector.
+spmc_vcpu_enter:
+    stp x29, x30, [sp, #-{frame}]!
+    stp x19, x20, [sp, #16]
+    stp x21, x22, [sp, #32]
+    stp x23, x24, [sp, #48]
+    stp x25, x26, [sp, #64]
+    stp x27, x28, [sp, #80]
+    str x18, [sp, #96]
+    msr tpidr_el2, x0
+    ldp x1, x2, [x0, #{pc}]
+    msr elr_el2, x1
+    msr spsr_el2, x2
+    ldp x2, x3, [x0, #16]
+    ldp x4, x5, [x0, #32]
+    ldp x6, x7, [x0, #48]
+    ldp x8, x9, [x0, #64]
+    ldp x10, x11, [x0, #80]
+    ldp x12, x13, [x0, #96]
+    ldp x14, x15, [x0, #112]
+    ldp x16, x17, [x0, #128]
+    ldp x18, x19, [x0, #144]
+    ldp x20, x21, [x0, #160]
+    ldp x22, x23, [x0, #176]
+    ldp x24, x25, [x0, #192]
+    ldp x26, x27, [x0, #208]
+    ldp x28, x29, [x0, #224]
+    ldr x30, [x0, #240]
+    ldp x0, x1, [x0, #0]
+    eret
+    dsb nsh
+    isb
+
+// Lower-EL vector entries branch here with the vCPU's x0/x1 pushed and the vector in x0.
+spmc_vcpu_exit:
+    mrs x1, tpidr_el2
+    stp x2, x3, [x1, #16]
+    stp x4, x5, [x1, #32]
+    stp x6, x7, [x1, #48]
+    stp x8, x9, [x1, #64]
+    stp x10, x11, [x1, #80]
+    stp x12, x13, [x1, #96]
+    stp x14, x15, [x1, #112]
+    stp x16, x17, [x1, #128]
+    stp x18, x19, [x1, #144]
+    stp x20, x21, [x1, #160]
+    stp x22, x23, [x1, #176]
+    stp x24, x25, [x1, #192]
+    stp x26, x27, [x1, #208]
+    stp x28, x29, [x1, #224]
+    str x30, [x1, #240]
+    ldp x2, x3, [sp], #16
+    stp x2, x3, [x1, #0]
+    mrs x2, elr_el2
+    mrs x3, spsr_el2
+    stp x2, x3, [x1, #{pc}]
+    mrs x2, esr_el2
+    stp x0, x2, [x1, #{exit}]
+    mrs x2, far_el2
+    mrs x3, hpfar_el2
+    stp x2, x3, [x1, #{exit_far}]
+    ldr x18, [sp, #96]
+    ldp x19, x20, [sp, #16]
+    ldp x21, x22, [sp, #32]
+    ldp x23, x24, [sp, #48]
+    ldp x25, x26, [sp, #64]
+    ldp x27, x28, [sp, #80]
+    ldp x29, x30, [sp], #{frame}
+    ret
+
+.global spmc_lower_sync
+spmc_lower_sync:
+    stp x0, x1, [sp, #-16]!
+    mov x0, #0
+    b spmc_vcpu_exit
+.global spmc_lower_irq
+spmc_lower_irq:
+    stp x0, x1, [sp, #-16]!
+    mov x0, #1
+    b spmc_vcpu_exit
+.global spmc_lower_fiq
+spmc_lower_fiq:
+    stp x0, x1, [sp, #-16]!
+    mov x0, #2
+    b spmc_vcpu_exit
+.global spmc_lower_serror
+spmc_lower_serror:
+    stp x0, x1, [sp, #-16]!
+    mov x0, #3
+    b spmc_vcpu_exit
+
+// void spmc_el1_save(El1Regs *r)
+.global spmc_el1_save
+spmc_el1_save:
+    mrs x1, sctlr_el1
+    mrs x2, actlr_el1
+    stp x1, x2, [x0, #0]
+    mrs x1, cpacr_el1
+    mrs x2, ttbr0_el1
+    stp x1, x2, [x0, #16]
+    mrs x1, ttbr1_el1
+    mrs x2, tcr_el1
+    stp x1, x2, [x0, #32]
+    mrs x1, esr_el1
+    mrs x2, afsr0_el1
+    stp x1, x2, [x0, #48]
+    mrs x1, afsr1_el1
+    mrs x2, far_el1
+    stp x1, x2, [x0, #64]
+    mrs x1, mair_el1
+    mrs x2, vbar_el1
+    stp x1, x2, [x0, #80]
+    mrs x1, contextidr_el1
+    mrs x2, tpidr_el0
+    stp x1, x2, [x0, #96]
+    mrs x1, tpidrro_el0
+    mrs x2, tpidr_el1
+    stp x1, x2, [x0, #112]
+    mrs x1, amair_el1
+    mrs x2, cntkctl_el1
+    stp x1, x2, [x0, #128]
+    mrs x1, par_el1
+    mrs x2, sp_el0
+    stp x1, x2, [x0, #144]
+    mrs x1, sp_el1
+    mrs x2, elr_el1
+    stp x1, x2, [x0, #160]
+    mrs x1, spsr_el1
+    mrs x2, csselr_el1
+    stp x1, x2, [x0, #176]
+    ret
+
+// void spmc_el1_load(const El1Regs *r)
+.global spmc_el1_load
+spmc_el1_load:
+    ldp x1, x2, [x0, #0]
+    msr sctlr_el1, x1
+    msr actlr_el1, x2
+    ldp x1, x2, [x0, #16]
+    msr cpacr_el1, x1
+    msr ttbr0_el1, x2
+    ldp x1, x2, [x0, #32]
+    msr ttbr1_el1, x1
+    msr tcr_el1, x2
+    ldp x1, x2, [x0, #48]
+    msr esr_el1, x1
+    msr afsr0_el1, x2
+    ldp x1, x2, [x0, #64]
+    msr afsr1_el1, x1
+    msr far_el1, x2
+    ldp x1, x2, [x0, #80]
+    msr mair_el1, x1
+    msr vbar_el1, x2
+    ldp x1, x2, [x0, #96]
+    msr contextidr_el1, x1
+    msr tpidr_el0, x2
+    ldp x1, x2, [x0, #112]
+    msr tpidrro_el0, x1
+    msr tpidr_el1, x2
+    ldp x1, x2, [x0, #128]
+    msr amair_el1, x1
+    msr cntkctl_el1, x2
+    ldp x1, x2, [x0, #144]
+    msr par_el1, x1
+    msr sp_el0, x2
+    ldp x1, x2, [x0, #160]
+    msr sp_el1, x1
+    msr elr_el1, x2
+    ldp x1, x2, [x0, #176]
+    msr spsr_el1, x1
+    msr csselr_el1, x2
+    ret
+
+.arch_extension fp
+.arch_extension simd
+// void spmc_fp_save(FpRegs *r)   (CPTR_EL2.TFP must be clear)
+.global spmc_fp_save
+spmc_fp_save:
+    stp q0, q1, [x0, #0]
+    stp q2, q3, [x0, #32]
+    stp q4, q5, [x0, #64]
+    stp q6, q7, [x0, #96]
+    stp q8, q9, [x0, #128]
+    stp q10, q11, [x0, #160]
+    stp q12, q13, [x0, #192]
+    stp q14, q15, [x0, #224]
+    stp q16, q17, [x0, #256]
+    stp q18, q19, [x0, #288]
+    stp q20, q21, [x0, #320]
+    stp q22, q23, [x0, #352]
+    stp q24, q25, [x0, #384]
+    stp q26, q27, [x0, #416]
+    stp q28, q29, [x0, #448]
+    stp q30, q31, [x0, #480]
+    mrs x1, fpsr
+    mrs x2, fpcr
+    add x3, x0, #512
+    stp x1, x2, [x3]
+    ret
+
+// void spmc_fp_load(const FpRegs *r)   (CPTR_EL2.TFP must be clear)
+.global spmc_fp_load
+spmc_fp_load:
+    ldp q0, q1, [x0, #0]
+    ldp q2, q3, [x0, #32]
+    ldp q4, q5, [x0, #64]
+    ldp q6, q7, [x0, #96]
+    ldp q8, q9, [x0, #128]
+    ldp q10, q11, [x0, #160]
+    ldp q12, q13, [x0, #192]
+    ldp q14, q15, [x0, #224]
+    ldp q16, q17, [x0, #256]
+    ldp q18, q19, [x0, #288]
+    ldp q20, q21, [x0, #320]
+    ldp q22, q23, [x0, #352]
+    ldp q24, q25, [x0, #384]
+    ldp q26, q27, [x0, #416]
+    ldp q28, q29, [x0, #448]
+    ldp q30, q31, [x0, #480]
+    add x3, x0, #512
+    ldp x1, x2, [x3]
+    msr fpsr, x1
+    msr fpcr, x2
+    ret
+"#,
+    frame = const HOST_FRAME,
+    pc = const PC,
+    exit = const EXIT,
+    exit_far = const EXIT + 16,
+);
+
+unsafe extern "C" {
+    fn spmc_vcpu_enter(ctx: *mut Context) -> u64;
+    fn spmc_el1_save(r: *mut El1Regs);
+    fn spmc_el1_load(r: *const El1Regs);
+    fn spmc_fp_save(r: *mut FpRegs);
+    fn spmc_fp_load(r: *const FpRegs);
+}
+
+/// Whose state a core's EL1 or FP/SIMD registers hold.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    NormalWorld,
+    Vcpu(*mut Context),
+}
+
+/// Per-core state of the lazy switches.
+struct CpuState {
+    nwd_el1: El1Regs,
+    nwd_fp: FpRegs,
+    el1: Owner,
+    fp: Owner,
+    fp_trapped: bool,
+    stage2: (u64, u64),
+}
+
+// SAFETY: the raw pointers are only dereferenced on the core that owns the
+// state, while the core layer guarantees the context is not used elsewhere.
+unsafe impl Send for CpuState {}
+
+const IDLE: SpinMutex<CpuState> = SpinMutex::new(CpuState {
+    nwd_el1: El1Regs {
+        sctlr: 0,
+        actlr: 0,
+        cpacr: 0,
+        ttbr0: 0,
+        ttbr1: 0,
+        tcr: 0,
+        esr: 0,
+        afsr0: 0,
+        afsr1: 0,
+        far: 0,
+        mair: 0,
+        vbar: 0,
+        contextidr: 0,
+        tpidr_el0: 0,
+        tpidrro_el0: 0,
+        tpidr_el1: 0,
+        amair: 0,
+        cntkctl: 0,
+        par: 0,
+        sp_el0: 0,
+        sp_el1: 0,
+        elr: 0,
+        spsr: 0,
+        csselr: 0,
+    },
+    nwd_fp: FpRegs {
+        q: [0; 32],
+        fpsr: 0,
+        fpcr: 0,
+    },
+    el1: Owner::NormalWorld,
+    fp: Owner::NormalWorld,
+    fp_trapped: false,
+    stage2: (u64::MAX, u64::MAX),
+});
+static CPUS: [SpinMutex<CpuState>; MAX_CPUS] = [IDLE; MAX_CPUS];
+
+/// ESR exception class of a trapped FP/SIMD access.
+const EC_FP: u64 = 0x07;
+/// CPTR_EL2.TFP.
+const CPTR_TFP: u64 = 1 << 10;
+
+fn set_fp_trap(st: &mut CpuState, trap: bool) {
+    if st.fp_trapped == trap {
+        return;
+    }
+    let cptr = sysreg::read_cptr_el2();
+    let v = if trap {
+        cptr | CPTR_TFP
+    } else {
+        cptr & !CPTR_TFP
+    };
+    // SAFETY: TFP only decides whether FP/SIMD instructions trap to EL2; the
+    // SPMC itself never uses FP except in spmc_fp_save/load, run untrapped.
+    unsafe { sysreg::write_cptr_el2(v) };
+    sysreg::isb();
+    st.fp_trapped = trap;
+}
+
+/// Saves whatever FP state the hardware holds into its owner.
+///
+/// # Safety
+/// A `Vcpu` owner's context must still be valid and not used elsewhere.
+unsafe fn park_fp(st: &mut CpuState) {
+    set_fp_trap(st, false);
+    match st.fp {
+        // SAFETY: nwd_fp is this core's save area.
+        Owner::NormalWorld => unsafe { spmc_fp_save(&mut st.nwd_fp) },
+        // SAFETY: the caller guarantees the context.
+        Owner::Vcpu(c) => unsafe { spmc_fp_save(&raw mut (*c).fp) },
+    }
+}
+
+/// Runs `ctx` on this core until it exits for something the core layer must
+/// see (a call, an interrupt or a fault); FP traps are handled here.
+///
+/// # Safety
+///
+/// `ctx` must be a vCPU context that no one else reads or writes until this
+/// returns (the core layer's `Next::Run` contract), with stage-2 roots that
+/// map only memory that partition may use.
+pub unsafe fn run(ctx: &mut Context) {
+    let ptr: *mut Context = ctx;
+    let mut st = CPUS[cpu::core_index() % MAX_CPUS].lock();
+    if st.el1 != Owner::Vcpu(ptr) {
+        match st.el1 {
+            // SAFETY: the normal world's save area belongs to this core.
+            Owner::NormalWorld => unsafe { spmc_el1_save(&mut st.nwd_el1) },
+            // SAFETY: a previous vCPU of this chain still owns its context.
+            Owner::Vcpu(c) => unsafe { spmc_el1_save(&raw mut (*c).el1) },
+        }
+        // SAFETY: the caller owns `ctx`.
+        unsafe { spmc_el1_load(&raw const (*ptr).el1) };
+        st.el1 = Owner::Vcpu(ptr);
+    }
+    let owns_fp = st.fp == Owner::Vcpu(ptr);
+    set_fp_trap(&mut st, !owns_fp);
+    let s2 = (ctx.vsttbr, ctx.vttbr);
+    if st.stage2 != s2 {
+        // SAFETY: the caller vouches for the stage-2 roots; no EL1 code runs
+        // until the ERET below.
+        unsafe { crate::stage2::load(s2.0, s2.1) };
+        st.stage2 = s2;
+    }
+    loop {
+        // SAFETY: the caller owns `ctx`; the vector code saves the vCPU's
+        // registers into it and returns here with the host's registers.
+        let vector = unsafe { spmc_vcpu_enter(ptr) };
+        if vector == 0 && (ctx.exit.esr >> 26) & 0x3f == EC_FP {
+            // First FP/SIMD use by this vCPU: give it the FP registers.
+            // SAFETY: the owner is the normal world or a vCPU of this chain.
+            unsafe { park_fp(&mut st) };
+            // SAFETY: the caller owns `ctx`.
+            unsafe { spmc_fp_load(&raw const (*ptr).fp) };
+            st.fp = Owner::Vcpu(ptr);
+            continue;
+        }
+        break;
+    }
+}
+
+/// Puts the normal world's EL1 and FP/SIMD state back into the hardware
+/// (saving the last vCPU's), before the core returns to the normal world.
+pub fn return_to_normal_world() {
+    let mut st = CPUS[cpu::core_index() % MAX_CPUS].lock();
+    if let Owner::Vcpu(c) = st.el1 {
+        // SAFETY: a vCPU stays owned by its chain until this point (module invariant).
+        unsafe { spmc_el1_save(&raw mut (*c).el1) };
+        // SAFETY: the save area belongs to this core.
+        unsafe { spmc_el1_load(&st.nwd_el1) };
+        st.el1 = Owner::NormalWorld;
+    }
+    if let Owner::Vcpu(_) = st.fp {
+        // SAFETY: as above.
+        unsafe { park_fp(&mut st) };
+        // SAFETY: the save area belongs to this core.
+        unsafe { spmc_fp_load(&st.nwd_fp) };
+        st.fp = Owner::NormalWorld;
+    }
+}

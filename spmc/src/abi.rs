@@ -1,0 +1,419 @@
+//! ABIs that answer at once: RX/TX buffers (§13.5-13.7), partition discovery
+//! (§13.8, §13.9), indirect messages (§15.6, FFA_MSG_SEND2) and the console
+//! (§13.11, FFA_CONSOLE_LOG).
+
+use alloc::vec::Vec;
+
+use log::{debug, info};
+
+use crate::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa};
+use crate::ffa::{FfaError, PartitionId, Regs, Version, func, is_secure_id};
+use crate::manager::{Endpoint, Spmc};
+use crate::partition::{Buffers, PartitionState, RxState};
+use crate::platform::Platform;
+use crate::sp_manifest::{Messaging, Uuid};
+
+/// Largest RX/TX buffer, in 4 KiB pages (reported by FFA_FEATURES(FFA_RXTX_MAP)).
+pub const MAX_RXTX_PAGES: u64 = 16;
+/// Size of a v1.1+ partition information descriptor (Table 6.1).
+pub const PART_INFO_SIZE: usize = 24;
+/// Size of a v1.0 partition information descriptor.
+pub const PART_INFO_SIZE_V1_0: usize = 8;
+/// Indirect message header size in v1.2 (with the UUID, Table 6.3).
+pub const MSG_HEADER_V1_2: u32 = 40;
+/// Indirect message header size in v1.1.
+pub const MSG_HEADER_V1_1: u32 = 20;
+/// Longest console line kept before it is flushed.
+const CONSOLE_LINE: usize = 256;
+
+impl<P: Platform> Spmc<P> {
+    fn buffers(&self, ep: Endpoint) -> Option<Buffers> {
+        match ep {
+            Endpoint::NormalWorld(id) => self.normal_world(id).and_then(|e| e.buffers),
+            Endpoint::Partition(s) => self.partitions[s as usize].buffers,
+        }
+    }
+
+    fn set_buffers(&mut self, ep: Endpoint, b: Option<Buffers>) {
+        match ep {
+            Endpoint::NormalWorld(id) => self.nwd_mut(id).buffers = b,
+            Endpoint::Partition(s) => self.partitions[s as usize].buffers = b,
+        }
+    }
+
+    fn set_rx_state(&mut self, ep: Endpoint, state: RxState) {
+        if let Some(mut b) = self.buffers(ep) {
+            b.rx_state = state;
+            self.set_buffers(ep, Some(b));
+        }
+    }
+
+    /// FFA_RXTX_MAP (§13.5). The normal world names physical addresses, which
+    /// must be normal-world RAM; a partition names IPAs of its own writable memory.
+    pub(crate) fn rxtx_map(&mut self, from: Endpoint, args: &Regs) -> Result<Regs, FfaError> {
+        let wide = args.func() == func::RXTX_MAP_64;
+        let (tx, rx) = if wide {
+            (args.x(1), args.x(2))
+        } else {
+            (args.w(1) as u64, args.w(2) as u64)
+        };
+        let pages = if self.version_of(from) >= Version::V1_2 {
+            args.w(3) & 0x3F
+        } else {
+            args.w(3)
+        } as u64;
+        if pages == 0 || pages > MAX_RXTX_PAGES {
+            return Err(FfaError::InvalidParameters);
+        }
+        let size = pages * PAGE_SIZE;
+        if !tx.is_multiple_of(PAGE_SIZE)
+            || !rx.is_multiple_of(PAGE_SIZE)
+            || tx.checked_add(size).is_none()
+            || rx.checked_add(size).is_none()
+        {
+            return Err(FfaError::InvalidParameters);
+        }
+        if tx < rx + size && rx < tx + size {
+            return Err(FfaError::InvalidParameters);
+        }
+        if self.buffers(from).is_some() {
+            return Err(FfaError::Denied);
+        }
+        let (tx_pa, rx_pa) = match from {
+            Endpoint::NormalWorld(_) => {
+                if !self.platform.is_ns_ram(Pa(tx), size) || !self.platform.is_ns_ram(Pa(rx), size)
+                {
+                    debug!("RXTX_MAP: {tx:#x}/{rx:#x} is not normal-world RAM");
+                    return Err(FfaError::InvalidParameters);
+                }
+                self.platform
+                    .map_ns(Pa(tx), size)
+                    .map_err(|_| FfaError::NoMemory)?;
+                if self.platform.map_ns(Pa(rx), size).is_err() {
+                    self.platform.unmap_ns(Pa(tx), size);
+                    return Err(FfaError::NoMemory);
+                }
+                (Pa(tx), Pa(rx))
+            }
+            Endpoint::Partition(s) => {
+                let s2 = &self.partitions[s as usize].stage2;
+                let t = s2.translate_range(IpaSpace::Secure, Ipa(tx), size, true);
+                let r = s2.translate_range(IpaSpace::Secure, Ipa(rx), size, true);
+                match (t, r) {
+                    (Some(t), Some(r)) => (t, r),
+                    _ => return Err(FfaError::InvalidParameters),
+                }
+            }
+        };
+        self.set_buffers(
+            from,
+            Some(Buffers {
+                tx_addr: tx,
+                rx_addr: rx,
+                tx: tx_pa,
+                rx: rx_pa,
+                size,
+                rx_state: RxState::Empty,
+            }),
+        );
+        Ok(Regs::with_func(func::SUCCESS_32))
+    }
+
+    /// FFA_RXTX_UNMAP (§13.6): w1[31:16] names the endpoint (a hypervisor's
+    /// VM); it must be the caller's own ID or 0.
+    pub(crate) fn rxtx_unmap(&mut self, from: Endpoint, args: &Regs) -> Result<Regs, FfaError> {
+        let named = (args.w(1) >> 16) as u16;
+        if named != 0 && named != self.id_of(from) {
+            return Err(FfaError::InvalidParameters);
+        }
+        let b = self.buffers(from).ok_or(FfaError::InvalidParameters)?;
+        if let Endpoint::NormalWorld(_) = from {
+            self.platform.unmap_ns(b.tx, b.size);
+            self.platform.unmap_ns(b.rx, b.size);
+        }
+        self.set_buffers(from, None);
+        Ok(Regs::with_func(func::SUCCESS_32))
+    }
+
+    /// FFA_RX_RELEASE (§13.7): the consumer gives its RX buffer back.
+    pub(crate) fn rx_release(&mut self, from: Endpoint, _args: &Regs) -> Result<Regs, FfaError> {
+        let b = self.buffers(from).ok_or(FfaError::Denied)?;
+        if b.rx_state == RxState::Empty {
+            return Err(FfaError::Denied);
+        }
+        self.set_rx_state(from, RxState::Empty);
+        Ok(Regs::with_func(func::SUCCESS_32))
+    }
+
+    /// FFA_RX_ACQUIRE (§13.8, v1.1): the hypervisor takes a VM's RX buffer
+    /// from the SPMC (w1[15:0] = the VM). Only at the normal-world instance.
+    pub(crate) fn rx_acquire(&mut self, from: Endpoint, args: &Regs) -> Result<Regs, FfaError> {
+        let Endpoint::NormalWorld(_) = from else {
+            return Err(FfaError::NotSupported);
+        };
+        let vm = Endpoint::NormalWorld(args.w(1) as u16);
+        let b = self.buffers(vm).ok_or(FfaError::InvalidParameters)?;
+        if b.rx_state != RxState::Empty {
+            return Err(FfaError::Denied);
+        }
+        self.set_rx_state(vm, RxState::Acquired);
+        Ok(Regs::with_func(func::SUCCESS_32))
+    }
+
+    /// The (partition slot, UUID) pairs a discovery for `uuid` returns to `from`.
+    pub(crate) fn discoverable(&self, _from: Endpoint, uuid: Uuid) -> Vec<(u16, Uuid)> {
+        let mut out = Vec::new();
+        for (slot, p) in self.partitions.iter().enumerate() {
+            if p.state == PartitionState::Aborted {
+                continue;
+            }
+            for u in &p.config.uuids {
+                if uuid.is_nil() || *u == uuid {
+                    out.push((slot as u16, *u));
+                }
+            }
+        }
+        out
+    }
+
+    /// A partition's properties for its information descriptor (Table 6.1).
+    fn properties(&self, slot: u16, version: Version) -> u32 {
+        let c = &self.partitions[slot as usize].config;
+        if version < Version::V1_1 {
+            return c.messaging.0
+                & (Messaging::DIRECT_RECV | Messaging::DIRECT_SEND | Messaging::INDIRECT);
+        }
+        let mut p = c.messaging.0;
+        if version < Version::V1_2 {
+            p &= !(Messaging::DIRECT2_RECV | Messaging::DIRECT2_SEND);
+        }
+        // Bits 5:4 = 0b00: the ID is a PE endpoint ID. Bits 6/7: VM created /
+        // destroyed messages. Bit 8: AArch64.
+        p | (c.vm_availability & 3) << 6 | 1 << 8
+    }
+
+    /// FFA_PARTITION_INFO_GET (§13.8): descriptors into the caller's RX buffer,
+    /// sized for the caller's version; or just the count (flag bit 0, v1.1+).
+    pub(crate) fn partition_info_get(
+        &mut self,
+        from: Endpoint,
+        args: &Regs,
+    ) -> Result<Regs, FfaError> {
+        let version = self.version_of(from);
+        let uuid = Uuid::from_words([args.w(1), args.w(2), args.w(3), args.w(4)]);
+        let flags = args.w(5);
+        if flags & !1 != 0 || (flags != 0 && version < Version::V1_1) {
+            return Err(FfaError::InvalidParameters);
+        }
+        let found = self.discoverable(from, uuid);
+        if found.is_empty() {
+            return Err(FfaError::InvalidParameters);
+        }
+        let desc = if version >= Version::V1_1 {
+            PART_INFO_SIZE
+        } else {
+            PART_INFO_SIZE_V1_0
+        };
+        let mut ok = Regs::success32(found.len() as u32);
+        if version >= Version::V1_1 {
+            ok.0[3] = desc as u64;
+        }
+        if flags & 1 != 0 {
+            return Ok(ok);
+        }
+        let b = self.buffers(from).ok_or(FfaError::Busy)?;
+        if b.rx_state != RxState::Empty {
+            return Err(FfaError::Busy);
+        }
+        if (found.len() * desc) as u64 > b.size {
+            return Err(FfaError::NoMemory);
+        }
+        let mut out = Vec::with_capacity(found.len() * desc);
+        for (slot, u) in &found {
+            let p = &self.partitions[*slot as usize];
+            out.extend_from_slice(&p.id().to_le_bytes());
+            out.extend_from_slice(&(p.vcpus.len() as u16).to_le_bytes());
+            out.extend_from_slice(&self.properties(*slot, version).to_le_bytes());
+            if desc == PART_INFO_SIZE {
+                out.extend_from_slice(&u.to_bytes());
+            }
+        }
+        self.platform
+            .write(b.rx, &out)
+            .map_err(|_| FfaError::Aborted)?;
+        self.set_rx_state(from, RxState::Full);
+        Ok(ok)
+    }
+
+    /// FFA_PARTITION_INFO_GET_REGS (§13.9, v1.2): descriptors in x3-x17, five
+    /// at most per call, from the start index in x3[15:0].
+    pub(crate) fn partition_info_get_regs(
+        &mut self,
+        from: Endpoint,
+        args: &Regs,
+    ) -> Result<Regs, FfaError> {
+        let uuid = Uuid::from_u64_pair(args.x(1), args.x(2));
+        let start = (args.x(3) & 0xFFFF) as usize;
+        let tag = (args.x(3) >> 16) & 0xFFFF;
+        if tag != 0 {
+            // The SPMC never hands out a tag: the list cannot change mid-walk.
+            return Err(FfaError::Retry);
+        }
+        let found = self.discoverable(from, uuid);
+        if found.is_empty() || start >= found.len() {
+            return Err(FfaError::InvalidParameters);
+        }
+        let last = found.len() - 1;
+        let end = (start + 5).min(found.len());
+        let mut r = Regs::with_func(func::SUCCESS_64);
+        r.0[2] = last as u64 | ((end - 1) as u64) << 16 | (PART_INFO_SIZE as u64) << 48;
+        for (i, (slot, u)) in found[start..end].iter().enumerate() {
+            let p = &self.partitions[*slot as usize];
+            let (lo, hi) = u.to_u64_pair();
+            r.0[3 + i * 3] = p.id() as u64
+                | (p.vcpus.len() as u64) << 16
+                | (self.properties(*slot, Version::V1_2) as u64) << 32;
+            r.0[4 + i * 3] = lo;
+            r.0[5 + i * 3] = hi;
+        }
+        Ok(r)
+    }
+
+    /// FFA_MSG_SEND2 (§15.6, v1.1): copies the message in the sender's TX
+    /// buffer into the receiver's RX buffer. A normal-world sender names
+    /// itself in w1[31:16] when a hypervisor forwards for a VM (0 otherwise).
+    pub(crate) fn msg_send2(&mut self, from: Endpoint, args: &Regs) -> Result<Regs, FfaError> {
+        if args.w(2) & !0x2 != 0 {
+            // Only bit 1 (delay the schedule receiver interrupt) is defined.
+            return Err(FfaError::InvalidParameters);
+        }
+        let sender_id = self.id_of(from);
+        if let Endpoint::Partition(s) = from
+            && (args.w(1) != 0
+                || !self.partitions[s as usize]
+                    .config
+                    .messaging
+                    .has(Messaging::INDIRECT))
+        {
+            return Err(if args.w(1) != 0 {
+                FfaError::InvalidParameters
+            } else {
+                FfaError::Denied
+            });
+        }
+        let tx = self.buffers(from).ok_or(FfaError::InvalidParameters)?;
+        let mut hdr = [0u8; MSG_HEADER_V1_2 as usize];
+        let sender_version = self.version_of(from);
+        let hdr_len = if sender_version >= Version::V1_2 {
+            MSG_HEADER_V1_2
+        } else {
+            MSG_HEADER_V1_1
+        };
+        self.platform
+            .read(tx.tx, &mut hdr[..hdr_len as usize])
+            .map_err(|_| FfaError::InvalidParameters)?;
+        let le32 = |o: usize| u32::from_le_bytes([hdr[o], hdr[o + 1], hdr[o + 2], hdr[o + 3]]);
+        let (flags, offset, size) = (le32(0), le32(8), le32(16));
+        let receiver = u16::from_le_bytes([hdr[12], hdr[13]]);
+        let sender = u16::from_le_bytes([hdr[14], hdr[15]]);
+        let uuid = if hdr_len == MSG_HEADER_V1_2 {
+            hdr[24..40].try_into().unwrap_or([0; 16])
+        } else {
+            [0; 16]
+        };
+        if flags != 0
+            || sender != sender_id
+            || offset < hdr_len
+            || size == 0
+            || (offset as u64)
+                .checked_add(size as u64)
+                .is_none_or(|e| e > tx.size)
+            || receiver == sender
+        {
+            return Err(FfaError::InvalidParameters);
+        }
+        let to = if is_secure_id(receiver) {
+            let slot = self.slot_of(receiver).ok_or(FfaError::InvalidParameters)?;
+            let p = &self.partitions[slot as usize];
+            if p.state == PartitionState::Aborted {
+                return Err(FfaError::Aborted);
+            }
+            if !p.config.messaging.has(Messaging::INDIRECT) {
+                return Err(FfaError::Denied);
+            }
+            Endpoint::Partition(slot)
+        } else {
+            if let Endpoint::NormalWorld(_) = from {
+                // Between normal-world endpoints the hypervisor delivers, not the SPMC.
+                return Err(FfaError::InvalidParameters);
+            }
+            Endpoint::NormalWorld(receiver)
+        };
+        let rx = self.buffers(to).ok_or(FfaError::Denied)?;
+        if rx.rx_state != RxState::Empty {
+            return Err(FfaError::Busy);
+        }
+        let out_hdr = if self.version_of(to) >= Version::V1_2 {
+            MSG_HEADER_V1_2
+        } else {
+            MSG_HEADER_V1_1
+        };
+        if (out_hdr as u64) + size as u64 > rx.size {
+            return Err(FfaError::NoMemory);
+        }
+        let mut h = [0u8; MSG_HEADER_V1_2 as usize];
+        h[8..12].copy_from_slice(&out_hdr.to_le_bytes());
+        h[12..14].copy_from_slice(&receiver.to_le_bytes());
+        h[14..16].copy_from_slice(&sender.to_le_bytes());
+        h[16..20].copy_from_slice(&size.to_le_bytes());
+        h[24..40].copy_from_slice(&uuid);
+        self.platform
+            .write(rx.rx, &h[..out_hdr as usize])
+            .map_err(|_| FfaError::Aborted)?;
+        self.platform
+            .copy(
+                Pa(rx.rx.0 + out_hdr as u64),
+                Pa(tx.tx.0 + offset as u64),
+                size as u64,
+            )
+            .map_err(|_| FfaError::Aborted)?;
+        self.set_rx_state(to, RxState::Full);
+        debug!("indirect message {sender:#06x} -> {receiver:#06x}, {size} bytes");
+        Ok(Regs::with_func(func::SUCCESS_32))
+    }
+
+    /// FFA_CONSOLE_LOG (§13.11, v1.2): characters in w2-w7 (32-bit, at most
+    /// 24) or x2-x17 (64-bit, at most 128), printed a line at a time.
+    pub(crate) fn console_log(&mut self, from: Endpoint, args: &Regs) -> Result<Regs, FfaError> {
+        let Endpoint::Partition(s) = from else {
+            return Err(FfaError::NotSupported);
+        };
+        let wide = args.func() == func::CONSOLE_LOG_64;
+        let (per_reg, max) = if wide { (8, 128) } else { (4, 24) };
+        let count = if wide { args.x(1) } else { args.w(1) as u64 } as usize;
+        if count == 0 || count > max {
+            return Err(FfaError::InvalidParameters);
+        }
+        let id: PartitionId = self.partitions[s as usize].id();
+        for i in 0..count {
+            let byte = (args.x(2 + i / per_reg) >> ((i % per_reg) * 8)) as u8;
+            let p = &mut self.partitions[s as usize];
+            if byte == b'\n' || p.console.len() >= CONSOLE_LINE {
+                info!("[{id:#06x}] {}", p.console);
+                p.console.clear();
+                if byte == b'\n' {
+                    continue;
+                }
+            }
+            let c = if byte.is_ascii_graphic() || byte == b' ' {
+                byte as char
+            } else {
+                '.'
+            };
+            if byte != 0 {
+                p.console.push(c);
+            }
+        }
+        Ok(Regs::with_func(func::SUCCESS_32))
+    }
+}

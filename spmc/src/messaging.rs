@@ -1,0 +1,356 @@
+//! Direct messaging, scheduling (FFA_RUN, FFA_MSG_WAIT, FFA_YIELD,
+//! FFA_INTERRUPT) and aborting a partition.
+//!
+//! DEN0077 v1.2: direct messages §15.2-15.5 (REQ/RESP, REQ2/RESP2), CPU
+//! cycle management §13.x (FFA_RUN, FFA_MSG_WAIT, FFA_YIELD,
+//! FFA_INTERRUPT). The request path is the hot path: it decodes only the
+//! registers it needs and never builds an `arm_ffa::Interface`.
+
+use log::{debug, info};
+
+use crate::ffa::{self, FfaError, Regs, Version, func, is_secure_id};
+use crate::manager::{Next, Spmc};
+use crate::partition::PartitionState;
+use crate::platform::Platform;
+use crate::sp_manifest::{Messaging, Uuid};
+use crate::vcpu::{Caller, Preemption, RunReason, VcpuRef, VcpuState};
+
+/// Why a direct request cannot be delivered to a partition.
+struct Target {
+    vcpu: VcpuRef,
+}
+
+impl<P: Platform> Spmc<P> {
+    /// Checks a direct request to the partition with ID `receiver` and picks its vCPU.
+    fn direct_target(
+        &self,
+        receiver: u16,
+        req2: bool,
+        uuid: (u64, u64),
+    ) -> Result<Target, FfaError> {
+        let slot = self.slot_of(receiver).ok_or(FfaError::InvalidParameters)?;
+        let p = &self.partitions[slot as usize];
+        match p.state {
+            PartitionState::Aborted => return Err(FfaError::Aborted),
+            PartitionState::Created => return Err(FfaError::Busy),
+            PartitionState::Running => {}
+        }
+        let wanted = if req2 {
+            Messaging::DIRECT2_RECV
+        } else {
+            Messaging::DIRECT_RECV
+        };
+        if !p.config.messaging.has(wanted) {
+            return Err(FfaError::Denied);
+        }
+        if req2 {
+            let u = Uuid::from_u64_pair(uuid.0, uuid.1);
+            if !u.is_nil() && !p.config.uuids.contains(&u) {
+                return Err(FfaError::InvalidParameters);
+            }
+        }
+        // One execution context per partition is enough for a UP partition;
+        // with several, the request goes to the first that waits.
+        let index = p
+            .vcpus
+            .iter()
+            .position(|v| v.state == VcpuState::Waiting)
+            .ok_or_else(|| {
+                if p.vcpus.iter().all(|v| v.state == VcpuState::Aborted) {
+                    FfaError::Aborted
+                } else {
+                    FfaError::Busy
+                }
+            })?;
+        Ok(Target {
+            vcpu: VcpuRef {
+                slot,
+                index: index as u16,
+            },
+        })
+    }
+
+    /// FFA_MSG_SEND_DIRECT_REQ(2) from the normal world (§15.2, §15.4).
+    pub(crate) fn direct_request_from_nwd(&mut self, regs: &mut Regs) -> Next {
+        let f = regs.func();
+        let req2 = f == func::MSG_SEND_DIRECT_REQ2_64;
+        let sender = ffa::sender(regs);
+        let checked = (|| {
+            if is_secure_id(sender) {
+                return Err(FfaError::InvalidParameters);
+            }
+            if req2 {
+                let v = self
+                    .normal_world(sender)
+                    .map_or(Version::V1_0, |e| e.effective_version());
+                if v < Version::V1_2 {
+                    return Err(FfaError::NotSupported);
+                }
+            } else if regs.x(2) != 0 {
+                // w2 MBZ for partition messages (Table 15.3); bit 31 set would be a
+                // framework message, which only the SPMD and the SPMC send.
+                return Err(FfaError::InvalidParameters);
+            }
+            self.direct_target(ffa::receiver(regs), req2, (regs.x(2), regs.x(3)))
+        })();
+        let t = match checked {
+            Ok(t) => t,
+            Err(e) => return self.finish_nwd(regs, Err(e)),
+        };
+        let reason = RunReason::Request(Caller::NormalWorld { id: sender, req2 });
+        if let Err(e) = self.set_state(t.vcpu, VcpuState::Running(reason)) {
+            return self.finish_nwd(regs, Err(e));
+        }
+        let ctx = &mut self.vcpu(t.vcpu).ctx;
+        if f == func::MSG_SEND_DIRECT_REQ_32 {
+            for i in 0..8 {
+                ctx.x[i] = regs.0[i] & 0xFFFF_FFFF;
+            }
+        } else {
+            let n = if req2 { 18 } else { 8 };
+            ctx.x[..n].copy_from_slice(&regs.0[..n]);
+        }
+        self.run(t.vcpu)
+    }
+
+    /// FFA_MSG_SEND_DIRECT_REQ(2) from a partition to another partition.
+    pub(crate) fn direct_request_from_sp(&mut self, v: VcpuRef) -> Next {
+        let ctx = &self.vcpu(v).ctx;
+        let (f, w1, x2, x3) = (ctx.x[0] as u32, ctx.x[1], ctx.x[2], ctx.x[3]);
+        let req2 = f == func::MSG_SEND_DIRECT_REQ2_64;
+        let me = &self.partitions[v.slot as usize];
+        let my_id = me.id();
+        let checked = (|| {
+            let (sender, receiver) = ((w1 >> 16) as u16, w1 as u16);
+            if sender != my_id || receiver == my_id {
+                return Err(FfaError::InvalidParameters);
+            }
+            let can_send = if req2 {
+                Messaging::DIRECT2_SEND
+            } else {
+                Messaging::DIRECT_SEND
+            };
+            if !me.config.messaging.has(can_send) {
+                return Err(FfaError::Denied);
+            }
+            if req2 && me.version < Version::V1_2 {
+                return Err(FfaError::NotSupported);
+            }
+            if !req2 && x2 != 0 {
+                return Err(FfaError::InvalidParameters);
+            }
+            if !is_secure_id(receiver) {
+                // Partitions send direct requests only to partitions (§15.2.1).
+                return Err(FfaError::Denied);
+            }
+            self.direct_target(receiver, req2, (x2, x3))
+        })();
+        let t = match checked {
+            Ok(t) => t,
+            Err(e) => return self.finish_sp(v, Err(e)),
+        };
+        let reason = match self.vcpu(v).state {
+            VcpuState::Running(r) => r,
+            _ => return self.finish_sp(v, Err(FfaError::Denied)),
+        };
+        if let Err(e) = self.set_state(v, VcpuState::Blocked(reason)) {
+            return self.finish_sp(v, Err(e));
+        }
+        let caller = Caller::Vcpu {
+            vcpu: v,
+            id: my_id,
+            req2,
+        };
+        if let Err(e) = self.set_state(t.vcpu, VcpuState::Running(RunReason::Request(caller))) {
+            let _ = self.set_state(v, VcpuState::Running(reason));
+            return self.finish_sp(v, Err(e));
+        }
+        let n = if req2 { 18 } else { 8 };
+        let mut msg = [0u64; 18];
+        msg[..n].copy_from_slice(&self.vcpu(v).ctx.x[..n]);
+        if f == func::MSG_SEND_DIRECT_REQ_32 {
+            msg[..8].iter_mut().for_each(|r| *r &= 0xFFFF_FFFF);
+        }
+        self.vcpu(t.vcpu).ctx.x[..n].copy_from_slice(&msg[..n]);
+        self.run(t.vcpu)
+    }
+
+    /// FFA_MSG_SEND_DIRECT_RESP(2) from a partition (§15.3, §15.5).
+    pub(crate) fn direct_response(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
+        let caller = match self.vcpu(v).state {
+            VcpuState::Running(RunReason::Request(c)) => c,
+            // Not handling a request: there is nobody to answer (§15.3.2).
+            _ => return self.finish_sp(v, Err(FfaError::Denied)),
+        };
+        let my_id = self.partitions[v.slot as usize].id();
+        let ctx = &self.vcpu(v).ctx;
+        let f = ctx.x[0] as u32;
+        let resp2 = f == func::MSG_SEND_DIRECT_RESP2_64;
+        let (sender, receiver) = ((ctx.x[1] >> 16) as u16, ctx.x[1] as u16);
+        if sender != my_id || receiver != caller.id() {
+            return self.finish_sp(v, Err(FfaError::InvalidParameters));
+        }
+        if resp2 != caller.req2() {
+            // A REQ2 is answered with RESP2, a REQ with RESP.
+            return self.finish_sp(v, Err(FfaError::Denied));
+        }
+        if !resp2 && ctx.x[2] != 0 {
+            return self.finish_sp(v, Err(FfaError::InvalidParameters));
+        }
+        let n = if resp2 { 18 } else { 8 };
+        let mut msg = [0u64; 18];
+        msg[..n].copy_from_slice(&ctx.x[..n]);
+        if f == func::MSG_SEND_DIRECT_RESP_32 {
+            msg[..8].iter_mut().for_each(|r| *r &= 0xFFFF_FFFF);
+        }
+        if let Err(e) = self.set_state(v, VcpuState::Waiting) {
+            return self.finish_sp(v, Err(e));
+        }
+        match caller {
+            Caller::NormalWorld { .. } => {
+                regs.0[..n].copy_from_slice(&msg[..n]);
+                Next::NormalWorld
+            }
+            Caller::Vcpu { vcpu: w, .. } => self.unblock(w, &msg[..n]),
+        }
+    }
+
+    /// Resumes a vCPU blocked on a direct request with the answer `msg` in its x0..
+    fn unblock(&mut self, w: VcpuRef, msg: &[u64]) -> Next {
+        let reason = match self.vcpu(w).state {
+            VcpuState::Blocked(r) => r,
+            other => {
+                log::error!("vCPU {w:?} expected blocked, is {other:?}");
+                return self.run(w);
+            }
+        };
+        let _ = self.set_state(w, VcpuState::Running(reason));
+        self.vcpu(w).ctx.x[..msg.len()].copy_from_slice(msg);
+        self.run(w)
+    }
+
+    /// FFA_MSG_WAIT from a partition.
+    pub(crate) fn msg_wait(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
+        let id = self.partitions[v.slot as usize].id();
+        match self.vcpu(v).state {
+            VcpuState::Running(RunReason::Boot) => {
+                let _ = self.set_state(v, VcpuState::Waiting);
+                info!("partition {id:#06x} initialised");
+                self.boot_continue(regs)
+            }
+            VcpuState::Running(RunReason::Scheduled) => {
+                let _ = self.set_state(v, VcpuState::Waiting);
+                *regs = Regs::with_func(func::MSG_WAIT);
+                regs.0[1] = ffa::endpoints(id, v.index);
+                Next::NormalWorld
+            }
+            // It owes a direct response: waiting now would leave its caller hanging.
+            _ => self.finish_sp(v, Err(FfaError::Denied)),
+        }
+    }
+
+    /// FFA_YIELD from a partition: give the CPU back to the normal world,
+    /// which resumes the partition later with FFA_RUN.
+    pub(crate) fn yield_(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
+        let reason = match self.vcpu(v).state {
+            VcpuState::Running(
+                r @ (RunReason::Scheduled | RunReason::Request(Caller::NormalWorld { .. })),
+            ) => r,
+            // Yielding in a chain of partitions, or at boot, has no scheduler to return to.
+            _ => return self.finish_sp(v, Err(FfaError::Denied)),
+        };
+        let (t_lo, t_hi) = (self.vcpu(v).ctx.x[2], self.vcpu(v).ctx.x[3]);
+        let _ = self.set_state(v, VcpuState::Preempted(reason, Preemption::Yield));
+        let id = self.partitions[v.slot as usize].id();
+        *regs = Regs::with_func(func::YIELD);
+        regs.0[1] = ffa::endpoints(id, v.index);
+        regs.0[2] = t_lo & 0xFFFF_FFFF;
+        regs.0[3] = t_hi & 0xFFFF_FFFF;
+        Next::NormalWorld
+    }
+
+    /// A physical interrupt arrived while a partition ran: it belongs to the
+    /// normal world, so preempt the partition and tell the normal world with
+    /// FFA_INTERRUPT; it resumes the vCPU with FFA_RUN.
+    pub(crate) fn preempt_for_interrupt(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
+        let reason = match self.vcpu(v).state {
+            VcpuState::Running(RunReason::Boot) => return self.run(v),
+            VcpuState::Running(r) => r,
+            _ => return self.run(v),
+        };
+        let _ = self.set_state(v, VcpuState::Preempted(reason, Preemption::Interrupt));
+        let id = self.partitions[v.slot as usize].id();
+        *regs = Regs::with_func(func::INTERRUPT_32);
+        regs.0[1] = ffa::endpoints(id, v.index);
+        Next::NormalWorld
+    }
+
+    /// FFA_RUN from the normal world (§13.x): resume a preempted vCPU, or give
+    /// a waiting one CPU cycles (it sees FFA_RUN as the return of its FFA_MSG_WAIT).
+    pub(crate) fn run_from_nwd(&mut self, regs: &mut Regs) -> Next {
+        let w1 = regs.x(1);
+        let (id, index) = ((w1 >> 16) as u16, w1 as u16);
+        let Some(slot) = self.slot_of(id) else {
+            return self.finish_nwd(regs, Err(FfaError::InvalidParameters));
+        };
+        if index as usize >= self.partitions[slot as usize].vcpus.len() {
+            return self.finish_nwd(regs, Err(FfaError::InvalidParameters));
+        }
+        let v = VcpuRef { slot, index };
+        if self.partitions[slot as usize].state == PartitionState::Aborted {
+            return self.finish_nwd(regs, Err(FfaError::Aborted));
+        }
+        match self.vcpu(v).state {
+            VcpuState::Preempted(r, how) => {
+                let _ = self.set_state(v, VcpuState::Running(r));
+                if how == Preemption::Yield {
+                    let mut ok = Regs::with_func(func::SUCCESS_32);
+                    ok.0[1] = 0;
+                    return self.resume_with(v, &ok);
+                }
+                self.run(v)
+            }
+            VcpuState::Waiting => {
+                let _ = self.set_state(v, VcpuState::Running(RunReason::Scheduled));
+                let mut msg = Regs::with_func(func::RUN);
+                msg.0[1] = w1 & 0xFFFF_FFFF;
+                self.resume_with(v, &msg)
+            }
+            VcpuState::Aborted => self.finish_nwd(regs, Err(FfaError::Aborted)),
+            _ => self.finish_nwd(regs, Err(FfaError::Busy)),
+        }
+    }
+
+    /// Aborts the partition that `v` belongs to after a fault: its caller gets
+    /// FFA_ERROR(ABORTED) and every other partition goes on.
+    pub(crate) fn abort(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
+        let state = self.vcpu(v).state;
+        let p = &mut self.partitions[v.slot as usize];
+        p.state = PartitionState::Aborted;
+        // vCPUs running on other cores are aborted at their next exit.
+        for other in p.vcpus.iter_mut() {
+            if !matches!(other.state, VcpuState::Running(_) | VcpuState::Blocked(_)) {
+                other.state = VcpuState::Aborted;
+            }
+        }
+        self.vcpu(v).state = VcpuState::Aborted;
+        debug!(
+            "partition {:#06x} is aborted",
+            self.partitions[v.slot as usize].id()
+        );
+        let reason = match state {
+            VcpuState::Running(r) | VcpuState::Blocked(r) | VcpuState::Preempted(r, _) => r,
+            _ => RunReason::Boot,
+        };
+        match reason {
+            RunReason::Boot => self.boot_continue(regs),
+            RunReason::Scheduled | RunReason::Request(Caller::NormalWorld { .. }) => {
+                self.finish_nwd(regs, Err(FfaError::Aborted))
+            }
+            RunReason::Request(Caller::Vcpu { vcpu: w, .. }) => {
+                let err = Regs::error(FfaError::Aborted);
+                self.unblock(w, &err.0[..8])
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! A secure partition as the SPMC keeps it: configuration, state, memory,
+//! stage-2 tables, vCPUs, mailbox.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::addr::{Ipa, Pa};
+use crate::ffa::{PartitionId, Version};
+use crate::pool::Allocation;
+use crate::sp_manifest::PartitionConfig;
+use crate::stage2::Stage2;
+use crate::vcpu::{Context, VcpuState};
+
+/// Partition states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PartitionState {
+    /// Loaded, not yet booted.
+    Created,
+    /// Booted (or booting): takes messages once its vCPUs wait.
+    Running,
+    /// Stopped for good after a fault; every call to it gets ABORTED.
+    Aborted,
+}
+
+/// One execution context.
+#[derive(Debug)]
+pub struct Vcpu {
+    /// Its state.
+    pub state: VcpuState,
+    /// Its registers. Boxed so the address the arch layer runs it from never
+    /// moves, even when the partition table grows.
+    pub ctx: Box<Context>,
+}
+
+/// Who owns an RX buffer (FF-A v1.2 §7.2.2.4 "buffer states").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RxState {
+    /// Empty: the producer (the SPMC) may write to it.
+    Empty,
+    /// Full: the consumer (its endpoint) owns it until FFA_RX_RELEASE.
+    Full,
+    /// Acquired by the hypervisor with FFA_RX_ACQUIRE until FFA_RX_RELEASE.
+    Acquired,
+}
+
+/// A mapped pair of RX/TX buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Buffers {
+    /// TX as the endpoint named it (IPA for a partition, PA for the normal world).
+    pub tx_addr: u64,
+    /// RX as the endpoint named it.
+    pub rx_addr: u64,
+    /// TX physical address.
+    pub tx: Pa,
+    /// RX physical address.
+    pub rx: Pa,
+    /// Size of each buffer in bytes.
+    pub size: u64,
+    /// RX ownership.
+    pub rx_state: RxState,
+}
+
+/// A partition.
+#[derive(Debug)]
+pub struct Partition {
+    /// Its validated manifest.
+    pub config: PartitionConfig,
+    /// Its state.
+    pub state: PartitionState,
+    /// Its vCPUs.
+    pub vcpus: Vec<Vcpu>,
+    /// Its stage-2 tables.
+    pub stage2: Stage2,
+    /// The memory backing it and where it sees each piece.
+    pub memory: Vec<(Ipa, Allocation)>,
+    /// Version it negotiated (its manifest's until it calls FFA_VERSION).
+    pub version: Version,
+    /// RX/TX buffers, once mapped.
+    pub buffers: Option<Buffers>,
+    /// Console output not yet ended by a newline.
+    pub console: String,
+}
+
+impl Partition {
+    /// Its endpoint ID.
+    pub fn id(&self) -> PartitionId {
+        self.config.id
+    }
+
+    /// True if it answers messages (booted and not aborted).
+    pub fn is_alive(&self) -> bool {
+        self.state == PartitionState::Running
+    }
+}
+
+/// State kept for one normal-world endpoint (the OS or one VM).
+#[derive(Clone, Debug)]
+pub struct NwdEndpoint {
+    /// Its ID.
+    pub id: PartitionId,
+    /// The version it negotiated, if it did.
+    pub version: Option<Version>,
+    /// RX/TX buffers it mapped.
+    pub buffers: Option<Buffers>,
+}
+
+impl NwdEndpoint {
+    /// A fresh endpoint.
+    pub fn new(id: PartitionId) -> Self {
+        Self {
+            id,
+            version: None,
+            buffers: None,
+        }
+    }
+
+    /// The version its calls are answered in: the negotiated one, else v1.0.
+    pub fn effective_version(&self) -> Version {
+        self.version.unwrap_or(Version::V1_0)
+    }
+}

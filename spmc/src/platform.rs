@@ -1,0 +1,45 @@
+//! What the core needs from the machine, as one trait.
+//!
+//! The platform layer implements it with raw memory and system registers;
+//! the host tests implement it with vectors that record what the core asked
+//! for ([`crate::testing::FakePlatform`], feature `testing`).
+
+use crate::addr::{Ipa, IpaSpace, Pa};
+
+/// A memory access the platform refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemError {
+    /// The range is not memory the SPMC can reach (or not mapped for it).
+    NotAccessible,
+    /// The range could not be mapped (no memory for tables, or a bad range).
+    MapFailed,
+}
+
+/// Where the SPMC reads and writes memory, and the hardware side of stage 2.
+///
+/// Contract for implementors: `read`/`write`/`zero`/`copy` touch exactly
+/// the bytes named and nothing else; secure ranges are only those of the
+/// SPMC's own memory (the pool and the partition packages); non-secure ranges
+/// only those mapped with [`Platform::map_ns`].
+pub trait Platform {
+    /// Copies `out.len()` bytes at `pa` into `out`.
+    fn read(&mut self, pa: Pa, out: &mut [u8]) -> Result<(), MemError>;
+    /// Copies `data` to `pa`.
+    fn write(&mut self, pa: Pa, data: &[u8]) -> Result<(), MemError>;
+    /// Writes `len` zero bytes at `pa`.
+    fn zero(&mut self, pa: Pa, len: u64) -> Result<(), MemError>;
+    /// Copies `len` bytes from `src` to `dst` (the ranges do not overlap).
+    fn copy(&mut self, dst: Pa, src: Pa, len: u64) -> Result<(), MemError>;
+
+    /// True if `[pa, pa + len)` is wholly normal-world RAM (never secure memory).
+    fn is_ns_ram(&self, pa: Pa, len: u64) -> bool;
+    /// Maps normal-world memory for the SPMC's own access (NS bit set).
+    fn map_ns(&mut self, pa: Pa, len: u64) -> Result<(), MemError>;
+    /// Removes a mapping made by [`Platform::map_ns`].
+    fn unmap_ns(&mut self, pa: Pa, len: u64);
+
+    /// Invalidates the TLB entries of stage-2 translations of `vmid` for
+    /// `[ipa, ipa + len)` in `space`, and the combined stage-1 entries that
+    /// may cache them, on every core; returns when done.
+    fn invalidate_stage2(&mut self, vmid: u16, space: IpaSpace, ipa: Ipa, len: u64);
+}

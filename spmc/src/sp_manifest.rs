@@ -1,0 +1,512 @@
+//! Secure partition packages and partition manifests.
+//!
+//! A package (TF-A `sptool` format) is a header, the partition manifest (an
+//! FDT following the FF-A manifest binding 1.0, `arm,ffa-manifest-1.0`) and
+//! the image. [`parse_manifest`] turns a manifest into a validated
+//! [`PartitionConfig`]; every defect is its own [`SpError`], so the boot log
+//! names it in one line and only that partition is refused.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use dtoolkit::fdt::{Fdt, FdtNode};
+use dtoolkit::{Node, Property};
+
+use crate::addr::{Ipa, PAGE_SIZE};
+use crate::ffa::{PartitionId, Version, is_secure_id};
+use crate::manifest::{fdt_error_str, fdt_total_size};
+
+/// `SPKG` little-endian: the package magic.
+pub const PACKAGE_MAGIC: u32 = 0x474b_5053;
+/// Bytes of the package header we read.
+pub const PACKAGE_HEADER_SIZE: usize = 24;
+
+/// The header of an SP package (TF-A `tools/sptool/sptool.py`, version 1 and 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackageHeader {
+    /// Format version.
+    pub version: u32,
+    /// Offset of the partition manifest.
+    pub pm_offset: u32,
+    /// Size of the partition manifest.
+    pub pm_size: u32,
+    /// Offset of the image.
+    pub img_offset: u32,
+    /// Size of the image.
+    pub img_size: u32,
+}
+
+/// A partition's UUID as the four little-endian 32-bit words FF-A registers use (§5.3).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Uuid(pub [u32; 4]);
+
+impl Uuid {
+    /// The nil UUID (matches every partition where the spec says so).
+    pub const NIL: Self = Self([0; 4]);
+
+    /// True for the nil UUID.
+    pub fn is_nil(&self) -> bool {
+        *self == Self::NIL
+    }
+
+    /// From w1-w4 (PARTITION_INFO_GET) style registers.
+    pub fn from_words(w: [u32; 4]) -> Self {
+        Self(w)
+    }
+
+    /// From two 64-bit registers (REQ2 x2/x3, PARTITION_INFO_GET_REGS x1/x2).
+    pub fn from_u64_pair(lo: u64, hi: u64) -> Self {
+        Self([lo as u32, (lo >> 32) as u32, hi as u32, (hi >> 32) as u32])
+    }
+
+    /// To two 64-bit registers.
+    pub fn to_u64_pair(self) -> (u64, u64) {
+        (
+            self.0[0] as u64 | (self.0[1] as u64) << 32,
+            self.0[2] as u64 | (self.0[3] as u64) << 32,
+        )
+    }
+
+    /// The 16 bytes as they sit in memory descriptors (the words little-endian).
+    pub fn to_bytes(self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        for (i, w) in self.0.iter().enumerate() {
+            b[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
+        }
+        b
+    }
+}
+
+impl fmt::Debug for Uuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.to_bytes();
+        write!(
+            f,
+            "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+            b[0],
+            b[1],
+            b[2],
+            b[3],
+            b[4],
+            b[5],
+            b[6],
+            b[7],
+            b[8],
+            b[9],
+            b[10],
+            b[11],
+            b[12],
+            b[13],
+            b[14],
+            b[15]
+        )
+    }
+}
+
+/// Messaging methods a partition declares (manifest `messaging-method`, and the
+/// properties of its partition information descriptor, Table 6.1 of DEN0077 v1.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Messaging(pub u32);
+
+impl Messaging {
+    /// Receives FFA_MSG_SEND_DIRECT_REQ.
+    pub const DIRECT_RECV: u32 = 1 << 0;
+    /// Sends FFA_MSG_SEND_DIRECT_REQ.
+    pub const DIRECT_SEND: u32 = 1 << 1;
+    /// Sends and receives indirect messages.
+    pub const INDIRECT: u32 = 1 << 2;
+    /// Receives FFA_MSG_SEND_DIRECT_REQ2.
+    pub const DIRECT2_RECV: u32 = 1 << 9;
+    /// Sends FFA_MSG_SEND_DIRECT_REQ2.
+    pub const DIRECT2_SEND: u32 = 1 << 10;
+    const KNOWN: u32 = Self::DIRECT_RECV
+        | Self::DIRECT_SEND
+        | Self::INDIRECT
+        | Self::DIRECT2_RECV
+        | Self::DIRECT2_SEND;
+
+    /// True if every bit of `m` is declared.
+    pub fn has(self, m: u32) -> bool {
+        self.0 & m == m
+    }
+}
+
+/// Access a memory region grants (manifest `attributes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// Readable.
+    pub read: bool,
+    /// Writable.
+    pub write: bool,
+    /// Executable.
+    pub exec: bool,
+}
+
+impl Access {
+    /// Read-write, not executable.
+    pub const RW: Self = Self {
+        read: true,
+        write: true,
+        exec: false,
+    };
+    /// Read-write-execute (the image: the partition's own stage 1 enforces W^X).
+    pub const RWX: Self = Self {
+        read: true,
+        write: true,
+        exec: true,
+    };
+    /// Read-only.
+    pub const RO: Self = Self {
+        read: true,
+        write: false,
+        exec: false,
+    };
+}
+
+/// A memory region a partition asks for (manifest `memory-regions`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryRegion {
+    /// Node name.
+    pub name: String,
+    /// IPA where the partition sees it.
+    pub ipa: Ipa,
+    /// Number of 4 KiB pages.
+    pub pages: u64,
+    /// Access granted.
+    pub access: Access,
+}
+
+/// A device region (manifest `device-regions`): identity-mapped device memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceRegion {
+    /// Node name.
+    pub name: String,
+    /// Physical (and IPA) base.
+    pub base: u64,
+    /// Number of 4 KiB pages.
+    pub pages: u64,
+    /// Writable.
+    pub write: bool,
+}
+
+/// A validated partition manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionConfig {
+    /// `description`, or the package node name.
+    pub name: String,
+    /// FF-A version the partition implements.
+    pub version: Version,
+    /// UUIDs (at least one, none nil).
+    pub uuids: Vec<Uuid>,
+    /// Endpoint ID (bit 15 set).
+    pub id: PartitionId,
+    /// Execution contexts.
+    pub vcpu_count: u16,
+    /// IPA of the image (and base of the entry offset).
+    pub load_ipa: Ipa,
+    /// Entry point offset into the image.
+    pub entry_offset: u64,
+    /// Boot order (lower first; partitions without one come last, in manifest order).
+    pub boot_order: Option<u32>,
+    /// Messaging methods.
+    pub messaging: Messaging,
+    /// Memory regions besides the image.
+    pub memory: Vec<MemoryRegion>,
+    /// Device regions.
+    pub devices: Vec<DeviceRegion>,
+    /// Pass boot information in this general-purpose register (x0-x3).
+    pub boot_info_reg: Option<u8>,
+    /// Subscribes to VM created / VM destroyed framework messages (bit 0 / bit 1).
+    pub vm_availability: u32,
+}
+
+/// Why a partition was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SpError {
+    /// The package address is not in the secure package area.
+    BadPackageAddress(u64),
+    /// The package magic is wrong.
+    BadPackageMagic(u32),
+    /// Offsets or sizes in the package header do not fit.
+    BadPackageLayout,
+    /// The manifest does not parse as an FDT.
+    Malformed(&'static str),
+    /// The root `compatible` is not `arm,ffa-manifest-1.0`.
+    NotPartitionManifest,
+    /// A required property is missing.
+    Missing(&'static str),
+    /// A property has the wrong size, type or value.
+    Bad(&'static str),
+    /// Only S-EL1 partitions are supported.
+    UnsupportedExceptionLevel(u32),
+    /// Only AArch64 partitions are supported.
+    UnsupportedExecutionState(u32),
+    /// The partition's FF-A version is not one the SPMC implements.
+    UnsupportedVersion(u32),
+    /// The ID is not a secure partition ID, or the SPMC's own.
+    BadId(u32),
+    /// The ID is already taken by another partition.
+    DuplicateId(PartitionId),
+    /// A memory region overlaps the image or another region.
+    OverlappingRegions(String),
+    /// The image does not fit the package or is empty.
+    BadImage,
+    /// The secure pool has no room for this partition.
+    OutOfMemory,
+    /// Building the stage-2 tables failed.
+    Stage2,
+    /// The partition faulted or gave up during its initialisation.
+    BootFailed,
+}
+
+impl fmt::Display for SpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadPackageAddress(a) => {
+                write!(f, "package address {a:#x} is outside the package area")
+            }
+            Self::BadPackageMagic(m) => write!(f, "not an SP package (magic {m:#010x})"),
+            Self::BadPackageLayout => write!(f, "package header offsets/sizes do not fit"),
+            Self::Malformed(why) => write!(f, "manifest FDT is malformed: {why}"),
+            Self::NotPartitionManifest => {
+                write!(f, "manifest is not compatible with arm,ffa-manifest-1.0")
+            }
+            Self::Missing(p) => write!(f, "manifest lacks `{p}`"),
+            Self::Bad(p) => write!(f, "manifest property `{p}` has a bad value"),
+            Self::UnsupportedExceptionLevel(el) => {
+                write!(f, "exception-level {el} is not supported (only 2, S-EL1)")
+            }
+            Self::UnsupportedExecutionState(s) => {
+                write!(f, "execution-state {s} is not AArch64 (0)")
+            }
+            Self::UnsupportedVersion(v) => write!(f, "ffa-version {v:#x} is not supported"),
+            Self::BadId(id) => write!(f, "id {id:#x} is not a secure partition ID"),
+            Self::DuplicateId(id) => write!(f, "id {id:#06x} is already used by another partition"),
+            Self::OverlappingRegions(n) => write!(
+                f,
+                "memory region `{n}` overlaps the image or another region"
+            ),
+            Self::BadImage => write!(f, "the image is empty or larger than the package"),
+            Self::OutOfMemory => write!(f, "the secure memory pool has no room for it"),
+            Self::Stage2 => write!(f, "its stage-2 tables could not be built"),
+            Self::BootFailed => write!(f, "it faulted during initialisation"),
+        }
+    }
+}
+
+/// Parses a package header from its first bytes.
+pub fn parse_package_header(
+    bytes: &[u8; PACKAGE_HEADER_SIZE],
+    max_len: u64,
+) -> Result<PackageHeader, SpError> {
+    let w = |i: usize| {
+        u32::from_le_bytes([
+            bytes[i * 4],
+            bytes[i * 4 + 1],
+            bytes[i * 4 + 2],
+            bytes[i * 4 + 3],
+        ])
+    };
+    if w(0) != PACKAGE_MAGIC {
+        return Err(SpError::BadPackageMagic(w(0)));
+    }
+    let h = PackageHeader {
+        version: w(1),
+        pm_offset: w(2),
+        pm_size: w(3),
+        img_offset: w(4),
+        img_size: w(5),
+    };
+    let fits = |off: u32, size: u32| {
+        (off as u64)
+            .checked_add(size as u64)
+            .is_some_and(|e| e <= max_len)
+    };
+    if h.pm_offset < PACKAGE_HEADER_SIZE as u32
+        || h.pm_size < 40
+        || !fits(h.pm_offset, h.pm_size)
+        || !fits(h.img_offset, h.img_size)
+        || (h.pm_offset as u64) < (h.img_offset as u64)
+            && (h.pm_offset as u64 + h.pm_size as u64) > h.img_offset as u64
+    {
+        return Err(SpError::BadPackageLayout);
+    }
+    if h.img_size == 0 {
+        return Err(SpError::BadImage);
+    }
+    Ok(h)
+}
+
+fn u32_prop(node: &FdtNode<'_>, name: &'static str) -> Result<Option<u32>, SpError> {
+    match node.property(name) {
+        None => Ok(None),
+        Some(p) => p
+            .value_as::<u32>()
+            .map(Some)
+            .map_err(|_| SpError::Bad(name)),
+    }
+}
+
+fn addr_prop(node: &FdtNode<'_>, name: &'static str) -> Result<Option<u64>, SpError> {
+    match node.property(name) {
+        None => Ok(None),
+        Some(p) => match p.value().len() {
+            4 => p
+                .value_as::<u32>()
+                .map(|v| Some(v as u64))
+                .map_err(|_| SpError::Bad(name)),
+            8 => p
+                .value_as::<u64>()
+                .map(Some)
+                .map_err(|_| SpError::Bad(name)),
+            _ => Err(SpError::Bad(name)),
+        },
+    }
+}
+
+/// Parses and validates a partition manifest. `fallback_name` names the
+/// partition in log lines when the manifest has no `description`.
+pub fn parse_manifest(blob: &[u8], fallback_name: &str) -> Result<PartitionConfig, SpError> {
+    let total = fdt_total_size(blob).map_err(|_| SpError::Malformed("bad header"))?;
+    let fdt = Fdt::new(&blob[..total]).map_err(|e| SpError::Malformed(fdt_error_str(&e.kind)))?;
+    let root = fdt.root();
+    let compatible = root
+        .property("compatible")
+        .and_then(|p| p.value_as::<&str>().ok());
+    if compatible != Some("arm,ffa-manifest-1.0") {
+        return Err(SpError::NotPartitionManifest);
+    }
+    let name = root
+        .property("description")
+        .and_then(|p| p.value_as::<&str>().ok())
+        .unwrap_or(fallback_name)
+        .into();
+
+    let version_raw = u32_prop(&root, "ffa-version")?.ok_or(SpError::Missing("ffa-version"))?;
+    let version = Version::from_reg(version_raw)
+        .filter(|v| v.major() == 1 && *v <= Version::IMPLEMENTED)
+        .ok_or(SpError::UnsupportedVersion(version_raw))?;
+
+    let uuid_prop = root.property("uuid").ok_or(SpError::Missing("uuid"))?;
+    let raw = uuid_prop.value();
+    if raw.is_empty() || raw.len() % 16 != 0 {
+        return Err(SpError::Bad("uuid"));
+    }
+    let uuids: Vec<Uuid> = raw
+        .chunks_exact(16)
+        .map(|c| {
+            let w =
+                |i: usize| u32::from_be_bytes([c[i * 4], c[i * 4 + 1], c[i * 4 + 2], c[i * 4 + 3]]);
+            Uuid([w(0), w(1), w(2), w(3)])
+        })
+        .collect();
+    if uuids.iter().any(Uuid::is_nil) {
+        return Err(SpError::Bad("uuid"));
+    }
+
+    let id_raw = u32_prop(&root, "id")?.ok_or(SpError::Missing("id"))?;
+    if id_raw > 0xFFFF || !is_secure_id(id_raw as u16) || id_raw == 0x8000 || id_raw == 0xFFFF {
+        return Err(SpError::BadId(id_raw));
+    }
+
+    let vcpu_count =
+        u32_prop(&root, "execution-ctx-count")?.ok_or(SpError::Missing("execution-ctx-count"))?;
+    if vcpu_count == 0 || vcpu_count > 8 {
+        return Err(SpError::Bad("execution-ctx-count"));
+    }
+    let el = u32_prop(&root, "exception-level")?.ok_or(SpError::Missing("exception-level"))?;
+    if el != 2 {
+        return Err(SpError::UnsupportedExceptionLevel(el));
+    }
+    let state = u32_prop(&root, "execution-state")?.ok_or(SpError::Missing("execution-state"))?;
+    if state != 0 {
+        return Err(SpError::UnsupportedExecutionState(state));
+    }
+    if u32_prop(&root, "xlat-granule")?.is_some_and(|g| g != 0) {
+        return Err(SpError::Bad("xlat-granule"));
+    }
+    let load = addr_prop(&root, "load-address")?.ok_or(SpError::Missing("load-address"))?;
+    if !load.is_multiple_of(PAGE_SIZE) {
+        return Err(SpError::Bad("load-address"));
+    }
+    let entry_offset = addr_prop(&root, "entrypoint-offset")?.unwrap_or(0);
+    if !entry_offset.is_multiple_of(4) {
+        return Err(SpError::Bad("entrypoint-offset"));
+    }
+    let boot_order = u32_prop(&root, "boot-order")?;
+    let mm = u32_prop(&root, "messaging-method")?.ok_or(SpError::Missing("messaging-method"))?;
+    if mm & !Messaging::KNOWN != 0 {
+        return Err(SpError::Bad("messaging-method"));
+    }
+    let boot_info_reg = match u32_prop(&root, "gp-register-num")? {
+        None => None,
+        Some(r) if r <= 3 => Some(r as u8),
+        Some(_) => return Err(SpError::Bad("gp-register-num")),
+    };
+    let vm_availability = u32_prop(&root, "vm-availability-messages")?.unwrap_or(0);
+    if vm_availability & !3 != 0 {
+        return Err(SpError::Bad("vm-availability-messages"));
+    }
+
+    let mut memory = Vec::new();
+    if let Some(regions) = root.child("memory-regions") {
+        for node in regions.children() {
+            let base = addr_prop(&node, "base-address")?
+                .ok_or(SpError::Missing("memory-regions/base-address"))?;
+            let pages = u32_prop(&node, "pages-count")?
+                .ok_or(SpError::Missing("memory-regions/pages-count"))?;
+            let attr = u32_prop(&node, "attributes")?
+                .ok_or(SpError::Missing("memory-regions/attributes"))?;
+            if pages == 0 || !base.is_multiple_of(PAGE_SIZE) || attr & 1 == 0 || attr & !0x7 != 0 {
+                return Err(SpError::Bad("memory-regions"));
+            }
+            memory.push(MemoryRegion {
+                name: node.name().into(),
+                ipa: Ipa(base),
+                pages: pages as u64,
+                access: Access {
+                    read: true,
+                    write: attr & 2 != 0,
+                    exec: attr & 4 != 0,
+                },
+            });
+        }
+    }
+    let mut devices = Vec::new();
+    if let Some(regions) = root.child("device-regions") {
+        for node in regions.children() {
+            let base = addr_prop(&node, "base-address")?
+                .ok_or(SpError::Missing("device-regions/base-address"))?;
+            let pages = u32_prop(&node, "pages-count")?
+                .ok_or(SpError::Missing("device-regions/pages-count"))?;
+            let attr = u32_prop(&node, "attributes")?
+                .ok_or(SpError::Missing("device-regions/attributes"))?;
+            if pages == 0 || !base.is_multiple_of(PAGE_SIZE) || attr & 1 == 0 {
+                return Err(SpError::Bad("device-regions"));
+            }
+            devices.push(DeviceRegion {
+                name: node.name().into(),
+                base,
+                pages: pages as u64,
+                write: attr & 2 != 0,
+            });
+        }
+    }
+
+    Ok(PartitionConfig {
+        name,
+        version,
+        uuids,
+        id: id_raw as PartitionId,
+        vcpu_count: vcpu_count as u16,
+        load_ipa: Ipa(load),
+        entry_offset,
+        boot_order,
+        messaging: Messaging(mm),
+        memory,
+        devices,
+        boot_info_reg,
+        vm_availability,
+    })
+}

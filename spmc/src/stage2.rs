@@ -1,0 +1,298 @@
+//! Per-partition stage-2 translation, built with aarch64-paging.
+//!
+//! A secure partition at S-EL1 has two IPA spaces (Arm ARM, Secure EL2):
+//! the secure one, translated by the table in VSTTBR_EL2 into secure physical
+//! memory, and the non-secure one (reached through the stage-1 NS bit),
+//! translated by the table in VTTBR_EL2 into normal-world memory. Each
+//! partition gets one table per space and a VMID that tags its TLB entries.
+//!
+//! The tables are only *built* with aarch64-paging; they are never activated
+//! through it (its `Stage2` regime writes VTTBR_EL2 and invalidates without
+//! the NS bit, which is wrong for a secure partition). The arch layer loads
+//! VSTTBR_EL2 and VTTBR_EL2 from [`Stage2::vsttbr`] and [`Stage2::vttbr`] in
+//! the world switch, and every change to a table here is followed by a TLB
+//! invalidation through [`Platform::invalidate_stage2`] for the VMID and the
+//! IPA space the change was made in. Mappings use pages only (no blocks), so
+//! no change ever splits a live block.
+
+use aarch64_paging::descriptor::{PhysicalAddress, Stage2Attributes as S2};
+use aarch64_paging::idmap::IdTranslation;
+use aarch64_paging::paging::{Constraints, MemoryRegion, Stage2 as Stage2Format};
+use aarch64_paging::{MapError, Mapping};
+
+/// Why a stage-2 change failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum S2Error {
+    /// The range is unaligned, empty or beyond the IPA space.
+    BadRange,
+    /// Part of the range is mapped already.
+    AlreadyMapped,
+    /// Part of the range is not mapped.
+    NotMapped,
+    /// aarch64-paging refused the change.
+    Map(MapError),
+}
+
+impl From<MapError> for S2Error {
+    fn from(e: MapError) -> Self {
+        Self::Map(e)
+    }
+}
+
+use crate::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa};
+use crate::platform::Platform;
+use crate::sp_manifest::Access;
+
+/// Root level of the stage-2 tables: level 1 gives a 39-bit IPA space
+/// (VSTCR_EL2/VTCR_EL2.T0SZ = 25, SL0 = 1).
+pub const ROOT_LEVEL: usize = 1;
+/// Size of the IPA space.
+pub const IPA_LIMIT: u64 = 1 << 39;
+
+type Table = Mapping<IdTranslation<S2>, Stage2Format>;
+
+/// What a stage-2 page maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Normal write-back memory with the given access.
+    Memory(Access),
+    /// Device-nGnRE memory, never executable.
+    Device {
+        /// Writable.
+        write: bool,
+    },
+}
+
+/// One partition's stage-2 tables.
+#[derive(Debug)]
+pub struct Stage2 {
+    vmid: u16,
+    secure: Table,
+    ns: Table,
+}
+
+/// A page's translation, as read back from the tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Translation {
+    /// Output address.
+    pub pa: Pa,
+    /// Readable.
+    pub read: bool,
+    /// Writable.
+    pub write: bool,
+    /// Executable.
+    pub exec: bool,
+    /// Device memory.
+    pub device: bool,
+}
+
+fn attributes(kind: Kind) -> S2 {
+    let (mem, read, write, exec) = match kind {
+        Kind::Memory(a) => (
+            S2::MEMATTR_NORMAL_INNER_WB | S2::MEMATTR_NORMAL_OUTER_WB,
+            a.read,
+            a.write,
+            a.exec,
+        ),
+        Kind::Device { write } => (S2::MEMATTR_DEVICE_nGnRE, true, write, false),
+    };
+    let ap = match (read, write) {
+        (true, true) => S2::S2AP_ACCESS_RW,
+        (true, false) => S2::S2AP_ACCESS_RO,
+        (false, true) => S2::S2AP_ACCESS_WO,
+        (false, false) => S2::S2AP_ACCESS_NONE,
+    };
+    let mut a = S2::VALID | S2::ACCESS_FLAG | S2::SH_INNER | mem | ap;
+    if !exec {
+        a |= S2::XN;
+    }
+    a
+}
+
+fn region(ipa: Ipa, len: u64) -> Result<MemoryRegion, S2Error> {
+    let end = ipa
+        .0
+        .checked_add(len)
+        .filter(|e| {
+            *e <= IPA_LIMIT && ipa.is_page_aligned() && len.is_multiple_of(PAGE_SIZE) && len > 0
+        })
+        .ok_or(S2Error::BadRange)?;
+    Ok(MemoryRegion::new(ipa.0 as usize, end as usize))
+}
+
+impl Stage2 {
+    /// Empty tables for the partition with `vmid`.
+    pub fn new(vmid: u16) -> Self {
+        Self {
+            vmid,
+            secure: Table::new(IdTranslation::new(), ROOT_LEVEL, Stage2Format),
+            ns: Table::new(IdTranslation::new(), ROOT_LEVEL, Stage2Format),
+        }
+    }
+
+    /// The VMID.
+    pub fn vmid(&self) -> u16 {
+        self.vmid
+    }
+
+    /// VSTTBR_EL2 value: the secure table's root.
+    pub fn vsttbr(&self) -> u64 {
+        self.secure.root_address().0 as u64
+    }
+
+    /// VTTBR_EL2 value: the non-secure table's root and the VMID.
+    pub fn vttbr(&self) -> u64 {
+        self.ns.root_address().0 as u64 | (self.vmid as u64) << 48
+    }
+
+    fn table(&mut self, space: IpaSpace) -> &mut Table {
+        match space {
+            IpaSpace::Secure => &mut self.secure,
+            IpaSpace::NonSecure => &mut self.ns,
+        }
+    }
+
+    fn table_ref(&self, space: IpaSpace) -> &Table {
+        match space {
+            IpaSpace::Secure => &self.secure,
+            IpaSpace::NonSecure => &self.ns,
+        }
+    }
+
+    /// Maps `[ipa, ipa + len)` to `[pa, pa + len)`. The range must not be mapped
+    /// already (call [`Stage2::unmap`] first): a new mapping needs no TLB maintenance.
+    pub fn map(
+        &mut self,
+        space: IpaSpace,
+        ipa: Ipa,
+        pa: Pa,
+        len: u64,
+        kind: Kind,
+    ) -> Result<(), S2Error> {
+        if !pa.is_page_aligned() {
+            return Err(S2Error::BadRange);
+        }
+        let r = region(ipa, len)?;
+        if self.is_mapped_any(space, ipa, len) {
+            return Err(S2Error::AlreadyMapped);
+        }
+        self.table(space).map_range(
+            &r,
+            PhysicalAddress(pa.0 as usize),
+            attributes(kind),
+            Constraints::NO_BLOCK_MAPPINGS,
+        )?;
+        Ok(())
+    }
+
+    /// Unmaps `[ipa, ipa + len)` and invalidates the TLB for it.
+    pub fn unmap<P: Platform>(
+        &mut self,
+        space: IpaSpace,
+        ipa: Ipa,
+        len: u64,
+        platform: &mut P,
+    ) -> Result<(), S2Error> {
+        let r = region(ipa, len)?;
+        self.table(space).map_range(
+            &r,
+            PhysicalAddress(0),
+            S2::empty(),
+            Constraints::NO_BLOCK_MAPPINGS,
+        )?;
+        platform.invalidate_stage2(self.vmid, space, ipa, len);
+        Ok(())
+    }
+
+    /// Changes the access of an already mapped range and invalidates the TLB for it.
+    pub fn protect<P: Platform>(
+        &mut self,
+        space: IpaSpace,
+        ipa: Ipa,
+        len: u64,
+        kind: Kind,
+        platform: &mut P,
+    ) -> Result<(), S2Error> {
+        let r = region(ipa, len)?;
+        let mut pas = alloc::vec::Vec::new();
+        let mut off = 0;
+        while off < len {
+            let t = self
+                .lookup(space, Ipa(ipa.0 + off))
+                .ok_or(S2Error::NotMapped)?;
+            pas.push(t.pa);
+            off += PAGE_SIZE;
+        }
+        let table = self.table(space);
+        table.map_range(
+            &r,
+            PhysicalAddress(0),
+            S2::empty(),
+            Constraints::NO_BLOCK_MAPPINGS,
+        )?;
+        platform.invalidate_stage2(self.vmid, space, ipa, len);
+        for (i, pa) in pas.into_iter().enumerate() {
+            let page = region(Ipa(ipa.0 + i as u64 * PAGE_SIZE), PAGE_SIZE)?;
+            self.table(space).map_range(
+                &page,
+                PhysicalAddress(pa.0 as usize),
+                attributes(kind),
+                Constraints::NO_BLOCK_MAPPINGS,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The translation of the page holding `ipa`, if it is mapped.
+    pub fn lookup(&self, space: IpaSpace, ipa: Ipa) -> Option<Translation> {
+        let page = ipa.0 & !(PAGE_SIZE - 1);
+        let r = region(Ipa(page), PAGE_SIZE).ok()?;
+        let mut found = None;
+        let _ = self
+            .table_ref(space)
+            .walk_range(&r, &mut |mr, desc, _level| {
+                if desc.is_valid() {
+                    let flags = desc.flags();
+                    let base = desc.output_address().0 as u64;
+                    let off = page - mr.start().0 as u64;
+                    let ap = flags & S2::S2AP_ACCESS_RW;
+                    found = Some(Translation {
+                        pa: Pa(base + off + (ipa.0 & (PAGE_SIZE - 1))),
+                        read: ap.contains(S2::S2AP_ACCESS_RO),
+                        write: ap.contains(S2::S2AP_ACCESS_WO),
+                        exec: !flags.contains(S2::XN),
+                        device: flags & S2::MEMATTR_NORMAL_OUTER_WB == S2::empty(),
+                    });
+                }
+                Ok(())
+            });
+        found
+    }
+
+    /// True if any page of the range is mapped.
+    pub fn is_mapped_any(&self, space: IpaSpace, ipa: Ipa, len: u64) -> bool {
+        let mut off = 0;
+        while off < len {
+            if self.lookup(space, Ipa(ipa.0 + off)).is_some() {
+                return true;
+            }
+            off += PAGE_SIZE;
+        }
+        false
+    }
+
+    /// Translates a range that must be mapped, physically contiguous, and
+    /// allow `write` if asked; returns its physical base.
+    pub fn translate_range(&self, space: IpaSpace, ipa: Ipa, len: u64, write: bool) -> Option<Pa> {
+        let first = self.lookup(space, ipa)?;
+        let mut off = 0;
+        while off < len {
+            let t = self.lookup(space, Ipa(ipa.0 + off))?;
+            if t.pa.0 != first.pa.0 + off || !t.read || (write && !t.write) || t.device {
+                return None;
+            }
+            off += PAGE_SIZE;
+        }
+        Some(first.pa)
+    }
+}

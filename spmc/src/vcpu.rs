@@ -1,0 +1,378 @@
+//! Execution contexts (vCPUs): their saved registers, their states and how a
+//! partition's exit to the SPMC is classified.
+//!
+//! [`Context`] is shared with the arch layer's world switch, which reads and
+//! writes it at fixed offsets; the arch crate checks those offsets with const
+//! assertions against `core::mem::offset_of!`.
+
+use core::fmt;
+
+use crate::ffa::PartitionId;
+
+/// EL1 system registers a partition owns. The order is the order the arch
+/// layer saves and restores them in.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct El1Regs {
+    pub sctlr: u64,
+    pub actlr: u64,
+    pub cpacr: u64,
+    pub ttbr0: u64,
+    pub ttbr1: u64,
+    pub tcr: u64,
+    pub esr: u64,
+    pub afsr0: u64,
+    pub afsr1: u64,
+    pub far: u64,
+    pub mair: u64,
+    pub vbar: u64,
+    pub contextidr: u64,
+    pub tpidr_el0: u64,
+    pub tpidrro_el0: u64,
+    pub tpidr_el1: u64,
+    pub amair: u64,
+    pub cntkctl: u64,
+    pub par: u64,
+    pub sp_el0: u64,
+    pub sp_el1: u64,
+    pub elr: u64,
+    pub spsr: u64,
+    pub csselr: u64,
+}
+
+/// SCTLR_EL1 at reset for a partition: MMU and caches off, RES1 bits set.
+pub const SCTLR_EL1_RESET: u64 =
+    (1 << 29) | (1 << 28) | (1 << 23) | (1 << 22) | (1 << 20) | (1 << 11);
+/// SPSR for the first entry: AArch64 EL1h with D, A, I and F masked.
+pub const SPSR_EL1H_MASKED: u64 = 0x3c5;
+
+/// FP/SIMD registers (saved and restored lazily by the arch layer).
+#[repr(C, align(16))]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct FpRegs {
+    pub q: [u128; 32],
+    pub fpsr: u64,
+    pub fpcr: u64,
+}
+
+impl Default for FpRegs {
+    fn default() -> Self {
+        Self {
+            q: [0; 32],
+            fpsr: 0,
+            fpcr: 0,
+        }
+    }
+}
+
+impl fmt::Debug for FpRegs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "FpRegs {{ fpsr: {:#x}, fpcr: {:#x}, .. }}",
+            self.fpsr, self.fpcr
+        )
+    }
+}
+
+/// What the arch layer reports about the last exit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitInfo {
+    /// Which vector: 0 synchronous, 1 IRQ, 2 FIQ, 3 SError.
+    pub vector: u64,
+    /// ESR_EL2.
+    pub esr: u64,
+    /// FAR_EL2.
+    pub far: u64,
+    /// HPFAR_EL2.
+    pub hpfar: u64,
+}
+
+/// A vCPU's saved state.
+#[repr(C, align(16))]
+#[derive(Clone, Debug, Default)]
+pub struct Context {
+    /// x0-x30.
+    pub x: [u64; 31],
+    /// Where it resumes (ELR_EL2).
+    pub pc: u64,
+    /// PSTATE it resumes with (SPSR_EL2).
+    pub pstate: u64,
+    /// VSTTBR_EL2 to run it with.
+    pub vsttbr: u64,
+    /// VTTBR_EL2 (with the VMID) to run it with.
+    pub vttbr: u64,
+    /// Filled in by the arch layer on every exit.
+    pub exit: ExitInfo,
+    /// EL1 system registers.
+    pub el1: El1Regs,
+    /// FP/SIMD registers.
+    pub fp: FpRegs,
+}
+
+impl Context {
+    /// A context that starts at `pc` with everything else at reset values.
+    pub fn new(pc: u64, vsttbr: u64, vttbr: u64) -> Self {
+        Self {
+            pc,
+            pstate: SPSR_EL1H_MASKED,
+            vsttbr,
+            vttbr,
+            el1: El1Regs {
+                sctlr: SCTLR_EL1_RESET,
+                ..El1Regs::default()
+            },
+            ..Self::default()
+        }
+    }
+}
+
+/// A reference to one vCPU: partition slot and vCPU index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct VcpuRef {
+    /// Slot of the partition in the manager.
+    pub slot: u16,
+    /// vCPU index in the partition.
+    pub index: u16,
+}
+
+/// Why a vCPU is not running although it was (FF-A v1.2 §8.2 "preempted").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preemption {
+    /// An interrupt for the normal world arrived; resume exactly where it was.
+    Interrupt,
+    /// It called FFA_YIELD; resume with FFA_SUCCESS as the result of that call.
+    Yield,
+}
+
+/// Who a running vCPU owes a direct response to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// A normal-world endpoint.
+    NormalWorld {
+        /// Its ID (the request's sender).
+        id: PartitionId,
+        /// The request was FFA_MSG_SEND_DIRECT_REQ2.
+        req2: bool,
+    },
+    /// Another partition's vCPU, blocked until the response.
+    Vcpu {
+        /// The caller.
+        vcpu: VcpuRef,
+        /// Its ID.
+        id: PartitionId,
+        /// The request was FFA_MSG_SEND_DIRECT_REQ2.
+        req2: bool,
+    },
+}
+
+impl Caller {
+    /// The endpoint ID a response must be addressed to.
+    pub fn id(&self) -> PartitionId {
+        match *self {
+            Caller::NormalWorld { id, .. } | Caller::Vcpu { id, .. } => id,
+        }
+    }
+
+    /// True if the request was REQ2 (so the response must be RESP2).
+    pub fn req2(&self) -> bool {
+        match *self {
+            Caller::NormalWorld { req2, .. } | Caller::Vcpu { req2, .. } => req2,
+        }
+    }
+}
+
+/// Why a vCPU runs: what its next FFA_MSG_WAIT or FFA_MSG_SEND_DIRECT_RESP ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunReason {
+    /// Its initialisation, until its first FFA_MSG_WAIT.
+    Boot,
+    /// A direct request it must answer.
+    Request(Caller),
+    /// The normal world gave it CPU cycles with FFA_RUN.
+    Scheduled,
+}
+
+/// vCPU states (FF-A v1.2 §8.2, with the SPMC's own `Off`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VcpuState {
+    /// Never started.
+    Off,
+    /// In FFA_MSG_WAIT: ready for a message.
+    Waiting,
+    /// On a core, for `RunReason`.
+    Running(RunReason),
+    /// It sent a direct request (while handling `RunReason`) and waits for the answer.
+    Blocked(RunReason),
+    /// Stopped before it finished what it was doing.
+    Preempted(RunReason, Preemption),
+    /// Stopped for good: it faulted or its partition was aborted.
+    Aborted,
+}
+
+/// A transition the state machine does not allow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IllegalTransition {
+    /// From.
+    pub from: VcpuState,
+    /// To.
+    pub to: VcpuState,
+}
+
+impl VcpuState {
+    /// Checks that `self -> to` is a legal transition.
+    pub fn can_become(self, to: VcpuState) -> bool {
+        use VcpuState::*;
+        match (self, to) {
+            (_, Aborted) => self != Aborted,
+            (Off, Running(RunReason::Boot)) => true,
+            (Waiting, Running(RunReason::Request(_) | RunReason::Scheduled)) => true,
+            (Running(_), Waiting) => true,
+            (Running(r), Blocked(b)) => r == b,
+            (Blocked(b), Running(r)) => r == b,
+            (Running(r), Preempted(p, _)) => r == p,
+            (Preempted(p, _), Running(r)) => r == p,
+            _ => false,
+        }
+    }
+
+    /// Moves to `to` if legal.
+    pub fn become_(&mut self, to: VcpuState) -> Result<(), IllegalTransition> {
+        if self.can_become(to) {
+            *self = to;
+            Ok(())
+        } else {
+            Err(IllegalTransition { from: *self, to })
+        }
+    }
+}
+
+/// A classified exit from a partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// An FF-A call through SMC (trapped) or HVC: the function ID is in x0.
+    Call {
+        /// It was an SMC: resume after it (ELR points at the SMC itself).
+        smc: bool,
+    },
+    /// A physical IRQ or FIQ arrived (for the normal world).
+    Interrupt,
+    /// A fault the partition cannot recover from: abort it.
+    Fault(Fault),
+}
+
+/// What went wrong, for the log line of an abort.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Stage-2 data abort (an access outside its memory).
+    DataAbort {
+        /// Faulting IPA (HPFAR_EL2 with FAR_EL2's page offset).
+        ipa: u64,
+        /// FAR_EL2.
+        far: u64,
+    },
+    /// Stage-2 instruction abort (including a jump through an unmapped exception vector).
+    InstructionAbort {
+        /// Faulting IPA.
+        ipa: u64,
+    },
+    /// An SError.
+    SError,
+    /// Any other exception class the SPMC does not handle.
+    Other {
+        /// ESR_EL2.
+        esr: u64,
+    },
+}
+
+/// ESR_EL2 exception classes (Arm ARM D23.2.41).
+pub mod ec {
+    /// HVC from AArch64.
+    pub const HVC64: u64 = 0x16;
+    /// SMC from AArch64 (trapped by HCR_EL2.TSC).
+    pub const SMC64: u64 = 0x17;
+    /// Instruction abort from a lower EL.
+    pub const IABT_LOWER: u64 = 0x20;
+    /// Data abort from a lower EL.
+    pub const DABT_LOWER: u64 = 0x24;
+}
+
+/// Classifies an exit from what the arch layer recorded.
+pub fn classify(exit: &ExitInfo) -> Exit {
+    match exit.vector {
+        1 | 2 => return Exit::Interrupt,
+        3 => return Exit::Fault(Fault::SError),
+        _ => {}
+    }
+    let class = (exit.esr >> 26) & 0x3f;
+    let ipa = ((exit.hpfar >> 4) << 12) | (exit.far & 0xfff);
+    match class {
+        ec::HVC64 => Exit::Call { smc: false },
+        ec::SMC64 => Exit::Call { smc: true },
+        ec::DABT_LOWER => Exit::Fault(Fault::DataAbort { ipa, far: exit.far }),
+        ec::IABT_LOWER => Exit::Fault(Fault::InstructionAbort { ipa }),
+        _ => Exit::Fault(Fault::Other { esr: exit.esr }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REQ: RunReason = RunReason::Request(Caller::NormalWorld { id: 0, req2: false });
+
+    #[test]
+    fn legal_transitions() {
+        let mut s = VcpuState::Off;
+        s.become_(VcpuState::Running(RunReason::Boot)).unwrap();
+        s.become_(VcpuState::Waiting).unwrap();
+        s.become_(VcpuState::Running(REQ)).unwrap();
+        s.become_(VcpuState::Blocked(REQ)).unwrap();
+        s.become_(VcpuState::Running(REQ)).unwrap();
+        s.become_(VcpuState::Preempted(REQ, Preemption::Interrupt))
+            .unwrap();
+        s.become_(VcpuState::Running(REQ)).unwrap();
+        s.become_(VcpuState::Aborted).unwrap();
+    }
+
+    #[test]
+    fn illegal_transitions() {
+        let mut s = VcpuState::Off;
+        assert!(s.become_(VcpuState::Waiting).is_err());
+        s = VcpuState::Waiting;
+        assert!(s.become_(VcpuState::Running(RunReason::Boot)).is_err());
+        assert!(s.become_(VcpuState::Blocked(REQ)).is_err());
+        s = VcpuState::Aborted;
+        assert!(s.become_(VcpuState::Running(REQ)).is_err());
+        assert!(s.become_(VcpuState::Aborted).is_err());
+        s = VcpuState::Blocked(REQ);
+        assert!(s.become_(VcpuState::Running(RunReason::Scheduled)).is_err());
+    }
+
+    #[test]
+    fn exits_are_classified() {
+        let e = |vector, esr| ExitInfo {
+            vector,
+            esr,
+            far: 0x123,
+            hpfar: 0x2000_0000 >> 8,
+        };
+        assert_eq!(classify(&e(0, ec::SMC64 << 26)), Exit::Call { smc: true });
+        assert_eq!(classify(&e(0, ec::HVC64 << 26)), Exit::Call { smc: false });
+        assert_eq!(classify(&e(1, 0)), Exit::Interrupt);
+        assert_eq!(classify(&e(2, 0)), Exit::Interrupt);
+        assert_eq!(
+            classify(&e(0, ec::DABT_LOWER << 26)),
+            Exit::Fault(Fault::DataAbort {
+                ipa: 0x2000_0123,
+                far: 0x123
+            })
+        );
+        assert!(matches!(
+            classify(&e(0, 0)),
+            Exit::Fault(Fault::Other { .. })
+        ));
+        assert_eq!(classify(&e(3, 0)), Exit::Fault(Fault::SError));
+    }
+}
