@@ -37,6 +37,7 @@ const fn e(func: u32, since: Version, nwd: bool, sp: bool) -> Entry {
 
 const V10: Version = Version::V1_0;
 const V11: Version = Version::V1_1;
+const V12: Version = Version::V1_2;
 
 /// The table of implemented interfaces. Kept in one place so that what
 /// FFA_FEATURES reports and what the dispatcher handles cannot drift apart:
@@ -45,11 +46,41 @@ const IMPLEMENTED: &[Entry] = &[
     e(func::ERROR_32, V10, true, true),
     e(func::SUCCESS_32, V10, true, true),
     e(func::SUCCESS_64, V10, true, true),
+    e(func::INTERRUPT_32, V10, true, true),
     e(func::VERSION, V10, true, true),
     e(func::FEATURES, V10, true, true),
     e(func::ID_GET, V10, true, true),
     e(func::SPM_ID_GET, V11, true, true),
+    e(func::RXTX_MAP_32, V10, true, true),
+    e(func::RXTX_MAP_64, V10, true, true),
+    e(func::RXTX_UNMAP, V10, true, true),
+    e(func::RX_RELEASE, V10, true, true),
+    e(func::RX_ACQUIRE, V11, true, false),
+    e(func::PARTITION_INFO_GET, V10, true, true),
+    e(func::PARTITION_INFO_GET_REGS_64, V12, true, true),
+    e(func::MSG_SEND_DIRECT_REQ_32, V10, true, true),
+    e(func::MSG_SEND_DIRECT_REQ_64, V10, true, true),
+    e(func::MSG_SEND_DIRECT_RESP_32, V10, false, true),
+    e(func::MSG_SEND_DIRECT_RESP_64, V10, false, true),
+    e(func::MSG_SEND_DIRECT_REQ2_64, V12, true, true),
+    e(func::MSG_SEND_DIRECT_RESP2_64, V12, false, true),
+    e(func::MSG_SEND2, V11, true, true),
+    e(func::MSG_WAIT, V10, false, true),
+    e(func::YIELD, V10, false, true),
+    e(func::RUN, V10, true, false),
+    e(func::CONSOLE_LOG_32, V12, false, true),
+    e(func::CONSOLE_LOG_64, V12, false, true),
 ];
+
+/// FFA_FEATURES(FFA_RXTX_MAP) properties (§13.3.1.1): bits [1:0] the minimum
+/// buffer size (0: 4 KiB); from v1.2, bits [31:16] the largest page count.
+fn rxtx_map_properties(version: Version) -> u32 {
+    if version >= V12 {
+        (crate::abi::MAX_RXTX_PAGES as u32) << 16
+    } else {
+        0
+    }
+}
 
 /// FFA_FEATURES for `id` (a function ID when bit 31 is set, else a feature ID)
 /// with input properties `input`, asked by an endpoint at `instance` that
@@ -69,7 +100,10 @@ pub fn query(instance: Instance, version: Version, id: u32, input: u32) -> Resul
             Instance::NormalWorld => entry.nwd,
             Instance::Partition => entry.sp,
         })
-        .map(|entry| entry.props)
+        .map(|entry| match entry.func {
+            func::RXTX_MAP_32 | func::RXTX_MAP_64 => rxtx_map_properties(version),
+            _ => entry.props,
+        })
         .ok_or(FfaError::NotSupported)
 }
 
@@ -84,8 +118,6 @@ pub fn implemented(instance: Instance, version: Version) -> impl Iterator<Item =
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const V12: Version = Version::V1_2;
 
     #[test]
     fn implemented_interfaces_succeed() {
@@ -107,6 +139,39 @@ mod tests {
                 Err(FfaError::NotSupported)
             );
         }
+    }
+
+    #[test]
+    fn instance_specific_interfaces() {
+        assert_eq!(
+            query(Instance::NormalWorld, V12, func::MSG_WAIT, 0),
+            Err(FfaError::NotSupported)
+        );
+        assert_eq!(query(Instance::Partition, V12, func::MSG_WAIT, 0), Ok(0));
+        assert_eq!(
+            query(Instance::Partition, V12, func::RUN, 0),
+            Err(FfaError::NotSupported)
+        );
+        assert_eq!(
+            query(Instance::NormalWorld, V12, func::MSG_SEND_DIRECT_RESP_64, 0),
+            Err(FfaError::NotSupported)
+        );
+        assert_eq!(
+            query(Instance::NormalWorld, V11, func::MSG_SEND_DIRECT_REQ2_64, 0),
+            Err(FfaError::NotSupported)
+        );
+    }
+
+    #[test]
+    fn rxtx_map_reports_largest_buffer_from_v1_2() {
+        assert_eq!(
+            query(Instance::NormalWorld, V12, func::RXTX_MAP_64, 0),
+            Ok(16 << 16)
+        );
+        assert_eq!(
+            query(Instance::NormalWorld, V11, func::RXTX_MAP_64, 0),
+            Ok(0)
+        );
     }
 
     #[test]

@@ -453,6 +453,12 @@ impl<P: Platform> Spmc<P> {
         &mut self.vcpu(v).ctx
     }
 
+    /// The partitions, mutably (host tests poke at stage 2 directly).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn partitions_mut_for_tests(&mut self) -> &mut [Partition] {
+        &mut self.partitions
+    }
+
     /// A vCPU's state.
     pub fn vcpu_state(&self, v: VcpuRef) -> VcpuState {
         self.partitions[v.slot as usize].vcpus[v.index as usize].state

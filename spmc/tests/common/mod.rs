@@ -34,3 +34,5 @@ pub fn dtb(path: &std::path::Path) -> Vec<u8> {
 pub fn manifest_fixture(name: &str) -> Vec<u8> {
     dtb(&repo_root().join("tests/fixtures/manifests").join(name))
 }
+
+pub mod world;

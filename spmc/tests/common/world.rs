@@ -1,0 +1,157 @@
+//! A booted SPMC over the fake platform with the real QEMU partition
+//! manifests, for the host tests of the partition flows.
+
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use spmc::addr::Pa;
+use spmc::ffa::{Regs, func};
+use spmc::manifest::{MemRange, PartitionEntry, SpmcConfig};
+use spmc::testing::{FakePlatform, NS_BASE, sp_call};
+use spmc::vcpu::VcpuRef;
+use spmc::{Next, Spmc};
+
+use super::{dtb, repo_root};
+
+/// Where the fake packages go (as on QEMU).
+pub const PACKAGES: u64 = 0x0e30_0000;
+/// The fake pool.
+pub const POOL: MemRange = MemRange {
+    base: 0x0e50_0000,
+    size: 0x00b0_0000,
+};
+/// Test partition IPAs (tests/protocol layout).
+pub const IMAGE_IPA: u64 = 0x1000_0000;
+pub const RAM_IPA: u64 = 0x1004_0000;
+/// Normal-world buffers the tests map.
+pub const NWD_TX: u64 = NS_BASE + 0x10_0000;
+pub const NWD_RX: u64 = NS_BASE + 0x10_1000;
+
+pub const PARTITIONS: [&str; 7] = [
+    "sp1",
+    "sp2",
+    "tpm",
+    "crash-data",
+    "crash-undef",
+    "crash-steal",
+    "bad-el0",
+];
+
+/// A fake image: a recognisable pattern, 8 KiB and a bit.
+pub fn image() -> Vec<u8> {
+    (0..8200u32).map(|i| (i * 7 + 3) as u8).collect()
+}
+
+/// The SPMC configuration of the QEMU image, with the fake package addresses.
+pub fn config() -> SpmcConfig {
+    SpmcConfig {
+        spmc_id: 0x8000,
+        version: spmc::ffa::Version::V1_2,
+        load_address: 0x0e10_0000,
+        entrypoint: 0x0e10_0000,
+        binary_size: 0x20_0000,
+        secure_memory: Some(POOL),
+        partitions: PARTITIONS
+            .iter()
+            .enumerate()
+            .map(|(i, n)| PartitionEntry {
+                name: n.to_string(),
+                package: PACKAGES + i as u64 * 0x4_0000,
+            })
+            .collect(),
+    }
+}
+
+/// The manifest blob of a shipped partition.
+pub fn manifest(name: &str) -> Vec<u8> {
+    dtb(&repo_root()
+        .join("tf-a-integration/qemu/partitions")
+        .join(format!("{name}.dts")))
+}
+
+/// An SPMC with the packages in place, loaded but not booted.
+pub fn loaded() -> Spmc<FakePlatform> {
+    let mut p = FakePlatform::default();
+    for (i, n) in PARTITIONS.iter().enumerate() {
+        p.put_package(Pa(PACKAGES + i as u64 * 0x4_0000), &manifest(n), &image());
+    }
+    let mut s = Spmc::new(config(), p);
+    s.load_partitions();
+    s
+}
+
+/// The vCPU a `Next` runs, or a panic naming what came instead.
+pub fn running(next: &Next) -> VcpuRef {
+    match next {
+        Next::Run { vcpu, .. } => *vcpu,
+        Next::NormalWorld => panic!("expected a vCPU to run, got NormalWorld"),
+    }
+}
+
+/// Plays every partition's boot: FFA_VERSION, FFA_ID_GET, FFA_RXTX_MAP_64
+/// of two pages of its RAM region, FFA_MSG_WAIT. Returns the booted SPMC.
+pub fn booted() -> Spmc<FakePlatform> {
+    let mut s = loaded();
+    let mut regs = Regs::default();
+    let mut next = s.boot(&mut regs);
+    while let Next::Run { vcpu, .. } = next {
+        let n = sp_call(&mut s, vcpu, &[func::VERSION as u64, 0x1_0002], &mut regs);
+        assert_eq!(running(&n), vcpu);
+        assert_eq!(s.vcpu_context_mut(vcpu).x[0], 0x1_0002);
+        sp_call(
+            &mut s,
+            vcpu,
+            &[
+                func::RXTX_MAP_64 as u64,
+                RAM_IPA + 0x1_0000,
+                RAM_IPA + 0x1_1000,
+                1,
+            ],
+            &mut regs,
+        );
+        assert_eq!(
+            s.vcpu_context_mut(vcpu).x[0],
+            func::SUCCESS_32 as u64,
+            "partition RXTX_MAP"
+        );
+        next = sp_call(&mut s, vcpu, &[func::MSG_WAIT as u64], &mut regs);
+    }
+    assert_eq!(
+        regs.func(),
+        func::MSG_WAIT,
+        "boot ends with FFA_MSG_WAIT to the SPMD"
+    );
+    assert!(s.is_booted());
+    s
+}
+
+/// A normal-world call: returns what comes next and the register block.
+pub fn nwd(s: &mut Spmc<FakePlatform>, call: &[u64]) -> (Next, Regs) {
+    let mut regs = Regs::from_slice(call);
+    let next = s.handle_spmd(&mut regs);
+    (next, regs)
+}
+
+/// A normal-world call that must be answered at once.
+pub fn nwd_now(s: &mut Spmc<FakePlatform>, call: &[u64]) -> Regs {
+    let (next, regs) = nwd(s, call);
+    assert!(
+        matches!(next, Next::NormalWorld),
+        "call {:#x} ran a partition",
+        call[0]
+    );
+    regs
+}
+
+/// Maps the normal world's RX/TX buffers.
+pub fn map_nwd_buffers(s: &mut Spmc<FakePlatform>) {
+    let r = nwd_now(s, &[func::RXTX_MAP_64 as u64, NWD_TX, NWD_RX, 1]);
+    assert_eq!(r.func(), func::SUCCESS_32);
+}
+
+/// The slot of the partition with `id`.
+pub fn vcpu_of(s: &Spmc<FakePlatform>, id: u16) -> VcpuRef {
+    VcpuRef {
+        slot: s.slot_of(id).expect("partition exists"),
+        index: 0,
+    }
+}

@@ -1,0 +1,872 @@
+//! Host tests of partition loading, stage 2, boot, messaging, discovery and
+//! faults against the fake platform, with the shipped partition manifests.
+
+mod common;
+
+use common::world::*;
+use common::{dtb, repo_root};
+use spmc::Next;
+use spmc::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa};
+use spmc::ffa::{FfaError, Regs, func};
+use spmc::partition::PartitionState;
+use spmc::sp_manifest::{self, SpError, Uuid};
+use spmc::testing::{sp_call, sp_fault, sp_interrupt};
+use spmc::vcpu::{Preemption, RunReason, VcpuState};
+
+const SP1: u16 = 0x8001;
+const SP2: u16 = 0x8002;
+const TPM: u16 = 0x8003;
+const CRASH: u16 = 0x8004;
+const REQ64: u64 = func::MSG_SEND_DIRECT_REQ_64 as u64;
+const RESP64: u64 = func::MSG_SEND_DIRECT_RESP_64 as u64;
+
+fn err(r: &Regs) -> Option<i32> {
+    r.error_code()
+}
+
+#[test]
+fn loads_the_valid_partitions_and_refuses_the_invalid_one() {
+    let s = loaded();
+    let ids: Vec<u16> = s.partitions().iter().map(|p| p.id()).collect();
+    assert_eq!(ids, [0x8001, 0x8002, 0x8003, 0x8004, 0x8005, 0x8006]);
+    assert!(
+        s.slot_of(0x8007).is_none(),
+        "the S-EL0 partition is refused"
+    );
+    assert_eq!(s.partitions()[1].config.uuids.len(), 2);
+}
+
+#[test]
+fn partition_manifest_errors_are_specific() {
+    let good = String::from_utf8(
+        std::fs::read(repo_root().join("tf-a-integration/qemu/partitions/sp1.dts")).unwrap(),
+    )
+    .unwrap();
+    let bad = |from: &str, to: &str| {
+        let dts = good.replace(from, to);
+        assert_ne!(dts, good, "replacement `{from}` did not apply");
+        let path = std::env::temp_dir().join(format!(
+            "spmc-test-{}.dts",
+            std::process::id() ^ from.len() as u32 ^ to.len() as u32
+        ));
+        std::fs::write(&path, dts).unwrap();
+        let blob = dtb(&path);
+        std::fs::remove_file(&path).ok();
+        sp_manifest::parse_manifest(&blob, "x").unwrap_err()
+    };
+    assert_eq!(
+        bad("exception-level = <2>", "exception-level = <1>"),
+        SpError::UnsupportedExceptionLevel(1)
+    );
+    assert_eq!(
+        bad("execution-state = <0>", "execution-state = <1>"),
+        SpError::UnsupportedExecutionState(1)
+    );
+    assert_eq!(bad("id = <0x8001>", "id = <0x0001>"), SpError::BadId(1));
+    assert_eq!(
+        bad("id = <0x8001>", "id = <0x8000>"),
+        SpError::BadId(0x8000)
+    );
+    assert_eq!(
+        bad("ffa-version = <0x00010002>", "ffa-version = <0x00020000>"),
+        SpError::UnsupportedVersion(0x2_0000)
+    );
+    assert_eq!(
+        bad("execution-ctx-count = <1>", "execution-ctx-count = <0>"),
+        SpError::Bad("execution-ctx-count")
+    );
+    assert_eq!(
+        bad("messaging-method = <0x607>", "messaging-method = <0x8607>"),
+        SpError::Bad("messaging-method")
+    );
+    assert_eq!(
+        bad(
+            "load-address = <0x0 0x10000000>",
+            "load-address = <0x0 0x10000010>"
+        ),
+        SpError::Bad("load-address")
+    );
+    assert_eq!(
+        bad("arm,ffa-manifest-1.0", "arm,something"),
+        SpError::NotPartitionManifest
+    );
+    assert_eq!(
+        bad("pages-count = <32>", "pages-count = <0>"),
+        SpError::Bad("memory-regions")
+    );
+    assert_eq!(
+        bad(
+            "\tuuid = <0x3a5e7c0b 0x8e4e2e6d 0x2d1c0a9f 0x615a4f3e>;\n",
+            ""
+        ),
+        SpError::Missing("uuid")
+    );
+}
+
+#[test]
+fn overlapping_regions_and_duplicate_ids_are_refused() {
+    let mut s = loaded();
+    let mut cfg = s.partitions()[0].config.clone();
+    cfg.id = 0x8010;
+    cfg.memory[0].ipa = Ipa(IMAGE_IPA + PAGE_SIZE);
+    let before = s.pool().unwrap().free_pages();
+    let e = s
+        .create_partition(cfg.clone(), Pa(PACKAGES + 0x4000), 8200, &manifest("sp1"))
+        .unwrap_err();
+    assert!(matches!(e, SpError::OverlappingRegions(_)));
+    cfg.memory[0].ipa = Ipa(RAM_IPA);
+    cfg.id = SP1;
+    assert_eq!(
+        s.create_partition(cfg, Pa(PACKAGES + 0x4000), 8200, &manifest("sp1")),
+        Err(SpError::DuplicateId(SP1))
+    );
+    assert_eq!(s.pool().unwrap().free_pages(), before, "nothing leaked");
+}
+
+#[test]
+fn exhausted_pool_refuses_without_leaking() {
+    let mut s = loaded();
+    let mut cfg = s.partitions()[0].config.clone();
+    cfg.memory[0].pages = 1 << 20;
+    cfg.id = 0x8011;
+    let before = s.pool().unwrap().free_pages();
+    let e = s
+        .create_partition(cfg, Pa(PACKAGES + 0x4000), 8200, &manifest("sp1"))
+        .unwrap_err();
+    assert_eq!(e, SpError::OutOfMemory);
+    assert_eq!(s.pool().unwrap().free_pages(), before);
+}
+
+#[test]
+fn stage2_maps_each_partition_to_its_own_zeroed_memory() {
+    let s = loaded();
+    let mut all_pages = std::collections::HashSet::new();
+    for p in s.partitions() {
+        let img = p
+            .stage2
+            .lookup(IpaSpace::Secure, Ipa(IMAGE_IPA))
+            .expect("image mapped");
+        assert!(img.read && img.write && img.exec && !img.device);
+        let ram = p
+            .stage2
+            .lookup(IpaSpace::Secure, Ipa(RAM_IPA))
+            .expect("RAM mapped");
+        assert!(ram.read && ram.write && !ram.exec);
+        assert!(
+            p.stage2
+                .lookup(IpaSpace::Secure, Ipa(0x2000_0000))
+                .is_none()
+        );
+        assert!(
+            p.stage2.lookup(IpaSpace::Secure, Ipa(0)).is_none(),
+            "no exception vectors at IPA 0"
+        );
+        assert!(
+            p.stage2
+                .lookup(IpaSpace::NonSecure, Ipa(IMAGE_IPA))
+                .is_none(),
+            "nothing in the NS IPA space"
+        );
+        // The image was copied, the RAM is zero.
+        assert_eq!(s.platform().secure_read(img.pa, 8200), image());
+        assert!(
+            s.platform()
+                .secure_read(ram.pa, 32 * 4096)
+                .iter()
+                .all(|b| *b == 0)
+        );
+        for (ipa, a) in &p.memory {
+            for i in 0..a.pages {
+                let t = p
+                    .stage2
+                    .lookup(IpaSpace::Secure, Ipa(ipa.0 + i * PAGE_SIZE))
+                    .unwrap();
+                assert_eq!(t.pa.0, a.base.0 + i * PAGE_SIZE);
+                assert!(
+                    all_pages.insert(t.pa),
+                    "page {:?} mapped in two partitions",
+                    t.pa
+                );
+                assert!(POOL.contains(&spmc::manifest::MemRange {
+                    base: t.pa.0,
+                    size: PAGE_SIZE
+                }));
+            }
+        }
+    }
+}
+
+#[test]
+fn vmids_differ_and_roots_are_in_the_contexts() {
+    let mut s = loaded();
+    let mut vmids: Vec<u16> = s.partitions().iter().map(|p| p.stage2.vmid()).collect();
+    vmids.dedup();
+    assert_eq!(vmids.len(), 6);
+    let (vsttbr, vttbr) = (
+        s.partitions()[0].stage2.vsttbr(),
+        s.partitions()[0].stage2.vttbr(),
+    );
+    let ctx = s.vcpu_context_mut(vcpu_of(&s, SP1));
+    assert_eq!((ctx.vsttbr, ctx.vttbr), (vsttbr, vttbr));
+    assert_eq!(ctx.vttbr >> 48, 1, "VMID in VTTBR_EL2");
+    assert_eq!(ctx.pc, IMAGE_IPA);
+}
+
+#[test]
+fn unmapping_invalidates_the_right_ipa_space_and_vmid() {
+    let mut s = loaded();
+    let mut p = spmc::testing::FakePlatform::default();
+    let s2 = &mut s.partitions_mut_for_tests()[0].stage2;
+    s2.map(
+        IpaSpace::NonSecure,
+        Ipa(0x8000_0000),
+        Pa(0x4000_0000),
+        2 * PAGE_SIZE,
+        spmc::stage2::Kind::Memory(sp_manifest::Access::RW),
+    )
+    .unwrap();
+    assert!(s2.lookup(IpaSpace::NonSecure, Ipa(0x8000_1000)).is_some());
+    assert!(s2.lookup(IpaSpace::Secure, Ipa(0x8000_1000)).is_none());
+    s2.unmap(IpaSpace::NonSecure, Ipa(0x8000_0000), 2 * PAGE_SIZE, &mut p)
+        .unwrap();
+    assert!(s2.lookup(IpaSpace::NonSecure, Ipa(0x8000_0000)).is_none());
+    let inv = p.invalidations.last().unwrap();
+    assert_eq!(
+        (inv.vmid, inv.space, inv.ipa, inv.len),
+        (
+            s2.vmid(),
+            IpaSpace::NonSecure,
+            Ipa(0x8000_0000),
+            2 * PAGE_SIZE
+        )
+    );
+    // Mapping twice is refused (no silent remap of a live entry).
+    s2.map(
+        IpaSpace::Secure,
+        Ipa(0x3000_0000),
+        Pa(0x0e60_0000),
+        PAGE_SIZE,
+        spmc::stage2::Kind::Device { write: false },
+    )
+    .unwrap();
+    assert!(
+        s2.map(
+            IpaSpace::Secure,
+            Ipa(0x3000_0000),
+            Pa(0x0e61_0000),
+            PAGE_SIZE,
+            spmc::stage2::Kind::Device { write: true }
+        )
+        .is_err()
+    );
+    let dev = s2.lookup(IpaSpace::Secure, Ipa(0x3000_0000)).unwrap();
+    assert!(dev.device && !dev.write && !dev.exec);
+}
+
+#[test]
+fn boot_runs_partitions_in_order_with_boot_information() {
+    let mut s = loaded();
+    let mut regs = Regs::default();
+    let next = s.boot(&mut regs);
+    let first = running(&next);
+    assert_eq!(s.partitions()[first.slot as usize].id(), SP1);
+    assert_eq!(
+        s.vcpu_context_mut(first).x[0],
+        0,
+        "sp1 asks for no boot information"
+    );
+    let next = sp_call(&mut s, first, &[func::MSG_WAIT as u64], &mut regs);
+    let second = running(&next);
+    assert_eq!(s.partitions()[second.slot as usize].id(), SP2);
+    assert_eq!(s.vcpu_state(first), VcpuState::Waiting);
+    let bi = s.vcpu_context_mut(second).x[0];
+    assert_eq!(
+        bi,
+        IMAGE_IPA + 3 * PAGE_SIZE,
+        "boot information right after the 3-page image"
+    );
+    let p = &s.partitions()[second.slot as usize];
+    let pa = p.stage2.lookup(IpaSpace::Secure, Ipa(bi)).unwrap().pa;
+    let blob = s.platform().secure_read(pa, 64);
+    assert_eq!(&blob[0..4], &0x0FFAu32.to_le_bytes(), "signature");
+    assert_eq!(&blob[16..20], &1u32.to_le_bytes(), "one descriptor");
+    let content = u64::from_le_bytes(blob[56..64].try_into().unwrap());
+    let m = p.stage2.lookup(IpaSpace::Secure, Ipa(content)).unwrap().pa;
+    assert_eq!(
+        s.platform().secure_read(m, 4),
+        [0xd0, 0x0d, 0xfe, 0xed],
+        "the manifest, as an FDT"
+    );
+}
+
+#[test]
+fn a_partition_that_faults_at_boot_is_aborted_and_boot_goes_on() {
+    let mut s = loaded();
+    let mut regs = Regs::default();
+    let first = running(&s.boot(&mut regs));
+    let next = sp_fault(&mut s, first, 0x2000_0000, &mut regs);
+    let second = running(&next);
+    assert_eq!(
+        s.partitions()[first.slot as usize].state,
+        PartitionState::Aborted
+    );
+    assert_ne!(second, first);
+    let next = sp_call(
+        &mut s,
+        second,
+        &[func::ERROR_32 as u64, 0, (-2i32) as u32 as u64],
+        &mut regs,
+    );
+    assert_eq!(
+        s.partitions()[second.slot as usize].state,
+        PartitionState::Aborted,
+        "FFA_ERROR at boot aborts"
+    );
+    assert!(matches!(next, Next::Run { .. }));
+}
+
+#[test]
+fn direct_request_round_trip() {
+    let mut s = booted();
+    let (next, mut regs) = nwd(
+        &mut s,
+        &[REQ64, SP1 as u64, 0, 0x10, 1, 2, 3, 4, 0xAA, 0xBB],
+    );
+    let v = running(&next);
+    assert_eq!(
+        s.vcpu_context_mut(v).x[..8],
+        [REQ64, SP1 as u64, 0, 0x10, 1, 2, 3, 4]
+    );
+    assert_ne!(
+        s.vcpu_context_mut(v).x[8],
+        0xAA,
+        "x8-x17 of a REQ are not passed on"
+    );
+    let next = sp_call(
+        &mut s,
+        v,
+        &[RESP64, (SP1 as u64) << 16, 0, 0, 9, 8, 7, 6],
+        &mut regs,
+    );
+    assert!(matches!(next, Next::NormalWorld));
+    assert_eq!(regs.0[..8], [RESP64, (SP1 as u64) << 16, 0, 0, 9, 8, 7, 6]);
+    assert_eq!(regs.0[8..10], [0xAA, 0xBB], "the caller's x8-x17 come back");
+    assert_eq!(s.vcpu_state(v), VcpuState::Waiting);
+}
+
+#[test]
+fn direct_request_errors() {
+    let mut s = booted();
+    let cases: &[(&[u64], FfaError)] = &[
+        (&[REQ64, 0x8123, 0], FfaError::InvalidParameters),
+        (&[REQ64, 0x8000, 0], FfaError::InvalidParameters),
+        (&[REQ64, SP1 as u64, 5], FfaError::InvalidParameters),
+        (
+            &[REQ64, (0x8001 << 16) | SP2 as u64, 0],
+            FfaError::InvalidParameters,
+        ),
+        (
+            &[func::MSG_SEND_DIRECT_REQ2_64 as u64, SP1 as u64, 0, 0],
+            FfaError::NotSupported,
+        ),
+    ];
+    for (call, want) in cases {
+        let r = nwd_now(&mut s, call);
+        assert_eq!(err(&r), Some(want.code()), "{call:x?}");
+    }
+    nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
+    let r = nwd_now(
+        &mut s,
+        &[func::MSG_SEND_DIRECT_REQ2_64 as u64, CRASH as u64, 0, 0],
+    );
+    assert_eq!(
+        err(&r),
+        Some(FfaError::Denied.code()),
+        "REQ2 to a partition that takes only REQ"
+    );
+    let u = Uuid([1, 2, 3, 4]).to_u64_pair();
+    let r = nwd_now(
+        &mut s,
+        &[func::MSG_SEND_DIRECT_REQ2_64 as u64, SP2 as u64, u.0, u.1],
+    );
+    assert_eq!(
+        err(&r),
+        Some(FfaError::InvalidParameters.code()),
+        "REQ2 to a UUID the partition lacks"
+    );
+}
+
+#[test]
+fn bad_responses_are_refused_to_the_partition() {
+    let mut s = booted();
+    let (next, mut regs) = nwd(&mut s, &[REQ64, SP1 as u64, 0, 0x10]);
+    let v = running(&next);
+    let n = sp_call(
+        &mut s,
+        v,
+        &[RESP64, (SP1 as u64) << 16 | 0x44, 0],
+        &mut regs,
+    );
+    assert_eq!(running(&n), v);
+    assert_eq!(
+        s.vcpu_context_mut(v).x[2] as u32 as i32,
+        FfaError::InvalidParameters.code()
+    );
+    let n = sp_call(
+        &mut s,
+        v,
+        &[func::MSG_SEND_DIRECT_RESP2_64 as u64, (SP1 as u64) << 16, 0],
+        &mut regs,
+    );
+    assert_eq!(running(&n), v);
+    assert_eq!(
+        s.vcpu_context_mut(v).x[2] as u32 as i32,
+        FfaError::Denied.code(),
+        "RESP2 to a REQ"
+    );
+    let n = sp_call(&mut s, v, &[func::MSG_WAIT as u64], &mut regs);
+    assert_eq!(running(&n), v);
+    assert_eq!(
+        s.vcpu_context_mut(v).x[2] as u32 as i32,
+        FfaError::Denied.code(),
+        "MSG_WAIT while owing a response"
+    );
+    let n = sp_call(&mut s, v, &[RESP64, (SP1 as u64) << 16, 0, 0, 1], &mut regs);
+    assert!(matches!(n, Next::NormalWorld));
+    assert_eq!(regs.0[4], 1);
+}
+
+#[test]
+fn partition_to_partition_chain_and_busy() {
+    let mut s = booted();
+    let (next, mut regs) = nwd(&mut s, &[REQ64, SP1 as u64, 0, 0x13]);
+    let a = running(&next);
+    let next = sp_call(
+        &mut s,
+        a,
+        &[REQ64, (SP1 as u64) << 16 | SP2 as u64, 0, 0x10, 5],
+        &mut regs,
+    );
+    let b = running(&next);
+    assert_eq!(s.partitions()[b.slot as usize].id(), SP2);
+    assert!(matches!(s.vcpu_state(a), VcpuState::Blocked(_)));
+    // While sp2 runs for sp1, the normal world cannot reach either.
+    let r = nwd_now(&mut s, &[REQ64, SP1 as u64, 0, 0x10]);
+    assert_eq!(err(&r), Some(FfaError::Busy.code()));
+    // sp2 cannot call back into the blocked sp1 (no cycles).
+    let n = sp_call(
+        &mut s,
+        b,
+        &[REQ64, (SP2 as u64) << 16 | SP1 as u64, 0, 0x10],
+        &mut regs,
+    );
+    assert_eq!(running(&n), b);
+    assert_eq!(
+        s.vcpu_context_mut(b).x[2] as u32 as i32,
+        FfaError::Busy.code()
+    );
+    let next = sp_call(
+        &mut s,
+        b,
+        &[RESP64, (SP2 as u64) << 16 | SP1 as u64, 0, 0, 5],
+        &mut regs,
+    );
+    assert_eq!(running(&next), a);
+    assert_eq!(s.vcpu_context_mut(a).x[4], 5, "sp1 gets sp2's answer");
+    let next = sp_call(&mut s, a, &[RESP64, (SP1 as u64) << 16, 0, 0, 6], &mut regs);
+    assert!(matches!(next, Next::NormalWorld));
+    assert_eq!(regs.0[4], 6);
+}
+
+#[test]
+fn fault_aborts_and_callers_get_aborted() {
+    let mut s = booted();
+    // A partition blocked on one that faults gets ABORTED and goes on.
+    let (next, mut regs) = nwd(&mut s, &[REQ64, SP1 as u64, 0, 0x13]);
+    let a = running(&next);
+    let b = running(&sp_call(
+        &mut s,
+        a,
+        &[REQ64, (SP1 as u64) << 16 | CRASH as u64, 0, 0x14],
+        &mut regs,
+    ));
+    let next = sp_fault(&mut s, b, 0x2000_0000, &mut regs);
+    assert_eq!(running(&next), a);
+    assert_eq!(
+        s.vcpu_context_mut(a).x[2] as u32 as i32,
+        FfaError::Aborted.code()
+    );
+    assert_eq!(
+        s.partitions()[b.slot as usize].state,
+        PartitionState::Aborted
+    );
+    let next = sp_call(&mut s, a, &[RESP64, (SP1 as u64) << 16, 0, 0], &mut regs);
+    assert!(matches!(next, Next::NormalWorld));
+    // The normal world's own request to a faulting partition.
+    let (next, mut regs) = nwd(&mut s, &[REQ64, TPM as u64, 0, 0x16]);
+    let t = running(&next);
+    let next = sp_fault(&mut s, t, 0x200, &mut regs);
+    assert!(matches!(next, Next::NormalWorld));
+    assert_eq!(err(&regs), Some(FfaError::Aborted.code()));
+    let r = nwd_now(&mut s, &[REQ64, TPM as u64, 0, 0x10]);
+    assert_eq!(
+        err(&r),
+        Some(FfaError::Aborted.code()),
+        "an aborted partition stays aborted"
+    );
+    let r = nwd_now(&mut s, &[func::RUN as u64, (TPM as u64) << 16]);
+    assert_eq!(err(&r), Some(FfaError::Aborted.code()));
+    // The others still answer.
+    let (next, mut regs) = nwd(&mut s, &[REQ64, SP2 as u64, 0, 0x10]);
+    let v = running(&next);
+    assert!(matches!(
+        sp_call(&mut s, v, &[RESP64, (SP2 as u64) << 16, 0, 0], &mut regs),
+        Next::NormalWorld
+    ));
+}
+
+#[test]
+fn interrupt_preempts_and_run_resumes() {
+    let mut s = booted();
+    let (next, mut regs) = nwd(&mut s, &[REQ64, SP1 as u64, 0, 0x10]);
+    let v = running(&next);
+    let next = sp_interrupt(&mut s, v, &mut regs);
+    assert!(matches!(next, Next::NormalWorld));
+    assert_eq!(regs.func(), func::INTERRUPT_32);
+    assert_eq!(regs.0[1], (SP1 as u64) << 16);
+    assert!(matches!(
+        s.vcpu_state(v),
+        VcpuState::Preempted(_, Preemption::Interrupt)
+    ));
+    let r = nwd_now(&mut s, &[REQ64, SP1 as u64, 0, 0x10]);
+    assert_eq!(err(&r), Some(FfaError::Busy.code()));
+    let pc = s.vcpu_context_mut(v).pc;
+    let (next, mut regs) = nwd(&mut s, &[func::RUN as u64, (SP1 as u64) << 16]);
+    assert_eq!(running(&next), v);
+    assert_eq!(s.vcpu_context_mut(v).pc, pc, "resumed exactly where it was");
+    let next = sp_call(&mut s, v, &[RESP64, (SP1 as u64) << 16, 0, 0, 3], &mut regs);
+    assert!(matches!(next, Next::NormalWorld));
+    assert_eq!(regs.0[4], 3, "the answer comes back on the FFA_RUN");
+}
+
+#[test]
+fn yield_and_run() {
+    let mut s = booted();
+    let (next, mut regs) = nwd(&mut s, &[REQ64, SP2 as u64, 0, 0x1B]);
+    let v = running(&next);
+    let next = sp_call(&mut s, v, &[func::YIELD as u64], &mut regs);
+    assert!(matches!(next, Next::NormalWorld));
+    assert_eq!(regs.func(), func::YIELD);
+    let (next, _) = nwd(&mut s, &[func::RUN as u64, (SP2 as u64) << 16]);
+    assert_eq!(running(&next), v);
+    assert_eq!(
+        s.vcpu_context_mut(v).x[0],
+        func::SUCCESS_32 as u64,
+        "FFA_YIELD returns SUCCESS"
+    );
+    // FFA_RUN of a waiting partition: it sees FFA_RUN; its FFA_MSG_WAIT returns to the caller.
+    let (next, mut regs) = nwd(&mut s, &[func::RUN as u64, (SP1 as u64) << 16]);
+    let w = running(&next);
+    assert_eq!(s.vcpu_context_mut(w).x[0], func::RUN as u64);
+    assert_eq!(s.vcpu_state(w), VcpuState::Running(RunReason::Scheduled));
+    let next = sp_call(&mut s, w, &[func::MSG_WAIT as u64], &mut regs);
+    assert!(matches!(next, Next::NormalWorld));
+    assert_eq!(regs.func(), func::MSG_WAIT);
+    let r = nwd_now(&mut s, &[func::RUN as u64, (SP1 as u64) << 16 | 3]);
+    assert_eq!(
+        err(&r),
+        Some(FfaError::InvalidParameters.code()),
+        "no vCPU 3"
+    );
+}
+
+#[test]
+fn rxtx_map_checks_normal_world_memory() {
+    let mut s = booted();
+    let cases: &[(&[u64], FfaError)] = &[
+        (
+            &[func::RXTX_MAP_64 as u64, 0x0e50_0000, 0x0e50_1000, 1],
+            FfaError::InvalidParameters,
+        ),
+        (
+            &[func::RXTX_MAP_64 as u64, NWD_TX + 8, NWD_RX, 1],
+            FfaError::InvalidParameters,
+        ),
+        (
+            &[func::RXTX_MAP_64 as u64, NWD_TX, NWD_TX, 1],
+            FfaError::InvalidParameters,
+        ),
+        (
+            &[func::RXTX_MAP_64 as u64, NWD_TX, NWD_RX, 0],
+            FfaError::InvalidParameters,
+        ),
+        (
+            &[func::RXTX_MAP_64 as u64, NWD_TX, NWD_RX, 17],
+            FfaError::InvalidParameters,
+        ),
+        (
+            &[func::RXTX_MAP_64 as u64, NWD_TX, u64::MAX & !0xfff, 1],
+            FfaError::InvalidParameters,
+        ),
+    ];
+    for (call, want) in cases {
+        assert_eq!(err(&nwd_now(&mut s, call)), Some(want.code()), "{call:x?}");
+    }
+    assert!(
+        s.platform().ns_mapped.is_empty(),
+        "nothing mapped after refusals"
+    );
+    map_nwd_buffers(&mut s);
+    assert_eq!(s.platform().ns_mapped.len(), 2);
+    assert_eq!(
+        err(&nwd_now(
+            &mut s,
+            &[func::RXTX_MAP_64 as u64, NWD_TX, NWD_RX, 1]
+        )),
+        Some(FfaError::Denied.code())
+    );
+    assert_eq!(
+        nwd_now(&mut s, &[func::RXTX_UNMAP as u64, 0]).func(),
+        func::SUCCESS_32
+    );
+    assert!(
+        s.platform().ns_mapped.is_empty(),
+        "unmapped for the SPMC too"
+    );
+    assert_eq!(
+        err(&nwd_now(&mut s, &[func::RXTX_UNMAP as u64, 0])),
+        Some(FfaError::InvalidParameters.code())
+    );
+}
+
+#[test]
+fn partition_rxtx_map_must_name_its_own_memory() {
+    let mut s = booted();
+    let (next, mut regs) = nwd(&mut s, &[REQ64, SP1 as u64, 0, 0x22]);
+    let v = running(&next);
+    sp_call(&mut s, v, &[func::RXTX_UNMAP as u64, 0], &mut regs);
+    assert_eq!(s.vcpu_context_mut(v).x[0], func::SUCCESS_32 as u64);
+    for (tx, rx) in [
+        (0x2000_0000, RAM_IPA),
+        (RAM_IPA, NWD_RX),
+        (IMAGE_IPA + 0x10_0000, RAM_IPA),
+    ] {
+        sp_call(&mut s, v, &[func::RXTX_MAP_64 as u64, tx, rx, 1], &mut regs);
+        assert_eq!(
+            s.vcpu_context_mut(v).x[2] as u32 as i32,
+            FfaError::InvalidParameters.code(),
+            "{tx:#x} {rx:#x}"
+        );
+    }
+}
+
+#[test]
+fn partition_info_in_both_layouts() {
+    let mut s = booted();
+    map_nwd_buffers(&mut s);
+    // Unnegotiated callers are v1.0: no count-only flag, 8-byte descriptors.
+    let r = nwd_now(&mut s, &[func::PARTITION_INFO_GET as u64, 0, 0, 0, 0, 1]);
+    assert_eq!(
+        err(&r),
+        Some(FfaError::InvalidParameters.code()),
+        "count-only flag at v1.0"
+    );
+    let r = nwd_now(&mut s, &[func::PARTITION_INFO_GET as u64, 0, 0, 0, 0, 0]);
+    assert_eq!((r.func(), r.0[2], r.0[3]), (func::SUCCESS_32, 7, 0));
+    let rx = s.platform().nwd_read(NWD_RX, 16);
+    assert_eq!(u16::from_le_bytes([rx[0], rx[1]]), SP1);
+    assert_eq!(u16::from_le_bytes([rx[8], rx[9]]), SP2);
+    assert_eq!(
+        err(&nwd_now(
+            &mut s,
+            &[func::PARTITION_INFO_GET as u64, 0, 0, 0, 0, 0]
+        )),
+        Some(FfaError::Busy.code())
+    );
+    assert_eq!(
+        nwd_now(&mut s, &[func::RX_RELEASE as u64]).func(),
+        func::SUCCESS_32
+    );
+    assert_eq!(
+        err(&nwd_now(&mut s, &[func::RX_RELEASE as u64])),
+        Some(FfaError::Denied.code())
+    );
+    nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
+    let r = nwd_now(&mut s, &[func::PARTITION_INFO_GET as u64, 0, 0, 0, 0, 1]);
+    assert_eq!(
+        (r.func(), r.0[2], r.0[3]),
+        (func::SUCCESS_32, 7, 24),
+        "count only (v1.1+)"
+    );
+    let u = [0xa462_b817u64, 0xaf4f_0618, 0x9a08_b386, 0x6138_3558];
+    let r = nwd_now(
+        &mut s,
+        &[func::PARTITION_INFO_GET as u64, u[0], u[1], u[2], u[3], 0],
+    );
+    assert_eq!((r.0[2], r.0[3]), (1, 24));
+    let rx = s.platform().nwd_read(NWD_RX, 24);
+    assert_eq!(u16::from_le_bytes([rx[0], rx[1]]), TPM);
+    assert_eq!(
+        u32::from_le_bytes(rx[4..8].try_into().unwrap()),
+        0x603 | 1 << 8
+    );
+    assert_eq!(&rx[8..12], &0xa462_b817u32.to_le_bytes());
+    nwd_now(&mut s, &[func::RX_RELEASE as u64]);
+    assert_eq!(
+        err(&nwd_now(
+            &mut s,
+            &[func::PARTITION_INFO_GET as u64, 1, 2, 3, 4, 0]
+        )),
+        Some(FfaError::InvalidParameters.code())
+    );
+    assert_eq!(
+        err(&nwd_now(
+            &mut s,
+            &[func::PARTITION_INFO_GET as u64, 0, 0, 0, 0, 2]
+        )),
+        Some(FfaError::InvalidParameters.code())
+    );
+}
+
+#[test]
+fn partition_info_regs_pages_through_descriptors() {
+    let mut s = booted();
+    nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
+    let f = func::PARTITION_INFO_GET_REGS_64 as u64;
+    let r = nwd_now(&mut s, &[f, 0, 0, 0]);
+    assert_eq!(r.func(), func::SUCCESS_64);
+    assert_eq!(r.0[2] & 0xFFFF, 6, "last index");
+    assert_eq!((r.0[2] >> 16) & 0xFFFF, 4, "five descriptors in this call");
+    assert_eq!(r.0[2] >> 48, 24);
+    assert_eq!(r.0[3] & 0xFFFF, SP1 as u64);
+    assert_eq!((r.0[3] >> 32) as u32, 0x607 | 1 << 8);
+    let r = nwd_now(&mut s, &[f, 0, 0, 5]);
+    assert_eq!((r.0[2] >> 16) & 0xFFFF, 6);
+    assert_eq!(r.0[9], 0);
+    assert_eq!(
+        err(&nwd_now(&mut s, &[f, 0, 0, 7])),
+        Some(FfaError::InvalidParameters.code())
+    );
+    assert_eq!(
+        err(&nwd_now(&mut s, &[f, 0, 0, 1 << 16])),
+        Some(FfaError::Retry.code())
+    );
+}
+
+#[test]
+fn indirect_message_from_normal_world_to_partition() {
+    let mut s = booted();
+    map_nwd_buffers(&mut s);
+    nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
+    let mut msg = vec![0u8; 48];
+    msg[8..12].copy_from_slice(&40u32.to_le_bytes());
+    msg[12..14].copy_from_slice(&SP1.to_le_bytes());
+    msg[14..16].copy_from_slice(&0u16.to_le_bytes());
+    msg[16..20].copy_from_slice(&8u32.to_le_bytes());
+    msg[40..48].copy_from_slice(&0x1122_3344u64.to_le_bytes());
+    s.platform_mut().nwd_write(NWD_TX, &msg);
+    assert_eq!(
+        nwd_now(&mut s, &[func::MSG_SEND2 as u64, 0, 0]).func(),
+        func::SUCCESS_32
+    );
+    assert_eq!(
+        err(&nwd_now(&mut s, &[func::MSG_SEND2 as u64, 0, 0])),
+        Some(FfaError::Busy.code()),
+        "receiver RX full"
+    );
+    // The message sits in sp1's RX (its second RAM page + 0x1000).
+    let p = &s.partitions()[0];
+    let rx = p
+        .stage2
+        .lookup(IpaSpace::Secure, Ipa(RAM_IPA + 0x1_1000))
+        .unwrap()
+        .pa;
+    let got = s.platform().secure_read(rx, 48);
+    assert_eq!(&got[12..16], &msg[12..16]);
+    assert_eq!(&got[40..48], &msg[40..48]);
+    // Bad headers.
+    let mut bad = msg.clone();
+    bad[8..12].copy_from_slice(&8u32.to_le_bytes());
+    bad[12..14].copy_from_slice(&SP2.to_le_bytes());
+    s.platform_mut().nwd_write(NWD_TX, &bad);
+    assert_eq!(
+        err(&nwd_now(&mut s, &[func::MSG_SEND2 as u64, 0, 0])),
+        Some(FfaError::InvalidParameters.code())
+    );
+    bad[8..12].copy_from_slice(&40u32.to_le_bytes());
+    bad[16..20].copy_from_slice(&5000u32.to_le_bytes());
+    s.platform_mut().nwd_write(NWD_TX, &bad);
+    assert_eq!(
+        err(&nwd_now(&mut s, &[func::MSG_SEND2 as u64, 0, 0])),
+        Some(FfaError::InvalidParameters.code())
+    );
+    bad[16..20].copy_from_slice(&8u32.to_le_bytes());
+    bad[12..14].copy_from_slice(&TPM.to_le_bytes());
+    s.platform_mut().nwd_write(NWD_TX, &bad);
+    assert_eq!(
+        err(&nwd_now(&mut s, &[func::MSG_SEND2 as u64, 0, 0])),
+        Some(FfaError::Denied.code())
+    );
+    assert_eq!(
+        err(&nwd_now(&mut s, &[func::MSG_SEND2 as u64, 0, 4])),
+        Some(FfaError::InvalidParameters.code()),
+        "unknown flag"
+    );
+}
+
+#[test]
+fn console_log_counts() {
+    let mut s = booted();
+    let (next, mut regs) = nwd(&mut s, &[REQ64, SP1 as u64, 0, 0x19]);
+    let v = running(&next);
+    for (f, count, want) in [
+        (func::CONSOLE_LOG_32, 0u64, Some(-2)),
+        (func::CONSOLE_LOG_32, 25, Some(-2)),
+        (func::CONSOLE_LOG_64, 129, Some(-2)),
+        (func::CONSOLE_LOG_64, 3, None),
+        (func::CONSOLE_LOG_32, 24, None),
+    ] {
+        sp_call(
+            &mut s,
+            v,
+            &[f as u64, count, u64::from_le_bytes(*b"hi there"), 0x0a],
+            &mut regs,
+        );
+        let r = Regs::from_slice(&s.vcpu_context_mut(v).x[..8]);
+        assert_eq!(r.error_code(), want, "{f:#x} count {count}");
+    }
+    assert_eq!(
+        err(&nwd_now(&mut s, &[func::CONSOLE_LOG_64 as u64, 1, 0x41])),
+        Some(FfaError::NotSupported.code())
+    );
+}
+
+#[test]
+fn partition_features_and_ids() {
+    let mut s = booted();
+    let (next, mut regs) = nwd(&mut s, &[REQ64, SP2 as u64, 0, 0x22]);
+    let v = running(&next);
+    let mut ask = |s: &mut spmc::Spmc<_>, call: &[u64]| {
+        sp_call(s, v, call, &mut regs);
+        Regs::from_slice(&s.vcpu_context_mut(v).x[..8])
+    };
+    assert_eq!(ask(&mut s, &[func::ID_GET as u64]).0[2], SP2 as u64);
+    assert_eq!(ask(&mut s, &[func::SPM_ID_GET as u64]).0[2], 0x8000);
+    assert_eq!(
+        ask(&mut s, &[func::FEATURES as u64, func::MSG_WAIT as u64]).func(),
+        func::SUCCESS_32
+    );
+    assert_eq!(
+        ask(&mut s, &[func::FEATURES as u64, func::RUN as u64]).error_code(),
+        Some(-1)
+    );
+    assert_eq!(
+        ask(&mut s, &[func::RX_ACQUIRE as u64, 0]).error_code(),
+        Some(-1)
+    );
+    assert_eq!(ask(&mut s, &[0x8400_00FF]).error_code(), Some(-1));
+    assert_eq!(
+        ask(&mut s, &[func::VERSION as u64, 0x8000_0000]).0[0] as u32 as i32,
+        -1
+    );
+}
