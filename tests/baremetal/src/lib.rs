@@ -5,7 +5,11 @@
 //! they are built with `strict-align` and use no atomics.
 //!
 //! An image provides `extern "C" fn baremetal_main(x0: u64, x1: u64, x2: u64, x3: u64) -> !`
-//! and links with `image.ld` plus a `memory.ld` that defines the `image` region.
+//! and links with `image.ld` plus a `memory.ld` that defines the `image` region
+//! (or with a linker script of its own that defines the same symbols).
+//! The entry code touches only x9 and x10 before it calls `baremetal_main`, so
+//! x0-x7 arrive as the image was entered with: an image that needs x4 (a
+//! partition's vCPU index) declares a fifth argument.
 
 #![no_std]
 

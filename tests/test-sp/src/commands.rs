@@ -1,0 +1,279 @@
+//! The partition's state and the handlers of the harness's commands
+//! (tests/protocol).
+
+use core::arch::asm;
+
+use test_protocol::{cmd, status};
+
+use crate::ffa::{self, Mailbox, NARGS, Regs, Request, call};
+
+/// What a handler answers: a status and the result registers.
+pub type Answer = (u64, [u64; NARGS]);
+
+/// The last indirect message (LAST_MSG).
+#[derive(Debug)]
+struct LastMsg {
+    sender: u16,
+    first: u64,
+    size: u32,
+    count: u64,
+}
+
+/// Everything the partition remembers, in .bss.
+#[derive(Debug)]
+pub struct Sp {
+    /// Own ID (FFA_ID_GET at boot; 0 if that failed).
+    pub id: u16,
+    /// The answer to FFA_VERSION(1.2) at boot.
+    pub version: u32,
+    /// x4 at boot: the vCPU index.
+    pub vcpu: u64,
+    /// x0 at boot and whether it pointed at boot information with our manifest.
+    pub boot_x0: u64,
+    pub boot_info_ok: bool,
+    kv: [u64; 16],
+    counter: u64,
+    last: LastMsg,
+}
+
+impl Sp {
+    /// The state before boot (all zero, so it lives in .bss).
+    pub const fn new() -> Self {
+        Self {
+            id: 0,
+            version: 0,
+            vcpu: 0,
+            boot_x0: 0,
+            boot_info_ok: false,
+            kv: [0; 16],
+            counter: 0,
+            last: LastMsg {
+                sender: 0,
+                first: 0,
+                size: 0,
+                count: 0,
+            },
+        }
+    }
+
+    /// Runs one command and returns its status and results.
+    pub fn handle(&mut self, req: &Request) -> Answer {
+        let a = &req.args;
+        let r = |v: &[u64]| {
+            let mut out = [0; NARGS];
+            out[..v.len()].copy_from_slice(v);
+            (status::OK, out)
+        };
+        match req.cmd {
+            cmd::ECHO => (status::OK, *a),
+            cmd::ADD => r(&[a[0].wrapping_add(a[1])]),
+            cmd::WHOAMI => {
+                let spm = call(ffa::SPM_ID_GET, &[]);
+                r(&[
+                    self.id as u64,
+                    self.version as u64,
+                    spm[2] as u32 as u64,
+                    self.vcpu,
+                ])
+            }
+            cmd::FORWARD => {
+                let Ok(dest) = u16::try_from(a[0]) else {
+                    return bad_arg();
+                };
+                let x1 = (self.id as u64) << 16 | dest as u64;
+                let ans = call(ffa::MSG_SEND_DIRECT_REQ_64, &[x1, 0, cmd::ECHO, a[1], a[2]]);
+                let second = if ffa::func(&ans) == ffa::ERROR as u32 {
+                    ans[2]
+                } else {
+                    ans[4]
+                };
+                r(&[ans[0], second, ans[5]])
+            }
+            cmd::READ => {
+                let p = a[0] as *const u64;
+                // SAFETY: deliberately any address: reading outside our
+                // mapped memory (or unaligned) faults, and the SPMC aborting
+                // the partition is what the crash tests look for.
+                r(&[unsafe { p.read_volatile() }])
+            }
+            cmd::WRITE => {
+                let p = a[0] as *mut u64;
+                // SAFETY: as for READ; the harness may also overwrite our own
+                // memory, which is its business.
+                unsafe { p.write_volatile(a[1]) };
+                r(&[])
+            }
+            cmd::UNDEF => {
+                // SAFETY: UDF raises an undefined-instruction exception; with
+                // VBAR_EL1 left unmapped it ends at the SPMC, which aborts us.
+                unsafe { asm!("udf #0", options(noreturn, nomem, nostack)) }
+            }
+            cmd::FP_SET => {
+                fp_set(a[0], !a[0]);
+                r(&[])
+            }
+            cmd::FP_GET => {
+                let (lo, hi) = fp_get();
+                r(&[lo, hi])
+            }
+            cmd::CONSOLE => {
+                let ans = ffa::log(format_args!("test-sp {:#x}: hello {}", self.id, a[0]));
+                r(&w0_w2(&ans))
+            }
+            cmd::CONSOLE_RAW => {
+                let mut args = [a[0] as u32 as u64, 0, 0, 0, 0, 0, 0];
+                for (i, c) in RAW_TEXT.iter().enumerate() {
+                    args[1 + i / 4] |= (*c as u64) << (8 * (i % 4));
+                }
+                r(&w0_w2(&call(ffa::CONSOLE_LOG_32, &args)))
+            }
+            cmd::YIELD => r(&[call(ffa::YIELD, &[])[0] as u32 as u64]),
+            cmd::PARTINFO => self.partinfo(),
+            cmd::SEND2 => {
+                let Ok(dest) = u16::try_from(a[0]) else {
+                    return bad_arg();
+                };
+                let tx = Mailbox::Tx;
+                for off in (0..ffa::MSG_HEADER_SIZE).step_by(4) {
+                    tx.write::<u32>(off, 0);
+                }
+                tx.write::<u32>(8, ffa::MSG_HEADER_SIZE as u32);
+                tx.write::<u32>(12, (self.id as u32) << 16 | dest as u32);
+                tx.write::<u32>(16, 8);
+                tx.write::<u64>(ffa::MSG_HEADER_SIZE, a[1]);
+                r(&w0_w2(&call(ffa::MSG_SEND2, &[0, 0])))
+            }
+            cmd::LAST_MSG => {
+                let m = &self.last;
+                r(&[m.sender as u64, m.first, m.size as u64, m.count])
+            }
+            cmd::BOOTINFO => r(&[self.boot_info_ok as u64, self.boot_x0]),
+            cmd::WAIT_IN_REQ => r(&w0_w2(&call(ffa::MSG_WAIT, &[]))),
+            cmd::RESP_WRONG => {
+                let Ok(dest) = u16::try_from(a[0]) else {
+                    return bad_arg();
+                };
+                let mut wrong = ffa::response(req.kind, self.id, dest, status::OK, &[0; NARGS]);
+                baremetal::smc(&mut wrong);
+                r(&w0_w2(&wrong))
+            }
+            cmd::CALL => {
+                let ans = call(a[0], &[a[1], a[2], a[3]]);
+                r(&[ans[0] as u32 as u64, ans[2], ans[3]])
+            }
+            cmd::KV_PUT | cmd::KV_GET => {
+                let Some(slot) = usize::try_from(a[0]).ok().and_then(|k| self.kv.get_mut(k)) else {
+                    return bad_arg();
+                };
+                if req.cmd == cmd::KV_PUT {
+                    *slot = a[1];
+                    r(&[])
+                } else {
+                    r(&[*slot])
+                }
+            }
+            cmd::COUNTER => {
+                self.counter = self.counter.wrapping_add(1);
+                r(&[self.counter])
+            }
+            _ => (status::UNKNOWN, [0; NARGS]),
+        }
+    }
+
+    /// PARTINFO: FFA_PARTITION_INFO_GET with the nil UUID; on success the
+    /// first descriptor's ID (if there is one) and FFA_RX_RELEASE.
+    fn partinfo(&mut self) -> Answer {
+        let ans = call(ffa::PARTITION_INFO_GET, &[0, 0, 0, 0, 0]);
+        let mut first = 0;
+        if ffa::ok(&ans) {
+            if ans[2] as u32 != 0 {
+                first = Mailbox::Rx.read::<u16>(0) as u64;
+            }
+            ffa::rx_release();
+        }
+        let mut out = [0; NARGS];
+        out[..4].copy_from_slice(&[
+            ans[0] as u32 as u64,
+            ans[2] as u32 as u64,
+            ans[3] as u32 as u64,
+            first,
+        ]);
+        (status::OK, out)
+    }
+
+    /// On FFA_RUN: takes the indirect message in RX, if there is one
+    /// (a v1.2 header with a non-zero size that fits the page), records it
+    /// for LAST_MSG and releases RX.
+    pub fn receive_indirect(&mut self) {
+        let rx = Mailbox::Rx;
+        let offset = rx.read::<u32>(8) as usize;
+        let size = rx.read::<u32>(16);
+        if size == 0 || offset < ffa::MSG_HEADER_SIZE || offset + size as usize > 4096 {
+            return;
+        }
+        let mut first = 0;
+        for i in 0..size.min(8) as usize {
+            first |= (rx.read::<u8>(offset + i) as u64) << (8 * i);
+        }
+        self.last = LastMsg {
+            sender: rx.read::<u16>(14),
+            first,
+            size,
+            count: self.last.count + 1,
+        };
+        let ans = ffa::rx_release();
+        if !ffa::ok(&ans) {
+            ffa::log(format_args!(
+                "test-sp {:#x}: FFA_RX_RELEASE failed: {:#x} {:#x}",
+                self.id, ans[0], ans[2]
+            ));
+        }
+    }
+}
+
+/// The 24 characters CONSOLE_RAW offers (w2-w7); arg0 says how many to log.
+const RAW_TEXT: &[u8; 24] = b"test-sp raw console log\n";
+
+fn bad_arg() -> Answer {
+    (status::BAD_ARG, [0; NARGS])
+}
+
+/// w0 and w2 of an answer.
+fn w0_w2(r: &Regs) -> [u64; 2] {
+    [r[0] as u32 as u64, r[2] as u32 as u64]
+}
+
+/// Sets d8 to `lo` and the upper half of v8 to `hi`.
+fn fp_set(lo: u64, hi: u64) {
+    // SAFETY: writes only v8, which the softfloat compiler never uses (so no
+    // clobber to declare); FP/SIMD access was enabled at boot (CPACR_EL1).
+    unsafe {
+        asm!(
+            ".arch_extension fp",
+            ".arch_extension simd",
+            "fmov d8, {lo}",
+            "mov v8.d[1], {hi}",
+            lo = in(reg) lo,
+            hi = in(reg) hi,
+            options(nomem, nostack, preserves_flags),
+        )
+    }
+}
+
+/// Reads d8 and the upper half of v8.
+fn fp_get() -> (u64, u64) {
+    let (lo, hi);
+    // SAFETY: reads only v8; see `fp_set`.
+    unsafe {
+        asm!(
+            ".arch_extension fp",
+            ".arch_extension simd",
+            "fmov {lo}, d8",
+            "mov {hi}, v8.d[1]",
+            lo = out(reg) lo,
+            hi = out(reg) hi,
+            options(nomem, nostack, preserves_flags),
+        )
+    }
+    (lo, hi)
+}

@@ -1,0 +1,168 @@
+//! The test secure partition: an S-EL1 image that the SPMC loads once per
+//! manifest (tf-a-integration/qemu/partitions/*.dts) and that runs the
+//! commands of `test_protocol` for the normal-world harness.
+//!
+//! It starts at its first byte (IPA 0x1000_0000) with the MMU off, so every
+//! access is a Device access (the image is built with `strict-align`). The
+//! baremetal entry code sets the stack, zeroes .bss and calls
+//! [`baremetal_main`] with x0-x4 as they were at entry: x0 = boot information
+//! (or 0), x4 = the vCPU index.
+//!
+//! Boot: FFA_VERSION(1.2), FFA_ID_GET, FFA_RXTX_MAP_64 (one page each),
+//! "test-sp <id> ready" on the FF-A console, FP/SIMD on at EL1, then the
+//! message loop from FFA_MSG_WAIT. A failed boot call is logged and boot goes
+//! on. The loop answers direct requests (REQ_32, REQ_64, REQ2) with a direct
+//! response of the same width; FFA_RUN takes one pending indirect message
+//! from RX; anything else goes back to FFA_MSG_WAIT. There are no exception
+//! vectors: any exception (a fault, UNDEF) ends at the SPMC, which aborts the
+//! partition. A panic logs its message and ends the same way (`udf`), so a
+//! caller never waits on a dead partition.
+//!
+//! Choices where the protocol leaves room:
+//! - Console lines end with `\n` (inside the 128-character limit); IDs are
+//!   printed `{:#x}`, CONSOLE's arg0 in decimal: `test-sp 0x8001: hello 7`.
+//! - CONSOLE_RAW sends w1 = arg0 (as a w-value) and the 24 characters
+//!   `test-sp raw console log\n` in w2-w7.
+//! - WHOAMI reports the ID and the FFA_VERSION answer from boot and calls
+//!   FFA_SPM_ID_GET when asked (result2 = its w2, the error code if it failed).
+//! - FORWARD, SEND2 and RESP_WRONG answer BAD_ARG for an endpoint ID above
+//!   0xFFFF, KV_PUT/KV_GET for a key above 15. FORWARD's result2 is the
+//!   answer's x5 whatever the answer was.
+//! - RESP_WRONG's wrong response has the request's width, status OK and
+//!   zero results.
+//! - YIELD passes no timeout (x2 = x3 = 0).
+//! - PARTINFO reads and releases RX only on FFA_SUCCESS; result3 is 0 when
+//!   the call failed or returned no descriptor. Other results are w-values.
+//! - An indirect message is taken on FFA_RUN if RX holds a header with a
+//!   non-zero size, an offset of at least 40 and a payload inside the page;
+//!   the partition clears the header before each FFA_RX_RELEASE so that a
+//!   stale page never counts twice. LAST_MSG's result1 holds the first
+//!   min(size, 8) payload bytes, little-endian.
+//! - The TPM exception applies to REQ_32, REQ_64 and REQ2 alike: x4 =
+//!   TPM_OK, x5 = TPM_INTERFACE_VERSION (for REQ/RESP x3 = 0 as well).
+//! - Results of a 32-bit request are truncated to w-values.
+//! - The image uses only the lower 64 KiB of its `ram` region (sp.ld); the
+//!   boot information blob must not be placed there, as .bss is zeroed at
+//!   entry before x0 is read.
+
+#![no_std]
+#![no_main]
+
+mod bootinfo;
+mod commands;
+mod ffa;
+
+use core::arch::asm;
+use core::panic::PanicInfo;
+
+use test_protocol::{TPM_GET_INTERFACE_VERSION, TPM_INTERFACE_VERSION, TPM_OK};
+
+use commands::Sp;
+use ffa::{Kind, NARGS, Regs, Request};
+
+/// The partition's state (only `baremetal_main` takes it, once).
+static mut STATE: Sp = Sp::new();
+
+#[panic_handler]
+fn panic(info: &PanicInfo<'_>) -> ! {
+    ffa::log(format_args!("test-sp: panic: {info}"));
+    // SAFETY: see commands' UNDEF: the SPMC aborts the partition.
+    unsafe { asm!("udf #0", options(noreturn, nomem, nostack)) }
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn baremetal_main(x0: u64, _x1: u64, _x2: u64, _x3: u64, x4: u64) -> ! {
+    let state = &raw mut STATE;
+    // SAFETY: this is the only place that refers to STATE, and it runs once
+    // on the partition's only vCPU: the reference is unique.
+    let sp = unsafe { &mut *state };
+    sp.boot_x0 = x0;
+    sp.boot_info_ok = bootinfo::has_manifest(x0);
+    sp.vcpu = x4;
+    boot(sp);
+    enable_fp();
+
+    let mut r = ffa::call(ffa::MSG_WAIT, &[]);
+    loop {
+        r = if let Some(req) = Request::decode(&r) {
+            respond(sp, &req)
+        } else {
+            if ffa::func(&r) == ffa::RUN as u32 {
+                sp.receive_indirect();
+            }
+            msg_wait()
+        };
+        baremetal::smc(&mut r);
+    }
+}
+
+/// The boot calls; each failure is logged and boot goes on.
+fn boot(sp: &mut Sp) {
+    let r = ffa::call(ffa::VERSION, &[ffa::V1_2]);
+    sp.version = r[0] as u32;
+    if r[0] != ffa::V1_2 {
+        ffa::log(format_args!(
+            "test-sp: FFA_VERSION(1.2) answered {:#x}",
+            r[0]
+        ));
+    }
+    let r = ffa::call(ffa::ID_GET, &[]);
+    if ffa::ok(&r) {
+        sp.id = r[2] as u16;
+    } else {
+        ffa::log(format_args!(
+            "test-sp: FFA_ID_GET failed: {:#x} {:#x}",
+            r[0], r[2]
+        ));
+    }
+    let tx = ffa::Mailbox::Tx.ipa();
+    let rx = ffa::Mailbox::Rx.ipa();
+    let r = ffa::call(ffa::RXTX_MAP_64, &[tx, rx, 1]);
+    if !ffa::ok(&r) {
+        ffa::log(format_args!(
+            "test-sp {:#x}: FFA_RXTX_MAP_64 failed: {:#x} {:#x}",
+            sp.id, r[0], r[2]
+        ));
+    }
+    ffa::log(format_args!("test-sp {:#x} ready", sp.id));
+}
+
+/// Lets EL1 use FP/SIMD (CPACR_EL1.FPEN = 0b11) for FP_SET/FP_GET.
+fn enable_fp() {
+    // SAFETY: only CPACR_EL1.FPEN changes; the compiler (softfloat) never
+    // emits FP instructions, so nothing depends on the old value.
+    unsafe {
+        asm!(
+            "mrs {t}, cpacr_el1",
+            "orr {t}, {t}, #(3 << 20)",
+            "msr cpacr_el1, {t}",
+            "isb",
+            t = out(reg) _,
+            options(nomem, nostack, preserves_flags),
+        )
+    }
+}
+
+/// The direct response to `req`.
+fn respond(sp: &mut Sp, req: &Request) -> Regs {
+    let (status, results) = if req.x3_x4 == (0, TPM_GET_INTERFACE_VERSION) {
+        let mut out = [0; NARGS];
+        if req.kind == Kind::Req2 {
+            out[0] = TPM_INTERFACE_VERSION;
+            (TPM_OK, out)
+        } else {
+            out[..2].copy_from_slice(&[TPM_OK, TPM_INTERFACE_VERSION]);
+            (0, out)
+        }
+    } else {
+        sp.handle(req)
+    };
+    ffa::response(req.kind, sp.id, req.sender, status, &results)
+}
+
+/// FFA_MSG_WAIT with no flags (RX, if ours, goes back to the SPMC).
+fn msg_wait() -> Regs {
+    let mut r = [0; 18];
+    r[0] = ffa::MSG_WAIT;
+    r
+}
