@@ -49,7 +49,7 @@ pub fn firmware_cargo(env: &Env, subcommand: &str) -> Command {
 }
 
 /// The firmware crates, built for aarch64.
-pub const FIRMWARE_PACKAGES: &[&str] = &["platform-qemu", "nwd-harness"];
+pub const FIRMWARE_PACKAGES: &[&str] = &["platform-qemu", "nwd-harness", "test-sp"];
 
 fn profile_dir(opts: &Options) -> &'static str {
     if opts.release { "release" } else { "debug" }
@@ -82,6 +82,8 @@ pub fn rust_images(env: &Env, opts: &Options) -> Result<PathBuf> {
     for (elf, bin) in [
         ("spmc-qemu", "spmc.bin"),
         ("nwd-harness", "nwd-harness.bin"),
+        ("nwd-bench", "nwd-bench.bin"),
+        ("test-sp", "test-sp.bin"),
     ] {
         sh::run(
             Command::new("aarch64-linux-gnu-objcopy")
@@ -90,6 +92,7 @@ pub fn rust_images(env: &Env, opts: &Options) -> Result<PathBuf> {
                 .arg(dir.join(bin)),
         )?;
     }
+    test_sp_image(&dir)?;
     let size = fs::metadata(dir.join("spmc.bin"))
         .map(|m| m.len())
         .unwrap_or(0);
@@ -99,6 +102,30 @@ pub fn rust_images(env: &Env, opts: &Options) -> Result<PathBuf> {
     );
     timer.done();
     Ok(dir)
+}
+
+/// Largest test partition image (`test_protocol::layout::IMAGE_MAX`).
+const TEST_SP_MAX: u64 = 0x4_0000;
+
+/// Checks the test partition's size and copies it to `target/fw/test-sp.bin`,
+/// where `tf-a-integration/qemu/sp_layout.json` names it for TF-A's sptool.
+fn test_sp_image(dir: &Path) -> Result<()> {
+    let bin = dir.join("test-sp.bin");
+    let size = fs::metadata(&bin)
+        .map_err(|e| format!("{}: {e}", bin.display()))?
+        .len();
+    if size >= TEST_SP_MAX {
+        return Err(format!(
+            "test-sp.bin is {size} bytes; a partition image must stay under {TEST_SP_MAX}"
+        ));
+    }
+    println!(
+        "    test partition image: {size} bytes ({:.1} KiB)",
+        size as f64 / 1024.0
+    );
+    let dest = sh::root().join("target/fw/test-sp.bin");
+    fs::copy(&bin, &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+    Ok(())
 }
 
 /// Builds TF-A with the SPMD, our SPMC as BL32 and `bl33` as BL33, and
@@ -133,6 +160,14 @@ pub fn tfa(env: &Env, spmc_bin: &Path, bl33: &Path, variant: &str) -> Result<Pat
         ))
         .arg(format!("BUILD_BASE={}", out.display()))
         .args(["all", "fip"]);
+    // TF-A's make does not notice changed build flags: start over when they change.
+    let stamp = out.join("xtask-flags");
+    let flags = tfa_flags().join(" ");
+    if fs::read_to_string(&stamp).ok().as_deref() != Some(flags.as_str()) {
+        let _ = fs::remove_dir_all(&out);
+        fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+        fs::write(&stamp, &flags).map_err(|e| format!("{}: {e}", stamp.display()))?;
+    }
     // make does not see that BL32/BL33 changed when their paths stay the same:
     // drop the FIP so it is always rebuilt from the current images.
     let _ = fs::remove_file(out.join("qemu/release/fip.bin"));
@@ -157,6 +192,11 @@ pub fn tfa_flags() -> Vec<String> {
         "CTX_INCLUDE_EL2_REGS=1",
         "QEMU_USE_GIC_DRIVER=QEMU_GICV3",
         "DEBUG=0",
+        // Lets the secure world use FP/SIMD (else CPTR_EL3.TFP traps it on a
+        // CPU with SVE): the SPMC then switches FP/SIMD state itself.
+        "ENABLE_SVE_FOR_SWD=1",
+        // Otherwise TF-A names its build after this repository's git state.
+        "BUILD_STRING=spmc-xtask",
     ]
     .iter()
     .map(|s| s.to_string())
