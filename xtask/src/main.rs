@@ -3,6 +3,7 @@
 //! Every command first makes sure what it needs is installed (and says what
 //! it installs); nothing present is reinstalled.
 
+mod bench;
 mod build;
 mod cli;
 mod cpio;
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
             setup::ensure(&opts).and_then(|env| qemu::run_interactive(&env, &opts))
         }
         cli::Command::Test => test::run(&opts),
+        cli::Command::Bench => bench::run(&opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,14 +7,11 @@
 #![no_std]
 #![no_main]
 
-mod checks;
-mod ffa;
-mod report;
-
 use core::fmt::Write;
 use core::panic::PanicInfo;
 
-use report::console;
+use nwd_harness::report::{self, console};
+use nwd_harness::{checks, partitions};
 
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
@@ -32,6 +29,7 @@ extern "C" fn baremetal_main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
     );
     let mut r = report::Report::default();
     checks::run(&mut r);
+    partitions::run(&mut r);
     let _ = writeln!(console(), "e2e: {} passed, {} failed", r.passed, r.failed);
     baremetal::system_off()
 }

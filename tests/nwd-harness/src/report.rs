@@ -13,6 +13,7 @@ pub fn console() -> Pl011 {
 
 /// Why a check failed: what was checked and, for comparisons, the two values.
 /// Kept small (the harness has no heap and clippy keeps `Err` lean).
+#[derive(Debug)]
 pub struct Fail {
     pub what: &'static str,
     pub values: Option<(u64, u64)>,
@@ -58,7 +59,7 @@ macro_rules! ensure_eq {
 }
 
 /// Counts and prints results.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Report {
     pub passed: u32,
     pub failed: u32,

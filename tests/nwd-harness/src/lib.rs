@@ -1,0 +1,20 @@
+//! The normal-world test harness (BL33 at NS-EL2 on QEMU): FF-A checks
+//! against the SPMC through the SPMD (`nwd-harness`) and the benchmarks
+//! (`nwd-bench`). Both images are built from this library.
+
+#![no_std]
+
+pub mod checks;
+pub mod ffa;
+pub mod partitions;
+pub mod report;
+
+use baremetal::{Block, BootTable};
+
+/// The harness's boot map (NS-EL2): devices in the first GiB (the UART), then
+/// normal-world RAM, where the harness and its RX/TX buffers live.
+#[unsafe(no_mangle)]
+static BAREMETAL_L1: BootTable = BootTable::new(
+    &[Block::Device, Block::Memory, Block::Memory, Block::Memory],
+    true,
+);

@@ -1,0 +1,916 @@
+//! End-to-end checks of the secure partitions: discovery, RX/TX buffers,
+//! direct and indirect messages, scheduling, the console, FP/SIMD state,
+//! boot information and faults. Section numbers are DEN0077 v1.2.
+
+use test_protocol::{
+    TPM_GET_INTERFACE_VERSION, TPM_INTERFACE_VERSION, TPM_OK, cmd, ids, layout, status, uuids,
+};
+
+use crate::ffa::{self, Regs, call, code};
+use crate::report::{Outcome, Report};
+use crate::{ensure, ensure_eq};
+
+/// Descriptors a nil-UUID discovery returns while every partition is alive:
+/// six partitions, sp2 with two UUIDs.
+const ALL_DESCRIPTORS: u64 = 7;
+
+/// Runs every partition check in order (faults last: they abort partitions).
+pub fn run(r: &mut Report) {
+    // §13.5-13.7: RX/TX buffers.
+    r.check("rxtx-map-secure-memory-refused", || {
+        map_refused(0x0e50_0000, 0x0e50_1000, 1)
+    });
+    r.check("rxtx-map-unaligned-refused", || {
+        map_refused(ffa::tx_addr() + 8, ffa::rx_addr(), 1)
+    });
+    r.check("rxtx-map-zero-pages-refused", || {
+        map_refused(ffa::tx_addr(), ffa::rx_addr(), 0)
+    });
+    r.check("rxtx-map-too-many-pages-refused", || {
+        map_refused(ffa::tx_addr(), ffa::rx_addr(), 17)
+    });
+    r.check("rxtx-map-same-buffer-refused", || {
+        map_refused(ffa::tx_addr(), ffa::tx_addr(), 1)
+    });
+    r.check("rxtx-map", rxtx_map);
+    r.check("rxtx-map-twice-denied", rxtx_map_twice);
+    r.check("rxtx-unmap-and-map-again", rxtx_unmap_remap);
+    r.check("features-rxtx-map-properties", features_rxtx_map);
+    r.check("rx-release-without-message-denied", rx_release_empty);
+    // §13.8, §13.9: discovery.
+    r.check("partition-info-count-only", partition_info_count);
+    r.check("partition-info-all", partition_info_all);
+    r.check("partition-info-rx-busy-until-release", partition_info_busy);
+    r.check("partition-info-by-uuid", || {
+        partition_info_uuid(uuids::SP1, ids::SP1)
+    });
+    r.check("partition-info-by-second-uuid", || {
+        partition_info_uuid(uuids::SP2_B, ids::SP2)
+    });
+    r.check("partition-info-tpm-uuid", || {
+        partition_info_uuid(uuids::TPM, ids::TPM)
+    });
+    r.check("partition-info-unknown-uuid", partition_info_unknown);
+    r.check("partition-info-properties", partition_info_properties);
+    r.check("partition-info-v1.0-descriptors", partition_info_v1_0);
+    r.check("partition-info-regs-first", partition_info_regs_first);
+    r.check("partition-info-regs-second-call", partition_info_regs_next);
+    r.check("partition-info-regs-bad-start", || {
+        partition_info_regs_error(ALL_DESCRIPTORS, 0, ffa::INVALID_PARAMETERS)
+    });
+    r.check("partition-info-regs-bad-tag", || {
+        partition_info_regs_error(0, 7, ffa::RETRY)
+    });
+    r.check(
+        "partition-info-regs-unknown-uuid",
+        partition_info_regs_unknown,
+    );
+    r.check("refused-partition-absent", refused_partition_absent);
+    // §15.2-15.5: direct messages.
+    r.check("direct-req-64-echo", direct_req_64_echo);
+    r.check("direct-req-32-echo", direct_req_32_echo);
+    r.check("direct-req-add", direct_req_add);
+    r.check("direct-req-w2-must-be-zero", direct_req_w2);
+    r.check("direct-req-to-spmc-refused", || {
+        direct_req_to(0x8000, ffa::INVALID_PARAMETERS)
+    });
+    r.check("direct-req-to-refused-partition", || {
+        direct_req_to(0x8007, ffa::INVALID_PARAMETERS)
+    });
+    r.check(
+        "direct-req-from-secure-sender-refused",
+        direct_req_secure_sender,
+    );
+    r.check("direct-req-x8-x17-preserved", direct_req_upper_preserved);
+    r.check("direct-req2-echo", direct_req2_echo);
+    r.check("direct-req2-nil-uuid", || {
+        direct_req2_uuid(ids::SP2, [0; 4], 0)
+    });
+    r.check("direct-req2-second-uuid", || {
+        direct_req2_uuid(ids::SP2, uuids::SP2_B, 0)
+    });
+    r.check("direct-req2-wrong-uuid", || {
+        direct_req2_uuid(ids::SP2, uuids::SP1, ffa::INVALID_PARAMETERS)
+    });
+    r.check("direct-req2-not-accepted-denied", || {
+        direct_req2_uuid(ids::CRASH_DATA, [0; 4], ffa::DENIED)
+    });
+    r.check("direct-req2-needs-v1.2", direct_req2_old_version);
+    r.check("tpm-interface-version", tpm_interface_version);
+    r.check("tpm-interface-version-req2", tpm_interface_version_req2);
+    r.check("partition-whoami", whoami);
+    r.check("partition-version-per-endpoint", partition_version);
+    r.check("sp-to-sp-direct-request", || {
+        forward(ids::SP1, ids::SP2, ffa::MSG_SEND_DIRECT_RESP_64, 0)
+    });
+    r.check("sp-to-sp-to-self-refused", || {
+        forward(ids::SP1, ids::SP1, ffa::ERROR_32, ffa::INVALID_PARAMETERS)
+    });
+    r.check("sp-to-normal-world-denied", || {
+        forward(ids::SP1, 0, ffa::ERROR_32, ffa::DENIED)
+    });
+    r.check("sp-to-unknown-partition", || {
+        forward(ids::SP2, 0x8123, ffa::ERROR_32, ffa::INVALID_PARAMETERS)
+    });
+    r.check("sp-to-sp-from-another-partition", || {
+        forward(ids::TPM, ids::SP1, ffa::MSG_SEND_DIRECT_RESP_64, 0)
+    });
+    r.check("sp-response-to-wrong-receiver", resp_wrong);
+    r.check("sp-msg-wait-while-owing-response", wait_in_request);
+    // §13.x: scheduling.
+    r.check("yield-then-run", yield_then_run);
+    r.check("busy-while-preempted", busy_while_preempted);
+    r.check("run-waiting-partition", run_waiting);
+    r.check("run-unknown-partition", || {
+        run_error((0x8123 << 16) as u64, ffa::INVALID_PARAMETERS)
+    });
+    r.check("run-bad-vcpu-index", || {
+        run_error(((ids::SP1 as u64) << 16) | 5, ffa::INVALID_PARAMETERS)
+    });
+    // §13.11: console.
+    r.check("console-log-64", console_log);
+    r.check("console-log-32-count-zero", || console_raw(0));
+    r.check("console-log-32-count-too-big", || console_raw(25));
+    r.check("console-log-not-for-normal-world", console_from_nwd);
+    // The secure virtual instance, seen from a partition.
+    r.check("sp-features-msg-wait", || {
+        sp_call(
+            ids::SP1,
+            [ffa::FEATURES, ffa::MSG_WAIT, 0],
+            ffa::SUCCESS_32,
+            0,
+        )
+    });
+    r.check("sp-features-run-not-supported", || {
+        sp_call(
+            ids::SP1,
+            [ffa::FEATURES, ffa::RUN, 0],
+            ffa::ERROR_32,
+            ffa::NOT_SUPPORTED,
+        )
+    });
+    r.check("sp-unknown-function", || {
+        sp_call(
+            ids::SP1,
+            [0x8400_00FF, 0, 0],
+            ffa::ERROR_32,
+            ffa::NOT_SUPPORTED,
+        )
+    });
+    r.check("sp-run-not-supported", || {
+        sp_call(
+            ids::SP1,
+            [ffa::RUN, 0, 0],
+            ffa::ERROR_32,
+            ffa::NOT_SUPPORTED,
+        )
+    });
+    r.check("sp-rxtx-map-twice-denied", || {
+        sp_call(
+            ids::SP1,
+            [
+                ffa::RXTX_MAP_64,
+                layout::RAM_IPA + 0x1_0000,
+                layout::RAM_IPA + 0x1_1000,
+                1,
+            ],
+            ffa::ERROR_32,
+            ffa::DENIED,
+        )
+    });
+    r.check("sp-rx-acquire-not-supported", || {
+        sp_call(
+            ids::SP1,
+            [ffa::RX_ACQUIRE, 0, 0],
+            ffa::ERROR_32,
+            ffa::NOT_SUPPORTED,
+        )
+    });
+    r.check("sp-partition-info", sp_partition_info);
+    // §15.6: indirect messages.
+    r.check("send2-normal-world-to-partition", send2_to_partition);
+    r.check("send2-receiver-rx-full-busy", send2_busy);
+    r.check("send2-bad-offset", send2_bad_offset);
+    r.check("send2-sender-mismatch", send2_sender_mismatch);
+    r.check("send2-partition-without-indirect-denied", send2_denied);
+    r.check("send2-partition-to-normal-world", send2_to_nwd);
+    r.check("send2-normal-world-rx-full-busy", send2_to_nwd_busy);
+    // FP/SIMD state, saved and restored lazily.
+    r.check("fp-state-survives-requests", fp_survives);
+    r.check("fp-state-per-partition", fp_per_partition);
+    // §5.4: boot information.
+    r.check("boot-info-passed", || boot_info(ids::SP2, 1));
+    r.check("boot-info-only-when-asked", || boot_info(ids::SP1, 0));
+    // Faults: the faulting partition is aborted, the others go on.
+    r.check("fault-stage2-data-abort", || {
+        fault(ids::CRASH_DATA, cmd::READ, layout::UNMAPPED_IPA)
+    });
+    r.check("fault-undefined-instruction", || {
+        fault(ids::CRASH_UNDEF, cmd::UNDEF, 0)
+    });
+    r.check("fault-read-other-partition", || {
+        fault(ids::CRASH_STEAL, cmd::READ, 0x0e50_0000)
+    });
+    r.check("aborted-partition-answers-aborted", aborted_answers);
+    r.check("sp-to-aborted-partition", || {
+        forward(ids::SP1, ids::CRASH_DATA, ffa::ERROR_32, ffa::ABORTED)
+    });
+    r.check("run-aborted-partition", || {
+        run_error((ids::CRASH_UNDEF as u64) << 16, ffa::ABORTED)
+    });
+    r.check("others-run-after-faults", others_after_faults);
+    r.check("aborted-partitions-not-listed", aborted_not_listed);
+}
+
+/// Checks a command response from `from`: DIRECT_RESP_64, endpoints, status OK.
+fn resp_ok(r: &Regs, from: u16) -> Outcome {
+    ensure_eq!(r[0], ffa::MSG_SEND_DIRECT_RESP_64, "response function");
+    ensure_eq!(r[1], (from as u64) << 16, "response endpoints");
+    ensure_eq!(r[3], status::OK, "command status");
+    Ok(())
+}
+
+/// Runs a command and returns its results (x4-x7) if it answered OK.
+fn command(dst: u16, c: u64, args: [u64; 4]) -> Result<[u64; 4], crate::report::Fail> {
+    let r = ffa::cmd(dst, c, args);
+    resp_ok(&r, dst)?;
+    Ok([r[4], r[5], r[6], r[7]])
+}
+
+fn map_refused(tx: u64, rx: u64, pages: u64) -> Outcome {
+    let r = call(ffa::RXTX_MAP_64, &[tx, rx, pages]);
+    ensure_eq!(code(&r), ffa::INVALID_PARAMETERS, "RXTX_MAP answer");
+    Ok(())
+}
+
+fn rxtx_map() -> Outcome {
+    let r = ffa::map_buffers();
+    ensure_eq!(r[0], ffa::SUCCESS_32, "RXTX_MAP_64 answer");
+    Ok(())
+}
+
+fn rxtx_map_twice() -> Outcome {
+    let r = ffa::map_buffers();
+    ensure_eq!(code(&r), ffa::DENIED, "second RXTX_MAP_64");
+    Ok(())
+}
+
+fn rxtx_unmap_remap() -> Outcome {
+    let r = call(ffa::RXTX_UNMAP, &[0]);
+    ensure_eq!(r[0], ffa::SUCCESS_32, "RXTX_UNMAP");
+    let again = call(ffa::RXTX_UNMAP, &[0]);
+    ensure_eq!(code(&again), ffa::INVALID_PARAMETERS, "second RXTX_UNMAP");
+    let r = call(ffa::RXTX_MAP_32, &[ffa::tx_addr(), ffa::rx_addr(), 1]);
+    ensure_eq!(r[0], ffa::SUCCESS_32, "RXTX_MAP_32 again");
+    Ok(())
+}
+
+fn features_rxtx_map() -> Outcome {
+    let r = call(ffa::FEATURES, &[ffa::RXTX_MAP_64]);
+    ensure_eq!(r[0], ffa::SUCCESS_32, "FEATURES answer");
+    ensure_eq!(r[2] & 0x3, 0, "minimum buffer size (4 KiB)");
+    ensure!(r[2] >> 16 >= 1, "no largest page count reported");
+    Ok(())
+}
+
+fn rx_release_empty() -> Outcome {
+    let r = call(ffa::RX_RELEASE, &[]);
+    ensure_eq!(code(&r), ffa::DENIED, "RX_RELEASE answer");
+    Ok(())
+}
+
+fn partition_info_count() -> Outcome {
+    let r = call(ffa::PARTITION_INFO_GET, &[0, 0, 0, 0, 1]);
+    ensure_eq!(r[0], ffa::SUCCESS_32, "answer");
+    ensure_eq!(r[2], ALL_DESCRIPTORS, "count");
+    ensure_eq!(r[3], 24, "descriptor size");
+    Ok(())
+}
+
+/// PARTITION_INFO_GET with the nil UUID; returns the count (RX is left full).
+fn info_all() -> Result<u64, crate::report::Fail> {
+    let r = call(ffa::PARTITION_INFO_GET, &[0, 0, 0, 0, 0]);
+    ensure_eq!(r[0], ffa::SUCCESS_32, "answer");
+    Ok(r[2])
+}
+
+fn release() -> Outcome {
+    let r = call(ffa::RX_RELEASE, &[]);
+    ensure_eq!(r[0], ffa::SUCCESS_32, "RX_RELEASE");
+    Ok(())
+}
+
+fn partition_info_all() -> Outcome {
+    let n = info_all()?;
+    ensure_eq!(n, ALL_DESCRIPTORS, "count");
+    let want = [
+        ids::SP1,
+        ids::SP2,
+        ids::SP2,
+        ids::TPM,
+        ids::CRASH_DATA,
+        ids::CRASH_UNDEF,
+        ids::CRASH_STEAL,
+    ];
+    for (i, id) in want.iter().enumerate() {
+        let got = ffa::rx_u16(i * 24);
+        let count = ffa::rx_u16(i * 24 + 2);
+        if got != *id || count != 1 {
+            release()?;
+            ensure_eq!(got, *id, "descriptor ID");
+            ensure_eq!(count, 1, "execution context count");
+        }
+    }
+    let tpm_uuid = [
+        ffa::rx_u32(3 * 24 + 8),
+        ffa::rx_u32(3 * 24 + 12),
+        ffa::rx_u32(3 * 24 + 16),
+        ffa::rx_u32(3 * 24 + 20),
+    ];
+    release()?;
+    ensure!(
+        tpm_uuid == uuids::TPM,
+        "the TPM descriptor carries the wrong UUID"
+    );
+    Ok(())
+}
+
+fn partition_info_busy() -> Outcome {
+    info_all()?;
+    let second = call(ffa::PARTITION_INFO_GET, &[0, 0, 0, 0, 0]);
+    release()?;
+    ensure_eq!(
+        code(&second),
+        ffa::BUSY,
+        "second discovery before RX_RELEASE"
+    );
+    Ok(())
+}
+
+fn partition_info_uuid(u: [u32; 4], id: u16) -> Outcome {
+    let r = call(
+        ffa::PARTITION_INFO_GET,
+        &[u[0] as u64, u[1] as u64, u[2] as u64, u[3] as u64, 0],
+    );
+    ensure_eq!(r[0], ffa::SUCCESS_32, "answer");
+    let got = ffa::rx_u16(0);
+    release()?;
+    ensure_eq!(r[2], 1, "count");
+    ensure_eq!(got, id, "partition ID");
+    Ok(())
+}
+
+fn partition_info_unknown() -> Outcome {
+    let r = call(ffa::PARTITION_INFO_GET, &[1, 2, 3, 4, 0]);
+    ensure_eq!(code(&r), ffa::INVALID_PARAMETERS, "answer");
+    Ok(())
+}
+
+fn partition_info_properties() -> Outcome {
+    let u = uuids::SP1;
+    let r = call(
+        ffa::PARTITION_INFO_GET,
+        &[u[0] as u64, u[1] as u64, u[2] as u64, u[3] as u64, 0],
+    );
+    ensure_eq!(r[0], ffa::SUCCESS_32, "answer");
+    let props = ffa::rx_u32(4);
+    release()?;
+    // Direct receive/send, indirect, REQ2 receive/send (manifest 0x607), AArch64 (bit 8).
+    ensure_eq!(props, 0x707, "properties");
+    Ok(())
+}
+
+fn partition_info_v1_0() -> Outcome {
+    ensure_eq!(ffa::version(ffa::V1_0), ffa::V1_2, "FFA_VERSION(1.0)");
+    let r = call(ffa::PARTITION_INFO_GET, &[0, 0, 0, 0, 0]);
+    let second_id = ffa::rx_u16(8);
+    let props = ffa::rx_u32(4);
+    let rel = call(ffa::RX_RELEASE, &[]);
+    ensure_eq!(ffa::version(ffa::V1_2), ffa::V1_2, "FFA_VERSION(1.2)");
+    ensure_eq!(r[0], ffa::SUCCESS_32, "answer");
+    ensure_eq!(r[3], 0, "w3 (no size in v1.0)");
+    ensure_eq!(second_id, ids::SP2, "second 8-byte descriptor");
+    ensure_eq!(props, 0x7, "v1.0 properties");
+    ensure_eq!(rel[0], ffa::SUCCESS_32, "RX_RELEASE");
+    Ok(())
+}
+
+fn regs_call(uuid: [u32; 4], start: u64, tag: u64) -> Regs {
+    let mut r = [0u64; 18];
+    r[0] = ffa::PARTITION_INFO_GET_REGS_64;
+    r[1] = uuid[0] as u64 | (uuid[1] as u64) << 32;
+    r[2] = uuid[2] as u64 | (uuid[3] as u64) << 32;
+    r[3] = start | tag << 16;
+    baremetal::smc(&mut r);
+    r
+}
+
+fn partition_info_regs_first() -> Outcome {
+    let r = regs_call([0; 4], 0, 0);
+    ensure_eq!(r[0], ffa::SUCCESS_64, "answer");
+    ensure_eq!(r[2] & 0xFFFF, ALL_DESCRIPTORS - 1, "last index");
+    ensure_eq!((r[2] >> 16) & 0xFFFF, 4, "current index");
+    ensure_eq!(r[2] >> 48, 24, "descriptor size");
+    ensure_eq!(r[3] & 0xFFFF, ids::SP1, "first ID");
+    let u = uuids::SP1;
+    ensure_eq!(r[4], u[0] as u64 | (u[1] as u64) << 32, "first UUID low");
+    ensure_eq!(r[5], u[2] as u64 | (u[3] as u64) << 32, "first UUID high");
+    // Descriptors 3 to 5 travel in x9-x17.
+    let b = uuids::SP2_B;
+    ensure_eq!(r[9] & 0xFFFF, ids::SP2, "third ID (sp2's second UUID)");
+    ensure_eq!(
+        r[11],
+        b[2] as u64 | (b[3] as u64) << 32,
+        "third UUID high (x11)"
+    );
+    ensure_eq!(r[12] & 0xFFFF, ids::TPM, "fourth ID (x12)");
+    ensure_eq!(r[15] & 0xFFFF, ids::CRASH_DATA, "fifth ID (x15)");
+    ensure_eq!(
+        r[17],
+        uuids::CRASH[2] as u64 | (uuids::CRASH[3] as u64) << 32,
+        "fifth UUID high (x17)"
+    );
+    Ok(())
+}
+
+fn partition_info_regs_next() -> Outcome {
+    let r = regs_call([0; 4], 5, 0);
+    ensure_eq!(r[0], ffa::SUCCESS_64, "answer");
+    ensure_eq!((r[2] >> 16) & 0xFFFF, ALL_DESCRIPTORS - 1, "current index");
+    ensure_eq!(r[3] & 0xFFFF, ids::CRASH_UNDEF, "sixth ID");
+    ensure_eq!(r[6] & 0xFFFF, ids::CRASH_STEAL, "seventh ID");
+    ensure_eq!(r[9], 0, "no eighth descriptor");
+    Ok(())
+}
+
+fn partition_info_regs_error(start: u64, tag: u64, want: i32) -> Outcome {
+    let r = regs_call([0; 4], start, tag);
+    ensure_eq!(code(&r), want, "answer");
+    Ok(())
+}
+
+fn partition_info_regs_unknown() -> Outcome {
+    let r = regs_call([9, 9, 9, 9], 0, 0);
+    ensure_eq!(code(&r), ffa::INVALID_PARAMETERS, "answer");
+    Ok(())
+}
+
+fn refused_partition_absent() -> Outcome {
+    let u = uuids::CRASH;
+    let r = call(
+        ffa::PARTITION_INFO_GET,
+        &[u[0] as u64, u[1] as u64, u[2] as u64, u[3] as u64, 1],
+    );
+    ensure_eq!(r[0], ffa::SUCCESS_32, "answer");
+    // bad-el0 shares the crash partitions' UUID but was refused at boot.
+    ensure_eq!(r[2], 3, "partitions with the crash UUID");
+    Ok(())
+}
+
+fn direct_req_64_echo() -> Outcome {
+    let r = ffa::cmd(ids::SP1, cmd::ECHO, [0x1111, 0x2222_0000_0000, u64::MAX, 4]);
+    resp_ok(&r, ids::SP1)?;
+    ensure_eq!(r[2], 0, "w2 of the response");
+    ensure_eq!(r[4], 0x1111, "x4");
+    ensure_eq!(r[5], 0x2222_0000_0000, "x5");
+    ensure_eq!(r[6], u64::MAX, "x6");
+    ensure_eq!(r[7], 4, "x7");
+    Ok(())
+}
+
+fn direct_req_32_echo() -> Outcome {
+    let r = call(
+        ffa::MSG_SEND_DIRECT_REQ_32,
+        &[ids::SP1 as u64, 0, cmd::ECHO, 0xAAAA_BBBB, 7, 8, 9],
+    );
+    ensure_eq!(r[0], ffa::MSG_SEND_DIRECT_RESP_32, "response function");
+    ensure_eq!(r[1], (ids::SP1 as u64) << 16, "endpoints");
+    ensure_eq!(r[4], 0xAAAA_BBBB, "w4");
+    ensure_eq!(r[7], 9, "w7");
+    Ok(())
+}
+
+fn direct_req_add() -> Outcome {
+    let [sum, ..] = command(ids::SP2, cmd::ADD, [40, 2, 0, 0])?;
+    ensure_eq!(sum, 42, "sum");
+    Ok(())
+}
+
+fn direct_req_w2() -> Outcome {
+    let r = call(
+        ffa::MSG_SEND_DIRECT_REQ_64,
+        &[ids::SP1 as u64, 1, cmd::ECHO],
+    );
+    ensure_eq!(code(&r), ffa::INVALID_PARAMETERS, "answer");
+    Ok(())
+}
+
+fn direct_req_to(dst: u64, want: i32) -> Outcome {
+    let r = call(ffa::MSG_SEND_DIRECT_REQ_64, &[dst, 0, cmd::ECHO]);
+    ensure_eq!(code(&r), want, "answer");
+    Ok(())
+}
+
+fn direct_req_secure_sender() -> Outcome {
+    let r = call(
+        ffa::MSG_SEND_DIRECT_REQ_64,
+        &[(0x8001 << 16) | ids::SP2 as u64, 0, cmd::ECHO],
+    );
+    ensure_eq!(code(&r), ffa::INVALID_PARAMETERS, "answer");
+    Ok(())
+}
+
+fn direct_req_upper_preserved() -> Outcome {
+    let mut r = [0u64; 18];
+    r[0] = ffa::MSG_SEND_DIRECT_REQ_64;
+    r[1] = ids::SP1 as u64;
+    r[3] = cmd::ECHO;
+    for (i, v) in r.iter_mut().enumerate().skip(8) {
+        *v = 0x5151_0000 + i as u64;
+    }
+    baremetal::smc(&mut r);
+    resp_ok(&r, ids::SP1)?;
+    for (i, v) in r.iter().enumerate().skip(8) {
+        ensure_eq!(*v, 0x5151_0000 + i as u64, "x8-x17 after a direct request");
+    }
+    Ok(())
+}
+
+fn direct_req2_echo() -> Outcome {
+    let args: [u64; 14] =
+        core::array::from_fn(|i| if i == 0 { cmd::ECHO } else { 0x1000 + i as u64 });
+    let r = ffa::req2(ids::SP2, uuids::SP2, &args);
+    ensure_eq!(r[0], ffa::MSG_SEND_DIRECT_RESP2_64, "response function");
+    ensure_eq!(r[1], (ids::SP2 as u64) << 16, "endpoints");
+    ensure_eq!(r[4], status::OK, "status");
+    for (i, v) in r.iter().enumerate().skip(5) {
+        ensure_eq!(*v, 0x1000 + (i - 4) as u64, "x5-x17 echoed");
+    }
+    Ok(())
+}
+
+fn direct_req2_uuid(dst: u16, uuid: [u32; 4], want: i32) -> Outcome {
+    let r = ffa::req2(dst, uuid, &[cmd::ECHO, 77]);
+    if want == 0 {
+        ensure_eq!(r[0], ffa::MSG_SEND_DIRECT_RESP2_64, "response function");
+        ensure_eq!(r[5], 77, "x5 echoed");
+    } else {
+        ensure_eq!(code(&r), want, "answer");
+    }
+    Ok(())
+}
+
+fn direct_req2_old_version() -> Outcome {
+    ensure_eq!(ffa::version(ffa::V1_1), ffa::V1_2, "FFA_VERSION(1.1)");
+    let r = ffa::req2(ids::SP2, [0; 4], &[cmd::ECHO]);
+    ensure_eq!(ffa::version(ffa::V1_2), ffa::V1_2, "FFA_VERSION(1.2)");
+    ensure_eq!(code(&r), ffa::NOT_SUPPORTED, "REQ2 at v1.1");
+    Ok(())
+}
+
+fn tpm_interface_version() -> Outcome {
+    let r = ffa::req64(ids::TPM, [0, TPM_GET_INTERFACE_VERSION, 0, 0, 0]);
+    ensure_eq!(r[0], ffa::MSG_SEND_DIRECT_RESP_64, "response function");
+    ensure_eq!(r[4], TPM_OK, "TPM status");
+    ensure_eq!(r[5], TPM_INTERFACE_VERSION, "interface version");
+    Ok(())
+}
+
+fn tpm_interface_version_req2() -> Outcome {
+    let r = ffa::req2(ids::TPM, uuids::TPM, &[TPM_GET_INTERFACE_VERSION]);
+    ensure_eq!(r[0], ffa::MSG_SEND_DIRECT_RESP2_64, "response function");
+    ensure_eq!(r[4], TPM_OK, "TPM status");
+    ensure_eq!(r[5], TPM_INTERFACE_VERSION, "interface version");
+    Ok(())
+}
+
+fn whoami() -> Outcome {
+    let [id, version, spm_id, vcpu] = command(ids::TPM, cmd::WHOAMI, [0; 4])?;
+    ensure_eq!(id, ids::TPM, "FFA_ID_GET in the partition");
+    ensure_eq!(version, ffa::V1_2, "FFA_VERSION in the partition");
+    ensure_eq!(spm_id, 0x8000, "FFA_SPM_ID_GET in the partition");
+    ensure_eq!(vcpu, 0, "vCPU index at boot");
+    Ok(())
+}
+
+fn partition_version() -> Outcome {
+    // The normal world at v1.1 does not change what a partition negotiated.
+    ensure_eq!(ffa::version(ffa::V1_1), ffa::V1_2, "FFA_VERSION(1.1)");
+    let r = ffa::cmd(
+        ids::SP1,
+        cmd::CALL,
+        [ffa::FEATURES, ffa::CONSOLE_LOG_64, 0, 0],
+    );
+    ensure_eq!(ffa::version(ffa::V1_2), ffa::V1_2, "FFA_VERSION(1.2)");
+    resp_ok(&r, ids::SP1)?;
+    ensure_eq!(
+        r[4],
+        ffa::SUCCESS_32,
+        "FEATURES(CONSOLE_LOG) seen by a v1.2 partition"
+    );
+    Ok(())
+}
+
+fn forward(via: u16, to: u16, want_func: u64, want_code: i32) -> Outcome {
+    let [func, x2, x5, _] = command(via, cmd::FORWARD, [to as u64, 0xF00D, 0xBEEF, 0])?;
+    ensure_eq!(func, want_func, "answer the partition got");
+    if want_code == 0 {
+        ensure_eq!(x2, 0xF00D, "echoed payload");
+        ensure_eq!(x5, 0xBEEF, "echoed payload");
+    } else {
+        ensure_eq!(x2 as u32 as i32, want_code, "error code the partition got");
+    }
+    Ok(())
+}
+
+fn resp_wrong() -> Outcome {
+    let [func, err, ..] = command(ids::SP1, cmd::RESP_WRONG, [0x7777, 0, 0, 0])?;
+    ensure_eq!(func, ffa::ERROR_32, "answer to the misaddressed response");
+    ensure_eq!(err as u32 as i32, ffa::INVALID_PARAMETERS, "error code");
+    Ok(())
+}
+
+fn wait_in_request() -> Outcome {
+    let [func, err, ..] = command(ids::SP1, cmd::WAIT_IN_REQ, [0; 4])?;
+    ensure_eq!(func, ffa::ERROR_32, "answer to FFA_MSG_WAIT");
+    ensure_eq!(err as u32 as i32, ffa::DENIED, "error code");
+    Ok(())
+}
+
+fn yield_then_run() -> Outcome {
+    let r = ffa::cmd(ids::SP2, cmd::YIELD, [0; 4]);
+    ensure_eq!(r[0], ffa::YIELD, "the request returned FFA_YIELD");
+    ensure_eq!(r[1], (ids::SP2 as u64) << 16, "w1: partition and vCPU");
+    let done = call(ffa::RUN, &[(ids::SP2 as u64) << 16]);
+    resp_ok(&done, ids::SP2)?;
+    ensure_eq!(
+        done[4],
+        ffa::SUCCESS_32,
+        "FFA_YIELD returned SUCCESS in the partition"
+    );
+    Ok(())
+}
+
+fn busy_while_preempted() -> Outcome {
+    let r = ffa::cmd(ids::SP2, cmd::YIELD, [0; 4]);
+    ensure_eq!(r[0], ffa::YIELD, "the request returned FFA_YIELD");
+    let busy = ffa::cmd(ids::SP2, cmd::ECHO, [0; 4]);
+    let busy_run = call(ffa::RUN, &[(ids::SP1 as u64) << 16]);
+    let done = call(ffa::RUN, &[(ids::SP2 as u64) << 16]);
+    resp_ok(&done, ids::SP2)?;
+    ensure_eq!(code(&busy), ffa::BUSY, "request to a preempted partition");
+    ensure_eq!(
+        busy_run[0],
+        ffa::MSG_WAIT,
+        "FFA_RUN of an idle partition meanwhile"
+    );
+    Ok(())
+}
+
+fn run_waiting() -> Outcome {
+    let r = call(ffa::RUN, &[(ids::SP1 as u64) << 16]);
+    ensure_eq!(r[0], ffa::MSG_WAIT, "FFA_RUN answer");
+    ensure_eq!(r[1], (ids::SP1 as u64) << 16, "w1");
+    Ok(())
+}
+
+fn run_error(w1: u64, want: i32) -> Outcome {
+    let r = call(ffa::RUN, &[w1]);
+    ensure_eq!(code(&r), want, "FFA_RUN answer");
+    Ok(())
+}
+
+fn console_log() -> Outcome {
+    let [func, ..] = command(ids::SP1, cmd::CONSOLE, [7, 0, 0, 0])?;
+    ensure_eq!(func, ffa::SUCCESS_32, "FFA_CONSOLE_LOG_64 answer");
+    Ok(())
+}
+
+fn console_raw(count: u64) -> Outcome {
+    let [func, err, ..] = command(ids::SP1, cmd::CONSOLE_RAW, [count, 0, 0, 0])?;
+    ensure_eq!(func, ffa::ERROR_32, "FFA_CONSOLE_LOG_32 answer");
+    ensure_eq!(err as u32 as i32, ffa::INVALID_PARAMETERS, "error code");
+    Ok(())
+}
+
+fn console_from_nwd() -> Outcome {
+    let r = call(ffa::CONSOLE_LOG_64, &[1, b'x' as u64]);
+    ensure_eq!(code(&r), ffa::NOT_SUPPORTED, "answer");
+    Ok(())
+}
+
+fn sp_call<const N: usize>(sp: u16, c: [u64; N], want_func: u64, want_code: i32) -> Outcome {
+    let mut args = [0u64; 4];
+    args[..N].copy_from_slice(&c);
+    let [func, x2, ..] = command(sp, cmd::CALL, args)?;
+    ensure_eq!(func, want_func, "answer in the partition");
+    if want_code != 0 {
+        ensure_eq!(x2 as u32 as i32, want_code, "error code in the partition");
+    }
+    Ok(())
+}
+
+fn sp_partition_info() -> Outcome {
+    let [func, count, size, first] = command(ids::SP2, cmd::PARTINFO, [0; 4])?;
+    ensure_eq!(func, ffa::SUCCESS_32, "PARTITION_INFO_GET in the partition");
+    ensure_eq!(count, ALL_DESCRIPTORS, "count");
+    ensure_eq!(size, 24, "descriptor size");
+    ensure_eq!(first, ids::SP1, "first ID");
+    Ok(())
+}
+
+fn send2(flags: u64) -> Regs {
+    call(ffa::MSG_SEND2, &[0, flags])
+}
+
+fn send2_to_partition() -> Outcome {
+    ffa::tx_message(0, ids::SP1, &0x0123_4567_89AB_CDEFu64.to_le_bytes());
+    let r = send2(0);
+    ensure_eq!(r[0], ffa::SUCCESS_32, "FFA_MSG_SEND2");
+    let ran = call(ffa::RUN, &[(ids::SP1 as u64) << 16]);
+    ensure_eq!(ran[0], ffa::MSG_WAIT, "FFA_RUN to let it read the message");
+    let [sender, first, size, count] = command(ids::SP1, cmd::LAST_MSG, [0; 4])?;
+    ensure_eq!(sender, 0, "sender");
+    ensure_eq!(first, 0x0123_4567_89AB_CDEF, "payload");
+    ensure_eq!(size, 8, "size");
+    ensure!(count >= 1, "no message counted");
+    Ok(())
+}
+
+fn send2_busy() -> Outcome {
+    ffa::tx_message(0, ids::SP2, &1u64.to_le_bytes());
+    let first = send2(0);
+    let second = send2(0);
+    let ran = call(ffa::RUN, &[(ids::SP2 as u64) << 16]);
+    ensure_eq!(first[0], ffa::SUCCESS_32, "first FFA_MSG_SEND2");
+    ensure_eq!(
+        code(&second),
+        ffa::BUSY,
+        "second before the receiver read the first"
+    );
+    ensure_eq!(ran[0], ffa::MSG_WAIT, "FFA_RUN");
+    Ok(())
+}
+
+fn send2_bad_offset() -> Outcome {
+    ffa::tx_message(0, ids::SP1, &[1; 8]);
+    ffa::tx_write(8, &8u32.to_le_bytes());
+    let r = send2(0);
+    ensure_eq!(
+        code(&r),
+        ffa::INVALID_PARAMETERS,
+        "offset inside the header"
+    );
+    Ok(())
+}
+
+fn send2_sender_mismatch() -> Outcome {
+    ffa::tx_message(5, ids::SP1, &[1; 8]);
+    let r = send2(0);
+    ensure_eq!(
+        code(&r),
+        ffa::INVALID_PARAMETERS,
+        "header names another sender"
+    );
+    Ok(())
+}
+
+fn send2_denied() -> Outcome {
+    ffa::tx_message(0, ids::TPM, &[1; 8]);
+    let r = send2(0);
+    ensure_eq!(code(&r), ffa::DENIED, "receiver without indirect messaging");
+    Ok(())
+}
+
+fn send2_to_nwd() -> Outcome {
+    let [func, ..] = command(ids::SP1, cmd::SEND2, [0, 0x5A5A_5A5A, 0, 0])?;
+    ensure_eq!(func, ffa::SUCCESS_32, "FFA_MSG_SEND2 in the partition");
+    let (receiver, sender, size, offset) = (
+        ffa::rx_u16(12),
+        ffa::rx_u16(14),
+        ffa::rx_u32(16),
+        ffa::rx_u32(8),
+    );
+    let payload = ffa::rx_u64(offset as usize);
+    ensure_eq!(sender, ids::SP1, "sender in the header");
+    ensure_eq!(receiver, 0, "receiver in the header");
+    ensure_eq!(size, 8, "size");
+    ensure_eq!(payload, 0x5A5A_5A5A, "payload");
+    Ok(())
+}
+
+fn send2_to_nwd_busy() -> Outcome {
+    let [func, err, ..] = command(ids::SP1, cmd::SEND2, [0, 1, 0, 0])?;
+    release()?;
+    ensure_eq!(func, ffa::ERROR_32, "second message while RX is full");
+    ensure_eq!(err as u32 as i32, ffa::BUSY, "error code");
+    Ok(())
+}
+
+/// Writes `v` to the normal world's d8 and `!v` to v8's upper half.
+fn nwd_fp_set(v: u64) {
+    // SAFETY: only d8/v8 change; the harness is softfloat and never uses FP itself.
+    unsafe {
+        core::arch::asm!(
+            ".arch_extension fp",
+            ".arch_extension simd",
+            "fmov d8, {v}",
+            "mov v8.d[1], {n}",
+            v = in(reg) v,
+            n = in(reg) !v,
+            options(nomem, nostack),
+        )
+    }
+}
+
+fn nwd_fp_get() -> (u64, u64) {
+    let (lo, hi): (u64, u64);
+    // SAFETY: reads d8/v8 only.
+    unsafe {
+        core::arch::asm!(
+            ".arch_extension fp",
+            ".arch_extension simd",
+            "fmov {lo}, d8",
+            "mov {hi}, v8.d[1]",
+            lo = out(reg) lo,
+            hi = out(reg) hi,
+            options(nomem, nostack),
+        )
+    }
+    (lo, hi)
+}
+
+fn fp_survives() -> Outcome {
+    nwd_fp_set(0x1234);
+    command(ids::SP1, cmd::FP_SET, [0xCAFE_F00D, 0, 0, 0])?;
+    let mine = nwd_fp_get();
+    nwd_fp_set(0x9999);
+    let [d8, hi, ..] = command(ids::SP1, cmd::FP_GET, [0; 4])?;
+    let mine_after = nwd_fp_get();
+    ensure_eq!(
+        mine.0,
+        0x1234,
+        "normal world d8 after the partition set its own"
+    );
+    ensure_eq!(mine.1, !0x1234u64, "normal world v8 upper half");
+    ensure_eq!(d8, 0xCAFE_F00D, "partition d8 one request later");
+    ensure_eq!(hi, !0xCAFE_F00Du64, "partition v8 upper half");
+    ensure_eq!(
+        mine_after.0,
+        0x9999,
+        "normal world d8 after the second request"
+    );
+    Ok(())
+}
+
+fn fp_per_partition() -> Outcome {
+    command(ids::SP1, cmd::FP_SET, [111, 0, 0, 0])?;
+    command(ids::SP2, cmd::FP_SET, [222, 0, 0, 0])?;
+    let [a, ..] = command(ids::SP1, cmd::FP_GET, [0; 4])?;
+    let [b, ..] = command(ids::SP2, cmd::FP_GET, [0; 4])?;
+    ensure_eq!(a, 111, "sp1 d8");
+    ensure_eq!(b, 222, "sp2 d8");
+    Ok(())
+}
+
+fn boot_info(sp: u16, want: u64) -> Outcome {
+    let [ok, x0, ..] = command(sp, cmd::BOOTINFO, [0; 4])?;
+    ensure_eq!(ok, want, "boot information found");
+    if want == 0 {
+        ensure_eq!(x0, 0, "x0 at boot");
+    }
+    Ok(())
+}
+
+fn fault(sp: u16, c: u64, arg: u64) -> Outcome {
+    let r = ffa::cmd(sp, c, [arg, 0, 0, 0]);
+    ensure_eq!(code(&r), ffa::ABORTED, "answer to the faulting request");
+    Ok(())
+}
+
+fn aborted_answers() -> Outcome {
+    for sp in [ids::CRASH_DATA, ids::CRASH_UNDEF, ids::CRASH_STEAL] {
+        let r = ffa::cmd(sp, cmd::ECHO, [0; 4]);
+        ensure_eq!(code(&r), ffa::ABORTED, "request to an aborted partition");
+    }
+    Ok(())
+}
+
+fn others_after_faults() -> Outcome {
+    let [sum, ..] = command(ids::SP1, cmd::ADD, [1, 2, 0, 0])?;
+    ensure_eq!(sum, 3, "sp1 still answers");
+    let [n, ..] = command(ids::SP2, cmd::COUNTER, [0; 4])?;
+    ensure!(n >= 1, "sp2 counter");
+    tpm_interface_version()
+}
+
+fn aborted_not_listed() -> Outcome {
+    let r = call(ffa::PARTITION_INFO_GET, &[0, 0, 0, 0, 1]);
+    ensure_eq!(r[0], ffa::SUCCESS_32, "answer");
+    ensure_eq!(
+        r[2],
+        ALL_DESCRIPTORS - 3,
+        "descriptors once three partitions aborted"
+    );
+    Ok(())
+}

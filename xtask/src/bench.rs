@@ -1,0 +1,82 @@
+//! `cargo xtask bench`: the benchmarks, measured in instructions.
+//!
+//! The firmware is built with the release profile and TF-A with the same
+//! flags as the tests. QEMU runs with `-icount shift=0`, so guest time
+//! advances one nanosecond per instruction; the benchmark image
+//! (`tests/nwd-harness/src/bench.rs`) converts counter ticks to nanoseconds,
+//! which are instructions. Benchmarks are not tests: no figure fails the run.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::cli::Options;
+use crate::sh::{self, Result};
+use crate::{build, qemu, setup};
+
+pub fn run(opts: &Options) -> Result<()> {
+    let env = setup::ensure(opts)?;
+    let mut opts = opts.clone();
+    opts.release = true;
+    opts.log = "warn".into();
+    let dir = build::rust_images(&env, &opts)?;
+    let spmc_bin = dir.join("spmc.bin");
+    let flash = build::tfa(&env, &spmc_bin, &dir.join("nwd-bench.bin"), "bench")?;
+    if env.qemu_major < 10 {
+        println!(
+            "    note: QEMU {}.x: its timer is not 1 GHz, figures are converted with CNTFRQ_EL0",
+            env.qemu_major
+        );
+    }
+
+    sh::step("bench: QEMU with -icount shift=0");
+    let mut cmd = qemu::base_command(&flash, 1, "1G");
+    cmd.args(["-icount", "shift=0"])
+        .args([
+            "-display", "none", "-monitor", "none", "-serial", "stdio", "-serial", "null",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no QEMU stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+            if tx.send(line.replace('\r', "")).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(opts.timeout_secs);
+    let mut figures = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if line.starts_with("bench:") || line.starts_with("nwd-bench") {
+                    println!("{line}");
+                }
+                if line.starts_with("bench:") {
+                    figures.push(line);
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                println!("    benchmark run timed out after {} s", opts.timeout_secs);
+                break;
+            }
+        }
+    }
+    let _ = child.wait();
+    let size = std::fs::metadata(&spmc_bin).map(|m| m.len()).unwrap_or(0);
+    let image = format!("bench: spmc_image: {size} bytes");
+    println!("{image}");
+    figures.push(image);
+
+    sh::step("bench: summary");
+    for f in &figures {
+        println!("    {f}");
+    }
+    Ok(())
+}
