@@ -1,10 +1,12 @@
 //! Entry points from BL31: the primary cold boot and the secondary (CPU_ON) entry.
 //!
 //! BL31 enters the primary entry at EL2 with the MMU off, x0 = the SPMC
-//! manifest address and the other registers zero. Every data access is then a
-//! Device access, so the code up to the MMU switch is built with `strict-align`.
+//! manifest address and the other registers zero. The assembly turns the MMU
+//! on before any Rust code runs, with a boot map of 2 MiB blocks (devices
+//! 0x0800_0000-0x0e00_0000, secure memory 0x0e00_0000-0x1000_0000, read-write-
+//! execute); Rust then replaces it with the final W^X map (`mmu::enable`).
 //! The secondary entry is registered with FFA_SECONDARY_EP_REGISTER and used
-//! when the normal world turns a core on.
+//! when the normal world turns a core on: it goes straight to the final map.
 
 use core::arch::global_asm;
 
@@ -17,6 +19,21 @@ struct Stacks([[u8; STACK_SIZE]; MAX_CPUS]);
 #[unsafe(link_section = ".stacks")]
 #[used]
 static mut STACKS: Stacks = Stacks([[0; STACK_SIZE]; MAX_CPUS]);
+
+/// One translation table page.
+#[repr(C, align(4096))]
+struct Table([u64; 512]);
+
+/// The boot map: a level-1 table whose first entry points at a level-2 table
+/// of 2 MiB blocks. Filled in by the entry code after `.bss` is zeroed.
+static mut BOOT_L1: Table = Table([0; 512]);
+static mut BOOT_L2: Table = Table([0; 512]);
+
+// Block descriptors of the boot map (EL2 stage 1, non-VHE): valid block, AF,
+// AP[1] (RES1 at EL2); normal memory is attribute 1, inner shareable,
+// executable; device memory is attribute 0, execute-never.
+const BOOT_NORMAL: u64 = 0x1 | (1 << 2) | (1 << 6) | (3 << 8) | (1 << 10);
+const BOOT_DEVICE: u64 = 0x1 | (1 << 6) | (1 << 10) | (1 << 54);
 
 // The core's linear index is Aff1 * 4 + Aff0, as TF-A's QEMU port numbers
 // cores (plat_qemu_calc_core_pos). A core past MAX_CPUS parks in WFE: it has
@@ -58,6 +75,29 @@ spmc_entry:
     stp xzr, xzr, [x1], #16
     b 1b
 2:
+    /* Boot map: L2 blocks 64-111 device (0x0800_0000-0x0e00_0000),
+     * 112-127 normal (0x0e00_0000-0x1000_0000). */
+    adrp x3, {l2}
+    add x3, x3, :lo12:{l2}
+    mov x4, #64
+3:  lsl x5, x4, #21
+    cmp x4, #112
+    mov x6, #{device_lo}
+    movk x6, #{device_hi}, lsl #48
+    mov x7, #{normal}
+    csel x6, x6, x7, lo
+    orr x5, x5, x6
+    str x5, [x3, x4, lsl #3]
+    add x4, x4, #1
+    cmp x4, #128
+    b.lo 3b
+    adrp x2, {l1}
+    add x2, x2, :lo12:{l1}
+    orr x4, x3, #3
+    str x4, [x2]
+    dsb sy
+    bl spmc_mmu_on
+
     adrp x1, spmc_vectors
     add x1, x1, :lo12:spmc_vectors
     msr vbar_el2, x1
@@ -74,6 +114,14 @@ spmc_secondary_entry:
     cmp x20, #{max_cpus}
     b.hs 9b
     set_stack x20, x1, x2
+    /* The final map the primary built (published before any CPU_ON). */
+    adrp x2, {final_root}
+    ldr x2, [x2, :lo12:{final_root}]
+    bl spmc_mmu_on
+    mov x1, #{sctlr_final_lo}
+    movk x1, #{sctlr_final_hi}, lsl #16
+    msr sctlr_el2, x1
+    isb
     adrp x1, spmc_vectors
     add x1, x1, :lo12:spmc_vectors
     msr vbar_el2, x1
@@ -85,6 +133,39 @@ spmc_secondary_entry:
     stacks = sym STACKS,
     stack_size = const STACK_SIZE,
     max_cpus = const MAX_CPUS,
+    l1 = sym BOOT_L1,
+    l2 = sym BOOT_L2,
+    device_lo = const BOOT_DEVICE & 0xFFFF,
+    device_hi = const BOOT_DEVICE >> 48,
+    normal = const BOOT_NORMAL,
+    final_root = sym crate::mmu::FINAL_ROOT,
+    sctlr_final_lo = const crate::mmu::SCTLR & 0xFFFF,
+    sctlr_final_hi = const crate::mmu::SCTLR >> 16,
+);
+
+// void spmc_mmu_on(u64 ttbr0): MAIR, TCR and TTBR0 for EL2, then the MMU and
+// caches on (without WXN: the boot map is read-write-execute).
+global_asm!(
+    r#"
+.section .text.entry, "ax"
+spmc_mmu_on:
+    mov x1, #{mair}
+    msr mair_el2, x1
+    ldr x1, ={tcr}
+    msr tcr_el2, x1
+    msr ttbr0_el2, x2
+    isb
+    tlbi alle2
+    dsb nsh
+    isb
+    ldr x1, ={sctlr_boot}
+    msr sctlr_el2, x1
+    isb
+    ret
+"#,
+    mair = const crate::mmu::MAIR,
+    tcr = const crate::mmu::TCR,
+    sctlr_boot = const crate::mmu::SCTLR_BOOT,
 );
 
 unsafe extern "C" {

@@ -35,12 +35,12 @@ pub struct Region {
     pub kind: Kind,
 }
 
-// MAIR_EL2: index 0 Device-nGnRE, index 1 Normal write-back RA/WA.
-const MAIR: u64 = 0x04 | (0xff << 8);
-// TCR_EL2 (E2H=0): T0SZ=25 (39-bit VA, root level 1), IRGN0=ORGN0=WB RA/WA,
-// SH0 inner shareable, TG0 4K, PS 40 bits, RES1 bits 23 and 31.
-const TCR: u64 = 25 | (1 << 8) | (1 << 10) | (3 << 12) | (2 << 16) | (1 << 23) | (1 << 31);
-// SCTLR_EL2: M, C, SA, I, WXN and the RES1 bits of the non-VHE layout.
+/// MAIR_EL2: index 0 Device-nGnRE, index 1 Normal write-back RA/WA.
+pub const MAIR: u64 = 0x04 | (0xff << 8);
+/// TCR_EL2 (E2H=0): T0SZ=25 (39-bit VA, root level 1), IRGN0=ORGN0=WB RA/WA,
+/// SH0 inner shareable, TG0 4K, PS 40 bits, RES1 bits 23 and 31.
+pub const TCR: u64 = 25 | (1 << 8) | (1 << 10) | (3 << 12) | (2 << 16) | (1 << 23) | (1 << 31);
+/// RES1 bits of SCTLR_EL2 in the non-VHE layout.
 const SCTLR_RES1: u64 = (1 << 4)
     | (1 << 5)
     | (1 << 11)
@@ -50,10 +50,15 @@ const SCTLR_RES1: u64 = (1 << 4)
     | (1 << 23)
     | (1 << 28)
     | (1 << 29);
-const SCTLR: u64 = SCTLR_RES1 | 1 | (1 << 2) | (1 << 3) | (1 << 12) | (1 << 19);
+/// SCTLR_EL2 with the boot map: M, C, SA, I.
+pub const SCTLR_BOOT: u64 = SCTLR_RES1 | 1 | (1 << 2) | (1 << 3) | (1 << 12);
+/// SCTLR_EL2 with the final map: also WXN (writable memory is never executable).
+pub const SCTLR: u64 = SCTLR_BOOT | (1 << 19);
+
+/// The final map's root, read by the secondary cores' entry code.
+pub static mut FINAL_ROOT: u64 = 0;
 
 static MAP: SpinMutex<Option<IdMap<El2>>> = SpinMutex::new(None);
-static ROOT: SpinMutex<usize> = SpinMutex::new(0);
 
 fn attributes(kind: Kind) -> A {
     let normal = A::VALID | A::ATTRIBUTE_INDEX_1 | A::INNER_SHAREABLE | A::ACCESSED | A::USER_RES1;
@@ -80,38 +85,18 @@ pub unsafe fn enable(regions: &[Region]) -> Result<(), MapError> {
     }
     let mut slot = MAP.lock();
     let map = slot.insert(map);
-    // SAFETY: MAIR and TCR only take effect with the MMU on, which happens
-    // below once the table is in place.
-    unsafe { sysreg::write_mair_el2(MAIR) };
-    // SAFETY: as above.
-    unsafe { sysreg::write_tcr_el2(TCR) };
-    sysreg::isb();
+    // The boot map is live: MAIR and TCR already hold these values. Switch
+    // TTBR0_EL2 to the final map; both map the running code to the same
+    // physical memory with the same memory type.
     // SAFETY: the caller guarantees that the map covers everything in use.
     let _ = unsafe { map.activate() };
-    *ROOT.lock() = map.root_address().0;
+    let root = map.root_address().0 as u64;
     drop(slot);
-    // SAFETY: as above; the TLB holds nothing for EL2 yet that could conflict.
+    // SAFETY: written once, here, before any secondary core can start.
+    unsafe { FINAL_ROOT = root };
+    // SAFETY: as above; drops the boot map's TLB entries and sets WXN.
     unsafe { turn_on() };
     Ok(())
-}
-
-/// Turns the MMU on for a secondary core with the map the primary built.
-///
-/// # Safety
-///
-/// [`enable`] must have completed on the primary core.
-pub unsafe fn enable_secondary() {
-    let root = *ROOT.lock();
-    // SAFETY: the primary built and published the table; the registers
-    // take the same values as on the primary, and the MMU is still off.
-    unsafe { sysreg::write_mair_el2(MAIR) };
-    // SAFETY: as above.
-    unsafe { sysreg::write_tcr_el2(TCR) };
-    // SAFETY: as above.
-    unsafe { sysreg::write_ttbr0_el2(root as u64) };
-    sysreg::isb();
-    // SAFETY: as above.
-    unsafe { turn_on() };
 }
 
 /// Invalidates the EL2 TLB and sets SCTLR_EL2.

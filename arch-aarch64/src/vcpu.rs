@@ -15,7 +15,7 @@
 use core::arch::global_asm;
 use core::mem::offset_of;
 
-use spin::mutex::SpinMutex;
+use core::cell::UnsafeCell;
 use spmc::vcpu::{Context, El1Regs, ExitInfo, FpRegs};
 
 use crate::{MAX_CPUS, cpu, sysreg};
@@ -47,7 +47,6 @@ spmc_vcpu_enter:
     stp x25, x26, [sp, #64]
     stp x27, x28, [sp, #80]
     str x18, [sp, #96]
-    msr tpidr_el2, x0
     ldp x1, x2, [x0, #{pc}]
     msr elr_el2, x1
     msr spsr_el2, x2
@@ -74,6 +73,7 @@ spmc_vcpu_enter:
 // Lower-EL vector entries branch here with the vCPU's x0/x1 pushed and the vector in x0.
 spmc_vcpu_exit:
     mrs x1, tpidr_el2
+    ldr x1, [x1]
     stp x2, x3, [x1, #16]
     stp x4, x5, [x1, #32]
     stp x6, x7, [x1, #48]
@@ -129,86 +129,91 @@ spmc_lower_serror:
     mov x0, #3
     b spmc_vcpu_exit
 
-// void spmc_el1_save(El1Regs *r)
-.global spmc_el1_save
-spmc_el1_save:
-    mrs x1, sctlr_el1
-    mrs x2, actlr_el1
-    stp x1, x2, [x0, #0]
-    mrs x1, cpacr_el1
-    mrs x2, ttbr0_el1
-    stp x1, x2, [x0, #16]
-    mrs x1, ttbr1_el1
-    mrs x2, tcr_el1
-    stp x1, x2, [x0, #32]
-    mrs x1, esr_el1
-    mrs x2, afsr0_el1
-    stp x1, x2, [x0, #48]
-    mrs x1, afsr1_el1
-    mrs x2, far_el1
-    stp x1, x2, [x0, #64]
-    mrs x1, mair_el1
-    mrs x2, vbar_el1
-    stp x1, x2, [x0, #80]
-    mrs x1, contextidr_el1
-    mrs x2, tpidr_el0
-    stp x1, x2, [x0, #96]
-    mrs x1, tpidrro_el0
-    mrs x2, tpidr_el1
-    stp x1, x2, [x0, #112]
-    mrs x1, amair_el1
-    mrs x2, cntkctl_el1
-    stp x1, x2, [x0, #128]
-    mrs x1, par_el1
-    mrs x2, sp_el0
-    stp x1, x2, [x0, #144]
-    mrs x1, sp_el1
-    mrs x2, elr_el1
-    stp x1, x2, [x0, #160]
-    mrs x1, spsr_el1
-    mrs x2, csselr_el1
-    stp x1, x2, [x0, #176]
-    ret
+// Saves and loads the pair of EL1 registers at offset `off` of El1Regs.
+.macro el1_pair off
+.if \off == 0
+    mrs x2, sctlr_el1
+    mrs x3, actlr_el1
+    ldp x4, x5, [x1, #0]
+    msr sctlr_el1, x4
+    msr actlr_el1, x5
+.elseif \off == 16
+    mrs x2, cpacr_el1
+    mrs x3, ttbr0_el1
+    ldp x4, x5, [x1, #16]
+    msr cpacr_el1, x4
+    msr ttbr0_el1, x5
+.elseif \off == 32
+    mrs x2, ttbr1_el1
+    mrs x3, tcr_el1
+    ldp x4, x5, [x1, #32]
+    msr ttbr1_el1, x4
+    msr tcr_el1, x5
+.elseif \off == 48
+    mrs x2, esr_el1
+    mrs x3, afsr0_el1
+    ldp x4, x5, [x1, #48]
+    msr esr_el1, x4
+    msr afsr0_el1, x5
+.elseif \off == 64
+    mrs x2, afsr1_el1
+    mrs x3, far_el1
+    ldp x4, x5, [x1, #64]
+    msr afsr1_el1, x4
+    msr far_el1, x5
+.elseif \off == 80
+    mrs x2, mair_el1
+    mrs x3, vbar_el1
+    ldp x4, x5, [x1, #80]
+    msr mair_el1, x4
+    msr vbar_el1, x5
+.elseif \off == 96
+    mrs x2, contextidr_el1
+    mrs x3, tpidr_el0
+    ldp x4, x5, [x1, #96]
+    msr contextidr_el1, x4
+    msr tpidr_el0, x5
+.elseif \off == 112
+    mrs x2, tpidrro_el0
+    mrs x3, tpidr_el1
+    ldp x4, x5, [x1, #112]
+    msr tpidrro_el0, x4
+    msr tpidr_el1, x5
+.elseif \off == 128
+    mrs x2, amair_el1
+    mrs x3, cntkctl_el1
+    ldp x4, x5, [x1, #128]
+    msr amair_el1, x4
+    msr cntkctl_el1, x5
+.elseif \off == 144
+    mrs x2, par_el1
+    mrs x3, sp_el0
+    ldp x4, x5, [x1, #144]
+    msr par_el1, x4
+    msr sp_el0, x5
+.elseif \off == 160
+    mrs x2, sp_el1
+    mrs x3, elr_el1
+    ldp x4, x5, [x1, #160]
+    msr sp_el1, x4
+    msr elr_el1, x5
+.else
+    mrs x2, spsr_el1
+    mrs x3, csselr_el1
+    ldp x4, x5, [x1, #176]
+    msr spsr_el1, x4
+    msr csselr_el1, x5
+.endif
+    stp x2, x3, [x0, #\off]
+.endm
 
-// void spmc_el1_load(const El1Regs *r)
-.global spmc_el1_load
-spmc_el1_load:
-    ldp x1, x2, [x0, #0]
-    msr sctlr_el1, x1
-    msr actlr_el1, x2
-    ldp x1, x2, [x0, #16]
-    msr cpacr_el1, x1
-    msr ttbr0_el1, x2
-    ldp x1, x2, [x0, #32]
-    msr ttbr1_el1, x1
-    msr tcr_el1, x2
-    ldp x1, x2, [x0, #48]
-    msr esr_el1, x1
-    msr afsr0_el1, x2
-    ldp x1, x2, [x0, #64]
-    msr afsr1_el1, x1
-    msr far_el1, x2
-    ldp x1, x2, [x0, #80]
-    msr mair_el1, x1
-    msr vbar_el1, x2
-    ldp x1, x2, [x0, #96]
-    msr contextidr_el1, x1
-    msr tpidr_el0, x2
-    ldp x1, x2, [x0, #112]
-    msr tpidrro_el0, x1
-    msr tpidr_el1, x2
-    ldp x1, x2, [x0, #128]
-    msr amair_el1, x1
-    msr cntkctl_el1, x2
-    ldp x1, x2, [x0, #144]
-    msr par_el1, x1
-    msr sp_el0, x2
-    ldp x1, x2, [x0, #160]
-    msr sp_el1, x1
-    msr elr_el1, x2
-    ldp x1, x2, [x0, #176]
-    msr spsr_el1, x1
-    msr csselr_el1, x2
+// void spmc_el1_switch(El1Regs *save, const El1Regs *load): saves the live
+// EL1 state into `save` and loads `load`, two registers at a time.
+.global spmc_el1_switch
+spmc_el1_switch:
+.irp off, 0, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176
+    el1_pair \off
+.endr
     ret
 
 .arch_extension fp
@@ -271,8 +276,7 @@ spmc_fp_load:
 
 unsafe extern "C" {
     fn spmc_vcpu_enter(ctx: *mut Context) -> u64;
-    fn spmc_el1_save(r: *mut El1Regs);
-    fn spmc_el1_load(r: *const El1Regs);
+    fn spmc_el1_switch(save: *mut El1Regs, load: *const El1Regs);
     fn spmc_fp_save(r: *mut FpRegs);
     fn spmc_fp_load(r: *const FpRegs);
 }
@@ -284,8 +288,11 @@ enum Owner {
     Vcpu(*mut Context),
 }
 
-/// Per-core state of the lazy switches.
+/// Per-core state of the lazy switches. `ctx` comes first: the vector code
+/// finds the running vCPU's context at offset 0 of the state TPIDR_EL2 points at.
+#[repr(C)]
 struct CpuState {
+    ctx: *mut Context,
     nwd_el1: El1Regs,
     nwd_fp: FpRegs,
     el1: Owner,
@@ -293,12 +300,21 @@ struct CpuState {
     fp_trapped: bool,
     stage2: (u64, u64),
 }
+const _: () = assert!(offset_of!(CpuState, ctx) == 0);
 
-// SAFETY: the raw pointers are only dereferenced on the core that owns the
-// state, while the core layer guarantees the context is not used elsewhere.
-unsafe impl Send for CpuState {}
+/// One core's state, touched only by that core (through TPIDR_EL2).
+struct PerCpu(UnsafeCell<CpuState>);
 
-const IDLE: SpinMutex<CpuState> = SpinMutex::new(CpuState {
+// SAFETY: each core reaches only its own entry, through TPIDR_EL2 set by
+// `init_cpu`; the raw pointers inside are only dereferenced on that core.
+unsafe impl Sync for PerCpu {}
+
+#[allow(
+    clippy::declare_interior_mutable_const,
+    reason = "only used to initialise CPUS"
+)]
+const IDLE: PerCpu = PerCpu(UnsafeCell::new(CpuState {
+    ctx: core::ptr::null_mut(),
     nwd_el1: El1Regs {
         sctlr: 0,
         actlr: 0,
@@ -333,9 +349,48 @@ const IDLE: SpinMutex<CpuState> = SpinMutex::new(CpuState {
     el1: Owner::NormalWorld,
     fp: Owner::NormalWorld,
     fp_trapped: false,
-    stage2: (u64::MAX, u64::MAX),
-});
-static CPUS: [SpinMutex<CpuState>; MAX_CPUS] = [IDLE; MAX_CPUS];
+    // No table has root address 0, so (0, 0) means "none loaded yet" and
+    // the whole array stays in .bss.
+    stage2: (0, 0),
+}));
+static CPUS: [PerCpu; MAX_CPUS] = [IDLE; MAX_CPUS];
+
+/// Points TPIDR_EL2 at this core's state. Call once per core, before any vCPU runs.
+pub fn init_cpu() {
+    let state = CPUS[cpu::core_index() % MAX_CPUS].0.get();
+    // SAFETY: TPIDR_EL2 is ours (EL3 keeps a copy per world); from here on
+    // only this core reaches `state`, through it.
+    unsafe {
+        core::arch::asm!("msr tpidr_el2, {}", in(reg) state, options(nostack, preserves_flags))
+    };
+}
+
+/// This core's state.
+///
+/// # Safety
+///
+/// `init_cpu` must have run on this core, and the caller must not hold
+/// another reference from an earlier call (the functions below never nest).
+unsafe fn this_cpu() -> &'static mut CpuState {
+    let p: *mut CpuState;
+    // SAFETY: reading TPIDR_EL2 has no side effect.
+    unsafe {
+        core::arch::asm!("mrs {}, tpidr_el2", out(reg) p, options(nomem, nostack, preserves_flags))
+    };
+    // SAFETY: `init_cpu` pointed it at this core's own entry of CPUS; the
+    // caller guarantees no other reference to it is live.
+    unsafe { &mut *p }
+}
+
+/// The address of a context's EL1 registers (pointer arithmetic only).
+fn el1_of(c: *mut Context) -> *mut El1Regs {
+    c.cast::<u8>().wrapping_add(offset_of!(Context, el1)).cast()
+}
+
+/// The address of a context's FP/SIMD registers (pointer arithmetic only).
+fn fp_of(c: *mut Context) -> *mut FpRegs {
+    c.cast::<u8>().wrapping_add(offset_of!(Context, fp)).cast()
+}
 
 /// ESR exception class of a trapped FP/SIMD access.
 const EC_FP: u64 = 0x07;
@@ -369,7 +424,7 @@ unsafe fn park_fp(st: &mut CpuState) {
         // SAFETY: nwd_fp is this core's save area.
         Owner::NormalWorld => unsafe { spmc_fp_save(&mut st.nwd_fp) },
         // SAFETY: the caller guarantees the context.
-        Owner::Vcpu(c) => unsafe { spmc_fp_save(&raw mut (*c).fp) },
+        Owner::Vcpu(c) => unsafe { spmc_fp_save(fp_of(c)) },
     }
 }
 
@@ -383,20 +438,22 @@ unsafe fn park_fp(st: &mut CpuState) {
 /// map only memory that partition may use.
 pub unsafe fn run(ctx: &mut Context) {
     let ptr: *mut Context = ctx;
-    let mut st = CPUS[cpu::core_index() % MAX_CPUS].lock();
+    // SAFETY: `run` and `return_to_normal_world` never nest.
+    let st = unsafe { this_cpu() };
     if st.el1 != Owner::Vcpu(ptr) {
-        match st.el1 {
-            // SAFETY: the normal world's save area belongs to this core.
-            Owner::NormalWorld => unsafe { spmc_el1_save(&mut st.nwd_el1) },
-            // SAFETY: a previous vCPU of this chain still owns its context.
-            Owner::Vcpu(c) => unsafe { spmc_el1_save(&raw mut (*c).el1) },
-        }
-        // SAFETY: the caller owns `ctx`.
-        unsafe { spmc_el1_load(&raw const (*ptr).el1) };
+        let save: *mut El1Regs = match st.el1 {
+            Owner::NormalWorld => &mut st.nwd_el1,
+            // A previous vCPU of this chain still owns its context.
+            Owner::Vcpu(c) => el1_of(c),
+        };
+        // SAFETY: `save` is this core's save area or a context this chain
+        // owns; the caller owns `ctx`.
+        unsafe { spmc_el1_switch(save, el1_of(ptr)) };
         st.el1 = Owner::Vcpu(ptr);
     }
+    st.ctx = ptr;
     let owns_fp = st.fp == Owner::Vcpu(ptr);
-    set_fp_trap(&mut st, !owns_fp);
+    set_fp_trap(st, !owns_fp);
     let s2 = (ctx.vsttbr, ctx.vttbr);
     if st.stage2 != s2 {
         // SAFETY: the caller vouches for the stage-2 roots; no EL1 code runs
@@ -411,9 +468,9 @@ pub unsafe fn run(ctx: &mut Context) {
         if vector == 0 && (ctx.exit.esr >> 26) & 0x3f == EC_FP {
             // First FP/SIMD use by this vCPU: give it the FP registers.
             // SAFETY: the owner is the normal world or a vCPU of this chain.
-            unsafe { park_fp(&mut st) };
+            unsafe { park_fp(st) };
             // SAFETY: the caller owns `ctx`.
-            unsafe { spmc_fp_load(&raw const (*ptr).fp) };
+            unsafe { spmc_fp_load(fp_of(ptr)) };
             st.fp = Owner::Vcpu(ptr);
             continue;
         }
@@ -424,17 +481,17 @@ pub unsafe fn run(ctx: &mut Context) {
 /// Puts the normal world's EL1 and FP/SIMD state back into the hardware
 /// (saving the last vCPU's), before the core returns to the normal world.
 pub fn return_to_normal_world() {
-    let mut st = CPUS[cpu::core_index() % MAX_CPUS].lock();
+    // SAFETY: `run` and `return_to_normal_world` never nest.
+    let st = unsafe { this_cpu() };
     if let Owner::Vcpu(c) = st.el1 {
-        // SAFETY: a vCPU stays owned by its chain until this point (module invariant).
-        unsafe { spmc_el1_save(&raw mut (*c).el1) };
-        // SAFETY: the save area belongs to this core.
-        unsafe { spmc_el1_load(&st.nwd_el1) };
+        // SAFETY: a vCPU stays owned by its chain until this point (module
+        // invariant); the save area belongs to this core.
+        unsafe { spmc_el1_switch(el1_of(c), &st.nwd_el1) };
         st.el1 = Owner::NormalWorld;
     }
     if let Owner::Vcpu(_) = st.fp {
         // SAFETY: as above.
-        unsafe { park_fp(&mut st) };
+        unsafe { park_fp(st) };
         // SAFETY: the save area belongs to this core.
         unsafe { spmc_fp_load(&st.nwd_fp) };
         st.fp = Owner::NormalWorld;

@@ -66,22 +66,44 @@ pub fn primary(manifest_addr: u64, core: usize) -> ! {
 
     register_secondary_entry();
     arch_aarch64::stage2::configure();
+    arch_aarch64::vcpu::init_cpu();
     let mut spmc = Spmc::new(config, Qemu::default());
     spmc.load_partitions();
     let mut regs = Regs::default();
     let next = spmc.boot(&mut regs);
     *SPMC.lock() = Some(spmc);
+    // Run the partitions' initialisation until the core hands the normal
+    // world its first answer (FFA_MSG_WAIT to the SPMD: init done).
+    let next = run_partitions(&mut regs, next);
+    info!(
+        "init done, heap in use {} bytes; waiting for messages",
+        heap::used()
+    );
+    BOOTED.store(true, Ordering::Release);
     serve(regs, next)
 }
 
 /// A secondary core entering after the normal world's PSCI CPU_ON.
 pub fn secondary(core: usize) -> ! {
-    // SAFETY: the primary finished `mmu::enable` before the SPMD could turn
-    // any other core on (it only does so after our first FFA_MSG_WAIT).
-    unsafe { mmu::enable_secondary() };
     arch_aarch64::stage2::configure();
+    arch_aarch64::vcpu::init_cpu();
     log::debug!("core {core} on");
     serve(Regs::with_func(func::MSG_WAIT), Next::NormalWorld)
+}
+
+/// Runs vCPUs until the core has an answer for the normal world.
+fn run_partitions(regs: &mut Regs, mut next: Next) -> Next {
+    while let Next::Run { vcpu, ctx } = next {
+        // SAFETY: as in `serve`.
+        let ctx = unsafe { &mut *ctx };
+        // SAFETY: as in `serve`.
+        unsafe { arch_aarch64::vcpu::run(ctx) };
+        next = match SPMC.lock().as_mut() {
+            Some(spmc) => spmc.handle_exit(vcpu, regs),
+            None => Next::NormalWorld,
+        };
+    }
+    next
 }
 
 /// The message loop. Answers go to the SPMD in the SMC that also waits for
@@ -90,13 +112,6 @@ fn serve(mut regs: Regs, mut next: Next) -> ! {
     loop {
         next = match next {
             Next::NormalWorld => {
-                if !BOOTED.load(Ordering::Relaxed) {
-                    info!(
-                        "init done, heap in use {} bytes; waiting for messages",
-                        heap::used()
-                    );
-                    BOOTED.store(true, Ordering::Release);
-                }
                 arch_aarch64::vcpu::return_to_normal_world();
                 smc(&mut regs);
                 match SPMC.lock().as_mut() {
@@ -112,7 +127,9 @@ fn serve(mut regs: Regs, mut next: Next) -> ! {
                 // `handle_exit` (its `Next::Run` contract); it lives in a Box the
                 // core does not free while the vCPU runs, and its stage-2 roots
                 // were built by the core from the partition's own memory.
-                unsafe { arch_aarch64::vcpu::run(&mut *ctx) };
+                let ctx = unsafe { &mut *ctx };
+                // SAFETY: as above.
+                unsafe { arch_aarch64::vcpu::run(ctx) };
                 match SPMC.lock().as_mut() {
                     Some(spmc) => spmc.handle_exit(vcpu, &mut regs),
                     None => Next::NormalWorld,

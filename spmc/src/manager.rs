@@ -70,6 +70,8 @@ pub struct Spmc<P: Platform> {
     pub(crate) partitions: Vec<Partition>,
     pub(crate) nwd: Vec<NwdEndpoint>,
     boot_order: Vec<u16>,
+    /// Slot of the partition with ID 0x80nn at index nn (u16::MAX: none).
+    slot_index: [u16; 256],
     boot_pos: usize,
     booted: bool,
     next_vmid: u16,
@@ -100,6 +102,7 @@ impl<P: Platform> Spmc<P> {
             partitions: Vec::new(),
             nwd: Vec::new(),
             boot_order: Vec::new(),
+            slot_index: [u16::MAX; 256],
             boot_pos: 0,
             booted: false,
             next_vmid: 1,
@@ -154,6 +157,18 @@ impl<P: Platform> Spmc<P> {
 
     /// The slot of the partition with endpoint ID `id`.
     pub fn slot_of(&self, id: PartitionId) -> Option<u16> {
+        // Fast path: IDs 0x8000-0x80FF through the index (checked, so a stale
+        // entry can only miss, never name the wrong partition).
+        if id & 0xFF00 == 0x8000 {
+            let slot = self.slot_index[(id & 0xFF) as usize];
+            if self
+                .partitions
+                .get(slot as usize)
+                .is_some_and(|p| p.id() == id)
+            {
+                return Some(slot);
+            }
+        }
         self.partitions
             .iter()
             .position(|p| p.id() == id)
@@ -313,6 +328,10 @@ impl<P: Platform> Spmc<P> {
             })
             .collect();
         let version = config.version;
+        let slot = self.partitions.len() as u16;
+        if config.id & 0xFF00 == 0x8000 {
+            self.slot_index[(config.id & 0xFF) as usize] = slot;
+        }
         self.partitions.push(Partition {
             config,
             state: PartitionState::Created,
@@ -323,7 +342,7 @@ impl<P: Platform> Spmc<P> {
             buffers: None,
             console: alloc::string::String::new(),
         });
-        Ok((self.partitions.len() - 1) as u16)
+        Ok(slot)
     }
 
     #[allow(
@@ -464,6 +483,7 @@ impl<P: Platform> Spmc<P> {
         self.partitions[v.slot as usize].vcpus[v.index as usize].state
     }
 
+    #[inline(always)]
     pub(crate) fn vcpu(&mut self, v: VcpuRef) -> &mut Vcpu {
         &mut self.partitions[v.slot as usize].vcpus[v.index as usize]
     }
@@ -499,8 +519,7 @@ impl<P: Platform> Spmc<P> {
         if (f == func::MSG_SEND_DIRECT_REQ_32 || f == func::MSG_SEND_DIRECT_REQ_64)
             && ffa::sender(regs) == ffa::SPMD_ID
         {
-            let r = self.framework_message(regs);
-            return self.finish_nwd(regs, r);
+            return self.framework_message(regs);
         }
         match f {
             func::MSG_SEND_DIRECT_REQ_32
@@ -510,6 +529,13 @@ impl<P: Platform> Spmc<P> {
             _ => {
                 let from = Endpoint::NormalWorld(self.nwd_caller_id(regs));
                 let r = self.common_call(from, regs);
+                if uses_upper_registers(f) && r.is_ok() {
+                    // The answer is in x0-x17 (FFA_PARTITION_INFO_GET_REGS).
+                    if let Ok(answer) = r {
+                        *regs = answer;
+                    }
+                    return Next::NormalWorld;
+                }
                 self.finish_nwd(regs, r)
             }
         }
@@ -538,8 +564,11 @@ impl<P: Platform> Spmc<P> {
     /// says what comes next; `regs` is the register block of the normal-world
     /// call in flight on this core, if any.
     pub fn handle_exit(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
-        let exit = crate::vcpu::classify(&self.vcpu(v).ctx.exit);
-        if self.partitions[v.slot as usize].state == PartitionState::Aborted {
+        let p = &mut self.partitions[v.slot as usize];
+        let aborted = p.state == PartitionState::Aborted;
+        let ctx = &mut p.vcpus[v.index as usize].ctx;
+        let exit = crate::vcpu::classify(&ctx.exit);
+        if aborted {
             // Aborted by another core while this vCPU ran.
             return self.abort(v, regs);
         }
@@ -547,7 +576,15 @@ impl<P: Platform> Spmc<P> {
             Exit::Call { smc } => {
                 if smc {
                     // A trapped SMC returns to the instruction after it.
-                    self.vcpu(v).ctx.pc += 4;
+                    ctx.pc += 4;
+                }
+                // The answer to a direct request is the hot path: test it first.
+                let f = ctx.x[0] as u32;
+                if f == func::MSG_SEND_DIRECT_RESP_64
+                    || f == func::MSG_SEND_DIRECT_RESP_32
+                    || f == func::MSG_SEND_DIRECT_RESP2_64
+                {
+                    return self.direct_response(v, regs);
                 }
                 self.partition_call(v, regs)
             }
@@ -567,9 +604,6 @@ impl<P: Platform> Spmc<P> {
     fn partition_call(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
         let f = self.vcpu(v).ctx.x[0] as u32;
         match f {
-            func::MSG_SEND_DIRECT_RESP_32
-            | func::MSG_SEND_DIRECT_RESP_64
-            | func::MSG_SEND_DIRECT_RESP2_64 => self.direct_response(v, regs),
             func::MSG_SEND_DIRECT_REQ_32
             | func::MSG_SEND_DIRECT_REQ_64
             | func::MSG_SEND_DIRECT_REQ2_64 => self.direct_request_from_sp(v),
@@ -585,6 +619,12 @@ impl<P: Platform> Spmc<P> {
             _ => {
                 let args = Regs::from_slice(&self.vcpu(v).ctx.x[..18]);
                 let r = self.common_call(Endpoint::Partition(v.slot), &args);
+                if uses_upper_registers(f)
+                    && let Ok(answer) = &r
+                {
+                    self.vcpu(v).ctx.x[..18].copy_from_slice(&answer.0);
+                    return self.run(v);
+                }
                 self.finish_sp(v, r)
             }
         }
@@ -626,46 +666,60 @@ impl<P: Platform> Spmc<P> {
     /// FFA_VERSION (§13.2): w0 is the version or NOT_SUPPORTED.
     fn version_call(&mut self, from: Endpoint, requested: u32) -> Regs {
         let mut r = Regs::default();
-        r.0[0] = match ffa::negotiate(requested) {
+        r.0[0] = self.negotiate(from, requested) as u64;
+        r
+    }
+
+    /// Negotiates `from`'s version; returns what FFA_VERSION answers.
+    fn negotiate(&mut self, from: Endpoint, requested: u32) -> u32 {
+        match ffa::negotiate(requested) {
             Ok(v) => {
                 match from {
                     Endpoint::NormalWorld(id) => self.nwd_mut(id).version = Some(v),
                     Endpoint::Partition(s) => self.partitions[s as usize].version = v,
                 }
-                debug!("{from:?} negotiated FF-A v{v}");
-                Version::IMPLEMENTED.bits() as u64
+                Version::IMPLEMENTED.bits()
             }
-            Err(e) => e.as_u32() as u64,
-        };
-        r
+            Err(e) => e.as_u32(),
+        }
     }
 
-    /// Framework messages from the SPMD (TF-A SPMD; FF-A v1.2 §18).
-    fn framework_message(&mut self, regs: &Regs) -> Result<Regs, FfaError> {
+    /// Framework messages from the SPMD (TF-A SPMD; FF-A v1.2 §18), answered
+    /// in place with a 32-bit direct response.
+    fn framework_message(&mut self, regs: &mut Regs) -> Next {
         let w2 = regs.w(2);
-        if w2 & fwk::FLAG == 0 {
-            return Err(FfaError::InvalidParameters);
-        }
-        let mut r = Regs::with_func(func::MSG_SEND_DIRECT_RESP_32);
-        r.0[1] = ffa::endpoints(self.id(), ffa::SPMD_ID);
-        match w2 & fwk::TYPE_MASK {
-            fwk::VERSION_REQ => {
-                r.0[2] = (fwk::FLAG | fwk::VERSION_RESP) as u64;
-                let v = self.version_call(Endpoint::NormalWorld(0), regs.w(3));
-                r.0[3] = v.0[0];
-            }
-            fwk::PSCI_REQ => {
+        let (kind, value) = match (w2 & fwk::FLAG != 0).then_some(w2 & fwk::TYPE_MASK) {
+            Some(fwk::VERSION_REQ) => (
+                fwk::VERSION_RESP,
+                self.negotiate(Endpoint::NormalWorld(0), regs.w(3)),
+            ),
+            Some(fwk::PSCI_REQ) => {
                 debug!("PSCI framework message {:#x}", regs.w(3));
-                r.0[2] = (fwk::FLAG | fwk::PSCI_RESP) as u64;
-                r.0[3] = ffa::psci::SUCCESS as u64;
+                (fwk::PSCI_RESP, ffa::psci::SUCCESS)
             }
             other => {
-                debug!("unknown framework message {other:#x} from the SPMD");
-                return Err(FfaError::InvalidParameters);
+                debug!("unknown framework message {other:x?} from the SPMD");
+                return self.finish_nwd(regs, Err(FfaError::InvalidParameters));
             }
-        }
-        Ok(r)
+        };
+        regs.0[..8].copy_from_slice(&[
+            func::MSG_SEND_DIRECT_RESP_32 as u64,
+            ffa::endpoints(self.id(), ffa::SPMD_ID),
+            (fwk::FLAG | kind) as u64,
+            value as u64,
+            0,
+            0,
+            0,
+            0,
+        ]);
+        Next::NormalWorld
     }
+}
+
+/// True for the ABIs whose success answer uses x8-x17 too (so they must not
+/// be kept from the caller, as they are for every other call).
+fn uses_upper_registers(f: u32) -> bool {
+    f == func::PARTITION_INFO_GET_REGS_64
 }
 
 /// The FF-A boot information blob (DEN0077 v1.2 §5.4.1, Tables 5.8 and 5.9):

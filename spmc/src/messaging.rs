@@ -15,19 +15,15 @@ use crate::platform::Platform;
 use crate::sp_manifest::{Messaging, Uuid};
 use crate::vcpu::{Caller, Preemption, RunReason, VcpuRef, VcpuState};
 
-/// Why a direct request cannot be delivered to a partition.
-struct Target {
-    vcpu: VcpuRef,
-}
-
 impl<P: Platform> Spmc<P> {
-    /// Checks a direct request to the partition with ID `receiver` and picks its vCPU.
+    /// Checks a direct request to the partition with ID `receiver` and picks
+    /// the vCPU to deliver it to.
     fn direct_target(
         &self,
         receiver: u16,
         req2: bool,
         uuid: (u64, u64),
-    ) -> Result<Target, FfaError> {
+    ) -> Result<VcpuRef, FfaError> {
         let slot = self.slot_of(receiver).ok_or(FfaError::InvalidParameters)?;
         let p = &self.partitions[slot as usize];
         match p.state {
@@ -51,66 +47,80 @@ impl<P: Platform> Spmc<P> {
         }
         // One execution context per partition is enough for a UP partition;
         // with several, the request goes to the first that waits.
-        let index = p
+        match p
             .vcpus
             .iter()
-            .position(|v| v.state == VcpuState::Waiting)
-            .ok_or_else(|| {
-                if p.vcpus.iter().all(|v| v.state == VcpuState::Aborted) {
-                    FfaError::Aborted
-                } else {
-                    FfaError::Busy
-                }
-            })?;
-        Ok(Target {
-            vcpu: VcpuRef {
+            .position(|v| matches!(v.state, VcpuState::Waiting))
+        {
+            Some(index) => Ok(VcpuRef {
                 slot,
                 index: index as u16,
-            },
-        })
+            }),
+            None if p
+                .vcpus
+                .iter()
+                .all(|v| matches!(v.state, VcpuState::Aborted)) =>
+            {
+                Err(FfaError::Aborted)
+            }
+            None => Err(FfaError::Busy),
+        }
     }
 
-    /// FFA_MSG_SEND_DIRECT_REQ(2) from the normal world (§15.2, §15.4).
+    /// Checks a direct request from the normal world; returns the target vCPU.
+    fn check_nwd_request(&self, regs: &Regs, req2: bool) -> Result<VcpuRef, FfaError> {
+        let sender = ffa::sender(regs);
+        if is_secure_id(sender) {
+            return Err(FfaError::InvalidParameters);
+        }
+        if req2 {
+            let v = self
+                .normal_world(sender)
+                .map_or(Version::V1_0, |e| e.effective_version());
+            if v < Version::V1_2 {
+                return Err(FfaError::NotSupported);
+            }
+        } else if regs.x(2) != 0 {
+            // w2 MBZ for partition messages (Table 15.3); bit 31 set would be a
+            // framework message, which only the SPMD and the SPMC send.
+            return Err(FfaError::InvalidParameters);
+        }
+        self.direct_target(ffa::receiver(regs), req2, (regs.x(2), regs.x(3)))
+    }
+
+    /// FFA_MSG_SEND_DIRECT_REQ(2) from the normal world (§15.2, §15.4). The
+    /// hot path: the message goes straight from the caller's registers into
+    /// the target vCPU's.
     pub(crate) fn direct_request_from_nwd(&mut self, regs: &mut Regs) -> Next {
         let f = regs.func();
         let req2 = f == func::MSG_SEND_DIRECT_REQ2_64;
-        let sender = ffa::sender(regs);
-        let checked = (|| {
-            if is_secure_id(sender) {
-                return Err(FfaError::InvalidParameters);
-            }
-            if req2 {
-                let v = self
-                    .normal_world(sender)
-                    .map_or(Version::V1_0, |e| e.effective_version());
-                if v < Version::V1_2 {
-                    return Err(FfaError::NotSupported);
-                }
-            } else if regs.x(2) != 0 {
-                // w2 MBZ for partition messages (Table 15.3); bit 31 set would be a
-                // framework message, which only the SPMD and the SPMC send.
-                return Err(FfaError::InvalidParameters);
-            }
-            self.direct_target(ffa::receiver(regs), req2, (regs.x(2), regs.x(3)))
-        })();
-        let t = match checked {
-            Ok(t) => t,
+        let v = match self.check_nwd_request(regs, req2) {
+            Ok(v) => v,
             Err(e) => return self.finish_nwd(regs, Err(e)),
         };
-        let reason = RunReason::Request(Caller::NormalWorld { id: sender, req2 });
-        if let Err(e) = self.set_state(t.vcpu, VcpuState::Running(reason)) {
-            return self.finish_nwd(regs, Err(e));
+        let reason = RunReason::Request(Caller::NormalWorld {
+            id: ffa::sender(regs),
+            req2,
+        });
+        let vcpu = self.vcpu(v);
+        if let Err(e) = vcpu.state.become_(VcpuState::Running(reason)) {
+            log::error!("vCPU {v:?}: illegal transition {:?} -> {:?}", e.from, e.to);
+            return self.finish_nwd(regs, Err(FfaError::Denied));
         }
-        let ctx = &mut self.vcpu(t.vcpu).ctx;
+        let ctx = &mut vcpu.ctx;
         if f == func::MSG_SEND_DIRECT_REQ_32 {
             for i in 0..8 {
                 ctx.x[i] = regs.0[i] & 0xFFFF_FFFF;
             }
+        } else if req2 {
+            ctx.x[..18].copy_from_slice(&regs.0);
         } else {
-            let n = if req2 { 18 } else { 8 };
-            ctx.x[..n].copy_from_slice(&regs.0[..n]);
+            ctx.x[..8].copy_from_slice(&regs.0[..8]);
         }
-        self.run(t.vcpu)
+        Next::Run {
+            vcpu: v,
+            ctx: &mut **ctx,
+        }
     }
 
     /// FFA_MSG_SEND_DIRECT_REQ(2) from a partition to another partition.
@@ -145,7 +155,7 @@ impl<P: Platform> Spmc<P> {
             }
             self.direct_target(receiver, req2, (x2, x3))
         })();
-        let t = match checked {
+        let target = match checked {
             Ok(t) => t,
             Err(e) => return self.finish_sp(v, Err(e)),
         };
@@ -161,7 +171,7 @@ impl<P: Platform> Spmc<P> {
             id: my_id,
             req2,
         };
-        if let Err(e) = self.set_state(t.vcpu, VcpuState::Running(RunReason::Request(caller))) {
+        if let Err(e) = self.set_state(target, VcpuState::Running(RunReason::Request(caller))) {
             let _ = self.set_state(v, VcpuState::Running(reason));
             return self.finish_sp(v, Err(e));
         }
@@ -171,23 +181,27 @@ impl<P: Platform> Spmc<P> {
         if f == func::MSG_SEND_DIRECT_REQ_32 {
             msg[..8].iter_mut().for_each(|r| *r &= 0xFFFF_FFFF);
         }
-        self.vcpu(t.vcpu).ctx.x[..n].copy_from_slice(&msg[..n]);
-        self.run(t.vcpu)
+        self.vcpu(target).ctx.x[..n].copy_from_slice(&msg[..n]);
+        self.run(target)
     }
 
-    /// FFA_MSG_SEND_DIRECT_RESP(2) from a partition (§15.3, §15.5).
+    /// FFA_MSG_SEND_DIRECT_RESP(2) from a partition (§15.3, §15.5). The hot
+    /// path back: the answer goes straight from the vCPU's registers into the
+    /// caller's.
     pub(crate) fn direct_response(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
-        let caller = match self.vcpu(v).state {
+        let p = &mut self.partitions[v.slot as usize];
+        let my_id = p.config.id;
+        let vcpu = &mut p.vcpus[v.index as usize];
+        let caller = match vcpu.state {
             VcpuState::Running(RunReason::Request(c)) => c,
             // Not handling a request: there is nobody to answer (§15.3.2).
             _ => return self.finish_sp(v, Err(FfaError::Denied)),
         };
-        let my_id = self.partitions[v.slot as usize].id();
-        let ctx = &self.vcpu(v).ctx;
+        let ctx = &vcpu.ctx;
         let f = ctx.x[0] as u32;
         let resp2 = f == func::MSG_SEND_DIRECT_RESP2_64;
-        let (sender, receiver) = ((ctx.x[1] >> 16) as u16, ctx.x[1] as u16);
-        if sender != my_id || receiver != caller.id() {
+        let w1 = ctx.x[1];
+        if (w1 >> 16) as u16 != my_id || w1 as u16 != caller.id() {
             return self.finish_sp(v, Err(FfaError::InvalidParameters));
         }
         if resp2 != caller.req2() {
@@ -197,21 +211,31 @@ impl<P: Platform> Spmc<P> {
         if !resp2 && ctx.x[2] != 0 {
             return self.finish_sp(v, Err(FfaError::InvalidParameters));
         }
-        let n = if resp2 { 18 } else { 8 };
-        let mut msg = [0u64; 18];
-        msg[..n].copy_from_slice(&ctx.x[..n]);
-        if f == func::MSG_SEND_DIRECT_RESP_32 {
-            msg[..8].iter_mut().for_each(|r| *r &= 0xFFFF_FFFF);
-        }
-        if let Err(e) = self.set_state(v, VcpuState::Waiting) {
-            return self.finish_sp(v, Err(e));
-        }
+        // Running(Request) -> Waiting is always legal; `become_` checks it anyway.
+        let _ = vcpu.state.become_(VcpuState::Waiting);
+        let ctx = &vcpu.ctx;
         match caller {
             Caller::NormalWorld { .. } => {
-                regs.0[..n].copy_from_slice(&msg[..n]);
+                if f == func::MSG_SEND_DIRECT_RESP_32 {
+                    for i in 0..8 {
+                        regs.0[i] = ctx.x[i] & 0xFFFF_FFFF;
+                    }
+                } else if resp2 {
+                    regs.0.copy_from_slice(&ctx.x[..18]);
+                } else {
+                    regs.0[..8].copy_from_slice(&ctx.x[..8]);
+                }
                 Next::NormalWorld
             }
-            Caller::Vcpu { vcpu: w, .. } => self.unblock(w, &msg[..n]),
+            Caller::Vcpu { vcpu: w, .. } => {
+                let n = if resp2 { 18 } else { 8 };
+                let mut msg = [0u64; 18];
+                msg[..n].copy_from_slice(&ctx.x[..n]);
+                if f == func::MSG_SEND_DIRECT_RESP_32 {
+                    msg[..8].iter_mut().for_each(|r| *r &= 0xFFFF_FFFF);
+                }
+                self.unblock(w, &msg[..n])
+            }
         }
     }
 

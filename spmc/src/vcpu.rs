@@ -48,21 +48,11 @@ pub const SPSR_EL1H_MASKED: u64 = 0x3c5;
 
 /// FP/SIMD registers (saved and restored lazily by the arch layer).
 #[repr(C, align(16))]
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
 pub struct FpRegs {
     pub q: [u128; 32],
     pub fpsr: u64,
     pub fpcr: u64,
-}
-
-impl Default for FpRegs {
-    fn default() -> Self {
-        Self {
-            q: [0; 32],
-            fpsr: 0,
-            fpcr: 0,
-        }
-    }
 }
 
 impl fmt::Debug for FpRegs {
@@ -222,6 +212,7 @@ pub struct IllegalTransition {
 
 impl VcpuState {
     /// Checks that `self -> to` is a legal transition.
+    #[inline(always)]
     pub fn can_become(self, to: VcpuState) -> bool {
         use VcpuState::*;
         match (self, to) {
@@ -238,6 +229,7 @@ impl VcpuState {
     }
 
     /// Moves to `to` if legal.
+    #[inline(always)]
     pub fn become_(&mut self, to: VcpuState) -> Result<(), IllegalTransition> {
         if self.can_become(to) {
             *self = to;
@@ -299,7 +291,12 @@ pub mod ec {
 }
 
 /// Classifies an exit from what the arch layer recorded.
+#[inline(always)]
 pub fn classify(exit: &ExitInfo) -> Exit {
+    // The common case first: an FF-A call through a trapped SMC.
+    if exit.vector == 0 && exit.esr >> 26 == ec::SMC64 {
+        return Exit::Call { smc: true };
+    }
     match exit.vector {
         1 | 2 => return Exit::Interrupt,
         3 => return Exit::Fault(Fault::SError),

@@ -605,7 +605,7 @@ fn rxtx_map_checks_normal_world_memory() {
             FfaError::InvalidParameters,
         ),
         (
-            &[func::RXTX_MAP_64 as u64, NWD_TX, u64::MAX & !0xfff, 1],
+            &[func::RXTX_MAP_64 as u64, NWD_TX, !0xfffu64, 1],
             FfaError::InvalidParameters,
         ),
     ];
@@ -740,6 +740,16 @@ fn partition_info_regs_pages_through_descriptors() {
     assert_eq!(r.0[2] >> 48, 24);
     assert_eq!(r.0[3] & 0xFFFF, SP1 as u64);
     assert_eq!((r.0[3] >> 32) as u32, 0x607 | 1 << 8);
+    assert_eq!(
+        r.0[15] & 0xFFFF,
+        0x8004,
+        "the fifth descriptor comes back in x15"
+    );
+    assert_eq!(
+        r.0[17] >> 32,
+        0x948d_7c6b,
+        "and its UUID's last word in x17"
+    );
     let r = nwd_now(&mut s, &[f, 0, 0, 5]);
     assert_eq!((r.0[2] >> 16) & 0xFFFF, 6);
     assert_eq!(r.0[9], 0);

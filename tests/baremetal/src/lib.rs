@@ -1,13 +1,14 @@
 //! A tiny runtime for the test images: the entry code, a PL011 console, the
 //! SMC and HVC conduits and PSCI power-off.
 //!
-//! The images run with their MMU off, so every access is a Device access:
-//! they are built with `strict-align` and use no atomics.
+//! The entry code turns the MMU on (at EL1 or EL2, whichever the image is
+//! entered at) with an identity map of 1 GiB blocks that the image provides as
+//! `#[unsafe(no_mangle)] static BAREMETAL_L1: BootTable` (see [`BootTable`]),
+//! before any Rust code runs, so no access is ever a Device access by accident.
 //!
 //! An image provides `extern "C" fn baremetal_main(x0: u64, x1: u64, x2: u64, x3: u64) -> !`
 //! and links with `image.ld` plus a `memory.ld` that defines the `image` region
 //! (or with a linker script of its own that defines the same symbols).
-//! The entry code touches only x9 and x10 before it calls `baremetal_main`, so
 //! x0-x7 arrive as the image was entered with: an image that needs x4 (a
 //! partition's vCPU index) declares a fifth argument.
 
@@ -16,11 +17,74 @@
 use core::arch::global_asm;
 use core::fmt::{self, Write};
 
+/// A level-1 identity map of 1 GiB blocks (39-bit VA space): entry `i` maps
+/// `[i GiB, i+1 GiB)`. Built at compile time with [`BootTable::block`].
+#[repr(C, align(4096))]
+#[derive(Debug)]
+pub struct BootTable(pub [u64; 512]);
+
+/// What a 1 GiB block of the boot map holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Block {
+    /// Nothing: accesses fault.
+    None,
+    /// Device-nGnRE, never executable.
+    Device,
+    /// Normal write-back memory, read-write-execute.
+    Memory,
+    /// Normal write-back memory in the non-secure physical space (the NS bit:
+    /// how a secure partition reaches memory the normal world shares).
+    NonSecureMemory,
+}
+
+impl BootTable {
+    /// The descriptor of block `index` (a 1 GiB block) for `kind`. At EL2 the
+    /// AP[1] bit is RES1; at EL1 it would give EL0 access, so it stays clear.
+    pub const fn block(index: u64, kind: Block, el2: bool) -> u64 {
+        let base = index << 30;
+        let ap1 = if el2 { 1 << 6 } else { 0 };
+        // Valid block, AF; attribute 0 = Device-nGnRE, 1 = Normal WB; inner shareable.
+        match kind {
+            Block::None => 0,
+            Block::Device => base | 0x1 | ap1 | (1 << 10) | (1 << 54) | (1 << 53),
+            Block::Memory => base | 0x1 | (1 << 2) | ap1 | (3 << 8) | (1 << 10),
+            Block::NonSecureMemory => base | 0x1 | (1 << 2) | (1 << 5) | ap1 | (3 << 8) | (1 << 10),
+        }
+    }
+
+    /// A table from the kinds of its first blocks; the rest are unmapped.
+    pub const fn new(blocks: &[Block], el2: bool) -> Self {
+        let mut t = [0u64; 512];
+        let mut i = 0;
+        while i < blocks.len() {
+            t[i] = Self::block(i as u64, blocks[i], el2);
+            i += 1;
+        }
+        Self(t)
+    }
+}
+
+// MAIR: attribute 0 Device-nGnRE, 1 Normal write-back. TCR: T0SZ=25 (39-bit
+// VA, level 1 root), write-back walks, inner shareable, 4 KiB granule, 40-bit
+// PA; at EL1 EPD1 (no TTBR1 walks), at EL2 the RES1 bits 23 and 31.
+const MAIR: u64 = 0xff04;
+const TCR_EL1: u64 = 25 | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 23) | (2 << 32);
+const TCR_EL2: u64 = 25 | (1 << 8) | (1 << 10) | (3 << 12) | (2 << 16) | (1 << 23) | (1 << 31);
+// SCTLR: M, C, I, SA and the RES1 bits (EL1: 29, 28, 23, 22, 20, 11; EL2
+// non-VHE: 29, 28, 23, 22, 18, 16, 11, 5, 4).
+const SCTLR_EL1: u64 = 0x30d0_0800 | 1 | (1 << 2) | (1 << 3) | (1 << 12);
+const SCTLR_EL2: u64 = 0x30c5_0830 | 1 | (1 << 2) | (1 << 3) | (1 << 12);
+
 global_asm!(
     r#"
 .section .text.entry, "ax"
 .global _start
 _start:
+    mov x19, x0
+    mov x20, x1
+    mov x21, x2
+    mov x22, x3
+    mov x23, x4
     adrp x9, __stack_top
     add x9, x9, :lo12:__stack_top
     mov sp, x9
@@ -32,10 +96,49 @@ _start:
     b.hs 2f
     stp xzr, xzr, [x9], #16
     b 1b
-2:  bl baremetal_main
+2:  adrp x9, BAREMETAL_L1
+    add x9, x9, :lo12:BAREMETAL_L1
+    ldr x10, ={mair}
+    mrs x11, CurrentEL
+    cmp x11, #(2 << 2)
+    b.eq 4f
+    msr mair_el1, x10
+    ldr x10, ={tcr_el1}
+    msr tcr_el1, x10
+    msr ttbr0_el1, x9
+    isb
+    tlbi vmalle1
+    dsb nsh
+    isb
+    ldr x10, ={sctlr_el1}
+    msr sctlr_el1, x10
+    isb
+    b 5f
+4:  msr mair_el2, x10
+    ldr x10, ={tcr_el2}
+    msr tcr_el2, x10
+    msr ttbr0_el2, x9
+    isb
+    tlbi alle2
+    dsb nsh
+    isb
+    ldr x10, ={sctlr_el2}
+    msr sctlr_el2, x10
+    isb
+5:  mov x0, x19
+    mov x1, x20
+    mov x2, x21
+    mov x3, x22
+    mov x4, x23
+    bl baremetal_main
 3:  wfe
     b 3b
-"#
+"#,
+    mair = const MAIR,
+    tcr_el1 = const TCR_EL1,
+    tcr_el2 = const TCR_EL2,
+    sctlr_el1 = const SCTLR_EL1,
+    sctlr_el2 = const SCTLR_EL2,
 );
 
 /// A PL011 transmitter at a fixed address.
