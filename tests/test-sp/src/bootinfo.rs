@@ -30,7 +30,7 @@ pub fn has_manifest(blob: u64) -> bool {
 }
 
 /// Reads a little-endian u32 byte by byte (the blob's alignment is not ours
-/// to trust, and with the MMU off an unaligned access faults).
+/// to trust).
 fn read_u32_le(addr: u64) -> u32 {
     let mut v = 0;
     for i in 0..4 {

@@ -164,7 +164,7 @@ pub enum Mailbox {
 }
 
 impl Mailbox {
-    /// The IPA of the page (the image runs with its MMU off: VA = IPA).
+    /// The IPA of the page (the boot map is an identity map: VA = IPA).
     pub fn ipa(self) -> u64 {
         self.base() as u64
     }

@@ -2,9 +2,9 @@
 //! manifest (tf-a-integration/qemu/partitions/*.dts) and that runs the
 //! commands of `test_protocol` for the normal-world harness.
 //!
-//! It starts at its first byte (IPA 0x1000_0000) with the MMU off, so every
-//! access is a Device access (the image is built with `strict-align`). The
-//! baremetal entry code sets the stack, zeroes .bss and calls
+//! It starts at its first byte (IPA 0x1000_0000) with the MMU off. The
+//! baremetal entry code sets the stack, zeroes .bss, turns the stage-1 MMU on
+//! with the identity map `BAREMETAL_L1` below (VA = IPA) and calls
 //! [`baremetal_main`] with x0-x4 as they were at entry: x0 = boot information
 //! (or 0), x4 = the vCPU index.
 //!
@@ -12,7 +12,8 @@
 //! "test-sp <id> ready" on the FF-A console, FP/SIMD on at EL1, then the
 //! message loop from FFA_MSG_WAIT. A failed boot call is logged and boot goes
 //! on. The loop answers direct requests (REQ_32, REQ_64, REQ2) with a direct
-//! response of the same width; FFA_RUN takes one pending indirect message
+//! response of the same width (a REQ_64 ECHO straight from the loop, for the
+//! benchmarks); FFA_RUN takes one pending indirect message
 //! from RX; anything else goes back to FFA_MSG_WAIT. There are no exception
 //! vectors: any exception (a fault, UNDEF) ends at the SPMC, which aborts the
 //! partition. A panic logs its message and ends the same way (`udf`), so a
@@ -38,8 +39,9 @@
 //!   the partition clears the header before each FFA_RX_RELEASE so that a
 //!   stale page never counts twice. LAST_MSG's result1 holds the first
 //!   min(size, 8) payload bytes, little-endian.
-//! - The TPM exception applies to REQ_32, REQ_64 and REQ2 alike: x4 =
-//!   TPM_OK, x5 = TPM_INTERFACE_VERSION (for REQ/RESP x3 = 0 as well).
+//! - The TPM exception applies to REQ_32, REQ_64 (x3 = 0) and REQ2 (x4
+//!   alone: x2/x3 carry the UUID there) alike: the answer has x4 = TPM_OK,
+//!   x5 = TPM_INTERFACE_VERSION (and x3 = 0 for RESP).
 //! - Results of a 32-bit request are truncated to w-values.
 //! - The image uses only the lower 64 KiB of its `ram` region (sp.ld); the
 //!   boot information blob must not be placed there, as .bss is zeroed at
