@@ -6,7 +6,7 @@
 use buddy_system_allocator::LockedHeap;
 
 /// Heap size in bytes.
-pub const HEAP_SIZE: usize = 1024 * 1024;
+pub const HEAP_SIZE: usize = 1536 * 1024;
 
 #[repr(C, align(4096))]
 struct HeapArea([u8; HEAP_SIZE]);
@@ -22,6 +22,12 @@ pub fn init() {
     // SAFETY: HEAP_AREA is used by nothing else; this runs once before any
     // allocation, on one core, so handing the range to the allocator is sound.
     unsafe { HEAP.lock().init(start, HEAP_SIZE) };
+}
+
+/// Bytes not allocated (an upper bound on what one allocation can get).
+pub fn free() -> usize {
+    let h = HEAP.lock();
+    h.stats_total_bytes() - h.stats_alloc_actual()
 }
 
 /// Bytes currently allocated, for diagnostics.

@@ -17,6 +17,7 @@
 //!   entry code with a valid stack, the vectors installed and `.bss` zeroed.
 
 #![no_std]
+#![cfg_attr(spmc_hot, feature(optimize_attribute))]
 
 extern crate alloc;
 

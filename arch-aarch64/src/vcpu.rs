@@ -371,6 +371,8 @@ pub fn init_cpu() {
 ///
 /// `init_cpu` must have run on this core, and the caller must not hold
 /// another reference from an earlier call (the functions below never nest).
+#[inline(always)]
+#[cfg_attr(spmc_hot, optimize(speed))]
 unsafe fn this_cpu() -> &'static mut CpuState {
     let p: *mut CpuState;
     // SAFETY: reading TPIDR_EL2 has no side effect.
@@ -397,6 +399,8 @@ const EC_FP: u64 = 0x07;
 /// CPTR_EL2.TFP.
 const CPTR_TFP: u64 = 1 << 10;
 
+#[inline(always)]
+#[cfg_attr(spmc_hot, optimize(speed))]
 fn set_fp_trap(st: &mut CpuState, trap: bool) {
     if st.fp_trapped == trap {
         return;
@@ -436,6 +440,8 @@ unsafe fn park_fp(st: &mut CpuState) {
 /// `ctx` must be a vCPU context that no one else reads or writes until this
 /// returns (the core layer's `Next::Run` contract), with stage-2 roots that
 /// map only memory that partition may use.
+#[inline(always)]
+#[cfg_attr(spmc_hot, optimize(speed))]
 pub unsafe fn run(ctx: &mut Context) {
     let ptr: *mut Context = ctx;
     // SAFETY: `run` and `return_to_normal_world` never nest.
@@ -480,6 +486,8 @@ pub unsafe fn run(ctx: &mut Context) {
 
 /// Puts the normal world's EL1 and FP/SIMD state back into the hardware
 /// (saving the last vCPU's), before the core returns to the normal world.
+#[inline(always)]
+#[cfg_attr(spmc_hot, optimize(speed))]
 pub fn return_to_normal_world() {
     // SAFETY: `run` and `return_to_normal_world` never nest.
     let st = unsafe { this_cpu() };

@@ -111,6 +111,10 @@ impl Platform for Qemu {
         }
     }
 
+    fn heap_available(&self, bytes: usize) -> bool {
+        arch_aarch64::heap::free() >= bytes
+    }
+
     fn invalidate_stage2(&mut self, vmid: u16, space: IpaSpace, ipa: Ipa, len: u64) {
         arch_aarch64::stage2::invalidate(vmid, space, ipa.0, len);
     }

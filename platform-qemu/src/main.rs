@@ -7,6 +7,7 @@
 
 #![no_std]
 #![no_main]
+#![cfg_attr(spmc_hot, feature(optimize_attribute))]
 
 extern crate alloc;
 

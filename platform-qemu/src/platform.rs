@@ -94,25 +94,44 @@ pub fn secondary(core: usize) -> ! {
 /// Runs vCPUs until the core has an answer for the normal world.
 fn run_partitions(regs: &mut Regs, mut next: Next) -> Next {
     while let Next::Run { vcpu, ctx } = next {
-        // SAFETY: as in `serve`.
-        let ctx = unsafe { &mut *ctx };
-        // SAFETY: as in `serve`.
-        unsafe { arch_aarch64::vcpu::run(ctx) };
-        next = match SPMC.lock().as_mut() {
-            Some(spmc) => spmc.handle_exit(vcpu, regs),
-            None => Next::NormalWorld,
-        };
+        next = run_vcpu(vcpu, ctx, regs);
+    }
+    next
+}
+
+/// Runs one vCPU until it exits and hands the exit to the core.
+///
+/// When the core answers the normal world next, the normal world's EL1 and
+/// FP/SIMD state goes back into the hardware while the core's lock is still
+/// held: from then on no core holds a partition's state, so the core may free
+/// any partition (a destroyed instance) without a core saving into freed memory.
+#[cfg_attr(spmc_hot, optimize(speed))]
+fn run_vcpu(vcpu: spmc::vcpu::VcpuRef, ctx: *mut spmc::vcpu::Context, regs: &mut Regs) -> Next {
+    // SAFETY: the core hands the context to this core alone until
+    // `handle_exit` (its `Next::Run` contract); it lives in a Box the core does
+    // not free while the vCPU runs, and its stage-2 roots were built by the
+    // core from the partition's own memory.
+    let ctx = unsafe { &mut *ctx };
+    // SAFETY: as above.
+    unsafe { arch_aarch64::vcpu::run(ctx) };
+    let mut guard = SPMC.lock();
+    let next = match guard.as_mut() {
+        Some(spmc) => spmc.handle_exit(vcpu, regs),
+        None => Next::NormalWorld,
+    };
+    if let Next::NormalWorld = next {
+        arch_aarch64::vcpu::return_to_normal_world();
     }
     next
 }
 
 /// The message loop. Answers go to the SPMD in the SMC that also waits for
 /// the next call; partitions run until they exit back to the core.
+#[cfg_attr(spmc_hot, optimize(speed))]
 fn serve(mut regs: Regs, mut next: Next) -> ! {
     loop {
         next = match next {
             Next::NormalWorld => {
-                arch_aarch64::vcpu::return_to_normal_world();
                 smc(&mut regs);
                 match SPMC.lock().as_mut() {
                     Some(spmc) => spmc.handle_spmd(&mut regs),
@@ -122,19 +141,7 @@ fn serve(mut regs: Regs, mut next: Next) -> ! {
                     }
                 }
             }
-            Next::Run { vcpu, ctx } => {
-                // SAFETY: the core hands the context to this core alone until
-                // `handle_exit` (its `Next::Run` contract); it lives in a Box the
-                // core does not free while the vCPU runs, and its stage-2 roots
-                // were built by the core from the partition's own memory.
-                let ctx = unsafe { &mut *ctx };
-                // SAFETY: as above.
-                unsafe { arch_aarch64::vcpu::run(ctx) };
-                match SPMC.lock().as_mut() {
-                    Some(spmc) => spmc.handle_exit(vcpu, &mut regs),
-                    None => Next::NormalWorld,
-                }
-            }
+            Next::Run { vcpu, ctx } => run_vcpu(vcpu, ctx, &mut regs),
         };
     }
 }

@@ -161,10 +161,21 @@ impl<P: Platform> Spmc<P> {
     }
 
     /// The (partition slot, UUID) pairs a discovery for `uuid` returns to `from`.
-    pub(crate) fn discoverable(&self, _from: Endpoint, uuid: Uuid) -> Vec<(u16, Uuid)> {
+    pub(crate) fn discoverable(&self, from: Endpoint, uuid: Uuid) -> Vec<(u16, Uuid)> {
         let mut out = Vec::new();
         for (slot, p) in self.partitions.iter().enumerate() {
-            if p.state == PartitionState::Aborted {
+            if matches!(p.state, PartitionState::Aborted | PartitionState::Free) {
+                continue;
+            }
+            // Discovery shows each VM what it may reach, nothing more.
+            let visible = match from {
+                Endpoint::NormalWorld(vm) => self.config().policy.may_reach(vm, p.id(), p.kind),
+                Endpoint::Partition(me) => match p.kind {
+                    crate::policy::Kind::Static => true,
+                    kind => self.partitions[me as usize].kind == kind,
+                },
+            };
+            if !visible {
                 continue;
             }
             for u in &p.config.uuids {
@@ -332,6 +343,12 @@ impl<P: Platform> Spmc<P> {
         {
             return Err(FfaError::InvalidParameters);
         }
+        let receiver = match from {
+            Endpoint::NormalWorld(vm) if is_secure_id(receiver) => {
+                self.route_for_vm(vm, receiver)?
+            }
+            _ => receiver,
+        };
         let to = if is_secure_id(receiver) {
             let slot = self.slot_of(receiver).ok_or(FfaError::InvalidParameters)?;
             let p = &self.partitions[slot as usize];

@@ -18,6 +18,7 @@
 
 #![no_std]
 #![forbid(unsafe_code)]
+#![cfg_attr(spmc_hot, feature(optimize_attribute))]
 
 extern crate alloc;
 
@@ -30,10 +31,12 @@ pub mod manifest;
 pub mod messaging;
 pub mod partition;
 pub mod platform;
+pub mod policy;
 pub mod pool;
 pub mod sp_manifest;
 pub mod stage2;
 pub mod vcpu;
+pub mod vtee;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

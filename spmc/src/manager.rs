@@ -56,8 +56,22 @@ pub enum Endpoint {
     Partition(u16),
 }
 
+/// What a partition package turned out to be.
+enum Loaded {
+    /// A partition, in this slot.
+    Partition(u16),
+    /// A template, at this index.
+    Template(usize),
+}
+
+/// IDs 0x8000 up to 0x8000 + SLOT_INDEX are found through an index.
+const SLOT_INDEX: usize = 1024;
+
 /// Most bytes a partition manifest may have.
 const MAX_MANIFEST: u32 = 64 * 1024;
+/// Heap a partition's bookkeeping may take (stage-2 tables, contexts): a new
+/// partition is refused, not half built, when the heap has less.
+const HEAP_PER_PARTITION: usize = 32 * 1024;
 /// Size of the boot information header and its one descriptor (§5.4.1).
 const BOOT_INFO_HEADER: u64 = 64;
 
@@ -69,9 +83,13 @@ pub struct Spmc<P: Platform> {
     pub(crate) pool: Option<Pool>,
     pub(crate) partitions: Vec<Partition>,
     pub(crate) nwd: Vec<NwdEndpoint>,
+    /// Templates instances are made from (`policy.templates`, once loaded).
+    pub(crate) templates: Vec<crate::vtee::Template>,
+    /// VMIDs of destroyed instances, free for reuse.
+    pub(crate) free_vmids: Vec<u16>,
     boot_order: Vec<u16>,
-    /// Slot of the partition with ID 0x80nn at index nn (u16::MAX: none).
-    slot_index: [u16; 256],
+    /// Slot of the partition with ID 0x8000 + n at index n (u16::MAX: none).
+    pub(crate) slot_index: [u16; SLOT_INDEX],
     boot_pos: usize,
     booted: bool,
     next_vmid: u16,
@@ -101,8 +119,10 @@ impl<P: Platform> Spmc<P> {
             pool,
             partitions: Vec::new(),
             nwd: Vec::new(),
+            templates: Vec::new(),
+            free_vmids: Vec::new(),
             boot_order: Vec::new(),
-            slot_index: [u16::MAX; 256],
+            slot_index: [u16::MAX; SLOT_INDEX],
             boot_pos: 0,
             booted: false,
             next_vmid: 1,
@@ -156,6 +176,8 @@ impl<P: Platform> Spmc<P> {
     }
 
     /// The slot of the partition with endpoint ID `id`.
+    #[inline(always)]
+    #[cfg_attr(spmc_hot, optimize(speed))]
     pub fn slot_of(&self, id: PartitionId) -> Option<u16> {
         // Fast path: IDs 0x8000-0x80FF through the index (checked, so a stale
         // entry can only miss, never name the wrong partition).
@@ -203,7 +225,18 @@ impl<P: Platform> Spmc<P> {
         let entries = self.config.partitions.clone();
         for entry in &entries {
             match self.load_package(Pa(entry.package), &entry.name) {
-                Ok(slot) => {
+                Ok(Loaded::Template(t)) => {
+                    let t = &self.templates[t];
+                    info!(
+                        "template {:#06x} `{}` kept: instances {:#06x}.., up to {}, {} pages each",
+                        t.config.partition,
+                        t.partition.name,
+                        t.config.first_id,
+                        t.config.count,
+                        t.config.pages
+                    );
+                }
+                Ok(Loaded::Partition(slot)) => {
                     let p = &self.partitions[slot as usize];
                     info!(
                         "partition {:#06x} `{}` loaded: {} UUID(s), {} vCPU(s), {} KiB",
@@ -218,16 +251,20 @@ impl<P: Platform> Spmc<P> {
             }
         }
         let mut order: Vec<u16> = (0..self.partitions.len() as u16).collect();
-        order.sort_by_key(|&s| {
-            self.partitions[s as usize]
-                .config
-                .boot_order
-                .unwrap_or(u32::MAX)
+        // Ties (and partitions without boot-order) keep manifest order.
+        order.sort_unstable_by_key(|&s| {
+            (
+                self.partitions[s as usize]
+                    .config
+                    .boot_order
+                    .unwrap_or(u32::MAX),
+                s,
+            )
         });
         self.boot_order = order;
     }
 
-    fn load_package(&mut self, package: Pa, name: &str) -> Result<u16, SpError> {
+    fn load_package(&mut self, package: Pa, name: &str) -> Result<Loaded, SpError> {
         let mut hdr = [0u8; PACKAGE_HEADER_SIZE];
         self.platform
             .read(package, &mut hdr)
@@ -242,7 +279,20 @@ impl<P: Platform> Spmc<P> {
             .map_err(|_| SpError::BadPackageLayout)?;
         let config = sp_manifest::parse_manifest(&manifest, name)?;
         let image = Pa(package.0 + header.img_offset as u64);
-        self.create_partition(config, image, header.img_size as u64, &manifest)
+        if let Some(t) = self.config.policy.template_of(config.id) {
+            return self
+                .add_template(t, config, image, header.img_size as u64, manifest)
+                .map(Loaded::Template);
+        }
+        self.create_partition(
+            config,
+            image,
+            header.img_size as u64,
+            &manifest,
+            crate::policy::Kind::Static,
+            None,
+        )
+        .map(Loaded::Partition)
     }
 
     /// Creates a partition from a validated manifest and an image at `image`
@@ -254,9 +304,20 @@ impl<P: Platform> Spmc<P> {
         image: Pa,
         image_len: u64,
         manifest: &[u8],
+        kind: crate::policy::Kind,
+        template: Option<u16>,
     ) -> Result<u16, SpError> {
-        if self.slot_of(config.id).is_some() || config.id == self.id() {
+        if self.slot_of(config.id).is_some()
+            || config.id == self.id()
+            || self
+                .templates
+                .iter()
+                .any(|t| t.config.partition == config.id)
+        {
             return Err(SpError::DuplicateId(config.id));
+        }
+        if !self.platform.heap_available(HEAP_PER_PARTITION) {
+            return Err(SpError::OutOfMemory);
         }
         let image_bytes = round_up_pages(image_len)
             .filter(|l| *l > 0)
@@ -291,7 +352,11 @@ impl<P: Platform> Spmc<P> {
             }
         }
 
-        let vmid = self.next_vmid;
+        let vmid = match self.free_vmids.pop() {
+            Some(v) => v,
+            None if self.next_vmid < 0xFF => self.next_vmid,
+            None => return Err(SpError::OutOfMemory),
+        };
         let mut memory: Vec<(Ipa, Allocation)> = Vec::new();
         let mut stage2 = Stage2::new(vmid);
         let result = self.populate(
@@ -309,9 +374,14 @@ impl<P: Platform> Spmc<P> {
                     pool.free(a, &mut self.platform);
                 }
             }
+            if vmid != self.next_vmid {
+                self.free_vmids.push(vmid);
+            }
             return Err(e);
         }
-        self.next_vmid = self.next_vmid.wrapping_add(1).max(1);
+        if vmid == self.next_vmid {
+            self.next_vmid += 1;
+        }
 
         let entry = config.load_ipa.0 + config.entry_offset;
         let vcpus = (0..config.vcpu_count)
@@ -328,11 +398,18 @@ impl<P: Platform> Spmc<P> {
             })
             .collect();
         let version = config.version;
-        let slot = self.partitions.len() as u16;
-        if config.id & 0xFF00 == 0x8000 {
-            self.slot_index[(config.id & 0xFF) as usize] = slot;
+        let free = self
+            .partitions
+            .iter()
+            .position(|p| p.state == PartitionState::Free);
+        let slot = free.unwrap_or(self.partitions.len()) as u16;
+        if let Some(i) = (config.id as usize)
+            .checked_sub(0x8000)
+            .filter(|i| *i < SLOT_INDEX)
+        {
+            self.slot_index[i] = slot;
         }
-        self.partitions.push(Partition {
+        let partition = Partition {
             config,
             state: PartitionState::Created,
             vcpus,
@@ -341,7 +418,13 @@ impl<P: Platform> Spmc<P> {
             version,
             buffers: None,
             console: alloc::string::String::new(),
-        });
+            kind,
+            template,
+        };
+        match free {
+            Some(i) => self.partitions[i] = partition,
+            None => self.partitions.push(partition),
+        }
         Ok(slot)
     }
 
@@ -484,6 +567,7 @@ impl<P: Platform> Spmc<P> {
     }
 
     #[inline(always)]
+    #[cfg_attr(spmc_hot, optimize(speed))]
     pub(crate) fn vcpu(&mut self, v: VcpuRef) -> &mut Vcpu {
         &mut self.partitions[v.slot as usize].vcpus[v.index as usize]
     }
@@ -496,6 +580,8 @@ impl<P: Platform> Spmc<P> {
     }
 
     /// Hands the vCPU to the platform to run.
+    #[inline(always)]
+    #[cfg_attr(spmc_hot, optimize(speed))]
     pub(crate) fn run(&mut self, v: VcpuRef) -> Next {
         let ctx: *mut Context = &mut *self.vcpu(v).ctx;
         Next::Run { vcpu: v, ctx }
@@ -514,12 +600,17 @@ impl<P: Platform> Spmc<P> {
     /// Handles one call that arrived from the SPMD and says what comes next.
     /// An answer for the normal world is written into `regs` (x0-x7; x8-x17
     /// are kept unless the answer uses them, as SMCCC v1.2 asks).
+    #[inline(always)]
+    #[cfg_attr(spmc_hot, optimize(speed))]
     pub fn handle_spmd(&mut self, regs: &mut Regs) -> Next {
         let f = regs.func();
         if (f == func::MSG_SEND_DIRECT_REQ_32 || f == func::MSG_SEND_DIRECT_REQ_64)
-            && ffa::sender(regs) == ffa::SPMD_ID
+            && regs.w(2) & fwk::FLAG != 0
         {
-            return self.framework_message(regs);
+            if ffa::sender(regs) == ffa::SPMD_ID {
+                return self.framework_message(regs);
+            }
+            return self.vm_availability(regs);
         }
         match f {
             func::MSG_SEND_DIRECT_REQ_32
@@ -548,6 +639,8 @@ impl<P: Platform> Spmc<P> {
     }
 
     /// Writes a handler's result for the normal world into `regs`.
+    #[inline(always)]
+    #[cfg_attr(spmc_hot, optimize(speed))]
     pub(crate) fn finish_nwd(&mut self, regs: &mut Regs, r: Result<Regs, FfaError>) -> Next {
         let answer = r.unwrap_or_else(Regs::error);
         regs.0[..8].copy_from_slice(&answer.0[..8]);
@@ -555,6 +648,8 @@ impl<P: Platform> Spmc<P> {
     }
 
     /// Writes a handler's result into a partition and resumes it.
+    #[inline(always)]
+    #[cfg_attr(spmc_hot, optimize(speed))]
     pub(crate) fn finish_sp(&mut self, v: VcpuRef, r: Result<Regs, FfaError>) -> Next {
         let answer = r.unwrap_or_else(Regs::error);
         self.resume_with(v, &answer)
@@ -563,6 +658,8 @@ impl<P: Platform> Spmc<P> {
     /// Handles a vCPU's exit (its context holds the exit information) and
     /// says what comes next; `regs` is the register block of the normal-world
     /// call in flight on this core, if any.
+    #[inline(always)]
+    #[cfg_attr(spmc_hot, optimize(speed))]
     pub fn handle_exit(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
         let p = &mut self.partitions[v.slot as usize];
         let aborted = p.state == PartitionState::Aborted;
@@ -610,7 +707,10 @@ impl<P: Platform> Spmc<P> {
             func::MSG_WAIT => self.msg_wait(v, regs),
             func::YIELD => self.yield_(v, regs),
             func::ERROR_32 | func::ERROR_64
-                if self.vcpu(v).state == VcpuState::Running(RunReason::Boot) =>
+                if matches!(
+                    self.vcpu(v).state,
+                    VcpuState::Running(RunReason::Boot | RunReason::Create { .. })
+                ) =>
             {
                 let id = self.partitions[v.slot as usize].id();
                 warn!("partition {id:#06x} reported an initialisation error; aborted");
@@ -671,6 +771,8 @@ impl<P: Platform> Spmc<P> {
     }
 
     /// Negotiates `from`'s version; returns what FFA_VERSION answers.
+    #[inline(always)]
+    #[cfg_attr(spmc_hot, optimize(speed))]
     fn negotiate(&mut self, from: Endpoint, requested: u32) -> u32 {
         match ffa::negotiate(requested) {
             Ok(v) => {
@@ -686,6 +788,8 @@ impl<P: Platform> Spmc<P> {
 
     /// Framework messages from the SPMD (TF-A SPMD; FF-A v1.2 §18), answered
     /// in place with a 32-bit direct response.
+    #[inline(always)]
+    #[cfg_attr(spmc_hot, optimize(speed))]
     fn framework_message(&mut self, regs: &mut Regs) -> Next {
         let w2 = regs.w(2);
         let (kind, value) = match (w2 & fwk::FLAG != 0).then_some(w2 & fwk::TYPE_MASK) {

@@ -99,6 +99,8 @@ pub struct SpmcConfig {
     pub secure_memory: Option<MemRange>,
     /// Partition packages in manifest order.
     pub partitions: Vec<PartitionEntry>,
+    /// Which VM may reach which partition, and the templates.
+    pub policy: crate::policy::Policy,
 }
 
 /// Why a manifest was refused.
@@ -361,6 +363,11 @@ pub fn parse(blob: &[u8]) -> Result<SpmcConfig, ManifestError> {
         }
     }
 
+    let policy = match root.child("policy") {
+        Some(node) => crate::policy::parse(&node)?,
+        None => crate::policy::Policy::default(),
+    };
+
     Ok(SpmcConfig {
         spmc_id: spmc_id as PartitionId,
         version: Version::new(major as u16, minor as u16),
@@ -369,6 +376,7 @@ pub fn parse(blob: &[u8]) -> Result<SpmcConfig, ManifestError> {
         binary_size,
         secure_memory,
         partitions,
+        policy,
     })
 }
 

@@ -18,6 +18,8 @@ use crate::vcpu::{Caller, Preemption, RunReason, VcpuRef, VcpuState};
 impl<P: Platform> Spmc<P> {
     /// Checks a direct request to the partition with ID `receiver` and picks
     /// the vCPU to deliver it to.
+    #[inline(always)]
+    #[cfg_attr(spmc_hot, optimize(speed))]
     fn direct_target(
         &self,
         receiver: u16,
@@ -29,6 +31,7 @@ impl<P: Platform> Spmc<P> {
         match p.state {
             PartitionState::Aborted => return Err(FfaError::Aborted),
             PartitionState::Created => return Err(FfaError::Busy),
+            PartitionState::Free => return Err(FfaError::InvalidParameters),
             PartitionState::Running => {}
         }
         let wanted = if req2 {
@@ -68,6 +71,8 @@ impl<P: Platform> Spmc<P> {
     }
 
     /// Checks a direct request from the normal world; returns the target vCPU.
+    #[inline(always)]
+    #[cfg_attr(spmc_hot, optimize(speed))]
     fn check_nwd_request(&self, regs: &Regs, req2: bool) -> Result<VcpuRef, FfaError> {
         let sender = ffa::sender(regs);
         if is_secure_id(sender) {
@@ -81,16 +86,44 @@ impl<P: Platform> Spmc<P> {
                 return Err(FfaError::NotSupported);
             }
         } else if regs.x(2) != 0 {
-            // w2 MBZ for partition messages (Table 15.3); bit 31 set would be a
-            // framework message, which only the SPMD and the SPMC send.
+            // w2 MBZ for partition messages (Table 15.3).
             return Err(FfaError::InvalidParameters);
         }
-        self.direct_target(ffa::receiver(regs), req2, (regs.x(2), regs.x(3)))
+        let receiver = self.route_for_vm(sender, ffa::receiver(regs))?;
+        self.direct_target(receiver, req2, (regs.x(2), regs.x(3)))
+    }
+
+    /// Applies the binding policy to a message from normal-world endpoint `vm`
+    /// to `receiver`: a template's ID becomes `vm`'s own instance; a partition
+    /// `vm` may not reach is DENIED (design §"The contract", 2).
+    #[inline(always)]
+    #[cfg_attr(spmc_hot, optimize(speed))]
+    pub(crate) fn route_for_vm(&self, vm: u16, receiver: u16) -> Result<u16, FfaError> {
+        if !self.templates.is_empty()
+            && let Some(t) = self
+                .templates
+                .iter()
+                .position(|t| t.config.partition == receiver)
+        {
+            let slot = self.instance_of(t, vm).ok_or(FfaError::Denied)?;
+            return Ok(self.partitions[slot as usize].id());
+        }
+        let Some(slot) = self.slot_of(receiver) else {
+            return Ok(receiver);
+        };
+        let p = &self.partitions[slot as usize];
+        if self.config().policy.may_reach(vm, receiver, p.kind) {
+            Ok(receiver)
+        } else {
+            Err(FfaError::Denied)
+        }
     }
 
     /// FFA_MSG_SEND_DIRECT_REQ(2) from the normal world (§15.2, §15.4). The
     /// hot path: the message goes straight from the caller's registers into
     /// the target vCPU's.
+    #[inline(always)]
+    #[cfg_attr(spmc_hot, optimize(speed))]
     pub(crate) fn direct_request_from_nwd(&mut self, regs: &mut Regs) -> Next {
         let f = regs.func();
         let req2 = f == func::MSG_SEND_DIRECT_REQ2_64;
@@ -153,6 +186,13 @@ impl<P: Platform> Spmc<P> {
                 // Partitions send direct requests only to partitions (§15.2.1).
                 return Err(FfaError::Denied);
             }
+            // An instance belongs to its VM: only that VM's partitions reach it.
+            if let Some(t) = self.slot_of(receiver)
+                && let crate::policy::Kind::Instance { owner } = self.partitions[t as usize].kind
+                && me.kind != (crate::policy::Kind::Instance { owner })
+            {
+                return Err(FfaError::Denied);
+            }
             self.direct_target(receiver, req2, (x2, x3))
         })();
         let target = match checked {
@@ -188,6 +228,8 @@ impl<P: Platform> Spmc<P> {
     /// FFA_MSG_SEND_DIRECT_RESP(2) from a partition (§15.3, §15.5). The hot
     /// path back: the answer goes straight from the vCPU's registers into the
     /// caller's.
+    #[inline(always)]
+    #[cfg_attr(spmc_hot, optimize(speed))]
     pub(crate) fn direct_response(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
         let p = &mut self.partitions[v.slot as usize];
         let my_id = p.config.id;
@@ -262,6 +304,10 @@ impl<P: Platform> Spmc<P> {
                 info!("partition {id:#06x} initialised");
                 self.boot_continue(regs)
             }
+            VcpuState::Running(RunReason::Create { template_id }) => {
+                let _ = self.set_state(v, VcpuState::Waiting);
+                self.instance_ready(template_id, regs)
+            }
             VcpuState::Running(RunReason::Scheduled) => {
                 let _ = self.set_state(v, VcpuState::Waiting);
                 *regs = Regs::with_func(func::MSG_WAIT);
@@ -298,7 +344,7 @@ impl<P: Platform> Spmc<P> {
     /// FFA_INTERRUPT; it resumes the vCPU with FFA_RUN.
     pub(crate) fn preempt_for_interrupt(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
         let reason = match self.vcpu(v).state {
-            VcpuState::Running(RunReason::Boot) => return self.run(v),
+            VcpuState::Running(RunReason::Boot | RunReason::Create { .. }) => return self.run(v),
             VcpuState::Running(r) => r,
             _ => return self.run(v),
         };
@@ -368,6 +414,7 @@ impl<P: Platform> Spmc<P> {
         };
         match reason {
             RunReason::Boot => self.boot_continue(regs),
+            RunReason::Create { template_id } => self.instance_failed(v, template_id, regs),
             RunReason::Scheduled | RunReason::Request(Caller::NormalWorld { .. }) => {
                 self.finish_nwd(regs, Err(FfaError::Aborted))
             }

@@ -21,6 +21,8 @@ pub enum PartitionState {
     Running,
     /// Stopped for good after a fault; every call to it gets ABORTED.
     Aborted,
+    /// An unused slot (a destroyed instance's): no ID, no memory, no vCPU.
+    Free,
 }
 
 /// One execution context.
@@ -80,6 +82,10 @@ pub struct Partition {
     pub buffers: Option<Buffers>,
     /// Console output not yet ended by a newline.
     pub console: String,
+    /// Static partition, or an instance made for a VM.
+    pub kind: crate::policy::Kind,
+    /// The template an instance was made from (index into the manager's templates).
+    pub template: Option<u16>,
 }
 
 impl Partition {

@@ -38,6 +38,10 @@ pub trait Platform {
     /// Removes a mapping made by [`Platform::map_ns`].
     fn unmap_ns(&mut self, pa: Pa, len: u64);
 
+    /// True if the SPMC's heap has at least `bytes` free (checked before
+    /// building a partition, so a full heap refuses it instead of aborting).
+    fn heap_available(&self, bytes: usize) -> bool;
+
     /// Invalidates the TLB entries of stage-2 translations of `vmid` for
     /// `[ipa, ipa + len)` in `space`, and the combined stage-1 entries that
     /// may cache them, on every core; returns when done.

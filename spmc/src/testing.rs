@@ -175,6 +175,10 @@ impl Platform for FakePlatform {
         }
     }
 
+    fn heap_available(&self, _bytes: usize) -> bool {
+        true
+    }
+
     fn invalidate_stage2(&mut self, vmid: u16, space: IpaSpace, ipa: Ipa, len: u64) {
         self.invalidations.push(Invalidation {
             vmid,

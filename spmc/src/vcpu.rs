@@ -182,6 +182,12 @@ pub enum RunReason {
     Request(Caller),
     /// The normal world gave it CPU cycles with FFA_RUN.
     Scheduled,
+    /// The initialisation of an instance made for a VM (VM created message
+    /// to the template `template_id`): its FFA_MSG_WAIT acknowledges the message.
+    Create {
+        /// The template's ID, the sender of the acknowledgement.
+        template_id: PartitionId,
+    },
 }
 
 /// vCPU states (FF-A v1.2 §8.2, with the SPMC's own `Off`).
@@ -213,11 +219,12 @@ pub struct IllegalTransition {
 impl VcpuState {
     /// Checks that `self -> to` is a legal transition.
     #[inline(always)]
+    #[cfg_attr(spmc_hot, optimize(speed))]
     pub fn can_become(self, to: VcpuState) -> bool {
         use VcpuState::*;
         match (self, to) {
             (_, Aborted) => self != Aborted,
-            (Off, Running(RunReason::Boot)) => true,
+            (Off, Running(RunReason::Boot | RunReason::Create { .. })) => true,
             (Waiting, Running(RunReason::Request(_) | RunReason::Scheduled)) => true,
             (Running(_), Waiting) => true,
             (Running(r), Blocked(b)) => r == b,
@@ -230,6 +237,7 @@ impl VcpuState {
 
     /// Moves to `to` if legal.
     #[inline(always)]
+    #[cfg_attr(spmc_hot, optimize(speed))]
     pub fn become_(&mut self, to: VcpuState) -> Result<(), IllegalTransition> {
         if self.can_become(to) {
             *self = to;
@@ -292,6 +300,7 @@ pub mod ec {
 
 /// Classifies an exit from what the arch layer recorded.
 #[inline(always)]
+#[cfg_attr(spmc_hot, optimize(speed))]
 pub fn classify(exit: &ExitInfo) -> Exit {
     // The common case first: an FF-A call through a trapped SMC.
     if exit.vector == 0 && exit.esr >> 26 == ec::SMC64 {

@@ -111,13 +111,27 @@ fn overlapping_regions_and_duplicate_ids_are_refused() {
     cfg.memory[0].ipa = Ipa(IMAGE_IPA + PAGE_SIZE);
     let before = s.pool().unwrap().free_pages();
     let e = s
-        .create_partition(cfg.clone(), Pa(PACKAGES + 0x4000), 8200, &manifest("sp1"))
+        .create_partition(
+            cfg.clone(),
+            Pa(PACKAGES + 0x4000),
+            8200,
+            &manifest("sp1"),
+            spmc::policy::Kind::Static,
+            None,
+        )
         .unwrap_err();
     assert!(matches!(e, SpError::OverlappingRegions(_)));
     cfg.memory[0].ipa = Ipa(RAM_IPA);
     cfg.id = SP1;
     assert_eq!(
-        s.create_partition(cfg, Pa(PACKAGES + 0x4000), 8200, &manifest("sp1")),
+        s.create_partition(
+            cfg,
+            Pa(PACKAGES + 0x4000),
+            8200,
+            &manifest("sp1"),
+            spmc::policy::Kind::Static,
+            None
+        ),
         Err(SpError::DuplicateId(SP1))
     );
     assert_eq!(s.pool().unwrap().free_pages(), before, "nothing leaked");
@@ -131,7 +145,14 @@ fn exhausted_pool_refuses_without_leaking() {
     cfg.id = 0x8011;
     let before = s.pool().unwrap().free_pages();
     let e = s
-        .create_partition(cfg, Pa(PACKAGES + 0x4000), 8200, &manifest("sp1"))
+        .create_partition(
+            cfg,
+            Pa(PACKAGES + 0x4000),
+            8200,
+            &manifest("sp1"),
+            spmc::policy::Kind::Static,
+            None,
+        )
         .unwrap_err();
     assert_eq!(e, SpError::OutOfMemory);
     assert_eq!(s.pool().unwrap().free_pages(), before);

@@ -22,7 +22,8 @@ pub fn firmware_cargo(env: &Env, subcommand: &str) -> Command {
     let mut cmd = match env.toolchain {
         Toolchain::Installed => {
             let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-            c.arg(subcommand);
+            // The firmware uses one nightly attribute (`optimize`, .cargo/config.toml).
+            c.env("RUSTC_BOOTSTRAP", "1").arg(subcommand);
             c
         }
         Toolchain::DebianBuildStd => {

@@ -50,6 +50,7 @@ pub fn config() -> SpmcConfig {
         entrypoint: 0x0e10_0000,
         binary_size: 0x20_0000,
         secure_memory: Some(POOL),
+        policy: Default::default(),
         partitions: PARTITIONS
             .iter()
             .enumerate()

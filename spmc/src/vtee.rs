@@ -1,0 +1,280 @@
+//! Per-user virtual TEEs: instances of a template partition, made when a VM
+//! is created and destroyed with it.
+//!
+//! The normal-world hypervisor sends the FF-A VM availability messages
+//! (DEN0077 v1.2 §18.3: a framework direct request, w2 = VM created 0x8000_0004
+//! or VM destroyed 0x8000_0006, w3/w4 a memory handle, w5 the VM ID) to the
+//! template's ID. The SPMC answers them itself:
+//!
+//! - VM created: take the instance's pages from the secure pool (within the
+//!   template's quota), copy the image from the pristine copy BL2 loaded (the
+//!   package, never mapped to anyone), build a fresh stage 2, give it the next
+//!   free instance ID and boot it; when it reaches FFA_MSG_WAIT the SPMC
+//!   acknowledges (w2 = 0x8000_0005, w3 = 0). Failures are acknowledged with
+//!   an FF-A error code in w3 and leave nothing allocated.
+//! - VM destroyed: stop the instance, zero and return its pages, drop its
+//!   stage 2 and TLB entries, retire its ID (IDs are handed out round-robin,
+//!   so a retired one comes back last), acknowledge (w2 = 0x8000_0007).
+//!
+//! Only endpoint 0 (the hypervisor) may send these messages: a VM can never
+//! create or destroy a TEE, its own or another's.
+
+use alloc::vec::Vec;
+
+use log::{debug, info};
+
+use crate::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa, round_up_pages};
+use crate::ffa::{self, FfaError, PartitionId, Regs, func, fwk};
+use crate::manager::{Next, Spmc};
+use crate::partition::PartitionState;
+use crate::platform::Platform;
+use crate::policy::{Kind, TemplateConfig, VmId};
+use crate::sp_manifest::{PartitionConfig, SpError};
+use crate::stage2::{IPA_LIMIT, Stage2};
+use crate::vcpu::{RunReason, VcpuRef, VcpuState};
+
+/// A template: the manifest, where its pristine image lies, and the next instance ID.
+#[derive(Debug)]
+pub struct Template {
+    /// From the SPMC manifest's policy.
+    pub config: TemplateConfig,
+    /// The template's own partition manifest (instances take its ID range instead).
+    pub partition: PartitionConfig,
+    /// The pristine image (in the package BL2 loaded).
+    pub image: Pa,
+    /// Its length.
+    pub image_len: u64,
+    /// The manifest blob, for instances' boot information.
+    pub manifest: Vec<u8>,
+    /// Index of the next instance ID to try.
+    next: u16,
+}
+
+/// Pages an instance of `config` needs (image, boot information, memory regions).
+pub fn instance_pages(
+    config: &PartitionConfig,
+    image_len: u64,
+    manifest_len: usize,
+) -> Option<u64> {
+    let mut bytes = round_up_pages(image_len)?;
+    if config.boot_info_reg.is_some() {
+        bytes = bytes.checked_add(round_up_pages(64 + manifest_len as u64)?)?;
+    }
+    let regions: u64 = config.memory.iter().map(|r| r.pages).sum();
+    Some(bytes / PAGE_SIZE + regions)
+}
+
+impl<P: Platform> Spmc<P> {
+    /// Keeps a template's package (index `t` of the policy's templates).
+    pub(crate) fn add_template(
+        &mut self,
+        t: usize,
+        partition: PartitionConfig,
+        image: Pa,
+        image_len: u64,
+        manifest: Vec<u8>,
+    ) -> Result<usize, SpError> {
+        let config = self.config().policy.templates[t].clone();
+        let need =
+            instance_pages(&partition, image_len, manifest.len()).ok_or(SpError::BadImage)?;
+        if need > config.pages {
+            return Err(SpError::OutOfMemory);
+        }
+        self.templates.push(Template {
+            config,
+            partition,
+            image,
+            image_len,
+            manifest,
+            next: 0,
+        });
+        Ok(self.templates.len() - 1)
+    }
+
+    /// The templates kept.
+    pub fn templates(&self) -> &[Template] {
+        &self.templates
+    }
+
+    /// The slot of `vm`'s instance of template `t`.
+    pub fn instance_of(&self, t: usize, vm: VmId) -> Option<u16> {
+        self.partitions
+            .iter()
+            .position(|p| {
+                p.state != PartitionState::Free
+                    && p.template == Some(t as u16)
+                    && p.kind == Kind::Instance { owner: vm }
+            })
+            .map(|s| s as u16)
+    }
+
+    /// A VM availability framework message from the normal world (§18.3).
+    pub(crate) fn vm_availability(&mut self, regs: &mut Regs) -> Next {
+        let (sender, receiver) = (ffa::sender(regs), ffa::receiver(regs));
+        let kind = regs.w(2) & fwk::TYPE_MASK;
+        let vm = regs.w(5) as u16;
+        let ack = |regs: &mut Regs, kind: u32, status: Result<(), FfaError>| {
+            let code = match status {
+                Ok(()) => 0,
+                Err(e) => e.as_u32(),
+            };
+            regs.0[..8].copy_from_slice(&[
+                func::MSG_SEND_DIRECT_RESP_32 as u64,
+                ffa::endpoints(receiver, sender),
+                (fwk::FLAG | kind) as u64,
+                code as u64,
+                0,
+                0,
+                0,
+                0,
+            ]);
+            Next::NormalWorld
+        };
+        if sender != 0 {
+            debug!(
+                "VM availability message from endpoint {sender:#x}: only the hypervisor sends them"
+            );
+            return self.finish_nwd(regs, Err(FfaError::Denied));
+        }
+        let Some(t) = self
+            .templates
+            .iter()
+            .position(|t| t.config.partition == receiver)
+        else {
+            return self.finish_nwd(regs, Err(FfaError::InvalidParameters));
+        };
+        match kind {
+            fwk::VM_CREATED => {
+                if vm == 0 || vm > 0x7FFF {
+                    return ack(regs, fwk::VM_CREATED_ACK, Err(FfaError::InvalidParameters));
+                }
+                match self.create_instance(t, vm) {
+                    Ok(v) => self.run(v),
+                    Err(e) => ack(regs, fwk::VM_CREATED_ACK, Err(e)),
+                }
+            }
+            fwk::VM_DESTROYED => {
+                let r = match self.instance_of(t, vm) {
+                    None => Err(FfaError::InvalidParameters),
+                    Some(slot) => self.destroy_instance(slot),
+                };
+                ack(regs, fwk::VM_DESTROYED_ACK, r)
+            }
+            _ => self.finish_nwd(regs, Err(FfaError::InvalidParameters)),
+        }
+    }
+
+    /// Makes `vm`'s instance of template `t` and returns its vCPU, ready to boot.
+    fn create_instance(&mut self, t: usize, vm: VmId) -> Result<VcpuRef, FfaError> {
+        if self.instance_of(t, vm).is_some() {
+            return Err(FfaError::InvalidParameters);
+        }
+        let tpl = &self.templates[t];
+        let count = tpl.config.count;
+        let id = (0..count)
+            .map(|i| tpl.config.first_id + (tpl.next + i) % count)
+            .find(|id| self.slot_of(*id).is_none())
+            .ok_or(FfaError::NoMemory)?;
+        let tpl = &mut self.templates[t];
+        tpl.next = (id - tpl.config.first_id + 1) % count;
+        let mut config = tpl.partition.clone();
+        config.id = id;
+        let (image, image_len, manifest) = (tpl.image, tpl.image_len, tpl.manifest.clone());
+        let template_id = tpl.config.partition;
+        let slot = self
+            .create_partition(
+                config,
+                image,
+                image_len,
+                &manifest,
+                Kind::Instance { owner: vm },
+                Some(t as u16),
+            )
+            .map_err(|e| match e {
+                SpError::OutOfMemory => FfaError::NoMemory,
+                _ => FfaError::Aborted,
+            })?;
+        self.partitions[slot as usize].state = PartitionState::Running;
+        let v = VcpuRef { slot, index: 0 };
+        self.set_state(v, VcpuState::Running(RunReason::Create { template_id }))?;
+        info!("VM {vm}: instance {id:#06x} of template {template_id:#06x} made");
+        Ok(v)
+    }
+
+    /// Stops and frees an instance; its memory goes back zeroed, its ID is retired.
+    /// Refused with RETRY while one of its vCPUs is on a core.
+    pub(crate) fn destroy_instance(&mut self, slot: u16) -> Result<(), FfaError> {
+        let p = &self.partitions[slot as usize];
+        if p.vcpus
+            .iter()
+            .any(|v| matches!(v.state, VcpuState::Running(_) | VcpuState::Blocked(_)))
+        {
+            return Err(FfaError::Retry);
+        }
+        let (id, vmid) = (p.id(), p.stage2.vmid());
+        let p = &mut self.partitions[slot as usize];
+        p.state = PartitionState::Free;
+        p.vcpus.clear();
+        p.buffers = None;
+        p.console.clear();
+        let memory = core::mem::take(&mut p.memory);
+        // Dropping the tables frees them; then nothing of this VMID may stay cached.
+        p.stage2 = Stage2::new(0);
+        self.platform
+            .invalidate_stage2(vmid, IpaSpace::Secure, Ipa(0), IPA_LIMIT);
+        self.platform
+            .invalidate_stage2(vmid, IpaSpace::NonSecure, Ipa(0), IPA_LIMIT);
+        self.free_vmids.push(vmid);
+        if let Some(pool) = self.pool.as_mut() {
+            for (_, a) in memory {
+                pool.free(a, &mut self.platform);
+            }
+        }
+        if let Some(i) = (id as usize)
+            .checked_sub(0x8000)
+            .filter(|i| *i < self.slot_index.len())
+        {
+            self.slot_index[i] = u16::MAX;
+        }
+        self.partitions[slot as usize].config.id = 0;
+        info!("instance {id:#06x} destroyed, memory zeroed");
+        Ok(())
+    }
+
+    /// An instance finished booting (FFA_MSG_WAIT): acknowledge its VM created message.
+    pub(crate) fn instance_ready(&mut self, template_id: PartitionId, regs: &mut Regs) -> Next {
+        regs.0[..8].copy_from_slice(&[
+            func::MSG_SEND_DIRECT_RESP_32 as u64,
+            ffa::endpoints(template_id, 0),
+            (fwk::FLAG | fwk::VM_CREATED_ACK) as u64,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ]);
+        Next::NormalWorld
+    }
+
+    /// An instance failed while booting: free it and acknowledge with ABORTED.
+    pub(crate) fn instance_failed(
+        &mut self,
+        v: VcpuRef,
+        template_id: PartitionId,
+        regs: &mut Regs,
+    ) -> Next {
+        self.vcpu(v).state = VcpuState::Aborted;
+        let _ = self.destroy_instance(v.slot);
+        regs.0[..8].copy_from_slice(&[
+            func::MSG_SEND_DIRECT_RESP_32 as u64,
+            ffa::endpoints(template_id, 0),
+            (fwk::FLAG | fwk::VM_CREATED_ACK) as u64,
+            FfaError::Aborted.as_u32() as u64,
+            0,
+            0,
+            0,
+            0,
+        ]);
+        Next::NormalWorld
+    }
+}
