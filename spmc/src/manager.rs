@@ -632,10 +632,21 @@ impl<P: Platform> Spmc<P> {
         }
     }
 
-    /// Which normal-world endpoint made a call that carries no sender field.
-    /// Without a hypervisor the normal world is one endpoint, ID 0.
-    fn nwd_caller_id(&self, _regs: &Regs) -> PartitionId {
-        0
+    /// Which normal-world endpoint a call is for. Without a hypervisor the
+    /// normal world is one endpoint, ID 0. A hypervisor acting for a VM names
+    /// it where the ABI has a field for it (FFA_MSG_SEND2 w1[31:16],
+    /// FFA_RXTX_UNMAP w1[31:16], FFA_RX_RELEASE w1[15:0], per DEN0077 v1.2)
+    /// and, for discovery, in w7[15:0] (FFA_PARTITION_INFO_GET, where w7 is
+    /// otherwise zero) or x7[15:0] (FFA_PARTITION_INFO_GET_REGS): an
+    /// extension of this SPMC so that each VM discovers only what it may reach.
+    fn nwd_caller_id(&self, regs: &Regs) -> PartitionId {
+        let id = match regs.func() {
+            func::MSG_SEND2 | func::RXTX_UNMAP => regs.w(1) >> 16,
+            func::RX_RELEASE => regs.w(1),
+            func::PARTITION_INFO_GET | func::PARTITION_INFO_GET_REGS_64 => regs.w(7),
+            _ => 0,
+        };
+        (id & 0x7FFF) as PartitionId
     }
 
     /// Writes a handler's result for the normal world into `regs`.

@@ -107,6 +107,13 @@ pub mod ids {
     pub const CRASH_UNDEF: u16 = 0x8005;
     /// Tries to read another partition's memory when asked.
     pub const CRASH_STEAL: u16 = 0x8006;
+    /// The template of the per-VM trusted environments: a message to this ID
+    /// from VM v reaches v's own instance.
+    pub const VTEE_TEMPLATE: u16 = 0x8010;
+    /// The first instance ID the SPMC hands out (the policy's `instance-ids`).
+    pub const VTEE_FIRST_INSTANCE: u16 = 0x8100;
+    /// How many instance IDs there are.
+    pub const VTEE_INSTANCES: u16 = 64;
 }
 
 /// UUIDs of the test partitions as the four 32-bit words FF-A registers and
@@ -122,6 +129,8 @@ pub mod uuids {
     pub const TPM: [u32; 4] = [0xa462_b817, 0xaf4f_0618, 0x9a08_b386, 0x6138_3558];
     /// The crash partitions share one UUID: 3eaf8b6d-9051-4b1b-c23d-4f5a6b7c8d94.
     pub const CRASH: [u32; 4] = [0x6d8b_af3e, 0x1b4b_5190, 0x5a4f_3dc2, 0x948d_7c6b];
+    /// The vTEE template (and every instance): 4f5a6b7c-0a9f-4e8d-3e4f-5a6b9c0d1e2f.
+    pub const VTEE: [u32; 4] = [0x7c6b_5a4f, 0x8d4e_9f0a, 0x6b5a_4f3e, 0x2f1e_0d9c];
 }
 
 /// Where the test partition image lives in every partition's IPA space.
