@@ -200,11 +200,18 @@ impl<P: Platform> Spmc<P> {
     /// The FF-A version an endpoint's calls are answered in.
     pub(crate) fn version_of(&self, ep: Endpoint) -> Version {
         match ep {
-            Endpoint::NormalWorld(id) => self
-                .normal_world(id)
-                .map_or(Version::V1_0, NwdEndpoint::effective_version),
+            Endpoint::NormalWorld(id) => self.nwd_version(id),
             Endpoint::Partition(s) => self.partitions[s as usize].version,
         }
+    }
+
+    /// The version normal-world endpoint `id` is answered in: its own
+    /// negotiated one; for a VM that never negotiated (FFA_VERSION reaches the
+    /// SPMC only from the hypervisor, through the SPMD), the hypervisor's
+    /// (endpoint 0); v1.0 when nobody negotiated.
+    pub(crate) fn nwd_version(&self, id: PartitionId) -> Version {
+        let own = |id| self.normal_world(id).and_then(|e: &NwdEndpoint| e.version);
+        own(id).or_else(|| own(0)).unwrap_or(Version::V1_0)
     }
 
     /// The endpoint ID of a caller.

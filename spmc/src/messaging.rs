@@ -79,9 +79,7 @@ impl<P: Platform> Spmc<P> {
             return Err(FfaError::InvalidParameters);
         }
         if req2 {
-            let v = self
-                .normal_world(sender)
-                .map_or(Version::V1_0, |e| e.effective_version());
+            let v = self.nwd_version(sender);
             if v < Version::V1_2 {
                 return Err(FfaError::NotSupported);
             }

@@ -31,7 +31,7 @@ use crate::platform::Platform;
 use crate::policy::{Kind, TemplateConfig, VmId};
 use crate::sp_manifest::{PartitionConfig, SpError};
 use crate::stage2::{IPA_LIMIT, Stage2};
-use crate::vcpu::{RunReason, VcpuRef, VcpuState};
+use crate::vcpu::{Caller, RunReason, VcpuRef, VcpuState};
 
 /// A template: the manifest, where its pristine image lies, and the next instance ID.
 #[derive(Debug)]
@@ -205,10 +205,20 @@ impl<P: Platform> Spmc<P> {
     /// Refused with RETRY while one of its vCPUs is on a core.
     pub(crate) fn destroy_instance(&mut self, slot: u16) -> Result<(), FfaError> {
         let p = &self.partitions[slot as usize];
-        if p.vcpus
-            .iter()
-            .any(|v| matches!(v.state, VcpuState::Running(_) | VcpuState::Blocked(_)))
-        {
+        // A vCPU on a core, blocked on a call of its own, or preempted while
+        // it owed another partition a response would leave someone waiting
+        // for an answer from a partition that no longer exists: the
+        // hypervisor retries once it is back in FFA_MSG_WAIT. A vCPU
+        // preempted in a normal-world request is simply dropped; that
+        // caller's FFA_RUN then gets INVALID_PARAMETERS.
+        if p.vcpus.iter().any(|v| {
+            matches!(
+                v.state,
+                VcpuState::Running(_)
+                    | VcpuState::Blocked(_)
+                    | VcpuState::Preempted(RunReason::Request(Caller::Vcpu { .. }), _)
+            )
+        }) {
             return Err(FfaError::Retry);
         }
         let (id, vmid) = (p.id(), p.stage2.vmid());

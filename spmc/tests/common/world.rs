@@ -156,3 +156,122 @@ pub fn vcpu_of(s: &Spmc<FakePlatform>, id: u16) -> VcpuRef {
         index: 0,
     }
 }
+
+/// The vTEE template's routing ID and its instances' first ID (QEMU policy).
+pub const TEMPLATE: u16 = 0x8010;
+pub const FIRST_INSTANCE: u16 = 0x8100;
+
+/// The SPMC configuration of the QEMU image as shipped (policy, packages and
+/// pool), parsed from `tf-a-integration/qemu/spmc_manifest.dts`; `pool`
+/// replaces the pool when given.
+pub fn shipped_config(pool: Option<MemRange>) -> SpmcConfig {
+    let blob = dtb(&repo_root().join("tf-a-integration/qemu/spmc_manifest.dts"));
+    let mut c = spmc::manifest::parse(&blob).expect("shipped SPMC manifest");
+    if let Some(p) = pool {
+        c.secure_memory = Some(p);
+    }
+    c
+}
+
+/// An SPMC with the shipped policy (shared 0x8003, VM 1 bound to 0x8001, the
+/// vTEE template 0x8010), every package in place, booted as [`booted`] does.
+pub fn policy_world(pool: Option<MemRange>) -> Spmc<FakePlatform> {
+    let config = shipped_config(pool);
+    let mut p = FakePlatform::default();
+    for e in &config.partitions {
+        p.put_package(Pa(e.package), &manifest(&e.name), &image());
+    }
+    let mut s = Spmc::new(config, p);
+    s.load_partitions();
+    boot_all(&mut s);
+    s
+}
+
+/// Plays one partition's initialisation (FFA_VERSION, FFA_RXTX_MAP_64 of the
+/// last two pages of the first 16 of its RAM region, FFA_MSG_WAIT).
+pub fn play_init(s: &mut Spmc<FakePlatform>, vcpu: VcpuRef, regs: &mut Regs) -> Next {
+    sp_call(s, vcpu, &[func::VERSION as u64, 0x1_0002], regs);
+    sp_call(
+        s,
+        vcpu,
+        &[
+            func::RXTX_MAP_64 as u64,
+            RAM_IPA + 0xE000,
+            RAM_IPA + 0xF000,
+            1,
+        ],
+        regs,
+    );
+    assert_eq!(s.vcpu_context_mut(vcpu).x[0], func::SUCCESS_32 as u64);
+    sp_call(s, vcpu, &[func::MSG_WAIT as u64], regs)
+}
+
+fn boot_all(s: &mut Spmc<FakePlatform>) {
+    let mut regs = Regs::default();
+    let mut next = s.boot(&mut regs);
+    while let Next::Run { vcpu, .. } = next {
+        next = play_init(s, vcpu, &mut regs);
+    }
+    assert_eq!(regs.func(), func::MSG_WAIT);
+}
+
+/// A VM availability message (DEN0077 v1.2 §18.3) from `sender` to `to`:
+/// `kind` is fwk::VM_CREATED or fwk::VM_DESTROYED.
+pub fn vm_message(sender: u16, to: u16, kind: u32, vm: u16) -> [u64; 8] {
+    [
+        func::MSG_SEND_DIRECT_REQ_32 as u64,
+        (sender as u64) << 16 | to as u64,
+        (spmc::ffa::fwk::FLAG | kind) as u64,
+        0,
+        0,
+        vm as u64,
+        0,
+        0,
+    ]
+}
+
+/// The hypervisor creates VM `vm`: the instance boots (played as
+/// [`play_init`]) and the acknowledgement's status comes back (0 on success,
+/// else the FF-A error code).
+pub fn create_vm(s: &mut Spmc<FakePlatform>, vm: u16) -> i32 {
+    let (next, mut regs) = nwd(s, &vm_message(0, TEMPLATE, spmc::ffa::fwk::VM_CREATED, vm));
+    let regs = match next {
+        Next::Run { vcpu, .. } => {
+            let n = play_init(s, vcpu, &mut regs);
+            assert!(matches!(n, Next::NormalWorld));
+            regs
+        }
+        Next::NormalWorld => regs,
+    };
+    assert_eq!(regs.func(), func::MSG_SEND_DIRECT_RESP_32);
+    assert_eq!(
+        regs.w(2),
+        spmc::ffa::fwk::FLAG | spmc::ffa::fwk::VM_CREATED_ACK
+    );
+    assert_eq!(
+        regs.x(1),
+        (TEMPLATE as u64) << 16,
+        "from the template to the hypervisor"
+    );
+    regs.w(3) as i32
+}
+
+/// The hypervisor destroys VM `vm`: the acknowledgement's status.
+pub fn destroy_vm(s: &mut Spmc<FakePlatform>, vm: u16) -> i32 {
+    let regs = nwd_now(
+        s,
+        &vm_message(0, TEMPLATE, spmc::ffa::fwk::VM_DESTROYED, vm),
+    );
+    assert_eq!(regs.func(), func::MSG_SEND_DIRECT_RESP_32);
+    assert_eq!(
+        regs.w(2),
+        spmc::ffa::fwk::FLAG | spmc::ffa::fwk::VM_DESTROYED_ACK
+    );
+    regs.w(3) as i32
+}
+
+/// The endpoint ID of `vm`'s instance of the vTEE template.
+pub fn instance_id(s: &Spmc<FakePlatform>, vm: u16) -> Option<u16> {
+    s.instance_of(0, vm)
+        .map(|slot| s.partitions()[slot as usize].id())
+}

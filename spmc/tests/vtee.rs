@@ -1,0 +1,655 @@
+//! Host tests of the binding policy and the per-VM trusted environments
+//! (instances of a template partition), with the QEMU image's shipped policy:
+//! 0x8003 shared, VM 1 bound to 0x8001, template 0x8010 with instances
+//! 0x8100.. (64 of them, 40 pages quota each).
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+
+use common::world::*;
+use proptest::prelude::*;
+use spmc::Next;
+use spmc::Spmc;
+use spmc::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa};
+use spmc::ffa::{FfaError, Regs, func, fwk};
+use spmc::manifest::MemRange;
+use spmc::partition::PartitionState;
+use spmc::policy::Kind;
+use spmc::testing::{FakePlatform, sp_call, sp_fault};
+use spmc::vcpu::{VcpuRef, VcpuState};
+
+const SP1: u16 = 0x8001;
+const SP2: u16 = 0x8002;
+const TPM: u16 = 0x8003;
+const REQ64: u64 = func::MSG_SEND_DIRECT_REQ_64 as u64;
+const RESP64: u64 = func::MSG_SEND_DIRECT_RESP_64 as u64;
+
+fn code(e: FfaError) -> i32 {
+    e.code()
+}
+
+/// A direct request from `vm` to `to`: the vCPU it runs, or the error.
+fn request(s: &mut Spmc<FakePlatform>, vm: u16, to: u16) -> Result<(VcpuRef, Regs), i32> {
+    let (next, regs) = nwd(s, &[REQ64, (vm as u64) << 16 | to as u64, 0, 7, 1, 2, 3, 4]);
+    match next {
+        Next::Run { vcpu, .. } => Ok((vcpu, regs)),
+        Next::NormalWorld => Err(regs.error_code().expect("an error, not an answer")),
+    }
+}
+
+/// The partition answers the request it runs; returns the registers the VM gets.
+fn answer(s: &mut Spmc<FakePlatform>, v: VcpuRef, vm: u16, mut regs: Regs) -> Regs {
+    let me = s.partitions()[v.slot as usize].id() as u64;
+    let n = sp_call(s, v, &[RESP64, me << 16 | vm as u64, 0, 0x600D], &mut regs);
+    assert!(matches!(n, Next::NormalWorld));
+    regs
+}
+
+/// IPA -> PA of a partition's secure page.
+fn pa_of(s: &Spmc<FakePlatform>, slot: u16, ipa: u64) -> Pa {
+    s.partitions()[slot as usize]
+        .stage2
+        .lookup(IpaSpace::Secure, Ipa(ipa))
+        .expect("mapped")
+        .pa
+}
+
+#[test]
+fn each_vm_gets_its_own_instance_with_its_own_memory() {
+    let mut s = policy_world(None);
+    assert!(
+        s.slot_of(TEMPLATE).is_none(),
+        "the template itself never runs"
+    );
+    let free0 = s.pool().unwrap().free_pages();
+    for vm in 1..=4 {
+        assert_eq!(create_vm(&mut s, vm), 0, "VM {vm} created");
+    }
+    let ids: Vec<u16> = (1..=4).map(|vm| instance_id(&s, vm).unwrap()).collect();
+    assert_eq!(ids, [0x8100, 0x8101, 0x8102, 0x8103]);
+    let mut pages = HashSet::new();
+    let mut vmids = HashSet::new();
+    for vm in 1..=4 {
+        let slot = s.instance_of(0, vm).unwrap();
+        let p = &s.partitions()[slot as usize];
+        assert_eq!(p.kind, Kind::Instance { owner: vm });
+        assert_eq!(p.state, PartitionState::Running);
+        assert_eq!(p.vcpus[0].state, VcpuState::Waiting);
+        assert!(vmids.insert(p.stage2.vmid()), "own VMID");
+        for (ipa, a) in &p.memory {
+            for i in 0..a.pages {
+                let t = p
+                    .stage2
+                    .lookup(IpaSpace::Secure, Ipa(ipa.0 + i * PAGE_SIZE))
+                    .unwrap();
+                assert!(s.pool().unwrap().contains(t.pa), "from the pool");
+                assert!(pages.insert(t.pa), "page {:?} in two instances", t.pa);
+            }
+        }
+        // The image is the template's, copied from the pristine package.
+        let img = s
+            .platform()
+            .secure_read(pa_of(&s, slot, IMAGE_IPA), image().len());
+        assert_eq!(img, image());
+    }
+    let used = free0 - s.pool().unwrap().free_pages();
+    assert!(used <= 4 * 40, "within the quota: {used} pages for 4");
+}
+
+#[test]
+fn the_template_id_reaches_the_callers_own_instance() {
+    let mut s = policy_world(None);
+    for vm in 1..=3 {
+        assert_eq!(create_vm(&mut s, vm), 0);
+    }
+    for vm in 1..=3 {
+        let (v, regs) = request(&mut s, vm, TEMPLATE).expect("routed");
+        assert_eq!(Some(v.slot), s.instance_of(0, vm), "VM {vm}'s own instance");
+        let ctx = s.vcpu_context_mut(v).x;
+        assert_eq!(ctx[1] >> 16, vm as u64, "the sender is the VM");
+        assert_eq!(ctx[3..8], [7, 1, 2, 3, 4]);
+        let r = answer(&mut s, v, vm, regs);
+        assert_eq!(r.x(3), 0x600D);
+        assert_eq!(
+            r.x(1),
+            (instance_id(&s, vm).unwrap() as u64) << 16 | vm as u64
+        );
+        // And its own instance ID works as well.
+        let own = instance_id(&s, vm).unwrap();
+        let (v2, regs) = request(&mut s, vm, own).unwrap();
+        assert_eq!(v2, v);
+        answer(&mut s, v2, vm, regs);
+    }
+}
+
+#[test]
+fn the_policy_denies_what_a_vm_may_not_reach() {
+    let mut s = policy_world(None);
+    assert_eq!(create_vm(&mut s, 1), 0);
+    assert_eq!(create_vm(&mut s, 2), 0);
+    let (i1, i2) = (instance_id(&s, 1).unwrap(), instance_id(&s, 2).unwrap());
+    let denied = code(FfaError::Denied);
+    // Another VM's instance.
+    assert_eq!(request(&mut s, 2, i1).unwrap_err(), denied);
+    assert_eq!(request(&mut s, 1, i2).unwrap_err(), denied);
+    // Not even the hypervisor reaches an instance.
+    assert_eq!(request(&mut s, 0, i1).unwrap_err(), denied);
+    // A VM without an instance, to the template.
+    assert_eq!(request(&mut s, 3, TEMPLATE).unwrap_err(), denied);
+    assert_eq!(request(&mut s, 0, TEMPLATE).unwrap_err(), denied);
+    // A partition bound to another VM, and an unbound one.
+    assert_eq!(request(&mut s, 2, SP1).unwrap_err(), denied);
+    assert_eq!(request(&mut s, 2, SP2).unwrap_err(), denied);
+    // What is allowed: VM 1's binding, the shared partition, everything static for endpoint 0.
+    for (vm, to) in [(1, SP1), (1, TPM), (2, TPM), (7, TPM), (0, SP1), (0, SP2)] {
+        let (v, regs) = request(&mut s, vm, to).unwrap_or_else(|e| panic!("{vm}->{to:#x}: {e}"));
+        answer(&mut s, v, vm, regs);
+    }
+    // Nothing changed state on the way: every partition waits.
+    for p in s
+        .partitions()
+        .iter()
+        .filter(|p| p.state == PartitionState::Running)
+    {
+        assert!(
+            p.vcpus.iter().all(|v| v.state == VcpuState::Waiting),
+            "{:#x}",
+            p.id()
+        );
+    }
+}
+
+#[test]
+fn discovery_shows_each_vm_what_it_may_reach() {
+    let mut s = policy_world(None);
+    assert_eq!(create_vm(&mut s, 1), 0);
+    assert_eq!(create_vm(&mut s, 2), 0);
+    let seen = |s: &mut Spmc<FakePlatform>, vm: u16| -> Vec<u16> {
+        let mut out = Vec::new();
+        let mut start = 0u64;
+        loop {
+            let r = nwd_now(s, &[func::VERSION as u64, 0x1_0002]);
+            assert_eq!(r.0[0], 0x1_0002);
+            let r = nwd_now(
+                s,
+                &[
+                    func::PARTITION_INFO_GET_REGS_64 as u64,
+                    0,
+                    0,
+                    start,
+                    0,
+                    0,
+                    0,
+                    vm as u64,
+                ],
+            );
+            assert_eq!(r.func(), func::SUCCESS_64, "{r:?}");
+            // x2: last index [15:0], index of the last descriptor returned [31:16].
+            let (last, cur) = (r.x(2) & 0xFFFF, (r.x(2) >> 16) & 0xFFFF);
+            for i in 0..(cur - start + 1) as usize {
+                out.push(r.x(3 + 3 * i) as u16);
+            }
+            if cur == last {
+                break;
+            }
+            start = cur + 1;
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    };
+    let (i1, i2) = (instance_id(&s, 1).unwrap(), instance_id(&s, 2).unwrap());
+    assert_eq!(seen(&mut s, 1), [SP1, TPM, i1]);
+    assert_eq!(seen(&mut s, 2), [TPM, i2]);
+    assert_eq!(seen(&mut s, 9), [TPM]);
+    let host = seen(&mut s, 0);
+    assert!(host.contains(&SP1) && host.contains(&SP2) && host.contains(&TPM));
+    assert!(
+        !host.contains(&i1) && !host.contains(&i2),
+        "no instance for the host"
+    );
+    // Count-only discovery of the template's UUID: exactly the caller's own instance.
+    let uuid = s.templates()[0].partition.uuids[0].0;
+    for (vm, want) in [(1u16, 1u64), (2, 1), (3, 0)] {
+        let r = nwd_now(
+            &mut s,
+            &[
+                func::PARTITION_INFO_GET as u64,
+                uuid[0] as u64,
+                uuid[1] as u64,
+                uuid[2] as u64,
+                uuid[3] as u64,
+                1,
+                0,
+                vm as u64,
+            ],
+        );
+        if want == 0 {
+            assert_eq!(r.error_code(), Some(code(FfaError::InvalidParameters)));
+        } else {
+            assert_eq!(r.func(), func::SUCCESS_32);
+            assert_eq!(r.x(2), want);
+        }
+    }
+}
+
+#[test]
+fn vm_availability_messages_are_checked() {
+    let mut s = policy_world(None);
+    // Only the hypervisor (endpoint 0) sends them.
+    for sender in [1u16, 5, 0x7FFF] {
+        let r = nwd_now(
+            &mut s,
+            &vm_message(sender, TEMPLATE, fwk::VM_CREATED, sender),
+        );
+        assert_eq!(
+            r.error_code(),
+            Some(code(FfaError::Denied)),
+            "sender {sender}"
+        );
+        let r = nwd_now(&mut s, &vm_message(sender, TEMPLATE, fwk::VM_DESTROYED, 1));
+        assert_eq!(r.error_code(), Some(code(FfaError::Denied)));
+    }
+    assert!(instance_id(&s, 1).is_none() && instance_id(&s, 5).is_none());
+    // To something that is not a template.
+    let r = nwd_now(&mut s, &vm_message(0, SP1, fwk::VM_CREATED, 1));
+    assert_eq!(r.error_code(), Some(code(FfaError::InvalidParameters)));
+    // VM ID 0 (the hypervisor itself) and out-of-range IDs.
+    assert_eq!(create_vm(&mut s, 0), code(FfaError::InvalidParameters));
+    assert_eq!(create_vm(&mut s, 0x8001), code(FfaError::InvalidParameters));
+    // Created twice.
+    assert_eq!(create_vm(&mut s, 1), 0);
+    let free = s.pool().unwrap().free_pages();
+    assert_eq!(create_vm(&mut s, 1), code(FfaError::InvalidParameters));
+    assert_eq!(s.pool().unwrap().free_pages(), free);
+    // Destroying what does not exist.
+    assert_eq!(destroy_vm(&mut s, 2), code(FfaError::InvalidParameters));
+    assert_eq!(destroy_vm(&mut s, 1), 0);
+    assert_eq!(destroy_vm(&mut s, 1), code(FfaError::InvalidParameters));
+    // An unknown framework message type to the template.
+    let r = nwd_now(&mut s, &vm_message(0, TEMPLATE, 0x3F, 1));
+    assert_eq!(r.error_code(), Some(code(FfaError::InvalidParameters)));
+}
+
+#[test]
+fn destroy_zeroes_the_memory_and_a_successor_reads_only_zeros() {
+    let mut s = policy_world(None);
+    assert_eq!(create_vm(&mut s, 3), 0);
+    let slot = s.instance_of(0, 3).unwrap();
+    let old_id = instance_id(&s, 3).unwrap();
+    let old_vmid = s.partitions()[slot as usize].stage2.vmid();
+    // The instance writes a secret in its RAM (as the guest's service would).
+    let secret = b"the key of user 3: 0123456789abcdef";
+    let secret_pa = pa_of(&s, slot, RAM_IPA + 0x2000);
+    s.platform_mut().secure_write(secret_pa, secret);
+    let all: Vec<(Pa, u64)> = s.partitions()[slot as usize]
+        .memory
+        .iter()
+        .map(|(_, a)| (a.base, a.len()))
+        .collect();
+    let free = s.pool().unwrap().free_pages();
+    s.platform_mut().invalidations.clear();
+
+    assert_eq!(destroy_vm(&mut s, 3), 0);
+    assert!(instance_id(&s, 3).is_none());
+    assert!(s.slot_of(old_id).is_none(), "the ID is retired");
+    assert_eq!(s.partitions()[slot as usize].state, PartitionState::Free);
+    assert!(
+        s.pool().unwrap().free_pages() > free,
+        "memory back in the pool"
+    );
+    for (pa, len) in &all {
+        assert!(
+            s.platform()
+                .secure_read(*pa, *len as usize)
+                .iter()
+                .all(|b| *b == 0),
+            "freed memory is zero"
+        );
+    }
+    // Both IPA spaces of the old VMID were invalidated.
+    let inv = &s.platform().invalidations;
+    for space in [IpaSpace::Secure, IpaSpace::NonSecure] {
+        assert!(
+            inv.iter().any(|i| i.vmid == old_vmid && i.space == space),
+            "{space:?} TLB entries of VMID {old_vmid} invalidated"
+        );
+    }
+    // Messages to the old ID fail; the VM has no TEE until it is re-created.
+    assert_eq!(
+        request(&mut s, 3, old_id).unwrap_err(),
+        code(FfaError::InvalidParameters)
+    );
+    assert_eq!(
+        request(&mut s, 3, TEMPLATE).unwrap_err(),
+        code(FfaError::Denied)
+    );
+
+    // Re-created: a fresh ID (not the retired one), fresh memory, no secret.
+    assert_eq!(create_vm(&mut s, 3), 0);
+    let new_id = instance_id(&s, 3).unwrap();
+    assert_ne!(new_id, old_id, "a retired ID is not handed out next");
+    let slot = s.instance_of(0, 3).unwrap();
+    let p = &s.partitions()[slot as usize];
+    for (ipa, a) in &p.memory {
+        if ipa.0 == IMAGE_IPA {
+            continue;
+        }
+        let bytes = s.platform().secure_read(a.base, a.len() as usize);
+        assert!(bytes.iter().all(|b| *b == 0), "the successor's RAM is zero");
+    }
+    let new_secret_pa = pa_of(&s, slot, RAM_IPA + 0x2000);
+    assert_eq!(
+        s.platform().secure_read(new_secret_pa, secret.len()),
+        vec![0; secret.len()]
+    );
+    // And wherever the old secret was, it is gone.
+    assert_eq!(
+        s.platform().secure_read(secret_pa, secret.len()),
+        vec![0; secret.len()]
+    );
+}
+
+#[test]
+fn instance_ids_are_retired_round_robin() {
+    let mut s = policy_world(None);
+    assert_eq!(create_vm(&mut s, 1), 0);
+    assert_eq!(create_vm(&mut s, 2), 0);
+    assert_eq!(instance_id(&s, 1), Some(0x8100));
+    assert_eq!(destroy_vm(&mut s, 1), 0);
+    assert_eq!(create_vm(&mut s, 1), 0);
+    assert_eq!(instance_id(&s, 1), Some(0x8102));
+    assert_eq!(create_vm(&mut s, 4), 0);
+    assert_eq!(instance_id(&s, 4), Some(0x8103));
+}
+
+#[test]
+fn at_least_32_live_instances_then_ids_run_out_with_nothing_leaked() {
+    let mut s = policy_world(None);
+    for vm in 1..=64u16 {
+        assert_eq!(create_vm(&mut s, vm), 0, "VM {vm}");
+    }
+    let live = s
+        .partitions()
+        .iter()
+        .filter(|p| matches!(p.kind, Kind::Instance { .. }) && p.state == PartitionState::Running)
+        .count();
+    assert_eq!(live, 64);
+    let free = s.pool().unwrap().free_pages();
+    assert_eq!(
+        create_vm(&mut s, 65),
+        code(FfaError::NoMemory),
+        "IDs exhausted"
+    );
+    assert_eq!(s.pool().unwrap().free_pages(), free, "nothing leaked");
+    // Every instance still answers its own VM.
+    for vm in [1u16, 32, 64] {
+        let (v, regs) = request(&mut s, vm, TEMPLATE).unwrap();
+        answer(&mut s, v, vm, regs);
+    }
+    // Freeing one makes room for one.
+    assert_eq!(destroy_vm(&mut s, 17), 0);
+    assert_eq!(create_vm(&mut s, 65), 0);
+}
+
+#[test]
+fn an_exhausted_pool_answers_no_memory_with_nothing_leaked() {
+    // Measure what the static partitions use, then give the pool room for two instances.
+    let probe = policy_world(None);
+    let static_pages = probe.pool().unwrap().total_pages() - probe.pool().unwrap().free_pages();
+    let pool = MemRange {
+        base: 0x0e50_0000,
+        size: (static_pages + 45) * PAGE_SIZE,
+    };
+    let mut s = policy_world(Some(pool));
+    assert_eq!(create_vm(&mut s, 1), 0);
+    assert_eq!(create_vm(&mut s, 2), 0);
+    let free = s.pool().unwrap().free_pages();
+    let parts = s.partitions().len();
+    assert_eq!(create_vm(&mut s, 3), code(FfaError::NoMemory));
+    assert_eq!(s.pool().unwrap().free_pages(), free, "no page leaked");
+    assert_eq!(s.partitions().len(), parts, "no slot taken");
+    assert!(instance_id(&s, 3).is_none());
+    assert_eq!(
+        request(&mut s, 3, TEMPLATE).unwrap_err(),
+        code(FfaError::Denied)
+    );
+    // After a destroy the next create fits, and reuses the freed slot.
+    assert_eq!(destroy_vm(&mut s, 1), 0);
+    assert_eq!(create_vm(&mut s, 3), 0);
+    assert_eq!(s.partitions().len(), parts);
+}
+
+#[test]
+fn a_faulting_instance_is_aborted_and_the_others_go_on() {
+    let mut s = policy_world(None);
+    for vm in 1..=3 {
+        assert_eq!(create_vm(&mut s, vm), 0);
+    }
+    // VM 2's instance reads VM 1's memory: outside its stage 2, a fault.
+    let s1 = s.instance_of(0, 1).unwrap();
+    let victim = pa_of(&s, s1, RAM_IPA);
+    let (v, mut regs) = request(&mut s, 2, TEMPLATE).unwrap();
+    let n = sp_fault(&mut s, v, victim.0, &mut regs);
+    assert!(matches!(n, Next::NormalWorld));
+    assert_eq!(
+        regs.error_code(),
+        Some(code(FfaError::Aborted)),
+        "its caller gets ABORTED"
+    );
+    let s2 = s.instance_of(0, 2).unwrap();
+    assert_eq!(s.partitions()[s2 as usize].state, PartitionState::Aborted);
+    assert_eq!(
+        request(&mut s, 2, TEMPLATE).unwrap_err(),
+        code(FfaError::Aborted)
+    );
+    for vm in [1u16, 3] {
+        let (v, regs) = request(&mut s, vm, TEMPLATE).unwrap();
+        assert_eq!(answer(&mut s, v, vm, regs).x(3), 0x600D);
+    }
+    // Destroying the VM frees the aborted instance; re-creating gives a working one.
+    assert_eq!(destroy_vm(&mut s, 2), 0);
+    assert_eq!(create_vm(&mut s, 2), 0);
+    let (v, regs) = request(&mut s, 2, TEMPLATE).unwrap();
+    answer(&mut s, v, 2, regs);
+}
+
+#[test]
+fn an_instance_that_fails_to_boot_is_freed_and_the_create_fails() {
+    let mut s = policy_world(None);
+    let free = s.pool().unwrap().free_pages();
+    let (next, mut regs) = nwd(&mut s, &vm_message(0, TEMPLATE, fwk::VM_CREATED, 5));
+    let v = running(&next);
+    let n = sp_fault(&mut s, v, 0xdead_0000, &mut regs);
+    assert!(matches!(n, Next::NormalWorld));
+    assert_eq!(regs.w(2), fwk::FLAG | fwk::VM_CREATED_ACK);
+    assert_eq!(regs.w(3) as i32, code(FfaError::Aborted));
+    assert!(instance_id(&s, 5).is_none());
+    assert_eq!(s.pool().unwrap().free_pages(), free, "nothing kept");
+    assert_eq!(create_vm(&mut s, 5), 0, "a later create works");
+}
+
+#[test]
+fn destroy_while_busy_is_retried_and_a_preempted_call_fails_cleanly() {
+    let mut s = policy_world(None);
+    assert_eq!(create_vm(&mut s, 1), 0);
+    // The instance is handling VM 1's request when an interrupt preempts it.
+    let (v, mut regs) = request(&mut s, 1, TEMPLATE).unwrap();
+    let id = instance_id(&s, 1).unwrap();
+    // Running: the destroy must wait.
+    assert_eq!(destroy_vm(&mut s, 1), code(FfaError::Retry));
+    let n = spmc::testing::sp_interrupt(&mut s, v, &mut regs);
+    assert!(matches!(n, Next::NormalWorld));
+    assert_eq!(regs.func(), func::INTERRUPT_32);
+    // Preempted in a normal-world request: it is dropped, and the VM's FFA_RUN fails cleanly.
+    assert_eq!(destroy_vm(&mut s, 1), 0);
+    let r = nwd_now(&mut s, &[func::RUN as u64, (id as u64) << 16]);
+    assert_eq!(r.error_code(), Some(code(FfaError::InvalidParameters)));
+}
+
+// ----------------------------------------------------------------------
+// Property test: random create, destroy, message, secret and fault steps
+// ----------------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+enum Step {
+    Create(u16),
+    Destroy(u16),
+    /// VM sends to a target (index into a list of interesting IDs).
+    Message(u16, u8),
+    /// VM's instance writes a secret in its RAM.
+    Secret(u16),
+    /// VM's instance, while handling a request, touches an IPA (which may be
+    /// another instance's physical address, an unmapped IPA or its own).
+    Fault(u16, u64),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let vm = 0u16..6;
+    prop_oneof![
+        3 => vm.clone().prop_map(Step::Create),
+        2 => vm.clone().prop_map(Step::Destroy),
+        4 => (vm.clone(), any::<u8>()).prop_map(|(v, t)| Step::Message(v, t)),
+        2 => vm.clone().prop_map(Step::Secret),
+        1 => (vm, prop_oneof![Just(0x0e50_0000u64), Just(0x2000_0000), any::<u64>()])
+            .prop_map(|(v, a)| Step::Fault(v, a)),
+    ]
+}
+
+/// The model: which pages each VM's instance had, so freed ones can be checked.
+#[derive(Default)]
+struct Model {
+    /// Every physical page an instance ever held.
+    ever: HashSet<u64>,
+}
+
+fn targets(s: &Spmc<FakePlatform>) -> Vec<u16> {
+    let mut t = vec![
+        SP1, SP2, TPM, 0x8004, TEMPLATE, 0x8100, 0x8101, 0x8102, 0x8103, 0x8104, 0x9999,
+    ];
+    t.extend(s.partitions().iter().map(|p| p.id()).filter(|id| *id != 0));
+    t
+}
+
+/// The contract, checked after every step.
+fn check(s: &Spmc<FakePlatform>, model: &mut Model) {
+    // No page in two partitions; every page of an instance comes from the pool.
+    let mut owner: HashMap<u64, u16> = HashMap::new();
+    for p in s.partitions() {
+        if p.state == PartitionState::Free {
+            assert!(p.memory.is_empty() && p.vcpus.is_empty());
+            continue;
+        }
+        for (ipa, a) in &p.memory {
+            for i in 0..a.pages {
+                let t = p
+                    .stage2
+                    .lookup(IpaSpace::Secure, Ipa(ipa.0 + i * PAGE_SIZE))
+                    .expect("memory stays mapped");
+                if let Some(o) = owner.insert(t.pa.0, p.id()) {
+                    panic!("page {:#x} in {o:#x} and {:#x}", t.pa.0, p.id());
+                }
+                if matches!(p.kind, Kind::Instance { .. }) {
+                    model.ever.insert(t.pa.0);
+                }
+            }
+        }
+        // At most one instance per VM.
+        if let Kind::Instance { owner } = p.kind {
+            let n = s
+                .partitions()
+                .iter()
+                .filter(|q| q.state != PartitionState::Free && q.kind == Kind::Instance { owner })
+                .count();
+            assert_eq!(n, 1, "VM {owner} has {n} instances");
+        }
+    }
+    // Every page an instance had and nobody holds now is zero.
+    for pa in &model.ever {
+        if !owner.contains_key(pa) {
+            let bytes = s.platform().secure_read(Pa(*pa), PAGE_SIZE as usize);
+            assert!(bytes.iter().all(|b| *b == 0), "freed page {pa:#x} not zero");
+        }
+    }
+    // Nothing is left running while the normal world has the core.
+    for p in s.partitions() {
+        for v in &p.vcpus {
+            assert!(
+                !matches!(v.state, VcpuState::Running(_)),
+                "{:#x} left running",
+                p.id()
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_lifecycles_keep_the_contract(steps in prop::collection::vec(step(), 1..40)) {
+        let mut s = policy_world(None);
+        let mut model = Model::default();
+        for st in steps {
+            match st {
+                Step::Create(vm) => {
+                    let had = instance_id(&s, vm).is_some();
+                    let r = create_vm(&mut s, vm);
+                    if vm == 0 || had {
+                        prop_assert_eq!(r, code(FfaError::InvalidParameters));
+                    } else {
+                        prop_assert_eq!(r, 0);
+                    }
+                }
+                Step::Destroy(vm) => {
+                    let had = instance_id(&s, vm).is_some();
+                    let r = destroy_vm(&mut s, vm);
+                    prop_assert_eq!(r == 0, had);
+                    prop_assert!(instance_id(&s, vm).is_none());
+                }
+                Step::Message(vm, t) => {
+                    let ts = targets(&s);
+                    let to = ts[t as usize % ts.len()];
+                    match request(&mut s, vm, to) {
+                        Ok((v, regs)) => {
+                            // Whatever ran is a partition VM `vm` may reach.
+                            let p = &s.partitions()[v.slot as usize];
+                            match p.kind {
+                                Kind::Instance { owner } => prop_assert_eq!(owner, vm),
+                                Kind::Static => prop_assert!(s.config().policy.may_reach(vm, p.id(), Kind::Static)),
+                            }
+                            answer(&mut s, v, vm, regs);
+                        }
+                        Err(e) => {
+                            // Never a silent success for a foreign TEE: if `to`
+                            // is a live instance of another VM, it is DENIED.
+                            if let Some(slot) = s.slot_of(to)
+                                && let Kind::Instance { owner } = s.partitions()[slot as usize].kind
+                                && owner != vm
+                            {
+                                prop_assert_eq!(e, code(FfaError::Denied));
+                            }
+                        }
+                    }
+                }
+                Step::Secret(vm) => {
+                    if let Some(slot) = s.instance_of(0, vm)
+                        && s.partitions()[slot as usize].state == PartitionState::Running
+                    {
+                        let pa = pa_of(&s, slot, RAM_IPA + 0x3000);
+                        s.platform_mut().secure_write(pa, &[0xA5; 64]);
+                    }
+                }
+                Step::Fault(vm, ipa) => {
+                    if let Ok((v, mut regs)) = request(&mut s, vm, TEMPLATE) {
+                        let n = sp_fault(&mut s, v, ipa, &mut regs);
+                        prop_assert!(matches!(n, Next::NormalWorld));
+                        prop_assert_eq!(regs.error_code(), Some(code(FfaError::Aborted)));
+                    }
+                }
+            }
+            check(&s, &mut model);
+        }
+    }
+}
