@@ -27,7 +27,7 @@ pub const MSG_HEADER_V1_1: u32 = 20;
 const CONSOLE_LINE: usize = 256;
 
 impl<P: Platform> Spmc<P> {
-    fn buffers(&self, ep: Endpoint) -> Option<Buffers> {
+    pub(crate) fn buffers(&self, ep: Endpoint) -> Option<Buffers> {
         match ep {
             Endpoint::NormalWorld(id) => self.normal_world(id).and_then(|e| e.buffers),
             Endpoint::Partition(s) => self.partitions[s as usize].buffers,
@@ -41,7 +41,7 @@ impl<P: Platform> Spmc<P> {
         }
     }
 
-    fn set_rx_state(&mut self, ep: Endpoint, state: RxState) {
+    pub(crate) fn set_rx_state(&mut self, ep: Endpoint, state: RxState) {
         if let Some(mut b) = self.buffers(ep) {
             b.rx_state = state;
             self.set_buffers(ep, Some(b));

@@ -70,7 +70,39 @@ const IMPLEMENTED: &[Entry] = &[
     e(func::RUN, V10, true, false),
     e(func::CONSOLE_LOG_32, V12, false, true),
     e(func::CONSOLE_LOG_64, V12, false, true),
+    // Memory management (DEN0140 v1.2; docs/memory-sharing.md). Only
+    // partitions retrieve (the normal world is never a borrower).
+    e(func::MEM_SHARE_32, V10, true, true),
+    e(func::MEM_SHARE_64, V10, true, true),
+    e(func::MEM_LEND_32, V10, true, true),
+    e(func::MEM_LEND_64, V10, true, true),
+    e(func::MEM_DONATE_32, V10, true, true),
+    e(func::MEM_DONATE_64, V10, true, true),
+    e(func::MEM_RETRIEVE_REQ_32, V10, false, true),
+    e(func::MEM_RETRIEVE_REQ_64, V10, false, true),
+    e(func::MEM_RETRIEVE_RESP, V10, false, true),
+    e(func::MEM_RELINQUISH, V10, false, true),
+    e(func::MEM_RECLAIM, V10, true, true),
+    e(func::MEM_FRAG_RX, V10, false, true),
+    e(func::MEM_FRAG_TX, V10, true, true),
 ];
+
+/// FFA_FEATURES of the memory ABIs (DEN0140 v1.2 Table 3.1): bit 0, a
+/// buffer the caller allocates is supported (send and retrieve ABIs); bit 1,
+/// retrieve responses carry the NS bit (v1.1+).
+fn mem_properties(f: u32, version: Version) -> u32 {
+    match f {
+        func::MEM_SHARE_32
+        | func::MEM_SHARE_64
+        | func::MEM_LEND_32
+        | func::MEM_LEND_64
+        | func::MEM_DONATE_32
+        | func::MEM_DONATE_64 => 1,
+        func::MEM_RETRIEVE_REQ_32 | func::MEM_RETRIEVE_REQ_64 if version >= V11 => 0b11,
+        func::MEM_RETRIEVE_REQ_32 | func::MEM_RETRIEVE_REQ_64 => 1,
+        _ => 0,
+    }
+}
 
 /// FFA_FEATURES(FFA_RXTX_MAP) properties (§13.3.1.1): bits [1:0] the minimum
 /// buffer size (0: 4 KiB); from v1.2, bits [31:16] the largest page count.
@@ -102,6 +134,9 @@ pub fn query(instance: Instance, version: Version, id: u32, input: u32) -> Resul
         })
         .map(|entry| match entry.func {
             func::RXTX_MAP_32 | func::RXTX_MAP_64 => rxtx_map_properties(version),
+            f if (func::MEM_DONATE_32..=func::MEM_FRAG_TX).contains(&(f & !0x4000_0000)) => {
+                mem_properties(f, version)
+            }
             _ => entry.props,
         })
         .ok_or(FfaError::NotSupported)
@@ -129,7 +164,7 @@ mod tests {
     #[test]
     fn unimplemented_and_unknown_are_not_supported() {
         for f in [
-            func::MEM_SHARE_64,
+            func::MEM_PERM_GET_32,
             func::NOTIFICATION_BIND,
             0x8400_00FF,
             0x1234_5678,
@@ -172,6 +207,38 @@ mod tests {
             query(Instance::NormalWorld, V11, func::RXTX_MAP_64, 0),
             Ok(0)
         );
+    }
+
+    #[test]
+    fn memory_interfaces_per_instance() {
+        assert_eq!(
+            query(Instance::NormalWorld, V12, func::MEM_SHARE_64, 0),
+            Ok(1)
+        );
+        assert_eq!(query(Instance::Partition, V10, func::MEM_LEND_32, 0), Ok(1));
+        assert_eq!(
+            query(Instance::Partition, V12, func::MEM_RETRIEVE_REQ_64, 0),
+            Ok(0b11)
+        );
+        assert_eq!(
+            query(Instance::Partition, V10, func::MEM_RETRIEVE_REQ_32, 0),
+            Ok(1)
+        );
+        assert_eq!(
+            query(Instance::NormalWorld, V12, func::MEM_RECLAIM, 0),
+            Ok(0)
+        );
+        for f in [
+            func::MEM_RETRIEVE_REQ_64,
+            func::MEM_RELINQUISH,
+            func::MEM_FRAG_RX,
+        ] {
+            assert_eq!(
+                query(Instance::NormalWorld, V12, f, 0),
+                Err(FfaError::NotSupported),
+                "{f:#x}: the normal world never borrows"
+            );
+        }
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod features;
 pub mod ffa;
 pub mod manager;
 pub mod manifest;
+pub mod mem;
 pub mod messaging;
 pub mod partition;
 pub mod platform;

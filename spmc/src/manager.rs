@@ -87,6 +87,8 @@ pub struct Spmc<P: Platform> {
     pub(crate) templates: Vec<crate::vtee::Template>,
     /// VMIDs of destroyed instances, free for reuse.
     pub(crate) free_vmids: Vec<u16>,
+    /// Memory sharing: transactions, donations, fragments in flight.
+    pub(crate) mem: crate::mem::MemState,
     boot_order: Vec<u16>,
     /// Slot of the partition with ID 0x8000 + n at index n (u16::MAX: none).
     pub(crate) slot_index: [u16; SLOT_INDEX],
@@ -121,6 +123,7 @@ impl<P: Platform> Spmc<P> {
             nwd: Vec::new(),
             templates: Vec::new(),
             free_vmids: Vec::new(),
+            mem: Default::default(),
             boot_order: Vec::new(),
             slot_index: [u16::MAX; SLOT_INDEX],
             boot_pos: 0,
@@ -774,6 +777,18 @@ impl<P: Platform> Spmc<P> {
             func::CONSOLE_LOG_32 | func::CONSOLE_LOG_64 if version >= Version::V1_2 => {
                 self.console_log(from, args)
             }
+            func::MEM_SHARE_32
+            | func::MEM_SHARE_64
+            | func::MEM_LEND_32
+            | func::MEM_LEND_64
+            | func::MEM_DONATE_32
+            | func::MEM_DONATE_64
+            | func::MEM_RETRIEVE_REQ_32
+            | func::MEM_RETRIEVE_REQ_64
+            | func::MEM_RELINQUISH
+            | func::MEM_RECLAIM
+            | func::MEM_FRAG_RX
+            | func::MEM_FRAG_TX => self.mem_call(from, args),
             other => {
                 debug!("unsupported call {other:#010x} from {from:?}");
                 Err(FfaError::NotSupported)

@@ -222,6 +222,7 @@ impl<P: Platform> Spmc<P> {
             return Err(FfaError::Retry);
         }
         let (id, vmid) = (p.id(), p.stage2.vmid());
+        self.mem_forget(slot, id);
         let p = &mut self.partitions[slot as usize];
         p.state = PartitionState::Free;
         p.vcpus.clear();

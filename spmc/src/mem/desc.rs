@@ -1,0 +1,639 @@
+//! FF-A memory transaction descriptors: parsing what senders and retrievers
+//! write, encoding what borrowers read.
+//!
+//! Layouts (DEN0140 v1.2 §1.11 "Memory region descriptors"; DEN0077 v1.0
+//! Table 5.19 for the v1.0 form):
+//!
+//! - v1.0 transaction descriptor, 32 bytes: sender u16 @0, attributes u8 @2,
+//!   reserved u8 @3, flags u32 @4, handle u64 @8, tag u64 @16, reserved u32
+//!   @24, access descriptor count u32 @28; access descriptors (16 bytes) @32.
+//! - v1.1+ transaction descriptor, 48 bytes: sender u16 @0, attributes u16 @2,
+//!   flags u32 @4, handle u64 @8, tag u64 @16, access descriptor size u32 @24,
+//!   count u32 @28, offset u32 @32, 12 reserved bytes @36.
+//! - Endpoint memory access descriptor (Table 1.16): endpoint u16 @0,
+//!   permissions u8 @2, flags u8 @3, composite offset u32 @4, reserved u64
+//!   @8, and from v1.2 a 16-byte implementation-defined value @16.
+//! - Composite memory region descriptor (Table 1.13): total pages u32 @0,
+//!   range count u32 @4, reserved u64 @8, ranges @16.
+//! - Constituent memory region descriptor (Table 1.14): address u64 @0,
+//!   pages u32 @8, reserved u32 @12.
+//! - Relinquish descriptor (Table 1.19): handle u64 @0, flags u32 @8,
+//!   endpoint count u32 @12, endpoint IDs (u16) @16.
+//!
+//! Parsing checks everything the SPMC later relies on; nothing here can panic
+//! on any input (every read is bounds-checked, every sum overflow-checked).
+
+use alloc::vec::Vec;
+
+use crate::addr::PAGE_SIZE;
+use crate::ffa::{FfaError, PartitionId};
+
+/// Most receivers in one transaction.
+pub const MAX_RECEIVERS: usize = 8;
+/// Most pages in one transaction.
+pub const MAX_PAGES: u64 = 32768;
+
+/// Which descriptor layout a caller uses (its negotiated version).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// FF-A v1.0.
+    V1_0,
+    /// FF-A v1.1 and later.
+    V1_1,
+}
+
+/// The three kinds of transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// FFA_MEM_SHARE: the owner keeps access.
+    Share,
+    /// FFA_MEM_LEND: the owner gives access away until it reclaims.
+    Lend,
+    /// FFA_MEM_DONATE: ownership moves to the receiver.
+    Donate,
+}
+
+impl Op {
+    /// The transaction type in flags bits [4:3] of retrieve requests and responses.
+    pub fn type_bits(self) -> u32 {
+        (match self {
+            Op::Share => 1,
+            Op::Lend => 2,
+            Op::Donate => 3,
+        }) << 3
+    }
+}
+
+/// Memory access permissions (Table 1.15).
+pub mod perm {
+    /// Data access bits [1:0].
+    pub const DATA_MASK: u8 = 0b11;
+    /// Data access: not specified.
+    pub const DATA_NONE: u8 = 0;
+    /// Data access: read-only.
+    pub const RO: u8 = 1;
+    /// Data access: read-write.
+    pub const RW: u8 = 2;
+    /// Instruction access bits [3:2].
+    pub const INSTR_MASK: u8 = 0b1100;
+    /// Instruction access: not specified.
+    pub const INSTR_NONE: u8 = 0;
+    /// Instruction access: not executable.
+    pub const NX: u8 = 1 << 2;
+    /// Instruction access: executable.
+    pub const X: u8 = 2 << 2;
+}
+
+/// Transaction flags (Table 1.17 for senders, Table 1.18 for retrievers).
+pub mod flags {
+    /// Zero the memory (before retrieval; for a relinquish or reclaim, on the way).
+    pub const ZERO: u32 = 1 << 0;
+    /// The operation may be time-sliced (the SPMC never needs to).
+    pub const TIME_SLICE: u32 = 1 << 1;
+    /// Retrieve: zero the memory after the retriever relinquishes it.
+    pub const ZERO_AFTER_RELINQUISH: u32 = 1 << 2;
+    /// Retrieve: transaction type, bits [4:3].
+    pub const TYPE_MASK: u32 = 0b11 << 3;
+    /// Retrieve: address range alignment hint, bits [8:5].
+    pub const ALIGN_HINT_MASK: u32 = 0b1111 << 5;
+    /// Retrieve: the alignment hint is valid.
+    pub const ALIGN_HINT_VALID: u32 = 1 << 9;
+}
+
+/// Memory region attributes (Table 1.9 / 1.10).
+pub mod attr {
+    /// Memory type bits [5:4].
+    pub const TYPE_MASK: u16 = 0b11 << 4;
+    /// Memory type: not specified.
+    pub const TYPE_NONE: u16 = 0;
+    /// Memory type: device.
+    pub const TYPE_DEVICE: u16 = 1 << 4;
+    /// Memory type: normal.
+    pub const TYPE_NORMAL: u16 = 2 << 4;
+    /// Cacheability bits [3:2] (normal memory).
+    pub const CACHE_MASK: u16 = 0b11 << 2;
+    /// Non-cacheable.
+    pub const CACHE_NC: u16 = 1 << 2;
+    /// Write-back.
+    pub const CACHE_WB: u16 = 3 << 2;
+    /// Shareability bits [1:0] (normal memory).
+    pub const SHARE_MASK: u16 = 0b11;
+    /// Reserved shareability value.
+    pub const SHARE_RESERVED: u16 = 1;
+    /// Normal, write-back, inner shareable: what the SPMC maps.
+    pub const NORMAL_WB_INNER: u16 = TYPE_NORMAL | CACHE_WB | 3;
+    /// Bit 6 (v1.1+): the memory is non-secure (set by the SPMC in responses).
+    pub const NS: u16 = 1 << 6;
+}
+
+/// One receiver of a transaction (an endpoint memory access descriptor).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Receiver {
+    /// Its endpoint ID.
+    pub id: PartitionId,
+    /// Its permissions (see [`perm`]).
+    pub perms: u8,
+    /// Its flags byte.
+    pub flags: u8,
+    /// The v1.2 implementation-defined value (zero in 16-byte descriptors).
+    pub impdef: [u8; 16],
+}
+
+/// One constituent range: an address (PA from the normal world, IPA from a
+/// partition) and a page count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Range {
+    /// First byte.
+    pub addr: u64,
+    /// 4 KiB pages.
+    pub pages: u64,
+}
+
+impl Range {
+    /// One past the last byte (never overflows for a parsed range).
+    pub fn end(&self) -> u64 {
+        self.addr + self.pages * PAGE_SIZE
+    }
+
+    /// True if the two ranges share a byte.
+    pub fn overlaps(&self, other: &Range) -> bool {
+        self.addr < other.end() && other.addr < self.end()
+    }
+}
+
+/// A parsed transaction descriptor (a send, a retrieve request or a response).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Descriptor {
+    /// Sender (the owner).
+    pub sender: PartitionId,
+    /// Memory region attributes (v1.0's byte widened).
+    pub attributes: u16,
+    /// Flags.
+    pub flags: u32,
+    /// Handle (0 in a send).
+    pub handle: u64,
+    /// Tag.
+    pub tag: u64,
+    /// Size of each access descriptor (16, or 32 with the v1.2 field).
+    pub emad_size: u32,
+    /// The receivers.
+    pub receivers: Vec<Receiver>,
+    /// The constituents (empty for a retrieve request, which names a handle).
+    pub ranges: Vec<Range>,
+    /// Their total page count.
+    pub total_pages: u64,
+}
+
+/// What a descriptor is parsed for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// FFA_MEM_SHARE/LEND/DONATE: the composite must be there and valid.
+    Send,
+    /// FFA_MEM_RETRIEVE_REQ: the composite, if any, is ignored.
+    Retrieve,
+}
+
+const INVALID: FfaError = FfaError::InvalidParameters;
+
+fn u16_at(b: &[u8], off: usize) -> Result<u16, FfaError> {
+    let s = b
+        .get(off..off.checked_add(2).ok_or(INVALID)?)
+        .ok_or(INVALID)?;
+    Ok(u16::from_le_bytes([s[0], s[1]]))
+}
+
+fn u32_at(b: &[u8], off: usize) -> Result<u32, FfaError> {
+    let s = b
+        .get(off..off.checked_add(4).ok_or(INVALID)?)
+        .ok_or(INVALID)?;
+    Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+fn u64_at(b: &[u8], off: usize) -> Result<u64, FfaError> {
+    Ok(u32_at(b, off)? as u64 | (u32_at(b, off + 4)? as u64) << 32)
+}
+
+fn zero_at(b: &[u8], off: usize, len: usize) -> Result<(), FfaError> {
+    let s = b
+        .get(off..off.checked_add(len).ok_or(INVALID)?)
+        .ok_or(INVALID)?;
+    if s.iter().any(|x| *x != 0) {
+        return Err(INVALID);
+    }
+    Ok(())
+}
+
+/// Size of the transaction descriptor header.
+pub fn header_size(layout: Layout) -> usize {
+    match layout {
+        Layout::V1_0 => 32,
+        Layout::V1_1 => 48,
+    }
+}
+
+/// Parses a transaction descriptor of `buf.len()` bytes.
+pub fn parse(buf: &[u8], layout: Layout, purpose: Purpose) -> Result<Descriptor, FfaError> {
+    if buf.len() < header_size(layout) {
+        return Err(INVALID);
+    }
+    let sender = u16_at(buf, 0)?;
+    let flags = u32_at(buf, 4)?;
+    let handle = u64_at(buf, 8)?;
+    let tag = u64_at(buf, 16)?;
+    let count = u32_at(buf, 28)? as usize;
+    let (attributes, emad_size, emad_offset) = match layout {
+        Layout::V1_0 => {
+            zero_at(buf, 3, 1)?;
+            zero_at(buf, 24, 4)?;
+            (buf[2] as u16, 16u32, 32usize)
+        }
+        Layout::V1_1 => {
+            zero_at(buf, 36, 12)?;
+            let size = u32_at(buf, 24)?;
+            let offset = u32_at(buf, 32)? as usize;
+            if size != 16 && size != 32 {
+                return Err(INVALID);
+            }
+            if offset < 48 || !offset.is_multiple_of(16) {
+                return Err(INVALID);
+            }
+            (u16_at(buf, 2)?, size, offset)
+        }
+    };
+    if count == 0 {
+        return Err(INVALID);
+    }
+    if count > MAX_RECEIVERS {
+        return Err(FfaError::NoMemory);
+    }
+    let emads_end = (emad_size as usize)
+        .checked_mul(count)
+        .and_then(|n| n.checked_add(emad_offset))
+        .filter(|e| *e <= buf.len())
+        .ok_or(INVALID)?;
+    let mut receivers = Vec::with_capacity(count);
+    let mut composite = None;
+    for i in 0..count {
+        let at = emad_offset + i * emad_size as usize;
+        let id = u16_at(buf, at)?;
+        let perms = buf[at + 2];
+        let eflags = buf[at + 3];
+        let comp = u32_at(buf, at + 4)? as usize;
+        zero_at(buf, at + 8, 8)?;
+        let mut impdef = [0u8; 16];
+        if emad_size == 32 {
+            impdef.copy_from_slice(&buf[at + 16..at + 32]);
+        }
+        match composite {
+            None => composite = Some(comp),
+            // Every receiver describes the same memory (one composite).
+            Some(c) if c != comp && purpose == Purpose::Send => return Err(INVALID),
+            Some(_) => {}
+        }
+        receivers.push(Receiver {
+            id,
+            perms,
+            flags: eflags,
+            impdef,
+        });
+    }
+    let mut d = Descriptor {
+        sender,
+        attributes,
+        flags,
+        handle,
+        tag,
+        emad_size,
+        receivers,
+        ranges: Vec::new(),
+        total_pages: 0,
+    };
+    if purpose == Purpose::Retrieve {
+        return Ok(d);
+    }
+    let comp = composite.unwrap_or(0);
+    if comp < emads_end || !comp.is_multiple_of(8) {
+        return Err(INVALID);
+    }
+    let total = u32_at(buf, comp)? as u64;
+    let n = u32_at(buf, comp + 4)? as usize;
+    zero_at(buf, comp + 8, 8)?;
+    if n == 0 || total == 0 {
+        return Err(INVALID);
+    }
+    if total > MAX_PAGES {
+        return Err(FfaError::NoMemory);
+    }
+    n.checked_mul(16)
+        .and_then(|l| l.checked_add(comp + 16))
+        .filter(|e| *e <= buf.len())
+        .ok_or(INVALID)?;
+    let mut sum = 0u64;
+    let mut ranges = Vec::with_capacity(n);
+    for i in 0..n {
+        let at = comp + 16 + i * 16;
+        let addr = u64_at(buf, at)?;
+        let pages = u32_at(buf, at + 8)? as u64;
+        zero_at(buf, at + 12, 4)?;
+        if pages == 0 || !addr.is_multiple_of(PAGE_SIZE) {
+            return Err(INVALID);
+        }
+        addr.checked_add(pages * PAGE_SIZE).ok_or(INVALID)?;
+        sum += pages;
+        if sum > total {
+            return Err(INVALID);
+        }
+        ranges.push(Range { addr, pages });
+    }
+    if sum != total {
+        return Err(INVALID);
+    }
+    // No two constituents may overlap (sort a copy by address, compare neighbours).
+    let mut sorted = ranges.clone();
+    sorted.sort_unstable_by_key(|r| r.addr);
+    if sorted.windows(2).any(|w| w[0].overlaps(&w[1])) {
+        return Err(INVALID);
+    }
+    d.ranges = ranges;
+    d.total_pages = total;
+    Ok(d)
+}
+
+/// The fields of a retrieve response (one receiver: the retriever).
+#[derive(Clone, Debug)]
+pub struct Response<'a> {
+    /// The owner.
+    pub sender: PartitionId,
+    /// Attributes (bit 6 set for normal-world memory, v1.1+ only).
+    pub attributes: u16,
+    /// Flags: the transaction type, and ZERO if the memory was zeroed.
+    pub flags: u32,
+    /// The handle.
+    pub handle: u64,
+    /// The tag.
+    pub tag: u64,
+    /// The retriever with the permissions it was granted.
+    pub receiver: Receiver,
+    /// Where the retriever sees the memory.
+    pub ranges: &'a [Range],
+}
+
+/// Encodes a retrieve response in the retriever's layout (`emad_size` 16 or
+/// 32 for v1.1+; v1.0 is always 16).
+pub fn encode_response(r: &Response<'_>, layout: Layout, emad_size: u32) -> Vec<u8> {
+    let emad_size = if layout == Layout::V1_0 {
+        16
+    } else {
+        emad_size
+    };
+    let hdr = header_size(layout);
+    let comp = hdr + emad_size as usize;
+    let total_pages: u64 = r.ranges.iter().map(|x| x.pages).sum();
+    let mut b = alloc::vec![0u8; comp + 16 + 16 * r.ranges.len()];
+    b[0..2].copy_from_slice(&r.sender.to_le_bytes());
+    match layout {
+        Layout::V1_0 => {
+            b[2] = (r.attributes & 0xFF & !attr::NS) as u8;
+            b[28..32].copy_from_slice(&1u32.to_le_bytes());
+        }
+        Layout::V1_1 => {
+            b[2..4].copy_from_slice(&r.attributes.to_le_bytes());
+            b[24..28].copy_from_slice(&emad_size.to_le_bytes());
+            b[28..32].copy_from_slice(&1u32.to_le_bytes());
+            b[32..36].copy_from_slice(&(hdr as u32).to_le_bytes());
+        }
+    }
+    b[4..8].copy_from_slice(&r.flags.to_le_bytes());
+    b[8..16].copy_from_slice(&r.handle.to_le_bytes());
+    b[16..24].copy_from_slice(&r.tag.to_le_bytes());
+    b[hdr..hdr + 2].copy_from_slice(&r.receiver.id.to_le_bytes());
+    b[hdr + 2] = r.receiver.perms;
+    b[hdr + 3] = 0;
+    b[hdr + 4..hdr + 8].copy_from_slice(&(comp as u32).to_le_bytes());
+    if emad_size == 32 {
+        b[hdr + 16..hdr + 32].copy_from_slice(&r.receiver.impdef);
+    }
+    b[comp..comp + 4].copy_from_slice(&(total_pages as u32).to_le_bytes());
+    b[comp + 4..comp + 8].copy_from_slice(&(r.ranges.len() as u32).to_le_bytes());
+    for (i, x) in r.ranges.iter().enumerate() {
+        let at = comp + 16 + 16 * i;
+        b[at..at + 8].copy_from_slice(&x.addr.to_le_bytes());
+        b[at + 8..at + 12].copy_from_slice(&(x.pages as u32).to_le_bytes());
+    }
+    b
+}
+
+/// A parsed relinquish descriptor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Relinquish {
+    /// The handle.
+    pub handle: u64,
+    /// Flags (ZERO, TIME_SLICE).
+    pub flags: u32,
+    /// The endpoints that relinquish.
+    pub endpoints: Vec<PartitionId>,
+}
+
+/// Parses a relinquish descriptor.
+pub fn parse_relinquish(buf: &[u8]) -> Result<Relinquish, FfaError> {
+    let handle = u64_at(buf, 0)?;
+    let flags = u32_at(buf, 8)?;
+    let count = u32_at(buf, 12)? as usize;
+    if count == 0 || count > MAX_RECEIVERS {
+        return Err(INVALID);
+    }
+    let mut endpoints = Vec::with_capacity(count);
+    for i in 0..count {
+        endpoints.push(u16_at(buf, 16 + 2 * i)?);
+    }
+    Ok(Relinquish {
+        handle,
+        flags,
+        endpoints,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A v1.1 send descriptor with the given receivers and ranges.
+    pub(crate) fn build(
+        layout: Layout,
+        emad_size: u32,
+        sender: u16,
+        receivers: &[(u16, u8)],
+        ranges: &[(u64, u32)],
+    ) -> Vec<u8> {
+        let hdr = header_size(layout);
+        let esz = if layout == Layout::V1_0 {
+            16
+        } else {
+            emad_size as usize
+        };
+        let comp = hdr + esz * receivers.len();
+        let mut b = alloc::vec![0u8; comp + 16 + 16 * ranges.len()];
+        b[0..2].copy_from_slice(&sender.to_le_bytes());
+        match layout {
+            Layout::V1_0 => b[2] = attr::NORMAL_WB_INNER as u8,
+            Layout::V1_1 => {
+                b[2..4].copy_from_slice(&attr::NORMAL_WB_INNER.to_le_bytes());
+                b[24..28].copy_from_slice(&(esz as u32).to_le_bytes());
+                b[32..36].copy_from_slice(&(hdr as u32).to_le_bytes());
+            }
+        }
+        b[28..32].copy_from_slice(&(receivers.len() as u32).to_le_bytes());
+        for (i, (id, p)) in receivers.iter().enumerate() {
+            let at = hdr + i * esz;
+            b[at..at + 2].copy_from_slice(&id.to_le_bytes());
+            b[at + 2] = *p;
+            b[at + 4..at + 8].copy_from_slice(&(comp as u32).to_le_bytes());
+        }
+        let total: u32 = ranges.iter().map(|r| r.1).sum();
+        b[comp..comp + 4].copy_from_slice(&total.to_le_bytes());
+        b[comp + 4..comp + 8].copy_from_slice(&(ranges.len() as u32).to_le_bytes());
+        for (i, (a, n)) in ranges.iter().enumerate() {
+            let at = comp + 16 + 16 * i;
+            b[at..at + 8].copy_from_slice(&a.to_le_bytes());
+            b[at + 8..at + 12].copy_from_slice(&n.to_le_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn parses_both_layouts() {
+        for (layout, esz) in [(Layout::V1_0, 16), (Layout::V1_1, 16), (Layout::V1_1, 32)] {
+            let b = build(
+                layout,
+                esz,
+                0,
+                &[(0x8001, perm::RW), (0x8002, perm::RO)],
+                &[(0x4000_0000, 2), (0x4001_0000, 1)],
+            );
+            let d = parse(&b, layout, Purpose::Send).unwrap();
+            assert_eq!(d.receivers.len(), 2);
+            assert_eq!(d.receivers[1].id, 0x8002);
+            assert_eq!(d.total_pages, 3);
+            assert_eq!(
+                d.ranges[1],
+                Range {
+                    addr: 0x4001_0000,
+                    pages: 1
+                }
+            );
+            assert_eq!(d.attributes, attr::NORMAL_WB_INNER);
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_never_a_panic() {
+        let b = build(
+            Layout::V1_1,
+            32,
+            0,
+            &[(0x8001, perm::RW)],
+            &[(0x4000_0000, 2)],
+        );
+        for len in 0..b.len() {
+            assert!(
+                parse(&b[..len], Layout::V1_1, Purpose::Send).is_err(),
+                "{len}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_counts_offsets_and_ranges() {
+        let good = build(
+            Layout::V1_1,
+            16,
+            0,
+            &[(0x8001, perm::RW)],
+            &[(0x4000_0000, 2)],
+        );
+        let bad = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut b = good.clone();
+            f(&mut b);
+            parse(&b, Layout::V1_1, Purpose::Send).unwrap_err()
+        };
+        assert_eq!(bad(&|b| b[28] = 0), INVALID, "no receiver");
+        assert_eq!(
+            bad(&|b| b[28] = 9),
+            FfaError::NoMemory,
+            "too many receivers"
+        );
+        assert_eq!(bad(&|b| b[24] = 24), INVALID, "emad size");
+        assert_eq!(bad(&|b| b[32] = 40), INVALID, "emad offset unaligned");
+        assert_eq!(bad(&|b| b[40] = 1), INVALID, "reserved header byte");
+        assert_eq!(bad(&|b| b[48 + 8] = 1), INVALID, "reserved emad byte");
+        assert_eq!(bad(&|b| b[64] = 3), INVALID, "page count mismatch");
+        assert_eq!(bad(&|b| b[64 + 4] = 0), INVALID, "no ranges");
+        assert_eq!(bad(&|b| b[64 + 4] = 2), INVALID, "range count past the end");
+        assert_eq!(bad(&|b| b[80] = 1), INVALID, "unaligned range");
+        assert_eq!(
+            bad(&|b| b[48 + 4] = 0),
+            INVALID,
+            "composite inside the header"
+        );
+        let overlap = build(
+            Layout::V1_1,
+            16,
+            0,
+            &[(0x8001, perm::RW)],
+            &[(0x4000_0000, 2), (0x4000_1000, 1)],
+        );
+        assert_eq!(parse(&overlap, Layout::V1_1, Purpose::Send), Err(INVALID));
+        let wraps = build(Layout::V1_1, 16, 0, &[(0x8001, perm::RW)], &[(!0xFFF, 2)]);
+        assert_eq!(parse(&wraps, Layout::V1_1, Purpose::Send), Err(INVALID));
+        let empty = build(
+            Layout::V1_1,
+            16,
+            0,
+            &[(0x8001, perm::RW)],
+            &[(0x4000_0000, 0)],
+        );
+        assert_eq!(parse(&empty, Layout::V1_1, Purpose::Send), Err(INVALID));
+    }
+
+    #[test]
+    fn response_round_trips_through_the_parser() {
+        let ranges = [Range {
+            addr: 0x4000_0000,
+            pages: 3,
+        }];
+        for (layout, esz) in [(Layout::V1_0, 16), (Layout::V1_1, 16), (Layout::V1_1, 32)] {
+            let r = Response {
+                sender: 7,
+                attributes: attr::NORMAL_WB_INNER,
+                flags: Op::Lend.type_bits(),
+                handle: 0x55,
+                tag: 9,
+                receiver: Receiver {
+                    id: 0x8001,
+                    perms: perm::RW | perm::NX,
+                    flags: 0,
+                    impdef: [0; 16],
+                },
+                ranges: &ranges,
+            };
+            let b = encode_response(&r, layout, esz);
+            let d = parse(&b, layout, Purpose::Send).unwrap();
+            assert_eq!((d.sender, d.handle, d.tag), (7, 0x55, 9));
+            assert_eq!(d.ranges, ranges);
+            assert_eq!(d.receivers[0].perms, perm::RW | perm::NX);
+        }
+    }
+
+    #[test]
+    fn relinquish_descriptor() {
+        let mut b = [0u8; 18];
+        b[0..8].copy_from_slice(&0x1234u64.to_le_bytes());
+        b[12] = 1;
+        b[16..18].copy_from_slice(&0x8002u16.to_le_bytes());
+        let r = parse_relinquish(&b).unwrap();
+        assert_eq!((r.handle, r.endpoints.as_slice()), (0x1234, &[0x8002][..]));
+        assert!(parse_relinquish(&b[..17]).is_err());
+        b[12] = 0;
+        assert!(parse_relinquish(&b).is_err());
+    }
+}
