@@ -7,12 +7,13 @@
 //! which are instructions. Benchmarks are not tests: no figure fails the run.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::cli::Options;
 use crate::sh::{self, Result};
-use crate::{build, qemu, setup};
+use crate::{build, qemu, setup, vtee};
 
 pub fn run(opts: &Options) -> Result<()> {
     let env = setup::ensure(opts)?;
@@ -30,7 +31,30 @@ pub fn run(opts: &Options) -> Result<()> {
     }
 
     sh::step("bench: QEMU with -icount shift=0");
-    let mut cmd = qemu::base_command(&flash, 1, "1G");
+    let mut figures = run_image(&flash, opts.timeout_secs)?;
+
+    // The reference hypervisor's path: a VM at NS-EL1 to its own TEE, and
+    // the VM availability messages (tests/hypervisor/src/bin/bench.rs).
+    let flash = vtee::flash(&env, &spmc_bin, vtee::BENCH_IMAGE, "bench-vtee")?;
+    sh::step("bench: the hypervisor path, QEMU with -icount shift=0");
+    figures.extend(run_image(&flash, opts.timeout_secs)?);
+
+    let size = std::fs::metadata(&spmc_bin).map(|m| m.len()).unwrap_or(0);
+    let image = format!("bench: spmc_image: {size} bytes");
+    println!("{image}");
+    figures.push(image);
+
+    sh::step("bench: summary");
+    for f in &figures {
+        println!("    {f}");
+    }
+    Ok(())
+}
+
+/// Boots a benchmark image under `-icount shift=0` and returns its
+/// `bench:` lines (printing them and its banner as they come).
+fn run_image(flash: &Path, timeout_secs: u64) -> Result<Vec<String>> {
+    let mut cmd = qemu::base_command(flash, 1, "1G");
     cmd.args(["-icount", "shift=0"])
         .args([
             "-display", "none", "-monitor", "none", "-serial", "stdio", "-serial", "null",
@@ -47,13 +71,13 @@ pub fn run(opts: &Options) -> Result<()> {
             }
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(opts.timeout_secs);
+    let deadline = Instant::now() + Duration::from_secs(timeout_secs);
     let mut figures = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(line) => {
-                if line.starts_with("bench:") || line.starts_with("nwd-bench") {
+                if line.starts_with("bench:") || line.starts_with("nwd-") {
                     println!("{line}");
                 }
                 if line.starts_with("bench:") {
@@ -63,20 +87,11 @@ pub fn run(opts: &Options) -> Result<()> {
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 let _ = child.kill();
-                println!("    benchmark run timed out after {} s", opts.timeout_secs);
+                println!("    benchmark run timed out after {timeout_secs} s");
                 break;
             }
         }
     }
     let _ = child.wait();
-    let size = std::fs::metadata(&spmc_bin).map(|m| m.len()).unwrap_or(0);
-    let image = format!("bench: spmc_image: {size} bytes");
-    println!("{image}");
-    figures.push(image);
-
-    sh::step("bench: summary");
-    for f in &figures {
-        println!("    {f}");
-    }
-    Ok(())
+    Ok(figures)
 }

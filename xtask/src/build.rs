@@ -50,7 +50,8 @@ pub fn firmware_cargo(env: &Env, subcommand: &str) -> Command {
 }
 
 /// The firmware crates, built for aarch64.
-pub const FIRMWARE_PACKAGES: &[&str] = &["platform-qemu", "nwd-harness", "test-sp"];
+pub const FIRMWARE_PACKAGES: &[&str] =
+    &["platform-qemu", "nwd-harness", "nwd-hypervisor", "test-sp"];
 
 fn profile_dir(opts: &Options) -> &'static str {
     if opts.release { "release" } else { "debug" }
@@ -85,6 +86,9 @@ pub fn rust_images(env: &Env, opts: &Options) -> Result<PathBuf> {
         ("nwd-harness", "nwd-harness.bin"),
         ("nwd-bench", "nwd-bench.bin"),
         ("test-sp", "test-sp.bin"),
+        ("nwd-hypervisor", "nwd-hypervisor.bin"),
+        ("nwd-hypervisor-demo", "nwd-hypervisor-demo.bin"),
+        ("nwd-hypervisor-bench", "nwd-hypervisor-bench.bin"),
     ] {
         sh::run(
             Command::new("aarch64-linux-gnu-objcopy")

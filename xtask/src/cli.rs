@@ -9,12 +9,16 @@ cargo xtask <command> [options]
 Commands:
   setup    Install what is missing (Debian packages, TF-A source) and stop
   build    Build the SPMC, the test images and the TF-A firmware (flash image)
-  run      Build everything and boot it in QEMU on this terminal
-           (quit QEMU with Ctrl-a x; the harness powers off by itself)
+  run      Build everything and boot it in QEMU on this terminal: the
+           four-user demo (a reference hypervisor at NS-EL2 runs four VMs,
+           each with its own virtual TEE; one is destroyed and created
+           again); with --harness the normal-world test harness instead
+           (quit QEMU with Ctrl-a x; both power off by themselves)
   test     Host unit tests, rustfmt, clippy (host and aarch64), firmware and
            TF-A builds, then the end-to-end stages in QEMU: `e2e` (our
-           normal-world harness) and `linux` (Debian's Linux 7.2 with the
-           FF-A driver and tpm_crb_ffa, over TF-A and the SPMC)
+           normal-world harness), `vtee` (VMs under the reference
+           hypervisor and their virtual TEEs) and `linux` (Debian's Linux
+           7.2 with the FF-A driver and tpm_crb_ffa, over TF-A and the SPMC)
   bench    Release build, then the benchmarks in QEMU under -icount shift=0
            (one instruction per virtual nanosecond): prints
            `bench: <name>: <value> <unit>` lines. Never fails on a figure.
@@ -31,6 +35,8 @@ Options:
   --linux            `test`: run the `linux` stage ({linux_default});
                      `setup`: also fetch its Debian packages
   --skip-linux       `test`: do not run the `linux` stage
+  --harness          `run`: boot the normal-world test harness (the `e2e`
+                     stage's image) instead of the four-user demo
   --no-install       Never install anything; fail with the command to run instead
 
 Environment:
@@ -73,6 +79,8 @@ pub struct Options {
     pub no_install: bool,
     /// Run (`test`) or fetch (`setup`) the `linux` stage.
     pub linux: bool,
+    /// `run`: boot the test harness instead of the demo.
+    pub harness: bool,
 }
 
 pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -95,6 +103,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> 
         skip_host: false,
         no_install: false,
         linux: LINUX_STAGE_BY_DEFAULT,
+        harness: false,
     };
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -105,6 +114,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> 
             "--no-install" => o.no_install = true,
             "--linux" => o.linux = true,
             "--skip-linux" => o.linux = false,
+            "--harness" => o.harness = true,
             "--smp" => {
                 o.smp = value("--smp")?
                     .parse()
@@ -157,6 +167,13 @@ mod tests {
         assert!(!p("test --linux --skip-linux").unwrap().linux);
         assert!(help().contains("--skip-linux"));
         assert!(!help().contains('{'));
+    }
+
+    #[test]
+    fn run_boots_the_demo_unless_told() {
+        assert!(!p("run").unwrap().harness);
+        assert!(p("run --harness").unwrap().harness);
+        assert!(help().contains("--harness"));
     }
 
     #[test]

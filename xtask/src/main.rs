@@ -13,6 +13,7 @@ mod qemu;
 mod setup;
 mod sh;
 mod test;
+mod vtee;
 
 use std::process::ExitCode;
 

@@ -47,10 +47,23 @@ fn serial_args(cmd: &mut Command, interactive: bool) {
 }
 
 /// `cargo xtask run`: build and boot on this terminal.
+/// By default the four-user demo under the reference hypervisor
+/// (tests/hypervisor); with `--harness` the normal-world test harness.
 pub fn run_interactive(env: &Env, opts: &Options) -> Result<()> {
-    let fw = build::all(env, opts)?;
-    sh::step("run: booting QEMU (Ctrl-a x quits; the harness powers off when done)");
-    let mut cmd = base_command(&fw.flash, opts.smp, MEMORY);
+    let flash = if opts.harness {
+        let fw = build::all(env, opts)?;
+        sh::step(
+            "run: booting QEMU with the test harness (Ctrl-a x quits; it powers off when done)",
+        );
+        fw.flash
+    } else {
+        let flash = crate::vtee::demo(env, opts)?;
+        sh::step(
+            "run: booting QEMU: four users, each with a VM and a virtual TEE (Ctrl-a x quits; the hypervisor powers off when done)",
+        );
+        flash
+    };
+    let mut cmd = base_command(&flash, opts.smp, MEMORY);
     serial_args(&mut cmd, true);
     if opts.gdb {
         println!(

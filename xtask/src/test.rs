@@ -9,6 +9,7 @@ use crate::linux;
 use crate::qemu::{self, StageResult, StageSpec};
 use crate::setup::{self, Env};
 use crate::sh::{self, Result};
+use crate::vtee;
 
 /// The host crates (tests, clippy).
 const HOST_PACKAGES: &[&str] = &["spmc", "xtask"];
@@ -33,6 +34,14 @@ pub fn run(opts: &Options) -> Result<()> {
         },
     )?;
     summary.push(("e2e", e2e.clone()));
+
+    let t = sh::Timer::start("vtee stage, build to power-off");
+    let vt = vtee::stage(&env, opts, &fw.spmc_bin).unwrap_or_else(|e| StageResult {
+        problems: vec![format!("could not run: {e}")],
+        ..StageResult::default()
+    });
+    t.done();
+    summary.push(("vtee", vt));
 
     if opts.linux {
         let t = sh::Timer::start("linux stage, set-up to power-off");

@@ -1,0 +1,983 @@
+//! The `vtee` stage: checks of the per-VM virtual TEEs, end to end, from VMs
+//! at NS-EL1 through this hypervisor, TF-A's SPMD and the SPMC.
+//!
+//! Every call a check makes "from VM n" is made by VM n's program at NS-EL1
+//! (a task, [`crate::guest`]) and goes through the hypervisor's trap and
+//! proxy path. Calls "from the hypervisor" are its own (endpoint 0), and for
+//! the scale checks it speaks for VM IDs that have no VM behind them.
+
+use alloc::vec::Vec;
+
+use test_protocol::{
+    TPM_GET_INTERFACE_VERSION, TPM_INTERFACE_VERSION, TPM_OK, cmd, ids, layout, status, uuids,
+};
+
+use crate::ffa::{self, Ack, Regs, code, fwk};
+use crate::guest::{self, RAM_IPA, op};
+use crate::report::{Fail, Outcome, Report, fail};
+use crate::vm::{Fault, Hypervisor};
+use crate::{demo, ensure, ensure_eq, say};
+
+/// The general VMs the checks run.
+const VMS: [u16; 4] = [1, 2, 3, 4];
+/// Extra VM IDs for the scale checks (no VM behind them).
+const SCALE_FIRST: u16 = 0x100;
+const SCALE_COUNT: u16 = 40;
+/// Where the checks write a pattern in a TEE's RAM: the upper part of its
+/// 64 KiB, which the test partition's image never uses (tests/test-sp/sp.ld:
+/// stack and .bss end below RAM_IPA + 0xB000).
+const TEE_RAM_OFFSETS: [u64; 6] = [0xB000, 0xC000, 0xD000, 0xE000, 0xF000, 0xFFF8];
+/// Where the checks write in a VM's own RAM (above its mailbox, below its stack).
+const VM_RAM_PATTERN: u64 = RAM_IPA + 0x8000;
+/// The secure pool's base (SPMC manifest): instances' memory is carved from it.
+const POOL_BASE: u64 = 0x0e50_0000;
+
+/// What the checks share: the hypervisor and each VM's instance ID.
+struct T<'a> {
+    hyp: &'a mut Hypervisor,
+    /// Instance ID of VM v's TEE at `inst[v]`, as WHOAMI reported it.
+    inst: [u16; 5],
+}
+
+/// Runs every check; `demo` is what the demo saw before.
+pub fn run(hyp: &mut Hypervisor, r: &mut Report, demo: &demo::Outcome) {
+    r.check("demo-four-users-own-tees", || match demo.problem {
+        None => Ok(()),
+        Some(p) => Err(Fail {
+            what: p,
+            values: None,
+        }),
+    });
+    // A known state: the demo's VMs go, four fresh ones come.
+    let old: Vec<u16> = hyp.vm_ids().collect();
+    for id in old {
+        let _ = hyp.destroy_vm(id);
+    }
+    let mut t = T { hyp, inst: [0; 5] };
+    r.check("four-vms-created-with-tees", || t.create_all());
+
+    // The hypervisor and its VMs.
+    r.check("vms-run-at-ns-el1-with-own-ids", || t.vms_at_el1());
+    r.check("vm-ffa-version-answered-by-hypervisor", || t.vm_version());
+    r.check("vm-memory-private", || t.vm_memory_private());
+    r.check("vm-cannot-read-other-vm-memory", || {
+        let other = t.hyp.ram_of(2).ok_or(fail("no VM 2"))?;
+        t.vm_fault(1, op::PEEK, other, false)
+    });
+    r.check("vm-cannot-write-its-program", || {
+        let entry = (&raw const guest::guest_entry) as u64;
+        t.vm_fault(3, op::POKE, entry, true)
+    });
+    r.check("vm-ipa-is-not-pa", || {
+        let own = t.hyp.ram_of(4).ok_or(fail("no VM 4"))?;
+        t.vm_fault(4, op::PEEK, own, false)
+    });
+    r.check("vm-el1-exceptions-stop-that-vm", || t.el1_exceptions());
+    r.check("other-vms-survive-a-vm-fault", || t.vm_memory_kept());
+    r.check("vm-el1-state-kept-per-vm", || t.el1_state());
+
+    // Routing and policy, from the VMs.
+    r.check("vm-reaches-own-tee", || t.own_tee());
+    r.check("vm-tees-distinct", || t.tees_distinct());
+    r.check("vm-tee-state-private", || t.tee_state_private());
+    r.check("vm-other-vm-instance-denied", || t.other_instance_denied());
+    r.check("vm-unbound-static-partitions-denied", || t.unbound_denied());
+    r.check("vm-shared-tpm-reachable-by-all", || t.tpm_shared());
+    r.check("vm-sp1-bound-to-vm1-only", || t.sp1_bound());
+    r.check("vm-forged-sender-reaches-own-tee", || t.forged_own());
+    r.check("vm-forged-sender-gains-nothing", || t.forged_nothing());
+    r.check("vm-hvc-conduit", || t.hvc_conduit());
+    r.check("vm-direct-req-32", || t.req32());
+    r.check("vm-req2-own-tee", || t.req2_own());
+    r.check("vm-req2-needs-version-1.2", || t.req2_needs_version());
+    r.check("vm-discovery-regs-per-vm", || t.discovery());
+    r.check("vm-discovery-regs-forged-vm-id", || t.discovery_forged());
+    r.check("vm-discovery-regs-vtee-uuid", || t.discovery_vtee_uuid());
+    r.check("vm-availability-messages-refused", || t.vm_availability());
+    r.check("vm-unforwarded-abis-not-supported", || t.unforwarded());
+    r.check("vm-to-vm-direct-request-refused", || t.vm_to_vm());
+
+    // The hypervisor's own messages (endpoint 0).
+    r.check("hyp-double-create-invalid", || t.double_create());
+    r.check("hyp-destroy-without-tee-invalid", || {
+        ensure_eq!(ffa::vm_destroyed(77).code(), ffa::INVALID_PARAMETERS, "ack");
+        Ok(())
+    });
+    r.check("hyp-availability-bad-vm-id-invalid", || {
+        ensure_eq!(ffa::vm_created(0).code(), ffa::INVALID_PARAMETERS, "VM 0");
+        let r = ffa::vm_availability(fwk::VM_CREATED, 0x8001);
+        ensure_eq!(
+            ffa::ack(&r, fwk::VM_CREATED).code(),
+            ffa::INVALID_PARAMETERS,
+            "VM 0x8001"
+        );
+        Ok(())
+    });
+    r.check("spmc-availability-from-vm-sender-denied", || {
+        t.availability_from_vm_sender()
+    });
+    r.check("hyp-endpoint-0-denied-instances", || t.endpoint0());
+
+    // Life cycle: destroy and create again.
+    r.check("recreate-gives-fresh-tee", || t.recreate_fresh());
+
+    // Faults in a TEE.
+    r.check("tee-read-unmapped-ipa-aborted", || {
+        t.tee_fault(3, layout::UNMAPPED_IPA)
+    });
+    r.check("tee-read-other-instance-pa-aborted", || {
+        t.tee_fault(4, POOL_BASE + 0x1_0000)
+    });
+    r.check("aborted-tees-come-back-with-their-vms", || t.recover());
+
+    // Scale.
+    r.check("scale-40-more-live-vtees", || t.scale_create());
+    r.check("scale-all-answer-own-state", || t.scale_answer());
+    r.check("scale-destroy-all", || t.scale_destroy());
+    r.check("scale-memory-comes-back", || t.scale_again());
+    r.check("scale-instances-exhausted-no-memory", || t.exhaustion());
+    r.check("vms-still-answer-at-the-end", || t.own_tee());
+}
+
+/// A failed task: says why (the VM stopped) on its own line.
+fn stopped(vm: u16, f: Fault) -> Fail {
+    say!("    (VM {vm}: {f})");
+    fail("the VM stopped")
+}
+
+/// x0-x7 of a REQ_64 with x1 = `w1` and x3-x7.
+fn req64(w1: u64, x3_x7: [u64; 5]) -> Regs {
+    let mut r = [0u64; 18];
+    r[0] = ffa::MSG_SEND_DIRECT_REQ_64;
+    r[1] = w1;
+    r[3..8].copy_from_slice(&x3_x7);
+    r
+}
+
+/// Checks a partition's successful response to `vm` from `from`.
+fn resp_ok(r: &Regs, vm: u16, from: u16) -> Outcome {
+    ensure_eq!(r[0], ffa::MSG_SEND_DIRECT_RESP_64, "response function");
+    ensure_eq!(r[1] as u32, (from as u32) << 16 | vm as u32, "response w1");
+    ensure_eq!(r[3], status::OK, "status");
+    Ok(())
+}
+
+fn is_instance(id: u64) -> bool {
+    (ids::VTEE_FIRST_INSTANCE as u64..(ids::VTEE_FIRST_INSTANCE + ids::VTEE_INSTANCES) as u64)
+        .contains(&id)
+}
+
+impl T<'_> {
+    /// VM `vm` makes the call `regs` by SMC.
+    fn smc(&mut self, vm: u16, regs: Regs) -> Result<Regs, Fail> {
+        self.hyp.smc(vm, regs).map_err(|f| stopped(vm, f))
+    }
+
+    /// VM `vm` sends a REQ_64 (its own ID as sender) to `dst`.
+    fn req(&mut self, vm: u16, dst: u16, command: u64, args: [u64; 4]) -> Result<Regs, Fail> {
+        let w1 = (vm as u64) << 16 | dst as u64;
+        self.smc(vm, req64(w1, [command, args[0], args[1], args[2], args[3]]))
+    }
+
+    /// VM `vm` runs a command in its own TEE (0x8010) and gets its results.
+    fn tee(&mut self, vm: u16, command: u64, args: [u64; 4]) -> Result<[u64; 4], Fail> {
+        let r = self.req(vm, ids::VTEE_TEMPLATE, command, args)?;
+        resp_ok(&r, vm, self.inst[vm as usize])?;
+        Ok([r[4], r[5], r[6], r[7]])
+    }
+
+    /// Asks VM `vm`'s TEE who it is; remembers and returns its ID.
+    fn whoami(&mut self, vm: u16) -> Result<u16, Fail> {
+        let r = self.req(vm, ids::VTEE_TEMPLATE, cmd::WHOAMI, [0; 4])?;
+        ensure_eq!(r[0], ffa::MSG_SEND_DIRECT_RESP_64, "WHOAMI answer");
+        ensure_eq!(r[3], status::OK, "WHOAMI status");
+        let from = (r[1] >> 16) as u16;
+        ensure_eq!(r[4], from, "the TEE's own ID is the response's sender");
+        ensure!(is_instance(r[4]), "the TEE is an instance");
+        self.inst[vm as usize] = from;
+        Ok(from)
+    }
+
+    /// Destroys and creates VM `vm` again; learns its new TEE.
+    fn recreate(&mut self, vm: u16) -> Outcome {
+        if self.hyp.has_vm(vm) {
+            let ack = self.hyp.destroy_vm(vm).ok_or(fail("no VM"))?;
+            ensure_eq!(ack.code(), 0, "VM destroyed ack");
+        }
+        self.hyp
+            .create_vm(vm)
+            .map_err(|_| fail("VM not created again"))?;
+        self.whoami(vm)?;
+        Ok(())
+    }
+
+    fn create_all(&mut self) -> Outcome {
+        for vm in VMS {
+            if let Err(e) = self.hyp.create_vm(vm) {
+                say!("    (VM {vm}: {e:?})");
+                return Err(fail("VM not created"));
+            }
+            self.whoami(vm)?;
+        }
+        Ok(())
+    }
+
+    fn vms_at_el1(&mut self) -> Outcome {
+        for vm in VMS {
+            let r = self
+                .hyp
+                .task(vm, op::INFO, [0; 18])
+                .map_err(|f| stopped(vm, f))?;
+            ensure_eq!(r[0], 1, "CurrentEL in the VM");
+            ensure_eq!(r[1] & 1, 1, "the VM's stage 1 is on");
+            ensure_eq!(r[2], vm, "FFA_ID_GET by SMC");
+            ensure_eq!(r[3], vm, "FFA_ID_GET by HVC");
+        }
+        ensure_eq!(baremetal::current_el(), 2, "the hypervisor's EL");
+        Ok(())
+    }
+
+    fn vm_version(&mut self) -> Outcome {
+        for vm in VMS {
+            let r = self.smc(vm, req_regs(ffa::VERSION, &[ffa::V1_2 as u64]))?;
+            ensure_eq!(r[0], ffa::V1_2, "FFA_VERSION(1.2)");
+            let r = self.smc(vm, req_regs(ffa::VERSION, &[0x2_0000]))?;
+            ensure_eq!(r[0], ffa::SMCCC_NOT_SUPPORTED, "FFA_VERSION(2.0)");
+            let r = self
+                .hyp
+                .hvc(vm, req_regs(ffa::VERSION, &[ffa::V1_2 as u64]))
+                .map_err(|f| stopped(vm, f))?;
+            ensure_eq!(r[0], ffa::V1_2, "FFA_VERSION(1.2) by HVC");
+        }
+        Ok(())
+    }
+
+    fn poke(&mut self, vm: u16, ipa: u64, v: u64) -> Outcome {
+        let mut a = [0u64; 18];
+        a[0] = ipa;
+        a[1] = v;
+        self.hyp.task(vm, op::POKE, a).map_err(|f| stopped(vm, f))?;
+        Ok(())
+    }
+
+    fn peek(&mut self, vm: u16, ipa: u64) -> Result<u64, Fail> {
+        let mut a = [0u64; 18];
+        a[0] = ipa;
+        Ok(self.hyp.task(vm, op::PEEK, a).map_err(|f| stopped(vm, f))?[0])
+    }
+
+    fn vm_memory_private(&mut self) -> Outcome {
+        for vm in VMS {
+            self.poke(vm, VM_RAM_PATTERN, 0xA11C_E000 + vm as u64)?;
+        }
+        let mut pas = [0u64; 4];
+        for (i, vm) in VMS.into_iter().enumerate() {
+            ensure_eq!(
+                self.peek(vm, VM_RAM_PATTERN)?,
+                0xA11C_E000 + vm as u64,
+                "a VM reads its own word at the same IPA"
+            );
+            pas[i] = self.hyp.ram_of(vm).ok_or(fail("no RAM"))?;
+            // The hypervisor sees it at the VM's own physical page.
+            let p = (pas[i] + (VM_RAM_PATTERN - RAM_IPA)) as *const u64;
+            // SAFETY: the VM's RAM is hypervisor memory; the VM is not running.
+            let seen = unsafe { p.read_volatile() };
+            ensure_eq!(seen, 0xA11C_E000 + vm as u64, "the word in the VM's page");
+        }
+        for i in 0..4 {
+            ensure!(!pas[..i].contains(&pas[i]), "two VMs share physical RAM");
+        }
+        Ok(())
+    }
+
+    /// VM `vm` does `op` at `addr` (outside what its stage 2 gives it): the
+    /// hypervisor stops it with a stage-2 fault at that IPA; then it is
+    /// created again.
+    fn vm_fault(&mut self, vm: u16, op: u64, addr: u64, write: bool) -> Outcome {
+        let mut a = [0u64; 18];
+        a[0] = addr;
+        a[1] = 0xBAD;
+        let got = self.hyp.task(vm, op, a);
+        let Err(Fault::Stage2 { ipa, write: w, .. }) = got else {
+            if let Err(f) = got {
+                say!("    (VM {vm}: {f})");
+            }
+            return Err(fail("no stage-2 fault"));
+        };
+        ensure_eq!(ipa, addr, "faulting IPA");
+        ensure_eq!(w, write, "write fault");
+        // A stopped VM stays stopped until it is created again.
+        ensure!(
+            self.hyp.task(vm, op::INFO, [0; 18]).is_err(),
+            "still stopped"
+        );
+        self.recreate(vm)
+    }
+
+    /// Exceptions a VM takes at EL1 (an undefined instruction; a stage-1
+    /// translation fault: nothing is mapped above 2 GiB) end in its own
+    /// vectors, which report them; the hypervisor stops that VM.
+    fn el1_exceptions(&mut self) -> Outcome {
+        for (op, addr, ec) in [(op::UNDEF, 0, 0x00), (op::PEEK, 0x8000_0000, 0x25)] {
+            let mut a = [0u64; 18];
+            a[0] = addr;
+            match self.hyp.task(3, op, a) {
+                Err(Fault::Guest {
+                    esr, far, vector, ..
+                }) => {
+                    ensure_eq!(esr >> 26, ec, "ESR_EL1.EC");
+                    ensure_eq!(vector, 4, "vector: current EL with SP_ELx, synchronous");
+                    if ec == 0x25 {
+                        ensure_eq!(far, addr, "FAR_EL1");
+                    }
+                }
+                Err(f) => {
+                    say!("    (VM 3: {f})");
+                    return Err(fail("not the VM's own exception"));
+                }
+                Ok(_) => return Err(fail("no exception")),
+            }
+            self.recreate(3)?;
+        }
+        Ok(())
+    }
+
+    fn vm_memory_kept(&mut self) -> Outcome {
+        // VM 2 never faulted: its word is still there; the recreated ones start from zero.
+        ensure_eq!(self.peek(2, VM_RAM_PATTERN)?, 0xA11C_E002, "VM 2's word");
+        for vm in [1, 3, 4] {
+            ensure_eq!(
+                self.peek(vm, VM_RAM_PATTERN)?,
+                0,
+                "a recreated VM's RAM is zero"
+            );
+        }
+        Ok(())
+    }
+
+    fn sysregs(&mut self, vm: u16, set: Option<[u64; 4]>, call: bool) -> Result<[u64; 4], Fail> {
+        let mut a = [0u64; 18];
+        if let Some(v) = set {
+            a[..4].copy_from_slice(&v);
+            a[4] = 1;
+        }
+        a[5] = call as u64;
+        let r = self
+            .hyp
+            .task(vm, op::SYSREGS, a)
+            .map_err(|f| stopped(vm, f))?;
+        Ok([r[0], r[1], r[2], r[3]])
+    }
+
+    fn el1_state(&mut self) -> Outcome {
+        let vals = |vm: u16| {
+            let b = (vm as u64) << 32;
+            [b | 0xE0, b | 0xE1, b | 0xE2, (vm as u64) << 8 | 0x3]
+        };
+        for vm in VMS {
+            self.sysregs(vm, Some(vals(vm)), false)?;
+        }
+        for vm in VMS {
+            // After the other VMs ran, and across a call to its TEE.
+            let got = self.sysregs(vm, None, true)?;
+            for (g, w) in got.iter().zip(vals(vm)) {
+                ensure_eq!(*g, w, "TPIDR_EL0/EL1, TPIDRRO_EL0, CONTEXTIDR_EL1");
+            }
+        }
+        Ok(())
+    }
+
+    fn own_tee(&mut self) -> Outcome {
+        for vm in VMS {
+            self.tee(vm, cmd::KV_PUT, [1, 0x1000 + vm as u64, 0, 0])?;
+        }
+        for vm in VMS {
+            let [v, ..] = self.tee(vm, cmd::KV_GET, [1, 0, 0, 0])?;
+            ensure_eq!(v, 0x1000 + vm as u64, "KV_GET through 0x8010");
+        }
+        Ok(())
+    }
+
+    fn tees_distinct(&mut self) -> Outcome {
+        for vm in VMS {
+            self.whoami(vm)?;
+        }
+        for (i, a) in VMS.into_iter().enumerate() {
+            for b in &VMS[..i] {
+                ensure!(
+                    self.inst[a as usize] != self.inst[*b as usize],
+                    "two VMs share a TEE"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn tee_state_private(&mut self) -> Outcome {
+        let mut start = [0u64; 5];
+        for vm in VMS {
+            start[vm as usize] = self.tee(vm, cmd::COUNTER, [0; 4])?[0];
+        }
+        // Interleaved: VM v counts v times.
+        for round in 1..=4u16 {
+            for vm in VMS {
+                if round <= vm {
+                    self.tee(vm, cmd::COUNTER, [0; 4])?;
+                }
+            }
+        }
+        for vm in VMS {
+            let [n, ..] = self.tee(vm, cmd::COUNTER, [0; 4])?;
+            ensure_eq!(n, start[vm as usize] + vm as u64 + 1, "counter");
+            let [v, ..] = self.tee(vm, cmd::KV_GET, [1, 0, 0, 0])?;
+            ensure_eq!(v, 0x1000 + vm as u64, "key 1 holds the VM's own value");
+        }
+        Ok(())
+    }
+
+    fn expect_denied(&mut self, vm: u16, dst: u16) -> Outcome {
+        let r = self.req(vm, dst, cmd::ECHO, [1, 2, 3, 4])?;
+        ensure_eq!(code(&r), ffa::DENIED, "answer");
+        Ok(())
+    }
+
+    fn other_instance_denied(&mut self) -> Outcome {
+        for a in VMS {
+            for b in VMS {
+                if a != b {
+                    let inst = self.inst[b as usize];
+                    self.expect_denied(a, inst)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn unbound_denied(&mut self) -> Outcome {
+        for vm in VMS {
+            for sp in [
+                ids::SP2,
+                ids::CRASH_DATA,
+                ids::CRASH_UNDEF,
+                ids::CRASH_STEAL,
+            ] {
+                self.expect_denied(vm, sp)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn tpm_shared(&mut self) -> Outcome {
+        for vm in VMS {
+            let r = self.req(vm, ids::TPM, cmd::ECHO, [7, 8, 9, 10])?;
+            resp_ok(&r, vm, ids::TPM)?;
+            ensure_eq!(r[4], 7, "echo");
+            let mut q = req64(
+                (vm as u64) << 16 | ids::TPM as u64,
+                [0, TPM_GET_INTERFACE_VERSION, 0, 0, 0],
+            );
+            q[3] = 0;
+            let r = self.smc(vm, q)?;
+            ensure_eq!(r[0], ffa::MSG_SEND_DIRECT_RESP_64, "TPM answer");
+            ensure_eq!(r[4], TPM_OK, "TPM status");
+            ensure_eq!(r[5], TPM_INTERFACE_VERSION, "TPM interface version");
+        }
+        Ok(())
+    }
+
+    fn sp1_bound(&mut self) -> Outcome {
+        let r = self.req(1, ids::SP1, cmd::ADD, [2, 3, 0, 0])?;
+        resp_ok(&r, 1, ids::SP1)?;
+        ensure_eq!(r[4], 5, "sp1 adds for VM 1");
+        for vm in [2, 3, 4] {
+            self.expect_denied(vm, ids::SP1)?;
+        }
+        Ok(())
+    }
+
+    fn forged_own(&mut self) -> Outcome {
+        for forged in [0u64, 1, 2, 4, 0x7FFF, 0x8000, 0x8100, 0xFFFF] {
+            let w1 = forged << 16 | ids::VTEE_TEMPLATE as u64;
+            let r = self.smc(3, req64(w1, [cmd::KV_GET, 1, 0, 0, 0]))?;
+            resp_ok(&r, 3, self.inst[3])?;
+            ensure_eq!(r[4], 0x1003, "VM 3's own value");
+            // Garbage in the upper half of x1 is no way around it either.
+            let w1 = 0xFFFF_FFFF_0000_0000 | forged << 16 | ids::VTEE_TEMPLATE as u64;
+            let r = self.smc(3, req64(w1, [cmd::WHOAMI, 0, 0, 0, 0]))?;
+            resp_ok(&r, 3, self.inst[3])?;
+            ensure_eq!(r[4], self.inst[3], "VM 3's own TEE");
+        }
+        Ok(())
+    }
+
+    fn forged_nothing(&mut self) -> Outcome {
+        // VM 2 posing as VM 1: not sp1 (bound to VM 1), not VM 1's TEE.
+        let inst1 = self.inst[1];
+        for dst in [ids::SP1, inst1] {
+            let r = self.smc(2, req64(1 << 16 | dst as u64, [cmd::ECHO, 0, 0, 0, 0]))?;
+            ensure_eq!(code(&r), ffa::DENIED, "VM 2 as VM 1");
+        }
+        // VM 4 posing as the hypervisor (0): not the partitions only it reaches.
+        for dst in [ids::SP2, ids::CRASH_DATA] {
+            let r = self.smc(4, req64(dst as u64, [cmd::ECHO, 0, 0, 0, 0]))?;
+            ensure_eq!(code(&r), ffa::DENIED, "VM 4 as endpoint 0");
+        }
+        // And VM 1's TEE still has VM 1's value.
+        let [v, ..] = self.tee(1, cmd::KV_GET, [1, 0, 0, 0])?;
+        ensure_eq!(v, 0x1001, "VM 1's value");
+        Ok(())
+    }
+
+    fn hvc_conduit(&mut self) -> Outcome {
+        let w1 = 2 << 16 | ids::VTEE_TEMPLATE as u64;
+        let r = self
+            .hyp
+            .hvc(2, req64(w1, [cmd::KV_GET, 1, 0, 0, 0]))
+            .map_err(|f| stopped(2, f))?;
+        resp_ok(&r, 2, self.inst[2])?;
+        ensure_eq!(r[4], 0x1002, "VM 2's value by HVC");
+        Ok(())
+    }
+
+    fn req32(&mut self) -> Outcome {
+        let mut q = req64(4 << 16 | ids::VTEE_TEMPLATE as u64, [cmd::ADD, 40, 2, 0, 0]);
+        q[0] = ffa::MSG_SEND_DIRECT_REQ_32;
+        let r = self.smc(4, q)?;
+        ensure_eq!(r[0], ffa::MSG_SEND_DIRECT_RESP_32, "response function");
+        ensure_eq!(r[1] as u32, (self.inst[4] as u32) << 16 | 4, "response w1");
+        ensure_eq!(r[4], 42, "ADD");
+        Ok(())
+    }
+
+    fn req2(&mut self, vm: u16, w1: u64, uuid: [u32; 4], x4_x6: [u64; 3]) -> Result<Regs, Fail> {
+        let mut q = [0u64; 18];
+        q[0] = ffa::MSG_SEND_DIRECT_REQ2_64;
+        q[1] = w1;
+        q[2] = uuid[0] as u64 | (uuid[1] as u64) << 32;
+        q[3] = uuid[2] as u64 | (uuid[3] as u64) << 32;
+        q[4..7].copy_from_slice(&x4_x6);
+        self.smc(vm, q)
+    }
+
+    fn req2_own(&mut self) -> Outcome {
+        for vm in VMS {
+            let r = self.smc(vm, req_regs(ffa::VERSION, &[ffa::V1_2 as u64]))?;
+            ensure_eq!(r[0], ffa::V1_2, "FFA_VERSION(1.2)");
+            let w1 = (vm as u64) << 16 | ids::VTEE_TEMPLATE as u64;
+            let r = self.req2(vm, w1, uuids::VTEE, [cmd::KV_GET, 1, 0])?;
+            ensure_eq!(r[0], ffa::MSG_SEND_DIRECT_RESP2_64, "REQ2 answer");
+            ensure_eq!(
+                r[1] as u32,
+                (self.inst[vm as usize] as u32) << 16 | vm as u32,
+                "RESP2 w1"
+            );
+            ensure_eq!(r[4], status::OK, "status");
+            ensure_eq!(r[5], 0x1000 + vm as u64, "the VM's own value");
+        }
+        Ok(())
+    }
+
+    fn req2_needs_version(&mut self) -> Outcome {
+        let r = self.smc(2, req_regs(ffa::VERSION, &[0x1_0001]))?;
+        ensure_eq!(r[0], ffa::V1_2, "FFA_VERSION(1.1)");
+        let w1 = 2 << 16 | ids::VTEE_TEMPLATE as u64;
+        let before = self.hyp.forwarded_of(2);
+        let refused = self.req2(2, w1, uuids::VTEE, [cmd::ECHO, 0, 0])?;
+        let after = self.hyp.forwarded_of(2);
+        let r = self.smc(2, req_regs(ffa::VERSION, &[ffa::V1_2 as u64]))?;
+        ensure_eq!(r[0], ffa::V1_2, "FFA_VERSION(1.2)");
+        ensure_eq!(code(&refused), ffa::NOT_SUPPORTED, "REQ2 at v1.1");
+        ensure_eq!(after, before, "calls forwarded");
+        Ok(())
+    }
+
+    /// The IDs VM `vm` discovers (PARTITION_INFO_GET_REGS, `uuid`, x7 = `x7`).
+    fn discover(&mut self, vm: u16, uuid: [u32; 4], x7: u64) -> Result<Vec<u16>, Fail> {
+        let mut out = Vec::new();
+        let mut start = 0u64;
+        loop {
+            let mut q = [0u64; 18];
+            q[0] = ffa::PARTITION_INFO_GET_REGS_64;
+            q[1] = uuid[0] as u64 | (uuid[1] as u64) << 32;
+            q[2] = uuid[2] as u64 | (uuid[3] as u64) << 32;
+            q[3] = start;
+            q[7] = x7;
+            let r = self.smc(vm, q)?;
+            if r[0] != ffa::SUCCESS_64 {
+                say!(
+                    "    (VM {vm}: PARTITION_INFO_GET_REGS answered {:#x}, error {})",
+                    r[0],
+                    code(&r)
+                );
+                return Err(Fail {
+                    what: "PARTITION_INFO_GET_REGS answer",
+                    values: Some((r[0], ffa::SUCCESS_64)),
+                });
+            }
+            let last = r[2] & 0xFFFF;
+            let end = (r[2] >> 16) & 0xFFFF;
+            ensure!(end >= start && end - start < 5, "descriptor indices");
+            for i in 0..=(end - start) as usize {
+                out.push(r[3 + i * 3] as u16);
+            }
+            if end >= last {
+                return Ok(out);
+            }
+            start = end + 1;
+        }
+    }
+
+    fn discovery(&mut self) -> Outcome {
+        for vm in VMS {
+            let mut got = self.discover(vm, [0; 4], 0)?;
+            got.sort_unstable();
+            let mut want = Vec::new();
+            if vm == 1 {
+                want.push(ids::SP1);
+            }
+            want.push(ids::TPM);
+            want.push(self.inst[vm as usize]);
+            want.sort_unstable();
+            if got != want {
+                say!("    (VM {vm} discovers {got:x?}, may reach {want:x?})");
+                return Err(fail("discovered partitions"));
+            }
+        }
+        Ok(())
+    }
+
+    fn discovery_forged(&mut self) -> Outcome {
+        // VM 2 names VM 1 (and the hypervisor) in x7: it still sees its own view.
+        for forged in [1u64, 0] {
+            let got = self.discover(2, [0; 4], forged)?;
+            ensure!(!got.contains(&ids::SP1), "VM 2 sees sp1");
+            ensure!(!got.contains(&self.inst[1]), "VM 2 sees VM 1's TEE");
+            ensure!(got.contains(&self.inst[2]), "VM 2 sees its own TEE");
+        }
+        Ok(())
+    }
+
+    fn discovery_vtee_uuid(&mut self) -> Outcome {
+        for vm in VMS {
+            let got = self.discover(vm, uuids::VTEE, 0)?;
+            ensure_eq!(got.len(), 1, "descriptors for the vTEE UUID");
+            ensure_eq!(got[0], self.inst[vm as usize], "the VM's own TEE");
+        }
+        Ok(())
+    }
+
+    fn vm_availability(&mut self) -> Outcome {
+        let before = self.hyp.forwarded_of(2);
+        // VM 2 tries to create a TEE for VM 9 and to destroy VM 1's.
+        for (kind, target) in [(fwk::VM_CREATED, 9u64), (fwk::VM_DESTROYED, 1)] {
+            let mut q = req64(
+                ids::VTEE_TEMPLATE as u64,
+                [0xFFFF_FFFF, 0xFFFF_FFFF, target, 0, 0],
+            );
+            q[0] = ffa::MSG_SEND_DIRECT_REQ_32;
+            q[2] = (fwk::FLAG | kind) as u64;
+            let r = self.smc(2, q)?;
+            ensure_eq!(code(&r), ffa::DENIED, "VM availability message from a VM");
+        }
+        // Any framework message: the version request the SPMD sends.
+        let mut q = req64(0x8000, [ffa::V1_2 as u64, 0, 0, 0, 0]);
+        q[2] = (fwk::FLAG | 8) as u64;
+        ensure_eq!(code(&self.smc(2, q)?), ffa::DENIED, "framework message");
+        ensure_eq!(
+            self.hyp.forwarded_of(2),
+            before,
+            "calls the hypervisor forwarded to the SPMC"
+        );
+        // Nothing happened: VM 9 has no TEE, VM 1's still holds its value.
+        ensure_eq!(
+            ffa::vm_destroyed(9).code(),
+            ffa::INVALID_PARAMETERS,
+            "VM 9 has no TEE"
+        );
+        let [v, ..] = self.tee(1, cmd::KV_GET, [1, 0, 0, 0])?;
+        ensure_eq!(v, 0x1001, "VM 1's TEE is alive");
+        Ok(())
+    }
+
+    fn unforwarded(&mut self) -> Outcome {
+        let before = self.hyp.forwarded_of(3);
+        let page = RAM_IPA + 0x2000;
+        for (f, a) in [
+            (ffa::RXTX_MAP_64, [page, page + 0x1000, 1]),
+            (ffa::RXTX_UNMAP, [0, 0, 0]),
+            (ffa::RX_RELEASE, [0, 0, 0]),
+            (ffa::PARTITION_INFO_GET, [0, 0, 0]),
+            (ffa::MSG_SEND2, [0, 0, 0]),
+            (ffa::MEM_SHARE_64, [0x30, 0x30, 0]),
+            (ffa::RUN, [(ids::SP1 as u64) << 16, 0, 0]),
+            (ffa::MSG_WAIT, [0, 0, 0]),
+            (ffa::YIELD, [0, 0, 0]),
+            (ffa::CONSOLE_LOG_64, [1, 0x41, 0]),
+            (ffa::MSG_SEND_DIRECT_RESP_64, [ids::SP1 as u64, 0, 0]),
+        ] {
+            let r = self.smc(3, req_regs(f, &a))?;
+            if code(&r) != ffa::NOT_SUPPORTED {
+                say!("    (function {f:#x} answered {:#x} {:#x})", r[0], r[2]);
+                return Err(fail("not refused with NOT_SUPPORTED"));
+            }
+        }
+        let r = self.smc(3, req_regs(ffa::FEATURES, &[ffa::RXTX_MAP_64]))?;
+        ensure_eq!(code(&r), ffa::NOT_SUPPORTED, "FFA_FEATURES(RXTX_MAP)");
+        ensure_eq!(
+            self.hyp.forwarded_of(3),
+            before,
+            "calls the hypervisor forwarded to the SPMC"
+        );
+        let r = self.smc(3, req_regs(ffa::FEATURES, &[ffa::MSG_SEND_DIRECT_REQ_64]))?;
+        ensure_eq!(r[0], ffa::SUCCESS_32, "FFA_FEATURES(DIRECT_REQ_64)");
+        // Not even PSCI: a VM cannot turn the machine off (we are still here).
+        let r = self.smc(3, req_regs(ffa::PSCI_SYSTEM_OFF, &[]))?;
+        ensure_eq!(r[0], ffa::SMCCC_NOT_SUPPORTED, "PSCI SYSTEM_OFF from a VM");
+        Ok(())
+    }
+
+    fn vm_to_vm(&mut self) -> Outcome {
+        let before = self.hyp.forwarded_of(1);
+        for dst in [0u16, 2, 0x7FFF] {
+            let r = self.req(1, dst, cmd::ECHO, [0; 4])?;
+            ensure_eq!(
+                code(&r),
+                ffa::DENIED,
+                "direct request to a non-secure endpoint"
+            );
+        }
+        ensure_eq!(self.hyp.forwarded_of(1), before, "calls forwarded");
+        Ok(())
+    }
+
+    fn double_create(&mut self) -> Outcome {
+        ensure_eq!(
+            ffa::vm_created(1).code(),
+            ffa::INVALID_PARAMETERS,
+            "second VM created for VM 1"
+        );
+        // VM 1 keeps the TEE it had.
+        let [v, ..] = self.tee(1, cmd::KV_GET, [1, 0, 0, 0])?;
+        ensure_eq!(v, 0x1001, "VM 1's TEE kept its state");
+        Ok(())
+    }
+
+    fn availability_from_vm_sender(&mut self) -> Outcome {
+        // Endpoint 0 can write any sender; the SPMC still takes these
+        // messages from endpoint 0 only.
+        let mut r = [0u64; 18];
+        r[0] = ffa::MSG_SEND_DIRECT_REQ_32;
+        r[1] = 5 << 16 | ids::VTEE_TEMPLATE as u64;
+        r[2] = (fwk::FLAG | fwk::VM_CREATED) as u64;
+        r[3] = 0xFFFF_FFFF;
+        r[4] = 0xFFFF_FFFF;
+        r[5] = 5;
+        ffa::smc(&mut r);
+        ensure_eq!(code(&r), ffa::DENIED, "VM created with sender 5");
+        ensure_eq!(
+            ffa::vm_destroyed(5).code(),
+            ffa::INVALID_PARAMETERS,
+            "no TEE was made for VM 5"
+        );
+        Ok(())
+    }
+
+    fn endpoint0(&mut self) -> Outcome {
+        for vm in VMS {
+            let inst = self.inst[vm as usize];
+            let r = ffa::request_as(0, inst, [cmd::ECHO, 0, 0, 0, 0]);
+            ensure_eq!(code(&r), ffa::DENIED, "endpoint 0 to an instance");
+        }
+        let r = ffa::request_as(0, ids::VTEE_TEMPLATE, [cmd::ECHO, 0, 0, 0, 0]);
+        ensure_eq!(
+            code(&r),
+            ffa::DENIED,
+            "endpoint 0 to the template (it has no TEE)"
+        );
+        let r = ffa::request_as(0, ids::SP2, [cmd::ECHO, 5, 0, 0, 0]);
+        resp_ok(&r, 0, ids::SP2)?;
+        ensure_eq!(r[4], 5, "endpoint 0 reaches the static partitions");
+        Ok(())
+    }
+
+    fn tee_write(&mut self, vm: u16, off: u64, v: u64) -> Outcome {
+        self.tee(vm, cmd::WRITE, [layout::RAM_IPA + off, v, 0, 0])?;
+        Ok(())
+    }
+
+    fn tee_read(&mut self, vm: u16, off: u64) -> Result<u64, Fail> {
+        Ok(self.tee(vm, cmd::READ, [layout::RAM_IPA + off, 0, 0, 0])?[0])
+    }
+
+    fn recreate_fresh(&mut self) -> Outcome {
+        let secret = 0x5ec2_e7ab_cdef_0002;
+        self.tee(2, cmd::KV_PUT, [0, secret, 0, 0])?;
+        for _ in 0..3 {
+            self.tee(2, cmd::COUNTER, [0; 4])?;
+        }
+        for (i, off) in TEE_RAM_OFFSETS.into_iter().enumerate() {
+            self.tee_write(2, off, secret + i as u64)?;
+        }
+        for (i, off) in TEE_RAM_OFFSETS.into_iter().enumerate() {
+            ensure_eq!(self.tee_read(2, off)?, secret + i as u64, "pattern written");
+        }
+        self.poke(2, VM_RAM_PATTERN, secret)?;
+        let old = self.inst[2];
+        ensure_eq!(
+            self.hyp.destroy_vm(2).map_or(i32::MIN, Ack::code),
+            0,
+            "VM destroyed ack"
+        );
+        self.hyp
+            .create_vm(2)
+            .map_err(|_| fail("VM 2 not created again"))?;
+        let new = self.whoami(2)?;
+        ensure!(new != old, "a new instance ID");
+        let [kv, ..] = self.tee(2, cmd::KV_GET, [0; 4])?;
+        ensure_eq!(kv, 0, "KV_GET in the new TEE");
+        let [n, ..] = self.tee(2, cmd::COUNTER, [0; 4])?;
+        ensure_eq!(n, 1, "COUNTER in the new TEE");
+        for off in TEE_RAM_OFFSETS {
+            ensure_eq!(
+                self.tee_read(2, off)?,
+                0,
+                "the new TEE's RAM where the secret was"
+            );
+        }
+        ensure_eq!(self.peek(2, VM_RAM_PATTERN)?, 0, "the new VM's RAM");
+        // The old ID is nobody's now.
+        let r = self.req(2, old, cmd::ECHO, [0; 4])?;
+        ensure!(code(&r) != 0, "the old instance ID answers");
+        // The others are untouched.
+        for vm in [1, 3, 4] {
+            let [v, ..] = self.tee(vm, cmd::KV_GET, [1, 0, 0, 0])?;
+            ensure_eq!(v, 0x1000 + vm as u64, "another VM's TEE");
+        }
+        self.tee(2, cmd::KV_PUT, [1, 0x1002, 0, 0])?;
+        Ok(())
+    }
+
+    fn tee_fault(&mut self, vm: u16, addr: u64) -> Outcome {
+        let r = self.req(vm, ids::VTEE_TEMPLATE, cmd::READ, [addr, 0, 0, 0])?;
+        ensure_eq!(code(&r), ffa::ABORTED, "the faulting request");
+        let r = self.req(vm, ids::VTEE_TEMPLATE, cmd::ECHO, [0; 4])?;
+        ensure_eq!(code(&r), ffa::ABORTED, "the aborted TEE afterwards");
+        for other in [1, 2] {
+            let [v, ..] = self.tee(other, cmd::KV_GET, [1, 0, 0, 0])?;
+            ensure_eq!(v, 0x1000 + other as u64, "another VM's TEE");
+        }
+        let r = self.req(1, ids::TPM, cmd::ECHO, [3, 0, 0, 0])?;
+        resp_ok(&r, 1, ids::TPM)?;
+        Ok(())
+    }
+
+    fn recover(&mut self) -> Outcome {
+        for vm in [3, 4] {
+            self.recreate(vm)?;
+            self.tee(vm, cmd::KV_PUT, [1, 0x1000 + vm as u64, 0, 0])?;
+        }
+        self.own_tee()
+    }
+
+    fn scale_ids() -> impl Iterator<Item = u16> {
+        SCALE_FIRST..SCALE_FIRST + SCALE_COUNT
+    }
+
+    fn scale_create(&mut self) -> Outcome {
+        for id in Self::scale_ids() {
+            let ack = ffa::vm_created(id);
+            if !ack.ok() {
+                say!("    (VM {id:#x}: {ack:?})");
+                return Err(fail("VM created not acknowledged"));
+            }
+        }
+        Ok(())
+    }
+
+    fn scale_answer(&mut self) -> Outcome {
+        let mut seen: Vec<u16> = VMS.iter().map(|v| self.inst[*v as usize]).collect();
+        for id in Self::scale_ids() {
+            let r = ffa::request_as(id, ids::VTEE_TEMPLATE, [cmd::WHOAMI, 0, 0, 0, 0]);
+            ensure_eq!(r[0], ffa::MSG_SEND_DIRECT_RESP_64, "WHOAMI answer");
+            let inst = (r[1] >> 16) as u16;
+            ensure_eq!(r[4], inst, "the instance's own ID");
+            ensure!(is_instance(r[4]), "an instance answered");
+            ensure!(!seen.contains(&inst), "two VMs share a TEE");
+            seen.push(inst);
+            let r = ffa::request_as(
+                id,
+                ids::VTEE_TEMPLATE,
+                [cmd::KV_PUT, 0, id as u64 * 3, 0, 0],
+            );
+            resp_ok(&r, id, inst)?;
+        }
+        ensure_eq!(seen.len(), 44, "live TEEs");
+        for id in Self::scale_ids() {
+            let r = ffa::request_as(id, ids::VTEE_TEMPLATE, [cmd::KV_GET, 0, 0, 0, 0]);
+            ensure_eq!(r[0], ffa::MSG_SEND_DIRECT_RESP_64, "KV_GET answer");
+            ensure_eq!(r[4], id as u64 * 3, "each TEE kept its own value");
+        }
+        Ok(())
+    }
+
+    fn scale_destroy(&mut self) -> Outcome {
+        for id in Self::scale_ids() {
+            ensure_eq!(ffa::vm_destroyed(id).code(), 0, "VM destroyed ack");
+        }
+        for id in Self::scale_ids() {
+            let r = ffa::request_as(id, ids::VTEE_TEMPLATE, [cmd::ECHO, 0, 0, 0, 0]);
+            ensure_eq!(code(&r), ffa::DENIED, "a destroyed VM's TEE");
+        }
+        Ok(())
+    }
+
+    fn scale_again(&mut self) -> Outcome {
+        for _ in 0..2 {
+            self.scale_create()?;
+            for id in Self::scale_ids() {
+                let r = ffa::request_as(id, ids::VTEE_TEMPLATE, [cmd::KV_GET, 0, 0, 0, 0]);
+                ensure_eq!(r[0], ffa::MSG_SEND_DIRECT_RESP_64, "KV_GET answer");
+                ensure_eq!(r[4], 0, "a fresh TEE");
+            }
+            self.scale_destroy()?;
+        }
+        self.own_tee()
+    }
+
+    fn exhaustion(&mut self) -> Outcome {
+        let mut made = 0u16;
+        let mut last = Ack::Status(0);
+        for id in SCALE_FIRST..SCALE_FIRST + 100 {
+            last = ffa::vm_created(id);
+            if !last.ok() {
+                break;
+            }
+            made += 1;
+        }
+        for id in SCALE_FIRST..SCALE_FIRST + made {
+            ensure_eq!(ffa::vm_destroyed(id).code(), 0, "VM destroyed ack");
+        }
+        say!("    ({made} more TEEs made before {last:?})");
+        ensure_eq!(last.code(), ffa::NO_MEMORY, "when instances run out");
+        ensure!(made >= 32, "at least 32 more TEEs");
+        ensure!(
+            made <= ids::VTEE_INSTANCES - VMS.len() as u16,
+            "no more TEEs than instance IDs"
+        );
+        // Everything came back.
+        ensure!(
+            ffa::vm_created(SCALE_FIRST).ok(),
+            "a TEE after all were freed"
+        );
+        ensure!(ffa::vm_destroyed(SCALE_FIRST).ok(), "and its destruction");
+        Ok(())
+    }
+}
+
+/// x0 = `f`, x1.. = `args`, the rest zero.
+fn req_regs(f: u64, args: &[u64]) -> Regs {
+    let mut r = [0u64; 18];
+    r[0] = f;
+    r[1..=args.len()].copy_from_slice(args);
+    r
+}

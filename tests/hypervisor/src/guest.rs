@@ -1,0 +1,394 @@
+//! The program every VM runs at NS-EL1.
+//!
+//! It is code of the hypervisor image, which each VM's stage 2 maps
+//! read-only and executable at the address it is linked at, so the same
+//! functions run in every VM. Its data lives only on its stack and in its
+//! mailbox, both in the VM's own 64 KiB of RAM at IPA [`RAM_IPA`]: this code
+//! never touches a `static` that is not read-only (the hypervisor's `.data`
+//! and `.bss` are not mapped into any VM, so it would fault).
+//!
+//! The hypervisor starts a VM at [`guest_entry`] with the MMU on (stage 1:
+//! [`GUEST_L1`], devices in the first GiB, normal memory in the second),
+//! SP_EL1 at the top of its RAM, x0 = its VM ID and x1 = its mailbox.
+//! The VM then loops: HVC [`HV_TASK_DONE`] ("ready"), read the task the
+//! hypervisor left in the [`Mailbox`], do it, write the result, HVC again.
+//! Tasks are FF-A calls through either conduit, reads and writes of memory,
+//! the demo's user program and the round-trip benchmark: the checks run in
+//! the hypervisor, but every FF-A call a check makes "as VM n" is made by VM
+//! n at NS-EL1 and goes through the hypervisor's trap path.
+//!
+//! An exception the VM takes at EL1 goes to its vectors ([`guest_vectors`]),
+//! which report it to the hypervisor with HVC [`HV_GUEST_EXCEPTION`].
+
+use core::arch::{asm, global_asm};
+use core::fmt::Write;
+use core::mem::offset_of;
+use core::ptr::{read_volatile, write_volatile};
+
+use baremetal::{Block, BootTable, Pl011};
+use test_protocol::{cmd, ids};
+
+use crate::ffa::{self, Regs};
+
+/// IPA of every VM's RAM (its mailbox first, its stack at the top).
+pub const RAM_IPA: u64 = 0x4000_0000;
+/// Size of a VM's RAM.
+pub const RAM_SIZE: u64 = 0x1_0000;
+/// IPA (and PA) of the console, passed through to every VM.
+pub const UART_IPA: u64 = 0x0900_0000;
+/// The mailbox: the first bytes of the VM's RAM.
+pub const MAILBOX_IPA: u64 = RAM_IPA;
+
+/// Hypervisor call (SMCCC vendor-specific hypervisor service range, HVC
+/// only): the VM finished its task (or booted) and waits for the next one.
+pub const HV_TASK_DONE: u64 = 0xC600_0001;
+/// Hypervisor call: the VM took an exception at EL1 (x1 = ESR_EL1,
+/// x2 = ELR_EL1, x3 = FAR_EL1, x4 = vector index) or panicked (x4 = 16).
+pub const HV_GUEST_EXCEPTION: u64 = 0xC600_0002;
+
+/// The VMs' stage-1 table (VA = IPA): devices in the first GiB (the
+/// console), normal memory in the second (RAM at 0x4000_0000, the program at
+/// 0x6000_0000). Read-only data of the image: every VM uses this one table,
+/// reached through its own stage 2 (where it is mapped read-only).
+pub static GUEST_L1: BootTable = BootTable::new(&[Block::Device, Block::Memory], false);
+
+/// The tasks (the mailbox's `op`).
+pub mod op {
+    /// args = x0-x17 of an SMC; result = what came back.
+    pub const SMC: u64 = 1;
+    /// The same through HVC.
+    pub const HVC: u64 = 2;
+    /// The demo's user program: args[0] = a secret to store (0: none),
+    /// args[1] = how many times to increment the counter. Prints one line;
+    /// result = [TEE ID, counter, secret read back, 1 if every call succeeded].
+    pub const USER: u64 = 3;
+    /// result[0] = the 64-bit word at IPA args[0].
+    pub const PEEK: u64 = 4;
+    /// Writes args[1] to the 64-bit word at IPA args[0].
+    pub const POKE: u64 = 5;
+    /// result = [CurrentEL, SCTLR_EL1, own ID by FFA_ID_GET through SMC, through HVC].
+    pub const INFO: u64 = 6;
+    /// Sets TPIDR_EL0, TPIDR_EL1, TPIDRRO_EL0 and CONTEXTIDR_EL1 to args[0..4]
+    /// when args[4] is 1, makes an ECHO call to its TEE when args[5] is 1, and
+    /// returns the four registers as they are then.
+    pub const SYSREGS: u64 = 7;
+    /// Benchmark: args[0] calls (ECHO to its own TEE, REQ_64 by SMC) after
+    /// args[1] warm-up calls, then the same loop with a NOP for the SMC;
+    /// result = [ticks of the calls, ticks of the empty loop, 1 if every answer was right].
+    pub const BENCH_TEE: u64 = 8;
+    /// The same with FFA_ID_GET, which the hypervisor answers itself.
+    pub const BENCH_TRAP: u64 = 9;
+    /// Executes an undefined instruction (the VM's own vectors take it).
+    pub const UNDEF: u64 = 10;
+}
+
+/// What the hypervisor and a VM exchange (at [`MAILBOX_IPA`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Mailbox {
+    pub op: u64,
+    pub args: Regs,
+    pub result: Regs,
+}
+
+impl Mailbox {
+    /// Where `op` is, for a mailbox at `at`.
+    pub fn op(at: u64) -> *mut u64 {
+        (at as usize + offset_of!(Mailbox, op)) as *mut u64
+    }
+
+    /// Where `args` is.
+    pub fn args(at: u64) -> *mut Regs {
+        (at as usize + offset_of!(Mailbox, args)) as *mut Regs
+    }
+
+    /// Where `result` is.
+    pub fn result(at: u64) -> *mut Regs {
+        (at as usize + offset_of!(Mailbox, result)) as *mut Regs
+    }
+}
+
+global_asm!(
+    r#"
+.section .text.guest_entry, "ax"
+.global guest_entry
+guest_entry:
+    mov x29, xzr
+    mov x30, xzr
+    b {main}
+
+.section .text.guest_vectors, "ax"
+.balign 2048
+.global guest_vectors
+guest_vectors:
+    .irp i, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
+    .balign 0x80
+    mov x4, #\i
+    b guest_exception
+    .endr
+guest_exception:
+    mrs x1, esr_el1
+    mrs x2, elr_el1
+    mrs x3, far_el1
+    movz x0, #{hv_hi}, lsl #16
+    movk x0, #{hv_lo}
+    hvc #0
+    b guest_exception
+"#,
+    main = sym guest_main,
+    hv_hi = const HV_GUEST_EXCEPTION >> 16,
+    hv_lo = const HV_GUEST_EXCEPTION & 0xFFFF,
+);
+
+unsafe extern "C" {
+    /// Where a VM starts (its first instruction).
+    pub safe static guest_entry: u8;
+    /// The VMs' EL1 vector table.
+    pub safe static guest_vectors: u8;
+}
+
+/// The console from a VM (UART0, passed through).
+fn console() -> Pl011 {
+    // SAFETY: the VM's stage 2 maps UART0 at the same address, and VMs run
+    // one at a time.
+    unsafe { Pl011::new(UART_IPA as usize) }
+}
+
+/// A VM's main loop (NS-EL1).
+extern "C" fn guest_main(vm: u64, mailbox: u64) -> ! {
+    let vm = vm as u16;
+    loop {
+        let mut r = [0u64; 18];
+        r[0] = HV_TASK_DONE;
+        baremetal::hvc(&mut r);
+        // SAFETY: the mailbox is in this VM's own RAM; the hypervisor wrote
+        // the task before resuming the VM and does not touch it while the VM runs.
+        let op = unsafe { read_volatile(Mailbox::op(mailbox)) };
+        // SAFETY: as above.
+        let args = unsafe { read_volatile(Mailbox::args(mailbox)) };
+        let result = task(vm, op, args);
+        // SAFETY: as above; the hypervisor reads the result after the next HVC.
+        unsafe { write_volatile(Mailbox::result(mailbox), result) };
+    }
+}
+
+/// Does one task.
+fn task(vm: u16, op: u64, mut a: Regs) -> Regs {
+    let mut out = [0u64; 18];
+    match op {
+        op::SMC => {
+            baremetal::smc(&mut a);
+            out = a;
+        }
+        op::HVC => {
+            baremetal::hvc(&mut a);
+            out = a;
+        }
+        op::USER => out[..4].copy_from_slice(&user(vm, a[0], a[1])),
+        op::PEEK => {
+            let p = a[0] as *const u64;
+            // SAFETY: deliberately any address: the checks read outside the
+            // VM's memory to see the hypervisor stop it.
+            out[0] = unsafe { read_volatile(p) };
+        }
+        op::POKE => {
+            let p = a[0] as *mut u64;
+            // SAFETY: as for PEEK; writes to the VM's own RAM are its business.
+            unsafe { write_volatile(p, a[1]) };
+        }
+        op::INFO => {
+            let (el, sctlr): (u64, u64);
+            // SAFETY: reading CurrentEL and SCTLR_EL1 has no side effect.
+            unsafe {
+                asm!("mrs {}, CurrentEL", "mrs {}, sctlr_el1", out(reg) el, out(reg) sctlr,
+                    options(nomem, nostack))
+            };
+            out[0] = (el >> 2) & 3;
+            out[1] = sctlr;
+            let mut r = [0u64; 18];
+            r[0] = ffa::ID_GET;
+            baremetal::smc(&mut r);
+            out[2] = if r[0] == ffa::SUCCESS_32 {
+                r[2]
+            } else {
+                u64::MAX
+            };
+            let mut r = [0u64; 18];
+            r[0] = ffa::ID_GET;
+            baremetal::hvc(&mut r);
+            out[3] = if r[0] == ffa::SUCCESS_32 {
+                r[2]
+            } else {
+                u64::MAX
+            };
+        }
+        op::SYSREGS => {
+            if a[4] == 1 {
+                // SAFETY: these registers are the VM's own thread and
+                // context IDs; nothing in this program depends on them.
+                unsafe {
+                    asm!(
+                        "msr tpidr_el0, {}",
+                        "msr tpidr_el1, {}",
+                        "msr tpidrro_el0, {}",
+                        "msr contextidr_el1, {}",
+                        in(reg) a[0], in(reg) a[1], in(reg) a[2], in(reg) a[3],
+                        options(nomem, nostack),
+                    )
+                };
+            }
+            if a[5] == 1 {
+                let _ = tee(vm, cmd::ECHO, [1, 2, 3, 4]);
+            }
+            let (t0, t1, tro, ctx): (u64, u64, u64, u64);
+            // SAFETY: reading these registers has no side effect.
+            unsafe {
+                asm!(
+                    "mrs {}, tpidr_el0",
+                    "mrs {}, tpidr_el1",
+                    "mrs {}, tpidrro_el0",
+                    "mrs {}, contextidr_el1",
+                    out(reg) t0, out(reg) t1, out(reg) tro, out(reg) ctx,
+                    options(nomem, nostack),
+                )
+            };
+            out[..4].copy_from_slice(&[t0, t1, tro, ctx]);
+        }
+        op::BENCH_TEE => {
+            let me = (vm as u64) << 16 | ids::VTEE_TEMPLATE as u64;
+            let make = || [ffa::MSG_SEND_DIRECT_REQ_64, me, 0, cmd::ECHO, 1, 2, 3, 4];
+            let check = |r: &[u64; 8]| r[0] == ffa::MSG_SEND_DIRECT_RESP_64 && r[4] == 1;
+            out[..3].copy_from_slice(&bench(a[0], a[1], make, check));
+        }
+        op::BENCH_TRAP => {
+            let make = || [ffa::ID_GET, 0, 0, 0, 0, 0, 0, 0];
+            let check = |r: &[u64; 8]| r[0] == ffa::SUCCESS_32 && r[2] == vm as u64;
+            out[..3].copy_from_slice(&bench(a[0], a[1], make, check));
+        }
+        op::UNDEF => {
+            // SAFETY: UDF raises an undefined-instruction exception at EL1:
+            // the VM's vectors report it to the hypervisor, which stops the VM.
+            unsafe { asm!("udf #0", options(nomem, nostack)) };
+        }
+        _ => out[0] = u64::MAX,
+    }
+    out
+}
+
+/// A direct request (REQ_64, SMC) to the VM's own TEE, as a well-behaved VM
+/// makes it: with its own ID as sender (the hypervisor writes it anyway).
+pub fn tee(vm: u16, command: u64, args: [u64; 4]) -> Regs {
+    let mut r = [0u64; 18];
+    r[0] = ffa::MSG_SEND_DIRECT_REQ_64;
+    r[1] = (vm as u64) << 16 | ids::VTEE_TEMPLATE as u64;
+    r[3] = command;
+    r[4..8].copy_from_slice(&args);
+    baremetal::smc(&mut r);
+    r
+}
+
+/// True if `r` is a successful response of the partition.
+fn ok(r: &Regs) -> bool {
+    r[0] == ffa::MSG_SEND_DIRECT_RESP_64 && r[3] == test_protocol::status::OK
+}
+
+/// The demo's user program: store a secret in the TEE, count, read back.
+fn user(vm: u16, secret: u64, count: u64) -> [u64; 4] {
+    let mut good = true;
+    let who = tee(vm, cmd::WHOAMI, [0; 4]);
+    good &= ok(&who);
+    let id = who[4];
+    if secret != 0 {
+        good &= ok(&tee(vm, cmd::KV_PUT, [0, secret, 0, 0]));
+    }
+    let mut counter = 0;
+    for _ in 0..count {
+        let r = tee(vm, cmd::COUNTER, [0; 4]);
+        good &= ok(&r);
+        counter = r[4];
+    }
+    let r = tee(vm, cmd::KV_GET, [0; 4]);
+    good &= ok(&r);
+    let kept = r[4];
+    let mut c = console();
+    if good && kept == 0 {
+        let _ = writeln!(
+            c,
+            "user {vm}: TEE {id:#06x} counter = {counter}, secret = 0"
+        );
+    } else if good {
+        let _ = writeln!(
+            c,
+            "user {vm}: TEE {id:#06x} counter = {counter}, secret = {kept:#x}"
+        );
+    } else {
+        let _ = writeln!(
+            c,
+            "user {vm}: my TEE did not answer (x0 = {:#x}, x2 = {:#x})",
+            r[0], r[2]
+        );
+    }
+    [id, counter, kept, good as u64]
+}
+
+/// Issues the call in `r` (x0-x7) with SMC, or a NOP in its place.
+#[inline(always)]
+pub fn bench_call(r: &mut [u64; 8], real: bool) {
+    if real {
+        // SAFETY: SMCCC v1.2 call: x0-x7 in and out, x8-x17 may be written
+        // and are declared clobbered.
+        unsafe {
+            asm!(
+                "smc #0",
+                inout("x0") r[0], inout("x1") r[1], inout("x2") r[2], inout("x3") r[3],
+                inout("x4") r[4], inout("x5") r[5], inout("x6") r[6], inout("x7") r[7],
+                out("x8") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _,
+                out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _,
+                options(nostack),
+            );
+        }
+    } else {
+        // SAFETY: a NOP with the same register constraints.
+        unsafe {
+            asm!(
+                "nop",
+                inout("x0") r[0], inout("x1") r[1], inout("x2") r[2], inout("x3") r[3],
+                inout("x4") r[4], inout("x5") r[5], inout("x6") r[6], inout("x7") r[7],
+                out("x8") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _,
+                out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _,
+                options(nostack),
+            );
+        }
+    }
+}
+
+/// `n` calls of `make()`: elapsed counter ticks and whether every answer passed `check`.
+#[inline(never)]
+fn timed(
+    n: u64,
+    real: bool,
+    make: impl Fn() -> [u64; 8],
+    check: impl Fn(&[u64; 8]) -> bool,
+) -> (u64, bool) {
+    let t0 = baremetal::counter();
+    let mut good = true;
+    for _ in 0..n {
+        let mut r = make();
+        bench_call(&mut r, real);
+        good &= !real || check(&r);
+    }
+    (baremetal::counter() - t0, good)
+}
+
+/// [ticks of `n` real calls, ticks of `n` empty ones, 1 if all answers were right].
+fn bench(
+    n: u64,
+    warm_up: u64,
+    make: impl Fn() -> [u64; 8] + Copy,
+    check: impl Fn(&[u64; 8]) -> bool + Copy,
+) -> [u64; 3] {
+    let (_, warm_ok) = timed(warm_up, true, make, check);
+    let (real, real_ok) = timed(n, true, make, check);
+    let (empty, _) = timed(n, false, make, check);
+    [real, empty, (warm_ok && real_ok) as u64]
+}
