@@ -117,6 +117,7 @@ pub fn run(hyp: &mut Hypervisor, r: &mut Report, demo: &demo::Outcome) {
         t.availability_from_vm_sender()
     });
     r.check("hyp-endpoint-0-denied-instances", || t.endpoint0());
+    r.check("hyp-discovery-regs-endpoint-0", || t.discovery_endpoint0());
 
     // Life cycle: destroy and create again.
     r.check("recreate-gives-fresh-tee", || t.recreate_fresh());
@@ -797,6 +798,41 @@ impl T<'_> {
         let r = ffa::request_as(0, ids::SP2, [cmd::ECHO, 5, 0, 0, 0]);
         resp_ok(&r, 0, ids::SP2)?;
         ensure_eq!(r[4], 5, "endpoint 0 reaches the static partitions");
+        Ok(())
+    }
+
+    /// Endpoint 0 (the hypervisor itself) discovers the static partitions,
+    /// no instance (and not the template).
+    fn discovery_endpoint0(&mut self) -> Outcome {
+        let mut got = Vec::new();
+        let mut start = 0u64;
+        loop {
+            let r = ffa::call(ffa::PARTITION_INFO_GET_REGS_64, &[0, 0, start, 0, 0, 0, 0]);
+            ensure_eq!(r[0], ffa::SUCCESS_64, "PARTITION_INFO_GET_REGS answer");
+            let (last, end) = (r[2] & 0xFFFF, (r[2] >> 16) & 0xFFFF);
+            ensure!(end >= start && end - start < 5, "descriptor indices");
+            for i in 0..=(end - start) as usize {
+                got.push(r[3 + i * 3] as u16);
+            }
+            if end >= last {
+                break;
+            }
+            start = end + 1;
+        }
+        got.sort_unstable();
+        got.dedup();
+        let want = [
+            ids::SP1,
+            ids::SP2,
+            ids::TPM,
+            ids::CRASH_DATA,
+            ids::CRASH_UNDEF,
+            ids::CRASH_STEAL,
+        ];
+        if got != want {
+            say!("    (endpoint 0 discovers {got:x?}, want {want:x?})");
+            return Err(fail("discovered partitions"));
+        }
         Ok(())
     }
 
