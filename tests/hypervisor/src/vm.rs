@@ -233,13 +233,12 @@ impl Vm {
         }
     }
 
-    /// The VM's x0-x17 through the FF-A proxy.
+    /// The VM's x0-x17 through the FF-A proxy (in place).
     #[inline(always)]
     fn ffa_call(&mut self) {
-        let mut call: Regs = [0; 18];
-        call.copy_from_slice(&self.regs.x[..18]);
-        ffa::vm_call(self.id, &mut self.ffa, &mut call);
-        self.regs.x[..18].copy_from_slice(&call);
+        if let Some((call, _)) = self.regs.x.split_first_chunk_mut::<18>() {
+            ffa::vm_call(self.id, &mut self.ffa, call);
+        }
     }
 }
 
