@@ -87,6 +87,7 @@ pub fn run(hyp: &mut Hypervisor, r: &mut Report, demo: &demo::Outcome) {
     r.check("vm-forged-sender-reaches-own-tee", || t.forged_own());
     r.check("vm-forged-sender-gains-nothing", || t.forged_nothing());
     r.check("vm-hvc-conduit", || t.hvc_conduit());
+    r.check("vm-tee-yield-resumed-by-hypervisor", || t.tee_yield());
     r.check("vm-direct-req-32", || t.req32());
     r.check("vm-req2-own-tee", || t.req2_own());
     r.check("vm-req2-needs-version-1.2", || t.req2_needs_version());
@@ -395,6 +396,11 @@ impl T<'_> {
         for vm in VMS {
             let [v, ..] = self.tee(vm, cmd::KV_GET, [1, 0, 0, 0])?;
             ensure_eq!(v, 0x1000 + vm as u64, "KV_GET through 0x8010");
+            // Its instance's own ID reaches it too.
+            let inst = self.inst[vm as usize];
+            let r = self.req(vm, inst, cmd::KV_GET, [1, 0, 0, 0])?;
+            resp_ok(&r, vm, inst)?;
+            ensure_eq!(r[4], 0x1000 + vm as u64, "KV_GET through the instance ID");
         }
         Ok(())
     }
@@ -540,6 +546,22 @@ impl T<'_> {
         Ok(())
     }
 
+    /// The VM's TEE yields (FFA_YIELD): the hypervisor gives it CPU time
+    /// with FFA_RUN until it answers; the VM sees one request and its response.
+    fn tee_yield(&mut self) -> Outcome {
+        let before = self.hyp.forwarded_of(1);
+        let [w0, ..] = self.tee(1, cmd::YIELD, [0; 4])?;
+        ensure_eq!(w0, ffa::SUCCESS_32, "what FFA_YIELD returned in the TEE");
+        ensure_eq!(
+            self.hyp.forwarded_of(1) - before,
+            2,
+            "calls forwarded (the request, one FFA_RUN)"
+        );
+        let [v, ..] = self.tee(1, cmd::KV_GET, [1, 0, 0, 0])?;
+        ensure_eq!(v, 0x1001, "the TEE afterwards");
+        Ok(())
+    }
+
     fn req32(&mut self) -> Outcome {
         let mut q = req64(4 << 16 | ids::VTEE_TEMPLATE as u64, [cmd::ADD, 40, 2, 0, 0]);
         q[0] = ffa::MSG_SEND_DIRECT_REQ_32;
@@ -574,6 +596,16 @@ impl T<'_> {
             );
             ensure_eq!(r[4], status::OK, "status");
             ensure_eq!(r[5], 0x1000 + vm as u64, "the VM's own value");
+            // The nil UUID too; a UUID the instance does not have is refused.
+            let r = self.req2(vm, w1, [0; 4], [cmd::KV_GET, 1, 0])?;
+            ensure_eq!(
+                r[0],
+                ffa::MSG_SEND_DIRECT_RESP2_64,
+                "REQ2 (nil UUID) answer"
+            );
+            ensure_eq!(r[5], 0x1000 + vm as u64, "the VM's own value");
+            let r = self.req2(vm, w1, uuids::SP1, [cmd::KV_GET, 1, 0])?;
+            ensure_eq!(code(&r), ffa::INVALID_PARAMETERS, "REQ2 with sp1's UUID");
         }
         Ok(())
     }
@@ -952,6 +984,15 @@ impl T<'_> {
             let r = ffa::request_as(id, ids::VTEE_TEMPLATE, [cmd::KV_GET, 0, 0, 0, 0]);
             ensure_eq!(r[0], ffa::MSG_SEND_DIRECT_RESP_64, "KV_GET answer");
             ensure_eq!(r[4], id as u64 * 3, "each TEE kept its own value");
+            // Discovery as that VM (the hypervisor names it in x7).
+            let mut q = [0u64; 8];
+            q[1] = uuids::VTEE[0] as u64 | (uuids::VTEE[1] as u64) << 32;
+            q[2] = uuids::VTEE[2] as u64 | (uuids::VTEE[3] as u64) << 32;
+            q[7] = id as u64;
+            let d = ffa::call(ffa::PARTITION_INFO_GET_REGS_64, &q[1..]);
+            ensure_eq!(d[0], ffa::SUCCESS_64, "discovery as the VM");
+            ensure_eq!(d[2] & 0xFFFF, 0, "one descriptor");
+            ensure_eq!(d[3] as u16, r[1] >> 16, "the VM's own TEE");
         }
         Ok(())
     }
