@@ -94,6 +94,7 @@ pub fn run(hyp: &mut Hypervisor, r: &mut Report, demo: &demo::Outcome) {
     r.check("vm-discovery-regs-per-vm", || t.discovery());
     r.check("vm-discovery-regs-forged-vm-id", || t.discovery_forged());
     r.check("vm-discovery-regs-vtee-uuid", || t.discovery_vtee_uuid());
+    r.check("vm-discovery-count-per-vm", || t.discovery_count());
     r.check("vm-availability-messages-refused", || t.vm_availability());
     r.check("vm-unforwarded-abis-not-supported", || t.unforwarded());
     r.check("vm-to-vm-direct-request-refused", || t.vm_to_vm());
@@ -111,6 +112,29 @@ pub fn run(hyp: &mut Hypervisor, r: &mut Report, demo: &demo::Outcome) {
             ffa::ack(&r, fwk::VM_CREATED).code(),
             ffa::INVALID_PARAMETERS,
             "VM 0x8001"
+        );
+        Ok(())
+    });
+    r.check("hyp-availability-to-a-non-template-invalid", || {
+        for dst in [ids::SP1, ids::TPM, 0x8100] {
+            let mut r = [0u64; 18];
+            r[0] = ffa::MSG_SEND_DIRECT_REQ_32;
+            r[1] = dst as u64;
+            r[2] = (fwk::FLAG | fwk::VM_CREATED) as u64;
+            r[3] = 0xFFFF_FFFF;
+            r[4] = 0xFFFF_FFFF;
+            r[5] = 9;
+            ffa::smc(&mut r);
+            ensure_eq!(
+                code(&r),
+                ffa::INVALID_PARAMETERS,
+                "VM created to a non-template"
+            );
+        }
+        ensure_eq!(
+            ffa::vm_destroyed(9).code(),
+            ffa::INVALID_PARAMETERS,
+            "no TEE for VM 9"
         );
         Ok(())
     });
@@ -699,6 +723,42 @@ impl T<'_> {
         Ok(())
     }
 
+    /// FFA_PARTITION_INFO_GET, count only (flag bit 0): the SPMC counts
+    /// what the VM may reach, whatever the VM wrote in w7.
+    fn discovery_count(&mut self) -> Outcome {
+        for vm in VMS {
+            let want = if vm == 1 { 3 } else { 2 };
+            for forged in [0u64, 1, 2] {
+                let mut q = req_regs(ffa::PARTITION_INFO_GET, &[0, 0, 0, 0, 1]);
+                q[7] = forged;
+                let r = self.smc(vm, q)?;
+                ensure_eq!(r[0], ffa::SUCCESS_32, "PARTITION_INFO_GET answer");
+                ensure_eq!(r[2], want, "partitions the VM may reach");
+            }
+            let q = req_regs(
+                ffa::PARTITION_INFO_GET,
+                &[
+                    uuids::SP1[0] as u64,
+                    uuids::SP1[1] as u64,
+                    uuids::SP1[2] as u64,
+                    uuids::SP1[3] as u64,
+                    1,
+                ],
+            );
+            let r = self.smc(vm, q)?;
+            if vm == 1 {
+                ensure_eq!(r[2], 1, "VM 1 counts sp1");
+            } else {
+                ensure_eq!(
+                    code(&r),
+                    ffa::INVALID_PARAMETERS,
+                    "sp1 is nothing to another VM"
+                );
+            }
+        }
+        Ok(())
+    }
+
     fn vm_availability(&mut self) -> Outcome {
         let before = self.hyp.forwarded_of(2);
         // VM 2 tries to create a TEE for VM 9 and to destroy VM 1's.
@@ -739,6 +799,7 @@ impl T<'_> {
             (ffa::RXTX_MAP_64, [page, page + 0x1000, 1]),
             (ffa::RXTX_UNMAP, [0, 0, 0]),
             (ffa::RX_RELEASE, [0, 0, 0]),
+            // Descriptors need an RX buffer, which VMs do not have here.
             (ffa::PARTITION_INFO_GET, [0, 0, 0]),
             (ffa::MSG_SEND2, [0, 0, 0]),
             (ffa::MEM_SHARE_64, [0x30, 0x30, 0]),
@@ -1004,6 +1065,11 @@ impl T<'_> {
         for id in Self::scale_ids() {
             let r = ffa::request_as(id, ids::VTEE_TEMPLATE, [cmd::ECHO, 0, 0, 0, 0]);
             ensure_eq!(code(&r), ffa::DENIED, "a destroyed VM's TEE");
+            ensure_eq!(
+                ffa::vm_destroyed(id).code(),
+                ffa::INVALID_PARAMETERS,
+                "VM destroyed twice"
+            );
         }
         Ok(())
     }

@@ -13,6 +13,7 @@
 //! | `FFA_MSG_SEND_DIRECT_REQ_32/64` | refuses framework messages (VM availability and the like: DENIED) and receivers that are not secure endpoints (DENIED); writes the VM's ID into w1\[31:16\], whatever the VM put there; forwards; resumes the partition with `FFA_RUN` itself if it yields or is interrupted |
 //! | `FFA_MSG_SEND_DIRECT_REQ2_64` | the same, once the VM negotiated v1.2 (else NOT_SUPPORTED) |
 //! | `FFA_PARTITION_INFO_GET_REGS` | writes the VM's ID into x7 (the SPMC's extension: discovery as that VM) and forwards |
+//! | `FFA_PARTITION_INFO_GET` with flag bit 0 (the count alone: no RX buffer) | writes the VM's ID into w7 (the same extension) and forwards; without the flag NOT_SUPPORTED (VMs have no RX/TX buffers here) |
 //! | any other FF-A call | FFA_ERROR(NOT_SUPPORTED), never forwarded |
 //! | any other SMCCC call (PSCI included) | SMCCC NOT_SUPPORTED (-1) |
 //!
@@ -197,6 +198,7 @@ fn forwarded(f: u32) -> bool {
         MSG_SEND_DIRECT_REQ_64,
         MSG_SEND_DIRECT_REQ2_64,
         PARTITION_INFO_GET_REGS_64,
+        PARTITION_INFO_GET,
     ]
     .iter()
     .any(|&g| g as u32 == f)
@@ -267,6 +269,10 @@ pub fn vm_call(vm: u16, state: &mut VmFfa, r: &mut Regs) {
             }
         }
         PARTITION_INFO_GET_REGS_64 => {
+            r[7] = vm as u64;
+            state.forward(r);
+        }
+        PARTITION_INFO_GET if r[5] as u32 == 1 => {
             r[7] = vm as u64;
             state.forward(r);
         }
