@@ -12,7 +12,9 @@
 //! (with x3 = 0) is answered the TPM way, x4 = [`TPM_OK`] and
 //! x5 = [`TPM_INTERFACE_VERSION`], whatever the partition.
 
-#![no_std]
+#![cfg_attr(not(test), no_std)]
+
+pub mod mem;
 
 /// Commands, in x3 (REQ) or x4 (REQ2).
 #[allow(missing_docs, reason = "each variant documents itself below")]
@@ -74,6 +76,115 @@ pub mod cmd {
     pub const KV_GET: u64 = 0x31;
     /// Monotonic counter: increment, result0 = new value.
     pub const COUNTER: u64 = 0x32;
+
+    // Memory sharing (docs/memory-sharing.md). Descriptors are written and
+    // read with [`crate::mem`]. "Answer" below means `w0 | code << 32`:
+    // the 32-bit function ID of the call's final answer and, if that is
+    // FFA_ERROR, its error code (w2) in the upper half (else 0).
+
+    /// Retrieve the memory of handle arg0 as a borrower
+    /// (FFA_MEM_RETRIEVE_REQ), read the whole response (following
+    /// FFA_MEM_FRAG_RX when it is fragmented, releasing RX before each
+    /// fragment), release RX and keep what it read for MEM_INFO/MEM_RANGE.
+    /// - arg1: the tag;
+    /// - arg2: transaction flags (bits 31:0, e.g. type and zero flags), the
+    ///   owner's ID (47:32), the permissions asked (55:48) and options
+    ///   ([`retrieve`], 63:56);
+    /// - arg3: the FF-A version to negotiate for the call (31:0; 0 keeps
+    ///   1.2; the partition goes back to 1.2 after it), the EMAD size of
+    ///   the request (39:32; 0: the version's), the buffer (47:40,
+    ///   [`retrieve`] `BUF_*`).
+    ///
+    /// result0 = the answer of the retrieve (or of the first FFA_MEM_FRAG_RX
+    /// that failed); result1 = total length (w1) | first fragment length
+    /// (w2) << 32; result2 = address of the first constituent; result3 =
+    /// composite page count (31:0) | permissions granted in the caller's
+    /// EMAD (39:32) | memory region attributes (55:40) | fragments read
+    /// (63:56). Status [`crate::status::MALFORMED`] when the response cannot be
+    /// read (results then hold what could be).
+    pub const MEM_RETRIEVE: u64 = 0x40;
+    /// About the last MEM_RETRIEVE response: result0 = handle; result1 =
+    /// sender (15:0) | EMAD count (31:16) | EMAD size (47:32) | 1 if every
+    /// reserved field (header, EMAD, composite, constituents read) is zero
+    /// (bit 48); result2 = flags (31:0) | constituents read (63:32);
+    /// result3 = tag.
+    pub const MEM_INFO: u64 = 0x41;
+    /// Constituent arg0 of the last MEM_RETRIEVE response: result0 =
+    /// address, result1 = pages, result2 = sum of the pages of every
+    /// constituent read, result3 = the composite's range count.
+    /// BAD_ARG past the last constituent read.
+    pub const MEM_RANGE: u64 = 0x42;
+    /// Write arg1 bytes (a multiple of 8) from address arg0 with the 64-bit
+    /// words arg2, arg2 + 1, ...: result0 = words written.
+    pub const MEM_FILL: u64 = 0x43;
+    /// Compare arg1 bytes from address arg0 with the words MEM_FILL(arg2)
+    /// writes: result0 = words that differ, result1 = index of the first
+    /// (u64::MAX if none), result2 = the word found there.
+    pub const MEM_CHECK: u64 = 0x44;
+    /// Sum the 64-bit words of arg1 bytes from address arg0 (wrapping):
+    /// result0 = sum, result1 = how many words are not zero, result2 = the
+    /// last word.
+    pub const MEM_SUM: u64 = 0x45;
+    /// FFA_MEM_RELINQUISH of handle arg0 with flags arg1, naming endpoint
+    /// arg2 (0: the partition itself) in the descriptor: result0 = answer.
+    pub const MEM_RELINQUISH: u64 = 0x46;
+    /// Send the partition's own memory: one range of pages from IPA arg0.
+    /// - arg1: pages (31:0) | tag (63:32);
+    /// - arg2: up to three receivers (15:0, 31:16, 47:32; 0 = none), their
+    ///   permissions (55:48), options ([`send`], 63:56);
+    /// - arg3: transaction flags (31:0) | sender ID written in the
+    ///   descriptor (47:32; 0: the partition itself) | layout (55:48,
+    ///   [`send`] `LAYOUT_*`).
+    ///
+    /// result0 = answer; result1 = the handle (w2 | w3 << 32 of
+    /// FFA_SUCCESS, or w1 | w2 << 32 of FFA_MEM_FRAG_RX); result2 = w3.
+    pub const MEM_SEND: u64 = 0x47;
+    /// One benchmark step: FFA_MEM_RETRIEVE_REQ_64 of handle arg0 from owner
+    /// arg1 (read-write, transaction flags arg2, v1.2 layout, tag 0),
+    /// FFA_RX_RELEASE, FFA_MEM_RELINQUISH. result0 = 0 if all three
+    /// succeeded, else the answer of the first that did not.
+    pub const MEM_CYCLE: u64 = 0x48;
+
+    /// Options of MEM_RETRIEVE (arg2 bits 63:56) and its buffers (arg3 bits 47:40).
+    pub mod retrieve {
+        /// Use FFA_MEM_RETRIEVE_REQ_32 (else _64).
+        pub const SMC32: u64 = 1 << 0;
+        /// Leave RX full after the first fragment: no FFA_RX_RELEASE, no
+        /// FFA_MEM_FRAG_RX (to test BUSY; release later with CALL).
+        pub const KEEP_RX: u64 = 1 << 1;
+        /// Read only the first fragment (release RX, no FFA_MEM_FRAG_RX).
+        pub const FIRST_FRAGMENT: u64 = 1 << 2;
+        /// Memory region attributes 0 ("not specified") in the request.
+        pub const NO_ATTRIBUTES: u64 = 1 << 3;
+        /// The request and response travel in the TX and RX buffers.
+        pub const BUF_MAILBOX: u64 = 0;
+        /// In the partition's own page at `layout::RETRIEVE_BUF_IPA`
+        /// (w3 = its address, w4 = 1 page).
+        pub const BUF_OWN_PAGE: u64 = 1;
+        /// The request is in TX but w3 names `layout::UNMAPPED_IPA` (w4 = 1):
+        /// a buffer that is not the partition's.
+        pub const BUF_NOT_OURS: u64 = 2;
+    }
+
+    /// Options of MEM_SEND (arg2 bits 63:56) and its layouts (arg3 bits 55:48).
+    pub mod send {
+        /// FFA_MEM_SHARE (bits 1:0 = 0).
+        pub const SHARE: u64 = 0;
+        /// FFA_MEM_LEND.
+        pub const LEND: u64 = 1;
+        /// FFA_MEM_DONATE.
+        pub const DONATE: u64 = 2;
+        /// Use the 32-bit function (bit 2).
+        pub const SMC32: u64 = 1 << 2;
+        /// The v1.2 layout (48-byte header, 32-byte EMADs).
+        pub const LAYOUT_V1_2: u64 = 0;
+        /// The v1.0 layout (the partition negotiates 1.0 for the call).
+        pub const LAYOUT_V1_0: u64 = 1;
+        /// The v1.1 layout (the partition negotiates 1.1 for the call).
+        pub const LAYOUT_V1_1: u64 = 2;
+        /// The v1.1 layout with 16-byte EMADs, at version 1.2.
+        pub const LAYOUT_V1_2_EMAD16: u64 = 3;
+    }
 }
 
 /// Status codes in x3 (RESP) or x4 (RESP2).
@@ -84,6 +195,9 @@ pub mod status {
     pub const UNKNOWN: u64 = 1;
     /// Bad argument.
     pub const BAD_ARG: u64 = 2;
+    /// What the SPMC returned could not be read (a memory descriptor that
+    /// does not parse).
+    pub const MALFORMED: u64 = 3;
 }
 
 /// TPM CRB over FF-A: "get interface version" function ID (in x4).
@@ -145,4 +259,13 @@ pub mod layout {
     pub const RAM_SIZE: u64 = 0x2_0000;
     /// An IPA no test partition has mapped.
     pub const UNMAPPED_IPA: u64 = 0x2000_0000;
+    /// First page of the upper half of `ram`, which the image never touches
+    /// (tests/test-sp/sp.ld): the pages a partition shares, lends or
+    /// donates (15 of them, up to `RETRIEVE_BUF_IPA`).
+    pub const SEND_IPA: u64 = 0x1005_0000;
+    /// Number of pages from `SEND_IPA` that may be sent.
+    pub const SEND_PAGES: u64 = 15;
+    /// The last page of `ram`: the partition's own buffer for a retrieve
+    /// request and its response (MEM_RETRIEVE with `BUF_OWN_PAGE`).
+    pub const RETRIEVE_BUF_IPA: u64 = 0x1005_F000;
 }
