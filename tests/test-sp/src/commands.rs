@@ -6,6 +6,7 @@ use core::arch::asm;
 use test_protocol::{cmd, status};
 
 use crate::ffa::{self, Mailbox, NARGS, Regs, Request, call};
+use crate::mem::{self, MemState};
 
 /// What a handler answers: a status and the result registers.
 pub type Answer = (u64, [u64; NARGS]);
@@ -34,6 +35,8 @@ pub struct Sp {
     kv: [u64; 16],
     counter: u64,
     last: LastMsg,
+    /// The last retrieve response (MEM_RETRIEVE).
+    mem: MemState,
 }
 
 impl Sp {
@@ -53,6 +56,7 @@ impl Sp {
                 size: 0,
                 count: 0,
             },
+            mem: MemState::new(),
         }
     }
 
@@ -176,6 +180,13 @@ impl Sp {
                 self.counter = self.counter.wrapping_add(1);
                 r(&[self.counter])
             }
+            cmd::MEM_RETRIEVE => mem::retrieve(self.id, &mut self.mem, a),
+            cmd::MEM_INFO => self.mem.info(self.id),
+            cmd::MEM_RANGE => self.mem.range(self.id, a[0]),
+            cmd::MEM_FILL | cmd::MEM_CHECK | cmd::MEM_SUM => mem::touch(req.cmd, a[0], a[1], a[2]),
+            cmd::MEM_RELINQUISH => mem::relinquish(self.id, a),
+            cmd::MEM_SEND => mem::send(self.id, a),
+            cmd::MEM_CYCLE => mem::cycle(self.id, a),
             _ => (status::UNKNOWN, [0; NARGS]),
         }
     }

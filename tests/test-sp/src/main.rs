@@ -45,7 +45,9 @@
 //! - Results of a 32-bit request are truncated to w-values.
 //! - The image uses only the lower 64 KiB of its `ram` region (sp.ld); the
 //!   boot information blob must not be placed there, as .bss is zeroed at
-//!   entry before x0 is read.
+//!   entry before x0 is read. The upper 64 KiB holds the pages the
+//!   memory-sharing commands send and the partition's own retrieve buffer
+//!   (see `mem`, which also lists that module's choices).
 
 #![no_std]
 #![no_main]
@@ -53,6 +55,7 @@
 mod bootinfo;
 mod commands;
 mod ffa;
+mod mem;
 
 use core::arch::asm;
 use core::panic::PanicInfo;
