@@ -7,6 +7,12 @@
 //! two reads. Each figure is the average over `ITERATIONS` calls, minus the
 //! cost of an identical loop whose call instruction is a NOP. It prints
 //! `bench: <name>: <value> instructions` and powers off.
+//!
+//! The memory-sharing figures (`mem_share_cycle_<n>pages`) time one whole
+//! cycle from the normal world to sp1: FFA_MEM_SHARE_64 of n pages (the
+//! descriptor stays in TX), one direct request that makes sp1 retrieve and
+//! relinquish them (`cmd::MEM_CYCLE`), FFA_MEM_RECLAIM; averaged over
+//! `MEM_ITERATIONS` cycles, minus the same loop with NOPs for the calls.
 
 #![no_std]
 #![no_main]
@@ -15,11 +21,15 @@ use core::fmt::Write;
 use core::panic::PanicInfo;
 
 use nwd_harness::ffa;
+use nwd_harness::mem::kit;
 use nwd_harness::report::console;
-use test_protocol::{cmd, ids};
+use test_protocol::mem::{Layout, Range, Receiver, Transaction, flags, func, perm};
+use test_protocol::{cmd, ids, status};
 
 const ITERATIONS: u64 = 2000;
 const WARM_UP: u64 = 20;
+/// Cycles per memory-sharing figure.
+const MEM_ITERATIONS: u64 = 1000;
 
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
@@ -97,6 +107,69 @@ fn measure(
     Some(real.saturating_sub(empty) * per_tick_ns / ITERATIONS)
 }
 
+/// One share / retrieve+relinquish / reclaim cycle with the descriptor of
+/// `len` bytes already in TX; `real` false replaces each SMC with a NOP.
+/// Returns whether every answer was the expected one.
+#[inline(always)]
+fn mem_cycle_once(len: u64, real: bool) -> bool {
+    let mut r = [func::SHARE_64, len, len, 0, 0, 0, 0, 0];
+    call(&mut r, real);
+    let h = if real {
+        r[2] & 0xFFFF_FFFF | (r[3] & 0xFFFF_FFFF) << 32
+    } else {
+        0
+    };
+    let shared = !real || r[0] as u32 as u64 | 0x4000_0000 == ffa::SUCCESS_64 & 0xFFFF_FFFF;
+    let mut q = [
+        ffa::MSG_SEND_DIRECT_REQ_64,
+        ids::SP1 as u64,
+        0,
+        cmd::MEM_CYCLE,
+        h,
+        0,
+        flags::TYPE_SHARE as u64,
+        0,
+    ];
+    call(&mut q, real);
+    let cycled = !real || (q[0] == ffa::MSG_SEND_DIRECT_RESP_64 && q[3] == status::OK && q[4] == 0);
+    let mut c = [func::RECLAIM, h & 0xFFFF_FFFF, h >> 32, 0, 0, 0, 0, 0];
+    call(&mut c, real);
+    let reclaimed = !real || c[0] as u32 as u64 | 0x4000_0000 == ffa::SUCCESS_64 & 0xFFFF_FFFF;
+    shared && cycled && reclaimed
+}
+
+/// Runs `n` cycles; the elapsed ticks, or `None` at the first failed one.
+#[inline(never)]
+fn mem_timed(n: u64, len: u64, real: bool) -> Option<u64> {
+    let t0 = baremetal::counter();
+    for _ in 0..n {
+        if !mem_cycle_once(len, real) {
+            return None;
+        }
+    }
+    Some(baremetal::counter() - t0)
+}
+
+/// Average instructions of a share cycle of `pages` pages to sp1.
+fn mem_share_cycle(pages: u32) -> Option<u64> {
+    let to = [Receiver::new(ids::SP1, perm::RW)];
+    let ranges = [Range {
+        addr: kit::ARENA,
+        pages,
+    }];
+    let t = Transaction::send(Layout::V1_2, 0, &to, &ranges);
+    let len = t.len();
+    if kit::part_to_tx(&t, 0, len) != len {
+        return None;
+    }
+    let len = len as u64;
+    mem_timed(WARM_UP, len, true)?;
+    let real = mem_timed(MEM_ITERATIONS, len, true)?;
+    let empty = mem_timed(MEM_ITERATIONS, len, false)?;
+    let per_tick_ns = 1_000_000_000 / frequency().max(1);
+    Some(real.saturating_sub(empty) * per_tick_ns / MEM_ITERATIONS)
+}
+
 fn report(name: &str, value: Option<u64>) {
     match value {
         Some(v) => {
@@ -139,5 +212,17 @@ extern "C" fn baremetal_main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
         |r| r[0] == ffa::V1_2 as u64,
     );
     report("spmc_version_round_trip", version);
+    // The memory-sharing cycles need the RX/TX buffers (TX holds the descriptor).
+    let mapped = ffa::map_buffers();
+    if mapped[0] != ffa::SUCCESS_32 {
+        let _ = writeln!(
+            console(),
+            "bench: mem: FFA_RXTX_MAP_64 answered {:#x} {:#x}",
+            mapped[0],
+            mapped[2]
+        );
+    }
+    report("mem_share_cycle_1page", mem_share_cycle(1));
+    report("mem_share_cycle_64pages", mem_share_cycle(64));
     baremetal::system_off()
 }

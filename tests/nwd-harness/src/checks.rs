@@ -46,7 +46,7 @@ pub fn run(r: &mut Report) {
         not_supported(ffa::NOTIFICATION_BITMAP_CREATE)
     });
     r.check("unimplemented-64bit-function-not-supported", || {
-        not_supported(ffa::MEM_SHARE_64)
+        not_supported(ffa::NOTIFICATION_INFO_GET_64)
     });
     r.check("msg-wait-from-normal-world-refused", || {
         not_supported(ffa::MSG_WAIT)

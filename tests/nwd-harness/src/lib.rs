@@ -1,11 +1,13 @@
 //! The normal-world test harness (BL33 at NS-EL2 on QEMU): FF-A checks
-//! against the SPMC through the SPMD (`nwd-harness`) and the benchmarks
-//! (`nwd-bench`). Both images are built from this library.
+//! against the SPMC through the SPMD (`nwd-harness`: the `e2e` checks, then
+//! the memory-sharing checks of [`mem`]) and the benchmarks (`nwd-bench`).
+//! Both images are built from this library.
 
 #![no_std]
 
 pub mod checks;
 pub mod ffa;
+pub mod mem;
 pub mod partitions;
 pub mod report;
 

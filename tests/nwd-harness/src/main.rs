@@ -1,22 +1,33 @@
 //! The normal-world test harness: BL33 at NS-EL2 on QEMU.
 //!
 //! It runs FF-A checks against the SPMC through the SPMD, prints `PASS <name>`
-//! or `FAIL <name>: <why>` for each, closes with `e2e: N passed, M failed` and
-//! powers the machine off with PSCI SYSTEM_OFF.
+//! or `FAIL <name>: <why>` for each, closes them with `e2e: N passed, M
+//! failed`, then runs the memory-sharing checks (`mem`) the same way, closes
+//! those with `mem: N passed, M failed` and powers the machine off with PSCI
+//! SYSTEM_OFF.
 
 #![no_std]
 #![no_main]
 
 use core::fmt::Write;
 use core::panic::PanicInfo;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use nwd_harness::report::{self, console};
-use nwd_harness::{checks, partitions};
+use nwd_harness::{checks, mem, partitions};
+
+/// Set once the `e2e` summary is out: a panic then ends the `mem` section.
+static IN_MEM: AtomicBool = AtomicBool::new(false);
 
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
     let _ = writeln!(console(), "FAIL harness-panic: {info}");
-    let _ = writeln!(console(), "e2e: 0 passed, 1 failed");
+    let stage = if IN_MEM.load(Ordering::Relaxed) {
+        "mem"
+    } else {
+        "e2e"
+    };
+    let _ = writeln!(console(), "{stage}: 0 passed, 1 failed");
     baremetal::system_off()
 }
 
@@ -31,5 +42,9 @@ extern "C" fn baremetal_main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
     checks::run(&mut r);
     partitions::run(&mut r);
     let _ = writeln!(console(), "e2e: {} passed, {} failed", r.passed, r.failed);
+    IN_MEM.store(true, Ordering::Relaxed);
+    let mut m = report::Report::default();
+    mem::run(&mut m);
+    let _ = writeln!(console(), "mem: {} passed, {} failed", m.passed, m.failed);
     baremetal::system_off()
 }
