@@ -202,7 +202,7 @@ pub fn run_stage(mut cmd: Command, spec: &StageSpec<'_>) -> Result<StageResult> 
                     res.problems.push(p);
                 }
                 if let Some(s) = parse_summary(&line, spec.name) {
-                    summary = Some(s);
+                    summary = Some((s, res.lines.len()));
                 }
                 res.lines.push(line);
             }
@@ -231,14 +231,15 @@ pub fn run_stage(mut cmd: Command, spec: &StageSpec<'_>) -> Result<StageResult> 
     }
     res.seconds = start.elapsed().as_secs_f64();
     match summary {
-        Some((p, f)) => {
+        Some(((p, f), at)) => {
             res.passed = p;
             res.failed = f;
             if f > 0 {
                 res.problems.push(format!("{f} check(s) failed"));
             }
-            let fail_lines = res.lines.iter().filter(|l| l.starts_with("FAIL ")).count() as u32;
-            let pass_lines = res.lines.iter().filter(|l| l.starts_with("PASS ")).count() as u32;
+            // The stage's own PASS/FAIL lines are those before its summary
+            // (a later section of the same boot has its own, see `section`).
+            let (pass_lines, fail_lines) = result_lines(&res.lines[..at]);
             if fail_lines != f || (pass_lines != 0 && pass_lines != p) {
                 res.problems.push(format!(
                     "summary says {p} passed, {f} failed but the output has {pass_lines} PASS and {fail_lines} FAIL lines"
@@ -259,6 +260,50 @@ pub fn run_stage(mut cmd: Command, spec: &StageSpec<'_>) -> Result<StageResult> 
     Ok(res)
 }
 
+/// Counts the `PASS ` and `FAIL ` lines.
+fn result_lines(lines: &[String]) -> (u32, u32) {
+    let count = |p: &str| lines.iter().filter(|l| l.starts_with(p)).count() as u32;
+    (count("PASS "), count("FAIL "))
+}
+
+/// A second set of checks in the same boot: the lines after the summary
+/// `<after>: ...` up to `<name>: N passed, M failed` (the harness's `mem`
+/// checks after its `e2e` ones). Missing, failed or inconsistent with its
+/// PASS/FAIL lines, it is a problem.
+pub fn section(stage: &StageResult, after: &str, name: &str) -> StageResult {
+    let mut res = StageResult {
+        seconds: stage.seconds,
+        ..StageResult::default()
+    };
+    let start = stage
+        .lines
+        .iter()
+        .position(|l| parse_summary(l, after).is_some())
+        .map_or(0, |i| i + 1);
+    let found = stage.lines[start..]
+        .iter()
+        .enumerate()
+        .find_map(|(i, l)| parse_summary(l, name).map(|s| (i, s)));
+    let Some((end, (p, f))) = found else {
+        res.problems.push(format!(
+            "no `{name}: N passed, M failed` line after `{after}:`"
+        ));
+        return res;
+    };
+    res.passed = p;
+    res.failed = f;
+    if f > 0 {
+        res.problems.push(format!("{f} {name} check(s) failed"));
+    }
+    let (pass_lines, fail_lines) = result_lines(&stage.lines[start..start + end]);
+    if pass_lines != p || fail_lines != f {
+        res.problems.push(format!(
+            "`{name}` summary says {p} passed, {f} failed but its section has {pass_lines} PASS and {fail_lines} FAIL lines"
+        ));
+    }
+    res
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +320,41 @@ mod tests {
         );
         assert_eq!(parse_summary("linux: 3 passed, 2 failed", "e2e"), None);
         assert_eq!(parse_summary("e2e: x passed, 2 failed", "e2e"), None);
+    }
+
+    fn stage_of(lines: &[&str]) -> StageResult {
+        StageResult {
+            lines: lines.iter().map(|l| l.to_string()).collect(),
+            ..StageResult::default()
+        }
+    }
+
+    #[test]
+    fn a_section_after_the_summary() {
+        let s = stage_of(&[
+            "PASS a",
+            "e2e: 1 passed, 0 failed",
+            "PASS m1",
+            "FAIL m2: x",
+            "mem: 1 passed, 1 failed",
+        ]);
+        let m = section(&s, "e2e", "mem");
+        assert_eq!((m.passed, m.failed), (1, 1));
+        assert_eq!(m.problems.len(), 1, "{:?}", m.problems);
+        let ok = stage_of(&[
+            "e2e: 0 passed, 0 failed",
+            "PASS m",
+            "mem: 1 passed, 0 failed",
+        ]);
+        assert!(section(&ok, "e2e", "mem").problems.is_empty());
+        let lying = stage_of(&[
+            "e2e: 0 passed, 0 failed",
+            "PASS m",
+            "mem: 2 passed, 0 failed",
+        ]);
+        assert_eq!(section(&lying, "e2e", "mem").problems.len(), 1);
+        let missing = stage_of(&["PASS a", "e2e: 1 passed, 0 failed"]);
+        assert_eq!(section(&missing, "e2e", "mem").problems.len(), 1);
     }
 
     fn judge(line: &str) -> Option<String> {

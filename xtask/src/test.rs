@@ -12,7 +12,7 @@ use crate::sh::{self, Result};
 use crate::vtee;
 
 /// The host crates (tests, clippy).
-const HOST_PACKAGES: &[&str] = &["spmc", "xtask"];
+const HOST_PACKAGES: &[&str] = &["spmc", "test-protocol", "xtask"];
 
 pub fn run(opts: &Options) -> Result<()> {
     let start = Instant::now();
@@ -34,6 +34,8 @@ pub fn run(opts: &Options) -> Result<()> {
         },
     )?;
     summary.push(("e2e", e2e.clone()));
+    // The same boot's memory-sharing checks, after the `e2e` summary.
+    summary.push(("mem", qemu::section(&e2e, "e2e", "mem")));
 
     let t = sh::Timer::start("vtee stage, build to power-off");
     let vt = vtee::stage(&env, opts, &fw.spmc_bin).unwrap_or_else(|e| StageResult {
