@@ -24,9 +24,9 @@ const VMS: [u16; 4] = [1, 2, 3, 4];
 const SCALE_FIRST: u16 = 0x100;
 const SCALE_COUNT: u16 = 40;
 /// Where the checks write a pattern in a TEE's RAM: the upper part of its
-/// 64 KiB, which the test partition's image never uses (tests/test-sp/sp.ld:
-/// stack and .bss end below RAM_IPA + 0xB000).
-const TEE_RAM_OFFSETS: [u64; 6] = [0xB000, 0xC000, 0xD000, 0xE000, 0xF000, 0xFFF8];
+/// 64 KiB (16 pages at RAM_IPA), which the test partition's image never uses
+/// (tests/test-sp/sp.ld: the stack, then .bss, end near RAM_IPA + 0xB000).
+const TEE_RAM_OFFSETS: [u64; 4] = [0xD000, 0xE000, 0xF000, 0xFFF8];
 /// Where the checks write in a VM's own RAM (above its mailbox, below its stack).
 const VM_RAM_PATTERN: u64 = RAM_IPA + 0x8000;
 /// The secure pool's base (SPMC manifest): instances' memory is carved from it.
