@@ -89,6 +89,7 @@ pub fn run(hyp: &mut Hypervisor, r: &mut Report, demo: &demo::Outcome) {
     r.check("vm-hvc-conduit", || t.hvc_conduit());
     r.check("vm-tee-yield-resumed-by-hypervisor", || t.tee_yield());
     r.check("vm-direct-req-32", || t.req32());
+    r.check("vm-x8-x17-preserved", || t.upper_preserved());
     r.check("vm-req2-own-tee", || t.req2_own());
     r.check("vm-req2-needs-version-1.2", || t.req2_needs_version());
     r.check("vm-discovery-regs-per-vm", || t.discovery());
@@ -583,6 +584,21 @@ impl T<'_> {
         );
         let [v, ..] = self.tee(1, cmd::KV_GET, [1, 0, 0, 0])?;
         ensure_eq!(v, 0x1001, "the TEE afterwards");
+        Ok(())
+    }
+
+    /// SMCCC v1.2: x8-x17 of a VM's REQ_64 come back as they were, through
+    /// the trap, the hypervisor's SMC and the SPMC.
+    fn upper_preserved(&mut self) -> Outcome {
+        let mut q = req64(3 << 16 | ids::VTEE_TEMPLATE as u64, [cmd::ECHO, 1, 2, 3, 4]);
+        for (i, v) in q.iter_mut().enumerate().skip(8) {
+            *v = 0x3333_0000 + i as u64;
+        }
+        let r = self.smc(3, q)?;
+        resp_ok(&r, 3, self.inst[3])?;
+        for (i, v) in r.iter().enumerate().skip(8) {
+            ensure_eq!(*v, 0x3333_0000 + i as u64, "x8-x17 after the call");
+        }
         Ok(())
     }
 
