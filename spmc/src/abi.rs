@@ -345,7 +345,8 @@ impl<P: Platform> Spmc<P> {
         }
         let receiver = match from {
             Endpoint::NormalWorld(vm) if is_secure_id(receiver) => {
-                self.route_for_vm(vm, receiver)?
+                let slot = self.route_for_vm(vm, receiver)?;
+                self.partitions[slot as usize].id()
             }
             _ => receiver,
         };

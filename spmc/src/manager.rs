@@ -182,10 +182,11 @@ impl<P: Platform> Spmc<P> {
     #[inline(always)]
     #[cfg_attr(spmc_hot, optimize(speed))]
     pub fn slot_of(&self, id: PartitionId) -> Option<u16> {
-        // Fast path: IDs 0x8000-0x80FF through the index (checked, so a stale
+        // Fast path: IDs 0x8000-0x83FF through the index (checked, so a stale
         // entry can only miss, never name the wrong partition).
-        if id & 0xFF00 == 0x8000 {
-            let slot = self.slot_index[(id & 0xFF) as usize];
+        let i = id.wrapping_sub(0x8000) as usize;
+        if i < SLOT_INDEX {
+            let slot = self.slot_index[i];
             if self
                 .partitions
                 .get(slot as usize)
@@ -260,9 +261,7 @@ impl<P: Platform> Spmc<P> {
                 Err(e) => warn!("partition `{}` refused: {e}", entry.name),
             }
         }
-        let mut order: Vec<u16> = (0..self.partitions.len() as u16).collect();
-        // Ties (and partitions without boot-order) keep manifest order.
-        order.sort_unstable_by_key(|&s| {
+        let key = |s: u16| {
             (
                 self.partitions[s as usize]
                     .config
@@ -270,7 +269,15 @@ impl<P: Platform> Spmc<P> {
                     .unwrap_or(u32::MAX),
                 s,
             )
-        });
+        };
+        // Ties (and partitions without boot-order) keep manifest order. An
+        // insertion sort: a handful of partitions, and no generic sort code
+        // in the image.
+        let mut order: Vec<u16> = Vec::with_capacity(self.partitions.len());
+        for s in 0..self.partitions.len() as u16 {
+            let at = order.partition_point(|&o| key(o) < key(s));
+            order.insert(at, s);
+        }
         self.boot_order = order;
     }
 
@@ -613,6 +620,13 @@ impl<P: Platform> Spmc<P> {
     #[inline(always)]
     #[cfg_attr(spmc_hot, optimize(speed))]
     pub fn handle_spmd(&mut self, regs: &mut Regs) -> Next {
+        // The hot path first: a 64-bit direct request that is not a framework
+        // message. (Compared on all of x0, so that the compiler keeps it out of
+        // the dispatch tree below; a call with junk in x0[63:32] takes the
+        // general path and gets the same answer.)
+        if regs.0[0] == func::MSG_SEND_DIRECT_REQ_64 as u64 && regs.w(2) & fwk::FLAG == 0 {
+            return self.direct_request_from_nwd(regs);
+        }
         let f = regs.func();
         if (f == func::MSG_SEND_DIRECT_REQ_32 || f == func::MSG_SEND_DIRECT_REQ_64)
             && regs.w(2) & fwk::FLAG != 0
@@ -682,6 +696,31 @@ impl<P: Platform> Spmc<P> {
     #[inline(always)]
     #[cfg_attr(spmc_hot, optimize(speed))]
     pub fn handle_exit(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
+        // The hot path: a running partition's FF-A call through SMC, most
+        // often the response to a direct request.
+        let p = &mut self.partitions[v.slot as usize];
+        if p.state != PartitionState::Aborted {
+            let ctx = &mut p.vcpus[v.index as usize].ctx;
+            if ctx.exit.vector == 0 && ctx.exit.esr >> 26 == crate::vcpu::ec::SMC64 {
+                // A trapped SMC returns to the instruction after it.
+                ctx.pc += 4;
+                let f = ctx.x[0] as u32;
+                if f == func::MSG_SEND_DIRECT_RESP_64
+                    || f == func::MSG_SEND_DIRECT_RESP_32
+                    || f == func::MSG_SEND_DIRECT_RESP2_64
+                {
+                    return self.direct_response(v, regs);
+                }
+                return self.partition_call(v, regs);
+            }
+        }
+        self.handle_other_exit(v, regs)
+    }
+
+    /// Every exit but an SMC from a running partition: HVC calls,
+    /// interrupts, faults, and exits of a partition aborted meanwhile.
+    #[inline(never)]
+    fn handle_other_exit(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
         let p = &mut self.partitions[v.slot as usize];
         let aborted = p.state == PartitionState::Aborted;
         let ctx = &mut p.vcpus[v.index as usize].ctx;
@@ -719,6 +758,7 @@ impl<P: Platform> Spmc<P> {
     }
 
     /// A call from a partition, dispatched by function ID.
+    #[inline(never)]
     fn partition_call(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
         let f = self.vcpu(v).ctx.x[0] as u32;
         match f {

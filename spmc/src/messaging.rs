@@ -16,17 +16,11 @@ use crate::sp_manifest::{Messaging, Uuid};
 use crate::vcpu::{Caller, Preemption, RunReason, VcpuRef, VcpuState};
 
 impl<P: Platform> Spmc<P> {
-    /// Checks a direct request to the partition with ID `receiver` and picks
-    /// the vCPU to deliver it to.
+    /// Checks a direct request to the partition in `slot` and picks the
+    /// vCPU to deliver it to.
     #[inline(always)]
     #[cfg_attr(spmc_hot, optimize(speed))]
-    fn direct_target(
-        &self,
-        receiver: u16,
-        req2: bool,
-        uuid: (u64, u64),
-    ) -> Result<VcpuRef, FfaError> {
-        let slot = self.slot_of(receiver).ok_or(FfaError::InvalidParameters)?;
+    fn direct_target(&self, slot: u16, req2: bool, uuid: (u64, u64)) -> Result<VcpuRef, FfaError> {
         let p = &self.partitions[slot as usize];
         match p.state {
             PartitionState::Aborted => return Err(FfaError::Aborted),
@@ -87,33 +81,47 @@ impl<P: Platform> Spmc<P> {
             // w2 MBZ for partition messages (Table 15.3).
             return Err(FfaError::InvalidParameters);
         }
-        let receiver = self.route_for_vm(sender, ffa::receiver(regs))?;
-        self.direct_target(receiver, req2, (regs.x(2), regs.x(3)))
+        let slot = self.route_for_vm(sender, ffa::receiver(regs))?;
+        self.direct_target(slot, req2, (regs.x(2), regs.x(3)))
     }
 
     /// Applies the binding policy to a message from normal-world endpoint `vm`
-    /// to `receiver`: a template's ID becomes `vm`'s own instance; a partition
-    /// `vm` may not reach is DENIED (design §"The contract", 2).
+    /// to `receiver` and returns the slot of the partition it reaches: a
+    /// template's ID reaches `vm`'s own instance; a partition `vm` may not
+    /// reach is DENIED (design §"The contract", 2); an ID that is neither a
+    /// partition nor a template is INVALID_PARAMETERS.
     #[inline(always)]
     #[cfg_attr(spmc_hot, optimize(speed))]
     pub(crate) fn route_for_vm(&self, vm: u16, receiver: u16) -> Result<u16, FfaError> {
-        if !self.templates.is_empty()
-            && let Some(t) = self
-                .templates
-                .iter()
-                .position(|t| t.config.partition == receiver)
-        {
-            let slot = self.instance_of(t, vm).ok_or(FfaError::Denied)?;
-            return Ok(self.partitions[slot as usize].id());
+        if let Some(slot) = self.slot_of(receiver) {
+            let p = &self.partitions[slot as usize];
+            let allowed = match p.kind {
+                crate::policy::Kind::Instance { owner } => owner == vm,
+                // Endpoint 0 (the hypervisor, or the OS without one) reaches
+                // every static partition: the common case needs no table walk.
+                crate::policy::Kind::Static => {
+                    vm == 0 || self.config().policy.may_reach(vm, receiver, p.kind)
+                }
+            };
+            return if allowed {
+                Ok(slot)
+            } else {
+                Err(FfaError::Denied)
+            };
         }
-        let Some(slot) = self.slot_of(receiver) else {
-            return Ok(receiver);
-        };
-        let p = &self.partitions[slot as usize];
-        if self.config().policy.may_reach(vm, receiver, p.kind) {
-            Ok(receiver)
-        } else {
-            Err(FfaError::Denied)
+        self.route_template(vm, receiver)
+    }
+
+    /// The slot of `vm`'s instance of the template `receiver` names.
+    #[inline(never)]
+    fn route_template(&self, vm: u16, receiver: u16) -> Result<u16, FfaError> {
+        match self
+            .templates
+            .iter()
+            .position(|t| t.config.partition == receiver)
+        {
+            Some(t) => self.instance_of(t, vm).ok_or(FfaError::Denied),
+            None => Err(FfaError::InvalidParameters),
         }
     }
 
@@ -184,14 +192,14 @@ impl<P: Platform> Spmc<P> {
                 // Partitions send direct requests only to partitions (§15.2.1).
                 return Err(FfaError::Denied);
             }
+            let t = self.slot_of(receiver).ok_or(FfaError::InvalidParameters)?;
             // An instance belongs to its VM: only that VM's partitions reach it.
-            if let Some(t) = self.slot_of(receiver)
-                && let crate::policy::Kind::Instance { owner } = self.partitions[t as usize].kind
+            if let crate::policy::Kind::Instance { owner } = self.partitions[t as usize].kind
                 && me.kind != (crate::policy::Kind::Instance { owner })
             {
                 return Err(FfaError::Denied);
             }
-            self.direct_target(receiver, req2, (x2, x3))
+            self.direct_target(t, req2, (x2, x3))
         })();
         let target = match checked {
             Ok(t) => t,

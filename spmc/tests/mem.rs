@@ -590,6 +590,9 @@ fn partition_share_keeps_the_owner_mapped_and_refuses_foreign_memory() {
     // RWX but the test gives X to a share: encoding refused).
     let unmapped = D::send(SP1, &[(SP2, perm::RO)], &[(0x2000_0000, 1)]);
     assert_eq!(send(&mut s, SP1, &unmapped), code(FfaError::Denied));
+    // Its own image: a partition never gives its code away.
+    let image = D::send(SP1, &[(SP2, perm::RO)], &[(IMAGE_IPA, 1)]);
+    assert_eq!(send(&mut s, SP1, &image), code(FfaError::Denied));
     // A descriptor naming another sender.
     let forged = D::send(SP2, &[(TPM, perm::RO)], &[(SP_LEND_IPA, 1)]);
     assert_eq!(

@@ -11,8 +11,9 @@
 //!   flags u32 @4, handle u64 @8, tag u64 @16, access descriptor size u32 @24,
 //!   count u32 @28, offset u32 @32, 12 reserved bytes @36.
 //! - Endpoint memory access descriptor (Table 1.16): endpoint u16 @0,
-//!   permissions u8 @2, flags u8 @3, composite offset u32 @4, reserved u64
-//!   @8, and from v1.2 a 16-byte implementation-defined value @16.
+//!   permissions u8 @2, flags u8 @3, composite offset u32 @4; then in the
+//!   16-byte form a reserved u64 @8, in the 32-byte form (v1.2) a 16-byte
+//!   implementation-defined value @8 and a reserved u64 @24.
 //! - Composite memory region descriptor (Table 1.13): total pages u32 @0,
 //!   range count u32 @4, reserved u64 @8, ranges @16.
 //! - Constituent memory region descriptor (Table 1.14): address u64 @0,
@@ -279,10 +280,12 @@ pub fn parse(buf: &[u8], layout: Layout, purpose: Purpose) -> Result<Descriptor,
         let perms = buf[at + 2];
         let eflags = buf[at + 3];
         let comp = u32_at(buf, at + 4)? as usize;
-        zero_at(buf, at + 8, 8)?;
         let mut impdef = [0u8; 16];
         if emad_size == 32 {
-            impdef.copy_from_slice(&buf[at + 16..at + 32]);
+            impdef.copy_from_slice(&buf[at + 8..at + 24]);
+            zero_at(buf, at + 24, 8)?;
+        } else {
+            zero_at(buf, at + 8, 8)?;
         }
         match composite {
             None => composite = Some(comp),
@@ -350,13 +353,42 @@ pub fn parse(buf: &[u8], layout: Layout, purpose: Purpose) -> Result<Descriptor,
     }
     // No two constituents may overlap (sort a copy by address, compare neighbours).
     let mut sorted = ranges.clone();
-    sorted.sort_unstable_by_key(|r| r.addr);
+    heapsort_by_addr(&mut sorted);
     if sorted.windows(2).any(|w| w[0].overlaps(&w[1])) {
         return Err(INVALID);
     }
     d.ranges = ranges;
     d.total_pages = total;
     Ok(d)
+}
+
+/// Sorts ranges by address: O(n log n) for descriptors of thousands of
+/// ranges, in a few instructions of code (no generic sort in the image).
+pub(crate) fn heapsort_by_addr(v: &mut [Range]) {
+    fn sift(v: &mut [Range], mut root: usize, end: usize) {
+        loop {
+            let mut child = 2 * root + 1;
+            if child >= end {
+                return;
+            }
+            if child + 1 < end && v[child].addr < v[child + 1].addr {
+                child += 1;
+            }
+            if v[root].addr >= v[child].addr {
+                return;
+            }
+            v.swap(root, child);
+            root = child;
+        }
+    }
+    let n = v.len();
+    for i in (0..n / 2).rev() {
+        sift(v, i, n);
+    }
+    for end in (1..n).rev() {
+        v.swap(0, end);
+        sift(v, 0, end);
+    }
 }
 
 /// The fields of a retrieve response (one receiver: the retriever).
@@ -411,7 +443,7 @@ pub fn encode_response(r: &Response<'_>, layout: Layout, emad_size: u32) -> Vec<
     b[hdr + 3] = 0;
     b[hdr + 4..hdr + 8].copy_from_slice(&(comp as u32).to_le_bytes());
     if emad_size == 32 {
-        b[hdr + 16..hdr + 32].copy_from_slice(&r.receiver.impdef);
+        b[hdr + 8..hdr + 24].copy_from_slice(&r.receiver.impdef);
     }
     b[comp..comp + 4].copy_from_slice(&(total_pages as u32).to_le_bytes());
     b[comp + 4..comp + 8].copy_from_slice(&(r.ranges.len() as u32).to_le_bytes());
@@ -566,6 +598,22 @@ mod tests {
         assert_eq!(bad(&|b| b[32] = 40), INVALID, "emad offset unaligned");
         assert_eq!(bad(&|b| b[40] = 1), INVALID, "reserved header byte");
         assert_eq!(bad(&|b| b[48 + 8] = 1), INVALID, "reserved emad byte");
+        // In the 32-byte form the implementation-defined value is at 8..24
+        // and the reserved field at 24..32.
+        let wide = build(
+            Layout::V1_1,
+            32,
+            0,
+            &[(0x8001, perm::RW)],
+            &[(0x4000_0000, 2)],
+        );
+        let mut b = wide.clone();
+        b[48 + 8] = 0xAB;
+        let d = parse(&b, Layout::V1_1, Purpose::Send).unwrap();
+        assert_eq!(d.receivers[0].impdef[0], 0xAB);
+        let mut b = wide;
+        b[48 + 24] = 1;
+        assert_eq!(parse(&b, Layout::V1_1, Purpose::Send), Err(INVALID));
         assert_eq!(bad(&|b| b[64] = 3), INVALID, "page count mismatch");
         assert_eq!(bad(&|b| b[64 + 4] = 0), INVALID, "no ranges");
         assert_eq!(bad(&|b| b[64 + 4] = 2), INVALID, "range count past the end");
@@ -622,6 +670,18 @@ mod tests {
             assert_eq!(d.ranges, ranges);
             assert_eq!(d.receivers[0].perms, perm::RW | perm::NX);
         }
+    }
+
+    #[test]
+    fn heapsort_sorts() {
+        let mut v: Vec<Range> = [5u64, 1, 9, 3, 3, 0, 7, 2, 8]
+            .iter()
+            .map(|a| Range { addr: *a, pages: 1 })
+            .collect();
+        heapsort_by_addr(&mut v);
+        let a: Vec<u64> = v.iter().map(|r| r.addr).collect();
+        assert_eq!(a, [0, 1, 2, 3, 3, 5, 7, 8, 9]);
+        heapsort_by_addr(&mut []);
     }
 
     #[test]

@@ -627,9 +627,8 @@ impl<P: Platform> Spmc<P> {
                 // A VM's message to a template reaches its own instance; the
                 // same routing (and the same DENIED) applies to its memory.
                 Owner::NormalWorld(vm) => {
-                    let id = self.route_for_vm(vm, r.id)?;
-                    self.slot_of(id).ok_or(FfaError::InvalidParameters)?;
-                    id
+                    let slot = self.route_for_vm(vm, r.id)?;
+                    self.partitions[slot as usize].id()
                 }
                 Owner::Partition(_) => {
                     if self.config().policy.template_of(r.id).is_some() {
@@ -696,13 +695,16 @@ impl<P: Platform> Spmc<P> {
                             .lookup(IpaSpace::Secure, Ipa(ipa))
                             .filter(|t| !t.device && t.read)
                             .ok_or(FfaError::Denied)?;
-                        let own = p.memory.iter().any(|(_, a)| a.contains(t.pa, PAGE_SIZE))
-                            || self.mem.donated.iter().any(|d| {
-                                d.owner == me
-                                    && d.secure
-                                    && t.pa.0 >= d.pa
-                                    && t.pa.0 < d.pa + d.pages * PAGE_SIZE
-                            });
+                        // Its memory regions, not its image (nor the boot
+                        // information after it): a partition never gives its code away.
+                        let own = p.memory.iter().any(|(ipa, a)| {
+                            *ipa != p.config.load_ipa && a.contains(t.pa, PAGE_SIZE)
+                        }) || self.mem.donated.iter().any(|d| {
+                            d.owner == me
+                                && d.secure
+                                && t.pa.0 >= d.pa
+                                && t.pa.0 < d.pa + d.pages * PAGE_SIZE
+                        });
                         if !own {
                             return Err(FfaError::Denied);
                         }
@@ -841,9 +843,10 @@ impl<P: Platform> Spmc<P> {
         {
             return Err(FfaError::Busy);
         }
-        let pages = t.pages();
-        let tables = (pages / 512 + 2 * t.runs.len() as u64 + 4) * PAGE_SIZE;
-        if !self.platform.heap_available(tables as usize + 16 * 1024) {
+        if !self
+            .platform
+            .heap_available(table_bytes(&t.runs) + 16 * 1024)
+        {
             return Err(FfaError::NoMemory);
         }
         // Every check passed: zero if asked, map, answer.
@@ -1170,6 +1173,36 @@ impl<P: Platform> Spmc<P> {
         self.mem.outgoing.retain(|o| o.to != ep);
     }
 }
+
+/// Most heap the stage-2 tables for `runs` can take in a borrower's tables:
+/// one last-level table per 2 MiB block touched, one per 1 GiB block, the root.
+fn table_bytes(runs: &[Run]) -> usize {
+    let mut blocks: Vec<Range> = Vec::new();
+    for r in runs {
+        let (first, last) = (r.pa >> 21, (r.pa + r.len() - 1) >> 21);
+        for b in first..=last.min(first + MAX_BLOCKS_PER_RUN) {
+            blocks.push(Range { addr: b, pages: 1 });
+        }
+    }
+    desc::heapsort_by_addr(&mut blocks);
+    let mut l3 = 0usize;
+    let mut l2 = 0usize;
+    let (mut prev3, mut prev2) = (u64::MAX, u64::MAX);
+    for b in &blocks {
+        if b.addr != prev3 {
+            l3 += 1;
+            prev3 = b.addr;
+        }
+        if b.addr >> 9 != prev2 {
+            l2 += 1;
+            prev2 = b.addr >> 9;
+        }
+    }
+    (l3 + l2 + 1) * PAGE_SIZE as usize
+}
+
+/// 2 MiB blocks counted per run (a run of 32768 pages spans 64).
+const MAX_BLOCKS_PER_RUN: u64 = 65;
 
 /// FFA_MEM_FRAG_RX as the answer to a sender: more fragments expected from `offset`.
 fn frag_rx_answer(handle: u64, offset: u32) -> Regs {
