@@ -231,6 +231,8 @@ fn retrieve_as(s: &mut Spmc<FakePlatform>, vm: u16, id: u16, d: &D) -> Result<Ve
     let (total, mut got) = (x[1] as usize, x[2] as usize);
     let mut out = sp_read_rx(s, id, got);
     while got < total {
+        let x = sp_as(s, vm, id, &[func::RX_RELEASE as u64]);
+        assert_eq!(x[0] as u32, func::SUCCESS_32);
         let x = sp_as(
             s,
             vm,
@@ -684,6 +686,10 @@ fn fragmented_send_and_fragmented_retrieve() {
     assert_eq!(x[0] as u32, func::MEM_RETRIEVE_RESP);
     assert!(x[1] > 4096 && x[2] == 4096);
     let mut got = sp_read_rx(&s, SP1, 4096);
+    // Before the RX buffer is released: BUSY.
+    let frag_rx = [func::MEM_FRAG_RX as u64, h & 0xFFFF_FFFF, h >> 32, 4096];
+    assert_eq!(sp_err(&sp(&mut s, SP1, &frag_rx)), code(FfaError::Busy));
+    sp(&mut s, SP1, &[func::RX_RELEASE as u64]);
     // A wrong offset is refused; the right one gives the rest.
     let y = sp(
         &mut s,

@@ -956,9 +956,14 @@ impl<P: Platform> Spmc<P> {
         if offset != sent {
             return Err(FfaError::InvalidParameters);
         }
-        // Asking for the next fragment hands the RX buffer back to the SPMC.
-        if buf == Buf::Mailbox {
-            self.set_rx_state(from, RxState::Empty);
+        // The borrower gives its RX buffer back (FFA_RX_RELEASE) before it
+        // asks for the next fragment, as for any message (DEN0077 v1.2 §7.2.2.4).
+        if buf == Buf::Mailbox
+            && self
+                .buffers(from)
+                .is_some_and(|b| b.rx_state != RxState::Empty)
+        {
+            return Err(FfaError::Busy);
         }
         let n = (len - sent).min(self.buf_size(from, buf) as usize);
         let chunk = self.mem.outgoing[i].data[sent..sent + n].to_vec();
