@@ -57,56 +57,93 @@ pub fn run(hyp: &mut Hypervisor, r: &mut Report, demo: &demo::Outcome) {
     r.check("four-vms-created-with-tees", || t.create_all());
 
     // The hypervisor and its VMs.
-    r.check("vms-run-at-ns-el1-with-own-ids", || t.vms_at_el1());
-    r.check("vm-ffa-version-answered-by-hypervisor", || t.vm_version());
-    r.check("vm-memory-private", || t.vm_memory_private());
-    r.check("vm-cannot-read-other-vm-memory", || {
+    check(r, &mut t, "vms-run-at-ns-el1-with-own-ids", |t| {
+        t.vms_at_el1()
+    });
+    check(r, &mut t, "vm-ffa-version-answered-by-hypervisor", |t| {
+        t.vm_version()
+    });
+    check(r, &mut t, "vm-memory-private", |t| t.vm_memory_private());
+    check(r, &mut t, "vm-cannot-read-other-vm-memory", |t| {
         let other = t.hyp.ram_of(2).ok_or(fail("no VM 2"))?;
         t.vm_fault(1, op::PEEK, other, false)
     });
-    r.check("vm-cannot-write-its-program", || {
-        let entry = (&raw const guest::guest_entry) as u64;
+    check(r, &mut t, "vm-cannot-write-its-program", |t| {
+        // An aligned word of the program (the entry point is only 4-byte aligned).
+        let entry = (&raw const guest::guest_entry) as u64 & !7;
         t.vm_fault(3, op::POKE, entry, true)
     });
-    r.check("vm-ipa-is-not-pa", || {
+    check(r, &mut t, "vm-ipa-is-not-pa", |t| {
         let own = t.hyp.ram_of(4).ok_or(fail("no VM 4"))?;
         t.vm_fault(4, op::PEEK, own, false)
     });
-    r.check("vm-el1-exceptions-stop-that-vm", || t.el1_exceptions());
-    r.check("other-vms-survive-a-vm-fault", || t.vm_memory_kept());
-    r.check("vm-el1-state-kept-per-vm", || t.el1_state());
+    check(r, &mut t, "vm-el1-exceptions-stop-that-vm", |t| {
+        t.el1_exceptions()
+    });
+    check(r, &mut t, "other-vms-survive-a-vm-fault", |t| {
+        t.vm_memory_kept()
+    });
+    check(r, &mut t, "vm-el1-state-kept-per-vm", |t| t.el1_state());
 
     // Routing and policy, from the VMs.
-    r.check("vm-reaches-own-tee", || t.own_tee());
-    r.check("vm-tees-distinct", || t.tees_distinct());
-    r.check("vm-tee-state-private", || t.tee_state_private());
-    r.check("vm-other-vm-instance-denied", || t.other_instance_denied());
-    r.check("vm-unbound-static-partitions-denied", || t.unbound_denied());
-    r.check("vm-shared-tpm-reachable-by-all", || t.tpm_shared());
-    r.check("vm-sp1-bound-to-vm1-only", || t.sp1_bound());
-    r.check("vm-forged-sender-reaches-own-tee", || t.forged_own());
-    r.check("vm-forged-sender-gains-nothing", || t.forged_nothing());
-    r.check("vm-hvc-conduit", || t.hvc_conduit());
-    r.check("vm-tee-yield-resumed-by-hypervisor", || t.tee_yield());
-    r.check("vm-direct-req-32", || t.req32());
-    r.check("vm-x8-x17-preserved", || t.upper_preserved());
-    r.check("vm-req2-own-tee", || t.req2_own());
-    r.check("vm-req2-needs-version-1.2", || t.req2_needs_version());
-    r.check("vm-discovery-regs-per-vm", || t.discovery());
-    r.check("vm-discovery-regs-forged-vm-id", || t.discovery_forged());
-    r.check("vm-discovery-regs-vtee-uuid", || t.discovery_vtee_uuid());
-    r.check("vm-discovery-count-per-vm", || t.discovery_count());
-    r.check("vm-availability-messages-refused", || t.vm_availability());
-    r.check("vm-unforwarded-abis-not-supported", || t.unforwarded());
-    r.check("vm-to-vm-direct-request-refused", || t.vm_to_vm());
+    check(r, &mut t, "vm-reaches-own-tee", |t| t.own_tee());
+    check(r, &mut t, "vm-tees-distinct", |t| t.tees_distinct());
+    check(r, &mut t, "vm-tee-state-private", |t| t.tee_state_private());
+    check(r, &mut t, "vm-other-vm-instance-denied", |t| {
+        t.other_instance_denied()
+    });
+    check(r, &mut t, "vm-unbound-static-partitions-denied", |t| {
+        t.unbound_denied()
+    });
+    check(r, &mut t, "vm-shared-tpm-reachable-by-all", |t| {
+        t.tpm_shared()
+    });
+    check(r, &mut t, "vm-sp1-bound-to-vm1-only", |t| t.sp1_bound());
+    check(r, &mut t, "vm-forged-sender-reaches-own-tee", |t| {
+        t.forged_own()
+    });
+    check(r, &mut t, "vm-forged-sender-gains-nothing", |t| {
+        t.forged_nothing()
+    });
+    check(r, &mut t, "vm-hvc-conduit", |t| t.hvc_conduit());
+    check(r, &mut t, "vm-tee-yield-resumed-by-hypervisor", |t| {
+        t.tee_yield()
+    });
+    check(r, &mut t, "vm-direct-req-32", |t| t.req32());
+    check(r, &mut t, "vm-x8-x17-preserved", |t| t.upper_preserved());
+    check(r, &mut t, "vm-req2-own-tee", |t| t.req2_own());
+    check(r, &mut t, "vm-req2-needs-version-1.2", |t| {
+        t.req2_needs_version()
+    });
+    check(r, &mut t, "vm-discovery-regs-per-vm", |t| t.discovery());
+    check(r, &mut t, "vm-discovery-regs-forged-vm-id", |t| {
+        t.discovery_forged()
+    });
+    check(r, &mut t, "vm-discovery-regs-vtee-uuid", |t| {
+        t.discovery_vtee_uuid()
+    });
+    check(r, &mut t, "vm-discovery-count-per-vm", |t| {
+        t.discovery_count()
+    });
+    check(r, &mut t, "vm-availability-messages-refused", |t| {
+        t.vm_availability()
+    });
+    check(r, &mut t, "vm-unforwarded-abis-not-supported", |t| {
+        t.unforwarded()
+    });
+    check(r, &mut t, "vm-to-vm-direct-request-refused", |t| {
+        t.vm_to_vm()
+    });
 
     // The hypervisor's own messages (endpoint 0).
-    r.check("hyp-double-create-invalid", || t.double_create());
-    r.check("hyp-destroy-without-tee-invalid", || {
+    check(r, &mut t, "hyp-double-create-invalid", |t| {
+        t.double_create()
+    });
+    check(r, &mut t, "hyp-destroy-without-tee-invalid", |_| {
         ensure_eq!(ffa::vm_destroyed(77).code(), ffa::INVALID_PARAMETERS, "ack");
         Ok(())
     });
-    r.check("hyp-availability-bad-vm-id-invalid", || {
+    check(r, &mut t, "hyp-availability-bad-vm-id-invalid", |_| {
         ensure_eq!(ffa::vm_created(0).code(), ffa::INVALID_PARAMETERS, "VM 0");
         let r = ffa::vm_availability(fwk::VM_CREATED, 0x8001);
         ensure_eq!(
@@ -116,54 +153,78 @@ pub fn run(hyp: &mut Hypervisor, r: &mut Report, demo: &demo::Outcome) {
         );
         Ok(())
     });
-    r.check("hyp-availability-to-a-non-template-invalid", || {
-        for dst in [ids::SP1, ids::TPM, 0x8100] {
-            let mut r = [0u64; 18];
-            r[0] = ffa::MSG_SEND_DIRECT_REQ_32;
-            r[1] = dst as u64;
-            r[2] = (fwk::FLAG | fwk::VM_CREATED) as u64;
-            r[3] = 0xFFFF_FFFF;
-            r[4] = 0xFFFF_FFFF;
-            r[5] = 9;
-            ffa::smc(&mut r);
+    check(
+        r,
+        &mut t,
+        "hyp-availability-to-a-non-template-invalid",
+        |_| {
+            for dst in [ids::SP1, ids::TPM, 0x8100] {
+                let mut r = [0u64; 18];
+                r[0] = ffa::MSG_SEND_DIRECT_REQ_32;
+                r[1] = dst as u64;
+                r[2] = (fwk::FLAG | fwk::VM_CREATED) as u64;
+                r[3] = 0xFFFF_FFFF;
+                r[4] = 0xFFFF_FFFF;
+                r[5] = 9;
+                ffa::smc(&mut r);
+                ensure_eq!(
+                    code(&r),
+                    ffa::INVALID_PARAMETERS,
+                    "VM created to a non-template"
+                );
+            }
             ensure_eq!(
-                code(&r),
+                ffa::vm_destroyed(9).code(),
                 ffa::INVALID_PARAMETERS,
-                "VM created to a non-template"
+                "no TEE for VM 9"
             );
-        }
-        ensure_eq!(
-            ffa::vm_destroyed(9).code(),
-            ffa::INVALID_PARAMETERS,
-            "no TEE for VM 9"
-        );
-        Ok(())
-    });
-    r.check("spmc-availability-from-vm-sender-denied", || {
+            Ok(())
+        },
+    );
+    check(r, &mut t, "spmc-availability-from-vm-sender-denied", |t| {
         t.availability_from_vm_sender()
     });
-    r.check("hyp-endpoint-0-denied-instances", || t.endpoint0());
-    r.check("hyp-discovery-regs-endpoint-0", || t.discovery_endpoint0());
+    check(r, &mut t, "hyp-endpoint-0-denied-instances", |t| {
+        t.endpoint0()
+    });
+    check(r, &mut t, "hyp-discovery-regs-endpoint-0", |t| {
+        t.discovery_endpoint0()
+    });
 
     // Life cycle: destroy and create again.
-    r.check("recreate-gives-fresh-tee", || t.recreate_fresh());
+    check(r, &mut t, "recreate-gives-fresh-tee", |t| {
+        t.recreate_fresh()
+    });
 
     // Faults in a TEE.
-    r.check("tee-read-unmapped-ipa-aborted", || {
+    check(r, &mut t, "tee-read-unmapped-ipa-aborted", |t| {
         t.tee_fault(3, layout::UNMAPPED_IPA)
     });
-    r.check("tee-read-other-instance-pa-aborted", || {
+    check(r, &mut t, "tee-read-other-instance-pa-aborted", |t| {
         t.tee_fault(4, POOL_BASE + 0x1_0000)
     });
-    r.check("aborted-tees-come-back-with-their-vms", || t.recover());
+    check(r, &mut t, "aborted-tees-come-back-with-their-vms", |t| {
+        t.recover()
+    });
 
     // Scale.
-    r.check("scale-40-more-live-vtees", || t.scale_create());
-    r.check("scale-all-answer-own-state", || t.scale_answer());
-    r.check("scale-destroy-all", || t.scale_destroy());
-    r.check("scale-memory-comes-back", || t.scale_again());
-    r.check("scale-instances-exhausted-no-memory", || t.exhaustion());
-    r.check("vms-still-answer-at-the-end", || t.own_tee());
+    check(r, &mut t, "scale-40-more-live-vtees", |t| t.scale_create());
+    check(r, &mut t, "scale-all-answer-own-state", |t| {
+        t.scale_answer()
+    });
+    check(r, &mut t, "scale-destroy-all", |t| t.scale_destroy());
+    check(r, &mut t, "scale-memory-comes-back", |t| t.scale_again());
+    check(r, &mut t, "scale-instances-exhausted-no-memory", |t| {
+        t.exhaustion()
+    });
+    check(r, &mut t, "vms-still-answer-at-the-end", |t| t.own_tee());
+}
+
+/// Runs one check, then brings back any of the four VMs that stopped, so
+/// that one failure does not fail the checks after it.
+fn check<'a>(r: &mut Report, t: &mut T<'a>, name: &str, f: impl FnOnce(&mut T<'a>) -> Outcome) {
+    r.check(name, || f(t));
+    t.heal();
 }
 
 /// A failed task: says why (the VM stopped) on its own line.
@@ -236,6 +297,19 @@ impl T<'_> {
             .map_err(|_| fail("VM not created again"))?;
         self.whoami(vm)?;
         Ok(())
+    }
+
+    /// Creates again any of the four VMs that is missing or stopped (and
+    /// puts its key-1 value back in its new TEE).
+    fn heal(&mut self) {
+        for vm in VMS {
+            if self.hyp.has_vm(vm) && self.hyp.fault_of(vm).is_none() {
+                continue;
+            }
+            say!("    (VM {vm} is stopped or gone: created again for the next checks)");
+            let _ = self.recreate(vm);
+            let _ = self.tee(vm, cmd::KV_PUT, [1, 0x1000 + vm as u64, 0, 0]);
+        }
     }
 
     fn create_all(&mut self) -> Outcome {

@@ -329,6 +329,13 @@ impl Hypervisor {
         self.slot_of(id).map(|s| s as u64 + 1)
     }
 
+    /// Why VM `id` stopped, if it did.
+    pub fn fault_of(&self, id: u16) -> Option<Fault> {
+        self.slot_of(id)
+            .and_then(|s| self.vms[s].as_ref())
+            .and_then(|v| v.crashed)
+    }
+
     /// Exits VM `id` took so far.
     pub fn exits_of(&self, id: u16) -> u64 {
         self.slot_of(id)
