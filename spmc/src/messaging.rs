@@ -310,9 +310,9 @@ impl<P: Platform> Spmc<P> {
                 info!("partition {id:#06x} initialised");
                 self.boot_continue(regs)
             }
-            VcpuState::Running(RunReason::Create { template_id }) => {
+            VcpuState::Running(RunReason::Create { template_id, wide }) => {
                 let _ = self.set_state(v, VcpuState::Waiting);
-                self.instance_ready(template_id, regs)
+                self.instance_ready(template_id, wide, regs)
             }
             VcpuState::Running(RunReason::Scheduled) => {
                 let _ = self.set_state(v, VcpuState::Waiting);
@@ -420,7 +420,9 @@ impl<P: Platform> Spmc<P> {
         };
         match reason {
             RunReason::Boot => self.boot_continue(regs),
-            RunReason::Create { template_id } => self.instance_failed(v, template_id, regs),
+            RunReason::Create { template_id, wide } => {
+                self.instance_failed(v, template_id, wide, regs)
+            }
             RunReason::Scheduled | RunReason::Request(Caller::NormalWorld { .. }) => {
                 self.finish_nwd(regs, Err(FfaError::Aborted))
             }

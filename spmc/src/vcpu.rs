@@ -187,6 +187,8 @@ pub enum RunReason {
     Create {
         /// The template's ID, the sender of the acknowledgement.
         template_id: PartitionId,
+        /// The message was a 64-bit direct request: acknowledge with RESP_64.
+        wide: bool,
     },
 }
 

@@ -112,14 +112,18 @@ impl<P: Platform> Spmc<P> {
     pub(crate) fn vm_availability(&mut self, regs: &mut Regs) -> Next {
         let (sender, receiver) = (ffa::sender(regs), ffa::receiver(regs));
         let kind = regs.w(2) & fwk::TYPE_MASK;
-        let vm = regs.w(5) as u16;
-        let ack = |regs: &mut Regs, kind: u32, status: Result<(), FfaError>| {
+        // w5[15:0] is the VM ID; w5[31:16] is reserved (MBZ).
+        let raw_vm = regs.w(5);
+        let vm = raw_vm as u16;
+        // The acknowledgement has the width of the request.
+        let wide = regs.func() == func::MSG_SEND_DIRECT_REQ_64;
+        let ack = move |regs: &mut Regs, kind: u32, status: Result<(), FfaError>| {
             let code = match status {
                 Ok(()) => 0,
                 Err(e) => e.as_u32(),
             };
             regs.0[..8].copy_from_slice(&[
-                func::MSG_SEND_DIRECT_RESP_32 as u64,
+                resp_func(wide) as u64,
                 ffa::endpoints(receiver, sender),
                 (fwk::FLAG | kind) as u64,
                 code as u64,
@@ -145,10 +149,10 @@ impl<P: Platform> Spmc<P> {
         };
         match kind {
             fwk::VM_CREATED => {
-                if vm == 0 || vm > 0x7FFF {
+                if raw_vm == 0 || raw_vm > 0x7FFF {
                     return ack(regs, fwk::VM_CREATED_ACK, Err(FfaError::InvalidParameters));
                 }
-                match self.create_instance(t, vm) {
+                match self.create_instance(t, vm, wide) {
                     Ok(v) => self.run(v),
                     Err(e) => ack(regs, fwk::VM_CREATED_ACK, Err(e)),
                 }
@@ -165,7 +169,7 @@ impl<P: Platform> Spmc<P> {
     }
 
     /// Makes `vm`'s instance of template `t` and returns its vCPU, ready to boot.
-    fn create_instance(&mut self, t: usize, vm: VmId) -> Result<VcpuRef, FfaError> {
+    fn create_instance(&mut self, t: usize, vm: VmId, wide: bool) -> Result<VcpuRef, FfaError> {
         if self.instance_of(t, vm).is_some() {
             return Err(FfaError::InvalidParameters);
         }
@@ -196,7 +200,10 @@ impl<P: Platform> Spmc<P> {
             })?;
         self.partitions[slot as usize].state = PartitionState::Running;
         let v = VcpuRef { slot, index: 0 };
-        self.set_state(v, VcpuState::Running(RunReason::Create { template_id }))?;
+        self.set_state(
+            v,
+            VcpuState::Running(RunReason::Create { template_id, wide }),
+        )?;
         info!("VM {vm}: instance {id:#06x} of template {template_id:#06x} made");
         Ok(v)
     }
@@ -253,9 +260,14 @@ impl<P: Platform> Spmc<P> {
     }
 
     /// An instance finished booting (FFA_MSG_WAIT): acknowledge its VM created message.
-    pub(crate) fn instance_ready(&mut self, template_id: PartitionId, regs: &mut Regs) -> Next {
+    pub(crate) fn instance_ready(
+        &mut self,
+        template_id: PartitionId,
+        wide: bool,
+        regs: &mut Regs,
+    ) -> Next {
         regs.0[..8].copy_from_slice(&[
-            func::MSG_SEND_DIRECT_RESP_32 as u64,
+            resp_func(wide) as u64,
             ffa::endpoints(template_id, 0),
             (fwk::FLAG | fwk::VM_CREATED_ACK) as u64,
             0,
@@ -272,12 +284,13 @@ impl<P: Platform> Spmc<P> {
         &mut self,
         v: VcpuRef,
         template_id: PartitionId,
+        wide: bool,
         regs: &mut Regs,
     ) -> Next {
         self.vcpu(v).state = VcpuState::Aborted;
         let _ = self.destroy_instance(v.slot);
         regs.0[..8].copy_from_slice(&[
-            func::MSG_SEND_DIRECT_RESP_32 as u64,
+            resp_func(wide) as u64,
             ffa::endpoints(template_id, 0),
             (fwk::FLAG | fwk::VM_CREATED_ACK) as u64,
             FfaError::Aborted.as_u32() as u64,
@@ -287,5 +300,14 @@ impl<P: Platform> Spmc<P> {
             0,
         ]);
         Next::NormalWorld
+    }
+}
+
+/// The direct response that answers a 32- or 64-bit VM availability message.
+fn resp_func(wide: bool) -> u32 {
+    if wide {
+        func::MSG_SEND_DIRECT_RESP_64
+    } else {
+        func::MSG_SEND_DIRECT_RESP_32
     }
 }

@@ -653,3 +653,29 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn vm_availability_acknowledgements_match_the_request() {
+    let mut s = policy_world(None);
+    // w5[31:16] is reserved: a VM ID with high bits set is refused, nothing made.
+    let mut m = vm_message(0, TEMPLATE, fwk::VM_CREATED, 0x305);
+    m[5] |= 0x1_0000;
+    let r = nwd_now(&mut s, &m);
+    assert_eq!(r.func(), func::MSG_SEND_DIRECT_RESP_32);
+    assert_eq!(r.w(3) as i32, code(FfaError::InvalidParameters));
+    assert!(instance_id(&s, 0x305).is_none());
+    // A 64-bit message gets a 64-bit acknowledgement, on create and destroy.
+    let mut m = vm_message(0, TEMPLATE, fwk::VM_CREATED, 6);
+    m[0] = func::MSG_SEND_DIRECT_REQ_64 as u64;
+    let (next, mut regs) = nwd(&mut s, &m);
+    let n = play_init(&mut s, running(&next), &mut regs);
+    assert!(matches!(n, Next::NormalWorld));
+    assert_eq!(regs.func(), func::MSG_SEND_DIRECT_RESP_64);
+    assert_eq!(regs.w(2), fwk::FLAG | fwk::VM_CREATED_ACK);
+    assert_eq!(regs.w(3), 0);
+    let mut m = vm_message(0, TEMPLATE, fwk::VM_DESTROYED, 6);
+    m[0] = func::MSG_SEND_DIRECT_REQ_64 as u64;
+    let r = nwd_now(&mut s, &m);
+    assert_eq!(r.func(), func::MSG_SEND_DIRECT_RESP_64);
+    assert_eq!((r.w(2), r.w(3)), (fwk::FLAG | fwk::VM_DESTROYED_ACK, 0));
+}
