@@ -10,7 +10,7 @@ use log::{debug, info};
 
 use crate::ffa::{self, FfaError, Regs, Version, func, is_secure_id};
 use crate::manager::{Next, Spmc};
-use crate::partition::PartitionState;
+use crate::partition::{Partition, PartitionState};
 use crate::platform::Platform;
 use crate::sp_manifest::{Messaging, Uuid};
 use crate::vcpu::{Caller, Preemption, RunReason, VcpuRef, VcpuState};
@@ -21,47 +21,7 @@ impl<P: Platform> Spmc<P> {
     #[inline(always)]
     #[cfg_attr(spmc_hot, optimize(speed))]
     fn direct_target(&self, slot: u16, req2: bool, uuid: (u64, u64)) -> Result<VcpuRef, FfaError> {
-        let p = &self.partitions[slot as usize];
-        match p.state {
-            PartitionState::Aborted => return Err(FfaError::Aborted),
-            PartitionState::Created => return Err(FfaError::Busy),
-            PartitionState::Free => return Err(FfaError::InvalidParameters),
-            PartitionState::Running => {}
-        }
-        let wanted = if req2 {
-            Messaging::DIRECT2_RECV
-        } else {
-            Messaging::DIRECT_RECV
-        };
-        if !p.config.messaging.has(wanted) {
-            return Err(FfaError::Denied);
-        }
-        if req2 {
-            let u = Uuid::from_u64_pair(uuid.0, uuid.1);
-            if !u.is_nil() && !p.config.uuids.contains(&u) {
-                return Err(FfaError::InvalidParameters);
-            }
-        }
-        // One execution context per partition is enough for a UP partition;
-        // with several, the request goes to the first that waits.
-        match p
-            .vcpus
-            .iter()
-            .position(|v| matches!(v.state, VcpuState::Waiting))
-        {
-            Some(index) => Ok(VcpuRef {
-                slot,
-                index: index as u16,
-            }),
-            None if p
-                .vcpus
-                .iter()
-                .all(|v| matches!(v.state, VcpuState::Aborted)) =>
-            {
-                Err(FfaError::Aborted)
-            }
-            None => Err(FfaError::Busy),
-        }
+        pick_vcpu(&self.partitions[slot as usize], slot, req2, uuid)
     }
 
     /// Checks a direct request from the normal world; returns the target vCPU.
@@ -81,8 +41,22 @@ impl<P: Platform> Spmc<P> {
             // w2 MBZ for partition messages (Table 15.3).
             return Err(FfaError::InvalidParameters);
         }
-        let slot = self.route_for_vm(sender, ffa::receiver(regs))?;
-        self.direct_target(slot, req2, (regs.x(2), regs.x(3)))
+        // The policy check and the target checks on one lookup of the partition.
+        let receiver = ffa::receiver(regs);
+        let (slot, p) = match self.slot_of(receiver) {
+            Some(slot) => {
+                let p = &self.partitions[slot as usize];
+                if !self.vm_may_reach(sender, p) {
+                    return Err(FfaError::Denied);
+                }
+                (slot, p)
+            }
+            None => {
+                let slot = self.route_template(sender, receiver)?;
+                (slot, &self.partitions[slot as usize])
+            }
+        };
+        pick_vcpu(p, slot, req2, (regs.x(2), regs.x(3)))
     }
 
     /// Applies the binding policy to a message from normal-world endpoint `vm`
@@ -94,22 +68,27 @@ impl<P: Platform> Spmc<P> {
     #[cfg_attr(spmc_hot, optimize(speed))]
     pub(crate) fn route_for_vm(&self, vm: u16, receiver: u16) -> Result<u16, FfaError> {
         if let Some(slot) = self.slot_of(receiver) {
-            let p = &self.partitions[slot as usize];
-            let allowed = match p.kind {
-                crate::policy::Kind::Instance { owner } => owner == vm,
-                // Endpoint 0 (the hypervisor, or the OS without one) reaches
-                // every static partition: the common case needs no table walk.
-                crate::policy::Kind::Static => {
-                    vm == 0 || self.config().policy.may_reach(vm, receiver, p.kind)
-                }
-            };
-            return if allowed {
+            return if self.vm_may_reach(vm, &self.partitions[slot as usize]) {
                 Ok(slot)
             } else {
                 Err(FfaError::Denied)
             };
         }
         self.route_template(vm, receiver)
+    }
+
+    /// May normal-world endpoint `vm` reach the partition `p`?
+    #[inline(always)]
+    #[cfg_attr(spmc_hot, optimize(speed))]
+    fn vm_may_reach(&self, vm: u16, p: &Partition) -> bool {
+        match p.kind {
+            crate::policy::Kind::Instance { owner } => owner == vm,
+            // Endpoint 0 (the hypervisor, or the OS without one) reaches
+            // every static partition: the common case needs no table walk.
+            crate::policy::Kind::Static => {
+                vm == 0 || self.config().policy.may_reach(vm, p.id(), p.kind)
+            }
+        }
     }
 
     /// The slot of `vm`'s instance of the template `receiver` names.
@@ -431,5 +410,56 @@ impl<P: Platform> Spmc<P> {
                 self.unblock(w, &err.0[..8])
             }
         }
+    }
+}
+
+/// Checks a direct request to partition `p` (in `slot`) and picks the vCPU
+/// to deliver it to: the first that waits.
+#[inline(always)]
+#[cfg_attr(spmc_hot, optimize(speed))]
+fn pick_vcpu(p: &Partition, slot: u16, req2: bool, uuid: (u64, u64)) -> Result<VcpuRef, FfaError> {
+    match p.state {
+        PartitionState::Aborted => return Err(FfaError::Aborted),
+        PartitionState::Created => return Err(FfaError::Busy),
+        PartitionState::Free => return Err(FfaError::InvalidParameters),
+        PartitionState::Running => {}
+    }
+    let wanted = if req2 {
+        Messaging::DIRECT2_RECV
+    } else {
+        Messaging::DIRECT_RECV
+    };
+    if !p.config.messaging.has(wanted) {
+        return Err(FfaError::Denied);
+    }
+    if req2 {
+        let u = Uuid::from_u64_pair(uuid.0, uuid.1);
+        if !u.is_nil() && !p.config.uuids.contains(&u) {
+            return Err(FfaError::InvalidParameters);
+        }
+    }
+    // The common case: a UP partition whose only vCPU waits.
+    if let Some(v) = p.vcpus.first()
+        && v.state == VcpuState::Waiting
+    {
+        return Ok(VcpuRef { slot, index: 0 });
+    }
+    match p
+        .vcpus
+        .iter()
+        .position(|v| matches!(v.state, VcpuState::Waiting))
+    {
+        Some(index) => Ok(VcpuRef {
+            slot,
+            index: index as u16,
+        }),
+        None if p
+            .vcpus
+            .iter()
+            .all(|v| matches!(v.state, VcpuState::Aborted)) =>
+        {
+            Err(FfaError::Aborted)
+        }
+        None => Err(FfaError::Busy),
     }
 }
