@@ -14,6 +14,8 @@
 
 #![no_std]
 
+pub mod report;
+
 use core::arch::global_asm;
 use core::fmt::{self, Write};
 

@@ -24,6 +24,8 @@ pub mod demo;
 pub mod ffa;
 pub mod guest;
 pub mod report;
+
+pub use baremetal::{ensure, ensure_eq, say};
 pub mod vm;
 
 use core::panic::PanicInfo;

@@ -11,6 +11,8 @@ pub mod mem;
 pub mod partitions;
 pub mod report;
 
+pub use baremetal::{ensure, ensure_eq, say};
+
 use baremetal::{Block, BootTable};
 
 /// The harness's boot map (NS-EL2): devices in the first GiB (the UART), then
