@@ -865,8 +865,13 @@ impl<P: Platform> Spmc<P> {
                 return Err(FfaError::NoMemory);
             }
         }
-        if zero {
-            self.zero_runs(secure, &runs)?;
+        if zero && let Err(e) = self.zero_runs(secure, &runs) {
+            // Nothing may stay mapped for a retrieve that failed.
+            let s2 = &mut self.partitions[slot as usize].stage2;
+            for r in &runs {
+                let _ = s2.unmap(space, Ipa(r.pa), r.len(), &mut self.platform);
+            }
+            return Err(e);
         }
         let t = &mut self.mem.transactions[i];
         t.zero_pending = false;
@@ -1025,10 +1030,13 @@ impl<P: Platform> Spmc<P> {
                 .unmap(space, Ipa(r.pa), r.len(), &mut self.platform)
                 .map_err(|_| FfaError::Aborted)?;
         }
-        if zero {
-            self.zero_runs(secure, &runs)?;
-        }
+        // The borrower has let go whatever the zeroing does: a failure to
+        // zero is logged, the state follows the tables.
         self.mem.transactions[i].borrowers[bi].state = BorrowerState::Relinquished;
+        if zero && self.zero_runs(secure, &runs).is_err() {
+            log::error!("relinquish {:#x}: memory could not be zeroed", rq.handle);
+            return Err(FfaError::Aborted);
+        }
         Ok(Regs::with_func(func::SUCCESS_32))
     }
 
@@ -1085,6 +1093,10 @@ impl<P: Platform> Spmc<P> {
                 None => {}
             }
         }
+        if fl & flags::ZERO != 0 {
+            let (secure, runs) = (t.secure, t.runs.clone());
+            self.zero_runs(secure, &runs)?;
+        }
         let t = self.mem.transactions.swap_remove(i);
         let space = t.space();
         for s in gone {
@@ -1096,9 +1108,6 @@ impl<P: Platform> Spmc<P> {
                     &mut self.platform,
                 );
             }
-        }
-        if fl & flags::ZERO != 0 {
-            self.zero_runs(t.secure, &t.runs)?;
         }
         if t.op != Op::Share
             && let Owner::Partition(id) = t.owner
