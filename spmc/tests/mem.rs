@@ -1332,3 +1332,36 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Any bytes, and any mutation of a valid descriptor, are parsed into a
+    /// descriptor or an error: never a panic, never a range past the buffer.
+    #[test]
+    fn descriptor_parsers_never_panic(
+        raw in prop::collection::vec(any::<u8>(), 0..600),
+        flips in prop::collection::vec((0usize..400, any::<u8>()), 0..8),
+        layout10 in any::<bool>(),
+    ) {
+        let layout = if layout10 { Layout::V1_0 } else { Layout::V1_1 };
+        for purpose in [desc::Purpose::Send, desc::Purpose::Retrieve] {
+            let _ = desc::parse(&raw, layout, purpose);
+        }
+        let _ = desc::parse_relinquish(&raw);
+        let mut d = D::send(0, &[(SP1, perm::RW), (SP2, perm::RO)], &[(NS_MEM, 2), (NS_MEM + 0x4000, 1)]);
+        if layout10 {
+            d = d.v1_0();
+        }
+        let mut b = d.bytes();
+        for (at, v) in flips {
+            if let Some(x) = b.get_mut(at) {
+                *x = v;
+            }
+        }
+        if let Ok(p) = desc::parse(&b, layout, desc::Purpose::Send) {
+            prop_assert!(!p.ranges.is_empty() && p.total_pages > 0);
+            prop_assert_eq!(p.ranges.iter().map(|r| r.pages).sum::<u64>(), p.total_pages);
+        }
+    }
+}

@@ -21,7 +21,10 @@ fn func_id() -> impl Strategy<Value = u64> {
             func::MSG_SEND_DIRECT_REQ_64, func::MSG_SEND_DIRECT_REQ2_64, func::MSG_SEND_DIRECT_RESP_32,
             func::MSG_SEND_DIRECT_RESP_64, func::MSG_SEND_DIRECT_RESP2_64, func::MSG_SEND2, func::MSG_WAIT,
             func::YIELD, func::RUN, func::CONSOLE_LOG_32, func::CONSOLE_LOG_64, func::ERROR_32,
-            func::SUCCESS_32, func::INTERRUPT_32, func::MEM_SHARE_64,
+            func::SUCCESS_32, func::INTERRUPT_32, func::MEM_SHARE_32, func::MEM_SHARE_64,
+            func::MEM_LEND_32, func::MEM_LEND_64, func::MEM_DONATE_32, func::MEM_DONATE_64,
+            func::MEM_RETRIEVE_REQ_32, func::MEM_RETRIEVE_REQ_64, func::MEM_RELINQUISH,
+            func::MEM_RECLAIM, func::MEM_FRAG_RX, func::MEM_FRAG_TX,
         ]).prop_map(|f| f as u64),
         1 => any::<u64>(),
     ]
@@ -145,10 +148,20 @@ proptest! {
 
     #[test]
     fn arbitrary_calls_never_panic_or_break_the_contract(
-        steps in prop::collection::vec((nwd_call(), prop::collection::vec(partition_event(), 0..6)), 1..40)
+        steps in prop::collection::vec((nwd_call(), prop::collection::vec(partition_event(), 0..6)), 1..40),
+        tx in prop::collection::vec(any::<u8>(), 0..256),
     ) {
         let mut s = booted();
         map_nwd_buffers(&mut s);
+        // Random bytes where the memory ABIs read their descriptors, behind a
+        // plausible header half of the time (count 1, offset 48, size 16).
+        let mut bytes = tx.clone();
+        if tx.first().is_some_and(|b| b & 1 == 1) && bytes.len() >= 48 {
+            bytes[24..28].copy_from_slice(&16u32.to_le_bytes());
+            bytes[28..32].copy_from_slice(&1u32.to_le_bytes());
+            bytes[32..36].copy_from_slice(&48u32.to_le_bytes());
+        }
+        s.platform_mut().nwd_write(NWD_TX, &bytes);
         for (call, events) in steps {
             let mut regs = Regs(call);
             let mut next = s.handle_spmd(&mut regs);
