@@ -1,12 +1,14 @@
-//! The SPMC heap: a buddy allocator over a static array in `.bss`.
+//! The SPMC heap: a buddy allocator over a static array in `.bss`, to which
+//! the platform adds a slice of secure memory once its MMU maps it.
 //!
 //! It holds page tables, partition records and other bookkeeping. Anything
 //! sized by input from outside is allocated fallibly by the core.
 
 use buddy_system_allocator::LockedHeap;
 
-/// Heap size in bytes.
-pub const HEAP_SIZE: usize = 1536 * 1024;
+/// Size of the static part in bytes: enough to boot (manifest, page tables)
+/// before the platform adds more with [`add_region`].
+pub const HEAP_SIZE: usize = 512 * 1024;
 
 #[repr(C, align(4096))]
 struct HeapArea([u8; HEAP_SIZE]);
@@ -22,6 +24,17 @@ pub fn init() {
     // SAFETY: HEAP_AREA is used by nothing else; this runs once before any
     // allocation, on one core, so handing the range to the allocator is sound.
     unsafe { HEAP.lock().init(start, HEAP_SIZE) };
+}
+
+/// Adds `[start, start + len)` to the heap.
+///
+/// # Safety
+///
+/// The range must be RAM mapped read-write for the SPMC, used by nothing
+/// else from now on, and not already part of the heap.
+pub unsafe fn add_region(start: usize, len: usize) {
+    // SAFETY: the caller hands the range over for good.
+    unsafe { HEAP.lock().add_to_heap(start, start + len) };
 }
 
 /// Bytes not allocated (an upper bound on what one allocation can get).

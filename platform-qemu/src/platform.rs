@@ -50,7 +50,7 @@ pub fn primary(manifest_addr: u64, core: usize) -> ! {
     prove_secure_el2();
     heap::init();
 
-    let config = match read_manifest(manifest_addr) {
+    let mut config = match read_manifest(manifest_addr) {
         Ok(c) => c,
         Err(e) => {
             error!("SPMC manifest rejected: {e}");
@@ -63,6 +63,7 @@ pub fn primary(manifest_addr: u64, core: usize) -> ! {
         fail_boot(FfaError::NoMemory)
     }
     info!("stage-1 MMU on: text RX, rodata R, data RW+XN");
+    grow_heap(&mut config);
 
     register_secondary_entry();
     arch_aarch64::stage2::configure();
@@ -144,6 +145,37 @@ fn serve(mut regs: Regs, mut next: Next) -> ! {
             Next::Run { vcpu, ctx } => run_vcpu(vcpu, ctx, &mut regs),
         };
     }
+}
+
+/// The heap's share of the secure pool: page tables and bookkeeping for some
+/// 64 partitions (the static heap in the image only has to boot).
+const HEAP_FROM_POOL: u64 = 1 << 20;
+
+/// Moves the last `HEAP_FROM_POOL` bytes of the secure pool to the heap (the
+/// pool keeps the rest; partitions never see those pages). A pool too small
+/// to spare them leaves the heap as it is.
+fn grow_heap(config: &mut SpmcConfig) {
+    let Some(pool) = config.secure_memory.as_mut() else {
+        return;
+    };
+    if pool.size < 4 * HEAP_FROM_POOL {
+        log::warn!(
+            "secure pool of {:#x} bytes: the heap stays at its static size",
+            pool.size
+        );
+        return;
+    }
+    pool.size -= HEAP_FROM_POOL;
+    let start = pool.base + pool.size;
+    // SAFETY: the range is the end of the secure pool, which `enable_mmu`
+    // mapped read-write for the SPMC; it was just taken out of the pool, so
+    // the core never hands it to a partition, and nothing else uses it.
+    unsafe { heap::add_region(start as usize, HEAP_FROM_POOL as usize) };
+    info!(
+        "heap: {} KiB in the image and {} KiB at {start:#x}, taken from the secure pool",
+        heap::HEAP_SIZE / 1024,
+        HEAP_FROM_POOL / 1024
+    );
 }
 
 /// Prints the line that proves where the SPMC runs: VSTCR_EL2 exists only at Secure EL2.
