@@ -26,14 +26,24 @@ struct Entry {
 }
 
 const fn e(func: u32, since: Version, nwd: bool, sp: bool) -> Entry {
+    with_props(func, since, nwd, sp, 0)
+}
+
+const fn with_props(func: u32, since: Version, nwd: bool, sp: bool, props: u32) -> Entry {
     Entry {
         func,
         since,
         nwd,
         sp,
-        props: 0,
+        props,
     }
 }
+
+/// FFA_FEATURES of the memory ABIs (DEN0140 v1.2 Table 3.1), bit 0: a buffer
+/// the caller allocates is supported.
+const MEM_BUFFER: u32 = 1 << 0;
+/// Bit 1 for FFA_MEM_RETRIEVE_REQ: retrieve responses carry the NS bit (v1.1+).
+const MEM_NS_BIT: u32 = 1 << 1;
 
 const V10: Version = Version::V1_0;
 const V11: Version = Version::V1_1;
@@ -72,37 +82,20 @@ const IMPLEMENTED: &[Entry] = &[
     e(func::CONSOLE_LOG_64, V12, false, true),
     // Memory management (DEN0140 v1.2; docs/memory-sharing.md). Only
     // partitions retrieve (the normal world is never a borrower).
-    e(func::MEM_SHARE_32, V10, true, true),
-    e(func::MEM_SHARE_64, V10, true, true),
-    e(func::MEM_LEND_32, V10, true, true),
-    e(func::MEM_LEND_64, V10, true, true),
-    e(func::MEM_DONATE_32, V10, true, true),
-    e(func::MEM_DONATE_64, V10, true, true),
-    e(func::MEM_RETRIEVE_REQ_32, V10, false, true),
-    e(func::MEM_RETRIEVE_REQ_64, V10, false, true),
+    with_props(func::MEM_SHARE_32, V10, true, true, MEM_BUFFER),
+    with_props(func::MEM_SHARE_64, V10, true, true, MEM_BUFFER),
+    with_props(func::MEM_LEND_32, V10, true, true, MEM_BUFFER),
+    with_props(func::MEM_LEND_64, V10, true, true, MEM_BUFFER),
+    with_props(func::MEM_DONATE_32, V10, true, true, MEM_BUFFER),
+    with_props(func::MEM_DONATE_64, V10, true, true, MEM_BUFFER),
+    with_props(func::MEM_RETRIEVE_REQ_32, V10, false, true, MEM_BUFFER),
+    with_props(func::MEM_RETRIEVE_REQ_64, V10, false, true, MEM_BUFFER),
     e(func::MEM_RETRIEVE_RESP, V10, false, true),
     e(func::MEM_RELINQUISH, V10, false, true),
     e(func::MEM_RECLAIM, V10, true, true),
     e(func::MEM_FRAG_RX, V10, false, true),
     e(func::MEM_FRAG_TX, V10, true, true),
 ];
-
-/// FFA_FEATURES of the memory ABIs (DEN0140 v1.2 Table 3.1): bit 0, a
-/// buffer the caller allocates is supported (send and retrieve ABIs); bit 1,
-/// retrieve responses carry the NS bit (v1.1+).
-fn mem_properties(f: u32, version: Version) -> u32 {
-    match f {
-        func::MEM_SHARE_32
-        | func::MEM_SHARE_64
-        | func::MEM_LEND_32
-        | func::MEM_LEND_64
-        | func::MEM_DONATE_32
-        | func::MEM_DONATE_64 => 1,
-        func::MEM_RETRIEVE_REQ_32 | func::MEM_RETRIEVE_REQ_64 if version >= V11 => 0b11,
-        func::MEM_RETRIEVE_REQ_32 | func::MEM_RETRIEVE_REQ_64 => 1,
-        _ => 0,
-    }
-}
 
 /// FFA_FEATURES(FFA_RXTX_MAP) properties (§13.3.1.1): bits [1:0] the minimum
 /// buffer size (0: 4 KiB); from v1.2, bits [31:16] the largest page count.
@@ -134,8 +127,8 @@ pub fn query(instance: Instance, version: Version, id: u32, input: u32) -> Resul
         })
         .map(|entry| match entry.func {
             func::RXTX_MAP_32 | func::RXTX_MAP_64 => rxtx_map_properties(version),
-            f if (func::MEM_DONATE_32..=func::MEM_FRAG_TX).contains(&(f & !0x4000_0000)) => {
-                mem_properties(f, version)
+            func::MEM_RETRIEVE_REQ_32 | func::MEM_RETRIEVE_REQ_64 if version >= V11 => {
+                entry.props | MEM_NS_BIT
             }
             _ => entry.props,
         })

@@ -704,22 +704,31 @@ impl<P: Platform> Spmc<P> {
             if ctx.exit.vector == 0 && ctx.exit.esr >> 26 == crate::vcpu::ec::SMC64 {
                 // A trapped SMC returns to the instruction after it.
                 ctx.pc += 4;
-                // The 64-bit response first (compared on all of x0 so that the
-                // compiler keeps it apart from the other tests).
-                if ctx.x[0] == func::MSG_SEND_DIRECT_RESP_64 as u64 {
-                    return self.direct_response(v, regs);
-                }
-                let f = ctx.x[0] as u32;
-                if f == func::MSG_SEND_DIRECT_RESP_64
-                    || f == func::MSG_SEND_DIRECT_RESP_32
-                    || f == func::MSG_SEND_DIRECT_RESP2_64
-                {
-                    return self.direct_response(v, regs);
-                }
-                return self.partition_call(v, regs);
+                return self.call_exit(v, regs);
             }
         }
         self.handle_other_exit(v, regs)
+    }
+
+    /// A partition's FF-A call (its registers are in its context): the
+    /// response to a direct request, or any other call.
+    #[inline(always)]
+    #[cfg_attr(spmc_hot, optimize(speed))]
+    fn call_exit(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
+        let x0 = self.vcpu(v).ctx.x[0];
+        // The 64-bit response first (compared on all of x0 so that the
+        // compiler keeps it apart from the other tests).
+        if x0 == func::MSG_SEND_DIRECT_RESP_64 as u64 {
+            return self.direct_response(v, regs);
+        }
+        let f = x0 as u32;
+        if f == func::MSG_SEND_DIRECT_RESP_64
+            || f == func::MSG_SEND_DIRECT_RESP_32
+            || f == func::MSG_SEND_DIRECT_RESP2_64
+        {
+            return self.direct_response(v, regs);
+        }
+        self.partition_call(v, regs)
     }
 
     /// Every exit but an SMC from a running partition: HVC calls,
@@ -740,15 +749,7 @@ impl<P: Platform> Spmc<P> {
                     // A trapped SMC returns to the instruction after it.
                     ctx.pc += 4;
                 }
-                // The answer to a direct request is the hot path: test it first.
-                let f = ctx.x[0] as u32;
-                if f == func::MSG_SEND_DIRECT_RESP_64
-                    || f == func::MSG_SEND_DIRECT_RESP_32
-                    || f == func::MSG_SEND_DIRECT_RESP2_64
-                {
-                    return self.direct_response(v, regs);
-                }
-                self.partition_call(v, regs)
+                self.call_exit(v, regs)
             }
             Exit::Interrupt => self.preempt_for_interrupt(v, regs),
             Exit::Fault(fault) => {

@@ -16,14 +16,6 @@ use crate::sp_manifest::{Messaging, Uuid};
 use crate::vcpu::{Caller, Preemption, RunReason, VcpuRef, VcpuState};
 
 impl<P: Platform> Spmc<P> {
-    /// Checks a direct request to the partition in `slot` and picks the
-    /// vCPU to deliver it to.
-    #[inline(always)]
-    #[cfg_attr(spmc_hot, optimize(speed))]
-    fn direct_target(&self, slot: u16, req2: bool, uuid: (u64, u64)) -> Result<VcpuRef, FfaError> {
-        pick_vcpu(&self.partitions[slot as usize], slot, req2, uuid)
-    }
-
     /// Checks a direct request from the normal world; returns the target vCPU.
     #[inline(always)]
     #[cfg_attr(spmc_hot, optimize(speed))]
@@ -178,7 +170,7 @@ impl<P: Platform> Spmc<P> {
             {
                 return Err(FfaError::Denied);
             }
-            self.direct_target(t, req2, (x2, x3))
+            pick_vcpu(&self.partitions[t as usize], t, req2, (x2, x3))
         })();
         let target = match checked {
             Ok(t) => t,

@@ -27,8 +27,6 @@ pub enum S2Error {
     BadRange,
     /// Part of the range is mapped already.
     AlreadyMapped,
-    /// Part of the range is not mapped.
-    NotMapped,
     /// aarch64-paging refused the change.
     Map(MapError),
 }
@@ -201,45 +199,6 @@ impl Stage2 {
             Constraints::NO_BLOCK_MAPPINGS,
         )?;
         platform.invalidate_stage2(self.vmid, space, ipa, len);
-        Ok(())
-    }
-
-    /// Changes the access of an already mapped range and invalidates the TLB for it.
-    pub fn protect<P: Platform>(
-        &mut self,
-        space: IpaSpace,
-        ipa: Ipa,
-        len: u64,
-        kind: Kind,
-        platform: &mut P,
-    ) -> Result<(), S2Error> {
-        let r = region(ipa, len)?;
-        let mut pas = alloc::vec::Vec::new();
-        let mut off = 0;
-        while off < len {
-            let t = self
-                .lookup(space, Ipa(ipa.0 + off))
-                .ok_or(S2Error::NotMapped)?;
-            pas.push(t.pa);
-            off += PAGE_SIZE;
-        }
-        let table = self.table(space);
-        table.map_range(
-            &r,
-            PhysicalAddress(0),
-            S2::empty(),
-            Constraints::NO_BLOCK_MAPPINGS,
-        )?;
-        platform.invalidate_stage2(self.vmid, space, ipa, len);
-        for (i, pa) in pas.into_iter().enumerate() {
-            let page = region(Ipa(ipa.0 + i as u64 * PAGE_SIZE), PAGE_SIZE)?;
-            self.table(space).map_range(
-                &page,
-                PhysicalAddress(pa.0 as usize),
-                attributes(kind),
-                Constraints::NO_BLOCK_MAPPINGS,
-            )?;
-        }
         Ok(())
     }
 

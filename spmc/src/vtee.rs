@@ -118,21 +118,7 @@ impl<P: Platform> Spmc<P> {
         // The acknowledgement has the width of the request.
         let wide = regs.func() == func::MSG_SEND_DIRECT_REQ_64;
         let ack = move |regs: &mut Regs, kind: u32, status: Result<(), FfaError>| {
-            let code = match status {
-                Ok(()) => 0,
-                Err(e) => e.as_u32(),
-            };
-            regs.0[..8].copy_from_slice(&[
-                resp_func(wide) as u64,
-                ffa::endpoints(receiver, sender),
-                (fwk::FLAG | kind) as u64,
-                code as u64,
-                0,
-                0,
-                0,
-                0,
-            ]);
-            Next::NormalWorld
+            write_ack(regs, receiver, sender, kind, status, wide)
         };
         if sender != 0 {
             debug!(
@@ -266,17 +252,7 @@ impl<P: Platform> Spmc<P> {
         wide: bool,
         regs: &mut Regs,
     ) -> Next {
-        regs.0[..8].copy_from_slice(&[
-            resp_func(wide) as u64,
-            ffa::endpoints(template_id, 0),
-            (fwk::FLAG | fwk::VM_CREATED_ACK) as u64,
-            0,
-            0,
-            0,
-            0,
-            0,
-        ]);
-        Next::NormalWorld
+        write_ack(regs, template_id, 0, fwk::VM_CREATED_ACK, Ok(()), wide)
     }
 
     /// An instance failed while booting: free it and acknowledge with ABORTED.
@@ -289,25 +265,37 @@ impl<P: Platform> Spmc<P> {
     ) -> Next {
         self.vcpu(v).state = VcpuState::Aborted;
         let _ = self.destroy_instance(v.slot);
-        regs.0[..8].copy_from_slice(&[
-            resp_func(wide) as u64,
-            ffa::endpoints(template_id, 0),
-            (fwk::FLAG | fwk::VM_CREATED_ACK) as u64,
-            FfaError::Aborted.as_u32() as u64,
-            0,
-            0,
-            0,
-            0,
-        ]);
-        Next::NormalWorld
+        let status = Err(FfaError::Aborted);
+        write_ack(regs, template_id, 0, fwk::VM_CREATED_ACK, status, wide)
     }
 }
 
-/// The direct response that answers a 32- or 64-bit VM availability message.
-fn resp_func(wide: bool) -> u32 {
-    if wide {
+/// Writes the acknowledgement of a VM availability message (§18.3): a direct
+/// response of the request's width from `from` to `to`, w2 the framework
+/// message type `kind`, w3 0 or the FF-A error code.
+fn write_ack(
+    regs: &mut Regs,
+    from: PartitionId,
+    to: PartitionId,
+    kind: u32,
+    status: Result<(), FfaError>,
+    wide: bool,
+) -> Next {
+    let f = if wide {
         func::MSG_SEND_DIRECT_RESP_64
     } else {
         func::MSG_SEND_DIRECT_RESP_32
-    }
+    };
+    let code = status.err().map_or(0, FfaError::as_u32);
+    regs.0[..8].copy_from_slice(&[
+        f as u64,
+        ffa::endpoints(from, to),
+        (fwk::FLAG | kind) as u64,
+        code as u64,
+        0,
+        0,
+        0,
+        0,
+    ]);
+    Next::NormalWorld
 }

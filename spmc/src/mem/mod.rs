@@ -623,13 +623,10 @@ impl<P: Platform> Spmc<P> {
             if !is_secure_id(r.id) || r.id == owner.id() {
                 return Err(FfaError::InvalidParameters);
             }
-            let id = match owner {
+            let slot = match owner {
                 // A VM's message to a template reaches its own instance; the
                 // same routing (and the same DENIED) applies to its memory.
-                Owner::NormalWorld(vm) => {
-                    let slot = self.route_for_vm(vm, r.id)?;
-                    self.partitions[slot as usize].id()
-                }
+                Owner::NormalWorld(vm) => self.route_for_vm(vm, r.id)?,
                 Owner::Partition(_) => {
                     if self.config().policy.template_of(r.id).is_some() {
                         return Err(FfaError::Denied);
@@ -638,13 +635,14 @@ impl<P: Platform> Spmc<P> {
                     if self.partitions[slot as usize].kind != PolicyKind::Static {
                         return Err(FfaError::Denied);
                     }
-                    r.id
+                    slot
                 }
             };
-            let slot = self.slot_of(id).ok_or(FfaError::InvalidParameters)?;
-            if self.partitions[slot as usize].state != PartitionState::Running {
+            let p = &self.partitions[slot as usize];
+            if p.state != PartitionState::Running {
                 return Err(FfaError::Denied);
             }
+            let id = p.id();
             if out.iter().any(|b| b.id == id) {
                 return Err(FfaError::InvalidParameters);
             }
