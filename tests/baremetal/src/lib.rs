@@ -200,6 +200,38 @@ pub fn smc(r: &mut [u64; 18]) {
     }
 }
 
+/// Issues the call in `r` (x0-x7) with SMC, or with a NOP in place of the SMC:
+/// the benchmarks time both and subtract the second.
+#[inline(always)]
+pub fn bench_call(r: &mut [u64; 8], real: bool) {
+    if real {
+        // SAFETY: SMCCC v1.2 call: x0-x7 in and out, x8-x17 may be written by
+        // the callee and are declared clobbered.
+        unsafe {
+            core::arch::asm!(
+                "smc #0",
+                inout("x0") r[0], inout("x1") r[1], inout("x2") r[2], inout("x3") r[3],
+                inout("x4") r[4], inout("x5") r[5], inout("x6") r[6], inout("x7") r[7],
+                out("x8") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _,
+                out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _,
+                options(nostack),
+            );
+        }
+    } else {
+        // SAFETY: a NOP with the same register constraints.
+        unsafe {
+            core::arch::asm!(
+                "nop",
+                inout("x0") r[0], inout("x1") r[1], inout("x2") r[2], inout("x3") r[3],
+                inout("x4") r[4], inout("x5") r[5], inout("x6") r[6], inout("x7") r[7],
+                out("x8") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _,
+                out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _,
+                options(nostack),
+            );
+        }
+    }
+}
+
 /// An SMCCC v1.2 call with x0-x17 in and out, through HVC.
 #[inline]
 pub fn hvc(r: &mut [u64; 18]) {

@@ -331,37 +331,6 @@ fn user(vm: u16, secret: u64, count: u64) -> [u64; 4] {
     [id, counter, kept, good as u64]
 }
 
-/// Issues the call in `r` (x0-x7) with SMC, or a NOP in its place.
-#[inline(always)]
-pub fn bench_call(r: &mut [u64; 8], real: bool) {
-    if real {
-        // SAFETY: SMCCC v1.2 call: x0-x7 in and out, x8-x17 may be written
-        // and are declared clobbered.
-        unsafe {
-            asm!(
-                "smc #0",
-                inout("x0") r[0], inout("x1") r[1], inout("x2") r[2], inout("x3") r[3],
-                inout("x4") r[4], inout("x5") r[5], inout("x6") r[6], inout("x7") r[7],
-                out("x8") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _,
-                out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _,
-                options(nostack),
-            );
-        }
-    } else {
-        // SAFETY: a NOP with the same register constraints.
-        unsafe {
-            asm!(
-                "nop",
-                inout("x0") r[0], inout("x1") r[1], inout("x2") r[2], inout("x3") r[3],
-                inout("x4") r[4], inout("x5") r[5], inout("x6") r[6], inout("x7") r[7],
-                out("x8") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _,
-                out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _,
-                options(nostack),
-            );
-        }
-    }
-}
-
 /// `n` calls of `make()`: elapsed counter ticks and whether every answer passed `check`.
 #[inline(never)]
 fn timed(
@@ -374,7 +343,7 @@ fn timed(
     let mut good = true;
     for _ in 0..n {
         let mut r = make();
-        bench_call(&mut r, real);
+        baremetal::bench_call(&mut r, real);
         good &= !real || check(&r);
     }
     (baremetal::counter() - t0, good)

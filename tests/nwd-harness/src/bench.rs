@@ -37,37 +37,6 @@ fn panic(info: &PanicInfo<'_>) -> ! {
     baremetal::system_off()
 }
 
-/// Issues the call in `r` (x0-x7) with SMC, or with a NOP in place of the SMC.
-#[inline(always)]
-fn call(r: &mut [u64; 8], real: bool) {
-    if real {
-        // SAFETY: SMCCC v1.2 call: x0-x7 in and out, x8-x17 may be written by
-        // the callee and are declared clobbered.
-        unsafe {
-            core::arch::asm!(
-                "smc #0",
-                inout("x0") r[0], inout("x1") r[1], inout("x2") r[2], inout("x3") r[3],
-                inout("x4") r[4], inout("x5") r[5], inout("x6") r[6], inout("x7") r[7],
-                out("x8") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _,
-                out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _,
-                options(nostack),
-            );
-        }
-    } else {
-        // SAFETY: a NOP with the same register constraints.
-        unsafe {
-            core::arch::asm!(
-                "nop",
-                inout("x0") r[0], inout("x1") r[1], inout("x2") r[2], inout("x3") r[3],
-                inout("x4") r[4], inout("x5") r[5], inout("x6") r[6], inout("x7") r[7],
-                out("x8") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _,
-                out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _,
-                options(nostack),
-            );
-        }
-    }
-}
-
 /// Counter frequency (CNTFRQ_EL0).
 fn frequency() -> u64 {
     let f: u64;
@@ -88,7 +57,7 @@ fn timed(
     let mut ok = true;
     for _ in 0..n {
         let mut r = make();
-        call(&mut r, real);
+        baremetal::bench_call(&mut r, real);
         ok &= !real || check(&r);
     }
     let t1 = baremetal::counter();
@@ -113,7 +82,7 @@ fn measure(
 #[inline(always)]
 fn mem_cycle_once(len: u64, real: bool) -> bool {
     let mut r = [func::SHARE_64, len, len, 0, 0, 0, 0, 0];
-    call(&mut r, real);
+    baremetal::bench_call(&mut r, real);
     let h = if real {
         r[2] & 0xFFFF_FFFF | (r[3] & 0xFFFF_FFFF) << 32
     } else {
@@ -130,10 +99,10 @@ fn mem_cycle_once(len: u64, real: bool) -> bool {
         flags::TYPE_SHARE as u64,
         0,
     ];
-    call(&mut q, real);
+    baremetal::bench_call(&mut q, real);
     let cycled = !real || (q[0] == ffa::MSG_SEND_DIRECT_RESP_64 && q[3] == status::OK && q[4] == 0);
     let mut c = [func::RECLAIM, h & 0xFFFF_FFFF, h >> 32, 0, 0, 0, 0, 0];
-    call(&mut c, real);
+    baremetal::bench_call(&mut c, real);
     let reclaimed = !real || c[0] as u32 as u64 | 0x4000_0000 == ffa::SUCCESS_64 & 0xFFFF_FFFF;
     shared && cycled && reclaimed
 }

@@ -2,41 +2,7 @@
 
 #![allow(dead_code, reason = "constants for checks that later issues add")]
 
-pub const ERROR_32: u64 = 0x8400_0060;
-pub const SUCCESS_32: u64 = 0x8400_0061;
-pub const SUCCESS_64: u64 = 0xC400_0061;
-pub const VERSION: u64 = 0x8400_0063;
-pub const FEATURES: u64 = 0x8400_0064;
-pub const RX_RELEASE: u64 = 0x8400_0065;
-pub const RXTX_MAP_64: u64 = 0xC400_0066;
-pub const RXTX_UNMAP: u64 = 0x8400_0067;
-pub const PARTITION_INFO_GET: u64 = 0x8400_0068;
-pub const ID_GET: u64 = 0x8400_0069;
-pub const MSG_WAIT: u64 = 0x8400_006B;
-pub const RUN: u64 = 0x8400_006D;
-pub const MSG_SEND_DIRECT_REQ_32: u64 = 0x8400_006F;
-pub const MSG_SEND_DIRECT_REQ_64: u64 = 0xC400_006F;
-pub const MSG_SEND_DIRECT_RESP_32: u64 = 0x8400_0070;
-pub const MSG_SEND_DIRECT_RESP_64: u64 = 0xC400_0070;
-pub const MEM_SHARE_64: u64 = 0xC400_0073;
-pub const NOTIFICATION_BITMAP_CREATE: u64 = 0x8400_007D;
-pub const NOTIFICATION_INFO_GET_64: u64 = 0xC400_0083;
-pub const SPM_ID_GET: u64 = 0x8400_0085;
-pub const MSG_SEND2: u64 = 0x8400_0086;
-pub const CONSOLE_LOG_32: u64 = 0x8400_008A;
-pub const PARTITION_INFO_GET_REGS_64: u64 = 0xC400_008B;
-pub const MSG_SEND_DIRECT_REQ2_64: u64 = 0xC400_008D;
-
-pub const NOT_SUPPORTED: i32 = -1;
-pub const INVALID_PARAMETERS: i32 = -2;
-pub const NO_MEMORY: i32 = -3;
-pub const BUSY: i32 = -4;
-pub const DENIED: i32 = -6;
-pub const ABORTED: i32 = -8;
-
-pub const V1_0: u32 = 0x1_0000;
-pub const V1_1: u32 = 0x1_0001;
-pub const V1_2: u32 = 0x1_0002;
+pub use test_protocol::ffa::*;
 
 /// Registers of one call.
 pub type Regs = [u64; 18];

@@ -14,6 +14,7 @@
 
 #![cfg_attr(not(test), no_std)]
 
+pub mod ffa;
 pub mod mem;
 
 /// Commands, in x3 (REQ) or x4 (REQ2).

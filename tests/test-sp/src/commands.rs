@@ -86,7 +86,7 @@ impl Sp {
                 };
                 let x1 = (self.id as u64) << 16 | dest as u64;
                 let ans = call(ffa::MSG_SEND_DIRECT_REQ_64, &[x1, 0, cmd::ECHO, a[1], a[2]]);
-                let second = if ffa::func(&ans) == ffa::ERROR as u32 {
+                let second = if ffa::func(&ans) == ffa::ERROR_32 as u32 {
                     ans[2]
                 } else {
                     ans[4]

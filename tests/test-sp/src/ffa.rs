@@ -3,28 +3,7 @@
 
 use core::fmt::{self, Write};
 
-pub const ERROR: u64 = 0x8400_0060;
-pub const SUCCESS_32: u64 = 0x8400_0061;
-pub const VERSION: u64 = 0x8400_0063;
-pub const RX_RELEASE: u64 = 0x8400_0065;
-pub const RXTX_MAP_64: u64 = 0xC400_0066;
-pub const PARTITION_INFO_GET: u64 = 0x8400_0068;
-pub const ID_GET: u64 = 0x8400_0069;
-pub const MSG_WAIT: u64 = 0x8400_006B;
-pub const YIELD: u64 = 0x8400_006C;
-pub const RUN: u64 = 0x8400_006D;
-pub const MSG_SEND_DIRECT_REQ_32: u64 = 0x8400_006F;
-pub const MSG_SEND_DIRECT_REQ_64: u64 = 0xC400_006F;
-pub const MSG_SEND_DIRECT_RESP_32: u64 = 0x8400_0070;
-pub const MSG_SEND_DIRECT_RESP_64: u64 = 0xC400_0070;
-pub const SPM_ID_GET: u64 = 0x8400_0085;
-pub const MSG_SEND2: u64 = 0x8400_0086;
-pub const CONSOLE_LOG_32: u64 = 0x8400_008A;
-pub const CONSOLE_LOG_64: u64 = 0xC400_008A;
-pub const MSG_SEND_DIRECT_REQ2_64: u64 = 0xC400_008D;
-pub const MSG_SEND_DIRECT_RESP2_64: u64 = 0xC400_008E;
-
-pub const V1_2: u64 = 0x1_0002;
+pub use test_protocol::ffa::*;
 
 /// x0-x17 of one call or answer.
 pub type Regs = [u64; 18];

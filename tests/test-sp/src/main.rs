@@ -126,9 +126,9 @@ extern "C" fn baremetal_main(x0: u64, _x1: u64, _x2: u64, _x3: u64, x4: u64) -> 
 
 /// The boot calls; each failure is logged and boot goes on.
 fn boot(sp: &mut Sp) {
-    let r = ffa::call(ffa::VERSION, &[ffa::V1_2]);
+    let r = ffa::call(ffa::VERSION, &[ffa::V1_2 as u64]);
     sp.version = r[0] as u32;
-    if r[0] != ffa::V1_2 {
+    if r[0] != ffa::V1_2 as u64 {
         ffa::log(format_args!(
             "test-sp: FFA_VERSION(1.2) answered {:#x}",
             r[0]

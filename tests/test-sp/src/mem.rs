@@ -174,7 +174,7 @@ fn to_own_page(bytes: &[u8]) {
 /// `w0 | code << 32` of an answer.
 pub fn answer(r: &Regs) -> u64 {
     let w0 = r[0] as u32 as u64;
-    if w0 == ffa::ERROR {
+    if w0 == ffa::ERROR_32 {
         w0 | (r[2] as u32 as u64) << 32
     } else {
         w0
@@ -198,7 +198,7 @@ fn negotiate(v: u64) -> bool {
 
 fn restore(changed: bool) {
     if changed {
-        call(ffa::VERSION, &[ffa::V1_2]);
+        call(ffa::VERSION, &[ffa::V1_2 as u64]);
     }
 }
 
@@ -214,7 +214,7 @@ pub fn retrieve(own: u16, m: &mut MemState, a: &[u64; NARGS]) -> Answer {
     let buffer = (a[3] >> 40) as u8 as u64;
 
     let mut layout = Layout::for_version(if version == 0 {
-        ffa::V1_2 as u32
+        ffa::V1_2
     } else {
         version as u32
     });

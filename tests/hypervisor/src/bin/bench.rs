@@ -21,8 +21,9 @@
 #![no_std]
 #![no_main]
 
+use baremetal::bench_call;
 use nwd_hypervisor::ffa::{self, fwk};
-use nwd_hypervisor::guest::{bench_call, op};
+use nwd_hypervisor::guest::op;
 use nwd_hypervisor::{arch, say};
 use test_protocol::ids;
 
