@@ -227,37 +227,62 @@ fn download(opts: &Options, debs: &Path, missing: &[Package]) -> Result<()> {
             debs.display()
         ));
     }
-    let mut changed = false;
     let foreign = sh::output(Command::new("dpkg").arg("--print-foreign-architectures"))?;
     if !foreign.split_whitespace().any(|a| a == "arm64") {
         println!("    adding the arm64 architecture to dpkg (to download arm64 packages)");
         sh::run(Command::new("dpkg").args(["--add-architecture", "arm64"]))?;
-        changed = true;
+        setup::apt_sources_changed();
     }
     if !Path::new(SOURCES_FILE).exists() {
         let mirror = setup::debian_mirror()?;
         println!("    adding {SOURCES_FILE} ({KERNEL_SUITE}, arm64 only) on the machine's mirror");
         fs::write(SOURCES_FILE, sources_text(&mirror))
             .map_err(|e| format!("cannot write {SOURCES_FILE}: {e}"))?;
-        changed = true;
+        setup::apt_sources_changed();
     }
-    if changed || !indexes_present(&setup::os_codename()?) {
-        setup::apt_update()?;
+    if !indexes_present(&setup::os_codename()?) {
+        setup::apt_sources_changed();
     }
+    // Runs unless the lists were fetched after the last change in this run.
+    setup::apt_update()?;
     let mut result = apt_download(debs, missing);
-    if result.is_err() && !setup::apt_updated() {
-        println!("    download failed; updating the package indexes once and retrying");
-        setup::apt_update()?;
+    if result.is_err() {
+        println!("    download failed; updating the package indexes and retrying once");
+        setup::apt_update_now()?;
         result = apt_download(debs, missing);
     }
     result.map_err(|e| {
+        let codename = setup::os_codename().unwrap_or_default();
+        let unknown: Vec<String> = missing
+            .iter()
+            .filter(|p| !apt_knows(p))
+            .map(|p| format!("{} (from {})", p.spec(), p.suite.unwrap_or(&codename)))
+            .collect();
+        let which = if unknown.is_empty() {
+            format!(
+                "{} (apt knows them all; the download itself failed)",
+                names.join(", ")
+            )
+        } else {
+            format!("{}, which apt cannot find", unknown.join(", "))
+        };
         format!(
-            "cannot download {} ({e}). Is {KERNEL_SUITE} on your Debian mirror, and does it still \
-             carry Linux {KERNEL_RELEASE}? (`apt-cache policy {}` shows what apt sees)",
-            names.join(", "),
+            "cannot download {which}: {e}. Is {KERNEL_SUITE} on your Debian mirror, and does it \
+             still carry Linux {KERNEL_RELEASE}? (`apt-cache policy {}` shows what apt sees)",
             missing[0].spec().split('/').next().unwrap_or_default()
         )
     })
+}
+
+/// True if apt's lists have the package (in its suite, if it names one).
+fn apt_knows(p: &Package) -> bool {
+    Command::new("apt-cache")
+        .args(["show", "-q", &p.spec()])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .is_ok_and(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains("Package:")
+        })
 }
 
 fn sources_text(mirror: &str) -> String {

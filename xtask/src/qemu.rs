@@ -22,6 +22,10 @@ pub fn base_command(flash: &Path, smp: u32, memory: &str) -> Command {
         .args(["-cpu", "max"])
         .args(["-smp", &smp.to_string()])
         .args(["-m", memory])
+        // virt adds a virtio network card by default, and QEMU then needs its
+        // option ROM (efi-virtio.rom, in ipxe-qemu, only a recommended
+        // package): no stage uses a network.
+        .args(["-nic", "none"])
         .arg("-bios")
         .arg(flash);
     cmd
@@ -355,6 +359,18 @@ mod tests {
         assert_eq!(section(&lying, "e2e", "mem").problems.len(), 1);
         let missing = stage_of(&["PASS a", "e2e: 1 passed, 0 failed"]);
         assert_eq!(section(&missing, "e2e", "mem").problems.len(), 1);
+    }
+
+    #[test]
+    fn no_network_card() {
+        // Without `-nic none` virt adds a virtio NIC whose option ROM is in a
+        // package the set-up does not install (ipxe-qemu).
+        let cmd = base_command(Path::new("flash.bin"), 1, MEMORY);
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(args.windows(2).any(|w| w == ["-nic", "none"]), "{args:?}");
     }
 
     fn judge(line: &str) -> Option<String> {

@@ -46,7 +46,11 @@ pub struct Env {
 const SOURCES_FILE: &str = "/etc/apt/sources.list.d/spmc-xtask.sources";
 /// Our sources files start with this (the `linux` stage adds a second one).
 pub const OUR_SOURCES_PREFIX: &str = "spmc-xtask";
-static APT_UPDATED: AtomicBool = AtomicBool::new(false);
+/// True while apt's package lists may not show every source and architecture
+/// configured: at the start of a run (nobody knows how old they are) and
+/// again after this xtask adds a source or an architecture. `apt_update`
+/// clears it; `apt_sources_changed` sets it.
+static APT_LISTS_STALE: AtomicBool = AtomicBool::new(true);
 const DEBIAN_RUST: &[&str] = &[
     "rustc-web",
     "cargo-web",
@@ -57,12 +61,22 @@ const DEBIAN_RUST: &[&str] = &[
     "rustfmt-web",
     "lld-22",
 ];
+/// What TF-A's build (its Debian build dependencies that our build uses: the
+/// cross compiler, `dtc`, OpenSSL's headers for `fiptool`, Python for
+/// `sptool`, a host C compiler for the tools), `apt-get source` (`dpkg-dev`)
+/// and its fallback unpacking (`xz-utils`, `patch`) need. Listed whether or not
+/// a Debian 12 machine usually has them: a new machine need not.
 const BUILD_PACKAGES: &[&str] = &[
     "gcc-aarch64-linux-gnu",
+    "binutils-aarch64-linux-gnu",
     "device-tree-compiler",
+    "libssl-dev",
+    "gcc",
+    "libc6-dev",
     "make",
     "dpkg-dev",
     "xz-utils",
+    "patch",
     "python3",
 ];
 
@@ -147,17 +161,31 @@ pub fn ensure(opts: &Options) -> Result<Env> {
     })
 }
 
-/// `apt-get update`, at most once per xtask run.
+/// `apt-get update` unless the lists are already fresh in this run: once at
+/// the first need, and again after every change of sources or architectures
+/// (`apt_sources_changed`).
 pub fn apt_update() -> Result<()> {
-    if APT_UPDATED.swap(true, Ordering::SeqCst) {
+    if !APT_LISTS_STALE.swap(false, Ordering::SeqCst) {
         return Ok(());
     }
-    sh::run(Command::new("apt-get").args(["update", "-q"]))
+    apt_update_now()
 }
 
-/// True once `apt_update` has run in this xtask run.
-pub fn apt_updated() -> bool {
-    APT_UPDATED.load(Ordering::SeqCst)
+/// `apt-get update`, whether or not the lists were fresh (for a retry after a
+/// failed download: the mirror may have moved on since).
+pub fn apt_update_now() -> Result<()> {
+    APT_LISTS_STALE.store(false, Ordering::SeqCst);
+    let result = sh::run(Command::new("apt-get").args(["update", "-q"]));
+    if result.is_err() {
+        APT_LISTS_STALE.store(true, Ordering::SeqCst);
+    }
+    result
+}
+
+/// Call after adding an apt source or a dpkg architecture: the next
+/// `apt_update` then fetches the lists again.
+pub fn apt_sources_changed() {
+    APT_LISTS_STALE.store(true, Ordering::SeqCst);
 }
 
 pub fn is_root() -> bool {
@@ -272,7 +300,9 @@ fn add_apt_sources() -> Result<()> {
     println!(
         "    adding {SOURCES_FILE} ({codename}-backports, trixie deb-src) on the machine's mirror"
     );
-    fs::write(SOURCES_FILE, text).map_err(|e| format!("cannot write {SOURCES_FILE}: {e}"))
+    fs::write(SOURCES_FILE, text).map_err(|e| format!("cannot write {SOURCES_FILE}: {e}"))?;
+    apt_sources_changed();
+    Ok(())
 }
 
 fn apt_install(pkgs: &[&str], suite: Option<&str>) -> Result<()> {
