@@ -38,6 +38,9 @@ Options:
   --harness          `run`: boot the normal-world test harness (the `e2e`
                      stage's image) instead of the four-user demo
   --no-install       Never install anything; fail with the command to run instead
+  -v, --verbose      Show every command and its whole output (by default each
+                     step prints one line and its output goes to a log under
+                     <work>/logs/, shown in part only when the step fails)
 
 Environment:
   SPMC_XTASK_DIR     Where set-up files and builds go (default: target/xtask)
@@ -81,6 +84,8 @@ pub struct Options {
     pub linux: bool,
     /// `run`: boot the test harness instead of the demo.
     pub harness: bool,
+    /// Show every command's output instead of logging it.
+    pub verbose: bool,
 }
 
 pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -104,6 +109,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> 
         no_install: false,
         linux: LINUX_STAGE_BY_DEFAULT,
         harness: false,
+        verbose: false,
     };
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -115,6 +121,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> 
             "--linux" => o.linux = true,
             "--skip-linux" => o.linux = false,
             "--harness" => o.harness = true,
+            "--verbose" | "-v" => o.verbose = true,
             "--smp" => {
                 o.smp = value("--smp")?
                     .parse()
@@ -174,6 +181,13 @@ mod tests {
         assert!(!p("run").unwrap().harness);
         assert!(p("run --harness").unwrap().harness);
         assert!(help().contains("--harness"));
+    }
+
+    #[test]
+    fn quiet_unless_verbose() {
+        assert!(!p("test").unwrap().verbose);
+        assert!(p("test --verbose").unwrap().verbose);
+        assert!(p("run -v").unwrap().verbose);
     }
 
     #[test]

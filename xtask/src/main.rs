@@ -26,6 +26,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    sh::init(opts.verbose);
     let result = match opts.command {
         cli::Command::Help => {
             println!("{}", cli::help());

@@ -75,7 +75,7 @@ pub fn run_interactive(env: &Env, opts: &Options) -> Result<()> {
         );
         cmd.args(["-s", "-S"]);
     }
-    sh::run(&mut cmd)
+    sh::run_on_terminal(&mut cmd)
 }
 
 /// What a test stage expects of its output.

@@ -94,12 +94,16 @@ pub fn ensure(opts: &Options) -> Result<Env> {
     let work = work_dir();
     fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
 
-    let toolchain = if installed_target_present() {
-        println!("    Rust: the running toolchain has {TARGET}");
-        Toolchain::Installed
+    let (toolchain, rust) = if installed_target_present() {
+        (
+            Toolchain::Installed,
+            format!("the running toolchain's {TARGET} target"),
+        )
     } else {
-        println!("    Rust: no {TARGET} target here; using Debian's rustc-web with -Zbuild-std");
-        Toolchain::DebianBuildStd
+        (
+            Toolchain::DebianBuildStd,
+            "Debian's rustc-web with -Zbuild-std".to_string(),
+        )
     };
 
     let mut missing: Vec<&str> = Vec::new();
@@ -142,16 +146,19 @@ pub fn ensure(opts: &Options) -> Result<Env> {
                 apt_install(&["qemu-system-arm"], None)?;
             }
         }
-    } else {
-        println!("    everything needed is installed");
     }
     let tfa_src = match tfa_src {
         Some(p) => p,
         None => fetch_tfa_source(&work)?,
     };
-    println!("    TF-A source: {}", tfa_src.display());
     let qemu_major = qemu_major_version()?;
-    println!("    QEMU major version {qemu_major}");
+    println!(
+        "    Rust: {rust}; QEMU {qemu_major}.x; TF-A source: {}",
+        tfa_src
+            .strip_prefix(sh::root())
+            .unwrap_or(&tfa_src)
+            .display()
+    );
     timer.done();
     Ok(Env {
         work,
@@ -175,6 +182,7 @@ pub fn apt_update() -> Result<()> {
 /// failed download: the mirror may have moved on since).
 pub fn apt_update_now() -> Result<()> {
     APT_LISTS_STALE.store(false, Ordering::SeqCst);
+    println!("    updating apt's package lists");
     let result = sh::run(Command::new("apt-get").args(["update", "-q"]));
     if result.is_err() {
         APT_LISTS_STALE.store(true, Ordering::SeqCst);

@@ -17,9 +17,11 @@ const HOST_PACKAGES: &[&str] = &["spmc", "test-protocol", "xtask"];
 pub fn run(opts: &Options) -> Result<()> {
     let start = Instant::now();
     let env = setup::ensure(opts)?;
-    if !opts.skip_host {
-        host_checks(&env)?;
-    }
+    let host = if opts.skip_host {
+        None
+    } else {
+        Some(host_checks(&env)?)
+    };
     target_clippy(&env, opts)?;
     let fw = build::all(&env, opts)?;
 
@@ -61,7 +63,15 @@ pub fn run(opts: &Options) -> Result<()> {
 
     sh::step("summary");
     let mut failed = false;
+    let mut total = host.unwrap_or((0, 0));
+    if let Some((p, f)) = host {
+        println!("    host tests: {p} passed, {f} failed");
+    }
     for (name, r) in &summary {
+        total.0 += r.passed as u64;
+        // A stage that could not run, timed out or lacks its summary has
+        // problems but perhaps no FAIL line: each problem counts as a failure.
+        total.1 += (r.failed as u64).max(r.problems.len() as u64);
         println!(
             "    {name}: {} passed, {} failed ({:.1} s)",
             r.passed, r.failed, r.seconds
@@ -80,6 +90,8 @@ pub fn run(opts: &Options) -> Result<()> {
     );
     println!("    QEMU {}.x", env.qemu_major);
     println!("    total wall time {:.1} s", start.elapsed().as_secs_f64());
+    // Host tests and every stage's checks, as the one closing line.
+    println!("all: {} passed, {} failed", total.0, total.1);
     if failed {
         return Err("end-to-end stage(s) failed (see the problems above)".into());
     }
@@ -87,7 +99,8 @@ pub fn run(opts: &Options) -> Result<()> {
     Ok(())
 }
 
-fn host_checks(_env: &Env) -> Result<()> {
+/// Host tests, rustfmt and clippy; returns the host tests' (passed, failed).
+fn host_checks(_env: &Env) -> Result<(u64, u64)> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     sh::step("host: unit and fixture tests");
     let t = sh::Timer::start("host tests");
@@ -96,7 +109,10 @@ fn host_checks(_env: &Env) -> Result<()> {
     for p in HOST_PACKAGES {
         cmd.args(["-p", p]);
     }
-    sh::run(&mut cmd)?;
+    let result = sh::run(&mut cmd);
+    let (passed, failed) = test_counts(&sh::tail(&sh::current_log(), usize::MAX));
+    println!("    host: {passed} passed, {failed} failed");
+    result?;
     t.done();
 
     sh::step("host: rustfmt check");
@@ -115,7 +131,30 @@ fn host_checks(_env: &Env) -> Result<()> {
     }
     sh::run(cmd.args(["--all-targets", "--", "-D", "warnings"]))?;
     t.done();
-    Ok(())
+    Ok((passed, failed))
+}
+
+/// Sums the `test result: ok. N passed; M failed; ...` lines of `cargo test`.
+fn test_counts(lines: &[String]) -> (u64, u64) {
+    let mut sum = (0, 0);
+    for l in lines {
+        let Some(rest) = l.strip_prefix("test result: ") else {
+            continue;
+        };
+        for part in rest.split(';') {
+            let mut w = part.split_whitespace().rev();
+            let (Some(what), Some(n)) = (w.next(), w.next()) else {
+                continue;
+            };
+            let n: u64 = n.parse().unwrap_or(0);
+            match what {
+                "passed" => sum.0 += n,
+                "failed" => sum.1 += n,
+                _ => {}
+            }
+        }
+    }
+    sum
 }
 
 fn target_clippy(env: &Env, opts: &Options) -> Result<()> {
@@ -137,4 +176,23 @@ fn target_clippy(env: &Env, opts: &Options) -> Result<()> {
     sh::run(cmd.args(["--", "-D", "warnings"]))?;
     t.done();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_test_counts_add_up() {
+        let lines: Vec<String> = [
+            "running 2 tests",
+            "test result: ok. 25 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s",
+            "test result: FAILED. 3 passed; 2 failed; 1 ignored; 0 measured; 0 filtered out",
+            "test a ... ok",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(test_counts(&lines), (28, 2));
+    }
 }
