@@ -679,3 +679,53 @@ fn vm_availability_acknowledgements_match_the_request() {
     assert_eq!(r.func(), func::MSG_SEND_DIRECT_RESP_64);
     assert_eq!((r.w(2), r.w(3)), (fwk::FLAG | fwk::VM_DESTROYED_ACK, 0));
 }
+
+/// The VM ID field of a VM availability message (DEN0077 v1.2 §18.3): w5
+/// (32-bit) or x5 (64-bit) carries the ID in bits [15:0], the rest is
+/// reserved (MBZ). Destroy checks it as create does, and a 64-bit message's
+/// upper half counts: w5 = 0x1_0001 must not destroy VM 1's TEE.
+#[test]
+fn vm_id_field_reserved_bits_are_refused_on_create_and_destroy() {
+    let mut s = policy_world(None);
+    assert_eq!(create_vm(&mut s, 1), 0);
+    let tee = instance_id(&s, 1).unwrap();
+    let ack = |s: &mut Spmc<FakePlatform>, m: [u64; 8]| {
+        let r = nwd_now(s, &m);
+        assert_eq!(r.w(2) & !fwk::FLAG, {
+            if m[2] as u32 & fwk::TYPE_MASK == fwk::VM_CREATED {
+                fwk::VM_CREATED_ACK
+            } else {
+                fwk::VM_DESTROYED_ACK
+            }
+        });
+        r.w(3) as i32
+    };
+    // 32-bit destroy with w5[31:16] set.
+    let mut m = vm_message(0, TEMPLATE, fwk::VM_DESTROYED, 1);
+    m[5] = 0x1_0001;
+    assert_eq!(ack(&mut s, m), code(FfaError::InvalidParameters));
+    assert_eq!(instance_id(&s, 1), Some(tee), "VM 1's TEE lives on");
+    // 64-bit destroy and create with x5[63:32] set.
+    for kind in [fwk::VM_DESTROYED, fwk::VM_CREATED] {
+        let mut m = vm_message(
+            0,
+            TEMPLATE,
+            kind,
+            if kind == fwk::VM_CREATED { 2 } else { 1 },
+        );
+        m[0] = func::MSG_SEND_DIRECT_REQ_64 as u64;
+        m[5] |= 1 << 32;
+        assert_eq!(
+            ack(&mut s, m),
+            code(FfaError::InvalidParameters),
+            "kind {kind:#x}"
+        );
+    }
+    assert_eq!(instance_id(&s, 1), Some(tee), "VM 1's TEE lives on");
+    assert!(instance_id(&s, 2).is_none(), "nothing made for VM 2");
+    // A 32-bit message's x5[63:32] is not part of it (SMC32): ignored.
+    let mut m = vm_message(0, TEMPLATE, fwk::VM_DESTROYED, 1);
+    m[5] |= 0xFFFF_FFFF << 32;
+    assert_eq!(ack(&mut s, m), 0);
+    assert!(instance_id(&s, 1).is_none(), "destroyed");
+}
