@@ -192,3 +192,20 @@ fn every_error_has_a_one_line_message() {
         assert!(!msg.is_empty() && !msg.contains('\n'), "{name}: {msg:?}");
     }
 }
+
+#[test]
+fn instance_id_ranges_that_wrap_are_refused() {
+    // A count that does not fit 16 bits (0xFFFFFFFF: 0xFFFF once cut) would
+    // wrap the instance IDs into the normal-world range; a range running
+    // past 0xFFFF likewise. Each is refused, never a panic.
+    for name in ["instance-ids-wrap.dts", "instance-ids-past-ffff.dts"] {
+        assert_eq!(
+            err(name),
+            ManifestError::BadProperty {
+                node: "policy/templates",
+                property: "instance-ids"
+            },
+            "{name}"
+        );
+    }
+}
