@@ -57,11 +57,9 @@ impl<P: Platform> Spmc<P> {
         } else {
             (args.w(1) as u64, args.w(2) as u64)
         };
-        let pages = if self.version_of(from) >= Version::V1_2 {
-            args.w(3) & 0x3F
-        } else {
-            args.w(3)
-        } as u64;
+        // w3[5:0] is the page count, w3[31:6] reserved (MBZ) in every
+        // version: a reserved bit set is refused, never masked off.
+        let pages = args.w(3) as u64;
         if pages == 0 || pages > MAX_RXTX_PAGES {
             return Err(FfaError::InvalidParameters);
         }

@@ -642,7 +642,10 @@ impl<P: Platform> Spmc<P> {
             | func::MSG_SEND_DIRECT_REQ2_64 => self.direct_request_from_nwd(regs),
             func::RUN => self.run_from_nwd(regs),
             _ => {
-                let from = Endpoint::NormalWorld(self.nwd_caller_id(regs));
+                let from = match self.nwd_caller_id(regs) {
+                    Ok(id) => Endpoint::NormalWorld(id),
+                    Err(e) => return self.finish_nwd(regs, Err(e)),
+                };
                 let r = self.common_call(from, regs);
                 if uses_upper_registers(f) && r.is_ok() {
                     // The answer is in x0-x17 (FFA_PARTITION_INFO_GET_REGS).
@@ -663,14 +666,23 @@ impl<P: Platform> Spmc<P> {
     /// and, for discovery, in w7[15:0] (FFA_PARTITION_INFO_GET, where w7 is
     /// otherwise zero) or x7[15:0] (FFA_PARTITION_INFO_GET_REGS): an
     /// extension of this SPMC so that each VM discovers only what it may reach.
-    fn nwd_caller_id(&self, regs: &Regs) -> PartitionId {
+    ///
+    /// A VM ID has bit 15 clear: a field naming an ID with bit 15 set (a
+    /// secure endpoint) is refused with INVALID_PARAMETERS, as are bits set
+    /// in w7[31:16] / x7[63:16], which this extension leaves reserved (MBZ).
+    fn nwd_caller_id(&self, regs: &Regs) -> Result<PartitionId, FfaError> {
         let id = match regs.func() {
-            func::MSG_SEND2 | func::RXTX_UNMAP => regs.w(1) >> 16,
-            func::RX_RELEASE => regs.w(1),
-            func::PARTITION_INFO_GET | func::PARTITION_INFO_GET_REGS_64 => regs.w(7),
+            func::MSG_SEND2 | func::RXTX_UNMAP => (regs.w(1) >> 16) as u64,
+            func::RX_RELEASE => (regs.w(1) & 0xFFFF) as u64,
+            func::PARTITION_INFO_GET => regs.w(7) as u64,
+            func::PARTITION_INFO_GET_REGS_64 => regs.x(7),
             _ => 0,
         };
-        (id & 0x7FFF) as PartitionId
+        if id > 0x7FFF {
+            debug!("a call names {id:#x} as its VM: not a VM ID");
+            return Err(FfaError::InvalidParameters);
+        }
+        Ok(id as PartitionId)
     }
 
     /// Writes a handler's result for the normal world into `regs`.
