@@ -75,6 +75,15 @@ impl<P: Platform> Spmc<P> {
         manifest: Vec<u8>,
     ) -> Result<usize, SpError> {
         let config = self.config().policy.templates[t].clone();
+        // The manifest parser checks the instance-ID range; a hand-built
+        // policy is checked here: secure IDs only, not empty, last ID below
+        // 0xFFFF, so the ID arithmetic of `create_instance` cannot wrap.
+        if config.first_id & 0x8000 == 0
+            || config.count == 0
+            || config.first_id as u32 + config.count as u32 > 0xFFFF
+        {
+            return Err(SpError::Bad("instance-ids"));
+        }
         let need =
             instance_pages(&partition, image_len, manifest.len()).ok_or(SpError::BadImage)?;
         if need > config.pages {

@@ -815,7 +815,11 @@ fn scale_rounds_give_every_pool_page_back() {
             let free = pool(&s);
             assert_eq!(create_vm(&mut s, vm), 0, "round {round}, VM {vm:#x}");
             let took = free - pool(&s);
-            assert_eq!(*per_instance.get_or_insert(took), took, "the same quota each time");
+            assert_eq!(
+                *per_instance.get_or_insert(took),
+                took,
+                "the same quota each time"
+            );
         }
         for vm in 0x100..0x128u16 {
             assert_eq!(destroy_vm(&mut s, vm), 0);
@@ -841,4 +845,29 @@ fn scale_rounds_give_every_pool_page_back() {
         }
     }
     assert!(zero_free >= before, "{zero_free} zero pages, {before} free");
+}
+
+/// A policy built by hand (not parsed) with an instance-ID range that is
+/// empty, wraps or leaves the secure range is refused when the template
+/// loads: the instance-ID arithmetic never divides by zero, overflows or
+/// hands out a normal-world ID.
+#[test]
+fn hand_built_template_ranges_are_checked_when_the_template_loads() {
+    for (first, count) in [
+        (0x8100u16, 0u16),
+        (0xFFF0, 0x20),
+        (0x0100, 4),
+        (0x8000, 0x8000),
+    ] {
+        let mut config = shipped_config(None);
+        config.policy.templates[0].first_id = first;
+        config.policy.templates[0].count = count;
+        let mut p = FakePlatform::default();
+        for e in &config.partitions {
+            p.put_package(Pa(e.package), &manifest(&e.name), &image());
+        }
+        let mut s = Spmc::new(config, p);
+        s.load_partitions();
+        assert!(s.templates().is_empty(), "{first:#x}+{count:#x} refused");
+    }
 }
