@@ -9,6 +9,9 @@ use spmc::platform::{MemError, Platform};
 /// Secure DRAM the SPMC manages after its own image: partition packages
 /// (from 0x0e300000) and the secure pool. Mapped read-write for the SPMC.
 pub const SECURE_MANAGED: (u64, u64) = (0x0e30_0000, 0x0f00_0000);
+/// All of QEMU virt's secure RAM: trusted SRAM (BL1/BL2 data, the SPMC
+/// manifest), the SPMC's region, the packages and the pool.
+pub const SECURE_RAM: (u64, u64) = (0x0e00_0000, 0x0f00_0000);
 /// Normal-world DRAM on QEMU virt (TF-A's NS_DRAM0: 3 GiB from 1 GiB).
 pub const NS_DRAM: (u64, u64) = (0x4000_0000, 0x1_0000_0000);
 
@@ -77,6 +80,11 @@ impl Platform for Qemu {
 
     fn is_ns_ram(&self, pa: Pa, len: u64) -> bool {
         pa.0 >= NS_DRAM.0 && pa.0.checked_add(len).is_some_and(|e| e <= NS_DRAM.1)
+    }
+
+    fn overlaps_secure_ram(&self, pa: Pa, len: u64) -> bool {
+        pa.0.checked_add(len)
+            .is_none_or(|e| e > SECURE_RAM.0 && pa.0 < SECURE_RAM.1)
     }
 
     fn map_ns(&mut self, pa: Pa, len: u64) -> Result<(), MemError> {

@@ -57,11 +57,9 @@ impl<P: Platform> Spmc<P> {
         } else {
             (args.w(1) as u64, args.w(2) as u64)
         };
-        let pages = if self.version_of(from) >= Version::V1_2 {
-            args.w(3) & 0x3F
-        } else {
-            args.w(3)
-        } as u64;
+        // w3[5:0] is the page count, w3[31:6] reserved (MBZ) in every
+        // version: a reserved bit set is refused, never masked off.
+        let pages = args.w(3) as u64;
         if pages == 0 || pages > MAX_RXTX_PAGES {
             return Err(FfaError::InvalidParameters);
         }
@@ -402,6 +400,12 @@ impl<P: Platform> Spmc<P> {
 
     /// FFA_CONSOLE_LOG (§13.11, v1.2): characters in w2-w7 (32-bit, at most
     /// 24) or x2-x17 (64-bit, at most 128), printed a line at a time.
+    ///
+    /// What one call prints under the one lock is bounded: at most one line
+    /// of at most `CONSOLE_LINE` characters. A line break after the call
+    /// already printed a line is kept as a space (the text comes out with
+    /// the next line), and empty lines print nothing, so a partition cannot
+    /// turn 128 line breaks into 128 lines on the console.
     pub(crate) fn console_log(&mut self, from: Endpoint, args: &Regs) -> Result<Regs, FfaError> {
         let Endpoint::Partition(s) = from else {
             return Err(FfaError::NotSupported);
@@ -413,11 +417,19 @@ impl<P: Platform> Spmc<P> {
             return Err(FfaError::InvalidParameters);
         }
         let id: PartitionId = self.partitions[s as usize].id();
+        let mut printed = false;
         for i in 0..count {
-            let byte = (args.x(2 + i / per_reg) >> ((i % per_reg) * 8)) as u8;
+            let mut byte = (args.x(2 + i / per_reg) >> ((i % per_reg) * 8)) as u8;
             let p = &mut self.partitions[s as usize];
+            if byte == b'\n' && printed {
+                byte = b' ';
+            }
             if byte == b'\n' || p.console.len() >= CONSOLE_LINE {
-                info!("[{id:#06x}] {}", p.console);
+                let line = p.console.trim_end();
+                if !line.is_empty() {
+                    info!("[{id:#06x}] {line}");
+                    printed = true;
+                }
                 p.console.clear();
                 if byte == b'\n' {
                     continue;

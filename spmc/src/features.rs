@@ -110,11 +110,23 @@ fn rxtx_map_properties(version: Version) -> u32 {
 /// FFA_FEATURES for `id` (a function ID when bit 31 is set, else a feature ID)
 /// with input properties `input`, asked by an endpoint at `instance` that
 /// negotiated `version`. Returns the interface properties for w2.
+///
+/// The input properties (w2) mean something only for FFA_MEM_RETRIEVE_REQ
+/// (bit 1: the caller handles the NS bit in retrieve responses; bits [31:2]
+/// and bit 0 MBZ); for any other function ID and for feature IDs w2 is MBZ.
+/// A query with a reserved bit set is answered NOT_SUPPORTED, the only
+/// error FFA_FEATURES defines (§13.3; Hafnium answers the same).
 pub fn query(instance: Instance, version: Version, id: u32, input: u32) -> Result<u32, FfaError> {
     if id & (1 << 31) == 0 {
         // Feature IDs (§13.3.2): bits [30:8] MBZ. No optional feature
         // (NPI, SRI, MEI) is implemented yet.
-        let _ = input;
+        return Err(FfaError::NotSupported);
+    }
+    let input_mbz = match id {
+        func::MEM_RETRIEVE_REQ_32 | func::MEM_RETRIEVE_REQ_64 => !MEM_NS_BIT,
+        _ => !0,
+    };
+    if input & input_mbz != 0 {
         return Err(FfaError::NotSupported);
     }
     IMPLEMENTED
@@ -241,6 +253,22 @@ mod tests {
                 query(Instance::NormalWorld, V12, feat, 0),
                 Err(FfaError::NotSupported)
             );
+        }
+    }
+
+    #[test]
+    fn input_properties_are_mbz_except_the_retrieve_ns_bit() {
+        let q = |id, input| query(Instance::Partition, V12, id, input);
+        assert_eq!(q(func::MEM_RETRIEVE_REQ_64, 1 << 1), Ok(0b11));
+        assert_eq!(q(func::MEM_RETRIEVE_REQ_32, 1 << 1), Ok(0b11));
+        for input in [1, 1 << 2, 1 << 31] {
+            assert_eq!(
+                q(func::MEM_RETRIEVE_REQ_64, input),
+                Err(FfaError::NotSupported)
+            );
+        }
+        for id in [func::VERSION, func::RXTX_MAP_64, func::MSG_WAIT] {
+            assert_eq!(q(id, 1 << 1), Err(FfaError::NotSupported), "{id:#x}");
         }
     }
 

@@ -501,14 +501,12 @@ impl<P: Platform> Spmc<P> {
         }
         for d in &config.devices {
             let len = d.pages * PAGE_SIZE;
-            // A device region may not reach into secure memory the SPMC manages.
-            if self.pool.as_ref().is_some_and(|p| {
-                p.range().overlaps(&crate::manifest::MemRange {
-                    base: d.base,
-                    size: len,
-                })
-            }) {
-                return Err(SpError::Bad("device-regions"));
+            // A device region may not reach secure memory the SPMC knows.
+            if let Some(what) = self.secure_memory_in(d.base, len) {
+                return Err(SpError::DeviceOverSecureMemory {
+                    region: d.name.clone(),
+                    what,
+                });
             }
             stage2
                 .map(
@@ -521,6 +519,52 @@ impl<P: Platform> Spmc<P> {
                 .map_err(|_| SpError::Stage2)?;
         }
         Ok(())
+    }
+
+    /// The secure memory the SPMC knows that `[base, base + len)` reaches,
+    /// if any (a range that wraps reaches everything): the SPMC's own image
+    /// (`load_address`, `binary_size` of its manifest), a partition package
+    /// as its header describes it (a template's pristine image among them),
+    /// the secure pool, or any other secure RAM of the platform (trusted
+    /// SRAM with the SPMC manifest).
+    fn secure_memory_in(&mut self, base: u64, len: u64) -> Option<&'static str> {
+        use crate::manifest::MemRange;
+        let r = MemRange { base, size: len };
+        let image = MemRange {
+            base: self.config.load_address,
+            size: self.config.binary_size as u64,
+        };
+        if r.overlaps(&image) {
+            return Some("the SPMC image");
+        }
+        for e in &self.config.partitions {
+            let mut hdr = [0u8; PACKAGE_HEADER_SIZE];
+            let size = match self.platform.read(Pa(e.package), &mut hdr) {
+                Ok(()) => sp_manifest::parse_package_header(&hdr, u32::MAX as u64)
+                    .map(|h| {
+                        let pm = h.pm_offset as u64 + h.pm_size as u64;
+                        let img = h.img_offset as u64 + h.img_size as u64;
+                        pm.max(img)
+                    })
+                    .unwrap_or(0),
+                Err(_) => 0,
+            };
+            // At least the header's page: BL2 named that address.
+            let package = MemRange {
+                base: e.package,
+                size: size.max(PAGE_SIZE),
+            };
+            if r.overlaps(&package) {
+                return Some("a partition package");
+            }
+        }
+        if self.pool.as_ref().is_some_and(|p| p.range().overlaps(&r)) {
+            return Some("the secure pool");
+        }
+        if self.platform.overlaps_secure_ram(Pa(base), len) {
+            return Some("secure RAM");
+        }
+        None
     }
 
     /// Starts booting the partitions in boot order. The platform runs what
@@ -642,7 +686,10 @@ impl<P: Platform> Spmc<P> {
             | func::MSG_SEND_DIRECT_REQ2_64 => self.direct_request_from_nwd(regs),
             func::RUN => self.run_from_nwd(regs),
             _ => {
-                let from = Endpoint::NormalWorld(self.nwd_caller_id(regs));
+                let from = match self.nwd_caller_id(regs) {
+                    Ok(id) => Endpoint::NormalWorld(id),
+                    Err(e) => return self.finish_nwd(regs, Err(e)),
+                };
                 let r = self.common_call(from, regs);
                 if uses_upper_registers(f) && r.is_ok() {
                     // The answer is in x0-x17 (FFA_PARTITION_INFO_GET_REGS).
@@ -663,14 +710,23 @@ impl<P: Platform> Spmc<P> {
     /// and, for discovery, in w7[15:0] (FFA_PARTITION_INFO_GET, where w7 is
     /// otherwise zero) or x7[15:0] (FFA_PARTITION_INFO_GET_REGS): an
     /// extension of this SPMC so that each VM discovers only what it may reach.
-    fn nwd_caller_id(&self, regs: &Regs) -> PartitionId {
+    ///
+    /// A VM ID has bit 15 clear: a field naming an ID with bit 15 set (a
+    /// secure endpoint) is refused with INVALID_PARAMETERS, as are bits set
+    /// in w7[31:16] / x7[63:16], which this extension leaves reserved (MBZ).
+    fn nwd_caller_id(&self, regs: &Regs) -> Result<PartitionId, FfaError> {
         let id = match regs.func() {
-            func::MSG_SEND2 | func::RXTX_UNMAP => regs.w(1) >> 16,
-            func::RX_RELEASE => regs.w(1),
-            func::PARTITION_INFO_GET | func::PARTITION_INFO_GET_REGS_64 => regs.w(7),
+            func::MSG_SEND2 | func::RXTX_UNMAP => (regs.w(1) >> 16) as u64,
+            func::RX_RELEASE => (regs.w(1) & 0xFFFF) as u64,
+            func::PARTITION_INFO_GET => regs.w(7) as u64,
+            func::PARTITION_INFO_GET_REGS_64 => regs.x(7),
             _ => 0,
         };
-        (id & 0x7FFF) as PartitionId
+        if id > 0x7FFF {
+            debug!("a call names {id:#x} as its VM: not a VM ID");
+            return Err(FfaError::InvalidParameters);
+        }
+        Ok(id as PartitionId)
     }
 
     /// Writes a handler's result for the normal world into `regs`.

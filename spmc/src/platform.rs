@@ -33,6 +33,10 @@ pub trait Platform {
 
     /// True if `[pa, pa + len)` is wholly normal-world RAM (never secure memory).
     fn is_ns_ram(&self, pa: Pa, len: u64) -> bool;
+    /// True if `[pa, pa + len)` touches secure RAM (trusted SRAM with the
+    /// SPMC manifest, the SPMC's own region, the packages, the pool): a
+    /// partition's device region must never reach it.
+    fn overlaps_secure_ram(&self, pa: Pa, len: u64) -> bool;
     /// Maps normal-world memory for the SPMC's own access (NS bit set).
     fn map_ns(&mut self, pa: Pa, len: u64) -> Result<(), MemError>;
     /// Removes a mapping made by [`Platform::map_ns`].

@@ -138,7 +138,10 @@ pub fn parse(node: &FdtNode<'_>) -> Result<Policy, ManifestError> {
                 });
             }
             let first_id = secure_id(ids[0], "templates/instance-ids")?;
-            if first_id as u32 + ids[1] > 0x1_0000 - 1 {
+            // The last ID, first + count - 1, must stay below 0xFFFF: computed
+            // in 64 bits so that no count wraps it (a count cut to 16 bits, or
+            // a sum that wraps, would hand out normal-world IDs).
+            if first_id as u64 + ids[1] as u64 > 0xFFFF {
                 return Err(ManifestError::BadProperty {
                     node: "policy/templates",
                     property: "instance-ids",

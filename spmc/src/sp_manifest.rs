@@ -258,6 +258,14 @@ pub enum SpError {
     Stage2,
     /// The partition faulted or gave up during its initialisation.
     BootFailed,
+    /// A device region reaches secure memory the SPMC knows (its image, a
+    /// package, the pool, or other secure RAM of the platform).
+    DeviceOverSecureMemory {
+        /// The device region's node name.
+        region: String,
+        /// What it reaches.
+        what: &'static str,
+    },
 }
 
 impl fmt::Display for SpError {
@@ -291,6 +299,9 @@ impl fmt::Display for SpError {
             Self::OutOfMemory => write!(f, "the secure memory pool has no room for it"),
             Self::Stage2 => write!(f, "its stage-2 tables could not be built"),
             Self::BootFailed => write!(f, "it faulted during initialisation"),
+            Self::DeviceOverSecureMemory { region, what } => {
+                write!(f, "device region `{region}` overlaps {what}")
+            }
         }
     }
 }

@@ -228,6 +228,28 @@ impl Stage2 {
         found
     }
 
+    /// Every mapped page of `space` as (IPA, translation), in IPA order, read
+    /// back from the tables themselves (not from any record of what was
+    /// mapped): what tests walk to check isolation.
+    pub fn mapped_pages(&self, space: IpaSpace) -> alloc::vec::Vec<(Ipa, Translation)> {
+        let mut out = alloc::vec::Vec::new();
+        let all = MemoryRegion::new(0, IPA_LIMIT as usize);
+        let _ = self
+            .table_ref(space)
+            .walk_range(&all, &mut |mr, desc, _level| {
+                if desc.is_valid() {
+                    let (start, end) = (mr.start().0 as u64, mr.end().0 as u64);
+                    for ipa in (start..end).step_by(PAGE_SIZE as usize) {
+                        if let Some(t) = self.lookup(space, Ipa(ipa)) {
+                            out.push((Ipa(ipa), t));
+                        }
+                    }
+                }
+                Ok(())
+            });
+        out
+    }
+
     /// True if any page of the range is mapped.
     pub fn is_mapped_any(&self, space: IpaSpace, ipa: Ipa, len: u64) -> bool {
         let mut off = 0;

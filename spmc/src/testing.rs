@@ -157,6 +157,11 @@ impl Platform for FakePlatform {
                 .is_some_and(|e| e <= NS_BASE + NS_SIZE)
     }
 
+    fn overlaps_secure_ram(&self, pa: Pa, len: u64) -> bool {
+        pa.0.checked_add(len)
+            .is_none_or(|e| e > SECURE_BASE && pa.0 < SECURE_BASE + SECURE_SIZE)
+    }
+
     fn map_ns(&mut self, pa: Pa, len: u64) -> Result<(), MemError> {
         if !self.is_ns_ram(pa, len) {
             return Err(MemError::MapFailed);

@@ -75,6 +75,15 @@ impl<P: Platform> Spmc<P> {
         manifest: Vec<u8>,
     ) -> Result<usize, SpError> {
         let config = self.config().policy.templates[t].clone();
+        // The manifest parser checks the instance-ID range; a hand-built
+        // policy is checked here: secure IDs only, not empty, last ID below
+        // 0xFFFF, so the ID arithmetic of `create_instance` cannot wrap.
+        if config.first_id & 0x8000 == 0
+            || config.count == 0
+            || config.first_id as u32 + config.count as u32 > 0xFFFF
+        {
+            return Err(SpError::Bad("instance-ids"));
+        }
         let need =
             instance_pages(&partition, image_len, manifest.len()).ok_or(SpError::BadImage)?;
         if need > config.pages {
@@ -112,11 +121,14 @@ impl<P: Platform> Spmc<P> {
     pub(crate) fn vm_availability(&mut self, regs: &mut Regs) -> Next {
         let (sender, receiver) = (ffa::sender(regs), ffa::receiver(regs));
         let kind = regs.w(2) & fwk::TYPE_MASK;
-        // w5[15:0] is the VM ID; w5[31:16] is reserved (MBZ).
-        let raw_vm = regs.w(5);
-        let vm = raw_vm as u16;
         // The acknowledgement has the width of the request.
         let wide = regs.func() == func::MSG_SEND_DIRECT_REQ_64;
+        // w5[15:0] (x5[15:0] in the 64-bit form) is the VM ID; the rest of
+        // the register is reserved (MBZ). A 32-bit message's x5[63:32] is
+        // not part of it (SMCCC: ignored).
+        let raw_vm = if wide { regs.x(5) } else { regs.w(5) as u64 };
+        let vm = raw_vm as u16;
+        let vm_id_ok = vm != 0 && raw_vm <= 0x7FFF;
         let ack = move |regs: &mut Regs, kind: u32, status: Result<(), FfaError>| {
             write_ack(regs, receiver, sender, kind, status, wide)
         };
@@ -135,7 +147,7 @@ impl<P: Platform> Spmc<P> {
         };
         match kind {
             fwk::VM_CREATED => {
-                if raw_vm == 0 || raw_vm > 0x7FFF {
+                if !vm_id_ok {
                     return ack(regs, fwk::VM_CREATED_ACK, Err(FfaError::InvalidParameters));
                 }
                 match self.create_instance(t, vm, wide) {
@@ -144,6 +156,13 @@ impl<P: Platform> Spmc<P> {
                 }
             }
             fwk::VM_DESTROYED => {
+                if !vm_id_ok {
+                    return ack(
+                        regs,
+                        fwk::VM_DESTROYED_ACK,
+                        Err(FfaError::InvalidParameters),
+                    );
+                }
                 let r = match self.instance_of(t, vm) {
                     None => Err(FfaError::InvalidParameters),
                     Some(slot) => self.destroy_instance(slot),

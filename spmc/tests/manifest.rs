@@ -192,3 +192,93 @@ fn every_error_has_a_one_line_message() {
         assert!(!msg.is_empty() && !msg.contains('\n'), "{name}: {msg:?}");
     }
 }
+
+#[test]
+fn instance_id_ranges_that_wrap_are_refused() {
+    // A count that does not fit 16 bits (0xFFFFFFFF: 0xFFFF once cut) would
+    // wrap the instance IDs into the normal-world range; a range running
+    // past 0xFFFF likewise. Each is refused, never a panic.
+    for name in ["instance-ids-wrap.dts", "instance-ids-past-ffff.dts"] {
+        assert_eq!(
+            err(name),
+            ManifestError::BadProperty {
+                node: "policy/templates",
+                property: "instance-ids"
+            },
+            "{name}"
+        );
+    }
+}
+
+/// A partition manifest from `tests/fixtures/partitions`, loaded as
+/// partition 0x8011 of the fake QEMU world: the error, if refused.
+fn load_partition_fixture(name: &str) -> Result<spmc::addr::Pa, spmc::sp_manifest::SpError> {
+    use common::world;
+    use spmc::addr::Pa;
+    let blob = common::dtb(&repo_root().join("tests/fixtures/partitions").join(name));
+    let mut config = spmc::sp_manifest::parse_manifest(&blob, name).expect(name);
+    config.id = 0x8011;
+    let mut s = world::loaded();
+    let before = s.pool().unwrap().free_pages();
+    let r = s.create_partition(
+        config,
+        Pa(world::PACKAGES + 0x4000),
+        8200,
+        &blob,
+        spmc::policy::Kind::Static,
+        None,
+    );
+    match r {
+        Ok(slot) => {
+            let p = &s.partitions()[slot as usize];
+            let dev = p.config.devices[0].base;
+            let t = p
+                .stage2
+                .lookup(spmc::addr::IpaSpace::Secure, spmc::addr::Ipa(dev))
+                .expect("device mapped");
+            assert!(t.device);
+            Ok(t.pa)
+        }
+        Err(e) => {
+            assert_eq!(
+                s.pool().unwrap().free_pages(),
+                before,
+                "{name}: nothing leaked"
+            );
+            Err(e)
+        }
+    }
+}
+
+/// A device region in a partition manifest may not reach secure memory
+/// the SPMC knows: its own image (load_address + binary_size of the SPMC
+/// manifest), the partition packages (templates' pristine images among
+/// them), the secure pool, or the rest of secure RAM the platform names
+/// (trusted SRAM with the SPMC manifest). Each refusal names what it hit.
+#[test]
+fn device_regions_over_secure_memory_are_refused() {
+    use spmc::sp_manifest::SpError;
+    for (name, what) in [
+        ("device-over-spmc.dts", "the SPMC image"),
+        ("device-over-package.dts", "a partition package"),
+        ("device-over-pool.dts", "the secure pool"),
+        ("device-over-trusted-sram.dts", "secure RAM"),
+    ] {
+        let e = load_partition_fixture(name).expect_err(name);
+        assert_eq!(
+            e,
+            SpError::DeviceOverSecureMemory {
+                region: "dev".into(),
+                what
+            },
+            "{name}"
+        );
+        let line = e.to_string();
+        assert!(line.contains(what) && !line.contains('\n'), "{line}");
+    }
+    assert_eq!(
+        load_partition_fixture("device-uart.dts"),
+        Ok(spmc::addr::Pa(0x0904_0000)),
+        "a real device is mapped"
+    );
+}

@@ -884,11 +884,11 @@ fn partition_features_and_ids() {
     assert_eq!(ask(&mut s, &[func::ID_GET as u64]).0[2], SP2 as u64);
     assert_eq!(ask(&mut s, &[func::SPM_ID_GET as u64]).0[2], 0x8000);
     assert_eq!(
-        ask(&mut s, &[func::FEATURES as u64, func::MSG_WAIT as u64]).func(),
+        ask(&mut s, &[func::FEATURES as u64, func::MSG_WAIT as u64, 0]).func(),
         func::SUCCESS_32
     );
     assert_eq!(
-        ask(&mut s, &[func::FEATURES as u64, func::RUN as u64]).error_code(),
+        ask(&mut s, &[func::FEATURES as u64, func::RUN as u64, 0]).error_code(),
         Some(-1)
     );
     assert_eq!(
@@ -900,4 +900,131 @@ fn partition_features_and_ids() {
         ask(&mut s, &[func::VERSION as u64, 0x8000_0000]).0[0] as u32 as i32,
         -1
     );
+}
+
+/// FFA_RXTX_MAP (DEN0077 v1.2 §13.5): w3[5:0] is the page count and
+/// w3[31:6] is reserved (MBZ) in every version; a v1.2 caller that sets a
+/// reserved bit is refused, not mapped with the bit masked off.
+#[test]
+fn rxtx_map_reserved_bits_of_w3_are_refused() {
+    let mut s = booted();
+    nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
+    for w3 in [0x41u64, 1 << 6 | 1, 1 << 31 | 1, 0x8000_0040] {
+        for f in [func::RXTX_MAP_64, func::RXTX_MAP_32] {
+            let r = nwd_now(&mut s, &[f as u64, NWD_TX, NWD_RX, w3]);
+            assert_eq!(
+                err(&r),
+                Some(FfaError::InvalidParameters.code()),
+                "{f:#x} w3 = {w3:#x}"
+            );
+        }
+    }
+    assert!(s.platform().ns_mapped.is_empty(), "nothing mapped");
+    // A partition (at v1.2) likewise.
+    let (next, mut regs) = nwd(&mut s, &[REQ64, SP1 as u64, 0, 0x22]);
+    let v = running(&next);
+    sp_call(&mut s, v, &[func::RXTX_UNMAP as u64, 0], &mut regs);
+    sp_call(
+        &mut s,
+        v,
+        &[
+            func::RXTX_MAP_64 as u64,
+            RAM_IPA + 0x1_0000,
+            RAM_IPA + 0x1_1000,
+            0x41,
+        ],
+        &mut regs,
+    );
+    assert_eq!(
+        s.vcpu_context_mut(v).x[2] as u32 as i32,
+        FfaError::InvalidParameters.code()
+    );
+    // x3[63:32] is not part of w3: ignored.
+    let r = nwd_now(
+        &mut s,
+        &[func::RXTX_MAP_64 as u64, NWD_TX, NWD_RX, 1 << 32 | 1],
+    );
+    assert_eq!(r.func(), func::SUCCESS_32);
+}
+
+/// FFA_FEATURES (DEN0077 v1.2 §13.3): the input properties in w2 mean
+/// something only for FFA_MEM_RETRIEVE_REQ (bit 1: the caller handles the
+/// NS bit; the other bits MBZ); for every other function ID and for
+/// feature IDs w2 is MBZ. A query with reserved bits set is answered
+/// NOT_SUPPORTED, the one error FFA_FEATURES has.
+#[test]
+fn features_input_properties_are_checked() {
+    let mut s = booted();
+    nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
+    let f = func::FEATURES as u64;
+    assert_eq!(
+        nwd_now(&mut s, &[f, func::VERSION as u64, 0]).func(),
+        func::SUCCESS_32
+    );
+    for w2 in [1u64, 2, 1 << 31] {
+        for id in [func::VERSION, func::RXTX_MAP_64, func::MEM_SHARE_64] {
+            let r = nwd_now(&mut s, &[f, id as u64, w2]);
+            assert_eq!(
+                err(&r),
+                Some(FfaError::NotSupported.code()),
+                "{id:#x} w2 = {w2:#x}"
+            );
+        }
+    }
+    // x2[63:32] is not part of w2 (FFA_FEATURES is an SMC32 call).
+    let r = nwd_now(&mut s, &[f, func::VERSION as u64, 1 << 32]);
+    assert_eq!(r.func(), func::SUCCESS_32);
+    // A partition asks about FFA_MEM_RETRIEVE_REQ: bit 1 may be set, no other.
+    let (next, mut regs) = nwd(&mut s, &[REQ64, SP2 as u64, 0, 0x22]);
+    let v = running(&next);
+    let mut ask = |s: &mut spmc::Spmc<_>, w2: u64| {
+        sp_call(s, v, &[f, func::MEM_RETRIEVE_REQ_64 as u64, w2], &mut regs);
+        Regs::from_slice(&s.vcpu_context_mut(v).x[..8])
+    };
+    assert_eq!(ask(&mut s, 0).func(), func::SUCCESS_32);
+    assert_eq!(ask(&mut s, 2).func(), func::SUCCESS_32);
+    for w2 in [1u64, 3, 4, 1 << 31] {
+        assert_eq!(
+            ask(&mut s, w2).error_code(),
+            Some(FfaError::NotSupported.code()),
+            "w2 = {w2:#x}"
+        );
+    }
+}
+
+/// The VM a hypervisor names for discovery (w7/x7[15:0] of
+/// FFA_PARTITION_INFO_GET(_REGS)) or in the ID fields of FFA_MSG_SEND2,
+/// FFA_RXTX_UNMAP and FFA_RX_RELEASE is a VM ID: bit 15 set names a
+/// secure endpoint, which is refused with INVALID_PARAMETERS, never taken
+/// for the VM with bit 15 cleared.
+#[test]
+fn a_named_vm_id_with_bit_15_set_is_refused() {
+    let mut s = booted();
+    map_nwd_buffers(&mut s);
+    nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
+    let inval = Some(FfaError::InvalidParameters.code());
+    let get = func::PARTITION_INFO_GET as u64;
+    let regs = func::PARTITION_INFO_GET_REGS_64 as u64;
+    for named in [0x8000u64, 0x8001, 0xFFFF, 0x1_0001] {
+        let r = nwd_now(&mut s, &[get, 0, 0, 0, 0, 1, 0, named]);
+        assert_eq!(err(&r), inval, "PARTITION_INFO_GET w7 = {named:#x}");
+        let r = nwd_now(&mut s, &[regs, 0, 0, 0, 0, 0, 0, named]);
+        assert_eq!(err(&r), inval, "PARTITION_INFO_GET_REGS x7 = {named:#x}");
+    }
+    let r = nwd_now(&mut s, &[regs, 0, 0, 0, 0, 0, 0, 1 << 32]);
+    assert_eq!(err(&r), inval, "PARTITION_INFO_GET_REGS x7[63:32]");
+    // The 32-bit call's x7[63:32] is not part of w7: ignored. (Without a
+    // policy a VM reaches nothing, so VM 1's discovery finds nothing.)
+    let r = nwd_now(&mut s, &[get, 0, 0, 0, 0, 1, 0, 1 << 32]);
+    assert_eq!((r.func(), r.0[2]), (func::SUCCESS_32, 7));
+    let r = nwd_now(&mut s, &[regs, 0, 0, 0, 0, 0, 0, 1]);
+    assert_eq!(err(&r), inval, "VM 1 discovers nothing here");
+    // The other fields that name a VM.
+    let r = nwd_now(&mut s, &[func::MSG_SEND2 as u64, 0x8001 << 16]);
+    assert_eq!(err(&r), inval, "MSG_SEND2 w1[31:16]");
+    let r = nwd_now(&mut s, &[func::RX_RELEASE as u64, 0x8000]);
+    assert_eq!(err(&r), inval, "RX_RELEASE w1[15:0]");
+    let r = nwd_now(&mut s, &[func::RXTX_UNMAP as u64, 0x8000 << 16]);
+    assert_eq!(err(&r), inval, "RXTX_UNMAP w1[31:16]");
+    assert_eq!(s.platform().ns_mapped.len(), 2, "the buffers stay mapped");
 }

@@ -679,3 +679,195 @@ fn vm_availability_acknowledgements_match_the_request() {
     assert_eq!(r.func(), func::MSG_SEND_DIRECT_RESP_64);
     assert_eq!((r.w(2), r.w(3)), (fwk::FLAG | fwk::VM_DESTROYED_ACK, 0));
 }
+
+/// The VM ID field of a VM availability message (DEN0077 v1.2 §18.3): w5
+/// (32-bit) or x5 (64-bit) carries the ID in bits [15:0], the rest is
+/// reserved (MBZ). Destroy checks it as create does, and a 64-bit message's
+/// upper half counts: w5 = 0x1_0001 must not destroy VM 1's TEE.
+#[test]
+fn vm_id_field_reserved_bits_are_refused_on_create_and_destroy() {
+    let mut s = policy_world(None);
+    assert_eq!(create_vm(&mut s, 1), 0);
+    let tee = instance_id(&s, 1).unwrap();
+    let ack = |s: &mut Spmc<FakePlatform>, m: [u64; 8]| {
+        let r = nwd_now(s, &m);
+        assert_eq!(r.w(2) & !fwk::FLAG, {
+            if m[2] as u32 & fwk::TYPE_MASK == fwk::VM_CREATED {
+                fwk::VM_CREATED_ACK
+            } else {
+                fwk::VM_DESTROYED_ACK
+            }
+        });
+        r.w(3) as i32
+    };
+    // 32-bit destroy with w5[31:16] set.
+    let mut m = vm_message(0, TEMPLATE, fwk::VM_DESTROYED, 1);
+    m[5] = 0x1_0001;
+    assert_eq!(ack(&mut s, m), code(FfaError::InvalidParameters));
+    assert_eq!(instance_id(&s, 1), Some(tee), "VM 1's TEE lives on");
+    // 64-bit destroy and create with x5[63:32] set.
+    for kind in [fwk::VM_DESTROYED, fwk::VM_CREATED] {
+        let mut m = vm_message(
+            0,
+            TEMPLATE,
+            kind,
+            if kind == fwk::VM_CREATED { 2 } else { 1 },
+        );
+        m[0] = func::MSG_SEND_DIRECT_REQ_64 as u64;
+        m[5] |= 1 << 32;
+        assert_eq!(
+            ack(&mut s, m),
+            code(FfaError::InvalidParameters),
+            "kind {kind:#x}"
+        );
+    }
+    assert_eq!(instance_id(&s, 1), Some(tee), "VM 1's TEE lives on");
+    assert!(instance_id(&s, 2).is_none(), "nothing made for VM 2");
+    // A 32-bit message's x5[63:32] is not part of it (SMC32): ignored.
+    let mut m = vm_message(0, TEMPLATE, fwk::VM_DESTROYED, 1);
+    m[5] |= 0xFFFF_FFFF << 32;
+    assert_eq!(ack(&mut s, m), 0);
+    assert!(instance_id(&s, 1).is_none(), "destroyed");
+}
+
+/// Isolation read back from the tables themselves: after creates and
+/// destroys have recycled the pool, every live instance's stage 2 (both IPA
+/// spaces, walked entry by entry) maps exactly the pages the instance owns,
+/// so no IPA of instance A maps a page that instance B (or a static
+/// partition) owns.
+#[test]
+fn walked_stage2_tables_map_no_page_of_another_partition() {
+    let mut s = policy_world(None);
+    for vm in 1..=12 {
+        assert_eq!(create_vm(&mut s, vm), 0);
+    }
+    for vm in (1..=12).step_by(3) {
+        assert_eq!(destroy_vm(&mut s, vm), 0);
+    }
+    for vm in 20..=26 {
+        assert_eq!(create_vm(&mut s, vm), 0);
+    }
+    // Who owns each secure page, from the partitions' records.
+    let mut owner: HashMap<u64, u16> = HashMap::new();
+    for (slot, p) in s.partitions().iter().enumerate() {
+        if p.state == PartitionState::Free {
+            continue;
+        }
+        for (_, a) in &p.memory {
+            for i in 0..a.pages {
+                let pa = a.base.0 + i * PAGE_SIZE;
+                assert_eq!(
+                    owner.insert(pa, slot as u16),
+                    None,
+                    "page {pa:#x} owned twice"
+                );
+            }
+        }
+    }
+    let mut instances = 0;
+    for (slot, p) in s.partitions().iter().enumerate() {
+        if p.state == PartitionState::Free || !matches!(p.kind, Kind::Instance { .. }) {
+            continue;
+        }
+        instances += 1;
+        let mut mapped = HashSet::new();
+        for space in [IpaSpace::Secure, IpaSpace::NonSecure] {
+            for (ipa, t) in p.stage2.mapped_pages(space) {
+                let page = t.pa.0 & !(PAGE_SIZE - 1);
+                let who = owner.get(&page).copied();
+                assert_eq!(
+                    who,
+                    Some(slot as u16),
+                    "instance {:#06x}: {space:?} IPA {:#x} maps {page:#x}, owned by slot {who:?}",
+                    p.id(),
+                    ipa.0
+                );
+                mapped.insert(page);
+            }
+        }
+        let own = owner.values().filter(|o| **o == slot as u16).count();
+        assert_eq!(
+            mapped.len(),
+            own,
+            "instance {:#06x} maps all it owns",
+            p.id()
+        );
+    }
+    assert_eq!(instances, 12 - 4 + 7);
+}
+
+/// The host side of the QEMU check `scale-memory-comes-back`: 40 more
+/// instances beside four VMs, all destroyed, twice over. Each instance
+/// takes the same number of pages every time, and after each round the
+/// pool's free-page count is exactly what it was before, with every free
+/// page zero.
+#[test]
+fn scale_rounds_give_every_pool_page_back() {
+    let mut s = policy_world(None);
+    for vm in 1..=4 {
+        assert_eq!(create_vm(&mut s, vm), 0);
+    }
+    let pool = |s: &Spmc<FakePlatform>| s.pool().unwrap().free_pages();
+    let before = pool(&s);
+    let mut per_instance = None;
+    for round in 0..3 {
+        for vm in 0x100..0x128u16 {
+            let free = pool(&s);
+            assert_eq!(create_vm(&mut s, vm), 0, "round {round}, VM {vm:#x}");
+            let took = free - pool(&s);
+            assert_eq!(
+                *per_instance.get_or_insert(took),
+                took,
+                "the same quota each time"
+            );
+        }
+        for vm in 0x100..0x128u16 {
+            assert_eq!(destroy_vm(&mut s, vm), 0);
+        }
+        assert_eq!(pool(&s), before, "round {round}: every page came back");
+    }
+    // The free pages are zero: read back every page the pool holds free.
+    let p = s.pool().unwrap();
+    let range = p.range();
+    let mut zero_free = 0;
+    for page in (range.base..range.base + range.size).step_by(PAGE_SIZE as usize) {
+        if s.partitions().iter().any(|q| {
+            q.state != PartitionState::Free
+                && q.memory
+                    .iter()
+                    .any(|(_, a)| page >= a.base.0 && page < a.base.0 + a.pages * PAGE_SIZE)
+        }) {
+            continue;
+        }
+        let bytes = s.platform().secure_read(Pa(page), PAGE_SIZE as usize);
+        if bytes.iter().all(|b| *b == 0) {
+            zero_free += 1;
+        }
+    }
+    assert!(zero_free >= before, "{zero_free} zero pages, {before} free");
+}
+
+/// A policy built by hand (not parsed) with an instance-ID range that is
+/// empty, wraps or leaves the secure range is refused when the template
+/// loads: the instance-ID arithmetic never divides by zero, overflows or
+/// hands out a normal-world ID.
+#[test]
+fn hand_built_template_ranges_are_checked_when_the_template_loads() {
+    for (first, count) in [
+        (0x8100u16, 0u16),
+        (0xFFF0, 0x20),
+        (0x0100, 4),
+        (0x8000, 0x8000),
+    ] {
+        let mut config = shipped_config(None);
+        config.policy.templates[0].first_id = first;
+        config.policy.templates[0].count = count;
+        let mut p = FakePlatform::default();
+        for e in &config.partitions {
+            p.put_package(Pa(e.package), &manifest(&e.name), &image());
+        }
+        let mut s = Spmc::new(config, p);
+        s.load_partitions();
+        assert!(s.templates().is_empty(), "{first:#x}+{count:#x} refused");
+    }
+}

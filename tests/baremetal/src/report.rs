@@ -84,6 +84,13 @@ pub struct Report {
 }
 
 impl Report {
+    /// Counts and prints a failure of check `name`'s clean-up as a result
+    /// of its own, `FAIL <name>-cleanup: <why>`.
+    pub fn fail_cleanup(&mut self, name: &str, e: Fail) {
+        self.failed += 1;
+        let _ = writeln!(console(), "FAIL {name}-cleanup: {e}");
+    }
+
     /// Runs one check and prints its line.
     pub fn check(&mut self, name: &str, f: impl FnOnce() -> Outcome) {
         match f() {

@@ -29,8 +29,12 @@ const SCALE_COUNT: u16 = 40;
 const TEE_RAM_OFFSETS: [u64; 4] = [0xD000, 0xE000, 0xF000, 0xFFF8];
 /// Where the checks write in a VM's own RAM (above its mailbox, below its stack).
 const VM_RAM_PATTERN: u64 = RAM_IPA + 0x8000;
-/// The secure pool's base (SPMC manifest): instances' memory is carved from it.
+/// The secure pool (SPMC manifest `secure-memory`): instances' memory is
+/// carved from it.
 const POOL_BASE: u64 = 0x0e50_0000;
+const POOL_PAGES: u64 = 0x00b0_0000 / 4096;
+/// Pages of a TEE's RAM region (the template's manifest: 16 at RAM_IPA).
+const TEE_RAM_PAGES: u64 = 16;
 
 /// What the checks share: the hypervisor and each VM's instance ID.
 struct T<'a> {
@@ -201,7 +205,7 @@ pub fn run(hyp: &mut Hypervisor, r: &mut Report, demo: &demo::Outcome) {
         t.tee_fault(3, layout::UNMAPPED_IPA)
     });
     check(r, &mut t, "tee-read-other-instance-pa-aborted", |t| {
-        t.tee_fault(4, POOL_BASE + 0x1_0000)
+        t.tee_cross_reads()
     });
     check(r, &mut t, "aborted-tees-come-back-with-their-vms", |t| {
         t.recover()
@@ -1081,7 +1085,13 @@ impl T<'_> {
 
     fn tee_fault(&mut self, vm: u16, addr: u64) -> Outcome {
         let r = self.req(vm, ids::VTEE_TEMPLATE, cmd::READ, [addr, 0, 0, 0])?;
-        ensure_eq!(code(&r), ffa::ABORTED, "the faulting request");
+        self.tee_fault_seen(vm, &r)
+    }
+
+    /// `r` answered a request that made `vm`'s TEE fault: ABORTED, the TEE
+    /// stays aborted, and the others go on.
+    fn tee_fault_seen(&mut self, vm: u16, r: &Regs) -> Outcome {
+        ensure_eq!(code(r), ffa::ABORTED, "the faulting request");
         let r = self.req(vm, ids::VTEE_TEMPLATE, cmd::ECHO, [0; 4])?;
         ensure_eq!(code(&r), ffa::ABORTED, "the aborted TEE afterwards");
         for other in [1, 2] {
@@ -1090,6 +1100,51 @@ impl T<'_> {
         }
         let r = self.req(1, ids::TPM, cmd::ECHO, [3, 0, 0, 0])?;
         resp_ok(&r, 1, ids::TPM)?;
+        Ok(())
+    }
+
+    /// VM 4's TEE reads through the IPAs where a wrong table would hand it
+    /// another instance's page. Pool allocations follow each other (an
+    /// instance's image, then its RAM, then the next instance's image), so
+    /// the page just past its RAM region is the next allocation's first page
+    /// and the page just below its image the previous allocation's last one
+    /// (another TEE's RAM top, where the secret's last word lies) whenever a
+    /// region is mapped one page too long or too low; the host test
+    /// `walked_stage2_tables_map_no_page_of_another_partition` shows IPA
+    /// RAM_IPA + 16 pages mapping another instance's page when the RAM region
+    /// is mapped one page long. Last, the pool's instance area taken as an
+    /// IPA (an identity map). VM 2's TEE first writes a secret in its own
+    /// RAM; each read must abort VM 4's TEE (made again between reads), none
+    /// may return the secret, and VM 2's TEE keeps it.
+    fn tee_cross_reads(&mut self) -> Outcome {
+        const SECRET: u64 = 0x5EC2_E7C0_FFEE_0002;
+        for off in TEE_RAM_OFFSETS {
+            self.tee_write(2, off, SECRET)?;
+        }
+        let targets = [
+            layout::RAM_IPA + TEE_RAM_PAGES * 4096,
+            layout::IMAGE_IPA - 4096,
+            POOL_BASE + 0x1_0000,
+        ];
+        for (i, addr) in targets.into_iter().enumerate() {
+            if i > 0 {
+                self.recreate(4)?;
+                self.tee(4, cmd::KV_PUT, [1, 0x1004, 0, 0])?;
+            }
+            let r = self.req(4, ids::VTEE_TEMPLATE, cmd::READ, [addr, 0, 0, 0])?;
+            if r[0] == ffa::MSG_SEND_DIRECT_RESP_64 {
+                say!("    (VM 4's TEE read {:#x} at IPA {addr:#x})", r[4]);
+                ensure!(r[4] != SECRET, "a TEE read another TEE's secret");
+            }
+            self.tee_fault_seen(4, &r)?;
+        }
+        for off in TEE_RAM_OFFSETS {
+            ensure_eq!(
+                self.tee_read(2, off)?,
+                SECRET,
+                "VM 2's TEE keeps its secret"
+            );
+        }
         Ok(())
     }
 
@@ -1167,9 +1222,25 @@ impl T<'_> {
         Ok(())
     }
 
+    /// Memory comes back. The normal world cannot read the pool's free-page
+    /// count (no FF-A ABI reports it; the host test
+    /// `scale_rounds_give_every_pool_page_back` checks it exactly), so this
+    /// check makes a leak visible instead: the 40 scale TEEs are made and
+    /// destroyed again, round after round, until more TEEs have passed
+    /// through the pool than it has pages. A TEE that kept even one page
+    /// (or its tables on the heap) would have run the pool or the heap dry,
+    /// and a VM created would be refused. The first two rounds also check
+    /// that each TEE is fresh.
     fn scale_again(&mut self) -> Outcome {
-        for _ in 0..2 {
+        let rounds = POOL_PAGES.div_ceil(SCALE_COUNT as u64);
+        for round in 0..rounds {
             self.scale_create()?;
+            if round >= 2 {
+                for id in Self::scale_ids() {
+                    ensure_eq!(ffa::vm_destroyed(id).code(), 0, "VM destroyed ack");
+                }
+                continue;
+            }
             for id in Self::scale_ids() {
                 let r = ffa::request_as(id, ids::VTEE_TEMPLATE, [cmd::KV_GET, 0, 0, 0, 0]);
                 ensure_eq!(r[0], ffa::MSG_SEND_DIRECT_RESP_64, "KV_GET answer");
@@ -1177,6 +1248,10 @@ impl T<'_> {
             }
             self.scale_destroy()?;
         }
+        say!(
+            "    ({} TEEs made and destroyed, {POOL_PAGES} pages in the pool)",
+            rounds * SCALE_COUNT as u64
+        );
         self.own_tee()
     }
 

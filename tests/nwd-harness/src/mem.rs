@@ -47,8 +47,22 @@ const V1_0: u32 = ffa::V1_0;
 const V1_1: u32 = ffa::V1_1;
 const V1_2: u32 = ffa::V1_2;
 
+/// The report, with each check's failed clean-ups reported after it as a
+/// failure of their own (`<check>-cleanup`), not of some later check.
+struct Checks<'a>(&'a mut Report);
+
+impl Checks<'_> {
+    fn check(&mut self, name: &str, f: impl FnOnce() -> Outcome) {
+        self.0.check(name, f);
+        if let Some(e) = take_cleanup_failure() {
+            self.0.fail_cleanup(name, e);
+        }
+    }
+}
+
 /// Runs every memory-sharing check in order.
 pub fn run(r: &mut Report) {
+    let r = &mut Checks(r);
     setup();
     // FFA_FEATURES at the normal-world instance and at a partition's.
     r.check("mem-features-share-32", || features(func::SHARE_32, 1));
@@ -531,7 +545,7 @@ fn limit_pages() -> Outcome {
     let to = receivers([SP1], perm::RW);
     let s = send(func::SHARE_64, &nwd_send(Layout::V1_2, &to, &ranges));
     if success(&s.r) {
-        let _ = reclaim(s.handle, 0);
+        undo_send(0, s.handle);
     }
     expect_error(&s.r, ffa::NO_MEMORY, "share of 32769 pages")?;
     still_shareable(alloc(1)?, 1)
@@ -552,7 +566,7 @@ fn limit_descriptor() -> Outcome {
     let s = send_upto(func::SHARE_64, &t, 1);
     if s.handle != 0 {
         // Accepted after all: cancel it.
-        let _ = reclaim(s.handle, 0);
+        undo_send(0, s.handle);
     }
     expect_error(
         &s.r,
@@ -651,7 +665,7 @@ fn trip(f: u64, version: u32, to: &[u16], pages: u32, by: By) -> Outcome {
             let again = receivers([SP2], perm::RW);
             let s = send(func::SHARE_64, &nwd_send(Layout::V1_2, &again, &ranges));
             if success(&s.r) {
-                let _ = reclaim(s.handle, 0);
+                undo_send(0, s.handle);
             }
             return expect_error(&s.r, ffa::DENIED, "share of memory the harness donated");
         }
@@ -926,7 +940,7 @@ fn share_zero_refused() -> Outcome {
     t.flags = flags::ZERO;
     let s = send(func::SHARE_64, &t);
     if success(&s.r) {
-        let _ = reclaim(s.handle, 0);
+        undo_send(0, s.handle);
     }
     expect_error(&s.r, ffa::INVALID_PARAMETERS, "share with the zero flag")?;
     still_shareable(addr, 1)
@@ -1128,7 +1142,7 @@ fn in_transaction(addr: u64) -> R<()> {
     let ranges = [Range { addr, pages: 1 }];
     let s = send(func::SHARE_64, &nwd_send(Layout::V1_2, &to, &ranges));
     if success(&s.r) {
-        let _ = reclaim(s.handle, 0);
+        undo_send(0, s.handle);
     }
     expect_error(&s.r, ffa::DENIED, "share of a page the transaction holds")
 }
@@ -1208,7 +1222,7 @@ fn reclaim_cancels() -> Outcome {
     part_to_tx(&t, first, rest);
     let r = call(func::FRAG_TX, &[h & 0xFFFF_FFFF, h >> 32, rest as u64, 0]);
     if success(&r) {
-        let _ = reclaim(h, 0);
+        undo_send(0, h);
     }
     expect_error(&r, ffa::INVALID_PARAMETERS, "FRAG_TX of the cancelled send")?;
     // Every page is free again.
@@ -1380,7 +1394,7 @@ fn caller_buffer_secure() -> Outcome {
     let len = t.len() as u64;
     let r = send_raw(func::SHARE_64, len, len, SECURE_PA, 1);
     if success(&r) {
-        let _ = reclaim(handle_of(&r), 0);
+        undo_send(0, handle_of(&r));
     }
     expect_error(&r, ffa::INVALID_PARAMETERS, "share from a secure buffer")?;
     still_shareable(addr, 1)
@@ -1418,7 +1432,7 @@ fn no_tx_buffer() -> Outcome {
     let r = send_raw(func::SHARE_64, len, len, 0, 0);
     let map = ffa::map_buffers();
     if success(&r) {
-        let _ = reclaim(handle_of(&r), 0);
+        undo_send(0, handle_of(&r));
     }
     expect_success(&unmap, "RXTX_UNMAP")?;
     expect_success(&map, "RXTX_MAP again")?;
@@ -1476,9 +1490,9 @@ fn malformed_with(
     let version = if layout == Layout::V1_0 { V1_0 } else { V1_2 };
     let r = at_version(version, || send_raw(f, w1 as u64, w2 as u64, 0, 0));
     if success(&r) {
-        let _ = reclaim(handle_of(&r), 0);
+        undo_send(0, handle_of(&r));
     } else if w0(&r) == func::FRAG_RX {
-        let _ = reclaim(w(&r, 1) | w(&r, 2) << 32, 0);
+        undo_send(0, w(&r, 1) | w(&r, 2) << 32);
     }
     expect_error(&r, ffa::INVALID_PARAMETERS, "answer")?;
     still_shareable(ranges[0].addr & !(PAGE - 1), 1)
@@ -1522,7 +1536,7 @@ fn fragment_longer_than_buffer() -> Outcome {
     let len = t.len() as u64;
     let r = send_raw(func::SHARE_64, len, len, 0, 0);
     if success(&r) {
-        let _ = reclaim(handle_of(&r), 0);
+        undo_send(0, handle_of(&r));
     }
     expect_error(&r, ffa::INVALID_PARAMETERS, "fragment longer than TX")?;
     let h = send_ok(func::SHARE_64, &t)?;
@@ -1554,7 +1568,7 @@ fn refused_send(sender: u16, to: &[u16], f: u64, want: i32) -> Outcome {
     let t = Transaction::send(Layout::V1_2, sender, &rx[..to.len()], &ranges);
     let s = send(f, &t);
     if success(&s.r) {
-        let _ = reclaim(s.handle, 0);
+        undo_send(0, s.handle);
     }
     expect_error(&s.r, want, "send answer")?;
     still_shareable(addr, 1)
@@ -1566,7 +1580,7 @@ fn refused_range(addr: u64, pages: u32, want: i32) -> Outcome {
     let ranges = [Range { addr, pages }];
     let s = send(func::SHARE_64, &nwd_send(Layout::V1_2, &to, &ranges));
     if success(&s.r) {
-        let _ = reclaim(s.handle, 0);
+        undo_send(0, s.handle);
     }
     expect_error(&s.r, want, "send answer")?;
     still_shareable(alloc(1)?, 1)
@@ -1599,7 +1613,7 @@ fn sp_refused(change: impl FnOnce(&mut Give), want: i32) -> Outcome {
     change(&mut g);
     let (a, h, _) = sp_send(SP1, &g)?;
     if a == ffa::SUCCESS_32 {
-        let _ = sp_reclaim(SP1, h, 0);
+        undo_send(SP1, h);
     }
     expect_answer_error(a, want, "partition's send answer")?;
     alive(SP1)?;
@@ -1614,7 +1628,7 @@ fn already_shared() -> Outcome {
             let to = receivers([SP2], send_perms(kind_flags(f)));
             let s = send(f, &nwd_send(Layout::V1_2, &to, &ranges));
             if success(&s.r) {
-                let _ = reclaim(s.handle, 0);
+                undo_send(0, s.handle);
             }
             expect_error(&s.r, ffa::DENIED, "second send of the same page")?;
         }
@@ -1637,7 +1651,7 @@ fn overlap_other() -> Outcome {
     }];
     let s = send(func::SHARE_64, &nwd_send(Layout::V1_2, &to, &second));
     if success(&s.r) {
-        let _ = reclaim(s.handle, 0);
+        undo_send(0, s.handle);
     }
     let back = reclaim(h, 0);
     expect_error(
@@ -1654,7 +1668,7 @@ fn sp_already_lent() -> Outcome {
     let h = sp_send_ok(SP1, &Give::new(p, sopt::LEND, &[SP2]))?;
     let (a, h2, _) = sp_send(SP1, &Give::new(p, sopt::SHARE, &[TPM]))?;
     if a == ffa::SUCCESS_32 {
-        let _ = sp_reclaim(SP1, h2, 0);
+        undo_send(SP1, h2);
     }
     let back = sp_reclaim(SP1, h, 0)?;
     expect_answer_error(a, ffa::DENIED, "sharing a page it lent")?;
@@ -1679,7 +1693,7 @@ fn sp_foreign_page(borrowed: bool) -> Outcome {
         let (who, to) = if borrowed { (SP2, TPM) } else { (TPM, SP2) };
         let (a, h2, _) = sp_send(who, &Give::new(pa, sopt::SHARE, &[to]))?;
         if a == ffa::SUCCESS_32 {
-            let _ = sp_reclaim(who, h2, 0);
+            undo_send(who, h2);
         }
         expect_answer_error(a, ffa::DENIED, "sending memory that is not its own")?;
         alive(who)?;

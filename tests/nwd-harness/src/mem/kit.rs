@@ -3,7 +3,7 @@
 //! when it is longer than the buffer), reclaiming, and driving the test
 //! partitions' `MEM_*` commands.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use test_protocol::cmd::{self, retrieve as ropt, send as sopt};
 use test_protocol::mem::{Layout, Range, Ranges, Receiver, Transaction, flags, func, perm};
@@ -583,9 +583,62 @@ pub fn sp_page(dst: u16) -> R<u64> {
     Ok(layout::SEND_IPA + n * PAGE)
 }
 
-/// Best-effort clean-up after a failed check: each borrower relinquishes
-/// (answers ignored: it may not have retrieved), then the owner reclaims
-/// (the normal world if `owner` is 0).
+/// Clean-ups that failed since the last [`take_cleanup_failure`], and the
+/// first one's answer word (`w0 | code << 32`, 0 if the partition did not
+/// answer). A clean-up that fails leaves memory in a transaction, which
+/// would fail some later check under its own name: the check whose
+/// clean-up it was reports it instead, as `<check>-cleanup`.
+static CLEANUP_FAILED: AtomicU32 = AtomicU32::new(0);
+static CLEANUP_FIRST: AtomicU64 = AtomicU64::new(0);
+
+fn cleanup_failed(who: u16, handle: u64, answer: u64) {
+    crate::say!("    (clean-up: reclaim of {handle:#x} by {who:#06x} answered {answer:#x})");
+    if CLEANUP_FAILED.fetch_add(1, Ordering::Relaxed) == 0 {
+        CLEANUP_FIRST.store(answer, Ordering::Relaxed);
+    }
+}
+
+/// The clean-ups that failed since the last call, as one failure.
+pub fn take_cleanup_failure() -> Option<Fail> {
+    if CLEANUP_FAILED.swap(0, Ordering::Relaxed) == 0 {
+        return None;
+    }
+    Some(fail_eq(
+        "a reclaim in the clean-up",
+        CLEANUP_FIRST.load(Ordering::Relaxed),
+        ffa::SUCCESS_32,
+    ))
+}
+
+/// Reclaims `handle` for `owner` (the normal world if 0) to clean up; the
+/// answer must be SUCCESS, or INVALID_PARAMETERS too if `gone_ok` (the
+/// check may have reclaimed it already). Anything else is recorded as a
+/// failed clean-up.
+fn cleanup_reclaim(owner: u16, handle: u64, gone_ok: bool) {
+    let answer = if owner == 0 {
+        let r = reclaim(handle, 0);
+        w0(&r) | w(&r, 2) << 32
+    } else {
+        match sp_reclaim(owner, handle, 0) {
+            Ok((a, e)) => a | (e as u32 as u64) << 32,
+            Err(_) => 0,
+        }
+    };
+    let gone = gone_ok && answer_code(answer) == ffa::INVALID_PARAMETERS;
+    if answer as u32 as u64 != ffa::SUCCESS_32 && !gone {
+        cleanup_failed(owner, handle, answer);
+    }
+}
+
+/// Undoes a send the SPMC should have refused but accepted: its sender
+/// (the normal world if `owner` is 0) reclaims it, which must succeed.
+pub fn undo_send(owner: u16, handle: u64) {
+    cleanup_reclaim(owner, handle, false);
+}
+
+/// Clean-up after a failed check: each borrower relinquishes (answers
+/// ignored: it may not have retrieved), then the owner reclaims (the normal
+/// world if `owner` is 0), which must succeed unless the handle is gone.
 pub fn cleanup(handle: u64, owner: u16, borrowers: &[u16]) {
     if handle == 0 {
         return;
@@ -593,11 +646,7 @@ pub fn cleanup(handle: u64, owner: u16, borrowers: &[u16]) {
     for b in borrowers {
         let _ = relinquish(*b, handle, 0);
     }
-    if owner == 0 {
-        let _ = reclaim(handle, 0);
-    } else {
-        let _ = sp_reclaim(owner, handle, 0);
-    }
+    cleanup_reclaim(owner, handle, true);
 }
 
 /// Runs `body`; if it fails, cleans up `handle` (see [`cleanup`]).
