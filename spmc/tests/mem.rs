@@ -714,6 +714,48 @@ fn fragmented_send_and_fragmented_retrieve() {
 }
 
 #[test]
+fn a_send_longer_than_its_descriptor_is_invalid() {
+    // w1 is the length of the descriptor (DEN0077 v1.2 §11.1.1): bytes
+    // declared past its last constituent are INVALID_PARAMETERS.
+    let mut s = world();
+    let before = snapshot(&s);
+    let ranges: Vec<(u64, u32)> = (0..300).map(|i| (NS_MEM + i * 2 * PAGE_SIZE, 1)).collect();
+    let mut b = D::send(0, &[(SP1, perm::RW)], &ranges).bytes();
+    b.extend_from_slice(&[0; 16]);
+    // In fragments: the last one completes 16 bytes that describe nothing.
+    s.platform_mut().nwd_write(NWD_TX, &b[..4096]);
+    let r = nwd_now(
+        &mut s,
+        &[func::MEM_SHARE_64 as u64, b.len() as u64, 4096, 0, 0],
+    );
+    assert_eq!(r.func(), func::MEM_FRAG_RX);
+    let h = r.x(1) | r.x(2) << 32;
+    s.platform_mut().nwd_write(NWD_TX, &b[4096..]);
+    let rest = (b.len() - 4096) as u64;
+    let r = nwd_now(
+        &mut s,
+        &[func::MEM_FRAG_TX as u64, h & 0xFFFF_FFFF, h >> 32, rest, 0],
+    );
+    assert_eq!(r.error_code(), code(FfaError::InvalidParameters));
+    assert!(s.mem().transaction(h).is_none());
+    // The send keeps its fragments before the refused one; reclaim cancels it.
+    assert_eq!(s.mem().incoming_count(), 1);
+    assert_eq!(nwd_reclaim(&mut s, h, 0).func(), func::SUCCESS_32);
+    assert_eq!(snapshot(&s), before);
+    // In one call.
+    let d = D::send(0, &[(SP1, perm::RW)], &[(NS_MEM, 1)]);
+    let mut one = d.bytes();
+    one.extend_from_slice(&[0; 16]);
+    s.platform_mut().nwd_write(NWD_TX, &one);
+    let n = one.len() as u64;
+    let r = nwd_now(&mut s, &[func::MEM_SHARE_64 as u64, n, n, 0, 0]);
+    assert_eq!(r.error_code(), code(FfaError::InvalidParameters));
+    assert_eq!(snapshot(&s), before);
+    // The same descriptor at its own length goes through.
+    nwd_send_ok(&mut s, func::MEM_SHARE_64, &d);
+}
+
+#[test]
 fn reclaim_cancels_a_send_in_fragments() {
     let mut s = world();
     let ranges: Vec<(u64, u32)> = (0..300).map(|i| (NS_MEM + i * 2 * PAGE_SIZE, 1)).collect();
