@@ -483,3 +483,18 @@ fn overlap_with_thousands_of_recorded_runs_is_found_exactly() {
     }
     still_shares(&mut s, 0, MEM);
 }
+
+#[test]
+fn a_tee_made_on_a_full_heap_is_no_memory_and_the_next_one_works() {
+    let mut s = world(true);
+    let mut ballast = Vec::with_capacity(1 << 16);
+    exhaust(&mut ballast);
+    let before = state(&s);
+    let status = ModelHeap::scope(|| create_vm(&mut s, 1));
+    assert_eq!(status, FfaError::NoMemory.code());
+    assert_eq!(instance_id(&s, 1), None);
+    assert_eq!(state(&s), before, "a refused TEE left something behind");
+    drop(ballast);
+    assert_eq!(ModelHeap::scope(|| create_vm(&mut s, 1)), 0);
+    assert!(instance_id(&s, 1).is_some());
+}
