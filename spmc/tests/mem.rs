@@ -556,6 +556,50 @@ fn partition_to_partition_lend_moves_access_in_stage_2() {
 }
 
 #[test]
+fn donated_secure_pages_can_be_sent_on_by_their_new_owner_only() {
+    // SP1 donates three separate pages to SP2 (three donation records, kept
+    // sorted and found by binary search); SP2 sends one on, SP1 cannot.
+    let mut s = world();
+    let pa = |s: &Spmc<FakePlatform>, k: u64| {
+        lookup(s, SP1, IpaSpace::Secure, SP_LEND_IPA + k * PAGE_SIZE)
+            .unwrap()
+            .pa
+            .0
+    };
+    let (p0, p2, p4) = (pa(&s, 0), pa(&s, 2), pa(&s, 4));
+    for k in [4u64, 0, 2] {
+        let d = D::send(SP1, &[(SP2, 0)], &[(SP_LEND_IPA + k * PAGE_SIZE, 1)]);
+        sp_write_tx(&mut s, SP1, &d.bytes());
+        let len = d.bytes().len() as u64;
+        let x = sp(&mut s, SP1, &[func::MEM_DONATE_64 as u64, len, len, 0, 0]);
+        assert_eq!(x[0] as u32, func::SUCCESS_32, "{x:x?}");
+        let h = x[2] | x[3] << 32;
+        retrieve(&mut s, SP2, &D::retrieve(SP1, h, SP2, perm::RW)).unwrap();
+    }
+    assert_eq!(s.mem().donated.len(), 3);
+    let send_as = |s: &mut Spmc<FakePlatform>, who: u16, addr: u64| {
+        let d = D::send(who, &[(TPM, perm::RO)], &[(addr, 1)]);
+        sp_write_tx(s, who, &d.bytes());
+        let len = d.bytes().len() as u64;
+        sp(s, who, &[func::MEM_SHARE_64 as u64, len, len, 0, 0])
+    };
+    // SP2 holds them at IPA = PA: each can go on; one between them cannot.
+    for p in [p0, p2, p4] {
+        let x = send_as(&mut s, SP2, p);
+        assert_eq!(x[0] as u32, func::SUCCESS_32, "{p:#x}: {x:x?}");
+    }
+    assert_eq!(
+        sp_err(&send_as(&mut s, SP2, p0 + PAGE_SIZE)),
+        code(FfaError::Denied)
+    );
+    // SP1 gave them away.
+    assert_eq!(
+        sp_err(&send_as(&mut s, SP1, SP_LEND_IPA + 2 * PAGE_SIZE)),
+        code(FfaError::Denied)
+    );
+}
+
+#[test]
 fn partition_share_keeps_the_owner_mapped_and_refuses_foreign_memory() {
     let mut s = world();
     let d = D::send(

@@ -276,7 +276,7 @@ struct Usage {
 pub struct MemState {
     /// Transactions by handle.
     pub transactions: Vec<Transaction>,
-    /// Donated memory and its new owners.
+    /// Donated memory and its new owners, sorted by (security state, address).
     pub donated: ChunkVec<Donated>,
     incoming: Vec<Incoming>,
     outgoing: Vec<Outgoing>,
@@ -301,6 +301,24 @@ impl MemState {
 
     fn in_flight(&self) -> usize {
         self.transactions.len() + self.incoming.len()
+    }
+
+    /// The donation holding the page at `pa` (donations are kept sorted by
+    /// security state and address and never overlap in one state): one
+    /// binary search.
+    fn donation_at(&self, secure: bool, pa: u64) -> Option<Donated> {
+        let key = |d: &Donated| (d.secure, d.pa);
+        let (mut lo, mut hi) = (0, self.donated.len());
+        // The first donation past (secure, pa); the one before may hold it.
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.donated.get(mid) {
+                Some(d) if key(&d) <= (secure, pa) => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        let d = self.donated.get(lo.checked_sub(1)?)?;
+        (d.secure == secure && pa >= d.pa && pa < d.pa + d.pages * PAGE_SIZE).then_some(d)
     }
 
     /// What `owner` holds (`None`: everyone together).
@@ -906,12 +924,10 @@ impl<P: Platform> Spmc<P> {
                         // information after it): a partition never gives its code away.
                         let own = p.memory.iter().any(|(ipa, a)| {
                             *ipa != p.config.load_ipa && a.contains(t.pa, PAGE_SIZE)
-                        }) || self.mem.donated.iter().any(|d| {
-                            d.owner == me
-                                && d.secure
-                                && t.pa.0 >= d.pa
-                                && t.pa.0 < d.pa + d.pages * PAGE_SIZE
-                        });
+                        }) || self
+                            .mem
+                            .donation_at(true, t.pa.0)
+                            .is_some_and(|d| d.owner == me);
                         if !own {
                             return Err(FfaError::Denied);
                         }
@@ -1178,7 +1194,9 @@ impl<P: Platform> Spmc<P> {
         b.granted = access;
         b.zero_after = req.flags & flags::ZERO_AFTER_RELINQUISH != 0;
         if op == Op::Donate {
-            // The borrower is the owner now (recorded above); the handle is retired.
+            // The borrower is the owner now (recorded above, kept in order
+            // for `donation_at`); the handle is retired.
+            self.mem.donated.sort_by_key(|d| (d.secure, d.pa));
             self.mem.transactions.swap_remove(i);
         }
         self.buf_write(from, buf, &bytes, 0, first)?;
