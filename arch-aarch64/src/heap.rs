@@ -1,8 +1,19 @@
 //! The SPMC heap: a buddy allocator over a static array in `.bss`, to which
 //! the platform adds a slice of secure memory once its MMU maps it.
 //!
-//! It holds page tables, partition records and other bookkeeping. Anything
-//! sized by input from outside is allocated fallibly by the core.
+//! It holds page tables, partition records and other bookkeeping. When it has
+//! no block of the size asked for, the allocator returns null: a fallible
+//! allocation (`Vec::try_reserve` and friends) then gets an error, which the
+//! core answers with `NO_MEMORY` and nothing changed; an infallible one ends
+//! in the allocation error handler, a panic (the SPMC then answers
+//! `ABORTED`). So the core allocates fallibly, in blocks of at most a page
+//! and within per-owner quotas, everything a caller sizes: memory-sharing
+//! descriptors, runs and responses (`spmc/src/mem/store.rs`,
+//! docs/memory-sharing.md "Heap"). What stays infallible is of a size the
+//! SPMC chooses and is checked against [`free`] first (through the
+//! platform's `heap_available`): stage-2 tables, which aarch64-paging
+//! allocates without a way to fail, before a partition or instance is built
+//! and before a retrieve maps memory; partition records and vCPU contexts.
 
 use buddy_system_allocator::LockedHeap;
 

@@ -71,7 +71,7 @@ const SLOT_INDEX: usize = 1024;
 const MAX_MANIFEST: u32 = 64 * 1024;
 /// Heap a partition's bookkeeping may take (stage-2 tables, contexts): a new
 /// partition is refused, not half built, when the heap has less.
-const HEAP_PER_PARTITION: usize = 32 * 1024;
+pub(crate) const HEAP_PER_PARTITION: usize = 32 * 1024;
 /// Size of the boot information header and its one descriptor (§5.4.1).
 const BOOT_INFO_HEADER: u64 = 64;
 

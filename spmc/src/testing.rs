@@ -48,6 +48,13 @@ pub struct FakePlatform {
     pub ns_mapped: Vec<(Pa, u64)>,
     /// Every stage-2 invalidation, in order.
     pub invalidations: Vec<Invalidation>,
+    /// Bytes of normal-world RAM from [`NS_BASE`] ([`NS_SIZE`] unless made
+    /// with [`FakePlatform::with_ns_size`]).
+    pub ns_size: u64,
+    /// The free bytes of the heap the SPMC allocates from, when a test models
+    /// a finite one (`None`: unlimited). [`Platform::heap_available`]
+    /// answers from it, as the firmware answers from its allocator.
+    pub heap_free: Option<fn() -> usize>,
 }
 
 impl Default for FakePlatform {
@@ -57,11 +64,23 @@ impl Default for FakePlatform {
             ns: vec![0; NS_SIZE as usize],
             ns_mapped: Vec::new(),
             invalidations: Vec::new(),
+            ns_size: NS_SIZE,
+            heap_free: None,
         }
     }
 }
 
 impl FakePlatform {
+    /// A fake platform with `bytes` of normal-world RAM (page multiple; the
+    /// bytes are allocated zeroed, so untouched pages cost the host nothing).
+    pub fn with_ns_size(bytes: u64) -> Self {
+        Self {
+            ns: vec![0; bytes as usize],
+            ns_size: bytes,
+            ..Self::default()
+        }
+    }
+
     fn slice(&mut self, pa: Pa, len: u64) -> Result<&mut [u8], MemError> {
         let end = pa.0.checked_add(len).ok_or(MemError::NotAccessible)?;
         if pa.0 >= SECURE_BASE && end <= SECURE_BASE + SECURE_SIZE {
@@ -72,7 +91,7 @@ impl FakePlatform {
             .ns_mapped
             .iter()
             .any(|(b, l)| pa.0 >= b.0 && end <= b.0 + l);
-        if mapped && pa.0 >= NS_BASE && end <= NS_BASE + NS_SIZE {
+        if mapped && pa.0 >= NS_BASE && end <= NS_BASE + self.ns_size {
             let o = (pa.0 - NS_BASE) as usize;
             return Ok(&mut self.ns[o..o + len as usize]);
         }
@@ -154,7 +173,7 @@ impl Platform for FakePlatform {
             && pa
                 .0
                 .checked_add(len)
-                .is_some_and(|e| e <= NS_BASE + NS_SIZE)
+                .is_some_and(|e| e <= NS_BASE + self.ns_size)
     }
 
     fn overlaps_secure_ram(&self, pa: Pa, len: u64) -> bool {
@@ -180,8 +199,8 @@ impl Platform for FakePlatform {
         }
     }
 
-    fn heap_available(&self, _bytes: usize) -> bool {
-        true
+    fn heap_available(&self, bytes: usize) -> bool {
+        self.heap_free.is_none_or(|free| free() >= bytes)
     }
 
     fn invalidate_stage2(&mut self, vmid: u16, space: IpaSpace, ipa: Ipa, len: u64) {

@@ -25,7 +25,7 @@ use log::{debug, info};
 
 use crate::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa, round_up_pages};
 use crate::ffa::{self, FfaError, PartitionId, Regs, func, fwk};
-use crate::manager::{Next, Spmc};
+use crate::manager::{HEAP_PER_PARTITION, Next, Spmc};
 use crate::partition::PartitionState;
 use crate::platform::Platform;
 use crate::policy::{Kind, TemplateConfig, VmId};
@@ -184,6 +184,15 @@ impl<P: Platform> Spmc<P> {
             .map(|i| tpl.config.first_id + (tpl.next + i) % count)
             .find(|id| self.slot_of(*id).is_none())
             .ok_or(FfaError::NoMemory)?;
+        // What an instance takes from the heap has a size the SPMC chose
+        // (its template's manifest); checked before the first allocation, so
+        // a full heap is NO_MEMORY, never a failed allocation.
+        if !self
+            .platform
+            .heap_available(HEAP_PER_PARTITION + 2 * tpl.manifest.len())
+        {
+            return Err(FfaError::NoMemory);
+        }
         let tpl = &mut self.templates[t];
         tpl.next = (id - tpl.config.first_id + 1) % count;
         let mut config = tpl.partition.clone();

@@ -556,6 +556,50 @@ fn partition_to_partition_lend_moves_access_in_stage_2() {
 }
 
 #[test]
+fn donated_secure_pages_can_be_sent_on_by_their_new_owner_only() {
+    // SP1 donates three separate pages to SP2 (three donation records, kept
+    // sorted and found by binary search); SP2 sends one on, SP1 cannot.
+    let mut s = world();
+    let pa = |s: &Spmc<FakePlatform>, k: u64| {
+        lookup(s, SP1, IpaSpace::Secure, SP_LEND_IPA + k * PAGE_SIZE)
+            .unwrap()
+            .pa
+            .0
+    };
+    let (p0, p2, p4) = (pa(&s, 0), pa(&s, 2), pa(&s, 4));
+    for k in [4u64, 0, 2] {
+        let d = D::send(SP1, &[(SP2, 0)], &[(SP_LEND_IPA + k * PAGE_SIZE, 1)]);
+        sp_write_tx(&mut s, SP1, &d.bytes());
+        let len = d.bytes().len() as u64;
+        let x = sp(&mut s, SP1, &[func::MEM_DONATE_64 as u64, len, len, 0, 0]);
+        assert_eq!(x[0] as u32, func::SUCCESS_32, "{x:x?}");
+        let h = x[2] | x[3] << 32;
+        retrieve(&mut s, SP2, &D::retrieve(SP1, h, SP2, perm::RW)).unwrap();
+    }
+    assert_eq!(s.mem().donated.len(), 3);
+    let send_as = |s: &mut Spmc<FakePlatform>, who: u16, addr: u64| {
+        let d = D::send(who, &[(TPM, perm::RO)], &[(addr, 1)]);
+        sp_write_tx(s, who, &d.bytes());
+        let len = d.bytes().len() as u64;
+        sp(s, who, &[func::MEM_SHARE_64 as u64, len, len, 0, 0])
+    };
+    // SP2 holds them at IPA = PA: each can go on; one between them cannot.
+    for p in [p0, p2, p4] {
+        let x = send_as(&mut s, SP2, p);
+        assert_eq!(x[0] as u32, func::SUCCESS_32, "{p:#x}: {x:x?}");
+    }
+    assert_eq!(
+        sp_err(&send_as(&mut s, SP2, p0 + PAGE_SIZE)),
+        code(FfaError::Denied)
+    );
+    // SP1 gave them away.
+    assert_eq!(
+        sp_err(&send_as(&mut s, SP1, SP_LEND_IPA + 2 * PAGE_SIZE)),
+        code(FfaError::Denied)
+    );
+}
+
+#[test]
 fn partition_share_keeps_the_owner_mapped_and_refuses_foreign_memory() {
     let mut s = world();
     let d = D::send(
@@ -711,6 +755,48 @@ fn fragmented_send_and_fragmented_retrieve() {
     assert!(lookup(&s, SP1, IpaSpace::NonSecure, NS_MEM + 598 * PAGE_SIZE).is_some());
     assert!(lookup(&s, SP1, IpaSpace::NonSecure, NS_MEM + PAGE_SIZE).is_none());
     assert_eq!(s.mem().outgoing_count(), 0);
+}
+
+#[test]
+fn a_send_longer_than_its_descriptor_is_invalid() {
+    // w1 is the length of the descriptor (DEN0077 v1.2 §11.1.1): bytes
+    // declared past its last constituent are INVALID_PARAMETERS.
+    let mut s = world();
+    let before = snapshot(&s);
+    let ranges: Vec<(u64, u32)> = (0..300).map(|i| (NS_MEM + i * 2 * PAGE_SIZE, 1)).collect();
+    let mut b = D::send(0, &[(SP1, perm::RW)], &ranges).bytes();
+    b.extend_from_slice(&[0; 16]);
+    // In fragments: the last one completes 16 bytes that describe nothing.
+    s.platform_mut().nwd_write(NWD_TX, &b[..4096]);
+    let r = nwd_now(
+        &mut s,
+        &[func::MEM_SHARE_64 as u64, b.len() as u64, 4096, 0, 0],
+    );
+    assert_eq!(r.func(), func::MEM_FRAG_RX);
+    let h = r.x(1) | r.x(2) << 32;
+    s.platform_mut().nwd_write(NWD_TX, &b[4096..]);
+    let rest = (b.len() - 4096) as u64;
+    let r = nwd_now(
+        &mut s,
+        &[func::MEM_FRAG_TX as u64, h & 0xFFFF_FFFF, h >> 32, rest, 0],
+    );
+    assert_eq!(r.error_code(), code(FfaError::InvalidParameters));
+    assert!(s.mem().transaction(h).is_none());
+    // The send keeps its fragments before the refused one; reclaim cancels it.
+    assert_eq!(s.mem().incoming_count(), 1);
+    assert_eq!(nwd_reclaim(&mut s, h, 0).func(), func::SUCCESS_32);
+    assert_eq!(snapshot(&s), before);
+    // In one call.
+    let d = D::send(0, &[(SP1, perm::RW)], &[(NS_MEM, 1)]);
+    let mut one = d.bytes();
+    one.extend_from_slice(&[0; 16]);
+    s.platform_mut().nwd_write(NWD_TX, &one);
+    let n = one.len() as u64;
+    let r = nwd_now(&mut s, &[func::MEM_SHARE_64 as u64, n, n, 0, 0]);
+    assert_eq!(r.error_code(), code(FfaError::InvalidParameters));
+    assert_eq!(snapshot(&s), before);
+    // The same descriptor at its own length goes through.
+    nwd_send_ok(&mut s, func::MEM_SHARE_64, &d);
 }
 
 #[test]

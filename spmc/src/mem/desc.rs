@@ -26,6 +26,7 @@
 
 use alloc::vec::Vec;
 
+use super::store::Bytes;
 use crate::addr::PAGE_SIZE;
 use crate::ffa::{FfaError, PartitionId};
 
@@ -196,30 +197,86 @@ pub enum Purpose {
 
 const INVALID: FfaError = FfaError::InvalidParameters;
 
-fn u16_at(b: &[u8], off: usize) -> Result<u16, FfaError> {
-    let s = b
-        .get(off..off.checked_add(2).ok_or(INVALID)?)
-        .ok_or(INVALID)?;
-    Ok(u16::from_le_bytes([s[0], s[1]]))
+/// Where a descriptor is read from: one slice, or the page-sized blocks a
+/// fragmented send was assembled in ([`Bytes`]).
+pub trait Source {
+    /// Bytes in all.
+    fn size(&self) -> usize;
+    /// Copies `out.len()` bytes at `off`; false if past the end.
+    fn read(&self, off: usize, out: &mut [u8]) -> bool;
 }
 
-fn u32_at(b: &[u8], off: usize) -> Result<u32, FfaError> {
-    let s = b
-        .get(off..off.checked_add(4).ok_or(INVALID)?)
-        .ok_or(INVALID)?;
-    Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+impl Source for [u8] {
+    fn size(&self) -> usize {
+        self.len()
+    }
+
+    fn read(&self, off: usize, out: &mut [u8]) -> bool {
+        match off.checked_add(out.len()).and_then(|e| self.get(off..e)) {
+            Some(s) => {
+                out.copy_from_slice(s);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
-fn u64_at(b: &[u8], off: usize) -> Result<u64, FfaError> {
-    Ok(u32_at(b, off)? as u64 | (u32_at(b, off + 4)? as u64) << 32)
+impl Source for Vec<u8> {
+    fn size(&self) -> usize {
+        self.len()
+    }
+
+    fn read(&self, off: usize, out: &mut [u8]) -> bool {
+        self.as_slice().read(off, out)
+    }
 }
 
-fn zero_at(b: &[u8], off: usize, len: usize) -> Result<(), FfaError> {
-    let s = b
-        .get(off..off.checked_add(len).ok_or(INVALID)?)
-        .ok_or(INVALID)?;
-    if s.iter().any(|x| *x != 0) {
-        return Err(INVALID);
+impl Source for Bytes {
+    fn size(&self) -> usize {
+        self.len()
+    }
+
+    fn read(&self, off: usize, out: &mut [u8]) -> bool {
+        self.read_at(off, out)
+    }
+}
+
+fn bytes_at<const N: usize, S: Source + ?Sized>(b: &S, off: usize) -> Result<[u8; N], FfaError> {
+    let mut out = [0u8; N];
+    if b.read(off, &mut out) {
+        Ok(out)
+    } else {
+        Err(INVALID)
+    }
+}
+
+fn u8_at<S: Source + ?Sized>(b: &S, off: usize) -> Result<u8, FfaError> {
+    Ok(bytes_at::<1, S>(b, off)?[0])
+}
+
+fn u16_at<S: Source + ?Sized>(b: &S, off: usize) -> Result<u16, FfaError> {
+    Ok(u16::from_le_bytes(bytes_at(b, off)?))
+}
+
+fn u32_at<S: Source + ?Sized>(b: &S, off: usize) -> Result<u32, FfaError> {
+    Ok(u32::from_le_bytes(bytes_at(b, off)?))
+}
+
+fn u64_at<S: Source + ?Sized>(b: &S, off: usize) -> Result<u64, FfaError> {
+    Ok(u64::from_le_bytes(bytes_at(b, off)?))
+}
+
+fn zero_at<S: Source + ?Sized>(b: &S, off: usize, len: usize) -> Result<(), FfaError> {
+    let mut at = off;
+    let end = off.checked_add(len).ok_or(INVALID)?;
+    while at < end {
+        let mut chunk = [0u8; 16];
+        let n = (end - at).min(16);
+        if !b.read(at, &mut chunk[..n]) || chunk.iter().any(|x| *x != 0) {
+            return Err(INVALID);
+        }
+        at += n;
     }
     Ok(())
 }
@@ -232,9 +289,74 @@ pub fn header_size(layout: Layout) -> usize {
     }
 }
 
-/// Parses a transaction descriptor of `buf.len()` bytes.
+/// Where a send's constituents are, once [`parse_header`] checked them all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Composite {
+    /// Offset of the composite memory region descriptor.
+    pub offset: usize,
+    /// Constituents.
+    pub count: usize,
+    /// Their total page count.
+    pub total_pages: u64,
+}
+
+impl Composite {
+    /// The constituents, read from `buf` (the source [`parse_header`]
+    /// checked: every one is there and valid).
+    pub fn ranges<'a, S: Source + ?Sized>(&self, buf: &'a S) -> impl Iterator<Item = Range> + 'a {
+        let at = self.offset + 16;
+        (0..self.count).filter_map(move |i| {
+            let at = at + i * 16;
+            Some(Range {
+                addr: u64_at(buf, at).ok()?,
+                pages: u32_at(buf, at + 8).ok()? as u64,
+            })
+        })
+    }
+}
+
+/// Parses a transaction descriptor of `buf.len()` bytes, its constituents
+/// in a vector (host tests and tools; the SPMC reads them with
+/// [`parse_header`] and [`Composite::ranges`], which allocate nothing per range).
 pub fn parse(buf: &[u8], layout: Layout, purpose: Purpose) -> Result<Descriptor, FfaError> {
-    if buf.len() < header_size(layout) {
+    let (mut d, comp) = parse_header(buf, layout, purpose)?;
+    if let Some(c) = comp {
+        let mut ranges: Vec<Range> = Vec::new();
+        let mut sorted: Vec<Range> = Vec::new();
+        ranges
+            .try_reserve_exact(c.count)
+            .and_then(|_| sorted.try_reserve_exact(c.count))
+            .map_err(|_| FfaError::NoMemory)?;
+        ranges.extend(c.ranges(buf));
+        // No two constituents may overlap (sort a copy by address, compare neighbours).
+        sorted.extend_from_slice(&ranges);
+        heapsort_by_addr(&mut sorted);
+        if sorted.windows(2).any(|w| w[0].overlaps(&w[1])) {
+            return Err(INVALID);
+        }
+        d.ranges = core::mem::take(&mut ranges);
+    }
+    Ok(d)
+}
+
+/// Parses a transaction descriptor of `buf.size()` bytes and, for a send,
+/// checks its composite and every constituent (page aligned, non-empty, no
+/// overflow, the page count their sum) without keeping them: the result's
+/// `ranges` is empty and the [`Composite`] says where they are. Overlap
+/// between constituents is left to the caller (it sorts what it keeps).
+///
+/// A send descriptor must end where its last constituent ends: the total
+/// length the sender declared (w1) is the descriptor's length (DEN0077 v1.2
+/// §11.1.1, FFA_MEM_SHARE w1 "Total length of the memory transaction
+/// descriptor in bytes"; DEN0140 §1.11 lays the composite and its
+/// constituents out to the end), so bytes past it are INVALID_PARAMETERS.
+pub fn parse_header<S: Source + ?Sized>(
+    buf: &S,
+    layout: Layout,
+    purpose: Purpose,
+) -> Result<(Descriptor, Option<Composite>), FfaError> {
+    let size = buf.size();
+    if size < header_size(layout) {
         return Err(INVALID);
     }
     let sender = u16_at(buf, 0)?;
@@ -246,7 +368,7 @@ pub fn parse(buf: &[u8], layout: Layout, purpose: Purpose) -> Result<Descriptor,
         Layout::V1_0 => {
             zero_at(buf, 3, 1)?;
             zero_at(buf, 24, 4)?;
-            (buf[2] as u16, 16u32, 32usize)
+            (u8_at(buf, 2)? as u16, 16u32, 32usize)
         }
         Layout::V1_1 => {
             zero_at(buf, 36, 12)?;
@@ -270,19 +392,22 @@ pub fn parse(buf: &[u8], layout: Layout, purpose: Purpose) -> Result<Descriptor,
     let emads_end = (emad_size as usize)
         .checked_mul(count)
         .and_then(|n| n.checked_add(emad_offset))
-        .filter(|e| *e <= buf.len())
+        .filter(|e| *e <= size)
         .ok_or(INVALID)?;
-    let mut receivers = Vec::with_capacity(count);
+    let mut receivers = Vec::new();
+    receivers
+        .try_reserve_exact(count)
+        .map_err(|_| FfaError::NoMemory)?;
     let mut composite = None;
     for i in 0..count {
         let at = emad_offset + i * emad_size as usize;
         let id = u16_at(buf, at)?;
-        let perms = buf[at + 2];
-        let eflags = buf[at + 3];
+        let perms = u8_at(buf, at + 2)?;
+        let eflags = u8_at(buf, at + 3)?;
         let comp = u32_at(buf, at + 4)? as usize;
         let mut impdef = [0u8; 16];
         if emad_size == 32 {
-            impdef.copy_from_slice(&buf[at + 8..at + 24]);
+            impdef = bytes_at(buf, at + 8)?;
             zero_at(buf, at + 24, 8)?;
         } else {
             zero_at(buf, at + 8, 8)?;
@@ -312,7 +437,7 @@ pub fn parse(buf: &[u8], layout: Layout, purpose: Purpose) -> Result<Descriptor,
         total_pages: 0,
     };
     if purpose == Purpose::Retrieve {
-        return Ok(d);
+        return Ok((d, None));
     }
     let comp = composite.unwrap_or(0);
     if comp < emads_end || !comp.is_multiple_of(8) {
@@ -327,12 +452,16 @@ pub fn parse(buf: &[u8], layout: Layout, purpose: Purpose) -> Result<Descriptor,
     if total > MAX_PAGES {
         return Err(FfaError::NoMemory);
     }
-    n.checked_mul(16)
+    let end = n
+        .checked_mul(16)
         .and_then(|l| l.checked_add(comp + 16))
-        .filter(|e| *e <= buf.len())
+        .filter(|e| *e <= size)
         .ok_or(INVALID)?;
+    if end != size {
+        // More bytes declared than the descriptor describes.
+        return Err(INVALID);
+    }
     let mut sum = 0u64;
-    let mut ranges = Vec::with_capacity(n);
     for i in 0..n {
         let at = comp + 16 + i * 16;
         let addr = u64_at(buf, at)?;
@@ -346,20 +475,19 @@ pub fn parse(buf: &[u8], layout: Layout, purpose: Purpose) -> Result<Descriptor,
         if sum > total {
             return Err(INVALID);
         }
-        ranges.push(Range { addr, pages });
     }
     if sum != total {
         return Err(INVALID);
     }
-    // No two constituents may overlap (sort a copy by address, compare neighbours).
-    let mut sorted = ranges.clone();
-    heapsort_by_addr(&mut sorted);
-    if sorted.windows(2).any(|w| w[0].overlaps(&w[1])) {
-        return Err(INVALID);
-    }
-    d.ranges = ranges;
     d.total_pages = total;
-    Ok(d)
+    Ok((
+        d,
+        Some(Composite {
+            offset: comp,
+            count: n,
+            total_pages: total,
+        }),
+    ))
 }
 
 /// Sorts ranges by address: O(n log n) for descriptors of thousands of
@@ -391,9 +519,10 @@ pub(crate) fn heapsort_by_addr(v: &mut [Range]) {
     }
 }
 
-/// The fields of a retrieve response (one receiver: the retriever).
+/// The fields of a retrieve response (one receiver: the retriever); the
+/// ranges are passed to [`encode_response`] beside it.
 #[derive(Clone, Debug)]
-pub struct Response<'a> {
+pub struct Response {
     /// The owner.
     pub sender: PartitionId,
     /// Attributes (bit 6 set for normal-world memory, v1.1+ only).
@@ -406,13 +535,20 @@ pub struct Response<'a> {
     pub tag: u64,
     /// The retriever with the permissions it was granted.
     pub receiver: Receiver,
-    /// Where the retriever sees the memory.
-    pub ranges: &'a [Range],
 }
 
-/// Encodes a retrieve response in the retriever's layout (`emad_size` 16 or
-/// 32 for v1.1+; v1.0 is always 16).
-pub fn encode_response(r: &Response<'_>, layout: Layout, emad_size: u32) -> Vec<u8> {
+/// Encodes a retrieve response with `ranges` (where the retriever sees the
+/// memory) in the retriever's layout (`emad_size` 16 or 32 for v1.1+; v1.0
+/// is always 16), in page-sized blocks; NO_MEMORY if the heap has no room.
+pub fn encode_response<I>(
+    r: &Response,
+    ranges: I,
+    layout: Layout,
+    emad_size: u32,
+) -> Result<Bytes, FfaError>
+where
+    I: Iterator<Item = Range> + Clone,
+{
     let emad_size = if layout == Layout::V1_0 {
         16
     } else {
@@ -420,39 +556,45 @@ pub fn encode_response(r: &Response<'_>, layout: Layout, emad_size: u32) -> Vec<
     };
     let hdr = header_size(layout);
     let comp = hdr + emad_size as usize;
-    let total_pages: u64 = r.ranges.iter().map(|x| x.pages).sum();
-    let mut b = alloc::vec![0u8; comp + 16 + 16 * r.ranges.len()];
-    b[0..2].copy_from_slice(&r.sender.to_le_bytes());
+    let (count, total_pages) = ranges
+        .clone()
+        .fold((0usize, 0u64), |(n, p), x| (n + 1, p + x.pages));
+    let mut b = Bytes::new();
+    b.try_extend_zeroed(comp + 16 + 16 * count)?;
+    let mut head = [0u8; 48 + 32 + 16];
+    head[0..2].copy_from_slice(&r.sender.to_le_bytes());
     match layout {
         Layout::V1_0 => {
-            b[2] = (r.attributes & 0xFF & !attr::NS) as u8;
-            b[28..32].copy_from_slice(&1u32.to_le_bytes());
+            head[2] = (r.attributes & 0xFF & !attr::NS) as u8;
+            head[28..32].copy_from_slice(&1u32.to_le_bytes());
         }
         Layout::V1_1 => {
-            b[2..4].copy_from_slice(&r.attributes.to_le_bytes());
-            b[24..28].copy_from_slice(&emad_size.to_le_bytes());
-            b[28..32].copy_from_slice(&1u32.to_le_bytes());
-            b[32..36].copy_from_slice(&(hdr as u32).to_le_bytes());
+            head[2..4].copy_from_slice(&r.attributes.to_le_bytes());
+            head[24..28].copy_from_slice(&emad_size.to_le_bytes());
+            head[28..32].copy_from_slice(&1u32.to_le_bytes());
+            head[32..36].copy_from_slice(&(hdr as u32).to_le_bytes());
         }
     }
-    b[4..8].copy_from_slice(&r.flags.to_le_bytes());
-    b[8..16].copy_from_slice(&r.handle.to_le_bytes());
-    b[16..24].copy_from_slice(&r.tag.to_le_bytes());
-    b[hdr..hdr + 2].copy_from_slice(&r.receiver.id.to_le_bytes());
-    b[hdr + 2] = r.receiver.perms;
-    b[hdr + 3] = 0;
-    b[hdr + 4..hdr + 8].copy_from_slice(&(comp as u32).to_le_bytes());
+    head[4..8].copy_from_slice(&r.flags.to_le_bytes());
+    head[8..16].copy_from_slice(&r.handle.to_le_bytes());
+    head[16..24].copy_from_slice(&r.tag.to_le_bytes());
+    head[hdr..hdr + 2].copy_from_slice(&r.receiver.id.to_le_bytes());
+    head[hdr + 2] = r.receiver.perms;
+    head[hdr + 3] = 0;
+    head[hdr + 4..hdr + 8].copy_from_slice(&(comp as u32).to_le_bytes());
     if emad_size == 32 {
-        b[hdr + 8..hdr + 24].copy_from_slice(&r.receiver.impdef);
+        head[hdr + 8..hdr + 24].copy_from_slice(&r.receiver.impdef);
     }
-    b[comp..comp + 4].copy_from_slice(&(total_pages as u32).to_le_bytes());
-    b[comp + 4..comp + 8].copy_from_slice(&(r.ranges.len() as u32).to_le_bytes());
-    for (i, x) in r.ranges.iter().enumerate() {
-        let at = comp + 16 + 16 * i;
-        b[at..at + 8].copy_from_slice(&x.addr.to_le_bytes());
-        b[at + 8..at + 12].copy_from_slice(&(x.pages as u32).to_le_bytes());
+    head[comp..comp + 4].copy_from_slice(&(total_pages as u32).to_le_bytes());
+    head[comp + 4..comp + 8].copy_from_slice(&(count as u32).to_le_bytes());
+    b.write_at(0, &head[..comp + 16]);
+    for (i, x) in ranges.enumerate() {
+        let mut c = [0u8; 16];
+        c[0..8].copy_from_slice(&x.addr.to_le_bytes());
+        c[8..12].copy_from_slice(&(x.pages as u32).to_le_bytes());
+        b.write_at(comp + 16 + 16 * i, &c);
     }
-    b
+    Ok(b)
 }
 
 /// A parsed relinquish descriptor.
@@ -467,14 +609,17 @@ pub struct Relinquish {
 }
 
 /// Parses a relinquish descriptor.
-pub fn parse_relinquish(buf: &[u8]) -> Result<Relinquish, FfaError> {
+pub fn parse_relinquish<S: Source + ?Sized>(buf: &S) -> Result<Relinquish, FfaError> {
     let handle = u64_at(buf, 0)?;
     let flags = u32_at(buf, 8)?;
     let count = u32_at(buf, 12)? as usize;
     if count == 0 || count > MAX_RECEIVERS {
         return Err(INVALID);
     }
-    let mut endpoints = Vec::with_capacity(count);
+    let mut endpoints = Vec::new();
+    endpoints
+        .try_reserve_exact(count)
+        .map_err(|_| FfaError::NoMemory)?;
     for i in 0..count {
         endpoints.push(u16_at(buf, 16 + 2 * i)?);
     }
@@ -619,6 +764,11 @@ mod tests {
         assert_eq!(bad(&|b| b[64 + 4] = 2), INVALID, "range count past the end");
         assert_eq!(bad(&|b| b[80] = 1), INVALID, "unaligned range");
         assert_eq!(
+            bad(&|b| b.extend_from_slice(&[0; 16])),
+            INVALID,
+            "bytes past the last constituent"
+        );
+        assert_eq!(
             bad(&|b| b[48 + 4] = 0),
             INVALID,
             "composite inside the header"
@@ -662,9 +812,10 @@ mod tests {
                     flags: 0,
                     impdef: [0; 16],
                 },
-                ranges: &ranges,
             };
-            let b = encode_response(&r, layout, esz);
+            let b = encode_response(&r, ranges.iter().copied(), layout, esz)
+                .unwrap()
+                .to_vec();
             let d = parse(&b, layout, Purpose::Send).unwrap();
             assert_eq!((d.sender, d.handle, d.tag), (7, 0x55, 9));
             assert_eq!(d.ranges, ranges);
@@ -690,10 +841,10 @@ mod tests {
         b[0..8].copy_from_slice(&0x1234u64.to_le_bytes());
         b[12] = 1;
         b[16..18].copy_from_slice(&0x8002u16.to_le_bytes());
-        let r = parse_relinquish(&b).unwrap();
+        let r = parse_relinquish(&b[..]).unwrap();
         assert_eq!((r.handle, r.endpoints.as_slice()), (0x1234, &[0x8002][..]));
         assert!(parse_relinquish(&b[..17]).is_err());
         b[12] = 0;
-        assert!(parse_relinquish(&b).is_err());
+        assert!(parse_relinquish(&b[..]).is_err());
     }
 }

@@ -14,9 +14,13 @@
 //!   maps them for the borrower (at IPA = PA, in the IPA space of the memory's
 //!   security state), relinquish unmaps them, reclaim gives the owner its
 //!   access back; every unmap invalidates the TLB for that VMID and space;
-//! - every check runs before anything changes, so an error leaves no trace.
+//! - every check runs before anything changes, so an error leaves no trace;
+//! - everything a caller sizes is allocated fallibly, in page-sized blocks
+//!   ([`store`]), within per-owner quotas ([`OWNER_RUNS`] and the others):
+//!   a full heap or quota is `NO_MEMORY` with nothing changed, never a panic.
 
 pub mod desc;
+pub mod store;
 
 use alloc::vec::Vec;
 
@@ -31,11 +35,44 @@ use crate::policy::Kind as PolicyKind;
 use crate::sp_manifest::Access;
 use crate::stage2::Kind as S2Kind;
 use desc::{Layout, Op, Purpose, Range, Receiver, attr, flags, perm};
+use store::{Bytes, ChunkVec};
 
 /// Longest transaction descriptor accepted (in fragments if need be).
 pub const MAX_DESCRIPTOR: u32 = 256 * 1024;
-/// Most transactions in flight, sends still being fragmented included.
-pub const MAX_IN_FLIGHT: usize = 64;
+/// Most transactions in flight, sends still being fragmented included, of
+/// all owners together.
+pub const MAX_IN_FLIGHT: usize = 128;
+
+// Per-owner quotas (docs/memory-sharing.md, "Heap"). An owner is a
+// normal-world VM (the descriptor's sender; endpoint 0 without a
+// hypervisor) or a partition. Each bounds what one owner can make the SPMC
+// keep on its heap, so that one VM (or partition) that exhausts its quota
+// gets NO_MEMORY while the others still share; the totals bound them all
+// together, below the heap (1.5 MiB on QEMU, shared with stage-2 tables).
+
+/// Most transactions (sends still being fragmented included) one owner may
+/// have in flight.
+pub const OWNER_TRANSACTIONS: usize = 64;
+/// Most bytes of descriptors one owner may have being assembled in
+/// fragments (their declared total lengths): one descriptor of the largest size.
+pub const OWNER_DESCRIPTOR_BYTES: u64 = MAX_DESCRIPTOR as u64;
+/// Most bytes of descriptors being assembled, all owners together.
+pub const ALL_DESCRIPTOR_BYTES: u64 = 2 * MAX_DESCRIPTOR as u64;
+/// Most runs (physically contiguous pieces, 32 bytes each; adjacent ranges
+/// in a descriptor make one) the SPMC records for one owner: in its
+/// transactions, and for a partition, in the memory donated to it.
+pub const OWNER_RUNS: usize = 4096;
+/// Most runs recorded, all owners together (512 KiB).
+pub const ALL_RUNS: usize = 16384;
+/// Most bytes of retrieve responses still leaving in fragments, all
+/// borrowers together.
+pub const ALL_RESPONSE_BYTES: usize = 256 * 1024;
+/// Heap memory sharing leaves to the rest of the SPMC: a send, a fragment
+/// or a retrieve that would leave less free (by its estimate, checked
+/// through [`Platform::heap_available`] before it allocates) is NO_MEMORY,
+/// so that no owner's sharing exhausts the heap the guarded infallible
+/// allocations of the SPMC (stage-2 tables of a new instance) rely on.
+pub const HEAP_FLOOR: usize = 64 * 1024;
 /// Pages zeroed per temporary mapping of normal-world memory.
 const ZERO_CHUNK_PAGES: u64 = 64;
 
@@ -82,9 +119,28 @@ impl Run {
         self.pages == 0
     }
 
-    fn overlaps(&self, pa: u64, len: u64) -> bool {
-        self.pa < pa + len && pa < self.pa + self.len()
+    /// True if `next` continues this run: the next pages, at the next
+    /// IPAs, with the same access.
+    fn follows(&self, next: &Run) -> bool {
+        self.pa + self.len() == next.pa
+            && self.owner_ipa + self.len() == next.owner_ipa
+            && self.owner_access == next.owner_access
     }
+}
+
+/// True if `[pa, pa + len)` overlaps a run of `runs` (sorted by address,
+/// none overlapping): one binary search.
+fn overlaps_any(runs: &ChunkVec<Run>, pa: u64, len: u64) -> bool {
+    // The first run that ends past `pa` (run ends increase with the index).
+    let (mut lo, mut hi) = (0, runs.len());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match runs.get(mid) {
+            Some(r) if r.pa + r.len() <= pa => lo = mid + 1,
+            _ => hi = mid,
+        }
+    }
+    runs.get(lo).is_some_and(|r| r.pa < pa + len)
 }
 
 /// Where a borrower is in the transaction.
@@ -116,7 +172,7 @@ pub struct Borrower {
 }
 
 /// A transaction in progress, by handle.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Transaction {
     /// Its handle.
     pub handle: u64,
@@ -130,8 +186,8 @@ pub struct Transaction {
     pub attributes: u16,
     /// The sender's tag.
     pub tag: u64,
-    /// The memory.
-    pub runs: Vec<Run>,
+    /// The memory, sorted by physical address (no two runs overlap).
+    pub runs: ChunkVec<Run>,
     /// The sender asked for zeroing before the first retrieval, not yet done.
     pub zero_pending: bool,
     /// The borrowers.
@@ -189,9 +245,11 @@ enum Buf {
 struct Incoming {
     handle: u64,
     from: Endpoint,
+    /// Whose quota it counts against (from the first fragment's header).
+    owner: Owner,
     op: Op,
     total: u32,
-    data: Vec<u8>,
+    data: Bytes,
     buf: Buf,
 }
 
@@ -200,9 +258,17 @@ struct Incoming {
 struct Outgoing {
     handle: u64,
     to: Endpoint,
-    data: Vec<u8>,
+    data: Bytes,
     sent: usize,
     buf: Buf,
+}
+
+/// What an owner (or everyone) holds on the heap, against the quotas.
+#[derive(Clone, Copy, Debug, Default)]
+struct Usage {
+    transactions: usize,
+    runs: usize,
+    descriptor_bytes: u64,
 }
 
 /// Everything the SPMC keeps about memory management.
@@ -210,8 +276,8 @@ struct Outgoing {
 pub struct MemState {
     /// Transactions by handle.
     pub transactions: Vec<Transaction>,
-    /// Donated memory and its new owners.
-    pub donated: Vec<Donated>,
+    /// Donated memory and its new owners, sorted by (security state, address).
+    pub donated: ChunkVec<Donated>,
     incoming: Vec<Incoming>,
     outgoing: Vec<Outgoing>,
     next_handle: u64,
@@ -235,6 +301,66 @@ impl MemState {
 
     fn in_flight(&self) -> usize {
         self.transactions.len() + self.incoming.len()
+    }
+
+    /// The donation holding the page at `pa` (donations are kept sorted by
+    /// security state and address and never overlap in one state): one
+    /// binary search.
+    fn donation_at(&self, secure: bool, pa: u64) -> Option<Donated> {
+        let key = |d: &Donated| (d.secure, d.pa);
+        let (mut lo, mut hi) = (0, self.donated.len());
+        // The first donation past (secure, pa); the one before may hold it.
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.donated.get(mid) {
+                Some(d) if key(&d) <= (secure, pa) => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        let d = self.donated.get(lo.checked_sub(1)?)?;
+        (d.secure == secure && pa >= d.pa && pa < d.pa + d.pages * PAGE_SIZE).then_some(d)
+    }
+
+    /// What `owner` holds (`None`: everyone together).
+    fn usage(&self, owner: Option<Owner>) -> Usage {
+        let mine = |o: Owner| owner.is_none_or(|w| w == o);
+        let mut u = Usage::default();
+        for t in self.transactions.iter().filter(|t| mine(t.owner)) {
+            u.transactions += 1;
+            u.runs += t.runs.len();
+        }
+        for m in self.incoming.iter().filter(|m| mine(m.owner)) {
+            u.transactions += 1;
+            u.descriptor_bytes += m.total as u64;
+        }
+        u.runs += self
+            .donated
+            .iter()
+            .filter(|d| mine(Owner::Partition(d.owner)))
+            .count();
+        u
+    }
+
+    /// Runs `owner` may still have recorded (its quota and the total's).
+    fn runs_left(&self, owner: Owner) -> usize {
+        let (mine, all) = (self.usage(Some(owner)), self.usage(None));
+        OWNER_RUNS
+            .saturating_sub(mine.runs)
+            .min(ALL_RUNS.saturating_sub(all.runs))
+    }
+
+    /// NO_MEMORY unless `owner` may start one more transaction, holding
+    /// `bytes` of descriptor while it is assembled.
+    fn admit(&self, owner: Owner, bytes: u64) -> Result<(), FfaError> {
+        let (mine, all) = (self.usage(Some(owner)), self.usage(None));
+        if self.in_flight() >= MAX_IN_FLIGHT
+            || mine.transactions >= OWNER_TRANSACTIONS
+            || mine.descriptor_bytes + bytes > OWNER_DESCRIPTOR_BYTES
+            || all.descriptor_bytes + bytes > ALL_DESCRIPTOR_BYTES
+        {
+            return Err(FfaError::NoMemory);
+        }
+        Ok(())
     }
 }
 
@@ -395,54 +521,87 @@ impl<P: Platform> Spmc<P> {
         }
     }
 
-    /// Reads `len` bytes at the start of the caller's TX (or its buffer).
-    fn buf_read(&mut self, from: Endpoint, buf: Buf, len: usize) -> Result<Vec<u8>, FfaError> {
-        let mut out = alloc::vec![0u8; len];
-        match buf {
-            Buf::Mailbox => {
-                let b = self.buffers(from).ok_or(FfaError::InvalidParameters)?;
-                self.platform
-                    .read(b.tx, &mut out)
-                    .map_err(|_| FfaError::Aborted)?;
-            }
-            Buf::Caller { pa, len: size, ns } => {
-                if ns {
-                    self.platform
-                        .map_ns(pa, size)
-                        .map_err(|_| FfaError::NoMemory)?;
-                }
-                let r = self.platform.read(pa, &mut out);
-                if ns {
-                    self.platform.unmap_ns(pa, size);
-                }
-                r.map_err(|_| FfaError::Aborted)?;
-            }
+    /// Appends `len` bytes at the start of the caller's TX (or its buffer)
+    /// to `out`, in page-sized blocks: NO_MEMORY (or the access error) with
+    /// `out` as it was.
+    fn buf_read(
+        &mut self,
+        from: Endpoint,
+        buf: Buf,
+        len: usize,
+        out: &mut Bytes,
+    ) -> Result<(), FfaError> {
+        let (pa, map) = match buf {
+            Buf::Mailbox => (
+                self.buffers(from).ok_or(FfaError::InvalidParameters)?.tx,
+                None,
+            ),
+            Buf::Caller { pa, len: size, ns } => (pa, ns.then_some(size)),
+        };
+        let old = out.len();
+        out.try_extend_zeroed(len)?;
+        if let Some(size) = map
+            && self.platform.map_ns(pa, size).is_err()
+        {
+            out.truncate(old);
+            return Err(FfaError::NoMemory);
         }
-        Ok(out)
+        let mut at = 0u64;
+        let mut r = Ok(());
+        for seg in out.segments_mut(old, len) {
+            r = self.platform.read(Pa(pa.0 + at), seg);
+            if r.is_err() {
+                break;
+            }
+            at += seg.len() as u64;
+        }
+        if let Some(size) = map {
+            self.platform.unmap_ns(pa, size);
+        }
+        if r.is_err() {
+            out.truncate(old);
+            return Err(FfaError::Aborted);
+        }
+        Ok(())
     }
 
-    /// Writes `data` at the start of the caller's RX (or its buffer).
-    fn buf_write(&mut self, to: Endpoint, buf: Buf, data: &[u8]) -> Result<(), FfaError> {
-        match buf {
-            Buf::Mailbox => {
-                let b = self.buffers(to).ok_or(FfaError::InvalidParameters)?;
-                self.platform
-                    .write(b.rx, data)
-                    .map_err(|_| FfaError::Aborted)?;
-                self.set_rx_state(to, RxState::Full);
+    /// Writes `len` bytes of `data` from `off` at the start of the caller's
+    /// RX (or its buffer).
+    fn buf_write(
+        &mut self,
+        to: Endpoint,
+        buf: Buf,
+        data: &Bytes,
+        off: usize,
+        len: usize,
+    ) -> Result<(), FfaError> {
+        let (pa, map) = match buf {
+            Buf::Mailbox => (
+                self.buffers(to).ok_or(FfaError::InvalidParameters)?.rx,
+                None,
+            ),
+            Buf::Caller { pa, len, ns } => (pa, ns.then_some(len)),
+        };
+        if let Some(size) = map {
+            self.platform
+                .map_ns(pa, size)
+                .map_err(|_| FfaError::NoMemory)?;
+        }
+        let mut at = 0u64;
+        let mut r = Ok(());
+        for seg in data.segments(off, len) {
+            r = self.platform.write(Pa(pa.0 + at), seg);
+            if r.is_err() {
+                break;
             }
-            Buf::Caller { pa, len, ns } => {
-                if ns {
-                    self.platform
-                        .map_ns(pa, len)
-                        .map_err(|_| FfaError::NoMemory)?;
-                }
-                let r = self.platform.write(pa, data);
-                if ns {
-                    self.platform.unmap_ns(pa, len);
-                }
-                r.map_err(|_| FfaError::Aborted)?;
-            }
+            at += seg.len() as u64;
+        }
+        if let Some(size) = map {
+            self.platform.unmap_ns(pa, size);
+        }
+        r.map_err(|_| FfaError::Aborted)?;
+        if buf == Buf::Mailbox {
+            self.set_rx_state(to, RxState::Full);
         }
         Ok(())
     }
@@ -453,6 +612,10 @@ impl<P: Platform> Spmc<P> {
 
     /// FFA_MEM_SHARE, FFA_MEM_LEND, FFA_MEM_DONATE (§11.1-11.3 of DEN0077
     /// v1.2 chapter 11, 32 and 64 bit): w1 total length, w2 fragment length.
+    ///
+    /// The first fragment holds at least the transaction descriptor header
+    /// (this SPMC's rule: the header names the sender, whose quota a send in
+    /// fragments counts against from its first fragment on).
     fn mem_send(&mut self, from: Endpoint, args: &Regs) -> Result<Regs, FfaError> {
         let op = op_of(args.func()).ok_or(FfaError::NotSupported)?;
         let (total, frag) = (args.w(1), args.w(2));
@@ -460,22 +623,42 @@ impl<P: Platform> Spmc<P> {
         if total == 0 || frag == 0 || frag > total || frag as u64 > self.buf_size(from, buf) {
             return Err(FfaError::InvalidParameters);
         }
-        if total > MAX_DESCRIPTOR || self.mem.in_flight() >= MAX_IN_FLIGHT {
+        if total > MAX_DESCRIPTOR {
             return Err(FfaError::NoMemory);
         }
-        if !self.platform.heap_available(total as usize * 2 + 64 * 1024) {
+        let layout = layout_of(self.version_of(from));
+        if (frag as usize) < desc::header_size(layout) {
+            return Err(FfaError::InvalidParameters);
+        }
+        if !self.platform.heap_available(HEAP_FLOOR + frag as usize) {
             return Err(FfaError::NoMemory);
         }
-        let data = self.buf_read(from, buf, frag as usize)?;
+        let mut data = Bytes::new();
+        self.buf_read(from, buf, frag as usize, &mut data)?;
+        let owner = match from {
+            Endpoint::NormalWorld(_) => {
+                let mut sender = [0u8; 2];
+                data.read_at(0, &mut sender);
+                Owner::NormalWorld(u16::from_le_bytes(sender))
+            }
+            Endpoint::Partition(s) => Owner::Partition(self.partitions[s as usize].id()),
+        };
+        let assembling = if frag == total { 0 } else { total as u64 };
+        self.mem.admit(owner, assembling)?;
         if frag == total {
             let handle = self.new_handle();
             self.mem_commit(from, op, &data, handle)?;
             return Ok(success_with_handle(handle));
         }
+        self.mem
+            .incoming
+            .try_reserve(1)
+            .map_err(|_| FfaError::NoMemory)?;
         let handle = self.new_handle();
         self.mem.incoming.push(Incoming {
             handle,
             from,
+            owner,
             op,
             total,
             data,
@@ -484,7 +667,8 @@ impl<P: Platform> Spmc<P> {
         Ok(frag_rx_answer(handle, frag))
     }
 
-    /// FFA_MEM_FRAG_TX from a sender (w1/w2 handle, w3 fragment length).
+    /// FFA_MEM_FRAG_TX from a sender (w1/w2 handle, w3 fragment length). A
+    /// fragment refused (NO_MEMORY included) leaves the earlier ones in place.
     fn mem_frag_tx(&mut self, from: Endpoint, args: &Regs) -> Result<Regs, FfaError> {
         let handle = handle_of(args);
         let len = args.w(3);
@@ -501,15 +685,30 @@ impl<P: Platform> Spmc<P> {
         if len == 0 || len as u64 > self.buf_size(from, buf) || have + len as u64 > total {
             return Err(FfaError::InvalidParameters);
         }
-        let more = self.buf_read(from, buf, len as usize)?;
-        let m = &mut self.mem.incoming[i];
-        m.data.extend_from_slice(&more);
-        let received = m.data.len() as u32;
+        if !self.platform.heap_available(HEAP_FLOOR + len as usize) {
+            return Err(FfaError::NoMemory);
+        }
+        let mut data = core::mem::take(&mut self.mem.incoming[i].data);
+        let r = self.buf_read(from, buf, len as usize, &mut data);
+        let received = data.len() as u32;
+        self.mem.incoming[i].data = data;
+        r?;
         if (received as u64) < total {
             return Ok(frag_rx_answer(handle, received));
         }
-        let m = self.mem.incoming.swap_remove(i);
-        self.mem_commit(from, m.op, &m.data, handle)?;
+        // The last fragment: the send stays as it was (the fragments before
+        // this one) unless the transaction is recorded.
+        let (op, data) = {
+            let m = &mut self.mem.incoming[i];
+            (m.op, core::mem::take(&mut m.data))
+        };
+        if let Err(e) = self.mem_commit(from, op, &data, handle) {
+            let m = &mut self.mem.incoming[i];
+            m.data = data;
+            m.data.truncate(have as usize);
+            return Err(e);
+        }
+        self.mem.incoming.swap_remove(i);
         Ok(success_with_handle(handle))
     }
 
@@ -519,11 +718,12 @@ impl<P: Platform> Spmc<P> {
         &mut self,
         from: Endpoint,
         op: Op,
-        data: &[u8],
+        data: &Bytes,
         handle: u64,
     ) -> Result<(), FfaError> {
         let layout = layout_of(self.version_of(from));
-        let d = desc::parse(data, layout, Purpose::Send)?;
+        let (d, comp) = desc::parse_header(data, layout, Purpose::Send)?;
+        let comp = comp.ok_or(FfaError::InvalidParameters)?;
         if d.handle != 0 {
             return Err(FfaError::InvalidParameters);
         }
@@ -548,7 +748,7 @@ impl<P: Platform> Spmc<P> {
             }
         };
         let borrowers = self.resolve_receivers(owner, &d.receivers)?;
-        let (secure, runs) = self.resolve_memory(from, owner, &d.ranges)?;
+        let (secure, runs) = self.resolve_memory(from, owner, data, &comp)?;
         // A partition cannot give more access than it has.
         for b in &borrowers {
             let write = b.perms & perm::DATA_MASK == perm::RW || op == Op::Donate;
@@ -560,21 +760,23 @@ impl<P: Platform> Spmc<P> {
                 return Err(FfaError::Denied);
             }
         }
-        // Nothing already in a transaction, or donated away.
-        for r in &runs {
-            let busy =
-                self.mem.transactions.iter().any(|t| {
-                    t.secure == secure && t.runs.iter().any(|x| x.overlaps(r.pa, r.len()))
-                }) || self.mem.donated.iter().any(|x| {
-                    x.secure == secure
-                        && x.pa < r.pa + r.len()
-                        && r.pa < x.pa + x.pages * PAGE_SIZE
-                        && !matches!(owner, Owner::Partition(id) if id == x.owner)
-                });
-            if busy {
-                return Err(FfaError::Denied);
-            }
+        // Nothing already in a transaction, or donated away: each recorded
+        // run is looked up in the new runs (sorted), O((n + m) log n).
+        let busy = self.mem.transactions.iter().any(|t| {
+            t.secure == secure && t.runs.iter().any(|x| overlaps_any(&runs, x.pa, x.len()))
+        }) || self.mem.donated.iter().any(|x| {
+            x.secure == secure
+                && !matches!(owner, Owner::Partition(id) if id == x.owner)
+                && overlaps_any(&runs, x.pa, x.pages * PAGE_SIZE)
+        });
+        if busy {
+            return Err(FfaError::Denied);
         }
+        // The record's place, before anything changes.
+        self.mem
+            .transactions
+            .try_reserve(1)
+            .map_err(|_| FfaError::NoMemory)?;
         // Lend and donate: the owner's access goes now (§1.5 of DEN0140).
         if op != Op::Share
             && let Owner::Partition(id) = owner
@@ -593,10 +795,11 @@ impl<P: Platform> Spmc<P> {
             }
         }
         debug!(
-            "mem {op:?} {handle:#x} from {:#x}: {} page(s) to {:?}",
+            "mem {op:?} {handle:#x} from {:#x}: {} page(s) in {} run(s) to {} borrower(s)",
             owner.id(),
-            runs.iter().map(|r| r.pages).sum::<u64>(),
-            borrowers.iter().map(|b| b.id).collect::<Vec<_>>()
+            comp.total_pages,
+            runs.len(),
+            borrowers.len()
         );
         self.mem.transactions.push(Transaction {
             handle,
@@ -618,7 +821,9 @@ impl<P: Platform> Spmc<P> {
         owner: Owner,
         receivers: &[Receiver],
     ) -> Result<Vec<Borrower>, FfaError> {
-        let mut out: Vec<Borrower> = Vec::with_capacity(receivers.len());
+        let mut out: Vec<Borrower> = Vec::new();
+        out.try_reserve_exact(receivers.len())
+            .map_err(|_| FfaError::NoMemory)?;
         for r in receivers {
             if !is_secure_id(r.id) || r.id == owner.id() {
                 return Err(FfaError::InvalidParameters);
@@ -658,34 +863,56 @@ impl<P: Platform> Spmc<P> {
         Ok(out)
     }
 
-    /// The physical runs of the ranges a sender named, if it owns them all.
+    /// The physical runs of the constituents of `comp` in `data`, if the
+    /// sender owns them all: adjacent pages with the same access make one
+    /// run; sorted by physical address, no two overlapping (else
+    /// INVALID_PARAMETERS: the descriptor names a page twice); NO_MEMORY past
+    /// the owner's run quota or when the heap has no room.
     fn resolve_memory(
         &self,
         from: Endpoint,
         owner: Owner,
-        ranges: &[Range],
-    ) -> Result<(bool, Vec<Run>), FfaError> {
-        let mut runs: Vec<Run> = Vec::new();
-        match from {
+        data: &Bytes,
+        comp: &desc::Composite,
+    ) -> Result<(bool, ChunkVec<Run>), FfaError> {
+        let left = self.mem.runs_left(owner);
+        let most = comp.count.min(left) * core::mem::size_of::<Run>();
+        if !self.platform.heap_available(HEAP_FLOOR + most) {
+            return Err(FfaError::NoMemory);
+        }
+        let mut runs: ChunkVec<Run> = ChunkVec::new();
+        let add = |runs: &mut ChunkVec<Run>, run: Run| -> Result<(), FfaError> {
+            let n = runs.len();
+            match runs.last_mut() {
+                Some(last) if last.follows(&run) => last.pages += run.pages,
+                _ if n >= left => return Err(FfaError::NoMemory),
+                _ => runs.try_push(run)?,
+            }
+            Ok(())
+        };
+        let secure = match from {
             Endpoint::NormalWorld(_) => {
-                for r in ranges {
+                for r in comp.ranges(data) {
                     // Normal-world senders own normal-world RAM only.
                     if !self.platform.is_ns_ram(Pa(r.addr), r.pages * PAGE_SIZE) {
                         return Err(FfaError::Denied);
                     }
-                    runs.push(Run {
-                        pa: r.addr,
-                        pages: r.pages,
-                        owner_ipa: r.addr,
-                        owner_access: Access::RWX,
-                    });
+                    add(
+                        &mut runs,
+                        Run {
+                            pa: r.addr,
+                            pages: r.pages,
+                            owner_ipa: r.addr,
+                            owner_access: Access::RWX,
+                        },
+                    )?;
                 }
-                Ok((false, runs))
+                false
             }
             Endpoint::Partition(s) => {
                 let p = &self.partitions[s as usize];
                 let me = owner.id();
-                for r in ranges {
+                for r in comp.ranges(data) {
                     for i in 0..r.pages {
                         let ipa = r.addr + i * PAGE_SIZE;
                         let t = p
@@ -697,12 +924,10 @@ impl<P: Platform> Spmc<P> {
                         // information after it): a partition never gives its code away.
                         let own = p.memory.iter().any(|(ipa, a)| {
                             *ipa != p.config.load_ipa && a.contains(t.pa, PAGE_SIZE)
-                        }) || self.mem.donated.iter().any(|d| {
-                            d.owner == me
-                                && d.secure
-                                && t.pa.0 >= d.pa
-                                && t.pa.0 < d.pa + d.pages * PAGE_SIZE
-                        });
+                        }) || self
+                            .mem
+                            .donation_at(true, t.pa.0)
+                            .is_some_and(|d| d.owner == me);
                         if !own {
                             return Err(FfaError::Denied);
                         }
@@ -711,26 +936,45 @@ impl<P: Platform> Spmc<P> {
                             write: t.write,
                             exec: t.exec,
                         };
-                        match runs.last_mut() {
-                            Some(last)
-                                if last.pa + last.len() == t.pa.0
-                                    && last.owner_ipa + last.len() == ipa
-                                    && last.owner_access == access =>
-                            {
-                                last.pages += 1;
-                            }
-                            _ => runs.push(Run {
+                        add(
+                            &mut runs,
+                            Run {
                                 pa: t.pa.0,
                                 pages: 1,
                                 owner_ipa: ipa,
                                 owner_access: access,
-                            }),
-                        }
+                            },
+                        )?;
                     }
                 }
-                Ok((true, runs))
+                true
+            }
+        };
+        // Sorted by address, neighbours checked (O(n log n), no allocation);
+        // runs that touch after sorting are merged.
+        runs.sort_by_key(|r| r.pa);
+        let mut w = 0usize;
+        for i in 0..runs.len() {
+            let Some(r) = runs.get(i) else { break };
+            match w.checked_sub(1).and_then(|k| runs.get(k)) {
+                Some(prev) if prev.pa + prev.len() > r.pa => {
+                    return Err(FfaError::InvalidParameters);
+                }
+                Some(prev) if prev.follows(&r) => {
+                    if let Some(p) = runs.get_mut(w - 1) {
+                        p.pages += r.pages;
+                    }
+                }
+                _ => {
+                    if let Some(slot) = runs.get_mut(w) {
+                        *slot = r;
+                    }
+                    w += 1;
+                }
             }
         }
+        runs.truncate(w);
+        Ok((secure, runs))
     }
 
     // ------------------------------------------------------------------
@@ -750,8 +994,9 @@ impl<P: Platform> Spmc<P> {
         }
         let version = self.version_of(from);
         let layout = layout_of(version);
-        let data = self.buf_read(from, buf, total as usize)?;
-        let req = desc::parse(&data, layout, Purpose::Retrieve)?;
+        let mut data = Bytes::new();
+        self.buf_read(from, buf, total as usize, &mut data)?;
+        let (req, _) = desc::parse_header(&data, layout, Purpose::Retrieve)?;
         let me = self.partitions[slot as usize].id();
         let i = self
             .mem
@@ -841,50 +1086,20 @@ impl<P: Platform> Spmc<P> {
         {
             return Err(FfaError::Busy);
         }
+        // The response: the header and 16 bytes a run.
+        let response_bytes = 128 + 16 * t.runs.len();
         if !self
             .platform
-            .heap_available(table_bytes(&t.runs) + 16 * 1024)
+            .heap_available(HEAP_FLOOR + table_bytes(&t.runs) + response_bytes + 16 * 1024)
         {
             return Err(FfaError::NoMemory);
         }
-        // Every check passed: zero if asked, map, answer.
+        // Every check passed. What can fail for want of memory comes first
+        // (the response, the records of a donation, the place of a response
+        // in fragments), then the tables change, then the state.
         let zero = t.op != Op::Share && (t.zero_pending || req.flags & flags::ZERO != 0);
-        let (secure, space, op) = (t.secure, t.space(), t.op);
-        let runs = t.runs.clone();
-        let s2 = &mut self.partitions[slot as usize].stage2;
-        for (k, r) in runs.iter().enumerate() {
-            if s2
-                .map(space, Ipa(r.pa), Pa(r.pa), r.len(), S2Kind::Memory(access))
-                .is_err()
-            {
-                for done in &runs[..k] {
-                    let _ = s2.unmap(space, Ipa(done.pa), done.len(), &mut self.platform);
-                }
-                return Err(FfaError::NoMemory);
-            }
-        }
-        if zero && let Err(e) = self.zero_runs(secure, &runs) {
-            // Nothing may stay mapped for a retrieve that failed.
-            let s2 = &mut self.partitions[slot as usize].stage2;
-            for r in &runs {
-                let _ = s2.unmap(space, Ipa(r.pa), r.len(), &mut self.platform);
-            }
-            return Err(e);
-        }
-        let t = &mut self.mem.transactions[i];
-        t.zero_pending = false;
-        let b = &mut t.borrowers[bi];
-        b.state = BorrowerState::Retrieved;
-        b.granted = access;
-        b.zero_after = req.flags & flags::ZERO_AFTER_RELINQUISH != 0;
+        let (secure, space, op, handle) = (t.secure, t.space(), t.op, t.handle);
         let perms = if write { perm::RW } else { perm::RO } | if exec { perm::X } else { perm::NX };
-        let ranges: Vec<Range> = runs
-            .iter()
-            .map(|r| Range {
-                addr: r.pa,
-                pages: r.pages,
-            })
-            .collect();
         let mut attributes = if t.attributes & attr::TYPE_MASK == attr::TYPE_NONE {
             attr::NORMAL_WB_INNER
         } else {
@@ -897,7 +1112,7 @@ impl<P: Platform> Spmc<P> {
             sender: t.owner.id(),
             attributes,
             flags: op.type_bits() | if zero { flags::ZERO } else { 0 },
-            handle: t.handle,
+            handle,
             tag: t.tag,
             receiver: Receiver {
                 id: me,
@@ -905,27 +1120,86 @@ impl<P: Platform> Spmc<P> {
                 flags: 0,
                 impdef: b.impdef,
             },
-            ranges: &ranges,
         };
         let emad = if version >= Version::V1_2 { 32 } else { 16 };
-        let bytes = desc::encode_response(&response, layout, emad);
-        let handle = t.handle;
+        let ranges = t.runs.iter().map(|r| Range {
+            addr: r.pa,
+            pages: r.pages,
+        });
+        let bytes = desc::encode_response(&response, ranges, layout, emad)?;
+        let total = bytes.len();
+        let first = total.min(self.buf_size(from, buf) as usize);
+        if first < total {
+            let queued: usize = self.mem.outgoing.iter().map(|o| o.data.len()).sum();
+            if queued + total > ALL_RESPONSE_BYTES {
+                return Err(FfaError::NoMemory);
+            }
+            self.mem
+                .outgoing
+                .try_reserve(1)
+                .map_err(|_| FfaError::NoMemory)?;
+        }
+        let donated_before = self.mem.donated.len();
         if op == Op::Donate {
-            // The borrower is the owner now; the handle is retired.
-            let t = self.mem.transactions.swap_remove(i);
+            // The borrower becomes the owner of each run: recorded against its quota.
+            let t = &self.mem.transactions[i];
+            if self.mem.runs_left(Owner::Partition(me)) < t.runs.len() {
+                return Err(FfaError::NoMemory);
+            }
             for r in &t.runs {
-                self.mem.donated.push(Donated {
+                let d = Donated {
                     owner: me,
                     pa: r.pa,
                     pages: r.pages,
-                    secure: t.secure,
+                    secure,
                     access,
-                });
+                };
+                if let Err(e) = self.mem.donated.try_push(d) {
+                    self.mem.donated.truncate(donated_before);
+                    return Err(e);
+                }
             }
         }
-        let first = bytes.len().min(self.buf_size(from, buf) as usize);
-        self.buf_write(from, buf, &bytes[..first])?;
-        let total = bytes.len();
+        let runs = &self.mem.transactions[i].runs;
+        let s2 = &mut self.partitions[slot as usize].stage2;
+        let mut mapped = 0;
+        for r in runs {
+            if s2
+                .map(space, Ipa(r.pa), Pa(r.pa), r.len(), S2Kind::Memory(access))
+                .is_err()
+            {
+                break;
+            }
+            mapped += 1;
+        }
+        let mut failed = (mapped < runs.len()).then_some(FfaError::NoMemory);
+        if failed.is_none()
+            && zero
+            && let Err(e) = zero_runs(&mut self.platform, secure, runs.iter().copied())
+        {
+            failed = Some(e);
+        }
+        if let Some(e) = failed {
+            // Nothing may stay mapped, or recorded, for a retrieve that failed.
+            for r in runs.iter().take(mapped) {
+                let _ = s2.unmap(space, Ipa(r.pa), r.len(), &mut self.platform);
+            }
+            self.mem.donated.truncate(donated_before);
+            return Err(e);
+        }
+        let t = &mut self.mem.transactions[i];
+        t.zero_pending = false;
+        let b = &mut t.borrowers[bi];
+        b.state = BorrowerState::Retrieved;
+        b.granted = access;
+        b.zero_after = req.flags & flags::ZERO_AFTER_RELINQUISH != 0;
+        if op == Op::Donate {
+            // The borrower is the owner now (recorded above, kept in order
+            // for `donation_at`); the handle is retired.
+            self.mem.donated.sort_by_key(|d| (d.secure, d.pa));
+            self.mem.transactions.swap_remove(i);
+        }
+        self.buf_write(from, buf, &bytes, 0, first)?;
         if first < total {
             self.mem.outgoing.push(Outgoing {
                 handle,
@@ -969,8 +1243,10 @@ impl<P: Platform> Spmc<P> {
             return Err(FfaError::Busy);
         }
         let n = (len - sent).min(self.buf_size(from, buf) as usize);
-        let chunk = self.mem.outgoing[i].data[sent..sent + n].to_vec();
-        self.buf_write(from, buf, &chunk)?;
+        let data = core::mem::take(&mut self.mem.outgoing[i].data);
+        let r = self.buf_write(from, buf, &data, sent, n);
+        self.mem.outgoing[i].data = data;
+        r?;
         let o = &mut self.mem.outgoing[i];
         o.sent += n;
         if o.sent == len {
@@ -996,7 +1272,8 @@ impl<P: Platform> Spmc<P> {
             .ok_or(FfaError::InvalidParameters)?
             .size
             .min(16 + 2 * desc::MAX_RECEIVERS as u64);
-        let data = self.buf_read(from, Buf::Mailbox, size as usize)?;
+        let mut data = Bytes::new();
+        self.buf_read(from, Buf::Mailbox, size as usize, &mut data)?;
         let rq = desc::parse_relinquish(&data)?;
         let me = self.partitions[slot as usize].id();
         if rq.flags & !(flags::ZERO | flags::TIME_SLICE) != 0 || rq.endpoints != [me] {
@@ -1021,8 +1298,8 @@ impl<P: Platform> Spmc<P> {
             return Err(FfaError::InvalidParameters);
         }
         let zero = t.op != Op::Share && (rq.flags & flags::ZERO != 0 || t.borrowers[bi].zero_after);
-        let (secure, space, runs) = (t.secure, t.space(), t.runs.clone());
-        for r in &runs {
+        let (secure, space) = (t.secure, t.space());
+        for r in &self.mem.transactions[i].runs {
             self.partitions[slot as usize]
                 .stage2
                 .unmap(space, Ipa(r.pa), r.len(), &mut self.platform)
@@ -1030,8 +1307,9 @@ impl<P: Platform> Spmc<P> {
         }
         // The borrower has let go whatever the zeroing does: a failure to
         // zero is logged, the state follows the tables.
-        self.mem.transactions[i].borrowers[bi].state = BorrowerState::Relinquished;
-        if zero && self.zero_runs(secure, &runs).is_err() {
+        let t = &mut self.mem.transactions[i];
+        t.borrowers[bi].state = BorrowerState::Relinquished;
+        if zero && zero_runs(&mut self.platform, secure, t.runs.iter().copied()).is_err() {
             log::error!("relinquish {:#x}: memory could not be zeroed", rq.handle);
             return Err(FfaError::Aborted);
         }
@@ -1078,7 +1356,9 @@ impl<P: Platform> Spmc<P> {
         }
         // A borrower that still holds the memory blocks the reclaim, unless it
         // is gone (aborted): then the SPMC takes the memory back from it.
-        let mut gone = Vec::new();
+        // (At most one per borrower: a fixed array, nothing allocated.)
+        let mut gone = [0u16; desc::MAX_RECEIVERS];
+        let mut n_gone = 0;
         for b in &t.borrowers {
             if b.state != BorrowerState::Retrieved {
                 continue;
@@ -1087,17 +1367,20 @@ impl<P: Platform> Spmc<P> {
                 Some(s) if self.partitions[s as usize].state == PartitionState::Running => {
                     return Err(FfaError::Denied);
                 }
-                Some(s) => gone.push(s),
-                None => {}
+                Some(s) if n_gone < gone.len() => {
+                    gone[n_gone] = s;
+                    n_gone += 1;
+                }
+                _ => {}
             }
         }
         if fl & flags::ZERO != 0 {
-            let (secure, runs) = (t.secure, t.runs.clone());
-            self.zero_runs(secure, &runs)?;
+            let t = &self.mem.transactions[i];
+            zero_runs(&mut self.platform, t.secure, t.runs.iter().copied())?;
         }
         let t = self.mem.transactions.swap_remove(i);
         let space = t.space();
-        for s in gone {
+        for &s in &gone[..n_gone] {
             for r in &t.runs {
                 let _ = self.partitions[s as usize].stage2.unmap(
                     space,
@@ -1125,31 +1408,6 @@ impl<P: Platform> Spmc<P> {
         Ok(Regs::with_func(func::SUCCESS_32))
     }
 
-    /// Zeroes the memory of `runs` (normal-world memory through temporary mappings).
-    fn zero_runs(&mut self, secure: bool, runs: &[Run]) -> Result<(), FfaError> {
-        for r in runs {
-            if secure {
-                self.platform
-                    .zero(Pa(r.pa), r.len())
-                    .map_err(|_| FfaError::Aborted)?;
-                continue;
-            }
-            let mut off = 0;
-            while off < r.pages {
-                let n = (r.pages - off).min(ZERO_CHUNK_PAGES);
-                let (pa, len) = (Pa(r.pa + off * PAGE_SIZE), n * PAGE_SIZE);
-                self.platform
-                    .map_ns(pa, len)
-                    .map_err(|_| FfaError::NoMemory)?;
-                let z = self.platform.zero(pa, len);
-                self.platform.unmap_ns(pa, len);
-                z.map_err(|_| FfaError::Aborted)?;
-                off += n;
-            }
-        }
-        Ok(())
-    }
-
     /// A partition goes away (a destroyed instance in `slot` with ID `id`):
     /// it holds nothing any more, memory donated to it is zeroed and
     /// forgotten, and its fragments in flight are dropped.
@@ -1161,60 +1419,69 @@ impl<P: Platform> Spmc<P> {
                 }
             }
         }
-        let mine: Vec<Donated> = self
-            .mem
-            .donated
-            .iter()
-            .filter(|d| d.owner == id)
-            .copied()
-            .collect();
-        self.mem.donated.retain(|d| d.owner != id);
-        for d in mine {
+        for d in self.mem.donated.iter().filter(|d| d.owner == id) {
             let run = Run {
                 pa: d.pa,
                 pages: d.pages,
                 owner_ipa: d.pa,
                 owner_access: d.access,
             };
-            if self.zero_runs(d.secure, &[run]).is_err() {
+            if zero_runs(&mut self.platform, d.secure, core::iter::once(run)).is_err() {
                 log::error!("cannot zero memory donated to {id:#x} at {:#x}", d.pa);
             }
         }
+        self.mem.donated.retain(|d| d.owner != id);
         let ep = Endpoint::Partition(slot);
         self.mem.incoming.retain(|m| m.from != ep);
         self.mem.outgoing.retain(|o| o.to != ep);
     }
 }
 
-/// Most heap the stage-2 tables for `runs` can take in a borrower's tables:
-/// one last-level table per 2 MiB block touched, one per 1 GiB block, the root.
-fn table_bytes(runs: &[Run]) -> usize {
-    let mut blocks: Vec<Range> = Vec::new();
+/// Zeroes the memory of `runs` (normal-world memory through temporary mappings).
+fn zero_runs<P: Platform>(
+    platform: &mut P,
+    secure: bool,
+    runs: impl Iterator<Item = Run>,
+) -> Result<(), FfaError> {
     for r in runs {
-        let (first, last) = (r.pa >> 21, (r.pa + r.len() - 1) >> 21);
-        for b in first..=last.min(first + MAX_BLOCKS_PER_RUN) {
-            blocks.push(Range { addr: b, pages: 1 });
+        if secure {
+            platform
+                .zero(Pa(r.pa), r.len())
+                .map_err(|_| FfaError::Aborted)?;
+            continue;
+        }
+        let mut off = 0;
+        while off < r.pages {
+            let n = (r.pages - off).min(ZERO_CHUNK_PAGES);
+            let (pa, len) = (Pa(r.pa + off * PAGE_SIZE), n * PAGE_SIZE);
+            platform.map_ns(pa, len).map_err(|_| FfaError::NoMemory)?;
+            let z = platform.zero(pa, len);
+            platform.unmap_ns(pa, len);
+            z.map_err(|_| FfaError::Aborted)?;
+            off += n;
         }
     }
-    desc::heapsort_by_addr(&mut blocks);
-    let mut l3 = 0usize;
-    let mut l2 = 0usize;
-    let (mut prev3, mut prev2) = (u64::MAX, u64::MAX);
-    for b in &blocks {
-        if b.addr != prev3 {
-            l3 += 1;
-            prev3 = b.addr;
-        }
-        if b.addr >> 9 != prev2 {
-            l2 += 1;
-            prev2 = b.addr >> 9;
-        }
-    }
-    (l3 + l2 + 1) * PAGE_SIZE as usize
+    Ok(())
 }
 
-/// 2 MiB blocks counted per run (a run of 32768 pages spans 64).
-const MAX_BLOCKS_PER_RUN: u64 = 65;
+/// Most heap the stage-2 tables for `runs` (sorted by address) can take in
+/// a borrower's tables: one last-level table per 2 MiB block touched, one
+/// per 1 GiB block, the root. One pass, nothing allocated.
+fn table_bytes(runs: &ChunkVec<Run>) -> usize {
+    let (mut l3, mut l2) = (0usize, 0usize);
+    let (mut prev3, mut prev2) = (u64::MAX, u64::MAX);
+    for r in runs {
+        let (first, last) = (r.pa >> 21, (r.pa + r.len() - 1) >> 21);
+        let new3 = last - first + 1 - u64::from(first == prev3);
+        l3 = l3.saturating_add(new3 as usize);
+        let (first2, last2) = (first >> 9, last >> 9);
+        l2 = l2.saturating_add((last2 - first2 + 1 - u64::from(first2 == prev2)) as usize);
+        (prev3, prev2) = (last, last2);
+    }
+    l3.saturating_add(l2)
+        .saturating_add(1)
+        .saturating_mul(PAGE_SIZE as usize)
+}
 
 /// FFA_MEM_FRAG_RX as the answer to a sender: more fragments expected from `offset`.
 fn frag_rx_answer(handle: u64, offset: u32) -> Regs {

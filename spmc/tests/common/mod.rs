@@ -35,4 +35,5 @@ pub fn manifest_fixture(name: &str) -> Vec<u8> {
     dtb(&repo_root().join("tests/fixtures/manifests").join(name))
 }
 
+pub mod heap;
 pub mod world;

@@ -177,10 +177,21 @@ pub fn shipped_config(pool: Option<MemRange>) -> SpmcConfig {
 /// vTEE template 0x8010), every package in place, booted as [`booted`] does.
 pub fn policy_world(pool: Option<MemRange>) -> Spmc<FakePlatform> {
     let config = shipped_config(pool);
-    let mut p = FakePlatform::default();
+    let p = policy_platform(&config, FakePlatform::default());
+    policy_boot(config, p)
+}
+
+/// `p` with the shipped packages of `config` in place (the manifests are
+/// compiled here, outside any model heap).
+pub fn policy_platform(config: &SpmcConfig, mut p: FakePlatform) -> FakePlatform {
     for e in &config.partitions {
         p.put_package(Pa(e.package), &manifest(&e.name), &image());
     }
+    p
+}
+
+/// An SPMC over `p` (made by [`policy_platform`]), loaded and booted.
+pub fn policy_boot(config: SpmcConfig, p: FakePlatform) -> Spmc<FakePlatform> {
     let mut s = Spmc::new(config, p);
     s.load_partitions();
     boot_all(&mut s);

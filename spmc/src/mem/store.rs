@@ -1,0 +1,349 @@
+//! Storage for what callers size: a vector kept in blocks of at most one
+//! page, grown only fallibly.
+//!
+//! Descriptors being assembled, retrieve responses being sent and the runs
+//! of every transaction live in [`ChunkVec`]s. Two properties follow, and the
+//! memory-sharing code relies on both (docs/memory-sharing.md, "Heap"):
+//!
+//! - every growth is `try_reserve`: when the heap has no room the caller gets
+//!   `NO_MEMORY` and the vector is as it was;
+//! - no block is larger than a page, so a descriptor of 256 KiB needs 64 free
+//!   pages anywhere in the heap, not one free 256 KiB block: the heap's
+//!   fragmentation (made by partitions and instances coming and going) cannot
+//!   refuse it while the bytes are there.
+
+use alloc::vec::Vec;
+use core::mem::size_of;
+
+use crate::ffa::FfaError;
+
+/// Largest block a [`ChunkVec`] allocates.
+pub const CHUNK_BYTES: usize = 4096;
+
+/// A vector of `T` in blocks of at most [`CHUNK_BYTES`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkVec<T> {
+    chunks: Vec<Vec<T>>,
+    len: usize,
+}
+
+impl<T> Default for ChunkVec<T> {
+    fn default() -> Self {
+        Self {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T: Copy> ChunkVec<T> {
+    /// Elements per block.
+    const PER: usize = if size_of::<T>() == 0 || size_of::<T>() > CHUNK_BYTES {
+        1
+    } else {
+        CHUNK_BYTES / size_of::<T>()
+    };
+
+    /// An empty vector (allocates nothing).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The element at `i`.
+    pub fn get(&self, i: usize) -> Option<T> {
+        self.chunks.get(i / Self::PER)?.get(i % Self::PER).copied()
+    }
+
+    /// A mutable reference to the element at `i`.
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        self.chunks.get_mut(i / Self::PER)?.get_mut(i % Self::PER)
+    }
+
+    /// The last element, mutably.
+    pub fn last_mut(&mut self) -> Option<&mut T> {
+        self.chunks.last_mut()?.last_mut()
+    }
+
+    /// Swaps two elements (nothing if either is out of range).
+    pub fn swap(&mut self, a: usize, b: usize) {
+        if let (Some(x), Some(y)) = (self.get(a), self.get(b)) {
+            if let Some(p) = self.get_mut(a) {
+                *p = y;
+            }
+            if let Some(p) = self.get_mut(b) {
+                *p = x;
+            }
+        }
+    }
+
+    /// Appends `v`, or NO_MEMORY with the vector unchanged.
+    pub fn try_push(&mut self, v: T) -> Result<(), FfaError> {
+        let full = self.chunks.last().is_none_or(|c| c.len() == Self::PER);
+        if full {
+            self.chunks.try_reserve(1).map_err(|_| FfaError::NoMemory)?;
+            let mut c = Vec::new();
+            c.try_reserve_exact(4.min(Self::PER))
+                .map_err(|_| FfaError::NoMemory)?;
+            c.push(v);
+            self.chunks.push(c);
+        } else if let Some(c) = self.chunks.last_mut() {
+            if c.len() == c.capacity() {
+                // Doubling, never past one block.
+                let want = (c.capacity() * 2).min(Self::PER) - c.len();
+                c.try_reserve_exact(want).map_err(|_| FfaError::NoMemory)?;
+            }
+            c.push(v);
+        }
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Shortens the vector to `len` elements (freeing emptied blocks).
+    pub fn truncate(&mut self, len: usize) {
+        if len >= self.len {
+            return;
+        }
+        let keep = len.div_ceil(Self::PER);
+        self.chunks.truncate(keep);
+        if let Some(c) = self.chunks.last_mut() {
+            c.truncate(len - (keep - 1) * Self::PER);
+        }
+        self.len = len;
+    }
+
+    /// Keeps the elements for which `f` is true (in order).
+    pub fn retain(&mut self, mut f: impl FnMut(&T) -> bool) {
+        let mut w = 0;
+        for r in 0..self.len {
+            if let Some(v) = self.get(r)
+                && f(&v)
+            {
+                if let Some(slot) = self.get_mut(w) {
+                    *slot = v;
+                }
+                w += 1;
+            }
+        }
+        self.truncate(w);
+    }
+
+    /// A copy, or NO_MEMORY.
+    pub fn try_clone(&self) -> Result<Self, FfaError> {
+        let mut out = Self::new();
+        for v in self.iter() {
+            out.try_push(*v)?;
+        }
+        Ok(out)
+    }
+
+    /// The elements in order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> + Clone + '_ {
+        self.chunks.iter().flatten()
+    }
+
+    /// Sorts by `key` in place: a heapsort, O(n log n) and no allocation.
+    pub fn sort_by_key<K: Ord>(&mut self, key: impl Fn(&T) -> K) {
+        let k = |v: &Self, i: usize| v.get(i).map(|x| key(&x));
+        let sift = |v: &mut Self, mut root: usize, end: usize| {
+            loop {
+                let mut child = 2 * root + 1;
+                if child >= end {
+                    return;
+                }
+                if child + 1 < end && k(v, child) < k(v, child + 1) {
+                    child += 1;
+                }
+                if k(v, root) >= k(v, child) {
+                    return;
+                }
+                v.swap(root, child);
+                root = child;
+            }
+        };
+        let n = self.len;
+        for i in (0..n / 2).rev() {
+            sift(self, i, n);
+        }
+        for end in (1..n).rev() {
+            self.swap(0, end);
+            sift(self, 0, end);
+        }
+    }
+}
+
+impl<T: Copy> core::ops::Index<usize> for ChunkVec<T> {
+    type Output = T;
+
+    /// The element at `i` (host tests; the SPMC uses [`ChunkVec::get`]).
+    fn index(&self, i: usize) -> &T {
+        &self.chunks[i / Self::PER][i % Self::PER]
+    }
+}
+
+impl<'a, T: Copy> IntoIterator for &'a ChunkVec<T> {
+    type Item = &'a T;
+    type IntoIter = core::iter::Flatten<core::slice::Iter<'a, Vec<T>>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.chunks.iter().flatten()
+    }
+}
+
+/// Bytes in blocks of a page: descriptors and responses.
+pub type Bytes = ChunkVec<u8>;
+
+impl ChunkVec<u8> {
+    /// Appends `n` zero bytes, or NO_MEMORY with the vector unchanged.
+    pub fn try_extend_zeroed(&mut self, n: usize) -> Result<(), FfaError> {
+        let old = self.len;
+        let mut left = n;
+        while left > 0 {
+            let room = match self.chunks.last() {
+                Some(c) if c.len() < CHUNK_BYTES => CHUNK_BYTES - c.len(),
+                _ => {
+                    if let Err(e) = self.chunks.try_reserve(1).map_err(|_| FfaError::NoMemory) {
+                        self.truncate(old);
+                        return Err(e);
+                    }
+                    self.chunks.push(Vec::new());
+                    CHUNK_BYTES
+                }
+            };
+            let take = room.min(left);
+            let Some(c) = self.chunks.last_mut() else {
+                break;
+            };
+            // Exactly what is needed in a partial block; whole blocks are one page.
+            if c.try_reserve_exact(take).is_err() {
+                if c.is_empty() {
+                    self.chunks.pop();
+                }
+                self.truncate(old);
+                return Err(FfaError::NoMemory);
+            }
+            c.resize(c.len() + take, 0);
+            self.len += take;
+            left -= take;
+        }
+        Ok(())
+    }
+
+    /// The bytes `[off, off + len)` as slices, one per block they touch.
+    pub fn segments(&self, off: usize, len: usize) -> impl Iterator<Item = &[u8]> + '_ {
+        let end = off.saturating_add(len).min(self.len);
+        let mut at = off;
+        core::iter::from_fn(move || {
+            if at >= end {
+                return None;
+            }
+            let c = self.chunks.get(at / CHUNK_BYTES)?;
+            let start = at % CHUNK_BYTES;
+            let n = (c.len() - start).min(end - at);
+            at += n;
+            c.get(start..start + n)
+        })
+    }
+
+    /// The bytes `[off, off + len)` as mutable slices, one per block.
+    pub fn segments_mut(&mut self, off: usize, len: usize) -> impl Iterator<Item = &mut [u8]> {
+        let end = off.saturating_add(len).min(self.len);
+        let skip = off / CHUNK_BYTES;
+        let mut at = off;
+        self.chunks.iter_mut().skip(skip).map_while(move |c| {
+            if at >= end {
+                return None;
+            }
+            let start = at % CHUNK_BYTES;
+            let n = (c.len() - start).min(end - at);
+            at += n;
+            c.get_mut(start..start + n)
+        })
+    }
+
+    /// Copies `out.len()` bytes at `off` into `out`; false if out of range.
+    pub fn read_at(&self, off: usize, out: &mut [u8]) -> bool {
+        if off.checked_add(out.len()).is_none_or(|e| e > self.len) {
+            return false;
+        }
+        let mut o = 0;
+        for s in self.segments(off, out.len()) {
+            out[o..o + s.len()].copy_from_slice(s);
+            o += s.len();
+        }
+        true
+    }
+
+    /// Copies `data` to `off`; false (nothing written) if out of range.
+    pub fn write_at(&mut self, off: usize, data: &[u8]) -> bool {
+        if off.checked_add(data.len()).is_none_or(|e| e > self.len) {
+            return false;
+        }
+        let mut o = 0;
+        for s in self.segments_mut(off, data.len()) {
+            let n = s.len();
+            s.copy_from_slice(&data[o..o + n]);
+            o += n;
+        }
+        true
+    }
+
+    /// A copy in one vector (host tests and small reads).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.iter().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_get_sort_retain_truncate() {
+        let mut v: ChunkVec<u64> = ChunkVec::new();
+        for i in 0..2000u64 {
+            v.try_push((i * 7919) % 2003).unwrap();
+        }
+        assert_eq!(v.len(), 2000);
+        assert!(v.chunks.iter().all(|c| c.capacity() * 8 <= CHUNK_BYTES));
+        v.sort_by_key(|x| *x);
+        let all: Vec<u64> = v.iter().copied().collect();
+        assert!(all.windows(2).all(|w| w[0] <= w[1]));
+        v.retain(|x| x % 2 == 0);
+        assert!(v.iter().all(|x| x % 2 == 0));
+        let n = v.len();
+        assert_eq!(v.get(n - 1), all.iter().rev().copied().find(|x| x % 2 == 0));
+        v.truncate(3);
+        assert_eq!(v.len(), 3);
+        assert_eq!(v.iter().count(), 3);
+        assert_eq!(v.get(3), None);
+    }
+
+    #[test]
+    fn bytes_across_blocks() {
+        let mut b = Bytes::new();
+        b.try_extend_zeroed(10).unwrap();
+        b.try_extend_zeroed(3 * CHUNK_BYTES).unwrap();
+        assert_eq!(b.len(), 3 * CHUNK_BYTES + 10);
+        assert!(b.chunks.iter().all(|c| c.capacity() <= CHUNK_BYTES));
+        let data: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+        assert!(b.write_at(4000, &data));
+        let mut out = alloc::vec![0u8; 5000];
+        assert!(b.read_at(4000, &mut out));
+        assert_eq!(out, data);
+        assert!(!b.read_at(b.len() - 1, &mut [0, 0]));
+        assert!(!b.write_at(usize::MAX, &[1]));
+        let joined: Vec<u8> = b.segments(4000, 5000).flatten().copied().collect();
+        assert_eq!(joined, data);
+        assert_eq!(b.to_vec()[4000..9000], data[..]);
+    }
+}
