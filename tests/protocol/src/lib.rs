@@ -71,6 +71,28 @@ pub mod cmd {
     /// result0 = w0, result1 = x2, result2 = x3 (lets the harness probe the
     /// secure virtual FF-A instance: FFA_FEATURES, FFA_RXTX_MAP and so on).
     pub const CALL: u64 = 0x22;
+    /// A storm of calls (the hostile stage): call function arg0 arg1 times
+    /// (at most 1,000,000) with x1 = arg2, the rest 0; after each answer that
+    /// is FFA_SUCCESS, call arg3 if it is not 0 (for example FFA_RX_RELEASE
+    /// after FFA_PARTITION_INFO_GET). result0 = how many answers had the
+    /// first answer's w0 and w2, result1 = the first answer's w0, result2 =
+    /// its w2, result3 = the last answer's w0.
+    pub const STORM: u64 = 0x23;
+    /// The partition's mailbox: result0 = IPA of its TX page, result1 = IPA
+    /// of its RX page (what it mapped at boot).
+    pub const MAILBOX: u64 = 0x24;
+    /// Map the RX/TX buffers elsewhere and back (the hostile stage):
+    /// FFA_RXTX_UNMAP, then FFA_RXTX_MAP_64 with x1 = arg0, x2 = arg1, x3 =
+    /// arg2; then, whatever that answered, FFA_RXTX_UNMAP if it succeeded and
+    /// FFA_RXTX_MAP_64 of the partition's own pages again. result0 = the
+    /// first unmap's w0, result1 = the hostile map's w0, result2 = its w2,
+    /// result3 = the w0 of the final map of its own pages.
+    pub const REMAP: u64 = 0x25;
+    /// Drop to AArch32 at EL0 (ERET with SPSR_EL1.M = 0b10000, User mode)
+    /// at the image's first instruction: EL0 may not run it, so the
+    /// partition faults; the SPMC must abort it and answer its caller
+    /// ABORTED. Never answers.
+    pub const AARCH32_EL0: u64 = 0x26;
     /// Key-value store of the per-user service: put arg1 under key arg0 (keys 0-15).
     pub const KV_PUT: u64 = 0x30;
     /// Key-value store: result0 = value under key arg0 (0 if never written).

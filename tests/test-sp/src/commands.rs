@@ -165,6 +165,10 @@ impl Sp {
                 let ans = call(a[0], &[a[1], a[2], a[3]]);
                 r(&[ans[0] as u32 as u64, ans[2], ans[3]])
             }
+            cmd::STORM => r(&storm(a[0], a[1], a[2], a[3])),
+            cmd::MAILBOX => r(&[Mailbox::Tx.ipa(), Mailbox::Rx.ipa()]),
+            cmd::REMAP => r(&remap(a[0], a[1], a[2])),
+            cmd::AARCH32_EL0 => aarch32_el0(),
             cmd::KV_PUT | cmd::KV_GET => {
                 let Some(slot) = usize::try_from(a[0]).ok().and_then(|k| self.kv.get_mut(k)) else {
                     return bad_arg();
@@ -239,6 +243,62 @@ impl Sp {
                 self.id, ans[0], ans[2]
             ));
         }
+    }
+}
+
+/// STORM: `count` calls of `f` with x1 = `x1` (tests/protocol).
+fn storm(f: u64, count: u64, x1: u64, after: u64) -> [u64; 4] {
+    let first = call(f, &[x1]);
+    let (w0, w2) = (first[0] as u32, first[2] as u32);
+    let mut same = 0;
+    let mut last = first;
+    for i in 0..count.min(1_000_000) {
+        let ans = if i == 0 { first } else { call(f, &[x1]) };
+        if ffa::ok(&ans) && after != 0 {
+            call(after, &[]);
+        }
+        if ans[0] as u32 == w0 && ans[2] as u32 == w2 {
+            same += 1;
+        }
+        last = ans;
+    }
+    [same, w0 as u64, w2 as u64, last[0] as u32 as u64]
+}
+
+/// REMAP: unmap, map (tx, rx, pages), then map the own pages again.
+fn remap(tx: u64, rx: u64, pages: u64) -> [u64; 4] {
+    let unmap = call(ffa::RXTX_UNMAP, &[]);
+    let hostile = call(ffa::RXTX_MAP_64, &[tx, rx, pages]);
+    if ffa::ok(&hostile) {
+        call(ffa::RXTX_UNMAP, &[]);
+    }
+    let own = call(ffa::RXTX_MAP_64, &[Mailbox::Tx.ipa(), Mailbox::Rx.ipa(), 1]);
+    [
+        unmap[0] as u32 as u64,
+        hostile[0] as u32 as u64,
+        hostile[2] as u32 as u64,
+        own[0] as u32 as u64,
+    ]
+}
+
+/// AARCH32_EL0: ERET to AArch32 User mode at the image's entry point.
+fn aarch32_el0() -> ! {
+    // SPSR_EL1: M[4] = 1 (AArch32), M[3:0] = 0b0000 (User); A, I, F clear.
+    const SPSR_AARCH32_USR: u64 = 0b1_0000;
+    // SAFETY: deliberately leaves the partition's AArch64 EL1 world for
+    // AArch32 EL0 at an address EL0 may not execute (the boot map gives EL0
+    // no access): the fault that follows ends at the SPMC, which must abort
+    // the partition. Nothing returns here.
+    unsafe {
+        asm!(
+            "msr spsr_el1, {spsr}",
+            "msr elr_el1, {pc}",
+            "isb",
+            "eret",
+            spsr = in(reg) SPSR_AARCH32_USR,
+            pc = in(reg) test_protocol::layout::IMAGE_IPA,
+            options(noreturn, nostack),
+        )
     }
 }
 
