@@ -85,6 +85,7 @@ pub fn rust_images(env: &Env, opts: &Options) -> Result<PathBuf> {
         ("spmc-qemu", "spmc.bin"),
         ("nwd-harness", "nwd-harness.bin"),
         ("nwd-bench", "nwd-bench.bin"),
+        ("nwd-hostile", "nwd-hostile.bin"),
         ("test-sp", "test-sp.bin"),
         ("nwd-hypervisor", "nwd-hypervisor.bin"),
         ("nwd-hypervisor-demo", "nwd-hypervisor-demo.bin"),

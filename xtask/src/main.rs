@@ -7,6 +7,7 @@ mod bench;
 mod build;
 mod cli;
 mod cpio;
+mod hostile;
 mod kmod;
 mod linux;
 mod qemu;

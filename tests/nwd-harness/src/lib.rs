@@ -1,12 +1,14 @@
 //! The normal-world test harness (BL33 at NS-EL2 on QEMU): FF-A checks
 //! against the SPMC through the SPMD (`nwd-harness`: the `e2e` checks, then
-//! the memory-sharing checks of [`mem`]) and the benchmarks (`nwd-bench`).
-//! Both images are built from this library.
+//! the memory-sharing checks of [`mem`]), the benchmarks (`nwd-bench`)
+//! and the hostile normal world (`nwd-hostile`, the `hostile` stage, see
+//! [`hostile`]). All three images are built from this library.
 
 #![no_std]
 
 pub mod checks;
 pub mod ffa;
+pub mod hostile;
 pub mod mem;
 pub mod partitions;
 pub mod report;
