@@ -17,8 +17,10 @@ Commands:
   test     Host unit tests, rustfmt, clippy (host and aarch64), firmware and
            TF-A builds, then the end-to-end stages in QEMU: `e2e` (our
            normal-world harness), `vtee` (VMs under the reference
-           hypervisor and their virtual TEEs) and `linux` (Debian's Linux
-           7.2 with the FF-A driver and tpm_crb_ffa, over TF-A and the SPMC)
+           hypervisor and their virtual TEEs), `hostile` (malformed calls
+           from the normal world and from a partition, with interrupts in
+           the middle) and `linux` (Debian's Linux 7.2 with the FF-A
+           driver and tpm_crb_ffa, over TF-A and the SPMC)
   bench    Release build, then the benchmarks in QEMU under -icount shift=0
            (one instruction per virtual nanosecond): prints
            `bench: <name>: <value> <unit>` lines. Never fails on a figure.
@@ -35,6 +37,8 @@ Options:
   --linux            `test`: run the `linux` stage ({linux_default});
                      `setup`: also fetch its Debian packages
   --skip-linux       `test`: do not run the `linux` stage
+  --stage <NAME>     `test`: run only this QEMU stage: e2e (with mem),
+                     vtee, hostile or linux (builds and checks as usual)
   --harness          `run`: boot the normal-world test harness (the `e2e`
                      stage's image) instead of the four-user demo
   --no-install       Never install anything; fail with the command to run instead
@@ -57,6 +61,9 @@ pub fn help() -> String {
         },
     )
 }
+
+/// The QEMU stages `test --stage` can pick, in the order `test` runs them.
+pub const STAGES: &[&str] = &["e2e", "vtee", "hostile", "linux"];
 
 /// The subcommand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +93,8 @@ pub struct Options {
     pub harness: bool,
     /// Show every command's output instead of logging it.
     pub verbose: bool,
+    /// `test`: run only this QEMU stage.
+    pub stage: Option<String>,
 }
 
 pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -110,6 +119,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> 
         linux: LINUX_STAGE_BY_DEFAULT,
         harness: false,
         verbose: false,
+        stage: None,
     };
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -122,6 +132,16 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> 
             "--skip-linux" => o.linux = false,
             "--harness" => o.harness = true,
             "--verbose" | "-v" => o.verbose = true,
+            "--stage" => {
+                let s = value("--stage")?;
+                if !STAGES.contains(&s.as_str()) {
+                    return Err(format!(
+                        "--stage: unknown stage `{s}` (one of {})",
+                        STAGES.join(", ")
+                    ));
+                }
+                o.stage = Some(s);
+            }
             "--smp" => {
                 o.smp = value("--smp")?
                     .parse()
@@ -188,6 +208,18 @@ mod tests {
         assert!(!p("test").unwrap().verbose);
         assert!(p("test --verbose").unwrap().verbose);
         assert!(p("run -v").unwrap().verbose);
+    }
+
+    #[test]
+    fn one_stage() {
+        assert_eq!(p("test").unwrap().stage, None);
+        assert_eq!(
+            p("test --stage hostile").unwrap().stage.as_deref(),
+            Some("hostile")
+        );
+        assert!(p("test --stage nope").is_err());
+        assert!(p("test --stage").is_err());
+        assert!(help().contains("--stage"));
     }
 
     #[test]

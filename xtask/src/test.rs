@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::build::{self, FIRMWARE_PACKAGES};
 use crate::cli::Options;
+use crate::hostile;
 use crate::linux;
 use crate::qemu::{self, StageResult, StageSpec};
 use crate::setup::{self, Env};
@@ -26,36 +27,42 @@ pub fn run(opts: &Options) -> Result<()> {
     let fw = build::all(&env, opts)?;
 
     let mut summary = Vec::new();
-    let e2e = qemu::run_stage(
-        qemu::base_command(&fw.flash, opts.smp, qemu::MEMORY),
-        &StageSpec {
-            name: "e2e",
-            required: &["running at Secure EL2"],
-            timeout: Duration::from_secs(opts.timeout_secs),
-            panic_grace: None,
-        },
-    )?;
-    summary.push(("e2e", e2e.clone()));
-    // The same boot's memory-sharing checks, after the `e2e` summary.
-    summary.push(("mem", qemu::section(&e2e, "e2e", "mem")));
+    let wanted = |name: &str| opts.stage.as_deref().is_none_or(|s| s == name);
+    if wanted("e2e") {
+        let e2e = qemu::run_stage(
+            qemu::base_command(&fw.flash, opts.smp, qemu::MEMORY),
+            &StageSpec {
+                name: "e2e",
+                required: &["running at Secure EL2"],
+                timeout: Duration::from_secs(opts.timeout_secs),
+                panic_grace: None,
+            },
+        )?;
+        summary.push(("e2e", e2e.clone()));
+        // The same boot's memory-sharing checks, after the `e2e` summary.
+        summary.push(("mem", qemu::section(&e2e, "e2e", "mem")));
+    }
 
-    let t = sh::Timer::start("vtee stage, build to power-off");
-    let vt = vtee::stage(&env, opts, &fw.spmc_bin).unwrap_or_else(|e| StageResult {
-        problems: vec![format!("could not run: {e}")],
-        ..StageResult::default()
-    });
-    t.done();
-    summary.push(("vtee", vt));
+    if wanted("vtee") {
+        let t = sh::Timer::start("vtee stage, build to power-off");
+        let vt = vtee::stage(&env, opts, &fw.spmc_bin).unwrap_or_else(could_not_run);
+        t.done();
+        summary.push(("vtee", vt));
+    }
 
-    if opts.linux {
+    if wanted("hostile") {
+        let t = sh::Timer::start("hostile stage, build to power-off");
+        let h = hostile::stage(&env, opts, &fw.spmc_bin).unwrap_or_else(could_not_run);
+        t.done();
+        summary.push(("hostile", h));
+    }
+
+    if opts.linux && wanted("linux") {
         let t = sh::Timer::start("linux stage, set-up to power-off");
-        let linux = linux::stage(&env, opts, &fw.spmc_bin).unwrap_or_else(|e| StageResult {
-            problems: vec![format!("could not run: {e}")],
-            ..StageResult::default()
-        });
+        let linux = linux::stage(&env, opts, &fw.spmc_bin).unwrap_or_else(could_not_run);
         t.done();
         summary.push(("linux", linux));
-    } else {
+    } else if !opts.linux {
         println!(
             "\n    (stage `linux` not run: pass --linux to boot Debian's Linux 7.2 over the SPMC)"
         );
@@ -97,6 +104,14 @@ pub fn run(opts: &Options) -> Result<()> {
     }
     println!("    all stages passed");
     Ok(())
+}
+
+/// A stage that could not even start.
+fn could_not_run(e: String) -> StageResult {
+    StageResult {
+        problems: vec![format!("could not run: {e}")],
+        ..StageResult::default()
+    }
 }
 
 /// Host tests, rustfmt and clippy; returns the host tests' (passed, failed).
