@@ -178,6 +178,11 @@ const DELAYS: [(u64, &str); 4] = [(0, "0us"), (3, "3us"), (30, "30us"), (300, "3
 
 /// Runs the interrupt checks (all but the instance boot, [`run_last`]).
 pub fn run(h: &mut Hostile<'_>) {
+    // Without this the other checks could pass with no interrupt ever
+    // arriving: pending before the call, the interrupt is there when the
+    // SPMC enters sp1, and this SPMC preempts the partition for it
+    // (spmc/src/messaging.rs, `preempt_for_interrupt`).
+    h.check("irq-pending-interrupt-preempts", pending_preempts);
     for (us, label) in DELAYS {
         let mut name = Name::new();
         name.set("irq-direct-echo-", label);
@@ -205,6 +210,20 @@ pub fn run(h: &mut Hostile<'_>) {
 pub fn run_last(h: &mut Hostile<'_>) {
     h.check("irq-during-instance-boot-3us", || instance_boot(3));
     h.check("irq-during-instance-boot-0us", || instance_boot(0));
+}
+
+fn pending_preempts() -> Outcome {
+    let before = interrupts_taken();
+    echo(0)?;
+    let taken = interrupts_taken() - before;
+    if taken == 0 {
+        return Err(fail_eq(
+            "FFA_INTERRUPTs taken for a pending interrupt",
+            0,
+            1,
+        ));
+    }
+    Ok(())
 }
 
 fn echo(us: u64) -> Outcome {
