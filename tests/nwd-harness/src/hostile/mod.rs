@@ -9,7 +9,7 @@
 //! arrive in the middle of calls ([`irq`]: the normal world's EL2 physical
 //! timer). Each check asserts the exact answer DEN0077 v1.2 / DEN0140 v1.2
 //! (or the contract of docs/memory-sharing.md) names, and then that the
-//! normal world and every healthy partition still work ([`live`]). One boot
+//! normal world and every partition still work ([`live`]). One boot
 //! runs them all; the summary is `hostile: N passed, M failed`.
 //!
 //! The order matters only at the end: the check that aborts a partition
@@ -20,13 +20,36 @@ pub mod calls;
 pub mod irq;
 pub mod partition;
 
+use core::sync::atomic::{AtomicU32, Ordering};
+
 use test_protocol::{cmd, ids};
 
 use crate::ffa::{self, Regs};
 use crate::report::{Fail, Outcome, Report};
 
-/// The partitions that must keep answering after every check.
+/// The partitions that answer in every check (and are used by them).
 pub const HEALTHY: [u16; 3] = [ids::SP1, ids::SP2, ids::TPM];
+
+/// Every partition of the boot, each of which must keep answering after
+/// every check until a check aborts it on purpose ([`given_up`]).
+const ALL: [u16; 6] = [
+    ids::SP1,
+    ids::SP2,
+    ids::TPM,
+    ids::CRASH_DATA,
+    ids::CRASH_UNDEF,
+    ids::CRASH_STEAL,
+];
+
+/// Bit `i` set: `ALL[i]` was aborted on purpose and is no longer checked.
+static GIVEN_UP: AtomicU32 = AtomicU32::new(0);
+
+/// A check is about to abort `id` on purpose: liveness stops asking it.
+pub fn given_up(id: u16) {
+    if let Some(i) = ALL.iter().position(|p| *p == id) {
+        GIVEN_UP.fetch_or(1 << i, Ordering::Relaxed);
+    }
+}
 
 /// A report whose checks are each followed by the liveness check.
 #[derive(Debug)]
@@ -57,8 +80,8 @@ pub fn fail_eq(what: &'static str, got: u64, want: u64) -> Fail {
     }
 }
 
-/// The normal world still negotiates 1.2 and every healthy partition still
-/// echoes a direct request (answered after any interrupt, [`irq::finish`]).
+/// The normal world still negotiates 1.2 and every partition (but those a
+/// check aborted on purpose) still echoes a direct request (answered after any interrupt, [`irq::finish`]).
 pub fn live() -> Outcome {
     let v = ffa::version(ffa::V1_2);
     if v != ffa::V1_2 {
@@ -68,13 +91,20 @@ pub fn live() -> Outcome {
             ffa::V1_2 as u64,
         ));
     }
-    for sp in HEALTHY {
+    let given_up = GIVEN_UP.load(Ordering::Relaxed);
+    for (i, sp) in ALL.into_iter().enumerate() {
+        if given_up & (1 << i) != 0 {
+            continue;
+        }
         let r = irq::finish(ffa::cmd(sp, cmd::ECHO, [0x11FE, sp as u64, 0, 0]));
         if r[0] != ffa::MSG_SEND_DIRECT_RESP_64 || r[4] != 0x11FE || r[5] != sp as u64 {
             let what = match sp {
                 ids::SP1 => "liveness: sp1 does not echo (w0 | w2 << 32)",
                 ids::SP2 => "liveness: sp2 does not echo (w0 | w2 << 32)",
-                _ => "liveness: tpm does not echo (w0 | w2 << 32)",
+                ids::TPM => "liveness: tpm does not echo (w0 | w2 << 32)",
+                ids::CRASH_DATA => "liveness: crash-data does not echo (w0 | w2 << 32)",
+                ids::CRASH_UNDEF => "liveness: crash-undef does not echo (w0 | w2 << 32)",
+                _ => "liveness: crash-steal does not echo (w0 | w2 << 32)",
             };
             return Err(fail_eq(
                 what,

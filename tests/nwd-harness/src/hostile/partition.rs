@@ -547,6 +547,7 @@ pub fn run_last(h: &mut Hostile<'_>) {
     // aborted, its caller gets FFA_ERROR(ABORTED) (§? partition abort), and
     // everything else goes on.
     h.check("sp-aarch32-el0-aborted", || {
+        super::given_up(ids::CRASH_DATA);
         let r = irq::finish(ffa::cmd(ids::CRASH_DATA, cmd::AARCH32_EL0, [0; 4]));
         super::expect_error(&r, ffa::ABORTED, "the request's answer")
     });
@@ -565,6 +566,7 @@ pub fn run_last(h: &mut Hostile<'_>) {
         h.check(name, || sp_error(f, 0, 0, 0, ffa::NOT_SUPPORTED));
     }
     h.check("sp-aarch32-el0-with-interrupt", || {
+        super::given_up(ids::CRASH_UNDEF);
         let r = irq::with_timer(0, || {
             irq::finish(ffa::cmd(ids::CRASH_UNDEF, cmd::AARCH32_EL0, [0; 4]))
         });
