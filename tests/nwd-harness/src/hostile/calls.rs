@@ -14,8 +14,14 @@ use crate::ffa::{self, Regs, call, code};
 use crate::mem::kit;
 use crate::report::Outcome;
 
-/// The normal world's physical memory on the stages' QEMU line (`-m 1G`).
-const NS_RAM_END: u64 = 0x8000_0000;
+/// Where the normal world's RAM ends if the device tree does not say (QEMU
+/// virt with `-m 1G`); the check `device-tree-names-the-ram` fails then.
+const RAM_END_FALLBACK: u64 = 0x8000_0000;
+
+/// The end of the normal world's RAM (device tree), or the fallback.
+fn ram_end() -> u64 {
+    super::dtb::ram_end().unwrap_or(RAM_END_FALLBACK)
+}
 /// SMCCC's answer to an unknown function ID (SMCCC v1.4 §5.2: -1).
 const SMC_UNKNOWN: u64 = 0xFFFF_FFFF;
 
@@ -334,6 +340,19 @@ fn map_attempt(tx: u64, rx: u64, w3: u64) -> Regs {
 fn rxtx(h: &mut Hostile<'_>) {
     let rx = ffa::rx_addr();
     let tx = ffa::tx_addr();
+    let end = ram_end();
+    h.check("device-tree-names-the-ram", || {
+        let Some(end) = super::dtb::ram_end() else {
+            return Err(crate::report::fail(
+                "no memory node in the device tree at 0x4000_0000",
+            ));
+        };
+        crate::say!("hostile: normal-world RAM ends at {end:#x} (device tree)");
+        if !(0x4000_1000..=0xF000_0000).contains(&end) {
+            return Err(fail_eq("end of RAM", end, RAM_END_FALLBACK));
+        }
+        Ok(())
+    });
     // §13.5.2: buffers in memory the caller does not own (secure memory,
     // firmware, devices, addresses beyond the RAM) are INVALID_PARAMETERS.
     let cases: &[(&str, u64, u64, u64)] = &[
@@ -345,13 +364,14 @@ fn rxtx(h: &mut Hostile<'_>) {
         ("rxtx-map-over-uart", 0x0900_0000, rx, 1),
         ("rxtx-map-over-gic", tx, 0x0800_0000, 1),
         ("rxtx-map-over-flash", 0, rx, 1),
-        ("rxtx-map-above-ram-1g", NS_RAM_END, rx, 1),
-        ("rxtx-map-above-ram-3g", 0xC000_0000, rx, 1),
+        ("rxtx-map-just-above-ram", end, rx, 1),
+        // Below 4 GiB, above the RAM of any `-m` up to 2.75 GiB.
+        ("rxtx-map-below-4g-above-ram", 0xF000_0000.max(end), rx, 1),
         ("rxtx-map-above-4g", 0x1_0000_0000, rx, 1),
         (
             "rxtx-map-straddles-end-of-ram",
-            NS_RAM_END - 0x1000,
-            NS_RAM_END - 0x4000,
+            end - 0x1000,
+            end - 0x4000,
             2,
         ),
         ("rxtx-map-wraps", 0xFFFF_FFFF_FFFF_F000, rx, 2),
@@ -1048,6 +1068,7 @@ const COMPOSITE: usize = 80;
 /// DEN0140 (memory management) and the contract of docs/memory-sharing.md:
 /// descriptors built to wrap, exhaust or lie.
 fn memory(h: &mut Hostile<'_>) {
+    let end = ram_end();
     let sp1 = [Receiver::new(ids::SP1, perm::RW)];
     let one = |addr: u64, pages: u32| [Range { addr, pages }];
     // Ranges the normal world does not own, or that wrap.
@@ -1079,10 +1100,10 @@ fn memory(h: &mut Hostile<'_>) {
         ("mem-share-range-secure", 0x0e50_0000, 1, ffa::DENIED),
         ("mem-share-range-spmc-image", 0x0e10_0000, 1, ffa::DENIED),
         ("mem-share-range-uart", 0x0900_0000, 1, ffa::DENIED),
-        ("mem-share-range-above-ram", NS_RAM_END, 1, ffa::DENIED),
+        ("mem-share-range-just-above-ram", end, 1, ffa::DENIED),
         (
             "mem-share-range-straddles-end-of-ram",
-            NS_RAM_END - 0x1000,
+            end - 0x1000,
             2,
             ffa::DENIED,
         ),

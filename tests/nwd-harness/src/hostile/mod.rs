@@ -5,7 +5,7 @@
 //! memory that is not the caller's, descriptors built to wrap or exhaust,
 //! forged IDs, calls out of turn, storms), a partition that attacks it from
 //! S-EL1 on command ([`partition`]: the test partition's `CALL`, `REMAP`,
-//! `MEM_SEND`, `STORM` and `AARCH32_EL0` commands), and interrupts that
+//! `MEM_SEND`, `STORM` and `AARCH32` commands), and interrupts that
 //! arrive in the middle of calls ([`irq`]: the normal world's EL2 physical
 //! timer). Each check asserts the exact answer DEN0077 v1.2 / DEN0140 v1.2
 //! (or the contract of docs/memory-sharing.md) names, and then that the
@@ -17,6 +17,7 @@
 //! an SPMC that re-enters the boot with the interrupt pending, run last.
 
 pub mod calls;
+pub mod dtb;
 pub mod irq;
 pub mod partition;
 
