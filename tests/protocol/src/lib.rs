@@ -71,6 +71,22 @@ pub mod cmd {
     /// result0 = w0, result1 = x2, result2 = x3 (lets the harness probe the
     /// secure virtual FF-A instance: FFA_FEATURES, FFA_RXTX_MAP and so on).
     pub const CALL: u64 = 0x22;
+    /// Drop to AArch32 at EL0 (ERET with SPSR_EL1.M = 0b10000, User mode) at
+    /// the A32 address arg0, or, if arg0 is 0, at an A32 `udf #0` in the
+    /// image. Never answers: the partition faults (a stage-2 abort taken
+    /// straight from AArch32 EL0 when arg0 is unmapped at stage 2, or an
+    /// undefined instruction that ends at the missing EL1 vectors) and the
+    /// SPMC must abort it like any other faulting partition.
+    pub const AARCH32: u64 = 0x2F;
+    /// Key-value store of the per-user service: put arg1 under key arg0 (keys 0-15).
+    pub const KV_PUT: u64 = 0x30;
+    /// Key-value store: result0 = value under key arg0 (0 if never written).
+    pub const KV_GET: u64 = 0x31;
+    /// Monotonic counter: increment, result0 = new value.
+    pub const COUNTER: u64 = 0x32;
+
+    // Commands of the hostile stage (docs/hostile.md).
+
     /// A storm of calls (the hostile stage): call function arg0 arg1 times
     /// (at most 1,000,000) with x1 = arg2, the rest 0; after each answer that
     /// is FFA_SUCCESS, call arg3 if it is not 0 (for example FFA_RX_RELEASE
@@ -88,17 +104,6 @@ pub mod cmd {
     /// first unmap's w0, result1 = the hostile map's w0, result2 = its w2,
     /// result3 = the w0 of the final map of its own pages.
     pub const REMAP: u64 = 0x25;
-    /// Drop to AArch32 at EL0 (ERET with SPSR_EL1.M = 0b10000, User mode)
-    /// at the image's first instruction: EL0 may not run it, so the
-    /// partition faults; the SPMC must abort it and answer its caller
-    /// ABORTED. Never answers.
-    pub const AARCH32_EL0: u64 = 0x26;
-    /// Key-value store of the per-user service: put arg1 under key arg0 (keys 0-15).
-    pub const KV_PUT: u64 = 0x30;
-    /// Key-value store: result0 = value under key arg0 (0 if never written).
-    pub const KV_GET: u64 = 0x31;
-    /// Monotonic counter: increment, result0 = new value.
-    pub const COUNTER: u64 = 0x32;
 
     // Memory sharing (docs/memory-sharing.md). Descriptors are written and
     // read with [`crate::mem`]. "Answer" below means `w0 | code << 32`:

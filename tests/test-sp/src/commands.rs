@@ -112,6 +112,7 @@ impl Sp {
                 // VBAR_EL1 left unmapped it ends at the SPMC, which aborts us.
                 unsafe { asm!("udf #0", options(noreturn, nomem, nostack)) }
             }
+            cmd::AARCH32 => aarch32_el0(a[0]),
             cmd::FP_SET => {
                 fp_set(a[0], !a[0]);
                 r(&[])
@@ -168,7 +169,6 @@ impl Sp {
             cmd::STORM => r(&storm(a[0], a[1], a[2], a[3])),
             cmd::MAILBOX => r(&[Mailbox::Tx.ipa(), Mailbox::Rx.ipa()]),
             cmd::REMAP => r(&remap(a[0], a[1], a[2])),
-            cmd::AARCH32_EL0 => aarch32_el0(),
             cmd::KV_PUT | cmd::KV_GET => {
                 let Some(slot) = usize::try_from(a[0]).ok().and_then(|k| self.kv.get_mut(k)) else {
                     return bad_arg();
@@ -281,27 +281,6 @@ fn remap(tx: u64, rx: u64, pages: u64) -> [u64; 4] {
     ]
 }
 
-/// AARCH32_EL0: ERET to AArch32 User mode at the image's entry point.
-fn aarch32_el0() -> ! {
-    // SPSR_EL1: M[4] = 1 (AArch32), M[3:0] = 0b0000 (User); A, I, F clear.
-    const SPSR_AARCH32_USR: u64 = 0b1_0000;
-    // SAFETY: deliberately leaves the partition's AArch64 EL1 world for
-    // AArch32 EL0 at an address EL0 may not execute (the boot map gives EL0
-    // no access): the fault that follows ends at the SPMC, which must abort
-    // the partition. Nothing returns here.
-    unsafe {
-        asm!(
-            "msr spsr_el1, {spsr}",
-            "msr elr_el1, {pc}",
-            "isb",
-            "eret",
-            spsr = in(reg) SPSR_AARCH32_USR,
-            pc = in(reg) test_protocol::layout::IMAGE_IPA,
-            options(noreturn, nostack),
-        )
-    }
-}
-
 /// The 24 characters CONSOLE_RAW offers (w2-w7); arg0 says how many to log.
 const RAW_TEXT: &[u8; 24] = b"test-sp raw console log\n";
 
@@ -347,4 +326,43 @@ fn fp_get() -> (u64, u64) {
         )
     }
     (lo, hi)
+}
+
+// A32 code for `cmd::AARCH32`: `udf #0` (A32 encoding 0xe7f000f0), as data
+// words so the AArch64 assembler takes it.
+core::arch::global_asm!(
+    ".section .text.aarch32, \"ax\"",
+    ".balign 4",
+    ".global test_sp_a32_udf",
+    "test_sp_a32_udf:",
+    ".word 0xe7f000f0",
+    ".word 0xe7f000f0",
+);
+
+unsafe extern "C" {
+    static test_sp_a32_udf: u8;
+}
+
+/// Drops to AArch32 EL0 at `pc` (0: the A32 `udf` above); never returns.
+fn aarch32_el0(pc: u64) -> ! {
+    let pc = match pc {
+        0 => &raw const test_sp_a32_udf as u64,
+        pc => pc,
+    };
+    // SPSR_EL1: M[4] = 1 (AArch32), M[3:0] = 0 (User), A32 (T = 0), DAIF
+    // masked. Our stage-1 map lets EL0 execute the first GiB (UXN clear).
+    const SPSR_USR32: u64 = 0x10 | 0x1c0;
+    // SAFETY: deliberately leaves this partition's AArch64 code for good:
+    // whatever runs at `pc` faults, and the SPMC aborts the partition (what
+    // the harness checks). Nothing of ours is used afterwards.
+    unsafe {
+        asm!(
+            "msr spsr_el1, {spsr}",
+            "msr elr_el1, {pc}",
+            "eret",
+            spsr = in(reg) SPSR_USR32,
+            pc = in(reg) pc,
+            options(noreturn, nostack),
+        )
+    }
 }

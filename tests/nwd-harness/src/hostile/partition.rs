@@ -2,7 +2,7 @@
 //! partition's `CALL` (any function with x1-x3), `REMAP` (its RX/TX
 //! buffers elsewhere), `MEM_SEND` (descriptors with any range, sender and
 //! receivers), `STORM` (thousands of calls), `RESP_WRONG` and
-//! `WAIT_IN_REQ` (answers out of turn) and `AARCH32_EL0`. sp2 is the
+//! `WAIT_IN_REQ` (answers out of turn) and `AARCH32`. sp2 is the
 //! attacker; crash-data (0x8004) is the one that drops to AArch32 EL0 (it
 //! is aborted, so that check runs last). Sections are DEN0077 v1.2.
 
@@ -546,9 +546,11 @@ pub fn run_last(h: &mut Hostile<'_>) {
     // Issue 9 item 4: AArch32 at EL0 is the partition's fault: it is
     // aborted, its caller gets FFA_ERROR(ABORTED) (§? partition abort), and
     // everything else goes on.
-    h.check("sp-aarch32-el0-aborted", || {
+    h.check("sp-aarch32-el0-udf-aborted", || {
         super::given_up(ids::CRASH_DATA);
-        let r = irq::finish(ffa::cmd(ids::CRASH_DATA, cmd::AARCH32_EL0, [0; 4]));
+        // An A32 `udf` at EL0: the exception goes to the partition's own
+        // (missing) EL1 vectors and ends at the SPMC as a stage-2 abort.
+        let r = irq::finish(ffa::cmd(ids::CRASH_DATA, cmd::AARCH32, [0; 4]));
         super::expect_error(&r, ffa::ABORTED, "the request's answer")
     });
     h.check("sp-aarch32-el0-stays-aborted", || {
@@ -565,10 +567,16 @@ pub fn run_last(h: &mut Hostile<'_>) {
     ] {
         h.check(name, || sp_error(f, 0, 0, 0, ffa::NOT_SUPPORTED));
     }
-    h.check("sp-aarch32-el0-with-interrupt", || {
+    h.check("sp-aarch32-el0-stage2-fault-with-interrupt", || {
         super::given_up(ids::CRASH_UNDEF);
+        // EL0 jumps to an IPA its stage 2 does not map: the abort is taken
+        // at S-EL2 straight from AArch32 EL0; an interrupt is pending too.
         let r = irq::with_timer(0, || {
-            irq::finish(ffa::cmd(ids::CRASH_UNDEF, cmd::AARCH32_EL0, [0; 4]))
+            irq::finish(ffa::cmd(
+                ids::CRASH_UNDEF,
+                cmd::AARCH32,
+                [layout::UNMAPPED_IPA, 0, 0, 0],
+            ))
         });
         super::expect_error(&r, ffa::ABORTED, "the request's answer")
     });
