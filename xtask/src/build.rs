@@ -85,11 +85,11 @@ pub fn rust_images(env: &Env, opts: &Options) -> Result<PathBuf> {
         ("spmc-qemu", "spmc.bin"),
         ("nwd-harness", "nwd-harness.bin"),
         ("nwd-bench", "nwd-bench.bin"),
-        ("nwd-hostile", "nwd-hostile.bin"),
         ("test-sp", "test-sp.bin"),
         ("nwd-hypervisor", "nwd-hypervisor.bin"),
         ("nwd-hypervisor-demo", "nwd-hypervisor-demo.bin"),
         ("nwd-hypervisor-bench", "nwd-hypervisor-bench.bin"),
+        ("nwd-hostile", "nwd-hostile.bin"),
     ] {
         sh::run(
             Command::new("aarch64-linux-gnu-objcopy")
