@@ -1303,9 +1303,40 @@ fn memory(h: &mut Hostile<'_>) {
             let h = kit::w(&last, 1) | kit::w(&last, 2) << 32;
             ffa::tx_write(0, &[0u8; 4096]);
             last = call(func::FRAG_TX, &[h & 0xFFFF_FFFF, h >> 32, 4096, 0]);
-            undo(&last);
+            // A refused fragment leaves the send in flight; reclaiming it
+            // cancels it (docs/memory-sharing.md). Either way it is gone.
+            kit::reclaim(h, 0);
         }
         expect_error(&last, ffa::INVALID_PARAMETERS, "answer to the tail")
+    });
+    // docs/memory-sharing.md: reclaiming a send still arriving in fragments
+    // cancels it; its handle is then unknown (and its quota slot free).
+    h.check("mem-frag-send-cancelled-by-reclaim", || {
+        let base = kit::alloc(600)?;
+        let ranges = Strided {
+            base,
+            pages: 1,
+            stride: 2 * kit::PAGE,
+            count: 300,
+        };
+        let t = kit::nwd_send(Layout::V1_2, &sp1, &ranges);
+        let s = kit::send_upto(func::SHARE_64, &t, 1);
+        if kit::w0(&s.r) != func::FRAG_RX {
+            undo(&s.r);
+            return Err(fail_eq(
+                "first fragment's answer",
+                word(&s.r),
+                func::FRAG_RX,
+            ));
+        }
+        let cancel = kit::reclaim(s.handle, 0);
+        let after = call(
+            func::FRAG_TX,
+            &[s.handle & 0xFFFF_FFFF, s.handle >> 32, 16, 0],
+        );
+        expect_success(&cancel, "FFA_MEM_RECLAIM of the send in flight")?;
+        expect_error(&after, ffa::INVALID_PARAMETERS, "FFA_MEM_FRAG_TX after it")?;
+        kit::still_shareable(base, 1)
     });
     h.check("mem-frag-tx-past-total", frag_tx_past_total);
     h.check("mem-frag-tx-unknown-handle", || {
@@ -1524,6 +1555,10 @@ fn fragmented_in_flight() -> Outcome {
                 done += 1;
             } else if kit::w0(&r) != func::FRAG_RX {
                 if ffa::code(&r) != ffa::NO_MEMORY {
+                    bad |= 2 << (2 * i);
+                }
+                // A refused fragment leaves the send in flight: cancel it.
+                if !kit::success(&kit::reclaim(h, 0)) {
                     bad |= 2 << (2 * i);
                 }
                 handles[i] = 0;
