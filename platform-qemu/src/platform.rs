@@ -68,7 +68,8 @@ pub fn primary(manifest_addr: u64, core: usize) -> ! {
     register_secondary_entry();
     arch_aarch64::stage2::configure();
     arch_aarch64::vcpu::init_cpu();
-    let mut spmc = Spmc::new(config, Qemu::default());
+    let board = Qemu::new(config.ns_memory.clone());
+    let mut spmc = Spmc::new(config, board);
     spmc.load_partitions();
     let mut regs = Regs::default();
     let next = spmc.boot(&mut regs);
