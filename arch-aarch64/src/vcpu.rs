@@ -505,3 +505,24 @@ pub fn return_to_normal_world() {
         st.fp = Owner::NormalWorld;
     }
 }
+
+/// After a fatal error on this core: puts the normal world's EL1 and FP/SIMD
+/// state back into the hardware if a partition's is there, so that the core
+/// can still answer the normal world (with an error) without handing it a
+/// partition's registers. Does nothing on a core that never ran a vCPU
+/// (TPIDR_EL2 not pointing at this core's state yet).
+pub fn recover_normal_world_state() {
+    let p: *mut CpuState;
+    // SAFETY: reading TPIDR_EL2 has no side effect.
+    unsafe {
+        core::arch::asm!("mrs {}, tpidr_el2", out(reg) p, options(nomem, nostack, preserves_flags))
+    };
+    let mine = CPUS[cpu::core_index() % MAX_CPUS].0.get();
+    if p != mine {
+        return;
+    }
+    // The code that failed may have held a reference from `this_cpu`: it
+    // never runs again (the fatal path does not return), so this one is the
+    // only one used from now on.
+    return_to_normal_world();
+}

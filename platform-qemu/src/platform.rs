@@ -6,7 +6,7 @@ use arch_aarch64::mmu::{self, Kind, MapError, Region};
 use arch_aarch64::smc::smc;
 use arch_aarch64::{console, cpu, heap, sysreg};
 use log::{LevelFilter, error, info};
-use spin::mutex::SpinMutex;
+use spin::mutex::{SpinMutex, SpinMutexGuard};
 use spmc::ffa::{FfaError, Regs, func};
 use spmc::{Next, Spmc};
 
@@ -32,6 +32,36 @@ const LOG_LEVEL: LevelFilter = match option_env!("SPMC_LOG") {
 static SPMC: SpinMutex<Option<Spmc<Qemu>>> = SpinMutex::new(None);
 /// Set once the first FFA_MSG_WAIT has told the SPMD that init succeeded.
 static BOOTED: AtomicBool = AtomicBool::new(false);
+/// Set for good by the first fatal error on any core (a panic, or an
+/// exception at EL2 that is not a guarded copy's). From then on no core
+/// touches the core's state again: the failing core may have left it half
+/// changed, and may still hold `SPMC`'s lock. Every core checks this flag
+/// while it waits for the lock, so none waits for a lock that is never given
+/// back; each answers FFA_ERROR(ABORTED) instead.
+static FAILED: AtomicBool = AtomicBool::new(false);
+
+type Guard = SpinMutexGuard<'static, Option<Spmc<Qemu>>>;
+
+/// The core's lock, or `None` once the SPMC has failed (see [`FAILED`]).
+///
+/// Waits with `try_lock`, checking the flag on every round: a core that fails
+/// while holding the lock sets the flag before it stops, so the waiters see
+/// it and give up. The flag is checked again once the lock is taken, for a
+/// core that failed without holding it.
+fn lock_live() -> Option<Guard> {
+    loop {
+        if FAILED.load(Ordering::Acquire) {
+            return None;
+        }
+        if let Some(guard) = SPMC.try_lock() {
+            if FAILED.load(Ordering::Acquire) {
+                return None;
+            }
+            return Some(guard);
+        }
+        core::hint::spin_loop();
+    }
+}
 
 unsafe extern "C" {
     static __text_start: u8;
@@ -116,7 +146,14 @@ fn run_vcpu(vcpu: spmc::vcpu::VcpuRef, ctx: *mut spmc::vcpu::Context, regs: &mut
     let ctx = unsafe { &mut *ctx };
     // SAFETY: as above.
     unsafe { arch_aarch64::vcpu::run(ctx) };
-    let mut guard = SPMC.lock();
+    let Some(mut guard) = lock_live() else {
+        // The SPMC failed while this vCPU ran: the context stays this
+        // core's (nothing frees it any more), so the partition's state can
+        // go back into it before the normal world gets its error.
+        arch_aarch64::vcpu::return_to_normal_world();
+        *regs = Regs::error(FfaError::Aborted);
+        return Next::NormalWorld;
+    };
     let next = match guard.as_mut() {
         Some(spmc) => spmc.handle_exit(vcpu, regs),
         None => Next::NormalWorld,
@@ -135,10 +172,16 @@ fn serve(mut regs: Regs, mut next: Next) -> ! {
         next = match next {
             Next::NormalWorld => {
                 smc(&mut regs);
-                match SPMC.lock().as_mut() {
-                    Some(spmc) => spmc.handle_spmd(&mut regs),
+                match lock_live() {
+                    Some(mut guard) => match guard.as_mut() {
+                        Some(spmc) => spmc.handle_spmd(&mut regs),
+                        None => {
+                            regs = Regs::error(FfaError::NotSupported);
+                            Next::NormalWorld
+                        }
+                    },
                     None => {
-                        regs = Regs::error(FfaError::NotSupported);
+                        regs = Regs::error(FfaError::Aborted);
                         Next::NormalWorld
                     }
                 }
@@ -271,9 +314,16 @@ fn fail_boot(code: FfaError) -> ! {
     }
 }
 
-/// After a panic: during boot, report failure; afterwards, answer every call
+/// After a fatal error on this core (a panic, or a fatal exception at EL2,
+/// which panics): during boot, report failure; afterwards, answer every call
 /// with ABORTED without touching the (possibly inconsistent) state again.
+///
+/// [`FAILED`] is set first, so the other cores stop waiting for the lock this
+/// core may hold and answer ABORTED too; the normal world's EL1 and FP/SIMD
+/// state goes back into the hardware first, if a partition's was there.
 pub fn fail_boot_if_booting() -> ! {
+    FAILED.store(true, Ordering::Release);
+    arch_aarch64::vcpu::recover_normal_world_state();
     if !BOOTED.load(Ordering::Acquire) {
         fail_boot(FfaError::Aborted)
     }
