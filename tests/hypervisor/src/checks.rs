@@ -206,6 +206,18 @@ pub fn run(hyp: &mut Hypervisor, r: &mut Report, demo: &demo::Outcome) {
     check(r, &mut t, "aborted-tees-come-back-with-their-vms", |t| {
         t.recover()
     });
+    // A TEE that drops to AArch32 at EL0 and faults there (Arm ARM: with
+    // HCR_EL2.RW set its exceptions to EL2 use the AArch64 lower-EL vectors)
+    // is aborted like any other; its VM gets ABORTED, the others go on.
+    check(r, &mut t, "tee-aarch32-el0-stage2-abort-aborted", |t| {
+        t.tee_fault_with(3, cmd::AARCH32, layout::UNMAPPED_IPA)
+    });
+    check(r, &mut t, "tee-aarch32-el0-undefined-aborted", |t| {
+        t.tee_fault_with(4, cmd::AARCH32, 0)
+    });
+    check(r, &mut t, "aarch32-tees-come-back-with-their-vms", |t| {
+        t.recover()
+    });
 
     // Scale.
     check(r, &mut t, "scale-40-more-live-vtees", |t| t.scale_create());
@@ -1080,7 +1092,12 @@ impl T<'_> {
     }
 
     fn tee_fault(&mut self, vm: u16, addr: u64) -> Outcome {
-        let r = self.req(vm, ids::VTEE_TEMPLATE, cmd::READ, [addr, 0, 0, 0])?;
+        self.tee_fault_with(vm, cmd::READ, addr)
+    }
+
+    /// `vm`'s TEE runs command `c` with arg0 `arg`, which must fault it.
+    fn tee_fault_with(&mut self, vm: u16, c: u64, arg: u64) -> Outcome {
+        let r = self.req(vm, ids::VTEE_TEMPLATE, c, [arg, 0, 0, 0])?;
         ensure_eq!(code(&r), ffa::ABORTED, "the faulting request");
         let r = self.req(vm, ids::VTEE_TEMPLATE, cmd::ECHO, [0; 4])?;
         ensure_eq!(code(&r), ffa::ABORTED, "the aborted TEE afterwards");
