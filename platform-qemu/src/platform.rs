@@ -7,6 +7,7 @@ use arch_aarch64::smc::smc;
 use arch_aarch64::{console, cpu, heap, sysreg};
 use log::{LevelFilter, error, info};
 use spin::mutex::{SpinMutex, SpinMutexGuard};
+use spmc::fatal::FailGate;
 use spmc::ffa::{FfaError, Regs, func};
 use spmc::{Next, Spmc};
 
@@ -35,32 +36,16 @@ static BOOTED: AtomicBool = AtomicBool::new(false);
 /// Set for good by the first fatal error on any core (a panic, or an
 /// exception at EL2 that is not a guarded copy's). From then on no core
 /// touches the core's state again: the failing core may have left it half
-/// changed, and may still hold `SPMC`'s lock. Every core checks this flag
-/// while it waits for the lock, so none waits for a lock that is never given
-/// back; each answers FFA_ERROR(ABORTED) instead.
-static FAILED: AtomicBool = AtomicBool::new(false);
+/// changed, and may still hold `SPMC`'s lock. Every core takes the lock
+/// through the gate, which gives up once it is set, so none waits for a lock
+/// that is never given back; each answers FFA_ERROR(ABORTED) instead.
+static FAILED: FailGate = FailGate::new();
 
 type Guard = SpinMutexGuard<'static, Option<Spmc<Qemu>>>;
 
 /// The core's lock, or `None` once the SPMC has failed (see [`FAILED`]).
-///
-/// Waits with `try_lock`, checking the flag on every round: a core that fails
-/// while holding the lock sets the flag before it stops, so the waiters see
-/// it and give up. The flag is checked again once the lock is taken, for a
-/// core that failed without holding it.
 fn lock_live() -> Option<Guard> {
-    loop {
-        if FAILED.load(Ordering::Acquire) {
-            return None;
-        }
-        if let Some(guard) = SPMC.try_lock() {
-            if FAILED.load(Ordering::Acquire) {
-                return None;
-            }
-            return Some(guard);
-        }
-        core::hint::spin_loop();
-    }
+    FAILED.lock(|| SPMC.try_lock())
 }
 
 unsafe extern "C" {
@@ -322,7 +307,7 @@ fn fail_boot(code: FfaError) -> ! {
 /// core may hold and answer ABORTED too; the normal world's EL1 and FP/SIMD
 /// state goes back into the hardware first, if a partition's was there.
 pub fn fail_boot_if_booting() -> ! {
-    FAILED.store(true, Ordering::Release);
+    FAILED.fail();
     arch_aarch64::vcpu::recover_normal_world_state();
     if !BOOTED.load(Ordering::Acquire) {
         fail_boot(FfaError::Aborted)
