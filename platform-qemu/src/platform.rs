@@ -159,6 +159,10 @@ fn serve(mut regs: Regs, mut next: Next) -> ! {
                 smc(&mut regs);
                 match lock_live() {
                     Some(mut guard) => match guard.as_mut() {
+                        #[cfg(feature = "fatal-probe")]
+                        Some(_) if fatal_probe(&regs) => {
+                            panic!("fatal probe (test-only build): failing with the lock held")
+                        }
                         Some(spmc) => spmc.handle_spmd(&mut regs),
                         None => {
                             regs = Regs::error(FfaError::NotSupported);
@@ -174,6 +178,15 @@ fn serve(mut regs: Regs, mut next: Next) -> ! {
             Next::Run { vcpu, ctx } => run_vcpu(vcpu, ctx, &mut regs),
         };
     }
+}
+
+/// The `fatal` stage's trigger (feature `fatal-probe`, test-only builds):
+/// FFA_MSG_SEND_DIRECT_REQ_64 to endpoint 0xFFFE with x3 = 0xFA7A10BE.
+#[cfg(feature = "fatal-probe")]
+fn fatal_probe(regs: &Regs) -> bool {
+    regs.0[0] == func::MSG_SEND_DIRECT_REQ_64 as u64
+        && regs.0[1] & 0xFFFF == 0xFFFE
+        && regs.0[3] == 0xFA7A_10BE
 }
 
 /// The heap's share of the secure pool: page tables and bookkeeping for some

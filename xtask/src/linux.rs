@@ -489,6 +489,7 @@ pub fn stage(env: &Env, opts: &Options, spmc_bin: &Path) -> Result<StageResult> 
         &StageSpec {
             name: "linux",
             required: &["running at Secure EL2", "Starting kernel"],
+            expected_fatal: &[],
             timeout: Duration::from_secs(opts.timeout_secs),
             panic_grace: Some(PANIC_GRACE),
         },
