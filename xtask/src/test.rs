@@ -99,13 +99,18 @@ pub fn run(opts: &Options) -> Result<()> {
 /// The `fatal` stage: a test-only SPMC (feature `fatal-probe`) fails on
 /// purpose on core 0 holding its lock; the normal world checks that both
 /// cores still get FFA_ERROR(ABORTED) (tests/nwd-harness/src/fatal.rs). Two
-/// cores, whatever `--smp` says.
+/// cores, whatever `--smp` says, and 1 GiB of RAM under a manifest that
+/// states 2 GiB: first it checks that the SPMC touching missing RAM is an
+/// error for that call, not a halt.
+/// The `fatal` stage's RAM: less than the manifest's ns-memory (2 GiB).
+const LESS_THAN_THE_MANIFEST: &str = "1G";
+
 fn fatal_stage(env: &Env, opts: &Options, spmc_bin: &std::path::Path) -> Result<StageResult> {
     let spmc = build::fatal_spmc(env, opts)?;
     let dir = spmc_bin.parent().ok_or("no image directory")?;
     let flash = build::tfa(env, &spmc, &dir.join("nwd-fatal.bin"), "fatal")?;
     qemu::run_stage(
-        qemu::base_command(&flash, 2, qemu::MEMORY),
+        qemu::base_command(&flash, 2, LESS_THAN_THE_MANIFEST),
         &StageSpec {
             name: "fatal",
             required: &["running at Secure EL2", "fatal probe (test-only build)"],

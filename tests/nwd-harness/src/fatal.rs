@@ -4,7 +4,14 @@
 //! `FATAL_PROBE_DEST` with x3 = `FATAL_PROBE_MAGIC`, makes that SPMC panic
 //! while it holds its lock, the way an SPMC bug would.
 //!
-//! It checks what the SPMC promises after a fatal error (docs/architecture.md):
+//! First, what is not fatal: the stage gives QEMU 1 GiB of RAM while the
+//! SPMC manifest states 2 GiB (a manifest that overstates the machine), so an
+//! RX buffer mapped at 2 GiB is accepted but no memory answers there; the
+//! SPMC's write of partition descriptors into it takes an external abort at
+//! S-EL2, which must be an error for that call (the guarded copies of
+//! `arch-aarch64/src/guarded.rs`), with the SPMC serving on afterwards.
+//!
+//! Then it checks what the SPMC promises after a fatal error (docs/architecture.md):
 //! the failing core answers `FFA_ERROR(ABORTED)`, and so does every other
 //! core, which must not wait for the lock the failed core still holds. Core 1
 //! is turned on with PSCI CPU_ON and runs a few instructions of assembly (MMU
@@ -27,6 +34,9 @@ use test_protocol::{cmd, ids};
 /// The endpoint and x3 of the probe (must match platform-qemu's).
 const FATAL_PROBE_DEST: u64 = 0xFFFE;
 const FATAL_PROBE_MAGIC: u64 = 0xFA7A_10BE;
+/// 2 GiB: inside the SPMC manifest's normal-world RAM (1-3 GiB), past the
+/// 1 GiB this stage gives QEMU.
+const MISSING_RAM: u64 = 0x8000_0000;
 /// PSCI CPU_ON (SMC64).
 const PSCI_CPU_ON: u64 = 0xC400_0003;
 
@@ -104,6 +114,24 @@ extern "C" fn baremetal_main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
         let a = ffa::cmd(ids::SP1, cmd::ECHO, [5, 0, 0, 0]);
         ensure_eq!(a[0], ffa::MSG_SEND_DIRECT_RESP_64, "response");
         ensure_eq!(a[4], 5, "echo");
+        Ok(())
+    });
+    r.check("missing-ram-rx-accepted", || {
+        let a = call(ffa::RXTX_MAP_64, &[MISSING_RAM, MISSING_RAM + 0x1000, 1]);
+        ensure_eq!(a[0], ffa::SUCCESS_32, "RXTX_MAP inside the manifest's RAM");
+        Ok(())
+    });
+    r.check("missing-ram-write-is-an-error-not-a-halt", || {
+        let a = call(ffa::PARTITION_INFO_GET, &[0, 0, 0, 0, 0]);
+        ensure_eq!(code(&a), ffa::ABORTED, "PARTITION_INFO_GET into missing RX");
+        Ok(())
+    });
+    r.check("missing-ram-spmc-serves-on", || {
+        let a = call(ffa::RXTX_UNMAP, &[0]);
+        ensure_eq!(a[0], ffa::SUCCESS_32, "RXTX_UNMAP");
+        let a = ffa::cmd(ids::SP1, cmd::ECHO, [9, 0, 0, 0]);
+        ensure_eq!(a[0], ffa::MSG_SEND_DIRECT_RESP_64, "sp1 response");
+        ensure_eq!(a[4], 9, "echo");
         Ok(())
     });
     r.check("fatal-core1-on", || {
