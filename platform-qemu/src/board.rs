@@ -12,6 +12,10 @@ use spmc::platform::{MemError, Platform};
 /// Secure DRAM the SPMC manages after its own image: partition packages
 /// (from 0x0e300000) and the secure pool. Mapped read-write for the SPMC.
 pub const SECURE_MANAGED: (u64, u64) = (0x0e30_0000, 0x0f00_0000);
+/// Secure DRAM on QEMU virt (trusted SRAM, the SPMC, packages and pool):
+/// never normal-world memory, whatever a manifest says.
+const SECURE_DRAM: (u64, u64) = (0x0e00_0000, 0x0f00_0000);
+
 /// The platform the core runs on.
 #[derive(Debug)]
 pub struct Qemu {
@@ -144,12 +148,12 @@ impl Platform for Qemu {
             base: pa.0,
             size: end - pa.0,
         };
-        // The manifest's ranges never overlap each other or the secure pool
-        // (checked when it is parsed); secure memory the SPMC manages is
-        // refused here as well, whatever the manifest says.
+        // The manifest's ranges never overlap each other, the secure pool or
+        // the SPMC's image (checked when it is parsed); the whole secure DRAM
+        // is refused here as well, whatever the manifest says.
         let secure = MemRange {
-            base: SECURE_MANAGED.0,
-            size: SECURE_MANAGED.1 - SECURE_MANAGED.0,
+            base: SECURE_DRAM.0,
+            size: SECURE_DRAM.1 - SECURE_DRAM.0,
         };
         !secure.overlaps(&range) && self.ns_memory.iter().any(|r| r.contains(&range))
     }

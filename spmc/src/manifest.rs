@@ -162,7 +162,7 @@ pub enum ManifestError {
     /// A partition node lacks a package address.
     BadPartition(alloc::string::String),
     /// A normal-world memory range is empty, unaligned, wraps, or overlaps
-    /// the secure pool or another normal-world range.
+    /// the secure pool, the SPMC's image or another normal-world range.
     BadNsMemory(MemRange),
 }
 
@@ -368,7 +368,11 @@ pub fn parse(blob: &[u8]) -> Result<SpmcConfig, ManifestError> {
         },
     };
 
-    let ns_memory = ns_memory(&root, secure_memory)?;
+    let image = MemRange {
+        base: load_address,
+        size: binary_size as u64,
+    };
+    let ns_memory = ns_memory(&root, &[secure_memory, Some(image)])?;
 
     let mut partitions = Vec::new();
     if let Some(parts) = root.child("partitions") {
@@ -416,8 +420,12 @@ fn cells(v: &[u8], at: &mut usize, cells: u32) -> Option<u64> {
 /// nodes describe secure memory there and are ignored here), each `reg`
 /// entry a range in the root's `#address-cells` and `#size-cells` (DTSpec
 /// §2.3.5: 2 and 1 when absent). Ranges must be page-aligned, non-empty, not
-/// wrap, and overlap neither the secure pool nor each other.
-fn ns_memory(root: &FdtNode<'_>, secure: Option<MemRange>) -> Result<Vec<MemRange>, ManifestError> {
+/// wrap, and overlap neither the secure ranges given (the pool, the SPMC's
+/// own image) nor each other.
+fn ns_memory(
+    root: &FdtNode<'_>,
+    secure: &[Option<MemRange>],
+) -> Result<Vec<MemRange>, ManifestError> {
     const R: &str = "/";
     let addr_cells = prop_u32(root, R, "#address-cells")?.unwrap_or(2);
     let size_cells = prop_u32(root, R, "#size-cells")?.unwrap_or(1);
@@ -454,8 +462,8 @@ fn ns_memory(root: &FdtNode<'_>, secure: Option<MemRange>) -> Result<Vec<MemRang
             let base = cells(v, &mut at, addr_cells).ok_or_else(|| bad_reg.clone())?;
             let size = cells(v, &mut at, size_cells).ok_or_else(|| bad_reg.clone())?;
             let r = MemRange { base, size };
-            let clash =
-                secure.is_some_and(|s| s.overlaps(&r)) || out.iter().any(|o| o.overlaps(&r));
+            let clash = secure.iter().flatten().any(|s| s.overlaps(&r))
+                || out.iter().any(|o| o.overlaps(&r));
             if size == 0
                 || !base.is_multiple_of(4096)
                 || !size.is_multiple_of(4096)

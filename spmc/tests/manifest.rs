@@ -91,6 +91,13 @@ fn ns_memory_errors() {
         })
     );
     assert_eq!(
+        err("ns-memory-over-spmc-image.dts"),
+        ManifestError::BadNsMemory(MemRange {
+            base: 0x0e10_0000,
+            size: 0x1000
+        })
+    );
+    assert_eq!(
         err("ns-memory-bad-reg.dts"),
         ManifestError::BadProperty {
             node: "memory",
