@@ -299,6 +299,9 @@ struct CpuState {
     fp: Owner,
     fp_trapped: bool,
     stage2: (u64, u64),
+    /// HCR_EL2.IMO/FMO are clear (a vCPU initialising runs with the normal
+    /// world's interrupts queued).
+    interrupts_queued: bool,
 }
 const _: () = assert!(offset_of!(CpuState, ctx) == 0);
 
@@ -352,6 +355,7 @@ const IDLE: PerCpu = PerCpu(UnsafeCell::new(CpuState {
     // No table has root address 0, so (0, 0) means "none loaded yet" and
     // the whole array stays in .bss.
     stage2: (0, 0),
+    interrupts_queued: false,
 }));
 static CPUS: [PerCpu; MAX_CPUS] = [IDLE; MAX_CPUS];
 
@@ -460,6 +464,10 @@ pub unsafe fn run(ctx: &mut Context) {
     st.ctx = ptr;
     let owns_fp = st.fp == Owner::Vcpu(ptr);
     set_fp_trap(st, !owns_fp);
+    if st.interrupts_queued != ctx.ns_interrupts_queued {
+        crate::stage2::route_interrupts_to_el2(!ctx.ns_interrupts_queued);
+        st.interrupts_queued = ctx.ns_interrupts_queued;
+    }
     let s2 = (ctx.vsttbr, ctx.vttbr);
     if st.stage2 != s2 {
         // SAFETY: the caller vouches for the stage-2 roots; no EL1 code runs

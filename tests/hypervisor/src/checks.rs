@@ -218,6 +218,15 @@ pub fn run(hyp: &mut Hypervisor, r: &mut Report, demo: &demo::Outcome) {
     check(r, &mut t, "aarch32-tees-come-back-with-their-vms", |t| {
         t.recover()
     });
+    // A normal-world interrupt pending while an instance initialises (a timer
+    // tick during VM creation): initialisation runs to its end with the
+    // interrupt queued, then the hypervisor gets the core back.
+    check(
+        r,
+        &mut t,
+        "tee-created-while-an-interrupt-is-pending",
+        |_| create_with_interrupt_pending(),
+    );
 
     // Scale.
     check(r, &mut t, "scale-40-more-live-vtees", |t| t.scale_create());
@@ -234,6 +243,23 @@ pub fn run(hyp: &mut Hypervisor, r: &mut Report, demo: &demo::Outcome) {
 
 /// Runs one check, then brings back any of the four VMs that stopped, so
 /// that one failure does not fail the checks after it.
+/// VM created for a VM ID of no VM while the hypervisor timer's interrupt
+/// is pending; the new TEE must answer, then goes again.
+fn create_with_interrupt_pending() -> Outcome {
+    const VM: u16 = 0x7E;
+    crate::nsirq::start();
+    let firing = crate::nsirq::firing();
+    let created = ffa::vm_created(VM);
+    crate::nsirq::stop();
+    ensure!(firing, "the timer's interrupt was pending");
+    ensure!(created.ok(), "VM created acknowledged");
+    let r = ffa::request_as(VM, ids::VTEE_TEMPLATE, [cmd::COUNTER, 0, 0, 0, 0]);
+    ensure_eq!(r[0], ffa::MSG_SEND_DIRECT_RESP_64, "the new TEE answers");
+    ensure_eq!(r[4], 1, "its counter");
+    ensure!(ffa::vm_destroyed(VM).ok(), "VM destroyed acknowledged");
+    Ok(())
+}
+
 fn check<'a>(r: &mut Report, t: &mut T<'a>, name: &str, f: impl FnOnce(&mut T<'a>) -> Outcome) {
     r.check(name, || f(t));
     t.heal();
