@@ -39,21 +39,6 @@ pub fn configure() {
     sysreg::isb();
 }
 
-/// HCR_EL2.IMO and FMO: physical IRQs and FIQs taken to EL2.
-const HCR_IMO_FMO: u64 = (1 << 3) | (1 << 4);
-
-/// Routes physical IRQs and FIQs (the normal world's interrupts, while a
-/// partition runs) to EL2 (`true`, the default), or not (`false`: they then
-/// target the partition's EL1, which keeps them masked while it initialises,
-/// so they stay pending until the core returns to the normal world).
-pub fn route_interrupts_to_el2(on: bool) {
-    let hcr = if on { HCR } else { HCR & !HCR_IMO_FMO };
-    // SAFETY: IMO/FMO only decide where physical IRQs/FIQs taken from EL1&0
-    // go; the SPMC itself runs with them masked at EL2 either way.
-    unsafe { sysreg::write_hcr_el2(hcr) };
-    sysreg::isb();
-}
-
 /// Loads a partition's stage-2 roots.
 ///
 /// # Safety

@@ -299,9 +299,6 @@ struct CpuState {
     fp: Owner,
     fp_trapped: bool,
     stage2: (u64, u64),
-    /// HCR_EL2.IMO/FMO are clear (a vCPU initialising runs with the normal
-    /// world's interrupts queued).
-    interrupts_queued: bool,
 }
 const _: () = assert!(offset_of!(CpuState, ctx) == 0);
 
@@ -355,7 +352,6 @@ const IDLE: PerCpu = PerCpu(UnsafeCell::new(CpuState {
     // No table has root address 0, so (0, 0) means "none loaded yet" and
     // the whole array stays in .bss.
     stage2: (0, 0),
-    interrupts_queued: false,
 }));
 static CPUS: [PerCpu; MAX_CPUS] = [IDLE; MAX_CPUS];
 
@@ -464,10 +460,9 @@ pub unsafe fn run(ctx: &mut Context) {
     st.ctx = ptr;
     let owns_fp = st.fp == Owner::Vcpu(ptr);
     set_fp_trap(st, !owns_fp);
-    if st.interrupts_queued != ctx.ns_interrupts_queued {
-        crate::stage2::route_interrupts_to_el2(!ctx.ns_interrupts_queued);
-        st.interrupts_queued = ctx.ns_interrupts_queued;
-    }
+    // A vCPU initialising runs with the normal world's interrupts masked at
+    // the GIC; the mask goes back before anything else runs on this core.
+    let queued = ctx.ns_interrupts_queued.then(mask_ns_interrupts);
     let s2 = (ctx.vsttbr, ctx.vttbr);
     if st.stage2 != s2 {
         // SAFETY: the caller vouches for the stage-2 roots; no EL1 code runs
@@ -490,6 +485,44 @@ pub unsafe fn run(ctx: &mut Context) {
         }
         break;
     }
+    if let Some(pmr) = queued {
+        restore_priority_mask(pmr);
+    }
+}
+
+/// Priority mask that lets only secure interrupts through: seen from the
+/// secure side every non-secure Group 1 priority is 0x80 or more (GICv3
+/// §4.8.6, non-secure priorities are shifted into the lower half), and an
+/// interrupt is signalled only if its priority is below the mask.
+const PMR_SECURE_ONLY: u64 = 0x80;
+
+/// Masks the normal world's interrupts at this core's GIC CPU interface
+/// (ICC_PMR_EL1, the physical one at EL2; the partitions see only the
+/// virtual ICV_PMR_EL1 since HCR_EL2.IMO/FMO are set). Returns the mask to
+/// put back.
+fn mask_ns_interrupts() -> u64 {
+    let pmr: u64;
+    // SAFETY: reading ICC_PMR_EL1 has no side effect (TF-A enables the
+    // system-register interface, ICC_SRE_EL2.SRE, for the SPMC).
+    unsafe {
+        core::arch::asm!("mrs {}, S3_0_C4_C6_0", out(reg) pmr, options(nomem, nostack, preserves_flags))
+    };
+    // SAFETY: a higher mask only delays the normal world's interrupts: they
+    // stay pending and `restore_priority_mask` lowers it again before this
+    // core does anything else.
+    unsafe {
+        core::arch::asm!("msr S3_0_C4_C6_0, {}", "isb", in(reg) PMR_SECURE_ONLY.min(pmr), options(nomem, nostack, preserves_flags))
+    };
+    pmr
+}
+
+/// Puts back the priority mask [`mask_ns_interrupts`] returned.
+fn restore_priority_mask(pmr: u64) {
+    // SAFETY: the value is the one this core had before; the normal world's
+    // pending interrupts are signalled again.
+    unsafe {
+        core::arch::asm!("msr S3_0_C4_C6_0, {}", "isb", in(reg) pmr, options(nomem, nostack, preserves_flags))
+    };
 }
 
 /// Puts the normal world's EL1 and FP/SIMD state back into the hardware

@@ -1,6 +1,6 @@
 //! Normal-world interrupts while a partition initialises (issue 9, defect
 //! 7): the vCPU runs with them queued (`Context::ns_interrupts_queued`, which
-//! the platform turns into HCR_EL2.IMO/FMO clear) from the start of its boot
+//! the platform turns into a GIC priority mask) from the start of its boot
 //! or its instance's creation until its FFA_MSG_WAIT, and with them taken
 //! (preemption, FFA_INTERRUPT) at every other time. The e2e proof is the
 //! vtee stage's `tee-created-while-an-interrupt-is-pending`.
