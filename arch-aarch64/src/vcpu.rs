@@ -500,6 +500,8 @@ const PMR_SECURE_ONLY: u64 = 0x80;
 /// (ICC_PMR_EL1, the physical one at EL2; the partitions see only the
 /// virtual ICV_PMR_EL1 since HCR_EL2.IMO/FMO are set). Returns the mask to
 /// put back.
+#[cold]
+#[inline(never)]
 fn mask_ns_interrupts() -> u64 {
     let pmr: u64;
     // SAFETY: reading ICC_PMR_EL1 has no side effect (TF-A enables the
@@ -517,6 +519,8 @@ fn mask_ns_interrupts() -> u64 {
 }
 
 /// Puts back the priority mask [`mask_ns_interrupts`] returned.
+#[cold]
+#[inline(never)]
 fn restore_priority_mask(pmr: u64) {
     // SAFETY: the value is the one this core had before; the normal world's
     // pending interrupts are signalled again.

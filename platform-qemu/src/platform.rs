@@ -44,6 +44,7 @@ static FAILED: FailGate = FailGate::new();
 type Guard = SpinMutexGuard<'static, Option<Spmc<Qemu>>>;
 
 /// The core's lock, or `None` once the SPMC has failed (see [`FAILED`]).
+#[inline(always)]
 fn lock_live() -> Option<Guard> {
     FAILED.lock(|| SPMC.try_lock())
 }

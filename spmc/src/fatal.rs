@@ -37,24 +37,24 @@ impl FailGate {
     }
 
     /// True once [`FailGate::fail`] was called on any core.
+    #[inline(always)]
     pub fn failed(&self) -> bool {
         self.failed.load(Ordering::Acquire)
     }
 
     /// Waits for the lock (`try_lock` tries it once) unless the SPMC has
-    /// failed: `None` as soon as it has, whether before or while waiting, or
-    /// between the lock being taken and this returning (a core that failed
-    /// without holding the lock: the guard is dropped again).
+    /// failed: `None` once it has, whether it failed before or while this
+    /// waits. A guard taken after the failure (a core that failed without
+    /// holding the lock) is dropped again at once, never returned. The free
+    /// lock costs one try and one check of the flag (the message path).
+    #[inline(always)]
     pub fn lock<G>(&self, mut try_lock: impl FnMut() -> Option<G>) -> Option<G> {
         loop {
+            if let Some(guard) = try_lock() {
+                return if self.failed() { None } else { Some(guard) };
+            }
             if self.failed() {
                 return None;
-            }
-            if let Some(guard) = try_lock() {
-                if self.failed() {
-                    return None;
-                }
-                return Some(guard);
             }
             core::hint::spin_loop();
         }
