@@ -169,6 +169,18 @@ fn target_clippy(env: &Env, opts: &Options) -> Result<()> {
         cmd.arg("--release");
     }
     sh::run(cmd.args(["--", "-D", "warnings"]))?;
+    // The `fatal` stage's test-only SPMC: its probe is linted too.
+    let mut cmd = build::firmware_cargo(env, "clippy");
+    cmd.args([
+        "-p",
+        "platform-qemu",
+        "--features",
+        "platform-qemu/fatal-probe",
+    ]);
+    if opts.release {
+        cmd.arg("--release");
+    }
+    sh::run(cmd.args(["--", "-D", "warnings"]))?;
     t.done();
     Ok(())
 }
