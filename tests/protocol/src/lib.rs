@@ -71,6 +71,13 @@ pub mod cmd {
     /// result0 = w0, result1 = x2, result2 = x3 (lets the harness probe the
     /// secure virtual FF-A instance: FFA_FEATURES, FFA_RXTX_MAP and so on).
     pub const CALL: u64 = 0x22;
+    /// Drop to AArch32 at EL0 (ERET with SPSR_EL1.M = 0b10000, User mode) at
+    /// the A32 address arg0, or, if arg0 is 0, at an A32 `udf #0` in the
+    /// image. Never answers: the partition faults (a stage-2 abort taken
+    /// straight from AArch32 EL0 when arg0 is unmapped at stage 2, or an
+    /// undefined instruction that ends at the missing EL1 vectors) and the
+    /// SPMC must abort it like any other faulting partition.
+    pub const AARCH32: u64 = 0x2F;
     /// Key-value store of the per-user service: put arg1 under key arg0 (keys 0-15).
     pub const KV_PUT: u64 = 0x30;
     /// Key-value store: result0 = value under key arg0 (0 if never written).

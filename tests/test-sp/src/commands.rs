@@ -112,6 +112,7 @@ impl Sp {
                 // VBAR_EL1 left unmapped it ends at the SPMC, which aborts us.
                 unsafe { asm!("udf #0", options(noreturn, nomem, nostack)) }
             }
+            cmd::AARCH32 => aarch32_el0(a[0]),
             cmd::FP_SET => {
                 fp_set(a[0], !a[0]);
                 r(&[])
@@ -287,4 +288,43 @@ fn fp_get() -> (u64, u64) {
         )
     }
     (lo, hi)
+}
+
+// A32 code for `cmd::AARCH32`: `udf #0` (A32 encoding 0xe7f000f0), as data
+// words so the AArch64 assembler takes it.
+core::arch::global_asm!(
+    ".section .text.aarch32, \"ax\"",
+    ".balign 4",
+    ".global test_sp_a32_udf",
+    "test_sp_a32_udf:",
+    ".word 0xe7f000f0",
+    ".word 0xe7f000f0",
+);
+
+unsafe extern "C" {
+    static test_sp_a32_udf: u8;
+}
+
+/// Drops to AArch32 EL0 at `pc` (0: the A32 `udf` above); never returns.
+fn aarch32_el0(pc: u64) -> ! {
+    let pc = match pc {
+        0 => &raw const test_sp_a32_udf as u64,
+        pc => pc,
+    };
+    // SPSR_EL1: M[4] = 1 (AArch32), M[3:0] = 0 (User), A32 (T = 0), DAIF
+    // masked. Our stage-1 map lets EL0 execute the first GiB (UXN clear).
+    const SPSR_USR32: u64 = 0x10 | 0x1c0;
+    // SAFETY: deliberately leaves this partition's AArch64 code for good:
+    // whatever runs at `pc` faults, and the SPMC aborts the partition (what
+    // the harness checks). Nothing of ours is used afterwards.
+    unsafe {
+        asm!(
+            "msr spsr_el1, {spsr}",
+            "msr elr_el1, {pc}",
+            "eret",
+            spsr = in(reg) SPSR_USR32,
+            pc = in(reg) pc,
+            options(noreturn, nostack),
+        )
+    }
 }
