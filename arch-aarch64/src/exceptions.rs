@@ -1,8 +1,21 @@
 //! The EL2 exception vector table.
 //!
-//! An exception taken from EL2 itself is an SPMC bug: the handler logs the
-//! syndrome and stops the core (never silently). Exceptions from a lower EL
-//! are the partitions' calls and faults: the vCPU module routes them.
+//! An exception taken from EL2 itself is an SPMC bug, with one exception: an
+//! external abort inside a guarded copy of normal-world memory
+//! ([`crate::guarded`]) resumes that copy's error path. Any other one panics
+//! with the syndrome, so the platform's panic handler stops the SPMC for good
+//! while every core still answers its callers (never silently, never a halt
+//! that leaves a caller waiting). Exceptions from a lower EL are the
+//! partitions' calls, interrupts and faults: the vCPU module routes them, from
+//! AArch64 and AArch32 alike.
+//!
+//! Which lower-EL vector is used depends on the state of EL1, not of the
+//! level that took the exception (Arm ARM D1.3.1, "Exception vectors"): with
+//! HCR_EL2.RW set (EL1 is AArch64, see `stage2.rs`) an exception from AArch32
+//! EL0 comes through the AArch64 entries. The AArch32 entries are therefore
+//! unreachable while RW is set; they still lead to the vCPU exit, so if EL1
+//! ever ran AArch32 its exceptions would be that partition's (a fault aborts
+//! it, an interrupt preempts it), never the core's.
 
 use core::arch::global_asm;
 use core::fmt;
@@ -21,11 +34,6 @@ pub enum Kind {
     CurrentFiq = 3,
     /// Current EL, SError.
     CurrentSError = 4,
-    /// Lower EL in AArch32 (never allowed).
-    LowerAArch32 = 5,
-    /// Lower EL, anything not routed to a vCPU exit (unused: every lower-EL
-    /// AArch64 exception is a vCPU exit, see `vcpu.rs`).
-    LowerUnexpected = 6,
 }
 
 /// Registers saved on an EL2 exception, as the vector code lays them out.
@@ -93,10 +101,14 @@ spmc_vectors:
     b spmc_lower_fiq
 .balign 0x80
     b spmc_lower_serror
-    ventry 5
-    ventry 5
-    ventry 5
-    ventry 5
+.balign 0x80
+    b spmc_lower_sync
+.balign 0x80
+    b spmc_lower_irq
+.balign 0x80
+    b spmc_lower_fiq
+.balign 0x80
+    b spmc_lower_serror
 
 spmc_exception_common:
     stp x2, x3, [sp, #16]
@@ -122,24 +134,57 @@ spmc_exception_common:
     str x1, [sp, #272]
     mov x1, sp
     bl {handler}
-1:  wfe
-    b 1b
+    // The handler returns only for an abort it fixed up: resume at the
+    // (possibly moved) ELR with every register as it was.
+    ldp x1, x2, [sp, #256]
+    msr elr_el2, x1
+    ldr x1, [sp, #272]
+    msr spsr_el2, x1
+    ldp x0, x1, [sp, #0]
+    ldp x2, x3, [sp, #16]
+    ldp x4, x5, [sp, #32]
+    ldp x6, x7, [sp, #48]
+    ldp x8, x9, [sp, #64]
+    ldp x10, x11, [sp, #80]
+    ldp x12, x13, [sp, #96]
+    ldp x14, x15, [sp, #112]
+    ldp x16, x17, [sp, #128]
+    ldp x18, x19, [sp, #144]
+    ldp x20, x21, [sp, #160]
+    ldp x22, x23, [sp, #176]
+    ldp x24, x25, [sp, #192]
+    ldp x26, x27, [sp, #208]
+    ldp x28, x29, [sp, #224]
+    ldr x30, [sp, #240]
+    add sp, sp, #{frame}
+    eret
 "#,
     frame = const FRAME_SIZE,
     handler = sym exception_handler,
 );
 
+/// ESR_EL2 exception class of a data abort taken without a change of EL.
+const EC_DABT_CURRENT: u64 = 0x25;
+
 /// Called by the vector code for every exception that is not a vCPU exit.
-extern "C" fn exception_handler(kind: u64, frame: &Frame) -> ! {
+///
+/// Returns only after fixing up an abort in a guarded copy (the vector code
+/// then resumes at `frame.elr`); anything else is fatal and panics, which
+/// never returns.
+extern "C" fn exception_handler(kind: u64, frame: &mut Frame) {
     let kind = match kind {
         1 => Kind::CurrentSync,
         2 => Kind::CurrentIrq,
         3 => Kind::CurrentFiq,
         4 => Kind::CurrentSError,
-        5 => Kind::LowerAArch32,
-        6 => Kind::LowerUnexpected,
         _ => Kind::CurrentSp0,
     };
-    crate::console::emergency_line(format_args!("SPMC fatal exception {kind:?}: {frame:?}"));
-    crate::cpu::halt()
+    if kind == Kind::CurrentSync
+        && (frame.esr >> 26) & 0x3f == EC_DABT_CURRENT
+        && let Some(resume) = crate::guarded::fixup(frame.elr)
+    {
+        frame.elr = resume;
+        return;
+    }
+    panic!("fatal exception {kind:?}: {frame:?}")
 }

@@ -20,7 +20,11 @@ const VTCR: u64 =
 const VSTCR: u64 = 25 | (1 << 6);
 // HCR_EL2 while partitions run: VM (stage 2 on), SWIO, FMO/IMO/AMO (physical
 // FIQ/IRQ/SError to EL2), TSC (trap SMC: the partitions' FF-A conduit), RW
-// (EL1 is AArch64).
+// (EL1 is AArch64). RW is what keeps a partition out of AArch32 EL1: an ERET
+// to it is an illegal exception return, which the partition takes at its own
+// EL1. AArch32 EL0 stays possible (the CPU may implement it); its exceptions
+// to EL2 come through the AArch64 lower-EL vectors because RW is set (Arm
+// ARM D1.3.1), and are that partition's calls, interrupts and faults.
 const HCR: u64 = 1 | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 19) | (1 << 31);
 
 /// Programs the stage-2 controls on this core (at boot and on each core's first entry).

@@ -460,6 +460,9 @@ pub unsafe fn run(ctx: &mut Context) {
     st.ctx = ptr;
     let owns_fp = st.fp == Owner::Vcpu(ptr);
     set_fp_trap(st, !owns_fp);
+    // A vCPU initialising runs with the normal world's interrupts masked at
+    // the GIC; the mask goes back before anything else runs on this core.
+    let queued = ctx.ns_interrupts_queued.then(mask_ns_interrupts);
     let s2 = (ctx.vsttbr, ctx.vttbr);
     if st.stage2 != s2 {
         // SAFETY: the caller vouches for the stage-2 roots; no EL1 code runs
@@ -482,6 +485,48 @@ pub unsafe fn run(ctx: &mut Context) {
         }
         break;
     }
+    if let Some(pmr) = queued {
+        restore_priority_mask(pmr);
+    }
+}
+
+/// Priority mask that lets only secure interrupts through: seen from the
+/// secure side every non-secure Group 1 priority is 0x80 or more (GICv3
+/// §4.8.6, non-secure priorities are shifted into the lower half), and an
+/// interrupt is signalled only if its priority is below the mask.
+const PMR_SECURE_ONLY: u64 = 0x80;
+
+/// Masks the normal world's interrupts at this core's GIC CPU interface
+/// (ICC_PMR_EL1, the physical one at EL2; the partitions see only the
+/// virtual ICV_PMR_EL1 since HCR_EL2.IMO/FMO are set). Returns the mask to
+/// put back.
+#[cold]
+#[inline(never)]
+fn mask_ns_interrupts() -> u64 {
+    let pmr: u64;
+    // SAFETY: reading ICC_PMR_EL1 has no side effect (TF-A enables the
+    // system-register interface, ICC_SRE_EL2.SRE, for the SPMC).
+    unsafe {
+        core::arch::asm!("mrs {}, S3_0_C4_C6_0", out(reg) pmr, options(nomem, nostack, preserves_flags))
+    };
+    // SAFETY: a higher mask only delays the normal world's interrupts: they
+    // stay pending and `restore_priority_mask` lowers it again before this
+    // core does anything else.
+    unsafe {
+        core::arch::asm!("msr S3_0_C4_C6_0, {}", "isb", in(reg) PMR_SECURE_ONLY.min(pmr), options(nomem, nostack, preserves_flags))
+    };
+    pmr
+}
+
+/// Puts back the priority mask [`mask_ns_interrupts`] returned.
+#[cold]
+#[inline(never)]
+fn restore_priority_mask(pmr: u64) {
+    // SAFETY: the value is the one this core had before; the normal world's
+    // pending interrupts are signalled again.
+    unsafe {
+        core::arch::asm!("msr S3_0_C4_C6_0, {}", "isb", in(reg) pmr, options(nomem, nostack, preserves_flags))
+    };
 }
 
 /// Puts the normal world's EL1 and FP/SIMD state back into the hardware
@@ -504,4 +549,25 @@ pub fn return_to_normal_world() {
         unsafe { spmc_fp_load(&st.nwd_fp) };
         st.fp = Owner::NormalWorld;
     }
+}
+
+/// After a fatal error on this core: puts the normal world's EL1 and FP/SIMD
+/// state back into the hardware if a partition's is there, so that the core
+/// can still answer the normal world (with an error) without handing it a
+/// partition's registers. Does nothing on a core that never ran a vCPU
+/// (TPIDR_EL2 not pointing at this core's state yet).
+pub fn recover_normal_world_state() {
+    let p: *mut CpuState;
+    // SAFETY: reading TPIDR_EL2 has no side effect.
+    unsafe {
+        core::arch::asm!("mrs {}, tpidr_el2", out(reg) p, options(nomem, nostack, preserves_flags))
+    };
+    let mine = CPUS[cpu::core_index() % MAX_CPUS].0.get();
+    if p != mine {
+        return;
+    }
+    // The code that failed may have held a reference from `this_cpu`: it
+    // never runs again (the fatal path does not return), so this one is the
+    // only one used from now on.
+    return_to_normal_world();
 }

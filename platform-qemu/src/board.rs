@@ -1,28 +1,41 @@
 //! QEMU virt as the core sees it: memory access and stage-2 maintenance.
 
 use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
 
+use arch_aarch64::guarded;
 use arch_aarch64::mmu::{self, Kind, Region};
 use spmc::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa};
+use spmc::manifest::MemRange;
 use spmc::platform::{MemError, Platform};
 
 /// Secure DRAM the SPMC manages after its own image: partition packages
 /// (from 0x0e300000) and the secure pool. Mapped read-write for the SPMC.
 pub const SECURE_MANAGED: (u64, u64) = (0x0e30_0000, 0x0f00_0000);
 /// All of QEMU virt's secure RAM: trusted SRAM (BL1/BL2 data, the SPMC
-/// manifest), the SPMC's region, the packages and the pool.
+/// manifest), the SPMC's region, the packages and the pool. Never
+/// normal-world memory, whatever a manifest says.
 pub const SECURE_RAM: (u64, u64) = (0x0e00_0000, 0x0f00_0000);
-/// Normal-world DRAM on QEMU virt (TF-A's NS_DRAM0: 3 GiB from 1 GiB).
-pub const NS_DRAM: (u64, u64) = (0x4000_0000, 0x1_0000_0000);
 
 /// The platform the core runs on.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Qemu {
     /// Normal-world pages mapped for the SPMC, with how many users each has.
     ns_pages: BTreeMap<u64, u32>,
+    /// The normal-world RAM, as the SPMC manifest states it (`ns-memory`).
+    ns_memory: Vec<MemRange>,
 }
 
 impl Qemu {
+    /// The board with the normal-world RAM the manifest names: nothing
+    /// outside it is ever mapped or touched on the normal world's behalf.
+    pub fn new(ns_memory: Vec<MemRange>) -> Self {
+        Self {
+            ns_pages: BTreeMap::new(),
+            ns_memory,
+        }
+    }
+
     fn secure(pa: Pa, len: u64) -> bool {
         pa.0 >= SECURE_MANAGED.0 && pa.0.checked_add(len).is_some_and(|e| e <= SECURE_MANAGED.1)
     }
@@ -37,49 +50,113 @@ impl Qemu {
             .all(|p| self.ns_pages.contains_key(&p))
     }
 
-    fn check(&self, pa: Pa, len: u64) -> Result<*mut u8, MemError> {
-        if Self::secure(pa, len) || self.ns_mapped(pa, len) {
-            Ok(pa.0 as *mut u8)
+    /// Where `[pa, pa + len)` may be touched: secure memory the SPMC
+    /// manages, or normal-world memory it mapped (which may still not answer
+    /// if the manifest overstates the RAM: touched only with the guarded
+    /// copies).
+    fn check(&self, pa: Pa, len: u64) -> Result<Where, MemError> {
+        if Self::secure(pa, len) {
+            Ok(Where::Secure(pa.0 as *mut u8))
+        } else if self.ns_mapped(pa, len) {
+            Ok(Where::NonSecure(pa.0 as *mut u8))
         } else {
             Err(MemError::NotAccessible)
         }
     }
 }
 
+/// A range [`Qemu::check`] allowed.
+#[derive(Clone, Copy)]
+enum Where {
+    /// Secure RAM of the SPMC's own: always answers.
+    Secure(*mut u8),
+    /// Normal-world memory: an access may take an external abort.
+    NonSecure(*mut u8),
+}
+
+impl Where {
+    fn ptr(self) -> *mut u8 {
+        match self {
+            Where::Secure(p) | Where::NonSecure(p) => p,
+        }
+    }
+
+    fn ns(self) -> bool {
+        matches!(self, Where::NonSecure(_))
+    }
+}
+
+/// An external abort in a guarded access: the memory is not there.
+fn aborted(_: guarded::Aborted) -> MemError {
+    MemError::Aborted
+}
+
 impl Platform for Qemu {
     fn read(&mut self, pa: Pa, out: &mut [u8]) -> Result<(), MemError> {
         let src = self.check(pa, out.len() as u64)?;
-        // SAFETY: `check` proved the range is secure memory the SPMC manages
-        // or normal-world memory it mapped; both are identity-mapped RAM.
-        unsafe { core::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), out.len()) };
+        if src.ns() {
+            // SAFETY: `check` proved the range is normal-world memory mapped
+            // for the SPMC; `out` is ours alone; an abort comes back as Err.
+            return unsafe { guarded::copy(out.as_mut_ptr(), src.ptr(), out.len()) }
+                .map_err(aborted);
+        }
+        // SAFETY: `check` proved the range is secure memory the SPMC manages:
+        // identity-mapped RAM.
+        unsafe { core::ptr::copy_nonoverlapping(src.ptr(), out.as_mut_ptr(), out.len()) };
         Ok(())
     }
 
     fn write(&mut self, pa: Pa, data: &[u8]) -> Result<(), MemError> {
         let dst = self.check(pa, data.len() as u64)?;
+        if dst.ns() {
+            // SAFETY: as in `read`; no Rust reference points into that memory.
+            return unsafe { guarded::copy(dst.ptr(), data.as_ptr(), data.len()) }.map_err(aborted);
+        }
         // SAFETY: as in `read`; no Rust reference points into that memory.
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), dst.ptr(), data.len()) };
         Ok(())
     }
 
     fn zero(&mut self, pa: Pa, len: u64) -> Result<(), MemError> {
         let dst = self.check(pa, len)?;
+        if dst.ns() {
+            // SAFETY: as in `write`.
+            return unsafe { guarded::zero(dst.ptr(), len as usize) }.map_err(aborted);
+        }
         // SAFETY: as in `write`.
-        unsafe { core::ptr::write_bytes(dst, 0, len as usize) };
+        unsafe { core::ptr::write_bytes(dst.ptr(), 0, len as usize) };
         Ok(())
     }
 
     fn copy(&mut self, dst: Pa, src: Pa, len: u64) -> Result<(), MemError> {
         let d = self.check(dst, len)?;
         let s = self.check(src, len)?;
+        if d.ns() || s.ns() {
+            // SAFETY: as in `write`; the core never asks for overlapping ranges.
+            return unsafe { guarded::copy(d.ptr(), s.ptr(), len as usize) }.map_err(aborted);
+        }
         // SAFETY: as in `write`; the core never asks for overlapping ranges,
         // and `copy` (memmove) would be correct even if it did.
-        unsafe { core::ptr::copy(s, d, len as usize) };
+        unsafe { core::ptr::copy(s.ptr(), d.ptr(), len as usize) };
         Ok(())
     }
 
     fn is_ns_ram(&self, pa: Pa, len: u64) -> bool {
-        pa.0 >= NS_DRAM.0 && pa.0.checked_add(len).is_some_and(|e| e <= NS_DRAM.1)
+        let Some(end) = pa.0.checked_add(len) else {
+            return false;
+        };
+        let range = MemRange {
+            base: pa.0,
+            size: end - pa.0,
+        };
+        // The manifest's ranges never overlap each other, the secure pool or
+        // the SPMC's image (checked when it is parsed); the whole secure DRAM
+        // is refused here as well, whatever the manifest says.
+        let secure = MemRange {
+            base: SECURE_RAM.0,
+            size: SECURE_RAM.1 - SECURE_RAM.0,
+        };
+        !secure.overlaps(&range) && self.ns_memory.iter().any(|r| r.contains(&range))
     }
 
     fn overlaps_secure_ram(&self, pa: Pa, len: u64) -> bool {

@@ -15,15 +15,26 @@ mod board;
 mod platform;
 
 use core::panic::PanicInfo;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use arch_aarch64::{console, cpu};
 
+/// Per core: set once that core entered the panic handler.
+static PANICKING: [AtomicBool; arch_aarch64::MAX_CPUS] =
+    [const { AtomicBool::new(false) }; arch_aarch64::MAX_CPUS];
+
+/// A panic, or a fatal exception at EL2 (the vector code panics for it): the
+/// SPMC stops for good, but every core keeps answering the normal world with
+/// FFA_ERROR(ABORTED) (`platform::fail_boot_if_booting`). A second fault on
+/// the same core while it does that (a broken stack, say) halts that core:
+/// there is nothing left it could do safely.
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
-    console::emergency_line(format_args!(
-        "SPMC panic on core {}: {info}",
-        cpu::core_index()
-    ));
+    let core = cpu::core_index();
+    if PANICKING[core % arch_aarch64::MAX_CPUS].swap(true, Ordering::AcqRel) {
+        cpu::halt()
+    }
+    console::emergency_line(format_args!("SPMC panic on core {core}: {info}"));
     platform::fail_boot_if_booting()
 }
 

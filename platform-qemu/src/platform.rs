@@ -6,7 +6,8 @@ use arch_aarch64::mmu::{self, Kind, MapError, Region};
 use arch_aarch64::smc::smc;
 use arch_aarch64::{console, cpu, heap, sysreg};
 use log::{LevelFilter, error, info};
-use spin::mutex::SpinMutex;
+use spin::mutex::{SpinMutex, SpinMutexGuard};
+use spmc::fatal::FailGate;
 use spmc::ffa::{FfaError, Regs, func};
 use spmc::{Next, Spmc};
 
@@ -32,6 +33,21 @@ const LOG_LEVEL: LevelFilter = match option_env!("SPMC_LOG") {
 static SPMC: SpinMutex<Option<Spmc<Qemu>>> = SpinMutex::new(None);
 /// Set once the first FFA_MSG_WAIT has told the SPMD that init succeeded.
 static BOOTED: AtomicBool = AtomicBool::new(false);
+/// Set for good by the first fatal error on any core (a panic, or an
+/// exception at EL2 that is not a guarded copy's). From then on no core
+/// touches the core's state again: the failing core may have left it half
+/// changed, and may still hold `SPMC`'s lock. Every core takes the lock
+/// through the gate, which gives up once it is set, so none waits for a lock
+/// that is never given back; each answers FFA_ERROR(ABORTED) instead.
+static FAILED: FailGate = FailGate::new();
+
+type Guard = SpinMutexGuard<'static, Option<Spmc<Qemu>>>;
+
+/// The core's lock, or `None` once the SPMC has failed (see [`FAILED`]).
+#[inline(always)]
+fn lock_live() -> Option<Guard> {
+    FAILED.lock(|| SPMC.try_lock())
+}
 
 unsafe extern "C" {
     static __text_start: u8;
@@ -68,7 +84,8 @@ pub fn primary(manifest_addr: u64, core: usize) -> ! {
     register_secondary_entry();
     arch_aarch64::stage2::configure();
     arch_aarch64::vcpu::init_cpu();
-    let mut spmc = Spmc::new(config, Qemu::default());
+    let board = Qemu::new(config.ns_memory.clone());
+    let mut spmc = Spmc::new(config, board);
     spmc.load_partitions();
     let mut regs = Regs::default();
     let next = spmc.boot(&mut regs);
@@ -115,7 +132,14 @@ fn run_vcpu(vcpu: spmc::vcpu::VcpuRef, ctx: *mut spmc::vcpu::Context, regs: &mut
     let ctx = unsafe { &mut *ctx };
     // SAFETY: as above.
     unsafe { arch_aarch64::vcpu::run(ctx) };
-    let mut guard = SPMC.lock();
+    let Some(mut guard) = lock_live() else {
+        // The SPMC failed while this vCPU ran: the context stays this
+        // core's (nothing frees it any more), so the partition's state can
+        // go back into it before the normal world gets its error.
+        arch_aarch64::vcpu::return_to_normal_world();
+        *regs = Regs::error(FfaError::Aborted);
+        return Next::NormalWorld;
+    };
     let next = match guard.as_mut() {
         Some(spmc) => spmc.handle_exit(vcpu, regs),
         None => Next::NormalWorld,
@@ -134,10 +158,20 @@ fn serve(mut regs: Regs, mut next: Next) -> ! {
         next = match next {
             Next::NormalWorld => {
                 smc(&mut regs);
-                match SPMC.lock().as_mut() {
-                    Some(spmc) => spmc.handle_spmd(&mut regs),
+                match lock_live() {
+                    Some(mut guard) => match guard.as_mut() {
+                        #[cfg(feature = "fatal-probe")]
+                        Some(_) if fatal_probe(&regs) => {
+                            panic!("fatal probe (test-only build): failing with the lock held")
+                        }
+                        Some(spmc) => spmc.handle_spmd(&mut regs),
+                        None => {
+                            regs = Regs::error(FfaError::NotSupported);
+                            Next::NormalWorld
+                        }
+                    },
                     None => {
-                        regs = Regs::error(FfaError::NotSupported);
+                        regs = Regs::error(FfaError::Aborted);
                         Next::NormalWorld
                     }
                 }
@@ -145,6 +179,15 @@ fn serve(mut regs: Regs, mut next: Next) -> ! {
             Next::Run { vcpu, ctx } => run_vcpu(vcpu, ctx, &mut regs),
         };
     }
+}
+
+/// The `fatal` stage's trigger (feature `fatal-probe`, test-only builds):
+/// FFA_MSG_SEND_DIRECT_REQ_64 to endpoint 0xFFFE with x3 = 0xFA7A10BE.
+#[cfg(feature = "fatal-probe")]
+fn fatal_probe(regs: &Regs) -> bool {
+    regs.0[0] == func::MSG_SEND_DIRECT_REQ_64 as u64
+        && regs.0[1] & 0xFFFF == 0xFFFE
+        && regs.0[3] == 0xFA7A_10BE
 }
 
 /// The heap's share of the secure pool: page tables and bookkeeping for some
@@ -270,9 +313,16 @@ fn fail_boot(code: FfaError) -> ! {
     }
 }
 
-/// After a panic: during boot, report failure; afterwards, answer every call
+/// After a fatal error on this core (a panic, or a fatal exception at EL2,
+/// which panics): during boot, report failure; afterwards, answer every call
 /// with ABORTED without touching the (possibly inconsistent) state again.
+///
+/// [`FAILED`] is set first, so the other cores stop waiting for the lock this
+/// core may hold and answer ABORTED too; the normal world's EL1 and FP/SIMD
+/// state goes back into the hardware first, if a partition's was there.
 pub fn fail_boot_if_booting() -> ! {
+    FAILED.fail();
+    arch_aarch64::vcpu::recover_normal_world_state();
     if !BOOTED.load(Ordering::Acquire) {
         fail_boot(FfaError::Aborted)
     }

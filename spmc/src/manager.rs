@@ -634,10 +634,18 @@ impl<P: Platform> Spmc<P> {
     }
 
     pub(crate) fn set_state(&mut self, v: VcpuRef, to: VcpuState) -> Result<(), FfaError> {
-        self.vcpu(v).state.become_(to).map_err(|e| {
+        let vcpu = self.vcpu(v);
+        vcpu.state.become_(to).map_err(|e| {
             log::error!("vCPU {v:?}: illegal transition {:?} -> {:?}", e.from, e.to);
             FfaError::Denied
-        })
+        })?;
+        // Initialisation runs with normal-world interrupts queued (see
+        // `Context::ns_interrupts_queued`); every other state takes them.
+        vcpu.ctx.ns_interrupts_queued = matches!(
+            to,
+            VcpuState::Running(RunReason::Boot | RunReason::Create { .. })
+        );
+        Ok(())
     }
 
     /// Hands the vCPU to the platform to run.

@@ -19,6 +19,10 @@
 //!     spmc {
 //!         secure-memory = <0x0 0x0e200000 0x0 0x00e00000>; // pool: base, size
 //!     };
+//!     memory@40000000 {                      // normal-world RAM, as in
+//!         device_type = "ns-memory";         // Hafnium's SPMC manifests;
+//!         reg = <0x0 0x40000000 0x40000000>; // in the root's #address-cells
+//!     };                                     // and #size-cells
 //!     partitions {
 //!         sp1 { package = <0x0 0x0e300000>; };             // where BL2 put the SP package
 //!     };
@@ -97,6 +101,11 @@ pub struct SpmcConfig {
     pub binary_size: u32,
     /// Secure memory the SPMC hands out to partitions, if the manifest gives it.
     pub secure_memory: Option<MemRange>,
+    /// The machine's normal-world RAM (`memory` nodes with `device_type =
+    /// "ns-memory"`): the only memory the normal world may name for its
+    /// RX/TX buffers, its buffers and its memory shares. None in the
+    /// manifest: every normal-world buffer and share is refused.
+    pub ns_memory: Vec<MemRange>,
     /// Partition packages in manifest order.
     pub partitions: Vec<PartitionEntry>,
     /// Which VM may reach which partition, and the templates.
@@ -152,6 +161,9 @@ pub enum ManifestError {
     BadSecureMemory(MemRange),
     /// A partition node lacks a package address.
     BadPartition(alloc::string::String),
+    /// A normal-world memory range is empty, unaligned, wraps, or overlaps
+    /// the secure pool, the SPMC's image or another normal-world range.
+    BadNsMemory(MemRange),
 }
 
 impl fmt::Display for ManifestError {
@@ -192,6 +204,11 @@ impl fmt::Display for ManifestError {
             Self::BadSecureMemory(r) => write!(
                 f,
                 "manifest secure-memory {:#x}+{:#x} is empty, unaligned or wraps",
+                r.base, r.size
+            ),
+            Self::BadNsMemory(r) => write!(
+                f,
+                "manifest ns-memory {:#x}+{:#x} is empty, unaligned, wraps or overlaps",
                 r.base, r.size
             ),
             Self::BadPartition(name) => {
@@ -351,6 +368,12 @@ pub fn parse(blob: &[u8]) -> Result<SpmcConfig, ManifestError> {
         },
     };
 
+    let image = MemRange {
+        base: load_address,
+        size: binary_size as u64,
+    };
+    let ns_memory = ns_memory(&root, &[secure_memory, Some(image)])?;
+
     let mut partitions = Vec::new();
     if let Some(parts) = root.child("partitions") {
         for node in parts.children() {
@@ -375,9 +398,86 @@ pub fn parse(blob: &[u8]) -> Result<SpmcConfig, ManifestError> {
         entrypoint,
         binary_size,
         secure_memory,
+        ns_memory,
         partitions,
         policy,
     })
+}
+
+/// Reads a big-endian number of `cells` 32-bit cells (1 or 2) at `v[*at..]`.
+fn cells(v: &[u8], at: &mut usize, cells: u32) -> Option<u64> {
+    let mut n: u64 = 0;
+    for _ in 0..cells {
+        let b = v.get(*at..*at + 4)?;
+        n = (n << 32) | u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as u64;
+        *at += 4;
+    }
+    Some(n)
+}
+
+/// The normal-world RAM: every root child with `device_type = "ns-memory"`
+/// (the binding Hafnium's SPMC manifests use; `device_type = "memory"`
+/// nodes describe secure memory there and are ignored here), each `reg`
+/// entry a range in the root's `#address-cells` and `#size-cells` (DTSpec
+/// §2.3.5: 2 and 1 when absent). Ranges must be page-aligned, non-empty, not
+/// wrap, and overlap neither the secure ranges given (the pool, the SPMC's
+/// own image) nor each other.
+fn ns_memory(
+    root: &FdtNode<'_>,
+    secure: &[Option<MemRange>],
+) -> Result<Vec<MemRange>, ManifestError> {
+    const R: &str = "/";
+    let addr_cells = prop_u32(root, R, "#address-cells")?.unwrap_or(2);
+    let size_cells = prop_u32(root, R, "#size-cells")?.unwrap_or(1);
+    if !(1..=2).contains(&addr_cells) || !(1..=2).contains(&size_cells) {
+        return Err(ManifestError::BadProperty {
+            node: R,
+            property: "#address-cells",
+        });
+    }
+    let bad_reg = ManifestError::BadProperty {
+        node: "memory",
+        property: "reg",
+    };
+    let entry = 4 * (addr_cells + size_cells) as usize;
+    let mut out: Vec<MemRange> = Vec::new();
+    for node in root.children() {
+        let is_ns = node
+            .property("device_type")
+            .and_then(|p| p.value_as::<&str>().ok())
+            .is_some_and(|t| t == "ns-memory");
+        if !is_ns {
+            continue;
+        }
+        let reg = node.property("reg").ok_or(ManifestError::MissingProperty {
+            node: "memory",
+            property: "reg",
+        })?;
+        let v = reg.value();
+        if v.is_empty() || !v.len().is_multiple_of(entry) {
+            return Err(bad_reg);
+        }
+        let mut at = 0;
+        while at < v.len() {
+            let base = cells(v, &mut at, addr_cells).ok_or_else(|| bad_reg.clone())?;
+            let size = cells(v, &mut at, size_cells).ok_or_else(|| bad_reg.clone())?;
+            let r = MemRange { base, size };
+            let clash = secure.iter().flatten().any(|s| s.overlaps(&r))
+                || out.iter().any(|o| o.overlaps(&r));
+            if size == 0
+                || !base.is_multiple_of(4096)
+                || !size.is_multiple_of(4096)
+                || r.end().is_none()
+                || clash
+            {
+                return Err(ManifestError::BadNsMemory(r));
+            }
+            out.try_reserve(1)
+                .map_err(|_| ManifestError::Malformed("no memory for the ns-memory ranges"))?;
+            out.push(r);
+        }
+    }
+    Ok(out)
 }
 
 /// A short, stable description of an FDT parse error for the boot log.

@@ -13,6 +13,10 @@ pub enum MemError {
     NotAccessible,
     /// The range could not be mapped (no memory for tables, or a bad range).
     MapFailed,
+    /// The access took an external abort: no memory answered there (a
+    /// normal-world range the manifest names but the machine lacks). The
+    /// access may have stopped part-way.
+    Aborted,
 }
 
 /// Where the SPMC reads and writes memory, and the hardware side of stage 2.
@@ -31,7 +35,8 @@ pub trait Platform {
     /// Copies `len` bytes from `src` to `dst` (the ranges do not overlap).
     fn copy(&mut self, dst: Pa, src: Pa, len: u64) -> Result<(), MemError>;
 
-    /// True if `[pa, pa + len)` is wholly normal-world RAM (never secure memory).
+    /// True if `[pa, pa + len)` is wholly normal-world RAM (never secure
+    /// memory): on hardware, inside the SPMC manifest's `ns-memory` ranges.
     fn is_ns_ram(&self, pa: Pa, len: u64) -> bool;
     /// True if `[pa, pa + len)` touches secure RAM (trusted SRAM with the
     /// SPMC manifest, the SPMC's own region, the packages, the pool): a

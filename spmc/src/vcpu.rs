@@ -99,6 +99,15 @@ pub struct Context {
     pub el1: El1Regs,
     /// FP/SIMD registers.
     pub fp: FpRegs,
+    /// Set while the vCPU initialises (boot, or an instance's creation; the
+    /// runtime model for SP initialisation, DEN0077 v1.2 §8.3, which ends
+    /// with FFA_MSG_WAIT): the platform then runs it with the normal world's
+    /// interrupts masked at the interrupt controller (on the GICv3, the
+    /// physical priority mask), so such an interrupt stays pending until the
+    /// initialisation is done and the core returns to the normal world.
+    /// Preempting instead would leave the core nothing to do but re-enter
+    /// the initialisation with the level interrupt still pending, for ever.
+    pub ns_interrupts_queued: bool,
 }
 
 impl Context {

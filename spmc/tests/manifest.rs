@@ -28,6 +28,21 @@ fn good_manifest_parses_into_config() {
         .map(|p| (p.name.as_str(), p.package))
         .collect();
     assert_eq!(names, [("sp1", 0x0e30_0000), ("sp2", 0x0e40_0000)]);
+    // Only the ns-memory node counts, every `reg` entry of it; the
+    // `device_type = "memory"` node (secure memory) is not the normal world's.
+    assert_eq!(
+        cfg.ns_memory,
+        [
+            MemRange {
+                base: 0x4000_0000,
+                size: 0x4000_0000
+            },
+            MemRange {
+                base: 0x8_8000_0000,
+                size: 0x100_0000
+            }
+        ]
+    );
 }
 
 #[test]
@@ -41,6 +56,60 @@ fn shipped_qemu_manifest_parses() {
     let cfg = manifest::parse(&blob).expect("shipped manifest");
     assert_eq!(cfg.spmc_id, 0x8000);
     assert_eq!(cfg.load_address, 0x0e10_0000);
+    // The RAM QEMU gives the normal world (`-m 2G` from 0x4000_0000, every
+    // stage: xtask/src/qemu.rs MEMORY, checked against this manifest there).
+    assert_eq!(
+        cfg.ns_memory,
+        [MemRange {
+            base: 0x4000_0000,
+            size: 0x8000_0000
+        }]
+    );
+}
+
+#[test]
+fn ns_memory_errors() {
+    assert_eq!(
+        err("ns-memory-overlaps-pool.dts"),
+        ManifestError::BadNsMemory(MemRange {
+            base: 0x0e80_0000,
+            size: 0x1000_0000
+        })
+    );
+    assert_eq!(
+        err("ns-memory-unaligned.dts"),
+        ManifestError::BadNsMemory(MemRange {
+            base: 0x4000_0800,
+            size: 0x4000_0000
+        })
+    );
+    assert_eq!(
+        err("ns-memory-overlapping.dts"),
+        ManifestError::BadNsMemory(MemRange {
+            base: 0x7fff_f000,
+            size: 0x2000
+        })
+    );
+    assert_eq!(
+        err("ns-memory-over-spmc-image.dts"),
+        ManifestError::BadNsMemory(MemRange {
+            base: 0x0e10_0000,
+            size: 0x1000
+        })
+    );
+    assert_eq!(
+        err("ns-memory-bad-reg.dts"),
+        ManifestError::BadProperty {
+            node: "memory",
+            property: "reg"
+        }
+    );
+}
+
+#[test]
+fn no_ns_memory_node_means_no_normal_world_memory() {
+    let cfg = manifest::parse(&manifest_fixture("no-ns-memory.dts")).expect("parses");
+    assert!(cfg.ns_memory.is_empty());
 }
 
 #[test]
@@ -187,6 +256,8 @@ fn every_error_has_a_one_line_message() {
         "missing-binary-size.dts",
         "unaligned-pool.dts",
         "partition-without-package.dts",
+        "ns-memory-overlaps-pool.dts",
+        "ns-memory-bad-reg.dts",
     ] {
         let msg = err(name).to_string();
         assert!(!msg.is_empty() && !msg.contains('\n'), "{name}: {msg:?}");

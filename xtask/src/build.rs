@@ -85,6 +85,7 @@ pub fn rust_images(env: &Env, opts: &Options) -> Result<PathBuf> {
         ("spmc-qemu", "spmc.bin"),
         ("nwd-harness", "nwd-harness.bin"),
         ("nwd-bench", "nwd-bench.bin"),
+        ("nwd-fatal", "nwd-fatal.bin"),
         ("test-sp", "test-sp.bin"),
         ("nwd-hypervisor", "nwd-hypervisor.bin"),
         ("nwd-hypervisor-demo", "nwd-hypervisor-demo.bin"),
@@ -108,6 +109,35 @@ pub fn rust_images(env: &Env, opts: &Options) -> Result<PathBuf> {
     );
     timer.done();
     Ok(dir)
+}
+
+/// The test-only SPMC of the `fatal` stage (feature `fatal-probe`: one
+/// reserved call makes it panic holding its lock), as `spmc-fatal.bin` next
+/// to the product images. Built after them, so `spmc.bin` stays the product
+/// image; the next product build only relinks.
+pub fn fatal_spmc(env: &Env, opts: &Options) -> Result<PathBuf> {
+    sh::step("build: test-only SPMC with the fatal probe (stage `fatal`)");
+    let mut cmd = firmware_cargo(env, "build");
+    cmd.args([
+        "-p",
+        "platform-qemu",
+        "--features",
+        "platform-qemu/fatal-probe",
+    ]);
+    if opts.release {
+        cmd.arg("--release");
+    }
+    cmd.env("SPMC_LOG", &opts.log);
+    sh::run(&mut cmd)?;
+    let dir = image_dir(opts);
+    let bin = dir.join("spmc-fatal.bin");
+    sh::run(
+        Command::new("aarch64-linux-gnu-objcopy")
+            .args(["-O", "binary"])
+            .arg(dir.join("spmc-qemu"))
+            .arg(&bin),
+    )?;
+    Ok(bin)
 }
 
 /// Largest test partition image (`test_protocol::layout::IMAGE_MAX`).

@@ -38,7 +38,8 @@ Options:
                      `setup`: also fetch its Debian packages
   --skip-linux       `test`: do not run the `linux` stage
   --stage <NAME>     `test`: run only this QEMU stage: e2e (with mem),
-                     vtee, hostile or linux (builds and checks as usual)
+                     vtee, fatal, hostile or linux (builds and checks as
+                     usual)
   --harness          `run`: boot the normal-world test harness (the `e2e`
                      stage's image) instead of the four-user demo
   --no-install       Never install anything; fail with the command to run instead
@@ -63,7 +64,7 @@ pub fn help() -> String {
 }
 
 /// The QEMU stages `test --stage` can pick, in the order `test` runs them.
-pub const STAGES: &[&str] = &["e2e", "vtee", "hostile", "linux"];
+pub const STAGES: &[&str] = &["e2e", "vtee", "fatal", "hostile", "linux"];
 
 /// The subcommand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -35,6 +35,7 @@ pub fn stage(env: &Env, opts: &Options, spmc_bin: &Path) -> Result<StageResult> 
         &StageSpec {
             name: "hostile",
             required: &["running at Secure EL2", "nwd-hostile: hostile FF-A calls"],
+            expected_fatal: &[],
             timeout: timeout(opts),
             panic_grace: None,
         },

@@ -34,9 +34,10 @@ const MODULES: &[&str] = &["ffa-core", "ffa-module", "tpm_crb_ffa"];
 /// The kernel command line. `quiet` keeps the boot log short; /init prints
 /// the FF-A and TPM lines of dmesg itself.
 const CMDLINE: &str = "console=ttyAMA0 quiet";
-/// QEMU for this stage: 2 cores, 2 GiB.
+/// QEMU for this stage: 2 cores, and the RAM every stage has (the SPMC
+/// manifest states it: `qemu::MEMORY`).
 const SMP: u32 = 2;
-const MEMORY: &str = "2G";
+const MEMORY: &str = qemu::MEMORY;
 /// A Linux panic hangs the machine: stop QEMU this long after one.
 const PANIC_GRACE: Duration = Duration::from_secs(5);
 
@@ -488,6 +489,7 @@ pub fn stage(env: &Env, opts: &Options, spmc_bin: &Path) -> Result<StageResult> 
         &StageSpec {
             name: "linux",
             required: &["running at Secure EL2", "Starting kernel"],
+            expected_fatal: &[],
             timeout: Duration::from_secs(opts.timeout_secs),
             panic_grace: Some(PANIC_GRACE),
         },

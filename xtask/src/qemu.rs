@@ -12,9 +12,12 @@ use crate::cli::Options;
 use crate::setup::Env;
 use crate::sh::{self, Result};
 
-/// Memory of the bare-metal stages (`-m`).
-pub const MEMORY: &str = "1G";
-
+/// Normal-world RAM of every stage (`-m`): it must be what the SPMC
+/// manifest's `ns-memory` node states (tf-a-integration/qemu/spmc_manifest.dts,
+/// 2 GiB from 0x4000_0000; a host test below checks the two agree), or the
+/// SPMC would take buffers where no memory is (larger manifest) or refuse
+/// real RAM (smaller manifest). One size for all stages, so one manifest.
+pub const MEMORY: &str = "2G";
 /// The QEMU machine every stage uses; `memory` is QEMU's `-m` value ("1G").
 pub fn base_command(flash: &Path, smp: u32, memory: &str) -> Command {
     let mut cmd = Command::new("qemu-system-aarch64");
@@ -85,6 +88,9 @@ pub struct StageSpec<'a> {
     pub name: &'a str,
     /// Lines that must appear (for example the Secure EL2 proof).
     pub required: &'a [&'a str],
+    /// Lines of a failure the stage causes on purpose (the `fatal` stage's
+    /// SPMC panic): a line containing one of these is not a problem.
+    pub expected_fatal: &'a [&'a str],
     /// Time limit.
     pub timeout: Duration,
     /// After a panic line, how long to wait for more output before stopping
@@ -195,7 +201,8 @@ pub fn run_stage(mut cmd: Command, spec: &StageSpec<'_>) -> Result<StageResult> 
         match line {
             Ok(line) => {
                 println!("{line}");
-                if let Some(p) = judge.line(&line) {
+                let expected = spec.expected_fatal.iter().any(|e| line.contains(e));
+                if let Some(p) = judge.line(&line).filter(|_| !expected) {
                     if let Some(grace) = spec.panic_grace
                         && p.starts_with("panic")
                         && !panic_cut
@@ -306,6 +313,67 @@ pub fn section(stage: &StageResult, after: &str, name: &str) -> StageResult {
         ));
     }
     res
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::*;
+
+    /// QEMU virt's RAM starts here.
+    const RAM_BASE: u64 = 0x4000_0000;
+
+    /// [`MEMORY`] in bytes (`<n>G` or `<n>M`).
+    fn memory_bytes(m: &str) -> Option<u64> {
+        let (n, unit) = m.split_at(m.len().checked_sub(1)?);
+        let n: u64 = n.parse().ok()?;
+        match unit {
+            "G" => n.checked_mul(1 << 30),
+            "M" => n.checked_mul(1 << 20),
+            _ => None,
+        }
+    }
+
+    /// The `ns-memory` node of the shipped SPMC manifest, as (base, size):
+    /// read from the source text (`reg = <hi lo size>`, #address-cells 2 and
+    /// #size-cells 1 as the manifest declares).
+    fn manifest_ns_memory() -> (u64, u64) {
+        let path = sh::root().join("tf-a-integration/qemu/spmc_manifest.dts");
+        let text = std::fs::read_to_string(&path).expect("manifest");
+        let node = text
+            .split("device_type = \"ns-memory\";")
+            .nth(1)
+            .expect("an ns-memory node");
+        let reg = node
+            .split("reg = <")
+            .nth(1)
+            .expect("reg")
+            .split('>')
+            .next()
+            .unwrap();
+        let cells: Vec<u64> = reg
+            .split_whitespace()
+            .map(|c| u64::from_str_radix(c.trim_start_matches("0x"), 16).expect("hex cell"))
+            .collect();
+        assert_eq!(cells.len(), 3, "one range, <hi lo size>: {reg}");
+        ((cells[0] << 32) | cells[1], cells[2])
+    }
+
+    #[test]
+    fn qemu_memory_is_what_the_manifest_states() {
+        assert_eq!(
+            manifest_ns_memory(),
+            (RAM_BASE, memory_bytes(MEMORY).unwrap()),
+            "spmc_manifest.dts ns-memory must match qemu::MEMORY"
+        );
+    }
+
+    #[test]
+    fn memory_sizes_parse() {
+        assert_eq!(memory_bytes("1G"), Some(1 << 30));
+        assert_eq!(memory_bytes("512M"), Some(512 << 20));
+        assert_eq!(memory_bytes("2"), None);
+        assert_eq!(memory_bytes(""), None);
+    }
 }
 
 #[cfg(test)]

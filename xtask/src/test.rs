@@ -34,6 +34,7 @@ pub fn run(opts: &Options) -> Result<()> {
             &StageSpec {
                 name: "e2e",
                 required: &["running at Secure EL2"],
+                expected_fatal: &[],
                 timeout: Duration::from_secs(opts.timeout_secs),
                 panic_grace: None,
             },
@@ -48,6 +49,13 @@ pub fn run(opts: &Options) -> Result<()> {
         let vt = vtee::stage(&env, opts, &fw.spmc_bin).unwrap_or_else(could_not_run);
         t.done();
         summary.push(("vtee", vt));
+    }
+
+    if wanted("fatal") {
+        let t = sh::Timer::start("fatal stage, build to power-off");
+        let fatal = fatal_stage(&env, opts, &fw.spmc_bin).unwrap_or_else(could_not_run);
+        t.done();
+        summary.push(("fatal", fatal));
     }
 
     if wanted("hostile") {
@@ -112,6 +120,31 @@ fn could_not_run(e: String) -> StageResult {
         problems: vec![format!("could not run: {e}")],
         ..StageResult::default()
     }
+}
+
+/// The `fatal` stage: a test-only SPMC (feature `fatal-probe`) fails on
+/// purpose on core 0 holding its lock; the normal world checks that both
+/// cores still get FFA_ERROR(ABORTED) (tests/nwd-harness/src/fatal.rs). Two
+/// cores, whatever `--smp` says, and 1 GiB of RAM under a manifest that
+/// states 2 GiB: first it checks that the SPMC touching missing RAM is an
+/// error for that call, not a halt.
+/// The `fatal` stage's RAM: less than the manifest's ns-memory (2 GiB).
+const LESS_THAN_THE_MANIFEST: &str = "1G";
+
+fn fatal_stage(env: &Env, opts: &Options, spmc_bin: &std::path::Path) -> Result<StageResult> {
+    let spmc = build::fatal_spmc(env, opts)?;
+    let dir = spmc_bin.parent().ok_or("no image directory")?;
+    let flash = build::tfa(env, &spmc, &dir.join("nwd-fatal.bin"), "fatal")?;
+    qemu::run_stage(
+        qemu::base_command(&flash, 2, LESS_THAN_THE_MANIFEST),
+        &StageSpec {
+            name: "fatal",
+            required: &["running at Secure EL2", "fatal probe (test-only build)"],
+            expected_fatal: &["SPMC panic on core 0", "fatal probe (test-only build)"],
+            timeout: Duration::from_secs(opts.timeout_secs.min(120)),
+            panic_grace: None,
+        },
+    )
 }
 
 /// Host tests, rustfmt and clippy; returns the host tests' (passed, failed).
@@ -185,6 +218,18 @@ fn target_clippy(env: &Env, opts: &Options) -> Result<()> {
     {
         cmd.args(["-p", p]);
     }
+    if opts.release {
+        cmd.arg("--release");
+    }
+    sh::run(cmd.args(["--", "-D", "warnings"]))?;
+    // The `fatal` stage's test-only SPMC: its probe is linted too.
+    let mut cmd = build::firmware_cargo(env, "clippy");
+    cmd.args([
+        "-p",
+        "platform-qemu",
+        "--features",
+        "platform-qemu/fatal-probe",
+    ]);
     if opts.release {
         cmd.arg("--release");
     }

@@ -40,6 +40,7 @@ pub fn stage(env: &Env, opts: &Options, spmc_bin: &Path) -> Result<StageResult> 
         &StageSpec {
             name: "vtee",
             required: &["running at Secure EL2", "hypervisor: demo done"],
+            expected_fatal: &[],
             timeout: Duration::from_secs(opts.timeout_secs),
             panic_grace: None,
         },

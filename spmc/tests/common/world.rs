@@ -50,6 +50,10 @@ pub fn config() -> SpmcConfig {
         entrypoint: 0x0e10_0000,
         binary_size: 0x20_0000,
         secure_memory: Some(POOL),
+        ns_memory: vec![MemRange {
+            base: 0x4000_0000,
+            size: 0x8000_0000,
+        }],
         policy: Default::default(),
         partitions: PARTITIONS
             .iter()

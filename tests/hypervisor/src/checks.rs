@@ -210,6 +210,27 @@ pub fn run(hyp: &mut Hypervisor, r: &mut Report, demo: &demo::Outcome) {
     check(r, &mut t, "aborted-tees-come-back-with-their-vms", |t| {
         t.recover()
     });
+    // A TEE that drops to AArch32 at EL0 and faults there (Arm ARM: with
+    // HCR_EL2.RW set its exceptions to EL2 use the AArch64 lower-EL vectors)
+    // is aborted like any other; its VM gets ABORTED, the others go on.
+    check(r, &mut t, "tee-aarch32-el0-stage2-abort-aborted", |t| {
+        t.tee_fault_with(3, cmd::AARCH32, layout::UNMAPPED_IPA)
+    });
+    check(r, &mut t, "tee-aarch32-el0-undefined-aborted", |t| {
+        t.tee_fault_with(4, cmd::AARCH32, 0)
+    });
+    check(r, &mut t, "aarch32-tees-come-back-with-their-vms", |t| {
+        t.recover()
+    });
+    // A normal-world interrupt pending while an instance initialises (a timer
+    // tick during VM creation): initialisation runs to its end with the
+    // interrupt queued, then the hypervisor gets the core back.
+    check(
+        r,
+        &mut t,
+        "tee-created-while-an-interrupt-is-pending",
+        |_| create_with_interrupt_pending(),
+    );
 
     // Scale.
     check(r, &mut t, "scale-40-more-live-vtees", |t| t.scale_create());
@@ -226,6 +247,23 @@ pub fn run(hyp: &mut Hypervisor, r: &mut Report, demo: &demo::Outcome) {
 
 /// Runs one check, then brings back any of the four VMs that stopped, so
 /// that one failure does not fail the checks after it.
+/// VM created for a VM ID of no VM while the hypervisor timer's interrupt
+/// is pending; the new TEE must answer, then goes again.
+fn create_with_interrupt_pending() -> Outcome {
+    const VM: u16 = 0x7E;
+    crate::nsirq::start();
+    let firing = crate::nsirq::firing();
+    let created = ffa::vm_created(VM);
+    crate::nsirq::stop();
+    ensure!(firing, "the timer's interrupt was pending");
+    ensure!(created.ok(), "VM created acknowledged");
+    let r = ffa::request_as(VM, ids::VTEE_TEMPLATE, [cmd::COUNTER, 0, 0, 0, 0]);
+    ensure_eq!(r[0], ffa::MSG_SEND_DIRECT_RESP_64, "the new TEE answers");
+    ensure_eq!(r[4], 1, "its counter");
+    ensure!(ffa::vm_destroyed(VM).ok(), "VM destroyed acknowledged");
+    Ok(())
+}
+
 fn check<'a>(r: &mut Report, t: &mut T<'a>, name: &str, f: impl FnOnce(&mut T<'a>) -> Outcome) {
     r.check(name, || f(t));
     t.heal();
@@ -1084,7 +1122,12 @@ impl T<'_> {
     }
 
     fn tee_fault(&mut self, vm: u16, addr: u64) -> Outcome {
-        let r = self.req(vm, ids::VTEE_TEMPLATE, cmd::READ, [addr, 0, 0, 0])?;
+        self.tee_fault_with(vm, cmd::READ, addr)
+    }
+
+    /// `vm`'s TEE runs command `c` with arg0 `arg`, which must fault it.
+    fn tee_fault_with(&mut self, vm: u16, c: u64, arg: u64) -> Outcome {
+        let r = self.req(vm, ids::VTEE_TEMPLATE, c, [arg, 0, 0, 0])?;
         self.tee_fault_seen(vm, &r)
     }
 

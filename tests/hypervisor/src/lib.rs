@@ -23,6 +23,7 @@ pub mod checks;
 pub mod demo;
 pub mod ffa;
 pub mod guest;
+pub mod nsirq;
 pub mod report;
 
 pub use baremetal::{ensure, ensure_eq, say};

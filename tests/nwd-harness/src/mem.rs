@@ -402,6 +402,18 @@ pub fn run(r: &mut Report) {
     r.check("mem-range-past-normal-world-ram", || {
         refused_range(0xFFFF_F000, 2, ffa::DENIED)
     });
+    // Above the RAM QEMU has (-m 2G) but below what a fixed board range
+    // took for normal-world RAM: the SPMC manifest's ns-memory says no.
+    r.check("mem-range-above-machine-ram", || {
+        refused_range(ABOVE_RAM, 1, ffa::DENIED)
+    });
+    r.check("mem-range-straddling-end-of-ram", || {
+        refused_range(ABOVE_RAM - PAGE, 2, ffa::DENIED)
+    });
+    r.check(
+        "mem-caller-buffer-above-machine-ram",
+        caller_buffer_above_ram,
+    );
     r.check("mem-pages-already-shared", already_shared);
     r.check("mem-pages-overlap-another-transaction", overlap_other);
     r.check("mem-sp-unmapped-ipa", || {
@@ -1329,6 +1341,24 @@ fn to_memory(t: &Transaction<'_>, addr: u64) {
         }
         at += n;
     }
+}
+
+/// The first address past the normal world's RAM (QEMU `-m 2G` from 1 GiB:
+/// the SPMC manifest's ns-memory node).
+const ABOVE_RAM: u64 = 0xC000_0000;
+
+/// A descriptor "in" a buffer where no memory is: refused before the SPMC
+/// reads it (it would take an external abort there), and the SPMC goes on.
+fn caller_buffer_above_ram() -> Outcome {
+    let r = send_raw(func::SHARE_64, 0x100, 0x100, ABOVE_RAM, 1);
+    expect_error(&r, ffa::INVALID_PARAMETERS, "share from a buffer above RAM")?;
+    let r = send_raw(func::SHARE_64, 0x100, 0x100, ABOVE_RAM - PAGE, 2);
+    expect_error(
+        &r,
+        ffa::INVALID_PARAMETERS,
+        "share from a buffer straddling the end of RAM",
+    )?;
+    still_shareable(alloc(1)?, 1)
 }
 
 fn share_caller_buffer() -> Outcome {

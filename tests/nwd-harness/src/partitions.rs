@@ -20,6 +20,14 @@ pub fn run(r: &mut Report) {
     r.check("rxtx-map-secure-memory-refused", || {
         map_refused(0x0e50_0000, 0x0e50_1000, 1)
     });
+    // Above the RAM QEMU has (-m 2G from 1 GiB): the SPMC manifest's
+    // ns-memory node, not a fixed board range, says what is RAM.
+    r.check("rxtx-map-above-machine-ram-refused", || {
+        map_refused(0xC000_0000, 0xC000_1000, 1)
+    });
+    r.check("rxtx-map-rx-above-machine-ram-refused", || {
+        map_refused(ffa::tx_addr(), 0xBFFF_F000, 2)
+    });
     r.check("rxtx-map-unaligned-refused", || {
         map_refused(ffa::tx_addr() + 8, ffa::rx_addr(), 1)
     });
