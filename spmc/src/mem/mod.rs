@@ -17,6 +17,7 @@
 //! - every check runs before anything changes, so an error leaves no trace.
 
 pub mod desc;
+pub mod ownership;
 
 use alloc::vec::Vec;
 
@@ -31,6 +32,7 @@ use crate::policy::Kind as PolicyKind;
 use crate::sp_manifest::Access;
 use crate::stage2::Kind as S2Kind;
 use desc::{Layout, Op, Purpose, Range, Receiver, attr, flags, perm};
+use ownership::PhysRange;
 
 /// Longest transaction descriptor accepted (in fragments if need be).
 pub const MAX_DESCRIPTOR: u32 = 256 * 1024;
@@ -353,6 +355,8 @@ impl<P: Platform> Spmc<P> {
     }
 
     /// The buffer a call names (w3/x3 address, w4 page count), or the mailbox.
+    /// A fragmented operation keeps it between calls, so it must be memory the
+    /// caller owns exclusively (`ownership`): DENIED otherwise.
     fn mem_buffer(&mut self, from: Endpoint, args: &Regs, write: bool) -> Result<Buf, FfaError> {
         let wide = args.func() & 0x4000_0000 != 0;
         let addr = if wide { args.x(3) } else { args.w(3) as u64 };
@@ -372,6 +376,7 @@ impl<P: Platform> Spmc<P> {
                 if !self.platform.is_ns_ram(Pa(addr), len) {
                     return Err(FfaError::InvalidParameters);
                 }
+                self.check_buffer_owned(from, PhysRange::ns(Pa(addr), len))?;
                 Ok(Buf::Caller {
                     pa: Pa(addr),
                     len,
@@ -383,6 +388,7 @@ impl<P: Platform> Spmc<P> {
                     .stage2
                     .translate_range(IpaSpace::Secure, Ipa(addr), len, write)
                     .ok_or(FfaError::InvalidParameters)?;
+                self.check_buffer_owned(from, PhysRange::secure(pa, len))?;
                 Ok(Buf::Caller { pa, len, ns: false })
             }
         }
@@ -575,6 +581,8 @@ impl<P: Platform> Spmc<P> {
                 return Err(FfaError::Denied);
             }
         }
+        // Nothing that backs a buffer the SPMC keeps (ownership.rs).
+        self.check_unpinned(secure, &runs, false)?;
         // Lend and donate: the owner's access goes now (§1.5 of DEN0140).
         if op != Op::Share
             && let Owner::Partition(id) = owner
@@ -834,6 +842,8 @@ impl<P: Platform> Spmc<P> {
             write,
             exec,
         };
+        // No buffer can be in memory that is in a transaction (ownership.rs).
+        self.check_unpinned(t.secure, &t.runs, true)?;
         if buf == Buf::Mailbox
             && self
                 .buffers(from)
@@ -1022,6 +1032,7 @@ impl<P: Platform> Spmc<P> {
         }
         let zero = t.op != Op::Share && (rq.flags & flags::ZERO != 0 || t.borrowers[bi].zero_after);
         let (secure, space, runs) = (t.secure, t.space(), t.runs.clone());
+        self.check_unpinned(secure, &runs, true)?;
         for r in &runs {
             self.partitions[slot as usize]
                 .stage2
@@ -1091,6 +1102,7 @@ impl<P: Platform> Spmc<P> {
                 None => {}
             }
         }
+        self.check_unpinned(t.secure, &t.runs, true)?;
         if fl & flags::ZERO != 0 {
             let (secure, runs) = (t.secure, t.runs.clone());
             self.zero_runs(secure, &runs)?;
