@@ -846,3 +846,302 @@ fn a_caller_buffer_must_be_the_callers_own_memory() {
     );
     assert_eq!(snapshot(&s), before);
 }
+
+// ----------------------------------------------------------------------
+// Property test: random sequences never leave a buffer in memory that
+// anyone but its endpoint can reach
+// ----------------------------------------------------------------------
+
+use proptest::prelude::*;
+
+/// Normal-world pages the sequences use (the buffers among them).
+const NS_PAGES: [u64; 6] = [
+    NWD_TX,
+    NWD_RX,
+    NS_MEM,
+    NS_MEM + PAGE_SIZE,
+    NS_MEM + 2 * PAGE_SIZE,
+    NS_BUF,
+];
+/// IPAs of a partition's RAM the sequences use (its buffers among them).
+const SP_PAGES: [u64; 5] = [
+    SP_TX_IPA,
+    SP_RX_IPA,
+    SP_LEND_IPA,
+    SP_LEND_IPA + PAGE_SIZE,
+    SP_BUF_IPA,
+];
+const ACTORS: [u16; 2] = [SP1, SP2];
+
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    /// One of `SP_PAGES` in the partition's own IPA layout.
+    Own(u8),
+    /// IPA = PA of the first page of a transaction's memory.
+    Borrowed(u8),
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    NwdSend(u8, u8, u8),
+    SpSend(u8, u8, u8),
+    Retrieve(u8, u8),
+    Relinquish(u8, u8),
+    Reclaim(u8),
+    SpMap(u8, Target, Target),
+    NwdMap(u8, u8),
+    /// A partition starts a two-fragment share with a caller buffer.
+    SpFragStart(u8, Target),
+    /// The oldest fragmented send in progress gets its last fragment.
+    SpFragFinish,
+}
+
+fn target() -> impl Strategy<Value = Target> {
+    prop_oneof![
+        (0u8..5).prop_map(Target::Own),
+        any::<u8>().prop_map(Target::Borrowed),
+    ]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        3 => (0u8..3, 0u8..6, 0u8..2).prop_map(|(op, page, to)| Step::NwdSend(op, page, to)),
+        3 => (0u8..2, 0u8..3, 0u8..5).prop_map(|(who, op, page)| Step::SpSend(who, op, page)),
+        4 => (any::<u8>(), 0u8..2).prop_map(|(h, who)| Step::Retrieve(h, who)),
+        2 => (any::<u8>(), 0u8..2).prop_map(|(h, who)| Step::Relinquish(h, who)),
+        2 => any::<u8>().prop_map(Step::Reclaim),
+        2 => (0u8..2, target(), target()).prop_map(|(who, tx, rx)| Step::SpMap(who, tx, rx)),
+        2 => (0u8..6, 0u8..6).prop_map(|(tx, rx)| Step::NwdMap(tx, rx)),
+        1 => (0u8..2, target()).prop_map(|(who, buf)| Step::SpFragStart(who, buf)),
+        1 => Just(Step::SpFragFinish),
+    ]
+}
+
+/// A transaction the sequence made: handle, owner.
+type Made = Vec<(u64, u16)>;
+
+fn pick(made: &Made, i: u8) -> Option<(u64, u16)> {
+    (!made.is_empty()).then(|| made[i as usize % made.len()])
+}
+
+/// The address a partition names for `t`: an IPA of its own layout, or
+/// IPA = PA of a transaction's first page (memory it may have borrowed).
+fn address(s: &Spmc<FakePlatform>, made: &Made, t: Target) -> u64 {
+    match t {
+        Target::Own(i) => SP_PAGES[i as usize],
+        Target::Borrowed(i) => pick(made, i)
+            .and_then(|(h, _)| s.mem().transaction(h))
+            .map_or(SP_PAGES[0], |t| t.runs[0].pa),
+    }
+}
+
+fn op_func(op: u8) -> u32 {
+    SENDS[op as usize % 3]
+}
+
+fn has_buffers(s: &Spmc<FakePlatform>, id: u16) -> bool {
+    s.partitions()[slot(s, id)].buffers.is_some()
+}
+
+/// Partitions that can reach physical page `pa` (from their stage-2
+/// tables alone: their own regions' IPAs, and IPA = PA where borrowed or
+/// donated memory goes).
+fn accessors(s: &Spmc<FakePlatform>, secure: bool, pa: u64) -> Vec<u16> {
+    let mut out = Vec::new();
+    for p in s.partitions() {
+        let s2 = &p.stage2;
+        let reaches = if secure {
+            s2.lookup(IpaSpace::Secure, Ipa(pa))
+                .is_some_and(|t| t.pa.0 == pa)
+                || p.memory.iter().any(|(ipa, a)| {
+                    (0..a.pages).any(|i| {
+                        s2.lookup(IpaSpace::Secure, Ipa(ipa.0 + i * PAGE_SIZE))
+                            .is_some_and(|t| t.pa.0 == pa)
+                    })
+                })
+        } else {
+            s2.lookup(IpaSpace::NonSecure, Ipa(pa)).is_some()
+        };
+        if reaches {
+            out.push(p.id());
+        }
+    }
+    out
+}
+
+fn in_any_transaction(s: &Spmc<FakePlatform>, secure: bool, pa: u64) -> bool {
+    s.mem()
+        .transactions
+        .iter()
+        .any(|t| t.secure == secure && t.runs.iter().any(|r| pa >= r.pa && pa < r.pa + r.len()))
+}
+
+/// The contract after every step: each page of a buffer the SPMC keeps is
+/// reachable by its endpoint alone and belongs to no transaction.
+fn check(s: &Spmc<FakePlatform>) {
+    for p in s.partitions() {
+        let Some(b) = p.buffers else { continue };
+        for (ipa, pa) in [(b.tx_addr, b.tx), (b.rx_addr, b.rx)] {
+            for i in 0..b.size / PAGE_SIZE {
+                let (ipa, pa) = (ipa + i * PAGE_SIZE, pa.0 + i * PAGE_SIZE);
+                let t = p.stage2.lookup(IpaSpace::Secure, Ipa(ipa));
+                assert!(
+                    t.is_some_and(|t| t.pa.0 == pa && t.write),
+                    "{:#x}'s buffer at {ipa:#x} is not its writable page {pa:#x}",
+                    p.id()
+                );
+                assert_eq!(
+                    accessors(s, true, pa),
+                    [p.id()],
+                    "{:#x}'s buffer page {pa:#x}",
+                    p.id()
+                );
+                assert!(!in_any_transaction(s, true, pa), "{pa:#x} in a transaction");
+            }
+        }
+    }
+    if let Some(b) = s.normal_world(0).and_then(|e| e.buffers) {
+        for pa in [b.tx.0, b.rx.0] {
+            assert_eq!(accessors(s, false, pa), [], "normal-world buffer {pa:#x}");
+            assert!(
+                !in_any_transaction(s, false, pa),
+                "{pa:#x} in a transaction"
+            );
+        }
+    }
+    for (r, pin) in s.mem().held_buffers() {
+        let who = accessors(s, r.secure, r.pa.0);
+        assert!(
+            if r.secure {
+                who.len() == 1
+            } else {
+                who.is_empty()
+            },
+            "fragment buffer {r:?} ({pin:?}) reachable by {who:x?}"
+        );
+        assert!(
+            !in_any_transaction(s, r.secure, r.pa.0),
+            "{r:?} in a transaction"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_sequences_keep_every_buffer_its_endpoints_alone(
+        steps in prop::collection::vec(step(), 1..40)
+    ) {
+        let mut s = world();
+        let mut made: Made = Vec::new();
+        // Fragmented sends in progress: handle, sender, buffer PA, the rest.
+        let mut frags: Vec<(u64, u16, Pa, Vec<u8>)> = Vec::new();
+        for st in steps {
+            match st {
+                Step::NwdSend(op, page, to) => {
+                    let f = op_func(op);
+                    let d = send_desc(0, ACTORS[to as usize], perms_for(f), &[(NS_PAGES[page as usize], 1)]);
+                    if s.normal_world(0).and_then(|e| e.buffers).is_some() {
+                        let r = nwd_send(&mut s, f, &d);
+                        if r.func() == func::SUCCESS_32 {
+                            made.push((r.x(2) | r.x(3) << 32, 0));
+                        }
+                    }
+                }
+                Step::SpSend(who, op, page) => {
+                    let (me, other) = (ACTORS[who as usize], ACTORS[1 - who as usize]);
+                    let f = op_func(op);
+                    if has_buffers(&s, me) {
+                        let d = send_desc(me, other, perms_for(f), &[(SP_PAGES[page as usize], 1)]);
+                        let x = sp_send(&mut s, me, f, &d);
+                        if x[0] as u32 == func::SUCCESS_32 {
+                            made.push((handle(&x), me));
+                        }
+                    }
+                }
+                Step::Retrieve(h, who) => {
+                    let me = ACTORS[who as usize];
+                    if let Some((h, owner)) = pick(&made, h) && has_buffers(&s, me) {
+                        let d = retrieve_desc(owner, h, me, perm::RW);
+                        let tx = buffers(&s, me).tx;
+                        s.platform_mut().secure_write(tx, &d);
+                        let n = d.len() as u64;
+                        let x = sp(&mut s, me, &[func::MEM_RETRIEVE_REQ_64 as u64, n, n, 0, 0]);
+                        if x[0] as u32 == func::MEM_RETRIEVE_RESP {
+                            sp(&mut s, me, &[func::RX_RELEASE as u64]);
+                        }
+                    }
+                }
+                Step::Relinquish(h, who) => {
+                    let me = ACTORS[who as usize];
+                    if let Some((h, _)) = pick(&made, h) && has_buffers(&s, me) {
+                        relinquish(&mut s, me, h);
+                    }
+                }
+                Step::Reclaim(h) => {
+                    if let Some((h, owner)) = pick(&made, h) {
+                        if owner == 0 {
+                            nwd_now(&mut s, &reclaim_call(h));
+                        } else {
+                            sp(&mut s, owner, &reclaim_call(h));
+                        }
+                        frags.retain(|f| f.0 != h);
+                    }
+                }
+                Step::SpMap(who, tx, rx) => {
+                    let me = ACTORS[who as usize];
+                    let old = s.partitions()[slot(&s, me)].buffers;
+                    sp(&mut s, me, &[func::RXTX_UNMAP as u64, 0]);
+                    let (tx, rx) = (address(&s, &made, tx), address(&s, &made, rx));
+                    let x = sp(&mut s, me, &[func::RXTX_MAP_64 as u64, tx, rx, 1]);
+                    if x[0] as u32 != func::SUCCESS_32
+                        && let Some(b) = old
+                    {
+                        // The old pair was its own alone: it still is.
+                        let x = sp(&mut s, me, &[func::RXTX_MAP_64 as u64, b.tx_addr, b.rx_addr, 1]);
+                        sp_ok(&x, "the old buffers back");
+                    }
+                }
+                Step::NwdMap(tx, rx) => {
+                    let old = s.normal_world(0).and_then(|e| e.buffers);
+                    nwd_now(&mut s, &[func::RXTX_UNMAP as u64, 0]);
+                    let (tx, rx) = (NS_PAGES[tx as usize], NS_PAGES[rx as usize]);
+                    let r = nwd_now(&mut s, &[func::RXTX_MAP_64 as u64, tx, rx, 1]);
+                    if r.func() != func::SUCCESS_32
+                        && let Some(b) = old
+                    {
+                        let r = nwd_now(&mut s, &[func::RXTX_MAP_64 as u64, b.tx.0, b.rx.0, 1]);
+                        sp_ok_regs(&r, "the old buffers back");
+                    }
+                }
+                Step::SpFragStart(who, buf) => {
+                    let (me, other) = (ACTORS[who as usize], ACTORS[1 - who as usize]);
+                    let ipa = address(&s, &made, buf);
+                    let t = s.partitions()[slot(&s, me)].stage2.lookup(IpaSpace::Secure, Ipa(ipa));
+                    if let Some(t) = t {
+                        let d = send_desc(me, other, perm::RW, &[(SP_LEND_IPA + PAGE_SIZE, 1)]);
+                        s.platform_mut().secure_write(t.pa, &d[..64]);
+                        let n = d.len() as u64;
+                        let x = sp(&mut s, me, &[func::MEM_SHARE_64 as u64, n, 64, ipa, 1]);
+                        if x[0] as u32 == func::MEM_FRAG_RX {
+                            frags.push((x[1] | x[2] << 32, me, t.pa, d[64..].to_vec()));
+                        }
+                    }
+                }
+                Step::SpFragFinish => {
+                    if !frags.is_empty() {
+                        let (h, me, pa, rest) = frags.remove(0);
+                        s.platform_mut().secure_write(pa, &rest);
+                        let frag = [func::MEM_FRAG_TX as u64, h & 0xFFFF_FFFF, h >> 32, rest.len() as u64];
+                        let x = sp(&mut s, me, &frag);
+                        if x[0] as u32 == func::SUCCESS_32 {
+                            made.push((h, me));
+                        }
+                    }
+                }
+            }
+            check(&s);
+        }
+    }
+}

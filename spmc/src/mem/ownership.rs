@@ -119,7 +119,7 @@ impl MemState {
     }
 
     /// The caller-supplied buffers fragmented operations in flight hold.
-    fn held_buffers(&self) -> impl Iterator<Item = (PhysRange, Pin)> + '_ {
+    pub fn held_buffers(&self) -> impl Iterator<Item = (PhysRange, Pin)> + '_ {
         let held = |buf: Buf, handle: u64| match buf {
             Buf::Caller { pa, len, ns } => Some((
                 PhysRange {
