@@ -388,6 +388,14 @@ fn the_normal_world_cannot_send_its_rx_or_tx_page() {
             vec![(NWD_RX, 1)],
             vec![(NWD_TX - PAGE_SIZE, 2)],
             vec![(NS_MEM, 1), (NWD_RX, 1)],
+            // Twenty ranges, every other page, one of them a buffer page
+            // (more runs than are compared one by one).
+            (0..20)
+                .map(|i| (NWD_TX - 16 * 2 * PAGE_SIZE + i * 2 * PAGE_SIZE, 1))
+                .collect(),
+            (0..20)
+                .map(|i| (NWD_RX - 16 * 2 * PAGE_SIZE + i * 2 * PAGE_SIZE, 1))
+                .collect(),
         ] {
             let r = nwd_send(&mut s, f, &send_desc(0, SP1, perms_for(f), &ranges));
             assert_eq!(r.error_code(), DENIED, "{f:#x} of {ranges:x?}");

@@ -157,6 +157,9 @@ fn mailbox(b: &Buffers, secure: bool) -> [PhysRange; 2] {
     ]
 }
 
+/// Up to this many runs are checked against every pin without an index.
+const LINEAR_RUNS: usize = 16;
+
 /// The pinned ranges of one moment, sorted, to test many runs at once.
 struct PinIndex {
     /// (secure, start, end, largest end up to here in the same security state).
@@ -215,10 +218,16 @@ impl<P: Platform> Spmc<P> {
         self.pins().find(|(p, _)| p.overlaps(r)).map(|(_, pin)| pin)
     }
 
-    /// What pins part of the memory of `runs`, if anything. Sorts the pins
-    /// once (their number grows with the endpoints, the runs' with the
-    /// descriptor): NO_MEMORY if that small table cannot be had.
+    /// What pins part of the memory of `runs`, if anything. A few runs are
+    /// compared with every pin; more sort the pins once (their number grows
+    /// with the endpoints, the runs' with the descriptor): NO_MEMORY if that
+    /// small table cannot be had.
     pub(crate) fn pinned_runs(&self, secure: bool, runs: &[Run]) -> Result<Option<Pin>, FfaError> {
+        if runs.len() <= LINEAR_RUNS {
+            return Ok(runs
+                .iter()
+                .find_map(|x| self.pinned(&PhysRange::of_run(secure, x))));
+        }
         let mut entries = Vec::new();
         entries
             .try_reserve_exact(self.pins().count())
