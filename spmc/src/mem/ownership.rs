@@ -215,7 +215,30 @@ impl<P: Platform> Spmc<P> {
     /// What pins part of `r`, if anything: is it backing a live RX/TX buffer
     /// or a buffer held by a fragmented send or retrieve in flight?
     pub fn pinned(&self, r: &PhysRange) -> Option<Pin> {
-        self.pins().find(|(p, _)| p.overlaps(r)).map(|(_, pin)| pin)
+        // Plain loops over the endpoints of r's security state only: this
+        // runs on every send, retrieve, relinquish and reclaim.
+        let hit = |b: &Buffers| mailbox(b, r.secure).iter().any(|m| m.overlaps(r));
+        if r.secure {
+            for p in &self.partitions {
+                if let Some(b) = &p.buffers
+                    && hit(b)
+                {
+                    return Some(Pin::Mailbox(p.id()));
+                }
+            }
+        } else {
+            for e in &self.nwd {
+                if let Some(b) = &e.buffers
+                    && hit(b)
+                {
+                    return Some(Pin::Mailbox(e.id));
+                }
+            }
+        }
+        self.mem
+            .held_buffers()
+            .find(|(h, _)| h.overlaps(r))
+            .map(|(_, pin)| pin)
     }
 
     /// What pins part of the memory of `runs`, if anything. A few runs are
