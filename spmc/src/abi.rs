@@ -9,6 +9,7 @@ use log::{debug, info};
 use crate::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa};
 use crate::ffa::{FfaError, PartitionId, Regs, Version, func, is_secure_id};
 use crate::manager::{Endpoint, Spmc};
+use crate::mem::ownership::PhysRange;
 use crate::partition::{Buffers, PartitionState, RxState};
 use crate::platform::Platform;
 use crate::sp_manifest::{Messaging, Uuid};
@@ -50,6 +51,9 @@ impl<P: Platform> Spmc<P> {
 
     /// FFA_RXTX_MAP (§13.5). The normal world names physical addresses, which
     /// must be normal-world RAM; a partition names IPAs of its own writable memory.
+    /// Either way the buffers must be memory the caller owns exclusively
+    /// (`mem::ownership`, §7.2.2): memory in a transaction, borrowed or
+    /// donated away is DENIED, so an address kept here never outlives its page.
     pub(crate) fn rxtx_map(&mut self, from: Endpoint, args: &Regs) -> Result<Regs, FfaError> {
         let wide = args.func() == func::RXTX_MAP_64;
         let (tx, rx) = if wide {
@@ -84,6 +88,8 @@ impl<P: Platform> Spmc<P> {
                     debug!("RXTX_MAP: {tx:#x}/{rx:#x} is not normal-world RAM");
                     return Err(FfaError::InvalidParameters);
                 }
+                self.check_buffer_owned(from, PhysRange::ns(Pa(tx), size))?;
+                self.check_buffer_owned(from, PhysRange::ns(Pa(rx), size))?;
                 self.platform
                     .map_ns(Pa(tx), size)
                     .map_err(|_| FfaError::NoMemory)?;
@@ -98,7 +104,11 @@ impl<P: Platform> Spmc<P> {
                 let t = s2.translate_range(IpaSpace::Secure, Ipa(tx), size, true);
                 let r = s2.translate_range(IpaSpace::Secure, Ipa(rx), size, true);
                 match (t, r) {
-                    (Some(t), Some(r)) => (t, r),
+                    (Some(t), Some(r)) => {
+                        self.check_buffer_owned(from, PhysRange::secure(t, size))?;
+                        self.check_buffer_owned(from, PhysRange::secure(r, size))?;
+                        (t, r)
+                    }
                     _ => return Err(FfaError::InvalidParameters),
                 }
             }

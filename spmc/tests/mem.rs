@@ -600,6 +600,47 @@ fn donated_secure_pages_can_be_sent_on_by_their_new_owner_only() {
 }
 
 #[test]
+fn a_donation_donated_on_belongs_to_its_last_owner_alone() {
+    // SP1 donates two pages to SP2; SP2 donates the second on to the TPM
+    // partition. The record of that page moves to the TPM partition (records
+    // never overlap), so the TPM partition can send it on and SP2 cannot.
+    let mut s = world();
+    let p0 = lookup(&s, SP1, IpaSpace::Secure, SP_LEND_IPA).unwrap().pa.0;
+    let donate = |s: &mut Spmc<FakePlatform>, from: u16, to: u16, addr: u64, pages: u32| {
+        let d = D::send(from, &[(to, 0)], &[(addr, pages)]);
+        sp_write_tx(s, from, &d.bytes());
+        let len = d.bytes().len() as u64;
+        let x = sp(s, from, &[func::MEM_DONATE_64 as u64, len, len, 0, 0]);
+        assert_eq!(x[0] as u32, func::SUCCESS_32, "{x:x?}");
+        let h = x[2] | x[3] << 32;
+        retrieve(s, to, &D::retrieve(from, h, to, perm::RW)).unwrap();
+    };
+    donate(&mut s, SP1, SP2, SP_LEND_IPA, 2);
+    donate(&mut s, SP2, TPM, p0 + PAGE_SIZE, 1);
+    let records: Vec<_> = s
+        .mem()
+        .donated
+        .iter()
+        .map(|d| (d.owner, d.pa, d.pages))
+        .collect();
+    assert_eq!(records, [(SP2, p0, 1), (TPM, p0 + PAGE_SIZE, 1)]);
+    let send_as = |s: &mut Spmc<FakePlatform>, who: u16, to: u16, addr: u64| {
+        let d = D::send(who, &[(to, perm::RO)], &[(addr, 1)]);
+        sp_write_tx(s, who, &d.bytes());
+        let len = d.bytes().len() as u64;
+        sp(s, who, &[func::MEM_SHARE_64 as u64, len, len, 0, 0])
+    };
+    assert_eq!(
+        sp_err(&send_as(&mut s, SP2, SP1, p0 + PAGE_SIZE)),
+        code(FfaError::Denied)
+    );
+    let x = send_as(&mut s, TPM, SP1, p0 + PAGE_SIZE);
+    assert_eq!(x[0] as u32, func::SUCCESS_32, "{x:x?}");
+    let x = send_as(&mut s, SP2, SP1, p0);
+    assert_eq!(x[0] as u32, func::SUCCESS_32, "{x:x?}");
+}
+
+#[test]
 fn partition_share_keeps_the_owner_mapped_and_refuses_foreign_memory() {
     let mut s = world();
     let d = D::send(

@@ -20,6 +20,7 @@
 //!   a full heap or quota is `NO_MEMORY` with nothing changed, never a panic.
 
 pub mod desc;
+pub mod ownership;
 pub mod store;
 
 use alloc::vec::Vec;
@@ -35,6 +36,7 @@ use crate::policy::Kind as PolicyKind;
 use crate::sp_manifest::Access;
 use crate::stage2::Kind as S2Kind;
 use desc::{Layout, Op, Purpose, Range, Receiver, attr, flags, perm};
+use ownership::PhysRange;
 use store::{Bytes, ChunkVec};
 
 /// Longest transaction descriptor accepted (in fragments if need be).
@@ -321,6 +323,78 @@ impl MemState {
         (d.secure == secure && pa >= d.pa && pa < d.pa + d.pages * PAGE_SIZE).then_some(d)
     }
 
+    /// The donation records once `owner` owns `runs` (one donation's memory,
+    /// in `secure` memory, with `access`): earlier records of the same pages
+    /// (a previous owner's, who donated them on) are cut away, so records
+    /// never overlap and stay sorted by security state and address, as
+    /// `donation_at` needs. Built aside (NO_MEMORY changes nothing).
+    fn donations_with(
+        &self,
+        owner: PartitionId,
+        secure: bool,
+        access: Access,
+        runs: &ChunkVec<Run>,
+    ) -> Result<ChunkVec<Donated>, FfaError> {
+        // The new runs, sorted (a transaction's runs never overlap).
+        let mut new: ChunkVec<Donated> = ChunkVec::new();
+        for r in runs {
+            new.try_push(Donated {
+                owner,
+                pa: r.pa,
+                pages: r.pages,
+                secure,
+                access,
+            })?;
+        }
+        new.sort_by_key(|d| d.pa);
+        let mut out: ChunkVec<Donated> = ChunkVec::new();
+        for d in self.donated.iter() {
+            let end = d.pa + d.pages * PAGE_SIZE;
+            if d.secure != secure {
+                out.try_push(*d)?;
+                continue;
+            }
+            // The first new run that ends after d starts, then every one
+            // that starts before d ends: cut each out of d.
+            let (mut lo, mut hi) = (0, new.len());
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                match new.get(mid) {
+                    Some(n) if n.pa + n.pages * PAGE_SIZE <= d.pa => lo = mid + 1,
+                    _ => hi = mid,
+                }
+            }
+            let mut cur = d.pa;
+            let mut j = lo;
+            while let Some(n) = new.get(j) {
+                if n.pa >= end {
+                    break;
+                }
+                if n.pa > cur {
+                    out.try_push(Donated {
+                        pa: cur,
+                        pages: (n.pa - cur) / PAGE_SIZE,
+                        ..*d
+                    })?;
+                }
+                cur = cur.max(n.pa + n.pages * PAGE_SIZE);
+                j += 1;
+            }
+            if cur < end {
+                out.try_push(Donated {
+                    pa: cur,
+                    pages: (end - cur) / PAGE_SIZE,
+                    ..*d
+                })?;
+            }
+        }
+        for d in new.iter() {
+            out.try_push(*d)?;
+        }
+        out.sort_by_key(|d| (d.secure, d.pa));
+        Ok(out)
+    }
+
     /// What `owner` holds (`None`: everyone together).
     fn usage(&self, owner: Option<Owner>) -> Usage {
         let mine = |o: Owner| owner.is_none_or(|w| w == o);
@@ -479,6 +553,8 @@ impl<P: Platform> Spmc<P> {
     }
 
     /// The buffer a call names (w3/x3 address, w4 page count), or the mailbox.
+    /// A fragmented operation keeps it between calls, so it must be memory the
+    /// caller owns exclusively (`ownership`): DENIED otherwise.
     fn mem_buffer(&mut self, from: Endpoint, args: &Regs, write: bool) -> Result<Buf, FfaError> {
         let wide = args.func() & 0x4000_0000 != 0;
         let addr = if wide { args.x(3) } else { args.w(3) as u64 };
@@ -498,6 +574,7 @@ impl<P: Platform> Spmc<P> {
                 if !self.platform.is_ns_ram(Pa(addr), len) {
                     return Err(FfaError::InvalidParameters);
                 }
+                self.check_buffer_owned(from, PhysRange::ns(Pa(addr), len))?;
                 Ok(Buf::Caller {
                     pa: Pa(addr),
                     len,
@@ -509,6 +586,7 @@ impl<P: Platform> Spmc<P> {
                     .stage2
                     .translate_range(IpaSpace::Secure, Ipa(addr), len, write)
                     .ok_or(FfaError::InvalidParameters)?;
+                self.check_buffer_owned(from, PhysRange::secure(pa, len))?;
                 Ok(Buf::Caller { pa, len, ns: false })
             }
         }
@@ -772,6 +850,8 @@ impl<P: Platform> Spmc<P> {
         if busy {
             return Err(FfaError::Denied);
         }
+        // Nothing that backs a buffer the SPMC keeps (ownership.rs).
+        self.check_unpinned(secure, runs.iter(), false)?;
         // The record's place, before anything changes.
         self.mem
             .transactions
@@ -1079,6 +1159,8 @@ impl<P: Platform> Spmc<P> {
             write,
             exec,
         };
+        // No buffer can be in memory that is in a transaction (ownership.rs).
+        self.check_unpinned(t.secure, t.runs.iter(), true)?;
         if buf == Buf::Mailbox
             && self
                 .buffers(from)
@@ -1139,27 +1221,18 @@ impl<P: Platform> Spmc<P> {
                 .try_reserve(1)
                 .map_err(|_| FfaError::NoMemory)?;
         }
-        let donated_before = self.mem.donated.len();
-        if op == Op::Donate {
-            // The borrower becomes the owner of each run: recorded against its quota.
+        // A donation: the borrower becomes the owner of each run, recorded
+        // against its quota; the records are built aside and take effect
+        // only once the retrieve succeeds.
+        let donations = if op == Op::Donate {
             let t = &self.mem.transactions[i];
             if self.mem.runs_left(Owner::Partition(me)) < t.runs.len() {
                 return Err(FfaError::NoMemory);
             }
-            for r in &t.runs {
-                let d = Donated {
-                    owner: me,
-                    pa: r.pa,
-                    pages: r.pages,
-                    secure,
-                    access,
-                };
-                if let Err(e) = self.mem.donated.try_push(d) {
-                    self.mem.donated.truncate(donated_before);
-                    return Err(e);
-                }
-            }
-        }
+            Some(self.mem.donations_with(me, secure, access, &t.runs)?)
+        } else {
+            None
+        };
         let runs = &self.mem.transactions[i].runs;
         let s2 = &mut self.partitions[slot as usize].stage2;
         let mut mapped = 0;
@@ -1184,7 +1257,6 @@ impl<P: Platform> Spmc<P> {
             for r in runs.iter().take(mapped) {
                 let _ = s2.unmap(space, Ipa(r.pa), r.len(), &mut self.platform);
             }
-            self.mem.donated.truncate(donated_before);
             return Err(e);
         }
         let t = &mut self.mem.transactions[i];
@@ -1194,9 +1266,10 @@ impl<P: Platform> Spmc<P> {
         b.granted = access;
         b.zero_after = req.flags & flags::ZERO_AFTER_RELINQUISH != 0;
         if op == Op::Donate {
-            // The borrower is the owner now (recorded above, kept in order
-            // for `donation_at`); the handle is retired.
-            self.mem.donated.sort_by_key(|d| (d.secure, d.pa));
+            // The borrower is the owner now; the handle is retired.
+            if let Some(d) = donations {
+                self.mem.donated = d;
+            }
             self.mem.transactions.swap_remove(i);
         }
         self.buf_write(from, buf, &bytes, 0, first)?;
@@ -1299,6 +1372,7 @@ impl<P: Platform> Spmc<P> {
         }
         let zero = t.op != Op::Share && (rq.flags & flags::ZERO != 0 || t.borrowers[bi].zero_after);
         let (secure, space) = (t.secure, t.space());
+        self.check_unpinned(secure, t.runs.iter(), true)?;
         for r in &self.mem.transactions[i].runs {
             self.partitions[slot as usize]
                 .stage2
@@ -1374,6 +1448,7 @@ impl<P: Platform> Spmc<P> {
                 _ => {}
             }
         }
+        self.check_unpinned(t.secure, t.runs.iter(), true)?;
         if fl & flags::ZERO != 0 {
             let t = &self.mem.transactions[i];
             zero_runs(&mut self.platform, t.secure, t.runs.iter().copied())?;

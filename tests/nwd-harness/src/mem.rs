@@ -268,6 +268,19 @@ pub fn run(r: &mut Report) {
         retrieve_buffer_not_own,
     );
     r.check("mem-no-tx-buffer", no_tx_buffer);
+    // Buffers and ownership: a page behind a buffer cannot change hands, and
+    // buffers go only over memory the caller owns exclusively.
+    r.check("mem-share-own-tx-page-denied", || {
+        refused_range(ffa::tx_addr(), 1, ffa::DENIED)
+    });
+    r.check("mem-share-own-rx-page-denied", || {
+        refused_range(ffa::rx_addr(), 1, ffa::DENIED)
+    });
+    r.check("mem-rxtx-map-over-lent-page-denied", rxtx_over_lent);
+    r.check(
+        "mem-caller-buffer-in-shared-page-denied",
+        caller_buffer_shared,
+    );
     // Malformed descriptors: INVALID_PARAMETERS, nothing changes.
     r.check("mem-bad-total-length", || {
         malformed(Layout::V1_2, &[SP1], None, |_, _| (40, 40))
@@ -1468,6 +1481,56 @@ fn no_tx_buffer() -> Outcome {
     expect_success(&map, "RXTX_MAP again")?;
     expect_error(&r, ffa::INVALID_PARAMETERS, "share without a TX buffer")?;
     still_shareable(addr, 1)
+}
+
+/// The harness lends a page to sp1, which retrieves it; RXTX_MAP with RX over
+/// that page is DENIED (it is sp1's to use now), and works again once the
+/// page is back.
+fn rxtx_over_lent() -> Outcome {
+    let (addr, h) = lend_one(SP1, 0)?;
+    guarded(h, 0, &[SP1], || {
+        check_got_ns(
+            &retrieve(SP1, &Ask::new(h, 0, flags::TYPE_LEND))?,
+            addr,
+            1,
+            V1_2,
+        )?;
+        let unmap = call(ffa::RXTX_UNMAP, &[0]);
+        let r = call(ffa::RXTX_MAP_64, &[ffa::tx_addr(), addr, 1]);
+        if success(&r) {
+            let _ = call(ffa::RXTX_UNMAP, &[0]);
+        }
+        let map = ffa::map_buffers();
+        expect_success(&unmap, "RXTX_UNMAP")?;
+        expect_success(&map, "RXTX_MAP of the harness's own buffers")?;
+        expect_error(&r, ffa::DENIED, "RXTX_MAP with RX over the lent page")?;
+        ensure_eq!(sp_differ(SP1, addr, PAGE, SEED_A)?, 0, "borrower's view");
+        relinquish_ok(SP1, h)?;
+        expect_success(&reclaim(h, 0), "reclaim")
+    })
+}
+
+/// A send whose caller-supplied buffer is a page shared with sp1: DENIED
+/// (the SPMC would keep that address for the next fragments).
+fn caller_buffer_shared() -> Outcome {
+    let (buf, h) = share_one(SP1, perm::RW, 0)?;
+    guarded(h, 0, &[], || {
+        let addr = alloc(1)?;
+        let to = receivers([SP2], perm::RW);
+        let ranges = [Range { addr, pages: 1 }];
+        let t = nwd_send(Layout::V1_2, &to, &ranges);
+        to_memory(&t, buf);
+        let len = t.len() as u64;
+        let r = send_raw(func::SHARE_64, len, 64, buf, 1);
+        if r[0] == func::FRAG_RX {
+            let _ = reclaim(r[1] | r[2] << 32, 0);
+        } else if success(&r) {
+            let _ = reclaim(handle_of(&r), 0);
+        }
+        expect_error(&r, ffa::DENIED, "send from a buffer in shared memory")?;
+        expect_success(&reclaim(h, 0), "reclaim")?;
+        still_shareable(addr, 1)
+    })
 }
 
 // ---- Malformed descriptors -------------------------------------------------
