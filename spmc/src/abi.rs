@@ -4,7 +4,7 @@
 
 use alloc::vec::Vec;
 
-use log::{debug, info};
+use log::debug;
 
 use crate::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa};
 use crate::ffa::{FfaError, PartitionId, Regs, Version, func, is_secure_id};
@@ -427,6 +427,13 @@ impl<P: Platform> Spmc<P> {
             return Err(FfaError::InvalidParameters);
         }
         let id: PartitionId = self.partitions[s as usize].id();
+        // A VM's own TEE (an instance) prints at debug level: what a VM can
+        // cause must not flood the SPMC's log (a VM makes as many as it likes).
+        let level = if self.partitions[s as usize].kind == crate::policy::Kind::Static {
+            log::Level::Info
+        } else {
+            log::Level::Debug
+        };
         let mut printed = false;
         for i in 0..count {
             let mut byte = (args.x(2 + i / per_reg) >> ((i % per_reg) * 8)) as u8;
@@ -437,7 +444,7 @@ impl<P: Platform> Spmc<P> {
             if byte == b'\n' || p.console.len() >= CONSOLE_LINE {
                 let line = p.console.trim_end();
                 if !line.is_empty() {
-                    info!("[{id:#06x}] {line}");
+                    log::log!(level, "[{id:#06x}] {line}");
                     printed = true;
                 }
                 p.console.clear();

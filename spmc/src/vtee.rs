@@ -21,7 +21,7 @@
 
 use alloc::vec::Vec;
 
-use log::{debug, info};
+use log::debug;
 
 use crate::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa, round_up_pages};
 use crate::ffa::{self, FfaError, PartitionId, Regs, func, fwk};
@@ -218,7 +218,7 @@ impl<P: Platform> Spmc<P> {
             v,
             VcpuState::Running(RunReason::Create { template_id, wide }),
         )?;
-        info!("VM {vm}: instance {id:#06x} of template {template_id:#06x} made");
+        debug!("VM {vm}: instance {id:#06x} of template {template_id:#06x} made");
         Ok(v)
     }
 
@@ -269,7 +269,7 @@ impl<P: Platform> Spmc<P> {
             self.slot_index[i] = u16::MAX;
         }
         self.partitions[slot as usize].config.id = 0;
-        info!("instance {id:#06x} destroyed, memory zeroed");
+        debug!("instance {id:#06x} destroyed, memory zeroed");
         Ok(())
     }
 
