@@ -104,6 +104,10 @@ pub fn run(r: &mut Report) {
     r.check("sp-features-retrieve-req-32-needs-ns-bit", || {
         sp_retrieve_features(MEM_RETRIEVE_REQ_32)
     });
+    r.check(
+        "sp-features-retrieve-req-v1.0-no-input-properties",
+        sp_retrieve_features_v1_0,
+    );
     r.check("partition-info-v1.0-descriptors", partition_info_v1_0);
     r.check("partition-info-regs-first", partition_info_regs_first);
     r.check("partition-info-regs-second-call", partition_info_regs_next);
@@ -597,6 +601,35 @@ fn sp_retrieve_features(f: u64) -> Outcome {
     ensure_eq!(w0, ffa::SUCCESS_32, "answer with the NS-bit input");
     ensure_eq!(w2, 0b11, "w2 properties");
     ensure_eq!(w3, 0, "w3");
+    Ok(())
+}
+
+/// A v1.0 partition has no input properties (v1.0's FFA_FEATURES has only
+/// w1): the NS-bit input is a reserved bit there (`NOT_SUPPORTED`), and the
+/// answer has no NS bit (w2 = bit 0, the caller buffer). SP1 speaks v1.0
+/// for the check (it renegotiates, which issue 10 item 9 will forbid:
+/// docs/conformance.md) and v1.2 again after it.
+fn sp_retrieve_features_v1_0() -> Outcome {
+    let [v, _, _, _] = command(ids::SP1, cmd::CALL, [ffa::VERSION, ffa::V1_0 as u64, 0, 0])?;
+    let with_bit = command(
+        ids::SP1,
+        cmd::CALL,
+        [ffa::FEATURES, MEM_RETRIEVE_REQ_64, 2, 0],
+    );
+    let without = command(
+        ids::SP1,
+        cmd::CALL,
+        [ffa::FEATURES, MEM_RETRIEVE_REQ_64, 0, 0],
+    );
+    let [back, _, _, _] = command(ids::SP1, cmd::CALL, [ffa::VERSION, ffa::V1_2 as u64, 0, 0])?;
+    ensure_eq!(v, ffa::V1_2 as u64, "FFA_VERSION(1.0) in the partition");
+    ensure_eq!(back, ffa::V1_2 as u64, "FFA_VERSION(1.2) in the partition");
+    let [w0, w2, _, _] = with_bit?;
+    ensure_eq!(w0, ffa::ERROR_32, "v1.0 answer with the NS-bit input");
+    ensure_eq!(w2 as u32 as i32, ffa::NOT_SUPPORTED, "error code");
+    let [w0, w2, _, _] = without?;
+    ensure_eq!(w0, ffa::SUCCESS_32, "v1.0 answer without input properties");
+    ensure_eq!(w2, 1, "w2 (caller buffer, no NS bit at v1.0)");
     Ok(())
 }
 
