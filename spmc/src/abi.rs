@@ -24,6 +24,14 @@ pub const PART_INFO_SIZE_V1_0: usize = 8;
 pub const MSG_HEADER_V1_2: u32 = 40;
 /// Indirect message header size in v1.1.
 pub const MSG_HEADER_V1_1: u32 = 20;
+/// Partition properties bit 8: the partition runs in AArch64 (Table 6.2).
+const PROP_AARCH64: u32 = 1 << 8;
+/// Properties a v1.0 caller knows (Table 8.25 of v1.0: bits [31:3] reserved).
+const V1_0_PROPERTIES: u32 = 0x7;
+/// Properties a v1.1 caller knows (bits [31:9] reserved in v1.1).
+const V1_1_PROPERTIES: u32 = 0x1FF;
+/// Properties v1.2 defines (bits [31:11] reserved).
+const V1_2_PROPERTIES: u32 = 0x7FF;
 /// Longest console line kept before it is flushed.
 const CONSOLE_LINE: usize = 256;
 
@@ -195,20 +203,53 @@ impl<P: Platform> Spmc<P> {
         out
     }
 
-    /// A partition's properties for its information descriptor (Table 6.1).
-    fn properties(&self, slot: u16, version: Version) -> u32 {
-        let c = &self.partitions[slot as usize].config;
+    /// A partition's properties for its information descriptor, as `caller`
+    /// (at its negotiated version) sees them: DEN0077 v1.2 §6.2, Table 6.2
+    /// "Partition properties" (v1.0: Table 8.25, bits [31:3] reserved).
+    ///
+    /// | bit | meaning | here |
+    /// |---|---|---|
+    /// | 0 | receives direct requests | manifest `messaging-method` |
+    /// | 1 | sends direct requests | manifest; 0 for a normal-world caller |
+    /// | 2 | sends and receives indirect messages | manifest, if the partition is v1.1+ |
+    /// | 3 | receives notifications | 0: notifications are not implemented |
+    /// | 5:4 | ID type | 0b00, a PE endpoint |
+    /// | 6, 7 | VM created / destroyed messages | manifest `vm-availability-messages`, only at the normal-world instance and only with bit 0 (reserved otherwise) |
+    /// | 8 | AArch64 | 1: every partition runs AArch64 (the manifest's `execution-state` must be 0) |
+    /// | 9, 10 | receives / sends FFA_MSG_SEND_DIRECT_REQ2 | manifest, if the partition is v1.2+; bit 10 is 0 for a normal-world caller |
+    /// | 31:11 | reserved (MBZ) | 0 (v1.2 defines no migration or other bit there) |
+    ///
+    /// Where the table leaves room, as Hafnium does: a partition never sends
+    /// a direct request to the normal world (`sp-to-normal-world-denied`),
+    /// so a normal-world caller sees bits 1 and 10 clear; bits a partition's
+    /// own version does not have (indirect messages before v1.1, REQ2 before
+    /// v1.2) are clear; then the caller's version hides what it does not
+    /// know (v1.0: bits [31:3]; v1.1: bits [31:9]).
+    fn properties(&self, slot: u16, caller: Endpoint, version: Version) -> u32 {
+        let p = &self.partitions[slot as usize];
+        let c = &p.config;
+        let nwd = matches!(caller, Endpoint::NormalWorld(_));
+        let mut props = c.messaging.0;
+        if p.version < Version::V1_1 {
+            props &= !Messaging::INDIRECT;
+        }
+        if p.version < Version::V1_2 {
+            props &= !(Messaging::DIRECT2_RECV | Messaging::DIRECT2_SEND);
+        }
+        if nwd {
+            props &= !(Messaging::DIRECT_SEND | Messaging::DIRECT2_SEND);
+            if props & Messaging::DIRECT_RECV != 0 {
+                props |= (c.vm_availability & 3) << 6;
+            }
+        }
+        props |= PROP_AARCH64;
         if version < Version::V1_1 {
-            return c.messaging.0
-                & (Messaging::DIRECT_RECV | Messaging::DIRECT_SEND | Messaging::INDIRECT);
+            props & V1_0_PROPERTIES
+        } else if version < Version::V1_2 {
+            props & V1_1_PROPERTIES
+        } else {
+            props & V1_2_PROPERTIES
         }
-        let mut p = c.messaging.0;
-        if version < Version::V1_2 {
-            p &= !(Messaging::DIRECT2_RECV | Messaging::DIRECT2_SEND);
-        }
-        // Bits 5:4 = 0b00: the ID is a PE endpoint ID. Bits 6/7: VM created /
-        // destroyed messages. Bit 8: AArch64.
-        p | (c.vm_availability & 3) << 6 | 1 << 8
     }
 
     /// FFA_PARTITION_INFO_GET (§13.8): descriptors into the caller's RX buffer,
@@ -234,11 +275,14 @@ impl<P: Platform> Spmc<P> {
             PART_INFO_SIZE_V1_0
         };
         let mut ok = Regs::success32(found.len() as u32);
+        if flags & 1 != 0 {
+            // Count only: w3 is reserved (MBZ) when flag bit 0 is set
+            // (§13.8, FFA_SUCCESS encoding; Hafnium answers 0); the size comes
+            // only with the descriptors.
+            return Ok(ok);
+        }
         if version >= Version::V1_1 {
             ok.0[3] = desc as u64;
-        }
-        if flags & 1 != 0 {
-            return Ok(ok);
         }
         let b = self.buffers(from).ok_or(FfaError::Busy)?;
         if b.rx_state != RxState::Empty {
@@ -252,9 +296,12 @@ impl<P: Platform> Spmc<P> {
             let p = &self.partitions[*slot as usize];
             out.extend_from_slice(&p.id().to_le_bytes());
             out.extend_from_slice(&(p.vcpus.len() as u16).to_le_bytes());
-            out.extend_from_slice(&self.properties(*slot, version).to_le_bytes());
+            out.extend_from_slice(&self.properties(*slot, from, version).to_le_bytes());
             if desc == PART_INFO_SIZE {
-                out.extend_from_slice(&u.to_bytes());
+                // Table 6.1: the UUID field is reserved (MBZ) when the
+                // caller named a UUID, and carries the UUID for the nil one.
+                let shown = if uuid.is_nil() { u.to_bytes() } else { [0; 16] };
+                out.extend_from_slice(&shown);
             }
         }
         self.platform
@@ -291,7 +338,7 @@ impl<P: Platform> Spmc<P> {
             let (lo, hi) = u.to_u64_pair();
             r.0[3 + i * 3] = p.id() as u64
                 | (p.vcpus.len() as u64) << 16
-                | (self.properties(*slot, Version::V1_2) as u64) << 32;
+                | (self.properties(*slot, from, self.version_of(from)) as u64) << 32;
             r.0[4 + i * 3] = lo;
             r.0[5 + i * 3] = hi;
         }

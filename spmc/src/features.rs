@@ -39,10 +39,15 @@ const fn with_props(func: u32, since: Version, nwd: bool, sp: bool, props: u32) 
     }
 }
 
-/// FFA_FEATURES of the memory ABIs (DEN0140 v1.2 Table 3.1), bit 0: a buffer
-/// the caller allocates is supported.
+/// FFA_FEATURES of the memory ABIs (DEN0077 v1.1 §13.3, DEN0140), bit 0: a
+/// buffer the caller allocates (w3/w4) is supported. For FFA_MEM_SHARE, LEND
+/// and DONATE the bit exists only up to v1.1: from v1.2 their w2-w7 are
+/// reserved (MBZ), as the FF-A ACS checks (`ffa_features` test, v1.2 build);
+/// see [`mem_send_properties`].
 const MEM_BUFFER: u32 = 1 << 0;
 /// Bit 1 for FFA_MEM_RETRIEVE_REQ: retrieve responses carry the NS bit (v1.1+).
+/// As an input property from a v1.1+ caller it says the caller handles the NS
+/// bit, which every v1.1+ partition must (see [`query`]).
 const MEM_NS_BIT: u32 = 1 << 1;
 
 const V10: Version = Version::V1_0;
@@ -107,26 +112,45 @@ fn rxtx_map_properties(version: Version) -> u32 {
     }
 }
 
+/// FFA_FEATURES(FFA_MEM_SHARE/LEND/DONATE) properties: bit 0 (a buffer the
+/// caller allocates) up to v1.1; from v1.2 w2 is reserved (MBZ), the bit
+/// having left the interface (Hafnium answers 0 at every version).
+fn mem_send_properties(version: Version) -> u32 {
+    if version >= V12 { 0 } else { MEM_BUFFER }
+}
+
 /// FFA_FEATURES for `id` (a function ID when bit 31 is set, else a feature ID)
 /// with input properties `input`, asked by an endpoint at `instance` that
 /// negotiated `version`. Returns the interface properties for w2.
 ///
 /// The input properties (w2) mean something only for FFA_MEM_RETRIEVE_REQ
-/// (bit 1: the caller handles the NS bit in retrieve responses; bits [31:2]
-/// and bit 0 MBZ); for any other function ID and for feature IDs w2 is MBZ.
-/// A query with a reserved bit set is answered NOT_SUPPORTED, the only
+/// from a v1.1+ caller (bit 1: the caller handles the NS bit in retrieve
+/// responses; bits [31:2] and bit 0 MBZ); for any other function ID, for
+/// feature IDs and for a v1.0 caller (which has no input properties) w2 is
+/// MBZ. A query with a reserved bit set is answered NOT_SUPPORTED, the only
 /// error FFA_FEATURES defines (§13.3; Hafnium answers the same).
+///
+/// A v1.1+ caller that asks about FFA_MEM_RETRIEVE_REQ without bit 1 is
+/// answered NOT_SUPPORTED: from v1.1 a partition must handle the NS bit
+/// the SPMC sets in the retrieve response's memory attributes (DEN0077
+/// v1.1+ §13.3, "Input properties" of FFA_MEM_RETRIEVE_REQ; the FF-A ACS
+/// `ffa_features_nsbit` test requires the error, and Hafnium answers so).
 pub fn query(instance: Instance, version: Version, id: u32, input: u32) -> Result<u32, FfaError> {
     if id & (1 << 31) == 0 {
         // Feature IDs (§13.3.2): bits [30:8] MBZ. No optional feature
         // (NPI, SRI, MEI) is implemented yet.
         return Err(FfaError::NotSupported);
     }
-    let input_mbz = match id {
-        func::MEM_RETRIEVE_REQ_32 | func::MEM_RETRIEVE_REQ_64 => !MEM_NS_BIT,
-        _ => !0,
+    let retrieve = matches!(id, func::MEM_RETRIEVE_REQ_32 | func::MEM_RETRIEVE_REQ_64);
+    let input_mbz = if retrieve && version >= V11 {
+        !MEM_NS_BIT
+    } else {
+        !0
     };
     if input & input_mbz != 0 {
+        return Err(FfaError::NotSupported);
+    }
+    if retrieve && version >= V11 && input & MEM_NS_BIT == 0 {
         return Err(FfaError::NotSupported);
     }
     IMPLEMENTED
@@ -142,16 +166,31 @@ pub fn query(instance: Instance, version: Version, id: u32, input: u32) -> Resul
             func::MEM_RETRIEVE_REQ_32 | func::MEM_RETRIEVE_REQ_64 if version >= V11 => {
                 entry.props | MEM_NS_BIT
             }
+            func::MEM_SHARE_32
+            | func::MEM_SHARE_64
+            | func::MEM_LEND_32
+            | func::MEM_LEND_64
+            | func::MEM_DONATE_32
+            | func::MEM_DONATE_64 => mem_send_properties(version),
             _ => entry.props,
         })
         .ok_or(FfaError::NotSupported)
 }
 
-/// All function IDs reported as implemented for `instance` at `version`.
+/// All function IDs reported as implemented for `instance` at `version`
+/// (asked with the input properties a caller at that version must give).
 pub fn implemented(instance: Instance, version: Version) -> impl Iterator<Item = u32> {
     IMPLEMENTED
         .iter()
-        .filter(move |entry| query(instance, version, entry.func, 0).is_ok())
+        .filter(move |entry| {
+            let input = match entry.func {
+                func::MEM_RETRIEVE_REQ_32 | func::MEM_RETRIEVE_REQ_64 if version >= V11 => {
+                    MEM_NS_BIT
+                }
+                _ => 0,
+            };
+            query(instance, version, entry.func, input).is_ok()
+        })
         .map(|entry| entry.func)
 }
 
@@ -216,13 +255,29 @@ mod tests {
 
     #[test]
     fn memory_interfaces_per_instance() {
+        // v1.2: w2 of the send ABIs is reserved (MBZ) at both instances.
+        for instance in [Instance::NormalWorld, Instance::Partition] {
+            for f in [
+                func::MEM_SHARE_32,
+                func::MEM_SHARE_64,
+                func::MEM_LEND_32,
+                func::MEM_LEND_64,
+                func::MEM_DONATE_32,
+                func::MEM_DONATE_64,
+            ] {
+                assert_eq!(query(instance, V12, f, 0), Ok(0), "{instance:?} {f:#x}");
+                // Up to v1.1, bit 0: a buffer the caller allocates.
+                assert_eq!(query(instance, V11, f, 0), Ok(1), "{instance:?} {f:#x}");
+                assert_eq!(query(instance, V10, f, 0), Ok(1), "{instance:?} {f:#x}");
+            }
+        }
         assert_eq!(
-            query(Instance::NormalWorld, V12, func::MEM_SHARE_64, 0),
-            Ok(1)
-        );
-        assert_eq!(query(Instance::Partition, V10, func::MEM_LEND_32, 0), Ok(1));
-        assert_eq!(
-            query(Instance::Partition, V12, func::MEM_RETRIEVE_REQ_64, 0),
+            query(
+                Instance::Partition,
+                V12,
+                func::MEM_RETRIEVE_REQ_64,
+                MEM_NS_BIT
+            ),
             Ok(0b11)
         );
         assert_eq!(
@@ -254,6 +309,19 @@ mod tests {
                 Err(FfaError::NotSupported)
             );
         }
+    }
+
+    #[test]
+    fn retrieve_ns_bit_input_per_version() {
+        let q = |v, input| query(Instance::Partition, v, func::MEM_RETRIEVE_REQ_64, input);
+        // v1.1+: the caller must say it handles the NS bit.
+        for v in [V11, V12] {
+            assert_eq!(q(v, 0), Err(FfaError::NotSupported), "{v:?}");
+            assert_eq!(q(v, MEM_NS_BIT), Ok(0b11), "{v:?}");
+        }
+        // v1.0 has no input properties: w2 is MBZ, the answer has no NS bit.
+        assert_eq!(q(V10, 0), Ok(1));
+        assert_eq!(q(V10, MEM_NS_BIT), Err(FfaError::NotSupported));
     }
 
     #[test]

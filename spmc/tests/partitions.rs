@@ -714,9 +714,10 @@ fn partition_info_in_both_layouts() {
     );
     nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
     let r = nwd_now(&mut s, &[func::PARTITION_INFO_GET as u64, 0, 0, 0, 0, 1]);
+    // Count only: w3 is reserved (MBZ) with flag bit 0 set (§13.8).
     assert_eq!(
         (r.func(), r.0[2], r.0[3]),
-        (func::SUCCESS_32, 7, 24),
+        (func::SUCCESS_32, 7, 0),
         "count only (v1.1+)"
     );
     let u = [0xa462_b817u64, 0xaf4f_0618, 0x9a08_b386, 0x6138_3558];
@@ -727,11 +728,15 @@ fn partition_info_in_both_layouts() {
     assert_eq!((r.0[2], r.0[3]), (1, 24));
     let rx = s.platform().nwd_read(NWD_RX, 24);
     assert_eq!(u16::from_le_bytes([rx[0], rx[1]]), TPM);
+    // Table 6.2 for a normal-world caller: direct receive, REQ2 receive,
+    // AArch64; no send bits (a partition never sends a direct request to
+    // the normal world).
     assert_eq!(
         u32::from_le_bytes(rx[4..8].try_into().unwrap()),
-        0x603 | 1 << 8
+        0x201 | 1 << 8
     );
-    assert_eq!(&rx[8..12], &0xa462_b817u32.to_le_bytes());
+    // Table 6.1: the UUID field is MBZ when the caller named a UUID.
+    assert_eq!(&rx[8..24], &[0u8; 16]);
     nwd_now(&mut s, &[func::RX_RELEASE as u64]);
     assert_eq!(
         err(&nwd_now(
@@ -760,7 +765,7 @@ fn partition_info_regs_pages_through_descriptors() {
     assert_eq!((r.0[2] >> 16) & 0xFFFF, 4, "five descriptors in this call");
     assert_eq!(r.0[2] >> 48, 24);
     assert_eq!(r.0[3] & 0xFFFF, SP1 as u64);
-    assert_eq!((r.0[3] >> 32) as u32, 0x607 | 1 << 8);
+    assert_eq!((r.0[3] >> 32) as u32, 0x205 | 1 << 8);
     assert_eq!(
         r.0[15] & 0xFFFF,
         0x8004,
@@ -981,7 +986,11 @@ fn features_input_properties_are_checked() {
         sp_call(s, v, &[f, func::MEM_RETRIEVE_REQ_64 as u64, w2], &mut regs);
         Regs::from_slice(&s.vcpu_context_mut(v).x[..8])
     };
-    assert_eq!(ask(&mut s, 0).func(), func::SUCCESS_32);
+    // A v1.2 partition must say it handles the NS bit (bit 1).
+    assert_eq!(
+        ask(&mut s, 0).error_code(),
+        Some(FfaError::NotSupported.code())
+    );
     assert_eq!(ask(&mut s, 2).func(), func::SUCCESS_32);
     for w2 in [1u64, 3, 4, 1 << 31] {
         assert_eq!(
@@ -1027,4 +1036,174 @@ fn a_named_vm_id_with_bit_15_set_is_refused() {
     let r = nwd_now(&mut s, &[func::RXTX_UNMAP as u64, 0x8000 << 16]);
     assert_eq!(err(&r), inval, "RXTX_UNMAP w1[31:16]");
     assert_eq!(s.platform().ns_mapped.len(), 2, "the buffers stay mapped");
+}
+
+/// The properties word of the `i`th descriptor of a nil-UUID
+/// FFA_PARTITION_INFO_GET_REGS answer.
+fn regs_props(r: &Regs, i: usize) -> (u16, u32) {
+    let x = r.0[3 + i * 3];
+    (x as u16, (x >> 32) as u32)
+}
+
+/// Partition properties (DEN0077 v1.2 §6.2, Table 6.2) depend on who asks:
+/// a normal-world caller sees no send bits (bits 1 and 10: a partition
+/// never sends a direct request to the normal world) and, only for a
+/// partition that receives direct requests, the VM created / destroyed
+/// bits 6 and 7; a partition caller sees the send bits and never bits 6
+/// and 7 (reserved at a secure instance). Bit 8 (AArch64) is always set,
+/// bit 3 (notifications) never: they are not implemented.
+#[test]
+fn discovery_properties_depend_on_the_caller() {
+    let mut s = booted();
+    let sp2 = s.slot_of(SP2).unwrap() as usize;
+    s.partitions_mut_for_tests()[sp2].config.vm_availability = 3;
+    let crash = s.slot_of(CRASH).unwrap() as usize;
+    s.partitions_mut_for_tests()[crash].config.vm_availability = 3;
+    nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
+    let f = func::PARTITION_INFO_GET_REGS_64 as u64;
+    let r = nwd_now(&mut s, &[f, 0, 0, 0]);
+    assert_eq!(r.func(), func::SUCCESS_64);
+    // SP1 0x607, SP2 0x607 + VM messages, TPM 0x603, crash-data 0x3 + VM messages.
+    assert_eq!(regs_props(&r, 0), (SP1, 0x305));
+    assert_eq!(regs_props(&r, 1), (SP2, 0x3C5));
+    assert_eq!(regs_props(&r, 2), (SP2, 0x3C5));
+    assert_eq!(regs_props(&r, 3), (TPM, 0x301));
+    assert_eq!(regs_props(&r, 4), (CRASH, 0x1C1));
+    // A partition asks.
+    let (next, mut regs) = nwd(&mut s, &[REQ64, SP1 as u64, 0, 0x22]);
+    let v = running(&next);
+    sp_call(&mut s, v, &[f, 0, 0, 0], &mut regs);
+    let r = Regs::from_slice(&s.vcpu_context_mut(v).x);
+    assert_eq!(r.func(), func::SUCCESS_64);
+    assert_eq!(regs_props(&r, 0), (SP1, 0x707));
+    assert_eq!(regs_props(&r, 1), (SP2, 0x707), "no VM message bits");
+    assert_eq!(regs_props(&r, 3), (TPM, 0x703));
+    assert_eq!(regs_props(&r, 4), (CRASH, 0x103), "no VM message bits");
+}
+
+/// Bits 6 and 7 are "used only if the partition supports receipt of
+/// direct requests" (Table 6.2): a partition that does not receive direct
+/// requests shows neither, whatever its manifest subscribes to.
+#[test]
+fn vm_message_bits_need_direct_receive() {
+    let mut s = booted();
+    let sp2 = s.slot_of(SP2).unwrap() as usize;
+    let p = &mut s.partitions_mut_for_tests()[sp2];
+    p.config.vm_availability = 3;
+    p.config.messaging = sp_manifest::Messaging(sp_manifest::Messaging::INDIRECT);
+    nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
+    let r = nwd_now(&mut s, &[func::PARTITION_INFO_GET_REGS_64 as u64, 0, 0, 0]);
+    assert_eq!(regs_props(&r, 1), (SP2, 0x104));
+}
+
+/// A partition's own version bounds its properties (as Hafnium does): no
+/// REQ2 bits before v1.2 (FFA_MSG_SEND_DIRECT_REQ2 is a v1.2 ABI), no
+/// indirect messages before v1.1 (FFA_MSG_SEND2 is a v1.1 ABI); and the
+/// caller's version hides the bits it does not know (v1.1: bits [31:9]
+/// reserved; v1.0: bits [31:3]).
+#[test]
+fn properties_follow_both_versions() {
+    let mut s = booted();
+    map_nwd_buffers(&mut s);
+    let sp1 = s.slot_of(SP1).unwrap() as usize;
+    s.partitions_mut_for_tests()[sp1].version = spmc::ffa::Version::V1_1;
+    let sp2 = s.slot_of(SP2).unwrap() as usize;
+    s.partitions_mut_for_tests()[sp2].version = spmc::ffa::Version::V1_0;
+    nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
+    let r = nwd_now(&mut s, &[func::PARTITION_INFO_GET_REGS_64 as u64, 0, 0, 0]);
+    assert_eq!(regs_props(&r, 0), (SP1, 0x105), "v1.1 partition: no REQ2");
+    assert_eq!(
+        regs_props(&r, 1),
+        (SP2, 0x101),
+        "v1.0 partition: no indirect"
+    );
+    assert_eq!(regs_props(&r, 3), (TPM, 0x301));
+    // A v1.1 caller: bits 9 and 10 are reserved.
+    nwd_now(&mut s, &[func::VERSION as u64, 0x1_0001]);
+    let r = nwd_now(&mut s, &[func::PARTITION_INFO_GET as u64, 0, 0, 0, 0, 0]);
+    assert_eq!((r.func(), r.0[2], r.0[3]), (func::SUCCESS_32, 7, 24));
+    let rx = s.platform().nwd_read(NWD_RX, 7 * 24);
+    let props = |i: usize| u32::from_le_bytes(rx[i * 24 + 4..i * 24 + 8].try_into().unwrap());
+    assert_eq!(props(3), 0x101, "TPM at v1.1");
+    nwd_now(&mut s, &[func::RX_RELEASE as u64]);
+    // A v1.0 caller: bits [31:3] are reserved.
+    nwd_now(&mut s, &[func::VERSION as u64, 0x1_0000]);
+    let r = nwd_now(&mut s, &[func::PARTITION_INFO_GET as u64, 0, 0, 0, 0, 0]);
+    assert_eq!(r.func(), func::SUCCESS_32);
+    let rx = s.platform().nwd_read(NWD_RX, 7 * 8);
+    let props = |i: usize| u32::from_le_bytes(rx[i * 8 + 4..i * 8 + 8].try_into().unwrap());
+    assert_eq!(props(0), 0x5, "SP1 at v1.0: direct receive, indirect");
+    nwd_now(&mut s, &[func::RX_RELEASE as u64]);
+}
+
+/// FFA_PARTITION_INFO_GET (§13.8): count only puts the count in w2 and
+/// leaves w3 reserved (0) whether or not a UUID is named; descriptors for a
+/// named UUID carry a zero UUID field (Table 6.1), for the nil UUID each
+/// carries its UUID.
+#[test]
+fn partition_info_count_only_and_uuid_field() {
+    let mut s = booted();
+    map_nwd_buffers(&mut s);
+    nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
+    let get = func::PARTITION_INFO_GET as u64;
+    let sp1 = [0x3a5e_7c0bu64, 0x8e4e_2e6d, 0x2d1c_0a9f, 0x615a_4f3e];
+    let r = nwd_now(&mut s, &[get, sp1[0], sp1[1], sp1[2], sp1[3], 1]);
+    assert_eq!((r.func(), r.0[2], r.0[3]), (func::SUCCESS_32, 1, 0));
+    let r = nwd_now(&mut s, &[get, sp1[0], sp1[1], sp1[2], sp1[3], 0]);
+    assert_eq!((r.func(), r.0[2], r.0[3]), (func::SUCCESS_32, 1, 24));
+    assert_eq!(s.platform().nwd_read(NWD_RX + 8, 16), [0u8; 16]);
+    nwd_now(&mut s, &[func::RX_RELEASE as u64]);
+    let r = nwd_now(&mut s, &[get, 0, 0, 0, 0, 0]);
+    assert_eq!(r.func(), func::SUCCESS_32);
+    assert_eq!(
+        s.platform().nwd_read(NWD_RX + 8, 4),
+        0x3a5e_7c0bu32.to_le_bytes()
+    );
+    nwd_now(&mut s, &[func::RX_RELEASE as u64]);
+}
+
+/// FFA_FEATURES of the memory-sending ABIs (§13.3): w2 bit 0 (a buffer the
+/// caller allocates) up to v1.1, w2 reserved (0) from v1.2, at both
+/// instances; FFA_MEM_RETRIEVE_REQ from a v1.2 partition needs the NS-bit
+/// input property and then reports bits 0 and 1.
+#[test]
+fn features_of_memory_abis_follow_the_version() {
+    let mut s = booted();
+    let f = func::FEATURES as u64;
+    let sends = [
+        func::MEM_SHARE_32,
+        func::MEM_SHARE_64,
+        func::MEM_LEND_32,
+        func::MEM_LEND_64,
+        func::MEM_DONATE_32,
+        func::MEM_DONATE_64,
+    ];
+    for (v, want) in [(0x1_0002u64, 0u64), (0x1_0001, 1), (0x1_0000, 1)] {
+        nwd_now(&mut s, &[func::VERSION as u64, v]);
+        for id in sends {
+            let r = nwd_now(&mut s, &[f, id as u64, 0]);
+            assert_eq!(
+                (r.func(), r.0[2]),
+                (func::SUCCESS_32, want),
+                "{v:#x} {id:#x}"
+            );
+        }
+    }
+    let (next, mut regs) = nwd(&mut s, &[REQ64, SP1 as u64, 0, 0x22]);
+    let v = running(&next);
+    for id in sends {
+        sp_call(&mut s, v, &[f, id as u64, 0], &mut regs);
+        let x = &s.vcpu_context_mut(v).x;
+        assert_eq!((x[0] as u32, x[2]), (func::SUCCESS_32, 0), "{id:#x}");
+    }
+    for id in [func::MEM_RETRIEVE_REQ_32, func::MEM_RETRIEVE_REQ_64] {
+        sp_call(&mut s, v, &[f, id as u64, 0], &mut regs);
+        assert_eq!(
+            Regs::from_slice(&s.vcpu_context_mut(v).x[..8]).error_code(),
+            Some(FfaError::NotSupported.code())
+        );
+        sp_call(&mut s, v, &[f, id as u64, 2], &mut regs);
+        let x = &s.vcpu_context_mut(v).x;
+        assert_eq!((x[0] as u32, x[2], x[3]), (func::SUCCESS_32, 0b11, 0));
+    }
 }

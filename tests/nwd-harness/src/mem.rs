@@ -65,12 +65,12 @@ pub fn run(r: &mut Report) {
     let r = &mut Checks(r);
     setup();
     // FFA_FEATURES at the normal-world instance and at a partition's.
-    r.check("mem-features-share-32", || features(func::SHARE_32, 1));
-    r.check("mem-features-share-64", || features(func::SHARE_64, 1));
-    r.check("mem-features-lend-32", || features(func::LEND_32, 1));
-    r.check("mem-features-lend-64", || features(func::LEND_64, 1));
-    r.check("mem-features-donate-32", || features(func::DONATE_32, 1));
-    r.check("mem-features-donate-64", || features(func::DONATE_64, 1));
+    r.check("mem-features-share-32", || features_w2(func::SHARE_32, 0));
+    r.check("mem-features-share-64", || features_w2(func::SHARE_64, 0));
+    r.check("mem-features-lend-32", || features_w2(func::LEND_32, 0));
+    r.check("mem-features-lend-64", || features_w2(func::LEND_64, 0));
+    r.check("mem-features-donate-32", || features_w2(func::DONATE_32, 0));
+    r.check("mem-features-donate-64", || features_w2(func::DONATE_64, 0));
     r.check("mem-features-frag-tx", || features(func::FRAG_TX, 0));
     r.check("mem-features-reclaim", || features(func::RECLAIM, 0));
     r.check("mem-features-borrower-abis-not-for-normal-world", || {
@@ -91,11 +91,13 @@ pub fn run(r: &mut Report) {
                 func::DONATE_32,
                 func::DONATE_64,
             ],
-            1,
+            0,
+            0,
         )
     });
+    // A v1.2 partition asks with the NS-bit input property (bit 1).
     r.check("mem-sp-features-retrieve", || {
-        sp_features(&[func::RETRIEVE_REQ_32, func::RETRIEVE_REQ_64], 0b11)
+        sp_features(&[func::RETRIEVE_REQ_32, func::RETRIEVE_REQ_64], 2, 0b11)
     });
     r.check("mem-sp-features-relinquish-frag-reclaim", || {
         sp_features(
@@ -105,6 +107,7 @@ pub fn run(r: &mut Report) {
                 func::FRAG_TX,
                 func::RECLAIM,
             ],
+            0,
             0,
         )
     });
@@ -506,6 +509,16 @@ fn features(f: u64, bits: u64) -> Outcome {
     Ok(())
 }
 
+/// FFA_FEATURES with w2 exactly `want` (DEN0077 v1.2 §13.3: from v1.2 the
+/// memory-sending ABIs' w2 is reserved, the caller-buffer bit being a
+/// v1.0/v1.1 property).
+fn features_w2(f: u64, want: u64) -> Outcome {
+    let r = call(ffa::FEATURES, &[f, 0]);
+    ensure_eq!(r[0], ffa::SUCCESS_32, "FEATURES answer");
+    ensure_eq!(r[2], want, "w2 properties");
+    Ok(())
+}
+
 fn not_features(fs: &[u64]) -> Outcome {
     for f in fs {
         let r = call(ffa::FEATURES, &[*f, 0]);
@@ -516,13 +529,15 @@ fn not_features(fs: &[u64]) -> Outcome {
     Ok(())
 }
 
-fn sp_features(fs: &[u64], bits: u64) -> Outcome {
+/// FFA_FEATURES from a partition with input properties `input`: SUCCESS
+/// with w2 exactly `want`.
+fn sp_features(fs: &[u64], input: u64, want: u64) -> Outcome {
     for f in fs {
-        let (a, props, _) = sp_call(SP1, ffa::FEATURES, *f, 0, 0)?;
+        let (a, props, _) = sp_call(SP1, ffa::FEATURES, *f, input, 0)?;
         if a != ffa::SUCCESS_32 {
             return Err(fail_eq("FEATURES in the partition (function)", *f, a));
         }
-        ensure_eq!(props & bits, bits, "w2 properties in the partition");
+        ensure_eq!(props, want, "w2 properties in the partition");
     }
     Ok(())
 }

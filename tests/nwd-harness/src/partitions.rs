@@ -60,6 +60,54 @@ pub fn run(r: &mut Report) {
     });
     r.check("partition-info-unknown-uuid", partition_info_unknown);
     r.check("partition-info-properties", partition_info_properties);
+    // Issue 10 items 8 and 10: discovery as DEN0077 v1.2 reads it.
+    r.check("partition-info-count-only-by-uuid-w3-zero", || {
+        partition_info_count_uuid(uuids::TPM)
+    });
+    r.check(
+        "partition-info-named-uuid-field-zero",
+        partition_info_named_uuid_zero,
+    );
+    r.check("partition-info-properties-sp2-for-nwd", || {
+        nwd_properties(uuids::SP2_B, ids::SP2, 0x305)
+    });
+    r.check("partition-info-properties-tpm-for-nwd", || {
+        nwd_properties(uuids::TPM, ids::TPM, 0x301)
+    });
+    r.check("partition-info-properties-crash-for-nwd", || {
+        nwd_properties(uuids::CRASH, ids::CRASH_DATA, 0x101)
+    });
+    r.check(
+        "partition-info-regs-properties-for-nwd",
+        partition_info_regs_properties,
+    );
+    r.check("partition-info-regs-properties-by-uuid", || {
+        regs_properties(uuids::TPM, ids::TPM, 0x301)
+    });
+    r.check("sp-partition-info-regs-properties", sp_regs_properties);
+    r.check("features-mem-share-w2-reserved-v1.2", || {
+        mem_send_features_reserved(MEM_SHARE_32, MEM_SHARE_64)
+    });
+    r.check("features-mem-lend-w2-reserved-v1.2", || {
+        mem_send_features_reserved(MEM_LEND_32, MEM_LEND_64)
+    });
+    r.check("features-mem-donate-w2-reserved-v1.2", || {
+        mem_send_features_reserved(MEM_DONATE_32, MEM_DONATE_64)
+    });
+    r.check(
+        "sp-features-mem-send-w2-reserved-v1.2",
+        sp_mem_send_features_reserved,
+    );
+    r.check("sp-features-retrieve-req-64-needs-ns-bit", || {
+        sp_retrieve_features(MEM_RETRIEVE_REQ_64)
+    });
+    r.check("sp-features-retrieve-req-32-needs-ns-bit", || {
+        sp_retrieve_features(MEM_RETRIEVE_REQ_32)
+    });
+    r.check(
+        "sp-features-retrieve-req-v1.0-no-input-properties",
+        sp_retrieve_features_v1_0,
+    );
     r.check("partition-info-v1.0-descriptors", partition_info_v1_0);
     r.check("partition-info-regs-first", partition_info_regs_first);
     r.check("partition-info-regs-second-call", partition_info_regs_next);
@@ -291,7 +339,9 @@ fn partition_info_count() -> Outcome {
     let r = call(ffa::PARTITION_INFO_GET, &[0, 0, 0, 0, 1]);
     ensure_eq!(r[0], ffa::SUCCESS_32, "answer");
     ensure_eq!(r[2], ALL_DESCRIPTORS, "count");
-    ensure_eq!(r[3], 24, "descriptor size");
+    // §13.8: with the count-only flag w3 is reserved (MBZ); the size comes
+    // with the descriptors only.
+    ensure_eq!(r[3], 0, "w3 (reserved with the count-only flag)");
     Ok(())
 }
 
@@ -383,8 +433,10 @@ fn partition_info_properties() -> Outcome {
     ensure_eq!(r[0], ffa::SUCCESS_32, "answer");
     let props = ffa::rx_u32(4);
     release()?;
-    // Direct receive/send, indirect, REQ2 receive/send (manifest 0x607), AArch64 (bit 8).
-    ensure_eq!(props, 0x707, "properties");
+    // Table 6.2 at the normal-world instance: direct receive, indirect,
+    // REQ2 receive (manifest 0x607), AArch64 (bit 8); no send bits (1, 10):
+    // a partition never sends a direct request to the normal world.
+    ensure_eq!(props, 0x305, "properties");
     Ok(())
 }
 
@@ -398,8 +450,186 @@ fn partition_info_v1_0() -> Outcome {
     ensure_eq!(r[0], ffa::SUCCESS_32, "answer");
     ensure_eq!(r[3], 0, "w3 (no size in v1.0)");
     ensure_eq!(second_id, ids::SP2, "second 8-byte descriptor");
-    ensure_eq!(props, 0x7, "v1.0 properties");
+    ensure_eq!(props, 0x5, "v1.0 properties (direct receive, indirect)");
     ensure_eq!(rel[0], ffa::SUCCESS_32, "RX_RELEASE");
+    Ok(())
+}
+
+// ---- Discovery as the specification reads it (issue 10, items 8 and 10) ----
+
+const MEM_DONATE_32: u64 = 0x8400_0071;
+const MEM_DONATE_64: u64 = 0xC400_0071;
+const MEM_LEND_32: u64 = 0x8400_0072;
+const MEM_LEND_64: u64 = 0xC400_0072;
+const MEM_SHARE_32: u64 = 0x8400_0073;
+const MEM_SHARE_64: u64 = 0xC400_0073;
+const MEM_RETRIEVE_REQ_32: u64 = 0x8400_0074;
+const MEM_RETRIEVE_REQ_64: u64 = 0xC400_0074;
+
+/// w1-w4 of a discovery call naming `u`.
+fn uuid_args(u: [u32; 4], flags: u64) -> [u64; 5] {
+    [u[0] as u64, u[1] as u64, u[2] as u64, u[3] as u64, flags]
+}
+
+/// §13.8: count only with a named UUID: the count in w2, w3 reserved (0).
+fn partition_info_count_uuid(u: [u32; 4]) -> Outcome {
+    let r = call(ffa::PARTITION_INFO_GET, &uuid_args(u, 1));
+    ensure_eq!(r[0], ffa::SUCCESS_32, "answer");
+    ensure_eq!(r[2], 1, "count");
+    ensure_eq!(r[3], 0, "w3 (reserved with the count-only flag)");
+    Ok(())
+}
+
+/// Table 6.1: the UUID field is reserved (MBZ) when the caller named a
+/// UUID (the nil UUID gets each descriptor's UUID: `partition-info-all`).
+fn partition_info_named_uuid_zero() -> Outcome {
+    let r = call(ffa::PARTITION_INFO_GET, &uuid_args(uuids::SP1, 0));
+    ensure_eq!(r[0], ffa::SUCCESS_32, "answer");
+    let field = [
+        ffa::rx_u32(8),
+        ffa::rx_u32(12),
+        ffa::rx_u32(16),
+        ffa::rx_u32(20),
+    ];
+    release()?;
+    ensure_eq!(r[3], 24, "descriptor size");
+    ensure!(
+        field == [0; 4],
+        "the descriptor of a named UUID carries a UUID"
+    );
+    Ok(())
+}
+
+/// Table 6.2 at the normal-world instance, through FFA_PARTITION_INFO_GET:
+/// the one descriptor of `u` is `id`'s with properties `want`.
+fn nwd_properties(u: [u32; 4], id: u16, want: u32) -> Outcome {
+    let r = call(ffa::PARTITION_INFO_GET, &uuid_args(u, 0));
+    ensure_eq!(r[0], ffa::SUCCESS_32, "answer");
+    let (got_id, props) = (ffa::rx_u16(0), ffa::rx_u32(4));
+    release()?;
+    ensure_eq!(got_id, id, "partition ID");
+    ensure_eq!(props, want, "properties");
+    Ok(())
+}
+
+/// The same through FFA_PARTITION_INFO_GET_REGS (§13.9): the first
+/// descriptor in x3 (ID, contexts, properties in [63:32]).
+fn regs_properties(u: [u32; 4], id: u16, want: u32) -> Outcome {
+    let r = regs_call(u, 0, 0);
+    ensure_eq!(r[0], ffa::SUCCESS_64, "answer");
+    ensure_eq!(r[3] as u16, id, "partition ID");
+    ensure_eq!((r[3] >> 32) as u32, want, "properties");
+    Ok(())
+}
+
+/// Every descriptor of a nil-UUID FFA_PARTITION_INFO_GET_REGS from the
+/// normal world: no send bits, AArch64, the manifest's receive bits.
+fn partition_info_regs_properties() -> Outcome {
+    let r = regs_call([0; 4], 0, 0);
+    ensure_eq!(r[0], ffa::SUCCESS_64, "answer");
+    let want = [
+        (ids::SP1, 0x305u32),
+        (ids::SP2, 0x305),
+        (ids::SP2, 0x305),
+        (ids::TPM, 0x301),
+        (ids::CRASH_DATA, 0x101),
+    ];
+    for (i, (id, props)) in want.iter().enumerate() {
+        let x = r[3 + i * 3];
+        ensure_eq!(x as u16, *id, "partition ID");
+        ensure_eq!((x >> 32) as u32, *props, "properties");
+    }
+    Ok(())
+}
+
+/// A partition discovering (secure virtual instance) sees the send bits
+/// (1 and 10) that the normal world does not, and no VM created /
+/// destroyed bits (reserved there).
+fn sp_regs_properties() -> Outcome {
+    let u = uuids::TPM;
+    let lo = u[0] as u64 | (u[1] as u64) << 32;
+    let hi = u[2] as u64 | (u[3] as u64) << 32;
+    let [w0, _, x3, _] = command(
+        ids::SP1,
+        cmd::CALL,
+        [ffa::PARTITION_INFO_GET_REGS_64, lo, hi, 0],
+    )?;
+    ensure_eq!(w0, ffa::SUCCESS_64, "answer in the partition");
+    ensure_eq!(x3 as u16, ids::TPM, "partition ID");
+    ensure_eq!((x3 >> 32) as u32, 0x703, "properties seen by a partition");
+    Ok(())
+}
+
+/// §13.3: FFA_FEATURES of a memory-sending ABI from a v1.2 caller: SUCCESS
+/// with w2 reserved (0); the caller-buffer bit 0 exists up to v1.1 only.
+fn mem_send_features_reserved(f32: u64, f64: u64) -> Outcome {
+    for f in [f32, f64] {
+        let r = call(ffa::FEATURES, &[f, 0]);
+        ensure_eq!(r[0], ffa::SUCCESS_32, "FEATURES answer");
+        ensure_eq!(r[2], 0, "w2 (reserved from v1.2)");
+        ensure_eq!(r[3], 0, "w3 (reserved)");
+    }
+    Ok(())
+}
+
+/// The same at a v1.2 partition's instance.
+fn sp_mem_send_features_reserved() -> Outcome {
+    for f in [
+        MEM_SHARE_32,
+        MEM_SHARE_64,
+        MEM_LEND_32,
+        MEM_LEND_64,
+        MEM_DONATE_32,
+        MEM_DONATE_64,
+    ] {
+        let [w0, w2, w3, _] = command(ids::SP1, cmd::CALL, [ffa::FEATURES, f, 0, 0])?;
+        ensure_eq!(w0, ffa::SUCCESS_32, "FEATURES answer in the partition");
+        ensure_eq!(w2, 0, "w2 (reserved from v1.2)");
+        ensure_eq!(w3, 0, "w3 (reserved)");
+    }
+    Ok(())
+}
+
+/// §13.3: a v1.1+ partition asking about FFA_MEM_RETRIEVE_REQ must set the
+/// NS-bit input property (bit 1): without it NOT_SUPPORTED (Hafnium, the
+/// FF-A ACS); with it SUCCESS, w2 = caller buffer (bit 0) and NS bit (bit 1).
+fn sp_retrieve_features(f: u64) -> Outcome {
+    let [w0, w2, _, _] = command(ids::SP1, cmd::CALL, [ffa::FEATURES, f, 0, 0])?;
+    ensure_eq!(w0, ffa::ERROR_32, "answer without the NS-bit input");
+    ensure_eq!(w2 as u32 as i32, ffa::NOT_SUPPORTED, "error code");
+    let [w0, w2, w3, _] = command(ids::SP1, cmd::CALL, [ffa::FEATURES, f, 2, 0])?;
+    ensure_eq!(w0, ffa::SUCCESS_32, "answer with the NS-bit input");
+    ensure_eq!(w2, 0b11, "w2 properties");
+    ensure_eq!(w3, 0, "w3");
+    Ok(())
+}
+
+/// A v1.0 partition has no input properties (v1.0's FFA_FEATURES has only
+/// w1): the NS-bit input is a reserved bit there (`NOT_SUPPORTED`), and the
+/// answer has no NS bit (w2 = bit 0, the caller buffer). SP1 speaks v1.0
+/// for the check (it renegotiates, which issue 10 item 9 will forbid:
+/// docs/conformance.md) and v1.2 again after it.
+fn sp_retrieve_features_v1_0() -> Outcome {
+    let [v, _, _, _] = command(ids::SP1, cmd::CALL, [ffa::VERSION, ffa::V1_0 as u64, 0, 0])?;
+    let with_bit = command(
+        ids::SP1,
+        cmd::CALL,
+        [ffa::FEATURES, MEM_RETRIEVE_REQ_64, 2, 0],
+    );
+    let without = command(
+        ids::SP1,
+        cmd::CALL,
+        [ffa::FEATURES, MEM_RETRIEVE_REQ_64, 0, 0],
+    );
+    let [back, _, _, _] = command(ids::SP1, cmd::CALL, [ffa::VERSION, ffa::V1_2 as u64, 0, 0])?;
+    ensure_eq!(v, ffa::V1_2 as u64, "FFA_VERSION(1.0) in the partition");
+    ensure_eq!(back, ffa::V1_2 as u64, "FFA_VERSION(1.2) in the partition");
+    let [w0, w2, _, _] = with_bit?;
+    ensure_eq!(w0, ffa::ERROR_32, "v1.0 answer with the NS-bit input");
+    ensure_eq!(w2 as u32 as i32, ffa::NOT_SUPPORTED, "error code");
+    let [w0, w2, _, _] = without?;
+    ensure_eq!(w0, ffa::SUCCESS_32, "v1.0 answer without input properties");
+    ensure_eq!(w2, 1, "w2 (caller buffer, no NS bit at v1.0)");
     Ok(())
 }
 
