@@ -124,6 +124,8 @@ pub mod attr {
     pub const SHARE_RESERVED: u16 = 1;
     /// Normal, write-back, inner shareable: what the SPMC maps.
     pub const NORMAL_WB_INNER: u16 = TYPE_NORMAL | CACHE_WB | 3;
+    /// Device-nGnRE (bits [3:2] = 0b01): what the SPMC maps device memory as.
+    pub const DEVICE_NGNRE: u16 = TYPE_DEVICE | (1 << 2);
     /// Bit 6 (v1.1+): the memory is non-secure (set by the SPMC in responses).
     pub const NS: u16 = 1 << 6;
 }
