@@ -1797,3 +1797,39 @@ fn a_partition_shares_and_lends_its_device_region() {
     let t = lookup(&s, SP1, IpaSpace::Secure, DEVICE_IPA).unwrap();
     assert!(t.device && t.write && !t.exec, "sp1 has its device back");
 }
+
+/// sp2's read-only memory region (tf-a-integration/qemu/partitions/sp2.dts).
+const RO_IPA: u64 = 0x1008_0000;
+
+/// Item 6: a partition gives no more access than it holds (DEN0140 §1.5,
+/// §1.11): its read-only region is shared or lent read-only, never
+/// read-write, never donated; DENIED with nothing changed.
+#[test]
+fn read_only_memory_is_never_sent_read_write() {
+    let mut s = world();
+    assert!(lookup(&s, SP2, IpaSpace::Secure, RO_IPA).is_some_and(|t| t.read && !t.write));
+    let before = snapshot(&s);
+    for (f, p) in [
+        (func::MEM_SHARE_64, perm::RW),
+        (func::MEM_LEND_64, perm::RW),
+        (func::MEM_DONATE_64, 0),
+    ] {
+        let d = D::send(SP2, &[(SP1, p)], &[(RO_IPA, 1)]);
+        let x = sp_send(&mut s, SP2, f, &d);
+        assert_eq!(sp_err(&x), code(FfaError::Denied), "{f:#x}");
+        assert_eq!(snapshot(&s), before);
+    }
+    let d = D::send(SP2, &[(SP1, perm::RO)], &[(RO_IPA, 1)]);
+    let x = sp_send(&mut s, SP2, func::MEM_LEND_64, &d);
+    assert_eq!(x[0] as u32, func::SUCCESS_32, "{x:x?}");
+    let h = x[2] | x[3] << 32;
+    let mut rq = D::retrieve(SP2, h, SP1, perm::RW);
+    rq.attrs = attr::NORMAL_WB_INNER;
+    assert_eq!(retrieve(&mut s, SP1, &rq), Err(FfaError::Denied.code()));
+    rq.receivers[0].1 = perm::RO;
+    retrieve(&mut s, SP1, &rq).unwrap();
+    assert_eq!(relinquish(&mut s, SP1, h, 0), None);
+    let rc = [func::MEM_RECLAIM as u64, h & 0xFFFF_FFFF, h >> 32, 0];
+    assert_eq!(sp(&mut s, SP2, &rc)[0] as u32, func::SUCCESS_32);
+    assert!(lookup(&s, SP2, IpaSpace::Secure, RO_IPA).is_some_and(|t| t.read && !t.write));
+}

@@ -312,4 +312,7 @@ pub mod layout {
     /// The last page of `ram`: the partition's own buffer for a retrieve
     /// request and its response (MEM_RETRIEVE with `BUF_OWN_PAGE`).
     pub const RETRIEVE_BUF_IPA: u64 = 0x1005_F000;
+    /// sp2's read-only memory region (one page, its manifest's `ro`): memory
+    /// it may share or lend read-only, never read-write.
+    pub const RO_IPA: u64 = 0x1008_0000;
 }

@@ -119,6 +119,21 @@ pub(super) fn run(r: &mut Checks<'_>) {
     );
     r.check("mem-conf-retrieve-impdef-must-match", retrieve_impdef);
     r.check("mem-conf-reclaim-reserved-flags-refused", reclaim_flags);
+    r.check(
+        "mem-conf-sp-read-only-region-shared-read-write-denied",
+        || sp_read_only_refused(sopt::SHARE, perm::RW),
+    );
+    r.check(
+        "mem-conf-sp-read-only-region-lent-read-write-denied",
+        || sp_read_only_refused(sopt::LEND, perm::RW),
+    );
+    r.check("mem-conf-sp-read-only-region-donated-denied", || {
+        sp_read_only_refused(sopt::DONATE, 0)
+    });
+    r.check(
+        "mem-conf-sp-read-only-region-shared-read-only",
+        sp_read_only_shared,
+    );
     // Item 7: device memory.
     r.check("mem-conf-sp-share-device-region", sp_share_device);
     r.check("mem-conf-sp-lend-device-region", sp_lend_device);
@@ -492,6 +507,48 @@ fn reclaim_flags() -> Outcome {
             "zero flag on a share",
         )?;
         expect_success(&reclaim(h, 0), "reclaim")
+    })
+}
+
+/// sp2 sends its read-only page with `kind` and `perms` to sp1: DENIED
+/// (DEN0140 §1.5/§1.11: no more access than the sender has; a donation
+/// gives all of it), nothing changed: sp2 still shares it read-only.
+fn sp_read_only_refused(kind: u64, perms: u8) -> Outcome {
+    let mut g = Give::new(layout::RO_IPA, kind, &[SP1]);
+    g.perms = perms;
+    let (a, h, _) = sp_send(SP2, &g)?;
+    if a == ffa::SUCCESS_32 {
+        undo_send(SP2, h);
+    }
+    expect_answer_error(a, ffa::DENIED, "partition's send of read-only memory")?;
+    let mut ok = Give::new(layout::RO_IPA, sopt::SHARE, &[SP1]);
+    ok.perms = perm::RO;
+    let h = sp_send_ok(SP2, &ok)?;
+    sp_reclaim_ok(SP2, h)
+}
+
+/// sp2 shares its read-only page read-only: sp1 cannot retrieve it
+/// read-write (DENIED), retrieves it read-only and reads what sp2 reads.
+fn sp_read_only_shared() -> Outcome {
+    let mut g = Give::new(layout::RO_IPA, sopt::SHARE, &[SP1]);
+    g.perms = perm::RO;
+    let h = sp_send_ok(SP2, &g)?;
+    guarded(h, SP2, &[SP1], || {
+        expect_answer_error(
+            retrieve(SP1, &Ask::new(h, SP2, flags::TYPE_SHARE))?.answer,
+            ffa::DENIED,
+            "read-write retrieve of read-only memory",
+        )?;
+        let mut a = Ask::new(h, SP2, flags::TYPE_SHARE);
+        a.perms = perm::RO;
+        let got = retrieve(SP1, &a)?;
+        got.ok()?;
+        ensure_eq!(got.perms & perm::DATA_MASK, perm::RO, "data access granted");
+        let theirs = sp(SP2, cmd::MEM_SUM, [layout::RO_IPA, PAGE, 0, 0])?;
+        let mine = sp(SP1, cmd::MEM_SUM, [got.addr, PAGE, 0, 0])?;
+        ensure_eq!(mine[0], theirs[0], "what sp1 reads");
+        relinquish_ok(SP1, h)?;
+        sp_reclaim_ok(SP2, h)
     })
 }
 
