@@ -1716,6 +1716,14 @@ fn borrowers_follow_the_permission_table_and_the_senders_impdef() {
     let n = b.len() as u64;
     let x = sp(&mut s, SP1, &[func::MEM_RETRIEVE_REQ_64 as u64, n, n, 0, 0]);
     assert_eq!(sp_err(&x), code(FfaError::InvalidParameters));
+    // A request longer than its descriptor (no composite: it ends with its
+    // last access descriptor).
+    let mut b = D::retrieve(0, share, SP1, perm::RW).bytes();
+    b.extend_from_slice(&[0; 16]);
+    sp_write_tx(&mut s, SP1, &b);
+    let n = b.len() as u64;
+    let x = sp(&mut s, SP1, &[func::MEM_RETRIEVE_REQ_64 as u64, n, n, 0, 0]);
+    assert_eq!(sp_err(&x), code(FfaError::InvalidParameters));
     // Reserved reclaim flags, zero on a share.
     for fl in [1 << 2, 1 << 31, flags::ZERO] {
         assert_eq!(

@@ -190,6 +190,8 @@ pub mod cmd {
         /// The request's EMAD (32 bytes) carries [`crate::mem::IMPDEF`] as
         /// its implementation-defined value (else zero).
         pub const IMPDEF: u64 = 1 << 4;
+        /// Declare (w1 = w2) 16 bytes more than the request (zeros after it).
+        pub const LONGER: u64 = 1 << 5;
         /// The request and response travel in the TX and RX buffers.
         pub const BUF_MAILBOX: u64 = 0;
         /// In the partition's own page at `layout::RETRIEVE_BUF_IPA`

@@ -234,9 +234,12 @@ pub fn retrieve(own: u16, m: &mut MemState, a: &[u64; NARGS]) -> Answer {
         t.attributes = 0;
     }
     let mut req = [0u8; 128];
-    let Ok(n) = t.write(&mut req) else {
+    let Ok(mut n) = t.write(&mut req) else {
         return (status::BAD_ARG, [0; NARGS]);
     };
+    if opts & retrieve::LONGER != 0 && n + 16 <= req.len() {
+        n += 16;
+    }
     if opts & retrieve::IMPDEF != 0 && layout.emad_size() == 32 {
         let at = t.emad_offset(0) + test_protocol::mem::off::EMAD32_IMPDEF;
         req[at..at + 16].copy_from_slice(&test_protocol::mem::IMPDEF);

@@ -118,6 +118,13 @@ pub(super) fn run(r: &mut Checks<'_>) {
         lend_two_retrieve_instruction,
     );
     r.check("mem-conf-retrieve-impdef-must-match", retrieve_impdef);
+    r.check("mem-conf-retrieve-longer-than-request-refused", || {
+        lend_retrieve_refused(
+            |a| a.opts |= ropt::LONGER,
+            ffa::INVALID_PARAMETERS,
+            "a retrieve request declared longer than it is",
+        )
+    });
     r.check("mem-conf-reclaim-reserved-flags-refused", reclaim_flags);
     r.check(
         "mem-conf-sp-read-only-region-shared-read-write-denied",
