@@ -165,7 +165,9 @@ fn pa_of(s: &Spmc<FakePlatform>, id: u16, ipa: u64) -> Pa {
 /// Partition `id` sends `desc` with `f` through its TX buffer.
 fn sp_send(s: &mut Spmc<FakePlatform>, id: u16, f: u32, desc: &[u8]) -> [u64; 8] {
     let tx = buffers(s, id).tx;
-    s.platform_mut().secure_write(tx, desc);
+    let mut desc = desc.to_vec();
+    conform_send(f as u64, &mut desc);
+    s.platform_mut().secure_write(tx, &desc);
     let n = desc.len() as u64;
     sp(s, id, &[f as u64, n, n, 0, 0])
 }

@@ -169,6 +169,14 @@ fn nwd_reclaim(s: &mut Spmc<FakePlatform>, handle: u64, fl: u32) -> Regs {
 /// Runs partition `id` for a direct request from `vm` and makes it call
 /// `call`; returns x0-x7 of the answer (the partition then responds).
 fn sp_as(s: &mut Spmc<FakePlatform>, vm: u16, id: u16, call: &[u64]) -> [u64; 8] {
+    if call.len() >= 4 && call[3] == 0 && s.slot_of(id).is_some() {
+        // A send's descriptor in TX follows DEN0140's attribute rule.
+        if let Some(b) = s.partitions()[slot(s, id)].buffers {
+            let mut d = s.platform().secure_read(b.tx, 64);
+            conform_send(call[0], &mut d);
+            s.platform_mut().secure_write(b.tx, &d);
+        }
+    }
     let (next, mut regs) = nwd(s, &[REQ64, (vm as u64) << 16 | id as u64, 0, 0]);
     let v = running(&next);
     let n = sp_call(s, v, call, &mut regs);
@@ -332,7 +340,8 @@ fn share_retrieve_relinquish_reclaim_from_the_normal_world() {
     let mut s = world();
     s.platform_mut()
         .nwd_write(NS_MEM, b"hello from the normal world");
-    let d = D::send(0, &[(SP1, perm::RW | perm::NX)], &[(NS_MEM, 2)]);
+    // A sharer leaves the instruction access "not specified" (DEN0140 §1.11).
+    let d = D::send(0, &[(SP1, perm::RW)], &[(NS_MEM, 2)]);
     let h = nwd_send_ok(&mut s, func::MEM_SHARE_64, &d);
     assert_eq!(h >> 63, 0, "SPMC-allocated handle");
     let t = s.mem().transaction(h).unwrap();
@@ -469,12 +478,13 @@ fn lend_with_zeroing_and_several_borrowers() {
     retrieve(&mut s, SP2, &D::retrieve(0, h, SP2, perm::RO)).unwrap();
     assert!(lookup(&s, SP2, IpaSpace::NonSecure, NS_MEM + 0x4000).is_some_and(|t| !t.write));
     assert!(lookup(&s, SP1, IpaSpace::NonSecure, NS_MEM + 0x4000).is_some_and(|t| t.write));
-    // A second retrieve by the same borrower is refused.
-    assert_eq!(
-        retrieve(&mut s, SP1, &D::retrieve(0, h, SP1, 0)).unwrap_err(),
-        FfaError::Denied.code()
-    );
+    // A second retrieve by the same borrower counts (DEN0140 §1.12): it is
+    // relinquished twice, the memory mapped until the second.
+    retrieve(&mut s, SP1, &D::retrieve(0, h, SP1, 0)).unwrap();
     assert_eq!(relinquish(&mut s, SP1, h, 0), None);
+    assert!(lookup(&s, SP1, IpaSpace::NonSecure, NS_MEM).is_some());
+    assert_eq!(relinquish(&mut s, SP1, h, 0), None);
+    assert!(lookup(&s, SP1, IpaSpace::NonSecure, NS_MEM).is_none());
     assert_eq!(
         nwd_reclaim(&mut s, h, 0).error_code(),
         code(FfaError::Denied),
@@ -948,7 +958,12 @@ fn send_errors_change_nothing() {
     );
     c("zero flag on a share", &|d| d.flags = flags::ZERO, inv);
     c("unknown flag", &|d| d.flags = 1 << 20, inv);
-    c("device memory", &|d| d.attrs = attr::TYPE_DEVICE, inv);
+    // Normal-world RAM is not device memory (DEN0140 §1.10).
+    c(
+        "device type for RAM",
+        &|d| d.attrs = attr::TYPE_DEVICE,
+        FfaError::Denied,
+    );
     c("memory type not given for a share", &|d| d.attrs = 0, inv);
     c("NS bit from a sender", &|d| d.attrs |= attr::NS, inv);
     c(
@@ -1491,4 +1506,338 @@ proptest! {
             prop_assert_eq!(p.ranges.iter().map(|r| r.pages).sum::<u64>(), p.total_pages);
         }
     }
+}
+
+// ----------------------------------------------------------------------
+// Conformance to DEN0140's tables (issue 10, items 4-7)
+// ----------------------------------------------------------------------
+
+/// Partition `id` sends `d` with `f` through its TX buffer.
+fn sp_send(s: &mut Spmc<FakePlatform>, id: u16, f: u32, d: &D) -> [u64; 8] {
+    let b = d.bytes();
+    sp_write_tx(s, id, &b);
+    let n = b.len() as u64;
+    sp(s, id, &[f as u64, n, n, 0, 0])
+}
+
+/// The attributes of a retrieve response.
+fn response_attributes(resp: &[u8]) -> u16 {
+    desc::parse(resp, Layout::V1_1, desc::Purpose::Send)
+        .unwrap()
+        .attributes
+}
+
+/// Item 4: a lender to one borrower and a donor leave the attributes "not
+/// specified" (DEN0140 §1.10); the borrower names its own, which must be a
+/// valid type of the memory's kind.
+#[test]
+fn a_borrower_names_the_attributes_a_lender_or_donor_left_unspecified() {
+    let mut s = world();
+    let d = D::send(0, &[(SP1, perm::RW)], &[(NS_MEM, 1)]);
+    let h = nwd_send_ok(&mut s, func::MEM_LEND_64, &d);
+    assert_eq!(s.mem().transaction(h).unwrap().attributes, 0);
+    let before = snapshot(&s);
+    for (attrs, e) in [
+        (attr::TYPE_DEVICE | 1 << 2, FfaError::Denied),
+        (0x30, FfaError::InvalidParameters),
+        (
+            attr::TYPE_NORMAL | attr::CACHE_WB | attr::SHARE_RESERVED,
+            FfaError::InvalidParameters,
+        ),
+        (attr::NORMAL_WB_INNER | 1 << 8, FfaError::InvalidParameters),
+    ] {
+        let mut rq = D::retrieve(0, h, SP1, perm::RW);
+        rq.attrs = attrs;
+        assert_eq!(retrieve(&mut s, SP1, &rq), Err(e.code()), "{attrs:#x}");
+        assert_eq!(snapshot(&s), before);
+    }
+    let mut rq = D::retrieve(0, h, SP1, perm::RW);
+    rq.attrs = attr::TYPE_NORMAL | attr::CACHE_NC | 3;
+    let resp = retrieve(&mut s, SP1, &rq).unwrap();
+    assert_eq!(
+        response_attributes(&resp),
+        attr::TYPE_NORMAL | attr::CACHE_NC | 3 | attr::NS
+    );
+    assert_eq!(relinquish(&mut s, SP1, h, 0), None);
+    assert!(nwd_reclaim(&mut s, h, 0).error_code().is_none());
+
+    // A donation, retrieved naming normal write-back memory.
+    let d = D::send(0, &[(SP2, 0)], &[(NS_MEM + PAGE_SIZE, 1)]);
+    let h = nwd_send_ok(&mut s, func::MEM_DONATE_64, &d);
+    let mut rq = D::retrieve(0, h, SP2, perm::RW);
+    rq.attrs = attr::NORMAL_WB_INNER;
+    let resp = retrieve(&mut s, SP2, &rq).unwrap();
+    assert_eq!(response_attributes(&resp), attr::NORMAL_WB_INNER | attr::NS);
+
+    // Partition to partition: sp1 lends, sp2 names the attributes.
+    let d = D::send(SP1, &[(SP2, perm::RW)], &[(SP_LEND_IPA, 1)]);
+    let x = sp_send(&mut s, SP1, func::MEM_LEND_64, &d);
+    assert_eq!(x[0] as u32, func::SUCCESS_32, "{x:x?}");
+    let h = x[2] | x[3] << 32;
+    let mut rq = D::retrieve(SP1, h, SP2, perm::RW);
+    rq.attrs = attr::NORMAL_WB_INNER;
+    let resp = retrieve(&mut s, SP2, &rq).unwrap();
+    assert_eq!(response_attributes(&resp), attr::NORMAL_WB_INNER);
+}
+
+/// Item 5: a borrower retrieves what it holds again (DEN0140 §1.12): each
+/// retrieve is relinquished once, the memory leaves it with the last; a
+/// later retrieve may not change the access or zero the memory.
+#[test]
+fn a_borrower_may_retrieve_again_and_relinquishes_as_many_times() {
+    let mut s = world();
+    let d = D::send(0, &[(SP1, perm::RW), (SP2, perm::RW)], &[(NS_MEM, 1)]);
+    let h = nwd_send_ok(&mut s, func::MEM_LEND_64, &d);
+    for id in [SP1, SP1, SP2, SP1] {
+        retrieve(&mut s, id, &D::retrieve(0, h, id, perm::RW)).unwrap();
+    }
+    let held = |s: &Spmc<FakePlatform>| {
+        s.mem()
+            .transaction(h)
+            .unwrap()
+            .borrowers
+            .iter()
+            .map(|b| b.retrieves)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(held(&s), [3, 1]);
+    let before = snapshot(&s);
+    let mut ro = D::retrieve(0, h, SP1, perm::RO);
+    assert_eq!(retrieve(&mut s, SP1, &ro), Err(FfaError::Denied.code()));
+    ro.receivers[0].1 = perm::RW;
+    ro.flags = flags::ZERO;
+    assert_eq!(
+        retrieve(&mut s, SP1, &ro),
+        Err(FfaError::InvalidParameters.code())
+    );
+    assert_eq!(snapshot(&s), before);
+    assert_eq!(held(&s), [3, 1]);
+    for left in [2, 1] {
+        assert_eq!(relinquish(&mut s, SP1, h, 0), None);
+        assert_eq!(held(&s), [left, 1]);
+        assert!(lookup(&s, SP1, IpaSpace::NonSecure, NS_MEM).is_some());
+        assert_eq!(
+            nwd_reclaim(&mut s, h, 0).error_code(),
+            code(FfaError::Denied)
+        );
+    }
+    assert_eq!(relinquish(&mut s, SP1, h, 0), None);
+    assert!(lookup(&s, SP1, IpaSpace::NonSecure, NS_MEM).is_none());
+    assert_eq!(
+        relinquish(&mut s, SP1, h, 0),
+        code(FfaError::Denied),
+        "nothing left to relinquish"
+    );
+    assert_eq!(relinquish(&mut s, SP2, h, 0), None);
+    assert!(nwd_reclaim(&mut s, h, 0).error_code().is_none());
+}
+
+/// Item 6, senders: DEN0140 §1.10-1.11 tables. Each refused with
+/// INVALID_PARAMETERS and nothing changed.
+#[test]
+fn senders_follow_the_attribute_and_permission_tables() {
+    let mut s = world();
+    let inv = code(FfaError::InvalidParameters);
+    let before = snapshot(&s);
+    let one = |p: u8| D::send(0, &[(SP1, p)], &[(NS_MEM, 1)]);
+    let two = |p: u8| D::send(0, &[(SP1, p), (SP2, p)], &[(NS_MEM, 1)]);
+    let with = |mut d: D, a: u16| {
+        d.attrs = a;
+        d
+    };
+    let cases: Vec<(&str, u32, D)> = vec![
+        ("share NX", func::MEM_SHARE_64, one(perm::RW | perm::NX)),
+        ("share X", func::MEM_SHARE_64, one(perm::RW | perm::X)),
+        (
+            "lend to two NX",
+            func::MEM_LEND_64,
+            two(perm::RW | perm::NX),
+        ),
+        (
+            "lend to one with a memory type",
+            func::MEM_LEND_64,
+            one(perm::RW),
+        ),
+        ("donate with a memory type", func::MEM_DONATE_64, one(0)),
+        ("donate NX", func::MEM_DONATE_64, with(one(perm::NX), 0)),
+        ("donate RW", func::MEM_DONATE_64, with(one(perm::RW), 0)),
+        (
+            "share without a type",
+            func::MEM_SHARE_64,
+            with(one(perm::RW), 0),
+        ),
+        (
+            "lend to two without a type",
+            func::MEM_LEND_64,
+            with(two(perm::RW), 0),
+        ),
+        (
+            "lend to one with the NS bit",
+            func::MEM_LEND_64,
+            with(one(perm::RW), attr::NS),
+        ),
+    ];
+    for (name, f, d) in &cases {
+        let r = as_written(|| nwd_send(&mut s, *f, d));
+        assert_eq!(r.error_code(), inv, "{name}");
+        assert_eq!(snapshot(&s), before, "{name} changed state");
+    }
+    // A lender to one may name the instruction access.
+    let d = with(one(perm::RW | perm::X), 0);
+    let h = nwd_send_ok(&mut s, func::MEM_LEND_64, &d);
+    assert!(nwd_reclaim(&mut s, h, 0).error_code().is_none());
+}
+
+/// Item 6, borrowers: the retrieve of a share or a lend to several names
+/// no instruction access; the implementation-defined value is the
+/// sender's; reclaim flags.
+#[test]
+fn borrowers_follow_the_permission_table_and_the_senders_impdef() {
+    let mut s = world();
+    let inv = Err(FfaError::InvalidParameters.code());
+    let d = D::send(0, &[(SP1, perm::RW), (SP2, perm::RW)], &[(NS_MEM, 1)]);
+    let share = nwd_send_ok(&mut s, func::MEM_SHARE_64, &d);
+    let lend = nwd_send_ok(&mut s, func::MEM_LEND_64, &{
+        let mut d = d.clone();
+        d.ranges = vec![(NS_MEM + PAGE_SIZE, 1)];
+        d
+    });
+    let before = snapshot(&s);
+    for h in [share, lend] {
+        for p in [perm::NX, perm::X] {
+            let r = retrieve(&mut s, SP1, &D::retrieve(0, h, SP1, perm::RW | p));
+            assert_eq!(r, inv, "{h:#x} {p:#x}");
+        }
+    }
+    // Another implementation-defined value than the sender's (zero).
+    let mut b = D::retrieve(0, share, SP1, perm::RW).bytes();
+    b[48 + 8] = 0x5A;
+    sp_write_tx(&mut s, SP1, &b);
+    let n = b.len() as u64;
+    let x = sp(&mut s, SP1, &[func::MEM_RETRIEVE_REQ_64 as u64, n, n, 0, 0]);
+    assert_eq!(sp_err(&x), code(FfaError::InvalidParameters));
+    // A request longer than its descriptor (no composite: it ends with its
+    // last access descriptor).
+    let mut b = D::retrieve(0, share, SP1, perm::RW).bytes();
+    b.extend_from_slice(&[0; 16]);
+    sp_write_tx(&mut s, SP1, &b);
+    let n = b.len() as u64;
+    let x = sp(&mut s, SP1, &[func::MEM_RETRIEVE_REQ_64 as u64, n, n, 0, 0]);
+    assert_eq!(sp_err(&x), code(FfaError::InvalidParameters));
+    // Reserved reclaim flags, zero on a share.
+    for fl in [1 << 2, 1 << 31, flags::ZERO] {
+        assert_eq!(
+            nwd_reclaim(&mut s, share, fl).error_code(),
+            code(FfaError::InvalidParameters),
+            "{fl:#x}"
+        );
+    }
+    assert_eq!(snapshot(&s), before);
+    let resp = retrieve(&mut s, SP1, &D::retrieve(0, share, SP1, perm::RW)).unwrap();
+    let r = desc::parse(&resp, Layout::V1_1, desc::Purpose::Send).unwrap();
+    assert_eq!(r.receivers[0].perms, perm::RW | perm::NX);
+}
+
+/// sp1's device region (tf-a-integration/qemu/partitions/sp1.dts).
+const DEVICE_IPA: u64 = 0x090b_0000;
+
+/// Item 7: a partition shares and lends a device region it owns (DEN0140
+/// §1.10: device memory); the borrower maps it as device memory, never
+/// executable; it cannot be donated, zeroed, nor sent or retrieved as
+/// normal memory.
+#[test]
+fn a_partition_shares_and_lends_its_device_region() {
+    let mut s = world();
+    assert!(lookup(&s, SP1, IpaSpace::Secure, DEVICE_IPA).is_some_and(|t| t.device));
+    let dev = attr::TYPE_DEVICE | 1 << 2;
+    let mut d = D::send(SP1, &[(SP2, perm::RW)], &[(DEVICE_IPA, 1)]);
+    d.attrs = dev;
+    let x = sp_send(&mut s, SP1, func::MEM_SHARE_64, &d);
+    assert_eq!(x[0] as u32, func::SUCCESS_32, "{x:x?}");
+    let h = x[2] | x[3] << 32;
+    assert!(s.mem().transaction(h).unwrap().device);
+    let resp = retrieve(&mut s, SP2, &D::retrieve(SP1, h, SP2, perm::RW)).unwrap();
+    assert_eq!(response_attributes(&resp), dev);
+    let t = lookup(&s, SP2, IpaSpace::Secure, DEVICE_IPA).unwrap();
+    assert!(t.device && t.write && !t.exec);
+    assert_eq!(relinquish(&mut s, SP2, h, 0), None);
+    let rc = [func::MEM_RECLAIM as u64, h & 0xFFFF_FFFF, h >> 32, 0];
+    assert_eq!(sp(&mut s, SP1, &rc)[0] as u32, func::SUCCESS_32);
+
+    // Refused: as normal memory (DENIED), donated (DENIED), zeroed (INVALID).
+    let before = snapshot(&s);
+    let mut normal = d.clone();
+    normal.attrs = attr::NORMAL_WB_INNER;
+    let x = sp_send(&mut s, SP1, func::MEM_SHARE_64, &normal);
+    assert_eq!(sp_err(&x), code(FfaError::Denied));
+    let mut donate = D::send(SP1, &[(SP2, 0)], &[(DEVICE_IPA, 1)]);
+    donate.attrs = 0;
+    let x = sp_send(&mut s, SP1, func::MEM_DONATE_64, &donate);
+    assert_eq!(sp_err(&x), code(FfaError::Denied));
+    let mut zero = D::send(SP1, &[(SP2, perm::RW)], &[(DEVICE_IPA, 1)]);
+    zero.flags = flags::ZERO;
+    let x = sp_send(&mut s, SP1, func::MEM_LEND_64, &zero);
+    assert_eq!(sp_err(&x), code(FfaError::InvalidParameters));
+    assert_eq!(snapshot(&s), before);
+
+    // A lend: the attributes left to sp2, which must name device memory.
+    let lend = D::send(SP1, &[(SP2, perm::RW)], &[(DEVICE_IPA, 1)]);
+    let x = sp_send(&mut s, SP1, func::MEM_LEND_64, &lend);
+    assert_eq!(x[0] as u32, func::SUCCESS_32, "{x:x?}");
+    let h = x[2] | x[3] << 32;
+    assert_eq!(lookup(&s, SP1, IpaSpace::Secure, DEVICE_IPA), None);
+    let mut rq = D::retrieve(SP1, h, SP2, perm::RW);
+    rq.attrs = attr::NORMAL_WB_INNER;
+    assert_eq!(retrieve(&mut s, SP2, &rq), Err(FfaError::Denied.code()));
+    rq.attrs = dev;
+    rq.receivers[0].1 = perm::RW | perm::X;
+    assert_eq!(retrieve(&mut s, SP2, &rq), Err(FfaError::Denied.code()));
+    rq.receivers[0].1 = perm::RW;
+    retrieve(&mut s, SP2, &rq).unwrap();
+    assert!(lookup(&s, SP2, IpaSpace::Secure, DEVICE_IPA).is_some_and(|t| t.device));
+    assert_eq!(
+        relinquish(&mut s, SP2, h, flags::ZERO),
+        code(FfaError::InvalidParameters)
+    );
+    assert_eq!(relinquish(&mut s, SP2, h, 0), None);
+    let rc = [func::MEM_RECLAIM as u64, h & 0xFFFF_FFFF, h >> 32, 0];
+    assert_eq!(sp(&mut s, SP1, &rc)[0] as u32, func::SUCCESS_32);
+    let t = lookup(&s, SP1, IpaSpace::Secure, DEVICE_IPA).unwrap();
+    assert!(t.device && t.write && !t.exec, "sp1 has its device back");
+}
+
+/// sp2's read-only memory region (tf-a-integration/qemu/partitions/sp2.dts).
+const RO_IPA: u64 = 0x1008_0000;
+
+/// Item 6: a partition gives no more access than it holds (DEN0140 §1.5,
+/// §1.11): its read-only region is shared or lent read-only, never
+/// read-write, never donated; DENIED with nothing changed.
+#[test]
+fn read_only_memory_is_never_sent_read_write() {
+    let mut s = world();
+    assert!(lookup(&s, SP2, IpaSpace::Secure, RO_IPA).is_some_and(|t| t.read && !t.write));
+    let before = snapshot(&s);
+    for (f, p) in [
+        (func::MEM_SHARE_64, perm::RW),
+        (func::MEM_LEND_64, perm::RW),
+        (func::MEM_DONATE_64, 0),
+    ] {
+        let d = D::send(SP2, &[(SP1, p)], &[(RO_IPA, 1)]);
+        let x = sp_send(&mut s, SP2, f, &d);
+        assert_eq!(sp_err(&x), code(FfaError::Denied), "{f:#x}");
+        assert_eq!(snapshot(&s), before);
+    }
+    let d = D::send(SP2, &[(SP1, perm::RO)], &[(RO_IPA, 1)]);
+    let x = sp_send(&mut s, SP2, func::MEM_LEND_64, &d);
+    assert_eq!(x[0] as u32, func::SUCCESS_32, "{x:x?}");
+    let h = x[2] | x[3] << 32;
+    let mut rq = D::retrieve(SP2, h, SP1, perm::RW);
+    rq.attrs = attr::NORMAL_WB_INNER;
+    assert_eq!(retrieve(&mut s, SP1, &rq), Err(FfaError::Denied.code()));
+    rq.receivers[0].1 = perm::RO;
+    retrieve(&mut s, SP1, &rq).unwrap();
+    assert_eq!(relinquish(&mut s, SP1, h, 0), None);
+    let rc = [func::MEM_RECLAIM as u64, h & 0xFFFF_FFFF, h >> 32, 0];
+    assert_eq!(sp(&mut s, SP2, &rc)[0] as u32, func::SUCCESS_32);
+    assert!(lookup(&s, SP2, IpaSpace::Secure, RO_IPA).is_some_and(|t| t.read && !t.write));
 }

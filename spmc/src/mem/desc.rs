@@ -124,6 +124,8 @@ pub mod attr {
     pub const SHARE_RESERVED: u16 = 1;
     /// Normal, write-back, inner shareable: what the SPMC maps.
     pub const NORMAL_WB_INNER: u16 = TYPE_NORMAL | CACHE_WB | 3;
+    /// Device-nGnRE (bits [3:2] = 0b01): what the SPMC maps device memory as.
+    pub const DEVICE_NGNRE: u16 = TYPE_DEVICE | (1 << 2);
     /// Bit 6 (v1.1+): the memory is non-secure (set by the SPMC in responses).
     pub const NS: u16 = 1 << 6;
 }
@@ -399,6 +401,7 @@ pub fn parse_header<S: Source + ?Sized>(
         .try_reserve_exact(count)
         .map_err(|_| FfaError::NoMemory)?;
     let mut composite = None;
+    let mut any_composite = false;
     for i in 0..count {
         let at = emad_offset + i * emad_size as usize;
         let id = u16_at(buf, at)?;
@@ -412,6 +415,7 @@ pub fn parse_header<S: Source + ?Sized>(
         } else {
             zero_at(buf, at + 8, 8)?;
         }
+        any_composite |= comp != 0;
         match composite {
             None => composite = Some(comp),
             // Every receiver describes the same memory (one composite).
@@ -437,6 +441,13 @@ pub fn parse_header<S: Source + ?Sized>(
         total_pages: 0,
     };
     if purpose == Purpose::Retrieve {
+        // A retrieve request without a composite (every EMAD's offset 0)
+        // ends with its last access descriptor: the length the borrower
+        // declared (w1) is the descriptor's (DEN0077 v1.2 §11.5,
+        // FFA_MEM_RETRIEVE_REQ w1; Hafnium refuses any other length too).
+        if !any_composite && size != emads_end {
+            return Err(INVALID);
+        }
         return Ok((d, None));
     }
     let comp = composite.unwrap_or(0);

@@ -152,9 +152,15 @@ pub enum BorrowerState {
     NotRetrieved,
     /// Has the memory mapped.
     Retrieved,
-    /// Retrieved and gave it back.
+    /// Retrieved and gave it back (as many times as it retrieved).
     Relinquished,
 }
+
+/// Most times one borrower may hold one transaction retrieved at once
+/// (DEN0140 §1.12: a borrower may retrieve a region again before it
+/// relinquishes it; each retrieve is relinquished once). Past it a retrieve
+/// is NO_MEMORY: the count is the SPMC's resource.
+pub const MAX_RETRIEVES: u32 = 0xFFFF;
 
 /// One borrower of a transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,6 +173,8 @@ pub struct Borrower {
     pub impdef: [u8; 16],
     /// Its state.
     pub state: BorrowerState,
+    /// Retrieves not yet relinquished (non-zero exactly when `Retrieved`).
+    pub retrieves: u32,
     /// The access it has while it holds the memory.
     pub granted: Access,
     /// It asked for the memory to be zeroed when it relinquishes.
@@ -184,6 +192,9 @@ pub struct Transaction {
     pub owner: Owner,
     /// Secure memory (else normal-world memory).
     pub secure: bool,
+    /// Device memory (a partition's device region, DEN0140 §1.10.1):
+    /// mapped as device, never executable, never zeroed.
+    pub device: bool,
     /// Memory region attributes the sender gave.
     pub attributes: u16,
     /// The sender's tag.
@@ -470,8 +481,50 @@ fn op_of(f: u32) -> Option<Op> {
     }
 }
 
+/// True if the sender of `op` to `receivers` borrowers leaves memory
+/// attributes and instruction access to the borrower: a donation, or a lend
+/// to a single borrower (DEN0140 §1.10 and §1.11, the usage tables of the
+/// memory region attributes and of the instruction access permission; the
+/// borrower names its own in the retrieve request).
+fn borrower_chooses(op: Op, receivers: usize) -> bool {
+    op == Op::Donate || (op == Op::Lend && receivers == 1)
+}
+
+/// True if `a` (bits [5:0]) are valid attributes of a memory type the
+/// sender specified: normal memory (non-cacheable or write-back, a
+/// shareability that is not reserved) or device memory (any of the four
+/// device types, bits [1:0] zero) (DEN0140 §1.10, Table 1.9/1.10).
+fn valid_type(a: u16) -> bool {
+    match a & attr::TYPE_MASK {
+        attr::TYPE_NORMAL => {
+            let cache = a & attr::CACHE_MASK;
+            (cache == attr::CACHE_NC || cache == attr::CACHE_WB)
+                && a & attr::SHARE_MASK != attr::SHARE_RESERVED
+        }
+        attr::TYPE_DEVICE => a & attr::SHARE_MASK == 0,
+        _ => false,
+    }
+}
+
 /// Checks a send descriptor's flags, attributes and permissions for `op`
-/// (DEN0140 §1.11-1.12; all INVALID_PARAMETERS).
+/// against DEN0140's tables of what each field may hold (all
+/// INVALID_PARAMETERS):
+///
+/// - flags (§1.12, Table 1.17): only time-slicing on a share; zeroing too
+///   on a lend or donation;
+/// - memory region attributes (§1.10): a donor, or a lender to a single
+///   borrower, must leave them "not specified" (all zero: the borrower
+///   names them when it retrieves); a sharer, or a lender to several
+///   borrowers, must specify a valid memory type; bits [15:6] are reserved
+///   (bit 6, NS, is the SPMC's to set in a response);
+/// - data access (§1.11): read-only or read-write for a share or lend,
+///   "not specified" for a donation;
+/// - instruction access (§1.11): "not specified" for a share, a lend to
+///   several borrowers and a donation (the first two are never
+///   executable; the donee chooses); a lender to a single borrower may
+///   name NX or X;
+/// - reserved encodings and EMAD flags (non-retrieval borrowers are not
+///   supported: the flag is refused).
 fn validate_send(op: Op, d: &desc::Descriptor) -> Result<(), FfaError> {
     let bad = FfaError::InvalidParameters;
     let allowed = match op {
@@ -481,27 +534,17 @@ fn validate_send(op: Op, d: &desc::Descriptor) -> Result<(), FfaError> {
     if d.flags & !allowed != 0 {
         return Err(bad);
     }
-    let a = d.attributes;
-    if a & !0x3F != 0 {
-        // Bits [15:6] are reserved for senders (bit 6, NS, is the SPMC's to set).
-        return Err(bad);
-    }
-    match a & attr::TYPE_MASK {
-        attr::TYPE_NONE if op == Op::Share || a & 0xF != 0 => return Err(bad),
-        attr::TYPE_NONE => {}
-        attr::TYPE_NORMAL => {
-            let cache = a & attr::CACHE_MASK;
-            if (cache != attr::CACHE_NC && cache != attr::CACHE_WB)
-                || a & attr::SHARE_MASK == attr::SHARE_RESERVED
-            {
-                return Err(bad);
-            }
-        }
-        // Device memory is never shared through the SPMC; 0b11 is reserved.
-        _ => return Err(bad),
-    }
     let many = d.receivers.len() > 1;
     if op == Op::Donate && many {
+        return Err(bad);
+    }
+    let chooses = borrower_chooses(op, d.receivers.len());
+    let a = d.attributes;
+    if chooses {
+        if a != 0 {
+            return Err(bad);
+        }
+    } else if a & !0x3F != 0 || !valid_type(a) {
         return Err(bad);
     }
     for r in &d.receivers {
@@ -511,12 +554,10 @@ fn validate_send(op: Op, d: &desc::Descriptor) -> Result<(), FfaError> {
         }
         match op {
             Op::Share | Op::Lend if data == perm::DATA_NONE => return Err(bad),
-            Op::Donate if data != perm::DATA_NONE || instr != perm::INSTR_NONE => {
-                return Err(bad);
-            }
+            Op::Donate if data != perm::DATA_NONE => return Err(bad),
             _ => {}
         }
-        if (op == Op::Share || many) && instr == perm::X {
+        if (op != Op::Lend || many) && instr != perm::INSTR_NONE {
             return Err(bad);
         }
     }
@@ -826,7 +867,24 @@ impl<P: Platform> Spmc<P> {
             }
         };
         let borrowers = self.resolve_receivers(owner, &d.receivers)?;
-        let (secure, runs) = self.resolve_memory(from, owner, data, &comp)?;
+        let (secure, device, runs) = self.resolve_memory(from, owner, data, &comp)?;
+        if device {
+            // Device memory (a partition's device region, DEN0140 §1.10):
+            // shared or lent, as device memory, never donated (ownership
+            // of a device stays with the partition its manifest names),
+            // never zeroed.
+            if op == Op::Donate {
+                return Err(FfaError::Denied);
+            }
+            if d.flags & flags::ZERO != 0 {
+                return Err(FfaError::InvalidParameters);
+            }
+        }
+        // A memory type the sender names is the type the memory has.
+        let named = d.attributes & attr::TYPE_MASK;
+        if named != attr::TYPE_NONE && (named == attr::TYPE_DEVICE) != device {
+            return Err(FfaError::Denied);
+        }
         // A partition cannot give more access than it has.
         for b in &borrowers {
             let write = b.perms & perm::DATA_MASK == perm::RW || op == Op::Donate;
@@ -886,6 +944,7 @@ impl<P: Platform> Spmc<P> {
             op,
             owner,
             secure,
+            device,
             attributes: d.attributes,
             tag: d.tag,
             runs,
@@ -936,6 +995,7 @@ impl<P: Platform> Spmc<P> {
                 perms: r.perms,
                 impdef: r.impdef,
                 state: BorrowerState::NotRetrieved,
+                retrieves: 0,
                 granted: Access::RO,
                 zero_after: false,
             });
@@ -954,7 +1014,7 @@ impl<P: Platform> Spmc<P> {
         owner: Owner,
         data: &Bytes,
         comp: &desc::Composite,
-    ) -> Result<(bool, ChunkVec<Run>), FfaError> {
+    ) -> Result<(bool, bool, ChunkVec<Run>), FfaError> {
         let left = self.mem.runs_left(owner);
         let most = comp.count.min(left) * core::mem::size_of::<Run>();
         if !self.platform.heap_available(HEAP_FLOOR + most) {
@@ -970,6 +1030,7 @@ impl<P: Platform> Spmc<P> {
             }
             Ok(())
         };
+        let mut device = false;
         let secure = match from {
             Endpoint::NormalWorld(_) => {
                 for r in comp.ranges(data) {
@@ -992,22 +1053,40 @@ impl<P: Platform> Spmc<P> {
             Endpoint::Partition(s) => {
                 let p = &self.partitions[s as usize];
                 let me = owner.id();
+                let mut first = true;
                 for r in comp.ranges(data) {
                     for i in 0..r.pages {
                         let ipa = r.addr + i * PAGE_SIZE;
                         let t = p
                             .stage2
                             .lookup(IpaSpace::Secure, Ipa(ipa))
-                            .filter(|t| !t.device && t.read)
+                            .filter(|t| t.read)
                             .ok_or(FfaError::Denied)?;
+                        // One transaction is of one memory type.
+                        if first {
+                            device = t.device;
+                            first = false;
+                        } else if t.device != device {
+                            return Err(FfaError::InvalidParameters);
+                        }
                         // Its memory regions, not its image (nor the boot
-                        // information after it): a partition never gives its code away.
-                        let own = p.memory.iter().any(|(ipa, a)| {
-                            *ipa != p.config.load_ipa && a.contains(t.pa, PAGE_SIZE)
-                        }) || self
-                            .mem
-                            .donation_at(true, t.pa.0)
-                            .is_some_and(|d| d.owner == me);
+                        // information after it): a partition never gives
+                        // its code away. Device memory: its own device
+                        // regions (identity-mapped).
+                        let own = if t.device {
+                            t.pa.0 == ipa
+                                && p.config
+                                    .devices
+                                    .iter()
+                                    .any(|d| ipa >= d.base && ipa - d.base < d.pages * PAGE_SIZE)
+                        } else {
+                            p.memory.iter().any(|(ipa, a)| {
+                                *ipa != p.config.load_ipa && a.contains(t.pa, PAGE_SIZE)
+                            }) || self
+                                .mem
+                                .donation_at(true, t.pa.0)
+                                .is_some_and(|d| d.owner == me)
+                        };
                         if !own {
                             return Err(FfaError::Denied);
                         }
@@ -1054,7 +1133,7 @@ impl<P: Platform> Spmc<P> {
             }
         }
         runs.truncate(w);
-        Ok((secure, runs))
+        Ok((secure, device, runs))
     }
 
     // ------------------------------------------------------------------
@@ -1102,9 +1181,30 @@ impl<P: Platform> Spmc<P> {
         {
             return Err(FfaError::InvalidParameters);
         }
+        // Memory region attributes (DEN0140 §1.10): where the sender left
+        // them "not specified" (a donation, a lend to one borrower) the
+        // borrower names its own, a valid type that is the memory's type
+        // (0: the SPMC's default for it); where the sender specified them,
+        // the request names the same or leaves them 0. Bit 6 (NS) is the
+        // SPMC's to report and ignored here.
         let a = req.attributes & !attr::NS;
-        if a != 0 && a != t.attributes {
+        let sender_chose = t.attributes & attr::TYPE_MASK != attr::TYPE_NONE;
+        if a & !0x3F != 0 {
             return Err(FfaError::InvalidParameters);
+        }
+        if sender_chose {
+            if a != 0 && a != t.attributes {
+                return Err(FfaError::InvalidParameters);
+            }
+        } else if a != 0 {
+            if !valid_type(a) {
+                return Err(FfaError::InvalidParameters);
+            }
+            if (a & attr::TYPE_MASK == attr::TYPE_DEVICE) != t.device {
+                // Normal memory cannot be had as device memory, nor a
+                // device as normal memory.
+                return Err(FfaError::Denied);
+            }
         }
         let bi = t
             .borrowers
@@ -1116,20 +1216,31 @@ impl<P: Platform> Spmc<P> {
             .iter()
             .find(|r| r.id == me)
             .ok_or(FfaError::InvalidParameters)?;
-        if req
-            .receivers
-            .iter()
-            .any(|r| !t.borrowers.iter().any(|b| b.id == r.id))
-        {
-            return Err(FfaError::InvalidParameters);
+        // Every receiver the request names is a borrower, and in the
+        // 32-byte form carries the implementation-defined value the sender
+        // gave that borrower (DEN0140 §1.11: the retrieve request's
+        // endpoint memory access descriptors match the transaction's).
+        for r in &req.receivers {
+            let b = t
+                .borrowers
+                .iter()
+                .find(|b| b.id == r.id)
+                .ok_or(FfaError::InvalidParameters)?;
+            if req.emad_size == 32 && r.impdef != b.impdef {
+                return Err(FfaError::InvalidParameters);
+            }
         }
         let b = &t.borrowers[bi];
-        if b.state == BorrowerState::Retrieved {
-            return Err(FfaError::Denied);
-        }
         // Permissions: what the sender gave, narrowed by the request.
         let (rd, ri) = (mine.perms & perm::DATA_MASK, mine.perms & perm::INSTR_MASK);
         if rd == 3 || ri == 0xC || mine.perms & 0xF0 != 0 {
+            return Err(FfaError::InvalidParameters);
+        }
+        let single = t.borrowers.len() == 1;
+        // Instruction access (DEN0140 §1.11): a borrower of a share or of a
+        // lend to several borrowers leaves it "not specified" (such memory
+        // is never executable); asking for any is INVALID_PARAMETERS.
+        if (t.op == Op::Share || !single) && ri != perm::INSTR_NONE {
             return Err(FfaError::InvalidParameters);
         }
         let (sd, si) = match t.op {
@@ -1145,9 +1256,9 @@ impl<P: Platform> Spmc<P> {
         } else {
             rd == perm::RW
         };
-        let single = t.borrowers.len() == 1;
         let exec = if ri == perm::X {
-            if t.op == Op::Share || !single || si == perm::NX {
+            // Device memory is never executable.
+            if si == perm::NX || t.device {
                 return Err(FfaError::Denied);
             }
             true
@@ -1159,6 +1270,34 @@ impl<P: Platform> Spmc<P> {
             write,
             exec,
         };
+        // A borrower that holds the memory may retrieve it again (DEN0140
+        // §1.12: each retrieve counts, and is relinquished once): with the
+        // same access (it is mapped once), no zeroing (the memory is in
+        // its use), and not while a response to it is still in fragments.
+        let again = b.state == BorrowerState::Retrieved;
+        if again {
+            if access != b.granted {
+                return Err(FfaError::Denied);
+            }
+            if req.flags & (flags::ZERO | flags::ZERO_AFTER_RELINQUISH) != 0 {
+                return Err(FfaError::InvalidParameters);
+            }
+            if b.retrieves >= MAX_RETRIEVES {
+                return Err(FfaError::NoMemory);
+            }
+            if self
+                .mem
+                .outgoing
+                .iter()
+                .any(|o| o.handle == t.handle && o.to == from)
+            {
+                return Err(FfaError::Denied);
+            }
+        }
+        // Zeroing device memory means nothing: refused as on a share.
+        if t.device && req.flags & (flags::ZERO | flags::ZERO_AFTER_RELINQUISH) != 0 {
+            return Err(FfaError::InvalidParameters);
+        }
         // No buffer can be in memory that is in a transaction (ownership.rs).
         self.check_unpinned(t.secure, t.runs.iter(), true)?;
         if buf == Buf::Mailbox
@@ -1182,10 +1321,16 @@ impl<P: Platform> Spmc<P> {
         let zero = t.op != Op::Share && (t.zero_pending || req.flags & flags::ZERO != 0);
         let (secure, space, op, handle) = (t.secure, t.space(), t.op, t.handle);
         let perms = if write { perm::RW } else { perm::RO } | if exec { perm::X } else { perm::NX };
-        let mut attributes = if t.attributes & attr::TYPE_MASK == attr::TYPE_NONE {
-            attr::NORMAL_WB_INNER
-        } else {
+        // The attributes the memory is retrieved with: the sender's, else
+        // the borrower's, else the SPMC's default for the memory's type.
+        let mut attributes = if sender_chose {
             t.attributes
+        } else if a != 0 {
+            a
+        } else if t.device {
+            attr::DEVICE_NGNRE
+        } else {
+            attr::NORMAL_WB_INNER
         };
         if !secure && layout == Layout::V1_1 {
             attributes |= attr::NS;
@@ -1234,18 +1379,22 @@ impl<P: Platform> Spmc<P> {
             None
         };
         let runs = &self.mem.transactions[i].runs;
+        let kind = if self.mem.transactions[i].device {
+            S2Kind::Device { write }
+        } else {
+            S2Kind::Memory(access)
+        };
         let s2 = &mut self.partitions[slot as usize].stage2;
         let mut mapped = 0;
-        for r in runs {
-            if s2
-                .map(space, Ipa(r.pa), Pa(r.pa), r.len(), S2Kind::Memory(access))
-                .is_err()
-            {
+        // A retrieve again finds the memory mapped already.
+        for r in runs.iter().filter(|_| !again) {
+            if s2.map(space, Ipa(r.pa), Pa(r.pa), r.len(), kind).is_err() {
                 break;
             }
             mapped += 1;
         }
-        let mut failed = (mapped < runs.len()).then_some(FfaError::NoMemory);
+        let mapped_all = again || mapped == runs.len();
+        let mut failed = (!mapped_all).then_some(FfaError::NoMemory);
         if failed.is_none()
             && zero
             && let Err(e) = zero_runs(&mut self.platform, secure, runs.iter().copied())
@@ -1263,8 +1412,11 @@ impl<P: Platform> Spmc<P> {
         t.zero_pending = false;
         let b = &mut t.borrowers[bi];
         b.state = BorrowerState::Retrieved;
-        b.granted = access;
-        b.zero_after = req.flags & flags::ZERO_AFTER_RELINQUISH != 0;
+        b.retrieves += 1;
+        if !again {
+            b.granted = access;
+            b.zero_after = req.flags & flags::ZERO_AFTER_RELINQUISH != 0;
+        }
         if op == Op::Donate {
             // The borrower is the owner now; the handle is retired.
             if let Some(d) = donations {
@@ -1367,8 +1519,17 @@ impl<P: Platform> Spmc<P> {
         if t.borrowers[bi].state != BorrowerState::Retrieved {
             return Err(FfaError::Denied);
         }
-        if t.op == Op::Share && rq.flags & flags::ZERO != 0 {
+        if (t.op == Op::Share || t.device) && rq.flags & flags::ZERO != 0 {
             return Err(FfaError::InvalidParameters);
+        }
+        // Each retrieve is relinquished once (DEN0140 §1.12); the memory
+        // leaves the borrower with the last. A zero flag on an earlier
+        // one is kept for the last (the memory is still in its use).
+        if t.borrowers[bi].retrieves > 1 {
+            let b = &mut self.mem.transactions[i].borrowers[bi];
+            b.retrieves -= 1;
+            b.zero_after |= rq.flags & flags::ZERO != 0;
+            return Ok(Regs::with_func(func::SUCCESS_32));
         }
         let zero = t.op != Op::Share && (rq.flags & flags::ZERO != 0 || t.borrowers[bi].zero_after);
         let (secure, space) = (t.secure, t.space());
@@ -1383,6 +1544,7 @@ impl<P: Platform> Spmc<P> {
         // zero is logged, the state follows the tables.
         let t = &mut self.mem.transactions[i];
         t.borrowers[bi].state = BorrowerState::Relinquished;
+        t.borrowers[bi].retrieves = 0;
         if zero && zero_runs(&mut self.platform, secure, t.runs.iter().copied()).is_err() {
             log::error!("relinquish {:#x}: memory could not be zeroed", rq.handle);
             return Err(FfaError::Aborted);
@@ -1425,7 +1587,10 @@ impl<P: Platform> Spmc<P> {
         if !owner_ok {
             return Err(FfaError::Denied);
         }
-        if fl & flags::ZERO != 0 && t.op == Op::Share {
+        // Reclaim flags (DEN0077 v1.2 §11.4, DEN0140 §1.12): zeroing on
+        // the way back only for memory the borrowers may have written
+        // alone (lent), never for a share or device memory.
+        if fl & flags::ZERO != 0 && (t.op == Op::Share || t.device) {
             return Err(FfaError::InvalidParameters);
         }
         // A borrower that still holds the memory blocks the reclaim, unless it
@@ -1470,12 +1635,19 @@ impl<P: Platform> Spmc<P> {
             && let Some(slot) = self.slot_of(id)
         {
             for r in &t.runs {
+                let kind = if t.device {
+                    S2Kind::Device {
+                        write: r.owner_access.write,
+                    }
+                } else {
+                    S2Kind::Memory(r.owner_access)
+                };
                 let _ = self.partitions[slot as usize].stage2.map(
                     IpaSpace::Secure,
                     Ipa(r.owner_ipa),
                     Pa(r.pa),
                     r.len(),
-                    S2Kind::Memory(r.owner_access),
+                    kind,
                 );
             }
         }
@@ -1491,6 +1663,7 @@ impl<P: Platform> Spmc<P> {
             for b in &mut t.borrowers {
                 if b.id == id && b.state == BorrowerState::Retrieved {
                     b.state = BorrowerState::Relinquished;
+                    b.retrieves = 0;
                 }
             }
         }

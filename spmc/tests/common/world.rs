@@ -129,8 +129,66 @@ pub fn booted() -> Spmc<FakePlatform> {
     s
 }
 
+std::thread_local! {
+    static CONFORM: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Runs `f` with the descriptors of its sends left exactly as written
+/// (checks of DEN0140's attribute rules themselves), see [`conform_send`].
+pub fn as_written<T>(f: impl FnOnce() -> T) -> T {
+    CONFORM.with(|c| c.set(false));
+    let r = f();
+    CONFORM.with(|c| c.set(true));
+    r
+}
+
+/// True if `f` is FFA_MEM_DONATE or FFA_MEM_LEND (32 or 64).
+fn lend_or_donate(f: u64) -> Option<bool> {
+    match f as u32 {
+        func::MEM_DONATE_32 | func::MEM_DONATE_64 => Some(true),
+        func::MEM_LEND_32 | func::MEM_LEND_64 => Some(false),
+        _ => None,
+    }
+}
+
+/// The tests' descriptors name normal write-back memory by default; a
+/// donor, or a lender to a single borrower, must leave the memory type
+/// "not specified" (DEN0140 §1.10), so a send with `f` of such a
+/// descriptor (the first bytes of `desc`, in either layout) has its
+/// attributes cleared here, unless [`as_written`] is in force.
+pub fn conform_send(f: u64, desc: &mut [u8]) {
+    let Some(donate) = lend_or_donate(f) else {
+        return;
+    };
+    if !CONFORM.with(|c| c.get()) || desc.len() < 48 {
+        return;
+    }
+    let v1_0 = desc[24..28] == [0; 4];
+    let count = u32::from_le_bytes(desc[28..32].try_into().unwrap());
+    if donate || count == 1 {
+        desc[2] = 0;
+        if !v1_0 {
+            desc[3] = 0;
+        }
+    }
+}
+
 /// A normal-world call: returns what comes next and the register block.
+/// A send's descriptor in TX (or the caller's buffer) is conformed first
+/// ([`conform_send`]).
 pub fn nwd(s: &mut Spmc<FakePlatform>, call: &[u64]) -> (Next, Regs) {
+    if call.len() >= 3 && lend_or_donate(call[0]).is_some() {
+        let at = match call.get(3) {
+            Some(&b) if b != 0 => b,
+            _ => NWD_TX,
+        };
+        let n = (call[2] as u32 as usize).clamp(48, 4096) as u64;
+        if at >= NS_BASE && at.saturating_add(n) <= NS_BASE + spmc::testing::NS_SIZE {
+            let mut d = s.platform().nwd_read(at, n as usize);
+            conform_send(call[0], &mut d);
+            s.platform_mut().nwd_write(at, &d);
+        }
+    }
     let mut regs = Regs::from_slice(call);
     let next = s.handle_spmd(&mut regs);
     (next, regs)

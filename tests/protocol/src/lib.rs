@@ -121,7 +121,9 @@ pub mod cmd {
     /// - arg3: the FF-A version to negotiate for the call (31:0; 0 keeps
     ///   1.2; the partition goes back to 1.2 after it), the EMAD size of
     ///   the request (39:32; 0: the version's), the buffer (47:40,
-    ///   [`retrieve`] `BUF_*`).
+    ///   [`retrieve`] `BUF_*`), the memory region attributes to ask
+    ///   (63:48; 0: normal write-back inner shareable, or none with
+    ///   `NO_ATTRIBUTES`).
     ///
     /// result0 = the answer of the retrieve (or of the first FFA_MEM_FRAG_RX
     /// that failed); result1 = total length (w1) | first fragment length
@@ -162,7 +164,8 @@ pub mod cmd {
     ///   permissions (55:48), options ([`send`], 63:56);
     /// - arg3: transaction flags (31:0) | sender ID written in the
     ///   descriptor (47:32; 0: the partition itself) | layout (55:48,
-    ///   [`send`] `LAYOUT_*`).
+    ///   [`send`] `LAYOUT_*`) | memory region attributes (63:56, [`send`]
+    ///   `ATTRS_*`).
     ///
     /// result0 = answer; result1 = the handle (w2 | w3 << 32 of
     /// FFA_SUCCESS, or w1 | w2 << 32 of FFA_MEM_FRAG_RX); result2 = w3.
@@ -184,6 +187,11 @@ pub mod cmd {
         pub const FIRST_FRAGMENT: u64 = 1 << 2;
         /// Memory region attributes 0 ("not specified") in the request.
         pub const NO_ATTRIBUTES: u64 = 1 << 3;
+        /// The request's EMAD (32 bytes) carries [`crate::mem::IMPDEF`] as
+        /// its implementation-defined value (else zero).
+        pub const IMPDEF: u64 = 1 << 4;
+        /// Declare (w1 = w2) 16 bytes more than the request (zeros after it).
+        pub const LONGER: u64 = 1 << 5;
         /// The request and response travel in the TX and RX buffers.
         pub const BUF_MAILBOX: u64 = 0;
         /// In the partition's own page at `layout::RETRIEVE_BUF_IPA`
@@ -212,6 +220,16 @@ pub mod cmd {
         pub const LAYOUT_V1_1: u64 = 2;
         /// The v1.1 layout with 16-byte EMADs, at version 1.2.
         pub const LAYOUT_V1_2_EMAD16: u64 = 3;
+        /// Attributes as DEN0140 §1.10 asks of the sender: "not specified"
+        /// for a donation or a lend to one borrower, normal write-back
+        /// inner shareable otherwise ([`crate::mem::sender_attributes`]).
+        pub const ATTRS_BY_OP: u64 = 0;
+        /// Normal write-back inner shareable whatever the operation.
+        pub const ATTRS_NORMAL: u64 = 1;
+        /// Device-nGnRE.
+        pub const ATTRS_DEVICE: u64 = 2;
+        /// "Not specified" (0) whatever the operation.
+        pub const ATTRS_NONE: u64 = 3;
     }
 }
 
@@ -296,4 +314,7 @@ pub mod layout {
     /// The last page of `ram`: the partition's own buffer for a retrieve
     /// request and its response (MEM_RETRIEVE with `BUF_OWN_PAGE`).
     pub const RETRIEVE_BUF_IPA: u64 = 0x1005_F000;
+    /// sp2's read-only memory region (one page, its manifest's `ro`): memory
+    /// it may share or lend read-only, never read-write.
+    pub const RO_IPA: u64 = 0x1008_0000;
 }

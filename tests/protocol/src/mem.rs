@@ -84,9 +84,30 @@ pub mod attr {
     pub const TYPE_MASK: u16 = 0b11 << 4;
     /// Memory type 0b11: reserved (a malformed descriptor).
     pub const TYPE_RESERVED: u16 = 0b11 << 4;
+    /// Device-nGnRE: type 0b01 (bits 5:4), device attributes 0b01 (bits 3:2).
+    pub const DEVICE_NGNRE: u16 = 0x14;
+    /// Normal memory, non-cacheable, inner shareable.
+    pub const NORMAL_NC_INNER: u16 = 0x27;
     /// Security attribute (v1.1+, bit 6): set by the SPMC in a retrieve
     /// response for normal-world memory.
     pub const NS: u16 = 1 << 6;
+}
+
+/// The implementation-defined value the checks put in EMADs (v1.2).
+pub const IMPDEF: [u8; 16] = *b"conformance-mem!";
+
+/// The memory region attributes a sender writes for `f` (a send
+/// function, 32 or 64 bit) to `receivers` borrowers (DEN0140 §1.10): a
+/// donor, or a lender to a single borrower, leaves them "not specified"
+/// (0), the borrower naming them when it retrieves; a sharer, or a lender
+/// to several, names normal write-back inner shareable memory.
+pub fn sender_attributes(f: u64, receivers: usize) -> u16 {
+    let base = f & !0x4000_0000;
+    if base == func::DONATE_32 || (base == func::LEND_32 && receivers == 1) {
+        0
+    } else {
+        attr::NORMAL_WB_INNER
+    }
 }
 
 /// Transaction flags (DEN0140 "Flags usage in ..." tables).

@@ -212,6 +212,7 @@ pub fn retrieve(own: u16, m: &mut MemState, a: &[u64; NARGS]) -> Answer {
     let version = a[3] as u32 as u64;
     let emad_size = (a[3] >> 32) as u8 as usize;
     let buffer = (a[3] >> 40) as u8 as u64;
+    let ask_attrs = (a[3] >> 48) as u16;
 
     let mut layout = Layout::for_version(if version == 0 {
         ffa::V1_2
@@ -226,13 +227,23 @@ pub fn retrieve(own: u16, m: &mut MemState, a: &[u64; NARGS]) -> Answer {
     let me = [Receiver::new(own, perms)];
     let mut t = Transaction::retrieve(layout, owner, handle, tflags, &me);
     t.tag = a[1];
+    if ask_attrs != 0 {
+        t.attributes = ask_attrs;
+    }
     if opts & retrieve::NO_ATTRIBUTES != 0 {
         t.attributes = 0;
     }
     let mut req = [0u8; 128];
-    let Ok(n) = t.write(&mut req) else {
+    let Ok(mut n) = t.write(&mut req) else {
         return (status::BAD_ARG, [0; NARGS]);
     };
+    if opts & retrieve::LONGER != 0 && n + 16 <= req.len() {
+        n += 16;
+    }
+    if opts & retrieve::IMPDEF != 0 && layout.emad_size() == 32 {
+        let at = t.emad_offset(0) + test_protocol::mem::off::EMAD32_IMPDEF;
+        req[at..at + 16].copy_from_slice(&test_protocol::mem::IMPDEF);
+    }
     let (w3, w4, src) = match buffer {
         retrieve::BUF_MAILBOX => {
             to_tx(&req[..n]);
@@ -352,10 +363,26 @@ pub fn send(own: u16, a: &[u64; NARGS]) -> Answer {
         send::LAYOUT_V1_2_EMAD16 => (0, Layout::V1_1_16),
         _ => return (status::BAD_ARG, [0; NARGS]),
     };
+    let f = match (opts & 3, opts & send::SMC32 == 0) {
+        (send::SHARE, true) => func::SHARE_64,
+        (send::SHARE, false) => func::SHARE_32,
+        (send::LEND, true) => func::LEND_64,
+        (send::LEND, false) => func::LEND_32,
+        (send::DONATE, true) => func::DONATE_64,
+        (send::DONATE, false) => func::DONATE_32,
+        _ => return (status::BAD_ARG, [0; NARGS]),
+    };
+    let attributes = match a[3] >> 56 {
+        send::ATTRS_BY_OP => test_protocol::mem::sender_attributes(f, count),
+        send::ATTRS_NORMAL => attr::NORMAL_WB_INNER,
+        send::ATTRS_DEVICE => attr::DEVICE_NGNRE,
+        send::ATTRS_NONE => 0,
+        _ => return (status::BAD_ARG, [0; NARGS]),
+    };
     let t = Transaction {
         layout,
         sender,
-        attributes: attr::NORMAL_WB_INNER,
+        attributes,
         flags: a[3] as u32,
         handle: 0,
         tag: a[1] >> 32,
@@ -367,16 +394,6 @@ pub fn send(own: u16, a: &[u64; NARGS]) -> Answer {
         return (status::BAD_ARG, [0; NARGS]);
     };
     to_tx(&b[..n]);
-    let wide = opts & send::SMC32 == 0;
-    let f = match (opts & 3, wide) {
-        (send::SHARE, true) => func::SHARE_64,
-        (send::SHARE, false) => func::SHARE_32,
-        (send::LEND, true) => func::LEND_64,
-        (send::LEND, false) => func::LEND_32,
-        (send::DONATE, true) => func::DONATE_64,
-        (send::DONATE, false) => func::DONATE_32,
-        _ => return (status::BAD_ARG, [0; NARGS]),
-    };
     let changed = negotiate(version);
     let r = call(f, &[n as u64, n as u64, 0, 0]);
     restore(changed);

@@ -3,10 +3,10 @@
 //! when it is longer than the buffer), reclaiming, and driving the test
 //! partitions' `MEM_*` commands.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use test_protocol::cmd::{self, retrieve as ropt, send as sopt};
-use test_protocol::mem::{Layout, Range, Ranges, Receiver, Transaction, flags, func, perm};
+use test_protocol::mem::{Layout, Range, Ranges, Receiver, Transaction, attr, flags, func, perm};
 use test_protocol::{layout, status};
 
 use crate::ffa::{self, Regs, call};
@@ -199,9 +199,35 @@ pub fn part_to_tx(t: &Transaction<'_>, offset: usize, n: usize) -> usize {
     wrote
 }
 
+/// While set, sends keep the attributes their descriptor was built with.
+static AS_WRITTEN: AtomicBool = AtomicBool::new(false);
+
+/// Runs `body` with its sends' attributes exactly as written (checks of
+/// DEN0140's attribute rule itself); see [`conformed`].
+pub fn as_written<T>(body: impl FnOnce() -> T) -> T {
+    AS_WRITTEN.store(true, Ordering::Relaxed);
+    let r = body();
+    AS_WRITTEN.store(false, Ordering::Relaxed);
+    r
+}
+
+/// `t` as its sender must write it for `f` (DEN0140 §1.10): the checks
+/// build descriptors naming normal write-back memory; a donation or a lend
+/// to one borrower leaves the memory type "not specified"
+/// ([`test_protocol::mem::sender_attributes`]), unless [`as_written`].
+pub fn conformed<'a>(f: u64, t: &Transaction<'a>) -> Transaction<'a> {
+    let mut t = *t;
+    if !AS_WRITTEN.load(Ordering::Relaxed) && t.attributes == attr::NORMAL_WB_INNER {
+        t.attributes = test_protocol::mem::sender_attributes(f, t.receivers.len());
+    }
+    t
+}
+
 /// Sends `t` with `f` from TX, in fragments of whole constituents when it
-/// is longer than TX, stopping after `max_fragments`.
+/// is longer than TX, stopping after `max_fragments`. The attributes
+/// follow DEN0140 for `f` ([`conformed`]).
 pub fn send_upto(f: u64, t: &Transaction<'_>, max_fragments: u32) -> Sent {
+    let t = &conformed(f, t);
     let len = t.len();
     let first = t.fragment_len(0, TX_SIZE);
     part_to_tx(t, 0, first);
@@ -332,6 +358,8 @@ pub struct Ask {
     pub version: u32,
     pub emad_size: u8,
     pub buffer: u64,
+    /// Memory region attributes to ask (0: the partition's default).
+    pub attrs: u16,
 }
 
 impl Ask {
@@ -348,6 +376,7 @@ impl Ask {
             version: 0,
             emad_size: 0,
             buffer: ropt::BUF_MAILBOX,
+            attrs: 0,
         }
     }
 }
@@ -383,7 +412,7 @@ pub fn retrieve(dst: u16, a: &Ask) -> R<Got> {
             a.handle,
             a.tag,
             a.flags as u64 | (a.owner as u64) << 32 | (a.perms as u64) << 48 | a.opts << 56,
-            a.version as u64 | (a.emad_size as u64) << 32 | a.buffer << 40,
+            a.version as u64 | (a.emad_size as u64) << 32 | a.buffer << 40 | (a.attrs as u64) << 48,
         ],
     );
     if r[0] != ffa::MSG_SEND_DIRECT_RESP_64 {
@@ -482,6 +511,8 @@ pub struct Give {
     pub flags: u32,
     pub sender: u16,
     pub layout: u64,
+    /// `send::ATTRS_*`.
+    pub attrs: u64,
 }
 
 impl Give {
@@ -501,6 +532,7 @@ impl Give {
             flags: 0,
             sender: 0,
             layout: sopt::LAYOUT_V1_2,
+            attrs: sopt::ATTRS_BY_OP,
         }
     }
 }
@@ -518,7 +550,7 @@ pub fn sp_send(dst: u16, g: &Give) -> R<(u64, u64, u64)> {
                 | (g.to[2] as u64) << 32
                 | (g.perms as u64) << 48
                 | g.kind << 56,
-            g.flags as u64 | (g.sender as u64) << 32 | g.layout << 48,
+            g.flags as u64 | (g.sender as u64) << 32 | g.layout << 48 | g.attrs << 56,
         ],
     )?;
     Ok((a, h, w3))
