@@ -15,6 +15,8 @@
 //! IPA space the change was made in. Mappings use pages only (no blocks), so
 //! no change ever splits a live block.
 
+use alloc::vec::Vec;
+
 use aarch64_paging::descriptor::{PhysicalAddress, Stage2Attributes as S2};
 use aarch64_paging::idmap::IdTranslation;
 use aarch64_paging::paging::{Constraints, MemoryRegion, Stage2 as Stage2Format};
@@ -226,6 +228,32 @@ impl Stage2 {
                 Ok(())
             });
         found
+    }
+
+    /// Every mapped page of `space`, in IPA order, with its translation: the
+    /// whole table as the hardware would see it (for the contract checks of
+    /// the host tests and the fuzzer, which compare it with the ownership record).
+    pub fn mappings(&self, space: IpaSpace) -> Vec<(Ipa, Translation)> {
+        let mut out = Vec::new();
+        let Ok(all) = region(Ipa(0), IPA_LIMIT) else {
+            return out;
+        };
+        let _ = self
+            .table_ref(space)
+            .walk_range(&all, &mut |mr, desc, _level| {
+                if desc.is_valid() {
+                    let start = mr.start().0 as u64;
+                    let mut ipa = start & !(PAGE_SIZE - 1);
+                    while ipa < mr.end().0 as u64 {
+                        if let Some(t) = self.lookup(space, Ipa(ipa)) {
+                            out.push((Ipa(ipa), t));
+                        }
+                        ipa += PAGE_SIZE;
+                    }
+                }
+                Ok(())
+            });
+        out
     }
 
     /// True if any page of the range is mapped.
