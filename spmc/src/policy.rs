@@ -138,7 +138,8 @@ pub fn parse(node: &FdtNode<'_>) -> Result<Policy, ManifestError> {
                 });
             }
             let first_id = secure_id(ids[0], "templates/instance-ids")?;
-            if first_id as u32 + ids[1] > 0x1_0000 - 1 {
+            // In 64 bits: a count near 2^32 must not wrap into an accepted range.
+            if first_id as u64 + ids[1] as u64 > 0xFFFF {
                 return Err(ManifestError::BadProperty {
                     node: "policy/templates",
                     property: "instance-ids",
