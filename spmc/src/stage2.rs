@@ -109,6 +109,18 @@ fn attributes(kind: Kind) -> S2 {
     a
 }
 
+/// What a valid page descriptor with `flags` grants, mapping to `pa`.
+fn translation(flags: S2, pa: Pa) -> Translation {
+    let ap = flags & S2::S2AP_ACCESS_RW;
+    Translation {
+        pa,
+        read: ap.contains(S2::S2AP_ACCESS_RO),
+        write: ap.contains(S2::S2AP_ACCESS_WO),
+        exec: !flags.contains(S2::XN),
+        device: flags & S2::MEMATTR_NORMAL_OUTER_WB == S2::empty(),
+    }
+}
+
 fn region(ipa: Ipa, len: u64) -> Result<MemoryRegion, S2Error> {
     let end = ipa
         .0
@@ -213,17 +225,12 @@ impl Stage2 {
             .table_ref(space)
             .walk_range(&r, &mut |mr, desc, _level| {
                 if desc.is_valid() {
-                    let flags = desc.flags();
                     let base = desc.output_address().0 as u64;
                     let off = page - mr.start().0 as u64;
-                    let ap = flags & S2::S2AP_ACCESS_RW;
-                    found = Some(Translation {
-                        pa: Pa(base + off + (ipa.0 & (PAGE_SIZE - 1))),
-                        read: ap.contains(S2::S2AP_ACCESS_RO),
-                        write: ap.contains(S2::S2AP_ACCESS_WO),
-                        exec: !flags.contains(S2::XN),
-                        device: flags & S2::MEMATTR_NORMAL_OUTER_WB == S2::empty(),
-                    });
+                    found = Some(translation(
+                        desc.flags(),
+                        Pa(base + off + (ipa.0 & (PAGE_SIZE - 1))),
+                    ));
                 }
                 Ok(())
             });
@@ -242,12 +249,14 @@ impl Stage2 {
             .table_ref(space)
             .walk_range(&all, &mut |mr, desc, _level| {
                 if desc.is_valid() {
-                    let start = mr.start().0 as u64;
-                    let mut ipa = start & !(PAGE_SIZE - 1);
-                    while ipa < mr.end().0 as u64 {
-                        if let Some(t) = self.lookup(space, Ipa(ipa)) {
-                            out.push((Ipa(ipa), t));
-                        }
+                    // Pages only (no block mappings), but a block would be
+                    // reported page by page.
+                    let (start, end) = (mr.start().0 as u64, mr.end().0 as u64);
+                    let base = desc.output_address().0 as u64;
+                    let mut ipa = start;
+                    while ipa < end {
+                        let pa = Pa(base + (ipa - start));
+                        out.push((Ipa(ipa), translation(desc.flags(), pa)));
                         ipa += PAGE_SIZE;
                     }
                 }

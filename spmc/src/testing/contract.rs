@@ -193,13 +193,16 @@ pub fn dirty_free_page(s: &Spmc<FakePlatform>, mut which: impl FnMut(Pa) -> bool
     let r = pool.range();
     let mut pa = r.base;
     while pa < r.base + r.size {
-        if pool.is_free(Pa(pa)) && which(Pa(pa)) && page_bytes(s, pa).iter().any(|b| *b != 0) {
+        if pool.is_free(Pa(pa)) && which(Pa(pa)) && page_bytes(s, pa) != ZERO_PAGE {
             return Some(Pa(pa));
         }
         pa += PAGE_SIZE;
     }
     None
 }
+
+/// A page of zeros to compare with (one `memcmp`, not a loop per byte).
+static ZERO_PAGE: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
 
 fn page_bytes(s: &Spmc<FakePlatform>, pa: u64) -> &[u8] {
     let o = (pa - SECURE_BASE) as usize;
