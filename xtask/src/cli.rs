@@ -15,10 +15,16 @@ Commands:
            again); with --harness the normal-world test harness instead
            (quit QEMU with Ctrl-a x; both power off by themselves)
   test     Host unit tests, rustfmt, clippy (host and aarch64), firmware and
-           TF-A builds, then the end-to-end stages in QEMU: `e2e` (our
+           TF-A builds, a one-minute run of the fuzz targets, then the
+           end-to-end stages in QEMU: `e2e` (our
            normal-world harness), `vtee` (VMs under the reference
            hypervisor and their virtual TEEs) and `linux` (Debian's Linux
            7.2 with the FF-A driver and tpm_crb_ffa, over TF-A and the SPMC)
+  fuzz     Run the libFuzzer targets (descriptor parsers, manifest
+           parsers, the whole dispatcher over the fake platform) with
+           `cargo fuzz`; prints `fuzz: <target>: N executions ...` per
+           target and `fuzz: N passed, M failed`. Installs cargo-fuzz and
+           g++ if missing. See docs/fuzzing.md
   bench    Release build, then the benchmarks in QEMU under -icount shift=0
            (one instruction per virtual nanosecond): prints
            `bench: <name>: <value> <unit>` lines. Never fails on a figure.
@@ -31,7 +37,11 @@ Options:
                      (attach: gdb-multiarch -ex 'target remote :1234')
   --log <LEVEL>      SPMC log level: error, warn, info (default), debug, trace
   --timeout <SECS>   Time limit of each QEMU stage in `test` (default 300)
-  --skip-host        `test`: skip host tests, rustfmt and clippy
+  --skip-host        `test`: skip host tests, rustfmt, clippy and the fuzz run
+  --skip-fuzz        `test`: skip the fuzz run
+  --time <SECS>      `fuzz`: seconds in all, split evenly across the targets
+                     (default 60; `test` always fuzzes for 60)
+  --target <NAME>    `fuzz`: only this target (parsers, manifests, dispatcher)
   --linux            `test`: run the `linux` stage ({linux_default});
                      `setup`: also fetch its Debian packages
   --skip-linux       `test`: do not run the `linux` stage
@@ -63,6 +73,7 @@ pub enum Command {
     Run,
     Test,
     Bench,
+    Fuzz,
     Help,
 }
 
@@ -81,6 +92,12 @@ pub struct Options {
     pub linux: bool,
     /// `run`: boot the test harness instead of the demo.
     pub harness: bool,
+    /// `test`: skip the fuzz run.
+    pub skip_fuzz: bool,
+    /// `fuzz`: seconds in all.
+    pub fuzz_secs: u64,
+    /// `fuzz`: only this target.
+    pub fuzz_target: Option<String>,
 }
 
 pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -91,6 +108,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> 
         Some("run") => Command::Run,
         Some("test") => Command::Test,
         Some("bench") => Command::Bench,
+        Some("fuzz") => Command::Fuzz,
         Some(other) => return Err(format!("unknown command `{other}`")),
     };
     let mut o = Options {
@@ -104,6 +122,9 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> 
         no_install: false,
         linux: LINUX_STAGE_BY_DEFAULT,
         harness: false,
+        skip_fuzz: false,
+        fuzz_secs: crate::fuzz::TEST_SECONDS,
+        fuzz_target: None,
     };
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -115,6 +136,15 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> 
             "--linux" => o.linux = true,
             "--skip-linux" => o.linux = false,
             "--harness" => o.harness = true,
+            "--skip-fuzz" => o.skip_fuzz = true,
+            "--time" => {
+                o.fuzz_secs = value("--time")?
+                    .parse()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| "--time takes a number of seconds above 0".to_string())?;
+            }
+            "--target" => o.fuzz_target = Some(value("--target")?),
             "--smp" => {
                 o.smp = value("--smp")?
                     .parse()
@@ -174,6 +204,19 @@ mod tests {
         assert!(!p("run").unwrap().harness);
         assert!(p("run --harness").unwrap().harness);
         assert!(help().contains("--harness"));
+    }
+
+    #[test]
+    fn fuzz_options() {
+        let o = p("fuzz --time 3600 --target dispatcher").unwrap();
+        assert_eq!(o.command, Command::Fuzz);
+        assert_eq!(o.fuzz_secs, 3600);
+        assert_eq!(o.fuzz_target.as_deref(), Some("dispatcher"));
+        assert_eq!(p("fuzz").unwrap().fuzz_secs, crate::fuzz::TEST_SECONDS);
+        assert!(p("test --skip-fuzz").unwrap().skip_fuzz);
+        assert!(p("fuzz --time 0").is_err());
+        assert!(p("fuzz --time soon").is_err());
+        assert!(help().contains("--time") && help().contains("--target"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::build::{self, FIRMWARE_PACKAGES};
 use crate::cli::Options;
+use crate::fuzz;
 use crate::linux;
 use crate::qemu::{self, StageResult, StageSpec};
 use crate::setup::{self, Env};
@@ -19,6 +20,11 @@ pub fn run(opts: &Options) -> Result<()> {
     let env = setup::ensure(opts)?;
     if !opts.skip_host {
         host_checks(&env)?;
+        if !opts.skip_fuzz {
+            let t = sh::Timer::start("fuzz step");
+            fuzz::run(opts, fuzz::TEST_SECONDS, None)?;
+            t.done();
+        }
     }
     target_clippy(&env, opts)?;
     let fw = build::all(&env, opts)?;
