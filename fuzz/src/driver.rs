@@ -147,6 +147,12 @@ impl Driver {
             self.drop_records();
             self.check(&before);
         }
+        trace(|| {
+            format!(
+                "end: {} steps, SPMC heap held {} bytes, peak {}",
+                self.steps, self.meter.held, self.meter.peak
+            )
+        });
         if let Some(pa) = contract::dirty_free_page(&self.s, |_| true) {
             panic!("free pool page {:#x} is not zero at the end", pa.0);
         }
