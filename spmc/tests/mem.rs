@@ -1376,3 +1376,53 @@ fn the_contract_check_sees_each_kind_of_break() {
     assert_eq!(contract::dirty_free_page(&s, |_| true), Some(last));
     assert_eq!(contract::dirty_free_page(&s, |pa| pa != last), None);
 }
+
+/// The buffer rule's check is not vacuous either: an RX buffer over a page
+/// its partition lent away, or over a page it only borrowed, is reported.
+#[test]
+fn the_buffer_check_sees_a_buffer_over_memory_that_changed_hands() {
+    use spmc::testing::contract;
+    let mut s = world();
+    assert_eq!(contract::check_buffers(&s), Ok(()));
+    let d = D::send(SP1, &[(SP2, perm::RW)], &[(SP_LEND_IPA, 1)]);
+    let b = d.bytes();
+    sp_write_tx(&mut s, SP1, &b);
+    let x = sp(
+        &mut s,
+        SP1,
+        &[
+            func::MEM_LEND_64 as u64,
+            b.len() as u64,
+            b.len() as u64,
+            0,
+            0,
+        ],
+    );
+    assert_eq!(x[0] as u32, func::SUCCESS_32);
+    let h = x[2] | x[3] << 32;
+    assert_eq!(contract::check_buffers(&s), Ok(()));
+    let pa = s.mem().transactions[0].runs[0].pa;
+
+    // SP1's RX moved (behind the SPMC's back) onto the page it lent.
+    let sp1 = slot(&s, SP1);
+    let saved = s.partitions()[sp1].buffers.unwrap();
+    s.partitions_mut_for_tests()[sp1]
+        .buffers
+        .as_mut()
+        .unwrap()
+        .rx = Pa(pa);
+    let e = contract::check_buffers(&s).unwrap_err();
+    assert!(e.contains("0x8001"), "{e}");
+    s.partitions_mut_for_tests()[sp1].buffers = Some(saved);
+
+    // SP2 retrieves it; its RX moved onto the borrowed page.
+    assert!(retrieve(&mut s, SP2, &D::retrieve(SP1, h, SP2, perm::RW)).is_ok());
+    let sp2 = slot(&s, SP2);
+    s.partitions_mut_for_tests()[sp2]
+        .buffers
+        .as_mut()
+        .unwrap()
+        .rx = Pa(pa);
+    let e = contract::check_buffers(&s).unwrap_err();
+    assert!(e.contains("0x8002"), "{e}");
+}

@@ -219,3 +219,55 @@ pub fn free_map(s: &Spmc<FakePlatform>) -> Vec<bool> {
         .map(|i| pool.is_free(Pa(r.base + i * PAGE_SIZE)))
         .collect()
 }
+
+/// The buffer rule (design §4, issue 9 item 1): a page backing a live RX/TX
+/// buffer belongs to the buffer's endpoint alone while the buffer is mapped.
+/// For a partition, each buffer page is one it maps writable from its own
+/// allocations (not lent, shared or donated away, nor borrowed); for a
+/// normal-world endpoint (IDs below 64), no buffer page is in a transaction.
+pub fn check_buffers(s: &Spmc<FakePlatform>) -> Result<(), String> {
+    let mem = s.mem();
+    let in_transaction = |secure: bool, pa: u64| {
+        mem.transactions
+            .iter()
+            .any(|t| t.secure == secure && t.runs.iter().any(|r| pa >= r.pa && pa < r.pa + r.len()))
+            || mem
+                .donated
+                .iter()
+                .any(|d| d.secure == secure && pa >= d.pa && pa < d.pa + d.pages * PAGE_SIZE)
+    };
+    let pages = |b: &crate::partition::Buffers| {
+        let (n, tx, rx) = (b.size.div_ceil(PAGE_SIZE), b.tx.0, b.rx.0);
+        (0..n).flat_map(move |i| [tx + i * PAGE_SIZE, rx + i * PAGE_SIZE])
+    };
+    for p in s.partitions() {
+        if p.state == PartitionState::Free {
+            continue;
+        }
+        let Some(b) = &p.buffers else { continue };
+        for pa in pages(b) {
+            let own = p
+                .memory
+                .iter()
+                .any(|(_, a)| pa >= a.base.0 && pa < a.base.0 + a.len());
+            if !own || in_transaction(true, pa) {
+                return Err(format!(
+                    "{:#06x}'s RX/TX page {pa:#x} is not its own alone (own allocation: {own})",
+                    p.id()
+                ));
+            }
+        }
+    }
+    for id in 0..64 {
+        if let Some(b) = s.normal_world(id).and_then(|e| e.buffers.as_ref()) {
+            for pa in pages(b) {
+                if in_transaction(false, pa) {
+                    return Err(format!(
+                        "normal-world endpoint {id}'s RX/TX page {pa:#x} is in a transaction"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
