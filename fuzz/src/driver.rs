@@ -300,9 +300,11 @@ impl Driver {
         };
         self.meter.leave();
         self.cores[core].regs = regs;
-        // What the partition was told (a handle from its send).
-        let x = self.s.vcpu_context_mut(v).x;
-        trace(|| format!("core {core} {v:?} {call:x?} -> {:x?} {next:?}", &x[..4]));
+        // What the partition was told (a handle from its send). A partition
+        // can be gone by now: an instance that fails its initialisation is
+        // destroyed, vCPUs and all.
+        let x = self.regs_of(v);
+        trace(|| format!("core {core} {v:?} {call:x?} -> {x:x?} {next:?}"));
         if x[0] as u32 == func::SUCCESS_32 {
             self.note_handle(x[2] & 0xFFFF_FFFF | (x[3] & 0xFFFF_FFFF) << 32);
         }
@@ -488,11 +490,21 @@ impl Driver {
         if nwd { None } else { self.cores[core].running }
     }
 
+    /// x0-x7 of vCPU `v` (zero if its partition is gone).
+    fn regs_of(&mut self, v: VcpuRef) -> [u64; 8] {
+        let mut out = [0u64; 8];
+        let p = &self.s.partitions()[v.slot as usize];
+        if (v.index as usize) < p.vcpus.len() {
+            out.copy_from_slice(&self.s.vcpu_context_mut(v).x[..8]);
+        }
+        out
+    }
+
     /// x0-x7 of the last answer to partition `who`, or to the normal world on `core`.
     fn answer(&mut self, core: usize, who: Option<VcpuRef>) -> [u64; 8] {
         let mut out = [0u64; 8];
         match who {
-            Some(v) => out.copy_from_slice(&self.s.vcpu_context_mut(v).x[..8]),
+            Some(v) => out = self.regs_of(v),
             None => out.copy_from_slice(&self.cores[core].regs.0[..8]),
         }
         out
