@@ -127,6 +127,11 @@ impl Pool {
         self.free_pages += a.pages;
     }
 
+    /// True if the page holding `pa` lies in the pool and is not handed out.
+    pub fn is_free(&self, pa: Pa) -> bool {
+        self.contains(pa) && !self.used[((pa.0 - self.base.0) / PAGE_SIZE) as usize]
+    }
+
     /// True if `pa` lies in the pool.
     pub fn contains(&self, pa: Pa) -> bool {
         pa.0 >= self.base.0 && pa.0 < self.base.0 + self.total_pages() * PAGE_SIZE

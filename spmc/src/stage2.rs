@@ -15,6 +15,8 @@
 //! IPA space the change was made in. Mappings use pages only (no blocks), so
 //! no change ever splits a live block.
 
+use alloc::vec::Vec;
+
 use aarch64_paging::descriptor::{PhysicalAddress, Stage2Attributes as S2};
 use aarch64_paging::idmap::IdTranslation;
 use aarch64_paging::paging::{Constraints, MemoryRegion, Stage2 as Stage2Format};
@@ -105,6 +107,18 @@ fn attributes(kind: Kind) -> S2 {
         a |= S2::XN;
     }
     a
+}
+
+/// What a valid page descriptor with `flags` grants, mapping to `pa`.
+fn translation(flags: S2, pa: Pa) -> Translation {
+    let ap = flags & S2::S2AP_ACCESS_RW;
+    Translation {
+        pa,
+        read: ap.contains(S2::S2AP_ACCESS_RO),
+        write: ap.contains(S2::S2AP_ACCESS_WO),
+        exec: !flags.contains(S2::XN),
+        device: flags & S2::MEMATTR_NORMAL_OUTER_WB == S2::empty(),
+    }
 }
 
 fn region(ipa: Ipa, len: u64) -> Result<MemoryRegion, S2Error> {
@@ -211,38 +225,39 @@ impl Stage2 {
             .table_ref(space)
             .walk_range(&r, &mut |mr, desc, _level| {
                 if desc.is_valid() {
-                    let flags = desc.flags();
                     let base = desc.output_address().0 as u64;
                     let off = page - mr.start().0 as u64;
-                    let ap = flags & S2::S2AP_ACCESS_RW;
-                    found = Some(Translation {
-                        pa: Pa(base + off + (ipa.0 & (PAGE_SIZE - 1))),
-                        read: ap.contains(S2::S2AP_ACCESS_RO),
-                        write: ap.contains(S2::S2AP_ACCESS_WO),
-                        exec: !flags.contains(S2::XN),
-                        device: flags & S2::MEMATTR_NORMAL_OUTER_WB == S2::empty(),
-                    });
+                    found = Some(translation(
+                        desc.flags(),
+                        Pa(base + off + (ipa.0 & (PAGE_SIZE - 1))),
+                    ));
                 }
                 Ok(())
             });
         found
     }
 
-    /// Every mapped page of `space` as (IPA, translation), in IPA order, read
-    /// back from the tables themselves (not from any record of what was
-    /// mapped): what tests walk to check isolation.
-    pub fn mapped_pages(&self, space: IpaSpace) -> alloc::vec::Vec<(Ipa, Translation)> {
-        let mut out = alloc::vec::Vec::new();
-        let all = MemoryRegion::new(0, IPA_LIMIT as usize);
+    /// Every mapped page of `space`, in IPA order, with its translation: the
+    /// whole table as the hardware would see it (for the contract checks of
+    /// the host tests and the fuzzer, which compare it with the ownership record).
+    pub fn mappings(&self, space: IpaSpace) -> Vec<(Ipa, Translation)> {
+        let mut out = Vec::new();
+        let Ok(all) = region(Ipa(0), IPA_LIMIT) else {
+            return out;
+        };
         let _ = self
             .table_ref(space)
             .walk_range(&all, &mut |mr, desc, _level| {
                 if desc.is_valid() {
+                    // Pages only (no block mappings), but a block would be
+                    // reported page by page.
                     let (start, end) = (mr.start().0 as u64, mr.end().0 as u64);
-                    for ipa in (start..end).step_by(PAGE_SIZE as usize) {
-                        if let Some(t) = self.lookup(space, Ipa(ipa)) {
-                            out.push((Ipa(ipa), t));
-                        }
+                    let base = desc.output_address().0 as u64;
+                    let mut ipa = start;
+                    while ipa < end {
+                        let pa = Pa(base + (ipa - start));
+                        out.push((Ipa(ipa), translation(desc.flags(), pa)));
+                        ipa += PAGE_SIZE;
                     }
                 }
                 Ok(())

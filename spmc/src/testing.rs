@@ -5,6 +5,8 @@
 //! Also small helpers to play a partition: put an FF-A call in a vCPU's
 //! registers and report it as an exit, as the arch layer would.
 
+pub mod contract;
+
 use alloc::vec;
 use alloc::vec::Vec;
 

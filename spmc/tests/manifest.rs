@@ -353,3 +353,31 @@ fn device_regions_over_secure_memory_are_refused() {
         "a real device is mapped"
     );
 }
+/// Found by the `manifests` fuzz target: an instance count near 2^32 made
+/// `first_id + count` overflow (a panic with overflow checks, a wrapped and
+/// accepted range without). It is refused like any range past 0xFFFF.
+#[test]
+fn instance_count_that_overflows_is_refused() {
+    let text = std::fs::read_to_string(repo_root().join("tf-a-integration/qemu/spmc_manifest.dts"))
+        .unwrap();
+    assert!(text.contains("instance-ids = <0x8100 64>"));
+    for count in ["0xffffff00", "0xffffffff", "0xff00"] {
+        let path = std::env::temp_dir().join(format!("spmc-instance-count-{count}.dts"));
+        std::fs::write(
+            &path,
+            text.replace(
+                "instance-ids = <0x8100 64>",
+                &format!("instance-ids = <0x8100 {count}>"),
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            manifest::parse(&dtb(&path)),
+            Err(ManifestError::BadProperty {
+                node: "policy/templates",
+                property: "instance-ids"
+            }),
+            "count {count}"
+        );
+    }
+}

@@ -1334,85 +1334,11 @@ fn op_func(op: u8) -> u32 {
     [func::MEM_SHARE_64, func::MEM_LEND_64, func::MEM_DONATE_64][op as usize % 3]
 }
 
-/// The contract after every step: every mapping matches the ownership record.
+/// The contract after every step: the tables equal the ownership record
+/// (`spmc::testing::contract`, shared with the fuzzer).
 fn check(s: &Spmc<FakePlatform>) {
-    use std::collections::HashMap;
-    // Who may write each page, from the tables.
-    let mut writers: HashMap<(bool, u64), Vec<u16>> = HashMap::new();
-    for p in s.partitions() {
-        for (ipa, a) in &p.memory {
-            for i in 0..a.pages {
-                if let Some(t) = p
-                    .stage2
-                    .lookup(IpaSpace::Secure, Ipa(ipa.0 + i * PAGE_SIZE))
-                    && t.write
-                {
-                    writers.entry((true, t.pa.0)).or_default().push(p.id());
-                }
-            }
-        }
-    }
-    for t in &s.mem().transactions {
-        let space = if t.secure {
-            IpaSpace::Secure
-        } else {
-            IpaSpace::NonSecure
-        };
-        for b in &t.borrowers {
-            let slot = s.slot_of(b.id).unwrap() as usize;
-            let p = &s.partitions()[slot];
-            for r in &t.runs {
-                for i in 0..r.pages {
-                    let pa = r.pa + i * PAGE_SIZE;
-                    let m = p.stage2.lookup(space, Ipa(pa));
-                    match b.state {
-                        BorrowerState::Retrieved => {
-                            let m = m.expect("a retrieved borrower has the memory mapped");
-                            assert_eq!(m.pa.0, pa);
-                            assert_eq!(m.write, b.granted.write, "mapping matches the grant");
-                            if m.write && t.secure {
-                                writers.entry((true, pa)).or_default().push(b.id);
-                            }
-                        }
-                        _ => assert!(m.is_none(), "{:#x} maps {pa:#x} it does not hold", b.id),
-                    }
-                }
-            }
-        }
-        // A partition owner has no access to what it lent or donated.
-        if let Owner::Partition(id) = t.owner {
-            let p = &s.partitions()[s.slot_of(id).unwrap() as usize];
-            for r in &t.runs {
-                let m = p.stage2.lookup(IpaSpace::Secure, Ipa(r.owner_ipa));
-                assert_eq!(
-                    m.is_some(),
-                    t.op == Op::Share,
-                    "owner access for {:?}",
-                    t.op
-                );
-            }
-        }
-    }
-    // No secure page writable by two endpoints unless it is shared.
-    for ((_, pa), who) in writers {
-        if who.len() > 1 {
-            let shared = s.mem().transactions.iter().any(|t| {
-                t.op == Op::Share
-                    && t.secure
-                    && t.runs.iter().any(|r| pa >= r.pa && pa < r.pa + r.len())
-            });
-            assert!(shared, "page {pa:#x} writable by {who:x?} without a share");
-        }
-    }
-    // Donated memory is mapped for its new owner.
-    for d in &s.mem().donated {
-        let p = &s.partitions()[s.slot_of(d.owner).unwrap() as usize];
-        let space = if d.secure {
-            IpaSpace::Secure
-        } else {
-            IpaSpace::NonSecure
-        };
-        assert!(p.stage2.lookup(space, Ipa(d.pa)).is_some());
+    if let Err(e) = spmc::testing::contract::check(s) {
+        panic!("contract broken: {e}");
     }
 }
 
@@ -1840,4 +1766,139 @@ fn read_only_memory_is_never_sent_read_write() {
     let rc = [func::MEM_RECLAIM as u64, h & 0xFFFF_FFFF, h >> 32, 0];
     assert_eq!(sp(&mut s, SP2, &rc)[0] as u32, func::SUCCESS_32);
     assert!(lookup(&s, SP2, IpaSpace::Secure, RO_IPA).is_some_and(|t| t.read && !t.write));
+}
+
+/// The contract check is not vacuous: a mapping the record does not give, a
+/// mapping the record gives but the tables lack, a lent page left mapped in
+/// its owner, and a free pool page that is not zero are each reported.
+#[test]
+fn the_contract_check_sees_each_kind_of_break() {
+    use spmc::sp_manifest::Access;
+    use spmc::stage2::Kind;
+    use spmc::testing::contract;
+    let s0 = world();
+    assert_eq!(contract::check(&s0), Ok(()));
+    assert_eq!(contract::dirty_free_page(&s0, |_| true), None);
+
+    // SP2 maps a page of SP1's memory.
+    let mut s = world();
+    let sp1_pa = s.partitions()[slot(&s, SP1)].memory[0].1.base;
+    let sp2 = slot(&s, SP2);
+    s.partitions_mut_for_tests()[sp2]
+        .stage2
+        .map(
+            IpaSpace::Secure,
+            Ipa(0x3000_0000),
+            sp1_pa,
+            PAGE_SIZE,
+            Kind::Memory(Access::RW),
+        )
+        .unwrap();
+    let e = contract::check(&s).unwrap_err();
+    assert!(e.contains("does not give"), "{e}");
+
+    // SP1 loses a page of its own memory.
+    let mut s = world();
+    let sp1 = slot(&s, SP1);
+    let ipa = s.partitions()[sp1].memory[0].0;
+    let p = &mut s.partitions_mut_for_tests()[sp1];
+    let mut fake = FakePlatform::default();
+    p.stage2
+        .unmap(IpaSpace::Secure, ipa, PAGE_SIZE, &mut fake)
+        .unwrap();
+    let e = contract::check(&s).unwrap_err();
+    assert!(e.contains("lacks"), "{e}");
+
+    // SP1 lends a page to SP2, then the page is mapped back into SP1 behind
+    // the SPMC's back.
+    let mut s = world();
+    let d = D::send(SP1, &[(SP2, perm::RW)], &[(SP_LEND_IPA, 1)]);
+    let b = d.bytes();
+    sp_write_tx(&mut s, SP1, &b);
+    let x = sp(
+        &mut s,
+        SP1,
+        &[
+            func::MEM_LEND_64 as u64,
+            b.len() as u64,
+            b.len() as u64,
+            0,
+            0,
+        ],
+    );
+    assert_eq!(x[0] as u32, func::SUCCESS_32);
+    assert_eq!(contract::check(&s), Ok(()));
+    let pa = s.mem().transactions[0].runs[0].pa;
+    let sp1 = slot(&s, SP1);
+    s.partitions_mut_for_tests()[sp1]
+        .stage2
+        .map(
+            IpaSpace::Secure,
+            Ipa(SP_LEND_IPA),
+            Pa(pa),
+            PAGE_SIZE,
+            Kind::Memory(Access::RW),
+        )
+        .unwrap();
+    let e = contract::check(&s).unwrap_err();
+    assert!(e.contains("does not give"), "{e}");
+
+    // A free page of the pool with data in it.
+    let mut s = world();
+    let pool = s.pool().unwrap().range();
+    let last = Pa(pool.base + pool.size - PAGE_SIZE);
+    assert!(s.pool().unwrap().is_free(last));
+    s.platform_mut().secure_write(Pa(last.0 + 8), &[1]);
+    assert_eq!(contract::dirty_free_page(&s, |_| true), Some(last));
+    assert_eq!(contract::dirty_free_page(&s, |pa| pa != last), None);
+}
+
+/// The buffer rule's check is not vacuous either: an RX buffer over a page
+/// its partition lent away, or over a page it only borrowed, is reported.
+#[test]
+fn the_buffer_check_sees_a_buffer_over_memory_that_changed_hands() {
+    use spmc::testing::contract;
+    let mut s = world();
+    assert_eq!(contract::check_buffers(&s), Ok(()));
+    let d = D::send(SP1, &[(SP2, perm::RW)], &[(SP_LEND_IPA, 1)]);
+    let b = d.bytes();
+    sp_write_tx(&mut s, SP1, &b);
+    let x = sp(
+        &mut s,
+        SP1,
+        &[
+            func::MEM_LEND_64 as u64,
+            b.len() as u64,
+            b.len() as u64,
+            0,
+            0,
+        ],
+    );
+    assert_eq!(x[0] as u32, func::SUCCESS_32);
+    let h = x[2] | x[3] << 32;
+    assert_eq!(contract::check_buffers(&s), Ok(()));
+    let pa = s.mem().transactions[0].runs[0].pa;
+
+    // SP1's RX moved (behind the SPMC's back) onto the page it lent.
+    let sp1 = slot(&s, SP1);
+    let saved = s.partitions()[sp1].buffers.unwrap();
+    s.partitions_mut_for_tests()[sp1]
+        .buffers
+        .as_mut()
+        .unwrap()
+        .rx = Pa(pa);
+    let e = contract::check_buffers(&s).unwrap_err();
+    assert!(e.contains("0x8001"), "{e}");
+    s.partitions_mut_for_tests()[sp1].buffers = Some(saved);
+
+    // SP2 retrieves it; its RX moved onto the borrowed page.
+    assert!(retrieve(&mut s, SP2, &D::retrieve(SP1, h, SP2, perm::RW)).is_ok());
+    let sp2 = slot(&s, SP2);
+    s.partitions_mut_for_tests()[sp2]
+        .buffers
+        .as_mut()
+        .unwrap()
+        .rx = Pa(pa);
+    let e = contract::check_buffers(&s).unwrap_err();
+    assert!(e.contains("0x8002"), "{e}");
 }

@@ -772,7 +772,7 @@ fn walked_stage2_tables_map_no_page_of_another_partition() {
         instances += 1;
         let mut mapped = HashSet::new();
         for space in [IpaSpace::Secure, IpaSpace::NonSecure] {
-            for (ipa, t) in p.stage2.mapped_pages(space) {
+            for (ipa, t) in p.stage2.mappings(space) {
                 let page = t.pa.0 & !(PAGE_SIZE - 1);
                 let who = owner.get(&page).copied();
                 assert_eq!(

@@ -15,12 +15,18 @@ Commands:
            again); with --harness the normal-world test harness instead
            (quit QEMU with Ctrl-a x; both power off by themselves)
   test     Host unit tests, rustfmt, clippy (host and aarch64), firmware and
-           TF-A builds, then the end-to-end stages in QEMU: `e2e` (our
+           TF-A builds, a one-minute run of the fuzz targets, then the
+           end-to-end stages in QEMU: `e2e` (our
            normal-world harness), `vtee` (VMs under the reference
            hypervisor and their virtual TEEs), `hostile` (malformed calls
            from the normal world and from a partition, with interrupts in
            the middle) and `linux` (Debian's Linux 7.2 with the FF-A
            driver and tpm_crb_ffa, over TF-A and the SPMC)
+  fuzz     Run the libFuzzer targets (descriptor parsers, manifest
+           parsers, the whole dispatcher over the fake platform) with
+           `cargo fuzz`; prints `fuzz: <target>: N executions ...` per
+           target and `fuzz: N passed, M failed`. Installs cargo-fuzz and
+           g++ if missing. See docs/fuzzing.md
   bench    Release build, then the benchmarks in QEMU under -icount shift=0
            (one instruction per virtual nanosecond): prints
            `bench: <name>: <value> <unit>` lines. Never fails on a figure.
@@ -33,7 +39,11 @@ Options:
                      (attach: gdb-multiarch -ex 'target remote :1234')
   --log <LEVEL>      SPMC log level: error, warn, info (default), debug, trace
   --timeout <SECS>   Time limit of each QEMU stage in `test` (default 300)
-  --skip-host        `test`: skip host tests, rustfmt and clippy
+  --skip-host        `test`: skip host tests, rustfmt, clippy and the fuzz run
+  --skip-fuzz        `test`: skip the fuzz run
+  --time <SECS>      `fuzz`: seconds in all, split evenly across the targets
+                     (default 60; `test` always fuzzes for 60)
+  --target <NAME>    `fuzz`: only this target (parsers, manifests, dispatcher)
   --linux            `test`: run the `linux` stage ({linux_default});
                      `setup`: also fetch its Debian packages
   --skip-linux       `test`: do not run the `linux` stage
@@ -74,6 +84,7 @@ pub enum Command {
     Run,
     Test,
     Bench,
+    Fuzz,
     Help,
 }
 
@@ -96,6 +107,12 @@ pub struct Options {
     pub verbose: bool,
     /// `test`: run only this QEMU stage.
     pub stage: Option<String>,
+    /// `test`: skip the fuzz run.
+    pub skip_fuzz: bool,
+    /// `fuzz`: seconds in all.
+    pub fuzz_secs: u64,
+    /// `fuzz`: only this target.
+    pub fuzz_target: Option<String>,
 }
 
 pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -106,6 +123,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> 
         Some("run") => Command::Run,
         Some("test") => Command::Test,
         Some("bench") => Command::Bench,
+        Some("fuzz") => Command::Fuzz,
         Some(other) => return Err(format!("unknown command `{other}`")),
     };
     let mut o = Options {
@@ -121,6 +139,9 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> 
         harness: false,
         verbose: false,
         stage: None,
+        skip_fuzz: false,
+        fuzz_secs: crate::fuzz::TEST_SECONDS,
+        fuzz_target: None,
     };
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -143,6 +164,15 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> 
                 }
                 o.stage = Some(s);
             }
+            "--skip-fuzz" => o.skip_fuzz = true,
+            "--time" => {
+                o.fuzz_secs = value("--time")?
+                    .parse()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| "--time takes a number of seconds above 0".to_string())?;
+            }
+            "--target" => o.fuzz_target = Some(value("--target")?),
             "--smp" => {
                 o.smp = value("--smp")?
                     .parse()
@@ -221,6 +251,19 @@ mod tests {
         assert!(p("test --stage nope").is_err());
         assert!(p("test --stage").is_err());
         assert!(help().contains("--stage"));
+    }
+
+    #[test]
+    fn fuzz_options() {
+        let o = p("fuzz --time 3600 --target dispatcher").unwrap();
+        assert_eq!(o.command, Command::Fuzz);
+        assert_eq!(o.fuzz_secs, 3600);
+        assert_eq!(o.fuzz_target.as_deref(), Some("dispatcher"));
+        assert_eq!(p("fuzz").unwrap().fuzz_secs, crate::fuzz::TEST_SECONDS);
+        assert!(p("test --skip-fuzz").unwrap().skip_fuzz);
+        assert!(p("fuzz --time 0").is_err());
+        assert!(p("fuzz --time soon").is_err());
+        assert!(help().contains("--time") && help().contains("--target"));
     }
 
     #[test]

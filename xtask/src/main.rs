@@ -7,6 +7,7 @@ mod bench;
 mod build;
 mod cli;
 mod cpio;
+mod fuzz;
 mod hostile;
 mod kmod;
 mod linux;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         cli::Command::Setup => setup::ensure(&opts).and_then(|_| {
+            fuzz::ensure_tools(&opts)?;
             if opts.linux {
                 linux::ensure(&opts)?;
             }
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         }
         cli::Command::Test => test::run(&opts),
         cli::Command::Bench => bench::run(&opts),
+        cli::Command::Fuzz => fuzz::run(&opts, opts.fuzz_secs, opts.fuzz_target.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,10 @@
 //! - The aarch64 cross GCC and `dtc` (TF-A's build), QEMU (the bookworm-backports
 //!   10.x build when available; 7.2 works too).
 //! - TF-A 2.12.1 source from Debian trixie through `apt-get source`.
+//! - For the fuzz targets (`cargo xtask fuzz`, and the fuzz step of `test`):
+//!   `g++` (libFuzzer's C++ source) and `cargo-fuzz`, which
+//!   [`crate::fuzz::ensure_tools`] installs with `cargo install` into the
+//!   user's cargo home.
 //!
 //! Extra suites (bookworm-backports, trixie deb-src) are added on the mirror the
 //! machine already uses; no host name is written here.
@@ -65,7 +69,8 @@ const DEBIAN_RUST: &[&str] = &[
 /// cross compiler, `dtc`, OpenSSL's headers for `fiptool`, Python for
 /// `sptool`, a host C compiler for the tools), `apt-get source` (`dpkg-dev`)
 /// and its fallback unpacking (`xz-utils`, `patch`) need. Listed whether or not
-/// a Debian 12 machine usually has them: a new machine need not.
+/// a Debian 12 machine usually has them: a new machine need not. `g++` is
+/// for the fuzz step (libfuzzer-sys compiles libFuzzer's C++ source).
 const BUILD_PACKAGES: &[&str] = &[
     "gcc-aarch64-linux-gnu",
     "binutils-aarch64-linux-gnu",
@@ -78,6 +83,7 @@ const BUILD_PACKAGES: &[&str] = &[
     "xz-utils",
     "patch",
     "python3",
+    "g++",
 ];
 
 /// The work directory.

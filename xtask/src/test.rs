@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::build::{self, FIRMWARE_PACKAGES};
 use crate::cli::Options;
+use crate::fuzz;
 use crate::hostile;
 use crate::linux;
 use crate::qemu::{self, StageResult, StageSpec};
@@ -21,7 +22,13 @@ pub fn run(opts: &Options) -> Result<()> {
     let host = if opts.skip_host {
         None
     } else {
-        Some(host_checks(&env)?)
+        let counts = host_checks(&env)?;
+        if !opts.skip_fuzz {
+            let t = sh::Timer::start("fuzz step");
+            fuzz::run(opts, fuzz::TEST_SECONDS, None)?;
+            t.done();
+        }
+        Some(counts)
     };
     target_clippy(&env, opts)?;
     let fw = build::all(&env, opts)?;
