@@ -44,10 +44,13 @@ fuzz_target!(|data: &[u8]| {
                     handle: d.handle,
                     tag: d.tag,
                     receiver: d.receivers[0],
-                    ranges: &d.ranges,
                 };
-                let bytes = desc::encode_response(&r, layout, emad);
-                let back = desc::parse(&bytes, layout, Purpose::Send)
+                // The encoder allocates (fallibly): a full heap is NO_MEMORY.
+                let Ok(bytes) = desc::encode_response(&r, d.ranges.iter().copied(), layout, emad)
+                else {
+                    continue;
+                };
+                let back = desc::parse(&bytes.to_vec(), layout, Purpose::Send)
                     .expect("the SPMC's own response parses");
                 assert_eq!(back.ranges, d.ranges);
                 assert_eq!(back.sender, d.sender);
