@@ -1000,14 +1000,16 @@ impl<P: Platform> Spmc<P> {
                             .lookup(IpaSpace::Secure, Ipa(ipa))
                             .filter(|t| !t.device && t.read)
                             .ok_or(FfaError::Denied)?;
-                        // Its memory regions, not its image (nor the boot
-                        // information after it): a partition never gives its code away.
-                        let own = p.memory.iter().any(|(ipa, a)| {
-                            *ipa != p.config.load_ipa && a.contains(t.pa, PAGE_SIZE)
-                        }) || self
-                            .mem
-                            .donation_at(true, t.pa.0)
-                            .is_some_and(|d| d.owner == me);
+                        // Its memory (regions and the rest of mem-size), not
+                        // what was loaded: a partition never gives its code away.
+                        let code = p.config.load_ipa.0
+                            ..p.config.load_ipa.0.saturating_add(p.code_len.into());
+                        let own = !code.contains(&ipa)
+                            && p.memory.iter().any(|(_, a)| a.contains(t.pa, PAGE_SIZE))
+                            || self
+                                .mem
+                                .donation_at(true, t.pa.0)
+                                .is_some_and(|d| d.owner == me);
                         if !own {
                             return Err(FfaError::Denied);
                         }

@@ -2,7 +2,10 @@
 //! manifest (tf-a-integration/qemu/partitions/*.dts) and that runs the
 //! commands of `test_protocol` for the normal-world harness.
 //!
-//! It starts at its first byte (IPA 0x1000_0000) with the MMU off. The
+//! It starts at its first byte with the MMU off: IPA 0x1000_0000 as
+//! `test-sp` (sp.ld, the image alone at load-address), 0x1000_4000 as
+//! `test-sp-pkg` (sp-pkg.ld, sp2: the image 0x4000 into an sptool package
+//! that runs in place, with mem-size and no RAM region). The
 //! baremetal entry code sets the stack, zeroes .bss, turns the stage-1 MMU on
 //! with the identity map `BAREMETAL_L1` below (VA = IPA) and calls
 //! [`baremetal_main`] with x0-x4 as they were at entry: x0 = boot information
