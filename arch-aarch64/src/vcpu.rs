@@ -398,6 +398,9 @@ fn fp_of(c: *mut Context) -> *mut FpRegs {
 const EC_FP: u64 = 0x07;
 /// CPTR_EL2.TFP.
 const CPTR_TFP: u64 = 1 << 10;
+/// ESR_EL2 classes of a stage-2 data and instruction abort from a lower EL.
+const EC_DABT_LOWER: u64 = spmc::vcpu::ec::DABT_LOWER;
+const EC_IABT_LOWER: u64 = spmc::vcpu::ec::IABT_LOWER;
 
 #[inline(always)]
 #[cfg_attr(spmc_hot, optimize(speed))]
@@ -470,7 +473,7 @@ pub unsafe fn run(ctx: &mut Context) {
         unsafe { crate::stage2::load(s2.0, s2.1) };
         st.stage2 = s2;
     }
-    loop {
+    let vector = loop {
         // SAFETY: the caller owns `ctx`; the vector code saves the vCPU's
         // registers into it and returns here with the host's registers.
         let vector = unsafe { spmc_vcpu_enter(ptr) };
@@ -483,7 +486,18 @@ pub unsafe fn run(ctx: &mut Context) {
             st.fp = Owner::Vcpu(ptr);
             continue;
         }
-        break;
+        break vector;
+    };
+    let class = (ctx.exit.esr >> 26) & 0x3f;
+    if vector == 0 && (class == EC_DABT_LOWER || class == EC_IABT_LOWER) {
+        // A stage-2 abort: the core may inject it at the vCPU's EL1
+        // (spmc::vcpu::injection), reading VBAR_EL1 and writing ESR, FAR,
+        // ELR and SPSR_EL1 in the context. Put the live EL1 state there now
+        // (rare: faults only) and let the next `run` load it back.
+        // SAFETY: the caller owns `ctx`; `nwd_el1` is this core's save area,
+        // which holds the normal world's EL1 state while a vCPU owns it.
+        unsafe { spmc_el1_switch(el1_of(ptr), &st.nwd_el1) };
+        st.el1 = Owner::NormalWorld;
     }
     if let Some(pmr) = queued {
         restore_priority_mask(pmr);

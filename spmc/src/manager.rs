@@ -30,7 +30,7 @@ use crate::platform::Platform;
 use crate::pool::{Allocation, Pool};
 use crate::sp_manifest::{self, Access, PACKAGE_HEADER_SIZE, PartitionConfig, SpError};
 use crate::stage2::{Kind, Stage2};
-use crate::vcpu::{Context, Exit, RunReason, VcpuRef, VcpuState};
+use crate::vcpu::{Context, Exit, Fault, RunReason, VcpuRef, VcpuState, injection};
 
 /// What the platform layer does next.
 #[derive(Debug)]
@@ -414,6 +414,7 @@ impl<P: Platform> Spmc<P> {
                 Vcpu {
                     state: VcpuState::Off,
                     ctx,
+                    faults: Default::default(),
                 }
             })
             .collect();
@@ -772,10 +773,12 @@ impl<P: Platform> Spmc<P> {
         // often the response to a direct request.
         let p = &mut self.partitions[v.slot as usize];
         if p.state != PartitionState::Aborted {
-            let ctx = &mut p.vcpus[v.index as usize].ctx;
-            if ctx.exit.vector == 0 && ctx.exit.esr >> 26 == crate::vcpu::ec::SMC64 {
+            let vcpu = &mut p.vcpus[v.index as usize];
+            if vcpu.ctx.exit.vector == 0 && vcpu.ctx.exit.esr >> 26 == crate::vcpu::ec::SMC64 {
                 // A trapped SMC returns to the instruction after it.
-                ctx.pc += 4;
+                vcpu.ctx.pc += 4;
+                // Faults injected before an FF-A call were handled.
+                vcpu.faults.count = 0;
                 return self.call_exit(v, regs);
             }
         }
@@ -821,15 +824,30 @@ impl<P: Platform> Spmc<P> {
                     // A trapped SMC returns to the instruction after it.
                     ctx.pc += 4;
                 }
+                p.vcpus[v.index as usize].faults.count = 0;
                 self.call_exit(v, regs)
             }
             Exit::Interrupt => self.preempt_for_interrupt(v, regs),
             Exit::Fault(fault) => {
+                let vcpu = self.vcpu(v);
+                let pc = vcpu.ctx.pc;
+                // A stage-2 abort goes to the partition first (Hafnium's
+                // choice; docs/architecture.md "Faults").
+                let why = match fault {
+                    Fault::DataAbort { .. } | Fault::InstructionAbort { .. } => {
+                        match injection::inject(&mut vcpu.ctx, &mut vcpu.faults) {
+                            Ok(()) => {
+                                debug!("vCPU {v:?}: {fault:x?} at pc {pc:#x} injected at EL1");
+                                return self.run(v);
+                            }
+                            Err(refusal) => Some(refusal),
+                        }
+                    }
+                    _ => None,
+                };
                 let id = self.partitions[v.slot as usize].id();
-                warn!(
-                    "partition {id:#06x} aborted: {fault:x?} at pc {:#x}",
-                    self.vcpu(v).ctx.pc
-                );
+                // Once per partition: it is aborted.
+                warn!("partition {id:#06x} aborted: {fault:x?} at pc {pc:#x} ({why:?})");
                 self.abort(v, regs)
             }
         }

@@ -18,8 +18,8 @@
 //! response of the same width (a REQ_64 ECHO straight from the loop, for the
 //! benchmarks); FFA_RUN takes one pending indirect message
 //! from RX; anything else goes back to FFA_MSG_WAIT. There are no exception
-//! vectors: any exception (a fault, UNDEF) ends at the SPMC, which aborts the
-//! partition. A panic logs its message and ends the same way (`udf`), so a
+//! vectors (VBAR_EL1 is 0) but during FAULT (`fault`): any exception (a
+//! fault, UNDEF) ends at the SPMC, which aborts the partition. A panic logs its message and ends the same way (`udf`), so a
 //! caller never waits on a dead partition.
 //!
 //! Choices where the protocol leaves room:
@@ -57,6 +57,7 @@
 
 mod bootinfo;
 mod commands;
+mod fault;
 mod ffa;
 mod mem;
 
@@ -100,6 +101,7 @@ extern "C" fn baremetal_main(x0: u64, _x1: u64, _x2: u64, _x3: u64, x4: u64) -> 
     let sp = unsafe { &mut *state };
     sp.boot_x0 = x0;
     sp.boot_info_ok = bootinfo::has_manifest(x0);
+    sp.boot_manifest = bootinfo::manifest_address(x0);
     sp.vcpu = x4;
     boot(sp);
     enable_fp();
