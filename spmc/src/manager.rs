@@ -995,9 +995,6 @@ fn uses_upper_registers(f: u32) -> bool {
     f == func::PARTITION_INFO_GET_REGS_64
 }
 
-/// The FF-A boot information blob (DEN0077 v1.2 §5.4.1, Tables 5.8 and 5.9):
-/// a header and one descriptor pointing at the partition manifest, which
-/// follows the blob at `BOOT_INFO_HEADER`.
 /// Where things lie in a partition's main allocation (mapped at `load_ipa`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct MainLayout {
@@ -1050,8 +1047,9 @@ impl MainLayout {
     }
 }
 
-/// The boot information blob (§5.4.1) with one descriptor: the partition
-/// manifest (an FDT) at IPA `manifest_ipa`.
+/// The FF-A boot information blob (DEN0077 v1.2 §5.4.1, Tables 5.8 and 5.9):
+/// a header and one descriptor pointing at the partition manifest, at IPA
+/// `manifest_ipa` (behind the blob, or inside a package run in place).
 fn boot_info_blob(manifest_ipa: u64, manifest_len: u32) -> [u8; BOOT_INFO_HEADER as usize] {
     let mut b = [0u8; BOOT_INFO_HEADER as usize];
     b[0..4].copy_from_slice(&0x0FFAu32.to_le_bytes()); // signature
