@@ -398,9 +398,6 @@ fn fp_of(c: *mut Context) -> *mut FpRegs {
 const EC_FP: u64 = 0x07;
 /// CPTR_EL2.TFP.
 const CPTR_TFP: u64 = 1 << 10;
-/// ESR_EL2 classes of a stage-2 data and instruction abort from a lower EL.
-const EC_DABT_LOWER: u64 = spmc::vcpu::ec::DABT_LOWER;
-const EC_IABT_LOWER: u64 = spmc::vcpu::ec::IABT_LOWER;
 
 #[inline(always)]
 #[cfg_attr(spmc_hot, optimize(speed))]
@@ -473,7 +470,7 @@ pub unsafe fn run(ctx: &mut Context) {
         unsafe { crate::stage2::load(s2.0, s2.1) };
         st.stage2 = s2;
     }
-    let vector = loop {
+    loop {
         // SAFETY: the caller owns `ctx`; the vector code saves the vCPU's
         // registers into it and returns here with the host's registers.
         let vector = unsafe { spmc_vcpu_enter(ptr) };
@@ -486,18 +483,7 @@ pub unsafe fn run(ctx: &mut Context) {
             st.fp = Owner::Vcpu(ptr);
             continue;
         }
-        break vector;
-    };
-    let class = (ctx.exit.esr >> 26) & 0x3f;
-    if vector == 0 && (class == EC_DABT_LOWER || class == EC_IABT_LOWER) {
-        // A stage-2 abort: the core may inject it at the vCPU's EL1
-        // (spmc::vcpu::injection), reading VBAR_EL1 and writing ESR, FAR,
-        // ELR and SPSR_EL1 in the context. Put the live EL1 state there now
-        // (rare: faults only) and let the next `run` load it back.
-        // SAFETY: the caller owns `ctx`; `nwd_el1` is this core's save area,
-        // which holds the normal world's EL1 state while a vCPU owns it.
-        unsafe { spmc_el1_switch(el1_of(ptr), &st.nwd_el1) };
-        st.el1 = Owner::NormalWorld;
+        break;
     }
     if let Some(pmr) = queued {
         restore_priority_mask(pmr);
@@ -541,6 +527,28 @@ fn restore_priority_mask(pmr: u64) {
     unsafe {
         core::arch::asm!("msr S3_0_C4_C6_0, {}", "isb", in(reg) pmr, options(nomem, nostack, preserves_flags))
     };
+}
+
+/// Puts the EL1 system registers of the vCPU that last ran on this core
+/// into its context and the normal world's back into the hardware, so that
+/// the core layer may read and change them there (it injects a stage-2
+/// abort at the vCPU's EL1 that way); the next [`run`] of that vCPU loads
+/// them back. Does nothing if the hardware holds the normal world's already.
+/// Cold: called on fault exits only, never on the message path.
+#[cold]
+#[inline(never)]
+pub fn park_el1() {
+    // SAFETY: `run` and `return_to_normal_world` never nest, and neither
+    // runs during this call.
+    let st = unsafe { this_cpu() };
+    if let Owner::Vcpu(c) = st.el1 {
+        // SAFETY: the vCPU's context is still owned by this core's chain
+        // (module invariant; the core layer calls this on that vCPU's exit,
+        // holding no reference into the context across the call); the
+        // save area belongs to this core.
+        unsafe { spmc_el1_switch(el1_of(c), &st.nwd_el1) };
+        st.el1 = Owner::NormalWorld;
+    }
 }
 
 /// Puts the normal world's EL1 and FP/SIMD state back into the hardware

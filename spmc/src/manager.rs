@@ -414,7 +414,6 @@ impl<P: Platform> Spmc<P> {
                 Vcpu {
                     state: VcpuState::Off,
                     ctx,
-                    faults: Default::default(),
                 }
             })
             .collect();
@@ -773,12 +772,12 @@ impl<P: Platform> Spmc<P> {
         // often the response to a direct request.
         let p = &mut self.partitions[v.slot as usize];
         if p.state != PartitionState::Aborted {
-            let vcpu = &mut p.vcpus[v.index as usize];
-            if vcpu.ctx.exit.vector == 0 && vcpu.ctx.exit.esr >> 26 == crate::vcpu::ec::SMC64 {
+            let ctx = &mut p.vcpus[v.index as usize].ctx;
+            if ctx.exit.vector == 0 && ctx.exit.esr >> 26 == crate::vcpu::ec::SMC64 {
                 // A trapped SMC returns to the instruction after it.
-                vcpu.ctx.pc += 4;
+                ctx.pc += 4;
                 // Faults injected before an FF-A call were handled.
-                vcpu.faults.count = 0;
+                ctx.injected_faults = 0;
                 return self.call_exit(v, regs);
             }
         }
@@ -824,18 +823,20 @@ impl<P: Platform> Spmc<P> {
                     // A trapped SMC returns to the instruction after it.
                     ctx.pc += 4;
                 }
-                p.vcpus[v.index as usize].faults.count = 0;
+                ctx.injected_faults = 0;
                 self.call_exit(v, regs)
             }
             Exit::Interrupt => self.preempt_for_interrupt(v, regs),
             Exit::Fault(fault) => {
+                // Injection reads and writes the vCPU's EL1 registers.
+                self.platform.vcpu_el1_to_context();
                 let vcpu = self.vcpu(v);
                 let pc = vcpu.ctx.pc;
                 // A stage-2 abort goes to the partition first (Hafnium's
                 // choice; docs/architecture.md "Faults").
                 let why = match fault {
                     Fault::DataAbort { .. } | Fault::InstructionAbort { .. } => {
-                        match injection::inject(&mut vcpu.ctx, &mut vcpu.faults) {
+                        match injection::inject(&mut vcpu.ctx) {
                             Ok(()) => {
                                 debug!("vCPU {v:?}: {fault:x?} at pc {pc:#x} injected at EL1");
                                 return self.run(v);

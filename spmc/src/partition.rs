@@ -33,8 +33,6 @@ pub struct Vcpu {
     /// Its registers. Boxed so the address the arch layer runs it from never
     /// moves, even when the partition table grows.
     pub ctx: Box<Context>,
-    /// Stage-2 aborts injected since its last FF-A call.
-    pub faults: crate::vcpu::FaultRecord,
 }
 
 /// Who owns an RX buffer (FF-A v1.2 §7.2.2.4 "buffer states").

@@ -108,6 +108,9 @@ pub struct Context {
     /// Preempting instead would leave the core nothing to do but re-enter
     /// the initialisation with the level interrupt still pending, for ever.
     pub ns_interrupts_queued: bool,
+    /// Stage-2 aborts injected at its EL1 since its last FF-A call
+    /// ([`injection`]; reset where the call's exit is handled).
+    pub injected_faults: u8,
 }
 
 impl Context {
@@ -298,13 +301,6 @@ pub enum Fault {
     },
 }
 
-/// Faults injected into a vCPU since its last FF-A call (see [`injection`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FaultRecord {
-    /// How many.
-    pub count: u8,
-}
-
 /// Injecting a stage-2 abort into the partition's own EL1 (as Hafnium does),
 /// so that a partition with exception vectors handles its own faults.
 ///
@@ -320,7 +316,7 @@ pub struct FaultRecord {
 /// The partition is aborted instead when it cannot take the exception:
 /// [`Refusal`] names the cases.
 pub mod injection {
-    use super::{Context, FaultRecord, SPSR_EL1H_MASKED, ec};
+    use super::{Context, SPSR_EL1H_MASKED, ec};
 
     /// Faults injected with no FF-A call between: one more aborts.
     pub const MAX_REPEATED: u8 = 8;
@@ -345,9 +341,9 @@ pub mod injection {
 
     /// Injects the stage-2 abort described by `ctx.exit` (class
     /// `ec::DABT_LOWER` or `ec::IABT_LOWER`) into `ctx`'s EL1, or says why not.
-    /// `ctx.el1` must hold the vCPU's live EL1 registers (the arch layer
-    /// saves them on every fault exit).
-    pub fn inject(ctx: &mut Context, record: &mut FaultRecord) -> Result<(), Refusal> {
+    /// `ctx.el1` must hold the vCPU's live EL1 registers
+    /// (`Platform::vcpu_el1_to_context`).
+    pub fn inject(ctx: &mut Context) -> Result<(), Refusal> {
         let vbar = ctx.el1.vbar;
         let pc = ctx.pc;
         if vbar == 0 {
@@ -358,10 +354,10 @@ pub mod injection {
         }
         // ELR_EL1 still names the instruction whose fault was injected last:
         // the handler returned to it (or has not returned at all).
-        if record.count > 0 && ctx.el1.elr == pc {
+        if ctx.injected_faults > 0 && ctx.el1.elr == pc {
             return Err(Refusal::Repeated);
         }
-        if record.count >= MAX_REPEATED {
+        if ctx.injected_faults >= MAX_REPEATED {
             return Err(Refusal::TooMany);
         }
         let pstate = ctx.pstate;
@@ -385,7 +381,7 @@ pub mod injection {
         ctx.el1.spsr = pstate;
         ctx.pstate = SPSR_EL1H_MASKED;
         ctx.pc = vbar + offset;
-        record.count += 1;
+        ctx.injected_faults += 1;
         Ok(())
     }
 }

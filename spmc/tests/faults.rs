@@ -47,6 +47,11 @@ fn a_data_abort_is_injected_at_the_partitions_el1() {
         s.partitions()[v.slot as usize].state,
         PartitionState::Running
     );
+    assert_eq!(
+        s.platform().el1_syncs,
+        1,
+        "EL1 registers fetched into the context"
+    );
     // The handler answers the request: the normal world gets it.
     let next = sp_call(
         &mut s,
