@@ -1013,8 +1013,10 @@ impl MainLayout {
     ///
     /// The memory spans the image and `mem-size` (FF-A manifest binding:
     /// the partition's memory, `.bss` and stack included, needs no region of
-    /// its own). Boot information for a package run in place goes where the
-    /// package header was (offset 0, as Hafnium writes it) and points at the
+    /// its own). Boot information for a package run in place goes into the
+    /// package's space before the manifest (where its header was, offset 0:
+    /// sptool's v2 layout leaves that room for it and Hafnium writes it
+    /// into the package too, to keep it out of the image) and points at the
     /// manifest inside the package; for an image alone it goes after the
     /// whole of `mem-size`, never over the image's `.bss`, with a copy of
     /// the manifest behind it.

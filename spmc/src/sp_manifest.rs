@@ -211,8 +211,9 @@ pub struct PartitionConfig {
     pub entry_offset: u64,
     /// `mem-size`: bytes the partition's memory at `load_ipa` spans (the
     /// image's `.bss` and stack among them), mapped even where the image is
-    /// shorter. FF-A manifest binding 1.0 (DEN0077 v1.2 §3.2, partition
-    /// properties); 0 when absent: just the image.
+    /// shorter. FF-A manifest binding 1.0 (TF-A's
+    /// `docs/components/ffa-manifest-binding.rst`, "Partition Properties");
+    /// 0 when absent: just the image.
     pub mem_size: u64,
     /// Set by the loader, not the manifest: the package runs in place (it is
     /// copied whole to `load_ipa`, as Hafnium maps it) and the manifest lies
