@@ -529,6 +529,28 @@ fn restore_priority_mask(pmr: u64) {
     };
 }
 
+/// Puts the EL1 system registers of the vCPU that last ran on this core
+/// into its context and the normal world's back into the hardware, so that
+/// the core layer may read and change them there (it injects a stage-2
+/// abort at the vCPU's EL1 that way); the next [`run`] of that vCPU loads
+/// them back. Does nothing if the hardware holds the normal world's already.
+/// Cold: called on fault exits only, never on the message path.
+#[cold]
+#[inline(never)]
+pub fn park_el1() {
+    // SAFETY: `run` and `return_to_normal_world` never nest, and neither
+    // runs during this call.
+    let st = unsafe { this_cpu() };
+    if let Owner::Vcpu(c) = st.el1 {
+        // SAFETY: the vCPU's context is still owned by this core's chain
+        // (module invariant; the core layer calls this on that vCPU's exit,
+        // holding no reference into the context across the call); the
+        // save area belongs to this core.
+        unsafe { spmc_el1_switch(el1_of(c), &st.nwd_el1) };
+        st.el1 = Owner::NormalWorld;
+    }
+}
+
 /// Puts the normal world's EL1 and FP/SIMD state back into the hardware
 /// (saving the last vCPU's), before the core returns to the normal world.
 #[inline(always)]

@@ -203,4 +203,8 @@ impl Platform for Qemu {
     fn invalidate_stage2(&mut self, vmid: u16, space: IpaSpace, ipa: Ipa, len: u64) {
         arch_aarch64::stage2::invalidate(vmid, space, ipa.0, len);
     }
+
+    fn vcpu_el1_to_context(&mut self) {
+        arch_aarch64::vcpu::park_el1();
+    }
 }

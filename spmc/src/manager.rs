@@ -30,7 +30,7 @@ use crate::platform::Platform;
 use crate::pool::{Allocation, Pool};
 use crate::sp_manifest::{self, Access, PACKAGE_HEADER_SIZE, PartitionConfig, SpError};
 use crate::stage2::{Kind, Stage2};
-use crate::vcpu::{Context, Exit, RunReason, VcpuRef, VcpuState};
+use crate::vcpu::{Context, Exit, Fault, RunReason, VcpuRef, VcpuState, injection};
 
 /// What the platform layer does next.
 #[derive(Debug)]
@@ -294,17 +294,28 @@ impl<P: Platform> Spmc<P> {
         self.platform
             .read(Pa(package.0 + header.pm_offset as u64), &mut manifest)
             .map_err(|_| SpError::BadPackageLayout)?;
-        let config = sp_manifest::parse_manifest(&manifest, name)?;
-        let image = Pa(package.0 + header.img_offset as u64);
+        let mut config = sp_manifest::parse_manifest(&manifest, name)?;
+        // Run in place (the whole package at `load-address`, the entry
+        // offset into it, as Hafnium does) or the image alone: see
+        // `PackageHeader::runs_in_place`.
+        let (image, image_len) = if header.runs_in_place(config.entry_offset) {
+            config.in_package = Some(header.pm_offset);
+            (package, header.extent())
+        } else {
+            (
+                Pa(package.0 + header.img_offset as u64),
+                header.img_size as u64,
+            )
+        };
         if let Some(t) = self.config.policy.template_of(config.id) {
             return self
-                .add_template(t, config, image, header.img_size as u64, manifest)
+                .add_template(t, config, image, image_len, manifest)
                 .map(Loaded::Template);
         }
         self.create_partition(
             config,
             image,
-            header.img_size as u64,
+            image_len,
             &manifest,
             crate::policy::Kind::Static,
             None,
@@ -336,16 +347,8 @@ impl<P: Platform> Spmc<P> {
         if !self.platform.heap_available(HEAP_PER_PARTITION) {
             return Err(SpError::OutOfMemory);
         }
-        let image_bytes = round_up_pages(image_len)
-            .filter(|l| *l > 0)
-            .ok_or(SpError::BadImage)?;
-        let boot_info_bytes = match config.boot_info_reg {
-            Some(_) => {
-                round_up_pages(BOOT_INFO_HEADER + manifest.len() as u64).ok_or(SpError::BadImage)?
-            }
-            None => 0,
-        };
-        let main_len = image_bytes + boot_info_bytes;
+        let layout = MainLayout::of(&config, image_len, manifest.len()).ok_or(SpError::BadImage)?;
+        let main_len = layout.len;
         // The image (and boot information) and each memory region must not overlap.
         let mut spans: Vec<(u64, u64, &str)> = alloc::vec![(config.load_ipa.0, main_len, "image")];
         for r in &config.memory {
@@ -381,7 +384,7 @@ impl<P: Platform> Spmc<P> {
             image,
             image_len,
             manifest,
-            main_len,
+            &layout,
             &mut memory,
             &mut stage2,
         );
@@ -404,8 +407,8 @@ impl<P: Platform> Spmc<P> {
         let vcpus = (0..config.vcpu_count)
             .map(|i| {
                 let mut ctx = Box::new(Context::new(entry, stage2.vsttbr(), stage2.vttbr()));
-                if let Some(reg) = config.boot_info_reg {
-                    ctx.x[reg as usize] = config.load_ipa.0 + image_bytes;
+                if let (Some(reg), Some(at)) = (config.boot_info_reg, layout.boot_info) {
+                    ctx.x[reg as usize] = config.load_ipa.0 + at;
                 }
                 ctx.x[4] = i as u64;
                 Vcpu {
@@ -432,6 +435,7 @@ impl<P: Platform> Spmc<P> {
             vcpus,
             stage2,
             memory,
+            code_len: round_up_pages(image_len).map_or(u32::MAX, |l| l.min(u32::MAX as u64) as u32),
             version,
             buffers: None,
             console: alloc::string::String::new(),
@@ -455,38 +459,42 @@ impl<P: Platform> Spmc<P> {
         image: Pa,
         image_len: u64,
         manifest: &[u8],
-        main_len: u64,
+        layout: &MainLayout,
         memory: &mut Vec<(Ipa, Allocation)>,
         stage2: &mut Stage2,
     ) -> Result<(), SpError> {
         let pool = self.pool.as_mut().ok_or(SpError::OutOfMemory)?;
-        // The image and boot information: one allocation, mapped RWX (the
-        // partition's own stage 1 enforces W^X inside it).
+        // The image (or the whole package), the rest of `mem-size` and the
+        // boot information: one allocation, zeroed by the pool, mapped RWX
+        // (the partition's own stage 1 enforces W^X inside it).
         let main = pool
-            .alloc(main_len / PAGE_SIZE)
+            .alloc(layout.len / PAGE_SIZE)
             .ok_or(SpError::OutOfMemory)?;
         let main_pa = main.base;
         memory.push((config.load_ipa, main));
         self.platform
             .copy(main_pa, image, image_len)
             .map_err(|_| SpError::BadImage)?;
-        if config.boot_info_reg.is_some() {
-            let bi = Pa(main_pa.0 + round_up_pages(image_len).unwrap_or(0));
-            let bi_ipa = config.load_ipa.0 + round_up_pages(image_len).unwrap_or(0);
-            let blob = boot_info_blob(bi_ipa, manifest.len() as u32);
+        if let Some(at) = layout.boot_info {
+            let blob = boot_info_blob(
+                config.load_ipa.0 + layout.manifest_at,
+                manifest.len() as u32,
+            );
             self.platform
-                .write(bi, &blob)
+                .write(Pa(main_pa.0 + at), &blob)
                 .map_err(|_| SpError::BadImage)?;
-            self.platform
-                .write(Pa(bi.0 + BOOT_INFO_HEADER), manifest)
-                .map_err(|_| SpError::BadImage)?;
+            if config.in_package.is_none() {
+                self.platform
+                    .write(Pa(main_pa.0 + layout.manifest_at), manifest)
+                    .map_err(|_| SpError::BadImage)?;
+            }
         }
         stage2
             .map(
                 IpaSpace::Secure,
                 config.load_ipa,
                 main_pa,
-                main_len,
+                layout.len,
                 Kind::Memory(Access::RWX),
             )
             .map_err(|_| SpError::Stage2)?;
@@ -768,6 +776,8 @@ impl<P: Platform> Spmc<P> {
             if ctx.exit.vector == 0 && ctx.exit.esr >> 26 == crate::vcpu::ec::SMC64 {
                 // A trapped SMC returns to the instruction after it.
                 ctx.pc += 4;
+                // Faults injected before an FF-A call were handled.
+                ctx.injected_faults = 0;
                 return self.call_exit(v, regs);
             }
         }
@@ -813,15 +823,32 @@ impl<P: Platform> Spmc<P> {
                     // A trapped SMC returns to the instruction after it.
                     ctx.pc += 4;
                 }
+                ctx.injected_faults = 0;
                 self.call_exit(v, regs)
             }
             Exit::Interrupt => self.preempt_for_interrupt(v, regs),
             Exit::Fault(fault) => {
+                // Injection reads and writes the vCPU's EL1 registers.
+                self.platform.vcpu_el1_to_context();
+                let vcpu = self.vcpu(v);
+                let pc = vcpu.ctx.pc;
+                // A stage-2 abort goes to the partition first (Hafnium's
+                // choice; docs/architecture.md "Faults").
+                let why = match fault {
+                    Fault::DataAbort { .. } | Fault::InstructionAbort { .. } => {
+                        match injection::inject(&mut vcpu.ctx) {
+                            Ok(()) => {
+                                debug!("vCPU {v:?}: {fault:x?} at pc {pc:#x} injected at EL1");
+                                return self.run(v);
+                            }
+                            Err(refusal) => Some(refusal),
+                        }
+                    }
+                    _ => None,
+                };
                 let id = self.partitions[v.slot as usize].id();
-                warn!(
-                    "partition {id:#06x} aborted: {fault:x?} at pc {:#x}",
-                    self.vcpu(v).ctx.pc
-                );
+                // Once per partition: it is aborted.
+                warn!("partition {id:#06x} aborted: {fault:x?} at pc {pc:#x} ({why:?})");
                 self.abort(v, regs)
             }
         }
@@ -969,10 +996,64 @@ fn uses_upper_registers(f: u32) -> bool {
     f == func::PARTITION_INFO_GET_REGS_64
 }
 
+/// Where things lie in a partition's main allocation (mapped at `load_ipa`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MainLayout {
+    /// Bytes in all (whole pages).
+    pub len: u64,
+    /// Offset of the boot information blob (§5.4), if the manifest asks for it.
+    pub boot_info: Option<u64>,
+    /// Offset of the partition manifest the boot information points at.
+    pub manifest_at: u64,
+}
+
+impl MainLayout {
+    /// The layout for `config` with `image_len` bytes of image (or of the
+    /// whole package, when it runs in place) and a `manifest_len`-byte manifest.
+    ///
+    /// The memory spans the image and `mem-size` (FF-A manifest binding:
+    /// the partition's memory, `.bss` and stack included, needs no region of
+    /// its own). Boot information for a package run in place goes into the
+    /// package's space before the manifest (where its header was, offset 0:
+    /// sptool's v2 layout leaves that room for it and Hafnium writes it
+    /// into the package too, to keep it out of the image) and points at the
+    /// manifest inside the package; for an image alone it goes after the
+    /// whole of `mem-size`, never over the image's `.bss`, with a copy of
+    /// the manifest behind it.
+    pub(crate) fn of(
+        config: &PartitionConfig,
+        image_len: u64,
+        manifest_len: usize,
+    ) -> Option<Self> {
+        let image = round_up_pages(image_len).filter(|l| *l > 0)?;
+        let mem = image.max(round_up_pages(config.mem_size)?);
+        let wants = config.boot_info_reg.is_some();
+        match config.in_package {
+            // The blob must fit between the header's start and the manifest.
+            Some(pm) if !wants || pm as u64 >= BOOT_INFO_HEADER => Some(Self {
+                len: mem,
+                boot_info: wants.then_some(0),
+                manifest_at: pm as u64,
+            }),
+            Some(_) => None,
+            None if wants => Some(Self {
+                len: mem.checked_add(round_up_pages(BOOT_INFO_HEADER + manifest_len as u64)?)?,
+                boot_info: Some(mem),
+                manifest_at: mem + BOOT_INFO_HEADER,
+            }),
+            None => Some(Self {
+                len: mem,
+                boot_info: None,
+                manifest_at: 0,
+            }),
+        }
+    }
+}
+
 /// The FF-A boot information blob (DEN0077 v1.2 §5.4.1, Tables 5.8 and 5.9):
-/// a header and one descriptor pointing at the partition manifest, which
-/// follows the blob at `BOOT_INFO_HEADER`.
-fn boot_info_blob(ipa: u64, manifest_len: u32) -> [u8; BOOT_INFO_HEADER as usize] {
+/// a header and one descriptor pointing at the partition manifest, at IPA
+/// `manifest_ipa` (behind the blob, or inside a package run in place).
+fn boot_info_blob(manifest_ipa: u64, manifest_len: u32) -> [u8; BOOT_INFO_HEADER as usize] {
     let mut b = [0u8; BOOT_INFO_HEADER as usize];
     b[0..4].copy_from_slice(&0x0FFAu32.to_le_bytes()); // signature
     b[4..8].copy_from_slice(&Version::V1_2.bits().to_le_bytes()); // version
@@ -986,6 +1067,6 @@ fn boot_info_blob(ipa: u64, manifest_len: u32) -> [u8; BOOT_INFO_HEADER as usize
     b[48] = 0; // standard type 0: flattened device tree
     b[50..52].copy_from_slice(&0u16.to_le_bytes());
     b[52..56].copy_from_slice(&manifest_len.to_le_bytes());
-    b[56..64].copy_from_slice(&(ipa + BOOT_INFO_HEADER).to_le_bytes());
+    b[56..64].copy_from_slice(&manifest_ipa.to_le_bytes());
     b
 }

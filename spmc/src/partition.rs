@@ -76,6 +76,10 @@ pub struct Partition {
     pub stage2: Stage2,
     /// The memory backing it and where it sees each piece.
     pub memory: Vec<(Ipa, Allocation)>,
+    /// Bytes from `config.load_ipa` that hold what was loaded (the image, or
+    /// the whole package run in place): its code, which it may not lend,
+    /// share or donate. The rest of `mem-size` is its own RAM.
+    pub code_len: u32,
     /// Version it negotiated (its manifest's until it calls FFA_VERSION).
     pub version: Version,
     /// RX/TX buffers, once mapped.

@@ -55,4 +55,10 @@ pub trait Platform {
     /// `[ipa, ipa + len)` in `space`, and the combined stage-1 entries that
     /// may cache them, on every core; returns when done.
     fn invalidate_stage2(&mut self, vmid: u16, space: IpaSpace, ipa: Ipa, len: u64);
+
+    /// Puts the EL1 system registers of the vCPU whose exit is being
+    /// handled on this core into its [`crate::vcpu::Context`] (the hardware
+    /// may hold them lazily), so the core can read and change them there;
+    /// the next run of that vCPU loads them back. Called on fault exits only.
+    fn vcpu_el1_to_context(&mut self);
 }

@@ -203,10 +203,22 @@ pub struct PartitionConfig {
     pub id: PartitionId,
     /// Execution contexts.
     pub vcpu_count: u16,
-    /// IPA of the image (and base of the entry offset).
+    /// IPA of the partition's memory: where the package runs in place, or
+    /// where the image alone is put (see [`PartitionConfig::in_package`]).
     pub load_ipa: Ipa,
-    /// Entry point offset into the image.
+    /// Entry point offset from `load_ipa` (into the package when it runs in
+    /// place, into the image otherwise).
     pub entry_offset: u64,
+    /// `mem-size`: bytes the partition's memory at `load_ipa` spans (the
+    /// image's `.bss` and stack among them), mapped even where the image is
+    /// shorter. FF-A manifest binding 1.0 (TF-A's
+    /// `docs/components/ffa-manifest-binding.rst`, "Partition Properties");
+    /// 0 when absent: just the image.
+    pub mem_size: u64,
+    /// Set by the loader, not the manifest: the package runs in place (it is
+    /// copied whole to `load_ipa`, as Hafnium maps it) and the manifest lies
+    /// at this offset in it. `None`: the image alone is copied to `load_ipa`.
+    pub in_package: Option<u32>,
     /// Boot order (lower first; partitions without one come last, in manifest order).
     pub boot_order: Option<u32>,
     /// Messaging methods.
@@ -303,6 +315,28 @@ impl fmt::Display for SpError {
                 write!(f, "device region `{region}` overlaps {what}")
             }
         }
+    }
+}
+
+impl PackageHeader {
+    /// Bytes from the package's start to the end of its manifest or image,
+    /// whichever lies further.
+    pub fn extent(&self) -> u64 {
+        let pm = self.pm_offset as u64 + self.pm_size as u64;
+        let img = self.img_offset as u64 + self.img_size as u64;
+        pm.max(img)
+    }
+
+    /// True if the partition runs in place in this package: its entry point
+    /// (`entrypoint-offset` from the package's start, as Hafnium reads it:
+    /// sptool's layout puts the header at 0, the manifest at 0x1000 and the
+    /// image at 0x4000, with an entry offset of 0x4000) lies inside the
+    /// package's image. An entry offset below the image's offset would start
+    /// the partition in the header or manifest, so such a package is taken
+    /// the older way: the image alone at `load-address`, entry offset into it.
+    pub fn runs_in_place(&self, entry_offset: u64) -> bool {
+        let img = self.img_offset as u64;
+        entry_offset >= img && entry_offset < img + self.img_size as u64
     }
 }
 
@@ -445,6 +479,11 @@ pub fn parse_manifest(blob: &[u8], fallback_name: &str) -> Result<PartitionConfi
     if !entry_offset.is_multiple_of(4) {
         return Err(SpError::Bad("entrypoint-offset"));
     }
+    let mem_size = match addr_prop(&root, "mem-size")? {
+        None => 0,
+        Some(m) if m == 0 || m > crate::stage2::IPA_LIMIT => return Err(SpError::Bad("mem-size")),
+        Some(m) => m,
+    };
     let boot_order = u32_prop(&root, "boot-order")?;
     let mm = u32_prop(&root, "messaging-method")?.ok_or(SpError::Missing("messaging-method"))?;
     if mm & !Messaging::KNOWN != 0 {
@@ -513,6 +552,8 @@ pub fn parse_manifest(blob: &[u8], fallback_name: &str) -> Result<PartitionConfi
         vcpu_count: vcpu_count as u16,
         load_ipa: Ipa(load),
         entry_offset,
+        mem_size,
+        in_package: None,
         boot_order,
         messaging: Messaging(mm),
         memory,

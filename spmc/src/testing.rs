@@ -57,6 +57,9 @@ pub struct FakePlatform {
     /// a finite one (`None`: unlimited). [`Platform::heap_available`]
     /// answers from it, as the firmware answers from its allocator.
     pub heap_free: Option<fn() -> usize>,
+    /// How many times the core asked for a vCPU's EL1 registers in its
+    /// context ([`Platform::vcpu_el1_to_context`]).
+    pub el1_syncs: u32,
 }
 
 impl Default for FakePlatform {
@@ -68,6 +71,7 @@ impl Default for FakePlatform {
             invalidations: Vec::new(),
             ns_size: NS_SIZE,
             heap_free: None,
+            el1_syncs: 0,
         }
     }
 }
@@ -212,6 +216,11 @@ impl Platform for FakePlatform {
             ipa,
             len,
         });
+    }
+
+    fn vcpu_el1_to_context(&mut self) {
+        // The tests play the partition in its context: it is the truth.
+        self.el1_syncs += 1;
     }
 }
 

@@ -108,6 +108,9 @@ pub struct Context {
     /// Preempting instead would leave the core nothing to do but re-enter
     /// the initialisation with the level interrupt still pending, for ever.
     pub ns_interrupts_queued: bool,
+    /// Stage-2 aborts injected at its EL1 since its last FF-A call
+    /// ([`injection`]; reset where the call's exit is handled).
+    pub injected_faults: u8,
 }
 
 impl Context {
@@ -269,7 +272,8 @@ pub enum Exit {
     },
     /// A physical IRQ or FIQ arrived (for the normal world).
     Interrupt,
-    /// A fault the partition cannot recover from: abort it.
+    /// A fault: a stage-2 abort goes to the partition's EL1 if it can take
+    /// it ([`injection`]); anything else aborts it.
     Fault(Fault),
 }
 
@@ -297,6 +301,91 @@ pub enum Fault {
     },
 }
 
+/// Injecting a stage-2 abort into the partition's own EL1 (as Hafnium does),
+/// so that a partition with exception vectors handles its own faults.
+///
+/// A stage-2 data or instruction abort (an access to memory the partition
+/// may not reach: outside its regions, a page it lent, donated or
+/// relinquished) is taken as the Arm ARM's exception entry to EL1
+/// (AArch64.TakeException, D1.3.2): ESR_EL1 gets the stage-2 syndrome with
+/// the class re-encoded as a data or instruction abort from the same or a
+/// lower EL, FAR_EL1 the faulting virtual address, ELR_EL1 and SPSR_EL1 the
+/// PC and PSTATE of the fault, and the vCPU resumes at VBAR_EL1 + the
+/// vector's offset in EL1h with D, A, I and F masked.
+///
+/// The partition is aborted instead when it cannot take the exception:
+/// [`Refusal`] names the cases.
+pub mod injection {
+    use super::{Context, SPSR_EL1H_MASKED, ec};
+
+    /// Faults injected with no FF-A call between: one more aborts.
+    pub const MAX_REPEATED: u8 = 8;
+    /// Size of the EL1 vector table (16 entries of 0x80 bytes).
+    pub const VECTOR_TABLE_SIZE: u64 = 0x800;
+
+    /// Why a fault is not injected.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Refusal {
+        /// VBAR_EL1 is 0: no vector table installed yet.
+        NoVectors,
+        /// The fault's PC lies in the vector table: its handler's entry
+        /// faults (or the table itself cannot be fetched).
+        InVectors,
+        /// The instruction whose fault was injected last (ELR_EL1 still
+        /// names it) faulted again with no FF-A call between: its handler
+        /// returned to it without curing the cause, or faults there itself.
+        Repeated,
+        /// [`MAX_REPEATED`] faults were injected with no FF-A call between.
+        TooMany,
+    }
+
+    /// Injects the stage-2 abort described by `ctx.exit` (class
+    /// `ec::DABT_LOWER` or `ec::IABT_LOWER`) into `ctx`'s EL1, or says why not.
+    /// `ctx.el1` must hold the vCPU's live EL1 registers
+    /// (`Platform::vcpu_el1_to_context`).
+    pub fn inject(ctx: &mut Context) -> Result<(), Refusal> {
+        let vbar = ctx.el1.vbar;
+        let pc = ctx.pc;
+        if vbar == 0 {
+            return Err(Refusal::NoVectors);
+        }
+        if pc.wrapping_sub(vbar) < VECTOR_TABLE_SIZE {
+            return Err(Refusal::InVectors);
+        }
+        // ELR_EL1 still names the instruction whose fault was injected last:
+        // the handler returned to it (or has not returned at all).
+        if ctx.injected_faults > 0 && ctx.el1.elr == pc {
+            return Err(Refusal::Repeated);
+        }
+        if ctx.injected_faults >= MAX_REPEATED {
+            return Err(Refusal::TooMany);
+        }
+        let pstate = ctx.pstate;
+        // SPSR.M[4] set: AArch32; else M[3:2] is the EL and M[0] the SP.
+        let aarch32 = pstate & 0x10 != 0;
+        let from_el1 = !aarch32 && (pstate >> 2) & 3 == 1;
+        let offset = match (aarch32, from_el1, pstate & 1 != 0) {
+            (true, _, _) => 0x600,
+            (false, false, _) => 0x400,
+            (false, true, true) => 0x200,
+            (false, true, false) => 0x000,
+        };
+        let class = (ctx.exit.esr >> 26) & 0x3f;
+        // D23.2.41: the same-EL classes are the lower-EL ones plus one.
+        let new_class = class + u64::from(from_el1);
+        debug_assert!(class == ec::DABT_LOWER || class == ec::IABT_LOWER);
+        // Keep IL (bit 25) and the ISS, as Hafnium does.
+        ctx.el1.esr = (new_class << 26) | (ctx.exit.esr & 0x03ff_ffff);
+        ctx.el1.far = ctx.exit.far;
+        ctx.el1.elr = pc;
+        ctx.el1.spsr = pstate;
+        ctx.pstate = SPSR_EL1H_MASKED;
+        ctx.pc = vbar + offset;
+        ctx.injected_faults += 1;
+        Ok(())
+    }
+}
+
 /// ESR_EL2 exception classes (Arm ARM D23.2.41).
 pub mod ec {
     /// HVC from AArch64.
@@ -307,6 +396,10 @@ pub mod ec {
     pub const IABT_LOWER: u64 = 0x20;
     /// Data abort from a lower EL.
     pub const DABT_LOWER: u64 = 0x24;
+    /// Instruction abort without a change in EL (as injected at EL1).
+    pub const IABT_SAME: u64 = 0x21;
+    /// Data abort without a change in EL (as injected at EL1).
+    pub const DABT_SAME: u64 = 0x25;
 }
 
 /// Classifies an exit from what the arch layer recorded.

@@ -23,7 +23,7 @@ use alloc::vec::Vec;
 
 use log::debug;
 
-use crate::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa, round_up_pages};
+use crate::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa};
 use crate::ffa::{self, FfaError, PartitionId, Regs, func, fwk};
 use crate::manager::{HEAP_PER_PARTITION, Next, Spmc};
 use crate::partition::PartitionState;
@@ -50,16 +50,14 @@ pub struct Template {
     next: u16,
 }
 
-/// Pages an instance of `config` needs (image, boot information, memory regions).
+/// Pages an instance of `config` needs (image or package, `mem-size`, boot
+/// information, memory regions).
 pub fn instance_pages(
     config: &PartitionConfig,
     image_len: u64,
     manifest_len: usize,
 ) -> Option<u64> {
-    let mut bytes = round_up_pages(image_len)?;
-    if config.boot_info_reg.is_some() {
-        bytes = bytes.checked_add(round_up_pages(64 + manifest_len as u64)?)?;
-    }
+    let bytes = crate::manager::MainLayout::of(config, image_len, manifest_len)?.len;
     let regions: u64 = config.memory.iter().map(|r| r.pages).sum();
     Some(bytes / PAGE_SIZE + regions)
 }

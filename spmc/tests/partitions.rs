@@ -5,13 +5,14 @@ mod common;
 
 use common::world::*;
 use common::{dtb, repo_root};
-use spmc::Next;
 use spmc::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa};
 use spmc::ffa::{FfaError, Regs, func};
 use spmc::partition::PartitionState;
 use spmc::sp_manifest::{self, SpError, Uuid};
+use spmc::testing::FakePlatform;
 use spmc::testing::{sp_call, sp_fault, sp_interrupt};
 use spmc::vcpu::{Preemption, RunReason, VcpuState};
+use spmc::{Next, Spmc};
 
 const SP1: u16 = 0x8001;
 const SP2: u16 = 0x8002;
@@ -172,7 +173,8 @@ fn stage2_maps_each_partition_to_its_own_zeroed_memory() {
             .stage2
             .lookup(IpaSpace::Secure, Ipa(RAM_IPA))
             .expect("RAM mapped");
-        assert!(ram.read && ram.write && !ram.exec);
+        // Under mem-size (sp2) the RAM is part of the RWX main mapping.
+        assert!(ram.read && ram.write && (p.config.mem_size != 0 || !ram.exec));
         assert!(
             p.stage2
                 .lookup(IpaSpace::Secure, Ipa(0x2000_0000))
@@ -189,7 +191,13 @@ fn stage2_maps_each_partition_to_its_own_zeroed_memory() {
             "nothing in the NS IPA space"
         );
         // The image was copied, the RAM is zero.
-        assert_eq!(s.platform().secure_read(img.pa, 8200), image());
+        // (At 0x4000 into the package when it runs in place, sp2.)
+        let at = if p.config.in_package.is_some() {
+            0x4000
+        } else {
+            0
+        };
+        assert_eq!(s.platform().secure_read(Pa(img.pa.0 + at), 8200), image());
         assert!(
             s.platform()
                 .secure_read(ram.pa, 32 * 4096)
@@ -301,17 +309,17 @@ fn boot_runs_partitions_in_order_with_boot_information() {
     assert_eq!(s.partitions()[second.slot as usize].id(), SP2);
     assert_eq!(s.vcpu_state(first), VcpuState::Waiting);
     let bi = s.vcpu_context_mut(second).x[0];
-    assert_eq!(
-        bi,
-        IMAGE_IPA + 3 * PAGE_SIZE,
-        "boot information right after the 3-page image"
-    );
+    // sp2 is packaged the Hafnium way: the package runs in place, so the
+    // boot information is where its header was and points at the manifest
+    // inside the package (sptool: 0x1000).
+    assert_eq!(bi, IMAGE_IPA, "boot information over the package header");
     let p = &s.partitions()[second.slot as usize];
     let pa = p.stage2.lookup(IpaSpace::Secure, Ipa(bi)).unwrap().pa;
     let blob = s.platform().secure_read(pa, 64);
     assert_eq!(&blob[0..4], &0x0FFAu32.to_le_bytes(), "signature");
     assert_eq!(&blob[16..20], &1u32.to_le_bytes(), "one descriptor");
     let content = u64::from_le_bytes(blob[56..64].try_into().unwrap());
+    assert_eq!(content, IMAGE_IPA + 0x1000, "the manifest in the package");
     let m = p.stage2.lookup(IpaSpace::Secure, Ipa(content)).unwrap().pa;
     assert_eq!(
         s.platform().secure_read(m, 4),
@@ -1206,4 +1214,143 @@ fn features_of_memory_abis_follow_the_version() {
         let x = &s.vcpu_context_mut(v).x;
         assert_eq!((x[0] as u32, x[2], x[3]), (func::SUCCESS_32, 0b11, 0));
     }
+}
+
+/// An SPMC with one package holding `dts` (a shipped manifest's text after
+/// `edit`) and the fake image, loaded.
+fn one_package(name: &str, edit: &[(&str, &str)]) -> Spmc<FakePlatform> {
+    let mut text = String::from_utf8(
+        std::fs::read(repo_root().join(format!("tf-a-integration/qemu/partitions/{name}.dts")))
+            .unwrap(),
+    )
+    .unwrap();
+    for (from, to) in edit {
+        let t = text.replace(from, to);
+        assert_ne!(t, text, "replacement `{from}` did not apply");
+        text = t;
+    }
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("spmc-pkg-{}-{n}.dts", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    let blob = dtb(&path);
+    std::fs::remove_file(&path).ok();
+    let mut p = FakePlatform::default();
+    p.put_package(Pa(PACKAGES), &blob, &image());
+    let mut config = config();
+    config.partitions.truncate(1);
+    let mut s = Spmc::new(config, p);
+    s.load_partitions();
+    s
+}
+
+/// The bytes partition `slot` sees at `ipa` (`len` bytes, one page at most).
+fn sp_read(s: &Spmc<FakePlatform>, slot: usize, ipa: u64, len: usize) -> Option<Vec<u8>> {
+    let pa = s.partitions()[slot]
+        .stage2
+        .lookup(IpaSpace::Secure, Ipa(ipa))?
+        .pa;
+    Some(s.platform().secure_read(pa, len))
+}
+
+#[test]
+fn a_package_built_the_hafnium_way_runs_in_place() {
+    // sp2 as shipped: entrypoint-offset 0x4000, mem-size 0x60000, no region.
+    let s = one_package("sp2", &[]);
+    let p = &s.partitions()[0];
+    assert_eq!(p.config.in_package, Some(0x1000));
+    assert_eq!(
+        p.vcpus[0].ctx.pc,
+        IMAGE_IPA + 0x4000,
+        "entry 0x4000 into the package"
+    );
+    // The image sits at its offset in the package, so the entry point is its first byte.
+    assert_eq!(
+        sp_read(&s, 0, IMAGE_IPA + 0x4000, 16).unwrap(),
+        image()[..16]
+    );
+    assert_eq!(
+        sp_read(&s, 0, IMAGE_IPA + 0x1000, 4).unwrap(),
+        [0xd0, 0x0d, 0xfe, 0xed],
+        "the manifest at 0x1000"
+    );
+    // mem-size is mapped (read-write), zeroed beyond the image, and nothing past it.
+    let last = IMAGE_IPA + 0x60000 - PAGE_SIZE;
+    let m = p.stage2.lookup(IpaSpace::Secure, Ipa(last)).unwrap();
+    assert!(m.write, "mem-size is writable: .bss and stack live there");
+    assert_eq!(sp_read(&s, 0, RAM_IPA, 64).unwrap(), [0; 64]);
+    assert!(sp_read(&s, 0, IMAGE_IPA + 0x60000, 1).is_none());
+    // One allocation for the package and mem-size (no RAM region of its
+    // own); the only other is sp2's read-only page for the sharing checks.
+    let ipas: Vec<u64> = p.memory.iter().map(|(ipa, _)| ipa.0).collect();
+    assert_eq!(ipas, [IMAGE_IPA, 0x1008_0000], "no RAM region of its own");
+}
+
+#[test]
+fn an_image_loaded_alone_maps_mem_size_and_keeps_boot_information_after_it() {
+    // The older layout (entry offset 0: the image alone at load-address)
+    // with mem-size and boot information: the blob goes after mem-size, not
+    // over what would be the image's .bss.
+    let s = one_package(
+        "crash-data",
+        &[(
+            "entrypoint-offset = <0x0>;",
+            "entrypoint-offset = <0x0>; mem-size = <0x30000>; gp-register-num = <1>;",
+        )],
+    );
+    let p = &s.partitions()[0];
+    assert_eq!(p.config.in_package, None);
+    assert_eq!(p.vcpus[0].ctx.pc, IMAGE_IPA);
+    assert_eq!(sp_read(&s, 0, IMAGE_IPA, 16).unwrap(), image()[..16]);
+    assert_eq!(sp_read(&s, 0, IMAGE_IPA + 0x2f000, 8).unwrap(), [0; 8]);
+    let bi = p.vcpus[0].ctx.x[1];
+    assert_eq!(bi, IMAGE_IPA + 0x30000, "boot information after mem-size");
+    let blob = sp_read(&s, 0, bi, 64).unwrap();
+    let content = u64::from_le_bytes(blob[56..64].try_into().unwrap());
+    assert_eq!(content, bi + 64);
+    assert_eq!(
+        sp_read(&s, 0, content, 4).unwrap(),
+        [0xd0, 0x0d, 0xfe, 0xed]
+    );
+}
+
+#[test]
+fn mem_size_that_reaches_a_region_or_is_zero_is_refused() {
+    let s = one_package(
+        "crash-data",
+        &[(
+            "entrypoint-offset = <0x0>;",
+            "entrypoint-offset = <0x0>; mem-size = <0x41000>;",
+        )],
+    );
+    assert!(s.partitions().is_empty(), "mem-size over the ram region");
+    let s = one_package(
+        "crash-data",
+        &[(
+            "entrypoint-offset = <0x0>;",
+            "entrypoint-offset = <0x0>; mem-size = <0>;",
+        )],
+    );
+    assert!(s.partitions().is_empty(), "mem-size 0");
+}
+
+#[test]
+fn an_entry_offset_inside_the_package_image_runs_the_package_in_place() {
+    // Entry 0x4008: inside the image (0x4000..) of the package.
+    let s = one_package(
+        "crash-data",
+        &[(
+            "entrypoint-offset = <0x0>;",
+            "entrypoint-offset = <0x4008>;",
+        )],
+    );
+    let p = &s.partitions()[0];
+    assert_eq!(p.vcpus[0].ctx.pc, IMAGE_IPA + 0x4008);
+    assert_eq!(sp_read(&s, 0, IMAGE_IPA + 0x4000, 8).unwrap(), image()[..8]);
+    let hdr = sp_read(&s, 0, IMAGE_IPA, 4).unwrap();
+    assert_eq!(
+        hdr,
+        0x474b_5053u32.to_le_bytes(),
+        "the package header, as loaded"
+    );
 }

@@ -871,3 +871,49 @@ fn hand_built_template_ranges_are_checked_when_the_template_loads() {
         assert!(s.templates().is_empty(), "{first:#x}+{count:#x} refused");
     }
 }
+
+#[test]
+fn a_template_packaged_the_hafnium_way_makes_instances_that_run_in_place() {
+    // The vtee template as an sptool package run in place: entry 0x4000 into
+    // the package, mem-size 16 pages (package and .bss), its ram region kept.
+    let config = shipped_config(None);
+    let mut p = FakePlatform::default();
+    for e in &config.partitions {
+        let blob = if e.name == "vtee" {
+            let text = std::fs::read_to_string(
+                common::repo_root().join("tf-a-integration/qemu/partitions/vtee.dts"),
+            )
+            .unwrap();
+            let edited = text.replace(
+                "entrypoint-offset = <0x0>;",
+                "entrypoint-offset = <0x4000>; mem-size = <0x10000>;",
+            );
+            assert_ne!(edited, text);
+            let path =
+                std::env::temp_dir().join(format!("spmc-vtee-pkg-{}.dts", std::process::id()));
+            std::fs::write(&path, edited).unwrap();
+            let blob = common::dtb(&path);
+            std::fs::remove_file(&path).ok();
+            blob
+        } else {
+            manifest(&e.name)
+        };
+        p.put_package(Pa(e.package), &blob, &image());
+    }
+    let mut s = policy_boot(config, p);
+    assert_eq!(create_vm(&mut s, 7), 0);
+    let id = instance_id(&s, 7).expect("an instance for VM 7");
+    let slot = s.slot_of(id).unwrap() as usize;
+    let inst = &s.partitions()[slot];
+    assert_eq!(inst.config.in_package, Some(0x1000));
+    let pa_of = |ipa: u64| inst.stage2.lookup(IpaSpace::Secure, Ipa(ipa)).map(|t| t.pa);
+    let image_pa = pa_of(IMAGE_IPA + 0x4000).expect("the image mapped");
+    assert_eq!(s.platform().secure_read(image_pa, 8200), image());
+    let last = pa_of(IMAGE_IPA + 0xF000).expect("mem-size mapped");
+    assert_eq!(s.platform().secure_read(last, 8), [0; 8]);
+    assert!(
+        pa_of(IMAGE_IPA + 0x10000).is_none(),
+        "nothing past mem-size"
+    );
+    assert!(pa_of(RAM_IPA).is_some(), "its ram region");
+}

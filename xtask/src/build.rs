@@ -87,6 +87,7 @@ pub fn rust_images(env: &Env, opts: &Options) -> Result<PathBuf> {
         ("nwd-bench", "nwd-bench.bin"),
         ("nwd-fatal", "nwd-fatal.bin"),
         ("test-sp", "test-sp.bin"),
+        ("test-sp-pkg", "test-sp-pkg.bin"),
         ("nwd-hypervisor", "nwd-hypervisor.bin"),
         ("nwd-hypervisor-demo", "nwd-hypervisor-demo.bin"),
         ("nwd-hypervisor-bench", "nwd-hypervisor-bench.bin"),
@@ -99,7 +100,9 @@ pub fn rust_images(env: &Env, opts: &Options) -> Result<PathBuf> {
                 .arg(dir.join(bin)),
         )?;
     }
-    test_sp_image(&dir)?;
+    test_sp_image(&dir, "test-sp.bin", TEST_SP_MAX)?;
+    // Packaged the Hafnium way, the image starts 0x4000 into the package's slot.
+    test_sp_image(&dir, "test-sp-pkg.bin", TEST_SP_MAX - 0x4000)?;
     let size = fs::metadata(dir.join("spmc.bin"))
         .map(|m| m.len())
         .unwrap_or(0);
@@ -143,23 +146,24 @@ pub fn fatal_spmc(env: &Env, opts: &Options) -> Result<PathBuf> {
 /// Largest test partition image (`test_protocol::layout::IMAGE_MAX`).
 const TEST_SP_MAX: u64 = 0x4_0000;
 
-/// Checks the test partition's size and copies it to `target/fw/test-sp.bin`,
-/// where `tf-a-integration/qemu/sp_layout.json` names it for TF-A's sptool.
-fn test_sp_image(dir: &Path) -> Result<()> {
-    let bin = dir.join("test-sp.bin");
+/// Checks a test partition image's size (under `max` bytes) and copies it to
+/// `target/fw/<name>`, where `tf-a-integration/qemu/sp_layout.json` names it
+/// for TF-A's sptool.
+fn test_sp_image(dir: &Path, name: &str, max: u64) -> Result<()> {
+    let bin = dir.join(name);
     let size = fs::metadata(&bin)
         .map_err(|e| format!("{}: {e}", bin.display()))?
         .len();
-    if size >= TEST_SP_MAX {
+    if size >= max {
         return Err(format!(
-            "test-sp.bin is {size} bytes; a partition image must stay under {TEST_SP_MAX}"
+            "{name} is {size} bytes; this partition image must stay under {max}"
         ));
     }
     println!(
-        "    test partition image: {size} bytes ({:.1} KiB)",
+        "    test partition image {name}: {size} bytes ({:.1} KiB)",
         size as f64 / 1024.0
     );
-    let dest = sh::root().join("target/fw/test-sp.bin");
+    let dest = sh::root().join("target/fw").join(name);
     fs::copy(&bin, &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
     Ok(())
 }

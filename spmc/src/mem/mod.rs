@@ -1069,10 +1069,10 @@ impl<P: Platform> Spmc<P> {
                         } else if t.device != device {
                             return Err(FfaError::InvalidParameters);
                         }
-                        // Its memory regions, not its image (nor the boot
-                        // information after it): a partition never gives
-                        // its code away. Device memory: its own device
-                        // regions (identity-mapped).
+                        // Device memory: its own device regions
+                        // (identity-mapped). Normal memory: its memory
+                        // (regions and the rest of mem-size), not what was
+                        // loaded: a partition never gives its code away.
                         let own = if t.device {
                             t.pa.0 == ipa
                                 && p.config
@@ -1080,12 +1080,14 @@ impl<P: Platform> Spmc<P> {
                                     .iter()
                                     .any(|d| ipa >= d.base && ipa - d.base < d.pages * PAGE_SIZE)
                         } else {
-                            p.memory.iter().any(|(ipa, a)| {
-                                *ipa != p.config.load_ipa && a.contains(t.pa, PAGE_SIZE)
-                            }) || self
-                                .mem
-                                .donation_at(true, t.pa.0)
-                                .is_some_and(|d| d.owner == me)
+                            let code = p.config.load_ipa.0
+                                ..p.config.load_ipa.0.saturating_add(p.code_len.into());
+                            !code.contains(&ipa)
+                                && p.memory.iter().any(|(_, a)| a.contains(t.pa, PAGE_SIZE))
+                                || self
+                                    .mem
+                                    .donation_at(true, t.pa.0)
+                                    .is_some_and(|d| d.owner == me)
                         };
                         if !own {
                             return Err(FfaError::Denied);

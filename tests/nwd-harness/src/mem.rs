@@ -486,6 +486,13 @@ pub fn run(r: &mut Report) {
     r.check("mem-reclaim-while-retrieved", reclaim_while_retrieved);
     r.check("mem-retrieve-rx-full-busy", retrieve_busy);
     conf::run(r);
+    // A partition that touches memory it may no longer reach gets the
+    // stage-2 abort at its own EL1 (docs/architecture.md "Faults").
+    r.check("mem-fault-after-lend-injected", fault_after_lend);
+    r.check(
+        "mem-fault-after-relinquish-injected",
+        fault_after_relinquish,
+    );
     // Last: the TPM partition lends a page and touches it (it is aborted).
     r.check("mem-lender-loses-access", lender_loses_access);
     r.check("mem-aborted-borrower-lets-go", aborted_borrower);
@@ -2024,6 +2031,57 @@ fn retrieve_busy() -> Outcome {
         cleanup(h2, 0, &[SP1]);
     }
     res
+}
+
+// ---- Faults on memory given away, injected at the partition's EL1 -------
+
+/// `who` reads `addr` with its own exception vectors installed (cmd::FAULT):
+/// the abort must reach them with a data-abort syndrome and `addr` in FAR.
+fn handled_fault(who: u16, addr: u64) -> R<()> {
+    let [handled, esr, far, _] = sp(who, cmd::FAULT, [addr, 0, 0, 0])?;
+    ensure_eq!(
+        handled,
+        test_protocol::FAULT_HANDLED,
+        "the partition's handler ran"
+    );
+    ensure_eq!(esr >> 26, 0x25, "ESR_EL1 class: data abort from EL1");
+    ensure_eq!(far, addr, "FAR_EL1");
+    alive(who)
+}
+
+fn fault_after_lend() -> Outcome {
+    // sp1 lends its spare page to sp2 and reads it: the page is no longer
+    // its own (DEN0140 §3.2 lend: the lender loses access).
+    let p = sp1_spare()?;
+    let h = sp_send_ok(SP1, &Give::new(p, sopt::LEND, &[SP2]))?;
+    let res = handled_fault(SP1, p);
+    sp_reclaim_ok(SP1, h)?;
+    res?;
+    // Reclaimed, it reads again without a fault.
+    let [v, esr, ..] = sp(SP1, cmd::FAULT, [p, 0, 0, 0])?;
+    ensure_eq!(esr, 0, "no exception once reclaimed");
+    ensure!(v != test_protocol::FAULT_HANDLED, "the word itself");
+    Ok(())
+}
+
+fn fault_after_relinquish() -> Outcome {
+    let (addr, h) = lend_one(SP1, 0)?;
+    guarded(h, 0, &[SP1], || {
+        check_got_ns(
+            &retrieve(SP1, &Ask::new(h, 0, flags::TYPE_LEND))?,
+            addr,
+            1,
+            V1_2,
+        )?;
+        ensure_eq!(
+            sp_differ(SP1, addr, PAGE, SEED_A)?,
+            0,
+            "the borrower's view"
+        );
+        relinquish_ok(SP1, h)?;
+        handled_fault(SP1, addr)?;
+        expect_success(&reclaim(h, 0), "reclaim")
+    })
 }
 
 // ---- Last: a lender that touches what it lent ------------------------------

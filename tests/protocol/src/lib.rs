@@ -60,7 +60,9 @@ pub mod cmd {
     pub const LAST_MSG: u64 = 0x1E;
     /// Boot information check: result0 = 1 if x0 at boot pointed at a valid FF-A boot
     /// info blob (signature 0x0FFA) with the partition manifest (FDT magic), else 0;
-    /// result1 = the x0 value seen at boot.
+    /// result1 = the x0 value seen at boot,
+    /// result2 = the manifest address its first descriptor names (0 if none),
+    /// result3 = the partition's entry point (`_start`) as linked.
     pub const BOOTINFO: u64 = 0x1F;
     /// Call FFA_MSG_WAIT while still owing a response: result0 = its w0, result1 = its w2.
     pub const WAIT_IN_REQ: u64 = 0x20;
@@ -104,6 +106,15 @@ pub mod cmd {
     /// first unmap's w0, result1 = the hostile map's w0, result2 = its w2,
     /// result3 = the w0 of the final map of its own pages.
     pub const REMAP: u64 = 0x25;
+    /// Handle a fault of its own (docs/architecture.md "Faults"): install
+    /// EL1 exception vectors, read the 64-bit word at IPA arg0, remove the
+    /// vectors. If an exception was taken (the SPMC injected a stage-2 abort
+    /// at EL1) the handler skipped the load: result0 =
+    /// [`crate::FAULT_HANDLED`], result1 = the ESR_EL1, result2 = the
+    /// FAR_EL1 it saw; else result0 = the word read. With arg1 = 1 the
+    /// handler reads that address again from inside the vector table (a
+    /// fault in its handler: the SPMC aborts the partition).
+    pub const FAULT: u64 = 0x26;
 
     // Memory sharing (docs/memory-sharing.md). Descriptors are written and
     // read with [`crate::mem`]. "Answer" below means `w0 | code << 32`:
@@ -245,6 +256,9 @@ pub mod status {
     /// does not parse).
     pub const MALFORMED: u64 = 3;
 }
+
+/// FAULT's result0 when the partition's own vectors handled the fault.
+pub const FAULT_HANDLED: u64 = 0xFA17_4A4D;
 
 /// TPM CRB over FF-A: "get interface version" function ID (in x4).
 pub const TPM_GET_INTERFACE_VERSION: u64 = 0x0f00_0001;

@@ -15,18 +15,23 @@ const DESCRIPTOR_SIZE: u64 = 32;
 /// The descriptor's type and flags are not checked. Reads nothing when
 /// `blob` is 0.
 pub fn has_manifest(blob: u64) -> bool {
+    let contents = manifest_address(blob);
+    contents != 0 && read_u32_le(contents).swap_bytes() == FDT_MAGIC
+}
+
+/// The contents address of `blob`'s first descriptor, or 0 if `blob` is not
+/// a boot information blob with a descriptor.
+pub fn manifest_address(blob: u64) -> u64 {
     if blob == 0 || read_u32_le(blob) != SIGNATURE {
-        return false;
+        return 0;
     }
     let size = read_u32_le(blob + 8) as u64;
     let count = read_u32_le(blob + 16);
     let offset = read_u32_le(blob + 20) as u64;
     if count == 0 || offset + DESCRIPTOR_SIZE > size {
-        return false;
+        return 0;
     }
-    let contents =
-        read_u32_le(blob + offset + 24) as u64 | (read_u32_le(blob + offset + 28) as u64) << 32;
-    contents != 0 && read_u32_le(contents).swap_bytes() == FDT_MAGIC
+    read_u32_le(blob + offset + 24) as u64 | (read_u32_le(blob + offset + 28) as u64) << 32
 }
 
 /// Reads a little-endian u32 byte by byte (the blob's alignment is not ours

@@ -32,6 +32,8 @@ pub struct Sp {
     /// x0 at boot and whether it pointed at boot information with our manifest.
     pub boot_x0: u64,
     pub boot_info_ok: bool,
+    /// The manifest's address the boot information named (0: none).
+    pub boot_manifest: u64,
     kv: [u64; 16],
     counter: u64,
     last: LastMsg,
@@ -48,6 +50,7 @@ impl Sp {
             vcpu: 0,
             boot_x0: 0,
             boot_info_ok: false,
+            boot_manifest: 0,
             kv: [0; 16],
             counter: 0,
             last: LastMsg {
@@ -113,6 +116,14 @@ impl Sp {
                 unsafe { asm!("udf #0", options(noreturn, nomem, nostack)) }
             }
             cmd::AARCH32 => aarch32_el0(a[0]),
+            cmd::FAULT => {
+                let o = crate::fault::read_with_vectors(a[0], a[1] != 0);
+                if o.esr == 0 {
+                    r(&[o.value, 0, 0])
+                } else {
+                    r(&[test_protocol::FAULT_HANDLED, o.esr, o.far])
+                }
+            }
             cmd::FP_SET => {
                 fp_set(a[0], !a[0]);
                 r(&[])
@@ -152,7 +163,12 @@ impl Sp {
                 let m = &self.last;
                 r(&[m.sender as u64, m.first, m.size as u64, m.count])
             }
-            cmd::BOOTINFO => r(&[self.boot_info_ok as u64, self.boot_x0]),
+            cmd::BOOTINFO => r(&[
+                self.boot_info_ok as u64,
+                self.boot_x0,
+                self.boot_manifest,
+                &raw const _start as u64,
+            ]),
             cmd::WAIT_IN_REQ => r(&w0_w2(&call(ffa::MSG_WAIT, &[]))),
             cmd::RESP_WRONG => {
                 let Ok(dest) = u16::try_from(a[0]) else {
@@ -341,6 +357,8 @@ core::arch::global_asm!(
 
 unsafe extern "C" {
     static test_sp_a32_udf: u8;
+    /// The entry point (tests/baremetal): where the SPMC started us.
+    static _start: u8;
 }
 
 /// Drops to AArch32 EL0 at `pc` (0: the A32 `udf` above); never returns.

@@ -2,7 +2,10 @@
 //! manifest (tf-a-integration/qemu/partitions/*.dts) and that runs the
 //! commands of `test_protocol` for the normal-world harness.
 //!
-//! It starts at its first byte (IPA 0x1000_0000) with the MMU off. The
+//! It starts at its first byte with the MMU off: IPA 0x1000_0000 as
+//! `test-sp` (sp.ld, the image alone at load-address), 0x1000_4000 as
+//! `test-sp-pkg` (sp-pkg.ld, sp2: the image 0x4000 into an sptool package
+//! that runs in place, with mem-size and no RAM region). The
 //! baremetal entry code sets the stack, zeroes .bss, turns the stage-1 MMU on
 //! with the identity map `BAREMETAL_L1` below (VA = IPA) and calls
 //! [`baremetal_main`] with x0-x4 as they were at entry: x0 = boot information
@@ -15,8 +18,8 @@
 //! response of the same width (a REQ_64 ECHO straight from the loop, for the
 //! benchmarks); FFA_RUN takes one pending indirect message
 //! from RX; anything else goes back to FFA_MSG_WAIT. There are no exception
-//! vectors: any exception (a fault, UNDEF) ends at the SPMC, which aborts the
-//! partition. A panic logs its message and ends the same way (`udf`), so a
+//! vectors (VBAR_EL1 is 0) but during FAULT (`fault`): any exception (a
+//! fault, UNDEF) ends at the SPMC, which aborts the partition. A panic logs its message and ends the same way (`udf`), so a
 //! caller never waits on a dead partition.
 //!
 //! Choices where the protocol leaves room:
@@ -54,6 +57,7 @@
 
 mod bootinfo;
 mod commands;
+mod fault;
 mod ffa;
 mod mem;
 
@@ -97,6 +101,7 @@ extern "C" fn baremetal_main(x0: u64, _x1: u64, _x2: u64, _x3: u64, x4: u64) -> 
     let sp = unsafe { &mut *state };
     sp.boot_x0 = x0;
     sp.boot_info_ok = bootinfo::has_manifest(x0);
+    sp.boot_manifest = bootinfo::manifest_address(x0);
     sp.vcpu = x4;
     boot(sp);
     enable_fp();
