@@ -204,6 +204,12 @@ pub trait Source {
     fn size(&self) -> usize;
     /// Copies `out.len()` bytes at `off`; false if past the end.
     fn read(&self, off: usize, out: &mut [u8]) -> bool;
+    /// The `N` bytes at `off`, if there (a field: fixed-size loads where the
+    /// source allows them).
+    fn array<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        let mut out = [0u8; N];
+        self.read(off, &mut out).then_some(out)
+    }
 }
 
 impl Source for [u8] {
@@ -240,15 +246,14 @@ impl Source for Bytes {
     fn read(&self, off: usize, out: &mut [u8]) -> bool {
         self.read_at(off, out)
     }
+
+    fn array<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        self.array_at(off)
+    }
 }
 
 fn bytes_at<const N: usize, S: Source + ?Sized>(b: &S, off: usize) -> Result<[u8; N], FfaError> {
-    let mut out = [0u8; N];
-    if b.read(off, &mut out) {
-        Ok(out)
-    } else {
-        Err(INVALID)
-    }
+    b.array(off).ok_or(INVALID)
 }
 
 fn u8_at<S: Source + ?Sized>(b: &S, off: usize) -> Result<u8, FfaError> {
@@ -271,9 +276,15 @@ fn zero_at<S: Source + ?Sized>(b: &S, off: usize, len: usize) -> Result<(), FfaE
     let mut at = off;
     let end = off.checked_add(len).ok_or(INVALID)?;
     while at < end {
-        let mut chunk = [0u8; 16];
         let n = (end - at).min(16);
-        if !b.read(at, &mut chunk[..n]) || chunk.iter().any(|x| *x != 0) {
+        let chunk = if n == 16 {
+            b.array::<16>(at)
+        } else {
+            let mut c = [0u8; 16];
+            b.read(at, &mut c[..n]).then_some(c)
+        };
+        // Sixteen bytes compared at once.
+        if chunk.is_none_or(|c| u128::from_ne_bytes(c) != 0) {
             return Err(INVALID);
         }
         at += n;

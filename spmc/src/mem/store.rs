@@ -202,6 +202,9 @@ impl<'a, T: Copy> IntoIterator for &'a ChunkVec<T> {
 /// Bytes in blocks of a page: descriptors and responses.
 pub type Bytes = ChunkVec<u8>;
 
+/// What [`Bytes::try_extend_zeroed`] copies new bytes from.
+static ZEROS: [u8; 256] = [0; 256];
+
 impl ChunkVec<u8> {
     /// Appends `n` zero bytes, or NO_MEMORY with the vector unchanged.
     pub fn try_extend_zeroed(&mut self, n: usize) -> Result<(), FfaError> {
@@ -231,7 +234,14 @@ impl ChunkVec<u8> {
                 self.truncate(old);
                 return Err(FfaError::NoMemory);
             }
-            c.resize(c.len() + take, 0);
+            // Copied from a block of zeros (a word at a time): `resize`
+            // stores one byte at a time in the size-optimised image.
+            let mut fill = take;
+            while fill > 0 {
+                let k = fill.min(ZEROS.len());
+                c.extend_from_slice(&ZEROS[..k]);
+                fill -= k;
+            }
             self.len += take;
             left -= take;
         }
@@ -270,10 +280,38 @@ impl ChunkVec<u8> {
         })
     }
 
+    /// The `N` bytes at `off`, if in range: a descriptor's fields, read
+    /// with fixed-size loads when they lie in one block (all but those
+    /// across a page boundary).
+    #[inline(always)]
+    pub fn array_at<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        let start = off % CHUNK_BYTES;
+        let one = self
+            .chunks
+            .get(off / CHUNK_BYTES)
+            .and_then(|c| c.get(start..start.checked_add(N)?))
+            .and_then(|s| <[u8; N]>::try_from(s).ok());
+        if one.is_some() {
+            return one;
+        }
+        let mut out = [0u8; N];
+        self.read_at(off, &mut out).then_some(out)
+    }
+
     /// Copies `out.len()` bytes at `off` into `out`; false if out of range.
     pub fn read_at(&self, off: usize, out: &mut [u8]) -> bool {
         if off.checked_add(out.len()).is_none_or(|e| e > self.len) {
             return false;
+        }
+        // Within one block: one copy.
+        let start = off % CHUNK_BYTES;
+        if let Some(s) = self
+            .chunks
+            .get(off / CHUNK_BYTES)
+            .and_then(|c| c.get(start..start + out.len()))
+        {
+            out.copy_from_slice(s);
+            return true;
         }
         let mut o = 0;
         for s in self.segments(off, out.len()) {
@@ -287,6 +325,16 @@ impl ChunkVec<u8> {
     pub fn write_at(&mut self, off: usize, data: &[u8]) -> bool {
         if off.checked_add(data.len()).is_none_or(|e| e > self.len) {
             return false;
+        }
+        // Within one block: one copy.
+        let start = off % CHUNK_BYTES;
+        if let Some(s) = self
+            .chunks
+            .get_mut(off / CHUNK_BYTES)
+            .and_then(|c| c.get_mut(start..start + data.len()))
+        {
+            s.copy_from_slice(data);
+            return true;
         }
         let mut o = 0;
         for s in self.segments_mut(off, data.len()) {
