@@ -155,6 +155,36 @@ fn mailbox(b: &Buffers, secure: bool) -> [PhysRange; 2] {
 /// Up to this many runs are checked against every pin without an index.
 const LINEAR_RUNS: usize = 16;
 
+/// Sorts `v` in place: a heapsort, O(n log n), no allocation, and a few
+/// hundred bytes of code where `sort_unstable` brings in kilobytes (the
+/// image is built for size; docs/benchmarks.md).
+fn heapsort<T: Ord + Copy>(v: &mut [T]) {
+    fn sift<T: Ord + Copy>(v: &mut [T], mut root: usize, end: usize) {
+        loop {
+            let mut child = 2 * root + 1;
+            if child >= end {
+                return;
+            }
+            if child + 1 < end && v[child] < v[child + 1] {
+                child += 1;
+            }
+            if v[root] >= v[child] {
+                return;
+            }
+            v.swap(root, child);
+            root = child;
+        }
+    }
+    let n = v.len();
+    for i in (0..n / 2).rev() {
+        sift(v, i, n);
+    }
+    for end in (1..n).rev() {
+        v.swap(0, end);
+        sift(v, 0, end);
+    }
+}
+
 /// The pinned ranges of one moment, sorted, to test many runs at once.
 struct PinIndex {
     /// (secure, start, end, largest end up to here in the same security state).
@@ -165,7 +195,7 @@ impl PinIndex {
     /// The index of `entries` (secure, start, end, end): sorted, with the
     /// running maximum of the ends in the last field.
     fn new(mut entries: Vec<(bool, u64, u64, u64)>) -> Self {
-        entries.sort_unstable();
+        heapsort(&mut entries);
         for i in 1..entries.len() {
             if entries[i].0 == entries[i - 1].0 {
                 entries[i].3 = entries[i].3.max(entries[i - 1].3);
@@ -373,5 +403,16 @@ mod tests {
             }
         }
         assert!(!index(&[]).covers(&range(true, 0, 0x1000)));
+    }
+
+    #[test]
+    fn heapsort_sorts() {
+        for n in 0..40u64 {
+            let mut v: Vec<(bool, u64)> = (0..n).map(|i| (i % 3 == 0, (i * 7919) % 31)).collect();
+            let mut want = v.clone();
+            want.sort();
+            heapsort(&mut v);
+            assert_eq!(v, want);
+        }
     }
 }
