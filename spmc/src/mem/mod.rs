@@ -226,6 +226,11 @@ pub struct Donated {
     pub access: Access,
 }
 
+/// How donation records are kept sorted: by security state, then address.
+fn donation_key(d: &Donated) -> (bool, u64) {
+    (d.secure, d.pa)
+}
+
 /// Where a descriptor or a response travels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Buf {
@@ -346,7 +351,8 @@ impl MemState {
                 access,
             })?;
         }
-        new.sort_by_key(|d| d.pa);
+        // (One key for both sorts: one instance of the sort in the image.)
+        new.sort_by_key(donation_key);
         let mut out: ChunkVec<Donated> = ChunkVec::new();
         for d in self.donated.iter() {
             let end = d.pa + d.pages * PAGE_SIZE;
@@ -391,7 +397,7 @@ impl MemState {
         for d in new.iter() {
             out.try_push(*d)?;
         }
-        out.sort_by_key(|d| (d.secure, d.pa));
+        out.sort_by_key(donation_key);
         Ok(out)
     }
 
@@ -851,7 +857,7 @@ impl<P: Platform> Spmc<P> {
             return Err(FfaError::Denied);
         }
         // Nothing that backs a buffer the SPMC keeps (ownership.rs).
-        self.check_unpinned(secure, runs.iter(), false)?;
+        self.check_unpinned(secure, &runs, false)?;
         // The record's place, before anything changes.
         self.mem
             .transactions
@@ -1160,7 +1166,7 @@ impl<P: Platform> Spmc<P> {
             exec,
         };
         // No buffer can be in memory that is in a transaction (ownership.rs).
-        self.check_unpinned(t.secure, t.runs.iter(), true)?;
+        self.check_unpinned(t.secure, &t.runs, true)?;
         if buf == Buf::Mailbox
             && self
                 .buffers(from)
@@ -1372,7 +1378,7 @@ impl<P: Platform> Spmc<P> {
         }
         let zero = t.op != Op::Share && (rq.flags & flags::ZERO != 0 || t.borrowers[bi].zero_after);
         let (secure, space) = (t.secure, t.space());
-        self.check_unpinned(secure, t.runs.iter(), true)?;
+        self.check_unpinned(secure, &t.runs, true)?;
         for r in &self.mem.transactions[i].runs {
             self.partitions[slot as usize]
                 .stage2
@@ -1448,7 +1454,7 @@ impl<P: Platform> Spmc<P> {
                 _ => {}
             }
         }
-        self.check_unpinned(t.secure, t.runs.iter(), true)?;
+        self.check_unpinned(t.secure, &t.runs, true)?;
         if fl & flags::ZERO != 0 {
             let t = &self.mem.transactions[i];
             zero_runs(&mut self.platform, t.secure, t.runs.iter().copied())?;

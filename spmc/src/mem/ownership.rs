@@ -27,6 +27,7 @@ use alloc::vec::Vec;
 
 use log::{debug, error};
 
+use super::store::ChunkVec;
 use super::{Buf, MemState, Run};
 use crate::addr::{PAGE_SIZE, Pa};
 use crate::ffa::{FfaError, PartitionId};
@@ -270,27 +271,23 @@ impl<P: Platform> Spmc<P> {
     /// compared with every pin; more sort the pins once (their number grows
     /// with the endpoints, the runs' with the descriptor): NO_MEMORY if that
     /// small table cannot be had.
-    pub(crate) fn pinned_runs<'a>(
+    pub(crate) fn pinned_runs(
         &self,
         secure: bool,
-        runs: impl Iterator<Item = &'a Run> + Clone,
+        runs: &ChunkVec<Run>,
     ) -> Result<Option<Pin>, FfaError> {
-        if runs.clone().count() <= LINEAR_RUNS {
-            return Ok(runs
-                .into_iter()
-                .find_map(|x| self.pinned(&PhysRange::of_run(secure, x))));
+        let ranges = runs.iter().map(|x| PhysRange::of_run(secure, x));
+        if runs.len() <= LINEAR_RUNS {
+            return Ok(ranges.into_iter().find_map(|r| self.pinned(&r)));
         }
         let mut entries = Vec::new();
-        entries
-            .try_reserve_exact(self.pins().count())
-            .map_err(|_| FfaError::NoMemory)?;
-        entries.extend(
-            self.pins()
-                .map(|(r, _)| (r.secure, r.pa.0, r.end(), r.end())),
-        );
+        for (r, _) in self.pins() {
+            entries.try_reserve(1).map_err(|_| FfaError::NoMemory)?;
+            entries.push((r.secure, r.pa.0, r.end(), r.end()));
+        }
         let index = PinIndex::new(entries);
-        Ok(runs
-            .map(|x| PhysRange::of_run(secure, x))
+        Ok(ranges
+            .into_iter()
             .find(|r| index.covers(r))
             .and_then(|r| self.pinned(&r)))
     }
@@ -345,10 +342,10 @@ impl<P: Platform> Spmc<P> {
     /// The rule for memory about to change hands: DENIED if a buffer pins
     /// part of it. `invariant` says the caller's own checks already make a
     /// pin impossible there, so that meeting one is an SPMC bug.
-    pub(crate) fn check_unpinned<'a>(
+    pub(crate) fn check_unpinned(
         &self,
         secure: bool,
-        runs: impl Iterator<Item = &'a Run> + Clone,
+        runs: &ChunkVec<Run>,
         invariant: bool,
     ) -> Result<(), FfaError> {
         match self.pinned_runs(secure, runs)? {
