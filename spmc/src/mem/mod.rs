@@ -401,29 +401,36 @@ impl MemState {
         Ok(out)
     }
 
-    /// What `owner` holds (`None`: everyone together).
-    fn usage(&self, owner: Option<Owner>) -> Usage {
-        let mine = |o: Owner| owner.is_none_or(|w| w == o);
-        let mut u = Usage::default();
-        for t in self.transactions.iter().filter(|t| mine(t.owner)) {
-            u.transactions += 1;
-            u.runs += t.runs.len();
+    /// What `owner` holds, and what everyone holds together: one pass over
+    /// the records (the total of donated runs is their count).
+    fn usage(&self, owner: Owner) -> (Usage, Usage) {
+        let (mut mine, mut all) = (Usage::default(), Usage::default());
+        for t in &self.transactions {
+            all.transactions += 1;
+            all.runs += t.runs.len();
+            if t.owner == owner {
+                mine.transactions += 1;
+                mine.runs += t.runs.len();
+            }
         }
-        for m in self.incoming.iter().filter(|m| mine(m.owner)) {
-            u.transactions += 1;
-            u.descriptor_bytes += m.total as u64;
+        for m in &self.incoming {
+            all.transactions += 1;
+            all.descriptor_bytes += m.total as u64;
+            if m.owner == owner {
+                mine.transactions += 1;
+                mine.descriptor_bytes += m.total as u64;
+            }
         }
-        u.runs += self
-            .donated
-            .iter()
-            .filter(|d| mine(Owner::Partition(d.owner)))
-            .count();
-        u
+        all.runs += self.donated.len();
+        if let Owner::Partition(id) = owner {
+            mine.runs += self.donated.iter().filter(|d| d.owner == id).count();
+        }
+        (mine, all)
     }
 
     /// Runs `owner` may still have recorded (its quota and the total's).
     fn runs_left(&self, owner: Owner) -> usize {
-        let (mine, all) = (self.usage(Some(owner)), self.usage(None));
+        let (mine, all) = self.usage(owner);
         OWNER_RUNS
             .saturating_sub(mine.runs)
             .min(ALL_RUNS.saturating_sub(all.runs))
@@ -432,7 +439,7 @@ impl MemState {
     /// NO_MEMORY unless `owner` may start one more transaction, holding
     /// `bytes` of descriptor while it is assembled.
     fn admit(&self, owner: Owner, bytes: u64) -> Result<(), FfaError> {
-        let (mine, all) = (self.usage(Some(owner)), self.usage(None));
+        let (mine, all) = self.usage(owner);
         if self.in_flight() >= MAX_IN_FLIGHT
             || mine.transactions >= OWNER_TRANSACTIONS
             || mine.descriptor_bytes + bytes > OWNER_DESCRIPTOR_BYTES
