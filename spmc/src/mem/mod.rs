@@ -1353,14 +1353,15 @@ impl<P: Platform> Spmc<P> {
         let Endpoint::Partition(slot) = from else {
             return Err(FfaError::NotSupported);
         };
-        let size = self
-            .buffers(from)
-            .ok_or(FfaError::InvalidParameters)?
-            .size
-            .min(16 + 2 * desc::MAX_RECEIVERS as u64);
-        let mut data = Bytes::new();
-        self.buf_read(from, Buf::Mailbox, size as usize, &mut data)?;
-        let rq = desc::parse_relinquish(&data)?;
+        let b = self.buffers(from).ok_or(FfaError::InvalidParameters)?;
+        // A relinquish descriptor is small: read on the stack, nothing allocated.
+        let mut buf = [0u8; 16 + 2 * desc::MAX_RECEIVERS];
+        let size = (b.size as usize).min(buf.len());
+        let (tx, data) = (b.tx, &mut buf[..size]);
+        self.platform
+            .read(tx, data)
+            .map_err(|_| FfaError::Aborted)?;
+        let rq = desc::parse_relinquish(&*data)?;
         let me = self.partitions[slot as usize].id();
         if rq.flags & !(flags::ZERO | flags::TIME_SLICE) != 0 || rq.endpoints != [me] {
             return Err(FfaError::InvalidParameters);
