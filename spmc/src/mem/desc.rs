@@ -615,8 +615,18 @@ pub struct Relinquish {
     pub handle: u64,
     /// Flags (ZERO, TIME_SLICE).
     pub flags: u32,
+    /// The endpoints that relinquish (the first `count`; a fixed array, so
+    /// parsing allocates nothing).
+    endpoints: [PartitionId; MAX_RECEIVERS],
+    /// How many.
+    count: usize,
+}
+
+impl Relinquish {
     /// The endpoints that relinquish.
-    pub endpoints: Vec<PartitionId>,
+    pub fn endpoints(&self) -> &[PartitionId] {
+        &self.endpoints[..self.count]
+    }
 }
 
 /// Parses a relinquish descriptor.
@@ -627,17 +637,15 @@ pub fn parse_relinquish<S: Source + ?Sized>(buf: &S) -> Result<Relinquish, FfaEr
     if count == 0 || count > MAX_RECEIVERS {
         return Err(INVALID);
     }
-    let mut endpoints = Vec::new();
-    endpoints
-        .try_reserve_exact(count)
-        .map_err(|_| FfaError::NoMemory)?;
-    for i in 0..count {
-        endpoints.push(u16_at(buf, 16 + 2 * i)?);
+    let mut endpoints = [0; MAX_RECEIVERS];
+    for (i, e) in endpoints.iter_mut().enumerate().take(count) {
+        *e = u16_at(buf, 16 + 2 * i)?;
     }
     Ok(Relinquish {
         handle,
         flags,
         endpoints,
+        count,
     })
 }
 
@@ -853,7 +861,7 @@ mod tests {
         b[12] = 1;
         b[16..18].copy_from_slice(&0x8002u16.to_le_bytes());
         let r = parse_relinquish(&b[..]).unwrap();
-        assert_eq!((r.handle, r.endpoints.as_slice()), (0x1234, &[0x8002][..]));
+        assert_eq!((r.handle, r.endpoints()), (0x1234, &[0x8002][..]));
         assert!(parse_relinquish(&b[..17]).is_err());
         b[12] = 0;
         assert!(parse_relinquish(&b[..]).is_err());

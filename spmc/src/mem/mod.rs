@@ -1363,7 +1363,7 @@ impl<P: Platform> Spmc<P> {
             .map_err(|_| FfaError::Aborted)?;
         let rq = desc::parse_relinquish(&*data)?;
         let me = self.partitions[slot as usize].id();
-        if rq.flags & !(flags::ZERO | flags::TIME_SLICE) != 0 || rq.endpoints != [me] {
+        if rq.flags & !(flags::ZERO | flags::TIME_SLICE) != 0 || rq.endpoints() != [me] {
             return Err(FfaError::InvalidParameters);
         }
         let i = self
