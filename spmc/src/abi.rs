@@ -489,7 +489,8 @@ impl<P: Platform> Spmc<P> {
                 byte = b' ';
             }
             if byte == b'\n' || p.console.len() >= CONSOLE_LINE {
-                let line = p.console.trim_end();
+                // Only spaces can end it (nothing else blank is kept).
+                let line = p.console.trim_end_matches(' ');
                 if !line.is_empty() {
                     log::log!(level, "[{id:#06x}] {line}");
                     printed = true;

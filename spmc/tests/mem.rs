@@ -1902,3 +1902,27 @@ fn the_buffer_check_sees_a_buffer_over_memory_that_changed_hands() {
     let e = contract::check_buffers(&s).unwrap_err();
     assert!(e.contains("0x8002"), "{e}");
 }
+
+/// Not a check: share cycles like the benchmark's (`mem_share_cycle_1page`),
+/// for a host profile (docs/benchmarks.md: build with `cargo test --release
+/// -p spmc --test mem --no-run`, run the binary under `valgrind
+/// --tool=callgrind` with `--ignored perf_share_cycle_1page`; `CYCLES` sets
+/// the count).
+#[test]
+#[ignore]
+fn perf_share_cycle_1page() {
+    let mut s = world();
+    let n: usize = std::env::var("CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    for _ in 0..n {
+        // A share leaves the instruction access unspecified (DEN0140).
+        let d = D::send(0, &[(SP1, perm::RW)], &[(NS_MEM, 1)]);
+        let h = nwd_send_ok(&mut s, func::MEM_SHARE_64, &d);
+        retrieve(&mut s, SP1, &D::retrieve(0, h, SP1, perm::RW)).unwrap();
+        assert_eq!(relinquish(&mut s, SP1, h, 0), None);
+        assert_eq!(nwd_reclaim(&mut s, h, 0).func(), func::SUCCESS_32);
+        s.platform_mut().invalidations.clear();
+    }
+}

@@ -206,6 +206,12 @@ pub trait Source {
     fn size(&self) -> usize;
     /// Copies `out.len()` bytes at `off`; false if past the end.
     fn read(&self, off: usize, out: &mut [u8]) -> bool;
+    /// The `N` bytes at `off`, if there (a field: fixed-size loads where the
+    /// source allows them).
+    fn array<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        let mut out = [0u8; N];
+        self.read(off, &mut out).then_some(out)
+    }
 }
 
 impl Source for [u8] {
@@ -242,15 +248,14 @@ impl Source for Bytes {
     fn read(&self, off: usize, out: &mut [u8]) -> bool {
         self.read_at(off, out)
     }
+
+    fn array<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        self.array_at(off)
+    }
 }
 
 fn bytes_at<const N: usize, S: Source + ?Sized>(b: &S, off: usize) -> Result<[u8; N], FfaError> {
-    let mut out = [0u8; N];
-    if b.read(off, &mut out) {
-        Ok(out)
-    } else {
-        Err(INVALID)
-    }
+    b.array(off).ok_or(INVALID)
 }
 
 fn u8_at<S: Source + ?Sized>(b: &S, off: usize) -> Result<u8, FfaError> {
@@ -273,9 +278,15 @@ fn zero_at<S: Source + ?Sized>(b: &S, off: usize, len: usize) -> Result<(), FfaE
     let mut at = off;
     let end = off.checked_add(len).ok_or(INVALID)?;
     while at < end {
-        let mut chunk = [0u8; 16];
         let n = (end - at).min(16);
-        if !b.read(at, &mut chunk[..n]) || chunk.iter().any(|x| *x != 0) {
+        let chunk = if n == 16 {
+            b.array::<16>(at)
+        } else {
+            let mut c = [0u8; 16];
+            b.read(at, &mut c[..n]).then_some(c)
+        };
+        // Sixteen bytes compared at once.
+        if chunk.is_none_or(|c| u128::from_ne_bytes(c) != 0) {
             return Err(INVALID);
         }
         at += n;
@@ -615,8 +626,18 @@ pub struct Relinquish {
     pub handle: u64,
     /// Flags (ZERO, TIME_SLICE).
     pub flags: u32,
+    /// The endpoints that relinquish (the first `count`; a fixed array, so
+    /// parsing allocates nothing).
+    endpoints: [PartitionId; MAX_RECEIVERS],
+    /// How many.
+    count: usize,
+}
+
+impl Relinquish {
     /// The endpoints that relinquish.
-    pub endpoints: Vec<PartitionId>,
+    pub fn endpoints(&self) -> &[PartitionId] {
+        &self.endpoints[..self.count]
+    }
 }
 
 /// Parses a relinquish descriptor.
@@ -627,17 +648,15 @@ pub fn parse_relinquish<S: Source + ?Sized>(buf: &S) -> Result<Relinquish, FfaEr
     if count == 0 || count > MAX_RECEIVERS {
         return Err(INVALID);
     }
-    let mut endpoints = Vec::new();
-    endpoints
-        .try_reserve_exact(count)
-        .map_err(|_| FfaError::NoMemory)?;
-    for i in 0..count {
-        endpoints.push(u16_at(buf, 16 + 2 * i)?);
+    let mut endpoints = [0; MAX_RECEIVERS];
+    for (i, e) in endpoints.iter_mut().enumerate().take(count) {
+        *e = u16_at(buf, 16 + 2 * i)?;
     }
     Ok(Relinquish {
         handle,
         flags,
         endpoints,
+        count,
     })
 }
 
@@ -853,7 +872,7 @@ mod tests {
         b[12] = 1;
         b[16..18].copy_from_slice(&0x8002u16.to_le_bytes());
         let r = parse_relinquish(&b[..]).unwrap();
-        assert_eq!((r.handle, r.endpoints.as_slice()), (0x1234, &[0x8002][..]));
+        assert_eq!((r.handle, r.endpoints()), (0x1234, &[0x8002][..]));
         assert!(parse_relinquish(&b[..17]).is_err());
         b[12] = 0;
         assert!(parse_relinquish(&b[..]).is_err());

@@ -237,6 +237,11 @@ pub struct Donated {
     pub access: Access,
 }
 
+/// How donation records are kept sorted: by security state, then address.
+fn donation_key(d: &Donated) -> (bool, u64) {
+    (d.secure, d.pa)
+}
+
 /// Where a descriptor or a response travels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Buf {
@@ -357,7 +362,8 @@ impl MemState {
                 access,
             })?;
         }
-        new.sort_by_key(|d| d.pa);
+        // (One key for both sorts: one instance of the sort in the image.)
+        new.sort_by_key(donation_key);
         let mut out: ChunkVec<Donated> = ChunkVec::new();
         for d in self.donated.iter() {
             let end = d.pa + d.pages * PAGE_SIZE;
@@ -402,33 +408,40 @@ impl MemState {
         for d in new.iter() {
             out.try_push(*d)?;
         }
-        out.sort_by_key(|d| (d.secure, d.pa));
+        out.sort_by_key(donation_key);
         Ok(out)
     }
 
-    /// What `owner` holds (`None`: everyone together).
-    fn usage(&self, owner: Option<Owner>) -> Usage {
-        let mine = |o: Owner| owner.is_none_or(|w| w == o);
-        let mut u = Usage::default();
-        for t in self.transactions.iter().filter(|t| mine(t.owner)) {
-            u.transactions += 1;
-            u.runs += t.runs.len();
+    /// What `owner` holds, and what everyone holds together: one pass over
+    /// the records (the total of donated runs is their count).
+    fn usage(&self, owner: Owner) -> (Usage, Usage) {
+        let (mut mine, mut all) = (Usage::default(), Usage::default());
+        for t in &self.transactions {
+            all.transactions += 1;
+            all.runs += t.runs.len();
+            if t.owner == owner {
+                mine.transactions += 1;
+                mine.runs += t.runs.len();
+            }
         }
-        for m in self.incoming.iter().filter(|m| mine(m.owner)) {
-            u.transactions += 1;
-            u.descriptor_bytes += m.total as u64;
+        for m in &self.incoming {
+            all.transactions += 1;
+            all.descriptor_bytes += m.total as u64;
+            if m.owner == owner {
+                mine.transactions += 1;
+                mine.descriptor_bytes += m.total as u64;
+            }
         }
-        u.runs += self
-            .donated
-            .iter()
-            .filter(|d| mine(Owner::Partition(d.owner)))
-            .count();
-        u
+        all.runs += self.donated.len();
+        if let Owner::Partition(id) = owner {
+            mine.runs += self.donated.iter().filter(|d| d.owner == id).count();
+        }
+        (mine, all)
     }
 
     /// Runs `owner` may still have recorded (its quota and the total's).
     fn runs_left(&self, owner: Owner) -> usize {
-        let (mine, all) = (self.usage(Some(owner)), self.usage(None));
+        let (mine, all) = self.usage(owner);
         OWNER_RUNS
             .saturating_sub(mine.runs)
             .min(ALL_RUNS.saturating_sub(all.runs))
@@ -437,7 +450,7 @@ impl MemState {
     /// NO_MEMORY unless `owner` may start one more transaction, holding
     /// `bytes` of descriptor while it is assembled.
     fn admit(&self, owner: Owner, bytes: u64) -> Result<(), FfaError> {
-        let (mine, all) = (self.usage(Some(owner)), self.usage(None));
+        let (mine, all) = self.usage(owner);
         if self.in_flight() >= MAX_IN_FLIGHT
             || mine.transactions >= OWNER_TRANSACTIONS
             || mine.descriptor_bytes + bytes > OWNER_DESCRIPTOR_BYTES
@@ -909,7 +922,7 @@ impl<P: Platform> Spmc<P> {
             return Err(FfaError::Denied);
         }
         // Nothing that backs a buffer the SPMC keeps (ownership.rs).
-        self.check_unpinned(secure, runs.iter(), false)?;
+        self.check_unpinned(secure, &runs, false)?;
         // The record's place, before anything changes.
         self.mem
             .transactions
@@ -1301,7 +1314,7 @@ impl<P: Platform> Spmc<P> {
             return Err(FfaError::InvalidParameters);
         }
         // No buffer can be in memory that is in a transaction (ownership.rs).
-        self.check_unpinned(t.secure, t.runs.iter(), true)?;
+        self.check_unpinned(t.secure, &t.runs, true)?;
         if buf == Buf::Mailbox
             && self
                 .buffers(from)
@@ -1494,16 +1507,17 @@ impl<P: Platform> Spmc<P> {
         let Endpoint::Partition(slot) = from else {
             return Err(FfaError::NotSupported);
         };
-        let size = self
-            .buffers(from)
-            .ok_or(FfaError::InvalidParameters)?
-            .size
-            .min(16 + 2 * desc::MAX_RECEIVERS as u64);
-        let mut data = Bytes::new();
-        self.buf_read(from, Buf::Mailbox, size as usize, &mut data)?;
-        let rq = desc::parse_relinquish(&data)?;
+        let b = self.buffers(from).ok_or(FfaError::InvalidParameters)?;
+        // A relinquish descriptor is small: read on the stack, nothing allocated.
+        let mut buf = [0u8; 16 + 2 * desc::MAX_RECEIVERS];
+        let size = (b.size as usize).min(buf.len());
+        let (tx, data) = (b.tx, &mut buf[..size]);
+        self.platform
+            .read(tx, data)
+            .map_err(|_| FfaError::Aborted)?;
+        let rq = desc::parse_relinquish(&*data)?;
         let me = self.partitions[slot as usize].id();
-        if rq.flags & !(flags::ZERO | flags::TIME_SLICE) != 0 || rq.endpoints != [me] {
+        if rq.flags & !(flags::ZERO | flags::TIME_SLICE) != 0 || rq.endpoints() != [me] {
             return Err(FfaError::InvalidParameters);
         }
         let i = self
@@ -1535,7 +1549,7 @@ impl<P: Platform> Spmc<P> {
         }
         let zero = t.op != Op::Share && (rq.flags & flags::ZERO != 0 || t.borrowers[bi].zero_after);
         let (secure, space) = (t.secure, t.space());
-        self.check_unpinned(secure, t.runs.iter(), true)?;
+        self.check_unpinned(secure, &t.runs, true)?;
         for r in &self.mem.transactions[i].runs {
             self.partitions[slot as usize]
                 .stage2
@@ -1615,7 +1629,7 @@ impl<P: Platform> Spmc<P> {
                 _ => {}
             }
         }
-        self.check_unpinned(t.secure, t.runs.iter(), true)?;
+        self.check_unpinned(t.secure, &t.runs, true)?;
         if fl & flags::ZERO != 0 {
             let t = &self.mem.transactions[i];
             zero_runs(&mut self.platform, t.secure, t.runs.iter().copied())?;

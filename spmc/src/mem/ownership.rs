@@ -27,6 +27,7 @@ use alloc::vec::Vec;
 
 use log::{debug, error};
 
+use super::store::ChunkVec;
 use super::{Buf, MemState, Run};
 use crate::addr::{PAGE_SIZE, Pa};
 use crate::ffa::{FfaError, PartitionId};
@@ -155,6 +156,36 @@ fn mailbox(b: &Buffers, secure: bool) -> [PhysRange; 2] {
 /// Up to this many runs are checked against every pin without an index.
 const LINEAR_RUNS: usize = 16;
 
+/// Sorts `v` in place: a heapsort, O(n log n), no allocation, and a few
+/// hundred bytes of code where `sort_unstable` brings in kilobytes (the
+/// image is built for size; docs/benchmarks.md).
+fn heapsort<T: Ord + Copy>(v: &mut [T]) {
+    fn sift<T: Ord + Copy>(v: &mut [T], mut root: usize, end: usize) {
+        loop {
+            let mut child = 2 * root + 1;
+            if child >= end {
+                return;
+            }
+            if child + 1 < end && v[child] < v[child + 1] {
+                child += 1;
+            }
+            if v[root] >= v[child] {
+                return;
+            }
+            v.swap(root, child);
+            root = child;
+        }
+    }
+    let n = v.len();
+    for i in (0..n / 2).rev() {
+        sift(v, i, n);
+    }
+    for end in (1..n).rev() {
+        v.swap(0, end);
+        sift(v, 0, end);
+    }
+}
+
 /// The pinned ranges of one moment, sorted, to test many runs at once.
 struct PinIndex {
     /// (secure, start, end, largest end up to here in the same security state).
@@ -165,7 +196,7 @@ impl PinIndex {
     /// The index of `entries` (secure, start, end, end): sorted, with the
     /// running maximum of the ends in the last field.
     fn new(mut entries: Vec<(bool, u64, u64, u64)>) -> Self {
-        entries.sort_unstable();
+        heapsort(&mut entries);
         for i in 1..entries.len() {
             if entries[i].0 == entries[i - 1].0 {
                 entries[i].3 = entries[i].3.max(entries[i - 1].3);
@@ -240,27 +271,23 @@ impl<P: Platform> Spmc<P> {
     /// compared with every pin; more sort the pins once (their number grows
     /// with the endpoints, the runs' with the descriptor): NO_MEMORY if that
     /// small table cannot be had.
-    pub(crate) fn pinned_runs<'a>(
+    pub(crate) fn pinned_runs(
         &self,
         secure: bool,
-        runs: impl Iterator<Item = &'a Run> + Clone,
+        runs: &ChunkVec<Run>,
     ) -> Result<Option<Pin>, FfaError> {
-        if runs.clone().count() <= LINEAR_RUNS {
-            return Ok(runs
-                .into_iter()
-                .find_map(|x| self.pinned(&PhysRange::of_run(secure, x))));
+        let ranges = runs.iter().map(|x| PhysRange::of_run(secure, x));
+        if runs.len() <= LINEAR_RUNS {
+            return Ok(ranges.into_iter().find_map(|r| self.pinned(&r)));
         }
         let mut entries = Vec::new();
-        entries
-            .try_reserve_exact(self.pins().count())
-            .map_err(|_| FfaError::NoMemory)?;
-        entries.extend(
-            self.pins()
-                .map(|(r, _)| (r.secure, r.pa.0, r.end(), r.end())),
-        );
+        for (r, _) in self.pins() {
+            entries.try_reserve(1).map_err(|_| FfaError::NoMemory)?;
+            entries.push((r.secure, r.pa.0, r.end(), r.end()));
+        }
         let index = PinIndex::new(entries);
-        Ok(runs
-            .map(|x| PhysRange::of_run(secure, x))
+        Ok(ranges
+            .into_iter()
             .find(|r| index.covers(r))
             .and_then(|r| self.pinned(&r)))
     }
@@ -315,10 +342,10 @@ impl<P: Platform> Spmc<P> {
     /// The rule for memory about to change hands: DENIED if a buffer pins
     /// part of it. `invariant` says the caller's own checks already make a
     /// pin impossible there, so that meeting one is an SPMC bug.
-    pub(crate) fn check_unpinned<'a>(
+    pub(crate) fn check_unpinned(
         &self,
         secure: bool,
-        runs: impl Iterator<Item = &'a Run> + Clone,
+        runs: &ChunkVec<Run>,
         invariant: bool,
     ) -> Result<(), FfaError> {
         match self.pinned_runs(secure, runs)? {
@@ -373,5 +400,16 @@ mod tests {
             }
         }
         assert!(!index(&[]).covers(&range(true, 0, 0x1000)));
+    }
+
+    #[test]
+    fn heapsort_sorts() {
+        for n in 0..40u64 {
+            let mut v: Vec<(bool, u64)> = (0..n).map(|i| (i % 3 == 0, (i * 7919) % 31)).collect();
+            let mut want = v.clone();
+            want.sort();
+            heapsort(&mut v);
+            assert_eq!(v, want);
+        }
     }
 }

@@ -21,18 +21,65 @@ use crate::ffa::FfaError;
 pub const CHUNK_BYTES: usize = 4096;
 
 /// A vector of `T` in blocks of at most [`CHUNK_BYTES`].
+///
+/// The first block is kept in place, so a vector of one block (a
+/// descriptor of a page or less, the runs of most transactions) costs one
+/// allocation, as a `Vec` does; only the blocks after it are listed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChunkVec<T> {
-    chunks: Vec<Vec<T>>,
+    /// The first block (empty, and unallocated, while the vector is empty).
+    first: Vec<T>,
+    /// The blocks after the first; each block but the last is full.
+    rest: Vec<Vec<T>>,
     len: usize,
 }
 
 impl<T> Default for ChunkVec<T> {
     fn default() -> Self {
         Self {
-            chunks: Vec::new(),
+            first: Vec::new(),
+            rest: Vec::new(),
             len: 0,
         }
+    }
+}
+
+impl<T> ChunkVec<T> {
+    /// Block `b`.
+    fn block(&self, b: usize) -> Option<&Vec<T>> {
+        match b {
+            0 => Some(&self.first),
+            _ => self.rest.get(b - 1),
+        }
+    }
+
+    /// Block `b`, mutably.
+    fn block_mut(&mut self, b: usize) -> Option<&mut Vec<T>> {
+        match b {
+            0 => Some(&mut self.first),
+            _ => self.rest.get_mut(b - 1),
+        }
+    }
+
+    /// The last block.
+    fn last_block(&self) -> &Vec<T> {
+        self.rest.last().unwrap_or(&self.first)
+    }
+
+    /// The last block, mutably.
+    fn last_block_mut(&mut self) -> &mut Vec<T> {
+        match self.rest.last_mut() {
+            Some(c) => c,
+            None => &mut self.first,
+        }
+    }
+
+    /// Every block, in order (the tests check their sizes).
+    #[cfg(test)]
+    fn blocks(
+        &self,
+    ) -> core::iter::Chain<core::iter::Once<&Vec<T>>, core::slice::Iter<'_, Vec<T>>> {
+        core::iter::once(&self.first).chain(self.rest.iter())
     }
 }
 
@@ -61,17 +108,17 @@ impl<T: Copy> ChunkVec<T> {
 
     /// The element at `i`.
     pub fn get(&self, i: usize) -> Option<T> {
-        self.chunks.get(i / Self::PER)?.get(i % Self::PER).copied()
+        self.block(i / Self::PER)?.get(i % Self::PER).copied()
     }
 
     /// A mutable reference to the element at `i`.
     pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
-        self.chunks.get_mut(i / Self::PER)?.get_mut(i % Self::PER)
+        self.block_mut(i / Self::PER)?.get_mut(i % Self::PER)
     }
 
     /// The last element, mutably.
     pub fn last_mut(&mut self) -> Option<&mut T> {
-        self.chunks.last_mut()?.last_mut()
+        self.last_block_mut().last_mut()
     }
 
     /// Swaps two elements (nothing if either is out of range).
@@ -88,18 +135,18 @@ impl<T: Copy> ChunkVec<T> {
 
     /// Appends `v`, or NO_MEMORY with the vector unchanged.
     pub fn try_push(&mut self, v: T) -> Result<(), FfaError> {
-        let full = self.chunks.last().is_none_or(|c| c.len() == Self::PER);
-        if full {
-            self.chunks.try_reserve(1).map_err(|_| FfaError::NoMemory)?;
+        if self.last_block().len() == Self::PER {
+            self.rest.try_reserve(1).map_err(|_| FfaError::NoMemory)?;
             let mut c = Vec::new();
             c.try_reserve_exact(4.min(Self::PER))
                 .map_err(|_| FfaError::NoMemory)?;
             c.push(v);
-            self.chunks.push(c);
-        } else if let Some(c) = self.chunks.last_mut() {
+            self.rest.push(c);
+        } else {
+            let c = self.last_block_mut();
             if c.len() == c.capacity() {
-                // Doubling, never past one block.
-                let want = (c.capacity() * 2).min(Self::PER) - c.len();
+                // Doubling (from 4), never past one block.
+                let want = (c.capacity() * 2).max(4).min(Self::PER) - c.len();
                 c.try_reserve_exact(want).map_err(|_| FfaError::NoMemory)?;
             }
             c.push(v);
@@ -114,9 +161,12 @@ impl<T: Copy> ChunkVec<T> {
             return;
         }
         let keep = len.div_ceil(Self::PER);
-        self.chunks.truncate(keep);
-        if let Some(c) = self.chunks.last_mut() {
-            c.truncate(len - (keep - 1) * Self::PER);
+        if keep == 0 {
+            self.first = Vec::new();
+            self.rest = Vec::new();
+        } else {
+            self.rest.truncate(keep - 1);
+            self.last_block_mut().truncate(len - (keep - 1) * Self::PER);
         }
         self.len = len;
     }
@@ -147,8 +197,12 @@ impl<T: Copy> ChunkVec<T> {
     }
 
     /// The elements in order.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> + Clone + '_ {
-        self.chunks.iter().flatten()
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter {
+            v: self,
+            at: 0,
+            end: self.len,
+        }
     }
 
     /// Sorts by `key` in place: a heapsort, O(n log n) and no allocation.
@@ -186,21 +240,72 @@ impl<T: Copy> core::ops::Index<usize> for ChunkVec<T> {
 
     /// The element at `i` (host tests; the SPMC uses [`ChunkVec::get`]).
     fn index(&self, i: usize) -> &T {
-        &self.chunks[i / Self::PER][i % Self::PER]
+        match self.block(i / Self::PER) {
+            Some(b) => &b[i % Self::PER],
+            None => panic!("index {i} out of range"),
+        }
     }
 }
 
 impl<'a, T: Copy> IntoIterator for &'a ChunkVec<T> {
     type Item = &'a T;
-    type IntoIter = core::iter::Flatten<core::slice::Iter<'a, Vec<T>>>;
+    type IntoIter = Iter<'a, T>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.chunks.iter().flatten()
+        self.iter()
     }
 }
 
+/// The elements of a [`ChunkVec`] in order, by index (smaller code than a
+/// flattening of the blocks, and as fast: the block of an index is a shift
+/// or a multiplication).
+#[derive(Clone, Debug)]
+pub struct Iter<'a, T> {
+    v: &'a ChunkVec<T>,
+    at: usize,
+    end: usize,
+}
+
+impl<'a, T: Copy> Iterator for Iter<'a, T> {
+    type Item = &'a T;
+
+    fn next(&mut self) -> Option<&'a T> {
+        if self.at >= self.end {
+            return None;
+        }
+        let i = self.at;
+        self.at += 1;
+        self.v
+            .block(i / ChunkVec::<T>::PER)?
+            .get(i % ChunkVec::<T>::PER)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.end.saturating_sub(self.at);
+        (n, Some(n))
+    }
+}
+
+impl<T: Copy> DoubleEndedIterator for Iter<'_, T> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if self.at >= self.end {
+            return None;
+        }
+        self.end -= 1;
+        let i = self.end;
+        self.v
+            .block(i / ChunkVec::<T>::PER)?
+            .get(i % ChunkVec::<T>::PER)
+    }
+}
+
+impl<T: Copy> ExactSizeIterator for Iter<'_, T> {}
+
 /// Bytes in blocks of a page: descriptors and responses.
 pub type Bytes = ChunkVec<u8>;
+
+/// What [`Bytes::try_extend_zeroed`] copies new bytes from.
+static ZEROS: [u8; 256] = [0; 256];
 
 impl ChunkVec<u8> {
     /// Appends `n` zero bytes, or NO_MEMORY with the vector unchanged.
@@ -208,30 +313,31 @@ impl ChunkVec<u8> {
         let old = self.len;
         let mut left = n;
         while left > 0 {
-            let room = match self.chunks.last() {
-                Some(c) if c.len() < CHUNK_BYTES => CHUNK_BYTES - c.len(),
-                _ => {
-                    if let Err(e) = self.chunks.try_reserve(1).map_err(|_| FfaError::NoMemory) {
-                        self.truncate(old);
-                        return Err(e);
-                    }
-                    self.chunks.push(Vec::new());
-                    CHUNK_BYTES
+            if self.last_block().len() >= CHUNK_BYTES {
+                if self.rest.try_reserve(1).is_err() {
+                    self.truncate(old);
+                    return Err(FfaError::NoMemory);
                 }
-            };
-            let take = room.min(left);
-            let Some(c) = self.chunks.last_mut() else {
-                break;
-            };
+                self.rest.push(Vec::new());
+            }
+            let c = self.last_block_mut();
+            let take = (CHUNK_BYTES - c.len()).min(left);
             // Exactly what is needed in a partial block; whole blocks are one page.
             if c.try_reserve_exact(take).is_err() {
-                if c.is_empty() {
-                    self.chunks.pop();
+                if c.is_empty() && !self.rest.is_empty() {
+                    self.rest.pop();
                 }
                 self.truncate(old);
                 return Err(FfaError::NoMemory);
             }
-            c.resize(c.len() + take, 0);
+            // Copied from a block of zeros (a word at a time): `resize`
+            // stores one byte at a time in the size-optimised image.
+            let mut fill = take;
+            while fill > 0 {
+                let k = fill.min(ZEROS.len());
+                c.extend_from_slice(&ZEROS[..k]);
+                fill -= k;
+            }
             self.len += take;
             left -= take;
         }
@@ -246,7 +352,7 @@ impl ChunkVec<u8> {
             if at >= end {
                 return None;
             }
-            let c = self.chunks.get(at / CHUNK_BYTES)?;
+            let c = self.block(at / CHUNK_BYTES)?;
             let start = at % CHUNK_BYTES;
             let n = (c.len() - start).min(end - at);
             at += n;
@@ -259,7 +365,8 @@ impl ChunkVec<u8> {
         let end = off.saturating_add(len).min(self.len);
         let skip = off / CHUNK_BYTES;
         let mut at = off;
-        self.chunks.iter_mut().skip(skip).map_while(move |c| {
+        let blocks = core::iter::once(&mut self.first).chain(self.rest.iter_mut());
+        blocks.skip(skip).map_while(move |c| {
             if at >= end {
                 return None;
             }
@@ -270,10 +377,36 @@ impl ChunkVec<u8> {
         })
     }
 
+    /// The `N` bytes at `off`, if in range: a descriptor's fields, read
+    /// with fixed-size loads when they lie in one block (all but those
+    /// across a page boundary).
+    #[inline(always)]
+    pub fn array_at<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        let start = off % CHUNK_BYTES;
+        let one = self
+            .block(off / CHUNK_BYTES)
+            .and_then(|c| c.get(start..start.checked_add(N)?))
+            .and_then(|s| <[u8; N]>::try_from(s).ok());
+        if one.is_some() {
+            return one;
+        }
+        let mut out = [0u8; N];
+        self.read_at(off, &mut out).then_some(out)
+    }
+
     /// Copies `out.len()` bytes at `off` into `out`; false if out of range.
     pub fn read_at(&self, off: usize, out: &mut [u8]) -> bool {
         if off.checked_add(out.len()).is_none_or(|e| e > self.len) {
             return false;
+        }
+        // Within one block: one copy.
+        let start = off % CHUNK_BYTES;
+        if let Some(s) = self
+            .block(off / CHUNK_BYTES)
+            .and_then(|c| c.get(start..start + out.len()))
+        {
+            out.copy_from_slice(s);
+            return true;
         }
         let mut o = 0;
         for s in self.segments(off, out.len()) {
@@ -287,6 +420,15 @@ impl ChunkVec<u8> {
     pub fn write_at(&mut self, off: usize, data: &[u8]) -> bool {
         if off.checked_add(data.len()).is_none_or(|e| e > self.len) {
             return false;
+        }
+        // Within one block: one copy.
+        let start = off % CHUNK_BYTES;
+        if let Some(s) = self
+            .block_mut(off / CHUNK_BYTES)
+            .and_then(|c| c.get_mut(start..start + data.len()))
+        {
+            s.copy_from_slice(data);
+            return true;
         }
         let mut o = 0;
         for s in self.segments_mut(off, data.len()) {
@@ -314,7 +456,7 @@ mod tests {
             v.try_push((i * 7919) % 2003).unwrap();
         }
         assert_eq!(v.len(), 2000);
-        assert!(v.chunks.iter().all(|c| c.capacity() * 8 <= CHUNK_BYTES));
+        assert!(v.blocks().all(|c| c.capacity() * 8 <= CHUNK_BYTES));
         v.sort_by_key(|x| *x);
         let all: Vec<u64> = v.iter().copied().collect();
         assert!(all.windows(2).all(|w| w[0] <= w[1]));
@@ -322,10 +464,17 @@ mod tests {
         assert!(v.iter().all(|x| x % 2 == 0));
         let n = v.len();
         assert_eq!(v.get(n - 1), all.iter().rev().copied().find(|x| x % 2 == 0));
+        let back: Vec<u64> = v.iter().rev().copied().collect();
+        assert!(back.iter().rev().eq(v.iter()), "both ends, across blocks");
+        assert_eq!(v.iter().len(), n);
         v.truncate(3);
         assert_eq!(v.len(), 3);
         assert_eq!(v.iter().count(), 3);
         assert_eq!(v.get(3), None);
+        v.truncate(0);
+        assert!(v.is_empty() && v.iter().next().is_none());
+        v.try_push(7).unwrap();
+        assert_eq!((v.len(), v.get(0)), (1, Some(7)));
     }
 
     #[test]
@@ -334,7 +483,7 @@ mod tests {
         b.try_extend_zeroed(10).unwrap();
         b.try_extend_zeroed(3 * CHUNK_BYTES).unwrap();
         assert_eq!(b.len(), 3 * CHUNK_BYTES + 10);
-        assert!(b.chunks.iter().all(|c| c.capacity() <= CHUNK_BYTES));
+        assert!(b.blocks().all(|c| c.capacity() <= CHUNK_BYTES));
         let data: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
         assert!(b.write_at(4000, &data));
         let mut out = alloc::vec![0u8; 5000];
