@@ -61,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Ok(r) = desc::parse_relinquish(data) {
-        assert!(!r.endpoints.is_empty() && r.endpoints.len() <= desc::MAX_RECEIVERS);
-        assert!(data.len() >= 16 + 2 * r.endpoints.len());
+        assert!(!r.endpoints().is_empty() && r.endpoints().len() <= desc::MAX_RECEIVERS);
+        assert!(data.len() >= 16 + 2 * r.endpoints().len());
     }
 });
