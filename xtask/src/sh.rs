@@ -158,7 +158,19 @@ pub fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd
         .output()
         .map_err(|e| format!("cannot start `{shown}`: {e}"))?;
-    check(out.status, &shown, path.as_deref())?;
+    // A probe (`dpkg-query` of a package that is not there) may fail by
+    // design: the caller decides what a failure means, nothing is printed.
+    if !out.status.success() {
+        let program = shown.split_whitespace().next().unwrap_or(&shown);
+        return Err(match path {
+            Some(log) => format!(
+                "`{program}` failed ({}); log: {}",
+                out.status,
+                log.display()
+            ),
+            None => format!("`{shown}` failed ({})", out.status),
+        });
+    }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
