@@ -515,30 +515,7 @@ pub fn parse_header<S: Source + ?Sized>(
 /// Sorts ranges by address: O(n log n) for descriptors of thousands of
 /// ranges, in a few instructions of code (no generic sort in the image).
 pub(crate) fn heapsort_by_addr(v: &mut [Range]) {
-    fn sift(v: &mut [Range], mut root: usize, end: usize) {
-        loop {
-            let mut child = 2 * root + 1;
-            if child >= end {
-                return;
-            }
-            if child + 1 < end && v[child].addr < v[child + 1].addr {
-                child += 1;
-            }
-            if v[root].addr >= v[child].addr {
-                return;
-            }
-            v.swap(root, child);
-            root = child;
-        }
-    }
-    let n = v.len();
-    for i in (0..n / 2).rev() {
-        sift(v, i, n);
-    }
-    for end in (1..n).rev() {
-        v.swap(0, end);
-        sift(v, 0, end);
-    }
+    super::store::heapsort_by_key(v, |r| r.addr);
 }
 
 /// The fields of a retrieve response (one receiver: the retriever); the

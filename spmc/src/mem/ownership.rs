@@ -156,34 +156,9 @@ fn mailbox(b: &Buffers, secure: bool) -> [PhysRange; 2] {
 /// Up to this many runs are checked against every pin without an index.
 const LINEAR_RUNS: usize = 16;
 
-/// Sorts `v` in place: a heapsort, O(n log n), no allocation, and a few
-/// hundred bytes of code where `sort_unstable` brings in kilobytes (the
-/// image is built for size; docs/benchmarks.md).
+/// Sorts `v` in place ([`super::store::heapsort_by_key`]).
 fn heapsort<T: Ord + Copy>(v: &mut [T]) {
-    fn sift<T: Ord + Copy>(v: &mut [T], mut root: usize, end: usize) {
-        loop {
-            let mut child = 2 * root + 1;
-            if child >= end {
-                return;
-            }
-            if child + 1 < end && v[child] < v[child + 1] {
-                child += 1;
-            }
-            if v[root] >= v[child] {
-                return;
-            }
-            v.swap(root, child);
-            root = child;
-        }
-    }
-    let n = v.len();
-    for i in (0..n / 2).rev() {
-        sift(v, i, n);
-    }
-    for end in (1..n).rev() {
-        v.swap(0, end);
-        sift(v, 0, end);
-    }
+    super::store::heapsort_by_key(v, |x| *x);
 }
 
 /// The pinned ranges of one moment, sorted, to test many runs at once.

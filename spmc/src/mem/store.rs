@@ -34,6 +34,36 @@ pub struct ChunkVec<T> {
     len: usize,
 }
 
+/// Sorts a slice by `key` in place: a heapsort, O(n log n), no allocation,
+/// and a few hundred bytes of code where `sort_unstable` brings in kilobytes
+/// (the image is built for size; docs/benchmarks.md).
+pub fn heapsort_by_key<T, K: Ord>(v: &mut [T], key: impl Fn(&T) -> K) {
+    let sift = |v: &mut [T], mut root: usize, end: usize| {
+        loop {
+            let mut child = 2 * root + 1;
+            if child >= end {
+                return;
+            }
+            if child + 1 < end && key(&v[child]) < key(&v[child + 1]) {
+                child += 1;
+            }
+            if key(&v[root]) >= key(&v[child]) {
+                return;
+            }
+            v.swap(root, child);
+            root = child;
+        }
+    };
+    let n = v.len();
+    for i in (0..n / 2).rev() {
+        sift(v, i, n);
+    }
+    for end in (1..n).rev() {
+        v.swap(0, end);
+        sift(v, 0, end);
+    }
+}
+
 impl<T> Default for ChunkVec<T> {
     fn default() -> Self {
         Self {
