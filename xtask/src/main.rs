@@ -7,6 +7,7 @@ mod bench;
 mod build;
 mod cli;
 mod cpio;
+mod deps;
 mod fuzz;
 mod hostile;
 mod kmod;
