@@ -12,6 +12,7 @@ mod fuzz;
 mod hostile;
 mod kmod;
 mod linux;
+mod map;
 mod qemu;
 mod setup;
 mod sh;
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         }
         cli::Command::Test => test::run(&opts),
         cli::Command::Bench => bench::run(&opts),
+        cli::Command::Map => map::run(),
         cli::Command::Fuzz => fuzz::run(&opts, opts.fuzz_secs, opts.fuzz_target.as_deref()),
     };
     match result {
