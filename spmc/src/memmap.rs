@@ -118,12 +118,15 @@ impl<P: Platform> Spmc<P> {
             insert_sorted(&mut rows, r.clone());
         }
         let config = self.config();
-        rows.push(Row {
-            base: config.load_address,
-            size: config.binary_size as u64,
-            owner: Owner::Spmc,
-            what: String::from("image: code, data, stacks, static heap"),
-        });
+        insert_sorted(
+            &mut rows,
+            Row {
+                base: config.load_address,
+                size: config.binary_size as u64,
+                owner: Owner::Spmc,
+                what: String::from("image: code, data, stacks, static heap"),
+            },
+        );
         let entries = config.partitions.clone();
         for e in &entries {
             let mut hdr = [0u8; PACKAGE_HEADER_SIZE];

@@ -20,12 +20,23 @@ fn pool_rows(rows: &[Row], pool: spmc::manifest::MemRange) -> Vec<&Row> {
 fn the_boot_map_shows_image_packages_templates_partitions_and_free_pool() {
     let mut s = policy_world(None);
     let pool = s.config().secure_memory.unwrap();
-    let extra = [Row {
-        base: 0x0e00_0000,
-        size: 0x10_0000,
-        owner: Owner::Firmware,
-        what: "trusted SRAM".into(),
-    }];
+    // The platform's rows, as platform-qemu passes them: one below
+    // everything, one above (the heap it takes from the pool's end; this
+    // pool keeps those pages, so it lies past it here).
+    let extra = [
+        Row {
+            base: 0x0e00_0000,
+            size: 0x10_0000,
+            owner: Owner::Firmware,
+            what: "trusted SRAM".into(),
+        },
+        Row {
+            base: pool.base + pool.size,
+            size: 0x10_0000,
+            owner: Owner::Spmc,
+            what: "heap".into(),
+        },
+    ];
     let rows = s.memory_map(&extra);
     let table: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
     let shown = table.join("\n");
@@ -33,8 +44,9 @@ fn the_boot_map_shows_image_packages_templates_partitions_and_free_pool() {
 
     assert!(rows.windows(2).all(|w| w[0].base <= w[1].base), "{shown}");
     assert_eq!(first_overlap(&rows), None, "{shown}");
-    // The platform's row, the image, one row per package.
+    // The platform's rows, the image, one row per package.
     assert_eq!(rows[0], extra[0]);
+    assert_eq!(rows.last(), Some(&extra[1]));
     assert!(rows.iter().any(|r| r.owner == Owner::Spmc
         && r.base == 0x0e10_0000
         && r.size == 0x20_0000
