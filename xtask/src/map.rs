@@ -14,7 +14,7 @@
 //! the SPMC manifest says.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::sh::{self, Result};
 
@@ -545,9 +545,9 @@ pub fn from_dir(dir: &Path) -> Result<Map> {
 
 /// `cargo xtask map`.
 pub fn run() -> Result<()> {
-    let dir: PathBuf = sh::root().join("tf-a-integration/qemu");
-    let map = from_dir(&dir)?;
-    println!("secure memory map (from {}):", dir.display());
+    const DIR: &str = "tf-a-integration/qemu";
+    let map = from_dir(&sh::root().join(DIR))?;
+    println!("secure memory map (from {DIR}):");
     println!("  {HEADER}");
     for r in &map.rows {
         println!("  {r}");
