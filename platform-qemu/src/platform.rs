@@ -12,7 +12,8 @@ use spmc::ffa::{FfaError, Regs, func};
 use spmc::{Next, Spmc};
 
 use crate::board::{Qemu, SECURE_MANAGED};
-use spmc::manifest::{self, ManifestError, SpmcConfig};
+use spmc::manifest::{self, ManifestError, MemRange, SpmcConfig};
+use spmc::memmap::{HEADER, Owner, Row};
 
 /// UART1: the secure console on QEMU virt (UART0 belongs to the normal world).
 const SECURE_UART: usize = 0x0904_0000;
@@ -79,7 +80,7 @@ pub fn primary(manifest_addr: u64, core: usize) -> ! {
         fail_boot(FfaError::NoMemory)
     }
     info!("stage-1 MMU on: text RX, rodata R, data RW+XN");
-    grow_heap(&mut config);
+    let heap = grow_heap(&mut config);
 
     register_secondary_entry();
     arch_aarch64::stage2::configure();
@@ -87,6 +88,7 @@ pub fn primary(manifest_addr: u64, core: usize) -> ! {
     let board = Qemu::new(config.ns_memory.clone());
     let mut spmc = Spmc::new(config, board);
     spmc.load_partitions();
+    print_memory_map(&mut spmc, heap);
     let mut regs = Regs::default();
     let next = spmc.boot(&mut regs);
     *SPMC.lock() = Some(spmc);
@@ -195,18 +197,16 @@ fn fatal_probe(regs: &Regs) -> bool {
 const HEAP_FROM_POOL: u64 = 1 << 20;
 
 /// Moves the last `HEAP_FROM_POOL` bytes of the secure pool to the heap (the
-/// pool keeps the rest; partitions never see those pages). A pool too small
-/// to spare them leaves the heap as it is.
-fn grow_heap(config: &mut SpmcConfig) {
-    let Some(pool) = config.secure_memory.as_mut() else {
-        return;
-    };
+/// pool keeps the rest; partitions never see those pages) and returns where
+/// they are. A pool too small to spare them leaves the heap as it is.
+fn grow_heap(config: &mut SpmcConfig) -> Option<MemRange> {
+    let pool = config.secure_memory.as_mut()?;
     if pool.size < 4 * HEAP_FROM_POOL {
         log::warn!(
             "secure pool of {:#x} bytes: the heap stays at its static size",
             pool.size
         );
-        return;
+        return None;
     }
     pool.size -= HEAP_FROM_POOL;
     let start = pool.base + pool.size;
@@ -214,11 +214,39 @@ fn grow_heap(config: &mut SpmcConfig) {
     // mapped read-write for the SPMC; it was just taken out of the pool, so
     // the core never hands it to a partition, and nothing else uses it.
     unsafe { heap::add_region(start as usize, HEAP_FROM_POOL as usize) };
-    info!(
-        "heap: {} KiB in the image and {} KiB at {start:#x}, taken from the secure pool",
-        heap::HEAP_SIZE / 1024,
-        HEAP_FROM_POOL / 1024
-    );
+    Some(MemRange {
+        base: start,
+        size: HEAP_FROM_POOL,
+    })
+}
+
+/// Prints the secure memory map at info level, one table: the core's rows
+/// (its image, the packages, every partition's memory in the pool, the free
+/// pool) and the board's (trusted SRAM, the heap taken from the pool).
+/// `cargo xtask map` prints the same layout from the manifests.
+fn print_memory_map(spmc: &mut Spmc<Qemu>, heap: Option<MemRange>) {
+    let mut extra = alloc::vec![Row {
+        base: TRUSTED_SRAM.0,
+        size: TRUSTED_SRAM.1 - TRUSTED_SRAM.0,
+        owner: Owner::Firmware,
+        what: "trusted SRAM: BL1, BL2, BL31, the SPMC manifest".into(),
+    }];
+    if let Some(h) = heap {
+        extra.push(Row {
+            base: h.base,
+            size: h.size,
+            owner: Owner::Spmc,
+            what: alloc::format!(
+                "heap, taken from the pool (and {} KiB in the image)",
+                heap::HEAP_SIZE / 1024
+            ),
+        });
+    }
+    info!("secure memory map:");
+    info!("  {HEADER}");
+    for row in spmc.memory_map(&extra) {
+        info!("  {row}");
+    }
 }
 
 /// Prints the line that proves where the SPMC runs: VSTCR_EL2 exists only at Secure EL2.

@@ -30,6 +30,7 @@ pub mod ffa;
 pub mod manager;
 pub mod manifest;
 pub mod mem;
+pub mod memmap;
 pub mod messaging;
 pub mod partition;
 pub mod platform;

@@ -127,6 +127,26 @@ impl Pool {
         self.free_pages += a.pages;
     }
 
+    /// The runs of free pages, in address order: (first page, pages).
+    pub fn free_runs(&self) -> impl Iterator<Item = (Pa, u64)> + '_ {
+        let mut i = 0;
+        core::iter::from_fn(move || {
+            while i < self.used.len() && self.used[i] {
+                i += 1;
+            }
+            let first = i;
+            while i < self.used.len() && !self.used[i] {
+                i += 1;
+            }
+            (i > first).then(|| {
+                (
+                    Pa(self.base.0 + first as u64 * PAGE_SIZE),
+                    (i - first) as u64,
+                )
+            })
+        })
+    }
+
     /// True if the page holding `pa` lies in the pool and is not handed out.
     pub fn is_free(&self, pa: Pa) -> bool {
         self.contains(pa) && !self.used[((pa.0 - self.base.0) / PAGE_SIZE) as usize]

@@ -27,6 +27,11 @@ Commands:
            `cargo fuzz`; prints `fuzz: <target>: N executions ...` per
            target and `fuzz: N passed, M failed`. Installs cargo-fuzz and
            g++ if missing. See docs/fuzzing.md
+  map      Print the secure memory map from the manifests, without
+           booting: the SPMC image, the partition packages, each
+           partition's memory in the pool, the heap (the table the SPMC
+           prints at boot); fails on overlaps or ranges outside secure
+           memory. See docs/memory-map.md
   bench    Release build, then the benchmarks in QEMU under -icount shift=0
            (one instruction per virtual nanosecond): prints
            `bench: <name>: <value> <unit>` lines. Never fails on a figure.
@@ -85,6 +90,7 @@ pub enum Command {
     Test,
     Bench,
     Fuzz,
+    Map,
     Help,
 }
 
@@ -124,6 +130,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> 
         Some("test") => Command::Test,
         Some("bench") => Command::Bench,
         Some("fuzz") => Command::Fuzz,
+        Some("map") => Command::Map,
         Some(other) => return Err(format!("unknown command `{other}`")),
     };
     let mut o = Options {
@@ -269,6 +276,8 @@ mod tests {
     #[test]
     fn bad_input_is_an_error() {
         assert!(p("frobnicate").is_err());
+        assert_eq!(p("map").unwrap().command, Command::Map);
+        assert!(help().contains("map "));
         assert!(p("run --smp 9").is_err());
         assert!(p("run --smp").is_err());
         assert!(p("run --log loud").is_err());

@@ -7,10 +7,12 @@ mod bench;
 mod build;
 mod cli;
 mod cpio;
+mod deps;
 mod fuzz;
 mod hostile;
 mod kmod;
 mod linux;
+mod map;
 mod qemu;
 mod setup;
 mod sh;
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         }
         cli::Command::Test => test::run(&opts),
         cli::Command::Bench => bench::run(&opts),
+        cli::Command::Map => map::run(),
         cli::Command::Fuzz => fuzz::run(&opts, opts.fuzz_secs, opts.fuzz_target.as_deref()),
     };
     match result {

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::build::{self, FIRMWARE_PACKAGES};
 use crate::cli::Options;
+use crate::deps;
 use crate::fuzz;
 use crate::hostile;
 use crate::linux;
@@ -154,9 +155,23 @@ fn fatal_stage(env: &Env, opts: &Options, spmc_bin: &std::path::Path) -> Result<
     )
 }
 
-/// Host tests, rustfmt and clippy; returns the host tests' (passed, failed).
+/// The unused-dependency check, host tests, rustfmt and clippy; returns the host tests' (passed, failed).
 fn host_checks(_env: &Env) -> Result<(u64, u64)> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    sh::step("host: no unused dependencies (workspace and fuzz/)");
+    let unused = deps::check(&sh::root())?;
+    if !unused.is_empty() {
+        for p in &unused {
+            println!("    {p}");
+        }
+        return Err(format!(
+            "{} unused dependenc{}: remove {}, or see xtask/src/deps.rs",
+            unused.len(),
+            if unused.len() == 1 { "y" } else { "ies" },
+            if unused.len() == 1 { "it" } else { "them" }
+        ));
+    }
+
     sh::step("host: unit and fixture tests");
     let t = sh::Timer::start("host tests");
     let mut cmd = Command::new(&cargo);

@@ -1,5 +1,5 @@
 //! A tiny runtime for the test images: the entry code, a PL011 console, the
-//! SMC and HVC conduits and PSCI power-off.
+//! SMC and HVC conduits and PSCI power-off (those two from the `smccc` crate).
 //!
 //! The entry code turns the MMU on (at EL1 or EL2, whichever the image is
 //! entered at) with an identity map of 1 GiB blocks that the image provides as
@@ -182,26 +182,24 @@ impl Write for Pl011 {
     }
 }
 
-/// An SMCCC v1.2 call with x0-x17 in and out, through SMC.
+/// An SMCCC v1.2 call with x0-x17 in and out, through SMC: the `smccc`
+/// crate's conduit (x0 carries the function ID, 32 bits in SMCCC).
 #[inline]
 pub fn smc(r: &mut [u64; 18]) {
-    // SAFETY: the call reads and writes only x0-x17 (SMCCC v1.2); the callee
-    // preserves the other registers and does not write our memory.
-    unsafe {
-        core::arch::asm!(
-            "smc #0",
-            inout("x0") r[0], inout("x1") r[1], inout("x2") r[2], inout("x3") r[3],
-            inout("x4") r[4], inout("x5") r[5], inout("x6") r[6], inout("x7") r[7],
-            inout("x8") r[8], inout("x9") r[9], inout("x10") r[10], inout("x11") r[11],
-            inout("x12") r[12], inout("x13") r[13], inout("x14") r[14], inout("x15") r[15],
-            inout("x16") r[16], inout("x17") r[17],
-            options(nostack),
-        );
-    }
+    *r = smccc::smc64(r[0] as u32, args(r));
+}
+
+/// x1-x17 of a register block, as `smccc` takes them.
+#[inline(always)]
+fn args(r: &[u64; 18]) -> [u64; 17] {
+    let mut a = [0; 17];
+    a.copy_from_slice(&r[1..]);
+    a
 }
 
 /// Issues the call in `r` (x0-x7) with SMC, or with a NOP in place of the SMC:
-/// the benchmarks time both and subtract the second.
+/// the benchmarks time both and subtract the second. Not `smccc`'s conduit:
+/// the NOP twin must have exactly the same register constraints.
 #[inline(always)]
 pub fn bench_call(r: &mut [u64; 8], real: bool) {
     if real {
@@ -232,21 +230,10 @@ pub fn bench_call(r: &mut [u64; 8], real: bool) {
     }
 }
 
-/// An SMCCC v1.2 call with x0-x17 in and out, through HVC.
+/// An SMCCC v1.2 call with x0-x17 in and out, through HVC (`smccc`'s conduit).
 #[inline]
 pub fn hvc(r: &mut [u64; 18]) {
-    // SAFETY: as for `smc`.
-    unsafe {
-        core::arch::asm!(
-            "hvc #0",
-            inout("x0") r[0], inout("x1") r[1], inout("x2") r[2], inout("x3") r[3],
-            inout("x4") r[4], inout("x5") r[5], inout("x6") r[6], inout("x7") r[7],
-            inout("x8") r[8], inout("x9") r[9], inout("x10") r[10], inout("x11") r[11],
-            inout("x12") r[12], inout("x13") r[13], inout("x14") r[14], inout("x15") r[15],
-            inout("x16") r[16], inout("x17") r[17],
-            options(nostack),
-        );
-    }
+    *r = smccc::hvc64(r[0] as u32, args(r));
 }
 
 /// Reads CNTVCT_EL0 (on QEMU 10 with `-icount shift=0`, one tick per instruction).
@@ -267,11 +254,9 @@ pub fn current_el() -> u64 {
     (v >> 2) & 3
 }
 
-/// PSCI SYSTEM_OFF through SMC: QEMU exits.
+/// PSCI SYSTEM_OFF through SMC (`smccc::psci`): QEMU exits.
 pub fn system_off() -> ! {
-    let mut r = [0u64; 18];
-    r[0] = 0x8400_0008;
-    smc(&mut r);
+    let _ = smccc::psci::system_off::<smccc::Smc>();
     loop {
         // SAFETY: WFE only waits.
         unsafe { core::arch::asm!("wfe", options(nomem, nostack)) };
