@@ -95,6 +95,11 @@ pub struct Spmc<P: Platform> {
     boot_pos: usize,
     booted: bool,
     next_vmid: u16,
+    /// True until the normal world makes an FF-A call other than
+    /// FFA_VERSION: until then endpoint 0 may change its version (DEN0077
+    /// v1.2 §13.2). Kept as "open" so that the direct-request hot path fixes
+    /// the version with one store of zero.
+    pub(crate) nwd_version_open: bool,
 }
 
 impl<P: Platform> Spmc<P> {
@@ -129,6 +134,7 @@ impl<P: Platform> Spmc<P> {
             boot_pos: 0,
             booted: false,
             next_vmid: 1,
+            nwd_version_open: true,
         }
     }
 
@@ -437,6 +443,7 @@ impl<P: Platform> Spmc<P> {
             memory,
             code_len: round_up_pages(image_len).map_or(u32::MAX, |l| l.min(u32::MAX as u64) as u32),
             version,
+            version_fixed: false,
             buffers: None,
             console: alloc::string::String::new(),
             kind,
@@ -630,6 +637,19 @@ impl<P: Platform> Spmc<P> {
         &mut self.partitions
     }
 
+    /// Lets the normal world negotiate its version again, as after a
+    /// reboot: host tests of version-dependent layouts use it to try several
+    /// versions on one world (the rule itself: tests/version.rs).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn reopen_nwd_version_for_tests(&mut self) {
+        self.nwd_version_open = true;
+    }
+
+    /// Whether the normal world's version is fixed (§13.2).
+    pub fn nwd_version_fixed(&self) -> bool {
+        !self.nwd_version_open
+    }
+
     /// A vCPU's state.
     pub fn vcpu_state(&self, v: VcpuRef) -> VcpuState {
         self.partitions[v.slot as usize].vcpus[v.index as usize].state
@@ -685,16 +705,24 @@ impl<P: Platform> Spmc<P> {
         // the dispatch tree below; a call with junk in x0[63:32] takes the
         // general path and gets the same answer.)
         if regs.0[0] == func::MSG_SEND_DIRECT_REQ_64 as u64 && regs.w(2) & fwk::FLAG == 0 {
+            // Any call but FFA_VERSION fixes the normal world's version (§13.2).
+            self.nwd_version_open = false;
             return self.direct_request_from_nwd(regs);
         }
         let f = regs.func();
         if (f == func::MSG_SEND_DIRECT_REQ_32 || f == func::MSG_SEND_DIRECT_REQ_64)
             && regs.w(2) & fwk::FLAG != 0
         {
+            // The SPMD's own messages (FFA_VERSION, PSCI) are not the normal
+            // world's FF-A calls; a hypervisor's VM messages are.
             if ffa::sender(regs) == ffa::SPMD_ID {
                 return self.framework_message(regs);
             }
+            self.nwd_version_open = false;
             return self.vm_availability(regs);
+        }
+        if f != func::VERSION {
+            self.nwd_version_open = false;
         }
         match f {
             func::MSG_SEND_DIRECT_REQ_32
@@ -858,6 +886,10 @@ impl<P: Platform> Spmc<P> {
     #[inline(never)]
     fn partition_call(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
         let f = self.vcpu(v).ctx.x[0] as u32;
+        if f != func::VERSION {
+            // Its first call other than FFA_VERSION fixes its version (§13.2).
+            self.partitions[v.slot as usize].version_fixed = true;
+        }
         match f {
             func::MSG_SEND_DIRECT_REQ_32
             | func::MSG_SEND_DIRECT_REQ_64
@@ -941,19 +973,36 @@ impl<P: Platform> Spmc<P> {
     }
 
     /// Negotiates `from`'s version; returns what FFA_VERSION answers.
+    ///
+    /// DEN0077 v1.2 §13.2: an endpoint's version is fixed once it has made
+    /// another FF-A call. Then a request that would negotiate a different
+    /// version is refused with NOT_SUPPORTED and changes nothing; one that
+    /// negotiates the same version is answered as before (Hafnium's
+    /// `api_ffa_version`, and the FF-A ACS `ffa_version_negotiation`). An
+    /// invalid request (bit 31 set, another major) is NOT_SUPPORTED either way.
     #[inline(always)]
     #[cfg_attr(spmc_hot, optimize(speed))]
     fn negotiate(&mut self, from: Endpoint, requested: u32) -> u32 {
-        match ffa::negotiate(requested) {
-            Ok(v) => {
-                match from {
-                    Endpoint::NormalWorld(id) => self.nwd_mut(id).version = Some(v),
-                    Endpoint::Partition(s) => self.partitions[s as usize].version = v,
-                }
-                Version::IMPLEMENTED.bits()
+        let v = match ffa::negotiate(requested) {
+            Ok(v) => v,
+            Err(e) => return e.as_u32(),
+        };
+        let fixed = match from {
+            Endpoint::NormalWorld(_) => !self.nwd_version_open,
+            Endpoint::Partition(s) => self.partitions[s as usize].version_fixed,
+        };
+        if fixed {
+            if v != self.version_of(from) {
+                debug!("{from:?}: FFA_VERSION({requested:#x}) after other calls: version is fixed");
+                return FfaError::NotSupported.as_u32();
             }
-            Err(e) => e.as_u32(),
+        } else {
+            match from {
+                Endpoint::NormalWorld(id) => self.nwd_mut(id).version = Some(v),
+                Endpoint::Partition(s) => self.partitions[s as usize].version = v,
+            }
         }
+        Version::IMPLEMENTED.bits()
     }
 
     /// Framework messages from the SPMD (TF-A SPMD; FF-A v1.2 §18), answered

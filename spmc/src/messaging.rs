@@ -214,7 +214,12 @@ impl<P: Platform> Spmc<P> {
         let caller = match vcpu.state {
             VcpuState::Running(RunReason::Request(c)) => c,
             // Not handling a request: there is nobody to answer (§15.3.2).
-            _ => return self.finish_sp(v, Err(FfaError::Denied)),
+            // (A call all the same: it fixes the version, §13.2; one handling
+            // a request has waited, which fixed it.)
+            _ => {
+                p.version_fixed = true;
+                return self.finish_sp(v, Err(FfaError::Denied));
+            }
         };
         let ctx = &vcpu.ctx;
         let f = ctx.x[0] as u32;

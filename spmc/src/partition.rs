@@ -82,6 +82,9 @@ pub struct Partition {
     pub code_len: u32,
     /// Version it negotiated (its manifest's until it calls FFA_VERSION).
     pub version: Version,
+    /// Set by its first FF-A call other than FFA_VERSION (at the latest its
+    /// FFA_MSG_WAIT): `version` is then fixed (DEN0077 v1.2 §13.2).
+    pub version_fixed: bool,
     /// RX/TX buffers, once mapped.
     pub buffers: Option<Buffers>,
     /// Console output not yet ended by a newline.

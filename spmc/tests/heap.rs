@@ -42,9 +42,9 @@ fn world(limited: bool) -> Spmc<FakePlatform> {
     }
     let mut s = ModelHeap::scope(|| {
         let mut s = policy_boot(config, p);
-        map_nwd_buffers(&mut s);
         let r = nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
         assert_eq!(r.0[0], 0x1_0002);
+        map_nwd_buffers(&mut s);
         s
     });
     // One send in fragments, completed and reclaimed: the record vectors

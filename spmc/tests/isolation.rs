@@ -108,9 +108,9 @@ fn perms_for(f: u32) -> u8 {
 
 fn world() -> Spmc<FakePlatform> {
     let mut s = booted();
-    map_nwd_buffers(&mut s);
     let r = nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
     assert_eq!(r.0[0], 0x1_0002);
+    map_nwd_buffers(&mut s);
     s
 }
 

@@ -193,6 +193,13 @@ fn sp_as(s: &mut Spmc<FakePlatform>, vm: u16, id: u16, call: &[u64]) -> [u64; 8]
     out
 }
 
+/// Lets partition `id` negotiate its version again, as a fresh boot would
+/// (its version is fixed once it has made another call, §13.2).
+fn reopen_sp(s: &mut Spmc<FakePlatform>, id: u16) {
+    let slot = s.slot_of(id).unwrap() as usize;
+    s.partitions_mut_for_tests()[slot].version_fixed = false;
+}
+
 fn sp(s: &mut Spmc<FakePlatform>, id: u16, call: &[u64]) -> [u64; 8] {
     sp_as(s, 0, id, call)
 }
@@ -325,9 +332,9 @@ fn snapshot(s: &Spmc<FakePlatform>) -> Snapshot {
 
 fn world() -> Spmc<FakePlatform> {
     let mut s = booted();
-    map_nwd_buffers(&mut s);
     let r = nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
     assert_eq!(r.0[0], 0x1_0002);
+    map_nwd_buffers(&mut s);
     s
 }
 
@@ -411,6 +418,7 @@ fn share_retrieve_relinquish_reclaim_from_the_normal_world() {
 #[test]
 fn v1_0_descriptors_both_ways() {
     let mut s = world();
+    s.reopen_nwd_version_for_tests();
     let r = nwd_now(&mut s, &[func::VERSION as u64, 0x1_0000]);
     assert_eq!(r.0[0], 0x1_0002);
     let d = D::send(0, &[(SP2, perm::RO)], &[(NS_MEM, 1)]).v1_0();
@@ -423,6 +431,7 @@ fn v1_0_descriptors_both_ways() {
     );
     assert_eq!(r.error_code(), code(FfaError::InvalidParameters));
     // SP2 negotiates v1.0 and retrieves in that layout.
+    reopen_sp(&mut s, SP2);
     let x = sp(&mut s, SP2, &[func::VERSION as u64, 0x1_0000]);
     assert_eq!(x[0], 0x1_0002);
     let resp = retrieve(&mut s, SP2, &D::retrieve(0, h, SP2, perm::RO).v1_0()).unwrap();
@@ -435,7 +444,9 @@ fn v1_0_descriptors_both_ways() {
     assert_eq!(relinquish(&mut s, SP2, h, 0), None);
     assert_eq!(nwd_reclaim(&mut s, h, 0).func(), func::SUCCESS_32);
     // SP2 back to v1.2, a v1.1 caller gets 16-byte access descriptors.
+    reopen_sp(&mut s, SP2);
     sp(&mut s, SP2, &[func::VERSION as u64, 0x1_0001]);
+    s.reopen_nwd_version_for_tests();
     nwd_now(&mut s, &[func::VERSION as u64, 0x1_0001]);
     let mut d = D::send(0, &[(SP2, perm::RW)], &[(NS_MEM, 1)]);
     d.esz = 16;
@@ -1179,6 +1190,7 @@ fn no_tx_buffer_is_invalid_parameters() {
 fn a_vm_shares_only_with_its_own_tee_and_shared_services() {
     let mut s = policy_world(None);
     map_nwd_buffers(&mut s);
+    s.reopen_nwd_version_for_tests();
     nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
     assert_eq!(create_vm(&mut s, 1), 0);
     assert_eq!(create_vm(&mut s, 2), 0);
@@ -1234,6 +1246,7 @@ fn a_vm_shares_only_with_its_own_tee_and_shared_services() {
 fn destroying_a_tee_lets_its_vm_reclaim_and_zeroes_what_was_donated() {
     let mut s = policy_world(None);
     map_nwd_buffers(&mut s);
+    s.reopen_nwd_version_for_tests();
     nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
     assert_eq!(create_vm(&mut s, 1), 0);
     let i1 = instance_id(&s, 1).unwrap();

@@ -403,6 +403,7 @@ fn direct_request_errors() {
         let r = nwd_now(&mut s, call);
         assert_eq!(err(&r), Some(want.code()), "{call:x?}");
     }
+    s.reopen_nwd_version_for_tests();
     nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
     let r = nwd_now(
         &mut s,
@@ -720,6 +721,7 @@ fn partition_info_in_both_layouts() {
         err(&nwd_now(&mut s, &[func::RX_RELEASE as u64])),
         Some(FfaError::Denied.code())
     );
+    s.reopen_nwd_version_for_tests();
     nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
     let r = nwd_now(&mut s, &[func::PARTITION_INFO_GET as u64, 0, 0, 0, 0, 1]);
     // Count only: w3 is reserved (MBZ) with flag bit 0 set (§13.8).
@@ -765,6 +767,7 @@ fn partition_info_in_both_layouts() {
 #[test]
 fn partition_info_regs_pages_through_descriptors() {
     let mut s = booted();
+    s.reopen_nwd_version_for_tests();
     nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
     let f = func::PARTITION_INFO_GET_REGS_64 as u64;
     let r = nwd_now(&mut s, &[f, 0, 0, 0]);
@@ -801,6 +804,7 @@ fn partition_info_regs_pages_through_descriptors() {
 fn indirect_message_from_normal_world_to_partition() {
     let mut s = booted();
     map_nwd_buffers(&mut s);
+    s.reopen_nwd_version_for_tests();
     nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
     let mut msg = vec![0u8; 48];
     msg[8..12].copy_from_slice(&40u32.to_le_bytes());
@@ -921,6 +925,7 @@ fn partition_features_and_ids() {
 #[test]
 fn rxtx_map_reserved_bits_of_w3_are_refused() {
     let mut s = booted();
+    s.reopen_nwd_version_for_tests();
     nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
     for w3 in [0x41u64, 1 << 6 | 1, 1 << 31 | 1, 0x8000_0040] {
         for f in [func::RXTX_MAP_64, func::RXTX_MAP_32] {
@@ -968,6 +973,7 @@ fn rxtx_map_reserved_bits_of_w3_are_refused() {
 #[test]
 fn features_input_properties_are_checked() {
     let mut s = booted();
+    s.reopen_nwd_version_for_tests();
     nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
     let f = func::FEATURES as u64;
     assert_eq!(
@@ -1018,6 +1024,7 @@ fn features_input_properties_are_checked() {
 fn a_named_vm_id_with_bit_15_set_is_refused() {
     let mut s = booted();
     map_nwd_buffers(&mut s);
+    s.reopen_nwd_version_for_tests();
     nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
     let inval = Some(FfaError::InvalidParameters.code());
     let get = func::PARTITION_INFO_GET as u64;
@@ -1067,6 +1074,7 @@ fn discovery_properties_depend_on_the_caller() {
     s.partitions_mut_for_tests()[sp2].config.vm_availability = 3;
     let crash = s.slot_of(CRASH).unwrap() as usize;
     s.partitions_mut_for_tests()[crash].config.vm_availability = 3;
+    s.reopen_nwd_version_for_tests();
     nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
     let f = func::PARTITION_INFO_GET_REGS_64 as u64;
     let r = nwd_now(&mut s, &[f, 0, 0, 0]);
@@ -1099,6 +1107,7 @@ fn vm_message_bits_need_direct_receive() {
     let p = &mut s.partitions_mut_for_tests()[sp2];
     p.config.vm_availability = 3;
     p.config.messaging = sp_manifest::Messaging(sp_manifest::Messaging::INDIRECT);
+    s.reopen_nwd_version_for_tests();
     nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
     let r = nwd_now(&mut s, &[func::PARTITION_INFO_GET_REGS_64 as u64, 0, 0, 0]);
     assert_eq!(regs_props(&r, 1), (SP2, 0x104));
@@ -1117,6 +1126,7 @@ fn properties_follow_both_versions() {
     s.partitions_mut_for_tests()[sp1].version = spmc::ffa::Version::V1_1;
     let sp2 = s.slot_of(SP2).unwrap() as usize;
     s.partitions_mut_for_tests()[sp2].version = spmc::ffa::Version::V1_0;
+    s.reopen_nwd_version_for_tests();
     nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
     let r = nwd_now(&mut s, &[func::PARTITION_INFO_GET_REGS_64 as u64, 0, 0, 0]);
     assert_eq!(regs_props(&r, 0), (SP1, 0x105), "v1.1 partition: no REQ2");
@@ -1127,6 +1137,7 @@ fn properties_follow_both_versions() {
     );
     assert_eq!(regs_props(&r, 3), (TPM, 0x301));
     // A v1.1 caller: bits 9 and 10 are reserved.
+    s.reopen_nwd_version_for_tests();
     nwd_now(&mut s, &[func::VERSION as u64, 0x1_0001]);
     let r = nwd_now(&mut s, &[func::PARTITION_INFO_GET as u64, 0, 0, 0, 0, 0]);
     assert_eq!((r.func(), r.0[2], r.0[3]), (func::SUCCESS_32, 7, 24));
@@ -1135,6 +1146,7 @@ fn properties_follow_both_versions() {
     assert_eq!(props(3), 0x101, "TPM at v1.1");
     nwd_now(&mut s, &[func::RX_RELEASE as u64]);
     // A v1.0 caller: bits [31:3] are reserved.
+    s.reopen_nwd_version_for_tests();
     nwd_now(&mut s, &[func::VERSION as u64, 0x1_0000]);
     let r = nwd_now(&mut s, &[func::PARTITION_INFO_GET as u64, 0, 0, 0, 0, 0]);
     assert_eq!(r.func(), func::SUCCESS_32);
@@ -1152,6 +1164,7 @@ fn properties_follow_both_versions() {
 fn partition_info_count_only_and_uuid_field() {
     let mut s = booted();
     map_nwd_buffers(&mut s);
+    s.reopen_nwd_version_for_tests();
     nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
     let get = func::PARTITION_INFO_GET as u64;
     let sp1 = [0x3a5e_7c0bu64, 0x8e4e_2e6d, 0x2d1c_0a9f, 0x615a_4f3e];
@@ -1187,6 +1200,7 @@ fn features_of_memory_abis_follow_the_version() {
         func::MEM_DONATE_64,
     ];
     for (v, want) in [(0x1_0002u64, 0u64), (0x1_0001, 1), (0x1_0000, 1)] {
+        s.reopen_nwd_version_for_tests();
         nwd_now(&mut s, &[func::VERSION as u64, v]);
         for id in sends {
             let r = nwd_now(&mut s, &[f, id as u64, 0]);

@@ -169,6 +169,7 @@ fn discovery_shows_each_vm_what_it_may_reach() {
         let mut out = Vec::new();
         let mut start = 0u64;
         loop {
+            s.reopen_nwd_version_for_tests();
             let r = nwd_now(s, &[func::VERSION as u64, 0x1_0002]);
             assert_eq!(r.0[0], 0x1_0002);
             let r = nwd_now(

@@ -34,6 +34,35 @@ pub fn base_command(flash: &Path, smp: u32, memory: &str) -> Command {
     cmd
 }
 
+/// Where the normal-world harness reads its boot mode (tests/nwd-harness
+/// `legacy::MODE_WORD`): 0 for the main boot, else the FF-A version it
+/// negotiates before anything else.
+pub const HARNESS_MODE_WORD: u64 = 0x6FF0_0000;
+
+/// The harness's boots at older normal-world versions (FF-A v1.2 §13.2
+/// fixes the version once another call is made, so each version the e2e
+/// and mem checks need is a boot of its own): (version, label).
+pub const LEGACY_BOOTS: [(u32, &str); 2] = [(0x1_0000, "v1.0 boot"), (0x1_0001, "v1.1 boot")];
+
+/// Makes the harness boot at `version`: QEMU's generic loader writes the
+/// word at reset (little-endian).
+pub fn harness_mode(cmd: &mut Command, version: u32) {
+    cmd.args([
+        "-device",
+        &format!("loader,addr={HARNESS_MODE_WORD:#x},data={version:#x},data-len=4"),
+    ]);
+}
+
+/// Adds the counts, problems and time of another boot of the same stage
+/// (`label` names it in the problems) to `into`.
+pub fn merge(into: &mut StageResult, other: StageResult, label: &str) {
+    into.passed += other.passed;
+    into.failed += other.failed;
+    into.seconds += other.seconds;
+    into.problems
+        .extend(other.problems.into_iter().map(|p| format!("{label}: {p}")));
+}
+
 /// Both UARTs (UART0: TF-A and the normal world; UART1: the SPMC) on one stream.
 fn serial_args(cmd: &mut Command, interactive: bool) {
     if interactive {
@@ -364,6 +393,35 @@ mod memory_tests {
             manifest_ns_memory(),
             (RAM_BASE, memory_bytes(MEMORY).unwrap()),
             "spmc_manifest.dts ns-memory must match qemu::MEMORY"
+        );
+    }
+
+    /// The harness reads its boot mode where the loader writes it, in RAM.
+    #[test]
+    fn harness_mode_word_matches_the_harness() {
+        let path = sh::root().join("tests/nwd-harness/src/legacy.rs");
+        let text = std::fs::read_to_string(&path).expect("legacy.rs");
+        let value = text
+            .split("pub const MODE_WORD: u64 = ")
+            .nth(1)
+            .expect("MODE_WORD")
+            .split(';')
+            .next()
+            .unwrap()
+            .trim_start_matches("0x")
+            .replace('_', "");
+        let word = u64::from_str_radix(&value, 16).expect("hex");
+        assert_eq!(word, HARNESS_MODE_WORD);
+        assert!(word >= RAM_BASE && word + 4 <= RAM_BASE + memory_bytes(MEMORY).unwrap());
+        let mut cmd = Command::new("qemu-system-aarch64");
+        harness_mode(&mut cmd, 0x1_0000);
+        let args: Vec<_> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            ["-device", "loader,addr=0x6ff00000,data=0x10000,data-len=4"]
         );
     }
 

@@ -37,19 +37,28 @@ pub fn run(opts: &Options) -> Result<()> {
     let mut summary = Vec::new();
     let wanted = |name: &str| opts.stage.as_deref().is_none_or(|s| s == name);
     if wanted("e2e") {
-        let e2e = qemu::run_stage(
-            qemu::base_command(&fw.flash, opts.smp, qemu::MEMORY),
-            &StageSpec {
-                name: "e2e",
-                required: &["running at Secure EL2"],
-                expected_fatal: &[],
-                timeout: Duration::from_secs(opts.timeout_secs),
-                panic_grace: None,
-            },
-        )?;
-        summary.push(("e2e", e2e.clone()));
+        let spec = StageSpec {
+            name: "e2e",
+            required: &["running at Secure EL2"],
+            expected_fatal: &[],
+            timeout: Duration::from_secs(opts.timeout_secs),
+            panic_grace: None,
+        };
+        let mut e2e =
+            qemu::run_stage(qemu::base_command(&fw.flash, opts.smp, qemu::MEMORY), &spec)?;
         // The same boot's memory-sharing checks, after the `e2e` summary.
-        summary.push(("mem", qemu::section(&e2e, "e2e", "mem")));
+        let mut mem = qemu::section(&e2e, "e2e", "mem");
+        // The same image booted again at each older normal-world version.
+        for (version, label) in qemu::LEGACY_BOOTS {
+            let mut cmd = qemu::base_command(&fw.flash, opts.smp, qemu::MEMORY);
+            qemu::harness_mode(&mut cmd, version);
+            let boot = qemu::run_stage(cmd, &spec)?;
+            let boot_mem = qemu::section(&boot, "e2e", "mem");
+            qemu::merge(&mut e2e, boot, label);
+            qemu::merge(&mut mem, boot_mem, label);
+        }
+        summary.push(("e2e", e2e));
+        summary.push(("mem", mem));
     }
 
     if wanted("vtee") {

@@ -160,6 +160,8 @@ extern "C" fn baremetal_main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
         "nwd-bench: {ITERATIONS} iterations per figure, counter at {} Hz",
         frequency()
     );
+    // v1.2 before any other call: that fixes the version (§13.2).
+    ffa::version(ffa::V1_2);
     let direct = measure(
         || {
             [

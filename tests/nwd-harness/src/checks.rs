@@ -22,7 +22,8 @@ pub fn run(r: &mut Report) {
     r.check("version-bit31-not-supported", || {
         version_rejected(0x8001_0002)
     });
-    r.check("version-1.0-hides-1.1-interfaces", version_remembered);
+    // (The checks above call only FFA_VERSION; the v1.0 and v1.1 views of
+    // the normal world are checked in boots of their own, `legacy`.)
     // §13.9 / §13.10: IDs.
     r.check("id-get", id_get);
     r.check("spm-id-get", spm_id_get);
@@ -53,6 +54,17 @@ pub fn run(r: &mut Report) {
     });
     // §15.2: a direct request to nobody.
     r.check("direct-req-to-unknown-partition", direct_req_unknown);
+    // §13.2: the version is fixed once another call was made (the FFA_FEATURES
+    // calls above: TF-A's SPMD answers FFA_ID_GET and FFA_SPM_ID_GET itself,
+    // so those never reach the SPMC).
+    r.check("version-renegotiation-refused-after-use", || {
+        version_refused(&[ffa::V1_1, ffa::V1_0])
+    });
+    r.check("version-same-accepted-after-use", version_same_after_use);
+    r.check("version-refused-changes-nothing", version_refused_no_change);
+    r.check("version-bit31-after-use-not-supported", || {
+        version_rejected(0x8001_0002)
+    });
     // SMCCC v1.2: x8-x17 survive a call that does not use them.
     r.check("x8-x17-preserved", upper_registers_preserved);
 }
@@ -87,17 +99,45 @@ fn version_rejected(v: u32) -> Outcome {
     Ok(())
 }
 
-fn version_remembered() -> Outcome {
-    ensure_eq!(ffa::version(ffa::V1_0), ffa::V1_2, "FFA_VERSION(1.0)");
+/// FFA_VERSION(`v`) is refused for each of `vs`: the version is fixed.
+pub(crate) fn version_refused(vs: &[u32]) -> Outcome {
+    for v in vs {
+        ensure_eq!(
+            ffa::version(*v) as i32,
+            ffa::NOT_SUPPORTED,
+            "FFA_VERSION of another version after other calls"
+        );
+    }
+    Ok(())
+}
+
+fn version_same_after_use() -> Outcome {
+    ensure_eq!(ffa::version(ffa::V1_2), ffa::V1_2, "FFA_VERSION(1.2) again");
+    // A newer minor negotiates 1.2 too: the same version.
+    ensure_eq!(ffa::version(0x1_0009), ffa::V1_2, "FFA_VERSION(1.9)");
+    Ok(())
+}
+
+/// A refused FFA_VERSION(1.0) leaves the normal world at v1.2: the v1.1
+/// interfaces stay visible and FFA_FEATURES answers in the v1.2 form.
+fn version_refused_no_change() -> Outcome {
+    version_refused(&[ffa::V1_0])?;
+    let r = call(ffa::FEATURES, &[ffa::SPM_ID_GET]);
+    ensure_eq!(r[0], ffa::SUCCESS_32, "FEATURES(SPM_ID_GET) still at v1.2");
+    let r = call(ffa::FEATURES, &[ffa::MEM_SHARE_64]);
+    ensure_eq!(r[0], ffa::SUCCESS_32, "FEATURES(MEM_SHARE_64)");
+    ensure_eq!(r[2], 0, "w2 of FEATURES(MEM_SHARE_64) at v1.2");
+    Ok(())
+}
+
+/// At v1.0 (the `legacy` boot) FFA_FEATURES hides the v1.1 interfaces.
+pub(crate) fn version_remembered() -> Outcome {
     let at_1_0 = call(ffa::FEATURES, &[ffa::SPM_ID_GET]);
-    ensure_eq!(ffa::version(ffa::V1_2), ffa::V1_2, "FFA_VERSION(1.2)");
-    let at_1_2 = call(ffa::FEATURES, &[ffa::SPM_ID_GET]);
     ensure_eq!(
         code(&at_1_0),
         ffa::NOT_SUPPORTED,
         "FEATURES(SPM_ID_GET) at v1.0"
     );
-    ensure_eq!(at_1_2[0], ffa::SUCCESS_32, "FEATURES(SPM_ID_GET) at v1.2");
     Ok(())
 }
 

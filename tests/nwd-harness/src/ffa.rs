@@ -30,6 +30,23 @@ pub fn version(v: u32) -> u32 {
     call(VERSION, &[v as u64])[0] as u32
 }
 
+/// The version this boot of the harness negotiated before its first other
+/// call: FF-A v1.2 fixes it from then on (DEN0077 v1.2 §13.2), so a check
+/// that needs the normal world at v1.0 or v1.1 runs in a boot of its own
+/// ([`crate::legacy`]).
+static BOOT_VERSION: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(V1_2);
+
+/// This boot's normal-world version.
+pub fn boot_version() -> u32 {
+    BOOT_VERSION.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Negotiates `v` as this boot's version: FFA_VERSION's answer.
+pub fn negotiate(v: u32) -> u32 {
+    BOOT_VERSION.store(v, core::sync::atomic::Ordering::Relaxed);
+    version(v)
+}
+
 pub const INTERRUPT_32: u64 = 0x8400_0062;
 pub const RX_ACQUIRE: u64 = 0x8400_0084;
 pub const YIELD: u64 = 0x8400_006C;

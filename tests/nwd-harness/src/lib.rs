@@ -9,6 +9,7 @@
 pub mod checks;
 pub mod ffa;
 pub mod hostile;
+pub mod legacy;
 pub mod mem;
 pub mod partitions;
 pub mod report;

@@ -14,7 +14,7 @@ use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use nwd_harness::report::{self, console};
-use nwd_harness::{checks, mem, partitions};
+use nwd_harness::{checks, legacy, mem, partitions};
 
 /// Set once the `e2e` summary is out: a panic then ends the `mem` section.
 static IN_MEM: AtomicBool = AtomicBool::new(false);
@@ -39,12 +39,24 @@ extern "C" fn baremetal_main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
         baremetal::current_el()
     );
     let mut r = report::Report::default();
-    checks::run(&mut r);
-    partitions::run(&mut r);
+    let mode = legacy::mode();
+    match mode {
+        None => {
+            checks::run(&mut r);
+            partitions::run(&mut r);
+        }
+        Some(v) => {
+            let _ = writeln!(console(), "nwd-harness: the boot at FF-A version {v:#x}");
+            legacy::run(&mut r, v);
+        }
+    }
     let _ = writeln!(console(), "e2e: {} passed, {} failed", r.passed, r.failed);
     IN_MEM.store(true, Ordering::Relaxed);
     let mut m = report::Report::default();
-    mem::run(&mut m);
+    match mode {
+        None => mem::run(&mut m),
+        Some(v) => legacy::run_mem(&mut m, v),
+    }
     let _ = writeln!(console(), "mem: {} passed, {} failed", m.passed, m.failed);
     baremetal::system_off()
 }

@@ -124,15 +124,6 @@ pub fn run(r: &mut Report) {
     r.check("mem-share-32-v1.2", || {
         trip(func::SHARE_32, V1_2, &[SP1], 1, BY_1_2)
     });
-    r.check("mem-share-v1.1", || {
-        trip(func::SHARE_64, V1_1, &[SP1], 2, BY_1_2)
-    });
-    r.check("mem-share-v1.0", || {
-        trip(func::SHARE_64, V1_0, &[SP2], 1, BY_1_2)
-    });
-    r.check("mem-share-32-v1.0", || {
-        trip(func::SHARE_32, V1_0, &[SP1], 1, BY_1_2)
-    });
     r.check("mem-share-v1.2-16-byte-emads", share_emad16);
     r.check("mem-share-three-partitions", || {
         trip(func::SHARE_64, V1_2, &[SP1, SP2, TPM], 3, BY_1_2)
@@ -140,15 +131,6 @@ pub fn run(r: &mut Report) {
     r.check("mem-share-several-ranges", share_several_ranges);
     r.check("mem-lend-v1.2", || {
         trip(func::LEND_64, V1_2, &[SP1], 4, BY_1_2)
-    });
-    r.check("mem-lend-32-v1.0", || {
-        trip(func::LEND_32, V1_0, &[SP2], 1, BY_1_2)
-    });
-    r.check("mem-lend-v1.1", || {
-        trip(func::LEND_64, V1_1, &[SP1], 1, BY_1_2)
-    });
-    r.check("mem-lend-v1.0", || {
-        trip(func::LEND_64, V1_0, &[SP1], 1, BY_1_2)
     });
     r.check("mem-lend-32-v1.2", || {
         trip(func::LEND_32, V1_2, &[SP1], 1, BY_1_2)
@@ -159,18 +141,10 @@ pub fn run(r: &mut Report) {
     r.check("mem-donate-v1.2", || {
         trip(func::DONATE_64, V1_2, &[SP1], 1, BY_1_2)
     });
-    r.check("mem-donate-32-v1.1", || {
-        trip(func::DONATE_32, V1_1, &[SP2], 1, BY_1_2)
-    });
-    r.check("mem-donate-v1.0", || {
-        trip(func::DONATE_64, V1_0, &[SP1], 2, BY_1_2)
-    });
     r.check("mem-donate-32-v1.2", || {
         trip(func::DONATE_32, V1_2, &[TPM], 1, BY_1_2)
     });
     // Retrieve responses in each layout, and the retrieve variants.
-    r.check("mem-retrieve-v1.0-response", || response_layout(V1_0));
-    r.check("mem-retrieve-v1.1-response", || response_layout(V1_1));
     r.check("mem-retrieve-v1.2-response", || response_layout(V1_2));
     r.check("mem-retrieve-32-v1.2", || {
         trip(
@@ -180,18 +154,6 @@ pub fn run(r: &mut Report) {
             1,
             By {
                 version: V1_2,
-                smc32: true,
-            },
-        )
-    });
-    r.check("mem-retrieve-32-v1.0", || {
-        trip(
-            func::LEND_64,
-            V1_2,
-            &[SP2],
-            1,
-            By {
-                version: V1_0,
                 smc32: true,
             },
         )
@@ -227,12 +189,6 @@ pub fn run(r: &mut Report) {
     r.check("mem-sp-share-32", || {
         sp_trip(sopt::SHARE | sopt::SMC32, sopt::LAYOUT_V1_2, &[SP2])
     });
-    r.check("mem-sp-lend-32-v1.0", || {
-        sp_trip(sopt::LEND | sopt::SMC32, sopt::LAYOUT_V1_0, &[SP2])
-    });
-    r.check("mem-sp-share-v1.1", || {
-        sp_trip(sopt::SHARE, sopt::LAYOUT_V1_1, &[SP2])
-    });
     r.check("mem-sp-share-16-byte-emads", || {
         sp_trip(sopt::SHARE, sopt::LAYOUT_V1_2_EMAD16, &[TPM])
     });
@@ -242,17 +198,8 @@ pub fn run(r: &mut Report) {
     r.check("mem-share-fragmented-300-ranges", || {
         fragmented_send(func::SHARE_64, V1_2)
     });
-    r.check("mem-lend-fragmented-v1.0", || {
-        fragmented_send(func::LEND_64, V1_0)
-    });
     r.check("mem-retrieve-fragmented-v1.2", || {
         fragmented(func::SHARE_64, V1_2, 0)
-    });
-    r.check("mem-retrieve-fragmented-v1.0", || {
-        fragmented(func::LEND_64, V1_0, V1_0)
-    });
-    r.check("mem-retrieve-fragmented-v1.1", || {
-        fragmented(func::SHARE_64, V1_2, V1_1)
     });
     r.check("mem-frag-tx-refused-keeps-fragments", frag_tx_refused);
     r.check("mem-reclaim-cancels-fragmented-send", reclaim_cancels);
@@ -376,7 +323,6 @@ pub fn run(r: &mut Report) {
     r.check("mem-bad-reserved-send-flag", || {
         patched_lend(|b, _| put32(b, off::FLAGS, 1 << 5))
     });
-    r.check("mem-bad-v1.0-reserved-fields", bad_v1_0_reserved);
     r.check("mem-bad-ranges-past-total", || {
         patched(Layout::V1_2, |b, t| {
             put32(b, t.composite_offset() + off::COMPOSITE_RANGES, 2);
@@ -507,6 +453,85 @@ fn setup() {
     let _ = ffa::map_buffers();
     let _ = call(ffa::RX_RELEASE, &[]);
 }
+
+/// The memory-sharing checks of a `legacy` boot, whose normal world
+/// negotiated `v` (v1.0 or v1.1) before any other call (FF-A v1.2 §13.2
+/// fixes it from then on): sends in that version's layout.
+pub fn run_legacy(r: &mut Report, v: u32) {
+    let r = &mut Checks(r);
+    let _ = ffa::map_buffers();
+    let _ = call(ffa::RX_RELEASE, &[]);
+    if v == V1_0 {
+        r.check("mem-share-v1.0", || {
+            trip(func::SHARE_64, V1_0, &[SP2], 1, BY_1_2)
+        });
+        r.check("mem-share-32-v1.0", || {
+            trip(func::SHARE_32, V1_0, &[SP1], 1, BY_1_2)
+        });
+        r.check("mem-lend-32-v1.0", || {
+            trip(func::LEND_32, V1_0, &[SP2], 1, BY_1_2)
+        });
+        r.check("mem-lend-v1.0", || {
+            trip(func::LEND_64, V1_0, &[SP1], 1, BY_1_2)
+        });
+        r.check("mem-donate-v1.0", || {
+            trip(func::DONATE_64, V1_0, &[SP1], 2, BY_1_2)
+        });
+        r.check("mem-lend-fragmented-v1.0", || {
+            fragmented_send(func::LEND_64, V1_0)
+        });
+        r.check("mem-bad-v1.0-reserved-fields", bad_v1_0_reserved);
+        // crash-undef's manifest says v1.0: a v1.0 borrower and sender.
+        r.check("mem-retrieve-v1.0-response", || {
+            response_layout_by(V1_0, V1_0_SP)
+        });
+        r.check("mem-retrieve-32-v1.0", || {
+            trip(
+                func::LEND_64,
+                V1_0,
+                &[V1_0_SP],
+                1,
+                By {
+                    version: V1_0,
+                    smc32: true,
+                },
+            )
+        });
+        r.check("mem-retrieve-fragmented-v1.0", || {
+            fragmented_by(func::LEND_64, V1_0, V1_0, V1_0_SP)
+        });
+        r.check("mem-sp-lend-32-v1.0", || {
+            sp_trip_from(V1_0_SP, sopt::LEND | sopt::SMC32, sopt::LAYOUT_V1_0, &[SP2])
+        });
+    }
+    if v == V1_1 {
+        r.check("mem-share-v1.1", || {
+            trip(func::SHARE_64, V1_1, &[SP1], 2, BY_1_2)
+        });
+        r.check("mem-lend-v1.1", || {
+            trip(func::LEND_64, V1_1, &[SP1], 1, BY_1_2)
+        });
+        r.check("mem-donate-32-v1.1", || {
+            trip(func::DONATE_32, V1_1, &[SP2], 1, BY_1_2)
+        });
+        // crash-steal's manifest says v1.1.
+        r.check("mem-retrieve-v1.1-response", || {
+            response_layout_by(V1_1, V1_1_SP)
+        });
+        r.check("mem-retrieve-fragmented-v1.1", || {
+            fragmented_by(func::SHARE_64, V1_1, V1_1, V1_1_SP)
+        });
+        r.check("mem-sp-share-v1.1", || {
+            sp_trip_from(V1_1_SP, sopt::SHARE, sopt::LAYOUT_V1_1, &[SP2])
+        });
+    }
+}
+
+/// The partitions whose manifests declare v1.0 and v1.1 (their version is
+/// fixed by their boot; they are aborted on purpose in the main boot, so
+/// only the `legacy` boots use them).
+const V1_0_SP: u16 = test_protocol::ids::CRASH_UNDEF;
+const V1_1_SP: u16 = test_protocol::ids::CRASH_STEAL;
 
 // ---- FFA_FEATURES --------------------------------------------------------
 
@@ -711,7 +736,7 @@ fn trip(f: u64, version: u32, to: &[u16], pages: u32, by: By) -> Outcome {
                 "reclaim of a donated handle",
             )?;
             let again = receivers([SP2], perm::RW);
-            let s = send(func::SHARE_64, &nwd_send(Layout::V1_2, &again, &ranges));
+            let s = send(func::SHARE_64, &nwd_send(boot_layout(), &again, &ranges));
             if success(&s.r) {
                 undo_send(0, s.handle);
             }
@@ -788,7 +813,7 @@ fn share_one(to: u16, perms: u8, tag: u64) -> R<(u64, u64)> {
     fill(addr, PAGE, SEED_A);
     let rx = receivers([to], perms);
     let ranges = [Range { addr, pages: 1 }];
-    let mut t = nwd_send(Layout::V1_2, &rx, &ranges);
+    let mut t = nwd_send(boot_layout(), &rx, &ranges);
     t.tag = tag;
     Ok((addr, send_ok(func::SHARE_64, &t)?))
 }
@@ -809,14 +834,19 @@ fn lend_one(to: u16, fl: u32) -> R<(u64, u64)> {
 /// the handle, sender, type and tag, zero reserved fields and the NS bit
 /// (v1.1+).
 fn response_layout(v: u32) -> Outcome {
-    let (addr, h) = share_one(SP1, perm::RW, 0x77)?;
-    guarded(h, 0, &[SP1], || {
+    response_layout_by(v, SP1)
+}
+
+/// `response_layout` with partition `sp` (at version `v`) retrieving.
+fn response_layout_by(v: u32, sp: u16) -> Outcome {
+    let (addr, h) = share_one(sp, perm::RW, 0x77)?;
+    guarded(h, 0, &[sp], || {
         let mut a = Ask::new(h, 0, flags::TYPE_SHARE);
         a.tag = 0x77;
         a.version = if v == V1_2 { 0 } else { v };
-        let g = retrieve(SP1, &a)?;
+        let g = retrieve(sp, &a)?;
         check_got_ns(&g, addr, 1, v)?;
-        let i = info(SP1)?;
+        let i = info(sp)?;
         let (emad, min) = match v {
             V1_0 => (16, 32 + 16 + 16 + 16),
             V1_1 => (16, 48 + 16 + 16 + 16),
@@ -839,7 +869,7 @@ fn response_layout(v: u32) -> Outcome {
         );
         ensure!(g.total >= min, "the response is shorter than its parts");
         ensure_eq!(g.first_len, g.total, "fragment length of a short response");
-        relinquish_ok(SP1, h)?;
+        relinquish_ok(sp, h)?;
         expect_success(&reclaim(h, 0), "reclaim")
     })
 }
@@ -1049,17 +1079,22 @@ fn check_got_secure(g: &Got) -> R<u64> {
 /// SEED_C; the last writes SEED_D, which the others see (and the owner,
 /// for a share); all relinquish; sp1 reclaims and sees SEED_D.
 fn sp_trip(kind: u64, layout: u64, to: &[u16]) -> Outcome {
-    let p = sp_page(SP1)?;
-    sp_fill(SP1, p, PAGE, SEED_C)?;
+    sp_trip_from(SP1, kind, layout, to)
+}
+
+/// `sp_trip` with partition `from` sending.
+fn sp_trip_from(from: u16, kind: u64, layout: u64, to: &[u16]) -> Outcome {
+    let p = sp_page(from)?;
+    sp_fill(from, p, PAGE, SEED_C)?;
     let mut g = Give::new(p, kind, to);
     g.layout = layout;
-    let h = sp_send_ok(SP1, &g)?;
+    let h = sp_send_ok(from, &g)?;
     let fl = sp_kind_flags(kind);
-    guarded(h, SP1, to, || {
+    guarded(h, from, to, || {
         let mut pa = 0;
         for id in to {
-            pa = check_got_secure(&retrieve(*id, &Ask::new(h, SP1, fl))?)?;
-            ensure_eq!(info(*id)?.sender, SP1, "sender in the response");
+            pa = check_got_secure(&retrieve(*id, &Ask::new(h, from, fl))?)?;
+            ensure_eq!(info(*id)?.sender, from, "sender in the response");
             ensure_eq!(sp_differ(*id, pa, PAGE, SEED_C)?, 0, "borrower's view");
         }
         let last = to[to.len() - 1];
@@ -1073,7 +1108,7 @@ fn sp_trip(kind: u64, layout: u64, to: &[u16]) -> Outcome {
         }
         if kind & 3 == sopt::SHARE {
             ensure_eq!(
-                sp_differ(SP1, p, PAGE, SEED_D)?,
+                sp_differ(from, p, PAGE, SEED_D)?,
                 0,
                 "the owner's view while shared"
             );
@@ -1081,9 +1116,9 @@ fn sp_trip(kind: u64, layout: u64, to: &[u16]) -> Outcome {
         for id in to {
             relinquish_ok(*id, h)?;
         }
-        sp_reclaim_ok(SP1, h)?;
+        sp_reclaim_ok(from, h)?;
         ensure_eq!(
-            sp_differ(SP1, p, PAGE, SEED_D)?,
+            sp_differ(from, p, PAGE, SEED_D)?,
             0,
             "the owner's view after reclaim"
         );
@@ -1169,12 +1204,17 @@ fn check_three_hundred(sp: u16, g: &Got, ranges: &Strided, v: u32) -> R<()> {
 /// fragments, FFA_MEM_FRAG_TX); sp1 retrieves at `sp_v` (0: 1.2) and reads
 /// the response in fragments (FFA_MEM_FRAG_RX).
 fn fragmented(f: u64, version: u32, sp_v: u32) -> Outcome {
+    fragmented_by(f, version, sp_v, SP1)
+}
+
+/// `fragmented` with partition `sp` retrieving.
+fn fragmented_by(f: u64, version: u32, sp_v: u32, sp: u16) -> Outcome {
     let ranges = three_hundred()?;
-    let to = receivers([SP1], perm::RW);
+    let to = receivers([sp], perm::RW);
     let t = nwd_send(layout_of(version), &to, &ranges);
     let s = at_version(version, || send(f, &t));
     expect_success(&s.r, "send answer")?;
-    guarded(s.handle, 0, &[SP1], || {
+    guarded(s.handle, 0, &[sp], || {
         ensure_eq!(s.fragments, 2, "fragments sent");
         ensure!(
             s.frag_rx_ok,
@@ -1182,10 +1222,10 @@ fn fragmented(f: u64, version: u32, sp_v: u32) -> Outcome {
         );
         let mut a = Ask::new(s.handle, 0, kind_flags(f));
         a.version = sp_v;
-        let g = retrieve(SP1, &a)?;
+        let g = retrieve(sp, &a)?;
         let v = if sp_v == 0 { V1_2 } else { sp_v };
-        check_three_hundred(SP1, &g, &ranges, v)?;
-        relinquish_ok(SP1, s.handle)?;
+        check_three_hundred(sp, &g, &ranges, v)?;
+        relinquish_ok(sp, s.handle)?;
         expect_success(&reclaim(s.handle, 0), "reclaim")
     })
 }
@@ -1194,7 +1234,7 @@ fn fragmented(f: u64, version: u32, sp_v: u32) -> Outcome {
 fn in_transaction(addr: u64) -> R<()> {
     let to = receivers([SP2], perm::RW);
     let ranges = [Range { addr, pages: 1 }];
-    let s = send(func::SHARE_64, &nwd_send(Layout::V1_2, &to, &ranges));
+    let s = send(func::SHARE_64, &nwd_send(boot_layout(), &to, &ranges));
     if success(&s.r) {
         undo_send(0, s.handle);
     }
@@ -1228,8 +1268,8 @@ fn fragmented_send(f: u64, version: u32) -> Outcome {
             s.frag_rx_ok,
             "FFA_MEM_FRAG_RX named another handle or offset"
         );
-        let v12 = nwd_send(Layout::V1_2, &to, &ranges);
-        held_then_reclaimed(s.handle, &v12, &ranges)
+        let again = nwd_send(boot_layout(), &to, &ranges);
+        held_then_reclaimed(s.handle, &again, &ranges)
     })
 }
 

@@ -104,11 +104,15 @@ pub fn run(r: &mut Report) {
     r.check("sp-features-retrieve-req-32-needs-ns-bit", || {
         sp_retrieve_features(MEM_RETRIEVE_REQ_32)
     });
+    // §13.2: a partition's version was fixed by its boot (FFA_MSG_WAIT).
+    r.check("sp-version-renegotiation-refused", || {
+        sp_version_refused(ids::SP1, &[ffa::V1_0, ffa::V1_1])
+    });
+    r.check("sp-version-same-accepted", sp_version_same);
     r.check(
-        "sp-features-retrieve-req-v1.0-no-input-properties",
-        sp_retrieve_features_v1_0,
+        "sp-version-refused-changes-nothing",
+        sp_version_refused_no_change,
     );
-    r.check("partition-info-v1.0-descriptors", partition_info_v1_0);
     r.check("partition-info-regs-first", partition_info_regs_first);
     r.check("partition-info-regs-second-call", partition_info_regs_next);
     r.check("partition-info-regs-bad-start", || {
@@ -151,11 +155,9 @@ pub fn run(r: &mut Report) {
     r.check("direct-req2-not-accepted-denied", || {
         direct_req2_uuid(ids::CRASH_DATA, [0; 4], ffa::DENIED)
     });
-    r.check("direct-req2-needs-v1.2", direct_req2_old_version);
     r.check("tpm-interface-version", tpm_interface_version);
     r.check("tpm-interface-version-req2", tpm_interface_version_req2);
     r.check("partition-whoami", whoami);
-    r.check("partition-version-per-endpoint", partition_version);
     r.check("sp-to-sp-direct-request", || {
         forward(ids::SP1, ids::SP2, ffa::MSG_SEND_DIRECT_RESP_64, 0)
     });
@@ -479,13 +481,12 @@ fn partition_info_properties() -> Outcome {
     Ok(())
 }
 
-fn partition_info_v1_0() -> Outcome {
-    ensure_eq!(ffa::version(ffa::V1_0), ffa::V1_2, "FFA_VERSION(1.0)");
+/// Discovery by a v1.0 normal world (the `legacy` v1.0 boot).
+pub(crate) fn partition_info_v1_0() -> Outcome {
     let r = call(ffa::PARTITION_INFO_GET, &[0, 0, 0, 0, 0]);
     let second_id = ffa::rx_u16(8);
     let props = ffa::rx_u32(4);
     let rel = call(ffa::RX_RELEASE, &[]);
-    ensure_eq!(ffa::version(ffa::V1_2), ffa::V1_2, "FFA_VERSION(1.2)");
     ensure_eq!(r[0], ffa::SUCCESS_32, "answer");
     ensure_eq!(r[3], 0, "w3 (no size in v1.0)");
     ensure_eq!(second_id, ids::SP2, "second 8-byte descriptor");
@@ -643,32 +644,64 @@ fn sp_retrieve_features(f: u64) -> Outcome {
     Ok(())
 }
 
-/// A v1.0 partition has no input properties (v1.0's FFA_FEATURES has only
-/// w1): the NS-bit input is a reserved bit there (`NOT_SUPPORTED`), and the
-/// answer has no NS bit (w2 = bit 0, the caller buffer). SP1 speaks v1.0
-/// for the check (it renegotiates, which issue 10 item 9 will forbid:
-/// docs/conformance.md) and v1.2 again after it.
-fn sp_retrieve_features_v1_0() -> Outcome {
-    let [v, _, _, _] = command(ids::SP1, cmd::CALL, [ffa::VERSION, ffa::V1_0 as u64, 0, 0])?;
-    let with_bit = command(
-        ids::SP1,
-        cmd::CALL,
-        [ffa::FEATURES, MEM_RETRIEVE_REQ_64, 2, 0],
-    );
-    let without = command(
-        ids::SP1,
-        cmd::CALL,
-        [ffa::FEATURES, MEM_RETRIEVE_REQ_64, 0, 0],
-    );
-    let [back, _, _, _] = command(ids::SP1, cmd::CALL, [ffa::VERSION, ffa::V1_2 as u64, 0, 0])?;
-    ensure_eq!(v, ffa::V1_2 as u64, "FFA_VERSION(1.0) in the partition");
-    ensure_eq!(back, ffa::V1_2 as u64, "FFA_VERSION(1.2) in the partition");
+/// A v1.0 partition (crash-undef: its manifest says v1.0; the `legacy`
+/// v1.0 boot) has no input properties (v1.0's FFA_FEATURES has only w1):
+/// the NS-bit input is a reserved bit there (`NOT_SUPPORTED`), and the
+/// answer has no NS bit (w2 = bit 0, the caller buffer).
+pub(crate) fn sp_retrieve_features_v1_0() -> Outcome {
+    let sp = ids::CRASH_UNDEF;
+    let with_bit = command(sp, cmd::CALL, [ffa::FEATURES, MEM_RETRIEVE_REQ_64, 2, 0]);
+    let without = command(sp, cmd::CALL, [ffa::FEATURES, MEM_RETRIEVE_REQ_64, 0, 0]);
     let [w0, w2, _, _] = with_bit?;
     ensure_eq!(w0, ffa::ERROR_32, "v1.0 answer with the NS-bit input");
     ensure_eq!(w2 as u32 as i32, ffa::NOT_SUPPORTED, "error code");
     let [w0, w2, _, _] = without?;
     ensure_eq!(w0, ffa::SUCCESS_32, "v1.0 answer without input properties");
     ensure_eq!(w2, 1, "w2 (caller buffer, no NS bit at v1.0)");
+    Ok(())
+}
+
+/// A partition whose manifest says `v` negotiated `v` at boot, which fixed
+/// it: 1.2 is refused, `v` itself answered with the SPMC's version.
+pub(crate) fn sp_version_fixed_by_manifest(sp: u16, v: u32) -> Outcome {
+    sp_version_refused(sp, &[ffa::V1_2])?;
+    let [w0, _, _, _] = command(sp, cmd::CALL, [ffa::VERSION, v as u64, 0, 0])?;
+    ensure_eq!(w0, ffa::V1_2 as u64, "FFA_VERSION of its own version");
+    Ok(())
+}
+
+/// Partition `id` asks for each of `vs` with FFA_VERSION: refused, its
+/// version was fixed by its boot (§13.2).
+fn sp_version_refused(id: u16, vs: &[u32]) -> Outcome {
+    for v in vs {
+        let [w0, _, _, _] = command(id, cmd::CALL, [ffa::VERSION, *v as u64, 0, 0])?;
+        ensure_eq!(
+            w0 as u32 as i32,
+            ffa::NOT_SUPPORTED,
+            "FFA_VERSION of another version in the partition"
+        );
+    }
+    Ok(())
+}
+
+fn sp_version_same() -> Outcome {
+    let [w0, _, _, _] = command(ids::SP1, cmd::CALL, [ffa::VERSION, ffa::V1_2 as u64, 0, 0])?;
+    ensure_eq!(w0, ffa::V1_2 as u64, "FFA_VERSION(1.2) in the partition");
+    Ok(())
+}
+
+/// After a refused FFA_VERSION(1.0), SP1 is still answered at v1.2:
+/// FFA_FEATURES(FFA_MEM_RETRIEVE_REQ_64) takes the NS-bit input property
+/// (a v1.0 partition's would be NOT_SUPPORTED) and reports bits 0 and 1.
+fn sp_version_refused_no_change() -> Outcome {
+    sp_version_refused(ids::SP1, &[ffa::V1_0])?;
+    let [w0, w2, _, _] = command(
+        ids::SP1,
+        cmd::CALL,
+        [ffa::FEATURES, MEM_RETRIEVE_REQ_64, 2, 0],
+    )?;
+    ensure_eq!(w0, ffa::SUCCESS_32, "v1.2 answer with the NS-bit input");
+    ensure_eq!(w2, 0b11, "w2 properties");
     Ok(())
 }
 
@@ -837,10 +870,9 @@ fn direct_req2_uuid(dst: u16, uuid: [u32; 4], want: i32) -> Outcome {
     Ok(())
 }
 
-fn direct_req2_old_version() -> Outcome {
-    ensure_eq!(ffa::version(ffa::V1_1), ffa::V1_2, "FFA_VERSION(1.1)");
+/// FFA_MSG_SEND_DIRECT_REQ2 from a v1.1 normal world (the `legacy` v1.1 boot).
+pub(crate) fn direct_req2_old_version() -> Outcome {
     let r = ffa::req2(ids::SP2, [0; 4], &[cmd::ECHO]);
-    ensure_eq!(ffa::version(ffa::V1_2), ffa::V1_2, "FFA_VERSION(1.2)");
     ensure_eq!(code(&r), ffa::NOT_SUPPORTED, "REQ2 at v1.1");
     Ok(())
 }
@@ -870,15 +902,14 @@ fn whoami() -> Outcome {
     Ok(())
 }
 
-fn partition_version() -> Outcome {
-    // The normal world at v1.1 does not change what a partition negotiated.
-    ensure_eq!(ffa::version(ffa::V1_1), ffa::V1_2, "FFA_VERSION(1.1)");
+/// The normal world at v1.1 (the `legacy` v1.1 boot) does not change what
+/// a partition negotiated.
+pub(crate) fn partition_version() -> Outcome {
     let r = ffa::cmd(
         ids::SP1,
         cmd::CALL,
         [ffa::FEATURES, ffa::CONSOLE_LOG_64, 0, 0],
     );
-    ensure_eq!(ffa::version(ffa::V1_2), ffa::V1_2, "FFA_VERSION(1.2)");
     resp_ok(&r, ids::SP1)?;
     ensure_eq!(
         r[4],

@@ -49,3 +49,54 @@ fn read_u32_le(addr: u64) -> u32 {
     }
     v
 }
+
+/// The root node's `ffa-version` in the manifest the boot information
+/// points at (FF-A manifest binding; the FDT's cells are big-endian), or
+/// `None` without one. Only the root's own properties are read, which dtc
+/// writes before any subnode.
+pub fn manifest_version(blob: u64) -> Option<u32> {
+    if !has_manifest(blob) {
+        return None;
+    }
+    let fdt = manifest_address(blob);
+    let be = |off: u64| read_u32_le(fdt + off).swap_bytes();
+    let (size, structs, strings) = (be(4) as u64, be(8) as u64, be(12) as u64);
+    const BEGIN_NODE: u32 = 1;
+    const PROP: u32 = 3;
+    const NOP: u32 = 4;
+    if be(structs) != BEGIN_NODE {
+        return None;
+    }
+    // The root's name is empty: its NUL and padding take one word.
+    let mut at = structs + 8;
+    const NAME: &[u8] = b"ffa-version\0";
+    for _ in 0..64 {
+        if at + 12 > size {
+            return None;
+        }
+        match be(at) {
+            PROP => {
+                let (len, name) = (be(at + 4) as u64, be(at + 8) as u64);
+                let matches = strings + name + NAME.len() as u64 <= size
+                    && NAME
+                        .iter()
+                        .enumerate()
+                        .all(|(i, c)| byte(fdt + strings + name + i as u64) == *c);
+                if matches && len == 4 {
+                    return Some(be(at + 12));
+                }
+                at += 12 + len.next_multiple_of(4);
+            }
+            NOP => at += 4,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Reads one byte of the boot information.
+fn byte(addr: u64) -> u8 {
+    // SAFETY: as in `read_u32_le`: an address in the manifest the SPMC
+    // handed us; a byte read has no alignment needs.
+    unsafe { (addr as *const u8).read_volatile() }
+}

@@ -11,7 +11,8 @@
 //! [`baremetal_main`] with x0-x4 as they were at entry: x0 = boot information
 //! (or 0), x4 = the vCPU index.
 //!
-//! Boot: FFA_VERSION(1.2), FFA_ID_GET, FFA_RXTX_MAP_64 (one page each),
+//! Boot: FFA_VERSION (the manifest's `ffa-version` when the boot
+//! information carries the manifest, else 1.2), FFA_ID_GET, FFA_RXTX_MAP_64 (one page each),
 //! "test-sp <id> ready" on the FF-A console, FP/SIMD on at EL1, then the
 //! message loop from FFA_MSG_WAIT. A failed boot call is logged and boot goes
 //! on. The loop answers direct requests (REQ_32, REQ_64, REQ2) with a direct
@@ -131,11 +132,15 @@ extern "C" fn baremetal_main(x0: u64, _x1: u64, _x2: u64, _x3: u64, x4: u64) -> 
 
 /// The boot calls; each failure is logged and boot goes on.
 fn boot(sp: &mut Sp) {
-    let r = ffa::call(ffa::VERSION, &[ffa::V1_2 as u64]);
+    // The version its manifest declares when the boot information carries
+    // the manifest, else 1.2; negotiated first, as the FF-A call that
+    // fixes it (DEN0077 v1.2 §13.2) comes right after.
+    let want = bootinfo::manifest_version(sp.boot_x0).unwrap_or(ffa::V1_2);
+    let r = ffa::call(ffa::VERSION, &[want as u64]);
     sp.version = r[0] as u32;
     if r[0] != ffa::V1_2 as u64 {
         ffa::log(format_args!(
-            "test-sp: FFA_VERSION(1.2) answered {:#x}",
+            "test-sp: FFA_VERSION({want:#x}) answered {:#x}",
             r[0]
         ));
     }

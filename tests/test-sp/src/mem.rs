@@ -14,9 +14,10 @@
 //! - Retrieve requests carry one EMAD, the partition's own, and no
 //!   composite; their attributes are normal write-back inner shareable
 //!   unless `NO_ATTRIBUTES` is asked.
-//! - A renegotiated version (MEM_RETRIEVE arg3, MEM_SEND layouts) is set
-//!   with FFA_VERSION before the call and 1.2 is negotiated again before
-//!   the partition answers.
+//! - The version a request names (MEM_RETRIEVE arg3, MEM_SEND layouts)
+//!   only picks the descriptor layout: the partition's version was fixed by
+//!   its boot (DEN0077 v1.2 §13.2; its manifest's `ffa-version`), so a
+//!   layout of another version is the SPMC's to refuse.
 
 use test_protocol::cmd::{retrieve, send};
 use test_protocol::mem::{
@@ -35,7 +36,6 @@ const PAGE: usize = 4096;
 const MAX_FRAGMENTS: u32 = 64;
 
 const V1_0: u64 = 0x1_0000;
-const V1_1: u64 = 0x1_0001;
 
 /// The last retrieve response, as received.
 #[derive(Debug)]
@@ -187,21 +187,6 @@ fn ok(v: &[u64]) -> Answer {
     (status::OK, out)
 }
 
-/// FFA_VERSION(`v`) if `v` is not 0; returns whether 1.2 must be restored.
-fn negotiate(v: u64) -> bool {
-    if v == 0 {
-        return false;
-    }
-    call(ffa::VERSION, &[v]);
-    true
-}
-
-fn restore(changed: bool) {
-    if changed {
-        call(ffa::VERSION, &[ffa::V1_2 as u64]);
-    }
-}
-
 /// MEM_RETRIEVE.
 pub fn retrieve(own: u16, m: &mut MemState, a: &[u64; NARGS]) -> Answer {
     let handle = a[0];
@@ -265,7 +250,6 @@ pub fn retrieve(own: u16, m: &mut MemState, a: &[u64; NARGS]) -> Answer {
         func::RETRIEVE_REQ_64
     };
 
-    let changed = negotiate(version);
     let ans = call(f, &[n as u64, n as u64, w3, w4]);
     m.len = 0;
     m.fragments = 0;
@@ -299,7 +283,6 @@ pub fn retrieve(own: u16, m: &mut MemState, a: &[u64; NARGS]) -> Answer {
             received += len;
         }
     }
-    restore(changed);
 
     let mut out = [0; NARGS];
     out[0] = result0;
@@ -356,11 +339,11 @@ pub fn send(own: u16, a: &[u64; NARGS]) -> Answer {
         0 => own,
         s => s,
     };
-    let (version, layout) = match (a[3] >> 48) as u8 as u64 {
-        send::LAYOUT_V1_2 => (0, Layout::V1_2),
-        send::LAYOUT_V1_0 => (V1_0, Layout::V1_0),
-        send::LAYOUT_V1_1 => (V1_1, Layout::V1_1_16),
-        send::LAYOUT_V1_2_EMAD16 => (0, Layout::V1_1_16),
+    let layout = match (a[3] >> 48) as u8 as u64 {
+        send::LAYOUT_V1_2 => Layout::V1_2,
+        send::LAYOUT_V1_0 => Layout::V1_0,
+        send::LAYOUT_V1_1 => Layout::V1_1_16,
+        send::LAYOUT_V1_2_EMAD16 => Layout::V1_1_16,
         _ => return (status::BAD_ARG, [0; NARGS]),
     };
     let f = match (opts & 3, opts & send::SMC32 == 0) {
@@ -394,9 +377,7 @@ pub fn send(own: u16, a: &[u64; NARGS]) -> Answer {
         return (status::BAD_ARG, [0; NARGS]);
     };
     to_tx(&b[..n]);
-    let changed = negotiate(version);
     let r = call(f, &[n as u64, n as u64, 0, 0]);
-    restore(changed);
     let w = |i: usize| r[i] as u32 as u64;
     let handle = if r[0] as u32 as u64 == func::FRAG_RX {
         w(1) | w(2) << 32

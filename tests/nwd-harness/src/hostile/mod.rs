@@ -149,6 +149,12 @@ pub fn expect_success(r: &Regs, what: &'static str) -> Outcome {
 /// Runs every hostile check in order.
 pub fn run(r: &mut Report) {
     let mut h = Hostile::new(r);
+    // v1.2 first: any other call fixes the version (§13.2), and the
+    // liveness check asks for 1.2 after every check.
+    let v = ffa::version(ffa::V1_2);
+    if v != ffa::V1_2 {
+        crate::say!("hostile: FFA_VERSION(1.2) answered {v:#x}");
+    }
     let setup = ffa::map_buffers();
     if setup[0] != ffa::SUCCESS_32 {
         crate::say!(

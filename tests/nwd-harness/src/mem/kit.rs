@@ -158,16 +158,22 @@ pub fn expect_answer(a: u64, want: u64, what: &'static str) -> R<()> {
     }
 }
 
-/// FFA_VERSION(`v`) for the duration of `f`, then 1.2 again.
+/// Runs `f`, which sends in version `v`'s layout: the normal world must be
+/// at `v`. It can no longer switch (FF-A v1.2 §13.2 fixes the version once
+/// another call was made), so such a check runs only in the boot whose
+/// version is `v` (`crate::legacy`); anywhere else it is a harness bug.
 pub fn at_version<T>(v: u32, f: impl FnOnce() -> T) -> T {
-    if v != ffa::V1_2 {
-        ffa::version(v);
-    }
-    let out = f();
-    if v != ffa::V1_2 {
-        ffa::version(ffa::V1_2);
-    }
-    out
+    assert_eq!(
+        ffa::boot_version(),
+        v,
+        "a check for another normal-world version in this boot"
+    );
+    f()
+}
+
+/// The layout of this boot's normal-world version.
+pub fn boot_layout() -> Layout {
+    Layout::for_version(ffa::boot_version())
 }
 
 /// The layout of a normal-world send at version `v`.
@@ -309,7 +315,7 @@ pub fn nwd_send<'a>(layout: Layout, to: &'a [Receiver], ranges: &'a dyn Ranges) 
 pub fn still_shareable(addr: u64, pages: u32) -> R<()> {
     let to = receivers([test_protocol::ids::SP1], perm::RW);
     let ranges = [Range { addr, pages }];
-    let t = nwd_send(Layout::V1_2, &to, &ranges);
+    let t = nwd_send(boot_layout(), &to, &ranges);
     let s = send(func::SHARE_64, &t);
     if !success(&s.r) {
         return Err(fail_eq(
@@ -595,10 +601,11 @@ pub fn sp_reclaim_ok(dst: u16, handle: u64) -> R<()> {
 }
 
 /// Pages of the partitions' own memory that the checks send, handed out
-/// in order per partition (sp1, sp2, tpm): never twice, since a page lent
-/// in a check that failed half-way may still be lent, and touching it
-/// would abort the partition.
-static SP_PAGES: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+/// in order per partition (sp1, sp2, tpm, and crash-undef and crash-steal,
+/// the v1.0 and v1.1 partitions of the `legacy` boots): never twice, since
+/// a page lent in a check that failed half-way may still be lent, and
+/// touching it would abort the partition.
+static SP_PAGES: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
 
 /// The next unused sendable page (IPA) of `sp`.
 pub fn sp_page(dst: u16) -> R<u64> {
@@ -606,6 +613,8 @@ pub fn sp_page(dst: u16) -> R<u64> {
         test_protocol::ids::SP1 => 0,
         test_protocol::ids::SP2 => 1,
         test_protocol::ids::TPM => 2,
+        test_protocol::ids::CRASH_UNDEF => 3,
+        test_protocol::ids::CRASH_STEAL => 4,
         _ => return Err(fail("no page list for that partition")),
     };
     let n = SP_PAGES[i].fetch_add(1, Ordering::Relaxed);
