@@ -682,12 +682,12 @@ mod tests {
         ), "{shown}");
         assert!(
             shown.contains(
-                "0x0e5f0000 0x0e610000    128 KiB  SP 0x8006        `crash-steal` region `ram`"
+                "0x0e5f2000 0x0e612000    128 KiB  SP 0x8006        `crash-steal` region `ram`"
             ),
             "{shown}"
         );
         assert!(
-            shown.contains("0x0e610000 0x0ef00000   9152 KiB  free             pool: free"),
+            shown.contains("0x0e612000 0x0ef00000   9144 KiB  free             pool: free"),
             "{shown}"
         );
         assert!(
