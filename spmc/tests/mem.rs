@@ -2016,6 +2016,7 @@ fn a_partition_lends_normal_world_memory_it_owns_to_the_normal_world() {
     let h = sp1_send_ns(&mut s, func::MEM_LEND_64, &[(0, perm::RW)], NS_MEM).unwrap();
     // The lender loses access when the send completes.
     assert_eq!(lookup(&s, SP1, IpaSpace::NonSecure, NS_MEM), None);
+    assert_eq!(spmc::testing::contract::check(&s), Ok(()));
     // The normal world retrieves: the whole descriptor, the NS bit, the type.
     let resp = nwd_retrieve(&mut s, &D::retrieve(SP1, h, 0, perm::RW)).unwrap();
     let r = desc::parse(&resp, Layout::V1_1, desc::Purpose::Send).unwrap();
@@ -2050,6 +2051,23 @@ fn a_partition_lends_normal_world_memory_it_owns_to_the_normal_world() {
         "the lender's access is back"
     );
     assert!(s.mem().transaction(h).is_none());
+    assert_eq!(spmc::testing::contract::check(&s), Ok(()));
+}
+
+#[test]
+fn normal_world_memory_donated_to_a_partition_goes_on_to_another() {
+    let mut s = world();
+    donate_ns_to_sp1(&mut s, NS_MEM, 1);
+    let h = sp1_send_ns(&mut s, func::MEM_LEND_64, &[(SP2, perm::RW)], NS_MEM).unwrap();
+    assert_eq!(lookup(&s, SP1, IpaSpace::NonSecure, NS_MEM), None);
+    retrieve(&mut s, SP2, &D::retrieve(SP1, h, SP2, perm::RW)).unwrap();
+    assert!(lookup(&s, SP2, IpaSpace::NonSecure, NS_MEM).is_some_and(|t| t.write));
+    assert_eq!(spmc::testing::contract::check(&s), Ok(()));
+    assert_eq!(relinquish(&mut s, SP2, h, 0), None);
+    assert_eq!(sp1_reclaim(&mut s, h), None);
+    assert_eq!(lookup(&s, SP2, IpaSpace::NonSecure, NS_MEM), None);
+    assert!(lookup(&s, SP1, IpaSpace::NonSecure, NS_MEM).is_some_and(|t| t.write));
+    assert_eq!(spmc::testing::contract::check(&s), Ok(()));
 }
 
 #[test]
@@ -2158,6 +2176,7 @@ fn donated_to_the_normal_world_the_memory_is_its_own_again() {
     assert_eq!(r.flags & flags::TYPE_MASK, Op::Donate.type_bits());
     assert!(s.mem().transaction(h).is_none(), "the handle is retired");
     assert_eq!(s.mem().donated.len(), 0, "no partition owns it");
+    assert_eq!(spmc::testing::contract::check(&s), Ok(()));
     assert_eq!(sp1_reclaim(&mut s, h), code(FfaError::InvalidParameters));
     // SP1 cannot send it any more; the normal world can.
     assert_eq!(
