@@ -2365,3 +2365,73 @@ fn a_long_hypervisor_retrieve_response_leaves_in_fragments() {
     assert_eq!(s.mem().outgoing_count(), 0);
     assert_eq!(nwd_reclaim(&mut s, h, 0).func(), func::SUCCESS_32);
 }
+
+/// A VM's own TEE (an instance) gives its VM a buffer: normal-world memory
+/// the VM donated to it, lent back to that VM alone; its secure memory
+/// never, another VM never; destroyed, it takes back what it lent, zeroed.
+#[test]
+fn a_tee_lends_its_own_vm_what_the_vm_donated_to_it() {
+    let mut s = policy_world(None);
+    map_nwd_buffers(&mut s);
+    nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
+    assert_eq!(create_vm(&mut s, 1), 0);
+    assert_eq!(create_vm(&mut s, 2), 0);
+    let i1 = instance_id(&s, 1).unwrap();
+    let given = nwd_send_ok(
+        &mut s,
+        func::MEM_DONATE_64,
+        &D::send(1, &[(TEMPLATE, 0)], &[(NS_MEM, 1)]),
+    );
+    retrieve_as(&mut s, 1, i1, &D::retrieve(1, given, i1, perm::RW)).unwrap();
+    s.platform_mut().nwd_write(NS_MEM, b"signed by the TEE");
+    let send_as_tee = |s: &mut Spmc<FakePlatform>, to: u16, addr: u64| {
+        let d = D::send(i1, &[(to, perm::RW)], &[(addr, 1)]);
+        let b = d.bytes();
+        sp_write_tx(s, i1, &b);
+        let n = b.len() as u64;
+        sp_as(s, 1, i1, &[func::MEM_LEND_64 as u64, n, n, 0, 0])
+    };
+    let before = snapshot(&s);
+    // Another VM, a partition, the hypervisor itself: DENIED.
+    for to in [2u16, SP1, 0] {
+        assert_eq!(
+            sp_err(&send_as_tee(&mut s, to, NS_MEM)),
+            code(FfaError::Denied)
+        );
+    }
+    // Its own secure memory: DENIED.
+    let secure_ipa = s.partitions()[slot(&s, i1)].memory[0].0.0;
+    assert_eq!(
+        sp_err(&send_as_tee(&mut s, 1, secure_ipa)),
+        code(FfaError::Denied)
+    );
+    assert_eq!(snapshot(&s), before);
+    // To its own VM: the hypervisor retrieves for VM 1.
+    let x = send_as_tee(&mut s, 1, NS_MEM);
+    assert_eq!(x[0] as u32, func::SUCCESS_32, "{x:x?}");
+    let h = x[2] | x[3] << 32;
+    assert_eq!(lookup(&s, i1, IpaSpace::NonSecure, NS_MEM), None);
+    assert_eq!(
+        nwd_retrieve(&mut s, &D::retrieve(i1, h, 2, perm::RW)),
+        Err(FfaError::Denied.code())
+    );
+    nwd_retrieve(&mut s, &D::retrieve(i1, h, 1, perm::RW)).unwrap();
+    assert_eq!(s.platform().nwd_read(NS_MEM, 17), b"signed by the TEE");
+    assert_eq!(spmc::testing::contract::check(&s), Ok(()));
+    // The TEE goes while its VM holds the buffer: the transaction is
+    // dissolved, the memory zeroed, the normal world's again.
+    assert_eq!(destroy_vm(&mut s, 1), 0);
+    assert!(s.mem().transaction(h).is_none());
+    assert!(s.mem().donated.is_empty());
+    assert_eq!(s.platform().nwd_read(NS_MEM, 17), vec![0; 17]);
+    assert_eq!(
+        nwd_relinquish(&mut s, h, 0, &[1]),
+        code(FfaError::InvalidParameters)
+    );
+    assert_eq!(spmc::testing::contract::check(&s), Ok(()));
+    nwd_send_ok(
+        &mut s,
+        func::MEM_SHARE_64,
+        &D::send(0, &[(SP1, perm::RW)], &[(NS_MEM, 1)]),
+    );
+}

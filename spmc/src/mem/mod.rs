@@ -7,7 +7,11 @@
 //!
 //! - the normal world sends normal-world RAM to the partitions its VM may
 //!   reach (the binding policy); a static partition sends its own memory to
-//!   other static partitions; a vTEE instance sends nothing;
+//!   other static partitions, and normal-world memory it owns to one
+//!   normal-world borrower that may reach it; a vTEE instance sends only
+//!   normal-world memory its VM donated to it, to that VM; the normal world
+//!   borrows (retrieve, relinquish, FFA_MEM_FRAG_RX, the hypervisor retrieve
+//!   request) but gets no secure memory;
 //! - the SPMC keeps, per handle, the owner, the physical runs, the borrowers
 //!   and their state, and changes the stage-2 tables at each step: lend and
 //!   donate unmap a partition owner's pages when the send completes, retrieve
@@ -876,8 +880,12 @@ impl<P: Platform> Spmc<P> {
                 if d.sender != p.id() {
                     return Err(FfaError::InvalidParameters);
                 }
-                if p.kind != PolicyKind::Static {
-                    // An instance's memory lives and dies with its VM.
+                if let PolicyKind::Instance { owner } = p.kind
+                    && d.receivers.iter().any(|r| r.id != owner)
+                {
+                    // An instance's memory lives and dies with its VM: it
+                    // sends only to its own VM (and only normal-world
+                    // memory the VM donated to it, below).
                     return Err(FfaError::Denied);
                 }
                 Owner::Partition(d.sender)
@@ -1034,10 +1042,10 @@ impl<P: Platform> Spmc<P> {
     }
 
     /// A normal-world borrower a partition names (endpoint 0, the OS or the
-    /// hypervisor; or a VM): only a static partition sends to the normal
-    /// world, to one normal-world borrower alone, and to a VM only if that
-    /// VM may reach the partition under the binding policy (the per-user
-    /// rule both ways). The normal world as a sender never names a
+    /// hypervisor; or a VM): to one normal-world borrower alone, and to a
+    /// VM only if that VM may reach the partition under the binding policy
+    /// (the per-user rule both ways: a static partition's bound VMs, every
+    /// VM for a shared service, its own VM alone for an instance). The normal world as a sender never names a
     /// normal-world borrower (between VMs the hypervisor shares, not the
     /// SPMC): INVALID_PARAMETERS. Mixing worlds, or several VMs, in one
     /// transaction is DENIED (Hafnium, which lets no partition send to the
@@ -1054,11 +1062,10 @@ impl<P: Platform> Spmc<P> {
         if receivers != 1 {
             return Err(FfaError::Denied);
         }
-        if !self
-            .config()
-            .policy
-            .may_reach(r.id, sender, PolicyKind::Static)
-        {
+        let kind = self
+            .slot_of(sender)
+            .map_or(PolicyKind::Static, |s| self.partitions[s as usize].kind);
+        if !self.config().policy.may_reach(r.id, sender, kind) {
             return Err(FfaError::Denied);
         }
         Ok(Borrower {
@@ -1945,9 +1952,22 @@ impl<P: Platform> Spmc<P> {
     }
 
     /// A partition goes away (a destroyed instance in `slot` with ID `id`):
-    /// it holds nothing any more, memory donated to it is zeroed and
-    /// forgotten, and its fragments in flight are dropped.
+    /// it holds nothing any more, what it sent its VM is taken back,
+    /// memory donated to it is zeroed and forgotten, and its fragments in
+    /// flight are dropped.
     pub(crate) fn mem_forget(&mut self, slot: u16, id: PartitionId) {
+        // What it sent its VM (normal-world memory the VM had donated to
+        // it) goes back to the normal world with the rest of its donations
+        // below, zeroed: the transaction is dissolved, whoever holds it.
+        let mut i = 0;
+        while i < self.mem.transactions.len() {
+            if self.mem.transactions[i].owner == Owner::Partition(id) {
+                let h = self.mem.transactions.remove(i).handle;
+                self.mem.outgoing.retain(|o| o.handle != h);
+            } else {
+                i += 1;
+            }
+        }
         for t in &mut self.mem.transactions {
             for b in &mut t.borrowers {
                 if b.id == id && b.state == BorrowerState::Retrieved {
