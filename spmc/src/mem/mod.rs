@@ -1045,9 +1045,9 @@ impl<P: Platform> Spmc<P> {
     /// hypervisor; or a VM): to one normal-world borrower alone, and to a
     /// VM only if that VM may reach the partition under the binding policy
     /// (the per-user rule both ways: a static partition's bound VMs, every
-    /// VM for a shared service, its own VM alone for an instance). The normal world as a sender never names a
-    /// normal-world borrower (between VMs the hypervisor shares, not the
-    /// SPMC): INVALID_PARAMETERS. Mixing worlds, or several VMs, in one
+    /// VM for a shared service, its own VM alone for an instance). The
+    /// normal world as a sender never names a normal-world borrower
+    /// (between VMs the hypervisor shares, not the SPMC): INVALID_PARAMETERS. Mixing worlds, or several VMs, in one
     /// transaction is DENIED (Hafnium, which lets no partition send to the
     /// normal world at all, answers DENIED too).
     fn nwd_borrower(
@@ -1519,9 +1519,9 @@ impl<P: Platform> Spmc<P> {
         }
         // A donation: the borrower becomes the owner of each run, recorded
         // against its quota; the records are built aside and take effect
-        // only once the retrieve succeeds.
-        // Donated to the normal world: the memory is the normal world's
-        // again (the records of the partition that owned it are cut away).
+        // only once the retrieve succeeds. Donated to the normal world, the
+        // memory is the normal world's again (the records of the partition
+        // that owned it are cut away).
         let donations = if op == Op::Donate {
             let t = &self.mem.transactions[i];
             let new_owner = is_secure_id(me).then_some(me);
