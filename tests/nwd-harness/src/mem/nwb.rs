@@ -242,11 +242,7 @@ struct Resp {
 
 /// Reads the response to `r` from RX and releases RX.
 fn read_resp(r: &Regs, v1_0: bool) -> R<Resp> {
-    expect_answer(
-        r[0] as u32 as u64 | (code_of(r) as u32 as u64) << 32,
-        func::RETRIEVE_RESP,
-        "retrieve answer",
-    )?;
+    expect_answer(word_of(r), func::RETRIEVE_RESP, "retrieve answer")?;
     let buf: [u8; 4096] = ffa::rx_bytes(0);
     let first = (r[2] as u32 as usize).min(4096);
     let res = (|| {
@@ -275,8 +271,9 @@ fn read_resp(r: &Regs, v1_0: bool) -> R<Resp> {
     res
 }
 
-fn code_of(r: &Regs) -> i32 {
-    ffa::code(r)
+/// `w0 | code << 32` of an answer (the form `expect_answer` takes).
+fn word_of(r: &Regs) -> u64 {
+    r[0] as u32 as u64 | (ffa::code(r) as u32 as u64) << 32
 }
 
 /// The harness's FFA_MEM_RELINQUISH of `h` for `who` with `fl`: the answer.
@@ -708,11 +705,7 @@ fn hypervisor_retrieve_nwd_send() -> Outcome {
     )?;
     let res = (|| {
         let r = nwd_retrieve(&hyp_request(h));
-        expect_answer(
-            r[0] as u32 as u64 | (code_of(&r) as u32 as u64) << 32,
-            func::RETRIEVE_RESP,
-            "answer",
-        )?;
+        expect_answer(word_of(&r), func::RETRIEVE_RESP, "answer")?;
         let buf: [u8; 512] = ffa::rx_bytes(0);
         let _ = call(ffa::RX_RELEASE, &[]);
         let d = Descriptor::parse(&buf, false).map_err(|_| fail("the response does not parse"))?;
@@ -752,11 +745,7 @@ fn frag_rx() -> Outcome {
         while got < total {
             let _ = call(ffa::RX_RELEASE, &[]);
             let r = call(func::FRAG_RX, &[h & 0xFFFF_FFFF, h >> 32, got, 0]);
-            ensure_eq!(
-                r[0] as u32 as u64 | (code_of(&r) as u32 as u64) << 32,
-                func::FRAG_TX,
-                "FRAG_RX answer"
-            );
+            ensure_eq!(word_of(&r), func::FRAG_TX, "FRAG_RX answer");
             ensure_eq!(r[1] as u32 as u64 | (r[2] as u32 as u64) << 32, h, "handle");
             let n = r[3] as u32 as u64;
             ensure!(n > 0 && n <= 4096, "fragment length");
