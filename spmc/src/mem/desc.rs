@@ -570,7 +570,9 @@ where
         .fold((0usize, 0u64), |(n, p), x| (n + 1, p + x.pages));
     let mut b = Bytes::new();
     b.try_extend_zeroed(comp + 16 + 16 * count)?;
-    let mut head = [0u8; 48 + 32 * MAX_RECEIVERS + 16];
+    // The header, each EMAD and the composite's header written in turn
+    // (the bytes are zero already): a small buffer on the stack.
+    let mut head = [0u8; 48];
     head[0..2].copy_from_slice(&r.sender.to_le_bytes());
     match layout {
         Layout::V1_0 => {
@@ -586,19 +588,24 @@ where
     head[4..8].copy_from_slice(&r.flags.to_le_bytes());
     head[8..16].copy_from_slice(&r.handle.to_le_bytes());
     head[16..24].copy_from_slice(&r.tag.to_le_bytes());
+    b.write_at(0, &head[..hdr]);
     for (i, x) in r.receivers.iter().enumerate() {
-        let at = hdr + i * emad_size as usize;
-        head[at..at + 2].copy_from_slice(&x.id.to_le_bytes());
-        head[at + 2] = x.perms;
-        head[at + 3] = 0;
-        head[at + 4..at + 8].copy_from_slice(&(comp as u32).to_le_bytes());
-        if emad_size == 32 {
-            head[at + 8..at + 24].copy_from_slice(&x.impdef);
-        }
+        let mut e = [0u8; 24];
+        e[0..2].copy_from_slice(&x.id.to_le_bytes());
+        e[2] = x.perms;
+        e[4..8].copy_from_slice(&(comp as u32).to_le_bytes());
+        let len = if emad_size == 32 {
+            e[8..24].copy_from_slice(&x.impdef);
+            24
+        } else {
+            8
+        };
+        b.write_at(hdr + i * emad_size as usize, &e[..len]);
     }
-    head[comp..comp + 4].copy_from_slice(&(total_pages as u32).to_le_bytes());
-    head[comp + 4..comp + 8].copy_from_slice(&(count as u32).to_le_bytes());
-    b.write_at(0, &head[..comp + 16]);
+    let mut c = [0u8; 8];
+    c[0..4].copy_from_slice(&(total_pages as u32).to_le_bytes());
+    c[4..8].copy_from_slice(&(count as u32).to_le_bytes());
+    b.write_at(comp, &c);
     for (i, x) in ranges.enumerate() {
         let mut c = [0u8; 16];
         c[0..8].copy_from_slice(&x.addr.to_le_bytes());
