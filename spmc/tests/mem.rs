@@ -2435,3 +2435,31 @@ fn a_tee_lends_its_own_vm_what_the_vm_donated_to_it() {
         &D::send(0, &[(SP1, perm::RW)], &[(NS_MEM, 1)]),
     );
 }
+
+/// A VM that goes while it holds a static partition's memory lets it go:
+/// the lender reclaims, and the memory is zeroed as the VM's retrieve
+/// asked (zero after relinquish).
+#[test]
+fn a_destroyed_vm_lets_go_of_what_it_borrowed() {
+    let mut s = policy_world(None);
+    map_nwd_buffers(&mut s);
+    nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
+    assert_eq!(create_vm(&mut s, 1), 0);
+    donate_ns_to_sp1(&mut s, NS_MEM, 1);
+    // SP1 is bound to VM 1 in the shipped policy.
+    let h = sp1_send_ns(&mut s, func::MEM_LEND_64, &[(1, perm::RW)], NS_MEM).unwrap();
+    let mut rq = D::retrieve(SP1, h, 1, perm::RW);
+    rq.flags = flags::ZERO_AFTER_RELINQUISH;
+    nwd_retrieve(&mut s, &rq).unwrap();
+    s.platform_mut().nwd_write(NS_MEM, b"the VM's notes");
+    assert_eq!(sp1_reclaim(&mut s, h), code(FfaError::Denied));
+    assert_eq!(destroy_vm(&mut s, 1), 0);
+    assert_eq!(
+        s.mem().transaction(h).unwrap().borrowers[0].state,
+        BorrowerState::Relinquished
+    );
+    assert_eq!(s.platform().nwd_read(NS_MEM, 14), vec![0; 14], "zeroed");
+    assert_eq!(sp1_reclaim(&mut s, h), None);
+    assert!(lookup(&s, SP1, IpaSpace::NonSecure, NS_MEM).is_some_and(|t| t.write));
+    assert_eq!(spmc::testing::contract::check(&s), Ok(()));
+}

@@ -1951,6 +1951,31 @@ impl<P: Platform> Spmc<P> {
         Ok(Regs::with_func(func::SUCCESS_32))
     }
 
+    /// A VM is gone (VM_DESTROYED, its TEE destroyed): it holds nothing
+    /// any more. What it had retrieved as a borrower (a static partition's
+    /// normal-world memory lent or shared to it) counts as relinquished, so
+    /// that the owner can reclaim it (its hypervisor can no longer
+    /// relinquish for it), and is zeroed if the VM asked for that when it
+    /// retrieved (the flags decide, as for a relinquish).
+    pub(crate) fn mem_vm_gone(&mut self, vm: PartitionId) {
+        for t in &mut self.mem.transactions {
+            let mut zero = false;
+            for b in t.borrowers.iter_mut() {
+                if b.id == vm && b.state == BorrowerState::Retrieved {
+                    b.state = BorrowerState::Relinquished;
+                    b.retrieves = 0;
+                    zero |= b.zero_after && t.op != Op::Share && !t.device;
+                }
+            }
+            if zero && zero_runs(&mut self.platform, t.secure, t.runs.iter().copied()).is_err() {
+                log::error!(
+                    "mem {:#x}: memory VM {vm:#x} held could not be zeroed",
+                    t.handle
+                );
+            }
+        }
+    }
+
     /// A partition goes away (a destroyed instance in `slot` with ID `id`):
     /// it holds nothing any more, what it sent its VM is taken back,
     /// memory donated to it is zeroed and forgotten, and its fragments in
