@@ -15,7 +15,9 @@ fuzz_target!(|data: &[u8]| {
             let Ok(d) = desc::parse(data, layout, purpose) else {
                 continue;
             };
-            assert!(!d.receivers.is_empty() && d.receivers.len() <= desc::MAX_RECEIVERS);
+            // A retrieve request may name none (the hypervisor retrieve request).
+            assert!(d.receivers.len() <= desc::MAX_RECEIVERS);
+            assert!(purpose == Purpose::Retrieve || !d.receivers.is_empty());
             assert!(d.emad_size == 16 || d.emad_size == 32);
             if purpose == Purpose::Retrieve {
                 continue;
@@ -34,7 +36,8 @@ fuzz_target!(|data: &[u8]| {
             for w in sorted.windows(2) {
                 assert!(w[0].end() <= w[1].addr, "overlapping ranges accepted");
             }
-            // What the SPMC would answer a retriever parses back to the same
+            // What the SPMC would answer a retriever (or a hypervisor, all the
+            // receivers) parses back to the same
             // memory, sender, handle and tag.
             for emad in [16, 32] {
                 let r = desc::Response {
@@ -43,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
                     flags: d.flags,
                     handle: d.handle,
                     tag: d.tag,
-                    receiver: d.receivers[0],
+                    receivers: &d.receivers,
                 };
                 // The encoder allocates (fallibly): a full heap is NO_MEMORY.
                 let Ok(bytes) = desc::encode_response(&r, d.ranges.iter().copied(), layout, emad)
@@ -55,8 +58,11 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(back.ranges, d.ranges);
                 assert_eq!(back.sender, d.sender);
                 assert_eq!((back.handle, back.tag), (d.handle, d.tag));
-                assert_eq!(back.receivers.len(), 1);
-                assert_eq!(back.receivers[0].id, d.receivers[0].id);
+                // Every receiver (the hypervisor retrieve request's form).
+                assert_eq!(back.receivers.len(), d.receivers.len());
+                for (b, r) in back.receivers.iter().zip(&d.receivers) {
+                    assert_eq!((b.id, b.perms), (r.id, r.perms));
+                }
             }
         }
     }

@@ -85,20 +85,21 @@ const IMPLEMENTED: &[Entry] = &[
     e(func::RUN, V10, true, false),
     e(func::CONSOLE_LOG_32, V12, false, true),
     e(func::CONSOLE_LOG_64, V12, false, true),
-    // Memory management (DEN0140 v1.2; docs/memory-sharing.md). Only
-    // partitions retrieve (the normal world is never a borrower).
+    // Memory management (DEN0140 v1.2; docs/memory-sharing.md). The
+    // normal world borrows too (partitions share, lend and donate to it);
+    // only FFA_MEM_RETRIEVE_RESP is an answer the SPMC gives, never takes.
     with_props(func::MEM_SHARE_32, V10, true, true, MEM_BUFFER),
     with_props(func::MEM_SHARE_64, V10, true, true, MEM_BUFFER),
     with_props(func::MEM_LEND_32, V10, true, true, MEM_BUFFER),
     with_props(func::MEM_LEND_64, V10, true, true, MEM_BUFFER),
     with_props(func::MEM_DONATE_32, V10, true, true, MEM_BUFFER),
     with_props(func::MEM_DONATE_64, V10, true, true, MEM_BUFFER),
-    with_props(func::MEM_RETRIEVE_REQ_32, V10, false, true, MEM_BUFFER),
-    with_props(func::MEM_RETRIEVE_REQ_64, V10, false, true, MEM_BUFFER),
+    with_props(func::MEM_RETRIEVE_REQ_32, V10, true, true, MEM_BUFFER),
+    with_props(func::MEM_RETRIEVE_REQ_64, V10, true, true, MEM_BUFFER),
     e(func::MEM_RETRIEVE_RESP, V10, false, true),
-    e(func::MEM_RELINQUISH, V10, false, true),
+    e(func::MEM_RELINQUISH, V10, true, true),
     e(func::MEM_RECLAIM, V10, true, true),
-    e(func::MEM_FRAG_RX, V10, false, true),
+    e(func::MEM_FRAG_RX, V10, true, true),
     e(func::MEM_FRAG_TX, V10, true, true),
 ];
 
@@ -288,17 +289,24 @@ mod tests {
             query(Instance::NormalWorld, V12, func::MEM_RECLAIM, 0),
             Ok(0)
         );
-        for f in [
-            func::MEM_RETRIEVE_REQ_64,
-            func::MEM_RELINQUISH,
-            func::MEM_FRAG_RX,
-        ] {
-            assert_eq!(
-                query(Instance::NormalWorld, V12, f, 0),
-                Err(FfaError::NotSupported),
-                "{f:#x}: the normal world never borrows"
-            );
+        // The normal world borrows too; it asks about the retrieve with
+        // the NS-bit input as a partition does.
+        for f in [func::MEM_RELINQUISH, func::MEM_FRAG_RX] {
+            assert_eq!(query(Instance::NormalWorld, V12, f, 0), Ok(0), "{f:#x}");
         }
+        assert_eq!(
+            query(
+                Instance::NormalWorld,
+                V12,
+                func::MEM_RETRIEVE_REQ_64,
+                MEM_NS_BIT
+            ),
+            Ok(0b11)
+        );
+        assert_eq!(
+            query(Instance::NormalWorld, V12, func::MEM_RETRIEVE_RESP, 0),
+            Err(FfaError::NotSupported)
+        );
     }
 
     #[test]

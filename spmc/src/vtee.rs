@@ -165,6 +165,10 @@ impl<P: Platform> Spmc<P> {
                     None => Err(FfaError::InvalidParameters),
                     Some(slot) => self.destroy_instance(slot),
                 };
+                if r.is_ok() {
+                    // What the VM borrowed from static partitions goes back.
+                    self.mem_vm_gone(vm);
+                }
                 ack(regs, fwk::VM_DESTROYED_ACK, r)
             }
             _ => self.finish_nwd(regs, Err(FfaError::InvalidParameters)),

@@ -707,17 +707,15 @@ fn partition_share_keeps_the_owner_mapped_and_refuses_foreign_memory() {
         send(&mut s, SP1, &forged),
         code(FfaError::InvalidParameters)
     );
-    // To itself, to the normal world.
+    // To itself; its secure memory to the normal world (which cannot
+    // access the secure physical address space).
     let to_self = D::send(SP1, &[(SP1, perm::RO)], &[(SP_LEND_IPA + PAGE_SIZE, 1)]);
     assert_eq!(
         send(&mut s, SP1, &to_self),
         code(FfaError::InvalidParameters)
     );
     let to_nwd = D::send(SP1, &[(0, perm::RO)], &[(SP_LEND_IPA + PAGE_SIZE, 1)]);
-    assert_eq!(
-        send(&mut s, SP1, &to_nwd),
-        code(FfaError::InvalidParameters)
-    );
+    assert_eq!(send(&mut s, SP1, &to_nwd), code(FfaError::Denied));
 }
 
 #[test]
@@ -1166,11 +1164,11 @@ fn retrieve_relinquish_and_reclaim_errors() {
         sp_err(&sp(&mut s, SP1, &[func::MEM_RELINQUISH as u64])),
         code(FfaError::InvalidParameters)
     );
-    // The normal world never retrieves nor relinquishes.
+    // The normal world is not a borrower of this handle.
     let r = nwd_now(&mut s, &[func::MEM_RETRIEVE_REQ_64 as u64, 64, 64, 0, 0]);
-    assert_eq!(r.error_code(), code(FfaError::NotSupported));
+    assert_eq!(r.error_code(), code(FfaError::InvalidParameters));
     let r = nwd_now(&mut s, &[func::MEM_RELINQUISH as u64]);
-    assert_eq!(r.error_code(), code(FfaError::NotSupported));
+    assert_eq!(r.error_code(), code(FfaError::InvalidParameters));
     assert_eq!(relinquish(&mut s, SP1, h, flags::ZERO), None);
     assert_eq!(nwd_reclaim(&mut s, h, 0).func(), func::SUCCESS_32);
 }
@@ -1938,4 +1936,543 @@ fn perf_share_cycle_1page() {
         assert_eq!(nwd_reclaim(&mut s, h, 0).func(), func::SUCCESS_32);
         s.platform_mut().invalidations.clear();
     }
+}
+
+// ----------------------------------------------------------------------
+// The normal world as a borrower (issue 18 item 2)
+// ----------------------------------------------------------------------
+
+/// The normal world retrieves with request `d` (from its TX): the response
+/// (fragments followed with FFA_MEM_FRAG_RX), or the error code. Releases RX.
+fn nwd_retrieve(s: &mut Spmc<FakePlatform>, d: &D) -> Result<Vec<u8>, i32> {
+    let b = d.bytes();
+    s.platform_mut().nwd_write(NWD_TX, &b);
+    let n = b.len() as u64;
+    let r = nwd_now(s, &[func::MEM_RETRIEVE_REQ_64 as u64, n, n, 0, 0]);
+    if let Some(e) = r.error_code() {
+        return Err(e);
+    }
+    assert_eq!(r.func(), func::MEM_RETRIEVE_RESP, "{r:?}");
+    let (total, mut got) = (r.x(1) as usize, r.x(2) as usize);
+    let mut out = s.platform().nwd_read(NWD_RX, got);
+    while got < total {
+        let x = nwd_now(s, &[func::RX_RELEASE as u64]);
+        assert_eq!(x.func(), func::SUCCESS_32);
+        let x = nwd_now(
+            s,
+            &[
+                func::MEM_FRAG_RX as u64,
+                d.handle & 0xFFFF_FFFF,
+                d.handle >> 32,
+                got as u64,
+            ],
+        );
+        assert_eq!(x.func(), func::MEM_FRAG_TX, "{x:?}");
+        let n = x.x(3) as usize;
+        out.extend(s.platform().nwd_read(NWD_RX, n));
+        got += n;
+    }
+    let x = nwd_now(s, &[func::RX_RELEASE as u64]);
+    assert_eq!(x.func(), func::SUCCESS_32);
+    Ok(out)
+}
+
+/// The normal world relinquishes `handle` for `ids`: None on success.
+fn nwd_relinquish(s: &mut Spmc<FakePlatform>, handle: u64, fl: u32, ids: &[u16]) -> Option<i32> {
+    s.platform_mut()
+        .nwd_write(NWD_TX, &relinquish_desc(handle, fl, ids));
+    nwd_now(s, &[func::MEM_RELINQUISH as u64]).error_code()
+}
+
+/// The normal world donates `pages` pages at `pa` to SP1, which retrieves
+/// them: SP1 owns them, mapped in its non-secure IPA space at IPA = PA.
+fn donate_ns_to_sp1(s: &mut Spmc<FakePlatform>, pa: u64, pages: u32) {
+    let h = nwd_send_ok(
+        s,
+        func::MEM_DONATE_64,
+        &D::send(0, &[(SP1, 0)], &[(pa, pages)]),
+    );
+    retrieve(s, SP1, &D::retrieve(0, h, SP1, perm::RW)).unwrap();
+    assert!(lookup(s, SP1, IpaSpace::NonSecure, pa).is_some_and(|t| t.write));
+}
+
+/// SP1 sends its normal-world pages with `f` to `to`: the handle, or the error.
+fn sp1_send_ns(s: &mut Spmc<FakePlatform>, f: u32, to: &[(u16, u8)], pa: u64) -> Result<u64, i32> {
+    let x = sp_send(s, SP1, f, &D::send(SP1, to, &[(pa, 1)]));
+    match sp_err(&x) {
+        Some(e) => Err(e),
+        None => {
+            assert_eq!(x[0] as u32, func::SUCCESS_32, "{x:x?}");
+            Ok(x[2] | x[3] << 32)
+        }
+    }
+}
+
+fn sp1_reclaim(s: &mut Spmc<FakePlatform>, h: u64) -> Option<i32> {
+    let x = sp(
+        s,
+        SP1,
+        &[func::MEM_RECLAIM as u64, h & 0xFFFF_FFFF, h >> 32, 0],
+    );
+    if x[0] as u32 == func::SUCCESS_32 {
+        None
+    } else {
+        sp_err(&x)
+    }
+}
+
+#[test]
+fn a_partition_lends_normal_world_memory_it_owns_to_the_normal_world() {
+    let mut s = world();
+    donate_ns_to_sp1(&mut s, NS_MEM, 1);
+    s.platform_mut().nwd_write(NS_MEM, b"sealed by sp1");
+    let h = sp1_send_ns(&mut s, func::MEM_LEND_64, &[(0, perm::RW)], NS_MEM).unwrap();
+    // The lender loses access when the send completes.
+    assert_eq!(lookup(&s, SP1, IpaSpace::NonSecure, NS_MEM), None);
+    assert_eq!(spmc::testing::contract::check(&s), Ok(()));
+    // The normal world retrieves: the whole descriptor, the NS bit, the type.
+    let resp = nwd_retrieve(&mut s, &D::retrieve(SP1, h, 0, perm::RW)).unwrap();
+    let r = desc::parse(&resp, Layout::V1_1, desc::Purpose::Send).unwrap();
+    assert_eq!((r.sender, r.handle), (SP1, h));
+    assert_eq!(r.flags & flags::TYPE_MASK, Op::Lend.type_bits());
+    assert_ne!(r.attributes & attr::NS, 0, "normal-world memory");
+    assert_eq!(r.receivers.len(), 1);
+    assert_eq!(r.receivers[0].id, 0);
+    assert_eq!(r.receivers[0].perms & perm::DATA_MASK, perm::RW);
+    assert_eq!(r.ranges[0].addr, NS_MEM);
+    assert_eq!(s.platform().nwd_read(NS_MEM, 13), b"sealed by sp1");
+    assert_eq!(
+        s.mem().transaction(h).unwrap().borrowers[0].state,
+        BorrowerState::Retrieved
+    );
+    // The lender cannot reclaim while the normal world holds it.
+    assert_eq!(sp1_reclaim(&mut s, h), code(FfaError::Denied));
+    // Nor may the normal world reclaim what it borrows.
+    assert_eq!(
+        nwd_reclaim(&mut s, h, 0).error_code(),
+        code(FfaError::Denied)
+    );
+    assert_eq!(nwd_relinquish(&mut s, h, 0, &[0]), None);
+    assert_eq!(
+        nwd_relinquish(&mut s, h, 0, &[0]),
+        code(FfaError::Denied),
+        "relinquished already"
+    );
+    assert_eq!(sp1_reclaim(&mut s, h), None);
+    assert!(
+        lookup(&s, SP1, IpaSpace::NonSecure, NS_MEM).is_some_and(|t| t.write),
+        "the lender's access is back"
+    );
+    assert!(s.mem().transaction(h).is_none());
+    assert_eq!(spmc::testing::contract::check(&s), Ok(()));
+}
+
+#[test]
+fn normal_world_memory_donated_to_a_partition_goes_on_to_another() {
+    let mut s = world();
+    donate_ns_to_sp1(&mut s, NS_MEM, 1);
+    let h = sp1_send_ns(&mut s, func::MEM_LEND_64, &[(SP2, perm::RW)], NS_MEM).unwrap();
+    assert_eq!(lookup(&s, SP1, IpaSpace::NonSecure, NS_MEM), None);
+    retrieve(&mut s, SP2, &D::retrieve(SP1, h, SP2, perm::RW)).unwrap();
+    assert!(lookup(&s, SP2, IpaSpace::NonSecure, NS_MEM).is_some_and(|t| t.write));
+    assert_eq!(spmc::testing::contract::check(&s), Ok(()));
+    assert_eq!(relinquish(&mut s, SP2, h, 0), None);
+    assert_eq!(sp1_reclaim(&mut s, h), None);
+    assert_eq!(lookup(&s, SP2, IpaSpace::NonSecure, NS_MEM), None);
+    assert!(lookup(&s, SP1, IpaSpace::NonSecure, NS_MEM).is_some_and(|t| t.write));
+    assert_eq!(spmc::testing::contract::check(&s), Ok(()));
+}
+
+#[test]
+fn secure_memory_never_goes_to_the_normal_world() {
+    let mut s = world();
+    let before = snapshot(&s);
+    for f in [func::MEM_SHARE_64, func::MEM_LEND_64, func::MEM_DONATE_64] {
+        let perms = if f == func::MEM_DONATE_64 {
+            0
+        } else {
+            perm::RW
+        };
+        let d = D::send(SP1, &[(0, perms)], &[(SP_LEND_IPA, 1)]);
+        assert_eq!(sp_err(&sp_send(&mut s, SP1, f, &d)), code(FfaError::Denied));
+        // Nor to a VM.
+        let d = D::send(SP1, &[(1, perms)], &[(SP_LEND_IPA, 1)]);
+        assert_eq!(sp_err(&sp_send(&mut s, SP1, f, &d)), code(FfaError::Denied));
+    }
+    assert_eq!(snapshot(&s), before);
+    assert!(lookup(&s, SP1, IpaSpace::Secure, SP_LEND_IPA).is_some_and(|t| t.write));
+}
+
+#[test]
+fn a_send_to_the_normal_world_has_one_borrower_its_vm_may_reach() {
+    let mut s = world();
+    donate_ns_to_sp1(&mut s, NS_MEM, 2);
+    let before = snapshot(&s);
+    // Mixed worlds, or two normal-world borrowers: DENIED.
+    let share = func::MEM_SHARE_64;
+    assert_eq!(
+        sp1_send_ns(&mut s, share, &[(0, perm::RW), (SP2, perm::RW)], NS_MEM),
+        Err(FfaError::Denied.code())
+    );
+    assert_eq!(
+        sp1_send_ns(&mut s, share, &[(1, perm::RW), (2, perm::RW)], NS_MEM),
+        Err(FfaError::Denied.code())
+    );
+    // A VM that may not reach SP1 (no binding in this policy).
+    assert_eq!(
+        sp1_send_ns(&mut s, share, &[(5, perm::RW)], NS_MEM),
+        Err(FfaError::Denied.code())
+    );
+    // Memory it does not own: normal-world memory it never got, its
+    // mapped pages mixed with secure ones.
+    assert_eq!(
+        sp1_send_ns(&mut s, share, &[(0, perm::RW)], NS_MEM + 8 * PAGE_SIZE),
+        Err(FfaError::Denied.code())
+    );
+    let mixed = D::send(SP1, &[(SP2, perm::RW)], &[(NS_MEM, 1), (SP_LEND_IPA, 1)]);
+    assert_eq!(
+        sp_err(&sp_send(&mut s, SP1, share, &mixed)),
+        code(FfaError::InvalidParameters)
+    );
+    assert_eq!(snapshot(&s), before);
+    // The normal world never names itself as a borrower of its own send.
+    let r = nwd_send(
+        &mut s,
+        share,
+        &D::send(0, &[(1, perm::RW)], &[(NS_MEM + 9 * PAGE_SIZE, 1)]),
+    );
+    assert_eq!(r.error_code(), code(FfaError::InvalidParameters));
+}
+
+#[test]
+fn a_vm_borrows_from_the_shared_service_it_may_reach() {
+    let mut s = policy_world(None);
+    map_nwd_buffers(&mut s);
+    nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
+    // The normal world donates a page to the shared TPM service, which
+    // shares it with VM 2 (shared services are every VM's).
+    let h = nwd_send_ok(
+        &mut s,
+        func::MEM_DONATE_64,
+        &D::send(0, &[(TPM, 0)], &[(NS_MEM, 1)]),
+    );
+    retrieve(&mut s, TPM, &D::retrieve(0, h, TPM, perm::RW)).unwrap();
+    let x = sp_send(
+        &mut s,
+        TPM,
+        func::MEM_SHARE_64,
+        &D::send(TPM, &[(2, perm::RO)], &[(NS_MEM, 1)]),
+    );
+    assert_eq!(x[0] as u32, func::SUCCESS_32, "{x:x?}");
+    let h = x[2] | x[3] << 32;
+    // The hypervisor retrieves for VM 2; VM 3 is not a borrower.
+    assert_eq!(
+        nwd_retrieve(&mut s, &D::retrieve(TPM, h, 3, perm::RO)),
+        Err(FfaError::Denied.code())
+    );
+    let resp = nwd_retrieve(&mut s, &D::retrieve(TPM, h, 2, perm::RO)).unwrap();
+    let r = desc::parse(&resp, Layout::V1_1, desc::Purpose::Send).unwrap();
+    assert_eq!(r.receivers[0].id, 2);
+    assert_eq!(nwd_relinquish(&mut s, h, 0, &[3]), code(FfaError::Denied));
+    assert_eq!(nwd_relinquish(&mut s, h, 0, &[2]), None);
+}
+
+#[test]
+fn donated_to_the_normal_world_the_memory_is_its_own_again() {
+    let mut s = world();
+    donate_ns_to_sp1(&mut s, NS_MEM, 1);
+    assert_eq!(s.mem().donated.len(), 1);
+    let h = sp1_send_ns(&mut s, func::MEM_DONATE_64, &[(0, 0)], NS_MEM).unwrap();
+    assert_eq!(lookup(&s, SP1, IpaSpace::NonSecure, NS_MEM), None);
+    let resp = nwd_retrieve(&mut s, &D::retrieve(SP1, h, 0, perm::RW)).unwrap();
+    let r = desc::parse(&resp, Layout::V1_1, desc::Purpose::Send).unwrap();
+    assert_eq!(r.flags & flags::TYPE_MASK, Op::Donate.type_bits());
+    assert!(s.mem().transaction(h).is_none(), "the handle is retired");
+    assert_eq!(s.mem().donated.len(), 0, "no partition owns it");
+    assert_eq!(spmc::testing::contract::check(&s), Ok(()));
+    assert_eq!(sp1_reclaim(&mut s, h), code(FfaError::InvalidParameters));
+    // SP1 cannot send it any more; the normal world can.
+    assert_eq!(
+        sp1_send_ns(&mut s, func::MEM_SHARE_64, &[(SP2, perm::RW)], NS_MEM),
+        Err(FfaError::Denied.code())
+    );
+    let h2 = nwd_send_ok(
+        &mut s,
+        func::MEM_SHARE_64,
+        &D::send(0, &[(SP2, perm::RW)], &[(NS_MEM, 1)]),
+    );
+    assert_eq!(nwd_reclaim(&mut s, h2, 0).func(), func::SUCCESS_32);
+}
+
+#[test]
+fn normal_world_retrieve_and_relinquish_errors_change_nothing() {
+    let mut s = world();
+    donate_ns_to_sp1(&mut s, NS_MEM, 1);
+    let h = sp1_send_ns(&mut s, func::MEM_SHARE_64, &[(0, perm::RO)], NS_MEM).unwrap();
+    let before = snapshot(&s);
+    let bad = |mut d: D, f: &dyn Fn(&mut D)| {
+        f(&mut d);
+        d
+    };
+    let ok = D::retrieve(SP1, h, 0, perm::RO);
+    let cases: Vec<(D, FfaError)> = vec![
+        (
+            bad(ok.clone(), &|d| d.handle = 0xDEAD),
+            FfaError::InvalidParameters,
+        ),
+        (bad(ok.clone(), &|d| d.tag = 1), FfaError::InvalidParameters),
+        (
+            bad(ok.clone(), &|d| d.sender = SP2),
+            FfaError::InvalidParameters,
+        ),
+        // Not a borrower; a secure ID from the normal world.
+        (
+            bad(ok.clone(), &|d| d.receivers = vec![(4, perm::RO)]),
+            FfaError::Denied,
+        ),
+        (
+            bad(ok.clone(), &|d| d.receivers = vec![(SP2, perm::RO)]),
+            FfaError::InvalidParameters,
+        ),
+        // More access than the sharer gave; instruction access on a share;
+        // the zero flags on a share; other attributes than the sharer's.
+        (
+            bad(ok.clone(), &|d| d.receivers = vec![(0, perm::RW)]),
+            FfaError::Denied,
+        ),
+        (
+            bad(ok.clone(), &|d| d.receivers = vec![(0, perm::RO | perm::X)]),
+            FfaError::InvalidParameters,
+        ),
+        (
+            bad(ok.clone(), &|d| d.flags = flags::ZERO),
+            FfaError::InvalidParameters,
+        ),
+        (
+            bad(ok.clone(), &|d| d.attrs = attr::DEVICE_NGNRE),
+            FfaError::InvalidParameters,
+        ),
+    ];
+    for (d, e) in cases {
+        assert_eq!(nwd_retrieve(&mut s, &d), Err(e.code()), "{d:?}");
+        assert_eq!(snapshot(&s), before);
+    }
+    // Relinquish before any retrieve; naming a partition; naming two.
+    assert_eq!(nwd_relinquish(&mut s, h, 0, &[0]), code(FfaError::Denied));
+    assert_eq!(
+        nwd_relinquish(&mut s, h, 0, &[SP1]),
+        code(FfaError::InvalidParameters)
+    );
+    assert_eq!(
+        nwd_relinquish(&mut s, h, 0, &[0, 1]),
+        code(FfaError::InvalidParameters)
+    );
+    // RX full: BUSY.
+    s.platform_mut().nwd_write(NWD_TX, &ok.bytes());
+    let n = ok.bytes().len() as u64;
+    let r = nwd_now(&mut s, &[func::MEM_RETRIEVE_REQ_64 as u64, n, n, 0, 0]);
+    assert_eq!(r.func(), func::MEM_RETRIEVE_RESP);
+    let r = nwd_now(&mut s, &[func::MEM_RETRIEVE_REQ_64 as u64, n, n, 0, 0]);
+    assert_eq!(r.error_code(), code(FfaError::Busy));
+    assert_eq!(
+        nwd_now(&mut s, &[func::RX_RELEASE as u64]).func(),
+        func::SUCCESS_32
+    );
+    // Retrieved twice, relinquished twice; reclaim only then.
+    nwd_retrieve(&mut s, &ok).unwrap();
+    assert_eq!(s.mem().transaction(h).unwrap().borrowers[0].retrieves, 2);
+    assert_eq!(nwd_relinquish(&mut s, h, 0, &[0]), None);
+    assert_eq!(sp1_reclaim(&mut s, h), code(FfaError::Denied));
+    assert_eq!(nwd_relinquish(&mut s, h, 0, &[0]), None);
+    assert_eq!(sp1_reclaim(&mut s, h), None);
+    // The share kept SP1's own mapping all along.
+    assert!(lookup(&s, SP1, IpaSpace::NonSecure, NS_MEM).is_some_and(|t| t.write));
+}
+
+#[test]
+fn the_hypervisor_retrieve_request_describes_without_retrieving() {
+    let mut s = world();
+    donate_ns_to_sp1(&mut s, NS_MEM, 1);
+    let h = sp1_send_ns(&mut s, func::MEM_LEND_64, &[(0, perm::RW)], NS_MEM).unwrap();
+    let mut hyp = D::retrieve(0, h, 0, 0);
+    hyp.receivers.clear();
+    let resp = nwd_retrieve(&mut s, &hyp).unwrap();
+    let r = desc::parse(&resp, Layout::V1_1, desc::Purpose::Send).unwrap();
+    assert_eq!((r.sender, r.handle), (SP1, h));
+    assert_eq!(r.flags & flags::TYPE_MASK, Op::Lend.type_bits());
+    assert_ne!(r.attributes & attr::NS, 0);
+    assert_eq!(r.receivers.len(), 1);
+    assert_eq!((r.receivers[0].id, r.receivers[0].perms), (0, perm::RW));
+    assert_eq!((r.ranges[0].addr, r.total_pages), (NS_MEM, 1));
+    // Not the borrower's retrieve: nothing changed.
+    let t = s.mem().transaction(h).unwrap();
+    assert_eq!(t.borrowers[0].state, BorrowerState::NotRetrieved);
+    assert_eq!(
+        nwd_relinquish(&mut s, h, 0, &[0]),
+        code(FfaError::Denied),
+        "nothing retrieved"
+    );
+    // Every other field zero; a partition's request always names itself.
+    let mut tagged = hyp.clone();
+    tagged.tag = 1;
+    assert_eq!(
+        nwd_retrieve(&mut s, &tagged),
+        Err(FfaError::InvalidParameters.code())
+    );
+    sp_write_tx(&mut s, SP2, &hyp.bytes());
+    let n = hyp.bytes().len() as u64;
+    let x = sp(&mut s, SP2, &[func::MEM_RETRIEVE_REQ_64 as u64, n, n, 0, 0]);
+    assert_eq!(sp_err(&x), code(FfaError::InvalidParameters));
+    // A transaction between partitions is not the normal world's to see.
+    let d = D::send(SP1, &[(SP2, perm::RW)], &[(SP_LEND_IPA, 1)]);
+    let x = sp_send(&mut s, SP1, func::MEM_SHARE_64, &d);
+    let h2 = x[2] | x[3] << 32;
+    hyp.handle = h2;
+    assert_eq!(
+        nwd_retrieve(&mut s, &hyp),
+        Err(FfaError::InvalidParameters.code())
+    );
+    // It describes the normal world's own sends too (to reclaim them).
+    let h3 = nwd_send_ok(
+        &mut s,
+        func::MEM_SHARE_64,
+        &D::send(
+            0,
+            &[(SP1, perm::RO), (SP2, perm::RW)],
+            &[(NS_MEM + 4 * PAGE_SIZE, 2)],
+        ),
+    );
+    hyp.handle = h3;
+    let resp = nwd_retrieve(&mut s, &hyp).unwrap();
+    let r = desc::parse(&resp, Layout::V1_1, desc::Purpose::Send).unwrap();
+    let ids: Vec<_> = r.receivers.iter().map(|x| (x.id, x.perms)).collect();
+    assert_eq!(ids, vec![(SP1, perm::RO), (SP2, perm::RW)]);
+}
+
+#[test]
+fn a_long_hypervisor_retrieve_response_leaves_in_fragments() {
+    let mut s = world();
+    // 300 separate pages shared with SP1: a response of 4.8 KiB in a
+    // one-page RX buffer.
+    let ranges: Vec<(u64, u32)> = (0..300).map(|i| (NS_MEM + 2 * i * PAGE_SIZE, 1)).collect();
+    let d = D::send(0, &[(SP1, perm::RW)], &ranges);
+    let b = d.bytes();
+    s.platform_mut().nwd_write(NWD_TX, &b[..4096]);
+    let n = b.len() as u64;
+    let r = nwd_now(&mut s, &[func::MEM_SHARE_64 as u64, n, 4096, 0, 0]);
+    assert_eq!(r.func(), func::MEM_FRAG_RX);
+    let h = r.x(1) | r.x(2) << 32;
+    s.platform_mut().nwd_write(NWD_TX, &b[4096..]);
+    let r = nwd_now(
+        &mut s,
+        &[func::MEM_FRAG_TX as u64, h & 0xFFFF_FFFF, h >> 32, n - 4096],
+    );
+    assert_eq!(r.func(), func::SUCCESS_32);
+    let mut hyp = D::retrieve(0, h, 0, 0);
+    hyp.receivers.clear();
+    let resp = nwd_retrieve(&mut s, &hyp).unwrap();
+    assert!(resp.len() > 4096);
+    let r = desc::parse(&resp, Layout::V1_1, desc::Purpose::Send).unwrap();
+    assert_eq!(r.ranges.len(), 300);
+    assert_eq!(r.ranges[299].addr, NS_MEM + 598 * PAGE_SIZE);
+    assert_eq!(s.mem().outgoing_count(), 0);
+    assert_eq!(nwd_reclaim(&mut s, h, 0).func(), func::SUCCESS_32);
+}
+
+/// A VM's own TEE (an instance) gives its VM a buffer: normal-world memory
+/// the VM donated to it, lent back to that VM alone; its secure memory
+/// never, another VM never; destroyed, it takes back what it lent, zeroed.
+#[test]
+fn a_tee_lends_its_own_vm_what_the_vm_donated_to_it() {
+    let mut s = policy_world(None);
+    map_nwd_buffers(&mut s);
+    nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
+    assert_eq!(create_vm(&mut s, 1), 0);
+    assert_eq!(create_vm(&mut s, 2), 0);
+    let i1 = instance_id(&s, 1).unwrap();
+    let given = nwd_send_ok(
+        &mut s,
+        func::MEM_DONATE_64,
+        &D::send(1, &[(TEMPLATE, 0)], &[(NS_MEM, 1)]),
+    );
+    retrieve_as(&mut s, 1, i1, &D::retrieve(1, given, i1, perm::RW)).unwrap();
+    s.platform_mut().nwd_write(NS_MEM, b"signed by the TEE");
+    let send_as_tee = |s: &mut Spmc<FakePlatform>, to: u16, addr: u64| {
+        let d = D::send(i1, &[(to, perm::RW)], &[(addr, 1)]);
+        let b = d.bytes();
+        sp_write_tx(s, i1, &b);
+        let n = b.len() as u64;
+        sp_as(s, 1, i1, &[func::MEM_LEND_64 as u64, n, n, 0, 0])
+    };
+    let before = snapshot(&s);
+    // Another VM, a partition, the hypervisor itself: DENIED.
+    for to in [2u16, SP1, 0] {
+        assert_eq!(
+            sp_err(&send_as_tee(&mut s, to, NS_MEM)),
+            code(FfaError::Denied)
+        );
+    }
+    // Its own secure memory: DENIED.
+    let secure_ipa = s.partitions()[slot(&s, i1)].memory[0].0.0;
+    assert_eq!(
+        sp_err(&send_as_tee(&mut s, 1, secure_ipa)),
+        code(FfaError::Denied)
+    );
+    assert_eq!(snapshot(&s), before);
+    // To its own VM: the hypervisor retrieves for VM 1.
+    let x = send_as_tee(&mut s, 1, NS_MEM);
+    assert_eq!(x[0] as u32, func::SUCCESS_32, "{x:x?}");
+    let h = x[2] | x[3] << 32;
+    assert_eq!(lookup(&s, i1, IpaSpace::NonSecure, NS_MEM), None);
+    assert_eq!(
+        nwd_retrieve(&mut s, &D::retrieve(i1, h, 2, perm::RW)),
+        Err(FfaError::Denied.code())
+    );
+    nwd_retrieve(&mut s, &D::retrieve(i1, h, 1, perm::RW)).unwrap();
+    assert_eq!(s.platform().nwd_read(NS_MEM, 17), b"signed by the TEE");
+    assert_eq!(spmc::testing::contract::check(&s), Ok(()));
+    // The TEE goes while its VM holds the buffer: the transaction is
+    // dissolved, the memory zeroed, the normal world's again.
+    assert_eq!(destroy_vm(&mut s, 1), 0);
+    assert!(s.mem().transaction(h).is_none());
+    assert!(s.mem().donated.is_empty());
+    assert_eq!(s.platform().nwd_read(NS_MEM, 17), vec![0; 17]);
+    assert_eq!(
+        nwd_relinquish(&mut s, h, 0, &[1]),
+        code(FfaError::InvalidParameters)
+    );
+    assert_eq!(spmc::testing::contract::check(&s), Ok(()));
+    nwd_send_ok(
+        &mut s,
+        func::MEM_SHARE_64,
+        &D::send(0, &[(SP1, perm::RW)], &[(NS_MEM, 1)]),
+    );
+}
+
+/// A VM that goes while it holds a static partition's memory lets it go:
+/// the lender reclaims, and the memory is zeroed as the VM's retrieve
+/// asked (zero after relinquish).
+#[test]
+fn a_destroyed_vm_lets_go_of_what_it_borrowed() {
+    let mut s = policy_world(None);
+    map_nwd_buffers(&mut s);
+    nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
+    assert_eq!(create_vm(&mut s, 1), 0);
+    donate_ns_to_sp1(&mut s, NS_MEM, 1);
+    // SP1 is bound to VM 1 in the shipped policy.
+    let h = sp1_send_ns(&mut s, func::MEM_LEND_64, &[(1, perm::RW)], NS_MEM).unwrap();
+    let mut rq = D::retrieve(SP1, h, 1, perm::RW);
+    rq.flags = flags::ZERO_AFTER_RELINQUISH;
+    nwd_retrieve(&mut s, &rq).unwrap();
+    s.platform_mut().nwd_write(NS_MEM, b"the VM's notes");
+    assert_eq!(sp1_reclaim(&mut s, h), code(FfaError::Denied));
+    assert_eq!(destroy_vm(&mut s, 1), 0);
+    assert_eq!(
+        s.mem().transaction(h).unwrap().borrowers[0].state,
+        BorrowerState::Relinquished
+    );
+    assert_eq!(s.platform().nwd_read(NS_MEM, 14), vec![0; 14], "zeroed");
+    assert_eq!(sp1_reclaim(&mut s, h), None);
+    assert!(lookup(&s, SP1, IpaSpace::NonSecure, NS_MEM).is_some_and(|t| t.write));
+    assert_eq!(spmc::testing::contract::check(&s), Ok(()));
 }

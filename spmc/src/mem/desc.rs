@@ -396,7 +396,11 @@ pub fn parse_header<S: Source + ?Sized>(
             (u16_at(buf, 2)?, size, offset)
         }
     };
-    if count == 0 {
+    // A retrieve request may name no receiver: the hypervisor retrieve
+    // request (DEN0140, "hypervisor retrieve request": the handle alone,
+    // answered with the whole transaction descriptor); the caller decides
+    // who may send it.
+    if count == 0 && purpose == Purpose::Send {
         return Err(INVALID);
     }
     if count > MAX_RECEIVERS {
@@ -518,10 +522,11 @@ pub(crate) fn heapsort_by_addr(v: &mut [Range]) {
     super::store::heapsort_by_key(v, |r| r.addr);
 }
 
-/// The fields of a retrieve response (one receiver: the retriever); the
-/// ranges are passed to [`encode_response`] beside it.
+/// The fields of a retrieve response (one receiver, the retriever; or every
+/// borrower, for the hypervisor retrieve request); the ranges are passed to
+/// [`encode_response`] beside it.
 #[derive(Clone, Debug)]
-pub struct Response {
+pub struct Response<'a> {
     /// The owner.
     pub sender: PartitionId,
     /// Attributes (bit 6 set for normal-world memory, v1.1+ only).
@@ -532,15 +537,16 @@ pub struct Response {
     pub handle: u64,
     /// The tag.
     pub tag: u64,
-    /// The retriever with the permissions it was granted.
-    pub receiver: Receiver,
+    /// The retriever with the permissions it was granted (or each borrower
+    /// with the permissions the sender gave it).
+    pub receivers: &'a [Receiver],
 }
 
 /// Encodes a retrieve response with `ranges` (where the retriever sees the
 /// memory) in the retriever's layout (`emad_size` 16 or 32 for v1.1+; v1.0
 /// is always 16), in page-sized blocks; NO_MEMORY if the heap has no room.
 pub fn encode_response<I>(
-    r: &Response,
+    r: &Response<'_>,
     ranges: I,
     layout: Layout,
     emad_size: u32,
@@ -554,39 +560,52 @@ where
         emad_size
     };
     let hdr = header_size(layout);
-    let comp = hdr + emad_size as usize;
+    let n = r.receivers.len();
+    if n > MAX_RECEIVERS {
+        return Err(INVALID);
+    }
+    let comp = hdr + emad_size as usize * n;
     let (count, total_pages) = ranges
         .clone()
         .fold((0usize, 0u64), |(n, p), x| (n + 1, p + x.pages));
     let mut b = Bytes::new();
     b.try_extend_zeroed(comp + 16 + 16 * count)?;
-    let mut head = [0u8; 48 + 32 + 16];
+    // The header, each EMAD and the composite's header written in turn
+    // (the bytes are zero already): a small buffer on the stack.
+    let mut head = [0u8; 48];
     head[0..2].copy_from_slice(&r.sender.to_le_bytes());
     match layout {
         Layout::V1_0 => {
             head[2] = (r.attributes & 0xFF & !attr::NS) as u8;
-            head[28..32].copy_from_slice(&1u32.to_le_bytes());
         }
         Layout::V1_1 => {
             head[2..4].copy_from_slice(&r.attributes.to_le_bytes());
             head[24..28].copy_from_slice(&emad_size.to_le_bytes());
-            head[28..32].copy_from_slice(&1u32.to_le_bytes());
             head[32..36].copy_from_slice(&(hdr as u32).to_le_bytes());
         }
     }
+    head[28..32].copy_from_slice(&(n as u32).to_le_bytes());
     head[4..8].copy_from_slice(&r.flags.to_le_bytes());
     head[8..16].copy_from_slice(&r.handle.to_le_bytes());
     head[16..24].copy_from_slice(&r.tag.to_le_bytes());
-    head[hdr..hdr + 2].copy_from_slice(&r.receiver.id.to_le_bytes());
-    head[hdr + 2] = r.receiver.perms;
-    head[hdr + 3] = 0;
-    head[hdr + 4..hdr + 8].copy_from_slice(&(comp as u32).to_le_bytes());
-    if emad_size == 32 {
-        head[hdr + 8..hdr + 24].copy_from_slice(&r.receiver.impdef);
+    b.write_at(0, &head[..hdr]);
+    for (i, x) in r.receivers.iter().enumerate() {
+        let mut e = [0u8; 24];
+        e[0..2].copy_from_slice(&x.id.to_le_bytes());
+        e[2] = x.perms;
+        e[4..8].copy_from_slice(&(comp as u32).to_le_bytes());
+        let len = if emad_size == 32 {
+            e[8..24].copy_from_slice(&x.impdef);
+            24
+        } else {
+            8
+        };
+        b.write_at(hdr + i * emad_size as usize, &e[..len]);
     }
-    head[comp..comp + 4].copy_from_slice(&(total_pages as u32).to_le_bytes());
-    head[comp + 4..comp + 8].copy_from_slice(&(count as u32).to_le_bytes());
-    b.write_at(0, &head[..comp + 16]);
+    let mut c = [0u8; 8];
+    c[0..4].copy_from_slice(&(total_pages as u32).to_le_bytes());
+    c[4..8].copy_from_slice(&(count as u32).to_le_bytes());
+    b.write_at(comp, &c);
     for (i, x) in ranges.enumerate() {
         let mut c = [0u8; 16];
         c[0..8].copy_from_slice(&x.addr.to_le_bytes());
@@ -813,12 +832,12 @@ mod tests {
                 flags: Op::Lend.type_bits(),
                 handle: 0x55,
                 tag: 9,
-                receiver: Receiver {
+                receivers: &[Receiver {
                     id: 0x8001,
                     perms: perm::RW | perm::NX,
                     flags: 0,
                     impdef: [0; 16],
-                },
+                }],
             };
             let b = encode_response(&r, ranges.iter().copied(), layout, esz)
                 .unwrap()

@@ -7,7 +7,11 @@
 //!
 //! - the normal world sends normal-world RAM to the partitions its VM may
 //!   reach (the binding policy); a static partition sends its own memory to
-//!   other static partitions; a vTEE instance sends nothing;
+//!   other static partitions, and normal-world memory it owns to one
+//!   normal-world borrower that may reach it; a vTEE instance sends only
+//!   normal-world memory its VM donated to it, to that VM; the normal world
+//!   borrows (retrieve, relinquish, FFA_MEM_FRAG_RX, the hypervisor retrieve
+//!   request) but gets no secure memory;
 //! - the SPMC keeps, per handle, the owner, the physical runs, the borrowers
 //!   and their state, and changes the stage-2 tables at each step: lend and
 //!   donate unmap a partition owner's pages when the send completes, retrieve
@@ -340,22 +344,24 @@ impl MemState {
     }
 
     /// The donation records once `owner` owns `runs` (one donation's memory,
-    /// in `secure` memory, with `access`): earlier records of the same pages
+    /// in `secure` memory, with `access`; `None`: the normal world, which
+    /// has no records): earlier records of the same pages
     /// (a previous owner's, who donated them on) are cut away, so records
     /// never overlap and stay sorted by security state and address, as
     /// `donation_at` needs. Built aside (NO_MEMORY changes nothing).
     fn donations_with(
         &self,
-        owner: PartitionId,
+        owner: Option<PartitionId>,
         secure: bool,
         access: Access,
         runs: &ChunkVec<Run>,
     ) -> Result<ChunkVec<Donated>, FfaError> {
-        // The new runs, sorted (a transaction's runs never overlap).
+        // The new runs, sorted (a transaction's runs never overlap). With no
+        // new owner (donated to the normal world) they are only cut away.
         let mut new: ChunkVec<Donated> = ChunkVec::new();
         for r in runs {
             new.try_push(Donated {
-                owner,
+                owner: owner.unwrap_or(0),
                 pa: r.pa,
                 pages: r.pages,
                 secure,
@@ -405,8 +411,10 @@ impl MemState {
                 })?;
             }
         }
-        for d in new.iter() {
-            out.try_push(*d)?;
+        if owner.is_some() {
+            for d in new.iter() {
+                out.try_push(*d)?;
+            }
         }
         out.sort_by_key(donation_key);
         Ok(out)
@@ -586,16 +594,16 @@ impl<P: Platform> Spmc<P> {
     /// Dispatches a memory-management ABI (`f`) from `from`.
     pub(crate) fn mem_call(&mut self, from: Endpoint, args: &Regs) -> Result<Regs, FfaError> {
         let f = args.func();
-        let sp = matches!(from, Endpoint::Partition(_));
+        // The borrower ABIs are the normal world's too: partitions share,
+        // lend and donate to it (docs/memory-sharing.md, "The normal
+        // world as a borrower").
         match f {
             _ if op_of(f).is_some() => self.mem_send(from, args),
             func::MEM_FRAG_TX => self.mem_frag_tx(from, args),
             func::MEM_RECLAIM => self.mem_reclaim(from, args),
-            func::MEM_RETRIEVE_REQ_32 | func::MEM_RETRIEVE_REQ_64 if sp => {
-                self.mem_retrieve(from, args)
-            }
-            func::MEM_FRAG_RX if sp => self.mem_frag_rx(from, args),
-            func::MEM_RELINQUISH if sp => self.mem_relinquish(from, args),
+            func::MEM_RETRIEVE_REQ_32 | func::MEM_RETRIEVE_REQ_64 => self.mem_retrieve(from, args),
+            func::MEM_FRAG_RX => self.mem_frag_rx(from, args),
+            func::MEM_RELINQUISH => self.mem_relinquish(from, args),
             _ => Err(FfaError::NotSupported),
         }
     }
@@ -872,8 +880,12 @@ impl<P: Platform> Spmc<P> {
                 if d.sender != p.id() {
                     return Err(FfaError::InvalidParameters);
                 }
-                if p.kind != PolicyKind::Static {
-                    // An instance's memory lives and dies with its VM.
+                if let PolicyKind::Instance { owner } = p.kind
+                    && d.receivers.iter().any(|r| r.id != owner)
+                {
+                    // An instance's memory lives and dies with its VM: it
+                    // sends only to its own VM (and only normal-world
+                    // memory the VM donated to it, below).
                     return Err(FfaError::Denied);
                 }
                 Owner::Partition(d.sender)
@@ -881,6 +893,14 @@ impl<P: Platform> Spmc<P> {
         };
         let borrowers = self.resolve_receivers(owner, &d.receivers)?;
         let (secure, device, runs) = self.resolve_memory(from, owner, data, &comp)?;
+        // The normal world cannot access secure memory: a partition may
+        // give it only normal-world memory it owns (memory the normal world
+        // donated to it). Secure memory (its own regions, a device) to a
+        // normal-world borrower is DENIED, as Hafnium denies any
+        // partition-to-normal-world send (docs/memory-sharing.md).
+        if secure && borrowers.iter().any(|b| !is_secure_id(b.id)) {
+            return Err(FfaError::Denied);
+        }
         if device {
             // Device memory (a partition's device region, DEN0140 §1.10):
             // shared or lent, as device memory, never donated (ownership
@@ -928,20 +948,21 @@ impl<P: Platform> Spmc<P> {
             .transactions
             .try_reserve(1)
             .map_err(|_| FfaError::NoMemory)?;
-        // Lend and donate: the owner's access goes now (§1.5 of DEN0140).
+        // Lend and donate: the owner's access goes now (§1.5 of DEN0140),
+        // in the IPA space of the memory's security state.
         if op != Op::Share
             && let Owner::Partition(id) = owner
         {
             let slot = self.slot_of(id).ok_or(FfaError::Aborted)?;
+            let space = if secure {
+                IpaSpace::Secure
+            } else {
+                IpaSpace::NonSecure
+            };
             for r in &runs {
                 self.partitions[slot as usize]
                     .stage2
-                    .unmap(
-                        IpaSpace::Secure,
-                        Ipa(r.owner_ipa),
-                        r.len(),
-                        &mut self.platform,
-                    )
+                    .unmap(space, Ipa(r.owner_ipa), r.len(), &mut self.platform)
                     .map_err(|_| FfaError::Aborted)?;
             }
         }
@@ -977,8 +998,12 @@ impl<P: Platform> Spmc<P> {
         out.try_reserve_exact(receivers.len())
             .map_err(|_| FfaError::NoMemory)?;
         for r in receivers {
-            if !is_secure_id(r.id) || r.id == owner.id() {
+            if r.id == owner.id() {
                 return Err(FfaError::InvalidParameters);
+            }
+            if !is_secure_id(r.id) {
+                out.push(self.nwd_borrower(owner, r, receivers.len())?);
+                continue;
             }
             let slot = match owner {
                 // A VM's message to a template reaches its own instance; the
@@ -1014,6 +1039,44 @@ impl<P: Platform> Spmc<P> {
             });
         }
         Ok(out)
+    }
+
+    /// A normal-world borrower a partition names (endpoint 0, the OS or the
+    /// hypervisor; or a VM): to one normal-world borrower alone, and to a
+    /// VM only if that VM may reach the partition under the binding policy
+    /// (the per-user rule both ways: a static partition's bound VMs, every
+    /// VM for a shared service, its own VM alone for an instance). The
+    /// normal world as a sender never names a normal-world borrower
+    /// (between VMs the hypervisor shares, not the SPMC): INVALID_PARAMETERS. Mixing worlds, or several VMs, in one
+    /// transaction is DENIED (Hafnium, which lets no partition send to the
+    /// normal world at all, answers DENIED too).
+    fn nwd_borrower(
+        &self,
+        owner: Owner,
+        r: &Receiver,
+        receivers: usize,
+    ) -> Result<Borrower, FfaError> {
+        let Owner::Partition(sender) = owner else {
+            return Err(FfaError::InvalidParameters);
+        };
+        if receivers != 1 {
+            return Err(FfaError::Denied);
+        }
+        let kind = self
+            .slot_of(sender)
+            .map_or(PolicyKind::Static, |s| self.partitions[s as usize].kind);
+        if !self.config().policy.may_reach(r.id, sender, kind) {
+            return Err(FfaError::Denied);
+        }
+        Ok(Borrower {
+            id: r.id,
+            perms: r.perms,
+            impdef: r.impdef,
+            state: BorrowerState::NotRetrieved,
+            retrieves: 0,
+            granted: Access::RO,
+            zero_after: false,
+        })
     }
 
     /// The physical runs of the constituents of `comp` in `data`, if the
@@ -1067,20 +1130,59 @@ impl<P: Platform> Spmc<P> {
                 let p = &self.partitions[s as usize];
                 let me = owner.id();
                 let mut first = true;
+                let mut secure = true;
                 for r in comp.ranges(data) {
                     for i in 0..r.pages {
                         let ipa = r.addr + i * PAGE_SIZE;
-                        let t = p
-                            .stage2
-                            .lookup(IpaSpace::Secure, Ipa(ipa))
-                            .filter(|t| t.read)
-                            .ok_or(FfaError::Denied)?;
-                        // One transaction is of one memory type.
+                        // Its secure IPA space first; else normal-world
+                        // memory it owns, mapped at IPA = PA in its
+                        // non-secure IPA space (memory the normal world
+                        // donated to it): the partition names addresses,
+                        // the SPMC knows their security state.
+                        let (t, ns) = match p.stage2.lookup(IpaSpace::Secure, Ipa(ipa)) {
+                            Some(t) => (t, false),
+                            None => (
+                                p.stage2
+                                    .lookup(IpaSpace::NonSecure, Ipa(ipa))
+                                    .ok_or(FfaError::Denied)?,
+                                true,
+                            ),
+                        };
+                        if !t.read {
+                            return Err(FfaError::Denied);
+                        }
+                        // One transaction is of one memory type and one
+                        // security state.
                         if first {
                             device = t.device;
+                            secure = !ns;
                             first = false;
-                        } else if t.device != device {
+                        } else if t.device != device || secure == ns {
                             return Err(FfaError::InvalidParameters);
+                        }
+                        if ns {
+                            if self
+                                .mem
+                                .donation_at(false, t.pa.0)
+                                .is_none_or(|d| d.owner != me)
+                                || t.device
+                            {
+                                return Err(FfaError::Denied);
+                            }
+                            add(
+                                &mut runs,
+                                Run {
+                                    pa: t.pa.0,
+                                    pages: 1,
+                                    owner_ipa: ipa,
+                                    owner_access: Access {
+                                        read: t.read,
+                                        write: t.write,
+                                        exec: t.exec,
+                                    },
+                                },
+                            )?;
+                            continue;
                         }
                         // Device memory: its own device regions
                         // (identity-mapped). Normal memory: its memory
@@ -1121,7 +1223,7 @@ impl<P: Platform> Spmc<P> {
                         )?;
                     }
                 }
-                true
+                secure
             }
         };
         // Sorted by address, neighbours checked (O(n log n), no allocation);
@@ -1155,12 +1257,16 @@ impl<P: Platform> Spmc<P> {
     // Retrieving: FFA_MEM_RETRIEVE_REQ and FFA_MEM_FRAG_RX
     // ------------------------------------------------------------------
 
-    /// FFA_MEM_RETRIEVE_REQ from a partition (w1 total length = w2 fragment
-    /// length: a retrieve request is never fragmented).
+    /// FFA_MEM_RETRIEVE_REQ from a borrower (w1 total length = w2 fragment
+    /// length: a retrieve request is never fragmented): a partition, or the
+    /// normal world for the normal-world borrower its request names
+    /// (endpoint 0, or the VM a hypervisor retrieves for: the hypervisor's
+    /// word, as the sender of its sends is). The normal world's retrieve
+    /// maps nothing here (its stage 2 is the hypervisor's); it records the
+    /// retrieve and answers the descriptor. A request from the normal world
+    /// that names no receiver is the hypervisor retrieve request
+    /// ([`Self::hypervisor_retrieve`]).
     fn mem_retrieve(&mut self, from: Endpoint, args: &Regs) -> Result<Regs, FfaError> {
-        let Endpoint::Partition(slot) = from else {
-            return Err(FfaError::NotSupported);
-        };
         let (total, frag) = (args.w(1), args.w(2));
         let buf = self.mem_buffer(from, args, true)?;
         if total == 0 || frag != total || total as u64 > self.buf_size(from, buf) {
@@ -1171,7 +1277,17 @@ impl<P: Platform> Spmc<P> {
         let mut data = Bytes::new();
         self.buf_read(from, buf, total as usize, &mut data)?;
         let (req, _) = desc::parse_header(&data, layout, Purpose::Retrieve)?;
-        let me = self.partitions[slot as usize].id();
+        let me = match from {
+            Endpoint::Partition(slot) if !req.receivers.is_empty() => {
+                self.partitions[slot as usize].id()
+            }
+            Endpoint::Partition(_) => return Err(FfaError::InvalidParameters),
+            Endpoint::NormalWorld(_) => match req.receivers.first() {
+                None => return self.hypervisor_retrieve(from, buf, &req, layout, version),
+                Some(r) if !is_secure_id(r.id) => r.id,
+                Some(_) => return Err(FfaError::InvalidParameters),
+            },
+        };
         let i = self
             .mem
             .transactions
@@ -1226,6 +1342,26 @@ impl<P: Platform> Spmc<P> {
             .iter()
             .position(|b| b.id == me)
             .ok_or(FfaError::Denied)?;
+        if !is_secure_id(me) && t.secure {
+            // Never the case (a send of secure memory to the normal world
+            // is refused): secure memory never reaches the normal world.
+            log::error!(
+                "mem {:#x}: secure memory with a normal-world borrower",
+                t.handle
+            );
+            return Err(FfaError::Denied);
+        }
+        // The normal world is one instance: one response to it in
+        // fragments per handle (the hypervisor's, or its VM's).
+        if matches!(from, Endpoint::NormalWorld(_))
+            && self
+                .mem
+                .outgoing
+                .iter()
+                .any(|o| o.handle == t.handle && o.to == from)
+        {
+            return Err(FfaError::Denied);
+        }
         let mine = req
             .receivers
             .iter()
@@ -1356,12 +1492,12 @@ impl<P: Platform> Spmc<P> {
             flags: op.type_bits() | if zero { flags::ZERO } else { 0 },
             handle,
             tag: t.tag,
-            receiver: Receiver {
+            receivers: &[Receiver {
                 id: me,
                 perms,
                 flags: 0,
                 impdef: b.impdef,
-            },
+            }],
         };
         let emad = if version >= Version::V1_2 { 32 } else { 16 };
         let ranges = t.runs.iter().map(|r| Range {
@@ -1383,13 +1519,19 @@ impl<P: Platform> Spmc<P> {
         }
         // A donation: the borrower becomes the owner of each run, recorded
         // against its quota; the records are built aside and take effect
-        // only once the retrieve succeeds.
+        // only once the retrieve succeeds. Donated to the normal world, the
+        // memory is the normal world's again (the records of the partition
+        // that owned it are cut away).
         let donations = if op == Op::Donate {
             let t = &self.mem.transactions[i];
-            if self.mem.runs_left(Owner::Partition(me)) < t.runs.len() {
+            let new_owner = is_secure_id(me).then_some(me);
+            if new_owner.is_some() && self.mem.runs_left(Owner::Partition(me)) < t.runs.len() {
                 return Err(FfaError::NoMemory);
             }
-            Some(self.mem.donations_with(me, secure, access, &t.runs)?)
+            Some(
+                self.mem
+                    .donations_with(new_owner, secure, access, &t.runs)?,
+            )
         } else {
             None
         };
@@ -1399,16 +1541,23 @@ impl<P: Platform> Spmc<P> {
         } else {
             S2Kind::Memory(access)
         };
-        let s2 = &mut self.partitions[slot as usize].stage2;
+        // The normal world has no stage 2 here (its mapping is its
+        // hypervisor's, or its own): nothing to map.
+        let mut s2 = match from {
+            Endpoint::Partition(slot) => Some(&mut self.partitions[slot as usize].stage2),
+            Endpoint::NormalWorld(_) => None,
+        };
         let mut mapped = 0;
         // A retrieve again finds the memory mapped already.
-        for r in runs.iter().filter(|_| !again) {
-            if s2.map(space, Ipa(r.pa), Pa(r.pa), r.len(), kind).is_err() {
-                break;
+        if let Some(s2) = s2.as_deref_mut() {
+            for r in runs.iter().filter(|_| !again) {
+                if s2.map(space, Ipa(r.pa), Pa(r.pa), r.len(), kind).is_err() {
+                    break;
+                }
+                mapped += 1;
             }
-            mapped += 1;
         }
-        let mapped_all = again || mapped == runs.len();
+        let mapped_all = again || s2.is_none() || mapped == runs.len();
         let mut failed = (!mapped_all).then_some(FfaError::NoMemory);
         if failed.is_none()
             && zero
@@ -1418,8 +1567,10 @@ impl<P: Platform> Spmc<P> {
         }
         if let Some(e) = failed {
             // Nothing may stay mapped, or recorded, for a retrieve that failed.
-            for r in runs.iter().take(mapped) {
-                let _ = s2.unmap(space, Ipa(r.pa), r.len(), &mut self.platform);
+            if let Some(s2) = s2 {
+                for r in runs.iter().take(mapped) {
+                    let _ = s2.unmap(space, Ipa(r.pa), r.len(), &mut self.platform);
+                }
             }
             return Err(e);
         }
@@ -1449,6 +1600,124 @@ impl<P: Platform> Spmc<P> {
                 buf,
             });
         }
+        let mut r = Regs::with_func(func::MEM_RETRIEVE_RESP);
+        r.0[1] = total as u64;
+        r.0[2] = first as u64;
+        Ok(r)
+    }
+
+    /// The hypervisor retrieve request (DEN0140, "hypervisor retrieve
+    /// request"; DEN0077 v1.2 §11.5): a retrieve request from the normal
+    /// world that names a handle and no receiver (sender, attributes, flags
+    /// and tag zero, else INVALID_PARAMETERS). It is answered, in the
+    /// caller's RX buffer (or its buffer) and in fragments if need be, with
+    /// the whole transaction descriptor: the owner, the sender's attributes
+    /// (with the NS bit for normal-world memory, v1.1+), the type, every
+    /// borrower with the access the sender gave it, and the memory, so that
+    /// a hypervisor learns what one of its VMs is given before it maps it.
+    /// It changes nothing: it is not the VM's retrieve. Only transactions
+    /// of the normal world (a normal-world owner or borrower) are
+    /// described; any other handle is answered as an unknown one,
+    /// INVALID_PARAMETERS, so that the normal world learns nothing of the
+    /// secure world's own transactions.
+    fn hypervisor_retrieve(
+        &mut self,
+        from: Endpoint,
+        buf: Buf,
+        req: &desc::Descriptor,
+        layout: Layout,
+        version: Version,
+    ) -> Result<Regs, FfaError> {
+        if req.sender != 0 || req.attributes != 0 || req.flags != 0 || req.tag != 0 {
+            return Err(FfaError::InvalidParameters);
+        }
+        let t = self
+            .mem
+            .transactions
+            .iter()
+            .find(|t| t.handle == req.handle)
+            .ok_or(FfaError::InvalidParameters)?;
+        let of_nwd = matches!(t.owner, Owner::NormalWorld(_))
+            || t.borrowers.iter().any(|b| !is_secure_id(b.id));
+        if !of_nwd {
+            return Err(FfaError::InvalidParameters);
+        }
+        if self
+            .mem
+            .outgoing
+            .iter()
+            .any(|o| o.handle == t.handle && o.to == from)
+        {
+            return Err(FfaError::Denied);
+        }
+        if buf == Buf::Mailbox
+            && self
+                .buffers(from)
+                .is_some_and(|b| b.rx_state != RxState::Empty)
+        {
+            return Err(FfaError::Busy);
+        }
+        let response_bytes = 128 + 32 * t.borrowers.len() + 16 * t.runs.len();
+        if !self
+            .platform
+            .heap_available(HEAP_FLOOR + response_bytes + 16 * 1024)
+        {
+            return Err(FfaError::NoMemory);
+        }
+        let mut receivers = [Receiver {
+            id: 0,
+            perms: 0,
+            flags: 0,
+            impdef: [0; 16],
+        }; desc::MAX_RECEIVERS];
+        let n = t.borrowers.len().min(desc::MAX_RECEIVERS);
+        for (r, b) in receivers.iter_mut().zip(&t.borrowers) {
+            r.id = b.id;
+            r.perms = b.perms;
+            r.impdef = b.impdef;
+        }
+        let mut attributes = t.attributes;
+        if !t.secure && layout == Layout::V1_1 {
+            attributes |= attr::NS;
+        }
+        let response = desc::Response {
+            sender: t.owner.id(),
+            attributes,
+            flags: t.op.type_bits() | if t.zero_pending { flags::ZERO } else { 0 },
+            handle: t.handle,
+            tag: t.tag,
+            receivers: &receivers[..n],
+        };
+        let emad = if version >= Version::V1_2 { 32 } else { 16 };
+        let ranges = t.runs.iter().map(|r| Range {
+            addr: r.pa,
+            pages: r.pages,
+        });
+        let handle = t.handle;
+        let bytes = desc::encode_response(&response, ranges, layout, emad)?;
+        let total = bytes.len();
+        let first = total.min(self.buf_size(from, buf) as usize);
+        if first < total {
+            let queued: usize = self.mem.outgoing.iter().map(|o| o.data.len()).sum();
+            if queued + total > ALL_RESPONSE_BYTES {
+                return Err(FfaError::NoMemory);
+            }
+            self.mem
+                .outgoing
+                .try_reserve(1)
+                .map_err(|_| FfaError::NoMemory)?;
+        }
+        self.buf_write(from, buf, &bytes, 0, first)?;
+        if first < total {
+            self.mem.outgoing.push(Outgoing {
+                handle,
+                to: from,
+                data: bytes,
+                sent: first,
+                buf,
+            });
+        }
+        debug!("mem {handle:#x}: hypervisor retrieve request answered");
         let mut r = Regs::with_func(func::MEM_RETRIEVE_RESP);
         r.0[1] = total as u64;
         r.0[2] = first as u64;
@@ -1502,11 +1771,11 @@ impl<P: Platform> Spmc<P> {
     // Giving back: FFA_MEM_RELINQUISH and FFA_MEM_RECLAIM
     // ------------------------------------------------------------------
 
-    /// FFA_MEM_RELINQUISH from a borrower (descriptor in its TX buffer).
+    /// FFA_MEM_RELINQUISH from a borrower (descriptor in its TX buffer): a
+    /// partition, naming itself; or the normal world, naming the one
+    /// normal-world borrower it relinquishes for (endpoint 0, or a VM of a
+    /// hypervisor), which has nothing mapped here to take away.
     fn mem_relinquish(&mut self, from: Endpoint, _args: &Regs) -> Result<Regs, FfaError> {
-        let Endpoint::Partition(slot) = from else {
-            return Err(FfaError::NotSupported);
-        };
         let b = self.buffers(from).ok_or(FfaError::InvalidParameters)?;
         // A relinquish descriptor is small: read on the stack, nothing allocated.
         let mut buf = [0u8; 16 + 2 * desc::MAX_RECEIVERS];
@@ -1516,7 +1785,11 @@ impl<P: Platform> Spmc<P> {
             .read(tx, data)
             .map_err(|_| FfaError::Aborted)?;
         let rq = desc::parse_relinquish(&*data)?;
-        let me = self.partitions[slot as usize].id();
+        let me = match (from, rq.endpoints()) {
+            (Endpoint::Partition(slot), _) => self.partitions[slot as usize].id(),
+            (Endpoint::NormalWorld(_), &[id]) if !is_secure_id(id) => id,
+            (Endpoint::NormalWorld(_), _) => return Err(FfaError::InvalidParameters),
+        };
         if rq.flags & !(flags::ZERO | flags::TIME_SLICE) != 0 || rq.endpoints() != [me] {
             return Err(FfaError::InvalidParameters);
         }
@@ -1550,11 +1823,13 @@ impl<P: Platform> Spmc<P> {
         let zero = t.op != Op::Share && (rq.flags & flags::ZERO != 0 || t.borrowers[bi].zero_after);
         let (secure, space) = (t.secure, t.space());
         self.check_unpinned(secure, &t.runs, true)?;
-        for r in &self.mem.transactions[i].runs {
-            self.partitions[slot as usize]
-                .stage2
-                .unmap(space, Ipa(r.pa), r.len(), &mut self.platform)
-                .map_err(|_| FfaError::Aborted)?;
+        if let Endpoint::Partition(slot) = from {
+            for r in &self.mem.transactions[i].runs {
+                self.partitions[slot as usize]
+                    .stage2
+                    .unmap(space, Ipa(r.pa), r.len(), &mut self.platform)
+                    .map_err(|_| FfaError::Aborted)?;
+            }
         }
         // The borrower has let go whatever the zeroing does: a failure to
         // zero is logged, the state follows the tables.
@@ -1618,6 +1893,11 @@ impl<P: Platform> Spmc<P> {
             if b.state != BorrowerState::Retrieved {
                 continue;
             }
+            if !is_secure_id(b.id) {
+                // A normal-world borrower gives the memory back only by
+                // relinquishing it (nothing here can take it from it).
+                return Err(FfaError::Denied);
+            }
             match self.slot_of(b.id) {
                 Some(s) if self.partitions[s as usize].state == PartitionState::Running => {
                     return Err(FfaError::Denied);
@@ -1659,7 +1939,7 @@ impl<P: Platform> Spmc<P> {
                     S2Kind::Memory(r.owner_access)
                 };
                 let _ = self.partitions[slot as usize].stage2.map(
-                    IpaSpace::Secure,
+                    space,
                     Ipa(r.owner_ipa),
                     Pa(r.pa),
                     r.len(),
@@ -1671,10 +1951,48 @@ impl<P: Platform> Spmc<P> {
         Ok(Regs::with_func(func::SUCCESS_32))
     }
 
+    /// A VM is gone (VM_DESTROYED, its TEE destroyed): it holds nothing
+    /// any more. What it had retrieved as a borrower (a static partition's
+    /// normal-world memory lent or shared to it) counts as relinquished, so
+    /// that the owner can reclaim it (its hypervisor can no longer
+    /// relinquish for it), and is zeroed if the VM asked for that when it
+    /// retrieved (the flags decide, as for a relinquish).
+    pub(crate) fn mem_vm_gone(&mut self, vm: PartitionId) {
+        for t in &mut self.mem.transactions {
+            let mut zero = false;
+            for b in t.borrowers.iter_mut() {
+                if b.id == vm && b.state == BorrowerState::Retrieved {
+                    b.state = BorrowerState::Relinquished;
+                    b.retrieves = 0;
+                    zero |= b.zero_after && t.op != Op::Share && !t.device;
+                }
+            }
+            if zero && zero_runs(&mut self.platform, t.secure, t.runs.iter().copied()).is_err() {
+                log::error!(
+                    "mem {:#x}: memory VM {vm:#x} held could not be zeroed",
+                    t.handle
+                );
+            }
+        }
+    }
+
     /// A partition goes away (a destroyed instance in `slot` with ID `id`):
-    /// it holds nothing any more, memory donated to it is zeroed and
-    /// forgotten, and its fragments in flight are dropped.
+    /// it holds nothing any more, what it sent its VM is taken back,
+    /// memory donated to it is zeroed and forgotten, and its fragments in
+    /// flight are dropped.
     pub(crate) fn mem_forget(&mut self, slot: u16, id: PartitionId) {
+        // What it sent its VM (normal-world memory the VM had donated to
+        // it) goes back to the normal world with the rest of its donations
+        // below, zeroed: the transaction is dissolved, whoever holds it.
+        let mut i = 0;
+        while i < self.mem.transactions.len() {
+            if self.mem.transactions[i].owner == Owner::Partition(id) {
+                let h = self.mem.transactions.remove(i).handle;
+                self.mem.outgoing.retain(|o| o.handle != h);
+            } else {
+                i += 1;
+            }
+        }
         for t in &mut self.mem.transactions {
             for b in &mut t.borrowers {
                 if b.id == id && b.state == BorrowerState::Retrieved {

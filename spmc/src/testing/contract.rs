@@ -137,17 +137,23 @@ pub fn check(s: &Spmc<FakePlatform>) -> Result<(), String> {
 fn expected_for(s: &Spmc<FakePlatform>, id: u16, p: &crate::partition::Partition) -> Expected {
     let mem = s.mem();
     let mut e = Expected::new();
-    // Pages the partition gave away (lend, donate in progress, or donated).
-    let away = |pa: u64| {
+    // Pages the partition lent or is donating (in `secure` memory: normal-world
+    // memory donated to it goes to the normal world or to partitions too).
+    let lent = |secure: bool, pa: u64| {
         mem.transactions.iter().any(|t| {
-            t.secure
+            t.secure == secure
                 && t.op != Op::Share
                 && t.owner == Owner::Partition(id)
                 && t.runs.iter().any(|r| pa >= r.pa && pa < r.pa + r.len())
-        }) || mem
-            .donated
-            .iter()
-            .any(|d| d.secure && d.owner != id && pa >= d.pa && pa < d.pa + d.pages * PAGE_SIZE)
+        })
+    };
+    // Pages the partition gave away (lend, donate in progress, or donated).
+    let away = |pa: u64| {
+        lent(true, pa)
+            || mem
+                .donated
+                .iter()
+                .any(|d| d.secure && d.owner != id && pa >= d.pa && pa < d.pa + d.pages * PAGE_SIZE)
     };
     for (ipa, a) in &p.memory {
         for i in 0..a.pages {
@@ -179,7 +185,9 @@ fn expected_for(s: &Spmc<FakePlatform>, id: u16, p: &crate::partition::Partition
         if d.owner == id {
             for i in 0..d.pages {
                 let pa = d.pa + i * PAGE_SIZE;
-                e.insert((d.secure, pa), (pa, Some(d.access.write)));
+                if !lent(d.secure, pa) {
+                    e.insert((d.secure, pa), (pa, Some(d.access.write)));
+                }
             }
         }
     }

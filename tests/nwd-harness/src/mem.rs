@@ -16,6 +16,7 @@
 
 mod conf;
 pub mod kit;
+mod nwb;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -74,13 +75,10 @@ pub fn run(r: &mut Report) {
     r.check("mem-features-donate-64", || features_w2(func::DONATE_64, 0));
     r.check("mem-features-frag-tx", || features(func::FRAG_TX, 0));
     r.check("mem-features-reclaim", || features(func::RECLAIM, 0));
-    r.check("mem-features-borrower-abis-not-for-normal-world", || {
-        not_features(&[
-            func::RETRIEVE_REQ_32,
-            func::RETRIEVE_REQ_64,
-            func::RELINQUISH,
-            func::FRAG_RX,
-        ])
+    // The normal world borrows too (mem/nwb.rs); FFA_MEM_RETRIEVE_RESP is
+    // only ever the SPMC's answer.
+    r.check("mem-features-retrieve-resp-not-for-normal-world", || {
+        not_features(&[func::RETRIEVE_RESP])
     });
     r.check("mem-sp-features-send", || {
         sp_features(
@@ -352,8 +350,11 @@ pub fn run(r: &mut Report) {
     r.check("mem-sp-sender-as-receiver", || {
         sp_refused(|g| g.to = [SP1, 0, 0], ffa::INVALID_PARAMETERS)
     });
+    // A secure page to a partition and a VM: secure memory never goes to
+    // the normal world (docs/memory-sharing.md, "The normal world as a
+    // borrower"; mixed borrowers are DENIED too).
     r.check("mem-sp-normal-world-receiver", || {
-        sp_refused(|g| g.to = [SP2, 0x0001, 0], ffa::INVALID_PARAMETERS)
+        sp_refused(|g| g.to = [SP2, 0x0001, 0], ffa::DENIED)
     });
     // Whose memory.
     r.check("mem-secure-memory-from-normal-world", || {
@@ -432,6 +433,9 @@ pub fn run(r: &mut Report) {
     r.check("mem-reclaim-while-retrieved", reclaim_while_retrieved);
     r.check("mem-retrieve-rx-full-busy", retrieve_busy);
     conf::run(r);
+    // The normal world as a borrower (before the fault checks below, which
+    // spend sp1's spare page and the TPM partition).
+    nwb::run(r);
     // A partition that touches memory it may no longer reach gets the
     // stage-2 abort at its own EL1 (docs/architecture.md "Faults").
     r.check("mem-fault-after-lend-injected", fault_after_lend);

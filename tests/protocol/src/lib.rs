@@ -223,6 +223,10 @@ pub mod cmd {
         pub const DONATE: u64 = 2;
         /// Use the 32-bit function (bit 2).
         pub const SMC32: u64 = 1 << 2;
+        /// The first receiver (arg2 bits 15:0) is a normal-world endpoint,
+        /// 0 included (the OS or the hypervisor; else a VM ID), named
+        /// first; without it a receiver 0 means "none" (bit 3).
+        pub const NWD: u64 = 1 << 3;
         /// The v1.2 layout (48-byte header, 32-byte EMADs).
         pub const LAYOUT_V1_2: u64 = 0;
         /// The v1.0 layout (the partition negotiates 1.0 for the call).

@@ -325,16 +325,17 @@ pub fn send(own: u16, a: &[u64; NARGS]) -> Answer {
         pages: a[1] as u32,
     }];
     let perms = (a[2] >> 48) as u8;
+    let opts = a[2] >> 56;
     let mut rx = [Receiver::new(0, 0); 3];
     let mut count = 0;
     for i in 0..3 {
         let id = (a[2] >> (16 * i)) as u16;
-        if id != 0 {
+        // A normal-world first receiver may be endpoint 0.
+        if id != 0 || (i == 0 && opts & send::NWD != 0) {
             rx[count] = Receiver::new(id, perms);
             count += 1;
         }
     }
-    let opts = a[2] >> 56;
     let sender = match (a[3] >> 32) as u16 {
         0 => own,
         s => s,

@@ -51,13 +51,9 @@ const NOT_FOR_NWD: &[(&str, u64)] = &[
     ("garbage-ffa-msg-wait-from-nwd", 0x8400_006B),
     ("garbage-ffa-yield-from-nwd", 0x8400_006C),
     ("garbage-ffa-msg-send-v1.0", 0x8400_006E),
-    ("garbage-ffa-mem-retrieve-req-32-from-nwd", 0x8400_0074),
-    ("garbage-ffa-mem-retrieve-req-64-from-nwd", 0xC400_0074),
     ("garbage-ffa-mem-retrieve-resp-from-nwd", 0x8400_0075),
-    ("garbage-ffa-mem-relinquish-from-nwd", 0x8400_0076),
     ("garbage-ffa-mem-op-pause", 0x8400_0078),
     ("garbage-ffa-mem-op-resume", 0x8400_0079),
-    ("garbage-ffa-mem-frag-rx-from-nwd", 0x8400_007A),
     ("garbage-ffa-notification-bitmap-create", 0x8400_007D),
     ("garbage-ffa-notification-bitmap-destroy", 0x8400_007E),
     ("garbage-ffa-notification-bind", 0x8400_007F),
@@ -251,6 +247,33 @@ fn supported_with_garbage(h: &mut Hostile<'_>) {
             expect_error(&call_garbage(f), ffa::INVALID_PARAMETERS, "answer")
         });
     }
+    // The normal world borrows too (docs/memory-sharing.md, "The normal
+    // world as a borrower"): a retrieve request in an unaligned buffer,
+    // FFA_MEM_FRAG_RX of an unknown handle, a relinquish descriptor that
+    // names 0xFFFFFFFF endpoints: malformed (DEN0077 v1.2 §11.5-11.7).
+    for (name, f) in [
+        (
+            "garbage-ffa-mem-retrieve-req-32-from-nwd",
+            func::RETRIEVE_REQ_32,
+        ),
+        (
+            "garbage-ffa-mem-retrieve-req-64-from-nwd",
+            func::RETRIEVE_REQ_64,
+        ),
+        ("garbage-ffa-mem-frag-rx-from-nwd", func::FRAG_RX),
+    ] {
+        h.check(name, || {
+            expect_error(&call_garbage(f), ffa::INVALID_PARAMETERS, "answer")
+        });
+    }
+    h.check("garbage-ffa-mem-relinquish-from-nwd", || {
+        ffa::tx_write(0, &[0xFF; 64]);
+        expect_error(
+            &call_garbage(func::RELINQUISH),
+            ffa::INVALID_PARAMETERS,
+            "answer",
+        )
+    });
     // Unknown handles.
     h.check("garbage-mem-reclaim", || {
         expect_error(
