@@ -2147,8 +2147,9 @@ fn a_send_to_the_normal_world_has_one_borrower_its_vm_may_reach() {
 #[test]
 fn a_vm_borrows_from_the_shared_service_it_may_reach() {
     let mut s = policy_world(None);
-    map_nwd_buffers(&mut s);
+    // The version first: any other call fixes it (DEN0077 v1.2 §13.2).
     nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
+    map_nwd_buffers(&mut s);
     // The normal world donates a page to the shared TPM service, which
     // shares it with VM 2 (shared services are every VM's).
     let h = nwd_send_ok(
@@ -2385,8 +2386,9 @@ fn a_long_hypervisor_retrieve_response_leaves_in_fragments() {
 #[test]
 fn a_tee_lends_its_own_vm_what_the_vm_donated_to_it() {
     let mut s = policy_world(None);
-    map_nwd_buffers(&mut s);
+    // The version first: any other call fixes it (DEN0077 v1.2 §13.2).
     nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
+    map_nwd_buffers(&mut s);
     assert_eq!(create_vm(&mut s, 1), 0);
     assert_eq!(create_vm(&mut s, 2), 0);
     let i1 = instance_id(&s, 1).unwrap();
@@ -2455,8 +2457,9 @@ fn a_tee_lends_its_own_vm_what_the_vm_donated_to_it() {
 #[test]
 fn a_destroyed_vm_lets_go_of_what_it_borrowed() {
     let mut s = policy_world(None);
-    map_nwd_buffers(&mut s);
+    // The version first: any other call fixes it (DEN0077 v1.2 §13.2).
     nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
+    map_nwd_buffers(&mut s);
     assert_eq!(create_vm(&mut s, 1), 0);
     donate_ns_to_sp1(&mut s, NS_MEM, 1);
     // SP1 is bound to VM 1 in the shipped policy.
