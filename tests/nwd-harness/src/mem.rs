@@ -528,6 +528,8 @@ pub fn run_legacy(r: &mut Report, v: u32) {
         r.check("mem-sp-share-v1.1", || {
             sp_trip_from(V1_1_SP, sopt::SHARE, sopt::LAYOUT_V1_1, &[SP2])
         });
+        // The normal world as a borrower at v1.1 (mem/nwb.rs).
+        r.check("mem-nwb-lend-32-v1.1", nwb::lend_32_v1_1);
     }
 }
 

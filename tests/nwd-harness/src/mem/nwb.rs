@@ -51,7 +51,6 @@ pub(super) fn run(r: &mut Checks<'_>) {
     r.check("mem-nwb-share-retrieve-read-write", || {
         trip(sopt::SHARE, flags::TYPE_SHARE)
     });
-    r.check("mem-nwb-lend-32-v1.1", lend_32_v1_1);
     r.check("mem-nwb-donate", donate);
     r.check(
         "mem-nwb-reclaim-before-relinquish-denied",
@@ -349,8 +348,9 @@ fn trip(kind: u64, tflags: u32) -> Outcome {
     Ok(())
 }
 
-/// A 32-bit retrieve at v1.1: 16-byte EMADs, the NS bit.
-fn lend_32_v1_1() -> Outcome {
+/// A 32-bit retrieve at v1.1: 16-byte EMADs, the NS bit. Runs in the v1.1
+/// boot (`mem::run_legacy`): the version is fixed once used.
+pub(super) fn lend_32_v1_1() -> Outcome {
     let (pa, h) = lent(sopt::LEND, 0)?;
     let res = (|| {
         let me = [Receiver::new(0, perm::RW)];
