@@ -62,6 +62,10 @@ impl<P: Platform> Spmc<P> {
     /// Either way the buffers must be memory the caller owns exclusively
     /// (`mem::ownership`, §7.2.2): memory in a transaction, borrowed or
     /// donated away is DENIED, so an address kept here never outlives its page.
+    ///
+    /// A hypervisor maps a VM's pair with all three arguments zero and an
+    /// Endpoint RX/TX descriptor in its own TX buffer ([`Self::vm_rxtx`]);
+    /// the VM's buffers then go through the same checks as anyone's.
     pub(crate) fn rxtx_map(&mut self, from: Endpoint, args: &Regs) -> Result<Regs, FfaError> {
         let wide = args.func() == func::RXTX_MAP_64;
         let (tx, rx) = if wide {
@@ -72,6 +76,12 @@ impl<P: Platform> Spmc<P> {
         // w3[5:0] is the page count, w3[31:6] reserved (MBZ) in every
         // version: a reserved bit set is refused, never masked off.
         let pages = args.w(3) as u64;
+        let (from, tx, rx, pages) =
+            if from == Endpoint::NormalWorld(0) && tx == 0 && rx == 0 && pages == 0 {
+                self.vm_rxtx()?
+            } else {
+                (from, tx, rx, pages)
+            };
         if pages == 0 || pages > MAX_RXTX_PAGES {
             return Err(FfaError::InvalidParameters);
         }
@@ -133,6 +143,54 @@ impl<P: Platform> Spmc<P> {
             }),
         );
         Ok(Regs::with_func(func::SUCCESS_32))
+    }
+
+    /// The VM, TX and RX addresses and page count of an Endpoint RX/TX
+    /// descriptor in the hypervisor's TX buffer (DEN0077 v1.2 §13.5,
+    /// FFA_RXTX_MAP "forwarded by a hypervisor", and the Endpoint RX/TX
+    /// descriptor table: endpoint ID u16, reserved u16, offsets u32 of the
+    /// RX and then the TX composite memory region descriptor). As Hafnium
+    /// reads it: each composite names one constituent, RX and TX have the
+    /// same page count. Anything else, a hypervisor without a TX buffer,
+    /// or an ID that is not a VM's (0, bit 15 set) is INVALID_PARAMETERS.
+    fn vm_rxtx(&mut self) -> Result<(Endpoint, u64, u64, u64), FfaError> {
+        let own = self
+            .buffers(Endpoint::NormalWorld(0))
+            .ok_or(FfaError::InvalidParameters)?;
+        let mut d = [0u8; 12];
+        self.platform
+            .read(own.tx, &mut d)
+            .map_err(|_| FfaError::InvalidParameters)?;
+        let le32 = |b: &[u8], o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        let vm = u16::from_le_bytes([d[0], d[1]]);
+        if vm == 0 || is_secure_id(vm) || d[2] != 0 || d[3] != 0 {
+            return Err(FfaError::InvalidParameters);
+        }
+        // One composite (16 bytes) and its one constituent (16 bytes).
+        let mut region = |offset: u32| -> Result<(u64, u64), FfaError> {
+            let o = offset as u64;
+            if !o.is_multiple_of(8) || o < 12 || o + 32 > own.size {
+                return Err(FfaError::InvalidParameters);
+            }
+            let mut c = [0u8; 32];
+            self.platform
+                .read(Pa(own.tx.0 + o), &mut c)
+                .map_err(|_| FfaError::InvalidParameters)?;
+            let (total, count) = (le32(&c, 0), le32(&c, 4));
+            let addr = u64::from_le_bytes(c[16..24].try_into().unwrap_or([0; 8]));
+            let pages = le32(&c, 24);
+            let reserved = c[8..16].iter().chain(&c[28..32]).any(|&b| b != 0);
+            if count != 1 || total != pages || reserved {
+                return Err(FfaError::InvalidParameters);
+            }
+            Ok((addr, pages as u64))
+        };
+        let (rx, rx_pages) = region(le32(&d, 4))?;
+        let (tx, tx_pages) = region(le32(&d, 8))?;
+        if rx_pages != tx_pages || rx == 0 || tx == 0 {
+            return Err(FfaError::InvalidParameters);
+        }
+        Ok((Endpoint::NormalWorld(vm), tx, rx, tx_pages))
     }
 
     /// FFA_RXTX_UNMAP (§13.6): w1[31:16] names the endpoint (a hypervisor's
