@@ -159,6 +159,7 @@ fn forwarded(f: u32) -> bool {
     ]
     .iter()
     .any(|&g| g as u32 == f)
+        || crate::share::handles(f as u64)
 }
 
 /// How many times the hypervisor resumes a partition that yielded or was
@@ -177,7 +178,7 @@ pub struct VmFfa {
 impl VmFfa {
     /// Forwards `r` to the SPMC for the VM.
     #[inline(always)]
-    fn forward(&mut self, r: &mut Regs) {
+    pub fn forward(&mut self, r: &mut Regs) {
         self.forwarded += 1;
         smc(r);
     }
