@@ -210,6 +210,9 @@ pub fn run(hyp: &mut Hypervisor, r: &mut Report, demo: &demo::Outcome) {
     check(r, &mut t, "vm-mem-vm-destroyed-memory-comes-back", |t| {
         t.mem_vm_destroyed()
     });
+    check(r, &mut t, "vm-mem-version-1.0-not-supported", |t| {
+        t.mem_v1_0()
+    });
     check(r, &mut t, "vm-msg-send2-own-tee", |t| t.msg_own_tee());
     check(r, &mut t, "vm-msg-send2-refused", |t| t.msg_refused());
 

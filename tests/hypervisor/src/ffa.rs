@@ -185,8 +185,11 @@ impl VmFfa {
 }
 
 /// Handles a VM's FF-A (or other SMCCC) call in `r` (its x0-x17) and leaves
-/// the answer there. `vm` is the VM's endpoint ID.
-pub fn vm_call(vm: u16, state: &mut VmFfa, r: &mut Regs) {
+/// the answer there. `vm` is the VM's endpoint ID. Returns false, leaving
+/// `r` as it was, for the calls [`crate::share`] handles (they need the
+/// VM's memory; the direct requests stay the first thing looked at).
+#[inline(always)]
+pub fn vm_call(vm: u16, state: &mut VmFfa, r: &mut Regs) -> bool {
     let f = r[0] as u32;
     match f as u64 {
         VERSION => {
@@ -234,9 +237,11 @@ pub fn vm_call(vm: u16, state: &mut VmFfa, r: &mut Regs) {
             r[7] = vm as u64;
             state.forward(r);
         }
+        _ if crate::share::handles(f as u64) => return false,
         _ if is_ffa(f) => error(r, NOT_SUPPORTED),
         _ => answer(r, &[SMCCC_NOT_SUPPORTED]),
     }
+    true
 }
 
 /// A VM's direct request: stamped with its ID and forwarded; the answer is

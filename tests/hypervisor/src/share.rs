@@ -234,6 +234,13 @@ impl Ctx<'_> {
     /// Handles the VM's call `r` (its x0-x17) in place.
     pub fn call(&mut self, r: &mut Regs) -> Change {
         let f = r[0] as u32 as u64;
+        if self.ffa.version == ffa::V1_0 {
+            // The SPMC reads what the hypervisor forwards in the layouts of
+            // the hypervisor's version (1.2); v1.0 descriptors and message
+            // headers are not converted here.
+            error(r, ffa::NOT_SUPPORTED);
+            return Change::default();
+        }
         match f {
             ffa::RXTX_MAP_64 | RXTX_MAP_32 => self.rxtx_map(r),
             ffa::RXTX_UNMAP => self.rxtx_unmap(r),
@@ -342,24 +349,33 @@ impl Ctx<'_> {
             return;
         }
         // The receiver reads its RX when it runs: give it the CPU.
-        let target = if receiver == ids::VTEE_TEMPLATE {
-            self.tee()
-        } else {
-            receiver
-        };
-        if target != 0 {
-            let mut run = [0u64; 18];
-            let mut runs = 0;
-            loop {
-                answer(&mut run, &[ffa::RUN, (target as u64) << 16]);
-                self.ffa.forward(&mut run);
-                runs += 1;
-                if !(run[0] == ffa::YIELD || run[0] == ffa::INTERRUPT_32) || runs >= MAX_RUNS {
-                    break;
-                }
-            }
+        let own = receiver == ids::VTEE_TEMPLATE;
+        let target = if own { self.tee() } else { receiver };
+        if self.run(target) == ffa::INVALID_PARAMETERS && own {
+            // The TEE was made again since it was looked up (the
+            // hypervisor's own VM created message): look again.
+            self.st.tee = 0;
+            let target = self.tee();
+            self.run(target);
         }
         answer(r, &[ffa::SUCCESS_32]);
+    }
+
+    /// Gives partition `target` CPU time (FFA_RUN of its vCPU 0) until it
+    /// waits again; returns the error code of the first run (0: none).
+    fn run(&mut self, target: u16) -> i32 {
+        let mut run = [0u64; 18];
+        let mut runs = 0;
+        let mut first = None;
+        loop {
+            answer(&mut run, &[ffa::RUN, (target as u64) << 16]);
+            self.ffa.forward(&mut run);
+            first.get_or_insert(ffa::code(&run));
+            runs += 1;
+            if !(run[0] == ffa::YIELD || run[0] == ffa::INTERRUPT_32) || runs >= MAX_RUNS {
+                return first.unwrap_or(0);
+            }
+        }
     }
 
     /// The VM's TEE: its instance's ID, from the SPMC's discovery in the

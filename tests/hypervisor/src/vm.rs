@@ -239,19 +239,17 @@ impl Vm {
     /// The VM's x0-x17 through the FF-A proxy (in place).
     #[inline(always)]
     fn ffa_call(&mut self) {
-        if let Some((call, _)) = self.regs.x.split_first_chunk_mut::<18>() {
-            if share::handles(call[0]) {
-                let mut ctx = share::Ctx {
-                    vm: self.id,
-                    ram: ram_pa(self.slot),
-                    st: &mut self.shares,
-                    ffa: &mut self.ffa,
-                };
-                let change = ctx.call(call);
-                self.apply(change);
-            } else {
-                ffa::vm_call(self.id, &mut self.ffa, call);
-            }
+        if let Some((call, _)) = self.regs.x.split_first_chunk_mut::<18>()
+            && !ffa::vm_call(self.id, &mut self.ffa, call)
+        {
+            let mut ctx = share::Ctx {
+                vm: self.id,
+                ram: ram_pa(self.slot),
+                st: &mut self.shares,
+                ffa: &mut self.ffa,
+            };
+            let change = ctx.call(call);
+            self.apply(change);
         }
     }
 

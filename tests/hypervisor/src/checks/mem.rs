@@ -254,6 +254,27 @@ impl T<'_> {
         Ok(())
     }
 
+    /// A VM at v1.0: its layouts are not converted, so the hypervisor
+    /// answers NOT_SUPPORTED (never forwarded); back at 1.2 it shares again.
+    pub fn mem_v1_0(&mut self) -> Outcome {
+        self.buffers(3)?;
+        let r = self.smc(3, req_regs(ffa::VERSION, &[ffa::V1_0 as u64]))?;
+        ensure_eq!(r[0], ffa::V1_2 as u64, "FFA_VERSION(1.0)");
+        let before = self.hyp.forwarded_of(3);
+        let d = desc(func::SHARE_64, 3, &[ids::VTEE_TEMPLATE], &one(DOC_IPA, 1));
+        let r = self.send(3, func::SHARE_64, &d, d.len())?;
+        let refused = code(&r);
+        let r2 = self.smc(3, req_regs(ffa::MSG_SEND2, &[0, 0]))?;
+        let v = self.smc(3, req_regs(ffa::VERSION, &[ffa::V1_2 as u64]))?;
+        ensure_eq!(v[0], ffa::V1_2 as u64, "FFA_VERSION(1.2)");
+        ensure_eq!(refused, ffa::NOT_SUPPORTED, "a share at v1.0");
+        ensure_eq!(code(&r2), ffa::NOT_SUPPORTED, "MSG_SEND2 at v1.0");
+        ensure_eq!(self.hyp.forwarded_of(3), before, "nothing forwarded");
+        let h = self.send_ok(3, func::SHARE_64, &d)?;
+        ensure_eq!(self.reclaim(3, h, 0)?, ffa::SUCCESS_32, "reclaim");
+        Ok(())
+    }
+
     pub fn mem_share_cycle(&mut self, vm: u16, f: u64) -> Outcome {
         self.cycle(vm, f)
     }
