@@ -157,40 +157,47 @@ impl<P: Platform> Spmc<P> {
         let own = self
             .buffers(Endpoint::NormalWorld(0))
             .ok_or(FfaError::InvalidParameters)?;
-        let mut d = [0u8; 12];
-        self.platform
-            .read(own.tx, &mut d)
-            .map_err(|_| FfaError::InvalidParameters)?;
-        let le32 = |b: &[u8], o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-        let vm = u16::from_le_bytes([d[0], d[1]]);
-        if vm == 0 || is_secure_id(vm) || d[2] != 0 || d[3] != 0 {
+        let [head, offsets, ..] = self.words(own, 0)?;
+        let vm = head as u16;
+        // Bytes 2-3 are reserved; the RX and TX composites' offsets follow.
+        if vm == 0 || is_secure_id(vm) || head & 0xFFFF_0000 != 0 {
             return Err(FfaError::InvalidParameters);
         }
-        // One composite (16 bytes) and its one constituent (16 bytes).
-        let mut region = |offset: u32| -> Result<(u64, u64), FfaError> {
-            let o = offset as u64;
-            if !o.is_multiple_of(8) || o < 12 || o + 32 > own.size {
-                return Err(FfaError::InvalidParameters);
-            }
-            let mut c = [0u8; 32];
-            self.platform
-                .read(Pa(own.tx.0 + o), &mut c)
-                .map_err(|_| FfaError::InvalidParameters)?;
-            let (total, count) = (le32(&c, 0), le32(&c, 4));
-            let addr = u64::from_le_bytes(c[16..24].try_into().unwrap_or([0; 8]));
-            let pages = le32(&c, 24);
-            let reserved = c[8..16].iter().chain(&c[28..32]).any(|&b| b != 0);
-            if count != 1 || total != pages || reserved {
-                return Err(FfaError::InvalidParameters);
-            }
-            Ok((addr, pages as u64))
-        };
-        let (rx, rx_pages) = region(le32(&d, 4))?;
-        let (tx, tx_pages) = region(le32(&d, 8))?;
-        if rx_pages != tx_pages || rx == 0 || tx == 0 {
+        let (rx, rx_pages) = self.endpoint_region(own, (head >> 32) as u32)?;
+        let (tx, tx_pages) = self.endpoint_region(own, offsets as u32)?;
+        if rx_pages != tx_pages {
             return Err(FfaError::InvalidParameters);
         }
         Ok((Endpoint::NormalWorld(vm), tx, rx, tx_pages))
+    }
+
+    /// One composite memory region descriptor of an Endpoint RX/TX
+    /// descriptor, at `offset` in the hypervisor's TX: one constituent,
+    /// reserved fields zero; (address, pages). (The address is checked
+    /// as any buffer's: normal-world RAM the VM owns.)
+    #[inline(never)]
+    fn endpoint_region(&mut self, own: Buffers, offset: u32) -> Result<(u64, u64), FfaError> {
+        let o = offset as u64;
+        if !o.is_multiple_of(8) || o < 12 || o + 32 > own.size {
+            return Err(FfaError::InvalidParameters);
+        }
+        // total pages u32, range count u32, reserved u64; address u64,
+        // pages u32, reserved u32.
+        let [counts, reserved, addr, pages] = self.words(own, o)?;
+        if counts != (pages & 0xFFFF_FFFF) | 1 << 32 || reserved != 0 || pages >> 32 != 0 {
+            return Err(FfaError::InvalidParameters);
+        }
+        Ok((addr, pages))
+    }
+
+    /// Four little-endian u64 words at `offset` in the buffers' TX page
+    /// (which is at least a page: `offset` + 32 lies inside it).
+    fn words(&mut self, own: Buffers, offset: u64) -> Result<[u64; 4], FfaError> {
+        let mut b = [[0u8; 8]; 4];
+        self.platform
+            .read(Pa(own.tx.0 + offset), b.as_flattened_mut())
+            .map_err(|_| FfaError::InvalidParameters)?;
+        Ok(b.map(u64::from_le_bytes))
     }
 
     /// FFA_RXTX_UNMAP (§13.6): w1[31:16] names the endpoint (a hypervisor's
