@@ -62,6 +62,10 @@ impl<P: Platform> Spmc<P> {
     /// Either way the buffers must be memory the caller owns exclusively
     /// (`mem::ownership`, §7.2.2): memory in a transaction, borrowed or
     /// donated away is DENIED, so an address kept here never outlives its page.
+    ///
+    /// A hypervisor maps a VM's pair with all three arguments zero and an
+    /// Endpoint RX/TX descriptor in its own TX buffer ([`Self::vm_rxtx`]);
+    /// the VM's buffers then go through the same checks as anyone's.
     pub(crate) fn rxtx_map(&mut self, from: Endpoint, args: &Regs) -> Result<Regs, FfaError> {
         let wide = args.func() == func::RXTX_MAP_64;
         let (tx, rx) = if wide {
@@ -72,6 +76,12 @@ impl<P: Platform> Spmc<P> {
         // w3[5:0] is the page count, w3[31:6] reserved (MBZ) in every
         // version: a reserved bit set is refused, never masked off.
         let pages = args.w(3) as u64;
+        let (from, tx, rx, pages) =
+            if from == Endpoint::NormalWorld(0) && tx == 0 && rx == 0 && pages == 0 {
+                self.vm_rxtx()?
+            } else {
+                (from, tx, rx, pages)
+            };
         if pages == 0 || pages > MAX_RXTX_PAGES {
             return Err(FfaError::InvalidParameters);
         }
@@ -133,6 +143,61 @@ impl<P: Platform> Spmc<P> {
             }),
         );
         Ok(Regs::with_func(func::SUCCESS_32))
+    }
+
+    /// The VM, TX and RX addresses and page count of an Endpoint RX/TX
+    /// descriptor in the hypervisor's TX buffer (DEN0077 v1.2 §13.5,
+    /// FFA_RXTX_MAP "forwarded by a hypervisor", and the Endpoint RX/TX
+    /// descriptor table: endpoint ID u16, reserved u16, offsets u32 of the
+    /// RX and then the TX composite memory region descriptor). As Hafnium
+    /// reads it: each composite names one constituent, RX and TX have the
+    /// same page count. Anything else, a hypervisor without a TX buffer,
+    /// or an ID that is not a VM's (0, bit 15 set) is INVALID_PARAMETERS.
+    fn vm_rxtx(&mut self) -> Result<(Endpoint, u64, u64, u64), FfaError> {
+        let own = self
+            .buffers(Endpoint::NormalWorld(0))
+            .ok_or(FfaError::InvalidParameters)?;
+        let [head, offsets, ..] = self.words(own, 0)?;
+        let vm = head as u16;
+        // Bytes 2-3 are reserved; the RX and TX composites' offsets follow.
+        if vm == 0 || is_secure_id(vm) || head & 0xFFFF_0000 != 0 {
+            return Err(FfaError::InvalidParameters);
+        }
+        let (rx, rx_pages) = self.endpoint_region(own, (head >> 32) as u32)?;
+        let (tx, tx_pages) = self.endpoint_region(own, offsets as u32)?;
+        if rx_pages != tx_pages {
+            return Err(FfaError::InvalidParameters);
+        }
+        Ok((Endpoint::NormalWorld(vm), tx, rx, tx_pages))
+    }
+
+    /// One composite memory region descriptor of an Endpoint RX/TX
+    /// descriptor, at `offset` in the hypervisor's TX: one constituent,
+    /// reserved fields zero; (address, pages). (The address is checked
+    /// as any buffer's: normal-world RAM the VM owns.)
+    #[inline(never)]
+    fn endpoint_region(&mut self, own: Buffers, offset: u32) -> Result<(u64, u64), FfaError> {
+        let o = offset as u64;
+        if !o.is_multiple_of(8) || o < 12 || o + 32 > own.size {
+            return Err(FfaError::InvalidParameters);
+        }
+        // total pages u32, range count u32, reserved u64; address u64,
+        // pages u32, reserved u32.
+        let [counts, reserved, addr, pages] = self.words(own, o)?;
+        if counts != (pages & 0xFFFF_FFFF) | 1 << 32 || reserved != 0 || pages >> 32 != 0 {
+            return Err(FfaError::InvalidParameters);
+        }
+        Ok((addr, pages))
+    }
+
+    /// Four little-endian u64 words at `offset` in the buffers' TX page
+    /// (which is at least a page: `offset` + 32 lies inside it).
+    fn words(&mut self, own: Buffers, offset: u64) -> Result<[u64; 4], FfaError> {
+        let mut b = [[0u8; 8]; 4];
+        self.platform
+            .read(Pa(own.tx.0 + offset), b.as_flattened_mut())
+            .map_err(|_| FfaError::InvalidParameters)?;
+        Ok(b.map(u64::from_le_bytes))
     }
 
     /// FFA_RXTX_UNMAP (§13.6): w1[31:16] names the endpoint (a hypervisor's

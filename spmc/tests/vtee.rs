@@ -16,7 +16,7 @@ use spmc::ffa::{FfaError, Regs, func, fwk};
 use spmc::manifest::MemRange;
 use spmc::partition::PartitionState;
 use spmc::policy::Kind;
-use spmc::testing::{FakePlatform, sp_call, sp_fault};
+use spmc::testing::{FakePlatform, NS_BASE, sp_call, sp_fault};
 use spmc::vcpu::{VcpuRef, VcpuState};
 
 const SP1: u16 = 0x8001;
@@ -917,4 +917,98 @@ fn a_template_packaged_the_hafnium_way_makes_instances_that_run_in_place() {
         "nothing past mem-size"
     );
     assert!(pa_of(RAM_IPA).is_some(), "its ram region");
+}
+
+// ----------------------------------------------------------------------
+// A VM's own RX/TX buffers, mapped by its hypervisor (issue 18)
+// ----------------------------------------------------------------------
+
+/// An Endpoint RX/TX descriptor (DEN0077 v1.2 §13.5) for `vm`: RX and TX
+/// composites of one constituent each.
+fn endpoint_rxtx(vm: u16, rx: u64, tx: u64, rx_pages: u32, tx_pages: u32) -> Vec<u8> {
+    let mut d = vec![0u8; 16 + 64];
+    d[0..2].copy_from_slice(&vm.to_le_bytes());
+    d[4..8].copy_from_slice(&16u32.to_le_bytes());
+    d[8..12].copy_from_slice(&48u32.to_le_bytes());
+    for (at, addr, pages) in [(16, rx, rx_pages), (48, tx, tx_pages)] {
+        d[at..at + 4].copy_from_slice(&pages.to_le_bytes());
+        d[at + 4..at + 8].copy_from_slice(&1u32.to_le_bytes());
+        d[at + 16..at + 24].copy_from_slice(&addr.to_le_bytes());
+        d[at + 24..at + 28].copy_from_slice(&pages.to_le_bytes());
+    }
+    d
+}
+
+/// An indirect message (v1.2 header) from `from` to `to` in the buffer at `tx`.
+fn message(s: &mut Spmc<FakePlatform>, tx: u64, from: u16, to: u16, payload: u64) {
+    let mut m = vec![0u8; 48];
+    m[8..12].copy_from_slice(&40u32.to_le_bytes());
+    m[12..14].copy_from_slice(&to.to_le_bytes());
+    m[14..16].copy_from_slice(&from.to_le_bytes());
+    m[16..20].copy_from_slice(&8u32.to_le_bytes());
+    m[40..48].copy_from_slice(&payload.to_le_bytes());
+    s.platform_mut().nwd_write(tx, &m);
+}
+
+/// A hypervisor maps a VM's buffers with FFA_RXTX_MAP(0, 0, 0) and an
+/// Endpoint RX/TX descriptor in its own TX (Hafnium's forwarding); the VM's
+/// FFA_MSG_SEND2 (w1[31:16] = the VM) then travels from the VM's own TX to
+/// its own TEE, and the per-user rule refuses another VM's TEE.
+#[test]
+fn a_hypervisor_maps_a_vms_buffers_and_the_vm_messages_its_own_tee() {
+    let mut s = policy_world(None);
+    map_nwd_buffers(&mut s);
+    nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
+    assert_eq!(create_vm(&mut s, 1), 0);
+    assert_eq!(create_vm(&mut s, 2), 0);
+    let i1 = instance_id(&s, 1).unwrap();
+    let map = func::RXTX_MAP_64 as u64;
+    let (vm_tx, vm_rx) = (NS_BASE + 0x20_0000, NS_BASE + 0x20_1000);
+    let inval = Some(code(FfaError::InvalidParameters));
+    // Descriptors this SPMC refuses: not a VM's ID, RX and TX of different
+    // sizes, two constituents, a reserved field set.
+    let mut two = endpoint_rxtx(2, vm_rx, vm_tx, 1, 1);
+    two[20..24].copy_from_slice(&2u32.to_le_bytes());
+    let mut reserved = endpoint_rxtx(2, vm_rx, vm_tx, 1, 1);
+    reserved[2] = 1;
+    for bad in [
+        endpoint_rxtx(0, vm_rx, vm_tx, 1, 1),
+        endpoint_rxtx(0x8001, vm_rx, vm_tx, 1, 1),
+        endpoint_rxtx(2, vm_rx, vm_tx, 1, 2),
+        endpoint_rxtx(2, vm_rx, 0x1000, 1, 1),
+        two,
+        reserved,
+    ] {
+        s.platform_mut().nwd_write(NWD_TX, &bad);
+        assert_eq!(nwd_now(&mut s, &[map, 0, 0, 0]).error_code(), inval);
+    }
+    // VM 2's pair, then a second one for it is DENIED.
+    s.platform_mut()
+        .nwd_write(NWD_TX, &endpoint_rxtx(2, vm_rx, vm_tx, 1, 1));
+    assert_eq!(nwd_now(&mut s, &[map, 0, 0, 0]).func(), func::SUCCESS_32);
+    assert_eq!(
+        nwd_now(&mut s, &[map, 0, 0, 0]).error_code(),
+        Some(code(FfaError::Denied))
+    );
+    let send2 =
+        |s: &mut Spmc<FakePlatform>, vm: u64| nwd_now(s, &[func::MSG_SEND2 as u64, vm << 16, 0]);
+    // VM 2 to VM 1's TEE: DENIED; posing as VM 1 in the header: INVALID.
+    message(&mut s, vm_tx, 2, i1, 7);
+    assert_eq!(send2(&mut s, 2).error_code(), Some(code(FfaError::Denied)));
+    message(&mut s, vm_tx, 1, TEMPLATE, 7);
+    assert_eq!(send2(&mut s, 2).error_code(), inval);
+    // VM 1 has no buffers of its own at the SPMC.
+    assert_eq!(send2(&mut s, 1).error_code(), inval);
+    // To its own TEE through the template's ID: delivered (the TEE's RX is
+    // then full: BUSY).
+    message(&mut s, vm_tx, 2, TEMPLATE, 0x5ea1);
+    assert_eq!(send2(&mut s, 2).func(), func::SUCCESS_32);
+    assert_eq!(send2(&mut s, 2).error_code(), Some(code(FfaError::Busy)));
+    // Unmapped by the hypervisor in VM 2's name.
+    let unmap = func::RXTX_UNMAP as u64;
+    assert_eq!(nwd_now(&mut s, &[unmap, 2 << 16]).func(), func::SUCCESS_32);
+    assert_eq!(send2(&mut s, 2).error_code(), inval);
+    // The hypervisor's own buffers are still its own.
+    assert_eq!(nwd_now(&mut s, &[unmap, 0]).func(), func::SUCCESS_32);
+    assert_eq!(nwd_now(&mut s, &[map, 0, 0, 0]).error_code(), inval);
 }

@@ -6,7 +6,10 @@
 //! printed by the VMs themselves: each runs the user program
 //! ([`crate::guest::op::USER`]), whose FF-A calls to 0x8010 the hypervisor
 //! traps, stamps with the VM's ID and forwards; the SPMC routes each to that
-//! VM's own instance.
+//! VM's own instance. Last, each VM shares or lends its TEE a page (a
+//! "document", [`crate::guest::op::DOCUMENT`]) through the hypervisor; the
+//! TEE retrieves it, writes a seal after the document and relinquishes it;
+//! the VM reclaims it and checks the seal (one `user N:` line each).
 
 use test_protocol::ids;
 
@@ -42,6 +45,8 @@ pub struct Outcome {
     pub reborn: Seen,
     /// Every user at the end.
     pub last: [Seen; 4],
+    /// Each user's document, sealed by its TEE and checked by its VM.
+    pub sealed: [bool; 4],
     /// The first thing that went wrong.
     pub problem: Option<&'static str>,
 }
@@ -69,6 +74,28 @@ fn user(hyp: &mut Hypervisor, u: u16, secret: u64, count: u64, out: &mut Outcome
             say!("hypervisor: VM {u} stopped: {f}");
             out.fail("a VM stopped");
             Seen::default()
+        }
+    }
+}
+
+/// User `u`'s document step: users 1 and 3 share the page, 2 and 4 lend it
+/// (unmapped from their VMs until they reclaim); user n's document is
+/// 64 * n bytes, sealed with its secret as the key.
+fn document(hyp: &mut Hypervisor, u: u16, out: &mut Outcome) -> bool {
+    let mut args = [0u64; 18];
+    args[0] = secret(u);
+    args[1] = u.is_multiple_of(2) as u64;
+    args[2] = 64 * u as u64;
+    match hyp.task(u, op::DOCUMENT, args) {
+        Ok(r) if r[3] == 1 => true,
+        Ok(_) => {
+            out.fail("a document was not sealed");
+            false
+        }
+        Err(f) => {
+            say!("hypervisor: VM {u} stopped: {f}");
+            out.fail("a VM stopped");
+            false
         }
     }
 }
@@ -143,6 +170,10 @@ pub fn run(hyp: &mut Hypervisor) -> Outcome {
         if !s.ok || s.tee != tees[i] || s.counter != u as u64 + 1 || s.secret != secret(u) {
             out.fail("another user's TEE changed");
         }
+    }
+    say!("-- each user hands its TEE a document in shared memory; the TEE seals it --");
+    for (i, u) in USERS.into_iter().enumerate() {
+        out.sealed[i] = document(hyp, u, &mut out);
     }
     match out.problem {
         None => say!("hypervisor: demo done: each user reached only its own TEE"),

@@ -159,6 +159,7 @@ fn forwarded(f: u32) -> bool {
     ]
     .iter()
     .any(|&g| g as u32 == f)
+        || crate::share::handles(f as u64)
 }
 
 /// How many times the hypervisor resumes a partition that yielded or was
@@ -177,15 +178,18 @@ pub struct VmFfa {
 impl VmFfa {
     /// Forwards `r` to the SPMC for the VM.
     #[inline(always)]
-    fn forward(&mut self, r: &mut Regs) {
+    pub fn forward(&mut self, r: &mut Regs) {
         self.forwarded += 1;
         smc(r);
     }
 }
 
 /// Handles a VM's FF-A (or other SMCCC) call in `r` (its x0-x17) and leaves
-/// the answer there. `vm` is the VM's endpoint ID.
-pub fn vm_call(vm: u16, state: &mut VmFfa, r: &mut Regs) {
+/// the answer there. `vm` is the VM's endpoint ID. Returns false, leaving
+/// `r` as it was, for the calls [`crate::share`] handles (they need the
+/// VM's memory; the direct requests stay the first thing looked at).
+#[inline(always)]
+pub fn vm_call(vm: u16, state: &mut VmFfa, r: &mut Regs) -> bool {
     let f = r[0] as u32;
     match f as u64 {
         VERSION => {
@@ -233,9 +237,11 @@ pub fn vm_call(vm: u16, state: &mut VmFfa, r: &mut Regs) {
             r[7] = vm as u64;
             state.forward(r);
         }
+        _ if crate::share::handles(f as u64) => return false,
         _ if is_ffa(f) => error(r, NOT_SUPPORTED),
         _ => answer(r, &[SMCCC_NOT_SUPPORTED]),
     }
+    true
 }
 
 /// A VM's direct request: stamped with its ID and forwarded; the answer is

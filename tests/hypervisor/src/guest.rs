@@ -80,7 +80,28 @@ pub mod op {
     pub const BENCH_TRAP: u64 = 9;
     /// Executes an undefined instruction (the VM's own vectors take it).
     pub const UNDEF: u64 = 10;
+    /// The demo's document step (issue 18): the VM maps its RX/TX buffers
+    /// (if it has none yet), writes a document of args[2] bytes at
+    /// [`super::DOC_IPA`], shares it (args[1] = 0) or lends it (1) to its
+    /// own TEE, has the TEE seal it (MEM_SEAL with key args[0]), reclaims
+    /// and checks the seal. Prints one line; result = [handle, seal,
+    /// answer of the first step that failed (0: none), 1 if the seal is right].
+    pub const DOCUMENT: u64 = 11;
+    /// Benchmark: args[0] share cycles after args[1] warm-up cycles: one
+    /// page shared with its own TEE (FFA_MEM_SHARE_64), the TEE retrieves
+    /// and relinquishes it (MEM_CYCLE), the VM reclaims; then the same loop
+    /// with NOPs for the three calls. result = [ticks of the cycles, ticks
+    /// of the empty loop, 1 if every answer was right].
+    pub const BENCH_SHARE: u64 = 12;
 }
+
+/// IPA of a VM's TX buffer (the demo's and the benchmark's; the checks
+/// choose their own).
+pub const TX_IPA: u64 = RAM_IPA + 0x1000;
+/// IPA of a VM's RX buffer.
+pub const RX_IPA: u64 = RAM_IPA + 0x2000;
+/// IPA of the page a VM shares with its TEE (its "document").
+pub const DOC_IPA: u64 = RAM_IPA + 0x4000;
 
 /// What the hypervisor and a VM exchange (at [`MAILBOX_IPA`]).
 #[repr(C)]
@@ -265,6 +286,8 @@ fn task(vm: u16, op: u64, mut a: Regs) -> Regs {
             let check = |r: &[u64; 8]| r[0] == ffa::SUCCESS_32 && r[2] == vm as u64;
             out[..3].copy_from_slice(&bench(a[0], a[1], make, check));
         }
+        op::DOCUMENT => out[..4].copy_from_slice(&document(vm, a[0], a[1], a[2])),
+        op::BENCH_SHARE => out[..3].copy_from_slice(&bench_share(vm, a[0], a[1])),
         op::UNDEF => {
             // SAFETY: UDF raises an undefined-instruction exception at EL1:
             // the VM's vectors report it to the hypervisor, which stops the VM.
@@ -359,5 +382,167 @@ fn bench(
     let (_, warm_ok) = timed(warm_up, true, make, check);
     let (real, real_ok) = timed(n, true, make, check);
     let (empty, _) = timed(n, false, make, check);
+    [real, empty, (warm_ok && real_ok) as u64]
+}
+
+/// `w0 | code << 32` of an answer (code: the FF-A error, if any).
+fn answer_of(r: &[u64]) -> u64 {
+    let w0 = r[0] as u32 as u64;
+    if w0 == ffa::ERROR_32 {
+        w0 | (r[2] as u32 as u64) << 32
+    } else {
+        w0
+    }
+}
+
+/// Maps the VM's RX/TX pair at [`TX_IPA`] / [`RX_IPA`] unless it has one
+/// (DENIED): true if it has buffers afterwards.
+fn map_buffers() -> bool {
+    let mut r = [0u64; 18];
+    r[..4].copy_from_slice(&[ffa::RXTX_MAP_64, TX_IPA, RX_IPA, 1]);
+    baremetal::smc(&mut r);
+    r[0] == ffa::SUCCESS_32 || (r[0] == ffa::ERROR_32 && r[2] as u32 as i32 == ffa::DENIED)
+}
+
+/// Writes a send of the page at [`DOC_IPA`] from `vm` to its own TEE (the
+/// template's ID, read-write) into its TX; returns its length.
+fn doc_descriptor(vm: u16, f: u64) -> usize {
+    use test_protocol::mem::{Layout, Range, Receiver, Transaction, perm, sender_attributes};
+    let to = [Receiver::new(ids::VTEE_TEMPLATE, perm::RW)];
+    let ranges = [Range {
+        addr: DOC_IPA,
+        pages: 1,
+    }];
+    let mut t = Transaction::send(Layout::V1_2, vm, &to, &ranges);
+    t.attributes = sender_attributes(f, 1);
+    let mut b = [0u8; 128];
+    let n = t.write(&mut b).unwrap_or(0);
+    for (i, v) in b[..n].iter().enumerate() {
+        // SAFETY: the VM's own TX page (its RAM, mapped read-write).
+        unsafe { write_volatile((TX_IPA as usize + i) as *mut u8, *v) };
+    }
+    n
+}
+
+/// The words of user `vm`'s document.
+fn doc_word(vm: u16, i: u64) -> u64 {
+    0xD0C0_0000_0000_0000 | (vm as u64) << 32 | i
+}
+
+/// The demo's document step (op::DOCUMENT).
+fn document(vm: u16, key: u64, lend: u64, bytes: u64) -> [u64; 4] {
+    use test_protocol::mem::func;
+    let bytes = bytes.clamp(8, 4088) & !7;
+    let words = bytes / 8;
+    let doc = DOC_IPA as *mut u64;
+    for i in 0..words {
+        // SAFETY: the VM's own document page (its RAM, read-write).
+        unsafe { write_volatile(doc.wrapping_add(i as usize), doc_word(vm, i)) };
+    }
+    let mut failed = 0;
+    let mut handle = 0;
+    let f = if lend == 1 {
+        func::LEND_64
+    } else {
+        func::SHARE_64
+    };
+    if !map_buffers() {
+        failed = u64::MAX;
+    }
+    let n = doc_descriptor(vm, f);
+    let mut r = [0u64; 18];
+    if failed == 0 {
+        r[..5].copy_from_slice(&[f, n as u64, n as u64, 0, 0]);
+        baremetal::smc(&mut r);
+        if r[0] == ffa::SUCCESS_32 {
+            handle = r[2] as u32 as u64 | (r[3] as u32 as u64) << 32;
+        } else {
+            failed = answer_of(&r);
+        }
+    }
+    let mut tee_id = 0;
+    let mut seal = 0;
+    if failed == 0 {
+        r = tee(vm, cmd::MEM_SEAL, [handle, vm as u64, bytes, key]);
+        tee_id = (r[1] >> 16) & 0xFFFF;
+        if !ok(&r) {
+            failed = answer_of(&r);
+        } else if r[4] != 0 {
+            failed = r[4];
+        }
+        seal = r[5];
+    }
+    if handle != 0 {
+        let mut c = [0u64; 18];
+        c[..4].copy_from_slice(&[func::RECLAIM, handle & 0xFFFF_FFFF, handle >> 32, 0]);
+        baremetal::smc(&mut c);
+        if c[0] != ffa::SUCCESS_32 && failed == 0 {
+            failed = answer_of(&c);
+        }
+    }
+    // After the reclaim the page is the VM's again (lent: mapped back).
+    let mut found = 0;
+    let mut want = 0;
+    if failed == 0 {
+        // SAFETY: the VM's own document page, reclaimed.
+        found = unsafe { read_volatile(doc.wrapping_add(words as usize)) };
+        want = test_protocol::seal(key, (0..words).map(|i| doc_word(vm, i)));
+    }
+    let right = failed == 0 && found == want && seal == want;
+    let how = if lend == 1 { "lent" } else { "shared" };
+    let mut c = console();
+    if right {
+        let _ = writeln!(
+            c,
+            "user {vm}: TEE {tee_id:#06x} sealed the {bytes}-byte document it was {how}: seal {found:#018x}, checked after reclaim"
+        );
+    } else {
+        let _ = writeln!(
+            c,
+            "user {vm}: the document was not sealed (failed step answered {failed:#x}, seal {found:#x}, want {want:#x})"
+        );
+    }
+    [handle, found, failed, right as u64]
+}
+
+/// The share-cycle benchmark (op::BENCH_SHARE).
+fn bench_share(vm: u16, n: u64, warm_up: u64) -> [u64; 3] {
+    use test_protocol::mem::func;
+    if !map_buffers() {
+        return [0, 0, 0];
+    }
+    let len = doc_descriptor(vm, func::SHARE_64) as u64;
+    let me = (vm as u64) << 16 | ids::VTEE_TEMPLATE as u64;
+    let cycles = |n: u64, real: bool| {
+        let t0 = baremetal::counter();
+        let mut good = true;
+        for _ in 0..n {
+            let mut s = [func::SHARE_64, len, len, 0, 0, 0, 0, 0];
+            baremetal::bench_call(&mut s, real);
+            let h = s[2] as u32 as u64 | (s[3] as u32 as u64) << 32;
+            let mut q = [
+                ffa::MSG_SEND_DIRECT_REQ_64,
+                me,
+                0,
+                cmd::MEM_CYCLE,
+                h,
+                vm as u64,
+                0,
+                0,
+            ];
+            baremetal::bench_call(&mut q, real);
+            let mut c = [func::RECLAIM, h & 0xFFFF_FFFF, h >> 32, 0, 0, 0, 0, 0];
+            baremetal::bench_call(&mut c, real);
+            good &= !real
+                || (s[0] == ffa::SUCCESS_32
+                    && q[0] == ffa::MSG_SEND_DIRECT_RESP_64
+                    && q[4] == 0
+                    && c[0] == ffa::SUCCESS_32);
+        }
+        (baremetal::counter() - t0, good)
+    };
+    let (_, warm_ok) = cycles(warm_up, true);
+    let (real, real_ok) = cycles(n, true);
+    let (empty, _) = cycles(n, false);
     [real, empty, (warm_ok && real_ok) as u64]
 }

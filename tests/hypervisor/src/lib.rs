@@ -25,6 +25,7 @@ pub mod ffa;
 pub mod guest;
 pub mod nsirq;
 pub mod report;
+pub mod share;
 
 pub use baremetal::{ensure, ensure_eq, say};
 pub mod vm;

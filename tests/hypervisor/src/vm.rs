@@ -35,6 +35,7 @@ use crate::guest::{
     self, GUEST_L1, HV_GUEST_EXCEPTION, HV_TASK_DONE, MAILBOX_IPA, Mailbox, RAM_IPA, RAM_SIZE,
     UART_IPA,
 };
+use crate::share::{self, Change, VmShares};
 
 /// How many VMs can run at once.
 pub const MAX_VMS: usize = 8;
@@ -169,7 +170,9 @@ pub struct Vm {
     slot: usize,
     vttbr: u64,
     /// Its stage-2 tables (kept alive while VTTBR_EL2 may point at them).
-    _stage2: Stage2Table,
+    stage2: Stage2Table,
+    /// Its RX/TX buffers and the memory it shares, lends or donates.
+    shares: VmShares,
     regs: GuestRegs,
     el1: El1State,
     ffa: VmFfa,
@@ -236,9 +239,50 @@ impl Vm {
     /// The VM's x0-x17 through the FF-A proxy (in place).
     #[inline(always)]
     fn ffa_call(&mut self) {
-        if let Some((call, _)) = self.regs.x.split_first_chunk_mut::<18>() {
-            ffa::vm_call(self.id, &mut self.ffa, call);
+        if let Some((call, _)) = self.regs.x.split_first_chunk_mut::<18>()
+            && !ffa::vm_call(self.id, &mut self.ffa, call)
+        {
+            let mut ctx = share::Ctx {
+                vm: self.id,
+                ram: ram_pa(self.slot),
+                st: &mut self.shares,
+                ffa: &mut self.ffa,
+            };
+            let change = ctx.call(call);
+            self.apply(change);
         }
+    }
+
+    /// Applies a memory call's effect on the VM's stage 2: pages it lent
+    /// or donated leave it, pages it reclaimed come back (the VM's stage 2
+    /// is the one loaded while its call is handled).
+    #[inline(never)]
+    fn apply(&mut self, c: Change) {
+        if c == Change::default() {
+            return;
+        }
+        let ram = ram_pa(self.slot);
+        for i in 0..share::VM_PAGES {
+            let (unmap, map) = (c.unmap >> i & 1 != 0, c.map >> i & 1 != 0);
+            if !unmap && !map {
+                continue;
+            }
+            let ipa = (RAM_IPA + i * share::PAGE) as usize;
+            let attrs = if map {
+                RAM_ATTRS
+            } else {
+                RAM_ATTRS.difference(S2::VALID)
+            };
+            let _ = self.stage2.map_range(
+                &MemoryRegion::new(ipa, ipa + share::PAGE as usize),
+                PhysicalAddress((ram + i * share::PAGE) as usize),
+                attrs,
+                Constraints::empty(),
+            );
+        }
+        // SAFETY: this VM's own stage 2, loaded while its call is handled;
+        // its entries for the pages that changed go.
+        unsafe { arch::invalidate_vmid(self.vttbr) };
     }
 }
 
@@ -298,6 +342,8 @@ impl Hypervisor {
         arch::install_vectors();
         arch::configure_el2();
         let version = ffa::call(ffa::VERSION, &[ffa::V1_2 as u64])[0] as u32;
+        // Its own RX/TX pair: what it sends the SPMC in its VMs' names.
+        let _ = share::map_own_buffers();
         (
             Self {
                 vms: [const { None }; MAX_VMS],
@@ -348,6 +394,13 @@ impl Hypervisor {
         self.slot_of(id)
             .and_then(|s| self.vms[s].as_ref())
             .map_or(0, |v| v.ffa.forwarded)
+    }
+
+    /// VM `id`'s memory-sharing state (buffers, transactions, pages away).
+    pub fn shares_of(&self, id: u16) -> Option<&VmShares> {
+        self.slot_of(id)
+            .and_then(|s| self.vms[s].as_ref())
+            .map(|v| &v.shares)
     }
 
     /// Saves the loaded VM's EL1 state (before VTTBR_EL2 is borrowed).
@@ -422,7 +475,8 @@ impl Hypervisor {
             id,
             slot,
             vttbr,
-            _stage2: stage2,
+            stage2,
+            shares: VmShares::default(),
             regs,
             el1,
             ffa: VmFfa::default(),
@@ -444,7 +498,13 @@ impl Hypervisor {
         let slot = self.slot_of(id)?;
         let ack = ffa::vm_destroyed(id);
         self.unload();
-        let vm = self.vms[slot].take()?;
+        let mut vm = self.vms[slot].take()?;
+        // Its TEE is gone: what the VM still shares or lends comes back, and
+        // its buffers go, before its RAM is zeroed.
+        let left = share::release_all(id, &mut vm.shares, &mut vm.ffa);
+        if left != 0 {
+            crate::say!("hypervisor: VM {id}: {left} transactions not reclaimed");
+        }
         // SAFETY: the VMID's entries go before its tables do; the VM never runs again.
         unsafe { arch::invalidate_vmid(vm.vttbr) };
         debug_assert_eq!(vm.slot, slot);

@@ -187,6 +187,15 @@ pub mod cmd {
     /// succeeded, else the answer of the first that did not.
     pub const MEM_CYCLE: u64 = 0x48;
 
+    /// Seal a document a VM shares or lends (issue 18): retrieve handle
+    /// arg0 from owner arg1 (read-write, v1.2 layout, flags 0), release RX,
+    /// compute [`crate::seal`]`(arg3, words)` over the arg2 bytes (a
+    /// multiple of 8) at the start of the first constituent, write it in
+    /// the word right after them, relinquish. result0 = 0 if every step
+    /// succeeded, else the answer (`w0 | code << 32`) of the first that did
+    /// not; result1 = the seal; result2 = the address retrieved.
+    pub const MEM_SEAL: u64 = 0x49;
+
     /// Options of MEM_RETRIEVE (arg2 bits 63:56) and its buffers (arg3 bits 47:40).
     pub mod retrieve {
         /// Use FFA_MEM_RETRIEVE_REQ_32 (else _64).
@@ -259,6 +268,16 @@ pub mod status {
     /// What the SPMC returned could not be read (a memory descriptor that
     /// does not parse).
     pub const MALFORMED: u64 = 3;
+}
+
+/// The seal of a document (cmd::MEM_SEAL): a keyed checksum of its 64-bit
+/// words, which the TEE writes after them and the VM checks.
+pub fn seal(key: u64, words: impl IntoIterator<Item = u64>) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325 ^ key;
+    for w in words {
+        h = (h ^ w).wrapping_mul(0x0100_0000_01b3).rotate_left(17);
+    }
+    h
 }
 
 /// FAULT's result0 when the partition's own vectors handled the fault.

@@ -207,6 +207,7 @@ impl Sp {
             cmd::MEM_RELINQUISH => mem::relinquish(self.id, a),
             cmd::MEM_SEND => mem::send(self.id, a),
             cmd::MEM_CYCLE => mem::cycle(self.id, a),
+            cmd::MEM_SEAL => mem::seal(self.id, a),
             _ => (status::UNKNOWN, [0; NARGS]),
         }
     }

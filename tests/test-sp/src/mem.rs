@@ -468,3 +468,55 @@ pub fn touch(c: u64, addr: u64, bytes: u64, seed: u64) -> Answer {
         }
     }
 }
+
+/// MEM_SEAL: retrieve, seal the document at the start of the memory,
+/// release RX, relinquish.
+pub fn seal(own: u16, a: &[u64; NARGS]) -> Answer {
+    let (handle, owner, bytes, key) = (a[0], a[1] as u16, a[2], a[3]);
+    if !bytes.is_multiple_of(8) || bytes + 8 > PAGE as u64 {
+        return (status::BAD_ARG, [0; NARGS]);
+    }
+    let me = [Receiver::new(own, test_protocol::mem::perm::RW)];
+    let t = Transaction::retrieve(Layout::V1_2, owner, handle, 0, &me);
+    let mut b = [0u8; 96];
+    let Ok(n) = t.write(&mut b) else {
+        return (status::BAD_ARG, [0; NARGS]);
+    };
+    to_tx(&b[..n]);
+    let r = call(func::RETRIEVE_REQ_64, &[n as u64, n as u64, 0, 0]);
+    if r[0] as u32 as u64 != func::RETRIEVE_RESP {
+        return ok(&[answer(&r)]);
+    }
+    let mut resp = [0u8; 256];
+    let len = (r[2] as u32 as usize).min(resp.len());
+    Source::Rx.copy_out(&mut resp[..len]);
+    let addr = Descriptor::parse(&resp[..len], false)
+        .ok()
+        .and_then(|d| {
+            let e = d.emad_of(own)?;
+            let c = d.composite(&e).ok()?;
+            d.range(&c, 0).ok().map(|(r, _)| r)
+        })
+        .filter(|r| r.pages as u64 * PAGE as u64 >= bytes + 8);
+    let r = ffa::rx_release();
+    let Some(range) = addr else {
+        return (status::MALFORMED, [0; NARGS]);
+    };
+    if !ffa::ok(&r) {
+        return ok(&[answer(&r)]);
+    }
+    let p = range.addr as *mut u64;
+    let words = (0..bytes / 8).map(|i| {
+        // SAFETY: the memory just retrieved, mapped read-write for us
+        // (normal-world memory at IPA = PA in the non-secure IPA space).
+        unsafe { p.wrapping_add(i as usize).read_volatile() }
+    });
+    let s = test_protocol::seal(key, words);
+    // SAFETY: as above; the word after the document is inside the range.
+    unsafe { p.wrapping_add((bytes / 8) as usize).write_volatile(s) };
+    let mut args = [0; NARGS];
+    args[0] = handle;
+    let (_, res) = relinquish(own, &args);
+    let first = if res[0] == ffa::SUCCESS_32 { 0 } else { res[0] };
+    ok(&[first, s, range.addr])
+}

@@ -13,6 +13,11 @@
 //!   all the way back.
 //! - `vm_hypervisor_trap_round_trip`: FFA_ID_GET from the VM, which the
 //!   hypervisor answers itself: the cost of the trap and the world switch alone.
+//! - `vm_to_own_tee_share_cycle_1page`: from VM 1, one page shared with
+//!   its own TEE (FFA_MEM_SHARE_64 through the hypervisor, which copies and
+//!   translates the descriptor), a direct request in which the TEE
+//!   retrieves and relinquishes it (MEM_CYCLE), FFA_MEM_RECLAIM; averaged
+//!   over SHARE_CYCLES cycles, timed in the VM.
 //! - `vtee_create`: the hypervisor's VM created message to the SPMC until the
 //!   acknowledgement (the instance made and booted).
 //! - `vtee_destroy`: the VM destroyed message until the acknowledgement (the
@@ -29,6 +34,8 @@ use test_protocol::ids;
 
 const ITERATIONS: u64 = 2000;
 const WARM_UP: u64 = 20;
+/// Share cycles (as the harness's `mem_share_cycle_1page`).
+const SHARE_CYCLES: u64 = 1000;
 /// Create/destroy cycles.
 const LIFE_CYCLES: u64 = 1000;
 /// The VM ID the create/destroy cycles use (no VM behind it).
@@ -103,6 +110,13 @@ extern "C" fn baremetal_main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
             "vm_hypervisor_trap_round_trip",
             in_vm(&mut hyp, op::BENCH_TRAP),
         );
+        let mut a = [0u64; 18];
+        a[0] = SHARE_CYCLES;
+        a[1] = WARM_UP;
+        let share = hyp.task(1, op::BENCH_SHARE, a).ok().and_then(|r| {
+            (r[2] == 1).then(|| r[0].saturating_sub(r[1]) * per_tick_ns() / SHARE_CYCLES)
+        });
+        report("vm_to_own_tee_share_cycle_1page", share);
     }
     let life = cycles(LIFE_CYCLES, true).zip(cycles(LIFE_CYCLES, false));
     let per = |real: u64, empty: u64| real.saturating_sub(empty) * per_tick_ns() / LIFE_CYCLES;

@@ -1,0 +1,782 @@
+//! `vm-mem-*` and `vm-msg-*` checks (issue 18): a VM's RX/TX buffers,
+//! memory sharing with its own TEE and indirect messages, through the
+//! hypervisor's proxy (`crate::share`).
+//!
+//! The checks write a VM's descriptors and messages into its TX page on its
+//! behalf (its RAM, through the PA); the calls are made by the VM at NS-EL1.
+
+use alloc::vec::Vec;
+
+use test_protocol::mem::{Layout, List, Range, Receiver, Transaction, func, perm};
+use test_protocol::{cmd, ids};
+
+use super::{T, req_regs};
+use crate::ffa::{self, Regs, code};
+use crate::guest::{DOC_IPA, RAM_IPA, RAM_SIZE, RX_IPA, TX_IPA, op};
+use crate::report::{Fail, Outcome, fail};
+use crate::{ensure, ensure_eq, say};
+
+const PAGE: u64 = 4096;
+
+/// `w0 | code << 32`.
+fn ans(r: &Regs) -> u64 {
+    let w0 = r[0] as u32 as u64;
+    if w0 == ffa::ERROR_32 {
+        w0 | (r[2] as u32 as u64) << 32
+    } else {
+        w0
+    }
+}
+
+fn err(code: i32) -> u64 {
+    ffa::ERROR_32 | (code as u32 as u64) << 32
+}
+
+/// The handle of a successful send.
+fn handle_of(r: &Regs) -> u64 {
+    r[2] as u32 as u64 | (r[3] as u32 as u64) << 32
+}
+
+/// A v1.2 send descriptor from `sender` to `to` of `ranges`.
+pub fn desc(f: u64, sender: u16, to: &[u16], ranges: &[Range]) -> Vec<u8> {
+    let perms = if matches!(f, func::DONATE_32 | func::DONATE_64) {
+        0
+    } else {
+        perm::RW
+    };
+    let rx: Vec<Receiver> = to.iter().map(|&id| Receiver::new(id, perms)).collect();
+    let list = List(ranges);
+    let mut t = Transaction::send(Layout::V1_2, sender, &rx, &list);
+    t.attributes = test_protocol::mem::sender_attributes(f, to.len());
+    let mut b = alloc::vec![0u8; t.len()];
+    let _ = t.write(&mut b);
+    b
+}
+
+fn one(ipa: u64, pages: u32) -> [Range; 1] {
+    [Range { addr: ipa, pages }]
+}
+
+impl T<'_> {
+    /// Destroys and creates VM `vm` again, and puts back the key-1 value
+    /// the other checks expect in its TEE (as `heal` does).
+    fn renew(&mut self, vm: u16) -> Outcome {
+        self.recreate(vm)?;
+        self.tee(vm, cmd::KV_PUT, [1, 0x1000 + vm as u64, 0, 0])?;
+        Ok(())
+    }
+
+    /// The PA of `ipa` in VM `vm`'s RAM.
+    fn vm_pa(&self, vm: u16, ipa: u64) -> Result<u64, Fail> {
+        Ok(self.hyp.ram_of(vm).ok_or(fail("no such VM"))? + (ipa - RAM_IPA))
+    }
+
+    /// Writes `bytes` at `ipa` of VM `vm`'s RAM (for the VM: its TX).
+    fn vm_write(&self, vm: u16, ipa: u64, bytes: &[u8]) -> Outcome {
+        let pa = self.vm_pa(vm, ipa)?;
+        for (i, b) in bytes.iter().enumerate() {
+            // SAFETY: a page of the VM's RAM (the hypervisor's .bss), which
+            // the VM does not use while the hypervisor runs.
+            unsafe { ((pa as usize + i) as *mut u8).write_volatile(*b) };
+        }
+        Ok(())
+    }
+
+    /// The word at `ipa` of VM `vm`'s RAM, as the hypervisor reads it.
+    fn vm_word(&self, vm: u16, ipa: u64) -> Result<u64, Fail> {
+        let pa = self.vm_pa(vm, ipa)?;
+        // SAFETY: as in `vm_write`.
+        Ok(unsafe { (pa as *const u64).read_volatile() })
+    }
+
+    /// VM `vm` maps its RX/TX pair at TX_IPA/RX_IPA (SUCCESS, or DENIED
+    /// when it has them already).
+    fn buffers(&mut self, vm: u16) -> Outcome {
+        let r = self.smc(vm, req_regs(ffa::RXTX_MAP_64, &[TX_IPA, RX_IPA, 1]))?;
+        ensure!(
+            r[0] == ffa::SUCCESS_32 || code(&r) == ffa::DENIED,
+            "the VM's RXTX_MAP"
+        );
+        Ok(())
+    }
+
+    /// VM `vm` sends `d` (written into its TX) with `f`, the whole
+    /// descriptor in one fragment unless `frag` says less.
+    fn send(&mut self, vm: u16, f: u64, d: &[u8], frag: usize) -> Result<Regs, Fail> {
+        self.vm_write(vm, TX_IPA, &d[..frag])?;
+        self.smc(vm, req_regs(f, &[d.len() as u64, frag as u64, 0, 0]))
+    }
+
+    /// A send that must succeed: its handle.
+    fn send_ok(&mut self, vm: u16, f: u64, d: &[u8]) -> Result<u64, Fail> {
+        let r = self.send(vm, f, d, d.len())?;
+        if r[0] != ffa::SUCCESS_32 {
+            say!("    (VM {vm}: send {f:#x} answered {:#x})", ans(&r));
+            return Err(fail("send refused"));
+        }
+        Ok(handle_of(&r))
+    }
+
+    fn reclaim(&mut self, vm: u16, h: u64, flags: u64) -> Result<u64, Fail> {
+        let r = self.smc(
+            vm,
+            req_regs(func::RECLAIM, &[h & 0xFFFF_FFFF, h >> 32, flags]),
+        )?;
+        Ok(ans(&r))
+    }
+
+    /// VM `vm`'s TEE seals `bytes` of handle `h`: [steps answer, seal, address].
+    fn seal(&mut self, vm: u16, h: u64, bytes: u64, key: u64) -> Result<[u64; 4], Fail> {
+        self.tee(vm, cmd::MEM_SEAL, [h, vm as u64, bytes, key])
+    }
+
+    /// VM `vm`'s TEE retrieves handle `h` read-write and keeps it.
+    fn tee_retrieve(&mut self, vm: u16, h: u64) -> Result<u64, Fail> {
+        let a2 = (vm as u64) << 32 | (perm::RW as u64) << 48;
+        Ok(self.tee(vm, cmd::MEM_RETRIEVE, [h, 0, a2, 0])?[0])
+    }
+
+    /// Writes words `seed + i` over `bytes` at `ipa` of VM `vm` and returns
+    /// the seal a TEE must compute for them with `key`.
+    fn document(
+        &mut self,
+        vm: u16,
+        ipa: u64,
+        bytes: u64,
+        seed: u64,
+        key: u64,
+    ) -> Result<u64, Fail> {
+        let mut b = Vec::new();
+        for i in 0..bytes / 8 {
+            b.extend_from_slice(&(seed + i).to_le_bytes());
+        }
+        self.vm_write(vm, ipa, &b)?;
+        Ok(test_protocol::seal(key, (0..bytes / 8).map(|i| seed + i)))
+    }
+
+    /// The whole cycle with `f`: document, send to its own TEE, seal,
+    /// reclaim, the seal checked by the VM itself (PEEK) after the reclaim.
+    fn cycle(&mut self, vm: u16, f: u64) -> Outcome {
+        self.buffers(vm)?;
+        let want = self.document(vm, DOC_IPA, 128, 0xD0C << 20, 0x5EA1)?;
+        let d = desc(f, vm, &[ids::VTEE_TEMPLATE], &one(DOC_IPA, 1));
+        let h = self.send_ok(vm, f, &d)?;
+        let [steps, seal, addr, _] = self.seal(vm, h, 128, 0x5EA1)?;
+        ensure_eq!(steps, 0, "the TEE's retrieve and relinquish");
+        ensure_eq!(seal, want, "the TEE's seal");
+        ensure_eq!(addr, self.vm_pa(vm, DOC_IPA)?, "the TEE got the page's PA");
+        ensure_eq!(self.reclaim(vm, h, 0)?, ffa::SUCCESS_32, "reclaim");
+        let mut a = [0u64; 18];
+        a[0] = DOC_IPA + 128;
+        let r = self
+            .hyp
+            .task(vm, op::PEEK, a)
+            .map_err(|f| super::stopped(vm, f))?;
+        ensure_eq!(r[0], want, "the seal, read by the VM after the reclaim");
+        Ok(())
+    }
+
+    pub fn mem_rxtx_map(&mut self) -> Outcome {
+        let before = self.hyp.forwarded_of(1);
+        let r = self.smc(1, req_regs(ffa::RXTX_MAP_64, &[TX_IPA, RX_IPA, 1]))?;
+        if r[0] != ffa::SUCCESS_32 {
+            ensure_eq!(code(&r), ffa::DENIED, "RXTX_MAP (or mapped already)");
+        }
+        ensure!(
+            self.hyp.forwarded_of(1) > before || r[0] != ffa::SUCCESS_32,
+            "forwarded"
+        );
+        ensure!(
+            self.hyp.shares_of(1).and_then(|s| s.buffers) == Some((TX_IPA, RX_IPA)),
+            "the hypervisor keeps the VM's pair"
+        );
+        let r = self.smc(1, req_regs(ffa::RXTX_MAP_64, &[TX_IPA, RX_IPA, 1]))?;
+        ensure_eq!(code(&r), ffa::DENIED, "a second pair");
+        Ok(())
+    }
+
+    pub fn mem_rxtx_refused(&mut self) -> Outcome {
+        let before = self.hyp.forwarded_of(2);
+        let own_pa = self.vm_pa(2, TX_IPA)?;
+        for (tx, rx, pages) in [
+            (0x5000_0000, RX_IPA, 1),
+            (TX_IPA, RAM_IPA + RAM_SIZE, 1),
+            (own_pa, RX_IPA, 1),
+            (RAM_IPA, RX_IPA, 1),
+            (TX_IPA + 8, RX_IPA, 1),
+            (TX_IPA, TX_IPA, 1),
+            (TX_IPA, RX_IPA, 2),
+            (TX_IPA, RX_IPA, 0),
+        ] {
+            let r = self.smc(2, req_regs(ffa::RXTX_MAP_64, &[tx, rx, pages]))?;
+            if code(&r) != ffa::INVALID_PARAMETERS {
+                say!(
+                    "    (TX {tx:#x}, RX {rx:#x}, {pages} pages: {:#x})",
+                    ans(&r)
+                );
+                return Err(fail("not INVALID_PARAMETERS"));
+            }
+        }
+        ensure_eq!(self.hyp.forwarded_of(2), before, "calls forwarded");
+        Ok(())
+    }
+
+    pub fn mem_rxtx_unmap(&mut self) -> Outcome {
+        self.buffers(2)?;
+        let r = self.smc(2, req_regs(ffa::RXTX_UNMAP, &[1 << 16]))?;
+        ensure_eq!(code(&r), ffa::INVALID_PARAMETERS, "an ID in w1");
+        let r = self.smc(2, req_regs(ffa::RXTX_UNMAP, &[]))?;
+        ensure_eq!(r[0], ffa::SUCCESS_32, "RXTX_UNMAP");
+        let r = self.smc(2, req_regs(ffa::RXTX_UNMAP, &[]))?;
+        ensure_eq!(code(&r), ffa::INVALID_PARAMETERS, "a second unmap");
+        let d = desc(func::SHARE_64, 2, &[ids::VTEE_TEMPLATE], &one(DOC_IPA, 1));
+        let r = self.send(2, func::SHARE_64, &d, d.len())?;
+        ensure_eq!(code(&r), ffa::INVALID_PARAMETERS, "a share without TX");
+        let r = self.smc(2, req_regs(ffa::RXTX_MAP_64, &[TX_IPA, RX_IPA, 1]))?;
+        ensure_eq!(r[0], ffa::SUCCESS_32, "mapped again");
+        Ok(())
+    }
+
+    pub fn mem_features(&mut self) -> Outcome {
+        for f in [
+            func::SHARE_64,
+            func::LEND_32,
+            func::DONATE_64,
+            func::RECLAIM,
+            ffa::MSG_SEND2,
+        ] {
+            let r = self.smc(3, req_regs(ffa::FEATURES, &[f]))?;
+            if r[0] != ffa::SUCCESS_32 {
+                say!("    (FFA_FEATURES({f:#x}) answered {:#x})", ans(&r));
+                return Err(fail("not supported"));
+            }
+        }
+        Ok(())
+    }
+
+    /// A VM at v1.0: its layouts are not converted, so the hypervisor
+    /// answers NOT_SUPPORTED (never forwarded); back at 1.2 it shares again.
+    pub fn mem_v1_0(&mut self) -> Outcome {
+        self.buffers(3)?;
+        let r = self.smc(3, req_regs(ffa::VERSION, &[ffa::V1_0 as u64]))?;
+        ensure_eq!(r[0], ffa::V1_2 as u64, "FFA_VERSION(1.0)");
+        let before = self.hyp.forwarded_of(3);
+        let d = desc(func::SHARE_64, 3, &[ids::VTEE_TEMPLATE], &one(DOC_IPA, 1));
+        let r = self.send(3, func::SHARE_64, &d, d.len())?;
+        let refused = code(&r);
+        let r2 = self.smc(3, req_regs(ffa::MSG_SEND2, &[0, 0]))?;
+        let v = self.smc(3, req_regs(ffa::VERSION, &[ffa::V1_2 as u64]))?;
+        ensure_eq!(v[0], ffa::V1_2 as u64, "FFA_VERSION(1.2)");
+        ensure_eq!(refused, ffa::NOT_SUPPORTED, "a share at v1.0");
+        ensure_eq!(code(&r2), ffa::NOT_SUPPORTED, "MSG_SEND2 at v1.0");
+        ensure_eq!(self.hyp.forwarded_of(3), before, "nothing forwarded");
+        let h = self.send_ok(3, func::SHARE_64, &d)?;
+        ensure_eq!(self.reclaim(3, h, 0)?, ffa::SUCCESS_32, "reclaim");
+        Ok(())
+    }
+
+    pub fn mem_share_cycle(&mut self, vm: u16, f: u64) -> Outcome {
+        self.cycle(vm, f)
+    }
+
+    /// A shared page stays the VM's: it reads it while the TEE holds it.
+    pub fn mem_share_keeps_access(&mut self) -> Outcome {
+        self.buffers(1)?;
+        let _ = self.document(1, DOC_IPA, 8, 77, 1)?;
+        let d = desc(func::SHARE_64, 1, &[ids::VTEE_TEMPLATE], &one(DOC_IPA, 1));
+        let h = self.send_ok(1, func::SHARE_64, &d)?;
+        ensure_eq!(self.tee_retrieve(1, h)?, func::RETRIEVE_RESP, "retrieve");
+        let mut a = [0u64; 18];
+        a[0] = DOC_IPA;
+        let r = self
+            .hyp
+            .task(1, op::PEEK, a)
+            .map_err(|f| super::stopped(1, f))?;
+        ensure_eq!(r[0], 77, "the VM reads its shared page");
+        ensure_eq!(
+            self.reclaim(1, h, 0)?,
+            err(ffa::DENIED),
+            "reclaim while held"
+        );
+        let r = self.tee(1, cmd::MEM_RELINQUISH, [h, 0, 0, 0])?;
+        ensure_eq!(r[0], ffa::SUCCESS_32, "relinquish");
+        ensure_eq!(self.reclaim(1, h, 0)?, ffa::SUCCESS_32, "reclaim");
+        Ok(())
+    }
+
+    /// A lent page leaves the VM's stage 2: touching it stops the VM with a
+    /// stage-2 fault at that IPA; the VM's destruction reclaims it (the
+    /// next VM in the slot shares the same page).
+    pub fn mem_lent_page_faults(&mut self) -> Outcome {
+        self.buffers(3)?;
+        let d = desc(func::LEND_64, 3, &[ids::VTEE_TEMPLATE], &one(DOC_IPA, 1));
+        let h = self.send_ok(3, func::LEND_64, &d)?;
+        let away = self.hyp.shares_of(3).map_or(0, |s| s.away);
+        ensure_eq!(away as u64, 1 << ((DOC_IPA - RAM_IPA) / PAGE), "pages away");
+        let mut a = [0u64; 18];
+        a[0] = DOC_IPA;
+        match self.hyp.task(3, op::PEEK, a) {
+            Err(crate::vm::Fault::Stage2 { ipa, .. }) => ensure_eq!(ipa, DOC_IPA, "fault IPA"),
+            Err(f) => return Err(super::stopped(3, f)),
+            Ok(_) => return Err(fail("the VM read a page it lent")),
+        }
+        let pa = self.vm_pa(3, DOC_IPA)?;
+        self.renew(3)?;
+        ensure_eq!(self.vm_pa(3, DOC_IPA)?, pa, "the same slot");
+        self.buffers(3)?;
+        let d = desc(func::SHARE_64, 3, &[ids::VTEE_TEMPLATE], &one(DOC_IPA, 1));
+        let h2 = self.send_ok(3, func::SHARE_64, &d)?;
+        ensure!(h2 != h, "a new handle");
+        ensure_eq!(self.reclaim(3, h2, 0)?, ffa::SUCCESS_32, "reclaim");
+        Ok(())
+    }
+
+    /// Lent memory comes back zeroed when the reclaim asks it (flag bit 0).
+    pub fn mem_lend_reclaim_zero(&mut self) -> Outcome {
+        self.buffers(4)?;
+        let _ = self.document(4, DOC_IPA, 64, 0xAB, 0)?;
+        let d = desc(func::LEND_64, 4, &[ids::VTEE_TEMPLATE], &one(DOC_IPA, 1));
+        let h = self.send_ok(4, func::LEND_64, &d)?;
+        ensure_eq!(self.reclaim(4, h, 1)?, ffa::SUCCESS_32, "reclaim with zero");
+        ensure_eq!(
+            self.hyp.shares_of(4).map_or(1, |s| s.away),
+            0,
+            "mapped again"
+        );
+        ensure_eq!(self.vm_word(4, DOC_IPA)?, 0, "zeroed");
+        let mut a = [0u64; 18];
+        a[0] = DOC_IPA + 8;
+        let r = self
+            .hyp
+            .task(4, op::PEEK, a)
+            .map_err(|f| super::stopped(4, f))?;
+        ensure_eq!(r[0], 0, "the VM reads zeros");
+        Ok(())
+    }
+
+    /// A donated page is gone for good once the TEE retrieved it.
+    pub fn mem_donate(&mut self, f: u64) -> Outcome {
+        self.buffers(4)?;
+        let ipa = DOC_IPA + PAGE;
+        let want = self.document(4, ipa, 64, 0xD0, 9)?;
+        let d = desc(f, 4, &[ids::VTEE_TEMPLATE], &one(ipa, 1));
+        let h = self.send_ok(4, f, &d)?;
+        let [_, seal, _, _] = self.seal(4, h, 64, 9)?;
+        ensure_eq!(seal, want, "the TEE's seal");
+        ensure_eq!(
+            self.reclaim(4, h, 0)?,
+            err(ffa::INVALID_PARAMETERS),
+            "reclaim of a donation retrieved"
+        );
+        let bit = 1u16 << ((ipa - RAM_IPA) / PAGE);
+        let st = self.hyp.shares_of(4).ok_or(fail("no VM 4"))?;
+        ensure!(st.away & bit != 0, "the page stays away");
+        ensure!(st.held.is_empty(), "no transaction left");
+        let d2 = desc(func::SHARE_64, 4, &[ids::VTEE_TEMPLATE], &one(ipa, 1));
+        let r = self.send(4, func::SHARE_64, &d2, d2.len())?;
+        ensure_eq!(code(&r), ffa::DENIED, "sharing the donated page");
+        // The VM goes: its TEE (the owner) too; the page is zeroed and its
+        // next VM may share it.
+        self.renew(4)?;
+        self.buffers(4)?;
+        let h2 = self.send_ok(4, func::SHARE_64, &d2)?;
+        ensure_eq!(self.reclaim(4, h2, 0)?, ffa::SUCCESS_32, "reclaim");
+        ensure_eq!(self.vm_word(4, ipa)?, 0, "zeroed");
+        Ok(())
+    }
+
+    /// A donation not yet retrieved can still be reclaimed: the page returns.
+    pub fn mem_donate_reclaim_early(&mut self) -> Outcome {
+        self.buffers(2)?;
+        let ipa = DOC_IPA + 2 * PAGE;
+        let d = desc(func::DONATE_64, 2, &[ids::VTEE_TEMPLATE], &one(ipa, 1));
+        let h = self.send_ok(2, func::DONATE_64, &d)?;
+        ensure!(self.hyp.shares_of(2).map_or(0, |s| s.away) != 0, "away");
+        ensure_eq!(self.reclaim(2, h, 0)?, ffa::SUCCESS_32, "reclaim");
+        ensure_eq!(self.hyp.shares_of(2).map_or(1, |s| s.away), 0, "back");
+        self.poke_peek(2, ipa)
+    }
+
+    fn poke_peek(&mut self, vm: u16, ipa: u64) -> Outcome {
+        let mut a = [0u64; 18];
+        a[0] = ipa;
+        a[1] = 0x600D;
+        self.hyp
+            .task(vm, op::POKE, a)
+            .map_err(|f| super::stopped(vm, f))?;
+        let r = self
+            .hyp
+            .task(vm, op::PEEK, a)
+            .map_err(|f| super::stopped(vm, f))?;
+        ensure_eq!(r[0], 0x600D, "the VM writes and reads the page again");
+        Ok(())
+    }
+
+    /// Three one-page ranges, the first fragment with one of them, then
+    /// FFA_MEM_FRAG_TX with the other two; lent: all three leave the VM.
+    pub fn mem_fragments(&mut self) -> Outcome {
+        self.buffers(1)?;
+        // Not adjacent: three constituents in the TEE's retrieve response too.
+        let pages = [DOC_IPA, DOC_IPA + 2 * PAGE, DOC_IPA + 5 * PAGE];
+        let ranges: Vec<Range> = pages.iter().map(|&a| Range { addr: a, pages: 1 }).collect();
+        let d = desc(func::LEND_64, 1, &[ids::VTEE_TEMPLATE], &ranges);
+        let first = d.len() - 32;
+        let r = self.send(1, func::LEND_64, &d, first)?;
+        ensure_eq!(r[0], func::FRAG_RX, "first fragment: FRAG_RX");
+        ensure_eq!(r[3] as u32 as u64, first as u64, "bytes received");
+        let h = r[1] as u32 as u64 | (r[2] as u32 as u64) << 32;
+        ensure_eq!(
+            self.hyp.shares_of(1).map_or(1, |s| s.away),
+            0,
+            "nothing away yet"
+        );
+        self.vm_write(1, TX_IPA, &d[first..])?;
+        let r = self.smc(1, req_regs(func::FRAG_TX, &[h & 0xFFFF_FFFF, h >> 32, 32]))?;
+        ensure_eq!(r[0], ffa::SUCCESS_32, "last fragment");
+        ensure_eq!(handle_of(&r), h, "the handle");
+        let want = pages
+            .iter()
+            .fold(0u16, |m, &a| m | 1 << ((a - RAM_IPA) / PAGE));
+        ensure_eq!(
+            self.hyp.shares_of(1).map_or(0, |s| s.away),
+            want,
+            "pages away"
+        );
+        let r = self.tee(
+            1,
+            cmd::MEM_RETRIEVE,
+            [h, 0, (1u64 << 32) | (perm::RW as u64) << 48, 0],
+        )?;
+        ensure_eq!(r[0], func::RETRIEVE_RESP, "the TEE retrieves");
+        ensure_eq!(r[3] as u32, 3, "three pages");
+        let r = self.tee(1, cmd::MEM_RANGE, [2, 0, 0, 0])?;
+        ensure_eq!(r[0], self.vm_pa(1, pages[2])?, "the last range, translated");
+        let r = self.tee(1, cmd::MEM_RELINQUISH, [h, 0, 0, 0])?;
+        ensure_eq!(r[0], ffa::SUCCESS_32, "relinquish");
+        ensure_eq!(self.reclaim(1, h, 0)?, ffa::SUCCESS_32, "reclaim");
+        self.poke_peek(1, pages[1])
+    }
+
+    /// FRAG_TX that is not the VM's send in progress, or that splits a
+    /// constituent, is refused; a reclaim cancels the send.
+    pub fn mem_fragments_refused(&mut self) -> Outcome {
+        self.buffers(2)?;
+        let ranges = [
+            Range {
+                addr: DOC_IPA,
+                pages: 1,
+            },
+            Range {
+                addr: DOC_IPA + 2 * PAGE,
+                pages: 1,
+            },
+        ];
+        let d = desc(func::SHARE_64, 2, &[ids::VTEE_TEMPLATE], &ranges);
+        let first = d.len() - 16;
+        let r = self.send(2, func::SHARE_64, &d, first)?;
+        ensure_eq!(r[0], func::FRAG_RX, "first fragment");
+        let h = r[1] as u32 as u64 | (r[2] as u32 as u64) << 32;
+        let before = self.hyp.forwarded_of(2);
+        self.vm_write(2, TX_IPA, &d[first..])?;
+        for (lo, hi, len) in [
+            (h as u32 as u64 + 1, h >> 32, 16),
+            (h & 0xFFFF_FFFF, h >> 32, 8),
+        ] {
+            let r = self.smc(2, req_regs(func::FRAG_TX, &[lo, hi, len]))?;
+            ensure_eq!(code(&r), ffa::INVALID_PARAMETERS, "FRAG_TX refused");
+        }
+        // Another VM cannot continue it.
+        self.buffers(3)?;
+        self.vm_write(3, TX_IPA, &d[first..])?;
+        let r = self.smc(3, req_regs(func::FRAG_TX, &[h & 0xFFFF_FFFF, h >> 32, 16]))?;
+        ensure_eq!(code(&r), ffa::INVALID_PARAMETERS, "another VM's FRAG_TX");
+        ensure_eq!(self.hyp.forwarded_of(2), before, "nothing forwarded");
+        ensure_eq!(self.reclaim(2, h, 0)?, ffa::SUCCESS_32, "reclaim cancels");
+        let r = self.smc(2, req_regs(func::FRAG_TX, &[h & 0xFFFF_FFFF, h >> 32, 16]))?;
+        ensure_eq!(code(&r), ffa::INVALID_PARAMETERS, "nothing in progress");
+        let h2 = self.send_ok(
+            2,
+            func::SHARE_64,
+            &desc(func::SHARE_64, 2, &[ids::VTEE_TEMPLATE], &ranges),
+        )?;
+        ensure_eq!(self.reclaim(2, h2, 0)?, ffa::SUCCESS_32, "the pages again");
+        Ok(())
+    }
+
+    /// The SPMC's per-user rule: another VM's TEE, a partition not bound
+    /// to the VM: DENIED (forwarded: the SPMC decides); the pages stay usable.
+    pub fn mem_policy(&mut self) -> Outcome {
+        self.buffers(2)?;
+        self.buffers(1)?;
+        let other = self.inst[1];
+        for (vm, to) in [
+            (2u16, other),
+            (2, ids::SP1),
+            (2, ids::SP2),
+            (1, self.inst[3]),
+        ] {
+            let before = self.hyp.forwarded_of(vm);
+            let d = desc(func::SHARE_64, vm, &[to], &one(DOC_IPA, 1));
+            let r = self.send(vm, func::SHARE_64, &d, d.len())?;
+            if code(&r) != ffa::DENIED {
+                say!("    (VM {vm} -> {to:#x}: {:#x})", ans(&r));
+                return Err(fail("not DENIED"));
+            }
+            ensure!(self.hyp.forwarded_of(vm) > before, "the SPMC decided");
+            let d = desc(func::LEND_64, vm, &[to], &one(DOC_IPA, 1));
+            let r = self.send(vm, func::LEND_64, &d, d.len())?;
+            ensure_eq!(code(&r), ffa::DENIED, "lend");
+            ensure_eq!(
+                self.hyp.shares_of(vm).map_or(1, |s| s.away),
+                0,
+                "nothing away"
+            );
+        }
+        // VM 1's bound partition and the shared TPM service are reachable.
+        for (vm, to) in [(1u16, ids::SP1), (2, ids::TPM)] {
+            let d = desc(func::SHARE_64, vm, &[to], &one(DOC_IPA, 1));
+            let h = self.send_ok(vm, func::SHARE_64, &d)?;
+            ensure_eq!(self.reclaim(vm, h, 0)?, ffa::SUCCESS_32, "reclaim");
+        }
+        Ok(())
+    }
+
+    /// Ranges outside the VM's RAM, and its mailbox page: refused by the
+    /// hypervisor, never forwarded.
+    pub fn mem_outside(&mut self) -> Outcome {
+        self.buffers(3)?;
+        let before = self.hyp.forwarded_of(3);
+        let own_pa = self.vm_pa(3, DOC_IPA)?;
+        let other_pa = self.vm_pa(4, DOC_IPA)?;
+        for (ipa, pages, want) in [
+            (0x5000_0000u64, 1u32, ffa::INVALID_PARAMETERS),
+            (RAM_IPA + RAM_SIZE - PAGE, 2, ffa::INVALID_PARAMETERS),
+            (RAM_IPA - PAGE, 1, ffa::INVALID_PARAMETERS),
+            (own_pa, 1, ffa::INVALID_PARAMETERS),
+            (other_pa, 1, ffa::INVALID_PARAMETERS),
+            (0x0e50_0000, 1, ffa::INVALID_PARAMETERS),
+            (DOC_IPA + 8, 1, ffa::INVALID_PARAMETERS),
+            (RAM_IPA, 1, ffa::DENIED),
+        ] {
+            for f in [func::SHARE_64, func::LEND_64, func::DONATE_64] {
+                let d = desc(f, 3, &[ids::VTEE_TEMPLATE], &one(ipa, pages));
+                let r = self.send(3, f, &d, d.len())?;
+                if code(&r) != want {
+                    say!("    ({f:#x} of {ipa:#x} x{pages}: {:#x})", ans(&r));
+                    return Err(fail("not refused as expected"));
+                }
+            }
+        }
+        ensure_eq!(self.hyp.forwarded_of(3), before, "nothing forwarded");
+        ensure_eq!(
+            self.hyp.shares_of(3).map_or(1, |s| s.away),
+            0,
+            "nothing away"
+        );
+        Ok(())
+    }
+
+    /// A descriptor naming another sender: refused by the hypervisor.
+    pub fn mem_forged_sender(&mut self) -> Outcome {
+        self.buffers(1)?;
+        let before = self.hyp.forwarded_of(1);
+        for sender in [2u16, 0, 0x7FFF, ids::SP1, self.inst[1]] {
+            for f in [func::SHARE_64, func::LEND_32, func::DONATE_64] {
+                let d = desc(f, sender, &[ids::VTEE_TEMPLATE], &one(DOC_IPA, 1));
+                let r = self.send(1, f, &d, d.len())?;
+                if code(&r) != ffa::INVALID_PARAMETERS {
+                    say!("    (sender {sender:#x}, {f:#x}: {:#x})", ans(&r));
+                    return Err(fail("not INVALID_PARAMETERS"));
+                }
+            }
+        }
+        ensure_eq!(self.hyp.forwarded_of(1), before, "nothing forwarded");
+        Ok(())
+    }
+
+    /// A VM reclaims only its own transactions.
+    pub fn mem_reclaim_others(&mut self) -> Outcome {
+        self.buffers(1)?;
+        let d = desc(func::LEND_64, 1, &[ids::VTEE_TEMPLATE], &one(DOC_IPA, 1));
+        let h = self.send_ok(1, func::LEND_64, &d)?;
+        let before = self.hyp.forwarded_of(2);
+        ensure_eq!(
+            self.reclaim(2, h, 0)?,
+            err(ffa::INVALID_PARAMETERS),
+            "VM 2 reclaims VM 1's"
+        );
+        ensure_eq!(self.hyp.forwarded_of(2), before, "not forwarded");
+        ensure_eq!(
+            self.reclaim(2, 0xFFFF_0000, 0)?,
+            err(ffa::INVALID_PARAMETERS),
+            "unknown handle"
+        );
+        ensure!(
+            self.hyp.shares_of(1).map_or(0, |s| s.away) != 0,
+            "still lent"
+        );
+        ensure_eq!(
+            self.reclaim(1, h, 0)?,
+            ffa::SUCCESS_32,
+            "VM 1 reclaims its own"
+        );
+        Ok(())
+    }
+
+    /// A page lent already cannot be sent again (the hypervisor: not the VM's now).
+    pub fn mem_lent_twice(&mut self) -> Outcome {
+        self.buffers(2)?;
+        let d = desc(func::LEND_64, 2, &[ids::VTEE_TEMPLATE], &one(DOC_IPA, 1));
+        let h = self.send_ok(2, func::LEND_64, &d)?;
+        let r = self.send(2, func::LEND_64, &d, d.len())?;
+        ensure_eq!(code(&r), ffa::DENIED, "the page again");
+        let r = self.smc(2, req_regs(ffa::RXTX_UNMAP, &[]))?;
+        ensure_eq!(r[0], ffa::SUCCESS_32, "unmap");
+        let r = self.smc(2, req_regs(ffa::RXTX_MAP_64, &[DOC_IPA, RX_IPA, 1]))?;
+        ensure_eq!(code(&r), ffa::DENIED, "buffers over a lent page");
+        self.buffers(2)?;
+        ensure_eq!(self.reclaim(2, h, 0)?, ffa::SUCCESS_32, "reclaim");
+        Ok(())
+    }
+
+    /// The VM's TEE is destroyed while it holds the VM's lent page: the
+    /// VM reclaims it; the next TEE has nothing of it mapped.
+    pub fn mem_tee_destroyed(&mut self) -> Outcome {
+        self.buffers(2)?;
+        let d = desc(func::LEND_64, 2, &[ids::VTEE_TEMPLATE], &one(DOC_IPA, 1));
+        let h = self.send_ok(2, func::LEND_64, &d)?;
+        ensure_eq!(self.tee_retrieve(2, h)?, func::RETRIEVE_RESP, "retrieve");
+        ensure_eq!(
+            self.reclaim(2, h, 0)?,
+            err(ffa::DENIED),
+            "while the TEE holds it"
+        );
+        ensure!(ffa::vm_destroyed(2).ok(), "the TEE destroyed");
+        ensure_eq!(self.reclaim(2, h, 0)?, ffa::SUCCESS_32, "the VM reclaims");
+        self.poke_peek(2, DOC_IPA)?;
+        ensure!(ffa::vm_created(2).ok(), "a new TEE");
+        self.whoami(2)?;
+        let pa = self.vm_pa(2, DOC_IPA)?;
+        let r = self.req(2, ids::VTEE_TEMPLATE, cmd::READ, [pa, 0, 0, 0])?;
+        ensure_eq!(code(&r), ffa::ABORTED, "the new TEE reading the page");
+        self.renew(2)
+    }
+
+    /// A VM destroyed with memory lent and donated to its TEE: the lent
+    /// page reclaimed, the donated one zeroed by the SPMC; the VM's next
+    /// incarnation shares both.
+    pub fn mem_vm_destroyed(&mut self) -> Outcome {
+        self.buffers(3)?;
+        let (lent, given) = (DOC_IPA, DOC_IPA + PAGE);
+        let _ = self.document(3, given, 64, 0x5EC, 0)?;
+        let h = self.send_ok(
+            3,
+            func::LEND_64,
+            &desc(func::LEND_64, 3, &[ids::VTEE_TEMPLATE], &one(lent, 1)),
+        )?;
+        let g = self.send_ok(
+            3,
+            func::DONATE_64,
+            &desc(func::DONATE_64, 3, &[ids::VTEE_TEMPLATE], &one(given, 1)),
+        )?;
+        ensure_eq!(
+            self.tee_retrieve(3, h)?,
+            func::RETRIEVE_RESP,
+            "retrieve the lent page"
+        );
+        ensure_eq!(
+            self.tee_retrieve(3, g)?,
+            func::RETRIEVE_RESP,
+            "retrieve the donated page"
+        );
+        let given_pa = self.vm_pa(3, given)?;
+        let slot_ok = self.hyp.destroy_vm(3).is_some_and(|a| a.ok());
+        ensure!(slot_ok, "VM 3 destroyed");
+        // SAFETY: the page was VM 3's (the hypervisor's .bss); the SPMC
+        // zeroed it and gave it back, and the hypervisor zeroed the slot.
+        let w = unsafe { (given_pa as *const u64).read_volatile() };
+        ensure_eq!(w, 0, "the donated page is zero");
+        self.hyp
+            .create_vm(3)
+            .map_err(|_| fail("VM 3 not created"))?;
+        self.whoami(3)?;
+        self.tee(3, cmd::KV_PUT, [1, 0x1003, 0, 0])?;
+        self.buffers(3)?;
+        let r = [lent, given].map(|a| Range { addr: a, pages: 1 });
+        let h2 = self.send_ok(
+            3,
+            func::SHARE_64,
+            &desc(func::SHARE_64, 3, &[ids::VTEE_TEMPLATE], &r),
+        )?;
+        ensure_eq!(self.reclaim(3, h2, 0)?, ffa::SUCCESS_32, "reclaim");
+        Ok(())
+    }
+
+    /// An indirect message (v1.2 header) from `from` to `to` in VM `vm`'s TX.
+    fn message(&self, vm: u16, from: u16, to: u16, payload: u64) -> Outcome {
+        let mut m = [0u8; 48];
+        m[8..12].copy_from_slice(&40u32.to_le_bytes());
+        m[12..14].copy_from_slice(&to.to_le_bytes());
+        m[14..16].copy_from_slice(&from.to_le_bytes());
+        m[16..20].copy_from_slice(&8u32.to_le_bytes());
+        m[40..48].copy_from_slice(&payload.to_le_bytes());
+        self.vm_write(vm, TX_IPA, &m)
+    }
+
+    pub fn msg_own_tee(&mut self) -> Outcome {
+        for vm in [1u16, 4] {
+            self.buffers(vm)?;
+            let [_, _, _, before] = self.tee(vm, cmd::LAST_MSG, [0; 4])?;
+            let payload = 0x1D1_0000 + vm as u64;
+            self.message(vm, vm, ids::VTEE_TEMPLATE, payload)?;
+            let r = self.smc(vm, req_regs(ffa::MSG_SEND2, &[0, 0]))?;
+            ensure_eq!(r[0], ffa::SUCCESS_32, "MSG_SEND2");
+            let [sender, first, size, count] = self.tee(vm, cmd::LAST_MSG, [0; 4])?;
+            ensure_eq!(count, before + 1, "the TEE took one message");
+            ensure_eq!(sender, vm as u64, "from the VM");
+            ensure_eq!(first, payload, "its payload");
+            ensure_eq!(size, 8, "its size");
+        }
+        Ok(())
+    }
+
+    pub fn msg_refused(&mut self) -> Outcome {
+        self.buffers(2)?;
+        let [_, _, _, before] = self.tee(1, cmd::LAST_MSG, [0; 4])?;
+        let fwd = self.hyp.forwarded_of(2);
+        // Forged sender in the header, an ID in w1, another VM as receiver:
+        // the hypervisor refuses.
+        for (from, to, w1, want) in [
+            (1u16, ids::VTEE_TEMPLATE, 0u64, ffa::INVALID_PARAMETERS),
+            (0, ids::VTEE_TEMPLATE, 0, ffa::INVALID_PARAMETERS),
+            (2, ids::VTEE_TEMPLATE, 1 << 16, ffa::INVALID_PARAMETERS),
+            (2, 1, 0, ffa::DENIED),
+        ] {
+            self.message(2, from, to, 9)?;
+            let r = self.smc(2, req_regs(ffa::MSG_SEND2, &[w1, 0]))?;
+            if code(&r) != want {
+                say!("    ({from:#x} -> {to:#x}, w1 {w1:#x}: {:#x})", ans(&r));
+                return Err(fail("not refused as expected"));
+            }
+        }
+        ensure_eq!(self.hyp.forwarded_of(2), fwd, "nothing forwarded");
+        // VM 1's TEE, and sp1: the SPMC's rule.
+        for to in [self.inst[1], ids::SP1] {
+            self.message(2, 2, to, 9)?;
+            let r = self.smc(2, req_regs(ffa::MSG_SEND2, &[0, 0]))?;
+            ensure_eq!(
+                code(&r),
+                ffa::DENIED,
+                "another VM's TEE or an unbound partition"
+            );
+        }
+        let [_, _, _, after] = self.tee(1, cmd::LAST_MSG, [0; 4])?;
+        ensure_eq!(after, before, "VM 1's TEE got nothing");
+        // Without buffers.
+        let r = self.smc(2, req_regs(ffa::RXTX_UNMAP, &[]))?;
+        ensure_eq!(r[0], ffa::SUCCESS_32, "unmap");
+        let r = self.smc(2, req_regs(ffa::MSG_SEND2, &[0, 0]))?;
+        ensure_eq!(code(&r), ffa::INVALID_PARAMETERS, "no TX");
+        self.buffers(2)
+    }
+}
