@@ -957,8 +957,9 @@ fn message(s: &mut Spmc<FakePlatform>, tx: u64, from: u16, to: u16, payload: u64
 #[test]
 fn a_hypervisor_maps_a_vms_buffers_and_the_vm_messages_its_own_tee() {
     let mut s = policy_world(None);
-    map_nwd_buffers(&mut s);
+    // The version first: any other call fixes it (DEN0077 v1.2 §13.2).
     nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
+    map_nwd_buffers(&mut s);
     assert_eq!(create_vm(&mut s, 1), 0);
     assert_eq!(create_vm(&mut s, 2), 0);
     let i1 = instance_id(&s, 1).unwrap();
