@@ -48,10 +48,13 @@ Options:
                      `setup`: also fetch its Debian packages
   --skip-linux       `test`: do not run the `linux` stage
   --stage <NAME>     `test`: run only this QEMU stage: e2e (with mem),
-                     vtee, fatal, hostile or linux (builds and checks as
-                     usual)
+                     vtee, fatal, hostile, linux or sbsa (the harness on
+                     sbsa-ref) (builds and checks as usual)
   --harness          `run`: boot the normal-world test harness (the `e2e`
                      stage's image) instead of the four-user demo
+  --board <NAME>     `run`: the QEMU machine, virt (default) or sbsa
+                     (sbsa-ref under TF-A's qemu_sbsa platform; boots the
+                     test harness there)
   --no-install       Never install anything; fail with the command to run instead
   -v, --verbose      Show every command and its whole output (by default each
                      step prints one line and its output goes to a log under
@@ -74,7 +77,7 @@ pub fn help() -> String {
 }
 
 /// The QEMU stages `test --stage` can pick, in the order `test` runs them.
-pub const STAGES: &[&str] = &["e2e", "vtee", "fatal", "hostile", "linux"];
+pub const STAGES: &[&str] = &["e2e", "vtee", "fatal", "hostile", "linux", "sbsa"];
 
 /// The subcommand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,6 +116,17 @@ pub struct Options {
     pub fuzz_secs: u64,
     /// `fuzz`: only this target.
     pub fuzz_target: Option<String>,
+    /// `run`: the QEMU machine.
+    pub board: Board,
+}
+
+/// The QEMU machine `run` boots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Board {
+    /// `-M virt,secure=on,virtualization=on` (TF-A's `qemu` platform).
+    Virt,
+    /// `-M sbsa-ref` (TF-A's `qemu_sbsa` platform with our patch).
+    Sbsa,
 }
 
 pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -142,6 +156,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> 
         skip_fuzz: false,
         fuzz_secs: crate::fuzz::TEST_SECONDS,
         fuzz_target: None,
+        board: Board::Virt,
     };
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -173,6 +188,15 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> 
                     .ok_or_else(|| "--time takes a number of seconds above 0".to_string())?;
             }
             "--target" => o.fuzz_target = Some(value("--target")?),
+            "--board" => {
+                o.board = match value("--board")?.as_str() {
+                    "virt" => Board::Virt,
+                    "sbsa" => Board::Sbsa,
+                    other => {
+                        return Err(format!("--board: unknown board `{other}` (virt or sbsa)"));
+                    }
+                };
+            }
             "--smp" => {
                 o.smp = value("--smp")?
                     .parse()
@@ -264,6 +288,17 @@ mod tests {
         assert!(p("fuzz --time 0").is_err());
         assert!(p("fuzz --time soon").is_err());
         assert!(help().contains("--time") && help().contains("--target"));
+    }
+
+    #[test]
+    fn boards() {
+        assert_eq!(p("run").unwrap().board, Board::Virt);
+        assert_eq!(p("run --board sbsa").unwrap().board, Board::Sbsa);
+        assert_eq!(p("run --board virt").unwrap().board, Board::Virt);
+        assert!(p("run --board pi").is_err());
+        assert!(p("run --board").is_err());
+        assert!(p("test --stage sbsa").is_ok());
+        assert!(help().contains("--board"));
     }
 
     #[test]

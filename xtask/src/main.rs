@@ -12,6 +12,7 @@ mod hostile;
 mod kmod;
 mod linux;
 mod qemu;
+mod sbsa;
 mod setup;
 mod sh;
 mod test;

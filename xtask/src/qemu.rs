@@ -57,6 +57,18 @@ fn serial_args(cmd: &mut Command, interactive: bool) {
 /// By default the four-user demo under the reference hypervisor
 /// (tests/hypervisor); with `--harness` the normal-world test harness.
 pub fn run_interactive(env: &Env, opts: &Options) -> Result<()> {
+    if opts.board == crate::cli::Board::Sbsa {
+        let flash = crate::sbsa::flash(env, opts)?;
+        sh::step(
+            "run: booting QEMU sbsa-ref with the test harness (Ctrl-a x quits; it powers off when done)",
+        );
+        let mut cmd = crate::sbsa::base_command(&flash, opts.smp, MEMORY);
+        serial_args(&mut cmd, true);
+        if opts.gdb {
+            cmd.args(["-s", "-S"]);
+        }
+        return sh::run_on_terminal(&mut cmd);
+    }
     let flash = if opts.harness {
         let fw = build::all(env, opts)?;
         sh::step(

@@ -45,6 +45,9 @@ pub struct Env {
     pub toolchain: Toolchain,
     /// QEMU's major version.
     pub qemu_major: u32,
+    /// Our own patches of the TF-A source (`tf-a-integration/*/*.patch`), as
+    /// applied: their text, so that a changed patch rebuilds TF-A.
+    pub tfa_patches: String,
 }
 
 const SOURCES_FILE: &str = "/etc/apt/sources.list.d/spmc-xtask.sources";
@@ -157,6 +160,7 @@ pub fn ensure(opts: &Options) -> Result<Env> {
         Some(p) => p,
         None => fetch_tfa_source(&work)?,
     };
+    let tfa_patches = apply_our_patches(&tfa_src)?;
     let qemu_major = qemu_major_version()?;
     println!(
         "    Rust: {rust}; QEMU {qemu_major}.x; TF-A source: {}",
@@ -171,7 +175,51 @@ pub fn ensure(opts: &Options) -> Result<Env> {
         tfa_src,
         toolchain,
         qemu_major,
+        tfa_patches,
     })
+}
+
+/// Our patches of Debian's TF-A source, in order.
+const OUR_PATCHES: &[&str] = &["tf-a-integration/sbsa/qemu-sbsa-spmd.patch"];
+
+/// Applies [`OUR_PATCHES`] to the TF-A tree unless they already are (as
+/// `.spmc-patches` records); a tree patched with other versions of them gets
+/// those taken out first. Returns the patches' text.
+fn apply_our_patches(tree: &Path) -> Result<String> {
+    let mut text = String::new();
+    for p in OUR_PATCHES {
+        let path = sh::root().join(p);
+        text.push_str(&fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?);
+    }
+    let record = tree.join(".spmc-patches");
+    let applied = fs::read_to_string(&record).unwrap_or_default();
+    if applied == text {
+        return Ok(text);
+    }
+    let patch = |reverse: bool, diff: &str| -> Result<()> {
+        let tmp = tree.join(".spmc-patch-tmp");
+        fs::write(&tmp, diff).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        let mut cmd = Command::new("patch");
+        // `-i`, not standard input: `sh::run` gives commands none.
+        cmd.current_dir(tree)
+            .args(["-p1", "-s", "--no-backup-if-mismatch", "-i"])
+            .arg(&tmp);
+        if reverse {
+            cmd.arg("-R");
+        }
+        let r = sh::run(&mut cmd);
+        let _ = fs::remove_file(&tmp);
+        r
+    };
+    if !applied.is_empty() {
+        println!("    taking our old TF-A patches out of the source tree");
+        patch(true, &applied)?;
+        let _ = fs::remove_file(&record);
+    }
+    println!("    applying our TF-A patches ({})", OUR_PATCHES.join(", "));
+    patch(false, &text)?;
+    fs::write(&record, &text).map_err(|e| format!("{}: {e}", record.display()))?;
+    Ok(text)
 }
 
 /// `apt-get update` unless the lists are already fresh in this run: once at

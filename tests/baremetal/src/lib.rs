@@ -66,12 +66,67 @@ impl BootTable {
     }
 }
 
+/// The board's normal-world addresses the test images use (feature `sbsa`:
+/// QEMU sbsa-ref; otherwise QEMU virt).
+pub mod board {
+    /// The normal world's PL011 (UART0).
+    pub const NS_UART: usize = if cfg!(feature = "sbsa") {
+        0x6000_0000
+    } else {
+        0x0900_0000
+    };
+    /// Where normal-world RAM starts.
+    pub const NS_RAM: u64 = if cfg!(feature = "sbsa") {
+        0x100_0000_0000
+    } else {
+        0x4000_0000
+    };
+}
+
+/// sbsa-ref's normal-world RAM (at 1 TiB): four 1 GiB blocks of a level-1
+/// table that level-0 entry 2 points at (feature `sbsa`, where the boot map
+/// is a 48-bit one). In the non-secure physical space for a partition (the
+/// memory the normal world shares with it); the NS bit is ignored in the
+/// normal world. One table per EL (AP[1]).
+#[cfg(feature = "sbsa")]
+static HIGH_L1_EL1: BootTable = BootTable::high(false);
+#[cfg(feature = "sbsa")]
+static HIGH_L1_EL2: BootTable = BootTable::high(true);
+/// The level-0 table of the 48-bit boot map: entry 0 is the image's
+/// `BAREMETAL_L1`, entry 2 `HIGH_L1_EL*`. Filled in by the entry code.
+#[cfg(feature = "sbsa")]
+static mut BOOT_L0: BootTable = BootTable([0; 512]);
+
+#[cfg(feature = "sbsa")]
+impl BootTable {
+    /// A level-1 table for the 512 GiB from 1 TiB: the first four GiB normal
+    /// memory (NS bit set).
+    const fn high(el2: bool) -> Self {
+        let mut t = [0u64; 512];
+        let mut i = 0;
+        while i < 4 {
+            t[i] = Self::block(i as u64 + 1024, Block::NonSecureMemory, el2);
+            i += 1;
+        }
+        Self(t)
+    }
+}
+
 // MAIR: attribute 0 Device-nGnRE, 1 Normal write-back. TCR: T0SZ=25 (39-bit
 // VA, level 1 root), write-back walks, inner shareable, 4 KiB granule, 40-bit
-// PA; at EL1 EPD1 (no TTBR1 walks), at EL2 the RES1 bits 23 and 31.
+// PA; at EL1 EPD1 (no TTBR1 walks), at EL2 the RES1 bits 23 and 31. With
+// feature `sbsa`: T0SZ=16 (48-bit VA, level 0 root), 48-bit PA.
 const MAIR: u64 = 0xff04;
-const TCR_EL1: u64 = 25 | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 23) | (2 << 32);
-const TCR_EL2: u64 = 25 | (1 << 8) | (1 << 10) | (3 << 12) | (2 << 16) | (1 << 23) | (1 << 31);
+#[cfg(not(feature = "sbsa"))]
+const T0SZ: u64 = 25;
+#[cfg(feature = "sbsa")]
+const T0SZ: u64 = 16;
+#[cfg(not(feature = "sbsa"))]
+const PS: u64 = 2;
+#[cfg(feature = "sbsa")]
+const PS: u64 = 5;
+const TCR_EL1: u64 = T0SZ | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 23) | (PS << 32);
+const TCR_EL2: u64 = T0SZ | (1 << 8) | (1 << 10) | (3 << 12) | (PS << 16) | (1 << 23) | (1 << 31);
 // SCTLR: M, C, I, SA and the RES1 bits (EL1: 29, 28, 23, 22, 20, 11; EL2
 // non-VHE: 29, 28, 23, 22, 18, 16, 11, 5, 4).
 const SCTLR_EL1: u64 = 0x30d0_0800 | 1 | (1 << 2) | (1 << 3) | (1 << 12);
@@ -100,6 +155,7 @@ _start:
     b 1b
 2:  adrp x9, BAREMETAL_L1
     add x9, x9, :lo12:BAREMETAL_L1
+    bl baremetal_boot_root
     ldr x10, ={mair}
     mrs x11, CurrentEL
     cmp x11, #(2 << 2)
@@ -141,6 +197,46 @@ _start:
     tcr_el2 = const TCR_EL2,
     sctlr_el1 = const SCTLR_EL1,
     sctlr_el2 = const SCTLR_EL2,
+);
+
+// baremetal_boot_root: x9 = the image's level-1 table in, the root of the
+// boot map out (the level-1 table itself with a 39-bit space). Uses x11-x13.
+#[cfg(not(feature = "sbsa"))]
+global_asm!(
+    r#"
+.section .text.baremetal_boot_root, "ax"
+baremetal_boot_root:
+    ret
+"#
+);
+
+// With the 48-bit space (sbsa): a level-0 table whose entry 0 is the image's
+// level-1 table and entry 2 (1 TiB) the RAM table for this EL.
+#[cfg(feature = "sbsa")]
+global_asm!(
+    r#"
+.section .text.baremetal_boot_root, "ax"
+baremetal_boot_root:
+    adrp x12, {l0}
+    add x12, x12, :lo12:{l0}
+    orr x13, x9, #3
+    str x13, [x12]
+    adrp x13, {high_el1}
+    add x13, x13, :lo12:{high_el1}
+    mrs x11, CurrentEL
+    cmp x11, #(2 << 2)
+    b.ne 1f
+    adrp x13, {high_el2}
+    add x13, x13, :lo12:{high_el2}
+1:  orr x13, x13, #3
+    str x13, [x12, #16]
+    dsb sy
+    mov x9, x12
+    ret
+"#,
+    l0 = sym BOOT_L0,
+    high_el1 = sym HIGH_L1_EL1,
+    high_el2 = sym HIGH_L1_EL2,
 );
 
 /// A PL011 transmitter at a fixed address.
