@@ -18,6 +18,10 @@ pub struct Layout {
     /// packages, the pool): never normal-world memory, whatever a manifest
     /// says.
     pub secure_ram: (u64, u64),
+    /// How much of the end of the secure pool becomes heap: page tables and
+    /// bookkeeping, in proportion to how many partitions and TEEs the pool
+    /// holds.
+    pub heap_from_pool: u64,
 }
 
 /// QEMU `virt` (`secure=on,virtualization=on`): UART1 is the secure console
@@ -28,6 +32,7 @@ pub const VIRT: Layout = Layout {
     trusted_sram: (0x0e00_0000, 0x0e10_0000),
     secure_managed: (0x0e30_0000, 0x0f00_0000),
     secure_ram: (0x0e00_0000, 0x0f00_0000),
+    heap_from_pool: 1 << 20,
 };
 
 /// QEMU `sbsa-ref`: the secure UART at 0x6003_0000 (the normal world's is
@@ -39,6 +44,7 @@ pub const SBSA: Layout = Layout {
     trusted_sram: (0x2000_0000, 0x2010_0000),
     secure_managed: (0x2030_0000, 0x3f00_0000),
     secure_ram: (0x2000_0000, 0x4000_0000),
+    heap_from_pool: 64 << 20,
 };
 
 /// The board this image is built for.

@@ -191,9 +191,10 @@ fn fatal_probe(regs: &Regs) -> bool {
         && regs.0[3] == 0xFA7A_10BE
 }
 
-/// The heap's share of the secure pool: page tables and bookkeeping for some
-/// 64 partitions (the static heap in the image only has to boot).
-const HEAP_FROM_POOL: u64 = 1 << 20;
+/// The heap's share of the secure pool: page tables and bookkeeping for the
+/// partitions and TEEs the pool can hold (the static heap in the image only
+/// has to boot).
+const HEAP_FROM_POOL: u64 = BOARD.heap_from_pool;
 
 /// Moves the last `HEAP_FROM_POOL` bytes of the secure pool to the heap (the
 /// pool keeps the rest; partitions never see those pages). A pool too small

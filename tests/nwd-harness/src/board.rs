@@ -14,3 +14,8 @@ pub const SECURE_POOL: u64 = if SBSA { 0x2050_0000 } else { 0x0e50_0000 };
 /// PrimeCell: virt's secure PL061 GPIO, sbsa-ref's secure PL011 for the
 /// standalone MM partition (unused here). Both answer the same PrimeCell ID.
 pub const SP1_DEVICE: u64 = if SBSA { 0x6004_0000 } else { 0x090b_0000 };
+/// How many instance IDs the SPMC manifest gives the `vtee` template
+/// (`instance-ids`): virt's 16 MiB of secure memory holds 64 TEEs; sbsa-ref's
+/// 490 MiB pool is given more IDs than its memory holds, so that memory is
+/// what ends the `capacity` check there.
+pub const VTEE_INSTANCES: u64 = if SBSA { 8192 } else { 64 };

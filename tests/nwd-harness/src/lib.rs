@@ -7,6 +7,7 @@
 #![no_std]
 
 pub mod board;
+pub mod capacity;
 pub mod checks;
 pub mod ffa;
 pub mod hostile;
