@@ -59,9 +59,11 @@ fn serial_args(cmd: &mut Command, interactive: bool) {
 pub fn run_interactive(env: &Env, opts: &Options) -> Result<()> {
     if opts.board == crate::cli::Board::Sbsa {
         let flash = crate::sbsa::flash(env, opts)?;
-        sh::step(
-            "run: booting QEMU sbsa-ref with the test harness (Ctrl-a x quits; it powers off when done)",
-        );
+        sh::step(if opts.harness {
+            "run: booting QEMU sbsa-ref with the test harness (Ctrl-a x quits; it powers off when done)"
+        } else {
+            "run: booting QEMU sbsa-ref: four users, each with a VM and a virtual TEE (Ctrl-a x quits; the hypervisor powers off when done)"
+        });
         let mut cmd = crate::sbsa::base_command(&flash, opts.smp, MEMORY);
         serial_args(&mut cmd, true);
         if opts.gdb {

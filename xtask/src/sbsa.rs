@@ -28,8 +28,8 @@ pub const SBSA: TfaBoard = TfaBoard {
 };
 
 /// The crates built for sbsa-ref and the features that choose the board.
-const PACKAGES: &[&str] = &["platform-qemu", "nwd-harness", "test-sp"];
-const FEATURES: &str = "platform-qemu/sbsa,nwd-harness/sbsa,test-sp/sbsa";
+const PACKAGES: &[&str] = &["platform-qemu", "nwd-harness", "nwd-hypervisor", "test-sp"];
+const FEATURES: &str = "platform-qemu/sbsa,nwd-harness/sbsa,nwd-hypervisor/sbsa,test-sp/sbsa";
 
 /// Where the sbsa-ref images are built (`target/fw-sbsa`; the layout file
 /// tf-a-integration/sbsa/sp_layout.json names the partition images there).
@@ -65,6 +65,8 @@ pub fn rust_images(env: &Env, opts: &Options) -> Result<PathBuf> {
     for (elf, bin) in [
         ("spmc-qemu", "spmc.bin"),
         ("nwd-harness", "nwd-harness.bin"),
+        ("nwd-hypervisor", "nwd-hypervisor.bin"),
+        ("nwd-hypervisor-demo", "nwd-hypervisor-demo.bin"),
         ("test-sp", "test-sp.bin"),
         ("test-sp-pkg", "test-sp-pkg.bin"),
     ] {
@@ -112,7 +114,8 @@ pub fn base_command(flash: &Path, smp: u32, memory: &str) -> Command {
 }
 
 /// The `sbsa` stage: the normal-world harness (its `e2e` and `mem`
-/// checks) over the SPMC on sbsa-ref; one summary `sbsa: N passed, M failed`.
+/// checks), then the reference hypervisor (the demo and the `vtee` checks),
+/// over the SPMC on sbsa-ref; one summary `sbsa: N passed, M failed`.
 pub fn stage(env: &Env, opts: &Options) -> Result<StageResult> {
     let dir = rust_images(env, opts)?;
     let flash = build::tfa_for(
@@ -133,26 +136,46 @@ pub fn stage(env: &Env, opts: &Options) -> Result<StageResult> {
         },
     )?;
     let mem = qemu::section(&run, "e2e", "mem");
+    let flash = build::tfa_for(
+        env,
+        &SBSA,
+        &dir.join("spmc.bin"),
+        &dir.join(crate::vtee::STAGE_IMAGE),
+        "sbsa-vtee",
+    )?;
+    let vtee = qemu::run_stage(
+        base_command(&flash, opts.smp, qemu::MEMORY),
+        &StageSpec {
+            name: "vtee",
+            required: &["running at Secure EL2", "hypervisor: demo done"],
+            expected_fatal: &[],
+            timeout: Duration::from_secs(opts.timeout_secs),
+            panic_grace: None,
+        },
+    )?;
     let mut res = StageResult {
-        passed: run.passed + mem.passed,
-        failed: run.failed + mem.failed,
-        seconds: run.seconds,
+        passed: run.passed + mem.passed + vtee.passed,
+        failed: run.failed + mem.failed + vtee.failed,
+        seconds: run.seconds + vtee.seconds,
         ..StageResult::default()
     };
-    res.problems.extend(run.problems);
-    res.problems.extend(mem.problems);
+    for (part, r) in [("e2e", run), ("mem", mem), ("vtee", vtee)] {
+        println!("    sbsa {part}: {} passed, {} failed", r.passed, r.failed);
+        res.problems
+            .extend(r.problems.into_iter().map(|p| format!("{part}: {p}")));
+    }
     println!("sbsa: {} passed, {} failed", res.passed, res.failed);
     Ok(res)
 }
 
-/// The flash image `cargo xtask run --board sbsa` boots.
+/// The flash image `cargo xtask run --board sbsa` boots: the four-user
+/// demo, or with `--harness` the test harness.
 pub fn flash(env: &Env, opts: &Options) -> Result<PathBuf> {
     let dir = rust_images(env, opts)?;
-    build::tfa_for(
-        env,
-        &SBSA,
-        &dir.join("spmc.bin"),
-        &dir.join("nwd-harness.bin"),
-        "sbsa-run",
-    )
+    let (bl33, variant) = if opts.harness {
+        ("nwd-harness.bin", "sbsa-harness")
+    } else {
+        (crate::vtee::DEMO_IMAGE, "sbsa-demo")
+    };
+    build::tfa_for(env, &SBSA, &dir.join("spmc.bin"), &dir.join(bl33), variant)
 }

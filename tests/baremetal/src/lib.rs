@@ -56,10 +56,43 @@ impl BootTable {
 
     /// A table from the kinds of its first blocks; the rest are unmapped.
     pub const fn new(blocks: &[Block], el2: bool) -> Self {
+        Self::new_from(0, blocks, el2)
+    }
+
+    /// A level-1 table of the 512 GiB whose first is GiB `first` (a multiple
+    /// of 512), from the kinds of its first blocks; the rest are unmapped.
+    pub const fn new_from(first: u64, blocks: &[Block], el2: bool) -> Self {
         let mut t = [0u64; 512];
         let mut i = 0;
         while i < blocks.len() {
-            t[i] = Self::block(i as u64, blocks[i], el2);
+            t[i] = Self::block(first + i as u64, blocks[i], el2);
+            i += 1;
+        }
+        Self(t)
+    }
+}
+
+/// A level-0 table (48-bit VA space, 512 GiB per entry) whose entries are
+/// [`BootTable`]s, built at compile time: a table descriptor is the table's
+/// address plus 3 (valid, table), which the linker writes.
+#[repr(C, align(4096))]
+#[derive(Debug)]
+pub struct TableOfTables([*const u8; 512]);
+
+// SAFETY: the table is never written after the link; its entries are only
+// read by the MMU's table walks, never dereferenced by code.
+unsafe impl Sync for TableOfTables {}
+
+impl TableOfTables {
+    /// Entry `i` points at `tables[i]` (null: unmapped).
+    pub const fn new(tables: &[*const BootTable]) -> Self {
+        let mut t = [core::ptr::null::<u8>(); 512];
+        let mut i = 0;
+        while i < tables.len() {
+            if !tables[i].is_null() {
+                // Within the 4 KiB table: 3 is the descriptor's type bits.
+                t[i] = tables[i].cast::<u8>().wrapping_add(3);
+            }
             i += 1;
         }
         Self(t)
@@ -92,10 +125,29 @@ pub mod board {
 static HIGH_L1_EL1: BootTable = BootTable::high(false);
 #[cfg(feature = "sbsa")]
 static HIGH_L1_EL2: BootTable = BootTable::high(true);
-/// The level-0 table of the 48-bit boot map: entry 0 is the image's
-/// `BAREMETAL_L1`, entry 2 `HIGH_L1_EL*`. Filled in by the entry code.
 #[cfg(feature = "sbsa")]
-static mut BOOT_L0: BootTable = BootTable([0; 512]);
+unsafe extern "C" {
+    /// The image's own level-1 table (see the crate's documentation).
+    static BAREMETAL_L1: BootTable;
+}
+/// The level-0 tables of the 48-bit boot map, one per EL: entry 0 is the
+/// image's `BAREMETAL_L1`, entry 2 `HIGH_L1_EL*`. Built at link time and
+/// read-only: no image memory holds them at run time (a partition's RAM
+/// region stays as small as on virt).
+#[cfg(feature = "sbsa")]
+#[unsafe(link_section = ".rodata.baremetal_l0")]
+static BOOT_L0_EL1: TableOfTables = TableOfTables::new(&[
+    &raw const BAREMETAL_L1,
+    core::ptr::null(),
+    &raw const HIGH_L1_EL1,
+]);
+#[cfg(feature = "sbsa")]
+#[unsafe(link_section = ".rodata.baremetal_l0")]
+static BOOT_L0_EL2: TableOfTables = TableOfTables::new(&[
+    &raw const BAREMETAL_L1,
+    core::ptr::null(),
+    &raw const HIGH_L1_EL2,
+]);
 
 #[cfg(feature = "sbsa")]
 impl BootTable {
@@ -200,7 +252,7 @@ _start:
 );
 
 // baremetal_boot_root: x9 = the image's level-1 table in, the root of the
-// boot map out (the level-1 table itself with a 39-bit space). Uses x11-x13.
+// boot map out (the level-1 table itself with a 39-bit space). Uses x11.
 #[cfg(not(feature = "sbsa"))]
 global_asm!(
     r#"
@@ -210,33 +262,23 @@ baremetal_boot_root:
 "#
 );
 
-// With the 48-bit space (sbsa): a level-0 table whose entry 0 is the image's
-// level-1 table and entry 2 (1 TiB) the RAM table for this EL.
+// With the 48-bit space (sbsa): the level-0 table for this EL.
 #[cfg(feature = "sbsa")]
 global_asm!(
     r#"
 .section .text.baremetal_boot_root, "ax"
 baremetal_boot_root:
-    adrp x12, {l0}
-    add x12, x12, :lo12:{l0}
-    orr x13, x9, #3
-    str x13, [x12]
-    adrp x13, {high_el1}
-    add x13, x13, :lo12:{high_el1}
+    adrp x9, {l0_el1}
+    add x9, x9, :lo12:{l0_el1}
     mrs x11, CurrentEL
     cmp x11, #(2 << 2)
     b.ne 1f
-    adrp x13, {high_el2}
-    add x13, x13, :lo12:{high_el2}
-1:  orr x13, x13, #3
-    str x13, [x12, #16]
-    dsb sy
-    mov x9, x12
-    ret
+    adrp x9, {l0_el2}
+    add x9, x9, :lo12:{l0_el2}
+1:  ret
 "#,
-    l0 = sym BOOT_L0,
-    high_el1 = sym HIGH_L1_EL1,
-    high_el2 = sym HIGH_L1_EL2,
+    l0_el1 = sym BOOT_L0_EL1,
+    l0_el2 = sym BOOT_L0_EL2,
 );
 
 /// A PL011 transmitter at a fixed address.
