@@ -32,11 +32,22 @@ const VSTCR: u64 = SPACE & 0xFF;
 // ARM D1.3.1), and are that partition's calls, interrupts and faults.
 const HCR: u64 = 1 | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 19) | (1 << 31);
 
+/// VTCR_EL2.VS: VMIDs are 16 bits wide (FEAT_VMID16).
+const VS: u64 = 1 << 19;
+
+/// True if the CPU tags stage-2 translations with 16-bit VMIDs
+/// (FEAT_VMID16: ID_AA64MMFR1_EL1.VMIDBits = 0b0010), which [`configure`]
+/// then turns on; otherwise they are 8 bits wide.
+pub fn vmid16() -> bool {
+    (sysreg::read_id_aa64mmfr1_el1() >> 4) & 0xF == 2
+}
+
 /// Programs the stage-2 controls on this core (at boot and on each core's first entry).
 pub fn configure() {
+    let vtcr = if vmid16() { VTCR | VS } else { VTCR };
     // SAFETY: these registers only affect the EL1&0 regimes, which run only
     // when the SPMC enters a partition with tables it built.
-    unsafe { sysreg::write_vtcr_el2(VTCR) };
+    unsafe { sysreg::write_vtcr_el2(vtcr) };
     // SAFETY: as above.
     unsafe { sysreg::write_vstcr_el2(VSTCR) };
     // SAFETY: as above.

@@ -209,4 +209,13 @@ impl Platform for Qemu {
     fn vcpu_el1_to_context(&mut self) {
         arch_aarch64::vcpu::park_el1();
     }
+
+    fn vmid_limit(&self) -> u16 {
+        // `stage2::configure` turned 16-bit VMIDs on where the CPU has them.
+        if arch_aarch64::stage2::vmid16() {
+            0xFFFF
+        } else {
+            0xFF
+        }
+    }
 }

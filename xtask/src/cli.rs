@@ -20,8 +20,10 @@ Commands:
            normal-world harness), `vtee` (VMs under the reference
            hypervisor and their virtual TEEs), `hostile` (malformed calls
            from the normal world and from a partition, with interrupts in
-           the middle) and `linux` (Debian's Linux 7.2 with the FF-A
-           driver and tpm_crb_ffa, over TF-A and the SPMC)
+           the middle), `sbsa` (the harness and the hypervisor again on
+           QEMU sbsa-ref, under TF-A's qemu_sbsa platform) and `linux`
+           (Debian's Linux 7.2 with the FF-A driver and tpm_crb_ffa, over
+           TF-A and the SPMC)
   fuzz     Run the libFuzzer targets (descriptor parsers, manifest
            parsers, the whole dispatcher over the fake platform) with
            `cargo fuzz`; prints `fuzz: <target>: N executions ...` per
@@ -53,8 +55,8 @@ Options:
   --harness          `run`: boot the normal-world test harness (the `e2e`
                      stage's image) instead of the four-user demo
   --board <NAME>     `run`: the QEMU machine, virt (default) or sbsa
-                     (sbsa-ref under TF-A's qemu_sbsa platform; boots the
-                     test harness there)
+                     (sbsa-ref under TF-A's qemu_sbsa platform, with our
+                     patch: tf-a-integration/sbsa/README.md)
   --no-install       Never install anything; fail with the command to run instead
   -v, --verbose      Show every command and its whole output (by default each
                      step prints one line and its output goes to a log under
@@ -77,7 +79,7 @@ pub fn help() -> String {
 }
 
 /// The QEMU stages `test --stage` can pick, in the order `test` runs them.
-pub const STAGES: &[&str] = &["e2e", "vtee", "fatal", "hostile", "linux", "sbsa"];
+pub const STAGES: &[&str] = &["e2e", "vtee", "fatal", "hostile", "sbsa", "linux"];
 
 /// The subcommand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use crate::sh::{self, Result};
 use crate::vtee;
 
 /// Whether `test` runs the `sbsa` stage without `--stage sbsa`.
-const SBSA_STAGE_BY_DEFAULT: bool = false;
+const SBSA_STAGE_BY_DEFAULT: bool = true;
 
 /// The host crates (tests, clippy).
 const HOST_PACKAGES: &[&str] = &["spmc", "test-protocol", "xtask"];

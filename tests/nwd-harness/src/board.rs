@@ -19,3 +19,8 @@ pub const SP1_DEVICE: u64 = if SBSA { 0x6004_0000 } else { 0x090b_0000 };
 /// 490 MiB pool is given more IDs than its memory holds, so that memory is
 /// what ends the `capacity` check there.
 pub const VTEE_INSTANCES: u64 = if SBSA { 8192 } else { 64 };
+/// At least this many must live at once: virt's 16 MiB hold at least 32
+/// (the `vtee` stage's figure); sbsa-ref's pool holds thousands, more than
+/// 8-bit VMIDs number (255: the SPMC uses 16-bit VMIDs where the CPU has
+/// them, FEAT_VMID16).
+pub const MIN_LIVE_TEES: u64 = if SBSA { 1000 } else { 32 };

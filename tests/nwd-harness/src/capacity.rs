@@ -50,7 +50,7 @@ fn capacity() -> Outcome {
         crate::ffa::NO_MEMORY,
         "when TEEs run out",
     )?;
-    ensure!(made >= 1, "at least one TEE");
+    ensure!(made >= board::MIN_LIVE_TEES, "at least MIN_LIVE_TEES TEEs");
     ensure!(
         made <= board::VTEE_INSTANCES,
         "no more TEEs than instance IDs"
