@@ -37,11 +37,15 @@ fn target_dir() -> PathBuf {
     sh::root().join("target/fw-sbsa")
 }
 
-/// `cargo <subcommand>` for the sbsa-ref crates and features, in their own
-/// target directory.
+/// `cargo <subcommand>` for the sbsa-ref crates and features. A build goes
+/// to its own target directory (the images have the virt ones' names); a
+/// lint (`clippy`) shares the virt build's, whose dependencies (the
+/// standard library among them) it reuses, and leaves no images.
 pub fn firmware_cargo(env: &Env, subcommand: &str) -> Command {
     let mut cmd = build::firmware_cargo(env, subcommand);
-    cmd.env("CARGO_TARGET_DIR", target_dir());
+    if subcommand != "clippy" {
+        cmd.env("CARGO_TARGET_DIR", target_dir());
+    }
     for p in PACKAGES {
         cmd.args(["-p", p]);
     }
