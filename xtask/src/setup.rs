@@ -179,6 +179,21 @@ pub fn ensure(opts: &Options) -> Result<Env> {
     })
 }
 
+/// Applies (or with `reverse` takes out) the patch in file `patch` to
+/// `tree` (`-p1`). With `-i`, not on standard input: `sh::run` gives
+/// commands none, and `patch` reading an empty input applies nothing and
+/// succeeds.
+fn apply_patch(tree: &Path, patch: &Path, reverse: bool) -> Result<()> {
+    let mut cmd = Command::new("patch");
+    cmd.current_dir(tree)
+        .args(["-p1", "-s", "--no-backup-if-mismatch", "-i"])
+        .arg(patch);
+    if reverse {
+        cmd.arg("-R");
+    }
+    sh::run(&mut cmd)
+}
+
 /// Our patches of Debian's TF-A source, in order.
 const OUR_PATCHES: &[&str] = &["tf-a-integration/sbsa/qemu-sbsa-spmd.patch"];
 
@@ -199,15 +214,7 @@ fn apply_our_patches(tree: &Path) -> Result<String> {
     let patch = |reverse: bool, diff: &str| -> Result<()> {
         let tmp = tree.join(".spmc-patch-tmp");
         fs::write(&tmp, diff).map_err(|e| format!("{}: {e}", tmp.display()))?;
-        let mut cmd = Command::new("patch");
-        // `-i`, not standard input: `sh::run` gives commands none.
-        cmd.current_dir(tree)
-            .args(["-p1", "-s", "--no-backup-if-mismatch", "-i"])
-            .arg(&tmp);
-        if reverse {
-            cmd.arg("-R");
-        }
-        let r = sh::run(&mut cmd);
+        let r = apply_patch(tree, &tmp, reverse);
         let _ = fs::remove_file(&tmp);
         r
     };
@@ -468,14 +475,11 @@ fn unpack_by_hand(dir: &Path) -> Result<PathBuf> {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
     {
-        let file = fs::File::open(tree.join("debian/patches").join(patch))
-            .map_err(|e| format!("{patch}: {e}"))?;
-        sh::run(
-            Command::new("patch")
-                .current_dir(&tree)
-                .args(["-p1", "-s"])
-                .stdin(file),
-        )?;
+        let file = tree.join("debian/patches").join(patch);
+        if !file.is_file() {
+            return Err(format!("{patch}: not in debian/patches"));
+        }
+        apply_patch(&tree, &file, false)?;
     }
     Ok(tree)
 }
@@ -526,6 +530,26 @@ fn qemu_major_version() -> Result<u32> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_patch_file_is_applied_and_taken_out() {
+        let tree = std::env::temp_dir().join(format!("xtask-patch-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tree);
+        fs::create_dir_all(tree.join("d")).unwrap();
+        fs::write(tree.join("d/f.txt"), "one\n").unwrap();
+        let diff = tree.join("p.diff");
+        fs::write(
+            &diff,
+            "--- a/d/f.txt\n+++ b/d/f.txt\n@@ -1 +1 @@\n-one\n+two\n",
+        )
+        .unwrap();
+        apply_patch(&tree, &diff, false).unwrap();
+        assert_eq!(fs::read_to_string(tree.join("d/f.txt")).unwrap(), "two\n");
+        apply_patch(&tree, &diff, true).unwrap();
+        assert_eq!(fs::read_to_string(tree.join("d/f.txt")).unwrap(), "one\n");
+        let _ = fs::remove_dir_all(&tree);
+    }
+
     use super::*;
 
     #[test]
