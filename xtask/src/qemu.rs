@@ -350,8 +350,11 @@ mod memory_tests {
     /// The `ns-memory` node of the shipped SPMC manifest, as (base, size):
     /// read from the source text (`reg = <hi lo size>`, #address-cells 2 and
     /// #size-cells 1 as the manifest declares).
-    fn manifest_ns_memory() -> (u64, u64) {
-        let path = sh::root().join("tf-a-integration/qemu/spmc_manifest.dts");
+    fn manifest_ns_memory(board: &str) -> (u64, u64) {
+        let path = sh::root()
+            .join("tf-a-integration")
+            .join(board)
+            .join("spmc_manifest.dts");
         let text = std::fs::read_to_string(&path).expect("manifest");
         let node = text
             .split("device_type = \"ns-memory\";")
@@ -375,9 +378,19 @@ mod memory_tests {
     #[test]
     fn qemu_memory_is_what_the_manifest_states() {
         assert_eq!(
-            manifest_ns_memory(),
+            manifest_ns_memory("qemu"),
             (RAM_BASE, memory_bytes(MEMORY).unwrap()),
             "spmc_manifest.dts ns-memory must match qemu::MEMORY"
+        );
+    }
+
+    #[test]
+    fn sbsa_ref_memory_is_what_its_manifest_states() {
+        // sbsa-ref's RAM starts at 1 TiB; the `sbsa` stage uses MEMORY too.
+        assert_eq!(
+            manifest_ns_memory("sbsa"),
+            (1 << 40, memory_bytes(MEMORY).unwrap()),
+            "sbsa/spmc_manifest.dts ns-memory must match qemu::MEMORY"
         );
     }
 
