@@ -2,9 +2,14 @@
 //!
 //! BL31 enters the primary entry at EL2 with the MMU off, x0 = the SPMC
 //! manifest address and the other registers zero. The assembly turns the MMU
-//! on before any Rust code runs, with a boot map of 2 MiB blocks (devices
-//! 0x0800_0000-0x0e00_0000, secure memory 0x0e00_0000-0x1000_0000, read-write-
-//! execute); Rust then replaces it with the final W^X map (`mmu::enable`).
+//! on before any Rust code runs, with a boot map that the board's linker
+//! script describes: in the first GiB, 2 MiB blocks of devices from
+//! `__boot_device_start` and of secure memory (read-write-execute) from
+//! `__boot_normal_start` to `__boot_normal_end`; if `__boot_device_gib` is
+//! not 0, that GiB as one device block (QEMU virt: devices
+//! 0x0800_0000-0x0e00_0000, secure memory 0x0e00_0000-0x1000_0000; sbsa-ref:
+//! secure memory 0x2000_0000-0x4000_0000, devices in GiB 1). Rust then
+//! replaces it with the final W^X map (`mmu::enable`).
 //! The secondary entry is registered with FFA_SECONDARY_EP_REGISTER and used
 //! when the normal world turns a core on: it goes straight to the final map.
 
@@ -25,7 +30,9 @@ static mut STACKS: Stacks = Stacks([[0; STACK_SIZE]; MAX_CPUS]);
 struct Table([u64; 512]);
 
 /// The boot map: a level-1 table whose first entry points at a level-2 table
-/// of 2 MiB blocks. Filled in by the entry code after `.bss` is zeroed.
+/// of 2 MiB blocks (with feature `va48`, under a level-0 table). Filled in
+/// by the entry code after `.bss` is zeroed.
+static mut BOOT_L0: Table = Table([0; 512]);
 static mut BOOT_L1: Table = Table([0; 512]);
 static mut BOOT_L2: Table = Table([0; 512]);
 
@@ -75,26 +82,46 @@ spmc_entry:
     stp xzr, xzr, [x1], #16
     b 1b
 2:
-    /* Boot map: L2 blocks 64-111 device (0x0800_0000-0x0e00_0000),
-     * 112-127 normal (0x0e00_0000-0x1000_0000). */
+    /* Boot map (the linker script's symbols): L2 blocks from
+     * __boot_device_start device, from __boot_normal_start normal, up to
+     * __boot_normal_end; L1 entry __boot_device_gib (unless 0) a 1 GiB
+     * device block. */
     adrp x3, {l2}
     add x3, x3, :lo12:{l2}
-    mov x4, #64
-3:  lsl x5, x4, #21
-    cmp x4, #112
+    ldr x4, =__boot_device_start
+    lsr x4, x4, #21
+    ldr x8, =__boot_normal_start
+    lsr x8, x8, #21
+    ldr x9, =__boot_normal_end
+    lsr x9, x9, #21
     mov x6, #{device_lo}
     movk x6, #{device_hi}, lsl #48
     mov x7, #{normal}
-    csel x6, x6, x7, lo
-    orr x5, x5, x6
+3:  lsl x5, x4, #21
+    cmp x4, x8
+    csel x10, x6, x7, lo
+    orr x5, x5, x10
     str x5, [x3, x4, lsl #3]
     add x4, x4, #1
-    cmp x4, #128
+    cmp x4, x9
     b.lo 3b
     adrp x2, {l1}
     add x2, x2, :lo12:{l1}
     orr x4, x3, #3
     str x4, [x2]
+    ldr x4, =__boot_device_gib
+    cbz x4, 4f
+    lsl x5, x4, #30
+    orr x5, x5, x6
+    str x5, [x2, x4, lsl #3]
+4:
+.if {va48}
+    adrp x3, {l0}
+    add x3, x3, :lo12:{l0}
+    orr x4, x2, #3
+    str x4, [x3]
+    mov x2, x3
+.endif
     dsb sy
     bl spmc_mmu_on
 
@@ -133,7 +160,9 @@ spmc_secondary_entry:
     stacks = sym STACKS,
     stack_size = const STACK_SIZE,
     max_cpus = const MAX_CPUS,
+    l0 = sym BOOT_L0,
     l1 = sym BOOT_L1,
+    va48 = const cfg!(feature = "va48") as u32,
     l2 = sym BOOT_L2,
     device_lo = const BOOT_DEVICE & 0xFFFF,
     device_hi = const BOOT_DEVICE >> 48,

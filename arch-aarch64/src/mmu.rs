@@ -38,8 +38,15 @@ pub struct Region {
 /// MAIR_EL2: index 0 Device-nGnRE, index 1 Normal write-back RA/WA.
 pub const MAIR: u64 = 0x04 | (0xff << 8);
 /// TCR_EL2 (E2H=0): T0SZ=25 (39-bit VA, root level 1), IRGN0=ORGN0=WB RA/WA,
-/// SH0 inner shareable, TG0 4K, PS 40 bits, RES1 bits 23 and 31.
-pub const TCR: u64 = 25 | (1 << 8) | (1 << 10) | (3 << 12) | (2 << 16) | (1 << 23) | (1 << 31);
+/// SH0 inner shareable, TG0 4K, PS 40 bits, RES1 bits 23 and 31. With
+/// feature `va48`: T0SZ=16 (48-bit VA, root level 0), PS 48 bits.
+pub const TCR: u64 = SPACE | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 23) | (1 << 31);
+#[cfg(not(feature = "va48"))]
+const SPACE: u64 = 25 | (2 << 16);
+#[cfg(feature = "va48")]
+const SPACE: u64 = 16 | (5 << 16);
+/// The root level of the map ([`TCR`]'s T0SZ decides it).
+pub const ROOT_LEVEL: usize = if cfg!(feature = "va48") { 0 } else { 1 };
 /// RES1 bits of SCTLR_EL2 in the non-VHE layout.
 const SCTLR_RES1: u64 = (1 << 4)
     | (1 << 5)
@@ -79,7 +86,7 @@ fn attributes(kind: Kind) -> A {
 /// stacks, heap and devices) with the right kind, and must not map memory
 /// that another agent may change the attributes of.
 pub unsafe fn enable(regions: &[Region]) -> Result<(), MapError> {
-    let mut map = IdMap::new(1, El2);
+    let mut map = IdMap::new(ROOT_LEVEL, El2);
     for r in regions {
         map.map_range(&MemoryRegion::new(r.start, r.end), attributes(r.kind))?;
     }

@@ -3,8 +3,8 @@
 //! At Secure EL2 a secure EL1&0 regime has two IPA spaces: VSTTBR_EL2/VSTCR_EL2
 //! translate the secure one into secure physical memory, VTTBR_EL2/VTCR_EL2
 //! the non-secure one (selected by the stage-1 NS bit) into normal-world
-//! memory. Both use 39-bit IPAs with tables starting at level 1, matching
-//! `spmc::stage2::ROOT_LEVEL`. TLB entries are tagged by VTTBR_EL2.VMID.
+//! memory. Both use 39-bit IPAs with tables starting at level 1 (48 bits
+//! from level 0 with feature `va48`), matching `spmc::stage2::ROOT_LEVEL`. TLB entries are tagged by VTTBR_EL2.VMID.
 
 use spmc::addr::{IpaSpace, PAGE_SIZE};
 
@@ -13,11 +13,16 @@ use crate::sysreg;
 // VTCR_EL2: T0SZ=25, SL0=1 (start at level 1), inner/outer write-back,
 // inner shareable, 4K granule, PS=40 bits, NSW=0 (walks of the non-secure
 // table are in secure memory: the tables are the SPMC's), NSA=1 (non-secure
-// IPA output is normal-world memory), RES1 bit 31.
-const VTCR: u64 =
-    25 | (1 << 6) | (1 << 8) | (1 << 10) | (3 << 12) | (2 << 16) | (1 << 30) | (1 << 31);
-// VSTCR_EL2: T0SZ=25, SL0=1, 4K granule, SW=0 and SA=0 (secure walks, secure output).
-const VSTCR: u64 = 25 | (1 << 6);
+// IPA output is normal-world memory), RES1 bit 31. With `va48`: T0SZ=16,
+// SL0=2 (start at level 0), PS=48 bits.
+#[cfg(not(feature = "va48"))]
+const SPACE: u64 = 25 | (1 << 6) | (2 << 16);
+#[cfg(feature = "va48")]
+const SPACE: u64 = 16 | (2 << 6) | (5 << 16);
+const VTCR: u64 = SPACE | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 30) | (1 << 31);
+// VSTCR_EL2: T0SZ and SL0 as VTCR_EL2, 4K granule, SW=0 and SA=0 (secure
+// walks, secure output).
+const VSTCR: u64 = SPACE & 0xFF;
 // HCR_EL2 while partitions run: VM (stage 2 on), SWIO, FMO/IMO/AMO (physical
 // FIQ/IRQ/SError to EL2), TSC (trap SMC: the partitions' FF-A conduit), RW
 // (EL1 is AArch64). RW is what keeps a partition out of AArch32 EL1: an ERET
@@ -27,11 +32,22 @@ const VSTCR: u64 = 25 | (1 << 6);
 // ARM D1.3.1), and are that partition's calls, interrupts and faults.
 const HCR: u64 = 1 | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 19) | (1 << 31);
 
+/// VTCR_EL2.VS: VMIDs are 16 bits wide (FEAT_VMID16).
+const VS: u64 = 1 << 19;
+
+/// True if the CPU tags stage-2 translations with 16-bit VMIDs
+/// (FEAT_VMID16: ID_AA64MMFR1_EL1.VMIDBits = 0b0010), which [`configure`]
+/// then turns on; otherwise they are 8 bits wide.
+pub fn vmid16() -> bool {
+    (sysreg::read_id_aa64mmfr1_el1() >> 4) & 0xF == 2
+}
+
 /// Programs the stage-2 controls on this core (at boot and on each core's first entry).
 pub fn configure() {
+    let vtcr = if vmid16() { VTCR | VS } else { VTCR };
     // SAFETY: these registers only affect the EL1&0 regimes, which run only
     // when the SPMC enters a partition with tables it built.
-    unsafe { sysreg::write_vtcr_el2(VTCR) };
+    unsafe { sysreg::write_vtcr_el2(vtcr) };
     // SAFETY: as above.
     unsafe { sysreg::write_vstcr_el2(VSTCR) };
     // SAFETY: as above.

@@ -56,6 +56,9 @@ read_sysreg!(
     /// ID_AA64MMFR0_EL1.
     read_id_aa64mmfr0_el1, "id_aa64mmfr0_el1");
 read_sysreg!(
+    /// ID_AA64MMFR1_EL1.
+    read_id_aa64mmfr1_el1, "id_aa64mmfr1_el1");
+read_sysreg!(
     /// VTTBR_EL2.
     read_vttbr_el2, "vttbr_el2");
 read_sysreg!(

@@ -1,4 +1,4 @@
-//! QEMU virt as the core sees it: memory access and stage-2 maintenance.
+//! The QEMU board as the core sees it: memory access and stage-2 maintenance.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -9,13 +9,15 @@ use spmc::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa};
 use spmc::manifest::MemRange;
 use spmc::platform::{MemError, Platform};
 
-/// Secure DRAM the SPMC manages after its own image: partition packages
-/// (from 0x0e300000) and the secure pool. Mapped read-write for the SPMC.
-pub const SECURE_MANAGED: (u64, u64) = (0x0e30_0000, 0x0f00_0000);
-/// All of QEMU virt's secure RAM: trusted SRAM (BL1/BL2 data, the SPMC
+use crate::layout::BOARD;
+
+/// Secure memory the SPMC manages after its own image: partition packages
+/// and the secure pool. Mapped read-write for the SPMC.
+pub const SECURE_MANAGED: (u64, u64) = BOARD.secure_managed;
+/// All of the board's secure RAM: trusted SRAM (BL1/BL2 data, the SPMC
 /// manifest), the SPMC's region, the packages and the pool. Never
 /// normal-world memory, whatever a manifest says.
-pub const SECURE_RAM: (u64, u64) = (0x0e00_0000, 0x0f00_0000);
+pub const SECURE_RAM: (u64, u64) = BOARD.secure_ram;
 
 /// The platform the core runs on.
 #[derive(Debug)]
@@ -206,5 +208,14 @@ impl Platform for Qemu {
 
     fn vcpu_el1_to_context(&mut self) {
         arch_aarch64::vcpu::park_el1();
+    }
+
+    fn vmid_limit(&self) -> u16 {
+        // `stage2::configure` turned 16-bit VMIDs on where the CPU has them.
+        if arch_aarch64::stage2::vmid16() {
+            0xFFFF
+        } else {
+            0xFF
+        }
     }
 }

@@ -1,8 +1,9 @@
-//! The SPMC for QEMU virt (`-M virt,secure=on,virtualization=on`), loaded by
-//! TF-A as BL32 and entered at Secure EL2.
+//! The SPMC for QEMU virt (`-M virt,secure=on,virtualization=on`) or, with
+//! feature `sbsa`, QEMU sbsa-ref, loaded by TF-A as BL32 and entered at
+//! Secure EL2.
 //!
 //! This crate only knows the board: where the console, the manifest and the
-//! secure memory are. The work is done by `spmc` (the core) and
+//! secure memory are (`layout`). The work is done by `spmc` (the core) and
 //! `arch-aarch64` (registers).
 
 #![no_std]
@@ -12,6 +13,7 @@
 extern crate alloc;
 
 mod board;
+mod layout;
 mod platform;
 
 use core::panic::PanicInfo;

@@ -1,4 +1,4 @@
-//! QEMU virt board facts and the boot sequence.
+//! The boot sequence and the message loop (the board's facts are in `layout`).
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -12,13 +12,14 @@ use spmc::ffa::{FfaError, Regs, func};
 use spmc::{Next, Spmc};
 
 use crate::board::{Qemu, SECURE_MANAGED};
+use crate::layout::BOARD;
 use spmc::manifest::{self, ManifestError, MemRange, SpmcConfig};
 use spmc::memmap::{HEADER, Owner, Row};
 
-/// UART1: the secure console on QEMU virt (UART0 belongs to the normal world).
-const SECURE_UART: usize = 0x0904_0000;
+/// The secure console (the normal world has its own UART).
+const SECURE_UART: usize = BOARD.secure_uart;
 /// Trusted SRAM, where BL2 puts the SPMC manifest (TOS_FW_CONFIG).
-const TRUSTED_SRAM: (u64, u64) = (0x0e00_0000, 0x0e10_0000);
+const TRUSTED_SRAM: (u64, u64) = BOARD.trusted_sram;
 /// The manifest is at most one page (TF-A maps one page for it).
 const MANIFEST_WINDOW: u64 = 4096;
 
@@ -61,7 +62,7 @@ unsafe extern "C" {
 
 /// The primary core's cold boot, from entry to the first FFA_MSG_WAIT.
 pub fn primary(manifest_addr: u64, core: usize) -> ! {
-    // SAFETY: UART1 is the secure UART of QEMU virt; only the SPMC uses it.
+    // SAFETY: the board's secure UART; only the SPMC uses it.
     unsafe { console::init(SECURE_UART, LOG_LEVEL) };
     info!("booting on core {core}, manifest at {manifest_addr:#x}");
     prove_secure_el2();
@@ -192,9 +193,10 @@ fn fatal_probe(regs: &Regs) -> bool {
         && regs.0[3] == 0xFA7A_10BE
 }
 
-/// The heap's share of the secure pool: page tables and bookkeeping for some
-/// 64 partitions (the static heap in the image only has to boot).
-const HEAP_FROM_POOL: u64 = 1 << 20;
+/// The heap's share of the secure pool: page tables and bookkeeping for the
+/// partitions and TEEs the pool can hold (the static heap in the image only
+/// has to boot).
+const HEAP_FROM_POOL: u64 = BOARD.heap_from_pool;
 
 /// Moves the last `HEAP_FROM_POOL` bytes of the secure pool to the heap (the
 /// pool keeps the rest; partitions never see those pages) and returns where

@@ -380,7 +380,7 @@ impl<P: Platform> Spmc<P> {
 
         let vmid = match self.free_vmids.pop() {
             Some(v) => v,
-            None if self.next_vmid < 0xFF => self.next_vmid,
+            None if self.next_vmid < self.platform.vmid_limit() => self.next_vmid,
             None => return Err(SpError::OutOfMemory),
         };
         let mut memory: Vec<(Ipa, Allocation)> = Vec::new();

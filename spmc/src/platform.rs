@@ -61,4 +61,12 @@ pub trait Platform {
     /// may hold them lazily), so the core can read and change them there;
     /// the next run of that vCPU loads them back. Called on fault exits only.
     fn vcpu_el1_to_context(&mut self);
+
+    /// How many VMIDs the hardware tags stage-2 translations with: every
+    /// partition and instance has its own, from 1 to `vmid_limit() - 1`
+    /// (0 is never used). 8-bit VMIDs unless the platform says otherwise
+    /// (FEAT_VMID16 gives 16 bits).
+    fn vmid_limit(&self) -> u16 {
+        0xFF
+    }
 }

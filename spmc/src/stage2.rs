@@ -44,10 +44,16 @@ use crate::platform::Platform;
 use crate::sp_manifest::Access;
 
 /// Root level of the stage-2 tables: level 1 gives a 39-bit IPA space
-/// (VSTCR_EL2/VTCR_EL2.T0SZ = 25, SL0 = 1).
-pub const ROOT_LEVEL: usize = 1;
+/// (VSTCR_EL2/VTCR_EL2.T0SZ = 25, SL0 = 1); with feature `ipa48`, level 0
+/// gives 48 bits (T0SZ = 16, SL0 = 2), for a board whose normal-world RAM
+/// lies above 512 GiB (sbsa-ref's at 1 TiB: shares map at IPA = PA).
+pub const ROOT_LEVEL: usize = if cfg!(feature = "ipa48") { 0 } else { 1 };
 /// Size of the IPA space.
-pub const IPA_LIMIT: u64 = 1 << 39;
+pub const IPA_LIMIT: u64 = if cfg!(feature = "ipa48") {
+    1 << 48
+} else {
+    1 << 39
+};
 
 type Table = Mapping<IdTranslation<S2>, Stage2Format>;
 

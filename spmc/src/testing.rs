@@ -60,6 +60,8 @@ pub struct FakePlatform {
     /// How many times the core asked for a vCPU's EL1 registers in its
     /// context ([`Platform::vcpu_el1_to_context`]).
     pub el1_syncs: u32,
+    /// [`Platform::vmid_limit`]: 8-bit VMIDs unless a test says otherwise.
+    pub vmid_limit: u16,
 }
 
 impl Default for FakePlatform {
@@ -72,6 +74,7 @@ impl Default for FakePlatform {
             ns_size: NS_SIZE,
             heap_free: None,
             el1_syncs: 0,
+            vmid_limit: 0xFF,
         }
     }
 }
@@ -207,6 +210,10 @@ impl Platform for FakePlatform {
 
     fn heap_available(&self, bytes: usize) -> bool {
         self.heap_free.is_none_or(|free| free() >= bytes)
+    }
+
+    fn vmid_limit(&self) -> u16 {
+        self.vmid_limit
     }
 
     fn invalidate_stage2(&mut self, vmid: u16, space: IpaSpace, ipa: Ipa, len: u64) {

@@ -394,6 +394,43 @@ fn at_least_32_live_instances_then_ids_run_out_with_nothing_leaked() {
     assert_eq!(create_vm(&mut s, 65), 0);
 }
 
+/// How many instances live at once over a platform with `vmid_limit`.
+fn live_instances_with_vmids(vmid_limit: u16) -> (u16, Spmc<FakePlatform>) {
+    let config = shipped_config(None);
+    let p = FakePlatform {
+        vmid_limit,
+        ..FakePlatform::default()
+    };
+    let mut s = policy_boot(config.clone(), policy_platform(&config, p));
+    let mut made = 0;
+    for vm in 1..=64u16 {
+        match create_vm(&mut s, vm) {
+            0 => made += 1,
+            e => {
+                assert_eq!(e, code(FfaError::NoMemory), "VM {vm}");
+                break;
+            }
+        }
+    }
+    (made, s)
+}
+
+#[test]
+fn the_platforms_vmids_bound_the_live_instances() {
+    // Every partition and instance has its own VMID, below the platform's
+    // limit (8 bits unless the CPU has FEAT_VMID16).
+    let (few, mut s) = live_instances_with_vmids(16);
+    let (more, _) = live_instances_with_vmids(21);
+    assert!(few > 0 && few < 16, "{few}");
+    assert_eq!(more, few + 5, "five more VMIDs, five more instances");
+    // The VMID of a destroyed instance is free again.
+    let free = s.pool().unwrap().free_pages();
+    assert_eq!(destroy_vm(&mut s, 1), 0);
+    assert_eq!(create_vm(&mut s, 60), 0);
+    assert_eq!(create_vm(&mut s, 61), code(FfaError::NoMemory));
+    assert_eq!(s.pool().unwrap().free_pages(), free, "nothing leaked");
+}
+
 #[test]
 fn an_exhausted_pool_answers_no_memory_with_nothing_leaked() {
     // Measure what the static partitions use, then give the pool room for two instances.

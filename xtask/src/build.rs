@@ -168,22 +168,69 @@ fn test_sp_image(dir: &Path, name: &str, max: u64) -> Result<()> {
     Ok(())
 }
 
+/// How one QEMU machine's TF-A is built and its flash image laid out.
+#[derive(Clone, Copy, Debug)]
+pub struct TfaBoard {
+    /// TF-A's `PLAT`.
+    pub plat: &'static str,
+    /// The directory under `tf-a-integration/` with the manifests and layout.
+    pub integration: &'static str,
+    /// Build options on top of [`tfa_flags`]'s (without `PLAT`).
+    pub extra_flags: &'static [&'static str],
+    /// Where the FIP starts in the flash image (after BL1).
+    pub fip_offset: usize,
+    /// The flash image's size (0: as long as BL1 and the FIP).
+    pub flash_size: usize,
+}
+
+/// QEMU virt: TF-A's `qemu` platform as shipped; `-bios` takes BL1 + FIP.
+pub const VIRT: TfaBoard = TfaBoard {
+    plat: "qemu",
+    integration: "qemu",
+    extra_flags: &[],
+    fip_offset: 256 * 1024,
+    flash_size: 0,
+};
+
 /// Builds TF-A with the SPMD, our SPMC as BL32 and `bl33` as BL33, and
 /// assembles the flash image (BL1 at 0, FIP at 256 KiB).
 pub fn tfa(env: &Env, spmc_bin: &Path, bl33: &Path, variant: &str) -> Result<PathBuf> {
+    tfa_for(env, &VIRT, spmc_bin, bl33, variant)
+}
+
+/// [`tfa`] for `board`.
+pub fn tfa_for(
+    env: &Env,
+    board: &TfaBoard,
+    spmc_bin: &Path,
+    bl33: &Path,
+    variant: &str,
+) -> Result<PathBuf> {
     sh::step(&format!(
-        "build: TF-A 2.12.1 with SPMD, SPMC at S-EL2 ({variant})"
+        "build: TF-A 2.12.1 ({}) with SPMD, SPMC at S-EL2 ({variant})",
+        board.plat
     ));
     let timer = sh::Timer::start("TF-A build");
-    let integration = sh::root().join("tf-a-integration/qemu");
+    let integration = sh::root().join("tf-a-integration").join(board.integration);
     let out = env.work.join("tfa-build").join(variant);
+    let flags: Vec<String> = tfa_flags()
+        .into_iter()
+        .map(|f| {
+            if f.starts_with("PLAT=") {
+                format!("PLAT={}", board.plat)
+            } else {
+                f
+            }
+        })
+        .chain(board.extra_flags.iter().map(|f| f.to_string()))
+        .collect();
     let mut cmd = Command::new("make");
     cmd.current_dir(&env.tfa_src)
         .arg(format!(
             "-j{}",
             std::thread::available_parallelism().map_or(2, |n| n.get())
         ))
-        .args(tfa_flags())
+        .args(&flags)
         .arg(format!("BL32={}", spmc_bin.display()))
         .arg(format!("BL33={}", bl33.display()))
         .arg(format!(
@@ -200,23 +247,41 @@ pub fn tfa(env: &Env, spmc_bin: &Path, bl33: &Path, variant: &str) -> Result<Pat
         ))
         .arg(format!("BUILD_BASE={}", out.display()))
         .args(["all", "fip"]);
-    // TF-A's make does not notice changed build flags: start over when they change.
+    // TF-A's make does not notice changed build flags (or a changed patch
+    // of ours): start over when they change.
     let stamp = out.join("xtask-flags");
-    let flags = tfa_flags().join(" ");
-    if fs::read_to_string(&stamp).ok().as_deref() != Some(flags.as_str()) {
+    let stamp_text = format!("{}\n{}", flags.join(" "), env.tfa_patches);
+    if fs::read_to_string(&stamp).ok().as_deref() != Some(stamp_text.as_str()) {
         let _ = fs::remove_dir_all(&out);
         fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-        fs::write(&stamp, &flags).map_err(|e| format!("{}: {e}", stamp.display()))?;
+        fs::write(&stamp, &stamp_text).map_err(|e| format!("{}: {e}", stamp.display()))?;
     }
+    let rel = out.join(board.plat).join("release");
     // make does not see that BL32/BL33 changed when their paths stay the same:
     // drop the FIP so it is always rebuilt from the current images.
-    let _ = fs::remove_file(out.join("qemu/release/fip.bin"));
+    let _ = fs::remove_file(rel.join("fip.bin"));
     sh::run(&mut cmd)?;
-    let rel = out.join("qemu/release");
     let flash = rel.join("flash.bin");
     let mut image = fs::read(rel.join("bl1.bin")).map_err(|e| format!("bl1.bin: {e}"))?;
-    image.resize(256 * 1024, 0);
+    if image.len() > board.fip_offset {
+        return Err(format!(
+            "bl1.bin is {} bytes, over the FIP's offset {:#x}",
+            image.len(),
+            board.fip_offset
+        ));
+    }
+    image.resize(board.fip_offset, 0);
     image.extend(fs::read(rel.join("fip.bin")).map_err(|e| format!("fip.bin: {e}"))?);
+    if board.flash_size > 0 {
+        if image.len() > board.flash_size {
+            return Err(format!(
+                "BL1 and the FIP take {} bytes, over the flash's {}",
+                image.len(),
+                board.flash_size
+            ));
+        }
+        image.resize(board.flash_size, 0);
+    }
     fs::write(&flash, image).map_err(|e| format!("{}: {e}", flash.display()))?;
     timer.done();
     Ok(flash)

@@ -20,8 +20,10 @@ Commands:
            normal-world harness), `vtee` (VMs under the reference
            hypervisor and their virtual TEEs), `hostile` (malformed calls
            from the normal world and from a partition, with interrupts in
-           the middle) and `linux` (Debian's Linux 7.2 with the FF-A
-           driver and tpm_crb_ffa, over TF-A and the SPMC)
+           the middle), `sbsa` (the harness and the hypervisor again on
+           QEMU sbsa-ref, under TF-A's qemu_sbsa platform) and `linux`
+           (Debian's Linux 7.2 with the FF-A driver and tpm_crb_ffa, over
+           TF-A and the SPMC)
   fuzz     Run the libFuzzer targets (descriptor parsers, manifest
            parsers, the whole dispatcher over the fake platform) with
            `cargo fuzz`; prints `fuzz: <target>: N executions ...` per
@@ -53,10 +55,13 @@ Options:
                      `setup`: also fetch its Debian packages
   --skip-linux       `test`: do not run the `linux` stage
   --stage <NAME>     `test`: run only this QEMU stage: e2e (with mem),
-                     vtee, fatal, hostile or linux (builds and checks as
-                     usual)
+                     vtee, fatal, hostile, linux or sbsa (the harness on
+                     sbsa-ref) (builds and checks as usual)
   --harness          `run`: boot the normal-world test harness (the `e2e`
                      stage's image) instead of the four-user demo
+  --board <NAME>     `run`: the QEMU machine, virt (default) or sbsa
+                     (sbsa-ref under TF-A's qemu_sbsa platform, with our
+                     patch: tf-a-integration/sbsa/README.md)
   --no-install       Never install anything; fail with the command to run instead
   -v, --verbose      Show every command and its whole output (by default each
                      step prints one line and its output goes to a log under
@@ -79,7 +84,7 @@ pub fn help() -> String {
 }
 
 /// The QEMU stages `test --stage` can pick, in the order `test` runs them.
-pub const STAGES: &[&str] = &["e2e", "vtee", "fatal", "hostile", "linux"];
+pub const STAGES: &[&str] = &["e2e", "vtee", "fatal", "hostile", "sbsa", "linux"];
 
 /// The subcommand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,6 +124,17 @@ pub struct Options {
     pub fuzz_secs: u64,
     /// `fuzz`: only this target.
     pub fuzz_target: Option<String>,
+    /// `run`: the QEMU machine.
+    pub board: Board,
+}
+
+/// The QEMU machine `run` boots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Board {
+    /// `-M virt,secure=on,virtualization=on` (TF-A's `qemu` platform).
+    Virt,
+    /// `-M sbsa-ref` (TF-A's `qemu_sbsa` platform with our patch).
+    Sbsa,
 }
 
 pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -149,6 +165,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> 
         skip_fuzz: false,
         fuzz_secs: crate::fuzz::TEST_SECONDS,
         fuzz_target: None,
+        board: Board::Virt,
     };
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -180,6 +197,15 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> 
                     .ok_or_else(|| "--time takes a number of seconds above 0".to_string())?;
             }
             "--target" => o.fuzz_target = Some(value("--target")?),
+            "--board" => {
+                o.board = match value("--board")?.as_str() {
+                    "virt" => Board::Virt,
+                    "sbsa" => Board::Sbsa,
+                    other => {
+                        return Err(format!("--board: unknown board `{other}` (virt or sbsa)"));
+                    }
+                };
+            }
             "--smp" => {
                 o.smp = value("--smp")?
                     .parse()
@@ -271,6 +297,17 @@ mod tests {
         assert!(p("fuzz --time 0").is_err());
         assert!(p("fuzz --time soon").is_err());
         assert!(help().contains("--time") && help().contains("--target"));
+    }
+
+    #[test]
+    fn boards() {
+        assert_eq!(p("run").unwrap().board, Board::Virt);
+        assert_eq!(p("run --board sbsa").unwrap().board, Board::Sbsa);
+        assert_eq!(p("run --board virt").unwrap().board, Board::Virt);
+        assert!(p("run --board pi").is_err());
+        assert!(p("run --board").is_err());
+        assert!(p("test --stage sbsa").is_ok());
+        assert!(help().contains("--board"));
     }
 
     #[test]

@@ -633,11 +633,16 @@ mod tests {
     fn the_board_constants_are_the_firmwares() {
         let root = sh::root();
         let text = |p: &str| fs::read_to_string(root.join(p)).unwrap();
-        let board = text("platform-qemu/src/board.rs");
-        assert!(board.contains("pub const SECURE_RAM: (u64, u64) = (0x0e00_0000, 0x0f00_0000);"));
-        let platform = text("platform-qemu/src/platform.rs");
-        assert!(platform.contains("const TRUSTED_SRAM: (u64, u64) = (0x0e00_0000, 0x0e10_0000);"));
-        assert!(platform.contains("const HEAP_FROM_POOL: u64 = 1 << 20;"));
+        // QEMU virt's layout (`cargo xtask map` lays out virt's manifests).
+        let layout = text("platform-qemu/src/layout.rs");
+        let virt = layout
+            .split("pub const VIRT: Layout = Layout {")
+            .nth(1)
+            .and_then(|t| t.split("};").next())
+            .expect("platform-qemu/src/layout.rs: VIRT");
+        assert!(virt.contains("secure_ram: (0x0e00_0000, 0x0f00_0000),"));
+        assert!(virt.contains("trusted_sram: (0x0e00_0000, 0x0e10_0000),"));
+        assert!(virt.contains("heap_from_pool: 1 << 20,"));
         assert!(
             text("arch-aarch64/src/heap.rs").contains("pub const HEAP_SIZE: usize = 512 * 1024;")
         );

@@ -86,6 +86,20 @@ fn serial_args(cmd: &mut Command, interactive: bool) {
 /// By default the four-user demo under the reference hypervisor
 /// (tests/hypervisor); with `--harness` the normal-world test harness.
 pub fn run_interactive(env: &Env, opts: &Options) -> Result<()> {
+    if opts.board == crate::cli::Board::Sbsa {
+        let flash = crate::sbsa::flash(env, opts)?;
+        sh::step(if opts.harness {
+            "run: booting QEMU sbsa-ref with the test harness (Ctrl-a x quits; it powers off when done)"
+        } else {
+            "run: booting QEMU sbsa-ref: four users, each with a VM and a virtual TEE (Ctrl-a x quits; the hypervisor powers off when done)"
+        });
+        let mut cmd = crate::sbsa::base_command(&flash, opts.smp, MEMORY);
+        serial_args(&mut cmd, true);
+        if opts.gdb {
+            cmd.args(["-s", "-S"]);
+        }
+        return sh::run_on_terminal(&mut cmd);
+    }
     let flash = if opts.harness {
         let fw = build::all(env, opts)?;
         sh::step(
@@ -365,8 +379,11 @@ mod memory_tests {
     /// The `ns-memory` node of the shipped SPMC manifest, as (base, size):
     /// read from the source text (`reg = <hi lo size>`, #address-cells 2 and
     /// #size-cells 1 as the manifest declares).
-    fn manifest_ns_memory() -> (u64, u64) {
-        let path = sh::root().join("tf-a-integration/qemu/spmc_manifest.dts");
+    fn manifest_ns_memory(board: &str) -> (u64, u64) {
+        let path = sh::root()
+            .join("tf-a-integration")
+            .join(board)
+            .join("spmc_manifest.dts");
         let text = std::fs::read_to_string(&path).expect("manifest");
         let node = text
             .split("device_type = \"ns-memory\";")
@@ -390,7 +407,7 @@ mod memory_tests {
     #[test]
     fn qemu_memory_is_what_the_manifest_states() {
         assert_eq!(
-            manifest_ns_memory(),
+            manifest_ns_memory("qemu"),
             (RAM_BASE, memory_bytes(MEMORY).unwrap()),
             "spmc_manifest.dts ns-memory must match qemu::MEMORY"
         );
@@ -422,6 +439,16 @@ mod memory_tests {
         assert_eq!(
             args,
             ["-device", "loader,addr=0x6ff00000,data=0x10000,data-len=4"]
+        );
+    }
+
+    #[test]
+    fn sbsa_ref_memory_is_what_its_manifest_states() {
+        // sbsa-ref's RAM starts at 1 TiB; the `sbsa` stage uses MEMORY too.
+        assert_eq!(
+            manifest_ns_memory("sbsa"),
+            (1 << 40, memory_bytes(MEMORY).unwrap()),
+            "sbsa/spmc_manifest.dts ns-memory must match qemu::MEMORY"
         );
     }
 

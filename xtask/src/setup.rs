@@ -45,6 +45,9 @@ pub struct Env {
     pub toolchain: Toolchain,
     /// QEMU's major version.
     pub qemu_major: u32,
+    /// Our own patches of the TF-A source (`tf-a-integration/*/*.patch`), as
+    /// applied: their text, so that a changed patch rebuilds TF-A.
+    pub tfa_patches: String,
 }
 
 const SOURCES_FILE: &str = "/etc/apt/sources.list.d/spmc-xtask.sources";
@@ -157,6 +160,7 @@ pub fn ensure(opts: &Options) -> Result<Env> {
         Some(p) => p,
         None => fetch_tfa_source(&work)?,
     };
+    let tfa_patches = apply_our_patches(&tfa_src)?;
     let qemu_major = qemu_major_version()?;
     println!(
         "    Rust: {rust}; QEMU {qemu_major}.x; TF-A source: {}",
@@ -171,7 +175,58 @@ pub fn ensure(opts: &Options) -> Result<Env> {
         tfa_src,
         toolchain,
         qemu_major,
+        tfa_patches,
     })
+}
+
+/// Applies (or with `reverse` takes out) the patch in file `patch` to
+/// `tree` (`-p1`). With `-i`, not on standard input: `sh::run` gives
+/// commands none, and `patch` reading an empty input applies nothing and
+/// succeeds.
+fn apply_patch(tree: &Path, patch: &Path, reverse: bool) -> Result<()> {
+    let mut cmd = Command::new("patch");
+    cmd.current_dir(tree)
+        .args(["-p1", "-s", "--no-backup-if-mismatch", "-i"])
+        .arg(patch);
+    if reverse {
+        cmd.arg("-R");
+    }
+    sh::run(&mut cmd)
+}
+
+/// Our patches of Debian's TF-A source, in order.
+const OUR_PATCHES: &[&str] = &["tf-a-integration/sbsa/qemu-sbsa-spmd.patch"];
+
+/// Applies [`OUR_PATCHES`] to the TF-A tree unless they already are (as
+/// `.spmc-patches` records); a tree patched with other versions of them gets
+/// those taken out first. Returns the patches' text.
+fn apply_our_patches(tree: &Path) -> Result<String> {
+    let mut text = String::new();
+    for p in OUR_PATCHES {
+        let path = sh::root().join(p);
+        text.push_str(&fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?);
+    }
+    let record = tree.join(".spmc-patches");
+    let applied = fs::read_to_string(&record).unwrap_or_default();
+    if applied == text {
+        return Ok(text);
+    }
+    let patch = |reverse: bool, diff: &str| -> Result<()> {
+        let tmp = tree.join(".spmc-patch-tmp");
+        fs::write(&tmp, diff).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        let r = apply_patch(tree, &tmp, reverse);
+        let _ = fs::remove_file(&tmp);
+        r
+    };
+    if !applied.is_empty() {
+        println!("    taking our old TF-A patches out of the source tree");
+        patch(true, &applied)?;
+        let _ = fs::remove_file(&record);
+    }
+    println!("    applying our TF-A patches ({})", OUR_PATCHES.join(", "));
+    patch(false, &text)?;
+    fs::write(&record, &text).map_err(|e| format!("{}: {e}", record.display()))?;
+    Ok(text)
 }
 
 /// `apt-get update` unless the lists are already fresh in this run: once at
@@ -420,14 +475,11 @@ fn unpack_by_hand(dir: &Path) -> Result<PathBuf> {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
     {
-        let file = fs::File::open(tree.join("debian/patches").join(patch))
-            .map_err(|e| format!("{patch}: {e}"))?;
-        sh::run(
-            Command::new("patch")
-                .current_dir(&tree)
-                .args(["-p1", "-s"])
-                .stdin(file),
-        )?;
+        let file = tree.join("debian/patches").join(patch);
+        if !file.is_file() {
+            return Err(format!("{patch}: not in debian/patches"));
+        }
+        apply_patch(&tree, &file, false)?;
     }
     Ok(tree)
 }
@@ -478,6 +530,26 @@ fn qemu_major_version() -> Result<u32> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_patch_file_is_applied_and_taken_out() {
+        let tree = std::env::temp_dir().join(format!("xtask-patch-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tree);
+        fs::create_dir_all(tree.join("d")).unwrap();
+        fs::write(tree.join("d/f.txt"), "one\n").unwrap();
+        let diff = tree.join("p.diff");
+        fs::write(
+            &diff,
+            "--- a/d/f.txt\n+++ b/d/f.txt\n@@ -1 +1 @@\n-one\n+two\n",
+        )
+        .unwrap();
+        apply_patch(&tree, &diff, false).unwrap();
+        assert_eq!(fs::read_to_string(tree.join("d/f.txt")).unwrap(), "two\n");
+        apply_patch(&tree, &diff, true).unwrap();
+        assert_eq!(fs::read_to_string(tree.join("d/f.txt")).unwrap(), "one\n");
+        let _ = fs::remove_dir_all(&tree);
+    }
+
     use super::*;
 
     #[test]

@@ -10,9 +10,13 @@ use crate::fuzz;
 use crate::hostile;
 use crate::linux;
 use crate::qemu::{self, StageResult, StageSpec};
+use crate::sbsa;
 use crate::setup::{self, Env};
 use crate::sh::{self, Result};
 use crate::vtee;
+
+/// Whether `test` runs the `sbsa` stage without `--stage sbsa`.
+const SBSA_STAGE_BY_DEFAULT: bool = true;
 
 /// The host crates (tests, clippy).
 const HOST_PACKAGES: &[&str] = &["spmc", "test-protocol", "xtask"];
@@ -80,6 +84,14 @@ pub fn run(opts: &Options) -> Result<()> {
         let h = hostile::stage(&env, opts, &fw.spmc_bin).unwrap_or_else(could_not_run);
         t.done();
         summary.push(("hostile", h));
+    }
+
+    // sbsa-ref: the harness over the SPMC built for that board.
+    if wanted("sbsa") && (SBSA_STAGE_BY_DEFAULT || opts.stage.is_some()) {
+        let t = sh::Timer::start("sbsa stage, build to power-off");
+        let sb = sbsa::stage(&env, opts).unwrap_or_else(could_not_run);
+        t.done();
+        summary.push(("sbsa", sb));
     }
 
     if opts.linux && wanted("linux") {
@@ -261,6 +273,12 @@ fn target_clippy(env: &Env, opts: &Options) -> Result<()> {
         "--features",
         "platform-qemu/fatal-probe",
     ]);
+    if opts.release {
+        cmd.arg("--release");
+    }
+    sh::run(cmd.args(["--", "-D", "warnings"]))?;
+    // The sbsa-ref build (feature `sbsa`): its board code is linted too.
+    let mut cmd = sbsa::firmware_cargo(env, "clippy");
     if opts.release {
         cmd.arg("--release");
     }

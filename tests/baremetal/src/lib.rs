@@ -56,10 +56,108 @@ impl BootTable {
 
     /// A table from the kinds of its first blocks; the rest are unmapped.
     pub const fn new(blocks: &[Block], el2: bool) -> Self {
+        Self::new_from(0, blocks, el2)
+    }
+
+    /// A level-1 table of the 512 GiB whose first is GiB `first` (a multiple
+    /// of 512), from the kinds of its first blocks; the rest are unmapped.
+    pub const fn new_from(first: u64, blocks: &[Block], el2: bool) -> Self {
         let mut t = [0u64; 512];
         let mut i = 0;
         while i < blocks.len() {
-            t[i] = Self::block(i as u64, blocks[i], el2);
+            t[i] = Self::block(first + i as u64, blocks[i], el2);
+            i += 1;
+        }
+        Self(t)
+    }
+}
+
+/// A level-0 table (48-bit VA space, 512 GiB per entry) whose entries are
+/// [`BootTable`]s, built at compile time: a table descriptor is the table's
+/// address plus 3 (valid, table), which the linker writes.
+#[repr(C, align(4096))]
+#[derive(Debug)]
+pub struct TableOfTables([*const u8; 512]);
+
+// SAFETY: the table is never written after the link; its entries are only
+// read by the MMU's table walks, never dereferenced by code.
+unsafe impl Sync for TableOfTables {}
+
+impl TableOfTables {
+    /// Entry `i` points at `tables[i]` (null: unmapped).
+    pub const fn new(tables: &[*const BootTable]) -> Self {
+        let mut t = [core::ptr::null::<u8>(); 512];
+        let mut i = 0;
+        while i < tables.len() {
+            if !tables[i].is_null() {
+                // Within the 4 KiB table: 3 is the descriptor's type bits.
+                t[i] = tables[i].cast::<u8>().wrapping_add(3);
+            }
+            i += 1;
+        }
+        Self(t)
+    }
+}
+
+/// The board's normal-world addresses the test images use (feature `sbsa`:
+/// QEMU sbsa-ref; otherwise QEMU virt).
+pub mod board {
+    /// The normal world's PL011 (UART0).
+    pub const NS_UART: usize = if cfg!(feature = "sbsa") {
+        0x6000_0000
+    } else {
+        0x0900_0000
+    };
+    /// Where normal-world RAM starts.
+    pub const NS_RAM: u64 = if cfg!(feature = "sbsa") {
+        0x100_0000_0000
+    } else {
+        0x4000_0000
+    };
+}
+
+/// sbsa-ref's normal-world RAM (at 1 TiB): four 1 GiB blocks of a level-1
+/// table that level-0 entry 2 points at (feature `sbsa`, where the boot map
+/// is a 48-bit one). In the non-secure physical space for a partition (the
+/// memory the normal world shares with it); the NS bit is ignored in the
+/// normal world. One table per EL (AP[1]).
+#[cfg(feature = "sbsa")]
+static HIGH_L1_EL1: BootTable = BootTable::high(false);
+#[cfg(feature = "sbsa")]
+static HIGH_L1_EL2: BootTable = BootTable::high(true);
+#[cfg(feature = "sbsa")]
+unsafe extern "C" {
+    /// The image's own level-1 table (see the crate's documentation).
+    static BAREMETAL_L1: BootTable;
+}
+/// The level-0 tables of the 48-bit boot map, one per EL: entry 0 is the
+/// image's `BAREMETAL_L1`, entry 2 `HIGH_L1_EL*`. Built at link time and
+/// read-only: no image memory holds them at run time (a partition's RAM
+/// region stays as small as on virt).
+#[cfg(feature = "sbsa")]
+#[unsafe(link_section = ".rodata.baremetal_l0")]
+static BOOT_L0_EL1: TableOfTables = TableOfTables::new(&[
+    &raw const BAREMETAL_L1,
+    core::ptr::null(),
+    &raw const HIGH_L1_EL1,
+]);
+#[cfg(feature = "sbsa")]
+#[unsafe(link_section = ".rodata.baremetal_l0")]
+static BOOT_L0_EL2: TableOfTables = TableOfTables::new(&[
+    &raw const BAREMETAL_L1,
+    core::ptr::null(),
+    &raw const HIGH_L1_EL2,
+]);
+
+#[cfg(feature = "sbsa")]
+impl BootTable {
+    /// A level-1 table for the 512 GiB from 1 TiB: the first four GiB normal
+    /// memory (NS bit set).
+    const fn high(el2: bool) -> Self {
+        let mut t = [0u64; 512];
+        let mut i = 0;
+        while i < 4 {
+            t[i] = Self::block(i as u64 + 1024, Block::NonSecureMemory, el2);
             i += 1;
         }
         Self(t)
@@ -68,10 +166,19 @@ impl BootTable {
 
 // MAIR: attribute 0 Device-nGnRE, 1 Normal write-back. TCR: T0SZ=25 (39-bit
 // VA, level 1 root), write-back walks, inner shareable, 4 KiB granule, 40-bit
-// PA; at EL1 EPD1 (no TTBR1 walks), at EL2 the RES1 bits 23 and 31.
+// PA; at EL1 EPD1 (no TTBR1 walks), at EL2 the RES1 bits 23 and 31. With
+// feature `sbsa`: T0SZ=16 (48-bit VA, level 0 root), 48-bit PA.
 const MAIR: u64 = 0xff04;
-const TCR_EL1: u64 = 25 | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 23) | (2 << 32);
-const TCR_EL2: u64 = 25 | (1 << 8) | (1 << 10) | (3 << 12) | (2 << 16) | (1 << 23) | (1 << 31);
+#[cfg(not(feature = "sbsa"))]
+const T0SZ: u64 = 25;
+#[cfg(feature = "sbsa")]
+const T0SZ: u64 = 16;
+#[cfg(not(feature = "sbsa"))]
+const PS: u64 = 2;
+#[cfg(feature = "sbsa")]
+const PS: u64 = 5;
+const TCR_EL1: u64 = T0SZ | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 23) | (PS << 32);
+const TCR_EL2: u64 = T0SZ | (1 << 8) | (1 << 10) | (3 << 12) | (PS << 16) | (1 << 23) | (1 << 31);
 // SCTLR: M, C, I, SA and the RES1 bits (EL1: 29, 28, 23, 22, 20, 11; EL2
 // non-VHE: 29, 28, 23, 22, 18, 16, 11, 5, 4).
 const SCTLR_EL1: u64 = 0x30d0_0800 | 1 | (1 << 2) | (1 << 3) | (1 << 12);
@@ -100,6 +207,7 @@ _start:
     b 1b
 2:  adrp x9, BAREMETAL_L1
     add x9, x9, :lo12:BAREMETAL_L1
+    bl baremetal_boot_root
     ldr x10, ={mair}
     mrs x11, CurrentEL
     cmp x11, #(2 << 2)
@@ -141,6 +249,36 @@ _start:
     tcr_el2 = const TCR_EL2,
     sctlr_el1 = const SCTLR_EL1,
     sctlr_el2 = const SCTLR_EL2,
+);
+
+// baremetal_boot_root: x9 = the image's level-1 table in, the root of the
+// boot map out (the level-1 table itself with a 39-bit space). Uses x11.
+#[cfg(not(feature = "sbsa"))]
+global_asm!(
+    r#"
+.section .text.baremetal_boot_root, "ax"
+baremetal_boot_root:
+    ret
+"#
+);
+
+// With the 48-bit space (sbsa): the level-0 table for this EL.
+#[cfg(feature = "sbsa")]
+global_asm!(
+    r#"
+.section .text.baremetal_boot_root, "ax"
+baremetal_boot_root:
+    adrp x9, {l0_el1}
+    add x9, x9, :lo12:{l0_el1}
+    mrs x11, CurrentEL
+    cmp x11, #(2 << 2)
+    b.ne 1f
+    adrp x9, {l0_el2}
+    add x9, x9, :lo12:{l0_el2}
+1:  ret
+"#,
+    l0_el1 = sym BOOT_L0_EL1,
+    l0_el2 = sym BOOT_L0_EL2,
 );
 
 /// A PL011 transmitter at a fixed address.

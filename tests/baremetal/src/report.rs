@@ -6,13 +6,13 @@ use core::fmt::{self, Write};
 
 use crate::Pl011;
 
-/// UART0, the normal world's console on QEMU virt.
+/// UART0, the normal world's console.
 pub fn console() -> Pl011 {
-    // SAFETY: UART0 at 0x09000000 is QEMU virt's normal-world console. Its one
+    // SAFETY: UART0 (`board::NS_UART`) is the board's normal-world console. Its one
     // user at a time is the image running on the normal world's only busy core
     // (the harness, or the hypervisor and the VMs it runs one after another),
     // so lines never mix.
-    unsafe { Pl011::new(0x0900_0000) }
+    unsafe { Pl011::new(crate::board::NS_UART) }
 }
 
 /// Prints one line on the console.

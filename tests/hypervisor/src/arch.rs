@@ -262,8 +262,14 @@ pub fn install_vectors() {
 const HCR: u64 = 1 | (1 << 1) | (1 << 19) | (1 << 31) | (1 << 40) | (1 << 41);
 // VTCR_EL2: T0SZ=25 (39-bit IPA), SL0=1 (tables start at level 1),
 // inner/outer write-back walks, inner shareable, 4 KiB granule, PS=40 bits,
-// RES1 bit 31. Matches `stage2::ROOT_LEVEL`.
+// RES1 bit 31. Matches `STAGE2_ROOT_LEVEL`. On sbsa-ref (the program is at
+// 1 TiB + 512 MiB, mapped at IPA = PA): T0SZ=16, SL0=2 (level 0), PS=48 bits.
+#[cfg(not(feature = "sbsa"))]
 const VTCR: u64 = 25 | (1 << 6) | (1 << 8) | (1 << 10) | (3 << 12) | (2 << 16) | (1 << 31);
+#[cfg(feature = "sbsa")]
+const VTCR: u64 = 16 | (2 << 6) | (1 << 8) | (1 << 10) | (3 << 12) | (5 << 16) | (1 << 31);
+/// The root level of the VMs' stage-2 tables (VTCR_EL2.SL0).
+pub const STAGE2_ROOT_LEVEL: usize = if cfg!(feature = "sbsa") { 0 } else { 1 };
 // CNTHCTL_EL2: EL1PCTEN and EL1PCEN (EL1 may use the physical counter and timer).
 const CNTHCTL: u64 = 0b11;
 

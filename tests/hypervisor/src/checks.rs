@@ -33,8 +33,8 @@ const TEE_RAM_OFFSETS: [u64; 4] = [0xD000, 0xE000, 0xF000, 0xFFF8];
 const VM_RAM_PATTERN: u64 = RAM_IPA + 0x8000;
 /// The secure pool (SPMC manifest `secure-memory`): instances' memory is
 /// carved from it.
-const POOL_BASE: u64 = 0x0e50_0000;
-const POOL_PAGES: u64 = 0x00b0_0000 / 4096;
+const POOL_BASE: u64 = crate::board::POOL_BASE;
+const POOL_PAGES: u64 = crate::board::POOL_PAGES;
 /// Pages of a TEE's RAM region (the template's manifest: 16 at RAM_IPA).
 const TEE_RAM_PAGES: u64 = 16;
 
@@ -370,7 +370,8 @@ fn resp_ok(r: &Regs, vm: u16, from: u16) -> Outcome {
 }
 
 fn is_instance(id: u64) -> bool {
-    (ids::VTEE_FIRST_INSTANCE as u64..(ids::VTEE_FIRST_INSTANCE + ids::VTEE_INSTANCES) as u64)
+    (ids::VTEE_FIRST_INSTANCE as u64
+        ..ids::VTEE_FIRST_INSTANCE as u64 + crate::board::VTEE_INSTANCES as u64)
         .contains(&id)
 }
 
@@ -1348,7 +1349,9 @@ impl T<'_> {
     /// and a VM created would be refused. The first two rounds also check
     /// that each TEE is fresh.
     fn scale_again(&mut self) -> Outcome {
-        let rounds = POOL_PAGES.div_ceil(SCALE_COUNT as u64);
+        let rounds = POOL_PAGES
+            .div_ceil(SCALE_COUNT as u64)
+            .min(crate::board::SCALE_ROUNDS_MAX);
         for round in 0..rounds {
             self.scale_create()?;
             if round >= 2 {
@@ -1374,7 +1377,7 @@ impl T<'_> {
     fn exhaustion(&mut self) -> Outcome {
         let mut made = 0u16;
         let mut last = Ack::Status(0);
-        for id in SCALE_FIRST..SCALE_FIRST + 100 {
+        for id in SCALE_FIRST..=SCALE_FIRST + crate::board::VTEE_INSTANCES {
             last = ffa::vm_created(id);
             if !last.ok() {
                 break;
@@ -1388,7 +1391,7 @@ impl T<'_> {
         ensure_eq!(last.code(), ffa::NO_MEMORY, "when instances run out");
         ensure!(made >= 32, "at least 32 more TEEs");
         ensure!(
-            made <= ids::VTEE_INSTANCES - VMS.len() as u16,
+            made <= crate::board::VTEE_INSTANCES - VMS.len() as u16,
             "no more TEEs than instance IDs"
         );
         // Everything came back.

@@ -30,12 +30,18 @@ use test_protocol::{cmd, ids};
 
 use crate::ffa::{self, Regs};
 
-/// IPA of every VM's RAM (its mailbox first, its stack at the top).
-pub const RAM_IPA: u64 = 0x4000_0000;
+/// IPA of every VM's RAM (its mailbox first, its stack at the top): in the
+/// second GiB on virt, the fourth on sbsa-ref (whose second GiB holds the
+/// console).
+pub const RAM_IPA: u64 = if cfg!(feature = "sbsa") {
+    0xC000_0000
+} else {
+    0x4000_0000
+};
 /// Size of a VM's RAM.
 pub const RAM_SIZE: u64 = 0x1_0000;
 /// IPA (and PA) of the console, passed through to every VM.
-pub const UART_IPA: u64 = 0x0900_0000;
+pub const UART_IPA: u64 = baremetal::board::NS_UART as u64;
 /// The mailbox: the first bytes of the VM's RAM.
 pub const MAILBOX_IPA: u64 = RAM_IPA;
 
@@ -50,8 +56,32 @@ pub const HV_GUEST_EXCEPTION: u64 = 0xC600_0002;
 /// console), normal memory in the second (RAM at 0x4000_0000, the program at
 /// 0x6000_0000). Read-only data of the image: every VM uses this one table,
 /// reached through its own stage 2 (where it is mapped read-only).
+#[cfg(not(feature = "sbsa"))]
 pub static GUEST_L1: BootTable = BootTable::new(&[Block::Device, Block::Memory], false);
 
+/// sbsa-ref: the console in the second GiB, the RAM in the fourth; the
+/// program (the hypervisor's image, at 1 TiB + 512 MiB) needs a 48-bit
+/// space: [`GUEST_L0`] is the root, with this table and [`GUEST_HIGH`].
+#[cfg(feature = "sbsa")]
+pub static GUEST_L1: BootTable = BootTable::new(
+    &[Block::None, Block::Device, Block::None, Block::Memory],
+    false,
+);
+/// The GiB from 1 TiB, where the program is.
+#[cfg(feature = "sbsa")]
+static GUEST_HIGH: BootTable = BootTable::new_from(1024, &[Block::Memory], false);
+/// The VMs' level-0 table on sbsa-ref: entry 0 [`GUEST_L1`], entry 2 (1 TiB)
+/// [`GUEST_HIGH`]. Table descriptors are the tables' addresses plus 3 (valid
+/// table); the linker writes them (the tables are page aligned).
+/// In `.rodata` (a static with addresses would go to `.data.rel.ro`, which
+/// no VM's stage 2 maps).
+#[cfg(feature = "sbsa")]
+#[unsafe(link_section = ".rodata.guest_l0")]
+pub static GUEST_L0: baremetal::TableOfTables = baremetal::TableOfTables::new(&[
+    &raw const GUEST_L1,
+    core::ptr::null(),
+    &raw const GUEST_HIGH,
+]);
 /// The tasks (the mailbox's `op`).
 pub mod op {
     /// args = x0-x17 of an SMC; result = what came back.

@@ -19,6 +19,7 @@
 extern crate alloc;
 
 pub mod arch;
+pub mod board;
 pub mod checks;
 pub mod demo;
 pub mod ffa;
@@ -37,11 +38,17 @@ use buddy_system_allocator::LockedHeap;
 
 /// The hypervisor's own map at EL2 (identity): devices in the first GiB
 /// (the console), then normal-world RAM (its image, its VMs' RAM, its heap).
+#[cfg(not(feature = "sbsa"))]
 #[unsafe(no_mangle)]
 static BAREMETAL_L1: BootTable = BootTable::new(
     &[Block::Device, Block::Memory, Block::Memory, Block::Memory],
     true,
 );
+/// sbsa-ref: devices in the second GiB (GIC, UART); the RAM at 1 TiB is the
+/// runtime's own table (`baremetal`, feature `sbsa`).
+#[cfg(feature = "sbsa")]
+#[unsafe(no_mangle)]
+static BAREMETAL_L1: BootTable = BootTable::new(&[Block::None, Block::Device], true);
 
 /// Heap size: stage-2 tables and VM records.
 const HEAP_SIZE: usize = 256 * 1024;

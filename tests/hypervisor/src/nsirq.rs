@@ -11,11 +11,11 @@
 
 use core::arch::asm;
 
-/// Core 0's redistributor SGI/PPI frame on QEMU virt (GICR base 0x080a0000
-/// plus the 64 KiB RD frame).
-const GICR_SGI_BASE: usize = 0x080a_0000 + 0x1_0000;
+/// Core 0's redistributor SGI/PPI frame (the GICR base plus the 64 KiB RD
+/// frame).
+const GICR_SGI_BASE: usize = crate::board::GICR + 0x1_0000;
 /// GICD_CTLR (non-secure view: bit 1 EnableGrp1A, bit 4 ARE_NS).
-const GICD_CTLR: usize = 0x0800_0000;
+const GICD_CTLR: usize = crate::board::GICD;
 /// GICR_ISENABLER0 / GICR_ICENABLER0 (one bit per SGI/PPI).
 const ISENABLER0: usize = 0x100;
 const ICENABLER0: usize = 0x180;

@@ -32,8 +32,7 @@ use aarch64_paging::{MapError, Mapping};
 use crate::arch::{self, El1State, ExitKind, GuestRegs};
 use crate::ffa::{self, Ack, Regs, VmFfa};
 use crate::guest::{
-    self, GUEST_L1, HV_GUEST_EXCEPTION, HV_TASK_DONE, MAILBOX_IPA, Mailbox, RAM_IPA, RAM_SIZE,
-    UART_IPA,
+    self, HV_GUEST_EXCEPTION, HV_TASK_DONE, MAILBOX_IPA, Mailbox, RAM_IPA, RAM_SIZE, UART_IPA,
 };
 use crate::share::{self, Change, VmShares};
 
@@ -83,7 +82,20 @@ const DEVICE_ATTRS: S2 = S2::VALID
 // SA, I and the RES1 bits), its vectors, its stack at the top of its RAM;
 // FP/SIMD trapped (the program is built soft-float).
 const GUEST_MAIR: u64 = 0xff04;
+#[cfg(not(feature = "sbsa"))]
 const GUEST_TCR: u64 = 25 | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 23) | (2 << 32);
+/// sbsa-ref: T0SZ=16 (48-bit VA, level-0 root [`guest::GUEST_L0`]), 48-bit IPA.
+#[cfg(feature = "sbsa")]
+const GUEST_TCR: u64 = 16 | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 23) | (5 << 32);
+/// The VMs' stage-1 root.
+#[cfg(not(feature = "sbsa"))]
+fn guest_root() -> u64 {
+    (&raw const guest::GUEST_L1) as u64
+}
+#[cfg(feature = "sbsa")]
+fn guest_root() -> u64 {
+    (&raw const guest::GUEST_L0) as u64
+}
 const GUEST_SCTLR: u64 = 0x30d0_0800 | 1 | (1 << 2) | (1 << 3) | (1 << 12);
 /// SPSR_EL2 for a VM's first entry: EL1h, D, A, I and F masked.
 const GUEST_SPSR: u64 = 0x3c5;
@@ -310,7 +322,7 @@ fn zero_ram(slot: usize) {
 }
 
 fn build_stage2(ram: u64) -> Result<Stage2Table, MapError> {
-    let mut t = Stage2Table::new(IdTranslation::new(), 1, Stage2);
+    let mut t = Stage2Table::new(IdTranslation::new(), arch::STAGE2_ROOT_LEVEL, Stage2);
     let text = (&raw const __text_start) as usize;
     let data = (&raw const __data_start) as usize;
     let uart = UART_IPA as usize;
@@ -460,7 +472,7 @@ impl Hypervisor {
         regs.spsr = GUEST_SPSR;
         let el1 = El1State {
             sctlr: GUEST_SCTLR,
-            ttbr0: (&raw const GUEST_L1) as u64,
+            ttbr0: guest_root(),
             tcr: GUEST_TCR,
             mair: GUEST_MAIR,
             vbar: (&raw const guest::guest_vectors) as u64,

@@ -6,6 +6,8 @@
 
 #![no_std]
 
+pub mod board;
+pub mod capacity;
 pub mod checks;
 pub mod ffa;
 pub mod hostile;
@@ -20,8 +22,14 @@ use baremetal::{Block, BootTable};
 
 /// The harness's boot map (NS-EL2): devices in the first GiB (the UART), then
 /// normal-world RAM, where the harness and its RX/TX buffers live.
+#[cfg(not(feature = "sbsa"))]
 #[unsafe(no_mangle)]
 static BAREMETAL_L1: BootTable = BootTable::new(
     &[Block::Device, Block::Memory, Block::Memory, Block::Memory],
     true,
 );
+/// sbsa-ref: devices in the second GiB (the UART at 0x6000_0000); the RAM at
+/// 1 TiB is the runtime's own table (`baremetal`, feature `sbsa`).
+#[cfg(feature = "sbsa")]
+#[unsafe(no_mangle)]
+static BAREMETAL_L1: BootTable = BootTable::new(&[Block::None, Block::Device], true);

@@ -36,9 +36,9 @@ use kit::*;
 /// A handle no transaction has (bit 63 clear, like the SPMC's).
 const UNKNOWN_HANDLE: u64 = 0x0BAD_0000_DEAD;
 /// Secure memory (the secure pool) offered from the normal world.
-const SECURE_PA: u64 = 0x0e50_0000;
+const SECURE_PA: u64 = crate::board::SECURE_POOL;
 /// The normal world's UART: not RAM.
-const MMIO_PA: u64 = 0x0900_0000;
+const MMIO_PA: u64 = crate::board::NS_UART as u64;
 
 const SEED_A: u64 = 0xA000_0000_0000_0000;
 const SEED_B: u64 = 0xB000_0000_0000_0000;
@@ -618,7 +618,7 @@ fn limit_pages() -> Outcome {
     // 32769 pages of normal-world RAM below the harness image; on an error
     // nothing is touched.
     let ranges = [Range {
-        addr: 0x4800_0000,
+        addr: crate::board::NS_RAM + 0x0800_0000,
         pages: 32769,
     }];
     let to = receivers([SP1], perm::RW);
@@ -634,7 +634,7 @@ fn limit_descriptor() -> Outcome {
     // One receiver, 16375 one-page ranges: 96 + 16 * 16375 = 262096 + 96 > 256 KiB.
     let count = (256 * 1024 - 96) / 16 + 1;
     let ranges = Strided {
-        base: 0x4800_0000,
+        base: crate::board::NS_RAM + 0x0800_0000,
         pages: 1,
         stride: PAGE,
         count,
@@ -1433,7 +1433,7 @@ fn to_memory(t: &Transaction<'_>, addr: u64) {
 
 /// The first address past the normal world's RAM (QEMU `-m 2G` from 1 GiB:
 /// the SPMC manifest's ns-memory node).
-const ABOVE_RAM: u64 = 0xC000_0000;
+const ABOVE_RAM: u64 = crate::board::RAM_END;
 
 /// A descriptor "in" a buffer where no memory is: refused before the SPMC
 /// reads it (it would take an external abort there), and the SPMC goes on.

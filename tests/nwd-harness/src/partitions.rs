@@ -6,6 +6,7 @@ use test_protocol::{
     TPM_GET_INTERFACE_VERSION, TPM_INTERFACE_VERSION, TPM_OK, cmd, ids, layout, status, uuids,
 };
 
+use crate::board;
 use crate::ffa::{self, Regs, call, code};
 use crate::report::{Outcome, Report};
 use crate::{ensure, ensure_eq};
@@ -18,15 +19,15 @@ const ALL_DESCRIPTORS: u64 = 7;
 pub fn run(r: &mut Report) {
     // §13.5-13.7: RX/TX buffers.
     r.check("rxtx-map-secure-memory-refused", || {
-        map_refused(0x0e50_0000, 0x0e50_1000, 1)
+        map_refused(board::SECURE_POOL, board::SECURE_POOL + 0x1000, 1)
     });
     // Above the RAM QEMU has (-m 2G from 1 GiB): the SPMC manifest's
     // ns-memory node, not a fixed board range, says what is RAM.
     r.check("rxtx-map-above-machine-ram-refused", || {
-        map_refused(0xC000_0000, 0xC000_1000, 1)
+        map_refused(board::RAM_END, board::RAM_END + 0x1000, 1)
     });
     r.check("rxtx-map-rx-above-machine-ram-refused", || {
-        map_refused(ffa::tx_addr(), 0xBFFF_F000, 2)
+        map_refused(ffa::tx_addr(), board::RAM_END - 0x1000, 2)
     });
     r.check("rxtx-map-unaligned-refused", || {
         map_refused(ffa::tx_addr() + 8, ffa::rx_addr(), 1)
@@ -284,7 +285,7 @@ pub fn run(r: &mut Report) {
         handled_fault(ids::SP1, layout::UNMAPPED_IPA + 0x1000)
     });
     r.check("fault-injected-other-partitions-memory", || {
-        handled_fault(ids::SP1, 0x0e50_0000)
+        handled_fault(ids::SP1, board::SECURE_POOL)
     });
     r.check("fault-command-reads-mapped-memory", fault_command_reads);
     // Faults: the faulting partition is aborted, the others go on.
@@ -301,7 +302,7 @@ pub fn run(r: &mut Report) {
             code(&ffa::cmd(
                 ids::CRASH_STEAL,
                 cmd::FAULT,
-                [0x0e50_0000, 1, 0, 0]
+                [board::SECURE_POOL, 1, 0, 0]
             )),
             ffa::ABORTED,
             "a fault in the partition's handler"
@@ -357,8 +358,15 @@ fn rxtx_unmap_remap() -> Outcome {
     ensure_eq!(r[0], ffa::SUCCESS_32, "RXTX_UNMAP");
     let again = call(ffa::RXTX_UNMAP, &[0]);
     ensure_eq!(code(&again), ffa::INVALID_PARAMETERS, "second RXTX_UNMAP");
-    let r = call(ffa::RXTX_MAP_32, &[ffa::tx_addr(), ffa::rx_addr(), 1]);
-    ensure_eq!(r[0], ffa::SUCCESS_32, "RXTX_MAP_32 again");
+    // RXTX_MAP_32 names its buffers in w1/w2 (§13.5): buffers above 4 GiB
+    // (sbsa-ref's RAM is at 1 TiB) are mapped again with RXTX_MAP_64.
+    let map = if ffa::tx_addr() > u64::from(u32::MAX) {
+        ffa::RXTX_MAP_64
+    } else {
+        ffa::RXTX_MAP_32
+    };
+    let r = call(map, &[ffa::tx_addr(), ffa::rx_addr(), 1]);
+    ensure_eq!(r[0], ffa::SUCCESS_32, "RXTX_MAP again");
     Ok(())
 }
 

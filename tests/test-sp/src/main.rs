@@ -73,6 +73,7 @@ use ffa::{Kind, NARGS, Regs, Request};
 /// The partition's boot map (S-EL1, identity over its IPA space): its image
 /// and RAM in the first GiB (secure), then the non-secure IPA space where
 /// memory the normal world shares appears (stage 1 NS bit).
+#[cfg(not(feature = "sbsa"))]
 #[unsafe(no_mangle)]
 static BAREMETAL_L1: baremetal::BootTable = baremetal::BootTable::new(
     &[
@@ -83,6 +84,13 @@ static BAREMETAL_L1: baremetal::BootTable = baremetal::BootTable::new(
     ],
     false,
 );
+/// sbsa-ref: the secure IPA space's first two GiB (sp1's device region is
+/// at 0x6004_0000); the normal world's RAM at 1 TiB is the runtime's own
+/// table (`baremetal`, feature `sbsa`).
+#[cfg(feature = "sbsa")]
+#[unsafe(no_mangle)]
+static BAREMETAL_L1: baremetal::BootTable =
+    baremetal::BootTable::new(&[baremetal::Block::Memory, baremetal::Block::Memory], false);
 
 /// The partition's state (only `baremetal_main` takes it, once).
 static mut STATE: Sp = Sp::new();

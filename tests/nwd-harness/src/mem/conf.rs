@@ -24,7 +24,7 @@ use super::*;
 
 /// sp1's device region (tf-a-integration/qemu/partitions/sp1.dts): the
 /// secure PL061 GPIO controller of QEMU virt, mapped at IPA = PA.
-const DEVICE_IPA: u64 = 0x090b_0000;
+const DEVICE_IPA: u64 = crate::board::SP1_DEVICE;
 /// Offset of the PL061's PrimeCell ID registers (0xFF0..0xFFC).
 const PRIMECELL_ID: u64 = 0xFF0;
 /// MEM_SUM of the 16 bytes there, read as two 64-bit words (each a pair

@@ -34,10 +34,10 @@ pub const PAGE: u64 = 4096;
 pub const TX_SIZE: usize = 4096;
 
 /// Normal-world memory the checks share: 64 MiB of NS DRAM well away from
-/// the harness image (0x6000_0000, 16 MiB with its stack and buffers,
+/// the harness image (RAM + 0x2000_0000, 16 MiB with its stack and buffers,
 /// tests/nwd-harness/memory.ld) and from what QEMU and TF-A put at the
-/// start of DRAM (the device tree at 0x4000_0000).
-pub const ARENA: u64 = 0x7000_0000;
+/// start of DRAM (the device tree).
+pub const ARENA: u64 = crate::board::NS_RAM + 0x3000_0000;
 /// Pages in the arena.
 pub const ARENA_PAGES: u64 = 0x4000;
 
