@@ -31,6 +31,7 @@ pub mod manager;
 pub mod manifest;
 pub mod mem;
 pub mod messaging;
+pub mod multicore;
 pub mod partition;
 pub mod platform;
 pub mod policy;

@@ -48,7 +48,13 @@ impl<P: Platform> Spmc<P> {
                 (slot, &self.partitions[slot as usize])
             }
         };
-        pick_vcpu(p, slot, req2, (regs.x(2), regs.x(3)))
+        pick_vcpu(
+            p,
+            slot,
+            req2,
+            (regs.x(2), regs.x(3)),
+            self.platform.core_index(),
+        )
     }
 
     /// Applies the binding policy to a message from normal-world endpoint `vm`
@@ -170,7 +176,13 @@ impl<P: Platform> Spmc<P> {
             {
                 return Err(FfaError::Denied);
             }
-            pick_vcpu(&self.partitions[t as usize], t, req2, (x2, x3))
+            pick_vcpu(
+                &self.partitions[t as usize],
+                t,
+                req2,
+                (x2, x3),
+                self.platform.core_index(),
+            )
         })();
         let target = match checked {
             Ok(t) => t,
@@ -213,6 +225,9 @@ impl<P: Platform> Spmc<P> {
         let vcpu = &mut p.vcpus[v.index as usize];
         let caller = match vcpu.state {
             VcpuState::Running(RunReason::Request(c)) => c,
+            VcpuState::Running(RunReason::Power { psci }) => {
+                return self.power_response(v, psci, regs);
+            }
             // Not handling a request: there is nobody to answer (§15.3.2).
             _ => return self.finish_sp(v, Err(FfaError::Denied)),
         };
@@ -278,8 +293,8 @@ impl<P: Platform> Spmc<P> {
         match self.vcpu(v).state {
             VcpuState::Running(RunReason::Boot) => {
                 let _ = self.set_state(v, VcpuState::Waiting);
-                info!("partition {id:#06x} initialised");
-                self.boot_continue(regs)
+                info!("partition {id:#06x} initialised (context {})", v.index);
+                self.boot_next(regs)
             }
             VcpuState::Running(RunReason::Create { template_id, wide }) => {
                 let _ = self.set_state(v, VcpuState::Waiting);
@@ -321,7 +336,9 @@ impl<P: Platform> Spmc<P> {
     /// FFA_INTERRUPT; it resumes the vCPU with FFA_RUN.
     pub(crate) fn preempt_for_interrupt(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
         let reason = match self.vcpu(v).state {
-            VcpuState::Running(RunReason::Boot | RunReason::Create { .. }) => return self.run(v),
+            VcpuState::Running(
+                RunReason::Boot | RunReason::Create { .. } | RunReason::Power { .. },
+            ) => return self.run(v),
             VcpuState::Running(r) => r,
             _ => return self.run(v),
         };
@@ -340,7 +357,12 @@ impl<P: Platform> Spmc<P> {
         let Some(slot) = self.slot_of(id) else {
             return self.finish_nwd(regs, Err(FfaError::InvalidParameters));
         };
-        if index as usize >= self.partitions[slot as usize].vcpus.len() {
+        let p = &self.partitions[slot as usize];
+        // An MP partition's context runs on its own core only (DEN0077
+        // v1.2 §8.1; Hafnium answers INVALID_PARAMETERS too).
+        if index as usize >= p.vcpus.len()
+            || (p.is_mp() && index as usize != self.platform.core_index())
+        {
             return self.finish_nwd(regs, Err(FfaError::InvalidParameters));
         }
         let v = VcpuRef { slot, index };
@@ -390,7 +412,8 @@ impl<P: Platform> Spmc<P> {
             _ => RunReason::Boot,
         };
         match reason {
-            RunReason::Boot => self.boot_continue(regs),
+            RunReason::Boot => self.boot_next(regs),
+            RunReason::Power { psci } => self.power_continue(psci, v.slot, regs),
             RunReason::Create { template_id, wide } => {
                 self.instance_failed(v, template_id, wide, regs)
             }
@@ -405,11 +428,19 @@ impl<P: Platform> Spmc<P> {
     }
 }
 
-/// Checks a direct request to partition `p` (in `slot`) and picks the vCPU
-/// to deliver it to: the first that waits.
+/// Checks a direct request to partition `p` (in `slot`) arriving on core
+/// `core` and picks the vCPU to deliver it to: a UP partition's only
+/// context, an MP partition's context `core` (DEN0077 v1.2 §8.1: an MP
+/// partition's execution context n is pinned to core n).
 #[inline(always)]
 #[cfg_attr(spmc_hot, optimize(speed))]
-fn pick_vcpu(p: &Partition, slot: u16, req2: bool, uuid: (u64, u64)) -> Result<VcpuRef, FfaError> {
+fn pick_vcpu(
+    p: &Partition,
+    slot: u16,
+    req2: bool,
+    uuid: (u64, u64),
+    core: usize,
+) -> Result<VcpuRef, FfaError> {
     match p.state {
         PartitionState::Aborted => return Err(FfaError::Aborted),
         PartitionState::Created => return Err(FfaError::Busy),
@@ -430,28 +461,17 @@ fn pick_vcpu(p: &Partition, slot: u16, req2: bool, uuid: (u64, u64)) -> Result<V
             return Err(FfaError::InvalidParameters);
         }
     }
-    // The common case: a UP partition whose only vCPU waits.
-    if let Some(v) = p.vcpus.first()
-        && v.state == VcpuState::Waiting
-    {
-        return Ok(VcpuRef { slot, index: 0 });
-    }
-    match p
-        .vcpus
-        .iter()
-        .position(|v| matches!(v.state, VcpuState::Waiting))
-    {
-        Some(index) => Ok(VcpuRef {
+    let index = p.context_for(core);
+    match p.vcpus.get(index).map(|v| v.state) {
+        Some(VcpuState::Waiting) => Ok(VcpuRef {
             slot,
             index: index as u16,
         }),
-        None if p
-            .vcpus
-            .iter()
-            .all(|v| matches!(v.state, VcpuState::Aborted)) =>
-        {
-            Err(FfaError::Aborted)
-        }
-        None => Err(FfaError::Busy),
+        Some(VcpuState::Aborted) => Err(FfaError::Aborted),
+        // An MP partition's context on a core that has not come on (or
+        // went off): it cannot run there (the partition has no context
+        // for a core past its count either).
+        Some(VcpuState::Off) | None => Err(FfaError::Denied),
+        Some(_) => Err(FfaError::Busy),
     }
 }

@@ -61,4 +61,8 @@ pub trait Platform {
     /// may hold them lazily), so the core can read and change them there;
     /// the next run of that vCPU loads them back. Called on fault exits only.
     fn vcpu_el1_to_context(&mut self);
+
+    /// The linear index of the core this call runs on (0 for the primary
+    /// core on QEMU virt): context n of an MP partition runs on core n only.
+    fn core_index(&self) -> usize;
 }

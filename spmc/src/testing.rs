@@ -60,6 +60,9 @@ pub struct FakePlatform {
     /// How many times the core asked for a vCPU's EL1 registers in its
     /// context ([`Platform::vcpu_el1_to_context`]).
     pub el1_syncs: u32,
+    /// The core the next call arrives on ([`Platform::core_index`]); tests
+    /// set it to play calls from several cores.
+    pub core: usize,
 }
 
 impl Default for FakePlatform {
@@ -72,6 +75,7 @@ impl Default for FakePlatform {
             ns_size: NS_SIZE,
             heap_free: None,
             el1_syncs: 0,
+            core: 0,
         }
     }
 }
@@ -221,6 +225,10 @@ impl Platform for FakePlatform {
     fn vcpu_el1_to_context(&mut self) {
         // The tests play the partition in its context: it is the truth.
         self.el1_syncs += 1;
+    }
+
+    fn core_index(&self) -> usize {
+        self.core
     }
 }
 

@@ -202,12 +202,21 @@ pub enum RunReason {
         /// The message was a 64-bit direct request: acknowledge with RESP_64.
         wide: bool,
     },
+    /// A power management framework message from the SPMC (DEN0077 v1.2
+    /// §18.2) about this core, carrying the PSCI function `psci`: its
+    /// framework direct response lets the SPMC go on to the next
+    /// subscriber and then answer the SPMD.
+    Power {
+        /// The PSCI function (CPU_OFF, CPU_SUSPEND).
+        psci: u32,
+    },
 }
 
 /// vCPU states (FF-A v1.2 §8.2, with the SPMC's own `Off`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VcpuState {
-    /// Never started.
+    /// Never started, or its core was turned off (an MP partition's context
+    /// after CPU_OFF; the core's next cold boot initialises it again).
     Off,
     /// In FFA_MSG_WAIT: ready for a message.
     Waiting,
@@ -239,7 +248,12 @@ impl VcpuState {
         match (self, to) {
             (_, Aborted) => self != Aborted,
             (Off, Running(RunReason::Boot | RunReason::Create { .. })) => true,
-            (Waiting, Running(RunReason::Request(_) | RunReason::Scheduled)) => true,
+            (
+                Waiting,
+                Running(RunReason::Request(_) | RunReason::Scheduled | RunReason::Power { .. }),
+            ) => true,
+            // Its core goes off (CPU_OFF): what it was doing there is over.
+            (Waiting | Preempted(..), Off) => true,
             (Running(_), Waiting) => true,
             (Running(r), Blocked(b)) => r == b,
             (Blocked(b), Running(r)) => r == b,
