@@ -100,7 +100,8 @@ impl<P: Platform> Spmc<P> {
 
     /// FFA_SECONDARY_EP_REGISTER (DEN0077 v1.2 §18.3.2.1) from the vCPU `v`:
     /// where the partition's other contexts start when their cores come on.
-    /// Only during its initialisation (DENIED afterwards), only an address
+    /// Only during its initialisation (its boot, or an instance's creation;
+    /// DENIED afterwards), only an address
     /// inside its own memory (its image and `mem-size`, the part that is
     /// mapped executable; INVALID_PARAMETERS otherwise), and not from a
     /// v1.0 partition (NOT_SUPPORTED, as Hafnium). The normal world never
@@ -118,7 +119,10 @@ impl<P: Platform> Spmc<P> {
         if p.version < Version::V1_1 {
             return Err(FfaError::NotSupported);
         }
-        if state != VcpuState::Running(RunReason::Boot) {
+        if !matches!(
+            state,
+            VcpuState::Running(RunReason::Boot | RunReason::Create { .. })
+        ) {
             debug!(
                 "partition {:#06x}: FFA_SECONDARY_EP_REGISTER after its initialisation",
                 p.id()
