@@ -207,4 +207,8 @@ impl Platform for Qemu {
     fn vcpu_el1_to_context(&mut self) {
         arch_aarch64::vcpu::park_el1();
     }
+
+    fn core_index(&self) -> usize {
+        arch_aarch64::cpu::core_index()
+    }
 }
