@@ -10,6 +10,7 @@ pub mod checks;
 pub mod ffa;
 pub mod hostile;
 pub mod mem;
+pub mod multicore;
 pub mod partitions;
 pub mod report;
 

@@ -14,7 +14,7 @@ use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use nwd_harness::report::{self, console};
-use nwd_harness::{checks, mem, partitions};
+use nwd_harness::{checks, mem, multicore, partitions};
 
 /// Set once the `e2e` summary is out: a panic then ends the `mem` section.
 static IN_MEM: AtomicBool = AtomicBool::new(false);
@@ -41,6 +41,7 @@ extern "C" fn baremetal_main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
     let mut r = report::Report::default();
     checks::run(&mut r);
     partitions::run(&mut r);
+    multicore::run(&mut r);
     let _ = writeln!(console(), "e2e: {} passed, {} failed", r.passed, r.failed);
     IN_MEM.store(true, Ordering::Relaxed);
     let mut m = report::Report::default();
