@@ -161,10 +161,12 @@ fn run_vcpu(vcpu: spmc::vcpu::VcpuRef, ctx: *mut spmc::vcpu::Context, regs: &mut
         Some(spmc) => spmc.handle_exit(vcpu, regs),
         None => Next::NormalWorld,
     };
-    match next {
-        Next::NormalWorld => arch_aarch64::vcpu::return_to_normal_world(),
-        Next::Run { vcpu: w, .. } if w != vcpu => arch_aarch64::vcpu::hand_off(),
-        Next::Run { .. } => {}
+    if let Next::Run { vcpu: w, .. } = next {
+        if w != vcpu {
+            arch_aarch64::vcpu::hand_off();
+        }
+    } else {
+        arch_aarch64::vcpu::return_to_normal_world();
     }
     next
 }

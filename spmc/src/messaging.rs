@@ -48,13 +48,9 @@ impl<P: Platform> Spmc<P> {
                 (slot, &self.partitions[slot as usize])
             }
         };
-        pick_vcpu(
-            p,
-            slot,
-            req2,
-            (regs.x(2), regs.x(3)),
-            self.platform.core_index(),
-        )
+        pick_vcpu(p, slot, req2, (regs.x(2), regs.x(3)), || {
+            self.platform.core_index()
+        })
     }
 
     /// Applies the binding policy to a message from normal-world endpoint `vm`
@@ -119,10 +115,12 @@ impl<P: Platform> Spmc<P> {
             req2,
         });
         let vcpu = self.vcpu(v);
-        if let Err(e) = vcpu.state.become_(VcpuState::Running(reason)) {
-            log::error!("vCPU {v:?}: illegal transition {:?} -> {:?}", e.from, e.to);
-            return self.finish_nwd(regs, Err(FfaError::Denied));
-        }
+        // `pick_vcpu` chose a waiting vCPU (and nothing ran since: the
+        // manager is borrowed mutably throughout), and Waiting ->
+        // Running(Request) is legal: the transition needs no second check
+        // on the hot path (the host tests check it).
+        debug_assert!(vcpu.state.can_become(VcpuState::Running(reason)));
+        vcpu.state = VcpuState::Running(reason);
         let ctx = &mut vcpu.ctx;
         if f == func::MSG_SEND_DIRECT_REQ_32 {
             for i in 0..8 {
@@ -176,13 +174,9 @@ impl<P: Platform> Spmc<P> {
             {
                 return Err(FfaError::Denied);
             }
-            pick_vcpu(
-                &self.partitions[t as usize],
-                t,
-                req2,
-                (x2, x3),
-                self.platform.core_index(),
-            )
+            pick_vcpu(&self.partitions[t as usize], t, req2, (x2, x3), || {
+                self.platform.core_index()
+            })
         })();
         let target = match checked {
             Ok(t) => t,
@@ -225,11 +219,7 @@ impl<P: Platform> Spmc<P> {
         let vcpu = &mut p.vcpus[v.index as usize];
         let caller = match vcpu.state {
             VcpuState::Running(RunReason::Request(c)) => c,
-            VcpuState::Running(RunReason::Power { psci }) => {
-                return self.power_response(v, psci, regs);
-            }
-            // Not handling a request: there is nobody to answer (§15.3.2).
-            _ => return self.finish_sp(v, Err(FfaError::Denied)),
+            _ => return self.response_without_request(v, regs),
         };
         let ctx = &vcpu.ctx;
         let f = ctx.x[0] as u32;
@@ -270,6 +260,17 @@ impl<P: Platform> Spmc<P> {
                 }
                 self.unblock(w, &msg[..n])
             }
+        }
+    }
+
+    /// A direct response from a vCPU that handles no direct request: the
+    /// answer to a power management message (`spmc::multicore`), or DENIED
+    /// (there is nobody to answer, §15.3.2).
+    #[inline(never)]
+    fn response_without_request(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
+        match self.vcpu(v).state {
+            VcpuState::Running(RunReason::Power { op }) => self.power_response(v, op, regs),
+            _ => self.finish_sp(v, Err(FfaError::Denied)),
         }
     }
 
@@ -413,7 +414,7 @@ impl<P: Platform> Spmc<P> {
         };
         match reason {
             RunReason::Boot => self.boot_next(regs),
-            RunReason::Power { psci } => self.power_continue(psci, v.slot, regs),
+            RunReason::Power { op } => self.power_continue(op, v.slot, regs),
             RunReason::Create { template_id, wide } => {
                 self.instance_failed(v, template_id, wide, regs)
             }
@@ -439,7 +440,7 @@ fn pick_vcpu(
     slot: u16,
     req2: bool,
     uuid: (u64, u64),
-    core: usize,
+    core: impl FnOnce() -> usize,
 ) -> Result<VcpuRef, FfaError> {
     match p.state {
         PartitionState::Aborted => return Err(FfaError::Aborted),
@@ -461,12 +462,30 @@ fn pick_vcpu(
             return Err(FfaError::InvalidParameters);
         }
     }
-    let index = p.context_for(core);
-    match p.vcpus.get(index).map(|v| v.state) {
-        Some(VcpuState::Waiting) => Ok(VcpuRef {
+    // The common case first: a UP partition whose only context waits (the
+    // core is read only for an MP partition).
+    if let [only] = p.vcpus.as_slice() {
+        if only.state == VcpuState::Waiting {
+            return Ok(VcpuRef { slot, index: 0 });
+        }
+        return not_waiting(p, 0);
+    }
+    let index = core();
+    if let Some(v) = p.vcpus.get(index)
+        && v.state == VcpuState::Waiting
+    {
+        return Ok(VcpuRef {
             slot,
             index: index as u16,
-        }),
+        });
+    }
+    not_waiting(p, index)
+}
+
+/// Why the context `index` of `p` cannot take a direct request.
+#[inline(never)]
+fn not_waiting(p: &Partition, index: usize) -> Result<VcpuRef, FfaError> {
+    match p.vcpus.get(index).map(|v| v.state) {
         Some(VcpuState::Aborted) => Err(FfaError::Aborted),
         // An MP partition's context on a core that has not come on (or
         // went off): it cannot run there (the partition has no context

@@ -27,7 +27,7 @@ use crate::ffa::{self, FfaError, Regs, Version, func, fwk};
 use crate::manager::{Next, Spmc};
 use crate::platform::Platform;
 use crate::stage2::Stage2;
-use crate::vcpu::{Context, RunReason, VcpuRef, VcpuState};
+use crate::vcpu::{Context, PowerOp, RunReason, VcpuRef, VcpuState};
 
 /// A context as it starts (its first boot on its core, or again after the
 /// core went off): at `entry`, with the boot information in its register
@@ -152,24 +152,28 @@ impl<P: Platform> Spmc<P> {
             "core {}: PSCI framework message {psci:#x}",
             self.platform.core_index()
         );
-        self.power_deliver(psci, 0, regs)
+        match PowerOp::from_psci(psci) {
+            Some(op) => self.power_deliver(op, 0, regs),
+            // Nothing a partition subscribes to: answered at once.
+            None => self.power_done(regs),
+        }
     }
 
-    /// Goes on with the power message `psci` after the partition in `slot`
+    /// Goes on with the power message `op` after the partition in `slot`
     /// answered it (or was aborted meanwhile).
-    pub(crate) fn power_continue(&mut self, psci: u32, slot: u16, regs: &mut Regs) -> Next {
+    pub(crate) fn power_continue(&mut self, op: PowerOp, slot: u16, regs: &mut Regs) -> Next {
         let after = self
             .boot_order
             .iter()
             .position(|&s| s == slot)
             .map_or(self.boot_order.len(), |p| p + 1);
-        self.power_deliver(psci, after, regs)
+        self.power_deliver(op, after, regs)
     }
 
-    /// Delivers `psci` to the next subscriber from boot-order position
+    /// Delivers `op` to the next subscriber from boot-order position
     /// `from`, or, when none is left, finishes: on CPU_OFF this core's MP
     /// contexts go off, and the SPMD gets its framework response.
-    fn power_deliver(&mut self, psci: u32, from: usize, regs: &mut Regs) -> Next {
+    fn power_deliver(&mut self, op: PowerOp, from: usize, regs: &mut Regs) -> Next {
         let core = self.platform.core_index();
         let spmc_id = self.id();
         for pos in from..self.boot_order.len() {
@@ -178,7 +182,7 @@ impl<P: Platform> Spmc<P> {
             if !p.is_alive()
                 || !p.is_mp()
                 || core >= p.vcpus.len()
-                || !p.config.power_messages.wants(psci)
+                || !p.config.power_messages.wants(op.psci())
                 || p.vcpus[core].state != VcpuState::Waiting
             {
                 continue;
@@ -189,7 +193,7 @@ impl<P: Platform> Spmc<P> {
                 index: core as u16,
             };
             if self
-                .set_state(v, VcpuState::Running(RunReason::Power { psci }))
+                .set_state(v, VcpuState::Running(RunReason::Power { op }))
                 .is_err()
             {
                 continue;
@@ -198,7 +202,7 @@ impl<P: Platform> Spmc<P> {
                 func::MSG_SEND_DIRECT_REQ_32 as u64,
                 ffa::endpoints(spmc_id, id),
                 (fwk::FLAG | fwk::PSCI_REQ) as u64,
-                psci as u64,
+                op.psci() as u64,
                 0,
                 0,
                 0,
@@ -207,7 +211,7 @@ impl<P: Platform> Spmc<P> {
             self.vcpu(v).ctx.x[..8].copy_from_slice(&msg);
             return self.run(v);
         }
-        if psci == ffa::psci::CPU_OFF {
+        if op == PowerOp::CpuOff {
             for p in self.partitions.iter_mut().filter(|p| p.is_mp()) {
                 if let Some(vcpu) = p.vcpus.get_mut(core) {
                     // Waiting or preempted: over; anything else stays.
@@ -216,6 +220,12 @@ impl<P: Platform> Spmc<P> {
             }
             info!("core {core} off");
         }
+        self.power_done(regs)
+    }
+
+    /// The SPMC's framework response to the SPMD's power message: PSCI SUCCESS.
+    fn power_done(&mut self, regs: &mut Regs) -> Next {
+        let spmc_id = self.id();
         regs.0[..8].copy_from_slice(&[
             func::MSG_SEND_DIRECT_RESP_32 as u64,
             ffa::endpoints(spmc_id, ffa::SPMD_ID),
@@ -229,12 +239,12 @@ impl<P: Platform> Spmc<P> {
         Next::NormalWorld
     }
 
-    /// A direct response from a context handling the power message `psci`:
+    /// A direct response from a context handling the power message `op`:
     /// it must be the framework response (32-bit, from the partition to
     /// the SPMC, w2 = framework bit | PSCI response); anything else is
     /// answered INVALID_PARAMETERS and the context still owes it.
     #[inline(never)]
-    pub(crate) fn power_response(&mut self, v: VcpuRef, psci: u32, regs: &mut Regs) -> Next {
+    pub(crate) fn power_response(&mut self, v: VcpuRef, op: PowerOp, regs: &mut Regs) -> Next {
         let id = self.partitions[v.slot as usize].id();
         let spmc_id = self.id();
         let x = &self.vcpu(v).ctx.x;
@@ -246,9 +256,9 @@ impl<P: Platform> Spmc<P> {
         }
         let status = x[3] as u32;
         if status != ffa::psci::SUCCESS {
-            debug!("partition {id:#06x} answered PSCI {psci:#x} with {status:#x}");
+            debug!("partition {id:#06x} answered {op:?} with {status:#x}");
         }
         let _ = self.set_state(v, VcpuState::Waiting);
-        self.power_continue(psci, v.slot, regs)
+        self.power_continue(op, v.slot, regs)
     }
 }

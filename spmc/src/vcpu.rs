@@ -207,9 +207,45 @@ pub enum RunReason {
     /// framework direct response lets the SPMC go on to the next
     /// subscriber and then answer the SPMD.
     Power {
-        /// The PSCI function (CPU_OFF, CPU_SUSPEND).
-        psci: u32,
+        /// The PSCI function it carries.
+        op: PowerOp,
     },
+}
+
+/// The PSCI function of a power management message (one byte, so that
+/// [`RunReason`] and [`VcpuState`], which the message path copies, stay as
+/// small as they were).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerOp {
+    /// PSCI CPU_OFF.
+    CpuOff,
+    /// PSCI CPU_SUSPEND (SMC32).
+    CpuSuspend32,
+    /// PSCI CPU_SUSPEND (SMC64).
+    CpuSuspend64,
+}
+
+impl PowerOp {
+    /// The message for PSCI function `f`, if the SPMC delivers it.
+    pub fn from_psci(f: u32) -> Option<Self> {
+        use crate::ffa::psci;
+        match f {
+            psci::CPU_OFF => Some(Self::CpuOff),
+            psci::CPU_SUSPEND_32 => Some(Self::CpuSuspend32),
+            psci::CPU_SUSPEND_64 => Some(Self::CpuSuspend64),
+            _ => None,
+        }
+    }
+
+    /// Its PSCI function ID.
+    pub fn psci(self) -> u32 {
+        use crate::ffa::psci;
+        match self {
+            Self::CpuOff => psci::CPU_OFF,
+            Self::CpuSuspend32 => psci::CPU_SUSPEND_32,
+            Self::CpuSuspend64 => psci::CPU_SUSPEND_64,
+        }
+    }
 }
 
 /// vCPU states (FF-A v1.2 §8.2, with the SPMC's own `Off`).

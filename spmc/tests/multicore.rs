@@ -8,7 +8,7 @@ mod common;
 use common::world::*;
 use spmc::ffa::{self, FfaError, Regs, func, fwk, psci};
 use spmc::testing::{FakePlatform, sp_call};
-use spmc::vcpu::{RunReason, VcpuRef, VcpuState};
+use spmc::vcpu::{PowerOp, RunReason, VcpuRef, VcpuState};
 use spmc::{Next, Spmc};
 
 const SP1: u16 = 0x8001;
@@ -283,7 +283,7 @@ fn cpu_off_reaches_subscribers_then_the_core_boots_again() {
     assert_eq!(
         s.vcpu_state(v),
         VcpuState::Running(RunReason::Power {
-            psci: psci::CPU_OFF
+            op: PowerOp::CpuOff
         })
     );
     let x = s.vcpu_context_mut(v).x;
