@@ -143,7 +143,7 @@ fn read(core: usize, word: usize) -> u64 {
 
 /// Posts a call to `core`: `regs` as x0-x7, made `repeat` times, each
 /// answer's w0 compared with `expect`. Returns at once.
-fn post(core: usize, regs: [u64; 8], repeat: u64, expect: u64) {
+pub fn post(core: usize, regs: [u64; 8], repeat: u64, expect: u64) {
     let s = &SLOTS[core];
     for (i, r) in regs.iter().enumerate() {
         s.0[CALL + i].store(*r, Ordering::Relaxed);
@@ -160,18 +160,25 @@ fn post(core: usize, regs: [u64; 8], repeat: u64, expect: u64) {
 
 /// What a core's posted work gave: the last answer, the bad answers, the
 /// BUSY retries.
-struct Done {
-    out: [u64; 8],
-    bad: u64,
-    busy: u64,
+pub struct Done {
+    /// The last answer's x0-x7.
+    pub out: [u64; 8],
+    /// Answers whose w0 was not the expected one.
+    pub bad: u64,
+    /// FFA_ERROR(BUSY) answers retried.
+    pub busy: u64,
 }
 
 /// Waits for `core` to finish what was posted last (no time limit: a core
 /// that never answers is the stage's time-out).
-fn wait(core: usize) -> Done {
+pub fn wait(core: usize) -> Done {
     let go = SLOTS[core].0[GO].load(Ordering::Relaxed);
     while read(core, DONE) != go {
-        core::hint::spin_loop();
+        // The secondary core signals with SEV when done: under `-icount`
+        // (the benchmarks) WFE hands the turn to the other cores instead of
+        // counting a spin loop's instructions.
+        // SAFETY: WFE only waits for an event (or returns at once).
+        unsafe { core::arch::asm!("wfe", options(nomem, nostack)) };
     }
     let mut out = [0; 8];
     for (i, o) in out.iter_mut().enumerate() {
@@ -184,12 +191,12 @@ fn wait(core: usize) -> Done {
     }
 }
 
-fn req64(to: u16, x3: u64, x4: u64, x5: u64) -> [u64; 8] {
+pub fn req64(to: u16, x3: u64, x4: u64, x5: u64) -> [u64; 8] {
     [ffa::MSG_SEND_DIRECT_REQ_64, to as u64, 0, x3, x4, x5, 0, 0]
 }
 
 /// Turns `core` on at [`mc_secondary`] and waits until it runs.
-fn power_on(core: usize) -> Outcome {
+pub fn power_on(core: usize) -> Outcome {
     let entries = read(core, ENTRIES);
     let slot = &SLOTS[core] as *const Slot as u64;
     let a = call(
