@@ -160,6 +160,7 @@ pub fn post(core: usize, regs: [u64; 8], repeat: u64, expect: u64) {
 
 /// What a core's posted work gave: the last answer, the bad answers, the
 /// BUSY retries.
+#[derive(Debug)]
 pub struct Done {
     /// The last answer's x0-x7.
     pub out: [u64; 8],
