@@ -396,6 +396,77 @@ fn run_wrong_core() -> Outcome {
     Ok(())
 }
 
+/// A VM's trusted environment created and destroyed on core 0 (three
+/// times) while cores 1-3 message sp2 (their own contexts), sp1 and the
+/// TPM partition; then partition-to-partition chains on two cores at once
+/// (sp1 -> TPM on core 1 and sp2 -> TPM on core 0) while core 2 calls the
+/// TPM partition directly: the UP partition TPM migrates between cores in
+/// the middle of chains (the hand-off of its state, docs/architecture.md).
+fn vtee_and_chains_while_others_message() -> Outcome {
+    use crate::hostile::irq::{check_ack, vm_message};
+    use ffa::fwk::{VM_CREATED, VM_DESTROYED};
+    let targets = [ids::SP2, ids::SP1, ids::TPM];
+    for (core, to) in (1..CORES).zip(targets) {
+        post(
+            core,
+            req64(to, cmd::ECHO, 0x8000 + core as u64, 0),
+            ROUNDS,
+            ffa::MSG_SEND_DIRECT_RESP_64,
+        );
+    }
+    for _ in 0..3 {
+        check_ack(&vm_message(VM_CREATED, 0x31), VM_CREATED, 0, "VM created")?;
+        check_ack(
+            &vm_message(VM_DESTROYED, 0x31),
+            VM_DESTROYED,
+            0,
+            "VM destroyed",
+        )?;
+    }
+    for core in 1..CORES {
+        let d = wait(core);
+        ensure_eq!(d.bad, 0, "answers while a VM came and went");
+        ensure_eq!(d.out[4], 0x8000 + core as u64, "echo");
+    }
+    // Chains: sp1 forwards to TPM from core 1, TPM straight from core 2.
+    post(
+        1,
+        req64(ids::SP1, cmd::FORWARD, ids::TPM as u64, 0x91),
+        ROUNDS,
+        ffa::MSG_SEND_DIRECT_RESP_64,
+    );
+    post(
+        2,
+        req64(ids::TPM, cmd::ECHO, 0x92, 0),
+        ROUNDS,
+        ffa::MSG_SEND_DIRECT_RESP_64,
+    );
+    for _ in 0..ROUNDS {
+        let a = ffa::cmd(ids::SP2, cmd::FORWARD, [ids::TPM as u64, 0x90, 0, 0]);
+        ensure_eq!(a[0], ffa::MSG_SEND_DIRECT_RESP_64, "sp2's answer on core 0");
+        // The TPM partition answered, or was busy on another core.
+        if a[4] == ffa::MSG_SEND_DIRECT_RESP_64 {
+            ensure_eq!(a[5], 0x90, "TPM's echo through sp2");
+        } else {
+            ensure_eq!(a[4], ffa::ERROR_32, "sp2's call to TPM");
+            ensure_eq!(a[5] as u32 as i32, ffa::BUSY, "its error");
+        }
+    }
+    for core in [1, 2] {
+        let d = wait(core);
+        ensure_eq!(d.bad, 0, "answers during the chains");
+    }
+    // With the other cores done, the chain goes through.
+    let a = ffa::cmd(ids::SP2, cmd::FORWARD, [ids::TPM as u64, 0x93, 0, 0]);
+    ensure_eq!(
+        a[4],
+        ffa::MSG_SEND_DIRECT_RESP_64,
+        "TPM through sp2 afterwards"
+    );
+    ensure_eq!(a[5], 0x93, "its echo");
+    Ok(())
+}
+
 /// The multicore checks.
 pub fn run(r: &mut Report) {
     r.check("mc-cores-1-3-on", || {
@@ -409,4 +480,8 @@ pub fn run(r: &mut Report) {
     r.check("mc-fp-simd-survives-migration", fp_migrates);
     r.check("mc-run-mp-context-from-wrong-core", run_wrong_core);
     r.check("mc-cpu-off-then-on-served-again", off_and_on);
+    r.check(
+        "mc-vtee-and-chains-while-other-cores-message",
+        vtee_and_chains_while_others_message,
+    );
 }
