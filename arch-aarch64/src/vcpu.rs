@@ -11,6 +11,18 @@
 //! ([`return_to_normal_world`]), the hardware holds the normal world's EL1 and
 //! FP/SIMD state, and every partition's state is back in its context. So no
 //! partition state ever stays live in the hardware across an SMC to EL3.
+//!
+//! Hand-off between cores (a UP partition migrates; a vCPU that answers or
+//! waits may be picked by another core as soon as the core lock is free):
+//! the lazy state is only ever kept for the vCPU that goes on running on
+//! this core. When the core layer, after a vCPU's exit, runs a *different*
+//! vCPU next, the platform calls [`hand_off`] before it releases the core
+//! lock: the exited vCPU's EL1 and FP/SIMD registers go back into its
+//! context (eager save when it leaves `Running`). So whenever the lock is
+//! free, every vCPU that is not `Running` has its complete state in its
+//! context, no core records a context it does not run, and a context can be
+//! handed to another core or freed (a destroyed instance) without a core
+//! saving into it later.
 
 use core::arch::global_asm;
 use core::mem::offset_of;
@@ -355,9 +367,24 @@ const IDLE: PerCpu = PerCpu(UnsafeCell::new(CpuState {
 }));
 static CPUS: [PerCpu; MAX_CPUS] = [IDLE; MAX_CPUS];
 
-/// Points TPIDR_EL2 at this core's state. Call once per core, before any vCPU runs.
+/// Points TPIDR_EL2 at this core's state and resets it. Call on each cold
+/// boot of the core (the primary's, and each CPU_ON of a secondary, also
+/// after a CPU_OFF), before any vCPU runs: what the state says the hardware
+/// holds (stage-2 roots, the FP trap) is not known after a power cycle.
 pub fn init_cpu() {
     let state = CPUS[cpu::core_index() % MAX_CPUS].0.get();
+    // SAFETY: only this core reaches its entry, and no reference from
+    // `this_cpu` is live (no vCPU runs during a cold boot). Whatever a
+    // previous life of the core left in it was handed back before the core
+    // went off (`return_to_normal_world` before each answer to the SPMD).
+    unsafe {
+        let st = &mut *state;
+        st.ctx = core::ptr::null_mut();
+        st.el1 = Owner::NormalWorld;
+        st.fp = Owner::NormalWorld;
+        st.stage2 = (0, 0);
+        st.fp_trapped = sysreg::read_cptr_el2() & CPTR_TFP != 0;
+    }
     // SAFETY: TPIDR_EL2 is ours (EL3 keeps a copy per world); from here on
     // only this core reaches `state`, through it.
     unsafe {
@@ -571,6 +598,16 @@ pub fn return_to_normal_world() {
         unsafe { spmc_fp_load(&st.nwd_fp) };
         st.fp = Owner::NormalWorld;
     }
+}
+
+/// Hands the state of the vCPU that last ran on this core back to its
+/// context (EL1 and FP/SIMD registers), with the normal world's back in the
+/// hardware: called, with the core lock held, when the core runs another
+/// vCPU next (see the module's "Hand-off between cores"). The next [`run`]
+/// loads what it needs. Does nothing if no vCPU's state is live.
+#[inline(never)]
+pub fn hand_off() {
+    return_to_normal_world();
 }
 
 /// After a fatal error on this core: puts the normal world's EL1 and FP/SIMD

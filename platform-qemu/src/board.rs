@@ -218,4 +218,8 @@ impl Platform for Qemu {
             0xFF
         }
     }
+
+    fn core_index(&self) -> usize {
+        arch_aarch64::cpu::core_index()
+    }
 }

@@ -104,12 +104,25 @@ pub fn primary(manifest_addr: u64, core: usize) -> ! {
     serve(regs, next)
 }
 
-/// A secondary core entering after the normal world's PSCI CPU_ON.
+/// A secondary core entering after the normal world's PSCI CPU_ON (TF-A's
+/// SPMD enters the SPMC at the registered secondary entry, `spmd_pm.c`,
+/// and waits for its FFA_MSG_WAIT): the core's context of every MP
+/// partition initialises first (`Spmc::secondary_boot`). The same after a
+/// CPU_OFF: the core starts afresh.
 pub fn secondary(core: usize) -> ! {
     arch_aarch64::stage2::configure();
     arch_aarch64::vcpu::init_cpu();
     log::debug!("core {core} on");
-    serve(Regs::with_func(func::MSG_WAIT), Next::NormalWorld)
+    let mut regs = Regs::with_func(func::MSG_WAIT);
+    let next = match lock_live() {
+        Some(mut guard) => match guard.as_mut() {
+            Some(spmc) if BOOTED.load(Ordering::Acquire) => spmc.secondary_boot(&mut regs),
+            _ => Next::NormalWorld,
+        },
+        None => Next::NormalWorld,
+    };
+    let next = run_partitions(&mut regs, next);
+    serve(regs, next)
 }
 
 /// Runs vCPUs until the core has an answer for the normal world.
@@ -126,6 +139,10 @@ fn run_partitions(regs: &mut Regs, mut next: Next) -> Next {
 /// FP/SIMD state goes back into the hardware while the core's lock is still
 /// held: from then on no core holds a partition's state, so the core may free
 /// any partition (a destroyed instance) without a core saving into freed memory.
+/// When the core runs another vCPU next (a direct request between
+/// partitions, its response, an abort's unblocking), the exited vCPU's
+/// state goes back into its context under the lock too (`vcpu::hand_off`):
+/// another core may pick that vCPU as soon as the lock is free.
 #[cfg_attr(spmc_hot, optimize(speed))]
 fn run_vcpu(vcpu: spmc::vcpu::VcpuRef, ctx: *mut spmc::vcpu::Context, regs: &mut Regs) -> Next {
     // SAFETY: the core hands the context to this core alone until
@@ -147,7 +164,11 @@ fn run_vcpu(vcpu: spmc::vcpu::VcpuRef, ctx: *mut spmc::vcpu::Context, regs: &mut
         Some(spmc) => spmc.handle_exit(vcpu, regs),
         None => Next::NormalWorld,
     };
-    if let Next::NormalWorld = next {
+    if let Next::Run { vcpu: w, .. } = next {
+        if w != vcpu {
+            arch_aarch64::vcpu::hand_off();
+        }
+    } else {
         arch_aarch64::vcpu::return_to_normal_world();
     }
     next

@@ -83,6 +83,9 @@ const IMPLEMENTED: &[Entry] = &[
     e(func::MSG_WAIT, V10, false, true),
     e(func::YIELD, V10, false, true),
     e(func::RUN, V10, true, false),
+    // During a partition's initialisation only (spmc::multicore).
+    e(func::SECONDARY_EP_REGISTER_32, V11, false, true),
+    e(func::SECONDARY_EP_REGISTER_64, V11, false, true),
     e(func::CONSOLE_LOG_32, V12, false, true),
     e(func::CONSOLE_LOG_64, V12, false, true),
     // Memory management (DEN0140 v1.2; docs/memory-sharing.md). The

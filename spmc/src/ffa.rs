@@ -141,6 +141,7 @@ pub mod func {
     pub const RX_ACQUIRE: u32 = 0x8400_0084;
     pub const SPM_ID_GET: u32 = 0x8400_0085;
     pub const MSG_SEND2: u32 = 0x8400_0086;
+    pub const SECONDARY_EP_REGISTER_32: u32 = 0x8400_0087;
     pub const SECONDARY_EP_REGISTER_64: u32 = 0xC400_0087;
     pub const MEM_PERM_GET_32: u32 = 0x8400_0088;
     pub const MEM_PERM_SET_32: u32 = 0x8400_0089;
@@ -332,6 +333,10 @@ pub mod fwk {
 pub mod psci {
     /// PSCI CPU_OFF.
     pub const CPU_OFF: u32 = 0x8400_0002;
+    /// PSCI CPU_SUSPEND (SMC32).
+    pub const CPU_SUSPEND_32: u32 = 0x8400_0001;
+    /// PSCI CPU_SUSPEND (SMC64).
+    pub const CPU_SUSPEND_64: u32 = 0xC400_0001;
     /// PSCI success.
     pub const SUCCESS: u32 = 0;
     /// PSCI DENIED.

@@ -32,6 +32,7 @@ pub mod manifest;
 pub mod mem;
 pub mod memmap;
 pub mod messaging;
+pub mod multicore;
 pub mod partition;
 pub mod platform;
 pub mod policy;

@@ -89,11 +89,11 @@ pub struct Spmc<P: Platform> {
     pub(crate) free_vmids: Vec<u16>,
     /// Memory sharing: transactions, donations, fragments in flight.
     pub(crate) mem: crate::mem::MemState,
-    boot_order: Vec<u16>,
+    pub(crate) boot_order: Vec<u16>,
     /// Slot of the partition with ID 0x8000 + n at index n (u16::MAX: none).
     pub(crate) slot_index: [u16; SLOT_INDEX],
     boot_pos: usize,
-    booted: bool,
+    pub(crate) booted: bool,
     next_vmid: u16,
     /// True until the normal world makes an FF-A call other than
     /// FFA_VERSION: until then endpoint 0 may change its version (DEN0077
@@ -410,17 +410,19 @@ impl<P: Platform> Spmc<P> {
         }
 
         let entry = config.load_ipa.0 + config.entry_offset;
+        let boot_info_arg = match (config.boot_info_reg, layout.boot_info) {
+            (Some(reg), Some(at)) => Some((reg, config.load_ipa.0 + at)),
+            _ => None,
+        };
         let vcpus = (0..config.vcpu_count)
-            .map(|i| {
-                let mut ctx = Box::new(Context::new(entry, stage2.vsttbr(), stage2.vttbr()));
-                if let (Some(reg), Some(at)) = (config.boot_info_reg, layout.boot_info) {
-                    ctx.x[reg as usize] = config.load_ipa.0 + at;
-                }
-                ctx.x[4] = i as u64;
-                Vcpu {
-                    state: VcpuState::Off,
-                    ctx,
-                }
+            .map(|i| Vcpu {
+                state: VcpuState::Off,
+                ctx: Box::new(crate::multicore::first_context(
+                    entry,
+                    &stage2,
+                    boot_info_arg,
+                    i,
+                )),
             })
             .collect();
         let version = config.version;
@@ -448,6 +450,8 @@ impl<P: Platform> Spmc<P> {
             console: alloc::string::String::new(),
             kind,
             template,
+            secondary_ep: None,
+            boot_info_arg,
         };
         match free {
             Some(i) => self.partitions[i] = partition,
@@ -606,7 +610,22 @@ impl<P: Platform> Spmc<P> {
             }
             p.state = PartitionState::Running;
             debug!("booting partition {:#06x}", p.id());
-            let v = VcpuRef { slot, index: 0 };
+            // An MP partition starts with this (the primary) core's context;
+            // the others start when their cores come on.
+            let core = self.platform.core_index();
+            let p = &self.partitions[slot as usize];
+            let index = p.context_for(core);
+            if index >= p.vcpus.len() {
+                warn!(
+                    "partition {:#06x} has no context for boot core {core}",
+                    p.id()
+                );
+                continue;
+            }
+            let v = VcpuRef {
+                slot,
+                index: index as u16,
+            };
             if self
                 .set_state(v, VcpuState::Running(RunReason::Boot))
                 .is_ok()
@@ -671,7 +690,9 @@ impl<P: Platform> Spmc<P> {
         // `Context::ns_interrupts_queued`); every other state takes them.
         vcpu.ctx.ns_interrupts_queued = matches!(
             to,
-            VcpuState::Running(RunReason::Boot | RunReason::Create { .. })
+            VcpuState::Running(
+                RunReason::Boot | RunReason::Create { .. } | RunReason::Power { .. }
+            )
         );
         Ok(())
     }
@@ -896,6 +917,10 @@ impl<P: Platform> Spmc<P> {
             | func::MSG_SEND_DIRECT_REQ2_64 => self.direct_request_from_sp(v),
             func::MSG_WAIT => self.msg_wait(v, regs),
             func::YIELD => self.yield_(v, regs),
+            func::SECONDARY_EP_REGISTER_32 | func::SECONDARY_EP_REGISTER_64 => {
+                let r = self.secondary_ep_register(v);
+                self.finish_sp(v, r)
+            }
             func::ERROR_32 | func::ERROR_64
                 if matches!(
                     self.vcpu(v).state,
@@ -1016,10 +1041,7 @@ impl<P: Platform> Spmc<P> {
                 fwk::VERSION_RESP,
                 self.negotiate(Endpoint::NormalWorld(0), regs.w(3)),
             ),
-            Some(fwk::PSCI_REQ) => {
-                debug!("PSCI framework message {:#x}", regs.w(3));
-                (fwk::PSCI_RESP, ffa::psci::SUCCESS)
-            }
+            Some(fwk::PSCI_REQ) => return self.power_message(regs),
             other => {
                 debug!("unknown framework message {other:x?} from the SPMD");
                 return self.finish_nwd(regs, Err(FfaError::InvalidParameters));

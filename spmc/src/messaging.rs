@@ -48,7 +48,9 @@ impl<P: Platform> Spmc<P> {
                 (slot, &self.partitions[slot as usize])
             }
         };
-        pick_vcpu(p, slot, req2, (regs.x(2), regs.x(3)))
+        pick_vcpu(p, slot, req2, (regs.x(2), regs.x(3)), || {
+            self.platform.core_index()
+        })
     }
 
     /// Applies the binding policy to a message from normal-world endpoint `vm`
@@ -113,10 +115,12 @@ impl<P: Platform> Spmc<P> {
             req2,
         });
         let vcpu = self.vcpu(v);
-        if let Err(e) = vcpu.state.become_(VcpuState::Running(reason)) {
-            log::error!("vCPU {v:?}: illegal transition {:?} -> {:?}", e.from, e.to);
-            return self.finish_nwd(regs, Err(FfaError::Denied));
-        }
+        // `pick_vcpu` chose a waiting vCPU (and nothing ran since: the
+        // manager is borrowed mutably throughout), and Waiting ->
+        // Running(Request) is legal: the transition needs no second check
+        // on the hot path (the host tests check it).
+        debug_assert!(vcpu.state.can_become(VcpuState::Running(reason)));
+        vcpu.state = VcpuState::Running(reason);
         let ctx = &mut vcpu.ctx;
         if f == func::MSG_SEND_DIRECT_REQ_32 {
             for i in 0..8 {
@@ -170,7 +174,9 @@ impl<P: Platform> Spmc<P> {
             {
                 return Err(FfaError::Denied);
             }
-            pick_vcpu(&self.partitions[t as usize], t, req2, (x2, x3))
+            pick_vcpu(&self.partitions[t as usize], t, req2, (x2, x3), || {
+                self.platform.core_index()
+            })
         })();
         let target = match checked {
             Ok(t) => t,
@@ -213,13 +219,7 @@ impl<P: Platform> Spmc<P> {
         let vcpu = &mut p.vcpus[v.index as usize];
         let caller = match vcpu.state {
             VcpuState::Running(RunReason::Request(c)) => c,
-            // Not handling a request: there is nobody to answer (§15.3.2).
-            // (A call all the same: it fixes the version, §13.2; one handling
-            // a request has waited, which fixed it.)
-            _ => {
-                p.version_fixed = true;
-                return self.finish_sp(v, Err(FfaError::Denied));
-            }
+            _ => return self.response_without_request(v, regs),
         };
         let ctx = &vcpu.ctx;
         let f = ctx.x[0] as u32;
@@ -263,6 +263,23 @@ impl<P: Platform> Spmc<P> {
         }
     }
 
+    /// A direct response from a vCPU that handles no direct request: the
+    /// answer to a power management message (`spmc::multicore`), or DENIED
+    /// (there is nobody to answer, §15.3.2).
+    #[inline(never)]
+    fn response_without_request(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
+        match self.vcpu(v).state {
+            VcpuState::Running(RunReason::Power { op }) => self.power_response(v, op, regs),
+            // Not handling a request: there is nobody to answer (§15.3.2).
+            // A call all the same: it fixes the version (§13.2; one handling
+            // a request or a power message has waited, which fixed it).
+            _ => {
+                self.partitions[v.slot as usize].version_fixed = true;
+                self.finish_sp(v, Err(FfaError::Denied))
+            }
+        }
+    }
+
     /// Resumes a vCPU blocked on a direct request with the answer `msg` in its x0..
     fn unblock(&mut self, w: VcpuRef, msg: &[u64]) -> Next {
         let reason = match self.vcpu(w).state {
@@ -283,8 +300,8 @@ impl<P: Platform> Spmc<P> {
         match self.vcpu(v).state {
             VcpuState::Running(RunReason::Boot) => {
                 let _ = self.set_state(v, VcpuState::Waiting);
-                info!("partition {id:#06x} initialised");
-                self.boot_continue(regs)
+                info!("partition {id:#06x} initialised (context {})", v.index);
+                self.boot_next(regs)
             }
             VcpuState::Running(RunReason::Create { template_id, wide }) => {
                 let _ = self.set_state(v, VcpuState::Waiting);
@@ -326,7 +343,9 @@ impl<P: Platform> Spmc<P> {
     /// FFA_INTERRUPT; it resumes the vCPU with FFA_RUN.
     pub(crate) fn preempt_for_interrupt(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
         let reason = match self.vcpu(v).state {
-            VcpuState::Running(RunReason::Boot | RunReason::Create { .. }) => return self.run(v),
+            VcpuState::Running(
+                RunReason::Boot | RunReason::Create { .. } | RunReason::Power { .. },
+            ) => return self.run(v),
             VcpuState::Running(r) => r,
             _ => return self.run(v),
         };
@@ -345,7 +364,12 @@ impl<P: Platform> Spmc<P> {
         let Some(slot) = self.slot_of(id) else {
             return self.finish_nwd(regs, Err(FfaError::InvalidParameters));
         };
-        if index as usize >= self.partitions[slot as usize].vcpus.len() {
+        let p = &self.partitions[slot as usize];
+        // An MP partition's context runs on its own core only (DEN0077
+        // v1.2 §8.1; Hafnium answers INVALID_PARAMETERS too).
+        if index as usize >= p.vcpus.len()
+            || (p.is_mp() && index as usize != self.platform.core_index())
+        {
             return self.finish_nwd(regs, Err(FfaError::InvalidParameters));
         }
         let v = VcpuRef { slot, index };
@@ -395,7 +419,8 @@ impl<P: Platform> Spmc<P> {
             _ => RunReason::Boot,
         };
         match reason {
-            RunReason::Boot => self.boot_continue(regs),
+            RunReason::Boot => self.boot_next(regs),
+            RunReason::Power { op } => self.power_continue(op, v.slot, regs),
             RunReason::Create { template_id, wide } => {
                 self.instance_failed(v, template_id, wide, regs)
             }
@@ -410,11 +435,19 @@ impl<P: Platform> Spmc<P> {
     }
 }
 
-/// Checks a direct request to partition `p` (in `slot`) and picks the vCPU
-/// to deliver it to: the first that waits.
+/// Checks a direct request to partition `p` (in `slot`) arriving on core
+/// `core` and picks the vCPU to deliver it to: a UP partition's only
+/// context, an MP partition's context `core` (DEN0077 v1.2 §8.1: an MP
+/// partition's execution context n is pinned to core n).
 #[inline(always)]
 #[cfg_attr(spmc_hot, optimize(speed))]
-fn pick_vcpu(p: &Partition, slot: u16, req2: bool, uuid: (u64, u64)) -> Result<VcpuRef, FfaError> {
+fn pick_vcpu(
+    p: &Partition,
+    slot: u16,
+    req2: bool,
+    uuid: (u64, u64),
+    core: impl FnOnce() -> usize,
+) -> Result<VcpuRef, FfaError> {
     match p.state {
         PartitionState::Aborted => return Err(FfaError::Aborted),
         PartitionState::Created => return Err(FfaError::Busy),
@@ -435,28 +468,35 @@ fn pick_vcpu(p: &Partition, slot: u16, req2: bool, uuid: (u64, u64)) -> Result<V
             return Err(FfaError::InvalidParameters);
         }
     }
-    // The common case: a UP partition whose only vCPU waits.
-    if let Some(v) = p.vcpus.first()
+    // The common case first: a UP partition whose only context waits (the
+    // core is read only for an MP partition).
+    if let [only] = p.vcpus.as_slice() {
+        if only.state == VcpuState::Waiting {
+            return Ok(VcpuRef { slot, index: 0 });
+        }
+        return not_waiting(p, 0);
+    }
+    let index = core();
+    if let Some(v) = p.vcpus.get(index)
         && v.state == VcpuState::Waiting
     {
-        return Ok(VcpuRef { slot, index: 0 });
-    }
-    match p
-        .vcpus
-        .iter()
-        .position(|v| matches!(v.state, VcpuState::Waiting))
-    {
-        Some(index) => Ok(VcpuRef {
+        return Ok(VcpuRef {
             slot,
             index: index as u16,
-        }),
-        None if p
-            .vcpus
-            .iter()
-            .all(|v| matches!(v.state, VcpuState::Aborted)) =>
-        {
-            Err(FfaError::Aborted)
-        }
-        None => Err(FfaError::Busy),
+        });
+    }
+    not_waiting(p, index)
+}
+
+/// Why the context `index` of `p` cannot take a direct request.
+#[inline(never)]
+fn not_waiting(p: &Partition, index: usize) -> Result<VcpuRef, FfaError> {
+    match p.vcpus.get(index).map(|v| v.state) {
+        Some(VcpuState::Aborted) => Err(FfaError::Aborted),
+        // An MP partition's context on a core that has not come on (or
+        // went off): it cannot run there (the partition has no context
+        // for a core past its count either).
+        Some(VcpuState::Off) | None => Err(FfaError::Denied),
+        Some(_) => Err(FfaError::Busy),
     }
 }

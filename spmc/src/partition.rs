@@ -93,6 +93,29 @@ pub struct Partition {
     pub kind: crate::policy::Kind,
     /// The template an instance was made from (index into the manager's templates).
     pub template: Option<u16>,
+    /// Where its secondary contexts start (FFA_SECONDARY_EP_REGISTER during
+    /// its initialisation); the primary entry point when `None`.
+    pub secondary_ep: Option<u64>,
+    /// The register and value of its boot information (DEN0077 v1.2 §5.4),
+    /// given to every context it starts.
+    pub boot_info_arg: Option<(u8, u64)>,
+}
+
+impl Partition {
+    /// True if it has one execution context per core (an MP partition):
+    /// context n runs on core n only. A UP partition's one context runs on
+    /// whichever core calls it, on one core at a time.
+    #[inline(always)]
+    pub fn is_mp(&self) -> bool {
+        self.vcpus.len() > 1
+    }
+
+    /// The context that serves core `core`: context `core` of an MP
+    /// partition, the only one of a UP partition.
+    #[inline(always)]
+    pub fn context_for(&self, core: usize) -> usize {
+        if self.is_mp() { core } else { 0 }
+    }
 }
 
 impl Partition {

@@ -69,4 +69,8 @@ pub trait Platform {
     fn vmid_limit(&self) -> u16 {
         0xFF
     }
+
+    /// The linear index of the core this call runs on (0 for the primary
+    /// core on QEMU virt): context n of an MP partition runs on core n only.
+    fn core_index(&self) -> usize;
 }

@@ -231,7 +231,43 @@ pub struct PartitionConfig {
     pub boot_info_reg: Option<u8>,
     /// Subscribes to VM created / VM destroyed framework messages (bit 0 / bit 1).
     pub vm_availability: u32,
+    /// Power management messages it subscribes to (`power-management-messages`,
+    /// FF-A manifest binding 1.0): bit 0 CPU_OFF, bit 1 CPU_SUSPEND, bit 2
+    /// CPU_SUSPEND_RESUME. Delivered to an MP partition's context on the
+    /// core concerned ([`PowerMessages`]).
+    pub power_messages: PowerMessages,
 }
+
+/// The power management messages a partition subscribes to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PowerMessages(pub u32);
+
+impl PowerMessages {
+    /// CPU_OFF.
+    pub const CPU_OFF: u32 = 1 << 0;
+    /// CPU_SUSPEND.
+    pub const CPU_SUSPEND: u32 = 1 << 1;
+    /// CPU_SUSPEND_RESUME (warm boot after a suspend).
+    pub const CPU_SUSPEND_RESUME: u32 = 1 << 2;
+
+    /// True if it subscribes to the PSCI function `psci` (a PSCI function
+    /// ID: CPU_OFF, or CPU_SUSPEND in its 32- or 64-bit form).
+    pub fn wants(self, psci: u32) -> bool {
+        let bit = match psci {
+            crate::ffa::psci::CPU_OFF => Self::CPU_OFF,
+            crate::ffa::psci::CPU_SUSPEND_32 | crate::ffa::psci::CPU_SUSPEND_64 => {
+                Self::CPU_SUSPEND
+            }
+            _ => 0,
+        };
+        self.0 & bit != 0
+    }
+}
+
+/// Most execution contexts a partition may declare: the cores of the
+/// largest platform this SPMC runs on (8 on QEMU virt, the arch layer's
+/// `MAX_CPUS`). An MP partition's context n runs on core n only.
+pub const MAX_EXECUTION_CONTEXTS: u32 = 8;
 
 /// Why a partition was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -260,6 +296,8 @@ pub enum SpError {
     BadId(u32),
     /// The ID is already taken by another partition.
     DuplicateId(PartitionId),
+    /// `execution-ctx-count` is 0 or more than the platform's cores.
+    ExecutionContexts(u32),
     /// A memory region overlaps the image or another region.
     OverlappingRegions(String),
     /// The image does not fit the package or is empty.
@@ -303,6 +341,10 @@ impl fmt::Display for SpError {
             Self::UnsupportedVersion(v) => write!(f, "ffa-version {v:#x} is not supported"),
             Self::BadId(id) => write!(f, "id {id:#x} is not a secure partition ID"),
             Self::DuplicateId(id) => write!(f, "id {id:#06x} is already used by another partition"),
+            Self::ExecutionContexts(n) => write!(
+                f,
+                "execution-ctx-count {n}: a partition has 1 to {MAX_EXECUTION_CONTEXTS} execution contexts (one per core at most)"
+            ),
             Self::OverlappingRegions(n) => write!(
                 f,
                 "memory region `{n}` overlaps the image or another region"
@@ -457,8 +499,8 @@ pub fn parse_manifest(blob: &[u8], fallback_name: &str) -> Result<PartitionConfi
 
     let vcpu_count =
         u32_prop(&root, "execution-ctx-count")?.ok_or(SpError::Missing("execution-ctx-count"))?;
-    if vcpu_count == 0 || vcpu_count > 8 {
-        return Err(SpError::Bad("execution-ctx-count"));
+    if vcpu_count == 0 || vcpu_count > MAX_EXECUTION_CONTEXTS {
+        return Err(SpError::ExecutionContexts(vcpu_count));
     }
     let el = u32_prop(&root, "exception-level")?.ok_or(SpError::Missing("exception-level"))?;
     if el != 2 {
@@ -494,6 +536,10 @@ pub fn parse_manifest(blob: &[u8], fallback_name: &str) -> Result<PartitionConfi
         Some(r) if r <= 3 => Some(r as u8),
         Some(_) => return Err(SpError::Bad("gp-register-num")),
     };
+    let power_messages = u32_prop(&root, "power-management-messages")?.unwrap_or(0);
+    if power_messages & !7 != 0 {
+        return Err(SpError::Bad("power-management-messages"));
+    }
     let vm_availability = u32_prop(&root, "vm-availability-messages")?.unwrap_or(0);
     if vm_availability & !3 != 0 {
         return Err(SpError::Bad("vm-availability-messages"));
@@ -560,5 +606,6 @@ pub fn parse_manifest(blob: &[u8], fallback_name: &str) -> Result<PartitionConfi
         devices,
         boot_info_reg,
         vm_availability,
+        power_messages: PowerMessages(power_messages),
     })
 }

@@ -62,6 +62,9 @@ pub struct FakePlatform {
     pub el1_syncs: u32,
     /// [`Platform::vmid_limit`]: 8-bit VMIDs unless a test says otherwise.
     pub vmid_limit: u16,
+    /// The core the next call arrives on ([`Platform::core_index`]); tests
+    /// set it to play calls from several cores.
+    pub core: usize,
 }
 
 impl Default for FakePlatform {
@@ -75,6 +78,7 @@ impl Default for FakePlatform {
             heap_free: None,
             el1_syncs: 0,
             vmid_limit: 0xFF,
+            core: 0,
         }
     }
 }
@@ -228,6 +232,10 @@ impl Platform for FakePlatform {
     fn vcpu_el1_to_context(&mut self) {
         // The tests play the partition in its context: it is the truth.
         self.el1_syncs += 1;
+    }
+
+    fn core_index(&self) -> usize {
+        self.core
     }
 }
 

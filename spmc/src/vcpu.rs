@@ -202,12 +202,57 @@ pub enum RunReason {
         /// The message was a 64-bit direct request: acknowledge with RESP_64.
         wide: bool,
     },
+    /// A power management framework message from the SPMC (DEN0077 v1.2
+    /// §18.2) about this core, carrying the PSCI function `psci`: its
+    /// framework direct response lets the SPMC go on to the next
+    /// subscriber and then answer the SPMD.
+    Power {
+        /// The PSCI function it carries.
+        op: PowerOp,
+    },
+}
+
+/// The PSCI function of a power management message (one byte, so that
+/// [`RunReason`] and [`VcpuState`], which the message path copies, stay as
+/// small as they were).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerOp {
+    /// PSCI CPU_OFF.
+    CpuOff,
+    /// PSCI CPU_SUSPEND (SMC32).
+    CpuSuspend32,
+    /// PSCI CPU_SUSPEND (SMC64).
+    CpuSuspend64,
+}
+
+impl PowerOp {
+    /// The message for PSCI function `f`, if the SPMC delivers it.
+    pub fn from_psci(f: u32) -> Option<Self> {
+        use crate::ffa::psci;
+        match f {
+            psci::CPU_OFF => Some(Self::CpuOff),
+            psci::CPU_SUSPEND_32 => Some(Self::CpuSuspend32),
+            psci::CPU_SUSPEND_64 => Some(Self::CpuSuspend64),
+            _ => None,
+        }
+    }
+
+    /// Its PSCI function ID.
+    pub fn psci(self) -> u32 {
+        use crate::ffa::psci;
+        match self {
+            Self::CpuOff => psci::CPU_OFF,
+            Self::CpuSuspend32 => psci::CPU_SUSPEND_32,
+            Self::CpuSuspend64 => psci::CPU_SUSPEND_64,
+        }
+    }
 }
 
 /// vCPU states (FF-A v1.2 §8.2, with the SPMC's own `Off`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VcpuState {
-    /// Never started.
+    /// Never started, or its core was turned off (an MP partition's context
+    /// after CPU_OFF; the core's next cold boot initialises it again).
     Off,
     /// In FFA_MSG_WAIT: ready for a message.
     Waiting,
@@ -239,7 +284,12 @@ impl VcpuState {
         match (self, to) {
             (_, Aborted) => self != Aborted,
             (Off, Running(RunReason::Boot | RunReason::Create { .. })) => true,
-            (Waiting, Running(RunReason::Request(_) | RunReason::Scheduled)) => true,
+            (
+                Waiting,
+                Running(RunReason::Request(_) | RunReason::Scheduled | RunReason::Power { .. }),
+            ) => true,
+            // Its core goes off (CPU_OFF): what it was doing there is over.
+            (Waiting | Preempted(..), Off) => true,
             (Running(_), Waiting) => true,
             (Running(r), Blocked(b)) => r == b,
             (Blocked(b), Running(r)) => r == b,

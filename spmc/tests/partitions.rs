@@ -74,7 +74,21 @@ fn partition_manifest_errors_are_specific() {
     );
     assert_eq!(
         bad("execution-ctx-count = <1>", "execution-ctx-count = <0>"),
-        SpError::Bad("execution-ctx-count")
+        SpError::ExecutionContexts(0)
+    );
+    // One more than the cores of QEMU virt (8): refused with one clear line.
+    let nine = bad("execution-ctx-count = <1>", "execution-ctx-count = <9>");
+    assert_eq!(nine, SpError::ExecutionContexts(9));
+    assert_eq!(
+        nine.to_string(),
+        "execution-ctx-count 9: a partition has 1 to 8 execution contexts (one per core at most)"
+    );
+    assert_eq!(
+        bad(
+            "execution-ctx-count = <1>",
+            "execution-ctx-count = <1>;\n\tpower-management-messages = <0x8>"
+        ),
+        SpError::Bad("power-management-messages")
     );
     assert_eq!(
         bad("messaging-method = <0x607>", "messaging-method = <0x8607>"),

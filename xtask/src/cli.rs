@@ -41,7 +41,8 @@ Commands:
 
 Options:
   --release          Build the firmware with the release profile (default: dev)
-  --smp <N>          Cores for QEMU (1-4, default 1)
+  --smp <N>          Cores for QEMU (1-4, default 4: the e2e stage's
+                     multicore checks turn cores 1-3 on)
   --gdb              Start QEMU halted with a gdb server on tcp::1234
                      (attach: gdb-multiarch -ex 'target remote :1234')
   --log <LEVEL>      SPMC log level: error, warn, info (default), debug, trace
@@ -152,7 +153,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> 
     let mut o = Options {
         command,
         release: false,
-        smp: 1,
+        smp: 4,
         gdb: false,
         log: "info".into(),
         timeout_secs: 300,

@@ -34,9 +34,10 @@ const MODULES: &[&str] = &["ffa-core", "ffa-module", "tpm_crb_ffa"];
 /// The kernel command line. `quiet` keeps the boot log short; /init prints
 /// the FF-A and TPM lines of dmesg itself.
 const CMDLINE: &str = "console=ttyAMA0 quiet";
-/// QEMU for this stage: 2 cores, and the RAM every stage has (the SPMC
-/// manifest states it: `qemu::MEMORY`).
-const SMP: u32 = 2;
+/// QEMU for this stage: 4 cores (Linux turns them all on: each cold boot
+/// initialises that core's context of the MP partition sp2), and the RAM
+/// every stage has (the SPMC manifest states it: `qemu::MEMORY`).
+const SMP: u32 = 4;
 const MEMORY: &str = qemu::MEMORY;
 /// A Linux panic hangs the machine: stop QEMU this long after one.
 const PANIC_GRACE: Duration = Duration::from_secs(5);

@@ -139,6 +139,59 @@ fn mem_share_cycle(pages: u32) -> Option<u64> {
     Some(real.saturating_sub(empty) * per_tick_ns / MEM_ITERATIONS)
 }
 
+/// sp2 (MP) from core 0 (context 0): the request the 4-core figure times.
+fn sp2_echo() -> [u64; 8] {
+    [
+        ffa::MSG_SEND_DIRECT_REQ_64,
+        ids::SP2 as u64,
+        0,
+        cmd::ECHO,
+        1,
+        2,
+        3,
+        4,
+    ]
+}
+
+/// Direct round trips on four cores at once, each core to its own context
+/// of the MP partition sp2 (cores 1-3 through the MMU-off mailboxes of
+/// `nwd_harness::multicore`): instructions per round trip. Under `-icount`
+/// the cores run in turn, so the counter's advance is the work of all four;
+/// divided by all the round trips. Core 0's own loop overhead is taken off
+/// as in the other figures; the secondary cores' mailbox loop (about 25
+/// instructions per call) stays in.
+fn four_cores() -> Option<u64> {
+    use nwd_harness::multicore::{self as mc, CORES};
+    for core in 1..CORES {
+        mc::power_on(core).ok()?;
+    }
+    let post_all = |n| {
+        for core in 1..CORES {
+            mc::post(
+                core,
+                mc::req64(ids::SP2, cmd::ECHO, core as u64, 0),
+                n,
+                ffa::MSG_SEND_DIRECT_RESP_64,
+            );
+        }
+    };
+    let wait_all = || (1..CORES).all(|core| mc::wait(core).bad == 0);
+    let check = |r: &[u64; 8]| r[0] == ffa::MSG_SEND_DIRECT_RESP_64 && r[4] == 1;
+    post_all(WARM_UP);
+    timed(WARM_UP, true, sp2_echo, check)?;
+    if !wait_all() {
+        return None;
+    }
+    let t0 = baremetal::counter();
+    post_all(ITERATIONS);
+    timed(ITERATIONS, true, sp2_echo, check)?;
+    let ok = wait_all();
+    let real = baremetal::counter() - t0;
+    let empty = timed(ITERATIONS, false, sp2_echo, check)?;
+    let per_tick_ns = 1_000_000_000 / frequency().max(1);
+    ok.then(|| real.saturating_sub(empty) * per_tick_ns / (CORES as u64 * ITERATIONS))
+}
+
 fn report(name: &str, value: Option<u64>) {
     match value {
         Some(v) => {
@@ -195,5 +248,7 @@ extern "C" fn baremetal_main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
     }
     report("mem_share_cycle_1page", mem_share_cycle(1));
     report("mem_share_cycle_64pages", mem_share_cycle(64));
+    // Last: it turns cores 1-3 on, which the figures above must not see.
+    report("direct_req_round_trip_4cores", four_cores());
     baremetal::system_off()
 }

@@ -13,6 +13,7 @@ pub mod ffa;
 pub mod hostile;
 pub mod legacy;
 pub mod mem;
+pub mod multicore;
 pub mod partitions;
 pub mod report;
 

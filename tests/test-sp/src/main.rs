@@ -61,6 +61,7 @@ mod commands;
 mod fault;
 mod ffa;
 mod mem;
+mod secondary;
 
 use core::arch::asm;
 use core::panic::PanicInfo;
@@ -170,6 +171,7 @@ fn boot(sp: &mut Sp) {
             sp.id, r[0], r[2]
         ));
     }
+    secondary::register();
     ffa::log(format_args!("test-sp {:#x} ready", sp.id));
 }
 

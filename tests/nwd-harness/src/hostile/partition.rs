@@ -389,7 +389,6 @@ pub fn run(h: &mut Hostile<'_>) {
         ("sp-ffa-version-smc64", 0xC400_0063),
         ("sp-rx-acquire", ffa::RX_ACQUIRE),
         ("sp-notification-bitmap-create", 0x8400_007D),
-        ("sp-secondary-ep-register", 0xC400_0087),
         ("sp-el3-intr-handle", 0x8400_008C),
         // PSCI from S-EL1 must never reach EL3: no partition switches the
         // machine off, resets it or turns a core off (SMCCC: the SPMC
@@ -407,6 +406,14 @@ pub fn run(h: &mut Hostile<'_>) {
                 ffa::NOT_SUPPORTED,
             )
         });
+    }
+    // FFA_SECONDARY_EP_REGISTER is for a partition's initialisation only
+    // (DEN0077 v1.2 §18.3.2.1; spmc::multicore): at run time, DENIED.
+    for (name, f) in [
+        ("sp-secondary-ep-register-after-init-32", 0x8400_0087u64),
+        ("sp-secondary-ep-register-after-init-64", 0xC400_0087),
+    ] {
+        h.check(name, || sp_error(f, 0x1000_0000, 0, 0, ffa::DENIED));
     }
     h.check("sp-version-bit31", || {
         let got = sp_call(ffa::VERSION, 0x8001_0002, 0, 0)?;
