@@ -531,8 +531,7 @@ fn to_tx(b: &[u8]) {
 fn result(vm: u16, key: u64, lend: u64, bytes: u64) -> [u64; 5] {
     use test_protocol::cmd::send;
     use test_protocol::mem::{
-        Descriptor, Layout, Range, Receiver, Relinquish, Transaction, func, perm,
-        sender_attributes,
+        Descriptor, Layout, Range, Receiver, Relinquish, Transaction, func, perm, sender_attributes,
     };
     let bytes = bytes.clamp(8, 4088) & !7;
     let words = bytes / 8;
@@ -584,7 +583,12 @@ fn result(vm: u16, key: u64, lend: u64, bytes: u64) -> [u64; 5] {
         r = tee(
             vm,
             cmd::MEM_RESULT,
-            [given, vm as u64, bytes | kind << 16 | (perms as u64) << 24, key],
+            [
+                given,
+                vm as u64,
+                bytes | kind << 16 | (perms as u64) << 24,
+                key,
+            ],
         );
         tee_id = (r[1] >> 16) as u16;
         if !ok(&r) {

@@ -83,6 +83,13 @@ pub fn map_own_buffers() -> Regs {
     ffa::call(ffa::RXTX_MAP_64, &[tx, rx, 1])
 }
 
+/// Endpoint 0's own memory send of `desc` (memory of the hypervisor's
+/// own; the checks lend a page to sp1 this way).
+pub fn send_own(f: u64, desc: &[u8]) -> Regs {
+    with_tx(|b| b[..desc.len()].copy_from_slice(desc));
+    ffa::call(f, &[desc.len() as u64, desc.len() as u64, 0, 0])
+}
+
 /// Runs `f` on the hypervisor's TX page.
 fn with_tx<R>(f: impl FnOnce(&mut [u8; PAGE as usize]) -> R) -> R {
     // SAFETY: one core, and nothing else holds a reference to HYP_TX: the
@@ -696,7 +703,6 @@ impl Ctx<'_> {
     }
 }
 
-
 /// Writes `bytes` at physical address `dst` (a page of a VM's RAM).
 fn write_pa(dst: u64, bytes: &[u8]) {
     for (i, b) in bytes.iter().enumerate() {
@@ -722,6 +728,13 @@ fn release_rx(fwd: &mut VmFfa) {
     fwd.forward(&mut r);
 }
 
+/// w0-w3 of an answer to pass on.
+type Answer4 = [u64; 4];
+
+fn four(r: &Regs) -> Answer4 {
+    [r[0], r[1], r[2], r[3]]
+}
+
 /// What the hypervisor retrieve request tells about a transaction for a VM.
 struct Given {
     ranges: Vec<(u64, u32)>,
@@ -732,7 +745,7 @@ impl Ctx<'_> {
     /// The hypervisor retrieve request (DEN0140: no receiver, every other
     /// field zero) for `handle`: the whole description, read with
     /// FFA_MEM_FRAG_RX if it is long. Err: the SPMC's answer.
-    fn describe(&mut self, handle: u64) -> Result<Vec<u8>, Regs> {
+    fn describe(&mut self, handle: u64) -> Result<Vec<u8>, Answer4> {
         use test_protocol::mem::{Layout, Transaction};
         let mut t = Transaction::retrieve(Layout::V1_2, 0, handle, 0, &[]);
         t.attributes = 0;
@@ -741,7 +754,7 @@ impl Ctx<'_> {
         answer(&mut r, &[func::RETRIEVE_REQ_64, n as u64, n as u64, 0, 0]);
         self.ffa.forward(&mut r);
         if r[0] as u32 as u64 != func::RETRIEVE_RESP {
-            return Err(r);
+            return Err(four(&r));
         }
         let (total, first) = (r[1] as u32 as usize, r[2] as u32 as usize);
         let mut d = Vec::new();
@@ -749,18 +762,21 @@ impl Ctx<'_> {
         error(&mut fail, ffa::NO_MEMORY);
         if total > MAX_DESCRIPTION || first > PAGE as usize || first > total {
             release_rx(self.ffa);
-            return Err(fail);
+            return Err(four(&fail));
         }
         d.resize(first, 0);
         read_rx(&mut d);
         release_rx(self.ffa);
         while d.len() < total {
             let got = d.len() as u64;
-            answer(&mut r, &[func::FRAG_RX, handle & 0xFFFF_FFFF, handle >> 32, got]);
+            answer(
+                &mut r,
+                &[func::FRAG_RX, handle & 0xFFFF_FFFF, handle >> 32, got],
+            );
             self.ffa.forward(&mut r);
             let n = r[3] as u32 as usize;
             if r[0] as u32 as u64 != func::FRAG_TX || n == 0 || n > PAGE as usize {
-                return Err(fail);
+                return Err(four(&fail));
             }
             let at = d.len();
             d.resize(at + n.min(total - at), 0);
@@ -771,35 +787,35 @@ impl Ctx<'_> {
     }
 
     /// What `handle` gives the VM, if the VM is one of its borrowers.
-    fn given(&mut self, handle: u64) -> Result<Given, Regs> {
+    fn given(&mut self, handle: u64) -> Result<Given, Answer4> {
         use test_protocol::mem::{Descriptor, attr};
         let d = self.describe(handle)?;
         let mut refuse = [0u64; 18];
         let p = Descriptor::parse(&d, false);
         let Ok(p) = p else {
             error(&mut refuse, ffa::INVALID_PARAMETERS);
-            return Err(refuse);
+            return Err(four(&refuse));
         };
         // Not the VM's to retrieve (given to another VM, or to partitions).
         let Some(e) = p.emad_of(self.vm) else {
             error(&mut refuse, ffa::DENIED);
-            return Err(refuse);
+            return Err(four(&refuse));
         };
         let Ok(c) = p.composite(&e) else {
             error(&mut refuse, ffa::INVALID_PARAMETERS);
-            return Err(refuse);
+            return Err(four(&refuse));
         };
         if p.attributes() & attr::NS == 0 {
             // Never map secure memory into a VM (the SPMC never gives it).
             error(&mut refuse, ffa::DENIED);
-            return Err(refuse);
+            return Err(four(&refuse));
         }
         let mut ranges = Vec::new();
         let mut pages = 0u64;
         for k in 0..c.range_count as usize {
             let Ok((g, _)) = p.range(&c, k) else {
                 error(&mut refuse, ffa::INVALID_PARAMETERS);
-                return Err(refuse);
+                return Err(four(&refuse));
             };
             pages += g.pages as u64;
             ranges.push((g.addr, g.pages));
@@ -855,7 +871,7 @@ impl Ctx<'_> {
         let given = match self.given(handle) {
             Ok(g) => g,
             Err(e) => {
-                r[..8].copy_from_slice(&e[..8]);
+                answer(r, &e);
                 return;
             }
         };
@@ -882,7 +898,9 @@ impl Ctx<'_> {
         // The access granted to the VM (its EMAD in the response).
         let d = test_protocol::mem::Descriptor::parse(&resp, false).ok();
         let e = d.and_then(|d| d.emad_of(self.vm));
-        let write = e.is_some_and(|e| e.perms & test_protocol::mem::perm::DATA_MASK == test_protocol::mem::perm::RW);
+        let write = e.is_some_and(|e| {
+            e.perms & test_protocol::mem::perm::DATA_MASK == test_protocol::mem::perm::RW
+        });
         let ranges_at = e.map_or(usize::MAX, |e| e.composite_offset as usize + 16);
         let b = match held {
             Some(i) => {
@@ -937,10 +955,24 @@ impl Ctx<'_> {
         if self.st.rx_full {
             return error(r, ffa::BUSY);
         }
-        let Some(b) = self.st.borrowed.iter().find(|b| b.handle == handle).cloned() else {
+        let Some(b) = self
+            .st
+            .borrowed
+            .iter()
+            .find(|b| b.handle == handle)
+            .cloned()
+        else {
             return error(r, ffa::INVALID_PARAMETERS);
         };
-        answer(r, &[func::FRAG_RX, handle & 0xFFFF_FFFF, handle >> 32, offset as u64]);
+        answer(
+            r,
+            &[
+                func::FRAG_RX,
+                handle & 0xFFFF_FFFF,
+                handle >> 32,
+                offset as u64,
+            ],
+        );
         self.ffa.forward(r);
         if r[0] as u32 as u64 != func::FRAG_TX {
             return;
@@ -954,7 +986,10 @@ impl Ctx<'_> {
         self.st.rx_full = true;
         let received = offset + n;
         self.st.leaving = (received < l.total && n != 0).then_some(Leaving { received, ..l });
-        answer(r, &[func::FRAG_TX, handle & 0xFFFF_FFFF, handle >> 32, n as u64]);
+        answer(
+            r,
+            &[func::FRAG_TX, handle & 0xFFFF_FFFF, handle >> 32, n as u64],
+        );
     }
 
     /// FFA_MEM_RELINQUISH from the VM: the descriptor in its TX names the

@@ -473,7 +473,13 @@ pub fn touch(c: u64, addr: u64, bytes: u64, seed: u64) -> Answer {
 /// RX and seals the `bytes` bytes at the start of its first constituent
 /// with `key`, writing the seal right after them: Ok((seal, address)), or
 /// the answer to return.
-fn retrieve_and_seal(own: u16, handle: u64, owner: u16, bytes: u64, key: u64) -> Result<(u64, u64), Answer> {
+fn retrieve_and_seal(
+    own: u16,
+    handle: u64,
+    owner: u16,
+    bytes: u64,
+    key: u64,
+) -> Result<(u64, u64), Answer> {
     if !bytes.is_multiple_of(8) || bytes + 8 > PAGE as u64 {
         return Err((status::BAD_ARG, [0; NARGS]));
     }
