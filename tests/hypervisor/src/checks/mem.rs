@@ -892,15 +892,17 @@ impl T<'_> {
         self.hyp.task(vm, op::PEEK, a).map(|r| r[0])
     }
 
-    /// The retrieve, the memory ABIs of a borrower, reported by FFA_FEATURES.
+    /// The borrower's memory ABIs, reported by FFA_FEATURES (forwarded).
     pub fn borrow_features(&mut self) -> Outcome {
-        for f in [
-            func::RETRIEVE_REQ_64,
-            func::RETRIEVE_REQ_32,
-            func::RELINQUISH,
-            func::FRAG_RX,
+        // The retrieve is asked about with the NS-bit input property (w2
+        // bit 1), which a v1.1+ caller must give (DEN0077 v1.2 §13.3.2).
+        for (f, w2) in [
+            (func::RETRIEVE_REQ_64, 2),
+            (func::RETRIEVE_REQ_32, 2),
+            (func::RELINQUISH, 0),
+            (func::FRAG_RX, 0),
         ] {
-            let r = self.smc(2, req_regs(ffa::FEATURES, &[f]))?;
+            let r = self.smc(2, req_regs(ffa::FEATURES, &[f, w2]))?;
             if r[0] != ffa::SUCCESS_32 {
                 say!("    (FFA_FEATURES({f:#x}) answered {:#x})", ans(&r));
                 return Err(fail("not supported"));
