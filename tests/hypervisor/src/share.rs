@@ -897,7 +897,9 @@ impl Ctx<'_> {
         release_rx(self.ffa);
         // The access granted to the VM (its EMAD in the response).
         let d = test_protocol::mem::Descriptor::parse(&resp, false).ok();
-        let e = d.and_then(|d| d.emad_of(self.vm));
+        // (Its own EMAD; the first if the SPMC named none: the addresses are
+        // rewritten whatever happens, so the VM never sees a PA.)
+        let e = d.and_then(|d| d.emad_of(self.vm).or_else(|| d.emad(0).ok()));
         let write = e.is_some_and(|e| {
             e.perms & test_protocol::mem::perm::DATA_MASK == test_protocol::mem::perm::RW
         });

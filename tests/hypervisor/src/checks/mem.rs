@@ -916,6 +916,13 @@ impl T<'_> {
     /// reads the seal there and writes its own word; the TEE cannot
     /// reclaim while the VM holds it.
     pub fn borrow_lent_result(&mut self) -> Outcome {
+        // VM 1 comes back fresh whatever happened (its page is given away).
+        let res = self.borrow_lent_result_steps();
+        let again = self.renew(1);
+        res.and(again)
+    }
+
+    fn borrow_lent_result_steps(&mut self) -> Outcome {
         let (h, want, tee) = self.given_back(1, cmd::send::LEND, perm::RW, 0x11 << 8)?;
         let r = self.vm_retrieve(1, 1, tee, h, perm::RW, 0)?;
         ensure_eq!(ans(&r), func::RETRIEVE_RESP, "the VM's retrieve");
@@ -947,12 +954,19 @@ impl T<'_> {
         let pa = self.vm_pa(1, RESULT_IPA)?;
         let [w, ..] = self.tee(1, cmd::READ, [pa + 128, 0, 0, 0])?;
         ensure_eq!(w, 0xB0B, "the VM's word, read by the TEE after its reclaim");
-        self.renew(1)
+        Ok(())
     }
 
     /// Shared back read-only: the VM reads it, and a write stops it with a
     /// stage-2 fault at the borrowed IPA.
     pub fn borrow_shared_read_only(&mut self) -> Outcome {
+        // VM 2 comes back fresh whatever happened (its page is given away).
+        let res = self.borrow_shared_read_only_steps();
+        let again = self.renew(2);
+        res.and(again)
+    }
+
+    fn borrow_shared_read_only_steps(&mut self) -> Outcome {
         let (h, want, tee) = self.given_back(2, cmd::send::SHARE, perm::RO, 0x22 << 8)?;
         let r = self.vm_retrieve(2, 2, tee, h, perm::RO, 0)?;
         ensure_eq!(ans(&r), func::RETRIEVE_RESP, "the VM's retrieve");
@@ -973,12 +987,19 @@ impl T<'_> {
             Ok(_) => return Err(fail("the VM wrote a read-only page")),
         }
         let _ = h;
-        self.renew(2)
+        Ok(())
     }
 
     /// After the relinquish the page is gone from the VM's stage 2: a read
     /// stops it at that IPA; the hypervisor's window is empty again.
     pub fn borrow_unmapped_after_relinquish(&mut self) -> Outcome {
+        // VM 3 comes back fresh whatever happened (its page is given away).
+        let res = self.borrow_unmapped_after_relinquish_steps();
+        let again = self.renew(3);
+        res.and(again)
+    }
+
+    fn borrow_unmapped_after_relinquish_steps(&mut self) -> Outcome {
         let (h, _, tee) = self.given_back(3, cmd::send::LEND, perm::RW, 0x33 << 8)?;
         let r = self.vm_retrieve(3, 3, tee, h, perm::RW, 0)?;
         ensure_eq!(ans(&r), func::RETRIEVE_RESP, "the VM's retrieve");
@@ -1004,12 +1025,19 @@ impl T<'_> {
             Err(f) => return Err(super::stopped(3, f)),
             Ok(_) => return Err(fail("the VM read a page it relinquished")),
         }
-        self.renew(3)
+        Ok(())
     }
 
     /// What the TEE gives VM 1 is not VM 2's to retrieve (DENIED; its
     /// window stays empty); VM 1 then retrieves it.
     pub fn borrow_other_vm_denied(&mut self) -> Outcome {
+        // VM 1 comes back fresh whatever happened (its page is given away).
+        let res = self.borrow_other_vm_denied_steps();
+        let again = self.renew(1);
+        res.and(again)
+    }
+
+    fn borrow_other_vm_denied_steps(&mut self) -> Outcome {
         let (h, _, tee) = self.given_back(1, cmd::send::LEND, perm::RW, 0x44 << 8)?;
         self.buffers(2)?;
         let r = self.vm_retrieve(2, 2, tee, h, perm::RW, 0)?;
@@ -1024,7 +1052,7 @@ impl T<'_> {
         self.vm_response(1)?;
         ensure_eq!(self.vm_relinquish(1, h, 1)?, ffa::SUCCESS_32, "relinquish");
         ensure_eq!(self.tee_reclaim(1, h)?, ffa::SUCCESS_32, "reclaim");
-        self.renew(1)
+        Ok(())
     }
 
     /// An unknown handle: INVALID_PARAMETERS (the SPMC's answer to the
@@ -1066,6 +1094,13 @@ impl T<'_> {
     /// A relinquish of what the VM did not retrieve: DENIED by the SPMC;
     /// the TEE reclaims its page, which the VM then cannot retrieve.
     pub fn borrow_relinquish_not_retrieved(&mut self) -> Outcome {
+        // VM 4 comes back fresh whatever happened (its page is given away).
+        let res = self.borrow_relinquish_not_retrieved_steps();
+        let again = self.renew(4);
+        res.and(again)
+    }
+
+    fn borrow_relinquish_not_retrieved_steps(&mut self) -> Outcome {
         let (h, _, tee) = self.given_back(4, cmd::send::LEND, perm::RW, 0x55 << 8)?;
         ensure_eq!(
             self.vm_relinquish(4, h, 4)?,
@@ -1083,7 +1118,7 @@ impl T<'_> {
             err(ffa::INVALID_PARAMETERS),
             "retrieve after the reclaim"
         );
-        self.renew(4)
+        Ok(())
     }
 
     /// A VM destroyed while it borrows: sp1 lends VM 1 (bound to it) a page
@@ -1091,6 +1126,13 @@ impl T<'_> {
     /// asking for zeroing after relinquish and is destroyed: the SPMC
     /// counts it relinquished, sp1 reclaims it and finds it zeroed.
     pub fn borrow_vm_destroyed(&mut self) -> Outcome {
+        // VM 1 comes back fresh whatever happened (its page is given away).
+        let res = self.borrow_vm_destroyed_steps();
+        let again = self.renew(1);
+        res.and(again)
+    }
+
+    fn borrow_vm_destroyed_steps(&mut self) -> Outcome {
         #[repr(C, align(4096))]
         struct Loan([u8; 4096]);
         static mut LOAN: Loan = Loan([0; 4096]);
@@ -1136,6 +1178,6 @@ impl T<'_> {
             0,
             "words left non-zero (zeroed as the retrieve asked)"
         );
-        self.renew(1)
+        Ok(())
     }
 }
