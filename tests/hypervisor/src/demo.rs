@@ -10,6 +10,10 @@
 //! "document", [`crate::guest::op::DOCUMENT`]) through the hypervisor; the
 //! TEE retrieves it, writes a seal after the document and relinquishes it;
 //! the VM reclaims it and checks the seal (one `user N:` line each).
+//! Then each VM donates its TEE a page ([`crate::guest::op::RESULT`]); the
+//! TEE seals it and shares or lends it back, and the VM retrieves it
+//! through the hypervisor, reads the seal and relinquishes it (one line
+//! each).
 
 use test_protocol::ids;
 
