@@ -243,6 +243,9 @@ pub fn run(hyp: &mut Hypervisor, r: &mut Report, demo: &demo::Outcome) {
         "vm-borrow-relinquish-not-retrieved-denied",
         |t| t.borrow_relinquish_not_retrieved(),
     );
+    check(r, &mut t, "vm-borrow-twice-rx-busy-relinquish-twice", |t| {
+        t.borrow_twice()
+    });
     check(
         r,
         &mut t,

@@ -1180,4 +1180,66 @@ impl T<'_> {
         );
         Ok(())
     }
+
+    /// The VM's RX is full until it releases it (a retrieve meanwhile is
+    /// BUSY, from the hypervisor); a retrieve again maps nothing new (the
+    /// same IPA) and the page stays until the second relinquish.
+    pub fn borrow_twice(&mut self) -> Outcome {
+        let res = self.borrow_twice_steps();
+        let again = self.renew(2);
+        res.and(again)
+    }
+
+    fn borrow_twice_steps(&mut self) -> Outcome {
+        let (h, want, tee) = self.given_back(2, cmd::send::LEND, perm::RW, 0x66 << 8)?;
+        let r = self.vm_retrieve(2, 2, tee, h, perm::RW, 0)?;
+        ensure_eq!(ans(&r), func::RETRIEVE_RESP, "the first retrieve");
+        let r = self.vm_retrieve(2, 2, tee, h, perm::RW, 0)?;
+        ensure_eq!(ans(&r), err(ffa::BUSY), "a retrieve while its RX is full");
+        let (first, ..) = self.vm_response(2)?;
+        let r = self.vm_retrieve(2, 2, tee, h, perm::RW, 0)?;
+        ensure_eq!(ans(&r), func::RETRIEVE_RESP, "the retrieve again");
+        let (second, ..) = self.vm_response(2)?;
+        ensure_eq!(second, first, "the same IPA");
+        ensure_eq!(
+            self.hyp.shares_of(2).map_or(0, |s| s.window),
+            1,
+            "one page of the window"
+        );
+        ensure_eq!(
+            self.vm_relinquish(2, h, 2)?,
+            ffa::SUCCESS_32,
+            "the first relinquish"
+        );
+        let w = self
+            .vm_peek(2, first + 64)
+            .map_err(|f| super::stopped(2, f))?;
+        ensure_eq!(w, want, "still mapped after one relinquish of two");
+        ensure_eq!(
+            self.tee_reclaim(2, h)?,
+            err(ffa::DENIED),
+            "the TEE's reclaim while held once"
+        );
+        ensure_eq!(
+            self.vm_relinquish(2, h, 2)?,
+            ffa::SUCCESS_32,
+            "the second relinquish"
+        );
+        ensure_eq!(
+            self.hyp.shares_of(2).map_or(1, |s| s.window),
+            0,
+            "the window free"
+        );
+        ensure_eq!(
+            self.tee_reclaim(2, h)?,
+            ffa::SUCCESS_32,
+            "the TEE's reclaim"
+        );
+        match self.vm_peek(2, first) {
+            Err(crate::vm::Fault::Stage2 { ipa, .. }) => ensure_eq!(ipa, first, "fault IPA"),
+            Err(f) => return Err(super::stopped(2, f)),
+            Ok(_) => return Err(fail("the VM read a page it relinquished")),
+        }
+        Ok(())
+    }
 }
