@@ -213,6 +213,49 @@ pub fn run(hyp: &mut Hypervisor, r: &mut Report, demo: &demo::Outcome) {
     check(r, &mut t, "vm-mem-version-1.0-not-supported", |t| {
         t.mem_v1_0()
     });
+    check(r, &mut t, "vm-borrow-features-forwarded", |t| {
+        t.borrow_features()
+    });
+    check(
+        r,
+        &mut t,
+        "vm-borrow-lent-result-read-relinquish-reclaim",
+        |t| t.borrow_lent_result(),
+    );
+    check(r, &mut t, "vm-borrow-shared-read-only-write-faults", |t| {
+        t.borrow_shared_read_only()
+    });
+    check(r, &mut t, "vm-borrow-unmapped-after-relinquish", |t| {
+        t.borrow_unmapped_after_relinquish()
+    });
+    check(r, &mut t, "vm-borrow-other-vms-denied", |t| {
+        t.borrow_other_vm_denied()
+    });
+    check(r, &mut t, "vm-borrow-unknown-handle-invalid", |t| {
+        t.borrow_unknown_handle()
+    });
+    check(r, &mut t, "vm-borrow-forged-borrower-refused", |t| {
+        t.borrow_forged_refused()
+    });
+    check(
+        r,
+        &mut t,
+        "vm-borrow-relinquish-not-retrieved-denied",
+        |t| t.borrow_relinquish_not_retrieved(),
+    );
+    check(r, &mut t, "vm-borrow-twice-rx-busy-relinquish-twice", |t| {
+        t.borrow_twice()
+    });
+    check(
+        r,
+        &mut t,
+        "vm-borrow-vm-destroyed-lender-reclaims-zeroed",
+        |t| t.borrow_vm_destroyed(),
+    );
+    r.check("demo-results-lent-back-by-own-tees", || {
+        ensure!(demo.results.iter().all(|&s| s), "every user's result read");
+        Ok(())
+    });
     check(r, &mut t, "vm-msg-send2-own-tee", |t| t.msg_own_tee());
     check(r, &mut t, "vm-msg-send2-refused", |t| t.msg_refused());
 

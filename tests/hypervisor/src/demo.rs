@@ -10,6 +10,10 @@
 //! "document", [`crate::guest::op::DOCUMENT`]) through the hypervisor; the
 //! TEE retrieves it, writes a seal after the document and relinquishes it;
 //! the VM reclaims it and checks the seal (one `user N:` line each).
+//! Then each VM donates its TEE a page ([`crate::guest::op::RESULT`]); the
+//! TEE seals it and shares or lends it back, and the VM retrieves it
+//! through the hypervisor, reads the seal and relinquishes it (one line
+//! each).
 
 use test_protocol::ids;
 
@@ -47,6 +51,8 @@ pub struct Outcome {
     pub last: [Seen; 4],
     /// Each user's document, sealed by its TEE and checked by its VM.
     pub sealed: [bool; 4],
+    /// Each user's result, lent or shared back by its TEE, read by its VM.
+    pub results: [bool; 4],
     /// The first thing that went wrong.
     pub problem: Option<&'static str>,
 }
@@ -74,6 +80,29 @@ fn user(hyp: &mut Hypervisor, u: u16, secret: u64, count: u64, out: &mut Outcome
             say!("hypervisor: VM {u} stopped: {f}");
             out.fail("a VM stopped");
             Seen::default()
+        }
+    }
+}
+
+/// User `u`'s result step: the VM donates a page with a document to its
+/// TEE, which seals it and shares it back read-only (users 1 and 3) or
+/// lends it back read-write (2 and 4); the VM retrieves it through the
+/// hypervisor, reads the seal, relinquishes it, and the TEE reclaims it.
+fn result(hyp: &mut Hypervisor, u: u16, out: &mut Outcome) -> bool {
+    let mut args = [0u64; 18];
+    args[0] = secret(u) << 8;
+    args[1] = u.is_multiple_of(2) as u64;
+    args[2] = 32 * u as u64;
+    match hyp.task(u, op::RESULT, args) {
+        Ok(r) if r[3] == 1 => true,
+        Ok(_) => {
+            out.fail("a result did not come back");
+            false
+        }
+        Err(f) => {
+            say!("hypervisor: VM {u} stopped: {f}");
+            out.fail("a VM stopped");
+            false
         }
     }
 }
@@ -174,6 +203,10 @@ pub fn run(hyp: &mut Hypervisor) -> Outcome {
     say!("-- each user hands its TEE a document in shared memory; the TEE seals it --");
     for (i, u) in USERS.into_iter().enumerate() {
         out.sealed[i] = document(hyp, u, &mut out);
+    }
+    say!("-- each user donates its TEE a page; the TEE gives the result back in it --");
+    for (i, u) in USERS.into_iter().enumerate() {
+        out.results[i] = result(hyp, u, &mut out);
     }
     match out.problem {
         None => say!("hypervisor: demo done: each user reached only its own TEE"),

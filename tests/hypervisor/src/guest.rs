@@ -123,6 +123,16 @@ pub mod op {
     /// with NOPs for the three calls. result = [ticks of the cycles, ticks
     /// of the empty loop, 1 if every answer was right].
     pub const BENCH_SHARE: u64 = 12;
+    /// The demo's result step: writes a document of args[2] bytes at
+    /// [`super::RESULT_IPA`], donates that page to its own TEE, which
+    /// seals it and sends it back (MEM_RESULT with key args[0]: lent
+    /// read-write if args[1] = 1, else shared read-only); the VM
+    /// retrieves it through the hypervisor (it appears in its borrow
+    /// window), reads the seal there, releases its RX, relinquishes, and
+    /// has the TEE reclaim it. Prints one line; result = [handle, seal,
+    /// answer of the first step that failed (0: none), 1 if the seal is
+    /// right, the IPA it read the result at].
+    pub const RESULT: u64 = 13;
 }
 
 /// IPA of a VM's TX buffer (the demo's and the benchmark's; the checks
@@ -132,6 +142,9 @@ pub const TX_IPA: u64 = RAM_IPA + 0x1000;
 pub const RX_IPA: u64 = RAM_IPA + 0x2000;
 /// IPA of the page a VM shares with its TEE (its "document").
 pub const DOC_IPA: u64 = RAM_IPA + 0x4000;
+
+/// IPA of the page a VM donates its TEE for a result.
+pub const RESULT_IPA: u64 = RAM_IPA + 0x6000;
 
 /// What the hypervisor and a VM exchange (at [`MAILBOX_IPA`]).
 #[repr(C)]
@@ -317,6 +330,7 @@ fn task(vm: u16, op: u64, mut a: Regs) -> Regs {
             out[..3].copy_from_slice(&bench(a[0], a[1], make, check));
         }
         op::DOCUMENT => out[..4].copy_from_slice(&document(vm, a[0], a[1], a[2])),
+        op::RESULT => out[..5].copy_from_slice(&result(vm, a[0], a[1], a[2])),
         op::BENCH_SHARE => out[..3].copy_from_slice(&bench_share(vm, a[0], a[1])),
         op::UNDEF => {
             // SAFETY: UDF raises an undefined-instruction exception at EL1:
@@ -533,6 +547,170 @@ fn document(vm: u16, key: u64, lend: u64, bytes: u64) -> [u64; 4] {
         );
     }
     [handle, found, failed, right as u64]
+}
+
+/// Writes `bytes` into the VM's TX page.
+fn to_tx(b: &[u8]) {
+    for (i, v) in b.iter().enumerate() {
+        // SAFETY: the VM's own TX page (its RAM, mapped read-write).
+        unsafe { write_volatile((TX_IPA as usize + i) as *mut u8, *v) };
+    }
+}
+
+/// The demo's result step (op::RESULT).
+fn result(vm: u16, key: u64, lend: u64, bytes: u64) -> [u64; 5] {
+    use test_protocol::cmd::send;
+    use test_protocol::mem::{
+        Descriptor, Layout, Range, Receiver, Relinquish, Transaction, func, perm, sender_attributes,
+    };
+    let bytes = bytes.clamp(8, 4088) & !7;
+    let words = bytes / 8;
+    let doc = RESULT_IPA as *mut u64;
+    let word = |i: u64| 0xA5C0_0000_0000_0000 | (vm as u64) << 32 | i;
+    for i in 0..words {
+        // SAFETY: the VM's own page (its RAM, read-write), not given yet.
+        unsafe { write_volatile(doc.wrapping_add(i as usize), word(i)) };
+    }
+    let mut failed = 0;
+    let fail = |f: &mut u64, r: &Regs| {
+        if *f == 0 {
+            *f = answer_of(r).max(1);
+        }
+    };
+    if !map_buffers() {
+        failed = u64::MAX;
+    }
+    // 1. The VM donates the page to its own TEE.
+    let to = [Receiver::new(ids::VTEE_TEMPLATE, 0)];
+    let ranges = [Range {
+        addr: RESULT_IPA,
+        pages: 1,
+    }];
+    let mut t = Transaction::send(Layout::V1_2, vm, &to, &ranges);
+    t.attributes = sender_attributes(func::DONATE_64, 1);
+    let mut b = [0u8; 160];
+    let n = t.write(&mut b).unwrap_or(0) as u64;
+    let mut r = [0u64; 18];
+    let mut given = 0;
+    if failed == 0 {
+        to_tx(&b[..n as usize]);
+        r[..5].copy_from_slice(&[func::DONATE_64, n, n, 0, 0]);
+        baremetal::smc(&mut r);
+        if r[0] == ffa::SUCCESS_32 {
+            given = r[2] as u32 as u64 | (r[3] as u32 as u64) << 32;
+        } else {
+            fail(&mut failed, &r);
+        }
+    }
+    // 2. The TEE seals it and gives it back.
+    let (kind, perms) = if lend == 1 {
+        (send::LEND, perm::RW)
+    } else {
+        (send::SHARE, perm::RO)
+    };
+    let (mut tee_id, mut handle, mut seal) = (0u16, 0u64, 0u64);
+    if failed == 0 {
+        r = tee(
+            vm,
+            cmd::MEM_RESULT,
+            [
+                given,
+                vm as u64,
+                bytes | kind << 16 | (perms as u64) << 24,
+                key,
+            ],
+        );
+        tee_id = (r[1] >> 16) as u16;
+        if !ok(&r) {
+            fail(&mut failed, &r);
+        } else if r[4] != 0 {
+            failed = r[4];
+        }
+        handle = r[5];
+        seal = r[6];
+    }
+    // 3. The VM retrieves it: the hypervisor maps it and says where.
+    let mut at = 0;
+    if failed == 0 {
+        let me = [Receiver::new(vm, perms)];
+        let q = Transaction::retrieve(Layout::V1_2, tee_id, handle, 0, &me);
+        let n = q.write(&mut b).unwrap_or(0) as u64;
+        to_tx(&b[..n as usize]);
+        r = [0; 18];
+        r[..5].copy_from_slice(&[func::RETRIEVE_REQ_64, n, n, 0, 0]);
+        baremetal::smc(&mut r);
+        if r[0] == func::RETRIEVE_RESP {
+            let mut resp = [0u8; 160];
+            let len = (r[2] as usize).min(resp.len());
+            for (i, v) in resp[..len].iter_mut().enumerate() {
+                // SAFETY: the VM's own RX page, which the response fills.
+                *v = unsafe { read_volatile((RX_IPA as usize + i) as *const u8) };
+            }
+            at = Descriptor::parse(&resp[..len], false)
+                .ok()
+                .and_then(|d| {
+                    let e = d.emad_of(vm)?;
+                    let c = d.composite(&e).ok()?;
+                    d.range(&c, 0).ok().map(|(g, _)| g.addr)
+                })
+                .unwrap_or(0);
+            let mut rel = [0u64; 18];
+            rel[0] = ffa::RX_RELEASE;
+            baremetal::smc(&mut rel);
+            if at == 0 {
+                failed = 2;
+            }
+        } else {
+            fail(&mut failed, &r);
+        }
+    }
+    // 4. It reads the result where the hypervisor mapped it.
+    let mut found = 0;
+    if failed == 0 {
+        // SAFETY: the page just retrieved, mapped by the hypervisor at `at`.
+        found = unsafe { read_volatile((at as *const u64).wrapping_add(words as usize)) };
+    }
+    // 5. It relinquishes the page; its TEE reclaims it.
+    if handle != 0 {
+        let me = [vm];
+        let d = Relinquish {
+            handle,
+            flags: 0,
+            endpoints: &me,
+        };
+        let n = d.write(&mut b).unwrap_or(0);
+        to_tx(&b[..n]);
+        r = [0; 18];
+        r[0] = func::RELINQUISH;
+        baremetal::smc(&mut r);
+        if r[0] != ffa::SUCCESS_32 {
+            fail(&mut failed, &r);
+        }
+        r = tee(
+            vm,
+            cmd::CALL,
+            [func::RECLAIM, handle & 0xFFFF_FFFF, handle >> 32, 0],
+        );
+        if r[4] != ffa::SUCCESS_32 && failed == 0 {
+            failed = r[4] | r[5] << 32;
+        }
+    }
+    let want = test_protocol::seal(key, (0..words).map(word));
+    let right = failed == 0 && found == want && seal == want;
+    let how = if lend == 1 { "lent" } else { "shared" };
+    let mut c = console();
+    if right {
+        let _ = writeln!(
+            c,
+            "user {vm}: TEE {tee_id:#06x} {how} back its result in the page it was donated: seal {found:#018x}, read at IPA {at:#x}, relinquished"
+        );
+    } else {
+        let _ = writeln!(
+            c,
+            "user {vm}: no result came back (failed step answered {failed:#x}, seal {found:#x}, want {want:#x})"
+        );
+    }
+    [handle, found, failed, right as u64, at]
 }
 
 /// The share-cycle benchmark (op::BENCH_SHARE).

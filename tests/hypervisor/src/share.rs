@@ -26,6 +26,17 @@
 //!   send completes (DEN0140 §1.5: the lender gives up access); a reclaim
 //!   brings lent pages back; donated pages stay away for good once the
 //!   borrower retrieved them (until the VM is destroyed).
+//! - **The VM as a borrower** (`FFA_MEM_RETRIEVE_REQ`, `FFA_MEM_FRAG_RX`,
+//!   `FFA_MEM_RELINQUISH`; DEN0077 v1.2 §11.5-§11.7, DEN0140 "hypervisor
+//!   retrieve request"): before it maps anything the hypervisor asks the
+//!   SPMC what the transaction is (a retrieve request with no receiver),
+//!   checks the VM is one of its borrowers, picks IPAs for it in the
+//!   VM's borrow window ([`BORROW_IPA`]), forwards the VM's own request
+//!   (copied out of its TX, naming the VM), rewrites the response's
+//!   addresses from PA to those IPAs into the VM's RX and maps the pages
+//!   with the access granted, never executable. A relinquish unmaps them
+//!   before it is forwarded (Hafnium's hypervisor maps and unmaps its
+//!   VMs' borrowed memory the same way around the SPMC's calls).
 //! - `FFA_MSG_SEND2`: the header's sender must be the VM; the hypervisor
 //!   writes the VM's ID into w1\[31:16\] and forwards; as the normal
 //!   world's scheduler it then gives the receiver CPU time with `FFA_RUN`
@@ -49,6 +60,13 @@ const RXTX_MAP_32: u64 = 0x8400_0066;
 const MAX_RECEIVERS: u32 = 8;
 /// How many times the hypervisor runs a receiver that yields.
 const MAX_RUNS: u32 = 1000;
+/// Where a VM's borrowed memory appears in its IPA space (normal memory in
+/// its stage 1; nothing else there).
+pub const BORROW_IPA: u64 = 0x5000_0000;
+/// Pages of the borrow window (one bit each in a u16).
+pub const BORROW_PAGES: u64 = 16;
+/// Longest hypervisor retrieve response the hypervisor reads (bytes).
+const MAX_DESCRIPTION: usize = 16 * PAGE as usize;
 
 #[repr(C, align(4096))]
 struct Page([u8; PAGE as usize]);
@@ -63,6 +81,13 @@ pub fn map_own_buffers() -> Regs {
     let tx = (&raw mut HYP_TX) as u64;
     let rx = (&raw mut HYP_RX) as u64;
     ffa::call(ffa::RXTX_MAP_64, &[tx, rx, 1])
+}
+
+/// Endpoint 0's own memory send of `desc` (memory of the hypervisor's
+/// own; the checks lend a page to sp1 this way).
+pub fn send_own(f: u64, desc: &[u8]) -> Regs {
+    with_tx(|b| b[..desc.len()].copy_from_slice(desc));
+    ffa::call(f, &[desc.len() as u64, desc.len() as u64, 0, 0])
 }
 
 /// Runs `f` on the hypervisor's TX page.
@@ -149,9 +174,68 @@ struct Pending {
     pages: u16,
 }
 
+/// Memory the VM retrieved and holds (mapped in its borrow window).
+#[derive(Clone, Debug)]
+pub struct Borrowed {
+    pub handle: u64,
+    /// First page of the window it occupies.
+    pub first: u64,
+    /// Its physical ranges, in the order of the descriptor: (PA, pages).
+    pub ranges: Vec<(u64, u32)>,
+    /// Pages in all.
+    pub pages: u64,
+    /// Mapped read-write (else read-only).
+    pub write: bool,
+    /// Retrieves not yet relinquished.
+    pub count: u32,
+}
+
+impl Borrowed {
+    /// The window's page mask.
+    fn mask(&self) -> u16 {
+        mask(self.first, self.pages)
+    }
+
+    /// The IPA of constituent `k` (the ranges follow each other in the window).
+    fn ipa_of(&self, k: usize) -> u64 {
+        let before: u64 = self.ranges[..k].iter().map(|r| r.1 as u64).sum();
+        BORROW_IPA + (self.first + before) * PAGE
+    }
+}
+
+/// A retrieve response leaving in fragments, for the VM's FFA_MEM_FRAG_RX.
+#[derive(Clone, Copy, Debug)]
+struct Leaving {
+    handle: u64,
+    /// Offset of the first constituent in the response.
+    ranges_at: usize,
+    total: u32,
+    received: u32,
+}
+
+/// A stage-2 change in the VM's borrow window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowOp {
+    pub ipa: u64,
+    pub pa: u64,
+    pub pages: u64,
+    /// None: unmap; Some(write): map, read-write or read-only.
+    pub map: Option<bool>,
+}
+
 /// What the hypervisor keeps per VM for this module.
 #[derive(Debug, Default)]
 pub struct VmShares {
+    /// Memory the VM borrowed (retrieved and not yet relinquished).
+    pub borrowed: Vec<Borrowed>,
+    /// Pages of the borrow window in use.
+    pub window: u16,
+    /// The VM's RX holds a retrieve response the hypervisor copied there,
+    /// until the VM releases it (the SPMC never sees the VM's RX for these).
+    pub rx_full: bool,
+    leaving: Option<Leaving>,
+    /// Changes to the borrow window the VM's stage 2 must take (in order).
+    pub window_ops: Vec<WindowOp>,
     /// The VM's buffers once mapped: (TX IPA, RX IPA), one page each.
     pub buffers: Option<(u64, u64)>,
     /// Transactions the VM owns.
@@ -190,6 +274,10 @@ pub fn handles(f: u64) -> bool {
             | func::DONATE_64
             | func::FRAG_TX
             | func::RECLAIM
+            | func::RETRIEVE_REQ_32
+            | func::RETRIEVE_REQ_64
+            | func::FRAG_RX
+            | func::RELINQUISH
     )
 }
 
@@ -248,6 +336,9 @@ impl Ctx<'_> {
             ffa::MSG_SEND2 => self.msg_send2(r),
             func::FRAG_TX => return self.frag_tx(r),
             func::RECLAIM => return self.reclaim(r),
+            func::RETRIEVE_REQ_32 | func::RETRIEVE_REQ_64 => self.retrieve(r),
+            func::FRAG_RX => self.frag_rx(r),
+            func::RELINQUISH => self.relinquish(r),
             f => match Op::of(f) {
                 Some(op) => return self.send(r, op),
                 None => error(r, ffa::NOT_SUPPORTED),
@@ -312,10 +403,16 @@ impl Ctx<'_> {
         }
     }
 
-    /// FFA_RX_RELEASE: forwarded with the VM's ID in w1\[15:0\].
+    /// FFA_RX_RELEASE: a retrieve response the hypervisor put in the VM's
+    /// RX is released here; otherwise forwarded with the VM's ID in
+    /// w1\[15:0\].
     fn rx_release(&mut self, r: &mut Regs) {
         if self.st.buffers.is_none() {
             return error(r, ffa::DENIED);
+        }
+        if self.st.rx_full {
+            self.st.rx_full = false;
+            return answer(r, &[ffa::SUCCESS_32]);
         }
         answer(r, &[ffa::RX_RELEASE, self.vm as u64]);
         self.ffa.forward(r);
@@ -606,6 +703,362 @@ impl Ctx<'_> {
     }
 }
 
+/// Writes `bytes` at physical address `dst` (a page of a VM's RAM).
+fn write_pa(dst: u64, bytes: &[u8]) {
+    for (i, b) in bytes.iter().enumerate() {
+        // SAFETY: as in `copy_to_tx`: a page of the VM's RAM, the VM stopped.
+        unsafe { ((dst as usize + i) as *mut u8).write_volatile(*b) };
+    }
+}
+
+/// Copies `out.len()` bytes from the hypervisor's RX.
+fn read_rx(out: &mut [u8]) {
+    let p = &raw const HYP_RX;
+    // SAFETY: one core; the SPMC wrote HYP_RX during the SMC that returned
+    // and does not touch it until the hypervisor releases it.
+    let rx = unsafe { &*p };
+    let n = out.len().min(PAGE as usize);
+    out[..n].copy_from_slice(&rx.0[..n]);
+}
+
+/// Releases the hypervisor's own RX (endpoint 0).
+fn release_rx(fwd: &mut VmFfa) {
+    let mut r = [0u64; 18];
+    answer(&mut r, &[ffa::RX_RELEASE]);
+    fwd.forward(&mut r);
+}
+
+/// w0-w3 of an answer to pass on.
+type Answer4 = [u64; 4];
+
+fn four(r: &Regs) -> Answer4 {
+    [r[0], r[1], r[2], r[3]]
+}
+
+/// What the hypervisor retrieve request tells about a transaction for a VM.
+struct Given {
+    ranges: Vec<(u64, u32)>,
+    pages: u64,
+}
+
+impl Ctx<'_> {
+    /// The hypervisor retrieve request (DEN0140: no receiver, every other
+    /// field zero) for `handle`: the whole description, read with
+    /// FFA_MEM_FRAG_RX if it is long. Err: the SPMC's answer.
+    fn describe(&mut self, handle: u64) -> Result<Vec<u8>, Answer4> {
+        use test_protocol::mem::{Layout, Transaction};
+        let mut t = Transaction::retrieve(Layout::V1_2, 0, handle, 0, &[]);
+        t.attributes = 0;
+        let n = with_tx(|b| t.write(b).unwrap_or(0));
+        let mut r = [0u64; 18];
+        answer(&mut r, &[func::RETRIEVE_REQ_64, n as u64, n as u64, 0, 0]);
+        self.ffa.forward(&mut r);
+        if r[0] as u32 as u64 != func::RETRIEVE_RESP {
+            return Err(four(&r));
+        }
+        let (total, first) = (r[1] as u32 as usize, r[2] as u32 as usize);
+        let mut d = Vec::new();
+        let mut fail = r;
+        error(&mut fail, ffa::NO_MEMORY);
+        if total > MAX_DESCRIPTION || first > PAGE as usize || first > total {
+            release_rx(self.ffa);
+            return Err(four(&fail));
+        }
+        d.resize(first, 0);
+        read_rx(&mut d);
+        release_rx(self.ffa);
+        while d.len() < total {
+            let got = d.len() as u64;
+            answer(
+                &mut r,
+                &[func::FRAG_RX, handle & 0xFFFF_FFFF, handle >> 32, got],
+            );
+            self.ffa.forward(&mut r);
+            let n = r[3] as u32 as usize;
+            if r[0] as u32 as u64 != func::FRAG_TX || n == 0 || n > PAGE as usize {
+                return Err(four(&fail));
+            }
+            let at = d.len();
+            d.resize(at + n.min(total - at), 0);
+            read_rx(&mut d[at..]);
+            release_rx(self.ffa);
+        }
+        Ok(d)
+    }
+
+    /// What `handle` gives the VM, if the VM is one of its borrowers.
+    fn given(&mut self, handle: u64) -> Result<Given, Answer4> {
+        use test_protocol::mem::{Descriptor, attr};
+        let d = self.describe(handle)?;
+        let mut refuse = [0u64; 18];
+        let p = Descriptor::parse(&d, false);
+        let Ok(p) = p else {
+            error(&mut refuse, ffa::INVALID_PARAMETERS);
+            return Err(four(&refuse));
+        };
+        // Not the VM's to retrieve (given to another VM, or to partitions).
+        let Some(e) = p.emad_of(self.vm) else {
+            error(&mut refuse, ffa::DENIED);
+            return Err(four(&refuse));
+        };
+        let Ok(c) = p.composite(&e) else {
+            error(&mut refuse, ffa::INVALID_PARAMETERS);
+            return Err(four(&refuse));
+        };
+        if p.attributes() & attr::NS == 0 {
+            // Never map secure memory into a VM (the SPMC never gives it).
+            error(&mut refuse, ffa::DENIED);
+            return Err(four(&refuse));
+        }
+        let mut ranges = Vec::new();
+        let mut pages = 0u64;
+        for k in 0..c.range_count as usize {
+            let Ok((g, _)) = p.range(&c, k) else {
+                error(&mut refuse, ffa::INVALID_PARAMETERS);
+                return Err(four(&refuse));
+            };
+            pages += g.pages as u64;
+            ranges.push((g.addr, g.pages));
+        }
+        Ok(Given { ranges, pages })
+    }
+
+    /// Rewrites, in `frag` (bytes `at..` of a retrieve response), every
+    /// constituent address from the PA to the VM's IPA of `b`.
+    fn rewrite(b: &Borrowed, ranges_at: usize, at: usize, frag: &mut [u8]) {
+        for (i, byte) in frag.iter_mut().enumerate() {
+            let pos = at + i;
+            if pos < ranges_at {
+                continue;
+            }
+            let (k, o) = ((pos - ranges_at) / 16, (pos - ranges_at) % 16);
+            if k >= b.ranges.len() {
+                break;
+            }
+            if o < 8 {
+                *byte = b.ipa_of(k).to_le_bytes()[o];
+            }
+        }
+    }
+
+    /// FFA_MEM_RETRIEVE_REQ from the VM: the request in its TX names the
+    /// VM alone; the hypervisor learns what it is given, retrieves it in
+    /// the VM's name, gives it the response with its own IPAs and maps it.
+    fn retrieve(&mut self, r: &mut Regs) {
+        let f = r[0] as u32 as u64;
+        let (total, frag) = (r[1] as u32, r[2] as u32);
+        let Some((tx, rx)) = self.st.buffers else {
+            return error(r, ffa::INVALID_PARAMETERS);
+        };
+        // TX only (no buffer of the VM's own), the request in one fragment.
+        if r[3] != 0 || r[4] as u32 != 0 || total != frag || frag < 48 || frag as u64 > PAGE {
+            return error(r, ffa::INVALID_PARAMETERS);
+        }
+        if self.st.rx_full {
+            return error(r, ffa::BUSY);
+        }
+        let mut req = alloc::vec![0u8; frag as usize];
+        read_pa(self.pa(tx), &mut req);
+        let (size, count, at) = (le32(&req, 24), le32(&req, 28), le32(&req, 32) as u64);
+        let handle = le64(&req, 8);
+        // One EMAD, the VM's own: it retrieves for nobody else.
+        if count != 1 || !(size == 16 || size == 32) || at < 48 || at + size as u64 > frag as u64 {
+            return error(r, ffa::INVALID_PARAMETERS);
+        }
+        if le16(&req, at as usize) != self.vm {
+            return error(r, ffa::INVALID_PARAMETERS);
+        }
+        let given = match self.given(handle) {
+            Ok(g) => g,
+            Err(e) => {
+                answer(r, &e);
+                return;
+            }
+        };
+        let held = self.st.borrowed.iter().position(|b| b.handle == handle);
+        let first = match held {
+            Some(i) => self.st.borrowed[i].first,
+            None => {
+                let Some(first) = free_window(self.st.window, given.pages) else {
+                    return error(r, ffa::NO_MEMORY);
+                };
+                first
+            }
+        };
+        with_tx(|b| b[..req.len()].copy_from_slice(&req));
+        answer(r, &[f, frag as u64, frag as u64, 0, 0]);
+        self.ffa.forward(r);
+        if r[0] as u32 as u64 != func::RETRIEVE_RESP {
+            return;
+        }
+        let (rtotal, rfrag) = (r[1] as u32, r[2] as u32);
+        let mut resp = alloc::vec![0u8; (rfrag as usize).min(PAGE as usize)];
+        read_rx(&mut resp);
+        release_rx(self.ffa);
+        // The access granted to the VM (its EMAD in the response).
+        let d = test_protocol::mem::Descriptor::parse(&resp, false).ok();
+        // (Its own EMAD; the first if the SPMC named none: the addresses are
+        // rewritten whatever happens, so the VM never sees a PA.)
+        let e = d.and_then(|d| d.emad_of(self.vm).or_else(|| d.emad(0).ok()));
+        let write = e.is_some_and(|e| {
+            e.perms & test_protocol::mem::perm::DATA_MASK == test_protocol::mem::perm::RW
+        });
+        let ranges_at = e.map_or(usize::MAX, |e| e.composite_offset as usize + 16);
+        let b = match held {
+            Some(i) => {
+                self.st.borrowed[i].count += 1;
+                self.st.borrowed[i].clone()
+            }
+            None => {
+                let b = Borrowed {
+                    handle,
+                    first,
+                    ranges: given.ranges,
+                    pages: given.pages,
+                    write,
+                    count: 1,
+                };
+                self.st.window |= b.mask();
+                for (k, &(pa, n)) in b.ranges.iter().enumerate() {
+                    self.st.window_ops.push(WindowOp {
+                        ipa: b.ipa_of(k),
+                        pa,
+                        pages: n as u64,
+                        map: Some(write),
+                    });
+                }
+                self.st.borrowed.push(b.clone());
+                b
+            }
+        };
+        Self::rewrite(&b, ranges_at, 0, &mut resp);
+        write_pa(self.pa(rx), &resp);
+        self.st.rx_full = true;
+        self.st.leaving = (rfrag < rtotal).then_some(Leaving {
+            handle,
+            ranges_at,
+            total: rtotal,
+            received: rfrag,
+        });
+        answer(r, &[func::RETRIEVE_RESP, rtotal as u64, rfrag as u64]);
+    }
+
+    /// FFA_MEM_FRAG_RX from the VM: the next fragment of its retrieve
+    /// response, translated like the first.
+    fn frag_rx(&mut self, r: &mut Regs) {
+        let handle = r[1] as u32 as u64 | (r[2] as u32 as u64) << 32;
+        let offset = r[3] as u32;
+        let (Some(l), Some((_, rx))) = (self.st.leaving, self.st.buffers) else {
+            return error(r, ffa::INVALID_PARAMETERS);
+        };
+        if l.handle != handle || offset != l.received {
+            return error(r, ffa::INVALID_PARAMETERS);
+        }
+        if self.st.rx_full {
+            return error(r, ffa::BUSY);
+        }
+        let Some(b) = self
+            .st
+            .borrowed
+            .iter()
+            .find(|b| b.handle == handle)
+            .cloned()
+        else {
+            return error(r, ffa::INVALID_PARAMETERS);
+        };
+        answer(
+            r,
+            &[
+                func::FRAG_RX,
+                handle & 0xFFFF_FFFF,
+                handle >> 32,
+                offset as u64,
+            ],
+        );
+        self.ffa.forward(r);
+        if r[0] as u32 as u64 != func::FRAG_TX {
+            return;
+        }
+        let n = (r[3] as u32).min(PAGE as u32);
+        let mut frag = alloc::vec![0u8; n as usize];
+        read_rx(&mut frag);
+        release_rx(self.ffa);
+        Self::rewrite(&b, l.ranges_at, offset as usize, &mut frag);
+        write_pa(self.pa(rx), &frag);
+        self.st.rx_full = true;
+        let received = offset + n;
+        self.st.leaving = (received < l.total && n != 0).then_some(Leaving { received, ..l });
+        answer(
+            r,
+            &[func::FRAG_TX, handle & 0xFFFF_FFFF, handle >> 32, n as u64],
+        );
+    }
+
+    /// FFA_MEM_RELINQUISH from the VM: the descriptor in its TX names the
+    /// VM alone; the pages leave its stage 2 before the SPMC hears of it
+    /// (DEN0077 v1.2 §11.6: the borrower gives up access first).
+    fn relinquish(&mut self, r: &mut Regs) {
+        let Some((tx, _)) = self.st.buffers else {
+            return error(r, ffa::INVALID_PARAMETERS);
+        };
+        let mut d = [0u8; 18];
+        read_pa(self.pa(tx), &mut d);
+        let handle = le64(&d, 0);
+        if le32(&d, 12) != 1 || le16(&d, 16) != self.vm {
+            return error(r, ffa::INVALID_PARAMETERS);
+        }
+        let held = self.st.borrowed.iter().position(|b| b.handle == handle);
+        let last = held.filter(|&i| self.st.borrowed[i].count == 1);
+        if let Some(i) = last {
+            let b = &self.st.borrowed[i];
+            for (k, &(pa, n)) in b.ranges.iter().enumerate() {
+                self.st.window_ops.push(WindowOp {
+                    ipa: b.ipa_of(k),
+                    pa,
+                    pages: n as u64,
+                    map: None,
+                });
+            }
+        }
+        with_tx(|b| b[..18].copy_from_slice(&d));
+        answer(r, &[func::RELINQUISH]);
+        self.ffa.forward(r);
+        let Some(i) = held else { return };
+        if r[0] != ffa::SUCCESS_32 {
+            if last.is_some() {
+                // Refused: the VM keeps its mapping.
+                let b = &self.st.borrowed[i];
+                for (k, &(pa, n)) in b.ranges.iter().enumerate() {
+                    self.st.window_ops.push(WindowOp {
+                        ipa: b.ipa_of(k),
+                        pa,
+                        pages: n as u64,
+                        map: Some(b.write),
+                    });
+                }
+            }
+            return;
+        }
+        if last.is_some() {
+            let b = self.st.borrowed.swap_remove(i);
+            self.st.window &= !b.mask();
+            if self.st.leaving.is_some_and(|l| l.handle == handle) {
+                self.st.leaving = None;
+            }
+        } else {
+            self.st.borrowed[i].count -= 1;
+        }
+    }
+}
+
+/// The first run of `pages` free pages in the borrow window.
+fn free_window(used: u16, pages: u64) -> Option<u64> {
+    if pages == 0 || pages > BORROW_PAGES {
+        return None;
+    }
+    (0..=BORROW_PAGES - pages).find(|&f| used & mask(f, pages) == 0)
+}
+
 /// What the hypervisor does for a VM that goes, after its TEE went (the VM
 /// destroyed message): it reclaims what the VM still owns (its TEE let go
 /// when it was destroyed) and unmaps the VM's buffers, so that the VM's RAM
@@ -634,6 +1087,13 @@ pub fn release_all(vm: u16, st: &mut VmShares, fwd: &mut VmFfa) -> usize {
     }
     st.held.clear();
     st.pending = None;
+    // What it borrowed counts as relinquished at the SPMC (the VM destroyed
+    // message); its stage 2 goes with it.
+    st.borrowed.clear();
+    st.window = 0;
+    st.window_ops.clear();
+    st.leaving = None;
+    st.rx_full = false;
     if st.buffers.take().is_some() {
         let mut r = [0u64; 18];
         answer(&mut r, &[ffa::RXTX_UNMAP, (vm as u64) << 16]);

@@ -262,6 +262,7 @@ impl Vm {
             };
             let change = ctx.call(call);
             self.apply(change);
+            self.apply_window();
         }
     }
 
@@ -294,6 +295,38 @@ impl Vm {
         }
         // SAFETY: this VM's own stage 2, loaded while its call is handled;
         // its entries for the pages that changed go.
+        unsafe { arch::invalidate_vmid(self.vttbr) };
+    }
+}
+
+impl Vm {
+    /// Applies the changes a retrieve or relinquish asked of the VM's
+    /// borrow window: borrowed memory mapped with the access the VM was
+    /// given (never executable), or unmapped.
+    #[inline(never)]
+    fn apply_window(&mut self) {
+        if self.shares.window_ops.is_empty() {
+            return;
+        }
+        let ops = core::mem::take(&mut self.shares.window_ops);
+        for op in ops {
+            let attrs = match op.map {
+                Some(true) => RAM_ATTRS,
+                Some(false) => RAM_ATTRS
+                    .difference(S2::S2AP_ACCESS_RW)
+                    .union(S2::S2AP_ACCESS_RO),
+                None => RAM_ATTRS.difference(S2::VALID),
+            };
+            let (ipa, len) = (op.ipa as usize, (op.pages * share::PAGE) as usize);
+            let _ = self.stage2.map_range(
+                &MemoryRegion::new(ipa, ipa + len),
+                PhysicalAddress(op.pa as usize),
+                attrs,
+                Constraints::empty(),
+            );
+        }
+        // SAFETY: this VM's own stage 2, loaded while its call is handled;
+        // its entries for the window go.
         unsafe { arch::invalidate_vmid(self.vttbr) };
     }
 }

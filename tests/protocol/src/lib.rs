@@ -195,6 +195,17 @@ pub mod cmd {
     /// succeeded, else the answer (`w0 | code << 32`) of the first that did
     /// not; result1 = the seal; result2 = the address retrieved.
     pub const MEM_SEAL: u64 = 0x49;
+    /// Give a VM a result in a buffer it donated (issue 18): retrieve the
+    /// donation arg0 from owner arg1 (the VM; v1.2 layout, flags 0),
+    /// release RX, compute [`crate::seal`]`(arg3, words)` over the arg2
+    /// bits 15:0 bytes (a multiple of 8) at its start, write the seal in the
+    /// word right after them, then send its first page back to the VM with
+    /// arg2 bits 23:16 ([`send`] `SHARE` or `LEND`) and the permissions in
+    /// arg2 bits 31:24 (0: read-only). result0 = 0 if every step
+    /// succeeded, else the answer (`w0 | code << 32`) of the first that did
+    /// not; result1 = the new handle; result2 = the seal; result3 = the
+    /// address.
+    pub const MEM_RESULT: u64 = 0x4A;
 
     /// Options of MEM_RETRIEVE (arg2 bits 63:56) and its buffers (arg3 bits 47:40).
     pub mod retrieve {

@@ -208,6 +208,7 @@ impl Sp {
             cmd::MEM_SEND => mem::send(self.id, a),
             cmd::MEM_CYCLE => mem::cycle(self.id, a),
             cmd::MEM_SEAL => mem::seal(self.id, a),
+            cmd::MEM_RESULT => mem::result(self.id, a),
             _ => (status::UNKNOWN, [0; NARGS]),
         }
     }

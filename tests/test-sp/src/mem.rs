@@ -469,23 +469,30 @@ pub fn touch(c: u64, addr: u64, bytes: u64, seed: u64) -> Answer {
     }
 }
 
-/// MEM_SEAL: retrieve, seal the document at the start of the memory,
-/// release RX, relinquish.
-pub fn seal(own: u16, a: &[u64; NARGS]) -> Answer {
-    let (handle, owner, bytes, key) = (a[0], a[1] as u16, a[2], a[3]);
+/// Retrieves `handle` from `owner` read-write (v1.2, flags 0), releases
+/// RX and seals the `bytes` bytes at the start of its first constituent
+/// with `key`, writing the seal right after them: Ok((seal, address)), or
+/// the answer to return.
+fn retrieve_and_seal(
+    own: u16,
+    handle: u64,
+    owner: u16,
+    bytes: u64,
+    key: u64,
+) -> Result<(u64, u64), Answer> {
     if !bytes.is_multiple_of(8) || bytes + 8 > PAGE as u64 {
-        return (status::BAD_ARG, [0; NARGS]);
+        return Err((status::BAD_ARG, [0; NARGS]));
     }
     let me = [Receiver::new(own, test_protocol::mem::perm::RW)];
     let t = Transaction::retrieve(Layout::V1_2, owner, handle, 0, &me);
     let mut b = [0u8; 96];
     let Ok(n) = t.write(&mut b) else {
-        return (status::BAD_ARG, [0; NARGS]);
+        return Err((status::BAD_ARG, [0; NARGS]));
     };
     to_tx(&b[..n]);
     let r = call(func::RETRIEVE_REQ_64, &[n as u64, n as u64, 0, 0]);
     if r[0] as u32 as u64 != func::RETRIEVE_RESP {
-        return ok(&[answer(&r)]);
+        return Err(ok(&[answer(&r)]));
     }
     let mut resp = [0u8; 256];
     let len = (r[2] as u32 as usize).min(resp.len());
@@ -500,10 +507,10 @@ pub fn seal(own: u16, a: &[u64; NARGS]) -> Answer {
         .filter(|r| r.pages as u64 * PAGE as u64 >= bytes + 8);
     let r = ffa::rx_release();
     let Some(range) = addr else {
-        return (status::MALFORMED, [0; NARGS]);
+        return Err((status::MALFORMED, [0; NARGS]));
     };
     if !ffa::ok(&r) {
-        return ok(&[answer(&r)]);
+        return Err(ok(&[answer(&r)]));
     }
     let p = range.addr as *mut u64;
     let words = (0..bytes / 8).map(|i| {
@@ -514,9 +521,47 @@ pub fn seal(own: u16, a: &[u64; NARGS]) -> Answer {
     let s = test_protocol::seal(key, words);
     // SAFETY: as above; the word after the document is inside the range.
     unsafe { p.wrapping_add((bytes / 8) as usize).write_volatile(s) };
+    Ok((s, range.addr))
+}
+
+/// MEM_SEAL: retrieve, seal the document at the start of the memory,
+/// release RX, relinquish.
+pub fn seal(own: u16, a: &[u64; NARGS]) -> Answer {
+    let handle = a[0];
+    let (s, addr) = match retrieve_and_seal(own, handle, a[1] as u16, a[2], a[3]) {
+        Ok(v) => v,
+        Err(ans) => return ans,
+    };
     let mut args = [0; NARGS];
     args[0] = handle;
     let (_, res) = relinquish(own, &args);
     let first = if res[0] == ffa::SUCCESS_32 { 0 } else { res[0] };
-    ok(&[first, s, range.addr])
+    ok(&[first, s, addr])
+}
+
+/// MEM_RESULT: retrieve a VM's donation, seal the document in it and
+/// send the page back to that VM (a vTEE instance may give its own VM
+/// what the VM donated to it; docs/memory-sharing.md, "The normal world
+/// as a borrower").
+pub fn result(own: u16, a: &[u64; NARGS]) -> Answer {
+    let (owner, bytes) = (a[1] as u16, a[2] & 0xFFFF);
+    let kind = (a[2] >> 16) as u8 as u64;
+    let perms = match (a[2] >> 24) as u8 {
+        0 => test_protocol::mem::perm::RO,
+        p => p,
+    };
+    if !matches!(kind, send::SHARE | send::LEND) {
+        return (status::BAD_ARG, [0; NARGS]);
+    }
+    let (s, addr) = match retrieve_and_seal(own, a[0], owner, bytes, a[3]) {
+        Ok(v) => v,
+        Err(ans) => return ans,
+    };
+    let mut args = [0; NARGS];
+    args[0] = addr & !(PAGE as u64 - 1);
+    args[1] = 1;
+    args[2] = owner as u64 | (perms as u64) << 48 | kind << 56;
+    let (_, res) = send(own, &args);
+    let first = if res[0] == ffa::SUCCESS_32 { 0 } else { res[0] };
+    ok(&[first, res[1], s, addr])
 }

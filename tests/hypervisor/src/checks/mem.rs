@@ -12,8 +12,9 @@ use test_protocol::{cmd, ids};
 
 use super::{T, req_regs};
 use crate::ffa::{self, Regs, code};
-use crate::guest::{DOC_IPA, RAM_IPA, RAM_SIZE, RX_IPA, TX_IPA, op};
+use crate::guest::{DOC_IPA, RAM_IPA, RAM_SIZE, RESULT_IPA, RX_IPA, TX_IPA, op};
 use crate::report::{Fail, Outcome, fail};
+use crate::share::BORROW_IPA;
 use crate::{ensure, ensure_eq, say};
 
 const PAGE: u64 = 4096;
@@ -778,5 +779,467 @@ impl T<'_> {
         let r = self.smc(2, req_regs(ffa::MSG_SEND2, &[0, 0]))?;
         ensure_eq!(code(&r), ffa::INVALID_PARAMETERS, "no TX");
         self.buffers(2)
+    }
+
+    // ---- The VM as a borrower (issue 18 item 2, through the hypervisor) ----
+
+    /// VM `vm` donates its page at RESULT_IPA (a document of 64 bytes
+    /// seeded `seed`) to its TEE, which seals it and sends it back with
+    /// `kind` (send::SHARE/LEND) and `perms`: (the TEE's handle, the seal
+    /// expected, the TEE's ID).
+    fn given_back(
+        &mut self,
+        vm: u16,
+        kind: u64,
+        perms: u8,
+        seed: u64,
+    ) -> Result<(u64, u64, u16), Fail> {
+        self.buffers(vm)?;
+        let want = self.document(vm, RESULT_IPA, 64, seed, 0x4E5)?;
+        let d = desc(
+            func::DONATE_64,
+            vm,
+            &[ids::VTEE_TEMPLATE],
+            &one(RESULT_IPA, 1),
+        );
+        let given = self.send_ok(vm, func::DONATE_64, &d)?;
+        let a2 = 64 | kind << 16 | (perms as u64) << 24;
+        let [steps, h, seal, addr] =
+            self.tee(vm, cmd::MEM_RESULT, [given, vm as u64, a2, 0x4E5])?;
+        ensure_eq!(steps, 0, "the TEE's retrieve, seal and send back");
+        ensure_eq!(seal, want, "the TEE's seal");
+        ensure_eq!(
+            addr,
+            self.vm_pa(vm, RESULT_IPA)?,
+            "the TEE got the page donated"
+        );
+        let tee = self.inst[vm as usize];
+        let tee = if tee == 0 { self.whoami(vm)? } else { tee };
+        Ok((h, want, tee))
+    }
+
+    /// VM `vm` retrieves `h` from `owner` asking `perms` with transaction
+    /// flags `fl`, naming `me` as the borrower.
+    fn vm_retrieve(
+        &mut self,
+        vm: u16,
+        me: u16,
+        owner: u16,
+        h: u64,
+        perms: u8,
+        fl: u32,
+    ) -> Result<Regs, Fail> {
+        let who = [Receiver::new(me, perms)];
+        let t = Transaction::retrieve(Layout::V1_2, owner, h, fl, &who);
+        let mut b = alloc::vec![0u8; t.len()];
+        let _ = t.write(&mut b);
+        self.vm_write(vm, TX_IPA, &b)?;
+        self.smc(
+            vm,
+            req_regs(
+                func::RETRIEVE_REQ_64,
+                &[b.len() as u64, b.len() as u64, 0, 0],
+            ),
+        )
+    }
+
+    /// The retrieve response in VM `vm`'s RX: (first address, pages, the
+    /// permissions granted to the VM, handle); then VM `vm` releases RX.
+    fn vm_response(&mut self, vm: u16) -> Result<(u64, u32, u8, u64), Fail> {
+        let mut b = [0u8; 160];
+        let pa = self.vm_pa(vm, RX_IPA)?;
+        for (i, v) in b.iter_mut().enumerate() {
+            // SAFETY: the VM's RX page (its RAM); the VM does not run.
+            *v = unsafe { ((pa as usize + i) as *const u8).read_volatile() };
+        }
+        let d = test_protocol::mem::Descriptor::parse(&b, false)
+            .map_err(|_| fail("the response does not parse"))?;
+        let e = d.emad_of(vm).ok_or(fail("no EMAD for the VM"))?;
+        let c = d.composite(&e).map_err(|_| fail("no composite"))?;
+        let (g, _) = d.range(&c, 0).map_err(|_| fail("no constituent"))?;
+        let r = self.smc(vm, req_regs(ffa::RX_RELEASE, &[]))?;
+        ensure_eq!(r[0], ffa::SUCCESS_32, "the VM's RX_RELEASE");
+        Ok((g.addr, g.pages, e.perms, d.handle()))
+    }
+
+    fn vm_relinquish(&mut self, vm: u16, h: u64, who: u16) -> Result<u64, Fail> {
+        let ids = [who];
+        let d = test_protocol::mem::Relinquish {
+            handle: h,
+            flags: 0,
+            endpoints: &ids,
+        };
+        let mut b = [0u8; 32];
+        let n = d.write(&mut b).map_err(|_| fail("relinquish descriptor"))?;
+        self.vm_write(vm, TX_IPA, &b[..n])?;
+        Ok(ans(&self.smc(vm, req_regs(func::RELINQUISH, &[]))?))
+    }
+
+    /// VM `vm`'s TEE reclaims `h`.
+    fn tee_reclaim(&mut self, vm: u16, h: u64) -> Result<u64, Fail> {
+        let [w0, x2, ..] = self.tee(vm, cmd::CALL, [func::RECLAIM, h & 0xFFFF_FFFF, h >> 32, 0])?;
+        Ok(if w0 == ffa::ERROR_32 {
+            w0 | (x2 as u32 as u64) << 32
+        } else {
+            w0
+        })
+    }
+
+    /// VM `vm` reads the word at `ipa` (Err if it stopped).
+    fn vm_peek(&mut self, vm: u16, ipa: u64) -> Result<u64, crate::vm::Fault> {
+        let mut a = [0u64; 18];
+        a[0] = ipa;
+        self.hyp.task(vm, op::PEEK, a).map(|r| r[0])
+    }
+
+    /// The borrower's memory ABIs, reported by FFA_FEATURES (forwarded).
+    pub fn borrow_features(&mut self) -> Outcome {
+        // The retrieve is asked about with the NS-bit input property (w2
+        // bit 1), which a v1.1+ caller must give (DEN0077 v1.2 §13.3.2).
+        for (f, w2) in [
+            (func::RETRIEVE_REQ_64, 2),
+            (func::RETRIEVE_REQ_32, 2),
+            (func::RELINQUISH, 0),
+            (func::FRAG_RX, 0),
+        ] {
+            let r = self.smc(2, req_regs(ffa::FEATURES, &[f, w2]))?;
+            if r[0] != ffa::SUCCESS_32 {
+                say!("    (FFA_FEATURES({f:#x}) answered {:#x})", ans(&r));
+                return Err(fail("not supported"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The TEE lends VM 1 its result read-write: the VM retrieves it and
+    /// finds it in its borrow window (the IPA, not the PA, in its RX),
+    /// reads the seal there and writes its own word; the TEE cannot
+    /// reclaim while the VM holds it.
+    pub fn borrow_lent_result(&mut self) -> Outcome {
+        // VM 1 comes back fresh whatever happened (its page is given away).
+        let res = self.borrow_lent_result_steps();
+        let again = self.renew(1);
+        res.and(again)
+    }
+
+    fn borrow_lent_result_steps(&mut self) -> Outcome {
+        let (h, want, tee) = self.given_back(1, cmd::send::LEND, perm::RW, 0x11 << 8)?;
+        let r = self.vm_retrieve(1, 1, tee, h, perm::RW, 0)?;
+        ensure_eq!(ans(&r), func::RETRIEVE_RESP, "the VM's retrieve");
+        let (addr, pages, perms, handle) = self.vm_response(1)?;
+        ensure_eq!(handle, h, "handle in the response");
+        ensure_eq!(addr, BORROW_IPA, "the address the VM reads: its own IPA");
+        ensure_eq!(pages, 1, "pages");
+        ensure_eq!(perms & perm::DATA_MASK, perm::RW, "access granted");
+        let seal = self
+            .vm_peek(1, addr + 64)
+            .map_err(|f| super::stopped(1, f))?;
+        ensure_eq!(seal, want, "the seal, read by the VM in the borrowed page");
+        let mut a = [0u64; 18];
+        a[..2].copy_from_slice(&[addr + 128, 0xB0B]);
+        self.hyp
+            .task(1, op::POKE, a)
+            .map_err(|f| super::stopped(1, f))?;
+        ensure_eq!(
+            self.tee_reclaim(1, h)?,
+            err(ffa::DENIED),
+            "the TEE's reclaim while the VM holds it"
+        );
+        ensure_eq!(self.vm_relinquish(1, h, 1)?, ffa::SUCCESS_32, "relinquish");
+        ensure_eq!(
+            self.tee_reclaim(1, h)?,
+            ffa::SUCCESS_32,
+            "the TEE's reclaim after it"
+        );
+        let pa = self.vm_pa(1, RESULT_IPA)?;
+        let [w, ..] = self.tee(1, cmd::READ, [pa + 128, 0, 0, 0])?;
+        ensure_eq!(w, 0xB0B, "the VM's word, read by the TEE after its reclaim");
+        Ok(())
+    }
+
+    /// Shared back read-only: the VM reads it, and a write stops it with a
+    /// stage-2 fault at the borrowed IPA.
+    pub fn borrow_shared_read_only(&mut self) -> Outcome {
+        // VM 2 comes back fresh whatever happened (its page is given away).
+        let res = self.borrow_shared_read_only_steps();
+        let again = self.renew(2);
+        res.and(again)
+    }
+
+    fn borrow_shared_read_only_steps(&mut self) -> Outcome {
+        let (h, want, tee) = self.given_back(2, cmd::send::SHARE, perm::RO, 0x22 << 8)?;
+        let r = self.vm_retrieve(2, 2, tee, h, perm::RO, 0)?;
+        ensure_eq!(ans(&r), func::RETRIEVE_RESP, "the VM's retrieve");
+        let (addr, _, perms, _) = self.vm_response(2)?;
+        ensure_eq!(perms & perm::DATA_MASK, perm::RO, "access granted");
+        let seal = self
+            .vm_peek(2, addr + 64)
+            .map_err(|f| super::stopped(2, f))?;
+        ensure_eq!(seal, want, "the seal");
+        let mut a = [0u64; 18];
+        a[..2].copy_from_slice(&[addr, 1]);
+        match self.hyp.task(2, op::POKE, a) {
+            Err(crate::vm::Fault::Stage2 { ipa, write, .. }) => {
+                ensure_eq!(ipa, addr, "fault IPA");
+                ensure!(write, "a write fault");
+            }
+            Err(f) => return Err(super::stopped(2, f)),
+            Ok(_) => return Err(fail("the VM wrote a read-only page")),
+        }
+        let _ = h;
+        Ok(())
+    }
+
+    /// After the relinquish the page is gone from the VM's stage 2: a read
+    /// stops it at that IPA; the hypervisor's window is empty again.
+    pub fn borrow_unmapped_after_relinquish(&mut self) -> Outcome {
+        // VM 3 comes back fresh whatever happened (its page is given away).
+        let res = self.borrow_unmapped_after_relinquish_steps();
+        let again = self.renew(3);
+        res.and(again)
+    }
+
+    fn borrow_unmapped_after_relinquish_steps(&mut self) -> Outcome {
+        let (h, _, tee) = self.given_back(3, cmd::send::LEND, perm::RW, 0x33 << 8)?;
+        let r = self.vm_retrieve(3, 3, tee, h, perm::RW, 0)?;
+        ensure_eq!(ans(&r), func::RETRIEVE_RESP, "the VM's retrieve");
+        let (addr, ..) = self.vm_response(3)?;
+        ensure_eq!(
+            self.hyp.shares_of(3).map_or(0, |s| s.window),
+            1,
+            "window in use"
+        );
+        ensure_eq!(self.vm_relinquish(3, h, 3)?, ffa::SUCCESS_32, "relinquish");
+        ensure_eq!(
+            self.hyp.shares_of(3).map_or(1, |s| s.window),
+            0,
+            "window free"
+        );
+        ensure_eq!(
+            self.tee_reclaim(3, h)?,
+            ffa::SUCCESS_32,
+            "the TEE's reclaim"
+        );
+        match self.vm_peek(3, addr) {
+            Err(crate::vm::Fault::Stage2 { ipa, .. }) => ensure_eq!(ipa, addr, "fault IPA"),
+            Err(f) => return Err(super::stopped(3, f)),
+            Ok(_) => return Err(fail("the VM read a page it relinquished")),
+        }
+        Ok(())
+    }
+
+    /// What the TEE gives VM 1 is not VM 2's to retrieve (DENIED; its
+    /// window stays empty); VM 1 then retrieves it.
+    pub fn borrow_other_vm_denied(&mut self) -> Outcome {
+        // VM 1 comes back fresh whatever happened (its page is given away).
+        let res = self.borrow_other_vm_denied_steps();
+        let again = self.renew(1);
+        res.and(again)
+    }
+
+    fn borrow_other_vm_denied_steps(&mut self) -> Outcome {
+        let (h, _, tee) = self.given_back(1, cmd::send::LEND, perm::RW, 0x44 << 8)?;
+        self.buffers(2)?;
+        let r = self.vm_retrieve(2, 2, tee, h, perm::RW, 0)?;
+        ensure_eq!(ans(&r), err(ffa::DENIED), "VM 2 retrieving VM 1's");
+        ensure_eq!(
+            self.hyp.shares_of(2).map_or(1, |s| s.window),
+            0,
+            "VM 2's window"
+        );
+        let r = self.vm_retrieve(1, 1, tee, h, perm::RW, 0)?;
+        ensure_eq!(ans(&r), func::RETRIEVE_RESP, "VM 1's retrieve");
+        self.vm_response(1)?;
+        ensure_eq!(self.vm_relinquish(1, h, 1)?, ffa::SUCCESS_32, "relinquish");
+        ensure_eq!(self.tee_reclaim(1, h)?, ffa::SUCCESS_32, "reclaim");
+        Ok(())
+    }
+
+    /// An unknown handle: INVALID_PARAMETERS (the SPMC's answer to the
+    /// hypervisor retrieve request), nothing mapped.
+    pub fn borrow_unknown_handle(&mut self) -> Outcome {
+        self.buffers(4)?;
+        let r = self.vm_retrieve(4, 4, ids::VTEE_TEMPLATE, 0x7777_0000_1234, perm::RW, 0)?;
+        ensure_eq!(
+            ans(&r),
+            err(ffa::INVALID_PARAMETERS),
+            "retrieve of an unknown handle"
+        );
+        ensure_eq!(self.hyp.shares_of(4).map_or(1, |s| s.window), 0, "window");
+        Ok(())
+    }
+
+    /// A retrieve naming another endpoint, or a relinquish naming another,
+    /// is refused by the hypervisor and never forwarded.
+    pub fn borrow_forged_refused(&mut self) -> Outcome {
+        self.buffers(4)?;
+        let before = self.hyp.forwarded_of(4);
+        for me in [1, 0, ids::VTEE_TEMPLATE] {
+            let r = self.vm_retrieve(4, me, ids::VTEE_TEMPLATE, 1, perm::RW, 0)?;
+            ensure_eq!(
+                ans(&r),
+                err(ffa::INVALID_PARAMETERS),
+                "a retrieve for another endpoint"
+            );
+        }
+        ensure_eq!(
+            self.vm_relinquish(4, 1, 2)?,
+            err(ffa::INVALID_PARAMETERS),
+            "a relinquish for VM 2"
+        );
+        ensure_eq!(self.hyp.forwarded_of(4), before, "calls forwarded");
+        Ok(())
+    }
+
+    /// A relinquish of what the VM did not retrieve: DENIED by the SPMC;
+    /// the TEE reclaims its page, which the VM then cannot retrieve.
+    pub fn borrow_relinquish_not_retrieved(&mut self) -> Outcome {
+        // VM 4 comes back fresh whatever happened (its page is given away).
+        let res = self.borrow_relinquish_not_retrieved_steps();
+        let again = self.renew(4);
+        res.and(again)
+    }
+
+    fn borrow_relinquish_not_retrieved_steps(&mut self) -> Outcome {
+        let (h, _, tee) = self.given_back(4, cmd::send::LEND, perm::RW, 0x55 << 8)?;
+        ensure_eq!(
+            self.vm_relinquish(4, h, 4)?,
+            err(ffa::DENIED),
+            "relinquish before retrieve"
+        );
+        ensure_eq!(
+            self.tee_reclaim(4, h)?,
+            ffa::SUCCESS_32,
+            "the TEE's reclaim"
+        );
+        let r = self.vm_retrieve(4, 4, tee, h, perm::RW, 0)?;
+        ensure_eq!(
+            ans(&r),
+            err(ffa::INVALID_PARAMETERS),
+            "retrieve after the reclaim"
+        );
+        Ok(())
+    }
+
+    /// A VM destroyed while it borrows: sp1 lends VM 1 (bound to it) a page
+    /// of the hypervisor's own that sp1 was donated; VM 1 retrieves it
+    /// asking for zeroing after relinquish and is destroyed: the SPMC
+    /// counts it relinquished, sp1 reclaims it and finds it zeroed.
+    pub fn borrow_vm_destroyed(&mut self) -> Outcome {
+        // VM 1 comes back fresh whatever happened (its page is given away).
+        let res = self.borrow_vm_destroyed_steps();
+        let again = self.renew(1);
+        res.and(again)
+    }
+
+    fn borrow_vm_destroyed_steps(&mut self) -> Outcome {
+        #[repr(C, align(4096))]
+        struct Loan([u8; 4096]);
+        static mut LOAN: Loan = Loan([0; 4096]);
+        let pa = (&raw mut LOAN) as u64;
+        // Endpoint 0 donates the page to sp1, which takes it and fills it.
+        let d = desc(func::DONATE_64, 0, &[ids::SP1], &one(pa, 1));
+        let r = crate::share::send_own(func::DONATE_64, &d);
+        ensure_eq!(ans(&r), ffa::SUCCESS_32, "endpoint 0's donation to sp1");
+        let given = handle_of(&r);
+        let sp1 = |x: [u64; 5]| ffa::request_as(0, ids::SP1, x);
+        let a2 = (perm::RW as u64) << 48;
+        let r = sp1([cmd::MEM_RETRIEVE, given, 0, a2, 0]);
+        ensure_eq!(r[4], func::RETRIEVE_RESP, "sp1 retrieves the donation");
+        let r = sp1([cmd::MEM_FILL, pa, PAGE, 0xF111, 0]);
+        ensure_eq!(r[4], PAGE / 8, "sp1 fills it");
+        let a2 = 1 | (perm::RW as u64) << 48 | cmd::send::LEND << 56;
+        let r = sp1([cmd::MEM_SEND, pa, 1, a2, 0]);
+        ensure_eq!(r[4], ffa::SUCCESS_32, "sp1 lends it to VM 1");
+        let h = r[5];
+        self.buffers(1)?;
+        let fl = test_protocol::mem::flags::ZERO_AFTER_RELINQUISH;
+        let r = self.vm_retrieve(1, 1, ids::SP1, h, perm::RW, fl)?;
+        ensure_eq!(ans(&r), func::RETRIEVE_RESP, "VM 1's retrieve");
+        let (addr, ..) = self.vm_response(1)?;
+        ensure_eq!(addr, BORROW_IPA, "mapped in the window");
+        let w = self
+            .vm_peek(1, addr + 8)
+            .map_err(|f| super::stopped(1, f))?;
+        ensure_eq!(w, 0xF112, "VM 1 reads sp1's words");
+        let r = sp1([cmd::CALL, func::RECLAIM, h & 0xFFFF_FFFF, h >> 32, 0]);
+        ensure_eq!(
+            r[4] | (r[5] as u32 as u64) << 32,
+            err(ffa::DENIED),
+            "sp1's reclaim while VM 1 holds it"
+        );
+        let ack = self.hyp.destroy_vm(1).ok_or(fail("no VM 1"))?;
+        ensure!(ack.ok(), "VM 1 destroyed");
+        let r = sp1([cmd::CALL, func::RECLAIM, h & 0xFFFF_FFFF, h >> 32, 0]);
+        ensure_eq!(r[4], ffa::SUCCESS_32, "sp1's reclaim after VM 1 went");
+        let r = sp1([cmd::MEM_SUM, pa, PAGE, 0, 0]);
+        ensure_eq!(
+            r[5],
+            0,
+            "words left non-zero (zeroed as the retrieve asked)"
+        );
+        Ok(())
+    }
+
+    /// The VM's RX is full until it releases it (a retrieve meanwhile is
+    /// BUSY, from the hypervisor); a retrieve again maps nothing new (the
+    /// same IPA) and the page stays until the second relinquish.
+    pub fn borrow_twice(&mut self) -> Outcome {
+        let res = self.borrow_twice_steps();
+        let again = self.renew(2);
+        res.and(again)
+    }
+
+    fn borrow_twice_steps(&mut self) -> Outcome {
+        let (h, want, tee) = self.given_back(2, cmd::send::LEND, perm::RW, 0x66 << 8)?;
+        let r = self.vm_retrieve(2, 2, tee, h, perm::RW, 0)?;
+        ensure_eq!(ans(&r), func::RETRIEVE_RESP, "the first retrieve");
+        let r = self.vm_retrieve(2, 2, tee, h, perm::RW, 0)?;
+        ensure_eq!(ans(&r), err(ffa::BUSY), "a retrieve while its RX is full");
+        let (first, ..) = self.vm_response(2)?;
+        let r = self.vm_retrieve(2, 2, tee, h, perm::RW, 0)?;
+        ensure_eq!(ans(&r), func::RETRIEVE_RESP, "the retrieve again");
+        let (second, ..) = self.vm_response(2)?;
+        ensure_eq!(second, first, "the same IPA");
+        ensure_eq!(
+            self.hyp.shares_of(2).map_or(0, |s| s.window),
+            1,
+            "one page of the window"
+        );
+        ensure_eq!(
+            self.vm_relinquish(2, h, 2)?,
+            ffa::SUCCESS_32,
+            "the first relinquish"
+        );
+        let w = self
+            .vm_peek(2, first + 64)
+            .map_err(|f| super::stopped(2, f))?;
+        ensure_eq!(w, want, "still mapped after one relinquish of two");
+        ensure_eq!(
+            self.tee_reclaim(2, h)?,
+            err(ffa::DENIED),
+            "the TEE's reclaim while held once"
+        );
+        ensure_eq!(
+            self.vm_relinquish(2, h, 2)?,
+            ffa::SUCCESS_32,
+            "the second relinquish"
+        );
+        ensure_eq!(
+            self.hyp.shares_of(2).map_or(1, |s| s.window),
+            0,
+            "the window free"
+        );
+        ensure_eq!(
+            self.tee_reclaim(2, h)?,
+            ffa::SUCCESS_32,
+            "the TEE's reclaim"
+        );
+        match self.vm_peek(2, first) {
+            Err(crate::vm::Fault::Stage2 { ipa, .. }) => ensure_eq!(ipa, first, "fault IPA"),
+            Err(f) => return Err(super::stopped(2, f)),
+            Ok(_) => return Err(fail("the VM read a page it relinquished")),
+        }
+        Ok(())
     }
 }
