@@ -192,6 +192,9 @@ pub fn run(hyp: &mut Hypervisor, r: &mut Report, demo: &demo::Outcome) {
         t.mem_fragments_refused()
     });
     check(r, &mut t, "vm-mem-other-vm-tee-denied", |t| t.mem_policy());
+    check(r, &mut t, "vm-mem-donate-beyond-own-tee-denied", |t| {
+        t.mem_donate_beyond_own_tee()
+    });
     check(r, &mut t, "vm-mem-range-outside-vm-refused", |t| {
         t.mem_outside()
     });

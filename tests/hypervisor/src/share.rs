@@ -541,6 +541,13 @@ impl Ctx<'_> {
         }
         copy_to_tx(self.pa(tx), frag as usize);
         let vm = self.vm;
+        // A donation may go to the VM's own TEE only (its template's ID or
+        // its instance's): the TEE goes with the VM, and with it whatever
+        // the VM gave it. A page given for good to a partition that outlives
+        // the VM would stay in the RAM slot this hypervisor zeroes and gives
+        // the next VM: the hypervisor cannot give it away, so it refuses
+        // (DENIED, as for a receiver it may not reach).
+        let mut beyond = 0u16;
         let parsed = with_tx(|b| {
             let (size, count, at) = (le32(b, 24), le32(b, 28), le32(b, 32));
             if le16(b, 0) != vm {
@@ -555,6 +562,17 @@ impl Ctx<'_> {
             {
                 return Err(ffa::INVALID_PARAMETERS);
             }
+            if op == Op::Donate {
+                for i in 0..count as usize {
+                    let to = le16(b, at as usize + i * size as usize);
+                    if to != ids::VTEE_TEMPLATE {
+                        if beyond != 0 && beyond != to {
+                            return Err(ffa::DENIED);
+                        }
+                        beyond = to;
+                    }
+                }
+            }
             let comp = le32(b, at as usize + 4) as u64;
             let ranges_at = comp + 16;
             if comp < emads_end || !comp.is_multiple_of(8) || ranges_at > frag as u64 {
@@ -565,6 +583,14 @@ impl Ctx<'_> {
                 return Err(ffa::INVALID_PARAMETERS);
             }
             Ok(ranges_at as usize)
+        });
+        // A receiver named by its instance's ID must be the VM's own.
+        let parsed = parsed.and_then(|at| {
+            if beyond != 0 && beyond != self.tee() {
+                Err(ffa::DENIED)
+            } else {
+                Ok(at)
+            }
         });
         let pages = match parsed.and_then(|at| self.translate(at, frag as usize)) {
             Ok(p) => p,

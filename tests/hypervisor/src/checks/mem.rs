@@ -386,6 +386,25 @@ impl T<'_> {
         Ok(())
     }
 
+    /// A donation to anything but the VM's own TEE (a shared service, its
+    /// bound partition): DENIED by the hypervisor, whose RAM slots go to the
+    /// next VM (a page given for good to a partition that outlives the VM
+    /// would be zeroed and mapped again); nothing leaves the VM.
+    pub fn mem_donate_beyond_own_tee(&mut self) -> Outcome {
+        self.buffers(1)?;
+        let ipa = DOC_IPA + 3 * PAGE;
+        for to in [ids::TPM, ids::SP1] {
+            let d = desc(func::DONATE_64, 1, &[to], &one(ipa, 1));
+            let r = self.send(1, func::DONATE_64, &d, d.len())?;
+            if code(&r) != ffa::DENIED {
+                say!("    (VM 1 donates to {to:#x}: {:#x})", ans(&r));
+                return Err(fail("not DENIED"));
+            }
+            ensure_eq!(self.hyp.shares_of(1).map_or(1, |s| s.away), 0, "nothing away");
+        }
+        self.poke_peek(1, ipa)
+    }
+
     /// A donation not yet retrieved can still be reclaimed: the page returns.
     pub fn mem_donate_reclaim_early(&mut self) -> Outcome {
         self.buffers(2)?;
