@@ -152,6 +152,12 @@ pub struct StageResult {
     pub seconds: f64,
 }
 
+/// Whether `line` is a summary `<name>: N passed, M failed` of any name.
+fn is_summary(line: &str) -> bool {
+    line.split_once(": ")
+        .is_some_and(|(name, _)| !name.is_empty() && parse_summary(line, name).is_some())
+}
+
 /// Parses `<name>: N passed, M failed`.
 pub fn parse_summary(line: &str, name: &str) -> Option<(u32, u32)> {
     let rest = line.strip_prefix(name)?.strip_prefix(": ")?;
@@ -162,13 +168,18 @@ pub fn parse_summary(line: &str, name: &str) -> Option<(u32, u32)> {
 
 /// TF-A's line when the normal world asks for PSCI SYSTEM_OFF on QEMU virt.
 const TFA_POWER_OFF: &str = "QEMU System Power off: with GPIO.";
-/// What TF-A prints when it is still running after that GPIO write.
-const TFA_PANIC: &str = "PANIC at PC";
+/// What TF-A prints when it is still running after that GPIO write (virt:
+/// `PANIC at PC`; qemu_sbsa, whose power-off prints nothing before it:
+/// `PANIC in EL3.` and a register dump).
+const TFA_PANICS: [&str; 2] = ["PANIC at PC", "PANIC in EL3."];
 
 /// Checks output lines one by one; remembers what it needs from earlier lines.
 #[derive(Debug, Default)]
 struct Judge {
+    /// TF-A's power-off line was seen (virt): from then on.
     powering_off: bool,
+    /// The previous line was a summary (sbsa-ref's power-off prints nothing).
+    after_summary: bool,
 }
 
 impl Judge {
@@ -177,13 +188,18 @@ impl Judge {
         if line.starts_with("FAIL ") {
             return Some(line.to_string());
         }
-        // TF-A powers QEMU off with a GPIO write and then calls panic() in
-        // case it returns; with several vCPU threads QEMU may let it print
-        // before the machine stops. That line, right after a power-off, is
-        // the end of the run, not a failure.
-        if self.powering_off && line.trim_start().starts_with(TFA_PANIC) {
+        // TF-A powers QEMU off (a GPIO write on virt, the embedded
+        // controller on sbsa-ref) and then calls panic() in case it returns;
+        // with several vCPU threads QEMU may let it print before the machine
+        // stops. That line, right after the power-off (virt's power-off line,
+        // or the boot's last summary line, `<name>: N passed, M failed`), is
+        // the end of the run, not a failure. A panic that cut a boot short
+        // leaves a summary missing, which the stage reports on its own.
+        let tfa_panic = TFA_PANICS.iter().any(|p| line.trim_start().starts_with(p));
+        if (self.powering_off || self.after_summary) && tfa_panic {
             return None;
         }
+        self.after_summary = is_summary(line);
         if line.contains(TFA_POWER_OFF) {
             self.powering_off = true;
         }
@@ -552,5 +568,21 @@ mod tests {
         // Anything else after it still counts.
         assert!(j.line("spmc: FATAL SPMC panic on core 1").is_some());
         assert!(j.line("FAIL late: x").is_some());
+    }
+
+    #[test]
+    fn sbsa_power_off_panic_right_after_the_last_summary_is_the_end() {
+        let mut j = Judge::default();
+        assert!(j.line("vtee: 81 passed, 0 failed").is_none());
+        assert!(j.line("PANIC in EL3.").is_none());
+        assert!(j.line("x30            = 0x000000003fcf55cc").is_none());
+        // Not right after a summary or the power-off: a failure.
+        let mut j = Judge::default();
+        assert!(j.line("PASS something").is_none());
+        assert!(j.line("PANIC in EL3.").is_some());
+        let mut j = Judge::default();
+        assert!(j.line("vtee: 81 passed, 0 failed").is_none());
+        assert!(j.line("PASS later").is_none());
+        assert!(j.line("PANIC at PC : 0x0").is_some());
     }
 }
