@@ -27,7 +27,9 @@
 //! - whenever the lock is free, a core holds the live state of the vCPU it
 //!   runs or of none (the invariant the hand-off keeps);
 //! - no vCPU runs on two cores, and every vCPU a core runs is `Running`;
-//! - every normal-world request gets the right answer (or BUSY).
+//! - every normal-world request gets the right answer (or BUSY; a VM
+//!   destroyed while its instance is on a core gets RETRY);
+//! - a destroyed instance's context is never saved into or run again.
 //!
 //! The checker is shown to find the bug: with the hand-off removed from the
 //! platform's decision (a partition's state left live on the core when
@@ -38,9 +40,11 @@ mod common;
 
 use common::world::*;
 use spmc::addr::Pa;
+use spmc::ffa::fwk;
 use spmc::ffa::{self, FfaError, Regs, func};
+use spmc::manifest::SpmcConfig;
 use spmc::testing::{FakePlatform, sp_call};
-use spmc::vcpu::{VcpuRef, VcpuState};
+use spmc::vcpu::{RunReason, VcpuRef, VcpuState};
 use spmc::{LazyState, Next, Spmc};
 
 const SP1: u16 = 0x8001;
@@ -61,6 +65,15 @@ enum Request {
     /// where a core runs another vCPU after an exit (sp2 -> sp1 -> sp2), so
     /// the one that needs the hand-off.
     Chain(u64),
+    /// The hypervisor's VM created message for VM `vm` (DEN0077 v1.2
+    /// §18.3): the vTEE template's instance for it boots on this core.
+    Create(u16),
+    /// The VM destroyed message: the instance is freed, or RETRY while one
+    /// of its vCPUs is on a core (`Spmc::destroy_instance`).
+    Destroy(u16),
+    /// A direct request from VM `vm` to the template's ID (its own
+    /// instance) with x4 = k; the instance answers k + 1.
+    Vm(u16, u64),
 }
 
 /// A violation of the protocol, with what the checker saw.
@@ -103,35 +116,42 @@ fn without_hand_off(d: LazyState) -> LazyState {
     }
 }
 
-/// The packages of sp1 and sp2, built once (compiling a manifest runs
-/// `dtc`); every interleaving boots a fresh SPMC from them.
+/// The shipped SPMC configuration (its policy: the vTEE template 0x8010)
+/// with sp1, sp2 and the template only, and their packages, built once
+/// (compiling a manifest runs `dtc`); every interleaving boots a fresh
+/// SPMC from them.
 struct Packages {
-    blobs: Vec<(String, Vec<u8>)>,
+    config: SpmcConfig,
+    blobs: Vec<Vec<u8>>,
     image: Vec<u8>,
 }
 
 impl Packages {
     fn new() -> Self {
+        let mut config = shipped_config(None);
+        config
+            .partitions
+            .retain(|e| ["sp1", "sp2", "vtee"].contains(&e.name.as_str()));
+        assert_eq!(config.partitions.len(), 3);
         Self {
-            blobs: ["sp1", "sp2"]
+            blobs: config
+                .partitions
                 .iter()
-                .map(|n| (n.to_string(), manifest(n)))
+                .map(|e| manifest(&e.name))
                 .collect(),
+            config,
             image: image(),
         }
     }
 
-    /// An SPMC with sp1 and sp2 loaded and booted (as `booted` does for all
-    /// the shipped partitions).
+    /// An SPMC with sp1, sp2 and the template loaded and booted (as
+    /// `policy_world` does for all the shipped partitions).
     fn boot(&self) -> Spmc<FakePlatform> {
-        let mut config = config();
-        config.partitions.truncate(self.blobs.len());
         let mut p = FakePlatform::default();
-        for (e, (name, blob)) in config.partitions.iter().zip(&self.blobs) {
-            assert_eq!(&e.name, name);
+        for (e, blob) in self.config.partitions.iter().zip(&self.blobs) {
             p.put_package(Pa(e.package), blob, &self.image);
         }
-        let mut s = Spmc::new(config, p);
+        let mut s = Spmc::new(self.config.clone(), p);
         s.load_partitions();
         let mut regs = Regs::default();
         let mut next = s.boot(&mut regs);
@@ -158,14 +178,16 @@ struct Core {
     /// Whose EL1 and FP/SIMD state is live in this core's registers
     /// (`arch_aarch64::vcpu` `CpuState`); `None`: the normal world's.
     live: Option<VcpuRef>,
+    /// Calls an instance booting on this core has made.
+    init_calls: u8,
 }
 
 struct World {
     s: Spmc<FakePlatform>,
     cores: Vec<Core>,
     policy: Policy,
-    sp1: u16,
-    sp2: u16,
+    /// What the normal world's answers were, as labels ("Destroy freed").
+    outcomes: std::collections::BTreeSet<&'static str>,
     /// What the current call broke (the call itself goes on, as the
     /// hardware would).
     broken: Vec<Violation>,
@@ -183,8 +205,6 @@ impl World {
                 next = sp_call(&mut s, vcpu, &[func::MSG_WAIT as u64], &mut regs);
             }
         }
-        let sp1 = s.slot_of(SP1).unwrap();
-        let sp2 = s.slot_of(SP2).unwrap();
         let cores = scripts
             .iter()
             .map(|script| Core {
@@ -196,8 +216,7 @@ impl World {
             s,
             cores,
             policy,
-            sp1,
-            sp2,
+            outcomes: Default::default(),
             broken: Vec::new(),
         }
     }
@@ -215,9 +234,25 @@ impl World {
     /// What the partition `v` does with what it was just given (its x0..):
     /// sp1 answers a request with x4 + 1; sp2 passes the normal world's
     /// request on to sp1 and answers it with sp1's answer + 1.
-    fn partition_call(&mut self, v: VcpuRef) -> Vec<u64> {
+    /// An instance of the template plays `play_init` while it boots, and
+    /// answers requests with x4 + 1.
+    fn partition_call(&mut self, core: usize, v: VcpuRef) -> Vec<u64> {
         let x = self.s.vcpu_context_mut(v).x;
-        let me = if v.slot == self.sp1 { SP1 } else { SP2 };
+        let me = self.s.partitions()[v.slot as usize].id();
+        if let VcpuState::Running(RunReason::Create { .. }) = self.s.vcpu_state(v) {
+            let k = &mut self.cores[core];
+            k.init_calls += 1;
+            return match k.init_calls {
+                1 => vec![func::VERSION as u64, 0x1_0002],
+                2 => vec![
+                    func::RXTX_MAP_64 as u64,
+                    RAM_IPA + 0xE000,
+                    RAM_IPA + 0xF000,
+                    1,
+                ],
+                _ => vec![func::MSG_WAIT as u64],
+            };
+        }
         match x[0] {
             REQ64 if me == SP2 && (x[1] >> 16) as u16 == 0 => {
                 vec![REQ64, ffa::endpoints(SP2, SP1), 0, 0, x[4]]
@@ -254,7 +289,7 @@ impl World {
                 return std::mem::take(&mut self.broken);
             }
             Some(v) => {
-                let call = self.partition_call(v);
+                let call = self.partition_call(core, v);
                 let next = sp_call(&mut self.s, v, &call, &mut regs);
                 // platform-qemu `run_vcpu`: the decision, under the lock.
                 match (self.policy)(next.lazy_state_after(v)) {
@@ -271,9 +306,13 @@ impl World {
                 let r = k.script[k.next_request];
                 k.next_request += 1;
                 k.pending = Some(r);
+                k.init_calls = 0;
                 let call = match r {
-                    Request::Sp1(x4) => [REQ64, ffa::endpoints(0, SP1), 0, 0, x4],
-                    Request::Chain(x4) => [REQ64, ffa::endpoints(0, SP2), 0, 0, x4],
+                    Request::Sp1(x4) => [REQ64, ffa::endpoints(0, SP1), 0, 0, x4, 0, 0, 0],
+                    Request::Chain(x4) => [REQ64, ffa::endpoints(0, SP2), 0, 0, x4, 0, 0, 0],
+                    Request::Create(vm) => vm_message(0, TEMPLATE, fwk::VM_CREATED, vm),
+                    Request::Destroy(vm) => vm_message(0, TEMPLATE, fwk::VM_DESTROYED, vm),
+                    Request::Vm(vm, x4) => [REQ64, ffa::endpoints(vm, TEMPLATE), 0, 0, x4, 0, 0, 0],
                 };
                 let (next, r) = nwd(&mut self.s, &call);
                 regs = r;
@@ -354,7 +393,36 @@ impl World {
                     && regs.x(1) == ffa::endpoints(SP2, 0)
                     && (regs.x(4) == k + 2 || regs.x(4) == SP1_WAS_BUSY)
             }
+            Request::Create(_) => {
+                regs.func() == func::MSG_SEND_DIRECT_RESP_32
+                    && regs.w(2) == fwk::FLAG | fwk::VM_CREATED_ACK
+                    && regs.w(3) == 0
+            }
+            Request::Destroy(_) => {
+                regs.func() == func::MSG_SEND_DIRECT_RESP_32
+                    && regs.w(2) == fwk::FLAG | fwk::VM_DESTROYED_ACK
+                    && (regs.w(3) == 0 || regs.w(3) as i32 == FfaError::Retry.code())
+            }
+            Request::Vm(vm, k) => {
+                (regs.func() == func::MSG_SEND_DIRECT_RESP_64
+                    && regs.x(1) as u16 == vm
+                    && regs.x(4) == k + 1)
+                    // Before the instance exists, after it is gone, or
+                    // while it boots on another core.
+                    || regs.error_code() == Some(FfaError::Denied.code())
+                    || regs.error_code() == Some(FfaError::Busy.code())
+            }
         };
+        let label = match (r, regs.error_code()) {
+            (Request::Destroy(_), _) if regs.w(3) == 0 => "Destroy freed",
+            (Request::Destroy(_), _) => "Destroy RETRY",
+            (Request::Vm(..), None) => "Vm answered",
+            (Request::Vm(..), Some(_)) => "Vm refused",
+            (Request::Sp1(_), Some(_)) => "Sp1 BUSY",
+            (Request::Chain(_), _) if regs.x(4) == SP1_WAS_BUSY => "Chain: sp1 BUSY",
+            _ => "other",
+        };
+        self.outcomes.insert(label);
         if !ok {
             self.broken
                 .push(Violation::Other(format!("{r:?} answered {regs:x?}")));
@@ -369,14 +437,27 @@ impl World {
         let cores: Vec<_> = self
             .cores
             .iter()
-            .map(|k| (k.next_request, k.pending, k.running, k.entered, k.live))
+            .map(|k| {
+                (
+                    k.next_request,
+                    k.pending,
+                    k.running,
+                    k.entered,
+                    k.live,
+                    k.init_calls,
+                )
+            })
             .collect();
         let mut vcpus = Vec::new();
-        for slot in [self.sp1, self.sp2] {
+        for slot in 0..self.s.partitions().len() as u16 {
+            vcpus.push(format!(
+                "{slot}:{:#x}",
+                self.s.partitions()[slot as usize].id()
+            ));
             for index in 0..self.s.partitions()[slot as usize].vcpus.len() as u16 {
                 let v = VcpuRef { slot, index };
                 let x = self.s.vcpu_context_mut(v).x;
-                vcpus.push((self.s.vcpu_state(v), x[..8].to_vec()));
+                vcpus.push(format!("{index}:{:?} {:x?}", self.s.vcpu_state(v), &x[..8]));
             }
         }
         format!("{cores:?} {vcpus:?}")
@@ -392,6 +473,13 @@ impl World {
                     .push(Violation::LiveButNotRunning { core: c, vcpu: v });
             }
             if let Some(v) = k.running {
+                let p = &self.s.partitions()[v.slot as usize];
+                if !p.is_alive() || v.index as usize >= p.vcpus.len() {
+                    self.broken.push(Violation::Other(format!(
+                        "core {c} runs {v:?}, which was freed"
+                    )));
+                    continue;
+                }
                 if self.cores[c + 1..].iter().any(|o| o.running == Some(v)) {
                     self.broken
                         .push(Violation::Other(format!("{v:?} runs on two cores")));
@@ -414,6 +502,8 @@ struct Explored {
     orders: usize,
     /// Distinct points of the search reached.
     points: usize,
+    /// Every answer label seen ([`World::outcomes`]).
+    outcomes: std::collections::BTreeSet<&'static str>,
     /// The first violation and the order of cores that led to it.
     violation: Option<(Violation, Vec<usize>)>,
 }
@@ -429,6 +519,7 @@ fn explore(scripts: &[Vec<Request>], policy: Policy, wanted: fn(&Violation) -> b
     let mut choices: Vec<(Vec<usize>, usize)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let mut orders = 0;
+    let mut outcomes = std::collections::BTreeSet::new();
     let packages = Packages::new();
     loop {
         let mut w = World::new(scripts, policy, &packages);
@@ -453,6 +544,7 @@ fn explore(scripts: &[Vec<Request>], policy: Policy, wanted: fn(&Violation) -> b
             if let Some(v) = w.step(core).into_iter().find(wanted) {
                 return Explored {
                     orders,
+                    outcomes,
                     points: seen.len(),
                     violation: Some((v, order)),
                 };
@@ -464,6 +556,7 @@ fn explore(scripts: &[Vec<Request>], policy: Policy, wanted: fn(&Violation) -> b
             depth += 1;
         }
         orders += 1;
+        outcomes.append(&mut w.outcomes);
         // The next order: the deepest choice with an untried core.
         while let Some((en, i)) = choices.last_mut() {
             if *i + 1 < en.len() {
@@ -475,6 +568,7 @@ fn explore(scripts: &[Vec<Request>], policy: Policy, wanted: fn(&Violation) -> b
         if choices.is_empty() {
             return Explored {
                 orders,
+                outcomes,
                 points: seen.len(),
                 violation: None,
             };
@@ -509,6 +603,33 @@ fn three_cores() -> Vec<Vec<Request>> {
     ]
 }
 
+/// Three cores: a VM's instance of the vTEE template created and then
+/// destroyed on core 2, while VM 5 calls it on core 1 and core 0 runs a
+/// chain: the destroy must never free a context a core still records.
+fn destroy_while_others_run() -> Vec<Vec<Request>> {
+    vec![
+        vec![Request::Chain(10)],
+        vec![Request::Vm(5, 20)],
+        vec![Request::Create(5), Request::Destroy(5)],
+    ]
+}
+
+#[test]
+fn every_interleaving_of_a_destroy_keeps_the_hand_off_invariants() {
+    let e = explore(&destroy_while_others_run(), firmware, any);
+    assert_eq!(e.violation, None);
+    // 200 distinct points (measured); the orders cover each outcome.
+    assert!(e.points > 150, "{e:?}");
+    for o in [
+        "Destroy freed",
+        "Destroy RETRY",
+        "Vm answered",
+        "Vm refused",
+    ] {
+        assert!(e.outcomes.contains(o), "{o}: {e:?}");
+    }
+}
+
 #[test]
 fn every_interleaving_of_two_cores_keeps_the_hand_off_invariants() {
     let e = explore(&two_cores(), firmware, any);
@@ -521,6 +642,7 @@ fn every_interleaving_of_two_cores_keeps_the_hand_off_invariants() {
 fn every_interleaving_of_three_cores_keeps_the_hand_off_invariants() {
     let e = explore(&three_cores(), firmware, any);
     assert_eq!(e.violation, None);
+    assert!(e.outcomes.contains("Chain: sp1 BUSY"), "{e:?}");
     // 522 distinct points, 574 runs from boot (measured).
     assert!(e.points > 400 && e.orders > 400, "{e:?}");
 }
