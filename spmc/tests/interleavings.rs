@@ -163,6 +163,16 @@ impl Packages {
     }
 }
 
+/// A platform that leaves a partition's state live in the core when it
+/// answers the normal world (no `return_to_normal_world` before the lock
+/// is released).
+fn without_save_on_return(d: LazyState) -> LazyState {
+    match d {
+        LazyState::ToNormalWorld => LazyState::KeepLive,
+        d => d,
+    }
+}
+
 #[derive(Debug, Default)]
 struct Core {
     script: Vec<Request>,
@@ -679,4 +689,26 @@ fn without_the_hand_off_a_core_runs_a_partition_whose_state_is_live_elsewhere() 
     // end before core 1 calls) ran clean; the search had to find it.
     assert!(e.orders > 0, "order {order:?}");
     assert!(order.contains(&1), "order {order:?}");
+}
+
+/// The checker finds a destroy that frees a context a core still records:
+/// with the instance's state left live on core 0 after it answered its VM,
+/// core 1 destroys the VM, and core 0's next partition run (sp1) saves the
+/// instance's registers into the freed context. With the firmware's
+/// decision the same scripts run clean in every order.
+#[test]
+fn without_the_save_on_return_a_destroy_frees_a_context_a_core_records() {
+    let scripts = vec![
+        vec![Request::Vm(5, 20), Request::Sp1(30)],
+        vec![Request::Create(5), Request::Destroy(5)],
+    ];
+    let e = explore(&scripts, firmware, any);
+    assert_eq!(e.violation, None);
+    let e = explore(&scripts, without_save_on_return, |v| {
+        matches!(v, Violation::SaveIntoFreed { .. })
+    });
+    let Some((Violation::SaveIntoFreed { core, .. }, order)) = e.violation else {
+        panic!("no save into a freed context in {e:?}");
+    };
+    assert_eq!(core, 0, "order {order:?}");
 }
