@@ -9,7 +9,7 @@ use log::{LevelFilter, error, info};
 use spin::mutex::{SpinMutex, SpinMutexGuard};
 use spmc::fatal::FailGate;
 use spmc::ffa::{FfaError, Regs, func};
-use spmc::{Next, Spmc};
+use spmc::{LazyState, Next, Spmc};
 
 use crate::board::{Qemu, SECURE_MANAGED};
 use crate::layout::BOARD;
@@ -164,12 +164,10 @@ fn run_vcpu(vcpu: spmc::vcpu::VcpuRef, ctx: *mut spmc::vcpu::Context, regs: &mut
         Some(spmc) => spmc.handle_exit(vcpu, regs),
         None => Next::NormalWorld,
     };
-    if let Next::Run { vcpu: w, .. } = next {
-        if w != vcpu {
-            arch_aarch64::vcpu::hand_off();
-        }
-    } else {
-        arch_aarch64::vcpu::return_to_normal_world();
+    match next.lazy_state_after(vcpu) {
+        LazyState::KeepLive => {}
+        LazyState::HandOff => arch_aarch64::vcpu::hand_off(),
+        LazyState::ToNormalWorld => arch_aarch64::vcpu::return_to_normal_world(),
     }
     next
 }

@@ -45,4 +45,4 @@ pub mod vtee;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use manager::{Next, Spmc};
+pub use manager::{LazyState, Next, Spmc};

@@ -47,6 +47,42 @@ pub enum Next {
     },
 }
 
+/// What a core does with the EL1 and FP/SIMD registers it may hold lazily
+/// for a vCPU (`arch_aarch64::vcpu`), after [`Spmc::handle_exit`] of that
+/// vCPU returned a [`Next`]: the state hand-off between cores
+/// (docs/architecture.md, "State hand-off between cores"). The platform
+/// acts on it before it releases the core lock, so whenever the lock is
+/// free every vCPU that is not running has its complete state in its
+/// context. One function decides it, [`Next::lazy_state_after`], used by
+/// the firmware and by the host tests that check the protocol across
+/// interleavings of cores (`spmc/tests/interleavings.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LazyState {
+    /// The same vCPU goes on running on this core: its state may stay live.
+    KeepLive,
+    /// Another vCPU runs next on this core: the exited one's state goes
+    /// into its context now (`arch_aarch64::vcpu::hand_off`), since another
+    /// core may pick it (or the manager free it) once the lock is free.
+    HandOff,
+    /// The core answers the normal world: the normal world's state goes
+    /// back into the hardware, every partition's into its context
+    /// (`arch_aarch64::vcpu::return_to_normal_world`).
+    ToNormalWorld,
+}
+
+impl Next {
+    /// What happens to `exited`'s lazily held state when the core goes on
+    /// with `self` (see [`LazyState`]).
+    #[inline(always)]
+    pub fn lazy_state_after(&self, exited: VcpuRef) -> LazyState {
+        match self {
+            Next::Run { vcpu, .. } if *vcpu == exited => LazyState::KeepLive,
+            Next::Run { .. } => LazyState::HandOff,
+            Next::NormalWorld => LazyState::ToNormalWorld,
+        }
+    }
+}
+
 /// Who made a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {

@@ -1413,7 +1413,7 @@ fn frag_rx_busy() -> Outcome {
 }
 
 /// Writes the whole of `t` to arena memory at `addr`.
-fn to_memory(t: &Transaction<'_>, addr: u64) {
+pub(crate) fn to_memory(t: &Transaction<'_>, addr: u64) {
     let mut chunk = [0u8; 512];
     let mut at = 0;
     while at < t.len() {

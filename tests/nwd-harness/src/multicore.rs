@@ -467,6 +467,104 @@ fn vtee_and_chains_while_others_message() -> Outcome {
     Ok(())
 }
 
+/// Rounds of [`mem_share_from_four_cores`].
+const MEM_ROUNDS: usize = 16;
+
+/// Memory sharing from four cores at once (issue 11 item 5). Each core has
+/// its own page and, for the descriptor, its own buffer: FFA_MEM_SHARE_64
+/// with x3/x4 = the address and page count of a caller-supplied buffer
+/// (DEN0077 v1.2 §7.2.2; docs/memory-sharing.md "ABIs"), because the
+/// normal world has one TX buffer for all its cores and four cores writing
+/// it at once would race by construction. In each of [`MEM_ROUNDS`] rounds
+/// the four cores share their pages with sp1 at the same time (core 0
+/// while cores 1-3 run their posted call), then reclaim them at the same
+/// time; so the SPMC's memory-sharing record (handles, transactions, page
+/// ownership) takes sends and reclaims from four cores interleaved in
+/// whatever order the lock gives. Every share and reclaim must succeed,
+/// every handle must be new (the SPMC counts them), and afterwards nothing
+/// is left: a reclaim of any handle, and sp1's retrieve of the last
+/// round's, is INVALID_PARAMETERS, and each page can be shared again (it
+/// is in no transaction).
+fn mem_share_from_four_cores() -> Outcome {
+    use crate::mem::kit::{
+        Ask, alloc, expect_answer_error, expect_error, expect_success, handle_of, nwd_send,
+        receivers, reclaim, retrieve, send_raw, still_shareable,
+    };
+    use test_protocol::mem::{Layout, Range, flags, func, perm};
+    let mut page = [0u64; CORES];
+    let mut buf = [0u64; CORES];
+    let mut len = [0u64; CORES];
+    for c in 0..CORES {
+        page[c] = alloc(1)?;
+        buf[c] = alloc(1)?;
+        let to = receivers([ids::SP1], perm::RW);
+        let ranges = [Range {
+            addr: page[c],
+            pages: 1,
+        }];
+        let t = nwd_send(Layout::V1_2, &to, &ranges);
+        crate::mem::to_memory(&t, buf[c]);
+        len[c] = t.len() as u64;
+    }
+    let mut all = [[0u64; CORES]; MEM_ROUNDS];
+    for round in all.iter_mut() {
+        for c in 1..CORES {
+            post(
+                c,
+                [func::SHARE_64, len[c], len[c], buf[c], 1, 0, 0, 0],
+                1,
+                ffa::SUCCESS_32,
+            );
+        }
+        let a = send_raw(func::SHARE_64, len[0], len[0], buf[0], 1);
+        expect_success(&a, "core 0's share")?;
+        round[0] = handle_of(&a);
+        for (c, h) in round.iter_mut().enumerate().skip(1) {
+            let d = wait(c);
+            ensure_eq!(d.bad, 0, "a secondary core's share was not FFA_SUCCESS_32");
+            *h = d.out[2] & 0xFFFF_FFFF | (d.out[3] & 0xFFFF_FFFF) << 32;
+        }
+        for (c, &h) in round.iter().enumerate().skip(1) {
+            post(
+                c,
+                [func::RECLAIM, h & 0xFFFF_FFFF, h >> 32, 0, 0, 0, 0, 0],
+                1,
+                ffa::SUCCESS_32,
+            );
+        }
+        expect_success(&reclaim(round[0], 0), "core 0's reclaim")?;
+        for c in 1..CORES {
+            ensure_eq!(
+                wait(c).bad,
+                0,
+                "a secondary core's reclaim was not FFA_SUCCESS_32"
+            );
+        }
+    }
+    let flat = all.as_flattened();
+    for (i, h) in flat.iter().enumerate() {
+        ensure!(!flat[i + 1..].contains(h), "two shares got the same handle");
+        expect_error(
+            &reclaim(*h, 0),
+            ffa::INVALID_PARAMETERS,
+            "a reclaimed handle reclaimed again",
+        )?;
+    }
+    // The last round's handles, asked for by the receiver: gone.
+    for &h in &all[MEM_ROUNDS - 1] {
+        let g = retrieve(ids::SP1, &Ask::new(h, 0, flags::TYPE_SHARE))?;
+        expect_answer_error(
+            g.answer,
+            ffa::INVALID_PARAMETERS,
+            "sp1's retrieve of a reclaimed handle",
+        )?;
+    }
+    for p in page {
+        still_shareable(p, 1)?;
+    }
+    Ok(())
+}
+
 /// The multicore checks.
 pub fn run(r: &mut Report) {
     r.check("mc-cores-1-3-on", || {
@@ -483,5 +581,9 @@ pub fn run(r: &mut Report) {
     r.check(
         "mc-vtee-and-chains-while-other-cores-message",
         vtee_and_chains_while_others_message,
+    );
+    r.check(
+        "mc-mem-share-from-four-cores-at-once",
+        mem_share_from_four_cores,
     );
 }
