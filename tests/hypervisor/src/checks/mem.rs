@@ -400,7 +400,11 @@ impl T<'_> {
                 say!("    (VM 1 donates to {to:#x}: {:#x})", ans(&r));
                 return Err(fail("not DENIED"));
             }
-            ensure_eq!(self.hyp.shares_of(1).map_or(1, |s| s.away), 0, "nothing away");
+            ensure_eq!(
+                self.hyp.shares_of(1).map_or(1, |s| s.away),
+                0,
+                "nothing away"
+            );
         }
         self.poke_peek(1, ipa)
     }
