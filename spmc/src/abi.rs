@@ -516,6 +516,10 @@ impl<P: Platform> Spmc<P> {
             )
             .map_err(|_| FfaError::Aborted)?;
         self.set_rx_state(to, RxState::Full);
+        // The receiver learns of it through the SPM framework notification
+        // "RX buffer full" (DEN0077 v1.2 §10.5.1), if it has bitmaps.
+        self.notifications
+            .set_framework(receiver, crate::notifications::FWK_RX_FULL);
         debug!("indirect message {sender:#06x} -> {receiver:#06x}, {size} bytes");
         Ok(Regs::with_func(func::SUCCESS_32))
     }
