@@ -234,11 +234,7 @@ mod tests {
 
     #[test]
     fn unimplemented_and_unknown_are_not_supported() {
-        for f in [
-            func::MEM_PERM_GET_32,
-            0x8400_00FF,
-            0x1234_5678,
-        ] {
+        for f in [func::MEM_PERM_GET_32, 0x8400_00FF, 0x1234_5678] {
             assert_eq!(
                 query(Instance::NormalWorld, V12, f, 0),
                 Err(FfaError::NotSupported)

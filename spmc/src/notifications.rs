@@ -141,7 +141,7 @@ impl Bitmap {
     }
 
     /// Of `mask`, the bits whose sender is a partition.
-    fn from_partitions(&self, mask: u64) -> u64 {
+    fn sent_by_partitions(&self, mask: u64) -> u64 {
         let mut out = 0;
         for bit in 0..64 {
             if mask & (1 << bit) != 0 && is_secure_id(self.senders[bit]) {
@@ -175,7 +175,10 @@ impl Notifications {
 
     /// Number of normal-world bitmaps.
     fn vm_count(&self) -> usize {
-        self.bitmaps.iter().filter(|b| !is_secure_id(b.owner)).count()
+        self.bitmaps
+            .iter()
+            .filter(|b| !is_secure_id(b.owner))
+            .count()
     }
 
     /// Adds an empty bitmap for `owner` (NO_MEMORY, nothing changed, when
@@ -291,7 +294,8 @@ impl<P: Platform> Spmc<P> {
                 use crate::policy::Kind::Instance;
                 let fits = |k, other_k, other| match k {
                     Instance { owner } => {
-                        other_k == (Instance { owner }) || (other_k == crate::policy::Kind::Static && shared(other))
+                        other_k == (Instance { owner })
+                            || (other_k == crate::policy::Kind::Static && shared(other))
                     }
                     crate::policy::Kind::Static => true,
                 };
@@ -314,18 +318,24 @@ impl<P: Platform> Spmc<P> {
             Endpoint::Partition(s) => self.partitions[s as usize].id() == receiver,
             Endpoint::NormalWorld(_) => !is_secure_id(receiver),
         };
-        if ok { Ok(()) } else { Err(FfaError::InvalidParameters) }
+        if ok {
+            Ok(())
+        } else {
+            Err(FfaError::InvalidParameters)
+        }
     }
 
     /// The bitmap of `receiver`: a partition without `notification-support`
     /// is NOT_SUPPORTED, a VM without a bitmap INVALID_PARAMETERS (Hafnium's
     /// answers).
     fn ntf_bitmap(&self, receiver: PartitionId) -> Result<Bitmap, FfaError> {
-        self.notifications.get(receiver).ok_or(if is_secure_id(receiver) {
-            FfaError::NotSupported
-        } else {
-            FfaError::InvalidParameters
-        })
+        self.notifications
+            .get(receiver)
+            .ok_or(if is_secure_id(receiver) {
+                FfaError::NotSupported
+            } else {
+                FfaError::InvalidParameters
+            })
     }
 
     /// FFA_NOTIFICATION_BIND (§13.14): the receiver (w1[15:0]) lets the
@@ -341,8 +351,8 @@ impl<P: Platform> Spmc<P> {
         if flags & !PER_VCPU != 0 || mask == 0 || sender == receiver {
             return Err(FfaError::InvalidParameters);
         }
-        self.ntf_may_pair(sender, receiver)?;
         let b = self.ntf_bitmap(receiver)?;
+        self.ntf_may_pair(sender, receiver)?;
         let per_vcpu = flags & PER_VCPU != 0;
         if per_vcpu && b.vcpus <= 1 {
             return Err(FfaError::InvalidParameters);
@@ -351,7 +361,10 @@ impl<P: Platform> Spmc<P> {
             debug!("NOTIFICATION_BIND {mask:#x} for {receiver:#x}: bound already");
             return Err(FfaError::Denied);
         }
-        let b = self.notifications.get_mut(receiver).ok_or(FfaError::InvalidParameters)?;
+        let b = self
+            .notifications
+            .get_mut(receiver)
+            .ok_or(FfaError::InvalidParameters)?;
         b.bound |= mask;
         if per_vcpu {
             b.per_vcpu |= mask;
@@ -409,6 +422,7 @@ impl<P: Platform> Spmc<P> {
         {
             return Err(FfaError::InvalidParameters);
         }
+        let b = self.ntf_bitmap(receiver)?;
         self.ntf_may_pair(sender, receiver)?;
         if is_secure_id(receiver) {
             let slot = self.slot_of(receiver).ok_or(FfaError::InvalidParameters)?;
@@ -416,7 +430,6 @@ impl<P: Platform> Spmc<P> {
                 return Err(FfaError::Aborted);
             }
         }
-        let b = self.ntf_bitmap(receiver)?;
         if per_vcpu && vcpu >= b.vcpus as usize {
             return Err(FfaError::InvalidParameters);
         }
@@ -425,7 +438,10 @@ impl<P: Platform> Spmc<P> {
             debug!("NOTIFICATION_SET {mask:#x} {sender:#x} -> {receiver:#x}: not bound so");
             return Err(FfaError::Denied);
         }
-        let b = self.notifications.get_mut(receiver).ok_or(FfaError::InvalidParameters)?;
+        let b = self
+            .notifications
+            .get_mut(receiver)
+            .ok_or(FfaError::InvalidParameters)?;
         if per_vcpu {
             b.pending_vcpu[vcpu] |= mask;
             b.reported_vcpu[vcpu] &= !mask;
@@ -463,10 +479,17 @@ impl<P: Platform> Spmc<P> {
                 return Err(FfaError::InvalidParameters);
             }
         }
-        let b = self.notifications.get_mut(receiver).ok_or(FfaError::InvalidParameters)?;
+        let b = self
+            .notifications
+            .get_mut(receiver)
+            .ok_or(FfaError::InvalidParameters)?;
         let pending = b.pending | b.pending_vcpu[vcpu];
-        let from_sp = b.from_partitions(pending);
-        let from_vm = if is_secure_id(receiver) { pending & !from_sp } else { 0 };
+        let from_sp = b.sent_by_partitions(pending);
+        let from_vm = if is_secure_id(receiver) {
+            pending & !from_sp
+        } else {
+            0
+        };
         let mut take = 0;
         let mut out = Regs::success32(0);
         if flags & GET_SP != 0 {
@@ -511,7 +534,8 @@ impl<P: Platform> Spmc<P> {
             let Some(b) = self.notifications.bitmaps.get_mut(i) else {
                 break;
             };
-            let global = b.pending & !b.reported != 0 || (b.framework != 0 && !b.framework_reported);
+            let global =
+                b.pending & !b.reported != 0 || (b.framework != 0 && !b.framework_reported);
             let vcpus = (0..b.vcpus as usize)
                 .filter(|&v| b.pending_vcpu[v] & !b.reported_vcpu[v] != 0)
                 .count();
@@ -564,7 +588,11 @@ impl<P: Platform> Spmc<P> {
         if lists == 0 {
             return Err(FfaError::NoData);
         }
-        let mut out = Regs::with_func(if wide { func::SUCCESS_64 } else { func::SUCCESS_32 });
+        let mut out = Regs::with_func(if wide {
+            func::SUCCESS_64
+        } else {
+            func::SUCCESS_32
+        });
         out.0[2] = more as u64 | (lists as u64) << 7 | counts << 12;
         let per_reg = if wide { 4 } else { 2 };
         for (k, id) in ids[..n_ids].iter().enumerate() {
