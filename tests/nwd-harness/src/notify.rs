@@ -202,6 +202,9 @@ pub fn run(r: &mut Report) {
         )
     });
     r.check("ntf-partition-without-notification-support", || {
+        // FFA_NOTIFICATION_SET is implemented, but crash-data has no bitmaps.
+        let f = call(ffa::FEATURES, &[ffa::NOTIFICATION_SET]);
+        ensure_eq!(f[0], ffa::SUCCESS_32, "FFA_FEATURES(SET)");
         nwd_err(
             ffa::NOTIFICATION_SET,
             ids(0, ids::CRASH_DATA),
@@ -245,6 +248,25 @@ pub fn run(r: &mut Report) {
         )
     });
     r.check("ntf-partition-cannot-create-or-info-get", || {
+        // A partition binds (FFA_FEATURES says so at its instance), but
+        // neither creates bitmaps nor asks INFO_GET.
+        let f = ffa::cmd(
+            ids::SP1,
+            cmd::CALL,
+            [ffa::FEATURES, ffa::NOTIFICATION_BIND, 0, 0],
+        );
+        ensure_eq!(f[3], status::OK, "command status");
+        ensure_eq!(f[4], ffa::SUCCESS_32, "FFA_FEATURES(BIND) in the partition");
+        let f = ffa::cmd(
+            ids::SP1,
+            cmd::CALL,
+            [ffa::FEATURES, ffa::NOTIFICATION_BITMAP_CREATE, 0, 0],
+        );
+        ensure_eq!(
+            f[4],
+            ffa::ERROR_32,
+            "FFA_FEATURES(BITMAP_CREATE) in the partition"
+        );
         sp_err(
             ids::SP1,
             ffa::NOTIFICATION_BITMAP_CREATE,
