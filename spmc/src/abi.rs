@@ -24,6 +24,8 @@ pub const PART_INFO_SIZE_V1_0: usize = 8;
 pub const MSG_HEADER_V1_2: u32 = 40;
 /// Indirect message header size in v1.1.
 pub const MSG_HEADER_V1_1: u32 = 20;
+/// Partition properties bit 3: the partition receives notifications (Table 6.2).
+const PROP_NOTIFICATIONS: u32 = 1 << 3;
 /// Partition properties bit 8: the partition runs in AArch64 (Table 6.2).
 const PROP_AARCH64: u32 = 1 << 8;
 /// Properties a v1.0 caller knows (Table 8.25 of v1.0: bits [31:3] reserved).
@@ -277,7 +279,7 @@ impl<P: Platform> Spmc<P> {
     /// | 0 | receives direct requests | manifest `messaging-method` |
     /// | 1 | sends direct requests | manifest; 0 for a normal-world caller |
     /// | 2 | sends and receives indirect messages | manifest, if the partition is v1.1+ |
-    /// | 3 | receives notifications | 0: notifications are not implemented |
+    /// | 3 | receives notifications | manifest `notification-support` (spmc::notifications) |
     /// | 5:4 | ID type | 0b00, a PE endpoint |
     /// | 6, 7 | VM created / destroyed messages | manifest `vm-availability-messages`, only at the normal-world instance and only with bit 0 (reserved otherwise) |
     /// | 8 | AArch64 | 1: every partition runs AArch64 (the manifest's `execution-state` must be 0) |
@@ -308,6 +310,9 @@ impl<P: Platform> Spmc<P> {
             }
         }
         props |= PROP_AARCH64;
+        if c.notification_support && p.version >= Version::V1_1 {
+            props |= PROP_NOTIFICATIONS;
+        }
         if version < Version::V1_1 {
             props & V1_0_PROPERTIES
         } else if version < Version::V1_2 {
@@ -516,6 +521,10 @@ impl<P: Platform> Spmc<P> {
             )
             .map_err(|_| FfaError::Aborted)?;
         self.set_rx_state(to, RxState::Full);
+        // The receiver learns of it through the SPM framework notification
+        // "RX buffer full" (DEN0077 v1.2 §10.5.1), if it has bitmaps.
+        self.notifications
+            .set_framework(receiver, crate::notifications::FWK_RX_FULL);
         debug!("indirect message {sender:#06x} -> {receiver:#06x}, {size} bytes");
         Ok(Regs::with_func(func::SUCCESS_32))
     }

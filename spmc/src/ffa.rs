@@ -137,6 +137,7 @@ pub mod func {
     pub const NOTIFICATION_UNBIND: u32 = 0x8400_0080;
     pub const NOTIFICATION_SET: u32 = 0x8400_0081;
     pub const NOTIFICATION_GET: u32 = 0x8400_0082;
+    pub const NOTIFICATION_INFO_GET_32: u32 = 0x8400_0083;
     pub const NOTIFICATION_INFO_GET_64: u32 = 0xC400_0083;
     pub const RX_ACQUIRE: u32 = 0x8400_0084;
     pub const SPM_ID_GET: u32 = 0x8400_0085;

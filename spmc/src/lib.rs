@@ -33,6 +33,7 @@ pub mod mem;
 pub mod memmap;
 pub mod messaging;
 pub mod multicore;
+pub mod notifications;
 pub mod partition;
 pub mod platform;
 pub mod policy;

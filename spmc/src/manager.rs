@@ -125,6 +125,8 @@ pub struct Spmc<P: Platform> {
     pub(crate) free_vmids: Vec<u16>,
     /// Memory sharing: transactions, donations, fragments in flight.
     pub(crate) mem: crate::mem::MemState,
+    /// Notification bitmaps of partitions and VMs (spmc::notifications).
+    pub(crate) notifications: crate::notifications::Notifications,
     pub(crate) boot_order: Vec<u16>,
     /// Slot of the partition with ID 0x8000 + n at index n (u16::MAX: none).
     pub(crate) slot_index: [u16; SLOT_INDEX],
@@ -165,6 +167,7 @@ impl<P: Platform> Spmc<P> {
             templates: Vec::new(),
             free_vmids: Vec::new(),
             mem: Default::default(),
+            notifications: Default::default(),
             boot_order: Vec::new(),
             slot_index: [u16::MAX; SLOT_INDEX],
             boot_pos: 0,
@@ -414,10 +417,20 @@ impl<P: Platform> Spmc<P> {
             }
         }
 
+        // Its notification bitmaps exist from creation (§10.2), when its
+        // manifest declares `notification-support`.
+        if config.notification_support {
+            self.notifications
+                .create(config.id, config.vcpu_count)
+                .map_err(|_| SpError::OutOfMemory)?;
+        }
         let vmid = match self.free_vmids.pop() {
             Some(v) => v,
             None if self.next_vmid < self.platform.vmid_limit() => self.next_vmid,
-            None => return Err(SpError::OutOfMemory),
+            None => {
+                self.notifications.forget(config.id);
+                return Err(SpError::OutOfMemory);
+            }
         };
         let mut memory: Vec<(Ipa, Allocation)> = Vec::new();
         let mut stage2 = Stage2::new(vmid);
@@ -439,6 +452,7 @@ impl<P: Platform> Spmc<P> {
             if vmid != self.next_vmid {
                 self.free_vmids.push(vmid);
             }
+            self.notifications.forget(config.id);
             return Err(e);
         }
         if vmid == self.next_vmid {
@@ -1019,6 +1033,18 @@ impl<P: Platform> Spmc<P> {
             | func::MEM_RECLAIM
             | func::MEM_FRAG_RX
             | func::MEM_FRAG_TX => self.mem_call(from, args),
+            func::NOTIFICATION_BITMAP_CREATE
+            | func::NOTIFICATION_BITMAP_DESTROY
+            | func::NOTIFICATION_BIND
+            | func::NOTIFICATION_UNBIND
+            | func::NOTIFICATION_SET
+            | func::NOTIFICATION_GET
+            | func::NOTIFICATION_INFO_GET_32
+            | func::NOTIFICATION_INFO_GET_64
+                if version >= Version::V1_1 =>
+            {
+                self.notification_call(from, args)
+            }
             other => {
                 debug!("unsupported call {other:#010x} from {from:?}");
                 Err(FfaError::NotSupported)

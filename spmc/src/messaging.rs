@@ -74,7 +74,7 @@ impl<P: Platform> Spmc<P> {
     /// May normal-world endpoint `vm` reach the partition `p`?
     #[inline(always)]
     #[cfg_attr(spmc_hot, optimize(speed))]
-    fn vm_may_reach(&self, vm: u16, p: &Partition) -> bool {
+    pub(crate) fn vm_may_reach(&self, vm: u16, p: &Partition) -> bool {
         match p.kind {
             crate::policy::Kind::Instance { owner } => owner == vm,
             // Endpoint 0 (the hypervisor, or the OS without one) reaches

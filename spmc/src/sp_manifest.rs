@@ -236,6 +236,9 @@ pub struct PartitionConfig {
     /// CPU_SUSPEND_RESUME. Delivered to an MP partition's context on the
     /// core concerned ([`PowerMessages`]).
     pub power_messages: PowerMessages,
+    /// `notification-support`: the partition receives notifications
+    /// (its bitmaps exist from creation; DEN0077 v1.2 §10.2).
+    pub notification_support: bool,
 }
 
 /// The power management messages a partition subscribes to.
@@ -607,5 +610,6 @@ pub fn parse_manifest(blob: &[u8], fallback_name: &str) -> Result<PartitionConfi
         boot_info_reg,
         vm_availability,
         power_messages: PowerMessages(power_messages),
+        notification_support: root.property("notification-support").is_some(),
     })
 }

@@ -168,6 +168,8 @@ impl<P: Platform> Spmc<P> {
                 if r.is_ok() {
                     // What the VM borrowed from static partitions goes back.
                     self.mem_vm_gone(vm);
+                    // Its notification bitmaps and bindings go with its TEE.
+                    self.notifications.forget(vm);
                 }
                 ack(regs, fwk::VM_DESTROYED_ACK, r)
             }
@@ -246,6 +248,7 @@ impl<P: Platform> Spmc<P> {
         }
         let (id, vmid) = (p.id(), p.stage2.vmid());
         self.mem_forget(slot, id);
+        self.notifications.forget(id);
         let p = &mut self.partitions[slot as usize];
         p.state = PartitionState::Free;
         p.vcpus.clear();

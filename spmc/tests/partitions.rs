@@ -757,7 +757,7 @@ fn partition_info_in_both_layouts() {
     // the normal world).
     assert_eq!(
         u32::from_le_bytes(rx[4..8].try_into().unwrap()),
-        0x201 | 1 << 8
+        0x209 | 1 << 8
     );
     // Table 6.1: the UUID field is MBZ when the caller named a UUID.
     assert_eq!(&rx[8..24], &[0u8; 16]);
@@ -790,7 +790,7 @@ fn partition_info_regs_pages_through_descriptors() {
     assert_eq!((r.0[2] >> 16) & 0xFFFF, 4, "five descriptors in this call");
     assert_eq!(r.0[2] >> 48, 24);
     assert_eq!(r.0[3] & 0xFFFF, SP1 as u64);
-    assert_eq!((r.0[3] >> 32) as u32, 0x205 | 1 << 8);
+    assert_eq!((r.0[3] >> 32) as u32, 0x20D | 1 << 8);
     assert_eq!(
         r.0[15] & 0xFFFF,
         0x8004,
@@ -1080,7 +1080,8 @@ fn regs_props(r: &Regs, i: usize) -> (u16, u32) {
 /// partition that receives direct requests, the VM created / destroyed
 /// bits 6 and 7; a partition caller sees the send bits and never bits 6
 /// and 7 (reserved at a secure instance). Bit 8 (AArch64) is always set,
-/// bit 3 (notifications) never: they are not implemented.
+/// bit 3 (notifications) for partitions whose manifest declares
+/// `notification-support` (sp1, sp2, tpm).
 #[test]
 fn discovery_properties_depend_on_the_caller() {
     let mut s = booted();
@@ -1094,10 +1095,10 @@ fn discovery_properties_depend_on_the_caller() {
     let r = nwd_now(&mut s, &[f, 0, 0, 0]);
     assert_eq!(r.func(), func::SUCCESS_64);
     // SP1 0x607, SP2 0x607 + VM messages, TPM 0x603, crash-data 0x3 + VM messages.
-    assert_eq!(regs_props(&r, 0), (SP1, 0x305));
-    assert_eq!(regs_props(&r, 1), (SP2, 0x3C5));
-    assert_eq!(regs_props(&r, 2), (SP2, 0x3C5));
-    assert_eq!(regs_props(&r, 3), (TPM, 0x301));
+    assert_eq!(regs_props(&r, 0), (SP1, 0x30D));
+    assert_eq!(regs_props(&r, 1), (SP2, 0x3CD));
+    assert_eq!(regs_props(&r, 2), (SP2, 0x3CD));
+    assert_eq!(regs_props(&r, 3), (TPM, 0x309));
     assert_eq!(regs_props(&r, 4), (CRASH, 0x1C1));
     // A partition asks.
     let (next, mut regs) = nwd(&mut s, &[REQ64, SP1 as u64, 0, 0x22]);
@@ -1105,9 +1106,9 @@ fn discovery_properties_depend_on_the_caller() {
     sp_call(&mut s, v, &[f, 0, 0, 0], &mut regs);
     let r = Regs::from_slice(&s.vcpu_context_mut(v).x);
     assert_eq!(r.func(), func::SUCCESS_64);
-    assert_eq!(regs_props(&r, 0), (SP1, 0x707));
-    assert_eq!(regs_props(&r, 1), (SP2, 0x707), "no VM message bits");
-    assert_eq!(regs_props(&r, 3), (TPM, 0x703));
+    assert_eq!(regs_props(&r, 0), (SP1, 0x70F));
+    assert_eq!(regs_props(&r, 1), (SP2, 0x70F), "no VM message bits");
+    assert_eq!(regs_props(&r, 3), (TPM, 0x70B));
     assert_eq!(regs_props(&r, 4), (CRASH, 0x103), "no VM message bits");
 }
 
@@ -1124,7 +1125,7 @@ fn vm_message_bits_need_direct_receive() {
     s.reopen_nwd_version_for_tests();
     nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
     let r = nwd_now(&mut s, &[func::PARTITION_INFO_GET_REGS_64 as u64, 0, 0, 0]);
-    assert_eq!(regs_props(&r, 1), (SP2, 0x104));
+    assert_eq!(regs_props(&r, 1), (SP2, 0x10C));
 }
 
 /// A partition's own version bounds its properties (as Hafnium does): no
@@ -1143,13 +1144,13 @@ fn properties_follow_both_versions() {
     s.reopen_nwd_version_for_tests();
     nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
     let r = nwd_now(&mut s, &[func::PARTITION_INFO_GET_REGS_64 as u64, 0, 0, 0]);
-    assert_eq!(regs_props(&r, 0), (SP1, 0x105), "v1.1 partition: no REQ2");
+    assert_eq!(regs_props(&r, 0), (SP1, 0x10D), "v1.1 partition: no REQ2");
     assert_eq!(
         regs_props(&r, 1),
         (SP2, 0x101),
         "v1.0 partition: no indirect"
     );
-    assert_eq!(regs_props(&r, 3), (TPM, 0x301));
+    assert_eq!(regs_props(&r, 3), (TPM, 0x309));
     // A v1.1 caller: bits 9 and 10 are reserved.
     s.reopen_nwd_version_for_tests();
     nwd_now(&mut s, &[func::VERSION as u64, 0x1_0001]);
@@ -1157,7 +1158,7 @@ fn properties_follow_both_versions() {
     assert_eq!((r.func(), r.0[2], r.0[3]), (func::SUCCESS_32, 7, 24));
     let rx = s.platform().nwd_read(NWD_RX, 7 * 24);
     let props = |i: usize| u32::from_le_bytes(rx[i * 24 + 4..i * 24 + 8].try_into().unwrap());
-    assert_eq!(props(3), 0x101, "TPM at v1.1");
+    assert_eq!(props(3), 0x109, "TPM at v1.1");
     nwd_now(&mut s, &[func::RX_RELEASE as u64]);
     // A v1.0 caller: bits [31:3] are reserved.
     s.reopen_nwd_version_for_tests();

@@ -44,10 +44,10 @@ pub fn run(r: &mut Report) {
     });
     // Unknown or unimplemented function IDs get FFA_ERROR(NOT_SUPPORTED).
     r.check("unknown-function-not-supported", || {
-        not_supported(ffa::NOTIFICATION_BITMAP_CREATE)
+        not_supported(0x8400_0088)
     });
     r.check("unimplemented-64bit-function-not-supported", || {
-        not_supported(ffa::NOTIFICATION_INFO_GET_64)
+        not_supported(0xC400_0088)
     });
     r.check("msg-wait-from-normal-world-refused", || {
         not_supported(ffa::MSG_WAIT)

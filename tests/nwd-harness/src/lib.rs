@@ -14,6 +14,7 @@ pub mod hostile;
 pub mod legacy;
 pub mod mem;
 pub mod multicore;
+pub mod notify;
 pub mod partitions;
 pub mod report;
 

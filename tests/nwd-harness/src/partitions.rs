@@ -70,10 +70,10 @@ pub fn run(r: &mut Report) {
         partition_info_named_uuid_zero,
     );
     r.check("partition-info-properties-sp2-for-nwd", || {
-        nwd_properties(uuids::SP2_B, ids::SP2, 0x305)
+        nwd_properties(uuids::SP2_B, ids::SP2, 0x30D)
     });
     r.check("partition-info-properties-tpm-for-nwd", || {
-        nwd_properties(uuids::TPM, ids::TPM, 0x301)
+        nwd_properties(uuids::TPM, ids::TPM, 0x309)
     });
     r.check("partition-info-properties-crash-for-nwd", || {
         nwd_properties(uuids::CRASH, ids::CRASH_DATA, 0x101)
@@ -83,7 +83,7 @@ pub fn run(r: &mut Report) {
         partition_info_regs_properties,
     );
     r.check("partition-info-regs-properties-by-uuid", || {
-        regs_properties(uuids::TPM, ids::TPM, 0x301)
+        regs_properties(uuids::TPM, ids::TPM, 0x309)
     });
     r.check("sp-partition-info-regs-properties", sp_regs_properties);
     r.check("features-mem-share-w2-reserved-v1.2", || {
@@ -485,9 +485,10 @@ fn partition_info_properties() -> Outcome {
     let props = ffa::rx_u32(4);
     release()?;
     // Table 6.2 at the normal-world instance: direct receive, indirect,
-    // REQ2 receive (manifest 0x607), AArch64 (bit 8); no send bits (1, 10):
+    // REQ2 receive (manifest 0x607), notifications (bit 3, manifest
+    // `notification-support`), AArch64 (bit 8); no send bits (1, 10):
     // a partition never sends a direct request to the normal world.
-    ensure_eq!(props, 0x305, "properties");
+    ensure_eq!(props, 0x30D, "properties");
     Ok(())
 }
 
@@ -578,10 +579,10 @@ fn partition_info_regs_properties() -> Outcome {
     let r = regs_call([0; 4], 0, 0);
     ensure_eq!(r[0], ffa::SUCCESS_64, "answer");
     let want = [
-        (ids::SP1, 0x305u32),
-        (ids::SP2, 0x305),
-        (ids::SP2, 0x305),
-        (ids::TPM, 0x301),
+        (ids::SP1, 0x30Du32),
+        (ids::SP2, 0x30D),
+        (ids::SP2, 0x30D),
+        (ids::TPM, 0x309),
         (ids::CRASH_DATA, 0x101),
     ];
     for (i, (id, props)) in want.iter().enumerate() {
@@ -606,7 +607,7 @@ fn sp_regs_properties() -> Outcome {
     )?;
     ensure_eq!(w0, ffa::SUCCESS_64, "answer in the partition");
     ensure_eq!(x3 as u16, ids::TPM, "partition ID");
-    ensure_eq!((x3 >> 32) as u32, 0x703, "properties seen by a partition");
+    ensure_eq!((x3 >> 32) as u32, 0x70B, "properties seen by a partition");
     Ok(())
 }
 

@@ -73,6 +73,13 @@ pub mod cmd {
     /// result0 = w0, result1 = x2, result2 = x3 (lets the harness probe the
     /// secure virtual FF-A instance: FFA_FEATURES, FFA_RXTX_MAP and so on).
     pub const CALL: u64 = 0x22;
+    /// A notification call (DEN0077 v1.2 chapter 10): function ID arg0
+    /// (FFA_NOTIFICATION_BIND, UNBIND, SET or GET) with w1 = arg1, w2 =
+    /// arg2 and the 64-bit notification bitmap arg3 split into w3 (low) and
+    /// w4 (high). Reports result0 = w0, result1 = w2 | w3 << 32 (the error
+    /// code, or GET's bitmap from partitions), result2 = w4 | w5 << 32
+    /// (GET's bitmap from VMs), result3 = w6 (GET's SPM framework bitmap).
+    pub const NOTIFY: u64 = 0x33;
     /// Drop to AArch32 at EL0 (ERET with SPSR_EL1.M = 0b10000, User mode) at
     /// the A32 address arg0, or, if arg0 is 0, at an A32 `udf #0` in the
     /// image. Never answers: the partition faults (a stage-2 abort taken

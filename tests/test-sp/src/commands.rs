@@ -182,6 +182,11 @@ impl Sp {
                 let ans = call(a[0], &[a[1], a[2], a[3]]);
                 r(&[ans[0] as u32 as u64, ans[2], ans[3]])
             }
+            cmd::NOTIFY => {
+                let ans = call(a[0], &[a[1], a[2], a[3] & 0xFFFF_FFFF, a[3] >> 32]);
+                let w = |i: usize| ans[i] & 0xFFFF_FFFF;
+                r(&[w(0), w(2) | w(3) << 32, w(4) | w(5) << 32, w(6)])
+            }
             cmd::STORM => r(&storm(a[0], a[1], a[2], a[3])),
             cmd::MAILBOX => r(&[Mailbox::Tx.ipa(), Mailbox::Rx.ipa()]),
             cmd::REMAP => r(&remap(a[0], a[1], a[2])),
