@@ -384,7 +384,7 @@ impl World {
             .s
             .partitions()
             .get(u.slot as usize)
-            .is_none_or(|p| !p.is_alive() || u.index as usize >= p.vcpus.len());
+            .is_none_or(|p| !p.is_alive() || u.index >= p.vcpu_count);
         if freed {
             self.broken.push(Violation::SaveIntoFreed { core, vcpu: u });
         }
@@ -464,7 +464,7 @@ impl World {
                 "{slot}:{:#x}",
                 self.s.partitions()[slot as usize].id()
             ));
-            for index in 0..self.s.partitions()[slot as usize].vcpus.len() as u16 {
+            for index in 0..self.s.partitions()[slot as usize].vcpu_count {
                 let v = VcpuRef { slot, index };
                 let x = self.s.vcpu_context_mut(v).x;
                 vcpus.push(format!("{index}:{:?} {:x?}", self.s.vcpu_state(v), &x[..8]));
@@ -484,7 +484,7 @@ impl World {
             }
             if let Some(v) = k.running {
                 let p = &self.s.partitions()[v.slot as usize];
-                if !p.is_alive() || v.index as usize >= p.vcpus.len() {
+                if !p.is_alive() || v.index >= p.vcpu_count {
                     self.broken.push(Violation::Other(format!(
                         "core {c} runs {v:?}, which was freed"
                     )));

@@ -78,12 +78,14 @@ fn cold_boot_at(s: &mut Spmc<FakePlatform>, core: usize) -> Vec<(VcpuRef, u64)> 
 #[test]
 fn an_mp_partition_has_one_context_per_core_and_a_up_partition_one() {
     let s = booted();
-    let sp2 = &s.partitions()[s.slot_of(SP2).unwrap() as usize];
-    assert_eq!(sp2.vcpus.len(), 4);
+    let slot = s.slot_of(SP2).unwrap();
+    let sp2 = &s.partitions()[slot as usize];
+    assert_eq!(sp2.vcpu_count, 4);
     assert!(sp2.is_mp());
     // The primary boot started the primary core's context only.
-    assert_eq!(sp2.vcpus[0].state, VcpuState::Waiting);
-    assert!(sp2.vcpus[1..].iter().all(|v| v.state == VcpuState::Off));
+    let states = s.vcpu_states(slot);
+    assert_eq!(states[0], VcpuState::Waiting);
+    assert!(states[1..].iter().all(|v| *v == VcpuState::Off));
     let sp1 = &s.partitions()[s.slot_of(SP1).unwrap() as usize];
     assert!(!sp1.is_mp());
 }
