@@ -158,7 +158,10 @@ fn lazy_action(d: LazyState) {
 #[inline(always)]
 #[cfg_attr(spmc_hot, optimize(speed))]
 fn fast_request(regs: &mut Regs) -> Option<Next> {
-    match CONTEXTS.get()?.direct_request(regs, cpu::core_index) {
+    match CONTEXTS
+        .get()?
+        .direct_request(&FAILED, regs, cpu::core_index)
+    {
         Fast::Done(next) => Some(next),
         Fast::Slow => None,
         Fast::Failed => {
@@ -193,7 +196,7 @@ fn run_vcpu(vcpu: VcpuRef, ctx: *mut spmc::vcpu::Context, regs: &mut Regs) -> Ne
     unsafe { arch_aarch64::vcpu::run(ctx) };
     let contexts = CONTEXTS.get();
     if let Some(c) = contexts {
-        match c.direct_response(vcpu, regs, lazy_action) {
+        match c.direct_response(&FAILED, vcpu, regs, lazy_action) {
             Fast::Done(next) => return next,
             Fast::Slow => {}
             Fast::Failed => {

@@ -72,19 +72,15 @@ pub type VcpuCell = SpinMutex<Option<Box<Vcpu>>>;
 static NEVER_FAILS: FailGate = FailGate::new();
 
 /// What the fast path needs to know about a vCPU's partition, kept in each
-/// vCPU (under its lock) while the partition is booted and not aborted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FastInfo {
-    /// The partition's endpoint ID.
-    pub id: PartitionId,
-    /// `None` for a static partition (the fast path serves endpoint 0
-    /// only: every other VM goes through the binding policy), the owning
-    /// VM for an instance.
-    pub owner: Option<u16>,
-    /// It takes FFA_MSG_SEND_DIRECT_REQ (its manifest's messaging method).
-    pub direct_recv: bool,
-    /// It has one context per core.
-    pub mp: bool,
+/// vCPU (under its lock, [`Vcpu::fast`]) while the partition is booted, not
+/// aborted and takes FFA_MSG_SEND_DIRECT_REQ: its endpoint ID `id`, whether
+/// it is MP, and the one normal-world endpoint the fast path serves for it
+/// (`reach`: 0 for a static partition, as every other VM goes through the
+/// binding policy; the owning VM for an instance), in one word, so that a
+/// request is checked against all three with one comparison. Never 0 (a
+/// partition ID is not 0).
+pub fn fast_key(id: PartitionId, mp: bool, reach: u16) -> u64 {
+    id as u64 | (mp as u64) << 16 | (reach as u64) << 32
 }
 
 /// What the fast path did.
@@ -243,7 +239,12 @@ impl Contexts {
     /// core's to run. Anything else is [`Fast::Slow`], nothing changed.
     #[inline(always)]
     #[cfg_attr(spmc_hot, optimize(speed))]
-    pub fn direct_request(&self, regs: &Regs, core: impl FnOnce() -> usize) -> Fast {
+    pub fn direct_request(
+        &self,
+        gate: &FailGate,
+        regs: &Regs,
+        core: impl FnOnce() -> usize,
+    ) -> Fast {
         if regs.0[0] != func::MSG_SEND_DIRECT_REQ_64 as u64 || regs.0[2] != 0 {
             return Fast::Slow;
         }
@@ -266,23 +267,13 @@ impl Contexts {
         let Some(cell) = self.cell(v) else {
             return Fast::Slow;
         };
-        let Some(mut g) = self.gate().lock(|| cell.try_lock()) else {
+        let Some(mut g) = gate.lock(|| cell.try_lock()) else {
             return Fast::Failed;
         };
         let Some(vcpu) = g.as_mut() else {
             return Fast::Slow;
         };
-        let Some(f) = vcpu.fast else {
-            return Fast::Slow;
-        };
-        let reaches = match f.owner {
-            None => sender == 0,
-            Some(owner) => owner == sender,
-        };
-        if f.id != receiver
-            || f.mp != mp
-            || !f.direct_recv
-            || !reaches
+        if vcpu.fast != fast_key(receiver, mp, sender)
             || vcpu.state != VcpuState::Waiting
             || vcpu.on_core
         {
@@ -313,6 +304,7 @@ impl Contexts {
     #[cfg_attr(spmc_hot, optimize(speed))]
     pub fn direct_response(
         &self,
+        gate: &FailGate,
         v: VcpuRef,
         regs: &mut Regs,
         lazy: impl FnOnce(LazyState),
@@ -320,16 +312,16 @@ impl Contexts {
         let Some(cell) = self.cell(v) else {
             return Fast::Slow;
         };
-        let Some(mut g) = self.gate().lock(|| cell.try_lock()) else {
+        let Some(mut g) = gate.lock(|| cell.try_lock()) else {
             return Fast::Failed;
         };
         {
             let Some(vcpu) = g.as_mut() else {
                 return Fast::Slow;
             };
-            let Some(f) = vcpu.fast else {
+            if vcpu.fast == 0 {
                 return Fast::Slow;
-            };
+            }
             let ctx = &vcpu.ctx;
             if ctx.exit.vector != 0
                 || ctx.exit.esr >> 26 != crate::vcpu::ec::SMC64
@@ -344,7 +336,7 @@ impl Contexts {
                 return Fast::Slow;
             };
             let w1 = ctx.x[1];
-            if (w1 >> 16) as u16 != f.id || w1 as u16 != id {
+            if (w1 >> 16) as u16 != vcpu.fast as u16 || w1 as u16 != id {
                 return Fast::Slow;
             }
             let ctx = &mut vcpu.ctx;

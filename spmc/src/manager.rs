@@ -523,15 +523,19 @@ impl<P: Platform> Spmc<P> {
     pub(crate) fn set_partition_state(&mut self, slot: u16, state: PartitionState) {
         let p = &mut self.partitions[slot as usize];
         p.state = state;
-        let fast = (state == PartitionState::Running).then(|| crate::contexts::FastInfo {
-            id: p.config.id,
-            owner: match p.kind {
-                crate::policy::Kind::Instance { owner } => Some(owner),
-                crate::policy::Kind::Static => None,
-            },
-            direct_recv: p.config.messaging.has(sp_manifest::Messaging::DIRECT_RECV),
-            mp: p.vcpu_count > 1,
-        });
+        let fast = if state == PartitionState::Running
+            && p.config.messaging.has(sp_manifest::Messaging::DIRECT_RECV)
+        {
+            // Endpoint 0 reaches every static partition without the
+            // binding policy; an instance, its own VM.
+            let reach = match p.kind {
+                crate::policy::Kind::Instance { owner } => owner,
+                crate::policy::Kind::Static => 0,
+            };
+            crate::contexts::fast_key(p.config.id, p.vcpu_count > 1, reach)
+        } else {
+            0
+        };
         for index in 0..p.vcpu_count {
             if let Some(v) = self.contexts.lock(VcpuRef { slot, index }).as_mut() {
                 v.fast = fast;

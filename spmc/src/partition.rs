@@ -37,9 +37,10 @@ pub struct Vcpu {
     /// other core may pick it, the manager may not free it
     /// (`spmc::contexts`, "Who may run a vCPU").
     pub on_core: bool,
-    /// What the fast path needs, while its partition is booted and not
-    /// aborted (`None`: every call for it goes to the manager).
-    pub fast: Option<crate::contexts::FastInfo>,
+    /// What the fast path needs ([`crate::contexts::fast_key`]), while its
+    /// partition is booted, not aborted and takes direct requests (0: every
+    /// call for it goes to the manager).
+    pub fast: u64,
     /// Its instance was destroyed while it was on this core: the context
     /// goes when the core releases it.
     pub freed: bool,
@@ -52,7 +53,7 @@ impl Vcpu {
             state: VcpuState::Off,
             ctx,
             on_core: false,
-            fast: None,
+            fast: 0,
             freed: false,
         }
     }

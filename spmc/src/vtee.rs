@@ -257,7 +257,7 @@ impl<P: Platform> Spmc<P> {
         }
         for g in &mut vcpus {
             if g.on_core {
-                g.fast = None;
+                g.fast = 0;
                 g.state = VcpuState::Aborted;
                 g.freed = true;
             } else {

@@ -62,6 +62,8 @@ use spmc::testing::{FakePlatform, sp_call};
 use spmc::vcpu::{RunReason, VcpuRef, VcpuState};
 use spmc::{LazyState, Next, Spmc};
 
+/// The fatal-error gate of the fast path's calls, never failed here.
+static NO_FAILURE: spmc::fatal::FailGate = spmc::fatal::FailGate::new();
 const SP1: u16 = 0x8001;
 const SP2: u16 = 0x8002;
 const REQ64: u64 = func::MSG_SEND_DIRECT_REQ_64 as u64;
@@ -408,9 +410,11 @@ impl World {
                     policy,
                     ..
                 } = self;
-                let fast = s.contexts().direct_response(v, &mut regs, |d| {
-                    apply_lazy(s, cores, broken, core, (*policy)(d))
-                });
+                let fast = s
+                    .contexts()
+                    .direct_response(&NO_FAILURE, v, &mut regs, |d| {
+                        apply_lazy(s, cores, broken, core, (*policy)(d))
+                    });
                 match fast {
                     Fast::Done(next) => {
                         self.cores[core].call = None;
@@ -425,7 +429,9 @@ impl World {
                     Fast::Slow => {
                         self.cores[core].call = None;
                         self.manager = Some(core);
-                        let next = sp_call(&mut self.s, v, &call, &mut regs);
+                        // The call is in its context already; the release is the
+                        // platform's step below.
+                        let next = self.s.handle_exit(v, &mut regs);
                         let d = (self.policy)(next.lazy_state_after(v));
                         if d != LazyState::KeepLive {
                             self.cores[core].phase = Phase::Exited { exited: v, d };
@@ -448,7 +454,11 @@ impl World {
                     Request::Vm(vm, x4) => [REQ64, ffa::endpoints(vm, TEMPLATE), 0, 0, x4, 0, 0, 0],
                 };
                 regs = Regs::from_slice(&call);
-                let next = match self.s.contexts().direct_request(&regs, || core) {
+                let next = match self
+                    .s
+                    .contexts()
+                    .direct_request(&NO_FAILURE, &regs, || core)
+                {
                     Fast::Done(next) => next,
                     Fast::Failed => panic!("no failure in this model"),
                     Fast::Slow if !manager_free => {
