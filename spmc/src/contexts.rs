@@ -43,7 +43,7 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, Ordering};
 
 use spin::Once;
 use spin::mutex::{SpinMutex, SpinMutexGuard};
@@ -109,6 +109,21 @@ pub struct Contexts {
     nwd_version_open: AtomicBool,
     /// The platform's "SPMC failed" switch.
     gate: Once<&'static FailGate>,
+    /// Work only the manager does that a fast path would skip
+    /// ([`Attention`] bits, set and cleared under the manager lock): while
+    /// any is set, both fast paths leave every call to the manager.
+    attention: AtomicU8,
+}
+
+/// Bits of [`Contexts`]' attention word: why the fast path must not run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Attention {
+    /// A secure interrupt waits to be given to a vCPU when it next runs.
+    InterruptPending = 1 << 0,
+    /// A core owes the normal world a delayed schedule receiver interrupt
+    /// when it next returns there.
+    SriDelayed = 1 << 1,
 }
 
 impl Default for Contexts {
@@ -125,6 +140,17 @@ impl Contexts {
             slots: (0..MAX_SLOTS).map(|_| Once::new()).collect(),
             nwd_version_open: AtomicBool::new(true),
             gate: Once::new(),
+            attention: AtomicU8::new(0),
+        }
+    }
+
+    /// Sets or clears one reason the fast path must leave calls to the
+    /// manager (the manager calls it, under its lock).
+    pub fn set_attention(&self, why: Attention, on: bool) {
+        if on {
+            self.attention.fetch_or(why as u8, Ordering::AcqRel);
+        } else {
+            self.attention.fetch_and(!(why as u8), Ordering::AcqRel);
         }
     }
 
@@ -245,7 +271,10 @@ impl Contexts {
         regs: &Regs,
         core: impl FnOnce() -> usize,
     ) -> Fast {
-        if regs.0[0] != func::MSG_SEND_DIRECT_REQ_64 as u64 || regs.0[2] != 0 {
+        if regs.0[0] != func::MSG_SEND_DIRECT_REQ_64 as u64
+            || regs.0[2] != 0
+            || self.attention.load(Ordering::Acquire) != 0
+        {
             return Fast::Slow;
         }
         let (sender, receiver) = ((regs.0[1] >> 16) as u16, regs.0[1] as u16);
@@ -309,6 +338,9 @@ impl Contexts {
         regs: &mut Regs,
         lazy: impl FnOnce(LazyState),
     ) -> Fast {
+        if self.attention.load(Ordering::Acquire) != 0 {
+            return Fast::Slow;
+        }
         let Some(cell) = self.cell(v) else {
             return Fast::Slow;
         };

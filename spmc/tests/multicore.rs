@@ -431,6 +431,10 @@ fn the_fast_path_leaves_everything_else_to_the_manager() {
     assert!(slow(&[REQ64, ffa::endpoints(SP1, SP2), 0, 0, 1], 1));
     assert!(slow(&[REQ64, ffa::endpoints(0, 0x8077), 0, 0, 1], 1));
     assert!(slow(&[REQ64, ffa::endpoints(0, SP2), 0, 0, 1], 3));
+    // While the manager has work the fast path would skip.
+    c.set_attention(spmc::contexts::Attention::InterruptPending, true);
+    assert!(slow(&[REQ64, ffa::endpoints(0, SP2), 0, 0, 1], 1));
+    c.set_attention(spmc::contexts::Attention::InterruptPending, false);
     assert_eq!(s.vcpu_state(v1), VcpuState::Waiting);
     assert!(!s.nwd_version_fixed(), "nothing changed");
     drop(c);
