@@ -11,9 +11,14 @@
 
 extern crate alloc;
 
+/// The board code is QEMU's (memory access, normal-world mappings, stage-2
+/// maintenance): one file, read with this image's `layout::BOARD`.
+#[path = "../../platform-qemu/src/board.rs"]
+mod board;
 mod checks;
 mod layout;
 mod platform;
+mod users;
 
 use core::panic::PanicInfo;
 

@@ -4,6 +4,11 @@ use arch_aarch64::mmu::{self, Kind, Region};
 use arch_aarch64::{console, cpu, heap, sysreg};
 use log::{LevelFilter, error, info};
 
+use spmc::ffa::Regs;
+use spmc::manifest;
+use spmc::{LazyState, Next, Spmc};
+
+use crate::board::Qemu as Board;
 use crate::checks::gic;
 use crate::layout;
 
@@ -42,7 +47,19 @@ pub fn primary(dtb: u64, core: usize) -> ! {
     }
     info!("rpi4: stage-1 MMU on: text RX, rodata R, data RW+XN");
     gic_report();
-    let (passed, failed) = crate::checks::board();
+    let (mut passed, mut failed) = crate::checks::board();
+    match boot_core() {
+        Ok(spmc) => {
+            let mut spmc = spmc;
+            let (p, f) = crate::users::run(&mut spmc);
+            passed += p;
+            failed += f;
+        }
+        Err(why) => {
+            failed += 1;
+            console::line(format_args!("FAIL rpi4-core-boot: {why}"));
+        }
+    }
     console::line(format_args!("rpi4: {passed} passed, {failed} failed"));
     info!("rpi4: boot done; powering off through TF-A (PSCI SYSTEM_OFF)");
     let mut regs = spmc::ffa::Regs::with_func(PSCI_SYSTEM_OFF);
@@ -79,6 +96,78 @@ fn gic_report() {
     );
 }
 
+/// The core on this board.
+pub type Core = Spmc<Board>;
+
+/// Reads the manifest, hands the core its trusted pool (the last
+/// [`layout::HEAP_FROM_POOL`] bytes to the heap), loads the trusted VMs
+/// and runs their initialisation under stage 2 until each waits for
+/// messages. The core is the same as at Secure EL2; only the arch layer's
+/// `ns-el2` feature differs (one IPA space, VTTBR_EL2 alone).
+fn boot_core() -> Result<alloc::boxed::Box<Core>, alloc::string::String> {
+    // SAFETY: the manifest page of the boot blob, RAM nothing writes while
+    // the core boots (mapped read-write with the image's first 64 MiB by the
+    // boot map, and by `enable_mmu`); it is only read.
+    let window = unsafe { core::slice::from_raw_parts(layout::MANIFEST as *const u8, 4096) };
+    let mut config = manifest::parse(window).map_err(|e| alloc::format!("manifest: {e}"))?;
+    if let Some(pool) = config.secure_memory.as_mut()
+        && pool.size > 2 * layout::HEAP_FROM_POOL
+    {
+        pool.size -= layout::HEAP_FROM_POOL;
+        // SAFETY: the end of the trusted pool, mapped read-write by
+        // `enable_mmu` and just taken out of the pool: the core never hands
+        // it to a trusted VM and nothing else uses it.
+        unsafe {
+            heap::add_region(
+                (pool.base + pool.size) as usize,
+                layout::HEAP_FROM_POOL as usize,
+            )
+        };
+    }
+    arch_aarch64::stage2::configure();
+    arch_aarch64::vcpu::init_cpu();
+    let board = Board::new(config.ns_memory.clone());
+    let mut spmc = alloc::boxed::Box::new(Spmc::new(config, board));
+    spmc.load_partitions();
+    let mut regs = Regs::default();
+    let next = spmc.boot(&mut regs);
+    run(&mut spmc, &mut regs, next);
+    info!(
+        "rpi4: {} trusted VMs booted under stage 2; heap in use {} bytes",
+        spmc.partitions().len(),
+        heap::used()
+    );
+    Ok(spmc)
+}
+
+/// Runs trusted VMs' vCPUs until the core has an answer for the caller (a
+/// general VM, or the VM layer itself).
+pub fn run(spmc: &mut Core, regs: &mut Regs, mut next: Next) {
+    while let Next::Run { vcpu, ctx } = next {
+        // SAFETY: the core hands the context to this core alone until
+        // `handle_exit` (its `Next::Run` contract) and does not free it
+        // while the vCPU runs.
+        let ctx = unsafe { &mut *ctx };
+        // SAFETY: as above; its stage-2 root was built by the core from the
+        // trusted VM's own memory.
+        unsafe { arch_aarch64::vcpu::run(ctx) };
+        next = spmc.handle_exit(vcpu, regs);
+        match next.lazy_state_after(vcpu) {
+            LazyState::KeepLive => {}
+            LazyState::HandOff => arch_aarch64::vcpu::hand_off(),
+            LazyState::ToNormalWorld => arch_aarch64::vcpu::return_to_normal_world(),
+        }
+    }
+}
+
+/// A call into the core as the VM layer makes it for general VM `vm`
+/// after trapping its HVC/SMC: the call goes to the core's normal-world
+/// entry (`handle_spmd`) with the VM's own ID where the ABI names one.
+pub fn call(spmc: &mut Core, regs: &mut Regs) {
+    let next = spmc.handle_spmd(regs);
+    run(spmc, regs, next);
+}
+
 fn enable_mmu() -> Result<(), mmu::MapError> {
     let regions = [
         Region {
@@ -105,6 +194,17 @@ fn enable_mmu() -> Result<(), mmu::MapError> {
             start: layout::GICD,
             end: layout::GICH + 0x1000,
             kind: Kind::Device,
+        },
+        Region {
+            start: layout::MANIFEST as usize,
+            end: layout::MANIFEST as usize + 0x1000,
+            kind: Kind::ReadOnly,
+        },
+        // The trusted VMs' packages and the trusted pool.
+        Region {
+            start: layout::BOARD.secure_managed.0 as usize,
+            end: layout::BOARD.secure_managed.1 as usize,
+            kind: Kind::ReadWrite,
         },
     ];
     // SAFETY: the regions cover the image (the linker script's symbols), the

@@ -53,11 +53,97 @@ pub fn firmware_cargo(env: &Env, subcommand: &str) -> Command {
     let mut cmd = build::firmware_cargo(env, subcommand);
     cmd.env("CARGO_TARGET_DIR", target_dir())
         .env("RUSTFLAGS", RUSTFLAGS)
-        .args(["-p", "platform-rpi4"]);
+        .args(["-p", "platform-rpi4", "-p", "test-sp"]);
     cmd
 }
 
-/// Builds the EL2 image; returns its raw binary.
+/// The boot blob's layout (tf-a-integration/rpi4/spmc_manifest.dts): the
+/// image at [`BL33_BASE`], the manifest at 0x30_0000, the trusted VMs'
+/// packages from 0x40_0000, 256 KiB apart, in the manifest's order.
+const MANIFEST_AT: u64 = 0x30_0000;
+const PACKAGES_AT: u64 = 0x40_0000;
+const PACKAGE_SLOT: u64 = 0x4_0000;
+/// (name, image) of each trusted VM, in the manifest's `partitions` order.
+const TRUSTED_VMS: [(&str, &str); 6] = [
+    ("sp1", "test-sp.bin"),
+    ("sp2", "test-sp-pkg.bin"),
+    ("tpm", "test-sp.bin"),
+    ("crash-data", "test-sp.bin"),
+    ("crash-undef", "test-sp.bin"),
+    ("vtee", "test-sp.bin"),
+];
+
+/// Compiles a device tree source.
+fn dtc(src: &Path, out: &Path) -> Result<()> {
+    sh::run(
+        Command::new("dtc")
+            .args(["-I", "dts", "-O", "dtb", "-o"])
+            .arg(out)
+            .arg(src),
+    )
+}
+
+/// Builds `rpi4-kernel8.img`: the EL2 image, its manifest and the trusted
+/// VMs' packages (TF-A's sptool, as TF-A's build makes them for QEMU virt)
+/// at their fixed offsets from [`BL33_BASE`]. The Pi's firmware loads it
+/// as the kernel (platform-rpi4/README.md); QEMU's loader does the same.
+fn blob(env: &Env, dir: &Path, image: &Path) -> Result<PathBuf> {
+    let integration = sh::root().join("tf-a-integration/rpi4");
+    let out = target_dir().join("blob");
+    fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let mut blob = fs::read(image).map_err(|e| format!("{}: {e}", image.display()))?;
+    let put = |blob: &mut Vec<u8>, at: u64, data: &[u8], what: &str| -> Result<()> {
+        let off = (at - BL33_BASE) as usize;
+        if blob.len() > off {
+            return Err(format!(
+                "{what}: the blob is {} bytes, over {at:#x}",
+                blob.len()
+            ));
+        }
+        blob.resize(off, 0);
+        blob.extend_from_slice(data);
+        Ok(())
+    };
+    let manifest = out.join("spmc_manifest.dtb");
+    dtc(&integration.join("spmc_manifest.dts"), &manifest)?;
+    let m = fs::read(&manifest).map_err(|e| format!("{}: {e}", manifest.display()))?;
+    if m.len() > 4096 {
+        return Err(format!(
+            "the rpi4 manifest is {} bytes, over 4 KiB",
+            m.len()
+        ));
+    }
+    put(&mut blob, MANIFEST_AT, &m, "manifest")?;
+    for (i, (name, img)) in TRUSTED_VMS.iter().enumerate() {
+        let dtb = out.join(format!("{name}.dtb"));
+        dtc(
+            &integration.join("partitions").join(format!("{name}.dts")),
+            &dtb,
+        )?;
+        let pkg = out.join(format!("{name}.pkg"));
+        sh::run(
+            Command::new("python3")
+                .arg(env.tfa_src.join("tools/sptool/sptool.py"))
+                .arg("-i")
+                .arg(format!("{}:{}", dir.join(img).display(), dtb.display()))
+                .arg("-o")
+                .arg(&pkg),
+        )?;
+        let p = fs::read(&pkg).map_err(|e| format!("{}: {e}", pkg.display()))?;
+        if p.len() as u64 > PACKAGE_SLOT {
+            return Err(format!(
+                "{name}.pkg is {} bytes, over its 256 KiB slot",
+                p.len()
+            ));
+        }
+        put(&mut blob, PACKAGES_AT + i as u64 * PACKAGE_SLOT, &p, name)?;
+    }
+    let path = target_dir().join("rpi4-kernel8.img");
+    fs::write(&path, blob).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// Builds the EL2 image and the trusted VMs; returns the boot blob.
 pub fn rust_image(env: &Env, opts: &Options) -> Result<PathBuf> {
     let profile = if opts.release { "release" } else { "debug" };
     sh::step(&format!(
@@ -72,19 +158,26 @@ pub fn rust_image(env: &Env, opts: &Options) -> Result<PathBuf> {
     sh::run(&mut cmd)?;
     let dir = target_dir().join(TARGET).join(profile);
     let bin = dir.join("spmc-rpi4.bin");
-    sh::run(
-        Command::new("aarch64-linux-gnu-objcopy")
-            .args(["-O", "binary"])
-            .arg(dir.join("spmc-rpi4"))
-            .arg(&bin),
-    )?;
+    for (elf, raw) in [
+        ("spmc-rpi4", "spmc-rpi4.bin"),
+        ("test-sp", "test-sp.bin"),
+        ("test-sp-pkg", "test-sp-pkg.bin"),
+    ] {
+        sh::run(
+            Command::new("aarch64-linux-gnu-objcopy")
+                .args(["-O", "binary"])
+                .arg(dir.join(elf))
+                .arg(dir.join(raw)),
+        )?;
+    }
     let size = fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
     println!(
         "    rpi4 EL2 image: {size} bytes ({:.1} KiB)",
         size as f64 / 1024.0
     );
+    let blob = blob(env, &dir, &bin)?;
     timer.done();
-    Ok(bin)
+    Ok(blob)
 }
 
 /// Builds TF-A's rpi4 BL31; returns its ELF (what QEMU's `-kernel` takes;
