@@ -21,7 +21,9 @@ Commands:
            hypervisor and their virtual TEEs), `hostile` (malformed calls
            from the normal world and from a partition, with interrupts in
            the middle), `sbsa` (the harness and the hypervisor again on
-           QEMU sbsa-ref, under TF-A's qemu_sbsa platform) and `linux`
+           QEMU sbsa-ref, under TF-A's qemu_sbsa platform), `rpi4`
+           (the core at non-secure EL2 on QEMU raspi4b under TF-A's
+           rpi4 platform: board and per-user checks) and `linux`
            (Debian's Linux 7.2 with the FF-A driver and tpm_crb_ffa, over
            TF-A and the SPMC)
   fuzz     Run the libFuzzer targets (descriptor parsers, manifest
@@ -57,8 +59,8 @@ Options:
   --skip-linux       `test`: do not run the `linux` stage
   --stage <NAME>     `test`: run only this QEMU stage: e2e (with mem),
                      vtee, fatal, hostile, linux, sbsa (the harness on
-                     sbsa-ref) or rpi4 (raspi4b, non-secure EL2; not yet
-                     in the default stages) (builds and checks as usual)
+                     sbsa-ref) or rpi4 (raspi4b, non-secure EL2)
+                     (builds and checks as usual)
   --harness          `run`: boot the normal-world test harness (the `e2e`
                      stage's image) instead of the four-user demo
   --board <NAME>     `run`: the QEMU machine, virt (default) or sbsa
