@@ -87,3 +87,12 @@ pub fn emergency_line(args: fmt::Arguments<'_>) {
         let _ = writeln!(uart, "spmc: FATAL {args}\r");
     }
 }
+
+/// Writes one line without the `spmc:` prefix: the `PASS <name>` /
+/// `FAIL <name>: <why>` result lines of an image that checks its own board
+/// (platform-rpi4), which the xtask counts.
+pub fn line(args: fmt::Arguments<'_>) {
+    if let Some(uart) = UART.lock().as_mut() {
+        let _ = writeln!(uart, "{args}\r");
+    }
+}

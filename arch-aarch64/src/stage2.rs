@@ -19,7 +19,11 @@ use crate::sysreg;
 const SPACE: u64 = 25 | (1 << 6) | (2 << 16);
 #[cfg(feature = "va48")]
 const SPACE: u64 = 16 | (2 << 6) | (5 << 16);
+#[cfg(not(feature = "ns-el2"))]
 const VTCR: u64 = SPACE | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 30) | (1 << 31);
+// Non-secure EL2: NSW and NSA are RES0 without FEAT_SEL2.
+#[cfg(feature = "ns-el2")]
+const VTCR: u64 = SPACE | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 31);
 // VSTCR_EL2: T0SZ and SL0 as VTCR_EL2, 4K granule, SW=0 and SA=0 (secure
 // walks, secure output).
 const VSTCR: u64 = SPACE & 0xFF;
@@ -48,8 +52,10 @@ pub fn configure() {
     // SAFETY: these registers only affect the EL1&0 regimes, which run only
     // when the SPMC enters a partition with tables it built.
     unsafe { sysreg::write_vtcr_el2(vtcr) };
-    // SAFETY: as above.
-    unsafe { sysreg::write_vstcr_el2(VSTCR) };
+    if !cfg!(feature = "ns-el2") {
+        // SAFETY: as above.
+        unsafe { sysreg::write_vstcr_el2(VSTCR) };
+    }
     // SAFETY: as above.
     unsafe { sysreg::write_hcr_el2(HCR) };
     sysreg::isb();
@@ -61,8 +67,10 @@ pub fn configure() {
 ///
 /// Both roots must be stage-2 tables that map only memory the partition may use.
 pub unsafe fn load(vsttbr: u64, vttbr: u64) {
-    // SAFETY: the caller vouches for the tables; no EL1 code runs until ERET.
-    unsafe { sysreg::write_vsttbr_el2(vsttbr) };
+    if !cfg!(feature = "ns-el2") {
+        // SAFETY: the caller vouches for the tables; no EL1 code runs until ERET.
+        unsafe { sysreg::write_vsttbr_el2(vsttbr) };
+    }
     // SAFETY: as above.
     unsafe { sysreg::write_vttbr_el2(vttbr) };
     sysreg::isb();
@@ -79,9 +87,10 @@ pub fn invalidate(vmid: u16, space: IpaSpace, ipa: u64, len: u64) {
     sysreg::isb();
     let pages = len.div_ceil(PAGE_SIZE);
     // Bit 63 of the TLBI IPAS2E1IS operand selects the non-secure IPA space.
+    // At non-secure EL2 (feature `ns-el2`) there is one space and the bit is RES0.
     let ns = match space {
-        IpaSpace::Secure => 0,
-        IpaSpace::NonSecure => 1 << 63,
+        IpaSpace::NonSecure if !cfg!(feature = "ns-el2") => 1 << 63,
+        _ => 0,
     };
     // SAFETY: barriers and TLB maintenance only drop cached translations.
     unsafe { core::arch::asm!("dsb ishst", options(nostack, preserves_flags)) };

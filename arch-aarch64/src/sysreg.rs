@@ -41,6 +41,9 @@ read_sysreg!(
     /// CurrentEL.
     read_current_el, "CurrentEL");
 read_sysreg!(
+    /// MIDR_EL1.
+    read_midr_el1, "midr_el1");
+read_sysreg!(
     /// MPIDR_EL1.
     read_mpidr_el1, "mpidr_el1");
 read_sysreg!(
@@ -61,6 +64,9 @@ read_sysreg!(
 read_sysreg!(
     /// VTTBR_EL2.
     read_vttbr_el2, "vttbr_el2");
+read_sysreg!(
+    /// CNTFRQ_EL0.
+    read_cntfrq_el0, "cntfrq_el0");
 read_sysreg!(
     /// CNTVCT_EL0.
     read_cntvct_el0, "cntvct_el0");

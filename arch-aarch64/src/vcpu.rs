@@ -489,7 +489,10 @@ pub unsafe fn run(ctx: &mut Context) {
     set_fp_trap(st, !owns_fp);
     // A vCPU initialising runs with the normal world's interrupts masked at
     // the GIC; the mask goes back before anything else runs on this core.
-    let queued = ctx.ns_interrupts_queued.then(mask_ns_interrupts);
+    // At non-secure EL2 (feature `ns-el2`, GICv2: no ICC_PMR_EL1) there is no
+    // other world's interrupt to hold back: the image enables no interrupt
+    // source, and a general VM's would be its own layer's to queue.
+    let queued = (ctx.ns_interrupts_queued && !cfg!(feature = "ns-el2")).then(mask_ns_interrupts);
     let s2 = (ctx.vsttbr, ctx.vttbr);
     if st.stage2 != s2 {
         // SAFETY: the caller vouches for the stage-2 roots; no EL1 code runs

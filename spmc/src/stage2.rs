@@ -158,22 +158,28 @@ impl Stage2 {
         self.secure.root_address().0 as u64
     }
 
-    /// VTTBR_EL2 value: the non-secure table's root and the VMID.
+    /// VTTBR_EL2 value: the non-secure table's root and the VMID (with
+    /// feature `one-ipa-space`, the one table's).
     pub fn vttbr(&self) -> u64 {
-        self.ns.root_address().0 as u64 | (self.vmid as u64) << 48
+        self.table_ref(IpaSpace::NonSecure).root_address().0 as u64 | (self.vmid as u64) << 48
     }
 
+    /// The table of `space`. With feature `one-ipa-space` (non-secure EL2,
+    /// where a partition has one IPA space) both spaces are the one table:
+    /// the non-secure IPAs (shares, at IPA = PA of the general VMs' RAM)
+    /// never overlap the partition's own memory, and a clash is refused as
+    /// `AlreadyMapped` like any other.
     fn table(&mut self, space: IpaSpace) -> &mut Table {
         match space {
-            IpaSpace::Secure => &mut self.secure,
-            IpaSpace::NonSecure => &mut self.ns,
+            IpaSpace::NonSecure if !cfg!(feature = "one-ipa-space") => &mut self.ns,
+            _ => &mut self.secure,
         }
     }
 
     fn table_ref(&self, space: IpaSpace) -> &Table {
         match space {
-            IpaSpace::Secure => &self.secure,
-            IpaSpace::NonSecure => &self.ns,
+            IpaSpace::NonSecure if !cfg!(feature = "one-ipa-space") => &self.ns,
+            _ => &self.secure,
         }
     }
 

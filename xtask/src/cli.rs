@@ -21,7 +21,9 @@ Commands:
            hypervisor and their virtual TEEs), `hostile` (malformed calls
            from the normal world and from a partition, with interrupts in
            the middle), `sbsa` (the harness and the hypervisor again on
-           QEMU sbsa-ref, under TF-A's qemu_sbsa platform) and `linux`
+           QEMU sbsa-ref, under TF-A's qemu_sbsa platform), `rpi4`
+           (the core at non-secure EL2 on QEMU raspi4b under TF-A's
+           rpi4 platform: board and per-user checks) and `linux`
            (Debian's Linux 7.2 with the FF-A driver and tpm_crb_ffa, over
            TF-A and the SPMC)
   fuzz     Run the libFuzzer targets (descriptor parsers, manifest
@@ -56,13 +58,16 @@ Options:
                      `setup`: also fetch its Debian packages
   --skip-linux       `test`: do not run the `linux` stage
   --stage <NAME>     `test`: run only this QEMU stage: e2e (with mem),
-                     vtee, fatal, hostile, linux or sbsa (the harness on
-                     sbsa-ref) (builds and checks as usual)
+                     vtee, fatal, hostile, linux, sbsa (the harness on
+                     sbsa-ref) or rpi4 (raspi4b, non-secure EL2)
+                     (builds and checks as usual)
   --harness          `run`: boot the normal-world test harness (the `e2e`
                      stage's image) instead of the four-user demo
   --board <NAME>     `run`: the QEMU machine, virt (default) or sbsa
                      (sbsa-ref under TF-A's qemu_sbsa platform, with our
-                     patch: tf-a-integration/sbsa/README.md)
+                     patch: tf-a-integration/sbsa/README.md) or rpi4
+                     (raspi4b under TF-A's rpi4 platform, our image at
+                     non-secure EL2: docs/rpi4.md)
   --no-install       Never install anything; fail with the command to run instead
   -v, --verbose      Show every command and its whole output (by default each
                      step prints one line and its output goes to a log under
@@ -85,7 +90,7 @@ pub fn help() -> String {
 }
 
 /// The QEMU stages `test --stage` can pick, in the order `test` runs them.
-pub const STAGES: &[&str] = &["e2e", "vtee", "fatal", "hostile", "sbsa", "linux"];
+pub const STAGES: &[&str] = &["e2e", "vtee", "fatal", "hostile", "sbsa", "rpi4", "linux"];
 
 /// The subcommand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,6 +141,8 @@ pub enum Board {
     Virt,
     /// `-M sbsa-ref` (TF-A's `qemu_sbsa` platform with our patch).
     Sbsa,
+    /// `-M raspi4b` (TF-A's `rpi4` platform; our image at non-secure EL2).
+    Rpi4,
 }
 
 pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -202,8 +209,11 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> 
                 o.board = match value("--board")?.as_str() {
                     "virt" => Board::Virt,
                     "sbsa" => Board::Sbsa,
+                    "rpi4" => Board::Rpi4,
                     other => {
-                        return Err(format!("--board: unknown board `{other}` (virt or sbsa)"));
+                        return Err(format!(
+                            "--board: unknown board `{other}` (virt, sbsa or rpi4)"
+                        ));
                     }
                 };
             }
@@ -305,6 +315,7 @@ mod tests {
         assert_eq!(p("run").unwrap().board, Board::Virt);
         assert_eq!(p("run --board sbsa").unwrap().board, Board::Sbsa);
         assert_eq!(p("run --board virt").unwrap().board, Board::Virt);
+        assert_eq!(p("run --board rpi4").unwrap().board, Board::Rpi4);
         assert!(p("run --board pi").is_err());
         assert!(p("run --board").is_err());
         assert!(p("test --stage sbsa").is_ok());

@@ -14,6 +14,7 @@ mod kmod;
 mod linux;
 mod map;
 mod qemu;
+mod rpi4;
 mod sbsa;
 mod setup;
 mod sh;

@@ -64,7 +64,7 @@ pub fn merge(into: &mut StageResult, other: StageResult, label: &str) {
 }
 
 /// Both UARTs (UART0: TF-A and the normal world; UART1: the SPMC) on one stream.
-fn serial_args(cmd: &mut Command, interactive: bool) {
+pub fn serial_args(cmd: &mut Command, interactive: bool) {
     if interactive {
         cmd.args(["-nographic", "-chardev", "stdio,id=con,mux=on,signal=off"])
             .args(["-serial", "chardev:con", "-serial", "chardev:con"])
@@ -86,6 +86,9 @@ fn serial_args(cmd: &mut Command, interactive: bool) {
 /// By default the four-user demo under the reference hypervisor
 /// (tests/hypervisor); with `--harness` the normal-world test harness.
 pub fn run_interactive(env: &Env, opts: &Options) -> Result<()> {
+    if opts.board == crate::cli::Board::Rpi4 {
+        return crate::rpi4::run_interactive(env, opts);
+    }
     if opts.board == crate::cli::Board::Sbsa {
         let flash = crate::sbsa::flash(env, opts)?;
         sh::step(if opts.harness {

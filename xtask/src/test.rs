@@ -10,6 +10,7 @@ use crate::fuzz;
 use crate::hostile;
 use crate::linux;
 use crate::qemu::{self, StageResult, StageSpec};
+use crate::rpi4;
 use crate::sbsa;
 use crate::setup::{self, Env};
 use crate::sh::{self, Result};
@@ -17,6 +18,9 @@ use crate::vtee;
 
 /// Whether `test` runs the `sbsa` stage without `--stage sbsa`.
 const SBSA_STAGE_BY_DEFAULT: bool = true;
+/// Whether `test` runs the `rpi4` stage by default (it passes: the board
+/// checks and the per-user checks, docs/rpi4.md).
+const RPI4_STAGE_BY_DEFAULT: bool = true;
 
 /// The host crates (tests, clippy).
 const HOST_PACKAGES: &[&str] = &["spmc", "test-protocol", "xtask"];
@@ -92,6 +96,14 @@ pub fn run(opts: &Options) -> Result<()> {
         let sb = sbsa::stage(&env, opts).unwrap_or_else(could_not_run);
         t.done();
         summary.push(("sbsa", sb));
+    }
+
+    // Raspberry Pi 4 (raspi4b): our image at non-secure EL2 under TF-A rpi4.
+    if wanted("rpi4") && (RPI4_STAGE_BY_DEFAULT || opts.stage.is_some()) {
+        let t = sh::Timer::start("rpi4 stage, build to power-off");
+        let r = rpi4::stage(&env, opts).unwrap_or_else(could_not_run);
+        t.done();
+        summary.push(("rpi4", r));
     }
 
     if opts.linux && wanted("linux") {
@@ -279,6 +291,12 @@ fn target_clippy(env: &Env, opts: &Options) -> Result<()> {
     sh::run(cmd.args(["--", "-D", "warnings"]))?;
     // The sbsa-ref build (feature `sbsa`): its board code is linted too.
     let mut cmd = sbsa::firmware_cargo(env, "clippy");
+    if opts.release {
+        cmd.arg("--release");
+    }
+    sh::run(cmd.args(["--", "-D", "warnings"]))?;
+    // The Raspberry Pi 4 image (its own flags and target directory).
+    let mut cmd = rpi4::firmware_cargo(env, "clippy");
     if opts.release {
         cmd.arg("--release");
     }

@@ -1,0 +1,45 @@
+//! The Raspberry Pi 4 (BCM2711) as QEMU 10's `raspi4b` models it, as data.
+//! Peripherals are in low-peripheral mode (the ARM sees them from
+//! 0xfc00_0000), as the Pi's firmware sets them up unless told otherwise
+//! (`arm_peri_high`), and as TF-A's rpi4 port expects (`RPI_IO_BASE`).
+
+/// The PL011 (UART0) at the GPIO 14/15 pins: the console TF-A uses too
+/// (`RPI4_PL011_UART_BASE`).
+pub const UART: usize = 0xfe20_1000;
+
+/// The GIC-400 (GICv2 with the virtualisation extension): distributor,
+/// CPU interface, virtual interface control, virtual CPU interface.
+pub const GICD: usize = 0xff84_1000;
+/// GIC-400 CPU interface.
+pub const GICC: usize = 0xff84_2000;
+/// GIC-400 virtual interface control (GICH): list registers for VMs.
+pub const GICH: usize = 0xff84_4000;
+
+/// Where the boot blob (`rpi4-kernel8.img`: this image, then the manifest
+/// and the trusted VMs' packages at fixed offsets) puts the core's manifest
+/// (tf-a-integration/rpi4/spmc_manifest.dts has the map).
+pub const MANIFEST: u64 = 0x0030_0000;
+
+/// The memory the board code (platform-qemu's `board.rs`, shared) needs to
+/// know, under the names it has on QEMU.
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    /// Memory the core manages after its image: the trusted VMs' packages
+    /// and the trusted pool. Mapped read-write for the core.
+    pub secure_managed: (u64, u64),
+    /// All the RAM kept from the general VMs (TF-A's, this image, the
+    /// manifest, the packages, the pool): never general-VM memory, whatever
+    /// a manifest says. Not secure in the TrustZone sense (docs/rpi4.md).
+    pub secure_ram: (u64, u64),
+}
+
+/// The Raspberry Pi 4's first 64 MiB are the trusted side; general VMs get
+/// RAM from 0x4000_0000 (the manifest's ns-memory).
+pub const BOARD: Layout = Layout {
+    secure_managed: (0x0040_0000, 0x0400_0000),
+    secure_ram: (0, 0x0400_0000),
+};
+
+/// The last bytes of the trusted pool the heap takes (stage-2 tables,
+/// records of trusted VMs and their per-user instances).
+pub const HEAP_FROM_POOL: u64 = 8 << 20;

@@ -1,0 +1,213 @@
+//! Boot at non-secure EL2: console, stage-1 map, the board's facts.
+
+use arch_aarch64::mmu::{self, Kind, Region};
+use arch_aarch64::{console, cpu, heap, sysreg};
+use log::{LevelFilter, error, info};
+
+use spmc::ffa::Regs;
+use spmc::manifest;
+use spmc::{LazyState, Next, Spmc};
+
+use crate::board::Qemu as Board;
+use crate::checks::gic;
+use crate::layout;
+
+/// Log level, chosen at build time with `SPMC_LOG` (as on QEMU virt).
+const LOG_LEVEL: LevelFilter = match option_env!("SPMC_LOG") {
+    Some(s) if s.len() == 5 && s.as_bytes()[0] == b'e' => LevelFilter::Error,
+    Some(s) if s.len() == 4 && s.as_bytes()[0] == b'w' => LevelFilter::Warn,
+    Some(s) if s.len() == 5 && s.as_bytes()[0] == b'd' => LevelFilter::Debug,
+    Some(s) if s.len() == 5 && s.as_bytes()[0] == b't' => LevelFilter::Trace,
+    _ => LevelFilter::Info,
+};
+
+unsafe extern "C" {
+    static __text_start: u8;
+    static __text_end: u8;
+    static __rodata_start: u8;
+    static __rodata_end: u8;
+    static __data_start: u8;
+    static __image_end: u8;
+}
+
+/// PSCI SYSTEM_OFF (TF-A's rpi4 port resets the board through the PM
+/// watchdog with the halt mark; QEMU run with `-no-reboot` exits).
+const PSCI_SYSTEM_OFF: u32 = 0x8400_0008;
+
+/// The primary core's cold boot.
+pub fn primary(dtb: u64, core: usize) -> ! {
+    // SAFETY: the board's PL011, which TF-A stops using once it enters BL33
+    // (its runtime console is the same UART, used only for its own errors).
+    unsafe { console::init(layout::UART, LOG_LEVEL) };
+    prove_ns_el2(core, dtb);
+    heap::init();
+    if let Err(e) = enable_mmu() {
+        error!("cannot build the stage-1 map: {e}");
+        cpu::halt()
+    }
+    info!("rpi4: stage-1 MMU on: text RX, rodata R, data RW+XN");
+    gic_report();
+    let (mut passed, mut failed) = crate::checks::board();
+    match boot_core() {
+        Ok(spmc) => {
+            let mut spmc = spmc;
+            let (p, f) = crate::users::run(&mut spmc);
+            passed += p;
+            failed += f;
+        }
+        Err(why) => {
+            failed += 1;
+            console::line(format_args!("FAIL rpi4-core-boot: {why}"));
+        }
+    }
+    console::line(format_args!("rpi4: {passed} passed, {failed} failed"));
+    info!("rpi4: boot done; powering off through TF-A (PSCI SYSTEM_OFF)");
+    let mut regs = spmc::ffa::Regs::with_func(PSCI_SYSTEM_OFF);
+    arch_aarch64::smc::smc(&mut regs);
+    error!("PSCI SYSTEM_OFF returned {:#x}", regs.0[0]);
+    cpu::halt()
+}
+
+/// The banner: where this image runs. Not Secure EL2: ID_AA64PFR0_EL1.SEL2
+/// is 0 on the Cortex-A72, so VSTCR_EL2 and VSTTBR_EL2 do not exist here
+/// and stage 2 is VTTBR_EL2's alone.
+pub(crate) fn prove_ns_el2(core: usize, dtb: u64) {
+    let el = cpu::current_el();
+    let sel2 = (sysreg::read_id_aa64pfr0_el1() >> 36) & 0xf;
+    let midr = sysreg::read_midr_el1();
+    info!(
+        "rpi4: spmc core at non-secure EL2 (BL33 of TF-A rpi4): CurrentEL={el}, \
+         ID_AA64PFR0_EL1.SEL2={sel2}, MIDR_EL1={midr:#x}, core {core}, DTB {dtb:#x}"
+    );
+}
+
+/// What the GIC-400 says of itself: GICv2 distributor, CPU interface and
+/// virtual interface control (the list registers the VMs' interrupts go
+/// through).
+fn gic_report() {
+    let typer = gic(layout::GICD + 0x4);
+    let iidr = gic(layout::GICC + 0xfc);
+    let vtr = gic(layout::GICH + 0x4);
+    info!(
+        "rpi4: GIC-400: GICD_TYPER={typer:#x} ({} interrupt lines), GICC_IIDR={iidr:#x}, \
+         GICH_VTR={vtr:#x} ({} list registers)",
+        32 * ((typer & 0x1f) + 1),
+        (vtr & 0x3f) + 1
+    );
+}
+
+/// The core on this board.
+pub type Core = Spmc<Board>;
+
+/// Reads the manifest, hands the core its trusted pool (the last
+/// [`layout::HEAP_FROM_POOL`] bytes to the heap), loads the trusted VMs
+/// and runs their initialisation under stage 2 until each waits for
+/// messages. The core is the same as at Secure EL2; only the arch layer's
+/// `ns-el2` feature differs (one IPA space, VTTBR_EL2 alone).
+fn boot_core() -> Result<alloc::boxed::Box<Core>, alloc::string::String> {
+    // SAFETY: the manifest page of the boot blob, RAM nothing writes while
+    // the core boots (mapped read-write with the image's first 64 MiB by the
+    // boot map, and by `enable_mmu`); it is only read.
+    let window = unsafe { core::slice::from_raw_parts(layout::MANIFEST as *const u8, 4096) };
+    let mut config = manifest::parse(window).map_err(|e| alloc::format!("manifest: {e}"))?;
+    if let Some(pool) = config.secure_memory.as_mut()
+        && pool.size > 2 * layout::HEAP_FROM_POOL
+    {
+        pool.size -= layout::HEAP_FROM_POOL;
+        // SAFETY: the end of the trusted pool, mapped read-write by
+        // `enable_mmu` and just taken out of the pool: the core never hands
+        // it to a trusted VM and nothing else uses it.
+        unsafe {
+            heap::add_region(
+                (pool.base + pool.size) as usize,
+                layout::HEAP_FROM_POOL as usize,
+            )
+        };
+    }
+    arch_aarch64::stage2::configure();
+    arch_aarch64::vcpu::init_cpu();
+    let board = Board::new(config.ns_memory.clone());
+    let mut spmc = alloc::boxed::Box::new(Spmc::new(config, board));
+    spmc.load_partitions();
+    let mut regs = Regs::default();
+    let next = spmc.boot(&mut regs);
+    run(&mut spmc, &mut regs, next);
+    info!(
+        "rpi4: {} trusted VMs booted under stage 2; heap in use {} bytes",
+        spmc.partitions().len(),
+        heap::used()
+    );
+    Ok(spmc)
+}
+
+/// Runs trusted VMs' vCPUs until the core has an answer for the caller (a
+/// general VM, or the VM layer itself).
+pub fn run(spmc: &mut Core, regs: &mut Regs, mut next: Next) {
+    while let Next::Run { vcpu, ctx } = next {
+        // SAFETY: the core hands the context to this core alone until
+        // `handle_exit` (its `Next::Run` contract) and does not free it
+        // while the vCPU runs.
+        let ctx = unsafe { &mut *ctx };
+        // SAFETY: as above; its stage-2 root was built by the core from the
+        // trusted VM's own memory.
+        unsafe { arch_aarch64::vcpu::run(ctx) };
+        next = spmc.handle_exit(vcpu, regs);
+        match next.lazy_state_after(vcpu) {
+            LazyState::KeepLive => {}
+            LazyState::HandOff => arch_aarch64::vcpu::hand_off(),
+            LazyState::ToNormalWorld => arch_aarch64::vcpu::return_to_normal_world(),
+        }
+    }
+}
+
+/// A call into the core as the VM layer makes it for general VM `vm`
+/// after trapping its HVC/SMC: the call goes to the core's normal-world
+/// entry (`handle_spmd`) with the VM's own ID where the ABI names one.
+pub fn call(spmc: &mut Core, regs: &mut Regs) {
+    let next = spmc.handle_spmd(regs);
+    run(spmc, regs, next);
+}
+
+fn enable_mmu() -> Result<(), mmu::MapError> {
+    let regions = [
+        Region {
+            start: &raw const __text_start as usize,
+            end: &raw const __text_end as usize,
+            kind: Kind::Text,
+        },
+        Region {
+            start: &raw const __rodata_start as usize,
+            end: &raw const __rodata_end as usize,
+            kind: Kind::ReadOnly,
+        },
+        Region {
+            start: &raw const __data_start as usize,
+            end: &raw const __image_end as usize,
+            kind: Kind::ReadWrite,
+        },
+        Region {
+            start: layout::UART,
+            end: layout::UART + 0x1000,
+            kind: Kind::Device,
+        },
+        Region {
+            start: layout::GICD,
+            end: layout::GICH + 0x1000,
+            kind: Kind::Device,
+        },
+        Region {
+            start: layout::MANIFEST as usize,
+            end: layout::MANIFEST as usize + 0x1000,
+            kind: Kind::ReadOnly,
+        },
+        // The trusted VMs' packages and the trusted pool.
+        Region {
+            start: layout::BOARD.secure_managed.0 as usize,
+            end: layout::BOARD.secure_managed.1 as usize,
+            kind: Kind::ReadWrite,
+        },
+    ];
+    // SAFETY: the regions cover the image (the linker script's symbols), the
+    // console and the GIC; nothing else is touched after this.
+    unsafe { mmu::enable(&regions) }
+}
