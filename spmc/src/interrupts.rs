@@ -153,6 +153,13 @@ impl<P: Platform> Spmc<P> {
         let id = p.id();
         let target = if p.is_mp() { 0 } else { core };
         let claims: Vec<_> = p.config.interrupts().copied().collect();
+        if !claims.is_empty() {
+            // Its virtual GIC interface is its own from the start (its GIC
+            // set-up at boot writes ICH_VMCR_EL2 through ICC_*).
+            for vcpu in self.partitions[slot as usize].vcpus.iter_mut() {
+                vcpu.ctx.vgic.live = true;
+            }
+        }
         for c in claims {
             self.interrupts.owned.push(Owned {
                 intid: c.id,

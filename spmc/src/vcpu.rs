@@ -137,6 +137,7 @@ pub struct ListRegistersFull;
 /// linked to the physical INTID (HW bit), so the partition's end also
 /// deactivates the physical interrupt: until then the GIC does not signal
 /// it again (DEN0077 v1.2 §9.3's "the SP completes the handling").
+#[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VirtualGic {
     /// Images of ICH_LR<n>_EL2.
@@ -149,6 +150,11 @@ pub struct VirtualGic {
     /// [`VirtualGic::VFIQ`]), for signals without an INTID (managed exit
     /// may use them). The arch layer clears them once taken.
     pub lines: u8,
+    /// ICH_VMCR_EL2: its virtual interface's control (group enables,
+    /// priority mask, binary point), which it writes through ICC_* at EL1.
+    pub vmcr: u64,
+    /// ICH_AP1R0_EL2: its active Group 1 priorities.
+    pub ap1r0: u64,
 }
 
 impl VirtualGic {
