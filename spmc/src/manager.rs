@@ -395,7 +395,6 @@ impl<P: Platform> Spmc<P> {
         if !self.platform.heap_available(HEAP_PER_PARTITION) {
             return Err(SpError::OutOfMemory);
         }
-        self.check_interrupt_claims(&config, kind)?;
         let layout = MainLayout::of(&config, image_len, manifest.len()).ok_or(SpError::BadImage)?;
         let main_len = layout.len;
         // The image (and boot information) and each memory region must not overlap.
@@ -421,6 +420,8 @@ impl<P: Platform> Spmc<P> {
             }
         }
 
+        // Its interrupts must be free (DEN0077 v1.2 §9.1: one owner each).
+        self.check_interrupt_claims(&config, kind)?;
         // Its notification bitmaps exist from creation (§10.2), when its
         // manifest declares `notification-support`.
         if config.notification_support {
