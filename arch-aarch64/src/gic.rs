@@ -52,7 +52,8 @@ pub fn deactivate(intid: u32) {
     };
 }
 
-/// Per core, once: split priority drop and deactivation (ICC_CTLR_EL1.EOImode
+/// Per core, once: open the priority mask if it is still at its reset value;
+/// split priority drop and deactivation (ICC_CTLR_EL1.EOImode
 /// = 1, Secure copy), so that the partition's end of a virtual interrupt
 /// linked to a physical one (ICH_LR HW = 1) deactivates it; and enable
 /// Secure Group 1 at this CPU interface (ICC_IGRPEN1_EL1).
@@ -68,6 +69,19 @@ pub fn init_cpu() {
     unsafe {
         asm!("msr S3_0_C12_C12_4, {}", "isb", in(reg) ctlr, options(nomem, nostack, preserves_flags))
     };
+    // The priority mask resets to 0 (everything masked) and nothing at EL3
+    // opens it: open it, so that secure interrupts (priorities below 0x80,
+    // which a non-secure write of ICC_PMR_EL1 can never mask) are signalled
+    // from the start. The normal world still sets its own mask later.
+    let pmr: u64;
+    // SAFETY: reading ICC_PMR_EL1 has no side effect.
+    unsafe { asm!("mrs {}, S3_0_C4_C6_0", out(reg) pmr, options(nomem, nostack, preserves_flags)) };
+    if pmr < 0x80 {
+        // SAFETY: only the priority mask changes, before the normal world runs on this core.
+        unsafe {
+            asm!("msr S3_0_C4_C6_0, {}", "isb", in(reg) 0xFFu64, options(nomem, nostack, preserves_flags))
+        };
+    }
     // SAFETY: enabling Secure Group 1 at this core's CPU interface; the
     // SPMC configures which interrupts are in that group.
     unsafe {

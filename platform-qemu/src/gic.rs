@@ -42,6 +42,10 @@ fn with_gic<R>(f: impl FnOnce(&mut GicV3<'_>) -> R) -> Option<R> {
 pub fn configure_secure(intid: u32, priority: u8, level: bool, core: usize, cores: usize) -> bool {
     let trigger = if level { Trigger::Level } else { Trigger::Edge };
     with_gic(|gic| {
+        // TF-A enables Secure Group 1 at the distributor only when its own
+        // platform has secure SPIs (QEMU's has none): without it no Group 1
+        // Secure interrupt, PPIs included, is ever forwarded.
+        gic.distributor().enable_group1_secure(true);
         if intid >= 32 {
             let id = IntId::spi(intid - 32);
             gic.enable_interrupt(id, None, false).ok()?;

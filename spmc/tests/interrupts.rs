@@ -27,7 +27,7 @@ fn sp1_with(interrupts: &str) -> Vec<u8> {
     let dts = std::fs::read_to_string(repo_root().join("tf-a-integration/qemu/partitions/sp1.dts"))
         .unwrap();
     let edited = dts.replace(
-        "interrupts = <27 0x780>;",
+        "interrupts = <27 0x740>;",
         &format!("interrupts = <{interrupts}>;"),
     );
     assert_ne!(edited, dts, "sp1.dts has its gpio device region");
@@ -205,7 +205,7 @@ fn claims_are_configured_group1_secure_on_the_owning_core() {
 fn the_shipped_partitions_claim_only_the_timer() {
     let s = loaded();
     assert_eq!(s.interrupts().owned().len(), 1);
-    assert_eq!(s.platform().configured, [(27, 0x80, true, 0)]);
+    assert_eq!(s.platform().configured, [(27, 0x40, true, 0)]);
 }
 
 const LR_PENDING: u64 = 1 << 62;

@@ -71,6 +71,12 @@ pub fn run(r: &mut Report) {
     r.check("irq-while-running", || {
         let before = status()?;
         let a = sp1(cmd::IRQ_ARM, [SOON, 1, POLLS, 0])?;
+        crate::say!(
+            "irq-while-running: got {:#x} polls {} ctl {:#x}",
+            a[4],
+            a[5],
+            a[7]
+        );
         ensure_eq!(a[4], TIMER, "its poll acknowledged the timer's interrupt");
         ensure!(a[5] < POLLS, "before it gave up");
         let after = status()?;

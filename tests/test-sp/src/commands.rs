@@ -200,7 +200,10 @@ impl Sp {
                         got = self.irq.poll();
                     }
                 }
-                r(&[got, polls, armed])
+                let ctl: u64;
+                // SAFETY: reading its own timer's control has no side effect.
+                unsafe { asm!("mrs {}, cntv_ctl_el0", out(reg) ctl, options(nomem, nostack)) };
+                r(&[got, polls, armed, ctl])
             }
             cmd::IRQ_STATUS => r(&[
                 self.irq.handled,
