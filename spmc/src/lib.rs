@@ -27,6 +27,7 @@ pub mod addr;
 pub mod fatal;
 pub mod features;
 pub mod ffa;
+pub mod interrupts;
 pub mod manager;
 pub mod manifest;
 pub mod mem;

@@ -127,6 +127,8 @@ pub struct Spmc<P: Platform> {
     pub(crate) mem: crate::mem::MemState,
     /// Notification bitmaps of partitions and VMs (spmc::notifications).
     pub(crate) notifications: crate::notifications::Notifications,
+    /// Secure interrupts and their owners (spmc::interrupts).
+    pub(crate) interrupts: crate::interrupts::Interrupts,
     pub(crate) boot_order: Vec<u16>,
     /// Slot of the partition with ID 0x8000 + n at index n (u16::MAX: none).
     pub(crate) slot_index: [u16; SLOT_INDEX],
@@ -168,6 +170,7 @@ impl<P: Platform> Spmc<P> {
             free_vmids: Vec::new(),
             mem: Default::default(),
             notifications: Default::default(),
+            interrupts: Default::default(),
             boot_order: Vec::new(),
             slot_index: [u16::MAX; SLOT_INDEX],
             boot_pos: 0,
@@ -417,6 +420,8 @@ impl<P: Platform> Spmc<P> {
             }
         }
 
+        // Its interrupts must be free (DEN0077 v1.2 §9.1: one owner each).
+        self.check_interrupt_claims(&config, kind)?;
         // Its notification bitmaps exist from creation (§10.2), when its
         // manifest declares `notification-support`.
         if config.notification_support {
@@ -507,6 +512,7 @@ impl<P: Platform> Spmc<P> {
             Some(i) => self.partitions[i] = partition,
             None => self.partitions.push(partition),
         }
+        self.commit_interrupt_claims(slot);
         Ok(slot)
     }
 
@@ -741,7 +747,10 @@ impl<P: Platform> Spmc<P> {
         vcpu.ctx.ns_interrupts_queued = matches!(
             to,
             VcpuState::Running(
-                RunReason::Boot | RunReason::Create { .. } | RunReason::Power { .. }
+                RunReason::Boot
+                    | RunReason::Create { .. }
+                    | RunReason::Power { .. }
+                    | RunReason::SecureInterrupt
             )
         );
         Ok(())
@@ -751,6 +760,9 @@ impl<P: Platform> Spmc<P> {
     #[inline(always)]
     #[cfg_attr(spmc_hot, optimize(speed))]
     pub(crate) fn run(&mut self, v: VcpuRef) -> Next {
+        if self.interrupts.has_pending() {
+            self.pending_interrupts_to(v);
+        }
         let ctx: *mut Context = &mut *self.vcpu(v).ctx;
         Next::Run { vcpu: v, ctx }
     }
@@ -800,6 +812,7 @@ impl<P: Platform> Spmc<P> {
             | func::MSG_SEND_DIRECT_REQ_64
             | func::MSG_SEND_DIRECT_REQ2_64 => self.direct_request_from_nwd(regs),
             func::RUN => self.run_from_nwd(regs),
+            func::INTERRUPT_32 => self.secure_interrupt_from_spmd(regs),
             _ => {
                 let from = match self.nwd_caller_id(regs) {
                     Ok(id) => Endpoint::NormalWorld(id),
@@ -925,7 +938,7 @@ impl<P: Platform> Spmc<P> {
                 ctx.injected_faults = 0;
                 self.call_exit(v, regs)
             }
-            Exit::Interrupt => self.preempt_for_interrupt(v, regs),
+            Exit::Interrupt => self.interrupt_exit(v, regs),
             Exit::Fault(fault) => {
                 // Injection reads and writes the vCPU's EL1 registers.
                 self.platform.vcpu_el1_to_context();
