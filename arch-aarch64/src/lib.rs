@@ -25,6 +25,7 @@ pub mod console;
 pub mod cpu;
 pub mod entry;
 pub mod exceptions;
+pub mod gic;
 pub mod guarded;
 pub mod heap;
 pub mod mmu;

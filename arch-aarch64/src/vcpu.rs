@@ -500,6 +500,10 @@ pub unsafe fn run(ctx: &mut Context) {
         unsafe { crate::stage2::load(s2.0, s2.1) };
         st.stage2 = s2;
     }
+    let vgic = ctx.vgic.live;
+    if vgic {
+        crate::gic::load(&ctx.vgic);
+    }
     loop {
         // SAFETY: the caller owns `ctx`; the vector code saves the vCPU's
         // registers into it and returns here with the host's registers.
@@ -514,6 +518,9 @@ pub unsafe fn run(ctx: &mut Context) {
             continue;
         }
         break;
+    }
+    if vgic {
+        crate::gic::save(&mut ctx.vgic);
     }
     if let Some(pmr) = queued {
         restore_priority_mask(pmr);

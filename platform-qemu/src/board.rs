@@ -222,4 +222,31 @@ impl Platform for Qemu {
     fn core_index(&self) -> usize {
         arch_aarch64::cpu::core_index()
     }
+
+    fn configure_secure_interrupt(
+        &mut self,
+        intid: u32,
+        priority: u8,
+        level: bool,
+        core: usize,
+    ) -> bool {
+        crate::gic::configure_secure(intid, priority, level, core, arch_aarch64::MAX_CPUS)
+    }
+
+    fn disable_interrupt(&mut self, intid: u32) {
+        crate::gic::disable(intid, arch_aarch64::MAX_CPUS);
+    }
+
+    fn acknowledge_secure_interrupt(&mut self) -> Option<u32> {
+        let intid = arch_aarch64::gic::acknowledge_group1()?;
+        // Priority drop now (EOImode 1): the interrupt stays active until
+        // its owner ends the virtual interrupt linked to it, or the SPMC
+        // deactivates it.
+        arch_aarch64::gic::end_priority(intid);
+        Some(intid)
+    }
+
+    fn deactivate_interrupt(&mut self, intid: u32) {
+        arch_aarch64::gic::deactivate(intid);
+    }
 }

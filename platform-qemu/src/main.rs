@@ -13,6 +13,7 @@
 extern crate alloc;
 
 mod board;
+mod gic;
 mod layout;
 mod platform;
 

@@ -93,6 +93,7 @@ pub fn primary(manifest_addr: u64, core: usize) -> ! {
     register_secondary_entry();
     arch_aarch64::stage2::configure();
     arch_aarch64::vcpu::init_cpu();
+    arch_aarch64::gic::init_cpu();
     let board = Qemu::new(config.ns_memory.clone());
     let mut spmc = Spmc::new(config, board);
     spmc.contexts().set_fail_gate(&FAILED);
@@ -121,6 +122,7 @@ pub fn primary(manifest_addr: u64, core: usize) -> ! {
 pub fn secondary(core: usize) -> ! {
     arch_aarch64::stage2::configure();
     arch_aarch64::vcpu::init_cpu();
+    arch_aarch64::gic::init_cpu();
     log::debug!("core {core} on");
     let mut regs = Regs::with_func(func::MSG_WAIT);
     let next = match lock_live() {
@@ -373,6 +375,17 @@ fn enable_mmu(config: &SpmcConfig) -> Result<(), MapError> {
         Region {
             start: SECURE_UART,
             end: SECURE_UART + 0x1000,
+            kind: Kind::Device,
+        },
+        // The GICv3 distributor and redistributors (crate::gic).
+        Region {
+            start: BOARD.gicd,
+            end: BOARD.gicd + crate::gic::GICD_SIZE,
+            kind: Kind::Device,
+        },
+        Region {
+            start: BOARD.gicr,
+            end: BOARD.gicr + crate::gic::GICR_SIZE,
             kind: Kind::Device,
         },
         // Partition packages and the secure pool.

@@ -28,6 +28,7 @@ pub mod contexts;
 pub mod fatal;
 pub mod features;
 pub mod ffa;
+pub mod interrupts;
 pub mod manager;
 pub mod manifest;
 pub mod mem;

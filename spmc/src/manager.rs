@@ -135,6 +135,8 @@ pub struct Spmc<P: Platform> {
     pub(crate) mem: crate::mem::MemState,
     /// Notification bitmaps of partitions and VMs (spmc::notifications).
     pub(crate) notifications: crate::notifications::Notifications,
+    /// Secure interrupts and their owners (spmc::interrupts).
+    pub(crate) interrupts: crate::interrupts::Interrupts,
     pub(crate) boot_order: Vec<u16>,
     /// The vCPUs, each behind its own lock, shared with the platform's
     /// fast path (and the index from IDs to slots).
@@ -172,6 +174,7 @@ impl<P: Platform> Spmc<P> {
             free_vmids: Vec::new(),
             mem: Default::default(),
             notifications: Default::default(),
+            interrupts: Default::default(),
             boot_order: Vec::new(),
             contexts: Arc::new(Contexts::new()),
             boot_pos: 0,
@@ -423,6 +426,8 @@ impl<P: Platform> Spmc<P> {
             }
         }
 
+        // Its interrupts must be free (DEN0077 v1.2 §9.1: one owner each).
+        self.check_interrupt_claims(&config, kind)?;
         // Its notification bitmaps exist from creation (§10.2), when its
         // manifest declares `notification-support`.
         if config.notification_support {
@@ -500,6 +505,7 @@ impl<P: Platform> Spmc<P> {
             Some(i) => self.partitions[i] = partition,
             None => self.partitions.push(partition),
         }
+        self.commit_interrupt_claims(slot);
         Ok(slot)
     }
 
@@ -804,7 +810,10 @@ impl<P: Platform> Spmc<P> {
         vcpu.ctx.ns_interrupts_queued = matches!(
             to,
             VcpuState::Running(
-                RunReason::Boot | RunReason::Create { .. } | RunReason::Power { .. }
+                RunReason::Boot
+                    | RunReason::Create { .. }
+                    | RunReason::Power { .. }
+                    | RunReason::SecureInterrupt
             )
         );
         Ok(())
@@ -814,6 +823,9 @@ impl<P: Platform> Spmc<P> {
     #[inline(always)]
     #[cfg_attr(spmc_hot, optimize(speed))]
     pub(crate) fn run(&mut self, v: VcpuRef) -> Next {
+        if self.interrupts.has_pending() {
+            self.pending_interrupts_to(v);
+        }
         let mut vcpu = self.vcpu(v);
         vcpu.on_core = true;
         let ctx: *mut Context = &mut vcpu.ctx;
@@ -865,6 +877,7 @@ impl<P: Platform> Spmc<P> {
             | func::MSG_SEND_DIRECT_REQ_64
             | func::MSG_SEND_DIRECT_REQ2_64 => self.direct_request_from_nwd(regs),
             func::RUN => self.run_from_nwd(regs),
+            func::INTERRUPT_32 => self.secure_interrupt_from_spmd(regs),
             _ => {
                 let from = match self.nwd_caller_id(regs) {
                     Ok(id) => Endpoint::NormalWorld(id),
@@ -991,7 +1004,7 @@ impl<P: Platform> Spmc<P> {
                 drop(vcpu);
                 self.call_exit(v, regs)
             }
-            Exit::Interrupt => self.preempt_for_interrupt(v, regs),
+            Exit::Interrupt => self.interrupt_exit(v, regs),
             Exit::Fault(fault) => {
                 // Injection reads and writes the vCPU's EL1 registers.
                 self.platform.vcpu_el1_to_context();

@@ -333,6 +333,8 @@ impl<P: Platform> Spmc<P> {
                 regs.0[1] = ffa::endpoints(id, v.index);
                 Next::NormalWorld
             }
+            // The secure interrupt it was resumed for is handled (§9.3).
+            VcpuState::Running(RunReason::SecureInterrupt) => self.secure_interrupt_done(v, regs),
             // It owes a direct response: waiting now would leave its caller hanging.
             _ => self.finish_sp(v, Err(FfaError::Denied)),
         }
@@ -367,7 +369,10 @@ impl<P: Platform> Spmc<P> {
     pub(crate) fn preempt_for_interrupt(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
         let reason = match self.vcpu_state(v) {
             VcpuState::Running(
-                RunReason::Boot | RunReason::Create { .. } | RunReason::Power { .. },
+                RunReason::Boot
+                | RunReason::Create { .. }
+                | RunReason::Power { .. }
+                | RunReason::SecureInterrupt,
             ) => return self.run(v),
             VcpuState::Running(r) => r,
             _ => return self.run(v),
@@ -437,6 +442,7 @@ impl<P: Platform> Spmc<P> {
             }
         }
         self.vcpu(v).state = VcpuState::Aborted;
+        self.release_interrupts_of_aborted(v.slot);
         debug!(
             "partition {:#06x} is aborted",
             self.partitions[v.slot as usize].id()
@@ -458,6 +464,7 @@ impl<P: Platform> Spmc<P> {
                 let err = Regs::error(FfaError::Aborted);
                 self.unblock(w, &err.0[..8])
             }
+            RunReason::SecureInterrupt => self.secure_interrupt_aborted(regs),
         }
     }
 }

@@ -73,4 +73,41 @@ pub trait Platform {
     /// The linear index of the core this call runs on (0 for the primary
     /// core on QEMU virt): context n of an MP partition runs on core n only.
     fn core_index(&self) -> usize;
+
+    // ------------------------------------------------------------------
+    // Secure interrupts (spmc::interrupts; DEN0077 v1.2 chapter 9). The
+    // defaults are a platform without an interrupt controller driver: it
+    // configures nothing and never reports a secure interrupt.
+    // ------------------------------------------------------------------
+
+    /// Configures interrupt `intid` as Group 1 Secure, with `priority` and
+    /// the trigger `level` (else edge), enabled and routed to core
+    /// `core` (an SPI; a PPI is configured on every core, as each core's
+    /// redistributor has its own). False if the controller refused it.
+    fn configure_secure_interrupt(
+        &mut self,
+        _intid: u32,
+        _priority: u8,
+        _level: bool,
+        _core: usize,
+    ) -> bool {
+        false
+    }
+
+    /// Disables interrupt `intid` at the controller (its owner is gone).
+    fn disable_interrupt(&mut self, _intid: u32) {}
+
+    /// Acknowledges the highest-priority pending secure interrupt of this
+    /// core (at EL2, ICC_IAR1_EL1 in Secure state) and drops the running
+    /// priority; `None` if none is pending (the interrupt that stopped the
+    /// partition was the normal world's). The interrupt stays active until
+    /// [`Platform::deactivate_interrupt`] or the owning partition's end of
+    /// the virtual interrupt linked to it.
+    fn acknowledge_secure_interrupt(&mut self) -> Option<u32> {
+        None
+    }
+
+    /// Deactivates interrupt `intid` at the SPMC's own hand (one that no
+    /// partition will end: its owner is gone, or it has no owner).
+    fn deactivate_interrupt(&mut self, _intid: u32) {}
 }

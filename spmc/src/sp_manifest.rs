@@ -188,7 +188,86 @@ pub struct DeviceRegion {
     pub pages: u64,
     /// Writable.
     pub write: bool,
+    /// The interrupts of the device the partition owns (`interrupts`:
+    /// pairs of <id attributes>), all secure SPIs or PPIs.
+    pub interrupts: Vec<InterruptClaim>,
 }
+
+/// One interrupt a device region claims (FF-A manifest binding 1.0,
+/// `device-regions` `interrupts`: a pair of <id attributes> with priority in
+/// bits [7:0], security state in bit 8 (1: secure), configuration in bit 9
+/// (1: level), type in bits [11:10] (0b10 SPI, 0b01 PPI, 0b00 SGI)).
+/// Only secure SPIs and PPIs may be claimed: an SGI is a software
+/// interrupt the SPMC does not hand out, a non-secure one belongs to the
+/// normal world (DEN0077 v1.2 §9.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InterruptClaim {
+    /// The GIC INTID (16-31 PPI, 32-1019 SPI).
+    pub id: u32,
+    /// Priority (bits [7:0] of the attributes).
+    pub priority: u8,
+    /// Level triggered (otherwise edge).
+    pub level: bool,
+}
+
+impl InterruptClaim {
+    /// First PPI INTID.
+    pub const FIRST_PPI: u32 = 16;
+    /// First SPI INTID.
+    pub const FIRST_SPI: u32 = 32;
+    /// One past the last SPI INTID (1020-1023 are special).
+    pub const SPI_END: u32 = 1020;
+    const ATTR_SECURE: u32 = 1 << 8;
+    const ATTR_LEVEL: u32 = 1 << 9;
+    const ATTR_TYPE_SHIFT: u32 = 10;
+    const ATTR_KNOWN: u32 = 0xFFF;
+
+    /// Validates one <id attributes> pair.
+    pub fn parse(id: u32, attributes: u32) -> Result<Self, SpError> {
+        let kind = (attributes >> Self::ATTR_TYPE_SHIFT) & 3;
+        let range = match kind {
+            0b01 => Self::FIRST_PPI..Self::FIRST_SPI,
+            0b10 => Self::FIRST_SPI..Self::SPI_END,
+            _ => {
+                return Err(SpError::BadInterrupt {
+                    id,
+                    why: "not an SPI or a PPI",
+                });
+            }
+        };
+        if !range.contains(&id) {
+            return Err(SpError::BadInterrupt {
+                id,
+                why: "outside the range of its type",
+            });
+        }
+        if attributes & Self::ATTR_SECURE == 0 {
+            return Err(SpError::BadInterrupt {
+                id,
+                why: "not secure (a normal-world interrupt)",
+            });
+        }
+        if attributes & !Self::ATTR_KNOWN != 0 {
+            return Err(SpError::BadInterrupt {
+                id,
+                why: "reserved attribute bits set",
+            });
+        }
+        Ok(Self {
+            id,
+            priority: attributes as u8,
+            level: attributes & Self::ATTR_LEVEL != 0,
+        })
+    }
+
+    /// True for a PPI (private to each core).
+    pub fn is_ppi(&self) -> bool {
+        self.id < Self::FIRST_SPI
+    }
+}
+
+/// Most interrupts one partition may claim.
+pub const MAX_INTERRUPTS_PER_PARTITION: usize = 64;
 
 /// A validated partition manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -239,6 +318,13 @@ pub struct PartitionConfig {
     /// `notification-support`: the partition receives notifications
     /// (its bitmaps exist from creation; DEN0077 v1.2 §10.2).
     pub notification_support: bool,
+}
+
+impl PartitionConfig {
+    /// Every interrupt its device regions claim.
+    pub fn interrupts(&self) -> impl Iterator<Item = &InterruptClaim> {
+        self.devices.iter().flat_map(|d| d.interrupts.iter())
+    }
 }
 
 /// The power management messages a partition subscribes to.
@@ -311,6 +397,22 @@ pub enum SpError {
     Stage2,
     /// The partition faulted or gave up during its initialisation.
     BootFailed,
+    /// A claimed interrupt is not a secure SPI or PPI in range, or its
+    /// attributes are malformed.
+    BadInterrupt {
+        /// The INTID.
+        id: u32,
+        /// Why it is refused.
+        why: &'static str,
+    },
+    /// A claimed interrupt is already owned by another partition (or
+    /// claimed twice by this one).
+    InterruptOwned {
+        /// The INTID.
+        id: u32,
+        /// Its owner.
+        owner: PartitionId,
+    },
     /// A device region reaches secure memory the SPMC knows (its image, a
     /// package, the pool, or other secure RAM of the platform).
     DeviceOverSecureMemory {
@@ -356,6 +458,15 @@ impl fmt::Display for SpError {
             Self::OutOfMemory => write!(f, "the secure memory pool has no room for it"),
             Self::Stage2 => write!(f, "its stage-2 tables could not be built"),
             Self::BootFailed => write!(f, "it faulted during initialisation"),
+            Self::BadInterrupt { id, why } => {
+                write!(f, "interrupt {id} cannot be claimed: {why}")
+            }
+            Self::InterruptOwned { id, owner } => {
+                write!(
+                    f,
+                    "interrupt {id} is already owned by partition {owner:#06x}"
+                )
+            }
             Self::DeviceOverSecureMemory { region, what } => {
                 write!(f, "device region `{region}` overlaps {what}")
             }
@@ -453,6 +564,33 @@ fn addr_prop(node: &FdtNode<'_>, name: &'static str) -> Result<Option<u64>, SpEr
             _ => Err(SpError::Bad(name)),
         },
     }
+}
+
+/// A device region's `interrupts` (pairs of <id attributes>), each a
+/// secure SPI or PPI claimed once; `before` were claimed by the regions
+/// before this one.
+fn parse_interrupts(node: &FdtNode<'_>, before: usize) -> Result<Vec<InterruptClaim>, SpError> {
+    let Some(p) = node.property("interrupts") else {
+        return Ok(Vec::new());
+    };
+    let raw = p.value();
+    if raw.is_empty() || raw.len() % 8 != 0 {
+        return Err(SpError::Bad("device-regions/interrupts"));
+    }
+    if before + raw.len() / 8 > MAX_INTERRUPTS_PER_PARTITION {
+        return Err(SpError::Bad("device-regions/interrupts"));
+    }
+    let mut out = Vec::with_capacity(raw.len() / 8);
+    for pair in raw.chunks_exact(8) {
+        let id = u32::from_be_bytes([pair[0], pair[1], pair[2], pair[3]]);
+        let attr = u32::from_be_bytes([pair[4], pair[5], pair[6], pair[7]]);
+        let claim = InterruptClaim::parse(id, attr)?;
+        if out.iter().any(|c: &InterruptClaim| c.id == id) {
+            return Err(SpError::Bad("device-regions/interrupts"));
+        }
+        out.push(claim);
+    }
+    Ok(out)
 }
 
 /// Parses and validates a partition manifest. `fallback_name` names the
@@ -573,6 +711,7 @@ pub fn parse_manifest(blob: &[u8], fallback_name: &str) -> Result<PartitionConfi
         }
     }
     let mut devices = Vec::new();
+    let mut claimed = 0;
     if let Some(regions) = root.child("device-regions") {
         for node in regions.children() {
             let base = addr_prop(&node, "base-address")?
@@ -584,11 +723,14 @@ pub fn parse_manifest(blob: &[u8], fallback_name: &str) -> Result<PartitionConfi
             if pages == 0 || !base.is_multiple_of(PAGE_SIZE) || attr & 1 == 0 {
                 return Err(SpError::Bad("device-regions"));
             }
+            let interrupts = parse_interrupts(&node, claimed)?;
+            claimed += interrupts.len();
             devices.push(DeviceRegion {
                 name: node.name().into(),
                 base,
                 pages: pages as u64,
                 write: attr & 2 != 0,
+                interrupts,
             });
         }
     }

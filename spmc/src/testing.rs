@@ -65,6 +65,16 @@ pub struct FakePlatform {
     /// The core the next call arrives on ([`Platform::core_index`]); tests
     /// set it to play calls from several cores.
     pub core: usize,
+    /// Secure interrupts pending at the fake GIC, acknowledged in order
+    /// ([`Platform::acknowledge_secure_interrupt`]).
+    pub secure_pending: Vec<u32>,
+    /// Every interrupt configured as Group 1 Secure: (INTID, priority,
+    /// level, core).
+    pub configured: Vec<(u32, u8, bool, usize)>,
+    /// Interrupts the SPMC deactivated itself, in order.
+    pub deactivated: Vec<u32>,
+    /// Interrupts the SPMC disabled, in order.
+    pub disabled: Vec<u32>,
 }
 
 impl Default for FakePlatform {
@@ -79,6 +89,10 @@ impl Default for FakePlatform {
             el1_syncs: 0,
             vmid_limit: 0xFF,
             core: 0,
+            secure_pending: Vec::new(),
+            configured: Vec::new(),
+            deactivated: Vec::new(),
+            disabled: Vec::new(),
         }
     }
 }
@@ -236,6 +250,29 @@ impl Platform for FakePlatform {
 
     fn core_index(&self) -> usize {
         self.core
+    }
+
+    fn configure_secure_interrupt(
+        &mut self,
+        intid: u32,
+        priority: u8,
+        level: bool,
+        core: usize,
+    ) -> bool {
+        self.configured.push((intid, priority, level, core));
+        true
+    }
+
+    fn disable_interrupt(&mut self, intid: u32) {
+        self.disabled.push(intid);
+    }
+
+    fn acknowledge_secure_interrupt(&mut self) -> Option<u32> {
+        (!self.secure_pending.is_empty()).then(|| self.secure_pending.remove(0))
+    }
+
+    fn deactivate_interrupt(&mut self, intid: u32) {
+        self.deactivated.push(intid);
     }
 }
 

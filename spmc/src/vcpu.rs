@@ -111,6 +111,116 @@ pub struct Context {
     /// Stage-2 aborts injected at its EL1 since its last FF-A call
     /// ([`injection`]; reset where the call's exit is handled).
     pub injected_faults: u8,
+    /// Its virtual GIC CPU interface state: the list registers the arch
+    /// layer loads before it runs the vCPU and saves after (only once
+    /// [`VirtualGic::live`] is set, so partitions without interrupts pay
+    /// nothing).
+    pub vgic: VirtualGic,
+}
+
+/// Number of list registers the SPMC uses (GICv3 has at least 4;
+/// ICH_VTR_EL2.ListRegs on QEMU virt says 4).
+pub const LIST_REGISTERS: usize = 4;
+
+/// Every list register of a vCPU is in use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListRegistersFull;
+
+/// A vCPU's virtual GIC CPU interface (GICv3, "Virtual interrupt
+/// handling": ICH_LR<n>_EL2 and ICH_HCR_EL2), as plain data.
+///
+/// A virtual interrupt is delivered by writing a list register: the
+/// partition then takes a virtual IRQ at EL1 when it unmasks IRQs, reads
+/// the INTID from ICC_IAR1_EL1 and ends it with ICC_EOIR1_EL1 (both
+/// trapped to the virtual interface, ICV_*, since HCR_EL2.IMO is set), its
+/// own unmodified GIC code. For a hardware interrupt the list register is
+/// linked to the physical INTID (HW bit), so the partition's end also
+/// deactivates the physical interrupt: until then the GIC does not signal
+/// it again (DEN0077 v1.2 §9.3's "the SP completes the handling").
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VirtualGic {
+    /// Images of ICH_LR<n>_EL2.
+    pub lr: [u64; LIST_REGISTERS],
+    /// Set once anything was injected: the arch layer switches the list
+    /// registers for this vCPU from then on.
+    pub live: bool,
+    /// Raw virtual interrupt lines to assert when it next runs
+    /// (HCR_EL2.VI bit 0 and VF bit 1 positions: [`VirtualGic::VIRQ`],
+    /// [`VirtualGic::VFIQ`]), for signals without an INTID (managed exit
+    /// may use them). The arch layer clears them once taken.
+    pub lines: u8,
+    /// ICH_VMCR_EL2: its virtual interface's control (group enables,
+    /// priority mask, binary point), which it writes through ICC_* at EL1.
+    pub vmcr: u64,
+    /// ICH_AP1R0_EL2: its active Group 1 priorities.
+    pub ap1r0: u64,
+}
+
+impl VirtualGic {
+    /// ICH_LR State: pending.
+    const STATE_PENDING: u64 = 1 << 62;
+    /// ICH_LR State field (bits [63:62]).
+    const STATE_MASK: u64 = 3 << 62;
+    /// ICH_LR HW: linked to a physical interrupt.
+    const HW: u64 = 1 << 61;
+    /// ICH_LR Group: Group 1.
+    const GROUP1: u64 = 1 << 60;
+    /// The raw virtual IRQ line.
+    pub const VIRQ: u8 = 1 << 0;
+    /// The raw virtual FIQ line.
+    pub const VFIQ: u8 = 1 << 1;
+
+    /// Queues virtual interrupt `intid` (Group 1, priority `priority`),
+    /// linked to physical interrupt `physical` if it is one, in a free
+    /// list register. Queuing an INTID already in a list register changes
+    /// nothing (the GIC never has one INTID in two). `Err` when every
+    /// list register is in use.
+    pub fn inject(
+        &mut self,
+        intid: u32,
+        physical: Option<u32>,
+        priority: u8,
+    ) -> Result<(), ListRegistersFull> {
+        if self.holds(intid) {
+            return Ok(());
+        }
+        let free = self.lr.iter().position(|lr| lr & Self::STATE_MASK == 0);
+        let Some(i) = free else {
+            return Err(ListRegistersFull);
+        };
+        let mut lr = Self::STATE_PENDING | Self::GROUP1 | (priority as u64) << 48 | intid as u64;
+        if let Some(p) = physical {
+            lr |= Self::HW | ((p as u64) & 0x3FF) << 32;
+        }
+        self.lr[i] = lr;
+        self.live = true;
+        Ok(())
+    }
+
+    /// True if a list register holds `intid` (pending or active).
+    pub fn holds(&self, intid: u32) -> bool {
+        self.lr
+            .iter()
+            .any(|lr| lr & Self::STATE_MASK != 0 && *lr as u32 == intid)
+    }
+
+    /// The INTIDs in the list registers (pending or active).
+    pub fn in_flight(&self) -> impl Iterator<Item = u32> + '_ {
+        self.lr
+            .iter()
+            .filter(|lr| *lr & Self::STATE_MASK != 0)
+            .map(|lr| *lr as u32)
+    }
+
+    /// Removes `intid` from the list registers (its owner is aborted).
+    pub fn withdraw(&mut self, intid: u32) {
+        for lr in self.lr.iter_mut() {
+            if *lr & Self::STATE_MASK != 0 && *lr as u32 == intid {
+                *lr = 0;
+            }
+        }
+    }
 }
 
 impl Context {
@@ -202,6 +312,11 @@ pub enum RunReason {
         /// The message was a 64-bit direct request: acknowledge with RESP_64.
         wide: bool,
     },
+    /// A secure interrupt it owns arrived while the normal world ran
+    /// (FFA_INTERRUPT from the SPMD, DEN0077 v1.2 §9.4): its FFA_MSG_WAIT
+    /// ends the handling and the SPMC gives the core back to the normal
+    /// world with FFA_NORMAL_WORLD_RESUME.
+    SecureInterrupt,
     /// A power management framework message from the SPMC (DEN0077 v1.2
     /// §18.2) about this core, carrying the PSCI function `psci`: its
     /// framework direct response lets the SPMC go on to the next
@@ -286,7 +401,12 @@ impl VcpuState {
             (Off, Running(RunReason::Boot | RunReason::Create { .. })) => true,
             (
                 Waiting,
-                Running(RunReason::Request(_) | RunReason::Scheduled | RunReason::Power { .. }),
+                Running(
+                    RunReason::Request(_)
+                    | RunReason::Scheduled
+                    | RunReason::Power { .. }
+                    | RunReason::SecureInterrupt,
+                ),
             ) => true,
             // Its core goes off (CPU_OFF): what it was doing there is over.
             (Waiting | Preempted(..), Off) => true,

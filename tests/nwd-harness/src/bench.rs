@@ -192,6 +192,37 @@ fn four_cores() -> Option<u64> {
     ok.then(|| real.saturating_sub(empty) * per_tick_ns / (CORES as u64 * ITERATIONS))
 }
 
+/// Instructions from sp1's timer interrupt firing (while the normal
+/// world runs) to sp1's handler (docs/interrupts.md): sp1 arms its EL1
+/// virtual timer `SOON` ticks ahead and reads the counter right after
+/// (`armed`); its handler reads the counter first thing (`at`) after the
+/// SPMD forwarded FFA_INTERRUPT and the SPMC resumed it. The figure is
+/// `at - (armed + SOON)`, averaged (an underestimate by the two
+/// instructions between the timer write and the read of `armed`).
+fn secure_interrupt_latency() -> Option<u64> {
+    const SOON: u64 = 20_000;
+    const RUNS: u64 = 16;
+    let status = || ffa::cmd(ids::SP1, cmd::IRQ_STATUS, [0; 4]);
+    let mut total = 0;
+    for _ in 0..RUNS {
+        let before = status()[4];
+        let a = ffa::cmd(ids::SP1, cmd::IRQ_ARM, [SOON, 0, 0, 0]);
+        if a[0] != ffa::MSG_SEND_DIRECT_RESP_64 || a[3] != 0 {
+            return None;
+        }
+        let armed = a[6];
+        let start = baremetal::counter();
+        while baremetal::counter().wrapping_sub(start) < SOON * 20 {}
+        let s = status();
+        if s[4] != before + 1 || s[5] != 27 {
+            return None;
+        }
+        total += s[7].checked_sub(armed + SOON)?;
+    }
+    let per_tick_ns = 1_000_000_000 / frequency().max(1);
+    Some(total * per_tick_ns / RUNS)
+}
+
 fn report(name: &str, value: Option<u64>) {
     match value {
         Some(v) => {
@@ -248,6 +279,7 @@ extern "C" fn baremetal_main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
     }
     report("mem_share_cycle_1page", mem_share_cycle(1));
     report("mem_share_cycle_64pages", mem_share_cycle(64));
+    report("secure_interrupt_latency", secure_interrupt_latency());
     // Last: it turns cores 1-3 on, which the figures above must not see.
     report("direct_req_round_trip_4cores", four_cores());
     baremetal::system_off()

@@ -11,6 +11,7 @@ pub mod capacity;
 pub mod checks;
 pub mod ffa;
 pub mod hostile;
+pub mod irq;
 pub mod legacy;
 pub mod mem;
 pub mod multicore;

@@ -14,7 +14,7 @@ use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use nwd_harness::report::{self, console};
-use nwd_harness::{capacity, checks, legacy, mem, multicore, notify, partitions};
+use nwd_harness::{capacity, checks, irq, legacy, mem, multicore, notify, partitions};
 
 /// Set once the `e2e` summary is out: a panic then ends the `mem` section.
 static IN_MEM: AtomicBool = AtomicBool::new(false);
@@ -31,6 +31,9 @@ fn panic(info: &PanicInfo<'_>) -> ! {
     baremetal::system_off()
 }
 
+/// Run the `irq-*` checks (see above).
+const IRQ_CHECKS: bool = false;
+
 #[unsafe(no_mangle)]
 extern "C" fn baremetal_main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
     let _ = writeln!(
@@ -46,6 +49,12 @@ extern "C" fn baremetal_main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
             partitions::run(&mut r);
             multicore::run(&mut r);
             notify::run(&mut r);
+            // The `irq-*` checks (nwd_harness::irq) do not pass yet on QEMU:
+            // sp1's timer fires but no Group 1 Secure interrupt reaches
+            // S-EL2 (docs/interrupts.md, "Status"). Enabled once it does.
+            if IRQ_CHECKS {
+                irq::run(&mut r);
+            }
             capacity::run(&mut r);
         }
         Some(v) => {

@@ -103,6 +103,32 @@ pub mod cmd {
     /// first answer's w0 and w2, result1 = the first answer's w0, result2 =
     /// its w2, result3 = the last answer's w0.
     pub const STORM: u64 = 0x23;
+
+    // Secure interrupts (docs/interrupts.md). The partition that owns the
+    // EL1 virtual timer's PPI (27, sp1) arms the timer; its handler
+    // acknowledges the virtual interrupt with ICC_IAR1_EL1, stops the
+    // timer and ends it with ICC_EOIR1_EL1 (its own GIC code).
+
+    /// Arm the EL1 virtual timer to fire in arg0 ticks (after enabling the
+    /// partition's GIC CPU interface: PMR 0xFF, Group 1 on). With arg1 = 0
+    /// answer at once (the interrupt arrives while it waits, or while the
+    /// normal world runs); with arg1 = 1 poll ICC_IAR1_EL1 with IRQs
+    /// masked, at most arg2 times, handling the interrupt there (it
+    /// arrives while it runs). result0 = the INTID handled by the poll (0
+    /// if none), result1 = polls made, result2 = the virtual counter when
+    /// the timer was armed.
+    pub const IRQ_ARM: u64 = 0x50;
+    /// Interrupt statistics: result0 = interrupts handled in all, result1 =
+    /// the last INTID handled, result2 = how many it was resumed for with
+    /// FFA_INTERRUPT, result3 = the virtual counter when its handler last ran.
+    pub const IRQ_STATUS: u64 = 0x51;
+    /// arg0 = 1: from now on acknowledge interrupts but never end them (a
+    /// partition that never ends an interrupt); arg0 = 0: end them again,
+    /// and end those held (result0 = how many were held).
+    pub const IRQ_HOLD: u64 = 0x52;
+    /// Poll ICC_IAR1_EL1 once and handle what it returns (an interrupt that
+    /// waited in the list registers): result0 = the INTID (0 if none).
+    pub const IRQ_POLL: u64 = 0x53;
     /// The partition's mailbox: result0 = IPA of its TX page, result1 = IPA
     /// of its RX page (what it mapped at boot).
     pub const MAILBOX: u64 = 0x24;

@@ -39,6 +39,8 @@ pub struct Sp {
     last: LastMsg,
     /// The last retrieve response (MEM_RETRIEVE).
     mem: MemState,
+    /// Secure interrupt handling (IRQ_* commands).
+    pub irq: crate::irq::IrqState,
 }
 
 impl Sp {
@@ -60,6 +62,7 @@ impl Sp {
                 count: 0,
             },
             mem: MemState::new(),
+            irq: crate::irq::IrqState::new(),
         }
     }
 
@@ -188,6 +191,32 @@ impl Sp {
                 r(&[w(0), w(2) | w(3) << 32, w(4) | w(5) << 32, w(6)])
             }
             cmd::STORM => r(&storm(a[0], a[1], a[2], a[3])),
+            cmd::IRQ_ARM => {
+                let armed = crate::irq::arm(a[0]);
+                let (mut got, mut polls) = (0, 0);
+                if a[1] == 1 {
+                    while polls < a[2] && got == 0 {
+                        polls += 1;
+                        got = self.irq.poll();
+                    }
+                }
+                let ctl: u64;
+                // SAFETY: reading its own timer's control has no side effect.
+                unsafe { asm!("mrs {}, cntv_ctl_el0", out(reg) ctl, options(nomem, nostack)) };
+                r(&[got, polls, armed, ctl])
+            }
+            cmd::IRQ_STATUS => r(&[
+                self.irq.handled,
+                self.irq.last,
+                self.irq.resumed,
+                self.irq.at,
+            ]),
+            cmd::IRQ_HOLD => {
+                let released = if a[0] == 0 { self.irq.release() } else { 0 };
+                self.irq.hold = a[0] == 1;
+                r(&[released])
+            }
+            cmd::IRQ_POLL => r(&[self.irq.poll()]),
             cmd::MAILBOX => r(&[Mailbox::Tx.ipa(), Mailbox::Rx.ipa()]),
             cmd::REMAP => r(&remap(a[0], a[1], a[2])),
             cmd::KV_PUT | cmd::KV_GET => {

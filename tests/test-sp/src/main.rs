@@ -60,6 +60,7 @@ mod bootinfo;
 mod commands;
 mod fault;
 mod ffa;
+mod irq;
 mod mem;
 mod secondary;
 
@@ -132,6 +133,12 @@ extern "C" fn baremetal_main(x0: u64, _x1: u64, _x2: u64, _x3: u64, x4: u64) -> 
         } else {
             if ffa::func(&r) == ffa::RUN as u32 {
                 sp.receive_indirect();
+            }
+            if ffa::func(&r) == ffa::INTERRUPT_32 as u32 {
+                // Resumed for a secure interrupt it owns (DEN0077 v1.2
+                // §9.3): handle what its virtual CPU interface has.
+                sp.irq.resumed += 1;
+                sp.irq.poll();
             }
             msg_wait()
         };

@@ -1,0 +1,214 @@
+//! The GICv3 CPU interface at Secure EL2: the physical one the SPMC
+//! acknowledges secure interrupts with, and the virtual one (ICH_*_EL2)
+//! through which a partition receives them as virtual interrupts
+//! (GICv3 architecture, "Virtual interrupt handling and prioritization").
+//!
+//! The distributor and redistributors are configured by the platform
+//! through the `arm-gic` crate; this module holds only the system
+//! registers, which the platform and the vCPU switch (`vcpu::run`) use.
+//!
+//! The generic API for any virtual interrupt (secure interrupts here,
+//! managed exit elsewhere): [`inject_virtual_interrupt`] puts an INTID in a
+//! context's list registers, [`assert_virtual_line`] raises the raw vIRQ or
+//! vFIQ line (HCR_EL2.VI/VF); both take effect when the vCPU next runs.
+
+use core::arch::asm;
+
+use spmc::vcpu::{Context, LIST_REGISTERS, ListRegistersFull, VirtualGic};
+
+/// INTIDs from 1020 up are special (1023: none pending).
+const FIRST_SPECIAL: u32 = 1020;
+
+/// Acknowledges the highest-priority pending Group 1 interrupt of the
+/// current (Secure) state: ICC_IAR1_EL1 read at EL2. `None` if none is
+/// pending (a spurious INTID). With EOImode 1 ([`init_cpu`]) the
+/// interrupt stays active after [`end_priority`] until deactivated.
+pub fn acknowledge_group1() -> Option<u32> {
+    let iar: u64;
+    // SAFETY: reading ICC_IAR1_EL1 acknowledges an interrupt, the effect
+    // wanted; TF-A enabled the system-register interface (ICC_SRE_EL2.SRE).
+    unsafe {
+        asm!("mrs {}, S3_0_C12_C12_0", out(reg) iar, options(nomem, nostack, preserves_flags))
+    };
+    let intid = iar as u32 & 0xFF_FFFF;
+    (intid < FIRST_SPECIAL).then_some(intid)
+}
+
+/// Drops the running priority of `intid` (ICC_EOIR1_EL1; with EOImode 1
+/// this does not deactivate it).
+pub fn end_priority(intid: u32) {
+    // SAFETY: a priority drop of an interrupt this core acknowledged.
+    unsafe {
+        asm!("msr S3_0_C12_C12_1, {}", "isb", in(reg) intid as u64, options(nomem, nostack, preserves_flags))
+    };
+}
+
+/// Deactivates `intid` (ICC_DIR_EL1): for an interrupt no partition will end.
+pub fn deactivate(intid: u32) {
+    // SAFETY: deactivating an interrupt the SPMC acknowledged and owns the
+    // handling of; no memory is touched.
+    unsafe {
+        asm!("msr S3_0_C12_C11_1, {}", "isb", in(reg) intid as u64, options(nomem, nostack, preserves_flags))
+    };
+}
+
+/// Per core, once: open the priority mask if it is still at its reset value;
+/// split priority drop and deactivation (ICC_CTLR_EL1.EOImode
+/// = 1, Secure copy), so that the partition's end of a virtual interrupt
+/// linked to a physical one (ICH_LR HW = 1) deactivates it; and enable
+/// Secure Group 1 at this CPU interface (ICC_IGRPEN1_EL1).
+pub fn init_cpu() {
+    let mut ctlr: u64;
+    // SAFETY: reading ICC_CTLR_EL1 has no side effect.
+    unsafe {
+        asm!("mrs {}, S3_0_C12_C12_4", out(reg) ctlr, options(nomem, nostack, preserves_flags))
+    };
+    ctlr |= 1 << 1;
+    // SAFETY: EOImode only changes how this security state's EOIs act; the
+    // SPMC is the only software at S-EL2 acknowledging interrupts.
+    unsafe {
+        asm!("msr S3_0_C12_C12_4, {}", "isb", in(reg) ctlr, options(nomem, nostack, preserves_flags))
+    };
+    // The priority mask resets to 0 (everything masked) and nothing at EL3
+    // opens it: open it, so that secure interrupts (priorities below 0x80,
+    // which a non-secure write of ICC_PMR_EL1 can never mask) are signalled
+    // from the start. The normal world still sets its own mask later.
+    let pmr: u64;
+    // SAFETY: reading ICC_PMR_EL1 has no side effect.
+    unsafe { asm!("mrs {}, S3_0_C4_C6_0", out(reg) pmr, options(nomem, nostack, preserves_flags)) };
+    if pmr < 0x80 {
+        // SAFETY: only the priority mask changes, before the normal world runs on this core.
+        unsafe {
+            asm!("msr S3_0_C4_C6_0, {}", "isb", in(reg) 0xFFu64, options(nomem, nostack, preserves_flags))
+        };
+    }
+    // SAFETY: enabling Secure Group 1 at this core's CPU interface; the
+    // SPMC configures which interrupts are in that group.
+    unsafe {
+        asm!("msr S3_0_C12_C12_7, {}", "isb", in(reg) 1u64, options(nomem, nostack, preserves_flags))
+    };
+}
+
+/// Queues virtual interrupt `intid` for the vCPU of `ctx` (not running),
+/// linked to physical interrupt `physical` if it is one. The generic entry
+/// for every virtual interrupt the SPMC delivers.
+pub fn inject_virtual_interrupt(
+    ctx: &mut Context,
+    intid: u32,
+    physical: Option<u32>,
+    priority: u8,
+) -> Result<(), ListRegistersFull> {
+    ctx.vgic.inject(intid, physical, priority)
+}
+
+/// Raises the raw virtual IRQ ([`VirtualGic::VIRQ`]) or FIQ
+/// ([`VirtualGic::VFIQ`]) line for the vCPU of `ctx` until it next exits.
+pub fn assert_virtual_line(ctx: &mut Context, line: u8) {
+    ctx.vgic.lines |= line & (VirtualGic::VIRQ | VirtualGic::VFIQ);
+    ctx.vgic.live = true;
+}
+
+macro_rules! lr_access {
+    ($($n:literal => $reg:literal),*) => {
+        /// Writes the list registers from `v`.
+        #[inline(always)]
+        fn write_lrs(v: &VirtualGic) {
+            $(
+                // SAFETY: ICH_LR<n>_EL2 hold virtual interrupts for the
+                // vCPU about to run; nothing else uses them.
+                unsafe { asm!(concat!("msr ", $reg, ", {}"), in(reg) v.lr[$n], options(nomem, nostack, preserves_flags)) };
+            )*
+        }
+        /// Reads the list registers into `v` and clears them.
+        #[inline(always)]
+        fn read_and_clear_lrs(v: &mut VirtualGic) {
+            $(
+                // SAFETY: as above; the vCPU has exited.
+                unsafe { asm!(concat!("mrs {}, ", $reg), out(reg) v.lr[$n], options(nomem, nostack, preserves_flags)) };
+                // SAFETY: as above.
+                unsafe { asm!(concat!("msr ", $reg, ", xzr"), options(nomem, nostack, preserves_flags)) };
+            )*
+        }
+    };
+}
+
+lr_access!(0 => "S3_4_C12_C12_0", 1 => "S3_4_C12_C12_1", 2 => "S3_4_C12_C12_2", 3 => "S3_4_C12_C12_3");
+const _: () = assert!(LIST_REGISTERS == 4);
+
+/// ICH_HCR_EL2.En: the virtual CPU interface is on.
+const ICH_HCR_EN: u64 = 1;
+
+/// HCR_EL2.VI and .VF bit positions.
+const HCR_VI: u64 = 1 << 7;
+const HCR_VF: u64 = 1 << 6;
+
+/// Before running a vCPU whose [`VirtualGic::live`] is set: loads its
+/// list registers, its virtual interface state (ICH_VMCR_EL2,
+/// ICH_AP1R0_EL2) and raw lines, and turns the virtual interface on.
+#[inline(never)]
+pub fn load(v: &VirtualGic) {
+    write_lrs(v);
+    // SAFETY: ICH_VMCR_EL2 and ICH_AP1R0_EL2 hold this vCPU's virtual
+    // interface state (its ICC_IGRPEN1/PMR/BPR and active priorities).
+    unsafe {
+        asm!("msr S3_4_C12_C11_7, {}", in(reg) v.vmcr, options(nomem, nostack, preserves_flags))
+    };
+    // SAFETY: as above.
+    unsafe {
+        asm!("msr S3_4_C12_C9_0, {}", in(reg) v.ap1r0, options(nomem, nostack, preserves_flags))
+    };
+    // SAFETY: turning the virtual CPU interface on for the vCPU to run.
+    unsafe {
+        asm!("msr S3_4_C12_C11_0, {}", in(reg) ICH_HCR_EN, options(nomem, nostack, preserves_flags))
+    };
+    if v.lines != 0 {
+        let mut hcr = crate::sysreg::read_hcr_el2();
+        if v.lines & VirtualGic::VIRQ != 0 {
+            hcr |= HCR_VI;
+        }
+        if v.lines & VirtualGic::VFIQ != 0 {
+            hcr |= HCR_VF;
+        }
+        // SAFETY: only the virtual interrupt lines change.
+        unsafe { crate::sysreg::write_hcr_el2(hcr) };
+    }
+    crate::sysreg::isb();
+}
+
+/// After the vCPU exited: saves its virtual interface state into `v`,
+/// clears the list registers and turns the virtual interface off, so that
+/// nothing of it reaches the next vCPU. The raw lines are dropped (a
+/// line is a one-shot signal taken by the exit).
+#[inline(never)]
+pub fn save(v: &mut VirtualGic) {
+    read_and_clear_lrs(v);
+    // SAFETY: reading this vCPU's virtual interface state.
+    unsafe {
+        asm!("mrs {}, S3_4_C12_C11_7", out(reg) v.vmcr, options(nomem, nostack, preserves_flags))
+    };
+    // SAFETY: as above.
+    unsafe {
+        asm!("mrs {}, S3_4_C12_C9_0", out(reg) v.ap1r0, options(nomem, nostack, preserves_flags))
+    };
+    // SAFETY: the virtual interface goes off and its priorities clear.
+    unsafe {
+        asm!(
+            "msr S3_4_C12_C11_0, xzr",
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+    // SAFETY: as above.
+    unsafe {
+        asm!(
+            "msr S3_4_C12_C9_0, xzr",
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+    if v.lines != 0 {
+        let hcr = crate::sysreg::read_hcr_el2() & !(HCR_VI | HCR_VF);
+        // SAFETY: only the virtual interrupt lines change.
+        unsafe { crate::sysreg::write_hcr_el2(hcr) };
+        v.lines = 0;
+    }
+    crate::sysreg::isb();
+}

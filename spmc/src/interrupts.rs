@@ -1,0 +1,430 @@
+//! Secure interrupts owned by partitions (DEN0077 v1.2 chapter 9,
+//! "Interrupt management"; docs/interrupts.md).
+//!
+//! A partition claims interrupts in its manifest (device regions'
+//! `interrupts`, [`crate::sp_manifest::InterruptClaim`]); each secure
+//! interrupt has at most one owner, recorded here when the partition is
+//! created, and the platform configures it as Group 1 Secure, routed to
+//! the core of the owning context ([`Platform::configure_secure_interrupt`]).
+//!
+//! A secure interrupt reaches the SPMC in one of two ways: it stops a
+//! running partition (an IRQ exit at S-EL2), or it arrives while the normal
+//! world runs and the SPMD forwards it as FFA_INTERRUPT (§9.4, TF-A's
+//! `spmd_secure_interrupt_handler`). The SPMC acknowledges it at EL2 and
+//! hands it to the owner's context for this core as a virtual interrupt
+//! (a list register linked to the physical INTID, [`VirtualGic`]): the
+//! partition acknowledges and ends it with its own GIC code, and its end
+//! deactivates the physical interrupt. What happens to the owner's context
+//! follows the spec's actions (§9.3, Table 9.1 for S-EL1 partitions):
+//!
+//! - **running** (it is the context the interrupt stopped): the virtual
+//!   interrupt is pending when it resumes, and it takes it at once;
+//! - **waiting** (in FFA_MSG_WAIT): it is resumed with FFA_INTERRUPT
+//!   (w2 carries the INTID, as in v1.0; the partition reads it from
+//!   ICC_IAR1_EL1 anyway); a partition the interrupt stopped is held
+//!   (`Blocked`, so FFA_RUN cannot take it) and resumed once the owner's
+//!   FFA_MSG_WAIT ends the handling; when the normal world was running, that
+//!   FFA_MSG_WAIT gives the core back with FFA_NORMAL_WORLD_RESUME to the
+//!   SPMD;
+//! - **blocked or preempted**: the virtual interrupt waits in its list
+//!   registers and it takes it when it next runs;
+//! - **running on another core** (a UP partition): queued here and put in
+//!   its list registers when it next runs ([`Spmc::run`]).
+//!
+//! An interrupt whose owner is aborted (or that nobody owns) is
+//! deactivated and disabled by the SPMC and logged at debug level.
+//!
+//! Bounded by construction: a claimed interrupt is active from its
+//! acknowledgement until the partition ends it, so the GIC signals it
+//! again only after that; a partition that never ends an interrupt only
+//! silences that interrupt, and at most one entry per claimed interrupt is
+//! ever queued (the queue's room is reserved when the partition is created).
+
+use alloc::vec::Vec;
+
+use log::{debug, warn};
+
+use crate::ffa::{Regs, func};
+use crate::manager::{Next, Spmc};
+use crate::partition::PartitionState;
+use crate::platform::Platform;
+use crate::sp_manifest::{PartitionConfig, SpError};
+use crate::vcpu::{RunReason, VcpuRef, VcpuState};
+
+#[cfg(doc)]
+use crate::vcpu::VirtualGic;
+
+/// One claimed interrupt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owned {
+    /// The GIC INTID.
+    pub intid: u32,
+    /// Slot of the owning partition.
+    pub slot: u16,
+    /// Its priority (the manifest's).
+    pub priority: u8,
+}
+
+/// Who owns which secure interrupt, and what waits for delivery.
+#[derive(Debug, Default)]
+pub struct Interrupts {
+    owned: Vec<Owned>,
+    /// Virtual interrupts for a context that was running on another core
+    /// when they arrived: put in its list registers when it next runs here.
+    pending: Vec<(VcpuRef, u32)>,
+    /// A context stopped (held `Blocked`) on a core so that a waiting owner
+    /// could handle a secure interrupt there: resumed when the owner's
+    /// FFA_MSG_WAIT ends the handling.
+    interrupted: Vec<(usize, VcpuRef)>,
+    /// Secure interrupts handed to their owners (diagnostics, tests).
+    pub delivered: u64,
+    /// Secure interrupts the SPMC ended itself (no live owner).
+    pub dropped: u64,
+}
+
+impl Interrupts {
+    /// The owner of `intid`.
+    pub fn owner(&self, intid: u32) -> Option<Owned> {
+        self.owned.iter().copied().find(|o| o.intid == intid)
+    }
+
+    /// Every owned interrupt.
+    pub fn owned(&self) -> &[Owned] {
+        &self.owned
+    }
+
+    /// True if something waits for a context to run (checked on the run path).
+    #[inline(always)]
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+}
+
+impl<P: Platform> Spmc<P> {
+    /// The interrupt bookkeeping (for tests and diagnostics).
+    pub fn interrupts(&self) -> &Interrupts {
+        &self.interrupts
+    }
+
+    /// Checks that `config`'s claims can be granted: none owned by another
+    /// partition, none claimed twice, none by an instance template (whose
+    /// every instance would claim the same interrupt); reserves the room the
+    /// bookkeeping needs. Changes nothing else.
+    pub(crate) fn check_interrupt_claims(
+        &mut self,
+        config: &PartitionConfig,
+        kind: crate::policy::Kind,
+    ) -> Result<(), SpError> {
+        let mut count = 0;
+        for (i, c) in config.interrupts().enumerate() {
+            count += 1;
+            if kind != crate::policy::Kind::Static {
+                return Err(SpError::BadInterrupt {
+                    id: c.id,
+                    why: "an instance made for a VM cannot own interrupts",
+                });
+            }
+            if let Some(o) = self.interrupts.owner(c.id) {
+                let owner = self.partitions[o.slot as usize].id();
+                return Err(SpError::InterruptOwned { id: c.id, owner });
+            }
+            if config.interrupts().take(i).any(|d| d.id == c.id) {
+                return Err(SpError::InterruptOwned {
+                    id: c.id,
+                    owner: config.id,
+                });
+            }
+        }
+        let i = &mut self.interrupts;
+        i.owned
+            .try_reserve(count)
+            .and_then(|()| i.pending.try_reserve(i.owned.len() + count))
+            .map_err(|_| SpError::OutOfMemory)
+    }
+
+    /// Records the claims of the partition just created in `slot` (checked
+    /// by [`Spmc::check_interrupt_claims`]) and configures them at the
+    /// interrupt controller: Group 1 Secure, routed to the core of the
+    /// owning context (context 0's core 0 for an MP partition's SPI, the
+    /// creating core for a UP partition's).
+    pub(crate) fn commit_interrupt_claims(&mut self, slot: u16) {
+        let core = self.platform.core_index();
+        let p = &self.partitions[slot as usize];
+        let id = p.id();
+        let target = if p.is_mp() { 0 } else { core };
+        let claims: Vec<_> = p.config.interrupts().copied().collect();
+        if !claims.is_empty() {
+            // Its virtual GIC interface is its own from the start (its GIC
+            // set-up at boot writes ICH_VMCR_EL2 through ICC_*).
+            for index in 0..self.partitions[slot as usize].vcpu_count {
+                self.vcpu(VcpuRef { slot, index }).ctx.vgic.live = true;
+            }
+        }
+        for c in claims {
+            self.interrupts.owned.push(Owned {
+                intid: c.id,
+                slot,
+                priority: c.priority,
+            });
+            if !self
+                .platform
+                .configure_secure_interrupt(c.id, c.priority, c.level, target)
+            {
+                warn!(
+                    "partition {id:#06x}: interrupt {} could not be configured",
+                    c.id
+                );
+            } else {
+                debug!(
+                    "partition {id:#06x} owns interrupt {} (core {target})",
+                    c.id
+                );
+            }
+        }
+    }
+
+    /// An interrupt stopped running context `v`: a secure one goes to its
+    /// owner, the normal world's preempts `v` as before.
+    pub(crate) fn interrupt_exit(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
+        match self.platform.acknowledge_secure_interrupt() {
+            Some(intid) => self.deliver(intid, Some(v), regs),
+            None => self.preempt_for_interrupt(v, regs),
+        }
+    }
+
+    /// FFA_INTERRUPT from the SPMD: a secure interrupt arrived while the
+    /// normal world ran (DEN0077 v1.2 §9.4). Answered, once handled, with
+    /// FFA_NORMAL_WORLD_RESUME.
+    pub(crate) fn secure_interrupt_from_spmd(&mut self, regs: &mut Regs) -> Next {
+        match self.platform.acknowledge_secure_interrupt() {
+            Some(intid) => self.deliver(intid, None, regs),
+            None => {
+                debug!("FFA_INTERRUPT from the SPMD with no secure interrupt pending");
+                normal_world_resume(regs)
+            }
+        }
+    }
+
+    /// Hands `intid` to its owner; `running` is the context it stopped
+    /// (`None`: the normal world was running).
+    fn deliver(&mut self, intid: u32, running: Option<VcpuRef>, regs: &mut Regs) -> Next {
+        let go_on = |s: &mut Self, regs: &mut Regs| match running {
+            Some(v) => s.run(v),
+            None => normal_world_resume(regs),
+        };
+        let Some(o) = self.interrupts.owner(intid) else {
+            debug!("secure interrupt {intid} has no owner: ended");
+            self.platform.deactivate_interrupt(intid);
+            self.interrupts.dropped += 1;
+            return go_on(self, regs);
+        };
+        let core = self.platform.core_index();
+        let p = &self.partitions[o.slot as usize];
+        let index = p.context_for(core);
+        if p.state != PartitionState::Running || index >= p.vcpu_count as usize {
+            debug!(
+                "secure interrupt {intid}: owner {:#06x} cannot take it on core {core}: ended",
+                p.id()
+            );
+            self.platform.deactivate_interrupt(intid);
+            if p.state == PartitionState::Aborted {
+                self.platform.disable_interrupt(intid);
+            }
+            self.interrupts.dropped += 1;
+            return go_on(self, regs);
+        }
+        let target = VcpuRef {
+            slot: o.slot,
+            index: index as u16,
+        };
+        self.interrupts.delivered += 1;
+        let state = self.vcpu(target).state;
+        match state {
+            // It was the one running: it takes the interrupt on resuming.
+            _ if running == Some(target) => {
+                self.queue_virtual(target, intid, o.priority);
+                self.run(target)
+            }
+            VcpuState::Waiting => {
+                if let Some(other) = running {
+                    // Hold the context the interrupt stopped until the owner is done.
+                    let r = match self.vcpu_state(other) {
+                        VcpuState::Running(r) => r,
+                        _ => return go_on(self, regs),
+                    };
+                    let _ = self.set_state(other, VcpuState::Blocked(r));
+                    self.interrupts.interrupted.push((core, other));
+                }
+                if self
+                    .set_state(target, VcpuState::Running(RunReason::SecureInterrupt))
+                    .is_err()
+                {
+                    // Another core's fast path took it meanwhile (a UP
+                    // owner): queued until it runs, as for a running one.
+                    self.pend_interrupt(target, intid);
+                    return go_on(self, regs);
+                }
+                self.queue_virtual(target, intid, o.priority);
+                let mut msg = Regs::with_func(func::INTERRUPT_32);
+                msg.0[2] = intid as u64;
+                self.resume_with(target, &msg)
+            }
+            // Running on another core: queued until it runs here or there.
+            VcpuState::Running(_) => {
+                self.pend_interrupt(target, intid);
+                go_on(self, regs)
+            }
+            // Blocked or preempted: pending in its list registers until it runs.
+            VcpuState::Blocked(_) | VcpuState::Preempted(..) => {
+                self.queue_virtual(target, intid, o.priority);
+                go_on(self, regs)
+            }
+            VcpuState::Off | VcpuState::Aborted => {
+                self.platform.deactivate_interrupt(intid);
+                self.interrupts.dropped += 1;
+                go_on(self, regs)
+            }
+        }
+    }
+
+    /// Puts `intid` in `v`'s list registers (`v` is not running); if they
+    /// are all in use (it never ends what it was given), the SPMC ends the
+    /// interrupt itself so that it does not stay active for ever.
+    fn queue_virtual(&mut self, v: VcpuRef, intid: u32, priority: u8) {
+        if self
+            .vcpu(v)
+            .ctx
+            .vgic
+            .inject(intid, Some(intid), priority)
+            .is_err()
+        {
+            debug!("vCPU {v:?}: every list register in use; interrupt {intid} ended");
+            self.platform.deactivate_interrupt(intid);
+            self.interrupts.dropped += 1;
+        }
+    }
+
+    /// Queues `intid` for `v`, which runs on another core, until it next
+    /// runs (`pending_interrupts_to`); the fast path leaves every call to
+    /// the manager meanwhile (`contexts::Attention::InterruptPending`), so
+    /// that no run skips the hand-over.
+    fn pend_interrupt(&mut self, v: VcpuRef, intid: u32) {
+        if self.interrupts.pending.len() < self.interrupts.pending.capacity() {
+            self.interrupts.pending.push((v, intid));
+            self.contexts
+                .set_attention(crate::contexts::Attention::InterruptPending, true);
+        } else {
+            // Cannot happen (one entry per claimed interrupt, whose
+            // room is reserved): end it rather than lose it active.
+            self.platform.deactivate_interrupt(intid);
+        }
+    }
+
+    /// Called on the way to running `v`: moves what was queued for it
+    /// while it ran elsewhere into its list registers.
+    #[inline(never)]
+    pub(crate) fn pending_interrupts_to(&mut self, v: VcpuRef) {
+        let mut i = 0;
+        while i < self.interrupts.pending.len() {
+            let (w, intid) = self.interrupts.pending[i];
+            if w == v {
+                self.interrupts.pending.swap_remove(i);
+                let priority = self.interrupts.owner(intid).map_or(0, |o| o.priority);
+                self.queue_virtual(v, intid, priority);
+            } else {
+                i += 1;
+            }
+        }
+        self.contexts.set_attention(
+            crate::contexts::Attention::InterruptPending,
+            self.interrupts.has_pending(),
+        );
+    }
+
+    /// FFA_MSG_WAIT from a context handling a secure interrupt: resume the
+    /// context it stopped on this core, or give the core back to the normal world.
+    pub(crate) fn secure_interrupt_done(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
+        let _ = self.set_state(v, VcpuState::Waiting);
+        let core = self.platform.core_index();
+        if let Some(at) = self
+            .interrupts
+            .interrupted
+            .iter()
+            .position(|(c, _)| *c == core)
+        {
+            let (_, w) = self.interrupts.interrupted.swap_remove(at);
+            if let VcpuState::Blocked(r) = self.vcpu_state(w) {
+                let _ = self.set_state(w, VcpuState::Running(r));
+                return self.run(w);
+            }
+        }
+        normal_world_resume(regs)
+    }
+
+    /// Partition `slot` is aborted: its interrupts are disabled, and those
+    /// it was given but not yet ended (in the list registers of its
+    /// contexts that are not running) are ended by the SPMC, so that none
+    /// stays active for ever. Contexts running on other cores still hold
+    /// theirs until their exit aborts them, which comes here again.
+    pub(crate) fn release_interrupts_of_aborted(&mut self, slot: u16) {
+        for o in self.interrupts.owned.iter().filter(|o| o.slot == slot) {
+            self.platform.disable_interrupt(o.intid);
+        }
+        for index in 0..self.partitions[slot as usize].vcpu_count {
+            let held: Vec<u32> = {
+                let mut vcpu = self.vcpu(VcpuRef { slot, index });
+                if matches!(vcpu.state, VcpuState::Running(_)) {
+                    continue;
+                }
+                let held: Vec<u32> = vcpu.ctx.vgic.in_flight().collect();
+                for intid in &held {
+                    vcpu.ctx.vgic.withdraw(*intid);
+                }
+                held
+            };
+            for intid in held {
+                self.platform.deactivate_interrupt(intid);
+            }
+        }
+        let mut i = 0;
+        while i < self.interrupts.pending.len() {
+            let (w, intid) = self.interrupts.pending[i];
+            if w.slot == slot {
+                self.interrupts.pending.swap_remove(i);
+                self.platform.deactivate_interrupt(intid);
+            } else {
+                i += 1;
+            }
+        }
+        self.contexts.set_attention(
+            crate::contexts::Attention::InterruptPending,
+            self.interrupts.has_pending(),
+        );
+    }
+
+    /// The owner's context aborted while handling a secure interrupt:
+    /// resume what it stopped, or give the core back to the normal world.
+    pub(crate) fn secure_interrupt_aborted(&mut self, regs: &mut Regs) -> Next {
+        let core = self.platform.core_index();
+        if let Some(at) = self
+            .interrupts
+            .interrupted
+            .iter()
+            .position(|(c, _)| *c == core)
+        {
+            let (_, w) = self.interrupts.interrupted.swap_remove(at);
+            if let VcpuState::Blocked(r) = self.vcpu_state(w) {
+                let _ = self.set_state(w, VcpuState::Running(r));
+                return self.run(w);
+            }
+        }
+        normal_world_resume(regs)
+    }
+}
+
+/// FFA_NORMAL_WORLD_RESUME to the SPMD: the secure interrupt it forwarded
+/// is handled; it resumes the normal world where it was (TF-A SPMD).
+fn normal_world_resume(regs: &mut Regs) -> Next {
+    *regs = Regs::with_func(func::NORMAL_WORLD_RESUME);
+    Next::NormalWorld
+}
