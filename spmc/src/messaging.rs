@@ -120,6 +120,11 @@ impl<P: Platform> Spmc<P> {
             id: ffa::sender(regs),
             req2,
         });
+        // A secure interrupt pended for it while it ran on another core
+        // goes into its list registers now, as in `Spmc::run`.
+        if self.interrupts.has_pending() {
+            self.pending_interrupts_to(v);
+        }
         let mut vcpu = self.vcpu(v);
         // `pick_vcpu` saw it waiting, but the fast path of another core
         // may have taken it since (a UP partition's context): checked
