@@ -111,7 +111,21 @@ pub struct Context {
     /// Stage-2 aborts injected at its EL1 since its last FF-A call
     /// ([`injection`]; reset where the call's exit is handled).
     pub injected_faults: u8,
+    /// Virtual interrupt lines the platform raises while the vCPU runs
+    /// ([`VIRTUAL_IRQ`], [`VIRTUAL_FIQ`]; on aarch64 HCR_EL2.VI/VF): the
+    /// managed-exit signal (`crate::ns_interrupts`). Lowered when the
+    /// managed exit ends.
+    pub virtual_lines: u8,
+    /// A managed exit is signalled and not yet answered: 1 + the FF-A calls
+    /// the vCPU made since (0: none). Bounded by
+    /// `ns_interrupts::MANAGED_EXIT_CALLS`.
+    pub managed_exit: u8,
 }
+
+/// [`Context::virtual_lines`]: a virtual IRQ is pending.
+pub const VIRTUAL_IRQ: u8 = 1 << 0;
+/// [`Context::virtual_lines`]: a virtual FIQ is pending.
+pub const VIRTUAL_FIQ: u8 = 1 << 1;
 
 impl Context {
     /// A context that starts at `pc` with everything else at reset values.
