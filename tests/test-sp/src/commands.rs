@@ -188,6 +188,7 @@ impl Sp {
                 r(&[w(0), w(2) | w(3) << 32, w(4) | w(5) << 32, w(6)])
             }
             cmd::STORM => r(&storm(a[0], a[1], a[2], a[3])),
+            cmd::BUSY => crate::busy::run(self.id, req),
             cmd::MAILBOX => r(&[Mailbox::Tx.ipa(), Mailbox::Rx.ipa()]),
             cmd::REMAP => r(&remap(a[0], a[1], a[2])),
             cmd::KV_PUT | cmd::KV_GET => {
