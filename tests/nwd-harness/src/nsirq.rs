@@ -34,8 +34,12 @@ const GICR_ISPENDR0: usize = 0x080A_0000 + 0x1_0000 + 0x200;
 /// The normal world's EL2 physical timer's PPI.
 const CNTHP_INTID: u32 = 26;
 
-/// Runs the checks.
+/// Runs the checks (on QEMU virt: the timer's GIC addresses are virt's, as
+/// in the hostile stage's [`irq`]).
 pub fn run(r: &mut Report) {
+    if cfg!(feature = "sbsa") {
+        return;
+    }
     irq::init();
     r.check(
         "nsirq-queued-busy-partition-finishes-interrupt-waits",
