@@ -737,22 +737,23 @@ impl<P: Platform> Spmc<P> {
     }
 
     pub(crate) fn set_state(&mut self, v: VcpuRef, to: VcpuState) -> Result<(), FfaError> {
+        // Initialisation runs with normal-world interrupts queued (see
+        // `Context::ns_interrupts_queued`); other states as the manifest's
+        // `ns-interrupts-action` and the call chain say (`ns_interrupts`).
+        let queued = self.runs_queued(v, to);
         let vcpu = self.vcpu(v);
         vcpu.state.become_(to).map_err(|e| {
             log::error!("vCPU {v:?}: illegal transition {:?} -> {:?}", e.from, e.to);
             FfaError::Denied
         })?;
-        // Initialisation runs with normal-world interrupts queued (see
-        // `Context::ns_interrupts_queued`); every other state takes them.
-        vcpu.ctx.ns_interrupts_queued = matches!(
+        if !matches!(
             to,
-            VcpuState::Running(
-                RunReason::Boot
-                    | RunReason::Create { .. }
-                    | RunReason::Power { .. }
-                    | RunReason::SecureInterrupt
-            )
-        );
+            VcpuState::Running(_) | VcpuState::Blocked(_) | VcpuState::Preempted(..)
+        ) {
+            // No request left to answer: a pending managed exit ends.
+            Self::end_managed_exit(&mut vcpu.ctx);
+        }
+        vcpu.ctx.ns_interrupts_queued = queued;
         Ok(())
     }
 
@@ -890,6 +891,9 @@ impl<P: Platform> Spmc<P> {
                 ctx.pc += 4;
                 // Faults injected before an FF-A call were handled.
                 ctx.injected_faults = 0;
+                if ctx.managed_exit != 0 {
+                    return self.call_during_managed_exit(v, regs);
+                }
                 return self.call_exit(v, regs);
             }
         }
@@ -900,7 +904,7 @@ impl<P: Platform> Spmc<P> {
     /// response to a direct request, or any other call.
     #[inline(always)]
     #[cfg_attr(spmc_hot, optimize(speed))]
-    fn call_exit(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
+    pub(crate) fn call_exit(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
         let x0 = self.vcpu(v).ctx.x[0];
         // The 64-bit response first (compared on all of x0 so that the
         // compiler keeps it apart from the other tests).
@@ -936,6 +940,9 @@ impl<P: Platform> Spmc<P> {
                     ctx.pc += 4;
                 }
                 ctx.injected_faults = 0;
+                if ctx.managed_exit != 0 {
+                    return self.call_during_managed_exit(v, regs);
+                }
                 self.call_exit(v, regs)
             }
             Exit::Interrupt => self.interrupt_exit(v, regs),

@@ -114,7 +114,14 @@ impl<P: Platform> Spmc<P> {
             id: ffa::sender(regs),
             req2,
         });
+        // The manifest's `ns-interrupts-action` (`ns_interrupts`): a request
+        // from the normal world heads its call chain.
+        let queued = self.partitions[v.slot as usize]
+            .config
+            .ns_interrupts
+            .queues();
         let vcpu = self.vcpu(v);
+        vcpu.ctx.ns_interrupts_queued = queued;
         // `pick_vcpu` chose a waiting vCPU (and nothing ran since: the
         // manager is borrowed mutably throughout), and Waiting ->
         // Running(Request) is legal: the transition needs no second check
@@ -237,6 +244,10 @@ impl<P: Platform> Spmc<P> {
         }
         // Running(Request) -> Waiting is always legal; `become_` checks it anyway.
         let _ = vcpu.state.become_(VcpuState::Waiting);
+        // This response ends a pending managed exit (`ns_interrupts`): the
+        // virtual line goes down and the normal world's interrupt is taken.
+        Self::end_managed_exit(&mut vcpu.ctx);
+        vcpu.ctx.ns_interrupts_queued = false;
         let ctx = &vcpu.ctx;
         match caller {
             Caller::NormalWorld { .. } => {

@@ -16,6 +16,7 @@ pub mod legacy;
 pub mod mem;
 pub mod multicore;
 pub mod notify;
+pub mod nsirq;
 pub mod partitions;
 pub mod report;
 

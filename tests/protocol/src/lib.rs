@@ -93,6 +93,34 @@ pub mod cmd {
     pub const KV_GET: u64 = 0x31;
     /// Monotonic counter: increment, result0 = new value.
     pub const COUNTER: u64 = 0x32;
+    /// Busy for arg0 counter ticks (CNTVCT_EL0) with virtual IRQ and FIQ
+    /// unmasked and EL1 vectors installed whose IRQ/FIQ entries answer a
+    /// managed exit (DEN0077 v1.2 §9; docs/interrupts.md) as arg1 says
+    /// ([`busy`]): the managed-exit response is a direct response with
+    /// status [`super::status::MANAGED_EXIT`], result0 = 1 (vIRQ) or 2
+    /// (vFIQ), result1 = the managed exits taken so far, result2 = the
+    /// error code (w2) the SPMC gave a wrong response sent first (0: none).
+    /// The next direct request (any) is the SMC's return: the loop goes on
+    /// and the final answer goes to that request: status OK, result0 =
+    /// managed exits taken, result1 = the kind of the last (1 vIRQ, 2 vFIQ),
+    /// result2 = loop iterations, result3 = the error code of the wrong
+    /// response (0: none). Vectors go and interrupts are masked again before
+    /// it answers.
+    pub const BUSY: u64 = 0x34;
+
+    /// BUSY's arg1.
+    pub mod busy {
+        /// Answer a managed exit at once with the managed-exit response.
+        pub const ANSWER: u64 = 0;
+        /// First send a response to the wrong endpoint (ID 0x7FFF; the SPMC
+        /// must refuse it), then the right one.
+        pub const WRONG_FIRST: u64 = 1;
+        /// Never answer: the handler returns with virtual interrupts masked
+        /// and the loop makes an FFA_ID_GET call on each iteration (the
+        /// SPMC's bound on an unanswered managed exit), at least 64 of
+        /// them however long that takes.
+        pub const NEVER: u64 = 2;
+    }
 
     // Commands of the hostile stage (docs/hostile.md).
 
@@ -312,6 +340,8 @@ pub mod status {
     /// What the SPMC returned could not be read (a memory descriptor that
     /// does not parse).
     pub const MALFORMED: u64 = 3;
+    /// A managed-exit response (cmd::BUSY).
+    pub const MANAGED_EXIT: u64 = 4;
 }
 
 /// The seal of a document (cmd::MEM_SEAL): a keyed checksum of its 64-bit

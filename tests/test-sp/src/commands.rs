@@ -217,6 +217,7 @@ impl Sp {
                 r(&[released])
             }
             cmd::IRQ_POLL => r(&[self.irq.poll()]),
+            cmd::BUSY => crate::busy::run(self.id, req),
             cmd::MAILBOX => r(&[Mailbox::Tx.ipa(), Mailbox::Rx.ipa()]),
             cmd::REMAP => r(&remap(a[0], a[1], a[2])),
             cmd::KV_PUT | cmd::KV_GET => {

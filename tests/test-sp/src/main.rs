@@ -35,6 +35,8 @@
 //!   answer's x5 whatever the answer was.
 //! - RESP_WRONG's wrong response has the request's width, status OK and
 //!   zero results.
+//! - BUSY (`busy`) answers its final response to the request that resumed
+//!   it after its last managed-exit response, in that request's width.
 //! - YIELD passes no timeout (x2 = x3 = 0).
 //! - PARTINFO reads and releases RX only on FFA_SUCCESS; result3 is 0 when
 //!   the call failed or returned no descriptor. Other results are w-values.
@@ -57,6 +59,7 @@
 #![no_main]
 
 mod bootinfo;
+mod busy;
 mod commands;
 mod fault;
 mod ffa;
@@ -212,6 +215,11 @@ fn respond(sp: &mut Sp, req: &Request) -> Regs {
             out[..2].copy_from_slice(&[TPM_OK, TPM_INTERFACE_VERSION]);
             (0, out)
         }
+    } else if req.cmd == test_protocol::cmd::BUSY {
+        // Answered to the request that resumed it after a managed exit.
+        let (status, results) = sp.handle(req);
+        let (kind, sender) = busy::caller();
+        return ffa::response(kind, sp.id, sender, status, &results);
     } else {
         sp.handle(req)
     };
