@@ -65,6 +65,9 @@ pub struct FakePlatform {
     /// The core the next call arrives on ([`Platform::core_index`]); tests
     /// set it to play calls from several cores.
     pub core: usize,
+    /// The core of each schedule receiver interrupt the core raised
+    /// ([`Platform::send_sri`]), in order.
+    pub sris: Vec<usize>,
 }
 
 impl Default for FakePlatform {
@@ -79,6 +82,7 @@ impl Default for FakePlatform {
             el1_syncs: 0,
             vmid_limit: 0xFF,
             core: 0,
+            sris: Vec::new(),
         }
     }
 }
@@ -236,6 +240,10 @@ impl Platform for FakePlatform {
 
     fn core_index(&self) -> usize {
         self.core
+    }
+
+    fn send_sri(&mut self) {
+        self.sris.push(self.core);
     }
 }
 
