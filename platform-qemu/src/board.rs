@@ -222,4 +222,8 @@ impl Platform for Qemu {
     fn core_index(&self) -> usize {
         arch_aarch64::cpu::core_index()
     }
+
+    fn send_sri(&mut self) {
+        arch_aarch64::sri::send_ns_sgi_to_self(spmc::notifications::SRI_INTID);
+    }
 }

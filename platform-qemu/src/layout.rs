@@ -22,6 +22,9 @@ pub struct Layout {
     /// bookkeeping, in proportion to how many partitions and TEEs the pool
     /// holds.
     pub heap_from_pool: u64,
+    /// The GICv3 redistributors' frames the SPMC maps (Device) to give the
+    /// schedule receiver interrupt's SGI to the normal world on each core.
+    pub gicr: (u64, u64),
 }
 
 /// QEMU `virt` (`secure=on,virtualization=on`): UART1 is the secure console
@@ -33,6 +36,8 @@ pub const VIRT: Layout = Layout {
     secure_managed: (0x0e30_0000, 0x0f00_0000),
     secure_ram: (0x0e00_0000, 0x0f00_0000),
     heap_from_pool: 1 << 20,
+    // 0x080a_0000, 128 KiB per core: the eight cores the SPMC supports.
+    gicr: (0x080a_0000, 0x081a_0000),
 };
 
 /// QEMU `sbsa-ref`: the secure UART at 0x6003_0000 (the normal world's is
@@ -45,6 +50,7 @@ pub const SBSA: Layout = Layout {
     secure_managed: (0x2030_0000, 0x3f00_0000),
     secure_ram: (0x2000_0000, 0x4000_0000),
     heap_from_pool: 64 << 20,
+    gicr: (0x4008_0000, 0x4018_0000),
 };
 
 /// The board this image is built for.

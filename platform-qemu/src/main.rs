@@ -15,6 +15,7 @@ extern crate alloc;
 mod board;
 mod layout;
 mod platform;
+mod sri;
 
 use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicBool, Ordering};

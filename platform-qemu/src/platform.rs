@@ -86,6 +86,7 @@ pub fn primary(manifest_addr: u64, core: usize) -> ! {
     register_secondary_entry();
     arch_aarch64::stage2::configure();
     arch_aarch64::vcpu::init_cpu();
+    crate::sri::give_to_normal_world();
     let board = Qemu::new(config.ns_memory.clone());
     let mut spmc = Spmc::new(config, board);
     spmc.load_partitions();
@@ -112,6 +113,7 @@ pub fn primary(manifest_addr: u64, core: usize) -> ! {
 pub fn secondary(core: usize) -> ! {
     arch_aarch64::stage2::configure();
     arch_aarch64::vcpu::init_cpu();
+    crate::sri::give_to_normal_world();
     log::debug!("core {core} on");
     let mut regs = Regs::with_func(func::MSG_WAIT);
     let next = match lock_live() {
@@ -161,7 +163,13 @@ fn run_vcpu(vcpu: spmc::vcpu::VcpuRef, ctx: *mut spmc::vcpu::Context, regs: &mut
         return Next::NormalWorld;
     };
     let next = match guard.as_mut() {
-        Some(spmc) => spmc.handle_exit(vcpu, regs),
+        Some(spmc) => {
+            let next = spmc.handle_exit(vcpu, regs);
+            if matches!(next, Next::NormalWorld) {
+                spmc.sri_on_return();
+            }
+            next
+        }
         None => Next::NormalWorld,
     };
     match next.lazy_state_after(vcpu) {
@@ -186,7 +194,13 @@ fn serve(mut regs: Regs, mut next: Next) -> ! {
                         Some(_) if fatal_probe(&regs) => {
                             panic!("fatal probe (test-only build): failing with the lock held")
                         }
-                        Some(spmc) => spmc.handle_spmd(&mut regs),
+                        Some(spmc) => {
+                            let next = spmc.handle_spmd(&mut regs);
+                            if matches!(next, Next::NormalWorld) {
+                                spmc.sri_on_return();
+                            }
+                            next
+                        }
                         None => {
                             regs = Regs::error(FfaError::NotSupported);
                             Next::NormalWorld
@@ -311,6 +325,12 @@ fn enable_mmu(config: &SpmcConfig) -> Result<(), MapError> {
         Region {
             start: SECURE_UART,
             end: SECURE_UART + 0x1000,
+            kind: Kind::Device,
+        },
+        // The redistributors, for the schedule receiver interrupt (`sri`).
+        Region {
+            start: BOARD.gicr.0 as usize,
+            end: BOARD.gicr.1 as usize,
             kind: Kind::Device,
         },
         // Partition packages and the secure pool.

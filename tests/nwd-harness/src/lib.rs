@@ -17,6 +17,7 @@ pub mod multicore;
 pub mod notify;
 pub mod partitions;
 pub mod report;
+pub mod sri;
 
 pub use baremetal::{ensure, ensure_eq, say};
 

@@ -307,6 +307,14 @@ pub const TPM_GET_INTERFACE_VERSION: u64 = 0x0f00_0001;
 pub const TPM_OK: u64 = 0x0500_0002;
 /// TPM CRB over FF-A interface version 1.0 (major in bits [31:16]).
 pub const TPM_INTERFACE_VERSION: u64 = 0x0001_0000;
+/// The 8-byte indirect message the TPM exception sends, before it answers,
+/// to a normal-world requester that has notifications (its bitmap exists:
+/// the partition's probe FFA_NOTIFICATION_SET of bit 63 is DENIED or
+/// succeeds rather than INVALID_PARAMETERS), with the "delay SRI" flag: the
+/// requester gets the RX-buffer-full framework notification and the
+/// schedule receiver interrupt as the answer reaches it (the `linux`
+/// stage's notification; docs/notifications.md).
+pub const TPM_GREETING: u64 = 0x7E57_6EE7_1A65_0001;
 
 /// Partition IDs of the test partitions in the QEMU image.
 pub mod ids {

@@ -66,7 +66,7 @@ mod secondary;
 use core::arch::asm;
 use core::panic::PanicInfo;
 
-use test_protocol::{TPM_GET_INTERFACE_VERSION, TPM_INTERFACE_VERSION, TPM_OK};
+use test_protocol::{TPM_GET_INTERFACE_VERSION, TPM_GREETING, TPM_INTERFACE_VERSION, TPM_OK};
 
 use commands::Sp;
 use ffa::{Kind, NARGS, Regs, Request};
@@ -197,6 +197,9 @@ fn respond(sp: &mut Sp, req: &Request) -> Regs {
     let tpm =
         req.x3_x4.1 == TPM_GET_INTERFACE_VERSION && (req.kind == Kind::Req2 || req.x3_x4.0 == 0);
     let (status, results) = if tpm {
+        if req.sender & 0x8000 == 0 {
+            greet(sp.id, req.sender);
+        }
         let mut out = [0; NARGS];
         if req.kind == Kind::Req2 {
             out[0] = TPM_INTERFACE_VERSION;
@@ -209,6 +212,31 @@ fn respond(sp: &mut Sp, req: &Request) -> Regs {
         sp.handle(req)
     };
     ffa::response(req.kind, sp.id, req.sender, status, &results)
+}
+
+/// The TPM exception's greeting ([`TPM_GREETING`]): to the normal-world
+/// endpoint `to` if it has notifications, an indirect message whose
+/// schedule receiver interrupt the SPMC delays until the answer reaches it.
+/// Answers are not checked: an endpoint without RX buffer or with a full
+/// one just misses the greeting.
+fn greet(me: u16, to: u16) {
+    let ids = (me as u64) << 16 | to as u64;
+    let probe = ffa::call(ffa::NOTIFICATION_SET, &[ids, 0, 0, 1 << 31]);
+    let has_bitmap =
+        ffa::ok(&probe) || (probe[0] == ffa::ERROR_32 && probe[2] as u32 as i32 == ffa::DENIED);
+    if !has_bitmap {
+        return;
+    }
+    let tx = ffa::Mailbox::Tx;
+    for off in (0..ffa::MSG_HEADER_SIZE).step_by(4) {
+        tx.write::<u32>(off, 0);
+    }
+    tx.write::<u32>(8, ffa::MSG_HEADER_SIZE as u32);
+    tx.write::<u32>(12, (me as u32) << 16 | to as u32);
+    tx.write::<u32>(16, 8);
+    tx.write::<u64>(ffa::MSG_HEADER_SIZE, TPM_GREETING);
+    // w2 bit 1: delay the schedule receiver interrupt.
+    let _ = ffa::call(ffa::MSG_SEND2, &[0, 2]);
 }
 
 /// FFA_MSG_WAIT with no flags (RX, if ours, goes back to the SPMC).
