@@ -499,7 +499,8 @@ fn rx_full() -> Outcome {
 /// (ours, now) with an indirect message first, "delay SRI" set
 /// (test_protocol::TPM_GREETING; the `linux` stage's notification): the
 /// SRI is pending when the answer is back, INFO_GET lists endpoint 0, GET
-/// returns "RX buffer full" and RX holds the greeting from the TPM.
+/// returns "RX buffer full" and RX holds the greeting (sent by sp1 for
+/// the TPM partition, which has no indirect messaging).
 fn tpm_greeting() -> Outcome {
     crate::sri::clear();
     let r = ffa::req64(
@@ -520,7 +521,7 @@ fn tpm_greeting() -> Outcome {
     let sender = ffa::rx_u16(14);
     let greeting = u64::from_le_bytes(ffa::rx_bytes::<8>(40));
     let release = call(ffa::RX_RELEASE, &[]);
-    ensure_eq!(sender, ids::TPM, "the message's sender");
+    ensure_eq!(sender, ids::SP1, "the message's sender (sp1, for the TPM)");
     ensure_eq!(greeting, test_protocol::TPM_GREETING, "the greeting");
     ensure_eq!(release[0], ffa::SUCCESS_32, "RX_RELEASE");
     Ok(())

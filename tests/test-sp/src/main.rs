@@ -66,7 +66,9 @@ mod secondary;
 use core::arch::asm;
 use core::panic::PanicInfo;
 
-use test_protocol::{TPM_GET_INTERFACE_VERSION, TPM_GREETING, TPM_INTERFACE_VERSION, TPM_OK};
+use test_protocol::{
+    TPM_GET_INTERFACE_VERSION, TPM_GREETING, TPM_INTERFACE_VERSION, TPM_OK, cmd, ids,
+};
 
 use commands::Sp;
 use ffa::{Kind, NARGS, Regs, Request};
@@ -215,8 +217,9 @@ fn respond(sp: &mut Sp, req: &Request) -> Regs {
 }
 
 /// The TPM exception's greeting ([`TPM_GREETING`]): to the normal-world
-/// endpoint `to` if it has notifications, an indirect message whose
-/// schedule receiver interrupt the SPMC delays until the answer reaches it.
+/// endpoint `to` if it has notifications, an indirect message from sp1
+/// whose schedule receiver interrupt the SPMC delays until the answer
+/// reaches it.
 /// Answers are not checked: an endpoint without RX buffer or with a full
 /// one just misses the greeting.
 fn greet(me: u16, to: u16) {
@@ -227,16 +230,13 @@ fn greet(me: u16, to: u16) {
     if !has_bitmap {
         return;
     }
-    let tx = ffa::Mailbox::Tx;
-    for off in (0..ffa::MSG_HEADER_SIZE).step_by(4) {
-        tx.write::<u32>(off, 0);
-    }
-    tx.write::<u32>(8, ffa::MSG_HEADER_SIZE as u32);
-    tx.write::<u32>(12, (me as u32) << 16 | to as u32);
-    tx.write::<u32>(16, 8);
-    tx.write::<u64>(ffa::MSG_HEADER_SIZE, TPM_GREETING);
-    // w2 bit 1: delay the schedule receiver interrupt.
-    let _ = ffa::call(ffa::MSG_SEND2, &[0, 2]);
+    // The TPM partition has no indirect messaging: sp1 sends it, asked with
+    // a direct request (flags 2: delay the schedule receiver interrupt).
+    let x1 = (me as u64) << 16 | ids::SP1 as u64;
+    let _ = ffa::call(
+        ffa::MSG_SEND_DIRECT_REQ_64,
+        &[x1, 0, cmd::SEND2, to as u64, TPM_GREETING, 2],
+    );
 }
 
 /// FFA_MSG_WAIT with no flags (RX, if ours, goes back to the SPMC).
