@@ -19,6 +19,7 @@ pub mod notify;
 pub mod nsirq;
 pub mod partitions;
 pub mod report;
+pub mod sri;
 
 pub use baremetal::{ensure, ensure_eq, say};
 

@@ -52,8 +52,9 @@ pub mod cmd {
     /// result0 = w0, result1 = count (w2), result2 = descriptor size (w3),
     /// result3 = the first descriptor's ID (then the partition releases its RX).
     pub const PARTINFO: u64 = 0x1C;
-    /// Send an indirect message (FFA_MSG_SEND2) of 8 bytes (arg1) to endpoint arg0:
-    /// result0 = w0, result1 = w2.
+    /// Send an indirect message (FFA_MSG_SEND2) of 8 bytes (arg1) to endpoint arg0,
+    /// with FFA_MSG_SEND2 flags arg2 (bit 1: delay the schedule receiver
+    /// interrupt): result0 = w0, result1 = w2.
     pub const SEND2: u64 = 0x1D;
     /// Last indirect message the partition received: result0 = sender, result1 = the
     /// first 8 payload bytes, result2 = size, result3 = messages received so far.
@@ -363,6 +364,15 @@ pub const TPM_GET_INTERFACE_VERSION: u64 = 0x0f00_0001;
 pub const TPM_OK: u64 = 0x0500_0002;
 /// TPM CRB over FF-A interface version 1.0 (major in bits [31:16]).
 pub const TPM_INTERFACE_VERSION: u64 = 0x0001_0000;
+/// The 8-byte indirect message the TPM exception has sp1 send (`cmd::SEND2`:
+/// the TPM partition has no indirect messaging), before it answers, to a
+/// normal-world requester that has notifications (its bitmap exists:
+/// the partition's probe FFA_NOTIFICATION_SET of bit 63 is DENIED or
+/// succeeds rather than INVALID_PARAMETERS), with the "delay SRI" flag: the
+/// requester gets the RX-buffer-full framework notification and the
+/// schedule receiver interrupt as the answer reaches it (the `linux`
+/// stage's notification; docs/notifications.md).
+pub const TPM_GREETING: u64 = 0x7E57_6EE7_1A65_0001;
 
 /// Partition IDs of the test partitions in the QEMU image.
 pub mod ids {
