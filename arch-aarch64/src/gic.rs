@@ -24,6 +24,12 @@ const FIRST_SPECIAL: u32 = 1020;
 /// pending (a spurious INTID). With EOImode 1 ([`init_cpu`]) the
 /// interrupt stays active after [`end_priority`] until deactivated.
 pub fn acknowledge_group1() -> Option<u32> {
+    // At non-secure EL2 (the GIC-400 of the Raspberry Pi 4: GICv2, no
+    // system-register interface) there is no secure interrupt to take, and
+    // ICC_IAR1_EL1 would be UNDEFINED.
+    if cfg!(feature = "ns-el2") {
+        return None;
+    }
     let iar: u64;
     // SAFETY: reading ICC_IAR1_EL1 acknowledges an interrupt, the effect
     // wanted; TF-A enabled the system-register interface (ICC_SRE_EL2.SRE).

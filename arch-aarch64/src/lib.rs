@@ -30,6 +30,7 @@ pub mod guarded;
 pub mod heap;
 pub mod mmu;
 pub mod smc;
+pub mod sri;
 pub mod stage2;
 pub mod sysreg;
 pub mod vcpu;

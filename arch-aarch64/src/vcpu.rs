@@ -493,6 +493,12 @@ pub unsafe fn run(ctx: &mut Context) {
     // other world's interrupt to hold back: the image enables no interrupt
     // source, and a general VM's would be its own layer's to queue.
     let queued = (ctx.ns_interrupts_queued && !cfg!(feature = "ns-el2")).then(mask_ns_interrupts);
+    // A managed exit's virtual IRQ/FIQ (the core's `ns_interrupts`) is
+    // raised for this run only and lowered before anything else runs.
+    let lines = ctx.virtual_lines;
+    if lines != 0 {
+        raise_virtual_lines(lines);
+    }
     let s2 = (ctx.vsttbr, ctx.vttbr);
     if st.stage2 != s2 {
         // SAFETY: the caller vouches for the stage-2 roots; no EL1 code runs
@@ -522,9 +528,50 @@ pub unsafe fn run(ctx: &mut Context) {
     if vgic {
         crate::gic::save(&mut ctx.vgic);
     }
+    if lines != 0 {
+        lower_virtual_lines();
+    }
     if let Some(pmr) = queued {
         restore_priority_mask(pmr);
     }
+}
+
+/// HCR_EL2.VI: a virtual IRQ is pending at EL1 (taken when PSTATE.I is
+/// clear; with HCR_EL2.IMO set, as it is while partitions run).
+const HCR_VI: u64 = 1 << 7;
+/// HCR_EL2.VF: a virtual FIQ is pending at EL1 (HCR_EL2.FMO is set too).
+const HCR_VF: u64 = 1 << 6;
+
+/// Raises the virtual interrupt lines `lines` (`Context::virtual_lines`:
+/// `VIRTUAL_IRQ`, `VIRTUAL_FIQ`) for the vCPU about to run on this core,
+/// through HCR_EL2.VI/VF (Arm ARM D1.3.6, "Virtual interrupts"): the
+/// simplest injection, with no interrupt ID; the partition's handler takes
+/// it and answers with an FF-A call, which the SPMC sees. The one place a
+/// virtual interrupt line is raised outside the GIC's list registers.
+#[cold]
+#[inline(never)]
+fn raise_virtual_lines(lines: u8) {
+    let mut bits = 0;
+    if lines & spmc::vcpu::VIRTUAL_IRQ != 0 {
+        bits |= HCR_VI;
+    }
+    if lines & spmc::vcpu::VIRTUAL_FIQ != 0 {
+        bits |= HCR_VF;
+    }
+    // SAFETY: VI/VF only make a virtual interrupt pending at EL1&0, which
+    // runs next with the vCPU the lines belong to; `lower_virtual_lines`
+    // clears them before this core runs anything else at EL1.
+    unsafe { sysreg::write_hcr_el2(sysreg::read_hcr_el2() | bits) };
+    sysreg::isb();
+}
+
+/// Lowers both virtual interrupt lines again.
+#[cold]
+#[inline(never)]
+fn lower_virtual_lines() {
+    // SAFETY: clearing VI/VF only withdraws virtual interrupts at EL1&0.
+    unsafe { sysreg::write_hcr_el2(sysreg::read_hcr_el2() & !(HCR_VI | HCR_VF)) };
+    sysreg::isb();
 }
 
 /// Priority mask that lets only secure interrupts through: seen from the

@@ -249,4 +249,8 @@ impl Platform for Qemu {
     fn deactivate_interrupt(&mut self, intid: u32) {
         arch_aarch64::gic::deactivate(intid);
     }
+
+    fn send_sri(&mut self) {
+        arch_aarch64::sri::send_ns_sgi_to_self(spmc::notifications::SRI_INTID);
+    }
 }

@@ -16,6 +16,7 @@ mod board;
 mod gic;
 mod layout;
 mod platform;
+mod sri;
 
 use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicBool, Ordering};

@@ -94,6 +94,7 @@ pub fn primary(manifest_addr: u64, core: usize) -> ! {
     arch_aarch64::stage2::configure();
     arch_aarch64::vcpu::init_cpu();
     arch_aarch64::gic::init_cpu();
+    crate::sri::give_to_normal_world();
     let board = Qemu::new(config.ns_memory.clone());
     let mut spmc = Spmc::new(config, board);
     spmc.contexts().set_fail_gate(&FAILED);
@@ -123,6 +124,7 @@ pub fn secondary(core: usize) -> ! {
     arch_aarch64::stage2::configure();
     arch_aarch64::vcpu::init_cpu();
     arch_aarch64::gic::init_cpu();
+    crate::sri::give_to_normal_world();
     log::debug!("core {core} on");
     let mut regs = Regs::with_func(func::MSG_WAIT);
     let next = match lock_live() {
@@ -217,7 +219,13 @@ fn run_vcpu(vcpu: VcpuRef, ctx: *mut spmc::vcpu::Context, regs: &mut Regs) -> Ne
         return Next::NormalWorld;
     };
     let next = match guard.as_mut() {
-        Some(spmc) => spmc.handle_exit(vcpu, regs),
+        Some(spmc) => {
+            let next = spmc.handle_exit(vcpu, regs);
+            if matches!(next, Next::NormalWorld) {
+                spmc.sri_on_return();
+            }
+            next
+        }
         None => Next::NormalWorld,
     };
     let d = next.lazy_state_after(vcpu);
@@ -249,7 +257,13 @@ fn serve(mut regs: Regs, mut next: Next) -> ! {
                             Some(_) if fatal_probe(&regs) => {
                                 panic!("fatal probe (test-only build): failing with the lock held")
                             }
-                            Some(spmc) => spmc.handle_spmd(&mut regs),
+                            Some(spmc) => {
+                                let next = spmc.handle_spmd(&mut regs);
+                                if matches!(next, Next::NormalWorld) {
+                                    spmc.sri_on_return();
+                                }
+                                next
+                            }
                             None => {
                                 regs = Regs::error(FfaError::NotSupported);
                                 Next::NormalWorld

@@ -16,6 +16,7 @@ extern crate alloc;
 #[path = "../../platform-qemu/src/board.rs"]
 mod board;
 mod checks;
+mod gic;
 mod layout;
 mod platform;
 mod users;

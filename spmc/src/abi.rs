@@ -523,8 +523,13 @@ impl<P: Platform> Spmc<P> {
         self.set_rx_state(to, RxState::Full);
         // The receiver learns of it through the SPM framework notification
         // "RX buffer full" (DEN0077 v1.2 §10.5.1), if it has bitmaps.
-        self.notifications
-            .set_framework(receiver, crate::notifications::FWK_RX_FULL);
+        if self
+            .notifications
+            .set_framework(receiver, crate::notifications::FWK_RX_FULL)
+        {
+            // w2 bit 1: delay the schedule receiver interrupt (§15.6).
+            self.notify_scheduler(receiver, args.w(2) & 0x2 != 0);
+        }
         debug!("indirect message {sender:#06x} -> {receiver:#06x}, {size} bytes");
         Ok(Regs::with_func(func::SUCCESS_32))
     }

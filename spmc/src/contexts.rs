@@ -315,6 +315,9 @@ impl Contexts {
             req2: false,
         }));
         vcpu.on_core = true;
+        // The manifest's `ns-interrupts-action` (`spmc::ns_interrupts`): a
+        // request from the normal world heads its call chain.
+        vcpu.ctx.ns_interrupts_queued = vcpu.request_queued;
         vcpu.ctx.x[..8].copy_from_slice(&regs.0[..8]);
         Fast::Done(Next::Run {
             vcpu: v,
@@ -355,10 +358,13 @@ impl Contexts {
                 return Fast::Slow;
             }
             let ctx = &vcpu.ctx;
+            // A call during a managed exit is the manager's
+            // (`Spmc::call_during_managed_exit`).
             if ctx.exit.vector != 0
                 || ctx.exit.esr >> 26 != crate::vcpu::ec::SMC64
                 || ctx.x[0] != func::MSG_SEND_DIRECT_RESP_64 as u64
                 || ctx.x[2] != 0
+                || ctx.managed_exit != 0
             {
                 return Fast::Slow;
             }
@@ -376,6 +382,10 @@ impl Contexts {
             // injected before an FF-A call were handled.
             ctx.pc += 4;
             ctx.injected_faults = 0;
+            // The response ends its request: no managed exit is pending,
+            // and the normal world's interrupts are taken again.
+            ctx.virtual_lines = 0;
+            ctx.ns_interrupts_queued = false;
             regs.0[..8].copy_from_slice(&ctx.x[..8]);
             vcpu.state = VcpuState::Waiting;
         }

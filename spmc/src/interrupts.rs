@@ -188,7 +188,9 @@ impl<P: Platform> Spmc<P> {
     pub(crate) fn interrupt_exit(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
         match self.platform.acknowledge_secure_interrupt() {
             Some(intid) => self.deliver(intid, Some(v), regs),
-            None => self.preempt_for_interrupt(v, regs),
+            // Nothing secure pending: the normal world's interrupt, handled
+            // as the partition's `ns-interrupts-action` says.
+            None => self.ns_interrupt(v, regs),
         }
     }
 

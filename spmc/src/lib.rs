@@ -36,6 +36,7 @@ pub mod memmap;
 pub mod messaging;
 pub mod multicore;
 pub mod notifications;
+pub mod ns_interrupts;
 pub mod partition;
 pub mod platform;
 pub mod policy;

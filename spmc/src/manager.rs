@@ -542,9 +542,11 @@ impl<P: Platform> Spmc<P> {
         } else {
             0
         };
+        let queued = p.config.ns_interrupts.queues();
         for index in 0..p.vcpu_count {
             if let Some(v) = self.contexts.lock(VcpuRef { slot, index }).as_mut() {
                 v.fast = fast;
+                v.request_queued = queued;
             }
         }
     }
@@ -796,6 +798,10 @@ impl<P: Platform> Spmc<P> {
     /// fast path of another core, which may just have taken it: that is
     /// BUSY, as for any vCPU that runs.
     pub(crate) fn set_state(&mut self, v: VcpuRef, to: VcpuState) -> Result<(), FfaError> {
+        // Initialisation runs with normal-world interrupts queued (see
+        // `Context::ns_interrupts_queued`); other states as the manifest's
+        // `ns-interrupts-action` and the call chain say (`ns_interrupts`).
+        let queued = self.runs_queued(v, to);
         let mut vcpu = self.vcpu(v);
         if matches!(vcpu.state, VcpuState::Running(_)) && matches!(to, VcpuState::Running(_)) {
             debug!("vCPU {v:?} is running already");
@@ -805,17 +811,14 @@ impl<P: Platform> Spmc<P> {
             log::error!("vCPU {v:?}: illegal transition {:?} -> {:?}", e.from, e.to);
             FfaError::Denied
         })?;
-        // Initialisation runs with normal-world interrupts queued (see
-        // `Context::ns_interrupts_queued`); every other state takes them.
-        vcpu.ctx.ns_interrupts_queued = matches!(
+        if !matches!(
             to,
-            VcpuState::Running(
-                RunReason::Boot
-                    | RunReason::Create { .. }
-                    | RunReason::Power { .. }
-                    | RunReason::SecureInterrupt
-            )
-        );
+            VcpuState::Running(_) | VcpuState::Blocked(_) | VcpuState::Preempted(..)
+        ) {
+            // No request left to answer: a pending managed exit ends.
+            Self::end_managed_exit(&mut vcpu.ctx);
+        }
+        vcpu.ctx.ns_interrupts_queued = queued;
         Ok(())
     }
 
@@ -955,7 +958,11 @@ impl<P: Platform> Spmc<P> {
                 ctx.pc += 4;
                 // Faults injected before an FF-A call were handled.
                 ctx.injected_faults = 0;
+                let managed_exit = ctx.managed_exit != 0;
                 drop(vcpu);
+                if managed_exit {
+                    return self.call_during_managed_exit(v, regs);
+                }
                 return self.call_exit(v, regs);
             }
         }
@@ -966,7 +973,7 @@ impl<P: Platform> Spmc<P> {
     /// response to a direct request, or any other call.
     #[inline(always)]
     #[cfg_attr(spmc_hot, optimize(speed))]
-    fn call_exit(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
+    pub(crate) fn call_exit(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
         let x0 = self.vcpu(v).ctx.x[0];
         // The 64-bit response first (compared on all of x0 so that the
         // compiler keeps it apart from the other tests).
@@ -1001,7 +1008,11 @@ impl<P: Platform> Spmc<P> {
                     vcpu.ctx.pc += 4;
                 }
                 vcpu.ctx.injected_faults = 0;
+                let managed_exit = vcpu.ctx.managed_exit != 0;
                 drop(vcpu);
+                if managed_exit {
+                    return self.call_during_managed_exit(v, regs);
+                }
                 self.call_exit(v, regs)
             }
             Exit::Interrupt => self.interrupt_exit(v, regs),

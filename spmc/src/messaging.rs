@@ -125,6 +125,12 @@ impl<P: Platform> Spmc<P> {
         if self.interrupts.has_pending() {
             self.pending_interrupts_to(v);
         }
+        // The manifest's `ns-interrupts-action` (`ns_interrupts`): a request
+        // from the normal world heads its call chain.
+        let queued = self.partitions[v.slot as usize]
+            .config
+            .ns_interrupts
+            .queues();
         let mut vcpu = self.vcpu(v);
         // `pick_vcpu` saw it waiting, but the fast path of another core
         // may have taken it since (a UP partition's context): checked
@@ -133,6 +139,7 @@ impl<P: Platform> Spmc<P> {
             drop(vcpu);
             return self.finish_nwd(regs, Err(FfaError::Busy));
         }
+        vcpu.ctx.ns_interrupts_queued = queued;
         vcpu.state = VcpuState::Running(reason);
         vcpu.on_core = true;
         let ctx = &mut vcpu.ctx;
@@ -261,6 +268,10 @@ impl<P: Platform> Spmc<P> {
         }
         // Running(Request) -> Waiting is always legal; `become_` checks it anyway.
         let _ = vcpu.state.become_(VcpuState::Waiting);
+        // This response ends a pending managed exit (`ns_interrupts`): the
+        // virtual line goes down and the normal world's interrupt is taken.
+        Self::end_managed_exit(&mut vcpu.ctx);
+        vcpu.ctx.ns_interrupts_queued = false;
         let ctx = &vcpu.ctx;
         match caller {
             Caller::NormalWorld { .. } => {

@@ -19,10 +19,15 @@
 //! instance is destroyed, the VM's bitmap goes with it and every binding of
 //! the instance (and of the VM) is dropped with its pending bits.
 //!
-//! Not implemented (issue 12 item 1-2): the schedule receiver interrupt is
-//! not sent to the normal world and the notification pending interrupt is
-//! not injected into partitions; receivers poll with FFA_NOTIFICATION_INFO_GET
-//! (normal world) or FFA_NOTIFICATION_GET (partitions). See docs/notifications.md.
+//! The schedule receiver interrupt (SRI, DEN0077 v1.2 chapter 10): when a notification (or the
+//! SPM framework notification "RX buffer full") becomes pending for a
+//! normal-world receiver, the core asks the platform to raise the SRI on the
+//! core the sender runs on ([`Platform::send_sri`]), at once, or, when the
+//! sender set the "delay SRI" flag, when that core next returns to the normal
+//! world ([`Spmc::sri_on_return`]), as Hafnium does. Not implemented: the
+//! notification pending interrupt is not injected into partitions (it needs
+//! the GIC's virtual interface, issue 12 item 2); partitions poll with
+//! FFA_NOTIFICATION_GET. See docs/notifications.md.
 
 use log::debug;
 
@@ -156,6 +161,9 @@ impl Bitmap {
 #[derive(Debug, Default)]
 pub struct Notifications {
     bitmaps: ChunkVec<Bitmap>,
+    /// Cores (bit n: core n) owing the normal world a delayed schedule
+    /// receiver interrupt, sent when the core returns to it.
+    sri_delayed: u64,
 }
 
 impl Notifications {
@@ -198,11 +206,60 @@ impl Notifications {
     }
 
     /// Sets the SPM framework notification `bits` for `owner`, if it has a
-    /// bitmap (§10.5.1).
-    pub fn set_framework(&mut self, owner: PartitionId, bits: u32) {
-        if let Some(b) = self.get_mut(owner) {
-            b.framework |= bits;
-            b.framework_reported = false;
+    /// bitmap (§10.5.1); says whether it has one.
+    pub fn set_framework(&mut self, owner: PartitionId, bits: u32) -> bool {
+        match self.get_mut(owner) {
+            Some(b) => {
+                b.framework |= bits;
+                b.framework_reported = false;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl<P: Platform> Spmc<P> {
+    /// A notification became pending for the normal-world receiver
+    /// `receiver`: the schedule receiver interrupt goes to the normal world
+    /// on this core (chapter 10; Hafnium sends it to the core the sender runs
+    /// on), now, or when this core returns to the normal world if `delay`
+    /// (FFA_NOTIFICATION_SET and FFA_MSG_SEND2 flag bit 1). Receivers in the
+    /// secure world get none: their scheduler is the normal world's caller,
+    /// who learns of them through FFA_NOTIFICATION_INFO_GET.
+    pub(crate) fn notify_scheduler(&mut self, receiver: PartitionId, delay: bool) {
+        if is_secure_id(receiver) {
+            return;
+        }
+        let core = self.platform.core_index();
+        if delay && core < 64 {
+            self.notifications.sri_delayed |= 1 << core;
+            // The fast path would return to the normal world without it.
+            self.contexts
+                .set_attention(crate::contexts::Attention::SriDelayed, true);
+        } else {
+            self.platform.send_sri();
+        }
+    }
+
+    /// The platform calls this when this core's next step is the normal
+    /// world (`Next::NormalWorld`): a schedule receiver interrupt delayed on
+    /// this core is sent now (the "delay SRI" flag of §13.16 and §15.6). Costs one bit
+    /// test when there is none.
+    #[inline(always)]
+    pub fn sri_on_return(&mut self) {
+        if self.notifications.sri_delayed != 0 {
+            let bit = 1u64
+                .checked_shl(self.platform.core_index() as u32)
+                .unwrap_or(0);
+            if self.notifications.sri_delayed & bit != 0 {
+                self.notifications.sri_delayed &= !bit;
+                self.platform.send_sri();
+                if self.notifications.sri_delayed == 0 {
+                    self.contexts
+                        .set_attention(crate::contexts::Attention::SriDelayed, false);
+                }
+            }
         }
     }
 }
@@ -449,8 +506,7 @@ impl<P: Platform> Spmc<P> {
             b.pending |= mask;
             b.reported &= !mask;
         }
-        // Here the schedule receiver interrupt would go to the normal world
-        // (unless delayed): not implemented, see the module documentation.
+        self.notify_scheduler(receiver, flags & DELAY_SRI != 0);
         Ok(Regs::success32(0))
     }
 

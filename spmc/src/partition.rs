@@ -41,6 +41,11 @@ pub struct Vcpu {
     /// partition is booted, not aborted and takes direct requests (0: every
     /// call for it goes to the manager).
     pub fast: u64,
+    /// Whether a direct request from the normal world runs it with the
+    /// normal world's interrupts queued (its manifest's
+    /// `ns-interrupts-action`, `spmc::ns_interrupts`): what the fast path
+    /// sets, as the manager does.
+    pub request_queued: bool,
     /// Its instance was destroyed while it was on this core: the context
     /// goes when the core releases it.
     pub freed: bool,
@@ -54,6 +59,7 @@ impl Vcpu {
             ctx,
             on_core: false,
             fast: 0,
+            request_queued: false,
             freed: false,
         }
     }

@@ -70,6 +70,13 @@ pub trait Platform {
         0xFF
     }
 
+    /// Raises the schedule receiver interrupt (DEN0077 v1.2 chapter 10, the SGI
+    /// [`crate::notifications::SRI_INTID`]) for the normal world on this
+    /// core: on a GICv3, a Group 1 non-secure SGI to the core itself. The
+    /// default does nothing (a platform whose normal world has no such
+    /// interrupt; its receivers poll FFA_NOTIFICATION_INFO_GET).
+    fn send_sri(&mut self) {}
+
     /// The linear index of the core this call runs on (0 for the primary
     /// core on QEMU virt): context n of an MP partition runs on core n only.
     fn core_index(&self) -> usize;

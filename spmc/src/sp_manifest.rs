@@ -318,6 +318,58 @@ pub struct PartitionConfig {
     /// `notification-support`: the partition receives notifications
     /// (its bitmaps exist from creation; DEN0077 v1.2 §10.2).
     pub notification_support: bool,
+    /// `ns-interrupts-action` (and `managed-exit-virq`): what the SPMC does
+    /// with a normal-world interrupt that arrives while the partition runs
+    /// (DEN0077 v1.2 §9, docs/interrupts.md "Normal-world interrupts").
+    pub ns_interrupts: NsInterruptAction,
+}
+
+/// What the SPMC does with a normal-world (non-secure) physical interrupt
+/// that arrives while the partition runs: the partition manifest's
+/// `ns-interrupts-action` (FF-A manifest binding; DEN0077 v1.2 §9 "Non-secure
+/// interrupt signaling"). The order is from least to most permissive: in a
+/// call chain a less permissive action of a caller takes precedence
+/// ([`NsInterruptAction::Queued`] anywhere in the chain queues it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NsInterruptAction {
+    /// 0: the interrupt stays pending until the partition gives the core
+    /// back (its response, FFA_MSG_WAIT, FFA_YIELD); then the normal world
+    /// takes it.
+    Queued,
+    /// 1: signalled after a managed exit: the SPMC injects a virtual
+    /// interrupt (vFIQ, or vIRQ with `managed-exit-virq`), the partition
+    /// answers its current direct request, and the normal world then takes
+    /// the interrupt.
+    ManagedExit {
+        /// `managed-exit-virq`: signal it as a virtual IRQ, not a virtual FIQ.
+        virq: bool,
+    },
+    /// 2: signalled: the partition is preempted at once (FFA_INTERRUPT to the
+    /// normal world, resumed with FFA_RUN). The default when the manifest
+    /// names no action (as Hafnium does).
+    #[default]
+    Signalled,
+}
+
+impl NsInterruptAction {
+    /// The manifest's `ns-interrupts-action` value, the legacy FF-A v1.0
+    /// `managed-exit` flag and `managed-exit-virq` (read only for a managed
+    /// exit, as Hafnium does). `None` for a value the binding does not define.
+    pub fn from_manifest(
+        action: Option<u32>,
+        legacy_managed_exit: bool,
+        virq: bool,
+    ) -> Option<Self> {
+        if legacy_managed_exit {
+            return Some(Self::ManagedExit { virq });
+        }
+        match action {
+            Some(0) => Some(Self::Queued),
+            Some(1) => Some(Self::ManagedExit { virq }),
+            None | Some(2) => Some(Self::Signalled),
+            Some(_) => None,
+        }
+    }
 }
 
 impl PartitionConfig {
@@ -413,6 +465,8 @@ pub enum SpError {
         /// Its owner.
         owner: PartitionId,
     },
+    /// `ns-interrupts-action` is not 0, 1 or 2.
+    NsInterruptsAction(u32),
     /// A device region reaches secure memory the SPMC knows (its image, a
     /// package, the pool, or other secure RAM of the platform).
     DeviceOverSecureMemory {
@@ -467,6 +521,10 @@ impl fmt::Display for SpError {
                     "interrupt {id} is already owned by partition {owner:#06x}"
                 )
             }
+            Self::NsInterruptsAction(v) => write!(
+                f,
+                "ns-interrupts-action {v} is not 0 (queued), 1 (managed exit) or 2 (signalled)"
+            ),
             Self::DeviceOverSecureMemory { region, what } => {
                 write!(f, "device region `{region}` overlaps {what}")
             }
@@ -686,6 +744,17 @@ pub fn parse_manifest(blob: &[u8], fallback_name: &str) -> Result<PartitionConfi
         return Err(SpError::Bad("vm-availability-messages"));
     }
 
+    // DEN0077 v1.2 §9 / FF-A manifest binding: `ns-interrupts-action`
+    // (0 queued, 1 managed exit, 2 signalled), the v1.0 `managed-exit` flag
+    // it supersedes, and `managed-exit-virq` (empty). Managed exit is for
+    // S-EL1 partitions only (an S-EL0 one has no virtual interrupt to take;
+    // Hafnium refuses it too): every partition accepted here is S-EL1.
+    let ns_raw = u32_prop(&root, "ns-interrupts-action")?;
+    let legacy_me = empty_flag(&root, "managed-exit")?;
+    let virq = empty_flag(&root, "managed-exit-virq")?;
+    let ns_interrupts = NsInterruptAction::from_manifest(ns_raw, legacy_me, virq)
+        .ok_or(SpError::NsInterruptsAction(ns_raw.unwrap_or(0)))?;
+
     let mut memory = Vec::new();
     if let Some(regions) = root.child("memory-regions") {
         for node in regions.children() {
@@ -753,5 +822,15 @@ pub fn parse_manifest(blob: &[u8], fallback_name: &str) -> Result<PartitionConfi
         vm_availability,
         power_messages: PowerMessages(power_messages),
         notification_support: root.property("notification-support").is_some(),
+        ns_interrupts,
     })
+}
+
+/// An empty (flag) property: present or not; a value is refused.
+fn empty_flag(node: &FdtNode<'_>, name: &'static str) -> Result<bool, SpError> {
+    match node.property(name) {
+        None => Ok(false),
+        Some(p) if p.value().is_empty() => Ok(true),
+        Some(_) => Err(SpError::Bad(name)),
+    }
 }

@@ -75,6 +75,9 @@ pub struct FakePlatform {
     pub deactivated: Vec<u32>,
     /// Interrupts the SPMC disabled, in order.
     pub disabled: Vec<u32>,
+    /// The core of each schedule receiver interrupt the core raised
+    /// ([`Platform::send_sri`]), in order.
+    pub sris: Vec<usize>,
 }
 
 impl Default for FakePlatform {
@@ -93,6 +96,7 @@ impl Default for FakePlatform {
             configured: Vec::new(),
             deactivated: Vec::new(),
             disabled: Vec::new(),
+            sris: Vec::new(),
         }
     }
 }
@@ -273,6 +277,10 @@ impl Platform for FakePlatform {
 
     fn deactivate_interrupt(&mut self, intid: u32) {
         self.deactivated.push(intid);
+    }
+
+    fn send_sri(&mut self) {
+        self.sris.push(self.core);
     }
 }
 

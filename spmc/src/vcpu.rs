@@ -116,6 +116,15 @@ pub struct Context {
     /// [`VirtualGic::live`] is set, so partitions without interrupts pay
     /// nothing).
     pub vgic: VirtualGic,
+    /// Virtual interrupt lines the platform raises while the vCPU runs
+    /// ([`VIRTUAL_IRQ`], [`VIRTUAL_FIQ`]; on aarch64 HCR_EL2.VI/VF): the
+    /// managed-exit signal (`crate::ns_interrupts`). Lowered when the
+    /// managed exit ends.
+    pub virtual_lines: u8,
+    /// A managed exit is signalled and not yet answered: 1 + the FF-A calls
+    /// the vCPU made since (0: none). Bounded by
+    /// `ns_interrupts::MANAGED_EXIT_CALLS`.
+    pub managed_exit: u8,
 }
 
 /// Number of list registers the SPMC uses (GICv3 has at least 4;
@@ -222,6 +231,11 @@ impl VirtualGic {
         }
     }
 }
+
+/// [`Context::virtual_lines`]: a virtual IRQ is pending.
+pub const VIRTUAL_IRQ: u8 = 1 << 0;
+/// [`Context::virtual_lines`]: a virtual FIQ is pending.
+pub const VIRTUAL_FIQ: u8 = 1 << 1;
 
 impl Context {
     /// A context that starts at `pc` with everything else at reset values.

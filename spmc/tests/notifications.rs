@@ -559,3 +559,97 @@ fn features_report_notifications_and_the_sri() {
         assert!(ok(&nwd_now(&mut s, &[func::FEATURES as u64, f])), "{f:#x}");
     }
 }
+
+/// Partition `id` makes `call` while handling a direct request from `vm`;
+/// returns its answer and the schedule receiver interrupts raised by the
+/// time the call returned to the partition (before it responds), then the
+/// partition responds and the core goes back to the normal world, calling
+/// `sri_on_return` as the platform does.
+fn as_sp_sris(s: &mut Spmc<FakePlatform>, vm: u16, id: u16, call: &[u64]) -> (Regs, Vec<usize>) {
+    let (next, mut regs) = nwd(s, &[REQ64, ids(vm, id), 0, 0]);
+    let v = running(&next);
+    sp_call(s, v, call, &mut regs);
+    let during = s.platform().sris.clone();
+    let r = Regs::from_slice(&s.vcpu_context_mut(v).x[..18]);
+    let n = sp_call(s, v, &[RESP64, ids(id, vm), 0, 0], &mut regs);
+    assert!(matches!(n, Next::NormalWorld));
+    s.sri_on_return();
+    (r, during)
+}
+
+#[test]
+fn sri_raised_at_once_for_a_vm_receiver_on_the_senders_core() {
+    let mut s = world();
+    assert!(ok(&nwd_now(&mut s, &[BIND, ids(SP1, 0), 0, 1, 0])));
+    let (r, during) = as_sp_sris(&mut s, 0, SP1, &[SET, ids(SP1, 0), 0, 1, 0]);
+    assert!(ok(&r), "{r:?}");
+    assert_eq!(during, vec![0], "raised during the SET, on core 0");
+    assert_eq!(s.platform().sris, vec![0], "and only once");
+    // Nothing delayed is owed: returning again sends nothing.
+    s.sri_on_return();
+    assert_eq!(s.platform().sris, vec![0]);
+    assert!(ok(&nwd_now(&mut s, &[GET, 0, 1])));
+}
+
+#[test]
+fn delayed_sri_waits_for_the_return_to_the_normal_world() {
+    let mut s = world();
+    assert!(ok(&nwd_now(&mut s, &[BIND, ids(SP1, 0), 0, 1, 0])));
+    s.platform_mut().core = 0;
+    let (r, during) = as_sp_sris(&mut s, 0, SP1, &[SET, ids(SP1, 0), 2, 1, 0]);
+    assert!(ok(&r), "{r:?}");
+    assert!(during.is_empty(), "not while the sender runs: {during:?}");
+    assert_eq!(s.platform().sris, vec![0], "sent when the core returned");
+    s.sri_on_return();
+    assert_eq!(s.platform().sris, vec![0], "once");
+    // A delayed SRI owed on core 0 is not sent by another core's return.
+    assert!(ok(&nwd_now(&mut s, &[GET, 0, 1])));
+    let (next, mut regs) = nwd(&mut s, &[REQ64, ids(0, SP1), 0, 0]);
+    let v = running(&next);
+    sp_call(&mut s, v, &[SET, ids(SP1, 0), 2, 1, 0], &mut regs);
+    sp_call(&mut s, v, &[RESP64, ids(SP1, 0), 0, 0], &mut regs);
+    s.platform_mut().core = 1;
+    s.sri_on_return();
+    assert_eq!(s.platform().sris, vec![0]);
+    s.platform_mut().core = 0;
+    s.sri_on_return();
+    assert_eq!(s.platform().sris, vec![0, 0]);
+}
+
+#[test]
+fn no_sri_for_secure_receivers_or_refused_sets() {
+    let mut s = world();
+    // sp2 lets sp1 signal it; the VM lets sp1 signal it.
+    assert!(ok(&as_sp(&mut s, 0, SP2, &[BIND, ids(SP1, SP2), 0, 1, 0])));
+    assert!(ok(&as_sp(&mut s, 0, SP1, &[BIND, ids(0, SP1), 0, 1, 0])));
+    // Partition to partition and VM to partition: no SRI.
+    assert!(ok(&as_sp(&mut s, 0, SP1, &[SET, ids(SP1, SP2), 0, 1, 0])));
+    assert!(ok(&nwd_now(&mut s, &[SET, ids(0, SP1), 0, 1, 0])));
+    // A refused set (not bound) raises none either.
+    let (r, _) = as_sp_sris(&mut s, 0, SP1, &[SET, ids(SP1, 0), 0, 1, 0]);
+    assert_eq!(err(&r), Some(FfaError::Denied));
+    assert!(s.platform().sris.is_empty(), "{:?}", s.platform().sris);
+}
+
+#[test]
+fn rx_buffer_full_for_a_vm_raises_the_sri_delayed_or_not() {
+    let mut s = world();
+    map_nwd_buffers(&mut s);
+    let slot = s.slot_of(SP1).unwrap() as usize;
+    let tx = s.partitions()[slot].buffers.expect("buffers mapped").tx;
+    let mut hdr = [0u8; 44];
+    hdr[8..12].copy_from_slice(&40u32.to_le_bytes());
+    hdr[14..16].copy_from_slice(&SP1.to_le_bytes());
+    hdr[16..20].copy_from_slice(&4u32.to_le_bytes());
+    s.platform_mut().secure_write(tx, &hdr);
+    let (r, during) = as_sp_sris(&mut s, 0, SP1, &[func::MSG_SEND2 as u64, 0, 0]);
+    assert!(ok(&r), "{r:?}");
+    assert_eq!(during, vec![0]);
+    assert_eq!(nwd_now(&mut s, &[GET, 0, 1 << 2]).w(6), 1);
+    assert!(ok(&nwd_now(&mut s, &[func::RX_RELEASE as u64])));
+    // Flag bit 1: delayed to the return.
+    let (r, during) = as_sp_sris(&mut s, 0, SP1, &[func::MSG_SEND2 as u64, 0, 2]);
+    assert!(ok(&r), "{r:?}");
+    assert_eq!(during, vec![0]);
+    assert_eq!(s.platform().sris, vec![0, 0]);
+}

@@ -138,6 +138,28 @@ else
     fail tpm-crb-ffa-abi-1.0 "no \"ABI version 1.0\" from tpm_crb_ffa in dmesg (${why:-its probe never ran: no partition bound to ffa-crb})"
 fi
 
+# --- notifications: the schedule receiver interrupt ------------------------------
+# The driver created its bitmap and requested the SGI FFA_FEATURES reported
+# (a per-CPU interrupt named after the driver). Answering tpm_crb_ffa's
+# interface-version request, the TPM partition sent Linux an indirect message
+# with the "delay SRI" flag: the SPMC raised the SRI as the answer returned, and
+# the driver's handler (INFO_GET, GET, "RX buffer full", RX_RELEASE) ran.
+ntf_err=$(echo "$ffa_log" | grep -iE 'notification|schedule receiver|Notif|IRQ mapping' | oneline)
+sri_line=$(grep -iE 'ARM-FFA|ffa' /proc/interrupts | head -n 1)
+echo "init: SRI in /proc/interrupts: ${sri_line:-none}"
+if [ -n "$sri_line" ] && ! echo "$ntf_err" | grep -qiE 'error|fail|not supported'; then
+    pass ffa-notifications-sri-registered
+else
+    fail ffa-notifications-sri-registered "no FF-A interrupt in /proc/interrupts (kernel log: ${ntf_err:-nothing about notifications})"
+fi
+ncpu=$(grep -c ^processor /proc/cpuinfo)
+sri_count=$(echo "$sri_line" | awk -v n="$ncpu" '{ s = 0; for (i = 2; i <= n + 1; i++) s += $i; print s }')
+if [ -n "$sri_line" ] && [ "${sri_count:-0}" -gt 0 ]; then
+    pass ffa-notification-received
+else
+    fail ffa-notification-received "the schedule receiver interrupt never arrived (count ${sri_count:-none}) although the TPM partition sent an indirect message with the RX-full notification"
+fi
+
 echo "linux: $passed passed, $failed failed"
 # Let the UART drain before the power goes.
 sleep 1

@@ -140,6 +140,12 @@ pub fn run(hyp: &mut Hypervisor, r: &mut Report, demo: &demo::Outcome) {
     check(r, &mut t, "vm-to-vm-direct-request-refused", |t| {
         t.vm_to_vm()
     });
+    check(r, &mut t, "vm-notifications-from-own-tee-only", |t| {
+        t.notifications_per_user()
+    });
+    check(r, &mut t, "vm-notification-bitmap-goes-with-its-tee", |t| {
+        t.bitmap_with_tee()
+    });
 
     // Memory sharing and indirect messages through the hypervisor (issue 18).
     r.check("demo-documents-sealed-by-own-tees", || {
@@ -753,7 +759,121 @@ impl T<'_> {
             ensure_eq!(r[0], ffa::MSG_SEND_DIRECT_RESP_64, "TPM answer");
             ensure_eq!(r[4], TPM_OK, "TPM status");
             ensure_eq!(r[5], TPM_INTERFACE_VERSION, "TPM interface version");
+            // The TPM greets a requester that has notifications with an
+            // indirect message (test_protocol::TPM_GREETING) when the VM has
+            // RX/TX buffers: give them back, and drop its framework bit.
+            let _ = ffa::call(ffa::RX_RELEASE, &[vm as u64]);
+            let _ = ffa::call(ffa::NOTIFICATION_GET, &[vm as u64, 4]);
         }
+        Ok(())
+    }
+
+    /// Each VM's TEE may notify that VM only (the per-user rule, end to
+    /// end): the hypervisor binds bit `vm` of VM `vm` to its TEE (another
+    /// VM's TEE: DENIED); each TEE sets it (for another VM: DENIED); the
+    /// schedule receiver interrupt is pending after each set; INFO_GET lists
+    /// the VMs; each VM gets exactly its own bit.
+    fn notifications_per_user(&mut self) -> Outcome {
+        for vm in VMS {
+            let other = self.inst[vm as usize % 4 + 1];
+            let w1 = |sender: u16| (sender as u64) << 16 | vm as u64;
+            let b = ffa::call(ffa::NOTIFICATION_BIND, &[w1(other), 0, 1 << vm, 0]);
+            ensure_eq!(ffa::code(&b), ffa::DENIED, "another VM's TEE bound");
+            let b = ffa::call(
+                ffa::NOTIFICATION_BIND,
+                &[w1(self.inst[vm as usize]), 0, 1 << vm, 0],
+            );
+            ensure_eq!(b[0], ffa::SUCCESS_32, "BIND of the VM's own TEE");
+        }
+        for vm in VMS {
+            let me = self.inst[vm as usize];
+            let other_vm = vm % 4 + 1;
+            let [w0, e, ..] = self.tee(
+                vm,
+                cmd::NOTIFY,
+                [
+                    ffa::NOTIFICATION_SET,
+                    (me as u64) << 16 | other_vm as u64,
+                    0,
+                    1 << other_vm,
+                ],
+            )?;
+            ensure_eq!(w0, ffa::ERROR_32, "a TEE set another VM's notification");
+            ensure_eq!(e as u32 as i32, ffa::DENIED, "its error");
+            crate::nsirq::sri_clear();
+            let [w0, ..] = self.tee(
+                vm,
+                cmd::NOTIFY,
+                [
+                    ffa::NOTIFICATION_SET,
+                    (me as u64) << 16 | vm as u64,
+                    0,
+                    1 << vm,
+                ],
+            )?;
+            ensure_eq!(w0, ffa::SUCCESS_32, "the TEE's SET for its VM");
+            ensure!(
+                crate::nsirq::sri_pending(),
+                "no schedule receiver interrupt after a TEE set its VM's notification"
+            );
+            crate::nsirq::sri_clear();
+        }
+        let i = ffa::call(ffa::NOTIFICATION_INFO_GET_64, &[]);
+        ensure_eq!(i[0], ffa::SUCCESS_64, "INFO_GET_64");
+        let lists = (i[2] >> 7) & 0x1F;
+        let mut listed = [false; 5];
+        for k in 0..lists as usize {
+            let id = (i[3 + k / 4] >> (16 * (k % 4))) & 0xFFFF;
+            if (1..=4).contains(&id) {
+                listed[id as usize] = true;
+            }
+        }
+        for vm in VMS {
+            ensure!(
+                listed[vm as usize],
+                "INFO_GET did not list a VM with a notification"
+            );
+            let g = ffa::call(ffa::NOTIFICATION_GET, &[vm as u64, 1]);
+            ensure_eq!(g[0], ffa::SUCCESS_32, "GET");
+            ensure_eq!(g[2] & 0xFFFF_FFFF, 1 << vm, "the VM's bits from partitions");
+        }
+        Ok(())
+    }
+
+    /// A VM's bitmap lives as long as its TEE: after the VM (and so its
+    /// TEE) is destroyed the SPMC has none for it (DESTROY: DENIED, BIND:
+    /// INVALID_PARAMETERS); created again, the VM has a fresh, empty one
+    /// (CREATE: DENIED, the old TEE's binding gone).
+    fn bitmap_with_tee(&mut self) -> Outcome {
+        let vm = 4;
+        let old = self.inst[vm as usize];
+        let ack = self.hyp.destroy_vm(vm).ok_or(fail("no VM 4"))?;
+        ensure_eq!(ack.code(), 0, "VM destroyed ack");
+        let d = ffa::call(ffa::NOTIFICATION_BITMAP_DESTROY, &[vm as u64]);
+        ensure_eq!(ffa::code(&d), ffa::DENIED, "DESTROY after the TEE went");
+        let b = ffa::call(
+            ffa::NOTIFICATION_BIND,
+            &[(ids::TPM as u64) << 16 | vm as u64, 0, 1, 0],
+        );
+        ensure_eq!(
+            ffa::code(&b),
+            ffa::INVALID_PARAMETERS,
+            "BIND without a bitmap"
+        );
+        self.recreate(vm)?;
+        let c = ffa::call(ffa::NOTIFICATION_BITMAP_CREATE, &[vm as u64, 1]);
+        ensure_eq!(ffa::code(&c), ffa::DENIED, "CREATE: made with the new TEE");
+        let new = self.inst[vm as usize];
+        let u = ffa::call(
+            ffa::NOTIFICATION_UNBIND,
+            &[(old as u64) << 16 | vm as u64, 0, 1 << vm, 0],
+        );
+        ensure_eq!(ffa::code(&u), ffa::DENIED, "the old TEE's binding is gone");
+        let b = ffa::call(
+            ffa::NOTIFICATION_BIND,
+            &[(new as u64) << 16 | vm as u64, 0, 1 << vm, 0],
+        );
+        ensure_eq!(b[0], ffa::SUCCESS_32, "BIND of the new TEE");
         Ok(())
     }
 

@@ -85,3 +85,26 @@ pub fn stop() {
         core::ptr::write_volatile((GICR_SGI_BASE + ICENABLER0) as *mut u32, 1 << HYP_TIMER_PPI)
     };
 }
+
+/// GICR_ISPENDR0 / GICR_ICPENDR0.
+const ISPENDR0: usize = 0x200;
+const ICPENDR0: usize = 0x280;
+/// The schedule receiver interrupt's SGI (FFA_FEATURES feature ID 2).
+const SRI_INTID: u32 = 8;
+
+/// The schedule receiver interrupt is pending at core 0 (where the
+/// hypervisor runs). It stays disabled here, so it is never signalled: the
+/// pending bit reads as 1 only if the SPMC gave the SGI to the normal world
+/// (Group 1 non-secure) and raised it.
+pub fn sri_pending() -> bool {
+    // SAFETY: as in `start`; reading the set-pending register has no side
+    // effect.
+    let p = unsafe { core::ptr::read_volatile((GICR_SGI_BASE + ISPENDR0) as *const u32) };
+    p & (1 << SRI_INTID) != 0
+}
+
+/// Clears the schedule receiver interrupt's pending state at core 0.
+pub fn sri_clear() {
+    // SAFETY: as in `start`; the write clears one SGI's pending state.
+    unsafe { core::ptr::write_volatile((GICR_SGI_BASE + ICPENDR0) as *mut u32, 1 << SRI_INTID) };
+}

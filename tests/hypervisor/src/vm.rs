@@ -488,6 +488,17 @@ impl Hypervisor {
         if !ack.ok() {
             return Err(CreateError::Tee(ack));
         }
+        // Its notification bitmap comes with its TEE (DEN0077 v1.2 §10.2:
+        // the hypervisor creates one per VM; one vCPU). The SPMC drops it
+        // with the TEE when the VM is destroyed. Without it the VM only
+        // misses notifications.
+        let b = ffa::call(ffa::NOTIFICATION_BITMAP_CREATE, &[id as u64, 1]);
+        if b[0] != ffa::SUCCESS_32 {
+            crate::say!(
+                "hypervisor: VM {id}: no notification bitmap (error {})",
+                ffa::code(&b)
+            );
+        }
         zero_ram(slot);
         let ram = ram_pa(slot);
         let stage2 = match build_stage2(ram) {

@@ -119,6 +119,62 @@ fn mem_timed(n: u64, len: u64, real: bool) -> Option<u64> {
     Some(baremetal::counter() - t0)
 }
 
+/// One notification round trip: sp1 sets bit 0 of endpoint 0 (a direct
+/// request with `cmd::NOTIFY`, FFA_NOTIFICATION_SET inside; the SPMC raises
+/// the schedule receiver interrupt, left pending and disabled here), then
+/// the normal world gets it with FFA_NOTIFICATION_GET. `real` false
+/// replaces each SMC with a NOP. Returns whether both answers were right.
+#[inline(always)]
+fn notification_once(real: bool) -> bool {
+    let mut set = [
+        ffa::MSG_SEND_DIRECT_REQ_64,
+        ids::SP1 as u64,
+        0,
+        cmd::NOTIFY,
+        ffa::NOTIFICATION_SET,
+        (ids::SP1 as u64) << 16,
+        0,
+        1,
+    ];
+    baremetal::bench_call(&mut set, real);
+    let sent = !real
+        || (set[0] == ffa::MSG_SEND_DIRECT_RESP_64
+            && set[3] == status::OK
+            && set[4] == ffa::SUCCESS_32);
+    let mut get = [ffa::NOTIFICATION_GET, 0, 1, 0, 0, 0, 0, 0];
+    baremetal::bench_call(&mut get, real);
+    let got = !real || (get[0] == ffa::SUCCESS_32 && get[2] & 0xFFFF_FFFF == 1);
+    sent && got
+}
+
+/// Runs `n` notification round trips; the elapsed ticks, or `None` at the
+/// first failed one.
+#[inline(never)]
+fn notification_timed(n: u64, real: bool) -> Option<u64> {
+    let t0 = baremetal::counter();
+    for _ in 0..n {
+        if !notification_once(real) {
+            return None;
+        }
+    }
+    Some(baremetal::counter() - t0)
+}
+
+/// Average instructions of a notification round trip (sp1 sets, the normal
+/// world gets), after endpoint 0 made its bitmap and bound bit 0 to sp1.
+fn notification_set_get() -> Option<u64> {
+    let c = ffa::call(ffa::NOTIFICATION_BITMAP_CREATE, &[0, 4]);
+    let b = ffa::call(ffa::NOTIFICATION_BIND, &[(ids::SP1 as u64) << 16, 0, 1, 0]);
+    if c[0] != ffa::SUCCESS_32 || b[0] != ffa::SUCCESS_32 {
+        return None;
+    }
+    notification_timed(WARM_UP, true)?;
+    let real = notification_timed(ITERATIONS, true)?;
+    let empty = notification_timed(ITERATIONS, false)?;
+    let per_tick_ns = 1_000_000_000 / frequency().max(1);
+    Some(real.saturating_sub(empty) * per_tick_ns / ITERATIONS)
+}
+
 /// Average instructions of a share cycle of `pages` pages to sp1.
 fn mem_share_cycle(pages: u32) -> Option<u64> {
     let to = [Receiver::new(ids::SP1, perm::RW)];
@@ -280,6 +336,7 @@ extern "C" fn baremetal_main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
     report("mem_share_cycle_1page", mem_share_cycle(1));
     report("mem_share_cycle_64pages", mem_share_cycle(64));
     report("secure_interrupt_latency", secure_interrupt_latency());
+    report("notification_set_get_round_trip", notification_set_get());
     // Last: it turns cores 1-3 on, which the figures above must not see.
     report("direct_req_round_trip_4cores", four_cores());
     baremetal::system_off()

@@ -16,8 +16,10 @@ pub mod legacy;
 pub mod mem;
 pub mod multicore;
 pub mod notify;
+pub mod nsirq;
 pub mod partitions;
 pub mod report;
+pub mod sri;
 
 pub use baremetal::{ensure, ensure_eq, say};
 

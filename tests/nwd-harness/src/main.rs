@@ -14,7 +14,7 @@ use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use nwd_harness::report::{self, console};
-use nwd_harness::{capacity, checks, irq, legacy, mem, multicore, notify, partitions};
+use nwd_harness::{capacity, checks, irq, legacy, mem, multicore, notify, nsirq, partitions};
 
 /// Set once the `e2e` summary is out: a panic then ends the `mem` section.
 static IN_MEM: AtomicBool = AtomicBool::new(false);
@@ -46,6 +46,8 @@ extern "C" fn baremetal_main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
     match mode {
         None => {
             checks::run(&mut r);
+            // Before `partitions`, whose fault checks abort crash-*.
+            nsirq::run(&mut r);
             partitions::run(&mut r);
             multicore::run(&mut r);
             notify::run(&mut r);

@@ -133,6 +133,15 @@ pub fn run(r: &mut Report) {
         )
     });
     r.check("ntf-sp-sets-nwd-info-get-then-get", sp_to_nwd);
+    r.check("ntf-sri-given-to-the-normal-world", || {
+        ensure!(
+            crate::sri::enable(),
+            "SGI 8 cannot be enabled from the normal world: it is not Group 1 non-secure"
+        );
+        Ok(())
+    });
+    r.check("ntf-sri-raised-when-a-partition-sets", || sri_on_set(0));
+    r.check("ntf-sri-delayed-raised-on-return", || sri_on_set(2));
     r.check("ntf-unbound-sender-denied", || {
         sp_err(
             ids::SP2,
@@ -295,6 +304,7 @@ pub fn run(r: &mut Report) {
         Ok(())
     });
     r.check("ntf-rx-buffer-full-framework-notification", rx_full);
+    r.check("ntf-tpm-greeting-rx-full-with-delayed-sri", tpm_greeting);
     r.check("ntf-unbind", unbind);
     r.check("ntf-destroy-with-pending-denied-then-destroy", destroy);
 }
@@ -328,6 +338,56 @@ fn sp_to_nwd() -> Outcome {
     ensure_eq!(code(&again), ffa::NO_DATA, "reported once");
     ensure_eq!(nwd_get(0, FROM_SP)?.0, 1, "bitmap from partitions");
     ensure_eq!(nwd_get(0, FROM_SP)?.0, 0, "cleared by the get");
+    Ok(())
+}
+
+/// sp1 sets bit 0 of endpoint 0 with FFA_NOTIFICATION_SET flags `flags`
+/// (bit 1: delay the SRI): the SRI is pending at this core when the
+/// partition's response comes back; INFO_GET lists endpoint 0 and GET
+/// returns the bit, and neither raises another SRI. Before that, a set for
+/// a partition (endpoint 0 to sp1) raises none.
+fn sri_on_set(flags: u64) -> Outcome {
+    crate::sri::clear();
+    ensure!(
+        !crate::sri::pending(),
+        "the SRI stays pending after a clear"
+    );
+    sp_ok(
+        ids::SP1,
+        ffa::NOTIFICATION_BIND,
+        ids(0, ids::SP1),
+        0,
+        1 << 7,
+    )?;
+    nwd_ok(ffa::NOTIFICATION_SET, ids(0, ids::SP1), 0, 1 << 7)?;
+    let _ = sp(ids::SP1, ffa::NOTIFICATION_GET, ids::SP1 as u64, FROM_VM, 0)?;
+    sp_ok(
+        ids::SP1,
+        ffa::NOTIFICATION_UNBIND,
+        ids(0, ids::SP1),
+        0,
+        1 << 7,
+    )?;
+    let _ = call(ffa::NOTIFICATION_INFO_GET_64, &[]);
+    ensure!(
+        !crate::sri::pending(),
+        "an SRI for a notification to a partition"
+    );
+    sp_ok(ids::SP1, ffa::NOTIFICATION_SET, ids(ids::SP1, 0), flags, 1)?;
+    // Read, then consume what is pending before judging, so that a failure
+    // here leaves nothing behind for the checks after.
+    let raised = crate::sri::pending();
+    crate::sri::clear();
+    let i = call(ffa::NOTIFICATION_INFO_GET_64, &[]);
+    let got = nwd_get(0, FROM_SP)?.0;
+    ensure!(
+        raised,
+        "no SRI pending after sp1 set a notification for endpoint 0"
+    );
+    ensure_eq!(i[0], ffa::SUCCESS_64, "INFO_GET_64");
+    ensure_eq!(i[3] & 0xFFFF, 0, "endpoint 0 listed");
+    ensure_eq!(got, 1, "bitmap from partitions");
+    ensure!(!crate::sri::pending(), "INFO_GET or GET raised an SRI");
     Ok(())
 }
 
@@ -436,6 +496,39 @@ fn rx_full() -> Outcome {
     ensure_eq!(i[2] & 0xFFFF_FFFF, 1 << 7, "endpoint 0 listed");
     ensure_eq!(nwd_get(0, SPM_FWK)?.1, 1, "RX buffer full");
     ensure_eq!(nwd_get(0, SPM_FWK)?.1, 0, "cleared");
+    Ok(())
+}
+
+/// The TPM partition answers a normal-world endpoint that has a bitmap
+/// (ours, now) with an indirect message first, "delay SRI" set
+/// (test_protocol::TPM_GREETING; the `linux` stage's notification): the
+/// SRI is pending when the answer is back, INFO_GET lists endpoint 0, GET
+/// returns "RX buffer full" and RX holds the greeting (sent by sp1 for
+/// the TPM partition, which has no indirect messaging).
+fn tpm_greeting() -> Outcome {
+    crate::sri::clear();
+    let r = ffa::req64(
+        ids::TPM,
+        [0, test_protocol::TPM_GET_INTERFACE_VERSION, 0, 0, 0],
+    );
+    ensure_eq!(r[0], ffa::MSG_SEND_DIRECT_RESP_64, "TPM answer");
+    ensure_eq!(r[4], test_protocol::TPM_OK, "TPM status");
+    // Read, then consume what is pending before judging (a failure leaves
+    // nothing behind for the checks after).
+    let raised = crate::sri::pending();
+    crate::sri::clear();
+    let i = call(ffa::NOTIFICATION_INFO_GET_64, &[]);
+    let fwk = nwd_get(0, SPM_FWK)?.1;
+    let sender = ffa::rx_u16(14);
+    let greeting = u64::from_le_bytes(ffa::rx_bytes::<8>(40));
+    let release = call(ffa::RX_RELEASE, &[]);
+    ensure!(raised, "no SRI pending after the TPM's answer");
+    ensure_eq!(i[0], ffa::SUCCESS_64, "INFO_GET_64");
+    ensure_eq!(i[3] & 0xFFFF, 0, "endpoint 0 listed");
+    ensure_eq!(fwk, 1, "RX buffer full");
+    ensure_eq!(sender, ids::SP1, "the message's sender (sp1, for the TPM)");
+    ensure_eq!(greeting, test_protocol::TPM_GREETING, "the greeting");
+    ensure_eq!(release[0], ffa::SUCCESS_32, "RX_RELEASE");
     Ok(())
 }
 

@@ -52,8 +52,9 @@ pub mod cmd {
     /// result0 = w0, result1 = count (w2), result2 = descriptor size (w3),
     /// result3 = the first descriptor's ID (then the partition releases its RX).
     pub const PARTINFO: u64 = 0x1C;
-    /// Send an indirect message (FFA_MSG_SEND2) of 8 bytes (arg1) to endpoint arg0:
-    /// result0 = w0, result1 = w2.
+    /// Send an indirect message (FFA_MSG_SEND2) of 8 bytes (arg1) to endpoint arg0,
+    /// with FFA_MSG_SEND2 flags arg2 (bit 1: delay the schedule receiver
+    /// interrupt): result0 = w0, result1 = w2.
     pub const SEND2: u64 = 0x1D;
     /// Last indirect message the partition received: result0 = sender, result1 = the
     /// first 8 payload bytes, result2 = size, result3 = messages received so far.
@@ -93,6 +94,34 @@ pub mod cmd {
     pub const KV_GET: u64 = 0x31;
     /// Monotonic counter: increment, result0 = new value.
     pub const COUNTER: u64 = 0x32;
+    /// Busy for arg0 counter ticks (CNTVCT_EL0) with virtual IRQ and FIQ
+    /// unmasked and EL1 vectors installed whose IRQ/FIQ entries answer a
+    /// managed exit (DEN0077 v1.2 §9; docs/interrupts.md) as arg1 says
+    /// ([`busy`]): the managed-exit response is a direct response with
+    /// status [`super::status::MANAGED_EXIT`], result0 = 1 (vIRQ) or 2
+    /// (vFIQ), result1 = the managed exits taken so far, result2 = the
+    /// error code (w2) the SPMC gave a wrong response sent first (0: none).
+    /// The next direct request (any) is the SMC's return: the loop goes on
+    /// and the final answer goes to that request: status OK, result0 =
+    /// managed exits taken, result1 = the kind of the last (1 vIRQ, 2 vFIQ),
+    /// result2 = loop iterations, result3 = the error code of the wrong
+    /// response (0: none). Vectors go and interrupts are masked again before
+    /// it answers.
+    pub const BUSY: u64 = 0x34;
+
+    /// BUSY's arg1.
+    pub mod busy {
+        /// Answer a managed exit at once with the managed-exit response.
+        pub const ANSWER: u64 = 0;
+        /// First send a response to the wrong endpoint (ID 0x7FFF; the SPMC
+        /// must refuse it), then the right one.
+        pub const WRONG_FIRST: u64 = 1;
+        /// Never answer: the handler returns with virtual interrupts masked
+        /// and the loop makes an FFA_ID_GET call on each iteration (the
+        /// SPMC's bound on an unanswered managed exit), at least 64 of
+        /// them however long that takes.
+        pub const NEVER: u64 = 2;
+    }
 
     // Commands of the hostile stage (docs/hostile.md).
 
@@ -312,6 +341,8 @@ pub mod status {
     /// What the SPMC returned could not be read (a memory descriptor that
     /// does not parse).
     pub const MALFORMED: u64 = 3;
+    /// A managed-exit response (cmd::BUSY).
+    pub const MANAGED_EXIT: u64 = 4;
 }
 
 /// The seal of a document (cmd::MEM_SEAL): a keyed checksum of its 64-bit
@@ -333,6 +364,15 @@ pub const TPM_GET_INTERFACE_VERSION: u64 = 0x0f00_0001;
 pub const TPM_OK: u64 = 0x0500_0002;
 /// TPM CRB over FF-A interface version 1.0 (major in bits [31:16]).
 pub const TPM_INTERFACE_VERSION: u64 = 0x0001_0000;
+/// The 8-byte indirect message the TPM exception has sp1 send (`cmd::SEND2`:
+/// the TPM partition has no indirect messaging), before it answers, to a
+/// normal-world requester that has notifications (its bitmap exists:
+/// the partition's probe FFA_NOTIFICATION_SET of bit 63 is DENIED or
+/// succeeds rather than INVALID_PARAMETERS), with the "delay SRI" flag: the
+/// requester gets the RX-buffer-full framework notification and the
+/// schedule receiver interrupt as the answer reaches it (the `linux`
+/// stage's notification; docs/notifications.md).
+pub const TPM_GREETING: u64 = 0x7E57_6EE7_1A65_0001;
 
 /// Partition IDs of the test partitions in the QEMU image.
 pub mod ids {

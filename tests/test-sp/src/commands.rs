@@ -160,7 +160,8 @@ impl Sp {
                 tx.write::<u32>(12, (self.id as u32) << 16 | dest as u32);
                 tx.write::<u32>(16, 8);
                 tx.write::<u64>(ffa::MSG_HEADER_SIZE, a[1]);
-                r(&w0_w2(&call(ffa::MSG_SEND2, &[0, 0])))
+                // arg2: FFA_MSG_SEND2's flags (bit 1: delay the SRI).
+                r(&w0_w2(&call(ffa::MSG_SEND2, &[0, a[2]])))
             }
             cmd::LAST_MSG => {
                 let m = &self.last;
@@ -217,6 +218,7 @@ impl Sp {
                 r(&[released])
             }
             cmd::IRQ_POLL => r(&[self.irq.poll()]),
+            cmd::BUSY => crate::busy::run(self.id, req),
             cmd::MAILBOX => r(&[Mailbox::Tx.ipa(), Mailbox::Rx.ipa()]),
             cmd::REMAP => r(&remap(a[0], a[1], a[2])),
             cmd::KV_PUT | cmd::KV_GET => {

@@ -35,6 +35,8 @@
 //!   answer's x5 whatever the answer was.
 //! - RESP_WRONG's wrong response has the request's width, status OK and
 //!   zero results.
+//! - BUSY (`busy`) answers its final response to the request that resumed
+//!   it after its last managed-exit response, in that request's width.
 //! - YIELD passes no timeout (x2 = x3 = 0).
 //! - PARTINFO reads and releases RX only on FFA_SUCCESS; result3 is 0 when
 //!   the call failed or returned no descriptor. Other results are w-values.
@@ -57,6 +59,7 @@
 #![no_main]
 
 mod bootinfo;
+mod busy;
 mod commands;
 mod fault;
 mod ffa;
@@ -67,7 +70,9 @@ mod secondary;
 use core::arch::asm;
 use core::panic::PanicInfo;
 
-use test_protocol::{TPM_GET_INTERFACE_VERSION, TPM_INTERFACE_VERSION, TPM_OK};
+use test_protocol::{
+    TPM_GET_INTERFACE_VERSION, TPM_GREETING, TPM_INTERFACE_VERSION, TPM_OK, cmd, ids,
+};
 
 use commands::Sp;
 use ffa::{Kind, NARGS, Regs, Request};
@@ -204,6 +209,9 @@ fn respond(sp: &mut Sp, req: &Request) -> Regs {
     let tpm =
         req.x3_x4.1 == TPM_GET_INTERFACE_VERSION && (req.kind == Kind::Req2 || req.x3_x4.0 == 0);
     let (status, results) = if tpm {
+        if req.sender & 0x8000 == 0 {
+            greet(sp.id, req.sender);
+        }
         let mut out = [0; NARGS];
         if req.kind == Kind::Req2 {
             out[0] = TPM_INTERFACE_VERSION;
@@ -212,10 +220,38 @@ fn respond(sp: &mut Sp, req: &Request) -> Regs {
             out[..2].copy_from_slice(&[TPM_OK, TPM_INTERFACE_VERSION]);
             (0, out)
         }
+    } else if req.cmd == test_protocol::cmd::BUSY {
+        // Answered to the request that resumed it after a managed exit.
+        let (status, results) = sp.handle(req);
+        let (kind, sender) = busy::caller();
+        return ffa::response(kind, sp.id, sender, status, &results);
     } else {
         sp.handle(req)
     };
     ffa::response(req.kind, sp.id, req.sender, status, &results)
+}
+
+/// The TPM exception's greeting ([`TPM_GREETING`]): to the normal-world
+/// endpoint `to` if it has notifications, an indirect message from sp1
+/// whose schedule receiver interrupt the SPMC delays until the answer
+/// reaches it.
+/// Answers are not checked: an endpoint without RX buffer or with a full
+/// one just misses the greeting.
+fn greet(me: u16, to: u16) {
+    let ids = (me as u64) << 16 | to as u64;
+    let probe = ffa::call(ffa::NOTIFICATION_SET, &[ids, 0, 0, 1 << 31]);
+    let has_bitmap =
+        ffa::ok(&probe) || (probe[0] == ffa::ERROR_32 && probe[2] as u32 as i32 == ffa::DENIED);
+    if !has_bitmap {
+        return;
+    }
+    // The TPM partition has no indirect messaging: sp1 sends it, asked with
+    // a direct request (flags 2: delay the schedule receiver interrupt).
+    let x1 = (me as u64) << 16 | ids::SP1 as u64;
+    let _ = ffa::call(
+        ffa::MSG_SEND_DIRECT_REQ_64,
+        &[x1, 0, cmd::SEND2, to as u64, TPM_GREETING, 2],
+    );
 }
 
 /// FFA_MSG_WAIT with no flags (RX, if ours, goes back to the SPMC).
