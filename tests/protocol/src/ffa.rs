@@ -31,6 +31,8 @@ pub const RXTX_MAP_64: u64 = F::RxTxMap64 as u64;
 pub const RXTX_UNMAP: u64 = F::RxTxUnmap as u64;
 pub const PARTITION_INFO_GET: u64 = F::PartitionInfoGet as u64;
 pub const ID_GET: u64 = F::IdGet as u64;
+/// FFA_MSG_POLL (v1.0 only): not in `arm_ffa::FuncId` (docs/arm-ffa.md).
+pub const MSG_POLL: u64 = 0x8400_006A;
 pub const MSG_WAIT: u64 = F::MsgWait32 as u64;
 pub const YIELD: u64 = F::Yield32 as u64;
 pub const RUN: u64 = F::Run32 as u64;
@@ -47,7 +49,10 @@ pub const NOTIFICATION_SET: u64 = F::NotificationSet as u64;
 pub const NOTIFICATION_GET: u64 = F::NotificationGet as u64;
 pub const NOTIFICATION_INFO_GET_32: u64 = F::NotificationInfoGet32 as u64;
 pub const NOTIFICATION_INFO_GET_64: u64 = F::NotificationInfoGet64 as u64;
+/// PSCI CPU_ON (SMC64), `smccc`'s value: the harness turns cores on.
+pub const PSCI_CPU_ON_64: u64 = smccc::psci::PSCI_CPU_ON_64 as u64;
 pub const SECONDARY_EP_REGISTER_64: u64 = F::SecondaryEpRegister64 as u64;
+pub const RX_ACQUIRE: u64 = F::RxAcquire as u64;
 pub const SPM_ID_GET: u64 = F::SpmIdGet as u64;
 pub const MSG_SEND2: u64 = F::MsgSend2 as u64;
 pub const CONSOLE_LOG_32: u64 = F::ConsoleLog32 as u64;
