@@ -1223,3 +1223,38 @@ fn boot_info_blob(manifest_ipa: u64, manifest_len: u32) -> [u8; BOOT_INFO_HEADER
     b[56..64].copy_from_slice(&manifest_ipa.to_le_bytes());
     b
 }
+
+#[cfg(test)]
+mod boot_info_tests {
+    use super::*;
+    use arm_ffa::boot_info::{
+        BootInfoContents, BootInfoIterator, BootInfoName, BootInfoStdId, BootInfoType,
+    };
+
+    /// The blob is written here (arm-ffa's `BootInfo::pack` copies what a
+    /// descriptor points at behind the blob, where the SPMC points at the
+    /// manifest wherever it lies, inside a package run in place too), but
+    /// arm-ffa's parser is the judge of its layout (§5.4.1, Tables 5.8/5.9).
+    #[test]
+    fn boot_info_blob_parses_with_arm_ffa() {
+        let manifest = b"a manifest, as bytes";
+        let mut buf = alloc::vec![0u8; BOOT_INFO_HEADER as usize + manifest.len()];
+        buf[BOOT_INFO_HEADER as usize..].copy_from_slice(manifest);
+        let at = buf.as_ptr() as u64 + BOOT_INFO_HEADER;
+        let blob = boot_info_blob(at, manifest.len() as u32);
+        buf[..blob.len()].copy_from_slice(&blob);
+        let descs: Vec<_> = BootInfoIterator::new(arm_ffa::Version(1, 2), &buf)
+            .expect("header")
+            .collect::<Result<_, _>>()
+            .expect("descriptors");
+        assert_eq!(descs.len(), 1);
+        let d = &descs[0];
+        assert!(
+            matches!(d.name, BootInfoName::NullTermString(n) if n.to_bytes() == b"ffa_manifest")
+        );
+        assert_eq!(d.typ, BootInfoType::Std(BootInfoStdId::Fdt));
+        assert!(
+            matches!(d.contents, BootInfoContents::Address { content_buf } if content_buf == manifest)
+        );
+    }
+}
