@@ -56,8 +56,10 @@ Options:
                      `setup`: also fetch its Debian packages
   --skip-linux       `test`: do not run the `linux` stage
   --stage <NAME>     `test`: run only this QEMU stage: e2e (with mem),
-                     vtee, fatal, hostile, linux or sbsa (the harness on
-                     sbsa-ref) (builds and checks as usual)
+                     vtee, fatal, hostile, linux, sbsa (the harness on
+                     sbsa-ref) or optee (OP-TEE OS under the SPMC, Linux's
+                     optee driver on top; only when named: docs/optee.md)
+                     (builds and checks as usual)
   --harness          `run`: boot the normal-world test harness (the `e2e`
                      stage's image) instead of the four-user demo
   --board <NAME>     `run`: the QEMU machine, virt (default) or sbsa
@@ -85,7 +87,7 @@ pub fn help() -> String {
 }
 
 /// The QEMU stages `test --stage` can pick, in the order `test` runs them.
-pub const STAGES: &[&str] = &["e2e", "vtee", "fatal", "hostile", "sbsa", "linux"];
+pub const STAGES: &[&str] = &["e2e", "vtee", "fatal", "hostile", "sbsa", "linux", "optee"];
 
 /// The subcommand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,6 +13,7 @@ mod hostile;
 mod kmod;
 mod linux;
 mod map;
+mod optee;
 mod qemu;
 mod sbsa;
 mod setup;
