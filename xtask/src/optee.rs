@@ -62,6 +62,10 @@ pub fn config() -> Vec<String> {
         "CFG_ENABLE_EMBEDDED_TESTS=y",
         // Info level: its boot lines on the secure console.
         "CFG_TEE_CORE_LOG_LEVEL=2",
+        // Its version and revision from the source, not from the git
+        // repository the build directory happens to sit in (this one).
+        "TEE_IMPL_VERSION=4.5.0",
+        "CFG_OS_REV_REPORTS_GIT_SHA1=n",
         "CROSS_COMPILE=aarch64-linux-gnu-",
         "CROSS_COMPILE64=aarch64-linux-gnu-",
         "PYTHON3=/usr/bin/python3",
