@@ -308,7 +308,15 @@ pub fn stage(env: &Env, opts: &Options, spmc_bin: &Path) -> Result<crate::qemu::
         cmd,
         &StageSpec {
             name: "optee",
-            required: &["running at Secure EL2", "Starting kernel"],
+            // OP-TEE's secondary contexts each see their own core number
+            // (MPIDR_EL1 through VMPIDR_EL2: spmc::vcpu::vmpidr).
+            required: &[
+                "running at Secure EL2",
+                "Secondary CPU 1 initializing",
+                "Secondary CPU 2 initializing",
+                "Secondary CPU 3 initializing",
+                "Starting kernel",
+            ],
             expected_fatal: &[],
             timeout: Duration::from_secs(opts.timeout_secs),
             panic_grace: Some(Duration::from_secs(5)),
