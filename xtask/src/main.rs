@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         }
         cli::Command::Setup => setup::ensure(&opts).and_then(|_| {
             fuzz::ensure_tools(&opts)?;
+            optee::ensure_packages(&opts)?;
             if opts.linux {
                 linux::ensure(&opts)?;
             }

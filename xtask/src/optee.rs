@@ -12,7 +12,8 @@
 //! uses): the aarch64 cross GCC and `dtc` (already there for TF-A),
 //! `python3-pyelftools` and `python3-cryptography`. The build runs Debian's
 //! `/usr/bin/python3`, whatever `python3` comes first on `PATH`, since the
-//! modules are Debian's.
+//! modules are Debian's. Our client (tests/optee-client) needs
+//! `libc6-dev-arm64-cross`.
 //!
 //! The image: OP-TEE's `tee-raw.bin` (core only, no pager), copied to
 //! `target/fw/optee.bin` where `tf-a-integration/qemu-optee/sp_layout.json`
@@ -26,8 +27,13 @@ use crate::cli::Options;
 use crate::setup::{self, Env};
 use crate::sh::{self, Result};
 
-/// Debian packages OP-TEE's build needs beyond TF-A's.
-const BUILD_PACKAGES: &[&str] = &["python3-pyelftools", "python3-cryptography"];
+/// Debian packages OP-TEE's build needs beyond TF-A's, and (last) what our
+/// static TEE client needs: aarch64 glibc and `<linux/tee.h>`.
+const BUILD_PACKAGES: &[&str] = &[
+    "python3-pyelftools",
+    "python3-cryptography",
+    "libc6-dev-arm64-cross",
+];
 
 /// The version the configuration below was written for.
 const VERSION_PREFIX: &str = "optee-os-4.5";
@@ -79,8 +85,9 @@ fn optee_dir(env: &Env) -> PathBuf {
     env.work.join("optee")
 }
 
-/// Installs OP-TEE's build dependencies when missing (saying what).
-fn ensure_packages(opts: &Options) -> Result<()> {
+/// Installs OP-TEE's build dependencies when missing (saying what): by
+/// `cargo xtask setup`, and by the `optee` stage before its build.
+pub fn ensure_packages(opts: &Options) -> Result<()> {
     let missing: Vec<&str> = BUILD_PACKAGES
         .iter()
         .copied()
@@ -217,46 +224,6 @@ pub fn build(env: &Env, opts: &Options) -> Result<PathBuf> {
     Ok(dest)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The link address is 0x4000 into the package at the manifest's
-    /// load-address, and TZDRAM ends where mem-size does: OP-TEE then runs
-    /// where it was linked.
-    #[test]
-    fn link_address_matches_the_manifest() {
-        let dts =
-            fs::read_to_string(sh::root().join("tf-a-integration/qemu-optee/partitions/optee.dts"))
-                .unwrap();
-        let cell = |name: &str| -> u64 {
-            let line = dts
-                .lines()
-                .find(|l| l.trim_start().starts_with(&format!("{name} =")))
-                .unwrap();
-            let inner = &line[line.find('<').unwrap() + 1..line.find('>').unwrap()];
-            inner.split_whitespace().fold(0u64, |acc, w| {
-                (acc << 32) | u64::from_str_radix(w.trim_start_matches("0x"), 16).unwrap()
-            })
-        };
-        let flag = |name: &str| -> u64 {
-            let f = config()
-                .into_iter()
-                .find(|f| f.starts_with(&format!("{name}=")))
-                .unwrap();
-            u64::from_str_radix(f.split("=0x").nth(1).unwrap(), 16).unwrap()
-        };
-        let load = cell("load-address");
-        let offset = cell("entrypoint-offset");
-        let size = cell("mem-size");
-        assert_eq!(flag("CFG_TZDRAM_START"), load + offset);
-        assert_eq!(
-            flag("CFG_TZDRAM_START") + flag("CFG_TZDRAM_SIZE"),
-            load + size
-        );
-    }
-}
-
 /// The modules the `optee` stage's /init loads (dependencies in front).
 const MODULES: &[&str] = &["ffa-core", "ffa-module", "tee", "optee"];
 
@@ -322,4 +289,44 @@ pub fn stage(env: &Env, opts: &Options, spmc_bin: &Path) -> Result<crate::qemu::
             panic_grace: Some(Duration::from_secs(5)),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The link address is 0x4000 into the package at the manifest's
+    /// load-address, and TZDRAM ends where mem-size does: OP-TEE then runs
+    /// where it was linked.
+    #[test]
+    fn link_address_matches_the_manifest() {
+        let dts =
+            fs::read_to_string(sh::root().join("tf-a-integration/qemu-optee/partitions/optee.dts"))
+                .unwrap();
+        let cell = |name: &str| -> u64 {
+            let line = dts
+                .lines()
+                .find(|l| l.trim_start().starts_with(&format!("{name} =")))
+                .unwrap();
+            let inner = &line[line.find('<').unwrap() + 1..line.find('>').unwrap()];
+            inner.split_whitespace().fold(0u64, |acc, w| {
+                (acc << 32) | u64::from_str_radix(w.trim_start_matches("0x"), 16).unwrap()
+            })
+        };
+        let flag = |name: &str| -> u64 {
+            let f = config()
+                .into_iter()
+                .find(|f| f.starts_with(&format!("{name}=")))
+                .unwrap();
+            u64::from_str_radix(f.split("=0x").nth(1).unwrap(), 16).unwrap()
+        };
+        let load = cell("load-address");
+        let offset = cell("entrypoint-offset");
+        let size = cell("mem-size");
+        assert_eq!(flag("CFG_TZDRAM_START"), load + offset);
+        assert_eq!(
+            flag("CFG_TZDRAM_START") + flag("CFG_TZDRAM_SIZE"),
+            load + size
+        );
+    }
 }
