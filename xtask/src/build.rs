@@ -209,6 +209,13 @@ pub const VIRT: TfaBoard = TfaBoard {
     flash_size: 0,
 };
 
+/// QEMU virt with OP-TEE OS as the one secure partition (the `optee` stage,
+/// xtask/src/optee.rs): its own SPMC manifest and SP layout.
+pub const VIRT_OPTEE: TfaBoard = TfaBoard {
+    integration: "qemu-optee",
+    ..VIRT
+};
+
 /// Builds TF-A with the SPMD, our SPMC as BL32 and `bl33` as BL33, and
 /// assembles the flash image (BL1 at 0, FIP at 256 KiB).
 pub fn tfa(env: &Env, spmc_bin: &Path, bl33: &Path, variant: &str) -> Result<PathBuf> {
