@@ -1,16 +1,16 @@
 //! Core identity and stopping a core.
 
-use crate::sysreg;
+use aarch64_cpu::registers::{CurrentEL, MPIDR_EL1, Readable};
 
 /// The linear index of the running core (Aff1 * 4 + Aff0, as TF-A's QEMU port counts).
 pub fn core_index() -> usize {
-    let mpidr = sysreg::read_mpidr_el1();
-    ((mpidr >> 8) & 0xff) as usize * 4 + (mpidr & 0xff) as usize
+    let mpidr = MPIDR_EL1.extract();
+    mpidr.read(MPIDR_EL1::Aff1) as usize * 4 + mpidr.read(MPIDR_EL1::Aff0) as usize
 }
 
 /// The exception level the core runs at.
 pub fn current_el() -> u64 {
-    (sysreg::read_current_el() >> 2) & 3
+    CurrentEL.read(CurrentEL::EL)
 }
 
 /// Stops the core for good.

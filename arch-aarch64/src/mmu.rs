@@ -7,6 +7,8 @@ use aarch64_paging::idmap::IdMap;
 use aarch64_paging::paging::{El2, MemoryRegion};
 use spin::mutex::SpinMutex;
 
+use aarch64_cpu::registers::{MAIR_EL2, SCTLR_EL2, TCR_EL2};
+
 use crate::sysreg;
 
 /// What a region of the map holds.
@@ -36,18 +38,28 @@ pub struct Region {
 }
 
 /// MAIR_EL2: index 0 Device-nGnRE, index 1 Normal write-back RA/WA.
-pub const MAIR: u64 = 0x04 | (0xff << 8);
+pub const MAIR: u64 = MAIR_EL2::Attr0_Device::nonGathering_nonReordering_EarlyWriteAck.value
+    | MAIR_EL2::Attr1_Normal_Outer::WriteBack_NonTransient_ReadWriteAlloc.value
+    | MAIR_EL2::Attr1_Normal_Inner::WriteBack_NonTransient_ReadWriteAlloc.value;
 /// TCR_EL2 (E2H=0): T0SZ=25 (39-bit VA, root level 1), IRGN0=ORGN0=WB RA/WA,
-/// SH0 inner shareable, TG0 4K, PS 40 bits, RES1 bits 23 and 31. With
-/// feature `va48`: T0SZ=16 (48-bit VA, root level 0), PS 48 bits.
-pub const TCR: u64 = SPACE | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 23) | (1 << 31);
+/// SH0 inner shareable, TG0 4K, PS 40 bits, RES1 bits 23 and 31 (which
+/// aarch64-cpu does not name). With feature `va48`: T0SZ=16 (48-bit VA, root
+/// level 0), PS 48 bits.
+pub const TCR: u64 = SPACE
+    | TCR_EL2::IRGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable.value
+    | TCR_EL2::ORGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable.value
+    | TCR_EL2::SH0::Inner.value
+    | TCR_EL2::TG0::KiB_4.value
+    | TCR_RES1;
+/// TCR_EL2 bits 23 and 31: RES1 when E2H is 0.
+const TCR_RES1: u64 = (1 << 23) | (1 << 31);
 #[cfg(not(feature = "va48"))]
-const SPACE: u64 = 25 | (2 << 16);
+const SPACE: u64 = TCR_EL2::T0SZ.val(25).value | TCR_EL2::PS::Bits_40.value;
 #[cfg(feature = "va48")]
-const SPACE: u64 = 16 | (5 << 16);
+const SPACE: u64 = TCR_EL2::T0SZ.val(16).value | TCR_EL2::PS::Bits_48.value;
 /// The root level of the map ([`TCR`]'s T0SZ decides it).
 pub const ROOT_LEVEL: usize = if cfg!(feature = "va48") { 0 } else { 1 };
-/// RES1 bits of SCTLR_EL2 in the non-VHE layout.
+/// RES1 bits of SCTLR_EL2 in the non-VHE layout (aarch64-cpu does not name them).
 const SCTLR_RES1: u64 = (1 << 4)
     | (1 << 5)
     | (1 << 11)
@@ -58,9 +70,23 @@ const SCTLR_RES1: u64 = (1 << 4)
     | (1 << 28)
     | (1 << 29);
 /// SCTLR_EL2 with the boot map: M, C, SA, I.
-pub const SCTLR_BOOT: u64 = SCTLR_RES1 | 1 | (1 << 2) | (1 << 3) | (1 << 12);
+pub const SCTLR_BOOT: u64 = SCTLR_RES1
+    | SCTLR_EL2::M::Enable.value
+    | SCTLR_EL2::C::Cacheable.value
+    | SCTLR_EL2::SA::Enable.value
+    | SCTLR_EL2::I::Cacheable.value;
 /// SCTLR_EL2 with the final map: also WXN (writable memory is never executable).
-pub const SCTLR: u64 = SCTLR_BOOT | (1 << 19);
+pub const SCTLR: u64 = SCTLR_BOOT | SCTLR_EL2::WXN::Enable.value;
+
+// The named fields spell the same values as the architecture's bit numbers.
+const _: () = assert!(MAIR == 0x04 | (0xff << 8));
+#[cfg(not(feature = "va48"))]
+const _: () = assert!(SPACE == 25 | (2 << 16));
+#[cfg(feature = "va48")]
+const _: () = assert!(SPACE == 16 | (5 << 16));
+const _: () = assert!(TCR == SPACE | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 23) | (1 << 31));
+const _: () = assert!(SCTLR_BOOT == SCTLR_RES1 | 1 | (1 << 2) | (1 << 3) | (1 << 12));
+const _: () = assert!(SCTLR == SCTLR_BOOT | (1 << 19));
 
 /// The final map's root, read by the secondary cores' entry code.
 pub static mut FINAL_ROOT: u64 = 0;

@@ -8,25 +8,39 @@
 
 use spmc::addr::{IpaSpace, PAGE_SIZE};
 
+use aarch64_cpu::registers::{HCR_EL2, ID_AA64MMFR1_EL1, Readable, VTCR_EL2};
+
 use crate::sysreg;
 
 // VTCR_EL2: T0SZ=25, SL0=1 (start at level 1), inner/outer write-back,
 // inner shareable, 4K granule, PS=40 bits, NSW=0 (walks of the non-secure
 // table are in secure memory: the tables are the SPMC's), NSA=1 (non-secure
 // IPA output is normal-world memory), RES1 bit 31. With `va48`: T0SZ=16,
-// SL0=2 (start at level 0), PS=48 bits.
+// SL0=2 (start at level 0), PS=48 bits. Field names are aarch64-cpu's.
 #[cfg(not(feature = "va48"))]
-const SPACE: u64 = 25 | (1 << 6) | (2 << 16);
+const SPACE: u64 = VTCR_EL2::T0SZ.val(25).value
+    | VTCR_EL2::SL0::Granule4KBLevel1.value
+    | VTCR_EL2::PS::PA_40B_1TB.value;
 #[cfg(feature = "va48")]
-const SPACE: u64 = 16 | (2 << 6) | (5 << 16);
+const SPACE: u64 = VTCR_EL2::T0SZ.val(16).value
+    | VTCR_EL2::SL0::Granule4KBLevel0.value
+    | VTCR_EL2::PS::PA_48B_256TB.value;
+const VTCR_COMMON: u64 = SPACE
+    | VTCR_EL2::IRGN0::NormalWBRAWA.value
+    | VTCR_EL2::ORGN0::NormalWBRAWA.value
+    | VTCR_EL2::SH0::Inner.value
+    | VTCR_EL2::TG0::Granule4KB.value
+    | VTCR_EL2::RES1.val(1).value;
 #[cfg(not(feature = "ns-el2"))]
-const VTCR: u64 = SPACE | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 30) | (1 << 31);
+const VTCR: u64 = VTCR_COMMON | VTCR_EL2::NSA::NonSecurePASpace.value;
 // Non-secure EL2: NSW and NSA are RES0 without FEAT_SEL2.
 #[cfg(feature = "ns-el2")]
-const VTCR: u64 = SPACE | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 31);
+const VTCR: u64 = VTCR_COMMON;
 // VSTCR_EL2: T0SZ and SL0 as VTCR_EL2, 4K granule, SW=0 and SA=0 (secure
-// walks, secure output).
-const VSTCR: u64 = SPACE & 0xFF;
+// walks, secure output). aarch64-cpu has no VSTCR_EL2 (a Secure EL2
+// register): its T0SZ and SL0 sit where VTCR_EL2's do.
+const VSTCR: u64 = SPACE
+    & ((VTCR_EL2::T0SZ.mask << VTCR_EL2::T0SZ.shift) | (VTCR_EL2::SL0.mask << VTCR_EL2::SL0.shift));
 // HCR_EL2 while partitions run: VM (stage 2 on), SWIO, FMO/IMO/AMO (physical
 // FIQ/IRQ/SError to EL2), TSC (trap SMC: the partitions' FF-A conduit), RW
 // (EL1 is AArch64). RW is what keeps a partition out of AArch32 EL1: an ERET
@@ -34,16 +48,35 @@ const VSTCR: u64 = SPACE & 0xFF;
 // EL1. AArch32 EL0 stays possible (the CPU may implement it); its exceptions
 // to EL2 come through the AArch64 lower-EL vectors because RW is set (Arm
 // ARM D1.3.1), and are that partition's calls, interrupts and faults.
-const HCR: u64 = 1 | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 19) | (1 << 31);
+const HCR: u64 = HCR_EL2::VM::Enable.value
+    | HCR_EL2::SWIO.val(1).value
+    | HCR_EL2::FMO::EnableVirtualFIQ.value
+    | HCR_EL2::IMO::EnableVirtualIRQ.value
+    | HCR_EL2::AMO.val(1).value
+    | HCR_EL2::TSC::EnableTrapEl1SmcToEl2.value
+    | HCR_EL2::RW::EL1IsAarch64.value;
 
 /// VTCR_EL2.VS: VMIDs are 16 bits wide (FEAT_VMID16).
-const VS: u64 = 1 << 19;
+const VS: u64 = VTCR_EL2::VS::Bits16.value;
+
+// The named fields spell the same values as the architecture's bit numbers.
+#[cfg(not(feature = "va48"))]
+const _: () = assert!(SPACE == 25 | (1 << 6) | (2 << 16));
+#[cfg(feature = "va48")]
+const _: () = assert!(SPACE == 16 | (2 << 6) | (5 << 16));
+#[cfg(not(feature = "ns-el2"))]
+const _: () = assert!(VTCR == SPACE | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 30) | (1 << 31));
+#[cfg(feature = "ns-el2")]
+const _: () = assert!(VTCR == SPACE | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 31));
+const _: () = assert!(VSTCR == SPACE & 0xFF);
+const _: () = assert!(HCR == 1 | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 19) | (1 << 31));
+const _: () = assert!(VS == 1 << 19);
 
 /// True if the CPU tags stage-2 translations with 16-bit VMIDs
 /// (FEAT_VMID16: ID_AA64MMFR1_EL1.VMIDBits = 0b0010), which [`configure`]
 /// then turns on; otherwise they are 8 bits wide.
 pub fn vmid16() -> bool {
-    (sysreg::read_id_aa64mmfr1_el1() >> 4) & 0xF == 2
+    ID_AA64MMFR1_EL1.matches_all(ID_AA64MMFR1_EL1::VMIDBits::Bits16)
 }
 
 /// Programs the stage-2 controls on this core (at boot and on each core's first entry).

@@ -1,7 +1,29 @@
 //! System register access.
+//!
+//! Registers aarch64-cpu names are read through it; the rest of the crate
+//! uses its register and field names directly where it decodes a value
+//! (`cpu.rs`, `stage2.rs`, `mmu.rs`).
 
-/// Generates a read accessor for an EL2 (or EL1) system register.
+use aarch64_cpu::registers::{
+    CNTFRQ_EL0, CNTVCT_EL0, CPTR_EL2, CurrentEL, HCR_EL2, ID_AA64MMFR1_EL1, ID_AA64PFR0_EL1,
+    MIDR_EL1, MPIDR_EL1, Readable, SCTLR_EL2, VTTBR_EL2,
+};
+
+/// Generates a read accessor for an EL2 (or EL1) system register that
+/// aarch64-cpu names (its `get` is an `mrs` with no memory effect, as ours was).
 macro_rules! read_sysreg {
+    ($(#[$doc:meta])* $name:ident, $reg:ident) => {
+        $(#[$doc])*
+        #[inline]
+        pub fn $name() -> u64 {
+            $reg.get()
+        }
+    };
+}
+
+/// Generates a read accessor for a register aarch64-cpu does not name (the
+/// Secure EL2 ones), by its encoding.
+macro_rules! read_sysreg_raw {
     ($(#[$doc:meta])* $name:ident, $reg:literal) => {
         $(#[$doc])*
         #[inline]
@@ -18,7 +40,11 @@ macro_rules! read_sysreg {
 }
 
 /// Generates a write accessor; writing is unsafe because it changes how the
-/// core translates, traps or executes.
+/// core translates, traps or executes. These stay ours rather than
+/// aarch64-cpu's `set`: that one is a safe function and its `msr` is marked
+/// `nomem`, so the compiler may move memory accesses across a write that
+/// changes translation (SCTLR_EL2, TTBR0_EL2, VTTBR_EL2...); ours is a
+/// compiler barrier and `unsafe`, with the contract below.
 macro_rules! write_sysreg {
     ($(#[$doc:meta])* $name:ident, $reg:literal) => {
         $(#[$doc])*
@@ -39,43 +65,40 @@ macro_rules! write_sysreg {
 
 read_sysreg!(
     /// CurrentEL.
-    read_current_el, "CurrentEL");
+    read_current_el, CurrentEL);
 read_sysreg!(
     /// MIDR_EL1.
-    read_midr_el1, "midr_el1");
+    read_midr_el1, MIDR_EL1);
 read_sysreg!(
     /// MPIDR_EL1.
-    read_mpidr_el1, "mpidr_el1");
-read_sysreg!(
+    read_mpidr_el1, MPIDR_EL1);
+read_sysreg_raw!(
     /// VSTCR_EL2: exists only at Secure EL2 (reading it elsewhere is UNDEFINED).
     read_vstcr_el2, "S3_4_C2_C6_2");
 read_sysreg!(
-    /// SCTLR_EL2.
-    read_sctlr_el2, "sctlr_el2");
-read_sysreg!(
     /// ID_AA64PFR0_EL1.
-    read_id_aa64pfr0_el1, "id_aa64pfr0_el1");
-read_sysreg!(
-    /// ID_AA64MMFR0_EL1.
-    read_id_aa64mmfr0_el1, "id_aa64mmfr0_el1");
-read_sysreg!(
-    /// ID_AA64MMFR1_EL1.
-    read_id_aa64mmfr1_el1, "id_aa64mmfr1_el1");
+    read_id_aa64pfr0_el1, ID_AA64PFR0_EL1);
 read_sysreg!(
     /// VTTBR_EL2.
-    read_vttbr_el2, "vttbr_el2");
+    read_vttbr_el2, VTTBR_EL2);
 read_sysreg!(
     /// CNTFRQ_EL0.
-    read_cntfrq_el0, "cntfrq_el0");
+    read_cntfrq_el0, CNTFRQ_EL0);
 read_sysreg!(
     /// CNTVCT_EL0.
-    read_cntvct_el0, "cntvct_el0");
+    read_cntvct_el0, CNTVCT_EL0);
 read_sysreg!(
     /// HCR_EL2.
-    read_hcr_el2, "hcr_el2");
+    read_hcr_el2, HCR_EL2);
+read_sysreg!(
+    /// SCTLR_EL2.
+    read_sctlr_el2, SCTLR_EL2);
+read_sysreg!(
+    /// ID_AA64MMFR1_EL1.
+    read_id_aa64mmfr1_el1, ID_AA64MMFR1_EL1);
 read_sysreg!(
     /// CPTR_EL2.
-    read_cptr_el2, "cptr_el2");
+    read_cptr_el2, CPTR_EL2);
 
 write_sysreg!(
     /// SCTLR_EL2.

@@ -311,6 +311,8 @@ struct CpuState {
     fp: Owner,
     fp_trapped: bool,
     stage2: (u64, u64),
+    /// VMPIDR_EL2 as last written on this core (`u64::MAX`: not known).
+    vmpidr: u64,
 }
 const _: () = assert!(offset_of!(CpuState, ctx) == 0);
 
@@ -364,6 +366,7 @@ const IDLE: PerCpu = PerCpu(UnsafeCell::new(CpuState {
     // No table has root address 0, so (0, 0) means "none loaded yet" and
     // the whole array stays in .bss.
     stage2: (0, 0),
+    vmpidr: u64::MAX,
 }));
 static CPUS: [PerCpu; MAX_CPUS] = [IDLE; MAX_CPUS];
 
@@ -383,6 +386,7 @@ pub fn init_cpu() {
         st.el1 = Owner::NormalWorld;
         st.fp = Owner::NormalWorld;
         st.stage2 = (0, 0);
+        st.vmpidr = u64::MAX;
         st.fp_trapped = sysreg::read_cptr_el2() & CPTR_TFP != 0;
     }
     // SAFETY: TPIDR_EL2 is ours (EL3 keeps a copy per world); from here on
@@ -505,6 +509,16 @@ pub unsafe fn run(ctx: &mut Context) {
         // until the ERET below.
         unsafe { crate::stage2::load(s2.0, s2.1) };
         st.stage2 = s2;
+    }
+    if st.vmpidr != ctx.vmpidr {
+        // SAFETY: VMPIDR_EL2 only sets what EL1 reads as MPIDR_EL1 (the
+        // vCPU's identity, Context::vmpidr); nothing at EL2 reads it, and
+        // TF-A keeps the normal world's own across world switches
+        // (CTX_INCLUDE_EL2_REGS).
+        unsafe {
+            core::arch::asm!("msr vmpidr_el2, {}", in(reg) ctx.vmpidr, options(nomem, nostack, preserves_flags))
+        };
+        st.vmpidr = ctx.vmpidr;
     }
     let vgic = ctx.vgic.live;
     if vgic {

@@ -16,9 +16,16 @@ use crate::sp_manifest::{Messaging, Uuid};
 
 /// Largest RX/TX buffer, in 4 KiB pages (reported by FFA_FEATURES(FFA_RXTX_MAP)).
 pub const MAX_RXTX_PAGES: u64 = 16;
-/// Size of a v1.1+ partition information descriptor (Table 6.1).
-pub const PART_INFO_SIZE: usize = 24;
-/// Size of a v1.0 partition information descriptor.
+/// Size of a v1.1+ partition information descriptor (Table 6.1), arm-ffa's.
+///
+/// The descriptors themselves are written here, not with
+/// `arm_ffa::partition_info::PartitionInfo::pack`: that one panics for a
+/// v1.0 caller (8-byte descriptors, which it does not know) and takes the
+/// properties as a decoded struct, where the SPMC masks raw bits per the
+/// caller's version (docs/arm-ffa.md).
+pub const PART_INFO_SIZE: usize = arm_ffa::partition_info::PartitionInfo::DESC_SIZE;
+/// Size of a v1.0 partition information descriptor (v1.0 Table 8.25; arm-ffa
+/// has no v1.0 layout).
 pub const PART_INFO_SIZE_V1_0: usize = 8;
 /// Indirect message header size in v1.2 (with the UUID, Table 6.3).
 pub const MSG_HEADER_V1_2: u32 = 40;

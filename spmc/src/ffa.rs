@@ -2,7 +2,8 @@
 //! IDs and the register block every call travels in.
 //!
 //! The constants are the function IDs of DEN0077 v1.2, chapter 13 onward
-//! (Table 13.1 lists them). Decoding on the hot path matches these raw values
+//! (Table 13.1 lists them), taken from the `arm-ffa` crate; docs/arm-ffa.md
+//! lists what the SPMC still defines itself and why. Decoding on the hot path matches these raw values
 //! directly instead of building a full `arm_ffa::Interface`, which costs about
 //! 1,500 instructions per message at opt-level s.
 
@@ -93,65 +94,76 @@ impl fmt::Debug for Regs {
 }
 
 /// FF-A function IDs (DEN0077 v1.2, Table 13.1 and the per-ABI sections).
+///
+/// The values come from `arm_ffa::FuncId` (one definition for the SPMC and
+/// the test images); the names are the ones this crate has always matched
+/// on, as plain `u32` constants so that the hot path compares raw registers
+/// and never decodes through `arm_ffa::Interface`. `MSG_POLL` and `MSG_SEND`
+/// (v1.0, deprecated from v1.1) are ours: arm-ffa does not name them
+/// (docs/arm-ffa.md).
 #[allow(missing_docs, reason = "the names are the spec's")]
 pub mod func {
-    pub const ERROR_32: u32 = 0x8400_0060;
-    pub const ERROR_64: u32 = 0xC400_0060;
-    pub const SUCCESS_32: u32 = 0x8400_0061;
-    pub const SUCCESS_64: u32 = 0xC400_0061;
-    pub const INTERRUPT_32: u32 = 0x8400_0062;
-    pub const VERSION: u32 = 0x8400_0063;
-    pub const FEATURES: u32 = 0x8400_0064;
-    pub const RX_RELEASE: u32 = 0x8400_0065;
-    pub const RXTX_MAP_32: u32 = 0x8400_0066;
-    pub const RXTX_MAP_64: u32 = 0xC400_0066;
-    pub const RXTX_UNMAP: u32 = 0x8400_0067;
-    pub const PARTITION_INFO_GET: u32 = 0x8400_0068;
-    pub const ID_GET: u32 = 0x8400_0069;
+    use arm_ffa::FuncId;
+
+    pub const ERROR_32: u32 = FuncId::Error32 as u32;
+    pub const ERROR_64: u32 = FuncId::Error64 as u32;
+    pub const SUCCESS_32: u32 = FuncId::Success32 as u32;
+    pub const SUCCESS_64: u32 = FuncId::Success64 as u32;
+    pub const INTERRUPT_32: u32 = FuncId::Interrupt32 as u32;
+    pub const VERSION: u32 = FuncId::Version as u32;
+    pub const FEATURES: u32 = FuncId::Features as u32;
+    pub const RX_RELEASE: u32 = FuncId::RxRelease as u32;
+    pub const RXTX_MAP_32: u32 = FuncId::RxTxMap32 as u32;
+    pub const RXTX_MAP_64: u32 = FuncId::RxTxMap64 as u32;
+    pub const RXTX_UNMAP: u32 = FuncId::RxTxUnmap as u32;
+    pub const PARTITION_INFO_GET: u32 = FuncId::PartitionInfoGet as u32;
+    pub const ID_GET: u32 = FuncId::IdGet as u32;
+    /// FFA_MSG_POLL (v1.0 only): not in `arm_ffa::FuncId`.
     pub const MSG_POLL: u32 = 0x8400_006A;
-    pub const MSG_WAIT: u32 = 0x8400_006B;
-    pub const YIELD: u32 = 0x8400_006C;
-    pub const RUN: u32 = 0x8400_006D;
+    pub const MSG_WAIT: u32 = FuncId::MsgWait32 as u32;
+    pub const YIELD: u32 = FuncId::Yield32 as u32;
+    pub const RUN: u32 = FuncId::Run32 as u32;
+    /// FFA_MSG_SEND (v1.0 only): not in `arm_ffa::FuncId`.
     pub const MSG_SEND: u32 = 0x8400_006E;
-    pub const MSG_SEND_DIRECT_REQ_32: u32 = 0x8400_006F;
-    pub const MSG_SEND_DIRECT_REQ_64: u32 = 0xC400_006F;
-    pub const MSG_SEND_DIRECT_RESP_32: u32 = 0x8400_0070;
-    pub const MSG_SEND_DIRECT_RESP_64: u32 = 0xC400_0070;
-    pub const MEM_DONATE_32: u32 = 0x8400_0071;
-    pub const MEM_DONATE_64: u32 = 0xC400_0071;
-    pub const MEM_LEND_32: u32 = 0x8400_0072;
-    pub const MEM_LEND_64: u32 = 0xC400_0072;
-    pub const MEM_SHARE_32: u32 = 0x8400_0073;
-    pub const MEM_SHARE_64: u32 = 0xC400_0073;
-    pub const MEM_RETRIEVE_REQ_32: u32 = 0x8400_0074;
-    pub const MEM_RETRIEVE_REQ_64: u32 = 0xC400_0074;
-    pub const MEM_RETRIEVE_RESP: u32 = 0x8400_0075;
-    pub const MEM_RELINQUISH: u32 = 0x8400_0076;
-    pub const MEM_RECLAIM: u32 = 0x8400_0077;
-    pub const MEM_FRAG_RX: u32 = 0x8400_007A;
-    pub const MEM_FRAG_TX: u32 = 0x8400_007B;
-    pub const NORMAL_WORLD_RESUME: u32 = 0x8400_007C;
-    pub const NOTIFICATION_BITMAP_CREATE: u32 = 0x8400_007D;
-    pub const NOTIFICATION_BITMAP_DESTROY: u32 = 0x8400_007E;
-    pub const NOTIFICATION_BIND: u32 = 0x8400_007F;
-    pub const NOTIFICATION_UNBIND: u32 = 0x8400_0080;
-    pub const NOTIFICATION_SET: u32 = 0x8400_0081;
-    pub const NOTIFICATION_GET: u32 = 0x8400_0082;
-    pub const NOTIFICATION_INFO_GET_32: u32 = 0x8400_0083;
-    pub const NOTIFICATION_INFO_GET_64: u32 = 0xC400_0083;
-    pub const RX_ACQUIRE: u32 = 0x8400_0084;
-    pub const SPM_ID_GET: u32 = 0x8400_0085;
-    pub const MSG_SEND2: u32 = 0x8400_0086;
-    pub const SECONDARY_EP_REGISTER_32: u32 = 0x8400_0087;
-    pub const SECONDARY_EP_REGISTER_64: u32 = 0xC400_0087;
-    pub const MEM_PERM_GET_32: u32 = 0x8400_0088;
-    pub const MEM_PERM_SET_32: u32 = 0x8400_0089;
-    pub const CONSOLE_LOG_32: u32 = 0x8400_008A;
-    pub const CONSOLE_LOG_64: u32 = 0xC400_008A;
-    pub const PARTITION_INFO_GET_REGS_64: u32 = 0xC400_008B;
-    pub const EL3_INTR_HANDLE: u32 = 0x8400_008C;
-    pub const MSG_SEND_DIRECT_REQ2_64: u32 = 0xC400_008D;
-    pub const MSG_SEND_DIRECT_RESP2_64: u32 = 0xC400_008E;
+    pub const MSG_SEND_DIRECT_REQ_32: u32 = FuncId::MsgSendDirectReq32 as u32;
+    pub const MSG_SEND_DIRECT_REQ_64: u32 = FuncId::MsgSendDirectReq64 as u32;
+    pub const MSG_SEND_DIRECT_RESP_32: u32 = FuncId::MsgSendDirectResp32 as u32;
+    pub const MSG_SEND_DIRECT_RESP_64: u32 = FuncId::MsgSendDirectResp64 as u32;
+    pub const MEM_DONATE_32: u32 = FuncId::MemDonate32 as u32;
+    pub const MEM_DONATE_64: u32 = FuncId::MemDonate64 as u32;
+    pub const MEM_LEND_32: u32 = FuncId::MemLend32 as u32;
+    pub const MEM_LEND_64: u32 = FuncId::MemLend64 as u32;
+    pub const MEM_SHARE_32: u32 = FuncId::MemShare32 as u32;
+    pub const MEM_SHARE_64: u32 = FuncId::MemShare64 as u32;
+    pub const MEM_RETRIEVE_REQ_32: u32 = FuncId::MemRetrieveReq32 as u32;
+    pub const MEM_RETRIEVE_REQ_64: u32 = FuncId::MemRetrieveReq64 as u32;
+    pub const MEM_RETRIEVE_RESP: u32 = FuncId::MemRetrieveResp as u32;
+    pub const MEM_RELINQUISH: u32 = FuncId::MemRelinquish as u32;
+    pub const MEM_RECLAIM: u32 = FuncId::MemReclaim as u32;
+    pub const MEM_FRAG_RX: u32 = FuncId::MemFragRx as u32;
+    pub const MEM_FRAG_TX: u32 = FuncId::MemFragTx as u32;
+    pub const NORMAL_WORLD_RESUME: u32 = FuncId::NormalWorldResume32 as u32;
+    pub const NOTIFICATION_BITMAP_CREATE: u32 = FuncId::NotificationBitmapCreate as u32;
+    pub const NOTIFICATION_BITMAP_DESTROY: u32 = FuncId::NotificationBitmapDestroy as u32;
+    pub const NOTIFICATION_BIND: u32 = FuncId::NotificationBind as u32;
+    pub const NOTIFICATION_UNBIND: u32 = FuncId::NotificationUnbind as u32;
+    pub const NOTIFICATION_SET: u32 = FuncId::NotificationSet as u32;
+    pub const NOTIFICATION_GET: u32 = FuncId::NotificationGet as u32;
+    pub const NOTIFICATION_INFO_GET_32: u32 = FuncId::NotificationInfoGet32 as u32;
+    pub const NOTIFICATION_INFO_GET_64: u32 = FuncId::NotificationInfoGet64 as u32;
+    pub const RX_ACQUIRE: u32 = FuncId::RxAcquire as u32;
+    pub const SPM_ID_GET: u32 = FuncId::SpmIdGet as u32;
+    pub const MSG_SEND2: u32 = FuncId::MsgSend2 as u32;
+    pub const SECONDARY_EP_REGISTER_32: u32 = FuncId::SecondaryEpRegister32 as u32;
+    pub const SECONDARY_EP_REGISTER_64: u32 = FuncId::SecondaryEpRegister64 as u32;
+    pub const MEM_PERM_GET_32: u32 = FuncId::MemPermGet32 as u32;
+    pub const MEM_PERM_SET_32: u32 = FuncId::MemPermSet32 as u32;
+    pub const CONSOLE_LOG_32: u32 = FuncId::ConsoleLog32 as u32;
+    pub const CONSOLE_LOG_64: u32 = FuncId::ConsoleLog64 as u32;
+    pub const PARTITION_INFO_GET_REGS_64: u32 = FuncId::PartitionInfoGetRegs as u32;
+    pub const EL3_INTR_HANDLE: u32 = FuncId::El3IntrHandle as u32;
+    pub const MSG_SEND_DIRECT_REQ2_64: u32 = FuncId::MsgSendDirectReq64_2 as u32;
+    pub const MSG_SEND_DIRECT_RESP2_64: u32 = FuncId::MsgSendDirectResp64_2 as u32;
 
     /// True for a function ID in the FF-A range (SMCCC owner "standard secure
     /// service", functions 0x60-0xFF), 32- or 64-bit convention.
@@ -184,19 +196,22 @@ pub enum FfaError {
 }
 
 impl FfaError {
-    /// The signed code of the spec.
+    /// The signed code of the spec (the values of `arm_ffa::FfaError`; the
+    /// SPMC keeps its own enum for its `const` uses and its `Debug`, which
+    /// costs no `thiserror` text in the image).
     pub const fn code(self) -> i32 {
-        match self {
-            Self::NotSupported => -1,
-            Self::InvalidParameters => -2,
-            Self::NoMemory => -3,
-            Self::Busy => -4,
-            Self::Interrupted => -5,
-            Self::Denied => -6,
-            Self::Retry => -7,
-            Self::Aborted => -8,
-            Self::NoData => -9,
-        }
+        use arm_ffa::FfaError as E;
+        (match self {
+            Self::NotSupported => E::NotSupported,
+            Self::InvalidParameters => E::InvalidParameters,
+            Self::NoMemory => E::NoMemory,
+            Self::Busy => E::Busy,
+            Self::Interrupted => E::Interrupted,
+            Self::Denied => E::Denied,
+            Self::Retry => E::Retry,
+            Self::Aborted => E::Aborted,
+            Self::NoData => E::NoData,
+        }) as i32
     }
 
     /// The code as it sits in a 32-bit register.
@@ -206,6 +221,11 @@ impl FfaError {
 }
 
 /// An FF-A version: major in bits [30:16], minor in bits [15:0] (§13.2.1).
+///
+/// The same encoding as `arm_ffa::Version` (the conversions below, and a test,
+/// hold the two together). The SPMC keeps its own type because
+/// `arm_ffa::Version`'s register conversions are not `const`, it has no
+/// `Hash`, and `u32::from` asserts on bit 31 instead of answering `None`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Version(u32);
 
@@ -246,6 +266,18 @@ impl Version {
     /// The register encoding.
     pub const fn bits(self) -> u32 {
         self.0
+    }
+}
+
+impl From<Version> for arm_ffa::Version {
+    fn from(v: Version) -> Self {
+        arm_ffa::Version(v.major(), v.minor())
+    }
+}
+
+impl From<arm_ffa::Version> for Version {
+    fn from(v: arm_ffa::Version) -> Self {
+        Self::new(v.0, v.1)
     }
 }
 
@@ -330,18 +362,20 @@ pub mod fwk {
     pub const VERSION_RESP: u32 = 9;
 }
 
-/// PSCI function IDs that arrive in power management framework messages.
+/// PSCI function IDs that arrive in power management framework messages
+/// (the values of the `smccc` crate's `psci` module).
 pub mod psci {
+    use smccc::psci as p;
     /// PSCI CPU_OFF.
-    pub const CPU_OFF: u32 = 0x8400_0002;
+    pub const CPU_OFF: u32 = p::PSCI_CPU_OFF;
     /// PSCI CPU_SUSPEND (SMC32).
-    pub const CPU_SUSPEND_32: u32 = 0x8400_0001;
+    pub const CPU_SUSPEND_32: u32 = p::PSCI_CPU_SUSPEND_32;
     /// PSCI CPU_SUSPEND (SMC64).
-    pub const CPU_SUSPEND_64: u32 = 0xC400_0001;
+    pub const CPU_SUSPEND_64: u32 = p::PSCI_CPU_SUSPEND_64;
     /// PSCI success.
-    pub const SUCCESS: u32 = 0;
+    pub const SUCCESS: u32 = p::error::SUCCESS as u32;
     /// PSCI DENIED.
-    pub const DENIED: u32 = (-3i32) as u32;
+    pub const DENIED: u32 = p::error::DENIED as u32;
 }
 
 #[cfg(test)]
@@ -359,6 +393,42 @@ mod tests {
         assert_eq!(negotiate(0x2_0000), Err(FfaError::NotSupported));
         assert_eq!(negotiate(0x0_0009), Err(FfaError::NotSupported));
         assert_eq!(negotiate(0x8001_0002), Err(FfaError::NotSupported));
+    }
+
+    #[test]
+    fn version_encoding_is_arm_ffas() {
+        for v in [
+            Version::V1_0,
+            Version::V1_1,
+            Version::V1_2,
+            Version::new(0x7FFF, 9),
+        ] {
+            let theirs = arm_ffa::Version::from(v);
+            assert_eq!(u32::from(theirs), v.bits());
+            assert_eq!(arm_ffa::Version::try_from(v.bits()), Ok(theirs));
+            assert_eq!(Version::from(theirs), v);
+        }
+        assert!(arm_ffa::Version::try_from(0x8001_0002).is_err());
+        assert_eq!(Version::from_reg(0x8001_0002), None);
+    }
+
+    #[test]
+    fn error_codes_are_arm_ffas() {
+        use arm_ffa::FfaError as E;
+        for (ours, theirs) in [
+            (FfaError::NotSupported, E::NotSupported),
+            (FfaError::InvalidParameters, E::InvalidParameters),
+            (FfaError::NoMemory, E::NoMemory),
+            (FfaError::Busy, E::Busy),
+            (FfaError::Interrupted, E::Interrupted),
+            (FfaError::Denied, E::Denied),
+            (FfaError::Retry, E::Retry),
+            (FfaError::Aborted, E::Aborted),
+            (FfaError::NoData, E::NoData),
+        ] {
+            assert_eq!(ours.code(), i32::from(theirs));
+            assert_eq!(E::try_from(ours.code()), Ok(theirs));
+        }
     }
 
     #[test]

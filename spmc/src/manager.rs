@@ -581,6 +581,7 @@ impl<P: Platform> Spmc<P> {
             let blob = boot_info_blob(
                 config.load_ipa.0 + layout.manifest_at,
                 manifest.len() as u32,
+                config.version,
             );
             self.platform
                 .write(Pa(main_pa.0 + at), &blob)
@@ -1278,10 +1279,22 @@ impl MainLayout {
 /// The FF-A boot information blob (DEN0077 v1.2 §5.4.1, Tables 5.8 and 5.9):
 /// a header and one descriptor pointing at the partition manifest, at IPA
 /// `manifest_ipa` (behind the blob, or inside a package run in place).
-fn boot_info_blob(manifest_ipa: u64, manifest_len: u32) -> [u8; BOOT_INFO_HEADER as usize] {
+///
+/// The header's version (DEN0077 v1.2 §5.4.1, Table 5.8: "encoded as in
+/// FFA_VERSION") is the version the partition's manifest states, from 1.1
+/// (the first with this layout) up to the 1.2 we implement: the layout is the
+/// same in both, and a partition written for 1.1 checks for exactly 1.1
+/// (OP-TEE 4.5 panics on anything else; Hafnium always writes 1.1;
+/// docs/optee.md).
+fn boot_info_blob(
+    manifest_ipa: u64,
+    manifest_len: u32,
+    partition: Version,
+) -> [u8; BOOT_INFO_HEADER as usize] {
+    let version = partition.clamp(Version::V1_1, Version::V1_2);
     let mut b = [0u8; BOOT_INFO_HEADER as usize];
     b[0..4].copy_from_slice(&0x0FFAu32.to_le_bytes()); // signature
-    b[4..8].copy_from_slice(&Version::V1_2.bits().to_le_bytes()); // version
+    b[4..8].copy_from_slice(&version.bits().to_le_bytes()); // version
     b[8..12].copy_from_slice(&(BOOT_INFO_HEADER as u32).to_le_bytes()); // blob size
     b[12..16].copy_from_slice(&32u32.to_le_bytes()); // descriptor size
     b[16..20].copy_from_slice(&1u32.to_le_bytes()); // descriptor count
@@ -1294,4 +1307,39 @@ fn boot_info_blob(manifest_ipa: u64, manifest_len: u32) -> [u8; BOOT_INFO_HEADER
     b[52..56].copy_from_slice(&manifest_len.to_le_bytes());
     b[56..64].copy_from_slice(&manifest_ipa.to_le_bytes());
     b
+}
+
+#[cfg(test)]
+mod boot_info_tests {
+    use super::*;
+    use arm_ffa::boot_info::{
+        BootInfoContents, BootInfoIterator, BootInfoName, BootInfoStdId, BootInfoType,
+    };
+
+    /// The blob is written here (arm-ffa's `BootInfo::pack` copies what a
+    /// descriptor points at behind the blob, where the SPMC points at the
+    /// manifest wherever it lies, inside a package run in place too), but
+    /// arm-ffa's parser is the judge of its layout (§5.4.1, Tables 5.8/5.9).
+    #[test]
+    fn boot_info_blob_parses_with_arm_ffa() {
+        let manifest = b"a manifest, as bytes";
+        let mut buf = alloc::vec![0u8; BOOT_INFO_HEADER as usize + manifest.len()];
+        buf[BOOT_INFO_HEADER as usize..].copy_from_slice(manifest);
+        let at = buf.as_ptr() as u64 + BOOT_INFO_HEADER;
+        let blob = boot_info_blob(at, manifest.len() as u32, Version::V1_2);
+        buf[..blob.len()].copy_from_slice(&blob);
+        let descs: Vec<_> = BootInfoIterator::new(arm_ffa::Version(1, 2), &buf)
+            .expect("header")
+            .collect::<Result<_, _>>()
+            .expect("descriptors");
+        assert_eq!(descs.len(), 1);
+        let d = &descs[0];
+        assert!(
+            matches!(d.name, BootInfoName::NullTermString(n) if n.to_bytes() == b"ffa_manifest")
+        );
+        assert_eq!(d.typ, BootInfoType::Std(BootInfoStdId::Fdt));
+        assert!(
+            matches!(d.contents, BootInfoContents::Address { content_buf } if content_buf == manifest)
+        );
+    }
 }

@@ -44,6 +44,7 @@ pub(crate) fn first_context(
         ctx.x[reg as usize] = at;
     }
     ctx.x[4] = index as u64;
+    ctx.vmpidr = crate::vcpu::vmpidr(index);
     ctx
 }
 

@@ -125,6 +125,19 @@ pub struct Context {
     /// the vCPU made since (0: none). Bounded by
     /// `ns_interrupts::MANAGED_EXIT_CALLS`.
     pub managed_exit: u8,
+    /// What the vCPU reads as MPIDR_EL1 (VMPIDR_EL2): bit 31 (RES1) and its
+    /// index in Aff0, so that each execution context of an MP partition
+    /// knows itself apart (OP-TEE indexes its per-core stacks by it). The
+    /// same as Hafnium; see [`vmpidr`].
+    pub vmpidr: u64,
+}
+
+/// The MPIDR_EL1 value execution context `index` of a partition reads: RES1
+/// bit 31, U (bit 30) clear (a multiprocessor), MT clear, `index` in Aff0
+/// (at most 256 contexts, DEN0077's execution-ctx-count is a u16 but our
+/// partitions have one per core).
+pub const fn vmpidr(index: u16) -> u64 {
+    (1 << 31) | (index as u64 & 0xff)
 }
 
 /// Number of list registers the SPMC uses (GICv3 has at least 4;
@@ -249,6 +262,7 @@ impl Context {
                 sctlr: SCTLR_EL1_RESET,
                 ..El1Regs::default()
             },
+            vmpidr: vmpidr(0),
             ..Self::default()
         }
     }

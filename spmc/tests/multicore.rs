@@ -107,6 +107,27 @@ fn secondary_boot_starts_the_cores_context_of_each_mp_partition() {
 }
 
 #[test]
+fn each_context_of_an_mp_partition_reads_its_own_mpidr() {
+    // What a vCPU reads as MPIDR_EL1 (VMPIDR_EL2): RES1 bit 31 and its
+    // index in Aff0. An MP partition such as OP-TEE finds its per-core
+    // state by it: with one value for all, every core's context would
+    // share core 0's stacks.
+    let mut s = booted();
+    let slot = s.slot_of(SP2).unwrap();
+    for core in 1..4 {
+        cold_boot(&mut s, core);
+    }
+    for index in 0..4u16 {
+        let v = VcpuRef { slot, index };
+        assert_eq!(
+            s.vcpu_context_mut(v).vmpidr,
+            0x8000_0000 | index as u64,
+            "context {index}"
+        );
+    }
+}
+
+#[test]
 fn a_request_on_core_n_goes_to_context_n() {
     let mut s = booted();
     let slot = s.slot_of(SP2).unwrap();

@@ -1349,6 +1349,39 @@ fn an_image_loaded_alone_maps_mem_size_and_keeps_boot_information_after_it() {
 }
 
 #[test]
+fn boot_information_carries_the_version_the_partition_states() {
+    // DEN0077 v1.2 §5.4.1: the header's version is encoded as in
+    // FFA_VERSION. A v1.1 partition (OP-TEE 4.5 checks for exactly 0x10001)
+    // gets a v1.1 blob, a v1.2 one a v1.2 blob; the layout is the same.
+    // crash-data's manifest states 1.2; the first round edits it to 1.1.
+    for (version, want) in [(0x0001_0001u32, 0x0001_0001u32), (0x0001_0002, 0x0001_0002)] {
+        let stated = if version == 0x0001_0002 {
+            "ffa-version = <0x00010002>; /* as it is */".to_string()
+        } else {
+            format!("ffa-version = <{version:#010x}>;")
+        };
+        let s = one_package(
+            "crash-data",
+            &[
+                (
+                    "entrypoint-offset = <0x0>;",
+                    "entrypoint-offset = <0x0>; mem-size = <0x30000>; gp-register-num = <1>;",
+                ),
+                ("ffa-version = <0x00010002>;", stated.as_str()),
+            ],
+        );
+        let bi = s.vcpu_context(spmc::vcpu::VcpuRef { slot: 0, index: 0 }).x[1];
+        let blob = sp_read(&s, 0, bi, 64).unwrap();
+        assert_eq!(&blob[0..4], &0x0FFAu32.to_le_bytes(), "signature");
+        assert_eq!(
+            u32::from_le_bytes(blob[4..8].try_into().unwrap()),
+            want,
+            "boot information version for a partition of version {version:#x}"
+        );
+    }
+}
+
+#[test]
 fn mem_size_that_reaches_a_region_or_is_zero_is_refused() {
     let s = one_package(
         "crash-data",

@@ -64,6 +64,27 @@ fn image_dir(opts: &Options) -> PathBuf {
         .join(profile_dir(opts))
 }
 
+/// `--release` for a release build, and its one extra flag.
+///
+/// `-Zlocation-detail=none`: release images carry no source locations (file,
+/// line and column of each panic site and each log call). The logger never
+/// prints the log calls' locations, and a panic still prints its message; the
+/// 330 locations and 35 paths were 9.5 KiB of the release SPMC's rodata
+/// (docs/benchmarks.md). Dev builds, which every test stage runs, keep them:
+/// rebuild without `--release` to see where a panic came from. The variable
+/// adds to `.cargo/config.toml`'s flags for the target (cargo merges the two).
+pub fn release_profile(cmd: &mut Command, opts: &Options) {
+    if opts.release {
+        cmd.arg("--release").env(
+            format!(
+                "CARGO_TARGET_{}_RUSTFLAGS",
+                TARGET.to_uppercase().replace('-', "_")
+            ),
+            "-Zlocation-detail=none",
+        );
+    }
+}
+
 /// Builds the Rust images and turns each ELF into a raw binary.
 pub fn rust_images(env: &Env, opts: &Options) -> Result<PathBuf> {
     sh::step(&format!(
@@ -75,9 +96,7 @@ pub fn rust_images(env: &Env, opts: &Options) -> Result<PathBuf> {
     for p in FIRMWARE_PACKAGES {
         cmd.args(["-p", p]);
     }
-    if opts.release {
-        cmd.arg("--release");
-    }
+    release_profile(&mut cmd, opts);
     cmd.env("SPMC_LOG", &opts.log);
     sh::run(&mut cmd)?;
     let dir = image_dir(opts);
@@ -127,9 +146,7 @@ pub fn fatal_spmc(env: &Env, opts: &Options) -> Result<PathBuf> {
         "--features",
         "platform-qemu/fatal-probe",
     ]);
-    if opts.release {
-        cmd.arg("--release");
-    }
+    release_profile(&mut cmd, opts);
     cmd.env("SPMC_LOG", &opts.log);
     sh::run(&mut cmd)?;
     let dir = image_dir(opts);
@@ -190,6 +207,13 @@ pub const VIRT: TfaBoard = TfaBoard {
     extra_flags: &[],
     fip_offset: 256 * 1024,
     flash_size: 0,
+};
+
+/// QEMU virt with OP-TEE OS as the one secure partition (the `optee` stage,
+/// xtask/src/optee.rs): its own SPMC manifest and SP layout.
+pub const VIRT_OPTEE: TfaBoard = TfaBoard {
+    integration: "qemu-optee",
+    ..VIRT
 };
 
 /// Builds TF-A with the SPMD, our SPMC as BL32 and `bl33` as BL33, and

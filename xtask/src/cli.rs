@@ -59,7 +59,9 @@ Options:
   --skip-linux       `test`: do not run the `linux` stage
   --stage <NAME>     `test`: run only this QEMU stage: e2e (with mem),
                      vtee, fatal, hostile, linux, sbsa (the harness on
-                     sbsa-ref) or rpi4 (raspi4b, non-secure EL2)
+                     sbsa-ref), rpi4 (raspi4b, non-secure EL2) or optee
+                     (OP-TEE OS under the SPMC, Linux's optee driver on
+                     top; only when named: docs/optee.md)
                      (builds and checks as usual)
   --harness          `run`: boot the normal-world test harness (the `e2e`
                      stage's image) instead of the four-user demo
@@ -90,7 +92,9 @@ pub fn help() -> String {
 }
 
 /// The QEMU stages `test --stage` can pick, in the order `test` runs them.
-pub const STAGES: &[&str] = &["e2e", "vtee", "fatal", "hostile", "sbsa", "rpi4", "linux"];
+pub const STAGES: &[&str] = &[
+    "e2e", "vtee", "fatal", "hostile", "sbsa", "rpi4", "linux", "optee",
+];
 
 /// The subcommand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

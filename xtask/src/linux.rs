@@ -419,9 +419,29 @@ fn read_module(path: &Path) -> Result<Vec<u8>> {
 /// Builds the initramfs (cpio newc, uncompressed) and returns its path.
 pub fn initramfs(parts: &Parts) -> Result<PathBuf> {
     sh::step("build: initramfs for the `linux` stage");
+    initramfs_for(
+        parts,
+        MODULES,
+        &sh::root().join("tests/linux/init.sh"),
+        &[],
+        "initramfs.cpio",
+    )
+}
+
+/// An initramfs of busybox, `init` (the script at `init_script`), the
+/// modules `modules` with their dependencies in load order (listed in
+/// /etc/modules) and `extra` files (path, mode, contents), written to
+/// `<work>/linux/<name>`.
+pub fn initramfs_for(
+    parts: &Parts,
+    modules: &[&str],
+    init_script: &Path,
+    extra: &[(&str, u32, Vec<u8>)],
+    name: &str,
+) -> Result<PathBuf> {
     let index = module_index(&parts.modules)?;
     let mut loaded: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let order = kmod::load_order(MODULES, |name| {
+    let order = kmod::load_order(modules, |name| {
         let path = index
             .get(&kmod::normalize(name))
             .ok_or_else(|| format!("not in {}", parts.modules.display()))?;
@@ -439,8 +459,7 @@ pub fn initramfs(parts: &Parts) -> Result<PathBuf> {
     })?;
     println!("    modules, in load order: {}", order.join(" "));
 
-    let init_script = sh::root().join("tests/linux/init.sh");
-    let init = fs::read(&init_script).map_err(|e| format!("{}: {e}", init_script.display()))?;
+    let init = fs::read(init_script).map_err(|e| format!("{}: {e}", init_script.display()))?;
     let busybox =
         fs::read(&parts.busybox).map_err(|e| format!("{}: {e}", parts.busybox.display()))?;
 
@@ -463,8 +482,11 @@ pub fn initramfs(parts: &Parts) -> Result<PathBuf> {
         0o644,
         format!("{}\n", order.join("\n")).as_bytes(),
     )?;
+    for (path, mode, data) in extra {
+        c.file(path, *mode, data)?;
+    }
     let image = c.finish();
-    let out = linux_dir().join("initramfs.cpio");
+    let out = linux_dir().join(name);
     fs::write(&out, &image).map_err(|e| format!("{}: {e}", out.display()))?;
     println!(
         "    {} ({:.1} MiB)",

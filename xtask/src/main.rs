@@ -13,6 +13,7 @@ mod hostile;
 mod kmod;
 mod linux;
 mod map;
+mod optee;
 mod qemu;
 mod rpi4;
 mod sbsa;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         }
         cli::Command::Setup => setup::ensure(&opts).and_then(|_| {
             fuzz::ensure_tools(&opts)?;
+            optee::ensure_packages(&opts)?;
             if opts.linux {
                 linux::ensure(&opts)?;
             }

@@ -60,9 +60,7 @@ pub fn rust_images(env: &Env, opts: &Options) -> Result<PathBuf> {
     sh::step(&format!("build: firmware crates for sbsa-ref ({profile})"));
     let timer = sh::Timer::start("sbsa-ref firmware build");
     let mut cmd = firmware_cargo(env, "build");
-    if opts.release {
-        cmd.arg("--release");
-    }
+    build::release_profile(&mut cmd, opts);
     cmd.env("SPMC_LOG", &opts.log);
     sh::run(&mut cmd)?;
     let dir = target_dir().join(TARGET).join(profile);

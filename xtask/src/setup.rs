@@ -261,7 +261,7 @@ pub fn is_root() -> bool {
     sh::output(Command::new("id").arg("-u")).is_ok_and(|s| s.trim() == "0")
 }
 
-fn dpkg_installed(pkg: &str) -> bool {
+pub(crate) fn dpkg_installed(pkg: &str) -> bool {
     sh::output(Command::new("dpkg-query").args(["-W", "-f=${Status}", pkg]))
         .is_ok_and(|s| s.contains("install ok installed"))
 }
@@ -374,7 +374,7 @@ fn add_apt_sources() -> Result<()> {
     Ok(())
 }
 
-fn apt_install(pkgs: &[&str], suite: Option<&str>) -> Result<()> {
+pub(crate) fn apt_install(pkgs: &[&str], suite: Option<&str>) -> Result<()> {
     println!("    installing: {}", pkgs.join(" "));
     let mut cmd = Command::new("apt-get");
     cmd.env("DEBIAN_FRONTEND", "noninteractive").args([
@@ -436,7 +436,7 @@ fn fetch_tfa_source(work: &Path) -> Result<PathBuf> {
     Ok(tree)
 }
 
-fn unpacked_tree(dir: &Path) -> Result<PathBuf> {
+pub(crate) fn unpacked_tree(dir: &Path) -> Result<PathBuf> {
     fs::read_dir(dir)
         .map_err(|e| e.to_string())?
         .flatten()
@@ -445,7 +445,7 @@ fn unpacked_tree(dir: &Path) -> Result<PathBuf> {
         .ok_or_else(|| format!("no unpacked source tree in {}", dir.display()))
 }
 
-fn unpack_by_hand(dir: &Path) -> Result<PathBuf> {
+pub(crate) fn unpack_by_hand(dir: &Path) -> Result<PathBuf> {
     let files: Vec<PathBuf> = fs::read_dir(dir)
         .map_err(|e| e.to_string())?
         .flatten()
@@ -458,7 +458,8 @@ fn unpack_by_hand(dir: &Path) -> Result<PathBuf> {
             .cloned()
             .ok_or_else(|| format!("apt-get source left no *{suffix} in {}", dir.display()))
     };
-    let orig = find(".orig.tar.xz")?;
+    // TF-A's upstream tarball is .xz, OP-TEE's .gz: tar reads both.
+    let orig = find(".orig.tar.xz").or_else(|_| find(".orig.tar.gz"))?;
     let debian = find(".debian.tar.xz")?;
     verify_against_sources_index(&[&orig, &debian])?;
     sh::run(Command::new("tar").current_dir(dir).arg("xf").arg(&orig))?;

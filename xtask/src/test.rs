@@ -9,6 +9,7 @@ use crate::deps;
 use crate::fuzz;
 use crate::hostile;
 use crate::linux;
+use crate::optee;
 use crate::qemu::{self, StageResult, StageSpec};
 use crate::rpi4;
 use crate::sbsa;
@@ -115,6 +116,15 @@ pub fn run(opts: &Options) -> Result<()> {
         println!(
             "\n    (stage `linux` not run: pass --linux to boot Debian's Linux 7.2 over the SPMC)"
         );
+    }
+
+    // OP-TEE OS under the SPMC with Linux's optee driver: only when named
+    // (`--stage optee`) until it passes (docs/optee.md).
+    if opts.stage.as_deref() == Some("optee") {
+        let t = sh::Timer::start("optee stage, build to power-off");
+        let op = optee::stage(&env, opts, &fw.spmc_bin).unwrap_or_else(could_not_run);
+        t.done();
+        summary.push(("optee", op));
     }
 
     sh::step("summary");

@@ -23,6 +23,13 @@
 //!
 //! Parsing checks everything the SPMC later relies on; nothing here can panic
 //! on any input (every read is bounds-checked, every sum overflow-checked).
+//!
+//! Why not `arm_ffa::memory_management::MemTransactionDesc::{pack, unpack}`
+//! (arm-ffa 0.5; docs/arm-ffa.md): `unpack` takes one contiguous slice (a
+//! fragmented transaction lives in page chunks here, `store::Bytes`), refuses
+//! every access descriptor size but 16 (v1.2 callers may send 32-byte ones,
+//! §1.11 Table 1.16), knows no v1.0 layout, and `pack` panics when the buffer
+//! is too small. The flag values below are arm-ffa's.
 
 use alloc::vec::Vec;
 
@@ -86,20 +93,23 @@ pub mod perm {
     pub const X: u8 = 2 << 2;
 }
 
-/// Transaction flags (Table 1.17 for senders, Table 1.18 for retrievers).
+/// Transaction flags (Table 1.17 for senders, Table 1.18 for retrievers):
+/// the values of `arm_ffa::memory_management::MemTransactionFlags`.
 pub mod flags {
+    use arm_ffa::memory_management::MemTransactionFlags as F;
     /// Zero the memory (before retrieval; for a relinquish or reclaim, on the way).
-    pub const ZERO: u32 = 1 << 0;
+    pub const ZERO: u32 = F::ZERO_MEMORY;
     /// The operation may be time-sliced (the SPMC never needs to).
-    pub const TIME_SLICE: u32 = 1 << 1;
+    pub const TIME_SLICE: u32 = F::TIME_SLICING;
     /// Retrieve: zero the memory after the retriever relinquishes it.
-    pub const ZERO_AFTER_RELINQUISH: u32 = 1 << 2;
-    /// Retrieve: transaction type, bits [4:3].
-    pub const TYPE_MASK: u32 = 0b11 << 3;
+    pub const ZERO_AFTER_RELINQUISH: u32 = F::ZERO_AFTER_RELINQ;
+    /// Retrieve: transaction type, bits [4:3] (arm-ffa names no mask; donate,
+    /// 0b11, sets both bits).
+    pub const TYPE_MASK: u32 = F::TYPE_DONATE;
     /// Retrieve: address range alignment hint, bits [8:5].
-    pub const ALIGN_HINT_MASK: u32 = 0b1111 << 5;
+    pub const ALIGN_HINT_MASK: u32 = F::ALIGN_HINT_MASK;
     /// Retrieve: the alignment hint is valid.
-    pub const ALIGN_HINT_VALID: u32 = 1 << 9;
+    pub const ALIGN_HINT_VALID: u32 = F::HINT_VALID;
 }
 
 /// Memory region attributes (Table 1.9 / 1.10).

@@ -26,10 +26,10 @@ pub type Regs = [u64; 18];
 
 pub use test_protocol::ffa::*;
 
-/// PSCI SYSTEM_OFF (a VM may not turn the machine off).
-pub const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
-/// SMCCC's NOT_SUPPORTED, in w0.
-pub const SMCCC_NOT_SUPPORTED: u64 = 0xFFFF_FFFF;
+/// PSCI SYSTEM_OFF (a VM may not turn the machine off), `smccc`'s value.
+pub const PSCI_SYSTEM_OFF: u64 = smccc::psci::PSCI_SYSTEM_OFF as u64;
+/// SMCCC's NOT_SUPPORTED, in w0 (`smccc`'s value, as the 32-bit register holds it).
+pub const SMCCC_NOT_SUPPORTED: u64 = smccc::arch::error::NOT_SUPPORTED as u32 as u64;
 
 /// Makes a call through the SMC conduit (to the SPMD and the SPMC).
 pub fn smc(r: &mut Regs) {

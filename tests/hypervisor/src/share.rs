@@ -54,8 +54,6 @@ use crate::guest::{RAM_IPA, RAM_SIZE};
 pub const PAGE: u64 = 4096;
 /// Pages of a VM's RAM (one bit each in a page mask).
 pub const VM_PAGES: u64 = RAM_SIZE / PAGE;
-/// The FF-A function IDs of the 32-bit RX/TX map call.
-const RXTX_MAP_32: u64 = 0x8400_0066;
 /// Most receivers a VM may name (the SPMC's limit too).
 const MAX_RECEIVERS: u32 = 8;
 /// How many times the hypervisor runs a receiver that yields.
@@ -262,7 +260,7 @@ pub fn handles(f: u64) -> bool {
     matches!(
         f,
         ffa::RXTX_MAP_64
-            | RXTX_MAP_32
+            | ffa::RXTX_MAP_32
             | ffa::RXTX_UNMAP
             | ffa::RX_RELEASE
             | ffa::MSG_SEND2
@@ -330,7 +328,7 @@ impl Ctx<'_> {
             return Change::default();
         }
         match f {
-            ffa::RXTX_MAP_64 | RXTX_MAP_32 => self.rxtx_map(r),
+            ffa::RXTX_MAP_64 | ffa::RXTX_MAP_32 => self.rxtx_map(r),
             ffa::RXTX_UNMAP => self.rxtx_unmap(r),
             ffa::RX_RELEASE => self.rx_release(r),
             ffa::MSG_SEND2 => self.msg_send2(r),

@@ -38,7 +38,7 @@ const FATAL_PROBE_MAGIC: u64 = 0xFA7A_10BE;
 /// 1 GiB this stage gives QEMU.
 const MISSING_RAM: u64 = 0x8000_0000;
 /// PSCI CPU_ON (SMC64).
-const PSCI_CPU_ON: u64 = 0xC400_0003;
+const PSCI_CPU_ON: u64 = ffa::PSCI_CPU_ON_64;
 
 /// Set by core 0 when core 1 may make its call.
 #[unsafe(no_mangle)]

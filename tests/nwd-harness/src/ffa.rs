@@ -47,15 +47,6 @@ pub fn negotiate(v: u32) -> u32 {
     version(v)
 }
 
-pub const INTERRUPT_32: u64 = 0x8400_0062;
-pub const RX_ACQUIRE: u64 = 0x8400_0084;
-pub const YIELD: u64 = 0x8400_006C;
-pub const MSG_SEND_DIRECT_RESP2_64: u64 = 0xC400_008E;
-pub const CONSOLE_LOG_64: u64 = 0xC400_008A;
-pub const RXTX_MAP_32: u64 = 0x8400_0066;
-pub const MSG_POLL: u64 = 0x8400_006A;
-pub const RETRY: i32 = -7;
-
 /// The harness's own endpoint ID (the normal world without a hypervisor).
 pub const NWD_ID: u64 = 0;
 

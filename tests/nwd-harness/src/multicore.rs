@@ -28,7 +28,7 @@ use crate::{ensure, ensure_eq};
 use test_protocol::{cmd, ids, status};
 
 /// PSCI CPU_ON (SMC64).
-const PSCI_CPU_ON: u64 = 0xC400_0003;
+const PSCI_CPU_ON: u64 = ffa::PSCI_CPU_ON_64;
 /// PSCI CPU_OFF.
 const PSCI_CPU_OFF: u64 = 0x8400_0002;
 /// PSCI AFFINITY_INFO (SMC64): 0 on, 1 off, 2 on pending.

@@ -29,34 +29,37 @@
 //! Nothing here allocates or panics: every write and read is bounds-checked
 //! and reports an [`Error`].
 
-/// Function IDs of the memory management ABIs (DEN0077 v1.2 Table 13.1).
+/// Function IDs of the memory management ABIs (DEN0077 v1.2 Table 13.1),
+/// arm-ffa's values.
 pub mod func {
+    use arm_ffa::FuncId as F;
+
     /// FFA_MEM_DONATE (32-bit).
-    pub const DONATE_32: u64 = 0x8400_0071;
+    pub const DONATE_32: u64 = F::MemDonate32 as u64;
     /// FFA_MEM_DONATE (64-bit).
-    pub const DONATE_64: u64 = 0xC400_0071;
+    pub const DONATE_64: u64 = F::MemDonate64 as u64;
     /// FFA_MEM_LEND (32-bit).
-    pub const LEND_32: u64 = 0x8400_0072;
+    pub const LEND_32: u64 = F::MemLend32 as u64;
     /// FFA_MEM_LEND (64-bit).
-    pub const LEND_64: u64 = 0xC400_0072;
+    pub const LEND_64: u64 = F::MemLend64 as u64;
     /// FFA_MEM_SHARE (32-bit).
-    pub const SHARE_32: u64 = 0x8400_0073;
+    pub const SHARE_32: u64 = F::MemShare32 as u64;
     /// FFA_MEM_SHARE (64-bit).
-    pub const SHARE_64: u64 = 0xC400_0073;
+    pub const SHARE_64: u64 = F::MemShare64 as u64;
     /// FFA_MEM_RETRIEVE_REQ (32-bit).
-    pub const RETRIEVE_REQ_32: u64 = 0x8400_0074;
+    pub const RETRIEVE_REQ_32: u64 = F::MemRetrieveReq32 as u64;
     /// FFA_MEM_RETRIEVE_REQ (64-bit).
-    pub const RETRIEVE_REQ_64: u64 = 0xC400_0074;
+    pub const RETRIEVE_REQ_64: u64 = F::MemRetrieveReq64 as u64;
     /// FFA_MEM_RETRIEVE_RESP.
-    pub const RETRIEVE_RESP: u64 = 0x8400_0075;
+    pub const RETRIEVE_RESP: u64 = F::MemRetrieveResp as u64;
     /// FFA_MEM_RELINQUISH.
-    pub const RELINQUISH: u64 = 0x8400_0076;
+    pub const RELINQUISH: u64 = F::MemRelinquish as u64;
     /// FFA_MEM_RECLAIM.
-    pub const RECLAIM: u64 = 0x8400_0077;
+    pub const RECLAIM: u64 = F::MemReclaim as u64;
     /// FFA_MEM_FRAG_RX.
-    pub const FRAG_RX: u64 = 0x8400_007A;
+    pub const FRAG_RX: u64 = F::MemFragRx as u64;
     /// FFA_MEM_FRAG_TX.
-    pub const FRAG_TX: u64 = 0x8400_007B;
+    pub const FRAG_TX: u64 = F::MemFragTx as u64;
 }
 
 /// Access permissions of an EMAD (DEN0140 "Memory access permissions").

@@ -35,7 +35,7 @@ const PAGE: usize = 4096;
 /// Most fragments a retrieve follows.
 const MAX_FRAGMENTS: u32 = 64;
 
-const V1_0: u64 = 0x1_0000;
+const V1_0: u64 = ffa::V1_0 as u64;
 
 /// The last retrieve response, as received.
 #[derive(Debug)]

@@ -111,9 +111,8 @@ unsafe extern "C" {
 /// FFA_SECONDARY_EP_REGISTER_64 of [`test_sp_secondary`], during boot.
 /// Every test partition registers it; only an MP one (sp2) uses it.
 pub fn register() {
-    const SECONDARY_EP_REGISTER_64: u64 = 0xC400_0087;
     let r = crate::ffa::call(
-        SECONDARY_EP_REGISTER_64,
+        crate::ffa::SECONDARY_EP_REGISTER_64,
         &[test_sp_secondary as *const () as u64],
     );
     if !crate::ffa::ok(&r) {

@@ -1,0 +1,83 @@
+#!/bin/sh
+# /init of the `optee` stage (`cargo xtask test --stage optee`, built by
+# xtask/src/optee.rs). Runs as PID 1 under Debian's Linux 7.2 over TF-A, our
+# SPMC and OP-TEE OS as the secure partition. Loads the modules in
+# /etc/modules (FF-A, tee, optee), checks that the optee driver found OP-TEE
+# through FF-A, then runs our client (/bin/optee-client) once on every core.
+# One line per check (`PASS <name>` / `FAIL <name>: <why>`), then
+# `optee: N passed, M failed`, then power-off. Never prints the word that
+# kernel crashes print (the xtask fails the stage on it).
+
+/bin/busybox mkdir -p /proc /sys /dev /tmp /bin /sbin /usr/bin /usr/sbin
+/bin/busybox --install -s
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+echo 1 > /proc/sys/kernel/printk
+
+passed=0
+failed=0
+pass() {
+    echo "PASS $1"
+    passed=$((passed + 1))
+}
+fail() {
+    echo "FAIL $1: $2"
+    failed=$((failed + 1))
+}
+oneline() {
+    awk '{ sub(/^\[[^]]*\] /, ""); printf "%s%s", (NR > 1 ? "; " : ""), $0 }'
+}
+is_loaded() {
+    grep -q "^$(echo "$1" | tr - _) " /proc/modules
+}
+
+cpus=$(grep -c ^processor /proc/cpuinfo)
+echo "init: Linux $(uname -r) on $cpus CPU(s)"
+
+while read -r m; do
+    [ -n "$m" ] || continue
+    out=$(insmod "/lib/modules/$m.ko" 2>&1 | oneline)
+    if is_loaded "$m"; then
+        pass "module-$m"
+    else
+        fail "module-$m" "insmod /lib/modules/$m.ko did not load it: ${out:-no message}"
+    fi
+done < /etc/modules
+
+log=$(dmesg)
+echo "$log" | grep -E 'ARM FF-A|arm-ffa|optee|tee' | sed 's/^/dmesg: /'
+
+# The driver's FF-A probe (drivers/tee/optee/ffa_abi.c) prints the OP-TEE
+# revision it asked for and "initialized driver" once it works.
+if echo "$log" | grep -q 'optee: initialized driver'; then
+    pass optee-driver-initialized
+else
+    fail optee-driver-initialized "no \"optee: initialized driver\" in dmesg"
+fi
+if [ -c /dev/tee0 ]; then
+    pass optee-dev-tee0
+else
+    fail optee-dev-tee0 "no /dev/tee0"
+fi
+
+# Our client on every core: session, values, shared memory, close.
+cpu=0
+while [ "$cpu" -lt "$cpus" ]; do
+    out=$(/bin/optee-client "$cpu" 2>&1)
+    echo "$out" | grep -E '^(PASS|FAIL) ' > /tmp/lines
+    p=$(grep -c '^PASS ' /tmp/lines)
+    f=$(grep -c '^FAIL ' /tmp/lines)
+    cat /tmp/lines
+    passed=$((passed + p))
+    failed=$((failed + f))
+    if [ "$p" -lt 5 ] && [ "$f" -eq 0 ]; then
+        fail "optee-client-cpu$cpu" "the client stopped early: $(echo "$out" | oneline)"
+    fi
+    cpu=$((cpu + 1))
+done
+dmesg | grep -E 'optee' | tail -n 5 | sed 's/^/dmesg: /'
+
+echo "optee: $passed passed, $failed failed"
+poweroff -f
