@@ -55,9 +55,10 @@ use crate::partition::Vcpu;
 use crate::sp_manifest::MAX_EXECUTION_CONTEXTS;
 use crate::vcpu::{Caller, RunReason, VcpuRef, VcpuState};
 
-/// Most partitions and instances at once (static ones included): one slot
+/// Most partitions and instances at once (static ones included; sbsa-ref
+/// holds 1,000 TEEs at once, `MIN_LIVE_TEES`): one slot
 /// each. An instance beyond that is refused with NO_MEMORY.
-pub const MAX_SLOTS: usize = 256;
+pub const MAX_SLOTS: usize = 1024;
 /// IDs 0x8000 up to 0x8000 + `ID_INDEX` are found through an index.
 pub(crate) const ID_INDEX: usize = 1024;
 /// An index entry naming no slot.
