@@ -301,7 +301,7 @@ impl Driver {
         self.meter.enter();
         let next = match call {
             Some(c) => testing::sp_call(&mut self.s, v, c, &mut regs),
-            None => self.s.handle_exit(v, &mut regs),
+            None => testing::exit(&mut self.s, v, &mut regs),
         };
         self.meter.leave();
         self.cores[core].regs = regs;
@@ -499,7 +499,7 @@ impl Driver {
     fn regs_of(&mut self, v: VcpuRef) -> [u64; 8] {
         let mut out = [0u64; 8];
         let p = &self.s.partitions()[v.slot as usize];
-        if (v.index as usize) < p.vcpus.len() {
+        if v.index < p.vcpu_count {
             out.copy_from_slice(&self.s.vcpu_context_mut(v).x[..8]);
         }
         out

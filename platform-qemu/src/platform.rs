@@ -7,8 +7,10 @@ use arch_aarch64::smc::smc;
 use arch_aarch64::{console, cpu, heap, sysreg};
 use log::{LevelFilter, error, info};
 use spin::mutex::{SpinMutex, SpinMutexGuard};
+use spmc::contexts::{Contexts, Fast};
 use spmc::fatal::FailGate;
 use spmc::ffa::{FfaError, Regs, func};
+use spmc::vcpu::VcpuRef;
 use spmc::{LazyState, Next, Spmc};
 
 use crate::board::{Qemu, SECURE_MANAGED};
@@ -32,7 +34,12 @@ const LOG_LEVEL: LevelFilter = match option_env!("SPMC_LOG") {
     _ => LevelFilter::Info,
 };
 
+/// The manager lock: every call but the direct-message fast path takes it
+/// (the lock order: `spmc::manager`'s module documentation).
 static SPMC: SpinMutex<Option<Spmc<Qemu>>> = SpinMutex::new(None);
+/// The vCPUs, each behind its own lock, shared with the manager: the
+/// direct-message fast path (`spmc::contexts`) uses them without `SPMC`.
+static CONTEXTS: spin::Once<alloc::sync::Arc<Contexts>> = spin::Once::new();
 /// Set once the first FFA_MSG_WAIT has told the SPMD that init succeeded.
 static BOOTED: AtomicBool = AtomicBool::new(false);
 /// Set for good by the first fatal error on any core (a panic, or an
@@ -90,6 +97,8 @@ pub fn primary(manifest_addr: u64, core: usize) -> ! {
     crate::sri::give_to_normal_world();
     let board = Qemu::new(config.ns_memory.clone());
     let mut spmc = Spmc::new(config, board);
+    spmc.contexts().set_fail_gate(&FAILED);
+    CONTEXTS.call_once(|| spmc.contexts().clone());
     spmc.load_partitions();
     print_memory_map(&mut spmc, heap);
     let mut regs = Regs::default();
@@ -137,18 +146,51 @@ fn run_partitions(regs: &mut Regs, mut next: Next) -> Next {
     next
 }
 
+/// Acts on the core's decision about the lazily held state of a vCPU that
+/// exited ([`LazyState`]).
+#[inline(always)]
+fn lazy_action(d: LazyState) {
+    match d {
+        LazyState::KeepLive => {}
+        LazyState::HandOff => arch_aarch64::vcpu::hand_off(),
+        LazyState::ToNormalWorld => arch_aarch64::vcpu::return_to_normal_world(),
+    }
+}
+
+/// The direct-request fast path (`spmc::contexts`): `None` when the call
+/// needs the manager.
+#[inline(always)]
+#[cfg_attr(spmc_hot, optimize(speed))]
+fn fast_request(regs: &mut Regs) -> Option<Next> {
+    match CONTEXTS
+        .get()?
+        .direct_request(&FAILED, regs, cpu::core_index)
+    {
+        Fast::Done(next) => Some(next),
+        Fast::Slow => None,
+        Fast::Failed => {
+            *regs = Regs::error(FfaError::Aborted);
+            Some(Next::NormalWorld)
+        }
+    }
+}
+
 /// Runs one vCPU until it exits and hands the exit to the core.
 ///
+/// A direct response to the normal world takes the fast path, under the
+/// vCPU's own lock only (`Contexts::direct_response`); every other exit
+/// goes to the manager under the manager lock.
+///
 /// When the core answers the normal world next, the normal world's EL1 and
-/// FP/SIMD state goes back into the hardware while the core's lock is still
-/// held: from then on no core holds a partition's state, so the core may free
-/// any partition (a destroyed instance) without a core saving into freed memory.
-/// When the core runs another vCPU next (a direct request between
-/// partitions, its response, an abort's unblocking), the exited vCPU's
-/// state goes back into its context under the lock too (`vcpu::hand_off`):
-/// another core may pick that vCPU as soon as the lock is free.
+/// FP/SIMD state goes back into the hardware before the vCPU is released
+/// (`Contexts::release`, or inside the fast path's lock): from then on no
+/// core holds that partition's state, so another core may pick it and the
+/// manager may free it (a destroyed instance) without a core saving into
+/// freed memory. When the core runs another vCPU next (a direct request
+/// between partitions, its response, an abort's unblocking), the exited
+/// vCPU's state goes back into its context the same way (`vcpu::hand_off`).
 #[cfg_attr(spmc_hot, optimize(speed))]
-fn run_vcpu(vcpu: spmc::vcpu::VcpuRef, ctx: *mut spmc::vcpu::Context, regs: &mut Regs) -> Next {
+fn run_vcpu(vcpu: VcpuRef, ctx: *mut spmc::vcpu::Context, regs: &mut Regs) -> Next {
     // SAFETY: the core hands the context to this core alone until
     // `handle_exit` (its `Next::Run` contract); it lives in a Box the core does
     // not free while the vCPU runs, and its stage-2 roots were built by the
@@ -156,6 +198,18 @@ fn run_vcpu(vcpu: spmc::vcpu::VcpuRef, ctx: *mut spmc::vcpu::Context, regs: &mut
     let ctx = unsafe { &mut *ctx };
     // SAFETY: as above.
     unsafe { arch_aarch64::vcpu::run(ctx) };
+    let contexts = CONTEXTS.get();
+    if let Some(c) = contexts {
+        match c.direct_response(&FAILED, vcpu, regs, lazy_action) {
+            Fast::Done(next) => return next,
+            Fast::Slow => {}
+            Fast::Failed => {
+                arch_aarch64::vcpu::return_to_normal_world();
+                *regs = Regs::error(FfaError::Aborted);
+                return Next::NormalWorld;
+            }
+        }
+    }
     let Some(mut guard) = lock_live() else {
         // The SPMC failed while this vCPU ran: the context stays this
         // core's (nothing frees it any more), so the partition's state can
@@ -174,11 +228,15 @@ fn run_vcpu(vcpu: spmc::vcpu::VcpuRef, ctx: *mut spmc::vcpu::Context, regs: &mut
         }
         None => Next::NormalWorld,
     };
-    match next.lazy_state_after(vcpu) {
-        LazyState::KeepLive => {}
-        LazyState::HandOff => arch_aarch64::vcpu::hand_off(),
-        LazyState::ToNormalWorld => arch_aarch64::vcpu::return_to_normal_world(),
+    let d = next.lazy_state_after(vcpu);
+    lazy_action(d);
+    if d != LazyState::KeepLive
+        && let Some(c) = contexts
+    {
+        // Still under the manager lock: the vCPU's state is in its context.
+        c.release(vcpu);
     }
+    drop(guard);
     next
 }
 
@@ -190,27 +248,31 @@ fn serve(mut regs: Regs, mut next: Next) -> ! {
         next = match next {
             Next::NormalWorld => {
                 smc(&mut regs);
-                match lock_live() {
-                    Some(mut guard) => match guard.as_mut() {
-                        #[cfg(feature = "fatal-probe")]
-                        Some(_) if fatal_probe(&regs) => {
-                            panic!("fatal probe (test-only build): failing with the lock held")
-                        }
-                        Some(spmc) => {
-                            let next = spmc.handle_spmd(&mut regs);
-                            if matches!(next, Next::NormalWorld) {
-                                spmc.sri_on_return();
+                if let Some(next) = fast_request(&mut regs) {
+                    next
+                } else {
+                    match lock_live() {
+                        Some(mut guard) => match guard.as_mut() {
+                            #[cfg(feature = "fatal-probe")]
+                            Some(_) if fatal_probe(&regs) => {
+                                panic!("fatal probe (test-only build): failing with the lock held")
                             }
-                            next
-                        }
+                            Some(spmc) => {
+                                let next = spmc.handle_spmd(&mut regs);
+                                if matches!(next, Next::NormalWorld) {
+                                    spmc.sri_on_return();
+                                }
+                                next
+                            }
+                            None => {
+                                regs = Regs::error(FfaError::NotSupported);
+                                Next::NormalWorld
+                            }
+                        },
                         None => {
-                            regs = Regs::error(FfaError::NotSupported);
+                            regs = Regs::error(FfaError::Aborted);
                             Next::NormalWorld
                         }
-                    },
-                    None => {
-                        regs = Regs::error(FfaError::Aborted);
-                        Next::NormalWorld
                     }
                 }
             }

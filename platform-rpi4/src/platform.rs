@@ -152,10 +152,16 @@ pub fn run(spmc: &mut Core, regs: &mut Regs, mut next: Next) {
         // trusted VM's own memory.
         unsafe { arch_aarch64::vcpu::run(ctx) };
         next = spmc.handle_exit(vcpu, regs);
-        match next.lazy_state_after(vcpu) {
+        let d = next.lazy_state_after(vcpu);
+        match d {
             LazyState::KeepLive => {}
             LazyState::HandOff => arch_aarch64::vcpu::hand_off(),
             LazyState::ToNormalWorld => arch_aarch64::vcpu::return_to_normal_world(),
+        }
+        if d != LazyState::KeepLive {
+            // Its state is back in its context: it is on no core any more
+            // (`spmc::contexts`, "Who may run a vCPU").
+            spmc.contexts().release(vcpu);
         }
     }
 }

@@ -372,7 +372,7 @@ impl<P: Platform> Spmc<P> {
         for (slot, u) in &found {
             let p = &self.partitions[*slot as usize];
             out.extend_from_slice(&p.id().to_le_bytes());
-            out.extend_from_slice(&(p.vcpus.len() as u16).to_le_bytes());
+            out.extend_from_slice(&p.vcpu_count.to_le_bytes());
             out.extend_from_slice(&self.properties(*slot, from, version).to_le_bytes());
             if desc == PART_INFO_SIZE {
                 // Table 6.1: the UUID field is reserved (MBZ) when the
@@ -414,7 +414,7 @@ impl<P: Platform> Spmc<P> {
             let p = &self.partitions[*slot as usize];
             let (lo, hi) = u.to_u64_pair();
             r.0[3 + i * 3] = p.id() as u64
-                | (p.vcpus.len() as u64) << 16
+                | (p.vcpu_count as u64) << 16
                 | (self.properties(*slot, from, self.version_of(from)) as u64) << 32;
             r.0[4 + i * 3] = lo;
             r.0[5 + i * 3] = hi;

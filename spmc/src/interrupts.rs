@@ -156,8 +156,8 @@ impl<P: Platform> Spmc<P> {
         if !claims.is_empty() {
             // Its virtual GIC interface is its own from the start (its GIC
             // set-up at boot writes ICH_VMCR_EL2 through ICC_*).
-            for vcpu in self.partitions[slot as usize].vcpus.iter_mut() {
-                vcpu.ctx.vgic.live = true;
+            for index in 0..self.partitions[slot as usize].vcpu_count {
+                self.vcpu(VcpuRef { slot, index }).ctx.vgic.live = true;
             }
         }
         for c in claims {
@@ -223,7 +223,7 @@ impl<P: Platform> Spmc<P> {
         let core = self.platform.core_index();
         let p = &self.partitions[o.slot as usize];
         let index = p.context_for(core);
-        if p.state != PartitionState::Running || index >= p.vcpus.len() {
+        if p.state != PartitionState::Running || index >= p.vcpu_count as usize {
             debug!(
                 "secure interrupt {intid}: owner {:#06x} cannot take it on core {core}: ended",
                 p.id()
@@ -250,14 +250,22 @@ impl<P: Platform> Spmc<P> {
             VcpuState::Waiting => {
                 if let Some(other) = running {
                     // Hold the context the interrupt stopped until the owner is done.
-                    let r = match self.vcpu(other).state {
+                    let r = match self.vcpu_state(other) {
                         VcpuState::Running(r) => r,
                         _ => return go_on(self, regs),
                     };
                     let _ = self.set_state(other, VcpuState::Blocked(r));
                     self.interrupts.interrupted.push((core, other));
                 }
-                let _ = self.set_state(target, VcpuState::Running(RunReason::SecureInterrupt));
+                if self
+                    .set_state(target, VcpuState::Running(RunReason::SecureInterrupt))
+                    .is_err()
+                {
+                    // Another core's fast path took it meanwhile (a UP
+                    // owner): queued until it runs, as for a running one.
+                    self.pend_interrupt(target, intid);
+                    return go_on(self, regs);
+                }
                 self.queue_virtual(target, intid, o.priority);
                 let mut msg = Regs::with_func(func::INTERRUPT_32);
                 msg.0[2] = intid as u64;
@@ -265,13 +273,7 @@ impl<P: Platform> Spmc<P> {
             }
             // Running on another core: queued until it runs here or there.
             VcpuState::Running(_) => {
-                if self.interrupts.pending.len() < self.interrupts.pending.capacity() {
-                    self.interrupts.pending.push((target, intid));
-                } else {
-                    // Cannot happen (one entry per claimed interrupt, whose
-                    // room is reserved): end it rather than lose it active.
-                    self.platform.deactivate_interrupt(intid);
-                }
+                self.pend_interrupt(target, intid);
                 go_on(self, regs)
             }
             // Blocked or preempted: pending in its list registers until it runs.
@@ -304,6 +306,22 @@ impl<P: Platform> Spmc<P> {
         }
     }
 
+    /// Queues `intid` for `v`, which runs on another core, until it next
+    /// runs (`pending_interrupts_to`); the fast path leaves every call to
+    /// the manager meanwhile (`contexts::Attention::InterruptPending`), so
+    /// that no run skips the hand-over.
+    fn pend_interrupt(&mut self, v: VcpuRef, intid: u32) {
+        if self.interrupts.pending.len() < self.interrupts.pending.capacity() {
+            self.interrupts.pending.push((v, intid));
+            self.contexts
+                .set_attention(crate::contexts::Attention::InterruptPending, true);
+        } else {
+            // Cannot happen (one entry per claimed interrupt, whose
+            // room is reserved): end it rather than lose it active.
+            self.platform.deactivate_interrupt(intid);
+        }
+    }
+
     /// Called on the way to running `v`: moves what was queued for it
     /// while it ran elsewhere into its list registers.
     #[inline(never)]
@@ -319,6 +337,10 @@ impl<P: Platform> Spmc<P> {
                 i += 1;
             }
         }
+        self.contexts.set_attention(
+            crate::contexts::Attention::InterruptPending,
+            self.interrupts.has_pending(),
+        );
     }
 
     /// FFA_MSG_WAIT from a context handling a secure interrupt: resume the
@@ -333,7 +355,7 @@ impl<P: Platform> Spmc<P> {
             .position(|(c, _)| *c == core)
         {
             let (_, w) = self.interrupts.interrupted.swap_remove(at);
-            if let VcpuState::Blocked(r) = self.vcpu(w).state {
+            if let VcpuState::Blocked(r) = self.vcpu_state(w) {
                 let _ = self.set_state(w, VcpuState::Running(r));
                 return self.run(w);
             }
@@ -350,14 +372,19 @@ impl<P: Platform> Spmc<P> {
         for o in self.interrupts.owned.iter().filter(|o| o.slot == slot) {
             self.platform.disable_interrupt(o.intid);
         }
-        let p = &mut self.partitions[slot as usize];
-        for vcpu in p.vcpus.iter_mut() {
-            if matches!(vcpu.state, VcpuState::Running(_)) {
-                continue;
-            }
-            let held: Vec<u32> = vcpu.ctx.vgic.in_flight().collect();
+        for index in 0..self.partitions[slot as usize].vcpu_count {
+            let held: Vec<u32> = {
+                let mut vcpu = self.vcpu(VcpuRef { slot, index });
+                if matches!(vcpu.state, VcpuState::Running(_)) {
+                    continue;
+                }
+                let held: Vec<u32> = vcpu.ctx.vgic.in_flight().collect();
+                for intid in &held {
+                    vcpu.ctx.vgic.withdraw(*intid);
+                }
+                held
+            };
             for intid in held {
-                vcpu.ctx.vgic.withdraw(intid);
                 self.platform.deactivate_interrupt(intid);
             }
         }
@@ -371,6 +398,10 @@ impl<P: Platform> Spmc<P> {
                 i += 1;
             }
         }
+        self.contexts.set_attention(
+            crate::contexts::Attention::InterruptPending,
+            self.interrupts.has_pending(),
+        );
     }
 
     /// The owner's context aborted while handling a secure interrupt:
@@ -384,7 +415,7 @@ impl<P: Platform> Spmc<P> {
             .position(|(c, _)| *c == core)
         {
             let (_, w) = self.interrupts.interrupted.swap_remove(at);
-            if let VcpuState::Blocked(r) = self.vcpu(w).state {
+            if let VcpuState::Blocked(r) = self.vcpu_state(w) {
                 let _ = self.set_state(w, VcpuState::Running(r));
                 return self.run(w);
             }

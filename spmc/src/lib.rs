@@ -24,6 +24,7 @@ extern crate alloc;
 
 pub mod abi;
 pub mod addr;
+pub mod contexts;
 pub mod fatal;
 pub mod features;
 pub mod ffa;

@@ -12,16 +12,27 @@
 //! `Result<Regs, FfaError>`; errors become registers in one place per
 //! instance ([`Spmc::finish_nwd`], [`Spmc::finish_sp`]).
 //!
-//! Lock order (documented once): the platform layer holds the one lock around
-//! the whole `Spmc`; a running vCPU's context is owned by the core that runs
-//! it (state `Running`) and the manager does not touch it until the exit.
+//! Locks (the one order, also in docs/architecture.md "Locks"): the
+//! platform keeps the `Spmc` behind one *manager lock*, and every vCPU
+//! behind a lock of its own in [`crate::contexts::Contexts`], which the
+//! manager shares with the platform. Order: the manager lock, then vCPU
+//! locks; a core that holds a vCPU lock takes no other lock (destroying an
+//! instance takes all of its vCPU locks, in index order). A normal-world
+//! direct request to the core's own context and that context's direct
+//! response take only that vCPU's lock ([`crate::contexts::Contexts::direct_request`]);
+//! every other call takes the manager lock. No lock is held while a
+//! partition runs: a vCPU a core runs is *on that core*
+//! ([`crate::partition::Vcpu::on_core`]) and nobody else touches its
+//! context until the core releases it after its exit.
 
 use alloc::boxed::Box;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use log::{debug, info, warn};
 
 use crate::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa, round_up_pages};
+use crate::contexts::{Contexts, VcpuGuard};
 use crate::features::Instance;
 use crate::ffa::{self, FfaError, PartitionId, Regs, Version, func, fwk};
 use crate::manifest::SpmcConfig;
@@ -100,9 +111,6 @@ enum Loaded {
     Template(usize),
 }
 
-/// IDs 0x8000 up to 0x8000 + SLOT_INDEX are found through an index.
-const SLOT_INDEX: usize = 1024;
-
 /// Most bytes a partition manifest may have.
 const MAX_MANIFEST: u32 = 64 * 1024;
 /// Heap a partition's bookkeeping may take (stage-2 tables, contexts): a new
@@ -130,16 +138,12 @@ pub struct Spmc<P: Platform> {
     /// Secure interrupts and their owners (spmc::interrupts).
     pub(crate) interrupts: crate::interrupts::Interrupts,
     pub(crate) boot_order: Vec<u16>,
-    /// Slot of the partition with ID 0x8000 + n at index n (u16::MAX: none).
-    pub(crate) slot_index: [u16; SLOT_INDEX],
+    /// The vCPUs, each behind its own lock, shared with the platform's
+    /// fast path (and the index from IDs to slots).
+    pub(crate) contexts: Arc<Contexts>,
     boot_pos: usize,
     pub(crate) booted: bool,
     next_vmid: u16,
-    /// True until the normal world makes an FF-A call other than
-    /// FFA_VERSION: until then endpoint 0 may change its version (DEN0077
-    /// v1.2 §13.2). Kept as "open" so that the direct-request hot path fixes
-    /// the version with one store of zero.
-    pub(crate) nwd_version_open: bool,
 }
 
 impl<P: Platform> Spmc<P> {
@@ -172,12 +176,17 @@ impl<P: Platform> Spmc<P> {
             notifications: Default::default(),
             interrupts: Default::default(),
             boot_order: Vec::new(),
-            slot_index: [u16::MAX; SLOT_INDEX],
+            contexts: Arc::new(Contexts::new()),
             boot_pos: 0,
             booted: false,
             next_vmid: 1,
-            nwd_version_open: true,
         }
+    }
+
+    /// The vCPUs and the fast path, for the platform to share (the fast
+    /// path runs without the manager lock).
+    pub fn contexts(&self) -> &Arc<Contexts> {
+        &self.contexts
     }
 
     /// The configuration.
@@ -232,16 +241,13 @@ impl<P: Platform> Spmc<P> {
     pub fn slot_of(&self, id: PartitionId) -> Option<u16> {
         // Fast path: IDs 0x8000-0x83FF through the index (checked, so a stale
         // entry can only miss, never name the wrong partition).
-        let i = id.wrapping_sub(0x8000) as usize;
-        if i < SLOT_INDEX {
-            let slot = self.slot_index[i];
-            if self
+        if let Some(slot) = self.contexts.indexed_slot(id)
+            && self
                 .partitions
                 .get(slot as usize)
                 .is_some_and(|p| p.id() == id)
-            {
-                return Some(slot);
-            }
+        {
+            return Some(slot);
         }
         self.partitions
             .iter()
@@ -302,7 +308,7 @@ impl<P: Platform> Spmc<P> {
                         p.id(),
                         p.config.name,
                         p.config.uuids.len(),
-                        p.vcpus.len(),
+                        p.vcpu_count,
                         p.memory.iter().map(|(_, a)| a.len()).sum::<u64>() / 1024
                     );
                 }
@@ -449,15 +455,7 @@ impl<P: Platform> Spmc<P> {
             &mut stage2,
         );
         if let Err(e) = result {
-            if let Some(pool) = self.pool.as_mut() {
-                for (_, a) in memory {
-                    pool.free(a, &mut self.platform);
-                }
-            }
-            if vmid != self.next_vmid {
-                self.free_vmids.push(vmid);
-            }
-            self.notifications.forget(config.id);
+            self.release_partition_parts(memory, vmid, config.id);
             return Err(e);
         }
         if vmid == self.next_vmid {
@@ -469,33 +467,28 @@ impl<P: Platform> Spmc<P> {
             (Some(reg), Some(at)) => Some((reg, config.load_ipa.0 + at)),
             _ => None,
         };
-        let vcpus = (0..config.vcpu_count)
-            .map(|i| Vcpu {
-                state: VcpuState::Off,
-                ctx: Box::new(crate::multicore::first_context(
-                    entry,
-                    &stage2,
-                    boot_info_arg,
-                    i,
-                )),
-            })
-            .collect();
         let version = config.version;
         let free = self
             .partitions
             .iter()
             .position(|p| p.state == PartitionState::Free);
         let slot = free.unwrap_or(self.partitions.len()) as u16;
-        if let Some(i) = (config.id as usize)
-            .checked_sub(0x8000)
-            .filter(|i| *i < SLOT_INDEX)
-        {
-            self.slot_index[i] = slot;
+        if !self.contexts.open_slot(slot) {
+            // More partitions than slots (`contexts::MAX_SLOTS`).
+            self.release_partition_parts(memory, vmid, config.id);
+            return Err(SpError::OutOfMemory);
         }
+        for i in 0..config.vcpu_count {
+            let ctx = crate::multicore::first_context(entry, &stage2, boot_info_arg, i);
+            *self.contexts.lock(VcpuRef { slot, index: i }) = Some(Box::new(Vcpu::new(ctx)));
+        }
+        self.contexts
+            .set_index(config.id, slot, config.vcpu_count > 1);
+        let vcpu_count = config.vcpu_count;
         let partition = Partition {
             config,
             state: PartitionState::Created,
-            vcpus,
+            vcpu_count,
             stage2,
             memory,
             code_len: round_up_pages(image_len).map_or(u32::MAX, |l| l.min(u32::MAX as u64) as u32),
@@ -514,6 +507,48 @@ impl<P: Platform> Spmc<P> {
         }
         self.commit_interrupt_claims(slot);
         Ok(slot)
+    }
+
+    /// Gives back what a partition that could not be made had taken: its
+    /// memory, its VMID (unless it was the next fresh one) and its bitmaps.
+    fn release_partition_parts(&mut self, memory: Vec<(Ipa, Allocation)>, vmid: u16, id: u16) {
+        if let Some(pool) = self.pool.as_mut() {
+            for (_, a) in memory {
+                pool.free(a, &mut self.platform);
+            }
+        }
+        if vmid != self.next_vmid {
+            self.free_vmids.push(vmid);
+        }
+        self.notifications.forget(id);
+    }
+
+    /// The partition in `slot` becomes `state`; what the fast path knows
+    /// of it follows in every vCPU (only a booted partition that is not
+    /// aborted takes the fast path).
+    pub(crate) fn set_partition_state(&mut self, slot: u16, state: PartitionState) {
+        let p = &mut self.partitions[slot as usize];
+        p.state = state;
+        let fast = if state == PartitionState::Running
+            && p.config.messaging.has(sp_manifest::Messaging::DIRECT_RECV)
+        {
+            // Endpoint 0 reaches every static partition without the
+            // binding policy; an instance, its own VM.
+            let reach = match p.kind {
+                crate::policy::Kind::Instance { owner } => owner,
+                crate::policy::Kind::Static => 0,
+            };
+            crate::contexts::fast_key(p.config.id, p.vcpu_count > 1, reach)
+        } else {
+            0
+        };
+        let queued = p.config.ns_interrupts.queues();
+        for index in 0..p.vcpu_count {
+            if let Some(v) = self.contexts.lock(VcpuRef { slot, index }).as_mut() {
+                v.fast = fast;
+                v.request_queued = queued;
+            }
+        }
     }
 
     #[allow(
@@ -661,18 +696,20 @@ impl<P: Platform> Spmc<P> {
         while self.boot_pos < self.boot_order.len() {
             let slot = self.boot_order[self.boot_pos];
             self.boot_pos += 1;
-            let p = &mut self.partitions[slot as usize];
-            if p.state != PartitionState::Created {
+            if self.partitions[slot as usize].state != PartitionState::Created {
                 continue;
             }
-            p.state = PartitionState::Running;
-            debug!("booting partition {:#06x}", p.id());
+            self.set_partition_state(slot, PartitionState::Running);
+            debug!(
+                "booting partition {:#06x}",
+                self.partitions[slot as usize].id()
+            );
             // An MP partition starts with this (the primary) core's context;
             // the others start when their cores come on.
             let core = self.platform.core_index();
             let p = &self.partitions[slot as usize];
             let index = p.context_for(core);
-            if index >= p.vcpus.len() {
+            if index >= p.vcpu_count as usize {
                 warn!(
                     "partition {:#06x} has no context for boot core {core}",
                     p.id()
@@ -701,10 +738,12 @@ impl<P: Platform> Spmc<P> {
     // Helpers on vCPUs
     // ------------------------------------------------------------------
 
-    /// A vCPU's context, for the host tests that play the partition.
+    /// A vCPU's context, for the host tests that play the partition (the
+    /// table of contexts must not be shared then: no lock is taken).
     #[cfg(any(test, feature = "testing"))]
     pub fn vcpu_context_mut(&mut self, v: VcpuRef) -> &mut Context {
-        &mut self.vcpu(v).ctx
+        let contexts = Arc::get_mut(&mut self.contexts).expect("contexts not shared");
+        &mut contexts.vcpu_mut(v).ctx
     }
 
     /// The partitions, mutably (host tests poke at stage 2 directly).
@@ -718,31 +757,57 @@ impl<P: Platform> Spmc<P> {
     /// versions on one world (the rule itself: tests/version.rs).
     #[cfg(any(test, feature = "testing"))]
     pub fn reopen_nwd_version_for_tests(&mut self) {
-        self.nwd_version_open = true;
+        self.contexts.set_nwd_version_open(true);
     }
 
     /// Whether the normal world's version is fixed (§13.2).
     pub fn nwd_version_fixed(&self) -> bool {
-        !self.nwd_version_open
+        !self.contexts.nwd_version_open()
+    }
+
+    /// A copy of a vCPU's context (tests and diagnostics).
+    pub fn vcpu_context(&self, v: VcpuRef) -> Context {
+        self.vcpu(v).ctx.clone()
+    }
+
+    /// The states of the vCPUs of the partition in `slot`, in index order.
+    pub fn vcpu_states(&self, slot: u16) -> Vec<VcpuState> {
+        let n = self
+            .partitions
+            .get(slot as usize)
+            .map_or(0, |p| p.vcpu_count);
+        (0..n)
+            .map(|index| self.vcpu_state(VcpuRef { slot, index }))
+            .collect()
     }
 
     /// A vCPU's state.
     pub fn vcpu_state(&self, v: VcpuRef) -> VcpuState {
-        self.partitions[v.slot as usize].vcpus[v.index as usize].state
+        self.vcpu(v).state
     }
 
+    /// The vCPU `v`, locked (see the module's lock order: never held while
+    /// taking another lock).
     #[inline(always)]
     #[cfg_attr(spmc_hot, optimize(speed))]
-    pub(crate) fn vcpu(&mut self, v: VcpuRef) -> &mut Vcpu {
-        &mut self.partitions[v.slot as usize].vcpus[v.index as usize]
+    pub(crate) fn vcpu(&self, v: VcpuRef) -> VcpuGuard<'_> {
+        self.contexts.vcpu(v)
     }
 
+    /// Moves `v` to state `to` if that is legal from its state now (checked
+    /// and changed under its lock). From `Waiting` it may race with the
+    /// fast path of another core, which may just have taken it: that is
+    /// BUSY, as for any vCPU that runs.
     pub(crate) fn set_state(&mut self, v: VcpuRef, to: VcpuState) -> Result<(), FfaError> {
         // Initialisation runs with normal-world interrupts queued (see
         // `Context::ns_interrupts_queued`); other states as the manifest's
         // `ns-interrupts-action` and the call chain say (`ns_interrupts`).
         let queued = self.runs_queued(v, to);
-        let vcpu = self.vcpu(v);
+        let mut vcpu = self.vcpu(v);
+        if matches!(vcpu.state, VcpuState::Running(_)) && matches!(to, VcpuState::Running(_)) {
+            debug!("vCPU {v:?} is running already");
+            return Err(FfaError::Busy);
+        }
         vcpu.state.become_(to).map_err(|e| {
             log::error!("vCPU {v:?}: illegal transition {:?} -> {:?}", e.from, e.to);
             FfaError::Denied
@@ -765,7 +830,9 @@ impl<P: Platform> Spmc<P> {
         if self.interrupts.has_pending() {
             self.pending_interrupts_to(v);
         }
-        let ctx: *mut Context = &mut *self.vcpu(v).ctx;
+        let mut vcpu = self.vcpu(v);
+        vcpu.on_core = true;
+        let ctx: *mut Context = &mut vcpu.ctx;
         Next::Run { vcpu: v, ctx }
     }
 
@@ -791,7 +858,7 @@ impl<P: Platform> Spmc<P> {
         // general path and gets the same answer.)
         if regs.0[0] == func::MSG_SEND_DIRECT_REQ_64 as u64 && regs.w(2) & fwk::FLAG == 0 {
             // Any call but FFA_VERSION fixes the normal world's version (§13.2).
-            self.nwd_version_open = false;
+            self.contexts.set_nwd_version_open(false);
             return self.direct_request_from_nwd(regs);
         }
         let f = regs.func();
@@ -803,11 +870,11 @@ impl<P: Platform> Spmc<P> {
             if ffa::sender(regs) == ffa::SPMD_ID {
                 return self.framework_message(regs);
             }
-            self.nwd_version_open = false;
+            self.contexts.set_nwd_version_open(false);
             return self.vm_availability(regs);
         }
         if f != func::VERSION {
-            self.nwd_version_open = false;
+            self.contexts.set_nwd_version_open(false);
         }
         match f {
             func::MSG_SEND_DIRECT_REQ_32
@@ -884,15 +951,17 @@ impl<P: Platform> Spmc<P> {
     pub fn handle_exit(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
         // The hot path: a running partition's FF-A call through SMC, most
         // often the response to a direct request.
-        let p = &mut self.partitions[v.slot as usize];
-        if p.state != PartitionState::Aborted {
-            let ctx = &mut p.vcpus[v.index as usize].ctx;
+        if self.partitions[v.slot as usize].state != PartitionState::Aborted {
+            let mut vcpu = self.vcpu(v);
+            let ctx = &mut vcpu.ctx;
             if ctx.exit.vector == 0 && ctx.exit.esr >> 26 == crate::vcpu::ec::SMC64 {
                 // A trapped SMC returns to the instruction after it.
                 ctx.pc += 4;
                 // Faults injected before an FF-A call were handled.
                 ctx.injected_faults = 0;
-                if ctx.managed_exit != 0 {
+                let managed_exit = ctx.managed_exit != 0;
+                drop(vcpu);
+                if managed_exit {
                     return self.call_during_managed_exit(v, regs);
                 }
                 return self.call_exit(v, regs);
@@ -926,22 +995,23 @@ impl<P: Platform> Spmc<P> {
     /// interrupts, faults, and exits of a partition aborted meanwhile.
     #[inline(never)]
     fn handle_other_exit(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
-        let p = &mut self.partitions[v.slot as usize];
-        let aborted = p.state == PartitionState::Aborted;
-        let ctx = &mut p.vcpus[v.index as usize].ctx;
-        let exit = crate::vcpu::classify(&ctx.exit);
+        let aborted = self.partitions[v.slot as usize].state == PartitionState::Aborted;
+        let exit = crate::vcpu::classify(&self.vcpu(v).ctx.exit);
         if aborted {
             // Aborted by another core while this vCPU ran.
             return self.abort(v, regs);
         }
         match exit {
             Exit::Call { smc } => {
+                let mut vcpu = self.vcpu(v);
                 if smc {
                     // A trapped SMC returns to the instruction after it.
-                    ctx.pc += 4;
+                    vcpu.ctx.pc += 4;
                 }
-                ctx.injected_faults = 0;
-                if ctx.managed_exit != 0 {
+                vcpu.ctx.injected_faults = 0;
+                let managed_exit = vcpu.ctx.managed_exit != 0;
+                drop(vcpu);
+                if managed_exit {
                     return self.call_during_managed_exit(v, regs);
                 }
                 self.call_exit(v, regs)
@@ -950,7 +1020,7 @@ impl<P: Platform> Spmc<P> {
             Exit::Fault(fault) => {
                 // Injection reads and writes the vCPU's EL1 registers.
                 self.platform.vcpu_el1_to_context();
-                let vcpu = self.vcpu(v);
+                let mut vcpu = self.vcpu(v);
                 let pc = vcpu.ctx.pc;
                 // A stage-2 abort goes to the partition first (Hafnium's
                 // choice; docs/architecture.md "Faults").
@@ -959,6 +1029,7 @@ impl<P: Platform> Spmc<P> {
                         match injection::inject(&mut vcpu.ctx) {
                             Ok(()) => {
                                 debug!("vCPU {v:?}: {fault:x?} at pc {pc:#x} injected at EL1");
+                                drop(vcpu);
                                 return self.run(v);
                             }
                             Err(refusal) => Some(refusal),
@@ -966,6 +1037,7 @@ impl<P: Platform> Spmc<P> {
                     }
                     _ => None,
                 };
+                drop(vcpu);
                 let id = self.partitions[v.slot as usize].id();
                 // Once per partition: it is aborted.
                 warn!("partition {id:#06x} aborted: {fault:x?} at pc {pc:#x} ({why:?})");
@@ -1096,7 +1168,7 @@ impl<P: Platform> Spmc<P> {
             Err(e) => return e.as_u32(),
         };
         let fixed = match from {
-            Endpoint::NormalWorld(_) => !self.nwd_version_open,
+            Endpoint::NormalWorld(_) => !self.contexts.nwd_version_open(),
             Endpoint::Partition(s) => self.partitions[s as usize].version_fixed,
         };
         if fixed {

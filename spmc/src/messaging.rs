@@ -8,6 +8,7 @@
 
 use log::{debug, info};
 
+use crate::contexts::Contexts;
 use crate::ffa::{self, FfaError, Regs, Version, func, is_secure_id};
 use crate::manager::{Next, Spmc};
 use crate::partition::{Partition, PartitionState};
@@ -48,9 +49,14 @@ impl<P: Platform> Spmc<P> {
                 (slot, &self.partitions[slot as usize])
             }
         };
-        pick_vcpu(p, slot, req2, (regs.x(2), regs.x(3)), || {
-            self.platform.core_index()
-        })
+        pick_vcpu(
+            p,
+            &self.contexts,
+            slot,
+            req2,
+            (regs.x(2), regs.x(3)),
+            || self.platform.core_index(),
+        )
     }
 
     /// Applies the binding policy to a message from normal-world endpoint `vm`
@@ -114,20 +120,28 @@ impl<P: Platform> Spmc<P> {
             id: ffa::sender(regs),
             req2,
         });
+        // A secure interrupt pended for it while it ran on another core
+        // goes into its list registers now, as in `Spmc::run`.
+        if self.interrupts.has_pending() {
+            self.pending_interrupts_to(v);
+        }
         // The manifest's `ns-interrupts-action` (`ns_interrupts`): a request
         // from the normal world heads its call chain.
         let queued = self.partitions[v.slot as usize]
             .config
             .ns_interrupts
             .queues();
-        let vcpu = self.vcpu(v);
+        let mut vcpu = self.vcpu(v);
+        // `pick_vcpu` saw it waiting, but the fast path of another core
+        // may have taken it since (a UP partition's context): checked
+        // again under its lock.
+        if vcpu.state != VcpuState::Waiting {
+            drop(vcpu);
+            return self.finish_nwd(regs, Err(FfaError::Busy));
+        }
         vcpu.ctx.ns_interrupts_queued = queued;
-        // `pick_vcpu` chose a waiting vCPU (and nothing ran since: the
-        // manager is borrowed mutably throughout), and Waiting ->
-        // Running(Request) is legal: the transition needs no second check
-        // on the hot path (the host tests check it).
-        debug_assert!(vcpu.state.can_become(VcpuState::Running(reason)));
         vcpu.state = VcpuState::Running(reason);
+        vcpu.on_core = true;
         let ctx = &mut vcpu.ctx;
         if f == func::MSG_SEND_DIRECT_REQ_32 {
             for i in 0..8 {
@@ -138,16 +152,15 @@ impl<P: Platform> Spmc<P> {
         } else {
             ctx.x[..8].copy_from_slice(&regs.0[..8]);
         }
-        Next::Run {
-            vcpu: v,
-            ctx: &mut **ctx,
-        }
+        Next::Run { vcpu: v, ctx }
     }
 
     /// FFA_MSG_SEND_DIRECT_REQ(2) from a partition to another partition.
     pub(crate) fn direct_request_from_sp(&mut self, v: VcpuRef) -> Next {
-        let ctx = &self.vcpu(v).ctx;
-        let (f, w1, x2, x3) = (ctx.x[0] as u32, ctx.x[1], ctx.x[2], ctx.x[3]);
+        let (f, w1, x2, x3) = {
+            let x = &self.vcpu(v).ctx.x;
+            (x[0] as u32, x[1], x[2], x[3])
+        };
         let req2 = f == func::MSG_SEND_DIRECT_REQ2_64;
         let me = &self.partitions[v.slot as usize];
         let my_id = me.id();
@@ -181,15 +194,20 @@ impl<P: Platform> Spmc<P> {
             {
                 return Err(FfaError::Denied);
             }
-            pick_vcpu(&self.partitions[t as usize], t, req2, (x2, x3), || {
-                self.platform.core_index()
-            })
+            pick_vcpu(
+                &self.partitions[t as usize],
+                &self.contexts,
+                t,
+                req2,
+                (x2, x3),
+                || self.platform.core_index(),
+            )
         })();
         let target = match checked {
             Ok(t) => t,
             Err(e) => return self.finish_sp(v, Err(e)),
         };
-        let reason = match self.vcpu(v).state {
+        let reason = match self.vcpu_state(v) {
             VcpuState::Running(r) => r,
             _ => return self.finish_sp(v, Err(FfaError::Denied)),
         };
@@ -221,26 +239,32 @@ impl<P: Platform> Spmc<P> {
     #[inline(always)]
     #[cfg_attr(spmc_hot, optimize(speed))]
     pub(crate) fn direct_response(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
-        let p = &mut self.partitions[v.slot as usize];
-        let my_id = p.config.id;
-        let vcpu = &mut p.vcpus[v.index as usize];
+        let my_id = self.partitions[v.slot as usize].config.id;
+        let mut vcpu = self.vcpu(v);
         let caller = match vcpu.state {
             VcpuState::Running(RunReason::Request(c)) => c,
-            _ => return self.response_without_request(v, regs),
+            _ => {
+                drop(vcpu);
+                return self.response_without_request(v, regs);
+            }
         };
         let ctx = &vcpu.ctx;
         let f = ctx.x[0] as u32;
         let resp2 = f == func::MSG_SEND_DIRECT_RESP2_64;
         let w1 = ctx.x[1];
-        if (w1 >> 16) as u16 != my_id || w1 as u16 != caller.id() {
-            return self.finish_sp(v, Err(FfaError::InvalidParameters));
-        }
-        if resp2 != caller.req2() {
+        let refused = if (w1 >> 16) as u16 != my_id || w1 as u16 != caller.id() {
+            Some(FfaError::InvalidParameters)
+        } else if resp2 != caller.req2() {
             // A REQ2 is answered with RESP2, a REQ with RESP.
-            return self.finish_sp(v, Err(FfaError::Denied));
-        }
-        if !resp2 && ctx.x[2] != 0 {
-            return self.finish_sp(v, Err(FfaError::InvalidParameters));
+            Some(FfaError::Denied)
+        } else if !resp2 && ctx.x[2] != 0 {
+            Some(FfaError::InvalidParameters)
+        } else {
+            None
+        };
+        if let Some(e) = refused {
+            drop(vcpu);
+            return self.finish_sp(v, Err(e));
         }
         // Running(Request) -> Waiting is always legal; `become_` checks it anyway.
         let _ = vcpu.state.become_(VcpuState::Waiting);
@@ -269,6 +293,7 @@ impl<P: Platform> Spmc<P> {
                 if f == func::MSG_SEND_DIRECT_RESP_32 {
                     msg[..8].iter_mut().for_each(|r| *r &= 0xFFFF_FFFF);
                 }
+                drop(vcpu);
                 self.unblock(w, &msg[..n])
             }
         }
@@ -279,7 +304,7 @@ impl<P: Platform> Spmc<P> {
     /// (there is nobody to answer, §15.3.2).
     #[inline(never)]
     fn response_without_request(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
-        match self.vcpu(v).state {
+        match self.vcpu_state(v) {
             VcpuState::Running(RunReason::Power { op }) => self.power_response(v, op, regs),
             // Not handling a request: there is nobody to answer (§15.3.2).
             // A call all the same: it fixes the version (§13.2; one handling
@@ -293,7 +318,7 @@ impl<P: Platform> Spmc<P> {
 
     /// Resumes a vCPU blocked on a direct request with the answer `msg` in its x0..
     fn unblock(&mut self, w: VcpuRef, msg: &[u64]) -> Next {
-        let reason = match self.vcpu(w).state {
+        let reason = match self.vcpu_state(w) {
             VcpuState::Blocked(r) => r,
             other => {
                 log::error!("vCPU {w:?} expected blocked, is {other:?}");
@@ -308,7 +333,7 @@ impl<P: Platform> Spmc<P> {
     /// FFA_MSG_WAIT from a partition.
     pub(crate) fn msg_wait(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
         let id = self.partitions[v.slot as usize].id();
-        match self.vcpu(v).state {
+        match self.vcpu_state(v) {
             VcpuState::Running(RunReason::Boot) => {
                 let _ = self.set_state(v, VcpuState::Waiting);
                 info!("partition {id:#06x} initialised (context {})", v.index);
@@ -334,14 +359,17 @@ impl<P: Platform> Spmc<P> {
     /// FFA_YIELD from a partition: give the CPU back to the normal world,
     /// which resumes the partition later with FFA_RUN.
     pub(crate) fn yield_(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
-        let reason = match self.vcpu(v).state {
+        let reason = match self.vcpu_state(v) {
             VcpuState::Running(
                 r @ (RunReason::Scheduled | RunReason::Request(Caller::NormalWorld { .. })),
             ) => r,
             // Yielding in a chain of partitions, or at boot, has no scheduler to return to.
             _ => return self.finish_sp(v, Err(FfaError::Denied)),
         };
-        let (t_lo, t_hi) = (self.vcpu(v).ctx.x[2], self.vcpu(v).ctx.x[3]);
+        let (t_lo, t_hi) = {
+            let x = &self.vcpu(v).ctx.x;
+            (x[2], x[3])
+        };
         let _ = self.set_state(v, VcpuState::Preempted(reason, Preemption::Yield));
         let id = self.partitions[v.slot as usize].id();
         *regs = Regs::with_func(func::YIELD);
@@ -355,7 +383,7 @@ impl<P: Platform> Spmc<P> {
     /// normal world, so preempt the partition and tell the normal world with
     /// FFA_INTERRUPT; it resumes the vCPU with FFA_RUN.
     pub(crate) fn preempt_for_interrupt(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
-        let reason = match self.vcpu(v).state {
+        let reason = match self.vcpu_state(v) {
             VcpuState::Running(
                 RunReason::Boot
                 | RunReason::Create { .. }
@@ -383,16 +411,14 @@ impl<P: Platform> Spmc<P> {
         let p = &self.partitions[slot as usize];
         // An MP partition's context runs on its own core only (DEN0077
         // v1.2 §8.1; Hafnium answers INVALID_PARAMETERS too).
-        if index as usize >= p.vcpus.len()
-            || (p.is_mp() && index as usize != self.platform.core_index())
-        {
+        if index >= p.vcpu_count || (p.is_mp() && index as usize != self.platform.core_index()) {
             return self.finish_nwd(regs, Err(FfaError::InvalidParameters));
         }
         let v = VcpuRef { slot, index };
         if self.partitions[slot as usize].state == PartitionState::Aborted {
             return self.finish_nwd(regs, Err(FfaError::Aborted));
         }
-        match self.vcpu(v).state {
+        match self.vcpu_state(v) {
             VcpuState::Preempted(r, how) => {
                 let _ = self.set_state(v, VcpuState::Running(r));
                 if how == Preemption::Yield {
@@ -403,7 +429,10 @@ impl<P: Platform> Spmc<P> {
                 self.run(v)
             }
             VcpuState::Waiting => {
-                let _ = self.set_state(v, VcpuState::Running(RunReason::Scheduled));
+                // The fast path of another core may have taken it meanwhile.
+                if let Err(e) = self.set_state(v, VcpuState::Running(RunReason::Scheduled)) {
+                    return self.finish_nwd(regs, Err(e));
+                }
                 let mut msg = Regs::with_func(func::RUN);
                 msg.0[1] = w1 & 0xFFFF_FFFF;
                 self.resume_with(v, &msg)
@@ -416,11 +445,14 @@ impl<P: Platform> Spmc<P> {
     /// Aborts the partition that `v` belongs to after a fault: its caller gets
     /// FFA_ERROR(ABORTED) and every other partition goes on.
     pub(crate) fn abort(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
-        let state = self.vcpu(v).state;
-        let p = &mut self.partitions[v.slot as usize];
-        p.state = PartitionState::Aborted;
+        let state = self.vcpu_state(v);
+        self.set_partition_state(v.slot, PartitionState::Aborted);
         // vCPUs running on other cores are aborted at their next exit.
-        for other in p.vcpus.iter_mut() {
+        for index in 0..self.partitions[v.slot as usize].vcpu_count {
+            let mut other = self.vcpu(VcpuRef {
+                slot: v.slot,
+                index,
+            });
             if !matches!(other.state, VcpuState::Running(_) | VcpuState::Blocked(_)) {
                 other.state = VcpuState::Aborted;
             }
@@ -456,11 +488,13 @@ impl<P: Platform> Spmc<P> {
 /// Checks a direct request to partition `p` (in `slot`) arriving on core
 /// `core` and picks the vCPU to deliver it to: a UP partition's only
 /// context, an MP partition's context `core` (DEN0077 v1.2 §8.1: an MP
-/// partition's execution context n is pinned to core n).
+/// partition's execution context n is pinned to core n). It saw the vCPU
+/// waiting; the caller changes its state under its lock again.
 #[inline(always)]
 #[cfg_attr(spmc_hot, optimize(speed))]
 fn pick_vcpu(
     p: &Partition,
+    contexts: &Contexts,
     slot: u16,
     req2: bool,
     uuid: (u64, u64),
@@ -486,35 +520,22 @@ fn pick_vcpu(
             return Err(FfaError::InvalidParameters);
         }
     }
-    // The common case first: a UP partition whose only context waits (the
-    // core is read only for an MP partition).
-    if let [only] = p.vcpus.as_slice() {
-        if only.state == VcpuState::Waiting {
-            return Ok(VcpuRef { slot, index: 0 });
-        }
-        return not_waiting(p, 0);
+    // The core is read only for an MP partition.
+    let index = if p.is_mp() { core() } else { 0 };
+    // An MP partition's context on a core that has not come on (or went
+    // off): it cannot run there (the partition has no context for a core
+    // past its count either).
+    if index >= p.vcpu_count as usize {
+        return Err(FfaError::Denied);
     }
-    let index = core();
-    if let Some(v) = p.vcpus.get(index)
-        && v.state == VcpuState::Waiting
-    {
-        return Ok(VcpuRef {
-            slot,
-            index: index as u16,
-        });
-    }
-    not_waiting(p, index)
-}
-
-/// Why the context `index` of `p` cannot take a direct request.
-#[inline(never)]
-fn not_waiting(p: &Partition, index: usize) -> Result<VcpuRef, FfaError> {
-    match p.vcpus.get(index).map(|v| v.state) {
-        Some(VcpuState::Aborted) => Err(FfaError::Aborted),
-        // An MP partition's context on a core that has not come on (or
-        // went off): it cannot run there (the partition has no context
-        // for a core past its count either).
-        Some(VcpuState::Off) | None => Err(FfaError::Denied),
-        Some(_) => Err(FfaError::Busy),
+    let v = VcpuRef {
+        slot,
+        index: index as u16,
+    };
+    match contexts.vcpu(v).state {
+        VcpuState::Waiting => Ok(v),
+        VcpuState::Aborted => Err(FfaError::Aborted),
+        VcpuState::Off => Err(FfaError::Denied),
+        _ => Err(FfaError::Busy),
     }
 }

@@ -25,6 +25,7 @@ use log::{debug, info};
 
 use crate::ffa::{self, FfaError, Regs, Version, func, fwk};
 use crate::manager::{Next, Spmc};
+use crate::partition::PartitionState;
 use crate::platform::Platform;
 use crate::stage2::Stage2;
 use crate::vcpu::{Context, PowerOp, RunReason, VcpuRef, VcpuState};
@@ -68,25 +69,27 @@ impl<P: Platform> Spmc<P> {
         let core = self.platform.core_index();
         for pos in 0..self.boot_order.len() {
             let slot = self.boot_order[pos];
-            let p = &mut self.partitions[slot as usize];
-            if !p.is_alive() || !p.is_mp() || core >= p.vcpus.len() {
+            let p = &self.partitions[slot as usize];
+            if !p.is_alive() || !p.is_mp() || core >= p.vcpu_count as usize {
                 continue;
             }
-            if p.vcpus[core].state != VcpuState::Off {
+            let v = VcpuRef {
+                slot,
+                index: core as u16,
+            };
+            let mut vcpu = self.contexts.vcpu(v);
+            if vcpu.state != VcpuState::Off {
                 continue;
             }
             let entry = p
                 .secondary_ep
                 .unwrap_or(p.config.load_ipa.0 + p.config.entry_offset);
-            *p.vcpus[core].ctx = first_context(entry, &p.stage2, p.boot_info_arg, core as u16);
+            vcpu.ctx = first_context(entry, &p.stage2, p.boot_info_arg, core as u16);
+            drop(vcpu);
             debug!(
                 "core {core}: starting context {core} of partition {:#06x} at {entry:#x}",
                 p.id()
             );
-            let v = VcpuRef {
-                slot,
-                index: core as u16,
-            };
             if self
                 .set_state(v, VcpuState::Running(RunReason::Boot))
                 .is_ok()
@@ -110,9 +113,12 @@ impl<P: Platform> Spmc<P> {
     /// NOT_SUPPORTED if one arrives.
     pub(crate) fn secondary_ep_register(&mut self, v: VcpuRef) -> Result<Regs, FfaError> {
         let state = self.vcpu_state(v);
-        let x1 = self.vcpu(v).ctx.x[1];
+        let (x0, x1) = {
+            let x = &self.vcpu(v).ctx.x;
+            (x[0], x[1])
+        };
         let p = &mut self.partitions[v.slot as usize];
-        let entry = if p.vcpus[v.index as usize].ctx.x[0] as u32 == func::SECONDARY_EP_REGISTER_32 {
+        let entry = if x0 as u32 == func::SECONDARY_EP_REGISTER_32 {
             x1 & 0xFFFF_FFFF
         } else {
             x1
@@ -182,9 +188,8 @@ impl<P: Platform> Spmc<P> {
             let p = &self.partitions[slot as usize];
             if !p.is_alive()
                 || !p.is_mp()
-                || core >= p.vcpus.len()
+                || core >= p.vcpu_count as usize
                 || !p.config.power_messages.wants(op.psci())
-                || p.vcpus[core].state != VcpuState::Waiting
             {
                 continue;
             }
@@ -193,6 +198,9 @@ impl<P: Platform> Spmc<P> {
                 slot,
                 index: core as u16,
             };
+            if self.vcpu_state(v) != VcpuState::Waiting {
+                continue;
+            }
             if self
                 .set_state(v, VcpuState::Running(RunReason::Power { op }))
                 .is_err()
@@ -213,11 +221,16 @@ impl<P: Platform> Spmc<P> {
             return self.run(v);
         }
         if op == PowerOp::CpuOff {
-            for p in self.partitions.iter_mut().filter(|p| p.is_mp()) {
-                if let Some(vcpu) = p.vcpus.get_mut(core) {
-                    // Waiting or preempted: over; anything else stays.
-                    let _ = vcpu.state.become_(VcpuState::Off);
+            for (slot, p) in self.partitions.iter().enumerate() {
+                if !p.is_mp() || p.state == PartitionState::Free || core >= p.vcpu_count as usize {
+                    continue;
                 }
+                let v = VcpuRef {
+                    slot: slot as u16,
+                    index: core as u16,
+                };
+                // Waiting or preempted: over; anything else stays.
+                let _ = self.contexts.vcpu(v).state.become_(VcpuState::Off);
             }
             info!("core {core} off");
         }
@@ -248,7 +261,7 @@ impl<P: Platform> Spmc<P> {
     pub(crate) fn power_response(&mut self, v: VcpuRef, op: PowerOp, regs: &mut Regs) -> Next {
         let id = self.partitions[v.slot as usize].id();
         let spmc_id = self.id();
-        let x = &self.vcpu(v).ctx.x;
+        let x = self.vcpu(v).ctx.x;
         let ok = x[0] as u32 == func::MSG_SEND_DIRECT_RESP_32
             && x[1] as u32 == ffa::endpoints(id, spmc_id) as u32
             && x[2] as u32 == fwk::FLAG | fwk::PSCI_RESP;

@@ -234,6 +234,9 @@ impl<P: Platform> Spmc<P> {
         let core = self.platform.core_index();
         if delay && core < 64 {
             self.notifications.sri_delayed |= 1 << core;
+            // The fast path would return to the normal world without it.
+            self.contexts
+                .set_attention(crate::contexts::Attention::SriDelayed, true);
         } else {
             self.platform.send_sri();
         }
@@ -252,6 +255,10 @@ impl<P: Platform> Spmc<P> {
             if self.notifications.sri_delayed & bit != 0 {
                 self.notifications.sri_delayed &= !bit;
                 self.platform.send_sri();
+                if self.notifications.sri_delayed == 0 {
+                    self.contexts
+                        .set_attention(crate::contexts::Attention::SriDelayed, false);
+                }
             }
         }
     }

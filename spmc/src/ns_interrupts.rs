@@ -63,7 +63,6 @@ impl<P: Platform> Spmc<P> {
     /// managed exit is pending (the interrupt was signalled already).
     pub(crate) fn runs_queued(&self, v: VcpuRef, to: VcpuState) -> bool {
         let p = &self.partitions[v.slot as usize];
-        let ctx = &p.vcpus[v.index as usize].ctx;
         match to {
             VcpuState::Running(
                 RunReason::Boot
@@ -72,13 +71,12 @@ impl<P: Platform> Spmc<P> {
                 | RunReason::SecureInterrupt,
             ) => true,
             VcpuState::Running(r) | VcpuState::Blocked(r) => {
+                // Each vCPU's lock on its own, one after the other.
                 p.config.ns_interrupts.queues()
-                    || ctx.managed_exit != 0
+                    || self.vcpu(v).ctx.managed_exit != 0
                     || match r {
                         RunReason::Request(Caller::Vcpu { vcpu: c, .. }) => {
-                            self.partitions[c.slot as usize].vcpus[c.index as usize]
-                                .ctx
-                                .ns_interrupts_queued
+                            self.vcpu(c).ctx.ns_interrupts_queued
                         }
                         _ => false,
                     }
@@ -90,10 +88,11 @@ impl<P: Platform> Spmc<P> {
     /// A physical interrupt for the normal world arrived while `v` ran.
     pub(crate) fn ns_interrupt(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
         let action = self.partitions[v.slot as usize].config.ns_interrupts;
-        let vcpu = self.vcpu(v);
+        let mut vcpu = self.vcpu(v);
         if vcpu.ctx.ns_interrupts_queued {
             // Masked by now (it arrived as the mask went up, or it was
             // signalled already): the partition goes on.
+            drop(vcpu);
             return self.run(v);
         }
         match (action, vcpu.state) {
@@ -105,10 +104,14 @@ impl<P: Platform> Spmc<P> {
                 ctx.virtual_lines |= if virq { VIRTUAL_IRQ } else { VIRTUAL_FIQ };
                 ctx.managed_exit = 1;
                 ctx.ns_interrupts_queued = true;
+                drop(vcpu);
                 log::trace!("vCPU {v:?}: managed exit signalled");
                 self.run(v)
             }
-            _ => self.preempt_for_interrupt(v, regs),
+            _ => {
+                drop(vcpu);
+                self.preempt_for_interrupt(v, regs)
+            }
         }
     }
 
@@ -118,9 +121,11 @@ impl<P: Platform> Spmc<P> {
     #[cold]
     #[inline(never)]
     pub(crate) fn call_during_managed_exit(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
-        let ctx = &mut self.vcpu(v).ctx;
-        ctx.managed_exit = ctx.managed_exit.saturating_add(1);
-        let over = ctx.managed_exit > MANAGED_EXIT_CALLS;
+        let over = {
+            let ctx = &mut self.vcpu(v).ctx;
+            ctx.managed_exit = ctx.managed_exit.saturating_add(1);
+            ctx.managed_exit > MANAGED_EXIT_CALLS
+        };
         let next = self.call_exit(v, regs);
         let still = matches!(next, Next::Run { vcpu, .. } if vcpu == v)
             && self.vcpu(v).ctx.managed_exit != 0
@@ -130,9 +135,11 @@ impl<P: Platform> Spmc<P> {
             );
         if over && still {
             log::debug!("vCPU {v:?}: no managed-exit response; preempted");
-            let ctx = &mut self.vcpu(v).ctx;
-            ctx.managed_exit = 0;
-            ctx.ns_interrupts_queued = false;
+            {
+                let ctx = &mut self.vcpu(v).ctx;
+                ctx.managed_exit = 0;
+                ctx.ns_interrupts_queued = false;
+            }
             return self.preempt_for_interrupt(v, regs);
         }
         next

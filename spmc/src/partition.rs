@@ -1,7 +1,6 @@
 //! A secure partition as the SPMC keeps it: configuration, state, memory,
 //! stage-2 tables, vCPUs, mailbox.
 
-use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -25,14 +24,45 @@ pub enum PartitionState {
     Free,
 }
 
-/// One execution context.
+/// One execution context. It lives boxed in its own lock
+/// ([`crate::contexts::VcpuCell`]), so the address the arch layer runs it
+/// from never moves.
 #[derive(Debug)]
 pub struct Vcpu {
     /// Its state.
     pub state: VcpuState,
-    /// Its registers. Boxed so the address the arch layer runs it from never
-    /// moves, even when the partition table grows.
-    pub ctx: Box<Context>,
+    /// Its registers.
+    pub ctx: Context,
+    /// A core runs it or may hold its EL1 and FP/SIMD state lazily: no
+    /// other core may pick it, the manager may not free it
+    /// (`spmc::contexts`, "Who may run a vCPU").
+    pub on_core: bool,
+    /// What the fast path needs ([`crate::contexts::fast_key`]), while its
+    /// partition is booted, not aborted and takes direct requests (0: every
+    /// call for it goes to the manager).
+    pub fast: u64,
+    /// Whether a direct request from the normal world runs it with the
+    /// normal world's interrupts queued (its manifest's
+    /// `ns-interrupts-action`, `spmc::ns_interrupts`): what the fast path
+    /// sets, as the manager does.
+    pub request_queued: bool,
+    /// Its instance was destroyed while it was on this core: the context
+    /// goes when the core releases it.
+    pub freed: bool,
+}
+
+impl Vcpu {
+    /// A context that is off, with these registers.
+    pub fn new(ctx: Context) -> Self {
+        Self {
+            state: VcpuState::Off,
+            ctx,
+            on_core: false,
+            fast: 0,
+            request_queued: false,
+            freed: false,
+        }
+    }
 }
 
 /// Who owns an RX buffer (FF-A v1.2 §7.2.2.4 "buffer states").
@@ -70,8 +100,9 @@ pub struct Partition {
     pub config: PartitionConfig,
     /// Its state.
     pub state: PartitionState,
-    /// Its vCPUs.
-    pub vcpus: Vec<Vcpu>,
+    /// How many vCPUs (execution contexts) it has; they live in the
+    /// manager's [`crate::contexts::Contexts`], in its slot.
+    pub vcpu_count: u16,
     /// Its stage-2 tables.
     pub stage2: Stage2,
     /// The memory backing it and where it sees each piece.
@@ -107,7 +138,7 @@ impl Partition {
     /// whichever core calls it, on one core at a time.
     #[inline(always)]
     pub fn is_mp(&self) -> bool {
-        self.vcpus.len() > 1
+        self.vcpu_count > 1
     }
 
     /// The context that serves core `core`: context `core` of an MP

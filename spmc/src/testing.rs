@@ -284,6 +284,18 @@ impl Platform for FakePlatform {
     }
 }
 
+/// Reports `v`'s exit to the manager and then does what the platform does
+/// once the exited vCPU's state is back in its context (here it always is:
+/// the tests play the partition in its context): releases it
+/// (`Contexts::release`) unless it goes on running on this core.
+pub fn exit(spmc: &mut Spmc<FakePlatform>, v: VcpuRef, regs: &mut Regs) -> Next {
+    let next = spmc.handle_exit(v, regs);
+    if next.lazy_state_after(v) != crate::LazyState::KeepLive {
+        spmc.contexts().release(v);
+    }
+    next
+}
+
 /// Plays a partition making an FF-A call through SMC: puts `call` in its
 /// x0.. and reports the exit. Returns what the manager does next.
 pub fn sp_call(spmc: &mut Spmc<FakePlatform>, v: VcpuRef, call: &[u64], regs: &mut Regs) -> Next {
@@ -297,7 +309,7 @@ pub fn sp_call(spmc: &mut Spmc<FakePlatform>, v: VcpuRef, call: &[u64], regs: &m
             hpfar: 0,
         };
     }
-    spmc.handle_exit(v, regs)
+    exit(spmc, v, regs)
 }
 
 /// Plays a partition taking a stage-2 data abort at `ipa`.
@@ -309,7 +321,7 @@ pub fn sp_fault(spmc: &mut Spmc<FakePlatform>, v: VcpuRef, ipa: u64, regs: &mut 
         far: ipa & 0xfff,
         hpfar: (ipa >> 12) << 4,
     };
-    spmc.handle_exit(v, regs)
+    exit(spmc, v, regs)
 }
 
 /// Plays a physical interrupt arriving while the partition runs.
@@ -320,5 +332,5 @@ pub fn sp_interrupt(spmc: &mut Spmc<FakePlatform>, v: VcpuRef, regs: &mut Regs) 
         far: 0,
         hpfar: 0,
     };
-    spmc.handle_exit(v, regs)
+    exit(spmc, v, regs)
 }

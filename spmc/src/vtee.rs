@@ -216,7 +216,7 @@ impl<P: Platform> Spmc<P> {
                 SpError::OutOfMemory => FfaError::NoMemory,
                 _ => FfaError::Aborted,
             })?;
-        self.partitions[slot as usize].state = PartitionState::Running;
+        self.set_partition_state(slot, PartitionState::Running);
         let v = VcpuRef { slot, index: 0 };
         self.set_state(
             v,
@@ -228,15 +228,24 @@ impl<P: Platform> Spmc<P> {
 
     /// Stops and frees an instance; its memory goes back zeroed, its ID is retired.
     /// Refused with RETRY while one of its vCPUs is on a core.
+    ///
+    /// All of its vCPU locks are held (in index order) from the check to
+    /// their removal, so no core's fast path takes one in between; the
+    /// context of a vCPU this core still holds (the one whose exit led
+    /// here: an instance that failed its creation) goes when the core
+    /// releases it (`Contexts::release`), after its state is saved.
     pub(crate) fn destroy_instance(&mut self, slot: u16) -> Result<(), FfaError> {
         let p = &self.partitions[slot as usize];
+        let mut vcpus: Vec<_> = (0..p.vcpu_count)
+            .map(|index| self.contexts.vcpu(VcpuRef { slot, index }))
+            .collect();
         // A vCPU on a core, blocked on a call of its own, or preempted while
         // it owed another partition a response would leave someone waiting
         // for an answer from a partition that no longer exists: the
         // hypervisor retries once it is back in FFA_MSG_WAIT. A vCPU
         // preempted in a normal-world request is simply dropped; that
         // caller's FFA_RUN then gets INVALID_PARAMETERS.
-        if p.vcpus.iter().any(|v| {
+        if vcpus.iter().any(|v| {
             matches!(
                 v.state,
                 VcpuState::Running(_)
@@ -246,12 +255,23 @@ impl<P: Platform> Spmc<P> {
         }) {
             return Err(FfaError::Retry);
         }
+        for g in &mut vcpus {
+            if g.on_core {
+                g.fast = 0;
+                g.state = VcpuState::Aborted;
+                g.freed = true;
+            } else {
+                *g.0 = None;
+            }
+        }
+        drop(vcpus);
         let (id, vmid) = (p.id(), p.stage2.vmid());
+        self.contexts.clear_index(id);
         self.mem_forget(slot, id);
         self.notifications.forget(id);
         let p = &mut self.partitions[slot as usize];
         p.state = PartitionState::Free;
-        p.vcpus.clear();
+        p.vcpu_count = 0;
         p.buffers = None;
         p.console.clear();
         let memory = core::mem::take(&mut p.memory);
@@ -266,12 +286,6 @@ impl<P: Platform> Spmc<P> {
             for (_, a) in memory {
                 pool.free(a, &mut self.platform);
             }
-        }
-        if let Some(i) = (id as usize)
-            .checked_sub(0x8000)
-            .filter(|i| *i < self.slot_index.len())
-        {
-            self.slot_index[i] = u16::MAX;
         }
         self.partitions[slot as usize].config.id = 0;
         debug!("instance {id:#06x} destroyed, memory zeroed");

@@ -432,3 +432,47 @@ fn an_instance_cannot_own_interrupts() {
         .unwrap_err();
     assert!(matches!(e, SpError::BadInterrupt { id: 40, .. }), "{e:?}");
 }
+
+/// A secure interrupt for a UP owner that runs on another core waits for
+/// the owner's next run (`Spmc::run` hands it over). The direct-message
+/// fast path (`spmc::contexts`), which runs a vCPU without the manager,
+/// must not skip that: while an interrupt is pending, every request goes
+/// to the manager, which hands it over; then the fast path serves again.
+#[test]
+fn a_pended_interrupt_keeps_the_fast_path_off_until_its_owner_runs() {
+    static NO_FAILURE: spmc::fatal::FailGate = spmc::fatal::FailGate::new();
+    let (mut s, v) = sp1_irq_world();
+    let req = [func::MSG_SEND_DIRECT_REQ_64 as u64, 0x8001, 0, 0, 7];
+    let resp = [func::MSG_SEND_DIRECT_RESP_64 as u64, 0x8001 << 16, 0, 0, 8];
+    let (next, _) = nwd(&mut s, &req);
+    assert_eq!(running(&next), v);
+    // The interrupt reaches the SPMC on core 1 while sp1 runs on core 0.
+    s.platform_mut().core = 1;
+    s.platform_mut().secure_pending.push(40);
+    let (next, _) = nwd(&mut s, &[func::INTERRUPT_32 as u64]);
+    assert!(matches!(next, Next::NormalWorld));
+    s.platform_mut().core = 0;
+    let mut regs = Regs::default();
+    assert!(matches!(
+        sp_call(&mut s, v, &resp, &mut regs),
+        Next::NormalWorld
+    ));
+    assert!(!lr_holds(&mut s, v, 40), "not handed over yet");
+    let c = s.contexts().clone();
+    let fast = c.direct_request(&NO_FAILURE, &Regs::from_slice(&req), || 0);
+    assert!(
+        matches!(fast, spmc::contexts::Fast::Slow),
+        "the fast path would run sp1 without its interrupt: {fast:?}"
+    );
+    drop(c);
+    let (next, _) = nwd(&mut s, &req);
+    assert_eq!(running(&next), v);
+    assert!(lr_holds(&mut s, v, 40), "handed over by the manager's run");
+    assert!(matches!(
+        sp_call(&mut s, v, &resp, &mut regs),
+        Next::NormalWorld
+    ));
+    let c = s.contexts().clone();
+    let fast = c.direct_request(&NO_FAILURE, &Regs::from_slice(&req), || 0);
+    assert!(matches!(fast, spmc::contexts::Fast::Done(_)), "{fast:?}");
+}

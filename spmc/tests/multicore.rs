@@ -6,11 +6,14 @@
 mod common;
 
 use common::world::*;
+use spmc::contexts::Fast;
 use spmc::ffa::{self, FfaError, Regs, func, fwk, psci};
 use spmc::testing::{FakePlatform, sp_call};
 use spmc::vcpu::{PowerOp, RunReason, VcpuRef, VcpuState};
 use spmc::{Next, Spmc};
 
+/// The fatal-error gate of the fast path's calls, never failed here.
+static NO_FAILURE: spmc::fatal::FailGate = spmc::fatal::FailGate::new();
 const SP1: u16 = 0x8001;
 const SP2: u16 = 0x8002;
 const SPMC: u16 = 0x8000;
@@ -78,12 +81,14 @@ fn cold_boot_at(s: &mut Spmc<FakePlatform>, core: usize) -> Vec<(VcpuRef, u64)> 
 #[test]
 fn an_mp_partition_has_one_context_per_core_and_a_up_partition_one() {
     let s = booted();
-    let sp2 = &s.partitions()[s.slot_of(SP2).unwrap() as usize];
-    assert_eq!(sp2.vcpus.len(), 4);
+    let slot = s.slot_of(SP2).unwrap();
+    let sp2 = &s.partitions()[slot as usize];
+    assert_eq!(sp2.vcpu_count, 4);
     assert!(sp2.is_mp());
     // The primary boot started the primary core's context only.
-    assert_eq!(sp2.vcpus[0].state, VcpuState::Waiting);
-    assert!(sp2.vcpus[1..].iter().all(|v| v.state == VcpuState::Off));
+    let states = s.vcpu_states(slot);
+    assert_eq!(states[0], VcpuState::Waiting);
+    assert!(states[1..].iter().all(|v| *v == VcpuState::Off));
     let sp1 = &s.partitions()[s.slot_of(SP1).unwrap() as usize];
     assert!(!sp1.is_mp());
 }
@@ -366,4 +371,115 @@ fn a_power_message_nobody_subscribes_to_is_answered_at_once() {
     // Not an off: the context still serves.
     let slot = s.slot_of(SP2).unwrap();
     assert_eq!(s.vcpu_state(VcpuRef { slot, index: 1 }), VcpuState::Waiting);
+}
+
+/// The fast path (`spmc::contexts`): the normal world's direct request to
+/// its core's context of an MP partition, and the response, under that
+/// vCPU's lock only; the manager's path gives the same answer.
+#[test]
+fn the_fast_path_serves_a_core_s_own_context_both_ways() {
+    let mut s = booted();
+    cold_boot(&mut s, 2);
+    let c = s.contexts().clone();
+    let slot = s.slot_of(SP2).unwrap();
+    let v = VcpuRef { slot, index: 2 };
+    let req = Regs::from_slice(&[REQ64, ffa::endpoints(0, SP2), 0, 0, 42]);
+    let Fast::Done(Next::Run { vcpu, .. }) = c.direct_request(&NO_FAILURE, &req, || 2) else {
+        panic!("not taken by the fast path");
+    };
+    assert_eq!(vcpu, v);
+    assert!(c.is_on_core(v));
+    assert!(
+        matches!(s.vcpu_state(v), VcpuState::Running(RunReason::Request(_))),
+        "{:?}",
+        s.vcpu_state(v)
+    );
+    assert_eq!(s.vcpu_context(v).x[4], 42);
+    assert!(
+        s.nwd_version_fixed(),
+        "the request fixed the version (§13.2)"
+    );
+    // Taken: a second request to it on the same core is the manager's (BUSY).
+    assert!(matches!(
+        c.direct_request(&NO_FAILURE, &req, || 2),
+        Fast::Slow
+    ));
+    // The partition answers; the platform's lazy save runs inside the lock.
+    let mut ctx = s.vcpu_context(v);
+    ctx.x[..5].copy_from_slice(&[RESP64, ffa::endpoints(SP2, 0), 0, 0, 43]);
+    ctx.exit.esr = spmc::vcpu::ec::SMC64 << 26;
+    let pc = ctx.pc;
+    drop(c);
+    *s.vcpu_context_mut(v) = ctx;
+    let c = s.contexts().clone();
+    let mut regs = Regs::default();
+    let mut saved = Vec::new();
+    let r = c.direct_response(&NO_FAILURE, v, &mut regs, |d| saved.push(d));
+    assert!(matches!(r, Fast::Done(Next::NormalWorld)), "{r:?}");
+    assert_eq!(saved, [spmc::LazyState::ToNormalWorld], "saved in the lock");
+    assert_eq!(regs.func(), func::MSG_SEND_DIRECT_RESP_64);
+    assert_eq!((regs.x(1), regs.x(4)), (ffa::endpoints(SP2, 0), 43));
+    assert_eq!(s.vcpu_state(v), VcpuState::Waiting);
+    assert!(!c.is_on_core(v));
+    drop(c);
+    assert_eq!(s.vcpu_context_mut(v).pc, pc + 4, "past the SMC");
+}
+
+/// What the fast path does not handle exactly as the manager would, it
+/// leaves to the manager with nothing changed.
+#[test]
+fn the_fast_path_leaves_everything_else_to_the_manager() {
+    let mut s = booted();
+    cold_boot(&mut s, 1);
+    let c = s.contexts().clone();
+    let slot = s.slot_of(SP2).unwrap();
+    let v1 = VcpuRef { slot, index: 1 };
+    let slow = |regs: &[u64], core: usize| {
+        matches!(
+            c.direct_request(&NO_FAILURE, &Regs::from_slice(regs), || core),
+            Fast::Slow
+        )
+    };
+    // A VM other than endpoint 0 (the binding policy decides), w2 not zero
+    // (a framework message, or INVALID_PARAMETERS), a 32-bit request, a
+    // secure sender, an unknown ID, a core whose context is off.
+    assert!(slow(&[REQ64, ffa::endpoints(3, SP2), 0, 0, 1], 1));
+    assert!(slow(&[REQ64, ffa::endpoints(0, SP2), 1, 0, 1], 1));
+    assert!(slow(
+        &[func::MSG_SEND_DIRECT_REQ_32 as u64, ffa::endpoints(0, SP2)],
+        1
+    ));
+    assert!(slow(&[REQ64, ffa::endpoints(SP1, SP2), 0, 0, 1], 1));
+    assert!(slow(&[REQ64, ffa::endpoints(0, 0x8077), 0, 0, 1], 1));
+    assert!(slow(&[REQ64, ffa::endpoints(0, SP2), 0, 0, 1], 3));
+    // While the manager has work the fast path would skip.
+    c.set_attention(spmc::contexts::Attention::InterruptPending, true);
+    assert!(slow(&[REQ64, ffa::endpoints(0, SP2), 0, 0, 1], 1));
+    c.set_attention(spmc::contexts::Attention::InterruptPending, false);
+    assert_eq!(s.vcpu_state(v1), VcpuState::Waiting);
+    assert!(!s.nwd_version_fixed(), "nothing changed");
+    drop(c);
+    // The manager answers each of them as before, e.g. the off context.
+    on_core(&mut s, 3);
+    let (_, r) = request(&mut s, SP2, 1);
+    assert_eq!(r.error_code(), Some(FfaError::Denied.code()));
+}
+
+/// Once the SPMC has failed on any core, the fast path touches nothing
+/// and the platform answers ABORTED (`spmc::fatal`).
+#[test]
+fn the_fast_path_stops_once_the_spmc_failed() {
+    static GATE: spmc::fatal::FailGate = spmc::fatal::FailGate::new();
+    let s = booted();
+    let c = s.contexts().clone();
+    c.set_fail_gate(&GATE);
+    let v = VcpuRef {
+        slot: s.slot_of(SP2).unwrap(),
+        index: 0,
+    };
+    let req = Regs::from_slice(&[REQ64, ffa::endpoints(0, SP2), 0, 0, 1]);
+    assert_eq!(s.vcpu_state(v), VcpuState::Waiting);
+    GATE.fail();
+    assert!(matches!(c.direct_request(&GATE, &req, || 0), Fast::Failed));
+    assert!(!c.is_on_core(v), "not taken");
 }

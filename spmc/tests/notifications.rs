@@ -653,3 +653,39 @@ fn rx_buffer_full_for_a_vm_raises_the_sri_delayed_or_not() {
     assert_eq!(during, vec![0]);
     assert_eq!(s.platform().sris, vec![0, 0]);
 }
+
+/// The direct-message fast path (`spmc::contexts`) returns to the normal
+/// world without the manager, so without `sri_on_return`: while a delayed
+/// SRI is owed, the partition's response goes to the manager, whose
+/// return sends it; afterwards the fast path serves again.
+#[test]
+fn a_delayed_sri_keeps_the_fast_response_off_until_it_is_sent() {
+    static NO_FAILURE: spmc::fatal::FailGate = spmc::fatal::FailGate::new();
+    let mut s = world();
+    assert!(ok(&nwd_now(&mut s, &[BIND, ids(SP1, 0), 0, 1, 0])));
+    s.platform_mut().core = 0;
+    let (next, mut regs) = nwd(&mut s, &[REQ64, ids(0, SP1), 0, 0]);
+    let v = running(&next);
+    sp_call(&mut s, v, &[SET, ids(SP1, 0), 2, 1, 0], &mut regs);
+    // The partition responds: the call is in its context.
+    let mut ctx = s.vcpu_context(v);
+    ctx.x[..4].copy_from_slice(&[RESP64, ids(SP1, 0), 0, 0]);
+    ctx.exit.esr = spmc::vcpu::ec::SMC64 << 26;
+    *s.vcpu_context_mut(v) = ctx;
+    let c = s.contexts().clone();
+    let fast = c.direct_response(&NO_FAILURE, v, &mut regs, |_| {});
+    assert!(
+        matches!(fast, spmc::contexts::Fast::Slow),
+        "the fast path would return without the SRI: {fast:?}"
+    );
+    drop(c);
+    let n = spmc::testing::exit(&mut s, v, &mut regs);
+    assert!(matches!(n, Next::NormalWorld));
+    s.sri_on_return();
+    assert_eq!(s.platform().sris, vec![0], "sent by the manager's return");
+    // Nothing owed any more: the fast path serves both ways again.
+    let c = s.contexts().clone();
+    let req = Regs::from_slice(&[REQ64, ids(0, SP1), 0, 0]);
+    let fast = c.direct_request(&NO_FAILURE, &req, || 0);
+    assert!(matches!(fast, spmc::contexts::Fast::Done(_)), "{fast:?}");
+}

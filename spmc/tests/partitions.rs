@@ -1291,7 +1291,7 @@ fn a_package_built_the_hafnium_way_runs_in_place() {
     let p = &s.partitions()[0];
     assert_eq!(p.config.in_package, Some(0x1000));
     assert_eq!(
-        p.vcpus[0].ctx.pc,
+        s.vcpu_context(spmc::vcpu::VcpuRef { slot: 0, index: 0 }).pc,
         IMAGE_IPA + 0x4000,
         "entry 0x4000 into the package"
     );
@@ -1331,10 +1331,13 @@ fn an_image_loaded_alone_maps_mem_size_and_keeps_boot_information_after_it() {
     );
     let p = &s.partitions()[0];
     assert_eq!(p.config.in_package, None);
-    assert_eq!(p.vcpus[0].ctx.pc, IMAGE_IPA);
+    assert_eq!(
+        s.vcpu_context(spmc::vcpu::VcpuRef { slot: 0, index: 0 }).pc,
+        IMAGE_IPA
+    );
     assert_eq!(sp_read(&s, 0, IMAGE_IPA, 16).unwrap(), image()[..16]);
     assert_eq!(sp_read(&s, 0, IMAGE_IPA + 0x2f000, 8).unwrap(), [0; 8]);
-    let bi = p.vcpus[0].ctx.x[1];
+    let bi = s.vcpu_context(spmc::vcpu::VcpuRef { slot: 0, index: 0 }).x[1];
     assert_eq!(bi, IMAGE_IPA + 0x30000, "boot information after mem-size");
     let blob = sp_read(&s, 0, bi, 64).unwrap();
     let content = u64::from_le_bytes(blob[56..64].try_into().unwrap());
@@ -1367,8 +1370,7 @@ fn boot_information_carries_the_version_the_partition_states() {
                 ("ffa-version = <0x00010002>;", stated.as_str()),
             ],
         );
-        let p = &s.partitions()[0];
-        let bi = p.vcpus[0].ctx.x[1];
+        let bi = s.vcpu_context(spmc::vcpu::VcpuRef { slot: 0, index: 0 }).x[1];
         let blob = sp_read(&s, 0, bi, 64).unwrap();
         assert_eq!(&blob[0..4], &0x0FFAu32.to_le_bytes(), "signature");
         assert_eq!(
@@ -1409,8 +1411,10 @@ fn an_entry_offset_inside_the_package_image_runs_the_package_in_place() {
             "entrypoint-offset = <0x4008>;",
         )],
     );
-    let p = &s.partitions()[0];
-    assert_eq!(p.vcpus[0].ctx.pc, IMAGE_IPA + 0x4008);
+    assert_eq!(
+        s.vcpu_context(spmc::vcpu::VcpuRef { slot: 0, index: 0 }).pc,
+        IMAGE_IPA + 0x4008
+    );
     assert_eq!(sp_read(&s, 0, IMAGE_IPA + 0x4000, 8).unwrap(), image()[..8]);
     let hdr = sp_read(&s, 0, IMAGE_IPA, 4).unwrap();
     assert_eq!(

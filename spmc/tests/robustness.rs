@@ -128,11 +128,9 @@ fn check(s: &spmc::Spmc<spmc::testing::FakePlatform>, next: &Next) {
             }
         }
     }
-    let running = s
-        .partitions()
-        .iter()
-        .flat_map(|p| p.vcpus.iter())
-        .filter(|v| matches!(v.state, VcpuState::Running(_)))
+    let running = (0..s.partitions().len() as u16)
+        .flat_map(|slot| s.vcpu_states(slot))
+        .filter(|v| matches!(v, VcpuState::Running(_)))
         .count();
     match next {
         Next::NormalWorld => assert_eq!(

@@ -75,7 +75,7 @@ fn each_vm_gets_its_own_instance_with_its_own_memory() {
         let p = &s.partitions()[slot as usize];
         assert_eq!(p.kind, Kind::Instance { owner: vm });
         assert_eq!(p.state, PartitionState::Running);
-        assert_eq!(p.vcpus[0].state, VcpuState::Waiting);
+        assert_eq!(s.vcpu_states(slot)[0], VcpuState::Waiting);
         assert!(vmids.insert(p.stage2.vmid()), "own VMID");
         for (ipa, a) in &p.memory {
             for i in 0..a.pages {
@@ -148,14 +148,15 @@ fn the_policy_denies_what_a_vm_may_not_reach() {
     }
     // Nothing changed state on the way: every partition waits (an MP
     // partition's contexts for cores that never came on stay off).
-    for p in s
+    for (slot, p) in s
         .partitions()
         .iter()
-        .filter(|p| p.state == PartitionState::Running)
+        .enumerate()
+        .filter(|(_, p)| p.state == PartitionState::Running)
     {
+        let states = s.vcpu_states(slot as u16);
         assert!(
-            p.vcpus[0].state == VcpuState::Waiting
-                && p.vcpus[1..].iter().all(|v| v.state == VcpuState::Off),
+            states[0] == VcpuState::Waiting && states[1..].iter().all(|v| *v == VcpuState::Off),
             "{:#x}",
             p.id()
         );
@@ -578,7 +579,7 @@ fn check(s: &Spmc<FakePlatform>, model: &mut Model) {
     let mut owner: HashMap<u64, u16> = HashMap::new();
     for p in s.partitions() {
         if p.state == PartitionState::Free {
-            assert!(p.memory.is_empty() && p.vcpus.is_empty());
+            assert!(p.memory.is_empty() && p.vcpu_count == 0);
             continue;
         }
         for (ipa, a) in &p.memory {
@@ -613,10 +614,10 @@ fn check(s: &Spmc<FakePlatform>, model: &mut Model) {
         }
     }
     // Nothing is left running while the normal world has the core.
-    for p in s.partitions() {
-        for v in &p.vcpus {
+    for (slot, p) in s.partitions().iter().enumerate() {
+        for v in s.vcpu_states(slot as u16) {
             assert!(
-                !matches!(v.state, VcpuState::Running(_)),
+                !matches!(v, VcpuState::Running(_)),
                 "{:#x} left running",
                 p.id()
             );
