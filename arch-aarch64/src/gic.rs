@@ -56,6 +56,9 @@ pub fn deactivate(intid: u32) {
     unsafe {
         asm!("msr S3_0_C12_C11_1, {}", "isb", in(reg) intid as u64, options(nomem, nostack, preserves_flags))
     };
+    if let Some(f) = physical_deactivate() {
+        f(intid);
+    }
 }
 
 /// Per core, once: open the priority mask if it is still at its reset value;
@@ -296,4 +299,22 @@ pub fn paravirtual_call(ctx: &mut Context) -> bool {
     ctx.x[0] = answer;
     load(&ctx.vgic);
     true
+}
+
+/// The board's way to deactivate a physical interrupt besides
+/// ICC_DIR_EL1 (which QEMU ignores at Secure EL2 for Group 1 Secure;
+/// platform-qemu's `gic::deactivate` uses the clear-active registers).
+static PHYSICAL_DEACTIVATE: core::sync::atomic::AtomicUsize =
+    core::sync::atomic::AtomicUsize::new(0);
+
+/// Sets the board's physical deactivation (see [`PHYSICAL_DEACTIVATE`]).
+pub fn set_physical_deactivate(f: fn(u32)) {
+    PHYSICAL_DEACTIVATE.store(f as usize, core::sync::atomic::Ordering::Release);
+}
+
+fn physical_deactivate() -> Option<fn(u32)> {
+    let a = PHYSICAL_DEACTIVATE.load(core::sync::atomic::Ordering::Acquire);
+    // SAFETY: a non-zero value was stored from a `fn(u32)` by
+    // `set_physical_deactivate`; function pointers round-trip through usize.
+    (a != 0).then(|| unsafe { core::mem::transmute::<usize, fn(u32)>(a) })
 }

@@ -32,7 +32,7 @@ fn panic(info: &PanicInfo<'_>) -> ! {
 }
 
 /// Run the `irq-*` checks (see above).
-const IRQ_CHECKS: bool = false;
+const IRQ_CHECKS: bool = true;
 
 #[unsafe(no_mangle)]
 extern "C" fn baremetal_main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
