@@ -56,6 +56,9 @@ pub fn deactivate(intid: u32) {
     unsafe {
         asm!("msr S3_0_C12_C11_1, {}", "isb", in(reg) intid as u64, options(nomem, nostack, preserves_flags))
     };
+    if let Some(f) = physical_deactivate() {
+        f(intid);
+    }
 }
 
 /// Per core, once: open the priority mask if it is still at its reset value;
@@ -167,9 +170,11 @@ pub fn load(v: &VirtualGic) {
     unsafe {
         asm!("msr S3_4_C12_C11_0, {}", in(reg) ICH_HCR_EN, options(nomem, nostack, preserves_flags))
     };
-    if v.lines != 0 {
+    if v.lines != 0 || pending_lr(v).is_some() {
         let mut hcr = crate::sysreg::read_hcr_el2();
-        if v.lines & VirtualGic::VIRQ != 0 {
+        // A pending list register also raises HCR_EL2.VI: QEMU signals no
+        // list register at Secure EL1 (see [`paravirtual_call`]).
+        if v.lines & VirtualGic::VIRQ != 0 || pending_lr(v).is_some() {
             hcr |= HCR_VI;
         }
         if v.lines & VirtualGic::VFIQ != 0 {
@@ -210,11 +215,106 @@ pub fn save(v: &mut VirtualGic) {
             options(nomem, nostack, preserves_flags)
         )
     };
-    if v.lines != 0 {
-        let hcr = crate::sysreg::read_hcr_el2() & !(HCR_VI | HCR_VF);
-        // SAFETY: only the virtual interrupt lines change.
-        unsafe { crate::sysreg::write_hcr_el2(hcr) };
-        v.lines = 0;
-    }
+    // VI may also stand for a pending list register (see `load`).
+    let hcr = crate::sysreg::read_hcr_el2() & !(HCR_VI | HCR_VF);
+    // SAFETY: only the virtual interrupt lines change.
+    unsafe { crate::sysreg::write_hcr_el2(hcr) };
+    v.lines = 0;
     crate::sysreg::isb();
+}
+
+/// ICH_LR<n>_EL2 fields (GICv3 §12.4.6).
+const LR_STATE_MASK: u64 = 3 << 62;
+const LR_PENDING: u64 = 1 << 62;
+const LR_ACTIVE: u64 = 2 << 62;
+const LR_HW: u64 = 1 << 61;
+
+/// The index of the highest-priority pending list register.
+fn pending_lr(v: &VirtualGic) -> Option<usize> {
+    (0..LIST_REGISTERS)
+        .filter(|&i| v.lr[i] & LR_STATE_MASK == LR_PENDING)
+        .min_by_key(|&i| (v.lr[i] >> 48) & 0xFF)
+}
+
+/// Paravirtualised interrupt interface: acknowledge (x0 = this ID; answer
+/// x0 = the vINTID, 1023 if none is pending).
+pub const PV_INTERRUPT_GET: u64 = 0xC600_0001;
+/// Paravirtualised interrupt interface: end (x0 = this ID, x1 = the vINTID;
+/// answer x0 = 0, or `u64::MAX` if that interrupt is not active).
+pub const PV_INTERRUPT_DEACTIVATE: u64 = 0xC600_0002;
+
+/// Handles a partition's HVC of the paravirtualised interrupt interface
+/// (in the SMCCC vendor-specific hypervisor range) on its own list
+/// registers; returns false for any other call (left to the core).
+///
+/// Why: QEMU (10.0.2, `icv_access()` in hw/intc/arm_gicv3_cpuif.c) sends an
+/// EL1 `ICC_*` access to the virtual CPU interface only in Non-secure
+/// state, so at Secure EL1 a partition's ICC_IAR1/EOIR1_EL1 reach the
+/// physical interface and never see the list registers. As Hafnium does
+/// for its partitions (`HF_INTERRUPT_GET`/`HF_INTERRUPT_DEACTIVATE`; the
+/// partition's interface is left to the implementation, DEN0077 v1.2
+/// chapter 9), the SPMC signals the virtual interrupt with HCR_EL2.VI and
+/// the partition takes and ends it with these calls, which change the
+/// list registers exactly as the virtual CPU interface would (pending ->
+/// active -> invalid; a hardware interrupt is deactivated physically,
+/// ICC_DIR_EL1), so the core's view of them is the same.
+pub fn paravirtual_call(ctx: &mut Context) -> bool {
+    let id = ctx.x[0];
+    if id != PV_INTERRUPT_GET && id != PV_INTERRUPT_DEACTIVATE {
+        return false;
+    }
+    let v = &mut ctx.vgic;
+    if !v.live {
+        ctx.x[0] = if id == PV_INTERRUPT_GET {
+            1023
+        } else {
+            u64::MAX
+        };
+        return true;
+    }
+    save(v);
+    let answer = if id == PV_INTERRUPT_GET {
+        match pending_lr(v) {
+            Some(i) => {
+                v.lr[i] = (v.lr[i] & !LR_STATE_MASK) | LR_ACTIVE;
+                v.lr[i] & 0xFFFF_FFFF
+            }
+            None => 1023,
+        }
+    } else {
+        let want = ctx.x[1] & 0xFFFF_FFFF;
+        let found = (0..LIST_REGISTERS)
+            .find(|&i| v.lr[i] & LR_STATE_MASK == LR_ACTIVE && v.lr[i] & 0xFFFF_FFFF == want);
+        match found {
+            Some(i) => {
+                if v.lr[i] & LR_HW != 0 {
+                    deactivate(((v.lr[i] >> 32) & 0x3FF) as u32);
+                }
+                v.lr[i] = 0;
+                0
+            }
+            None => u64::MAX,
+        }
+    };
+    ctx.x[0] = answer;
+    load(&ctx.vgic);
+    true
+}
+
+/// The board's way to deactivate a physical interrupt besides
+/// ICC_DIR_EL1 (which QEMU ignores at Secure EL2 for Group 1 Secure;
+/// platform-qemu's `gic::deactivate` uses the clear-active registers).
+static PHYSICAL_DEACTIVATE: core::sync::atomic::AtomicUsize =
+    core::sync::atomic::AtomicUsize::new(0);
+
+/// Sets the board's physical deactivation (see [`PHYSICAL_DEACTIVATE`]).
+pub fn set_physical_deactivate(f: fn(u32)) {
+    PHYSICAL_DEACTIVATE.store(f as usize, core::sync::atomic::Ordering::Release);
+}
+
+fn physical_deactivate() -> Option<fn(u32)> {
+    let a = PHYSICAL_DEACTIVATE.load(core::sync::atomic::Ordering::Acquire);
+    // SAFETY: a non-zero value was stored from a `fn(u32)` by
+    // `set_physical_deactivate`; function pointers round-trip through usize.
+    (a != 0).then(|| unsafe { core::mem::transmute::<usize, fn(u32)>(a) })
 }

@@ -427,6 +427,8 @@ fn fp_of(c: *mut Context) -> *mut FpRegs {
 
 /// ESR exception class of a trapped FP/SIMD access.
 const EC_FP: u64 = 0x07;
+/// ESR_EL2.EC of an HVC from AArch64.
+const EC_HVC64: u64 = 0x16;
 /// CPTR_EL2.TFP.
 const CPTR_TFP: u64 = 1 << 10;
 
@@ -535,6 +537,16 @@ pub unsafe fn run(ctx: &mut Context) {
             // SAFETY: the caller owns `ctx`.
             unsafe { spmc_fp_load(fp_of(ptr)) };
             st.fp = Owner::Vcpu(ptr);
+            continue;
+        }
+        if vector == 0
+            && (ctx.exit.esr >> 26) & 0x3f == EC_HVC64
+            && crate::gic::paravirtual_call(ctx)
+        {
+            // `save`/`load` in there lowered the managed-exit lines.
+            if lines != 0 {
+                raise_virtual_lines(lines);
+            }
             continue;
         }
         break;

@@ -98,3 +98,29 @@ fn redistributors(gic: &mut GicV3<'_>, max: usize) -> usize {
     }
     max
 }
+
+/// GICD_ICACTIVER<n> and, in a redistributor's SGI frame, GICR_ICACTIVER0.
+const ICACTIVER: u64 = 0x380;
+
+/// Deactivates `intid` through the clear-active registers: the
+/// distributor's for an SPI, this core's redistributor's for an SGI or
+/// PPI. QEMU (10.0.2, `icc_dir_write()`) ignores ICC_DIR_EL1 at EL2 for a
+/// Group 1 Secure interrupt (its check predates Secure EL2), so without
+/// this an interrupt the SPMC deactivates stays active and never comes
+/// again (docs/interrupts.md, "Status on QEMU").
+pub fn deactivate(intid: u32) {
+    let bit = 1u32 << (intid % 32);
+    let addr = if intid >= 32 {
+        BOARD.gicd as u64 + ICACTIVER + 4 * (intid / 32) as u64
+    } else {
+        match crate::sri::this_cores_redistributor() {
+            Some(rd) => rd + 0x1_0000 + ICACTIVER,
+            None => return,
+        }
+    };
+    // SAFETY: `addr` is a clear-active register of the distributor or of
+    // this core's redistributor (Device memory in the SPMC's map, secure
+    // accesses); writing one bit only deactivates `intid`, which the SPMC
+    // owns and is ending. The SPMC's lock is held (Platform methods).
+    unsafe { core::ptr::write_volatile(addr as *mut u32, bit) };
+}

@@ -94,6 +94,7 @@ pub fn primary(manifest_addr: u64, core: usize) -> ! {
     arch_aarch64::stage2::configure();
     arch_aarch64::vcpu::init_cpu();
     arch_aarch64::gic::init_cpu();
+    arch_aarch64::gic::set_physical_deactivate(crate::gic::deactivate);
     crate::sri::give_to_normal_world();
     let board = Qemu::new(config.ns_memory.clone());
     let mut spmc = Spmc::new(config, board);
@@ -124,6 +125,7 @@ pub fn secondary(core: usize) -> ! {
     arch_aarch64::stage2::configure();
     arch_aarch64::vcpu::init_cpu();
     arch_aarch64::gic::init_cpu();
+    arch_aarch64::gic::set_physical_deactivate(crate::gic::deactivate);
     crate::sri::give_to_normal_world();
     log::debug!("core {core} on");
     let mut regs = Regs::with_func(func::MSG_WAIT);

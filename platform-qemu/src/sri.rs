@@ -74,7 +74,7 @@ fn write32(addr: u64, v: u32) {
 /// This core's RD frame: the redistributor whose GICR_TYPER affinity is
 /// this core's MPIDR affinity, searched in `BOARD.gicr` up to the one
 /// marked Last.
-fn this_cores_redistributor() -> Option<u64> {
+pub(crate) fn this_cores_redistributor() -> Option<u64> {
     let mpidr = arch_aarch64::sysreg::read_mpidr_el1();
     let affinity = (mpidr >> 32 & 0xff) << 24 | (mpidr & 0xff_ffff);
     let mut rd = BOARD.gicr as u64;

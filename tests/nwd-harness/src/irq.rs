@@ -20,6 +20,10 @@ use test_protocol::{cmd, ids, status};
 const TIMER: u64 = 27;
 /// Timer ticks before it fires (a few thousand instructions under -icount).
 const SOON: u64 = 5_000;
+/// Timer ticks before it fires when sp1 is to be waiting by then: long
+/// enough (8 ms) for sp1 to answer and go back to FFA_MSG_WAIT under TCG
+/// on a loaded host (with `SOON` it fired while sp1 still ran its answer).
+const LATER: u64 = 500_000;
 /// Polls a partition makes before it gives up.
 const POLLS: u64 = 2_000_000;
 
@@ -50,7 +54,7 @@ fn run_until_handled(before: u64, reads: u64) -> Result<[u64; 4], crate::report:
     let mut n = 0;
     // The interrupt preempts this loop (EL3 -> SPMD -> SPMC -> sp1) and
     // this loop goes on afterwards: nothing here sees it but the counter.
-    while n < reads && counter().wrapping_sub(start) < SOON * 40 {
+    while n < reads && counter().wrapping_sub(start) < LATER * 8 {
         n += 1;
     }
     let s = status()?;
@@ -62,7 +66,7 @@ pub fn run(r: &mut Report) {
     r.check("irq-while-normal-world-runs-waiting-owner", || {
         let before = status()?;
         // sp1 arms its timer and goes back to FFA_MSG_WAIT.
-        sp1(cmd::IRQ_ARM, [SOON, 0, 0, 0])?;
+        sp1(cmd::IRQ_ARM, [LATER, 0, 0, 0])?;
         let after = run_until_handled(before[0], 10_000_000)?;
         ensure_eq!(after[1], TIMER, "the INTID its handler acknowledged");
         ensure_eq!(after[2], before[2] + 1, "resumed once with FFA_INTERRUPT");
@@ -71,12 +75,6 @@ pub fn run(r: &mut Report) {
     r.check("irq-while-running", || {
         let before = status()?;
         let a = sp1(cmd::IRQ_ARM, [SOON, 1, POLLS, 0])?;
-        crate::say!(
-            "irq-while-running: got {:#x} polls {} ctl {:#x}",
-            a[4],
-            a[5],
-            a[7]
-        );
         ensure_eq!(a[4], TIMER, "its poll acknowledged the timer's interrupt");
         ensure!(a[5] < POLLS, "before it gave up");
         let after = status()?;
@@ -89,7 +87,7 @@ pub fn run(r: &mut Report) {
     });
     r.check("irq-while-another-partition-runs", || {
         let before = status()?;
-        sp1(cmd::IRQ_ARM, [SOON, 0, 0, 0])?;
+        sp1(cmd::IRQ_ARM, [LATER, 0, 0, 0])?;
         // sp2 makes 2,000 FF-A calls: the timer fires meanwhile.
         let s = ffa::cmd(ids::SP2, cmd::STORM, [ffa::ID_GET, 2_000, 0, 0]);
         ensure_eq!(s[0], ffa::MSG_SEND_DIRECT_RESP_64, "sp2 answers");

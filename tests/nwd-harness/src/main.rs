@@ -31,8 +31,9 @@ fn panic(info: &PanicInfo<'_>) -> ! {
     baremetal::system_off()
 }
 
-/// Run the `irq-*` checks (see above).
-const IRQ_CHECKS: bool = false;
+/// Run the `irq-*` checks (see above). Not on QEMU sbsa-ref yet: there the
+/// five fail (not investigated; docs/interrupts.md, "Status on QEMU").
+const IRQ_CHECKS: bool = !cfg!(feature = "sbsa");
 
 #[unsafe(no_mangle)]
 extern "C" fn baremetal_main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {

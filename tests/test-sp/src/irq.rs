@@ -1,6 +1,7 @@
 //! The partition's secure interrupt handling (docs/interrupts.md): its
-//! own GIC CPU interface code. Under the SPMC, ICC_* accesses at EL1 reach
-//! the virtual CPU interface (ICV_*), whose list registers the SPMC fills.
+//! own interrupt code. It takes and ends its interrupts with the SPMC's
+//! paravirtualised calls (QEMU has no virtual CPU interface at Secure EL1,
+//! docs/interrupts.md), signalled by a virtual IRQ.
 //! The interrupt it owns is the EL1 virtual timer's PPI (INTID 27).
 
 use core::arch::asm;
@@ -44,11 +45,7 @@ impl IrqState {
     /// the interrupt ended (unless held). Returns the INTID, or 0 if none
     /// was pending.
     pub fn poll(&mut self) -> u64 {
-        let iar: u64;
-        // SAFETY: reading ICC_IAR1_EL1 acknowledges the highest-priority
-        // pending (virtual) Group 1 interrupt; no memory is touched.
-        unsafe { asm!("mrs {}, S3_0_C12_C12_0", out(reg) iar, options(nomem, nostack)) };
-        let intid = iar & 0xFF_FFFF;
+        let intid = hvc(PV_INTERRUPT_GET, 0) & 0xFF_FFFF;
         if intid >= 1020 {
             return 0;
         }
@@ -81,11 +78,23 @@ impl IrqState {
     }
 }
 
-/// ICC_EOIR1_EL1: priority drop and deactivation of `intid` (the virtual
-/// interrupt; the SPMC linked it to the physical one).
+/// The SPMC's paravirtualised interrupt interface (docs/interrupts.md;
+/// `arch_aarch64::gic::paravirtual_call`): acknowledge, and end.
+const PV_INTERRUPT_GET: u64 = 0xC600_0001;
+const PV_INTERRUPT_DEACTIVATE: u64 = 0xC600_0002;
+
+fn hvc(id: u64, arg: u64) -> u64 {
+    let mut x0 = id;
+    // SAFETY: an HVC to the SPMC, which answers in x0 and changes nothing
+    // else of this partition's.
+    unsafe { asm!("hvc #0", inout("x0") x0, in("x1") arg, options(nomem, nostack)) };
+    x0
+}
+
+/// Ends `intid` (the virtual interrupt; the SPMC deactivates the physical
+/// one it is linked to).
 fn end(intid: u64) {
-    // SAFETY: ending an interrupt this partition acknowledged.
-    unsafe { asm!("msr S3_0_C12_C12_1, {}", "isb", in(reg) intid, options(nomem, nostack)) };
+    hvc(PV_INTERRUPT_DEACTIVATE, intid);
 }
 
 /// The virtual counter.
@@ -96,19 +105,14 @@ pub fn counter() -> u64 {
     v
 }
 
-/// Turns its GIC CPU interface on (priority mask open, Group 1 on) and
-/// arms the EL1 virtual timer for `ticks`.
+/// Arms the EL1 virtual timer for `ticks`.
 pub fn arm(ticks: u64) -> u64 {
-    // SAFETY: ICC_PMR_EL1 and ICC_IGRPEN1_EL1 are its own (virtual) CPU
-    // interface; the timer is its own.
+    // SAFETY: the timer is its own.
     unsafe {
         asm!(
-            "msr S3_0_C4_C6_0, {pmr}",
-            "msr S3_0_C12_C12_7, {one}",
             "msr cntv_tval_el0, {t}",
             "msr cntv_ctl_el0, {one}",
             "isb",
-            pmr = in(reg) 0xFFu64,
             one = in(reg) 1u64,
             t = in(reg) ticks,
             options(nomem, nostack),
