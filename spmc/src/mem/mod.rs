@@ -285,6 +285,38 @@ struct Outgoing {
     buf: Buf,
 }
 
+/// Encodes a retrieve response (`FFA_MEM_RETRIEVE_RESP`, the access
+/// descriptor size of the caller's `version`) for a buffer with `room`
+/// bytes, and, when it does not fit in one fragment, reserves the place of
+/// its rest in `outgoing` (bounded by [`ALL_RESPONSE_BYTES`]) before
+/// anything changes. Returns the bytes and the length of the first
+/// fragment.
+fn encode_reserved(
+    outgoing: &mut Vec<Outgoing>,
+    response: &desc::Response<'_>,
+    runs: &ChunkVec<Run>,
+    layout: Layout,
+    version: Version,
+    room: usize,
+) -> Result<(Bytes, usize), FfaError> {
+    let emad = if version >= Version::V1_2 { 32 } else { 16 };
+    let ranges = runs.iter().map(|r| Range {
+        addr: r.pa,
+        pages: r.pages,
+    });
+    let bytes = desc::encode_response(response, ranges, layout, emad)?;
+    let total = bytes.len();
+    let first = total.min(room);
+    if first < total {
+        let queued: usize = outgoing.iter().map(|o| o.data.len()).sum();
+        if queued + total > ALL_RESPONSE_BYTES {
+            return Err(FfaError::NoMemory);
+        }
+        outgoing.try_reserve(1).map_err(|_| FfaError::NoMemory)?;
+    }
+    Ok((bytes, first))
+}
+
 /// What an owner (or everyone) holds on the heap, against the quotas.
 #[derive(Clone, Copy, Debug, Default)]
 struct Usage {
@@ -1499,24 +1531,16 @@ impl<P: Platform> Spmc<P> {
                 impdef: b.impdef,
             }],
         };
-        let emad = if version >= Version::V1_2 { 32 } else { 16 };
-        let ranges = t.runs.iter().map(|r| Range {
-            addr: r.pa,
-            pages: r.pages,
-        });
-        let bytes = desc::encode_response(&response, ranges, layout, emad)?;
+        let room = self.buf_size(from, buf) as usize;
+        let (bytes, first) = encode_reserved(
+            &mut self.mem.outgoing,
+            &response,
+            &t.runs,
+            layout,
+            version,
+            room,
+        )?;
         let total = bytes.len();
-        let first = total.min(self.buf_size(from, buf) as usize);
-        if first < total {
-            let queued: usize = self.mem.outgoing.iter().map(|o| o.data.len()).sum();
-            if queued + total > ALL_RESPONSE_BYTES {
-                return Err(FfaError::NoMemory);
-            }
-            self.mem
-                .outgoing
-                .try_reserve(1)
-                .map_err(|_| FfaError::NoMemory)?;
-        }
         // A donation: the borrower becomes the owner of each run, recorded
         // against its quota; the records are built aside and take effect
         // only once the retrieve succeeds. Donated to the normal world, the
@@ -1688,25 +1712,17 @@ impl<P: Platform> Spmc<P> {
             tag: t.tag,
             receivers: &receivers[..n],
         };
-        let emad = if version >= Version::V1_2 { 32 } else { 16 };
-        let ranges = t.runs.iter().map(|r| Range {
-            addr: r.pa,
-            pages: r.pages,
-        });
         let handle = t.handle;
-        let bytes = desc::encode_response(&response, ranges, layout, emad)?;
+        let room = self.buf_size(from, buf) as usize;
+        let (bytes, first) = encode_reserved(
+            &mut self.mem.outgoing,
+            &response,
+            &t.runs,
+            layout,
+            version,
+            room,
+        )?;
         let total = bytes.len();
-        let first = total.min(self.buf_size(from, buf) as usize);
-        if first < total {
-            let queued: usize = self.mem.outgoing.iter().map(|o| o.data.len()).sum();
-            if queued + total > ALL_RESPONSE_BYTES {
-                return Err(FfaError::NoMemory);
-            }
-            self.mem
-                .outgoing
-                .try_reserve(1)
-                .map_err(|_| FfaError::NoMemory)?;
-        }
         self.buf_write(from, buf, &bytes, 0, first)?;
         if first < total {
             self.mem.outgoing.push(Outgoing {

@@ -39,7 +39,8 @@ global_asm!(
     ".balign 2048",
     ".global test_sp_busy_vectors",
     "test_sp_busy_vectors:",
-    // Current EL with SP_EL0: sync, IRQ, FIQ, SError.
+    // Current EL with SP_EL0, then with SP_ELx: sync, IRQ, FIQ, SError.
+    ".rept 2",
     "b test_sp_busy_sync",
     ".balign 0x80",
     "sub sp, sp, #192",
@@ -54,21 +55,7 @@ global_asm!(
     ".balign 0x80",
     "b test_sp_busy_sync",
     ".balign 0x80",
-    // Current EL with SP_ELx: the same.
-    "b test_sp_busy_sync",
-    ".balign 0x80",
-    "sub sp, sp, #192",
-    "stp x0, x1, [sp]",
-    "mov x0, #1",
-    "b test_sp_busy_irq",
-    ".balign 0x80",
-    "sub sp, sp, #192",
-    "stp x0, x1, [sp]",
-    "mov x0, #2",
-    "b test_sp_busy_irq",
-    ".balign 0x80",
-    "b test_sp_busy_sync",
-    ".balign 0x80",
+    ".endr",
     // Lower ELs (never used here).
     ".rept 8",
     "b test_sp_busy_sync",
