@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 
 use log::debug;
 
+use crate::ids::SlotId;
 use crate::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa};
 use crate::ffa::{FfaError, PartitionId, Regs, Version, func, is_secure_id};
 use crate::manager::{Endpoint, Spmc};
@@ -48,14 +49,14 @@ impl<P: Platform> Spmc<P> {
     pub(crate) fn buffers(&self, ep: Endpoint) -> Option<Buffers> {
         match ep {
             Endpoint::NormalWorld(id) => self.normal_world(id).and_then(|e| e.buffers),
-            Endpoint::Partition(s) => self.partitions[s as usize].buffers,
+            Endpoint::Partition(s) => self.partitions[s.index()].buffers,
         }
     }
 
     fn set_buffers(&mut self, ep: Endpoint, b: Option<Buffers>) {
         match ep {
             Endpoint::NormalWorld(id) => self.nwd_mut(id).buffers = b,
-            Endpoint::Partition(s) => self.partitions[s as usize].buffers = b,
+            Endpoint::Partition(s) => self.partitions[s.index()].buffers = b,
         }
     }
 
@@ -127,7 +128,7 @@ impl<P: Platform> Spmc<P> {
                 (Pa(tx), Pa(rx))
             }
             Endpoint::Partition(s) => {
-                let s2 = &self.partitions[s as usize].stage2;
+                let s2 = &self.partitions[s.index()].stage2;
                 let t = s2.translate_range(IpaSpace::Secure, Ipa(tx), size, true);
                 let r = s2.translate_range(IpaSpace::Secure, Ipa(rx), size, true);
                 match (t, r) {
@@ -251,7 +252,7 @@ impl<P: Platform> Spmc<P> {
     }
 
     /// The (partition slot, UUID) pairs a discovery for `uuid` returns to `from`.
-    pub(crate) fn discoverable(&self, from: Endpoint, uuid: Uuid) -> Vec<(u16, Uuid)> {
+    pub(crate) fn discoverable(&self, from: Endpoint, uuid: Uuid) -> Vec<(SlotId, Uuid)> {
         let mut out = Vec::new();
         for (slot, p) in self.partitions.iter().enumerate() {
             if matches!(p.state, PartitionState::Aborted | PartitionState::Free) {
@@ -262,7 +263,7 @@ impl<P: Platform> Spmc<P> {
                 Endpoint::NormalWorld(vm) => self.config().policy.may_reach(vm, p.id(), p.kind),
                 Endpoint::Partition(me) => match p.kind {
                     crate::policy::Kind::Static => true,
-                    kind => self.partitions[me as usize].kind == kind,
+                    kind => self.partitions[me.index()].kind == kind,
                 },
             };
             if !visible {
@@ -270,7 +271,7 @@ impl<P: Platform> Spmc<P> {
             }
             for u in &p.config.uuids {
                 if uuid.is_nil() || *u == uuid {
-                    out.push((slot as u16, *u));
+                    out.push((SlotId::new(slot as u16), *u));
                 }
             }
         }
@@ -299,8 +300,8 @@ impl<P: Platform> Spmc<P> {
     /// own version does not have (indirect messages before v1.1, REQ2 before
     /// v1.2) are clear; then the caller's version hides what it does not
     /// know (v1.0: bits [31:3]; v1.1: bits [31:9]).
-    fn properties(&self, slot: u16, caller: Endpoint, version: Version) -> u32 {
-        let p = &self.partitions[slot as usize];
+    fn properties(&self, slot: SlotId, caller: Endpoint, version: Version) -> u32 {
+        let p = &self.partitions[slot.index()];
         let c = &p.config;
         let nwd = matches!(caller, Endpoint::NormalWorld(_));
         let mut props = c.messaging.0;
@@ -370,7 +371,7 @@ impl<P: Platform> Spmc<P> {
         }
         let mut out = Vec::with_capacity(found.len() * desc);
         for (slot, u) in &found {
-            let p = &self.partitions[*slot as usize];
+            let p = &self.partitions[slot.index()];
             out.extend_from_slice(&p.id().to_le_bytes());
             out.extend_from_slice(&p.vcpu_count.to_le_bytes());
             out.extend_from_slice(&self.properties(*slot, from, version).to_le_bytes());
@@ -411,7 +412,7 @@ impl<P: Platform> Spmc<P> {
         let mut r = Regs::with_func(func::SUCCESS_64);
         r.0[2] = last as u64 | ((end - 1) as u64) << 16 | (PART_INFO_SIZE as u64) << 48;
         for (i, (slot, u)) in found[start..end].iter().enumerate() {
-            let p = &self.partitions[*slot as usize];
+            let p = &self.partitions[slot.index()];
             let (lo, hi) = u.to_u64_pair();
             r.0[3 + i * 3] = p.id() as u64
                 | (p.vcpu_count as u64) << 16
@@ -433,7 +434,7 @@ impl<P: Platform> Spmc<P> {
         let sender_id = self.id_of(from);
         if let Endpoint::Partition(s) = from
             && (args.w(1) != 0
-                || !self.partitions[s as usize]
+                || !self.partitions[s.index()]
                     .config
                     .messaging
                     .has(Messaging::INDIRECT))
@@ -478,13 +479,13 @@ impl<P: Platform> Spmc<P> {
         let receiver = match from {
             Endpoint::NormalWorld(vm) if is_secure_id(receiver) => {
                 let slot = self.route_for_vm(vm, receiver)?;
-                self.partitions[slot as usize].id()
+                self.partitions[slot.index()].id()
             }
             _ => receiver,
         };
         let to = if is_secure_id(receiver) {
             let slot = self.slot_of(receiver).ok_or(FfaError::InvalidParameters)?;
-            let p = &self.partitions[slot as usize];
+            let p = &self.partitions[slot.index()];
             if p.state == PartitionState::Aborted {
                 return Err(FfaError::Aborted);
             }
@@ -559,10 +560,10 @@ impl<P: Platform> Spmc<P> {
         if count == 0 || count > max {
             return Err(FfaError::InvalidParameters);
         }
-        let id: PartitionId = self.partitions[s as usize].id();
+        let id: PartitionId = self.partitions[s.index()].id();
         // A VM's own TEE (an instance) prints at debug level: what a VM can
         // cause must not flood the SPMC's log (a VM makes as many as it likes).
-        let level = if self.partitions[s as usize].kind == crate::policy::Kind::Static {
+        let level = if self.partitions[s.index()].kind == crate::policy::Kind::Static {
             log::Level::Info
         } else {
             log::Level::Debug
@@ -570,7 +571,7 @@ impl<P: Platform> Spmc<P> {
         let mut printed = false;
         for i in 0..count {
             let mut byte = (args.x(2 + i / per_reg) >> ((i % per_reg) * 8)) as u8;
-            let p = &mut self.partitions[s as usize];
+            let p = &mut self.partitions[s.index()];
             if byte == b'\n' && printed {
                 byte = b' ';
             }

@@ -49,6 +49,7 @@ use spin::Once;
 use spin::mutex::{SpinMutex, SpinMutexGuard};
 
 use crate::fatal::FailGate;
+use crate::ids::SlotId;
 use crate::ffa::{PartitionId, Regs, func};
 use crate::manager::{LazyState, Next};
 use crate::partition::Vcpu;
@@ -171,7 +172,7 @@ impl Contexts {
     #[inline(always)]
     fn cell(&self, v: VcpuRef) -> Option<&VcpuCell> {
         self.slots
-            .get(v.slot as usize)?
+            .get(v.slot.index())?
             .get()?
             .get(v.index as usize)
     }
@@ -198,7 +199,7 @@ impl Contexts {
     /// The vCPU `v` without locking (`&mut self`: nobody else has the table).
     #[cfg(any(test, feature = "testing"))]
     pub(crate) fn vcpu_mut(&mut self, v: VcpuRef) -> &mut Vcpu {
-        self.slots[v.slot as usize]
+        self.slots[v.slot.index()]
             .get_mut()
             .and_then(|s| s.get_mut(v.index as usize))
             .and_then(|c| c.get_mut().as_deref_mut())
@@ -207,8 +208,8 @@ impl Contexts {
 
     /// Makes slot `slot`'s cells, if that is its first use; false if there
     /// is no such slot ([`MAX_SLOTS`]).
-    pub(crate) fn open_slot(&self, slot: u16) -> bool {
-        let Some(s) = self.slots.get(slot as usize) else {
+    pub(crate) fn open_slot(&self, slot: SlotId) -> bool {
+        let Some(s) = self.slots.get(slot.index()) else {
             return false;
         };
         s.call_once(|| {
@@ -223,18 +224,18 @@ impl Contexts {
     /// The slot of the partition with ID `id` through the index, if it is
     /// in the index range and named there (the caller checks the ID).
     #[inline(always)]
-    pub(crate) fn indexed_slot(&self, id: PartitionId) -> Option<u16> {
+    pub(crate) fn indexed_slot(&self, id: PartitionId) -> Option<SlotId> {
         let e = self.index.get(id.wrapping_sub(0x8000) as usize)?;
         match e.load(Ordering::Acquire) {
             NO_SLOT => None,
-            s => Some(s & !MP),
+            s => Some(SlotId::new(s & !MP)),
         }
     }
 
     /// Names `slot` as the one of ID `id` (an MP partition if `mp`).
-    pub(crate) fn set_index(&self, id: PartitionId, slot: u16, mp: bool) {
+    pub(crate) fn set_index(&self, id: PartitionId, slot: SlotId, mp: bool) {
         if let Some(e) = self.index.get(id.wrapping_sub(0x8000) as usize) {
-            e.store(if mp { slot | MP } else { slot }, Ordering::Release);
+            e.store(if mp { slot.raw() | MP } else { slot.raw() }, Ordering::Release);
         }
     }
 
@@ -291,7 +292,7 @@ impl Contexts {
         }
         let mp = e & MP != 0;
         let v = VcpuRef {
-            slot: e & !MP,
+            slot: SlotId::new(e & !MP),
             index: if mp { core() as u16 } else { 0 },
         };
         let Some(cell) = self.cell(v) else {

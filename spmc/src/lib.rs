@@ -26,6 +26,7 @@ pub mod abi;
 pub mod addr;
 pub mod contexts;
 pub mod fatal;
+pub mod ids;
 pub mod features;
 pub mod ffa;
 pub mod interrupts;

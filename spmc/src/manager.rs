@@ -31,6 +31,7 @@ use alloc::vec::Vec;
 
 use log::{debug, info, warn};
 
+use crate::ids::SlotId;
 use crate::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa, round_up_pages};
 use crate::contexts::{Contexts, VcpuGuard};
 use crate::features::Instance;
@@ -100,13 +101,13 @@ pub enum Endpoint {
     /// A normal-world endpoint with this ID.
     NormalWorld(PartitionId),
     /// The partition in this slot.
-    Partition(u16),
+    Partition(SlotId),
 }
 
 /// What a partition package turned out to be.
 enum Loaded {
     /// A partition, in this slot.
-    Partition(u16),
+    Partition(SlotId),
     /// A template, at this index.
     Template(usize),
 }
@@ -137,7 +138,7 @@ pub struct Spmc<P: Platform> {
     pub(crate) notifications: crate::notifications::Notifications,
     /// Secure interrupts and their owners (spmc::interrupts).
     pub(crate) interrupts: crate::interrupts::Interrupts,
-    pub(crate) boot_order: Vec<u16>,
+    pub(crate) boot_order: Vec<SlotId>,
     /// The vCPUs, each behind its own lock, shared with the platform's
     /// fast path (and the index from IDs to slots).
     pub(crate) contexts: Arc<Contexts>,
@@ -214,6 +215,11 @@ impl<P: Platform> Spmc<P> {
         &self.partitions
     }
 
+    /// The partition in `slot`.
+    pub fn partition(&self, slot: SlotId) -> &Partition {
+        &self.partitions[slot.index()]
+    }
+
     /// The secure pool.
     pub fn pool(&self) -> Option<&Pool> {
         self.pool.as_ref()
@@ -238,13 +244,13 @@ impl<P: Platform> Spmc<P> {
     /// The slot of the partition with endpoint ID `id`.
     #[inline(always)]
     #[cfg_attr(spmc_hot, optimize(speed))]
-    pub fn slot_of(&self, id: PartitionId) -> Option<u16> {
+    pub fn slot_of(&self, id: PartitionId) -> Option<SlotId> {
         // Fast path: IDs 0x8000-0x83FF through the index (checked, so a stale
         // entry can only miss, never name the wrong partition).
         if let Some(slot) = self.contexts.indexed_slot(id)
             && self
                 .partitions
-                .get(slot as usize)
+                .get(slot.index())
                 .is_some_and(|p| p.id() == id)
         {
             return Some(slot);
@@ -252,14 +258,14 @@ impl<P: Platform> Spmc<P> {
         self.partitions
             .iter()
             .position(|p| p.id() == id)
-            .map(|s| s as u16)
+            .map(|s| SlotId::new(s as u16))
     }
 
     /// The FF-A version an endpoint's calls are answered in.
     pub(crate) fn version_of(&self, ep: Endpoint) -> Version {
         match ep {
             Endpoint::NormalWorld(id) => self.nwd_version(id),
-            Endpoint::Partition(s) => self.partitions[s as usize].version,
+            Endpoint::Partition(s) => self.partitions[s.index()].version,
         }
     }
 
@@ -276,7 +282,7 @@ impl<P: Platform> Spmc<P> {
     pub(crate) fn id_of(&self, ep: Endpoint) -> PartitionId {
         match ep {
             Endpoint::NormalWorld(id) => id,
-            Endpoint::Partition(s) => self.partitions[s as usize].id(),
+            Endpoint::Partition(s) => self.partitions[s.index()].id(),
         }
     }
 
@@ -302,7 +308,7 @@ impl<P: Platform> Spmc<P> {
                     );
                 }
                 Ok(Loaded::Partition(slot)) => {
-                    let p = &self.partitions[slot as usize];
+                    let p = &self.partitions[slot.index()];
                     info!(
                         "partition {:#06x} `{}` loaded: {} UUID(s), {} vCPU(s), {} KiB",
                         p.id(),
@@ -315,9 +321,9 @@ impl<P: Platform> Spmc<P> {
                 Err(e) => warn!("partition `{}` refused: {e}", entry.name),
             }
         }
-        let key = |s: u16| {
+        let key = |s: SlotId| {
             (
-                self.partitions[s as usize]
+                self.partitions[s.index()]
                     .config
                     .boot_order
                     .unwrap_or(u32::MAX),
@@ -327,8 +333,8 @@ impl<P: Platform> Spmc<P> {
         // Ties (and partitions without boot-order) keep manifest order. An
         // insertion sort: a handful of partitions, and no generic sort code
         // in the image.
-        let mut order: Vec<u16> = Vec::with_capacity(self.partitions.len());
-        for s in 0..self.partitions.len() as u16 {
+        let mut order: Vec<SlotId> = Vec::with_capacity(self.partitions.len());
+        for s in (0..self.partitions.len() as u16).map(SlotId::new) {
             let at = order.partition_point(|&o| key(o) < key(s));
             order.insert(at, s);
         }
@@ -388,7 +394,7 @@ impl<P: Platform> Spmc<P> {
         manifest: &[u8],
         kind: crate::policy::Kind,
         template: Option<u16>,
-    ) -> Result<u16, SpError> {
+    ) -> Result<SlotId, SpError> {
         if self.slot_of(config.id).is_some()
             || config.id == self.id()
             || self
@@ -472,7 +478,7 @@ impl<P: Platform> Spmc<P> {
             .partitions
             .iter()
             .position(|p| p.state == PartitionState::Free);
-        let slot = free.unwrap_or(self.partitions.len()) as u16;
+        let slot = SlotId::new(free.unwrap_or(self.partitions.len()) as u16);
         if !self.contexts.open_slot(slot) {
             // More partitions than slots (`contexts::MAX_SLOTS`).
             self.release_partition_parts(memory, vmid, config.id);
@@ -526,8 +532,8 @@ impl<P: Platform> Spmc<P> {
     /// The partition in `slot` becomes `state`; what the fast path knows
     /// of it follows in every vCPU (only a booted partition that is not
     /// aborted takes the fast path).
-    pub(crate) fn set_partition_state(&mut self, slot: u16, state: PartitionState) {
-        let p = &mut self.partitions[slot as usize];
+    pub(crate) fn set_partition_state(&mut self, slot: SlotId, state: PartitionState) {
+        let p = &mut self.partitions[slot.index()];
         p.state = state;
         let fast = if state == PartitionState::Running
             && p.config.messaging.has(sp_manifest::Messaging::DIRECT_RECV)
@@ -696,18 +702,18 @@ impl<P: Platform> Spmc<P> {
         while self.boot_pos < self.boot_order.len() {
             let slot = self.boot_order[self.boot_pos];
             self.boot_pos += 1;
-            if self.partitions[slot as usize].state != PartitionState::Created {
+            if self.partitions[slot.index()].state != PartitionState::Created {
                 continue;
             }
             self.set_partition_state(slot, PartitionState::Running);
             debug!(
                 "booting partition {:#06x}",
-                self.partitions[slot as usize].id()
+                self.partitions[slot.index()].id()
             );
             // An MP partition starts with this (the primary) core's context;
             // the others start when their cores come on.
             let core = self.platform.core_index();
-            let p = &self.partitions[slot as usize];
+            let p = &self.partitions[slot.index()];
             let index = p.context_for(core);
             if index >= p.vcpu_count as usize {
                 warn!(
@@ -771,10 +777,10 @@ impl<P: Platform> Spmc<P> {
     }
 
     /// The states of the vCPUs of the partition in `slot`, in index order.
-    pub fn vcpu_states(&self, slot: u16) -> Vec<VcpuState> {
+    pub fn vcpu_states(&self, slot: SlotId) -> Vec<VcpuState> {
         let n = self
             .partitions
-            .get(slot as usize)
+            .get(slot.index())
             .map_or(0, |p| p.vcpu_count);
         (0..n)
             .map(|index| self.vcpu_state(VcpuRef { slot, index }))
@@ -951,7 +957,7 @@ impl<P: Platform> Spmc<P> {
     pub fn handle_exit(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
         // The hot path: a running partition's FF-A call through SMC, most
         // often the response to a direct request.
-        if self.partitions[v.slot as usize].state != PartitionState::Aborted {
+        if self.partitions[v.slot.index()].state != PartitionState::Aborted {
             let mut vcpu = self.vcpu(v);
             let ctx = &mut vcpu.ctx;
             if ctx.exit.vector == 0 && ctx.exit.esr >> 26 == crate::vcpu::ec::SMC64 {
@@ -995,7 +1001,7 @@ impl<P: Platform> Spmc<P> {
     /// interrupts, faults, and exits of a partition aborted meanwhile.
     #[inline(never)]
     fn handle_other_exit(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
-        let aborted = self.partitions[v.slot as usize].state == PartitionState::Aborted;
+        let aborted = self.partitions[v.slot.index()].state == PartitionState::Aborted;
         let exit = crate::vcpu::classify(&self.vcpu(v).ctx.exit);
         if aborted {
             // Aborted by another core while this vCPU ran.
@@ -1038,7 +1044,7 @@ impl<P: Platform> Spmc<P> {
                     _ => None,
                 };
                 drop(vcpu);
-                let id = self.partitions[v.slot as usize].id();
+                let id = self.partitions[v.slot.index()].id();
                 // Once per partition: it is aborted.
                 warn!("partition {id:#06x} aborted: {fault:x?} at pc {pc:#x} ({why:?})");
                 self.abort(v, regs)
@@ -1052,7 +1058,7 @@ impl<P: Platform> Spmc<P> {
         let f = self.vcpu(v).ctx.x[0] as u32;
         if f != func::VERSION {
             // Its first call other than FFA_VERSION fixes its version (§13.2).
-            self.partitions[v.slot as usize].version_fixed = true;
+            self.partitions[v.slot.index()].version_fixed = true;
         }
         match f {
             func::MSG_SEND_DIRECT_REQ_32
@@ -1070,7 +1076,7 @@ impl<P: Platform> Spmc<P> {
                     VcpuState::Running(RunReason::Boot | RunReason::Create { .. })
                 ) =>
             {
-                let id = self.partitions[v.slot as usize].id();
+                let id = self.partitions[v.slot.index()].id();
                 warn!("partition {id:#06x} reported an initialisation error; aborted");
                 self.abort(v, regs)
             }
@@ -1169,7 +1175,7 @@ impl<P: Platform> Spmc<P> {
         };
         let fixed = match from {
             Endpoint::NormalWorld(_) => !self.contexts.nwd_version_open(),
-            Endpoint::Partition(s) => self.partitions[s as usize].version_fixed,
+            Endpoint::Partition(s) => self.partitions[s.index()].version_fixed,
         };
         if fixed {
             if v != self.version_of(from) {
@@ -1179,7 +1185,7 @@ impl<P: Platform> Spmc<P> {
         } else {
             match from {
                 Endpoint::NormalWorld(id) => self.nwd_mut(id).version = Some(v),
-                Endpoint::Partition(s) => self.partitions[s as usize].version = v,
+                Endpoint::Partition(s) => self.partitions[s.index()].version = v,
             }
         }
         Version::IMPLEMENTED.bits()

@@ -8,6 +8,7 @@
 
 use log::{debug, info};
 
+use crate::ids::SlotId;
 use crate::contexts::Contexts;
 use crate::ffa::{self, FfaError, Regs, Version, func, is_secure_id};
 use crate::manager::{Next, Spmc};
@@ -38,7 +39,7 @@ impl<P: Platform> Spmc<P> {
         let receiver = ffa::receiver(regs);
         let (slot, p) = match self.slot_of(receiver) {
             Some(slot) => {
-                let p = &self.partitions[slot as usize];
+                let p = &self.partitions[slot.index()];
                 if !self.vm_may_reach(sender, p) {
                     return Err(FfaError::Denied);
                 }
@@ -46,7 +47,7 @@ impl<P: Platform> Spmc<P> {
             }
             None => {
                 let slot = self.route_template(sender, receiver)?;
-                (slot, &self.partitions[slot as usize])
+                (slot, &self.partitions[slot.index()])
             }
         };
         pick_vcpu(
@@ -66,9 +67,9 @@ impl<P: Platform> Spmc<P> {
     /// partition nor a template is INVALID_PARAMETERS.
     #[inline(always)]
     #[cfg_attr(spmc_hot, optimize(speed))]
-    pub(crate) fn route_for_vm(&self, vm: u16, receiver: u16) -> Result<u16, FfaError> {
+    pub(crate) fn route_for_vm(&self, vm: u16, receiver: u16) -> Result<SlotId, FfaError> {
         if let Some(slot) = self.slot_of(receiver) {
-            return if self.vm_may_reach(vm, &self.partitions[slot as usize]) {
+            return if self.vm_may_reach(vm, &self.partitions[slot.index()]) {
                 Ok(slot)
             } else {
                 Err(FfaError::Denied)
@@ -93,7 +94,7 @@ impl<P: Platform> Spmc<P> {
 
     /// The slot of `vm`'s instance of the template `receiver` names.
     #[inline(never)]
-    fn route_template(&self, vm: u16, receiver: u16) -> Result<u16, FfaError> {
+    fn route_template(&self, vm: u16, receiver: u16) -> Result<SlotId, FfaError> {
         match self
             .templates
             .iter()
@@ -127,7 +128,7 @@ impl<P: Platform> Spmc<P> {
         }
         // The manifest's `ns-interrupts-action` (`ns_interrupts`): a request
         // from the normal world heads its call chain.
-        let queued = self.partitions[v.slot as usize]
+        let queued = self.partitions[v.slot.index()]
             .config
             .ns_interrupts
             .queues();
@@ -162,7 +163,7 @@ impl<P: Platform> Spmc<P> {
             (x[0] as u32, x[1], x[2], x[3])
         };
         let req2 = f == func::MSG_SEND_DIRECT_REQ2_64;
-        let me = &self.partitions[v.slot as usize];
+        let me = &self.partitions[v.slot.index()];
         let my_id = me.id();
         let checked = (|| {
             let (sender, receiver) = ((w1 >> 16) as u16, w1 as u16);
@@ -189,13 +190,13 @@ impl<P: Platform> Spmc<P> {
             }
             let t = self.slot_of(receiver).ok_or(FfaError::InvalidParameters)?;
             // An instance belongs to its VM: only that VM's partitions reach it.
-            if let crate::policy::Kind::Instance { owner } = self.partitions[t as usize].kind
+            if let crate::policy::Kind::Instance { owner } = self.partitions[t.index()].kind
                 && me.kind != (crate::policy::Kind::Instance { owner })
             {
                 return Err(FfaError::Denied);
             }
             pick_vcpu(
-                &self.partitions[t as usize],
+                &self.partitions[t.index()],
                 &self.contexts,
                 t,
                 req2,
@@ -239,7 +240,7 @@ impl<P: Platform> Spmc<P> {
     #[inline(always)]
     #[cfg_attr(spmc_hot, optimize(speed))]
     pub(crate) fn direct_response(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
-        let my_id = self.partitions[v.slot as usize].config.id;
+        let my_id = self.partitions[v.slot.index()].config.id;
         let mut vcpu = self.vcpu(v);
         let caller = match vcpu.state {
             VcpuState::Running(RunReason::Request(c)) => c,
@@ -310,7 +311,7 @@ impl<P: Platform> Spmc<P> {
             // A call all the same: it fixes the version (§13.2; one handling
             // a request or a power message has waited, which fixed it).
             _ => {
-                self.partitions[v.slot as usize].version_fixed = true;
+                self.partitions[v.slot.index()].version_fixed = true;
                 self.finish_sp(v, Err(FfaError::Denied))
             }
         }
@@ -332,7 +333,7 @@ impl<P: Platform> Spmc<P> {
 
     /// FFA_MSG_WAIT from a partition.
     pub(crate) fn msg_wait(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
-        let id = self.partitions[v.slot as usize].id();
+        let id = self.partitions[v.slot.index()].id();
         match self.vcpu_state(v) {
             VcpuState::Running(RunReason::Boot) => {
                 let _ = self.set_state(v, VcpuState::Waiting);
@@ -371,7 +372,7 @@ impl<P: Platform> Spmc<P> {
             (x[2], x[3])
         };
         let _ = self.set_state(v, VcpuState::Preempted(reason, Preemption::Yield));
-        let id = self.partitions[v.slot as usize].id();
+        let id = self.partitions[v.slot.index()].id();
         *regs = Regs::with_func(func::YIELD);
         regs.0[1] = ffa::endpoints(id, v.index);
         regs.0[2] = t_lo & 0xFFFF_FFFF;
@@ -394,7 +395,7 @@ impl<P: Platform> Spmc<P> {
             _ => return self.run(v),
         };
         let _ = self.set_state(v, VcpuState::Preempted(reason, Preemption::Interrupt));
-        let id = self.partitions[v.slot as usize].id();
+        let id = self.partitions[v.slot.index()].id();
         *regs = Regs::with_func(func::INTERRUPT_32);
         regs.0[1] = ffa::endpoints(id, v.index);
         Next::NormalWorld
@@ -408,14 +409,14 @@ impl<P: Platform> Spmc<P> {
         let Some(slot) = self.slot_of(id) else {
             return self.finish_nwd(regs, Err(FfaError::InvalidParameters));
         };
-        let p = &self.partitions[slot as usize];
+        let p = &self.partitions[slot.index()];
         // An MP partition's context runs on its own core only (DEN0077
         // v1.2 §8.1; Hafnium answers INVALID_PARAMETERS too).
         if index >= p.vcpu_count || (p.is_mp() && index as usize != self.platform.core_index()) {
             return self.finish_nwd(regs, Err(FfaError::InvalidParameters));
         }
         let v = VcpuRef { slot, index };
-        if self.partitions[slot as usize].state == PartitionState::Aborted {
+        if self.partitions[slot.index()].state == PartitionState::Aborted {
             return self.finish_nwd(regs, Err(FfaError::Aborted));
         }
         match self.vcpu_state(v) {
@@ -448,7 +449,7 @@ impl<P: Platform> Spmc<P> {
         let state = self.vcpu_state(v);
         self.set_partition_state(v.slot, PartitionState::Aborted);
         // vCPUs running on other cores are aborted at their next exit.
-        for index in 0..self.partitions[v.slot as usize].vcpu_count {
+        for index in 0..self.partitions[v.slot.index()].vcpu_count {
             let mut other = self.vcpu(VcpuRef {
                 slot: v.slot,
                 index,
@@ -461,7 +462,7 @@ impl<P: Platform> Spmc<P> {
         self.release_interrupts_of_aborted(v.slot);
         debug!(
             "partition {:#06x} is aborted",
-            self.partitions[v.slot as usize].id()
+            self.partitions[v.slot.index()].id()
         );
         let reason = match state {
             VcpuState::Running(r) | VcpuState::Blocked(r) | VcpuState::Preempted(r, _) => r,
@@ -495,7 +496,7 @@ impl<P: Platform> Spmc<P> {
 fn pick_vcpu(
     p: &Partition,
     contexts: &Contexts,
-    slot: u16,
+    slot: SlotId,
     req2: bool,
     uuid: (u64, u64),
     core: impl FnOnce() -> usize,

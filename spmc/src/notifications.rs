@@ -338,7 +338,7 @@ impl<P: Platform> Spmc<P> {
                 return Ok(None);
             }
             let slot = self.slot_of(id).ok_or(FfaError::InvalidParameters)?;
-            Ok(Some(self.partitions[slot as usize].kind))
+            Ok(Some(self.partitions[slot.index()].kind))
         };
         let (ka, kb) = (kind(a)?, kind(b)?);
         let ok = match (ka, kb) {
@@ -365,14 +365,14 @@ impl<P: Platform> Spmc<P> {
     /// May VM `vm` and partition `sp` notify each other: `vm` may reach `sp`.
     fn vm_may_notify(&self, vm: PartitionId, sp: PartitionId) -> bool {
         self.slot_of(sp)
-            .is_some_and(|s| self.vm_may_reach(vm, &self.partitions[s as usize]))
+            .is_some_and(|s| self.vm_may_reach(vm, &self.partitions[s.index()]))
     }
 
     /// The receiver a bind, unbind or get names, checked against the
     /// caller: a partition names itself; the normal world names a VM.
     fn ntf_receiver(&self, from: Endpoint, receiver: PartitionId) -> Result<(), FfaError> {
         let ok = match from {
-            Endpoint::Partition(s) => self.partitions[s as usize].id() == receiver,
+            Endpoint::Partition(s) => self.partitions[s.index()].id() == receiver,
             Endpoint::NormalWorld(_) => !is_secure_id(receiver),
         };
         if ok {
@@ -466,7 +466,7 @@ impl<P: Platform> Spmc<P> {
         let vcpu = (flags >> 16) as usize;
         let mask = args.w(3) as u64 | (args.w(4) as u64) << 32;
         let sender_ok = match from {
-            Endpoint::Partition(s) => self.partitions[s as usize].id() == sender,
+            Endpoint::Partition(s) => self.partitions[s.index()].id() == sender,
             // The normal world signals partitions, for a VM.
             Endpoint::NormalWorld(_) => !is_secure_id(sender) && is_secure_id(receiver),
         };
@@ -483,7 +483,7 @@ impl<P: Platform> Spmc<P> {
         self.ntf_may_pair(sender, receiver)?;
         if is_secure_id(receiver) {
             let slot = self.slot_of(receiver).ok_or(FfaError::InvalidParameters)?;
-            if self.partitions[slot as usize].state == PartitionState::Aborted {
+            if self.partitions[slot.index()].state == PartitionState::Aborted {
                 return Err(FfaError::Aborted);
             }
         }
@@ -530,7 +530,7 @@ impl<P: Platform> Spmc<P> {
             return Err(FfaError::InvalidParameters);
         }
         if let Endpoint::Partition(s) = from {
-            let own = self.partitions[s as usize].context_for(self.platform.core_index());
+            let own = self.partitions[s.index()].context_for(self.platform.core_index());
             if vcpu != own {
                 return Err(FfaError::InvalidParameters);
             }

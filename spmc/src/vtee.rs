@@ -23,6 +23,7 @@ use alloc::vec::Vec;
 
 use log::debug;
 
+use crate::ids::SlotId;
 use crate::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa};
 use crate::ffa::{self, FfaError, PartitionId, Regs, func, fwk};
 use crate::manager::{HEAP_PER_PARTITION, Next, Spmc};
@@ -104,7 +105,7 @@ impl<P: Platform> Spmc<P> {
     }
 
     /// The slot of `vm`'s instance of template `t`.
-    pub fn instance_of(&self, t: usize, vm: VmId) -> Option<u16> {
+    pub fn instance_of(&self, t: usize, vm: VmId) -> Option<SlotId> {
         self.partitions
             .iter()
             .position(|p| {
@@ -112,7 +113,7 @@ impl<P: Platform> Spmc<P> {
                     && p.template == Some(t as u16)
                     && p.kind == Kind::Instance { owner: vm }
             })
-            .map(|s| s as u16)
+            .map(|s| SlotId::new(s as u16))
     }
 
     /// A VM availability framework message from the normal world (§18.3).
@@ -234,8 +235,8 @@ impl<P: Platform> Spmc<P> {
     /// context of a vCPU this core still holds (the one whose exit led
     /// here: an instance that failed its creation) goes when the core
     /// releases it (`Contexts::release`), after its state is saved.
-    pub(crate) fn destroy_instance(&mut self, slot: u16) -> Result<(), FfaError> {
-        let p = &self.partitions[slot as usize];
+    pub(crate) fn destroy_instance(&mut self, slot: SlotId) -> Result<(), FfaError> {
+        let p = &self.partitions[slot.index()];
         let mut vcpus: Vec<_> = (0..p.vcpu_count)
             .map(|index| self.contexts.vcpu(VcpuRef { slot, index }))
             .collect();
@@ -269,7 +270,7 @@ impl<P: Platform> Spmc<P> {
         self.contexts.clear_index(id);
         self.mem_forget(slot, id);
         self.notifications.forget(id);
-        let p = &mut self.partitions[slot as usize];
+        let p = &mut self.partitions[slot.index()];
         p.state = PartitionState::Free;
         p.vcpu_count = 0;
         p.buffers = None;
@@ -287,7 +288,7 @@ impl<P: Platform> Spmc<P> {
                 pool.free(a, &mut self.platform);
             }
         }
-        self.partitions[slot as usize].config.id = 0;
+        self.partitions[slot.index()].config.id = 0;
         debug!("instance {id:#06x} destroyed, memory zeroed");
         Ok(())
     }

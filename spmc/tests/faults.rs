@@ -44,7 +44,7 @@ fn a_data_abort_is_injected_at_the_partitions_el1() {
     assert_eq!(ctx.el1.elr, PC);
     assert_eq!(ctx.el1.spsr, EL1H);
     assert_eq!(
-        s.partitions()[v.slot as usize].state,
+        s.partition(v.slot).state,
         PartitionState::Running
     );
     assert_eq!(
@@ -98,7 +98,7 @@ fn assert_aborted(s: &Spmc<FakePlatform>, v: VcpuRef, next: &Next, regs: &spmc::
     assert!(matches!(next, Next::NormalWorld));
     assert_eq!(regs.error_code(), Some(FfaError::Aborted.code()));
     assert_eq!(
-        s.partitions()[v.slot as usize].state,
+        s.partition(v.slot).state,
         PartitionState::Aborted
     );
 }

@@ -6,6 +6,7 @@
 
 mod common;
 
+use spmc::ids::SlotId;
 use common::world::*;
 use common::{dtb, repo_root};
 use spmc::addr::Pa;
@@ -192,7 +193,7 @@ fn claims_are_configured_group1_secure_on_the_owning_core() {
         .iter()
         .map(|o| (o.intid, o.slot))
         .collect();
-    assert_eq!(owned, [(40, 0), (29, 1)]);
+    assert_eq!(owned, [(40, SlotId::new(0)), (29, SlotId::new(1))]);
     assert_eq!(
         s.platform().configured,
         [(40, 0x80, false, 0), (29, 0x40, true, 0)]

@@ -82,14 +82,14 @@ fn cold_boot_at(s: &mut Spmc<FakePlatform>, core: usize) -> Vec<(VcpuRef, u64)> 
 fn an_mp_partition_has_one_context_per_core_and_a_up_partition_one() {
     let s = booted();
     let slot = s.slot_of(SP2).unwrap();
-    let sp2 = &s.partitions()[slot as usize];
+    let sp2 = &s.partition(slot);
     assert_eq!(sp2.vcpu_count, 4);
     assert!(sp2.is_mp());
     // The primary boot started the primary core's context only.
     let states = s.vcpu_states(slot);
     assert_eq!(states[0], VcpuState::Waiting);
     assert!(states[1..].iter().all(|v| *v == VcpuState::Off));
-    let sp1 = &s.partitions()[s.slot_of(SP1).unwrap() as usize];
+    let sp1 = &s.partition(s.slot_of(SP1).unwrap());
     assert!(!sp1.is_mp());
 }
 
@@ -243,7 +243,7 @@ const EP32: u64 = func::SECONDARY_EP_REGISTER_32 as u64;
 #[test]
 fn secondary_ep_register_during_init_sets_where_secondary_contexts_start() {
     let mut s = boot_with(|s, v, regs| {
-        let id = s.partitions()[v.slot as usize].id();
+        let id = s.partition(v.slot).id();
         if id != SP2 {
             return;
         }
@@ -286,7 +286,7 @@ fn secondary_ep_register_after_init_or_from_the_normal_world_is_refused() {
     let x = &s.vcpu_context_mut(v).x;
     assert_eq!(x[0], func::ERROR_32 as u64);
     assert_eq!(x[2] as u32 as i32, FfaError::Denied.code());
-    assert_eq!(s.partitions()[v.slot as usize].secondary_ep, None);
+    assert_eq!(s.partition(v.slot).secondary_ep, None);
     answer(&mut s, v, SP2);
     // The normal world: NOT_SUPPORTED (the SPMD answers it on hardware).
     for f in [EP32, EP64] {

@@ -3,6 +3,7 @@
 
 mod common;
 
+use spmc::ids::SlotId;
 use common::world::*;
 use proptest::prelude::*;
 use spmc::Next;
@@ -129,7 +130,7 @@ fn check(s: &spmc::Spmc<spmc::testing::FakePlatform>, next: &Next) {
         }
     }
     let running = (0..s.partitions().len() as u16)
-        .flat_map(|slot| s.vcpu_states(slot))
+        .flat_map(|slot| s.vcpu_states(SlotId::new(slot)))
         .filter(|v| matches!(v, VcpuState::Running(_)))
         .count();
     match next {
@@ -171,7 +172,7 @@ proptest! {
             while let Next::Run { vcpu, .. } = next {
                 budget -= 1;
                 prop_assert!(budget > 0, "the SPMC keeps running partitions");
-                let id = s.partitions()[vcpu.slot as usize].id() as u64;
+                let id = s.partition(vcpu.slot).id() as u64;
                 let state = s.vcpu_state(vcpu);
                 let event = events.next().unwrap_or(match state {
                     VcpuState::Running(RunReason::Request(_)) => PartitionEvent::Answer(0),

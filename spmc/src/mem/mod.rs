@@ -31,6 +31,7 @@ use alloc::vec::Vec;
 
 use log::debug;
 
+use crate::ids::SlotId;
 use crate::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa};
 use crate::ffa::{FfaError, PartitionId, Regs, Version, func, is_secure_id};
 use crate::manager::{Endpoint, Spmc};
@@ -676,7 +677,7 @@ impl<P: Platform> Spmc<P> {
                 })
             }
             Endpoint::Partition(s) => {
-                let pa = self.partitions[s as usize]
+                let pa = self.partitions[s.index()]
                     .stage2
                     .translate_range(IpaSpace::Secure, Ipa(addr), len, write)
                     .ok_or(FfaError::InvalidParameters)?;
@@ -813,7 +814,7 @@ impl<P: Platform> Spmc<P> {
                 data.read_at(0, &mut sender);
                 Owner::NormalWorld(u16::from_le_bytes(sender))
             }
-            Endpoint::Partition(s) => Owner::Partition(self.partitions[s as usize].id()),
+            Endpoint::Partition(s) => Owner::Partition(self.partitions[s.index()].id()),
         };
         let assembling = if frag == total { 0 } else { total as u64 };
         self.mem.admit(owner, assembling)?;
@@ -908,7 +909,7 @@ impl<P: Platform> Spmc<P> {
                 Owner::NormalWorld(d.sender)
             }
             Endpoint::Partition(s) => {
-                let p = &self.partitions[s as usize];
+                let p = &self.partitions[s.index()];
                 if d.sender != p.id() {
                     return Err(FfaError::InvalidParameters);
                 }
@@ -992,7 +993,7 @@ impl<P: Platform> Spmc<P> {
                 IpaSpace::NonSecure
             };
             for r in &runs {
-                self.partitions[slot as usize]
+                self.partitions[slot.index()]
                     .stage2
                     .unmap(space, Ipa(r.owner_ipa), r.len(), &mut self.platform)
                     .map_err(|_| FfaError::Aborted)?;
@@ -1046,13 +1047,13 @@ impl<P: Platform> Spmc<P> {
                         return Err(FfaError::Denied);
                     }
                     let slot = self.slot_of(r.id).ok_or(FfaError::InvalidParameters)?;
-                    if self.partitions[slot as usize].kind != PolicyKind::Static {
+                    if self.partitions[slot.index()].kind != PolicyKind::Static {
                         return Err(FfaError::Denied);
                     }
                     slot
                 }
             };
-            let p = &self.partitions[slot as usize];
+            let p = &self.partitions[slot.index()];
             if p.state != PartitionState::Running {
                 return Err(FfaError::Denied);
             }
@@ -1096,7 +1097,7 @@ impl<P: Platform> Spmc<P> {
         }
         let kind = self
             .slot_of(sender)
-            .map_or(PolicyKind::Static, |s| self.partitions[s as usize].kind);
+            .map_or(PolicyKind::Static, |s| self.partitions[s.index()].kind);
         if !self.config().policy.may_reach(r.id, sender, kind) {
             return Err(FfaError::Denied);
         }
@@ -1159,7 +1160,7 @@ impl<P: Platform> Spmc<P> {
                 false
             }
             Endpoint::Partition(s) => {
-                let p = &self.partitions[s as usize];
+                let p = &self.partitions[s.index()];
                 let me = owner.id();
                 let mut first = true;
                 let mut secure = true;
@@ -1311,7 +1312,7 @@ impl<P: Platform> Spmc<P> {
         let (req, _) = desc::parse_header(&data, layout, Purpose::Retrieve)?;
         let me = match from {
             Endpoint::Partition(slot) if !req.receivers.is_empty() => {
-                self.partitions[slot as usize].id()
+                self.partitions[slot.index()].id()
             }
             Endpoint::Partition(_) => return Err(FfaError::InvalidParameters),
             Endpoint::NormalWorld(_) => match req.receivers.first() {
@@ -1568,7 +1569,7 @@ impl<P: Platform> Spmc<P> {
         // The normal world has no stage 2 here (its mapping is its
         // hypervisor's, or its own): nothing to map.
         let mut s2 = match from {
-            Endpoint::Partition(slot) => Some(&mut self.partitions[slot as usize].stage2),
+            Endpoint::Partition(slot) => Some(&mut self.partitions[slot.index()].stage2),
             Endpoint::NormalWorld(_) => None,
         };
         let mut mapped = 0;
@@ -1802,7 +1803,7 @@ impl<P: Platform> Spmc<P> {
             .map_err(|_| FfaError::Aborted)?;
         let rq = desc::parse_relinquish(&*data)?;
         let me = match (from, rq.endpoints()) {
-            (Endpoint::Partition(slot), _) => self.partitions[slot as usize].id(),
+            (Endpoint::Partition(slot), _) => self.partitions[slot.index()].id(),
             (Endpoint::NormalWorld(_), &[id]) if !is_secure_id(id) => id,
             (Endpoint::NormalWorld(_), _) => return Err(FfaError::InvalidParameters),
         };
@@ -1841,7 +1842,7 @@ impl<P: Platform> Spmc<P> {
         self.check_unpinned(secure, &t.runs, true)?;
         if let Endpoint::Partition(slot) = from {
             for r in &self.mem.transactions[i].runs {
-                self.partitions[slot as usize]
+                self.partitions[slot.index()]
                     .stage2
                     .unmap(space, Ipa(r.pa), r.len(), &mut self.platform)
                     .map_err(|_| FfaError::Aborted)?;
@@ -1887,7 +1888,7 @@ impl<P: Platform> Spmc<P> {
             // The normal world is one instance; a hypervisor reclaims for its VMs.
             (Owner::NormalWorld(_), Endpoint::NormalWorld(_)) => true,
             (Owner::Partition(id), Endpoint::Partition(s)) => {
-                self.partitions[s as usize].id() == id
+                self.partitions[s.index()].id() == id
             }
             _ => false,
         };
@@ -1903,7 +1904,7 @@ impl<P: Platform> Spmc<P> {
         // A borrower that still holds the memory blocks the reclaim, unless it
         // is gone (aborted): then the SPMC takes the memory back from it.
         // (At most one per borrower: a fixed array, nothing allocated.)
-        let mut gone = [0u16; desc::MAX_RECEIVERS];
+        let mut gone = [SlotId::default(); desc::MAX_RECEIVERS];
         let mut n_gone = 0;
         for b in &t.borrowers {
             if b.state != BorrowerState::Retrieved {
@@ -1915,7 +1916,7 @@ impl<P: Platform> Spmc<P> {
                 return Err(FfaError::Denied);
             }
             match self.slot_of(b.id) {
-                Some(s) if self.partitions[s as usize].state == PartitionState::Running => {
+                Some(s) if self.partitions[s.index()].state == PartitionState::Running => {
                     return Err(FfaError::Denied);
                 }
                 Some(s) if n_gone < gone.len() => {
@@ -1934,7 +1935,7 @@ impl<P: Platform> Spmc<P> {
         let space = t.space();
         for &s in &gone[..n_gone] {
             for r in &t.runs {
-                let _ = self.partitions[s as usize].stage2.unmap(
+                let _ = self.partitions[s.index()].stage2.unmap(
                     space,
                     Ipa(r.pa),
                     r.len(),
@@ -1954,7 +1955,7 @@ impl<P: Platform> Spmc<P> {
                 } else {
                     S2Kind::Memory(r.owner_access)
                 };
-                let _ = self.partitions[slot as usize].stage2.map(
+                let _ = self.partitions[slot.index()].stage2.map(
                     space,
                     Ipa(r.owner_ipa),
                     Pa(r.pa),
@@ -1996,7 +1997,7 @@ impl<P: Platform> Spmc<P> {
     /// it holds nothing any more, what it sent its VM is taken back,
     /// memory donated to it is zeroed and forgotten, and its fragments in
     /// flight are dropped.
-    pub(crate) fn mem_forget(&mut self, slot: u16, id: PartitionId) {
+    pub(crate) fn mem_forget(&mut self, slot: SlotId, id: PartitionId) {
         // What it sent its VM (normal-world memory the VM had donated to
         // it) goes back to the normal world with the rest of its donations
         // below, zeroed: the transaction is dissolved, whoever holds it.

@@ -346,5 +346,5 @@ pub fn destroy_vm(s: &mut Spmc<FakePlatform>, vm: u16) -> i32 {
 /// The endpoint ID of `vm`'s instance of the vTEE template.
 pub fn instance_id(s: &Spmc<FakePlatform>, vm: u16) -> Option<u16> {
     s.instance_of(0, vm)
-        .map(|slot| s.partitions()[slot as usize].id())
+        .map(|slot| s.partition(slot).id())
 }
