@@ -6,9 +6,9 @@ use alloc::vec::Vec;
 
 use log::debug;
 
-use crate::ids::SlotId;
 use crate::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa};
 use crate::ffa::{FfaError, PartitionId, Regs, Version, func, is_secure_id};
+use crate::ids::{PartId, SlotId, VmId};
 use crate::manager::{Endpoint, Spmc};
 use crate::mem::ownership::PhysRange;
 use crate::partition::{Buffers, PartitionState, RxState};
@@ -48,14 +48,14 @@ const CONSOLE_LINE: usize = 256;
 impl<P: Platform> Spmc<P> {
     pub(crate) fn buffers(&self, ep: Endpoint) -> Option<Buffers> {
         match ep {
-            Endpoint::NormalWorld(id) => self.normal_world(id).and_then(|e| e.buffers),
+            Endpoint::NormalWorld(id) => self.normal_world(id.raw()).and_then(|e| e.buffers),
             Endpoint::Partition(s) => self.partitions[s.index()].buffers,
         }
     }
 
     fn set_buffers(&mut self, ep: Endpoint, b: Option<Buffers>) {
         match ep {
-            Endpoint::NormalWorld(id) => self.nwd_mut(id).buffers = b,
+            Endpoint::NormalWorld(id) => self.nwd_mut(id.raw()).buffers = b,
             Endpoint::Partition(s) => self.partitions[s.index()].buffers = b,
         }
     }
@@ -86,12 +86,15 @@ impl<P: Platform> Spmc<P> {
         // w3[5:0] is the page count, w3[31:6] reserved (MBZ) in every
         // version: a reserved bit set is refused, never masked off.
         let pages = args.w(3) as u64;
-        let (from, tx, rx, pages) =
-            if from == Endpoint::NormalWorld(0) && tx == 0 && rx == 0 && pages == 0 {
-                self.vm_rxtx()?
-            } else {
-                (from, tx, rx, pages)
-            };
+        let (from, tx, rx, pages) = if from == Endpoint::NormalWorld(VmId::HYPERVISOR)
+            && tx == 0
+            && rx == 0
+            && pages == 0
+        {
+            self.vm_rxtx()?
+        } else {
+            (from, tx, rx, pages)
+        };
         if pages == 0 || pages > MAX_RXTX_PAGES {
             return Err(FfaError::InvalidParameters);
         }
@@ -165,7 +168,7 @@ impl<P: Platform> Spmc<P> {
     /// or an ID that is not a VM's (0, bit 15 set) is INVALID_PARAMETERS.
     fn vm_rxtx(&mut self) -> Result<(Endpoint, u64, u64, u64), FfaError> {
         let own = self
-            .buffers(Endpoint::NormalWorld(0))
+            .buffers(Endpoint::NormalWorld(VmId::HYPERVISOR))
             .ok_or(FfaError::InvalidParameters)?;
         let [head, offsets, ..] = self.words(own, 0)?;
         let vm = head as u16;
@@ -178,7 +181,7 @@ impl<P: Platform> Spmc<P> {
         if rx_pages != tx_pages {
             return Err(FfaError::InvalidParameters);
         }
-        Ok((Endpoint::NormalWorld(vm), tx, rx, tx_pages))
+        Ok((Endpoint::NormalWorld(VmId::new(vm)), tx, rx, tx_pages))
     }
 
     /// One composite memory region descriptor of an Endpoint RX/TX
@@ -242,7 +245,7 @@ impl<P: Platform> Spmc<P> {
         let Endpoint::NormalWorld(_) = from else {
             return Err(FfaError::NotSupported);
         };
-        let vm = Endpoint::NormalWorld(args.w(1) as u16);
+        let vm = Endpoint::NormalWorld(VmId::new(args.w(1) as u16));
         let b = self.buffers(vm).ok_or(FfaError::InvalidParameters)?;
         if b.rx_state != RxState::Empty {
             return Err(FfaError::Denied);
@@ -260,7 +263,9 @@ impl<P: Platform> Spmc<P> {
             }
             // Discovery shows each VM what it may reach, nothing more.
             let visible = match from {
-                Endpoint::NormalWorld(vm) => self.config().policy.may_reach(vm, p.id(), p.kind),
+                Endpoint::NormalWorld(vm) => {
+                    self.config().policy.may_reach(vm, p.id().raw(), p.kind)
+                }
                 Endpoint::Partition(me) => match p.kind {
                     crate::policy::Kind::Static => true,
                     kind => self.partitions[me.index()].kind == kind,
@@ -372,7 +377,7 @@ impl<P: Platform> Spmc<P> {
         let mut out = Vec::with_capacity(found.len() * desc);
         for (slot, u) in &found {
             let p = &self.partitions[slot.index()];
-            out.extend_from_slice(&p.id().to_le_bytes());
+            out.extend_from_slice(&p.id().raw().to_le_bytes());
             out.extend_from_slice(&p.vcpu_count.to_le_bytes());
             out.extend_from_slice(&self.properties(*slot, from, version).to_le_bytes());
             if desc == PART_INFO_SIZE {
@@ -414,7 +419,7 @@ impl<P: Platform> Spmc<P> {
         for (i, (slot, u)) in found[start..end].iter().enumerate() {
             let p = &self.partitions[slot.index()];
             let (lo, hi) = u.to_u64_pair();
-            r.0[3 + i * 3] = p.id() as u64
+            r.0[3 + i * 3] = p.id().raw() as u64
                 | (p.vcpu_count as u64) << 16
                 | (self.properties(*slot, from, self.version_of(from)) as u64) << 32;
             r.0[4 + i * 3] = lo;
@@ -479,12 +484,14 @@ impl<P: Platform> Spmc<P> {
         let receiver = match from {
             Endpoint::NormalWorld(vm) if is_secure_id(receiver) => {
                 let slot = self.route_for_vm(vm, receiver)?;
-                self.partitions[slot.index()].id()
+                self.partitions[slot.index()].id().raw()
             }
             _ => receiver,
         };
         let to = if is_secure_id(receiver) {
-            let slot = self.slot_of(receiver).ok_or(FfaError::InvalidParameters)?;
+            let slot = self
+                .slot_of(PartId::new(receiver))
+                .ok_or(FfaError::InvalidParameters)?;
             let p = &self.partitions[slot.index()];
             if p.state == PartitionState::Aborted {
                 return Err(FfaError::Aborted);
@@ -498,7 +505,7 @@ impl<P: Platform> Spmc<P> {
                 // Between normal-world endpoints the hypervisor delivers, not the SPMC.
                 return Err(FfaError::InvalidParameters);
             }
-            Endpoint::NormalWorld(receiver)
+            Endpoint::NormalWorld(VmId::new(receiver))
         };
         let rx = self.buffers(to).ok_or(FfaError::Denied)?;
         if rx.rx_state != RxState::Empty {
@@ -560,7 +567,7 @@ impl<P: Platform> Spmc<P> {
         if count == 0 || count > max {
             return Err(FfaError::InvalidParameters);
         }
-        let id: PartitionId = self.partitions[s.index()].id();
+        let id: PartitionId = self.partitions[s.index()].id().raw();
         // A VM's own TEE (an instance) prints at debug level: what a VM can
         // cause must not flood the SPMC's log (a VM makes as many as it likes).
         let level = if self.partitions[s.index()].kind == crate::policy::Kind::Static {

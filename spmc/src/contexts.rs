@@ -49,8 +49,8 @@ use spin::Once;
 use spin::mutex::{SpinMutex, SpinMutexGuard};
 
 use crate::fatal::FailGate;
-use crate::ids::SlotId;
-use crate::ffa::{PartitionId, Regs, func};
+use crate::ffa::{Regs, func};
+use crate::ids::{PartId, SlotId, VmId};
 use crate::manager::{LazyState, Next};
 use crate::partition::Vcpu;
 use crate::sp_manifest::MAX_EXECUTION_CONTEXTS;
@@ -81,8 +81,8 @@ static NEVER_FAILS: FailGate = FailGate::new();
 /// binding policy; the owning VM for an instance), in one word, so that a
 /// request is checked against all three with one comparison. Never 0 (a
 /// partition ID is not 0).
-pub fn fast_key(id: PartitionId, mp: bool, reach: u16) -> u64 {
-    id as u64 | (mp as u64) << 16 | (reach as u64) << 32
+pub fn fast_key(id: PartId, mp: bool, reach: VmId) -> u64 {
+    id.raw() as u64 | (mp as u64) << 16 | (reach.raw() as u64) << 32
 }
 
 /// What the fast path did.
@@ -171,10 +171,7 @@ impl Contexts {
     /// The cell of `v`, if its slot was ever used.
     #[inline(always)]
     fn cell(&self, v: VcpuRef) -> Option<&VcpuCell> {
-        self.slots
-            .get(v.slot.index())?
-            .get()?
-            .get(v.index as usize)
+        self.slots.get(v.slot.index())?.get()?.get(v.index as usize)
     }
 
     /// Locks `v`'s cell for the manager (which holds the manager lock). If
@@ -224,8 +221,8 @@ impl Contexts {
     /// The slot of the partition with ID `id` through the index, if it is
     /// in the index range and named there (the caller checks the ID).
     #[inline(always)]
-    pub(crate) fn indexed_slot(&self, id: PartitionId) -> Option<SlotId> {
-        let e = self.index.get(id.wrapping_sub(0x8000) as usize)?;
+    pub(crate) fn indexed_slot(&self, id: PartId) -> Option<SlotId> {
+        let e = self.index.get(id.raw().wrapping_sub(0x8000) as usize)?;
         match e.load(Ordering::Acquire) {
             NO_SLOT => None,
             s => Some(SlotId::new(s & !MP)),
@@ -233,15 +230,18 @@ impl Contexts {
     }
 
     /// Names `slot` as the one of ID `id` (an MP partition if `mp`).
-    pub(crate) fn set_index(&self, id: PartitionId, slot: SlotId, mp: bool) {
-        if let Some(e) = self.index.get(id.wrapping_sub(0x8000) as usize) {
-            e.store(if mp { slot.raw() | MP } else { slot.raw() }, Ordering::Release);
+    pub(crate) fn set_index(&self, id: PartId, slot: SlotId, mp: bool) {
+        if let Some(e) = self.index.get(id.raw().wrapping_sub(0x8000) as usize) {
+            e.store(
+                if mp { slot.raw() | MP } else { slot.raw() },
+                Ordering::Release,
+            );
         }
     }
 
     /// Forgets the index entry of `id`.
-    pub(crate) fn clear_index(&self, id: PartitionId) {
-        if let Some(e) = self.index.get(id.wrapping_sub(0x8000) as usize) {
+    pub(crate) fn clear_index(&self, id: PartId) {
+        if let Some(e) = self.index.get(id.raw().wrapping_sub(0x8000) as usize) {
             e.store(NO_SLOT, Ordering::Release);
         }
     }
@@ -304,7 +304,7 @@ impl Contexts {
         let Some(vcpu) = g.as_mut() else {
             return Fast::Slow;
         };
-        if vcpu.fast != fast_key(receiver, mp, sender)
+        if vcpu.fast != fast_key(PartId::new(receiver), mp, VmId::new(sender))
             || vcpu.state != VcpuState::Waiting
             || vcpu.on_core
         {

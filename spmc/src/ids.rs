@@ -44,13 +44,13 @@ impl SlotId {
 
 impl fmt::Debug for SlotId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "slot {}", self.0)
+        fmt::Debug::fmt(&self.0, f)
     }
 }
 
 impl fmt::Display for SlotId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
@@ -85,13 +85,13 @@ impl PartialEq<u16> for PartId {
 
 impl fmt::Debug for PartId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#06x}", self.0)
+        fmt::Debug::fmt(&self.0, f)
     }
 }
 
 impl fmt::Display for PartId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#06x}", self.0)
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
@@ -134,13 +134,13 @@ impl PartialEq<u16> for VmId {
 
 impl fmt::Debug for VmId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#06x}", self.0)
+        fmt::Debug::fmt(&self.0, f)
     }
 }
 
 impl fmt::Display for VmId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#06x}", self.0)
+        fmt::Display::fmt(&self.0, f)
     }
 }
 

@@ -44,8 +44,8 @@ use alloc::vec::Vec;
 
 use log::{debug, warn};
 
-use crate::ids::SlotId;
 use crate::ffa::{Regs, func};
+use crate::ids::SlotId;
 use crate::manager::{Next, Spmc};
 use crate::partition::PartitionState;
 use crate::platform::Platform;
@@ -127,7 +127,10 @@ impl<P: Platform> Spmc<P> {
             }
             if let Some(o) = self.interrupts.owner(c.id) {
                 let owner = self.partitions[o.slot.index()].id();
-                return Err(SpError::InterruptOwned { id: c.id, owner });
+                return Err(SpError::InterruptOwned {
+                    id: c.id,
+                    owner: owner.raw(),
+                });
             }
             if config.interrupts().take(i).any(|d| d.id == c.id) {
                 return Err(SpError::InterruptOwned {

@@ -31,11 +31,11 @@ use alloc::vec::Vec;
 
 use log::{debug, info, warn};
 
-use crate::ids::SlotId;
 use crate::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa, round_up_pages};
 use crate::contexts::{Contexts, VcpuGuard};
 use crate::features::Instance;
 use crate::ffa::{self, FfaError, PartitionId, Regs, Version, func, fwk};
+use crate::ids::{PartId, SlotId, VmId};
 use crate::manifest::SpmcConfig;
 use crate::partition::{NwdEndpoint, Partition, PartitionState, Vcpu};
 use crate::platform::Platform;
@@ -99,7 +99,7 @@ impl Next {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
     /// A normal-world endpoint with this ID.
-    NormalWorld(PartitionId),
+    NormalWorld(VmId),
     /// The partition in this slot.
     Partition(SlotId),
 }
@@ -244,7 +244,7 @@ impl<P: Platform> Spmc<P> {
     /// The slot of the partition with endpoint ID `id`.
     #[inline(always)]
     #[cfg_attr(spmc_hot, optimize(speed))]
-    pub fn slot_of(&self, id: PartitionId) -> Option<SlotId> {
+    pub fn slot_of(&self, id: PartId) -> Option<SlotId> {
         // Fast path: IDs 0x8000-0x83FF through the index (checked, so a stale
         // entry can only miss, never name the wrong partition).
         if let Some(slot) = self.contexts.indexed_slot(id)
@@ -264,7 +264,7 @@ impl<P: Platform> Spmc<P> {
     /// The FF-A version an endpoint's calls are answered in.
     pub(crate) fn version_of(&self, ep: Endpoint) -> Version {
         match ep {
-            Endpoint::NormalWorld(id) => self.nwd_version(id),
+            Endpoint::NormalWorld(id) => self.nwd_version(id.raw()),
             Endpoint::Partition(s) => self.partitions[s.index()].version,
         }
     }
@@ -281,8 +281,8 @@ impl<P: Platform> Spmc<P> {
     /// The endpoint ID of a caller.
     pub(crate) fn id_of(&self, ep: Endpoint) -> PartitionId {
         match ep {
-            Endpoint::NormalWorld(id) => id,
-            Endpoint::Partition(s) => self.partitions[s.index()].id(),
+            Endpoint::NormalWorld(id) => id.raw(),
+            Endpoint::Partition(s) => self.partitions[s.index()].id().raw(),
         }
     }
 
@@ -395,7 +395,7 @@ impl<P: Platform> Spmc<P> {
         kind: crate::policy::Kind,
         template: Option<u16>,
     ) -> Result<SlotId, SpError> {
-        if self.slot_of(config.id).is_some()
+        if self.slot_of(PartId::new(config.id)).is_some()
             || config.id == self.id()
             || self
                 .templates
@@ -489,7 +489,7 @@ impl<P: Platform> Spmc<P> {
             *self.contexts.lock(VcpuRef { slot, index: i }) = Some(Box::new(Vcpu::new(ctx)));
         }
         self.contexts
-            .set_index(config.id, slot, config.vcpu_count > 1);
+            .set_index(PartId::new(config.id), slot, config.vcpu_count > 1);
         let vcpu_count = config.vcpu_count;
         let partition = Partition {
             config,
@@ -542,9 +542,9 @@ impl<P: Platform> Spmc<P> {
             // binding policy; an instance, its own VM.
             let reach = match p.kind {
                 crate::policy::Kind::Instance { owner } => owner,
-                crate::policy::Kind::Static => 0,
+                crate::policy::Kind::Static => VmId::HYPERVISOR,
             };
-            crate::contexts::fast_key(p.config.id, p.vcpu_count > 1, reach)
+            crate::contexts::fast_key(p.id(), p.vcpu_count > 1, reach)
         } else {
             0
         };
@@ -890,7 +890,7 @@ impl<P: Platform> Spmc<P> {
             func::INTERRUPT_32 => self.secure_interrupt_from_spmd(regs),
             _ => {
                 let from = match self.nwd_caller_id(regs) {
-                    Ok(id) => Endpoint::NormalWorld(id),
+                    Ok(id) => Endpoint::NormalWorld(VmId::new(id)),
                     Err(e) => return self.finish_nwd(regs, Err(e)),
                 };
                 let r = self.common_call(from, regs);
@@ -1184,7 +1184,7 @@ impl<P: Platform> Spmc<P> {
             }
         } else {
             match from {
-                Endpoint::NormalWorld(id) => self.nwd_mut(id).version = Some(v),
+                Endpoint::NormalWorld(id) => self.nwd_mut(id.raw()).version = Some(v),
                 Endpoint::Partition(s) => self.partitions[s.index()].version = v,
             }
         }
@@ -1200,7 +1200,7 @@ impl<P: Platform> Spmc<P> {
         let (kind, value) = match (w2 & fwk::FLAG != 0).then_some(w2 & fwk::TYPE_MASK) {
             Some(fwk::VERSION_REQ) => (
                 fwk::VERSION_RESP,
-                self.negotiate(Endpoint::NormalWorld(0), regs.w(3)),
+                self.negotiate(Endpoint::NormalWorld(VmId::HYPERVISOR), regs.w(3)),
             ),
             Some(fwk::PSCI_REQ) => return self.power_message(regs),
             other => {

@@ -8,9 +8,9 @@
 
 use log::{debug, info};
 
-use crate::ids::SlotId;
 use crate::contexts::Contexts;
 use crate::ffa::{self, FfaError, Regs, Version, func, is_secure_id};
+use crate::ids::{PartId, SlotId, VmId};
 use crate::manager::{Next, Spmc};
 use crate::partition::{Partition, PartitionState};
 use crate::platform::Platform;
@@ -37,16 +37,16 @@ impl<P: Platform> Spmc<P> {
         }
         // The policy check and the target checks on one lookup of the partition.
         let receiver = ffa::receiver(regs);
-        let (slot, p) = match self.slot_of(receiver) {
+        let (slot, p) = match self.slot_of(PartId::new(receiver)) {
             Some(slot) => {
                 let p = &self.partitions[slot.index()];
-                if !self.vm_may_reach(sender, p) {
+                if !self.vm_may_reach(VmId::new(sender), p) {
                     return Err(FfaError::Denied);
                 }
                 (slot, p)
             }
             None => {
-                let slot = self.route_template(sender, receiver)?;
+                let slot = self.route_template(VmId::new(sender), receiver)?;
                 (slot, &self.partitions[slot.index()])
             }
         };
@@ -67,8 +67,8 @@ impl<P: Platform> Spmc<P> {
     /// partition nor a template is INVALID_PARAMETERS.
     #[inline(always)]
     #[cfg_attr(spmc_hot, optimize(speed))]
-    pub(crate) fn route_for_vm(&self, vm: u16, receiver: u16) -> Result<SlotId, FfaError> {
-        if let Some(slot) = self.slot_of(receiver) {
+    pub(crate) fn route_for_vm(&self, vm: VmId, receiver: u16) -> Result<SlotId, FfaError> {
+        if let Some(slot) = self.slot_of(PartId::new(receiver)) {
             return if self.vm_may_reach(vm, &self.partitions[slot.index()]) {
                 Ok(slot)
             } else {
@@ -81,20 +81,20 @@ impl<P: Platform> Spmc<P> {
     /// May normal-world endpoint `vm` reach the partition `p`?
     #[inline(always)]
     #[cfg_attr(spmc_hot, optimize(speed))]
-    pub(crate) fn vm_may_reach(&self, vm: u16, p: &Partition) -> bool {
+    pub(crate) fn vm_may_reach(&self, vm: VmId, p: &Partition) -> bool {
         match p.kind {
             crate::policy::Kind::Instance { owner } => owner == vm,
             // Endpoint 0 (the hypervisor, or the OS without one) reaches
             // every static partition: the common case needs no table walk.
             crate::policy::Kind::Static => {
-                vm == 0 || self.config().policy.may_reach(vm, p.id(), p.kind)
+                vm == 0 || self.config().policy.may_reach(vm, p.id().raw(), p.kind)
             }
         }
     }
 
     /// The slot of `vm`'s instance of the template `receiver` names.
     #[inline(never)]
-    fn route_template(&self, vm: u16, receiver: u16) -> Result<SlotId, FfaError> {
+    fn route_template(&self, vm: VmId, receiver: u16) -> Result<SlotId, FfaError> {
         match self
             .templates
             .iter()
@@ -167,7 +167,7 @@ impl<P: Platform> Spmc<P> {
         let my_id = me.id();
         let checked = (|| {
             let (sender, receiver) = ((w1 >> 16) as u16, w1 as u16);
-            if sender != my_id || receiver == my_id {
+            if sender != my_id.raw() || receiver == my_id.raw() {
                 return Err(FfaError::InvalidParameters);
             }
             let can_send = if req2 {
@@ -188,7 +188,9 @@ impl<P: Platform> Spmc<P> {
                 // Partitions send direct requests only to partitions (§15.2.1).
                 return Err(FfaError::Denied);
             }
-            let t = self.slot_of(receiver).ok_or(FfaError::InvalidParameters)?;
+            let t = self
+                .slot_of(PartId::new(receiver))
+                .ok_or(FfaError::InvalidParameters)?;
             // An instance belongs to its VM: only that VM's partitions reach it.
             if let crate::policy::Kind::Instance { owner } = self.partitions[t.index()].kind
                 && me.kind != (crate::policy::Kind::Instance { owner })
@@ -217,7 +219,7 @@ impl<P: Platform> Spmc<P> {
         }
         let caller = Caller::Vcpu {
             vcpu: v,
-            id: my_id,
+            id: my_id.raw(),
             req2,
         };
         if let Err(e) = self.set_state(target, VcpuState::Running(RunReason::Request(caller))) {
@@ -347,7 +349,7 @@ impl<P: Platform> Spmc<P> {
             VcpuState::Running(RunReason::Scheduled) => {
                 let _ = self.set_state(v, VcpuState::Waiting);
                 *regs = Regs::with_func(func::MSG_WAIT);
-                regs.0[1] = ffa::endpoints(id, v.index);
+                regs.0[1] = ffa::endpoints(id.raw(), v.index);
                 Next::NormalWorld
             }
             // The secure interrupt it was resumed for is handled (§9.3).
@@ -374,7 +376,7 @@ impl<P: Platform> Spmc<P> {
         let _ = self.set_state(v, VcpuState::Preempted(reason, Preemption::Yield));
         let id = self.partitions[v.slot.index()].id();
         *regs = Regs::with_func(func::YIELD);
-        regs.0[1] = ffa::endpoints(id, v.index);
+        regs.0[1] = ffa::endpoints(id.raw(), v.index);
         regs.0[2] = t_lo & 0xFFFF_FFFF;
         regs.0[3] = t_hi & 0xFFFF_FFFF;
         Next::NormalWorld
@@ -397,7 +399,7 @@ impl<P: Platform> Spmc<P> {
         let _ = self.set_state(v, VcpuState::Preempted(reason, Preemption::Interrupt));
         let id = self.partitions[v.slot.index()].id();
         *regs = Regs::with_func(func::INTERRUPT_32);
-        regs.0[1] = ffa::endpoints(id, v.index);
+        regs.0[1] = ffa::endpoints(id.raw(), v.index);
         Next::NormalWorld
     }
 
@@ -406,7 +408,7 @@ impl<P: Platform> Spmc<P> {
     pub(crate) fn run_from_nwd(&mut self, regs: &mut Regs) -> Next {
         let w1 = regs.x(1);
         let (id, index) = ((w1 >> 16) as u16, w1 as u16);
-        let Some(slot) = self.slot_of(id) else {
+        let Some(slot) = self.slot_of(PartId::new(id)) else {
             return self.finish_nwd(regs, Err(FfaError::InvalidParameters));
         };
         let p = &self.partitions[slot.index()];

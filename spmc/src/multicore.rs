@@ -23,8 +23,8 @@
 
 use log::{debug, info};
 
-use crate::ids::SlotId;
 use crate::ffa::{self, FfaError, Regs, Version, func, fwk};
+use crate::ids::SlotId;
 use crate::manager::{Next, Spmc};
 use crate::partition::PartitionState;
 use crate::platform::Platform;
@@ -210,7 +210,7 @@ impl<P: Platform> Spmc<P> {
             }
             let msg = [
                 func::MSG_SEND_DIRECT_REQ_32 as u64,
-                ffa::endpoints(spmc_id, id),
+                ffa::endpoints(spmc_id, id.raw()),
                 (fwk::FLAG | fwk::PSCI_REQ) as u64,
                 op.psci() as u64,
                 0,
@@ -264,7 +264,7 @@ impl<P: Platform> Spmc<P> {
         let spmc_id = self.id();
         let x = self.vcpu(v).ctx.x;
         let ok = x[0] as u32 == func::MSG_SEND_DIRECT_RESP_32
-            && x[1] as u32 == ffa::endpoints(id, spmc_id) as u32
+            && x[1] as u32 == ffa::endpoints(id.raw(), spmc_id) as u32
             && x[2] as u32 == fwk::FLAG | fwk::PSCI_RESP;
         if !ok {
             return self.finish_sp(v, Err(FfaError::InvalidParameters));

@@ -32,6 +32,7 @@
 use log::debug;
 
 use crate::ffa::{FfaError, PartitionId, Regs, func, is_secure_id};
+use crate::ids::{PartId, VmId};
 use crate::manager::{Endpoint, Spmc};
 use crate::mem::store::ChunkVec;
 use crate::partition::PartitionState;
@@ -337,7 +338,9 @@ impl<P: Platform> Spmc<P> {
             if !is_secure_id(id) {
                 return Ok(None);
             }
-            let slot = self.slot_of(id).ok_or(FfaError::InvalidParameters)?;
+            let slot = self
+                .slot_of(PartId::new(id))
+                .ok_or(FfaError::InvalidParameters)?;
             Ok(Some(self.partitions[slot.index()].kind))
         };
         let (ka, kb) = (kind(a)?, kind(b)?);
@@ -364,8 +367,8 @@ impl<P: Platform> Spmc<P> {
 
     /// May VM `vm` and partition `sp` notify each other: `vm` may reach `sp`.
     fn vm_may_notify(&self, vm: PartitionId, sp: PartitionId) -> bool {
-        self.slot_of(sp)
-            .is_some_and(|s| self.vm_may_reach(vm, &self.partitions[s.index()]))
+        self.slot_of(PartId::new(sp))
+            .is_some_and(|s| self.vm_may_reach(VmId::new(vm), &self.partitions[s.index()]))
     }
 
     /// The receiver a bind, unbind or get names, checked against the
@@ -482,7 +485,9 @@ impl<P: Platform> Spmc<P> {
         let b = self.ntf_bitmap(receiver)?;
         self.ntf_may_pair(sender, receiver)?;
         if is_secure_id(receiver) {
-            let slot = self.slot_of(receiver).ok_or(FfaError::InvalidParameters)?;
+            let slot = self
+                .slot_of(PartId::new(receiver))
+                .ok_or(FfaError::InvalidParameters)?;
             if self.partitions[slot.index()].state == PartitionState::Aborted {
                 return Err(FfaError::Aborted);
             }

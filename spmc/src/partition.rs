@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 
 use crate::addr::{Ipa, Pa};
 use crate::ffa::{PartitionId, Version};
+use crate::ids::PartId;
 use crate::pool::Allocation;
 use crate::sp_manifest::PartitionConfig;
 use crate::stage2::Stage2;
@@ -151,8 +152,8 @@ impl Partition {
 
 impl Partition {
     /// Its endpoint ID.
-    pub fn id(&self) -> PartitionId {
-        self.config.id
+    pub fn id(&self) -> PartId {
+        PartId::new(self.config.id)
     }
 
     /// True if it answers messages (booted and not aborted).

@@ -23,9 +23,9 @@ use alloc::vec::Vec;
 
 use log::debug;
 
-use crate::ids::SlotId;
 use crate::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa};
 use crate::ffa::{self, FfaError, PartitionId, Regs, func, fwk};
+use crate::ids::{PartId, SlotId};
 use crate::manager::{HEAP_PER_PARTITION, Next, Spmc};
 use crate::partition::PartitionState;
 use crate::platform::Platform;
@@ -149,7 +149,7 @@ impl<P: Platform> Spmc<P> {
                 if !vm_id_ok {
                     return ack(regs, fwk::VM_CREATED_ACK, Err(FfaError::InvalidParameters));
                 }
-                match self.create_instance(t, vm, wide) {
+                match self.create_instance(t, VmId::new(vm), wide) {
                     Ok(v) => self.run(v),
                     Err(e) => ack(regs, fwk::VM_CREATED_ACK, Err(e)),
                 }
@@ -162,7 +162,7 @@ impl<P: Platform> Spmc<P> {
                         Err(FfaError::InvalidParameters),
                     );
                 }
-                let r = match self.instance_of(t, vm) {
+                let r = match self.instance_of(t, VmId::new(vm)) {
                     None => Err(FfaError::InvalidParameters),
                     Some(slot) => self.destroy_instance(slot),
                 };
@@ -187,7 +187,7 @@ impl<P: Platform> Spmc<P> {
         let count = tpl.config.count;
         let id = (0..count)
             .map(|i| tpl.config.first_id + (tpl.next + i) % count)
-            .find(|id| self.slot_of(*id).is_none())
+            .find(|id| self.slot_of(PartId::new(*id)).is_none())
             .ok_or(FfaError::NoMemory)?;
         // What an instance takes from the heap has a size the SPMC chose
         // (its template's manifest); checked before the first allocation, so
@@ -268,8 +268,8 @@ impl<P: Platform> Spmc<P> {
         drop(vcpus);
         let (id, vmid) = (p.id(), p.stage2.vmid());
         self.contexts.clear_index(id);
-        self.mem_forget(slot, id);
-        self.notifications.forget(id);
+        self.mem_forget(slot, id.raw());
+        self.notifications.forget(id.raw());
         let p = &mut self.partitions[slot.index()];
         p.state = PartitionState::Free;
         p.vcpu_count = 0;

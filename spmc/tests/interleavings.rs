@@ -52,12 +52,12 @@
 
 mod common;
 
-use spmc::ids::SlotId;
 use common::world::*;
 use spmc::addr::Pa;
 use spmc::contexts::Fast;
 use spmc::ffa::fwk;
 use spmc::ffa::{self, FfaError, Regs, func};
+use spmc::ids::SlotId;
 use spmc::manifest::SpmcConfig;
 use spmc::testing::{FakePlatform, sp_call};
 use spmc::vcpu::{RunReason, VcpuRef, VcpuState};
@@ -329,7 +329,7 @@ impl World {
             }
             REQ64 => vec![
                 RESP64,
-                ffa::endpoints(me, (x[1] >> 16) as u16),
+                ffa::endpoints(me.raw(), (x[1] >> 16) as u16),
                 0,
                 0,
                 x[4] + 1,
@@ -607,10 +607,7 @@ impl World {
             .collect();
         let mut vcpus = Vec::new();
         for slot in (0..self.s.partitions().len() as u16).map(SlotId::new) {
-            vcpus.push(format!(
-                "{slot}:{:#x}",
-                self.s.partition(slot).id()
-            ));
+            vcpus.push(format!("{slot}:{:#x}", self.s.partition(slot).id()));
             for index in 0..self.s.partition(slot).vcpu_count {
                 let v = VcpuRef { slot, index };
                 let x = self.s.vcpu_context_mut(v).x;

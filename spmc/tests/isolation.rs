@@ -11,12 +11,12 @@
 
 mod common;
 
-use spmc::ids::SlotId;
 use common::world::*;
 use spmc::Next;
 use spmc::Spmc;
 use spmc::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa};
 use spmc::ffa::{FfaError, Regs, func};
+use spmc::ids::{PartId, SlotId};
 use spmc::mem::desc::perm;
 use spmc::partition::Buffers;
 use spmc::stage2::Translation;
@@ -147,7 +147,7 @@ fn handle(x: &[u64; 8]) -> u64 {
 }
 
 fn slot(s: &Spmc<FakePlatform>, id: u16) -> SlotId {
-    s.slot_of(id).unwrap()
+    s.slot_of(PartId::new(id)).unwrap()
 }
 
 fn buffers(s: &Spmc<FakePlatform>, id: u16) -> Buffers {
@@ -974,7 +974,7 @@ fn accessors(s: &Spmc<FakePlatform>, secure: bool, pa: u64) -> Vec<u16> {
             s2.lookup(IpaSpace::NonSecure, Ipa(pa)).is_some()
         };
         if reaches {
-            out.push(p.id());
+            out.push(p.id().raw());
         }
     }
     out
@@ -1003,7 +1003,7 @@ fn check(s: &Spmc<FakePlatform>) {
                 );
                 assert_eq!(
                     accessors(s, true, pa),
-                    [p.id()],
+                    [p.id().raw()],
                     "{:#x}'s buffer page {pa:#x}",
                     p.id()
                 );

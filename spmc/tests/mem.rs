@@ -5,13 +5,13 @@
 
 mod common;
 
-use spmc::ids::SlotId;
 use common::world::*;
 use proptest::prelude::*;
 use spmc::Next;
 use spmc::Spmc;
 use spmc::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa};
 use spmc::ffa::{FfaError, Regs, func};
+use spmc::ids::{PartId, SlotId};
 use spmc::mem::desc::{self, Layout, Op, attr, flags, perm};
 use spmc::mem::{BorrowerState, Owner};
 use spmc::stage2::Translation;
@@ -170,7 +170,7 @@ fn nwd_reclaim(s: &mut Spmc<FakePlatform>, handle: u64, fl: u32) -> Regs {
 /// Runs partition `id` for a direct request from `vm` and makes it call
 /// `call`; returns x0-x7 of the answer (the partition then responds).
 fn sp_as(s: &mut Spmc<FakePlatform>, vm: u16, id: u16, call: &[u64]) -> [u64; 8] {
-    if call.len() >= 4 && call[3] == 0 && s.slot_of(id).is_some() {
+    if call.len() >= 4 && call[3] == 0 && s.slot_of(PartId::new(id)).is_some() {
         // A send's descriptor in TX follows DEN0140's attribute rule.
         if let Some(b) = s.partition(slot(s, id)).buffers {
             let mut d = s.platform().secure_read(b.tx, 64);
@@ -197,7 +197,7 @@ fn sp_as(s: &mut Spmc<FakePlatform>, vm: u16, id: u16, call: &[u64]) -> [u64; 8]
 /// Lets partition `id` negotiate its version again, as a fresh boot would
 /// (its version is fixed once it has made another call, §13.2).
 fn reopen_sp(s: &mut Spmc<FakePlatform>, id: u16) {
-    let slot = s.slot_of(id).unwrap().index();
+    let slot = s.slot_of(PartId::new(id)).unwrap().index();
     s.partitions_mut_for_tests()[slot].version_fixed = false;
 }
 
@@ -210,7 +210,7 @@ fn sp_err(x: &[u64; 8]) -> Option<i32> {
 }
 
 fn slot(s: &Spmc<FakePlatform>, id: u16) -> SlotId {
-    s.slot_of(id).unwrap()
+    s.slot_of(PartId::new(id)).unwrap()
 }
 
 fn sp_write_tx(s: &mut Spmc<FakePlatform>, id: u16, data: &[u8]) {

@@ -3,12 +3,12 @@
 
 mod common;
 
-use spmc::ids::SlotId;
 use common::world::*;
 use proptest::prelude::*;
 use spmc::Next;
 use spmc::addr::{Ipa, IpaSpace, PAGE_SIZE};
 use spmc::ffa::{Regs, func};
+use spmc::ids::SlotId;
 use spmc::testing::{sp_call, sp_fault, sp_interrupt};
 use spmc::vcpu::{RunReason, VcpuState};
 
@@ -172,7 +172,7 @@ proptest! {
             while let Next::Run { vcpu, .. } = next {
                 budget -= 1;
                 prop_assert!(budget > 0, "the SPMC keeps running partitions");
-                let id = s.partition(vcpu.slot).id() as u64;
+                let id = s.partition(vcpu.slot).id().raw() as u64;
                 let state = s.vcpu_state(vcpu);
                 let event = events.next().unwrap_or(match state {
                     VcpuState::Running(RunReason::Request(_)) => PartitionEvent::Answer(0),

@@ -8,6 +8,7 @@ mod common;
 
 use common::world::*;
 use spmc::ffa::{Regs, Version, func, fwk};
+use spmc::ids::PartId;
 use spmc::testing::{FakePlatform, sp_call};
 use spmc::vcpu::VcpuRef;
 use spmc::{Next, Spmc};
@@ -213,7 +214,7 @@ fn sp_version(s: &mut Spmc<FakePlatform>, v: VcpuRef, want: u64, regs: &mut Regs
 }
 
 fn partition_version(s: &Spmc<FakePlatform>, id: u16) -> Version {
-    s.partition(s.slot_of(id).unwrap()).version
+    s.partition(s.slot_of(PartId::new(id)).unwrap()).version
 }
 
 #[test]
@@ -279,10 +280,7 @@ fn vtee_instances_negotiate_their_own_version() {
     for round in 0..2 {
         let (next, mut regs) = nwd(&mut s, &vm_message(0, TEMPLATE, fwk::VM_CREATED, 5));
         let v = running(&next);
-        assert!(
-            !s.partition(v.slot).version_fixed,
-            "round {round}"
-        );
+        assert!(!s.partition(v.slot).version_fixed, "round {round}");
         let want = if round == 0 { V1_1 } else { V1_0 };
         assert_eq!(sp_version(&mut s, v, want, &mut regs), V1_2);
         assert_eq!(sp_version(&mut s, v, V1_2, &mut regs), V1_2, "still open");

@@ -31,9 +31,9 @@ use alloc::vec::Vec;
 
 use log::debug;
 
-use crate::ids::SlotId;
 use crate::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa};
 use crate::ffa::{FfaError, PartitionId, Regs, Version, func, is_secure_id};
+use crate::ids::{PartId, SlotId, VmId};
 use crate::manager::{Endpoint, Spmc};
 use crate::partition::{PartitionState, RxState};
 use crate::platform::Platform;
@@ -814,7 +814,7 @@ impl<P: Platform> Spmc<P> {
                 data.read_at(0, &mut sender);
                 Owner::NormalWorld(u16::from_le_bytes(sender))
             }
-            Endpoint::Partition(s) => Owner::Partition(self.partitions[s.index()].id()),
+            Endpoint::Partition(s) => Owner::Partition(self.partitions[s.index()].id().raw()),
         };
         let assembling = if frag == total { 0 } else { total as u64 };
         self.mem.admit(owner, assembling)?;
@@ -910,11 +910,11 @@ impl<P: Platform> Spmc<P> {
             }
             Endpoint::Partition(s) => {
                 let p = &self.partitions[s.index()];
-                if d.sender != p.id() {
+                if d.sender != p.id().raw() {
                     return Err(FfaError::InvalidParameters);
                 }
                 if let PolicyKind::Instance { owner } = p.kind
-                    && d.receivers.iter().any(|r| r.id != owner)
+                    && d.receivers.iter().any(|r| r.id != owner.raw())
                 {
                     // An instance's memory lives and dies with its VM: it
                     // sends only to its own VM (and only normal-world
@@ -986,7 +986,7 @@ impl<P: Platform> Spmc<P> {
         if op != Op::Share
             && let Owner::Partition(id) = owner
         {
-            let slot = self.slot_of(id).ok_or(FfaError::Aborted)?;
+            let slot = self.slot_of(PartId::new(id)).ok_or(FfaError::Aborted)?;
             let space = if secure {
                 IpaSpace::Secure
             } else {
@@ -1041,12 +1041,14 @@ impl<P: Platform> Spmc<P> {
             let slot = match owner {
                 // A VM's message to a template reaches its own instance; the
                 // same routing (and the same DENIED) applies to its memory.
-                Owner::NormalWorld(vm) => self.route_for_vm(vm, r.id)?,
+                Owner::NormalWorld(vm) => self.route_for_vm(VmId::new(vm), r.id)?,
                 Owner::Partition(_) => {
                     if self.config().policy.template_of(r.id).is_some() {
                         return Err(FfaError::Denied);
                     }
-                    let slot = self.slot_of(r.id).ok_or(FfaError::InvalidParameters)?;
+                    let slot = self
+                        .slot_of(PartId::new(r.id))
+                        .ok_or(FfaError::InvalidParameters)?;
                     if self.partitions[slot.index()].kind != PolicyKind::Static {
                         return Err(FfaError::Denied);
                     }
@@ -1058,11 +1060,11 @@ impl<P: Platform> Spmc<P> {
                 return Err(FfaError::Denied);
             }
             let id = p.id();
-            if out.iter().any(|b| b.id == id) {
+            if out.iter().any(|b| b.id == id.raw()) {
                 return Err(FfaError::InvalidParameters);
             }
             out.push(Borrower {
-                id,
+                id: id.raw(),
                 perms: r.perms,
                 impdef: r.impdef,
                 state: BorrowerState::NotRetrieved,
@@ -1096,9 +1098,13 @@ impl<P: Platform> Spmc<P> {
             return Err(FfaError::Denied);
         }
         let kind = self
-            .slot_of(sender)
+            .slot_of(PartId::new(sender))
             .map_or(PolicyKind::Static, |s| self.partitions[s.index()].kind);
-        if !self.config().policy.may_reach(r.id, sender, kind) {
+        if !self
+            .config()
+            .policy
+            .may_reach(VmId::new(r.id), sender, kind)
+        {
             return Err(FfaError::Denied);
         }
         Ok(Borrower {
@@ -1312,7 +1318,7 @@ impl<P: Platform> Spmc<P> {
         let (req, _) = desc::parse_header(&data, layout, Purpose::Retrieve)?;
         let me = match from {
             Endpoint::Partition(slot) if !req.receivers.is_empty() => {
-                self.partitions[slot.index()].id()
+                self.partitions[slot.index()].id().raw()
             }
             Endpoint::Partition(_) => return Err(FfaError::InvalidParameters),
             Endpoint::NormalWorld(_) => match req.receivers.first() {
@@ -1803,7 +1809,7 @@ impl<P: Platform> Spmc<P> {
             .map_err(|_| FfaError::Aborted)?;
         let rq = desc::parse_relinquish(&*data)?;
         let me = match (from, rq.endpoints()) {
-            (Endpoint::Partition(slot), _) => self.partitions[slot.index()].id(),
+            (Endpoint::Partition(slot), _) => self.partitions[slot.index()].id().raw(),
             (Endpoint::NormalWorld(_), &[id]) if !is_secure_id(id) => id,
             (Endpoint::NormalWorld(_), _) => return Err(FfaError::InvalidParameters),
         };
@@ -1887,9 +1893,7 @@ impl<P: Platform> Spmc<P> {
         let owner_ok = match (t.owner, from) {
             // The normal world is one instance; a hypervisor reclaims for its VMs.
             (Owner::NormalWorld(_), Endpoint::NormalWorld(_)) => true,
-            (Owner::Partition(id), Endpoint::Partition(s)) => {
-                self.partitions[s.index()].id() == id
-            }
+            (Owner::Partition(id), Endpoint::Partition(s)) => self.partitions[s.index()].id() == id,
             _ => false,
         };
         if !owner_ok {
@@ -1915,7 +1919,7 @@ impl<P: Platform> Spmc<P> {
                 // relinquishing it (nothing here can take it from it).
                 return Err(FfaError::Denied);
             }
-            match self.slot_of(b.id) {
+            match self.slot_of(PartId::new(b.id)) {
                 Some(s) if self.partitions[s.index()].state == PartitionState::Running => {
                     return Err(FfaError::Denied);
                 }
@@ -1945,7 +1949,7 @@ impl<P: Platform> Spmc<P> {
         }
         if t.op != Op::Share
             && let Owner::Partition(id) = t.owner
-            && let Some(slot) = self.slot_of(id)
+            && let Some(slot) = self.slot_of(PartId::new(id))
         {
             for r in &t.runs {
                 let kind = if t.device {

@@ -42,7 +42,7 @@ pub fn check(s: &Spmc<FakePlatform>) -> Result<(), String> {
     for t in &mem.transactions {
         if t.secure {
             for b in &t.borrowers {
-                if s.slot_of(b.id).is_none() {
+                if s.slot_of(crate::ids::PartId::new(b.id)).is_none() {
                     return Err(format!(
                         "transaction {:#x} lends secure memory to {:#x}, not a partition",
                         t.handle, b.id
@@ -58,7 +58,7 @@ pub fn check(s: &Spmc<FakePlatform>) -> Result<(), String> {
             continue;
         }
         let id = p.id();
-        let expected = expected_for(s, id, p);
+        let expected = expected_for(s, id.raw(), p);
         for space in [IpaSpace::Secure, IpaSpace::NonSecure] {
             let actual = p.stage2.mappings(space);
             let mut n_expected = 0usize;
@@ -92,7 +92,7 @@ pub fn check(s: &Spmc<FakePlatform>) -> Result<(), String> {
                             t.pa.0
                         ));
                     }
-                    mappers.entry(t.pa.0).or_default().push(id);
+                    mappers.entry(t.pa.0).or_default().push(id.raw());
                 }
             }
             let want = expected.keys().filter(|k| k.0 == space_key(space)).count();
