@@ -226,7 +226,13 @@ impl Driver {
     }
 
     fn pick_handle(&self, inp: &mut Input) -> u64 {
-        let live: Vec<u64> = self.s.mem().transactions.iter().map(|t| t.handle).collect();
+        let live: Vec<u64> = self
+            .s
+            .mem()
+            .transactions()
+            .iter()
+            .map(|t| t.handle)
+            .collect();
         match inp.u8() % 4 {
             0 | 1 if !live.is_empty() => live[inp.u8() as usize % live.len()],
             2 if !self.handles.is_empty() => self.handles[inp.u8() as usize % self.handles.len()],
@@ -759,11 +765,11 @@ impl Driver {
                     let given: Vec<u64> = self
                         .s
                         .mem()
-                        .donated
+                        .donated()
                         .iter()
                         .filter(|d| d.owner == id)
                         .map(|d| d.pa)
-                        .chain(self.s.mem().transactions.iter().flat_map(|t| {
+                        .chain(self.s.mem().transactions().iter().flat_map(|t| {
                             t.borrowers
                                 .iter()
                                 .filter(|b| b.id == id)
@@ -793,7 +799,7 @@ impl Driver {
         let mine: Vec<u64> = self
             .s
             .mem()
-            .transactions
+            .transactions()
             .iter()
             .filter(|t| t.borrowers.iter().any(|b| b.id == me))
             .map(|t| t.handle)

@@ -49,14 +49,14 @@ impl<P: Platform> Spmc<P> {
     pub(crate) fn buffers(&self, ep: Endpoint) -> Option<Buffers> {
         match ep {
             Endpoint::NormalWorld(id) => self.normal_world(id.raw()).and_then(|e| e.buffers),
-            Endpoint::Partition(s) => self.partitions[s.index()].buffers,
+            Endpoint::Partition(s) => self.partitions[s].buffers,
         }
     }
 
     fn set_buffers(&mut self, ep: Endpoint, b: Option<Buffers>) {
         match ep {
             Endpoint::NormalWorld(id) => self.nwd_mut(id.raw()).buffers = b,
-            Endpoint::Partition(s) => self.partitions[s.index()].buffers = b,
+            Endpoint::Partition(s) => self.partitions[s].buffers = b,
         }
     }
 
@@ -131,7 +131,7 @@ impl<P: Platform> Spmc<P> {
                 (Pa(tx), Pa(rx))
             }
             Endpoint::Partition(s) => {
-                let s2 = &self.partitions[s.index()].stage2;
+                let s2 = &self.partitions[s].stage2;
                 let t = s2.translate_range(IpaSpace::Secure, Ipa(tx), size, true);
                 let r = s2.translate_range(IpaSpace::Secure, Ipa(rx), size, true);
                 match (t, r) {
@@ -257,7 +257,7 @@ impl<P: Platform> Spmc<P> {
     /// The (partition slot, UUID) pairs a discovery for `uuid` returns to `from`.
     pub(crate) fn discoverable(&self, from: Endpoint, uuid: Uuid) -> Vec<(SlotId, Uuid)> {
         let mut out = Vec::new();
-        for (slot, p) in self.partitions.iter().enumerate() {
+        for (slot, p) in self.partitions.slots() {
             if matches!(p.state, PartitionState::Aborted | PartitionState::Free) {
                 continue;
             }
@@ -268,7 +268,7 @@ impl<P: Platform> Spmc<P> {
                 }
                 Endpoint::Partition(me) => match p.kind {
                     crate::policy::Kind::Static => true,
-                    kind => self.partitions[me.index()].kind == kind,
+                    kind => self.partitions[me].kind == kind,
                 },
             };
             if !visible {
@@ -276,7 +276,7 @@ impl<P: Platform> Spmc<P> {
             }
             for u in &p.config.uuids {
                 if uuid.is_nil() || *u == uuid {
-                    out.push((SlotId::new(slot as u16), *u));
+                    out.push((slot, *u));
                 }
             }
         }
@@ -306,7 +306,7 @@ impl<P: Platform> Spmc<P> {
     /// v1.2) are clear; then the caller's version hides what it does not
     /// know (v1.0: bits [31:3]; v1.1: bits [31:9]).
     fn properties(&self, slot: SlotId, caller: Endpoint, version: Version) -> u32 {
-        let p = &self.partitions[slot.index()];
+        let p = &self.partitions[slot];
         let c = &p.config;
         let nwd = matches!(caller, Endpoint::NormalWorld(_));
         let mut props = c.messaging.0;
@@ -376,7 +376,7 @@ impl<P: Platform> Spmc<P> {
         }
         let mut out = Vec::with_capacity(found.len() * desc);
         for (slot, u) in &found {
-            let p = &self.partitions[slot.index()];
+            let p = &self.partitions[*slot];
             out.extend_from_slice(&p.id().raw().to_le_bytes());
             out.extend_from_slice(&p.vcpu_count.to_le_bytes());
             out.extend_from_slice(&self.properties(*slot, from, version).to_le_bytes());
@@ -417,7 +417,7 @@ impl<P: Platform> Spmc<P> {
         let mut r = Regs::with_func(func::SUCCESS_64);
         r.0[2] = last as u64 | ((end - 1) as u64) << 16 | (PART_INFO_SIZE as u64) << 48;
         for (i, (slot, u)) in found[start..end].iter().enumerate() {
-            let p = &self.partitions[slot.index()];
+            let p = &self.partitions[*slot];
             let (lo, hi) = u.to_u64_pair();
             r.0[3 + i * 3] = p.id().raw() as u64
                 | (p.vcpu_count as u64) << 16
@@ -438,11 +438,7 @@ impl<P: Platform> Spmc<P> {
         }
         let sender_id = self.id_of(from);
         if let Endpoint::Partition(s) = from
-            && (args.w(1) != 0
-                || !self.partitions[s.index()]
-                    .config
-                    .messaging
-                    .has(Messaging::INDIRECT))
+            && (args.w(1) != 0 || !self.partitions[s].config.messaging.has(Messaging::INDIRECT))
         {
             return Err(if args.w(1) != 0 {
                 FfaError::InvalidParameters
@@ -484,7 +480,7 @@ impl<P: Platform> Spmc<P> {
         let receiver = match from {
             Endpoint::NormalWorld(vm) if is_secure_id(receiver) => {
                 let slot = self.route_for_vm(vm, receiver)?;
-                self.partitions[slot.index()].id().raw()
+                self.partitions[slot].id().raw()
             }
             _ => receiver,
         };
@@ -492,7 +488,7 @@ impl<P: Platform> Spmc<P> {
             let slot = self
                 .slot_of(PartId::new(receiver))
                 .ok_or(FfaError::InvalidParameters)?;
-            let p = &self.partitions[slot.index()];
+            let p = &self.partitions[slot];
             if p.state == PartitionState::Aborted {
                 return Err(FfaError::Aborted);
             }
@@ -567,10 +563,10 @@ impl<P: Platform> Spmc<P> {
         if count == 0 || count > max {
             return Err(FfaError::InvalidParameters);
         }
-        let id: PartitionId = self.partitions[s.index()].id().raw();
+        let id: PartitionId = self.partitions[s].id().raw();
         // A VM's own TEE (an instance) prints at debug level: what a VM can
         // cause must not flood the SPMC's log (a VM makes as many as it likes).
-        let level = if self.partitions[s.index()].kind == crate::policy::Kind::Static {
+        let level = if self.partitions[s].kind == crate::policy::Kind::Static {
             log::Level::Info
         } else {
             log::Level::Debug
@@ -578,7 +574,7 @@ impl<P: Platform> Spmc<P> {
         let mut printed = false;
         for i in 0..count {
             let mut byte = (args.x(2 + i / per_reg) >> ((i % per_reg) * 8)) as u8;
-            let p = &mut self.partitions[s.index()];
+            let p = &mut self.partitions[s];
             if byte == b'\n' && printed {
                 byte = b' ';
             }

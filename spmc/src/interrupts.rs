@@ -126,7 +126,7 @@ impl<P: Platform> Spmc<P> {
                 });
             }
             if let Some(o) = self.interrupts.owner(c.id) {
-                let owner = self.partitions[o.slot.index()].id();
+                let owner = self.partitions[o.slot].id();
                 return Err(SpError::InterruptOwned {
                     id: c.id,
                     owner: owner.raw(),
@@ -153,14 +153,14 @@ impl<P: Platform> Spmc<P> {
     /// creating core for a UP partition's).
     pub(crate) fn commit_interrupt_claims(&mut self, slot: SlotId) {
         let core = self.platform.core_index();
-        let p = &self.partitions[slot.index()];
+        let p = &self.partitions[slot];
         let id = p.id();
         let target = if p.is_mp() { 0 } else { core };
         let claims: Vec<_> = p.config.interrupts().copied().collect();
         if !claims.is_empty() {
             // Its virtual GIC interface is its own from the start (its GIC
             // set-up at boot writes ICH_VMCR_EL2 through ICC_*).
-            for index in 0..self.partitions[slot.index()].vcpu_count {
+            for index in 0..self.partitions[slot].vcpu_count {
                 self.vcpu(VcpuRef { slot, index }).ctx.vgic.live = true;
             }
         }
@@ -225,7 +225,7 @@ impl<P: Platform> Spmc<P> {
             return go_on(self, regs);
         };
         let core = self.platform.core_index();
-        let p = &self.partitions[o.slot.index()];
+        let p = &self.partitions[o.slot];
         let index = p.context_for(core);
         if p.state != PartitionState::Running || index >= p.vcpu_count as usize {
             debug!(
@@ -376,7 +376,7 @@ impl<P: Platform> Spmc<P> {
         for o in self.interrupts.owned.iter().filter(|o| o.slot == slot) {
             self.platform.disable_interrupt(o.intid);
         }
-        for index in 0..self.partitions[slot.index()].vcpu_count {
+        for index in 0..self.partitions[slot].vcpu_count {
             let held: Vec<u32> = {
                 let mut vcpu = self.vcpu(VcpuRef { slot, index });
                 if matches!(vcpu.state, VcpuState::Running(_)) {

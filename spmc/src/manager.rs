@@ -37,7 +37,7 @@ use crate::features::Instance;
 use crate::ffa::{self, FfaError, PartitionId, Regs, Version, func, fwk};
 use crate::ids::{PartId, SlotId, VmId};
 use crate::manifest::SpmcConfig;
-use crate::partition::{NwdEndpoint, Partition, PartitionState, Vcpu};
+use crate::partition::{NwdEndpoint, Partition, PartitionState, Partitions, Vcpu};
 use crate::platform::Platform;
 use crate::pool::{Allocation, Pool};
 use crate::sp_manifest::{self, Access, PACKAGE_HEADER_SIZE, PartitionConfig, SpError};
@@ -126,7 +126,8 @@ pub struct Spmc<P: Platform> {
     pub(crate) platform: P,
     config: SpmcConfig,
     pub(crate) pool: Option<Pool>,
-    pub(crate) partitions: Vec<Partition>,
+    /// The partition table (slots, `crate::partition::Partitions`).
+    pub(crate) partitions: Partitions,
     pub(crate) nwd: Vec<NwdEndpoint>,
     /// Templates instances are made from (`policy.templates`, once loaded).
     pub(crate) templates: Vec<crate::vtee::Template>,
@@ -169,7 +170,7 @@ impl<P: Platform> Spmc<P> {
             platform,
             config,
             pool,
-            partitions: Vec::new(),
+            partitions: Partitions::new(),
             nwd: Vec::new(),
             templates: Vec::new(),
             free_vmids: Vec::new(),
@@ -212,12 +213,12 @@ impl<P: Platform> Spmc<P> {
 
     /// The partitions.
     pub fn partitions(&self) -> &[Partition] {
-        &self.partitions
+        self.partitions.as_slice()
     }
 
     /// The partition in `slot`.
     pub fn partition(&self, slot: SlotId) -> &Partition {
-        &self.partitions[slot.index()]
+        &self.partitions[slot]
     }
 
     /// The secure pool.
@@ -248,24 +249,18 @@ impl<P: Platform> Spmc<P> {
         // Fast path: IDs 0x8000-0x83FF through the index (checked, so a stale
         // entry can only miss, never name the wrong partition).
         if let Some(slot) = self.contexts.indexed_slot(id)
-            && self
-                .partitions
-                .get(slot.index())
-                .is_some_and(|p| p.id() == id)
+            && self.partitions.get(slot).is_some_and(|p| p.id() == id)
         {
             return Some(slot);
         }
-        self.partitions
-            .iter()
-            .position(|p| p.id() == id)
-            .map(|s| SlotId::new(s as u16))
+        self.partitions.find(id)
     }
 
     /// The FF-A version an endpoint's calls are answered in.
     pub(crate) fn version_of(&self, ep: Endpoint) -> Version {
         match ep {
             Endpoint::NormalWorld(id) => self.nwd_version(id.raw()),
-            Endpoint::Partition(s) => self.partitions[s.index()].version,
+            Endpoint::Partition(s) => self.partitions[s].version,
         }
     }
 
@@ -282,7 +277,7 @@ impl<P: Platform> Spmc<P> {
     pub(crate) fn id_of(&self, ep: Endpoint) -> PartitionId {
         match ep {
             Endpoint::NormalWorld(id) => id.raw(),
-            Endpoint::Partition(s) => self.partitions[s.index()].id().raw(),
+            Endpoint::Partition(s) => self.partitions[s].id().raw(),
         }
     }
 
@@ -308,7 +303,7 @@ impl<P: Platform> Spmc<P> {
                     );
                 }
                 Ok(Loaded::Partition(slot)) => {
-                    let p = &self.partitions[slot.index()];
+                    let p = &self.partitions[slot];
                     info!(
                         "partition {:#06x} `{}` loaded: {} UUID(s), {} vCPU(s), {} KiB",
                         p.id(),
@@ -321,15 +316,7 @@ impl<P: Platform> Spmc<P> {
                 Err(e) => warn!("partition `{}` refused: {e}", entry.name),
             }
         }
-        let key = |s: SlotId| {
-            (
-                self.partitions[s.index()]
-                    .config
-                    .boot_order
-                    .unwrap_or(u32::MAX),
-                s,
-            )
-        };
+        let key = |s: SlotId| (self.partitions[s].config.boot_order.unwrap_or(u32::MAX), s);
         // Ties (and partitions without boot-order) keep manifest order. An
         // insertion sort: a handful of partitions, and no generic sort code
         // in the image.
@@ -474,11 +461,7 @@ impl<P: Platform> Spmc<P> {
             _ => None,
         };
         let version = config.version;
-        let free = self
-            .partitions
-            .iter()
-            .position(|p| p.state == PartitionState::Free);
-        let slot = SlotId::new(free.unwrap_or(self.partitions.len()) as u16);
+        let slot = self.partitions.free_slot();
         if !self.contexts.open_slot(slot) {
             // More partitions than slots (`contexts::MAX_SLOTS`).
             self.release_partition_parts(memory, vmid, config.id);
@@ -507,10 +490,7 @@ impl<P: Platform> Spmc<P> {
             secondary_ep: None,
             boot_info_arg,
         };
-        match free {
-            Some(i) => self.partitions[i] = partition,
-            None => self.partitions.push(partition),
-        }
+        self.partitions.put(slot, partition);
         self.commit_interrupt_claims(slot);
         Ok(slot)
     }
@@ -533,7 +513,7 @@ impl<P: Platform> Spmc<P> {
     /// of it follows in every vCPU (only a booted partition that is not
     /// aborted takes the fast path).
     pub(crate) fn set_partition_state(&mut self, slot: SlotId, state: PartitionState) {
-        let p = &mut self.partitions[slot.index()];
+        let p = &mut self.partitions[slot];
         p.state = state;
         let fast = if state == PartitionState::Running
             && p.config.messaging.has(sp_manifest::Messaging::DIRECT_RECV)
@@ -702,18 +682,15 @@ impl<P: Platform> Spmc<P> {
         while self.boot_pos < self.boot_order.len() {
             let slot = self.boot_order[self.boot_pos];
             self.boot_pos += 1;
-            if self.partitions[slot.index()].state != PartitionState::Created {
+            if self.partitions[slot].state != PartitionState::Created {
                 continue;
             }
             self.set_partition_state(slot, PartitionState::Running);
-            debug!(
-                "booting partition {:#06x}",
-                self.partitions[slot.index()].id()
-            );
+            debug!("booting partition {:#06x}", self.partitions[slot].id());
             // An MP partition starts with this (the primary) core's context;
             // the others start when their cores come on.
             let core = self.platform.core_index();
-            let p = &self.partitions[slot.index()];
+            let p = &self.partitions[slot];
             let index = p.context_for(core);
             if index >= p.vcpu_count as usize {
                 warn!(
@@ -755,7 +732,7 @@ impl<P: Platform> Spmc<P> {
     /// The partitions, mutably (host tests poke at stage 2 directly).
     #[cfg(any(test, feature = "testing"))]
     pub fn partitions_mut_for_tests(&mut self) -> &mut [Partition] {
-        &mut self.partitions
+        self.partitions.as_mut_slice()
     }
 
     /// Lets the normal world negotiate its version again, as after a
@@ -778,10 +755,7 @@ impl<P: Platform> Spmc<P> {
 
     /// The states of the vCPUs of the partition in `slot`, in index order.
     pub fn vcpu_states(&self, slot: SlotId) -> Vec<VcpuState> {
-        let n = self
-            .partitions
-            .get(slot.index())
-            .map_or(0, |p| p.vcpu_count);
+        let n = self.partitions.get(slot).map_or(0, |p| p.vcpu_count);
         (0..n)
             .map(|index| self.vcpu_state(VcpuRef { slot, index }))
             .collect()
@@ -957,7 +931,7 @@ impl<P: Platform> Spmc<P> {
     pub fn handle_exit(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
         // The hot path: a running partition's FF-A call through SMC, most
         // often the response to a direct request.
-        if self.partitions[v.slot.index()].state != PartitionState::Aborted {
+        if self.partitions[v.slot].state != PartitionState::Aborted {
             let mut vcpu = self.vcpu(v);
             let ctx = &mut vcpu.ctx;
             if ctx.exit.vector == 0 && ctx.exit.esr >> 26 == crate::vcpu::ec::SMC64 {
@@ -1001,7 +975,7 @@ impl<P: Platform> Spmc<P> {
     /// interrupts, faults, and exits of a partition aborted meanwhile.
     #[inline(never)]
     fn handle_other_exit(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
-        let aborted = self.partitions[v.slot.index()].state == PartitionState::Aborted;
+        let aborted = self.partitions[v.slot].state == PartitionState::Aborted;
         let exit = crate::vcpu::classify(&self.vcpu(v).ctx.exit);
         if aborted {
             // Aborted by another core while this vCPU ran.
@@ -1044,7 +1018,7 @@ impl<P: Platform> Spmc<P> {
                     _ => None,
                 };
                 drop(vcpu);
-                let id = self.partitions[v.slot.index()].id();
+                let id = self.partitions[v.slot].id();
                 // Once per partition: it is aborted.
                 warn!("partition {id:#06x} aborted: {fault:x?} at pc {pc:#x} ({why:?})");
                 self.abort(v, regs)
@@ -1058,7 +1032,7 @@ impl<P: Platform> Spmc<P> {
         let f = self.vcpu(v).ctx.x[0] as u32;
         if f != func::VERSION {
             // Its first call other than FFA_VERSION fixes its version (§13.2).
-            self.partitions[v.slot.index()].version_fixed = true;
+            self.partitions[v.slot].version_fixed = true;
         }
         match f {
             func::MSG_SEND_DIRECT_REQ_32
@@ -1076,7 +1050,7 @@ impl<P: Platform> Spmc<P> {
                     VcpuState::Running(RunReason::Boot | RunReason::Create { .. })
                 ) =>
             {
-                let id = self.partitions[v.slot.index()].id();
+                let id = self.partitions[v.slot].id();
                 warn!("partition {id:#06x} reported an initialisation error; aborted");
                 self.abort(v, regs)
             }
@@ -1175,7 +1149,7 @@ impl<P: Platform> Spmc<P> {
         };
         let fixed = match from {
             Endpoint::NormalWorld(_) => !self.contexts.nwd_version_open(),
-            Endpoint::Partition(s) => self.partitions[s.index()].version_fixed,
+            Endpoint::Partition(s) => self.partitions[s].version_fixed,
         };
         if fixed {
             if v != self.version_of(from) {
@@ -1185,7 +1159,7 @@ impl<P: Platform> Spmc<P> {
         } else {
             match from {
                 Endpoint::NormalWorld(id) => self.nwd_mut(id.raw()).version = Some(v),
-                Endpoint::Partition(s) => self.partitions[s.index()].version = v,
+                Endpoint::Partition(s) => self.partitions[s].version = v,
             }
         }
         Version::IMPLEMENTED.bits()

@@ -39,7 +39,7 @@ impl<P: Platform> Spmc<P> {
         let receiver = ffa::receiver(regs);
         let (slot, p) = match self.slot_of(PartId::new(receiver)) {
             Some(slot) => {
-                let p = &self.partitions[slot.index()];
+                let p = &self.partitions[slot];
                 if !self.vm_may_reach(VmId::new(sender), p) {
                     return Err(FfaError::Denied);
                 }
@@ -47,7 +47,7 @@ impl<P: Platform> Spmc<P> {
             }
             None => {
                 let slot = self.route_template(VmId::new(sender), receiver)?;
-                (slot, &self.partitions[slot.index()])
+                (slot, &self.partitions[slot])
             }
         };
         pick_vcpu(
@@ -69,7 +69,7 @@ impl<P: Platform> Spmc<P> {
     #[cfg_attr(spmc_hot, optimize(speed))]
     pub(crate) fn route_for_vm(&self, vm: VmId, receiver: u16) -> Result<SlotId, FfaError> {
         if let Some(slot) = self.slot_of(PartId::new(receiver)) {
-            return if self.vm_may_reach(vm, &self.partitions[slot.index()]) {
+            return if self.vm_may_reach(vm, &self.partitions[slot]) {
                 Ok(slot)
             } else {
                 Err(FfaError::Denied)
@@ -128,10 +128,7 @@ impl<P: Platform> Spmc<P> {
         }
         // The manifest's `ns-interrupts-action` (`ns_interrupts`): a request
         // from the normal world heads its call chain.
-        let queued = self.partitions[v.slot.index()]
-            .config
-            .ns_interrupts
-            .queues();
+        let queued = self.partitions[v.slot].config.ns_interrupts.queues();
         let mut vcpu = self.vcpu(v);
         // `pick_vcpu` saw it waiting, but the fast path of another core
         // may have taken it since (a UP partition's context): checked
@@ -163,7 +160,7 @@ impl<P: Platform> Spmc<P> {
             (x[0] as u32, x[1], x[2], x[3])
         };
         let req2 = f == func::MSG_SEND_DIRECT_REQ2_64;
-        let me = &self.partitions[v.slot.index()];
+        let me = &self.partitions[v.slot];
         let my_id = me.id();
         let checked = (|| {
             let (sender, receiver) = ((w1 >> 16) as u16, w1 as u16);
@@ -192,13 +189,13 @@ impl<P: Platform> Spmc<P> {
                 .slot_of(PartId::new(receiver))
                 .ok_or(FfaError::InvalidParameters)?;
             // An instance belongs to its VM: only that VM's partitions reach it.
-            if let crate::policy::Kind::Instance { owner } = self.partitions[t.index()].kind
+            if let crate::policy::Kind::Instance { owner } = self.partitions[t].kind
                 && me.kind != (crate::policy::Kind::Instance { owner })
             {
                 return Err(FfaError::Denied);
             }
             pick_vcpu(
-                &self.partitions[t.index()],
+                &self.partitions[t],
                 &self.contexts,
                 t,
                 req2,
@@ -242,7 +239,7 @@ impl<P: Platform> Spmc<P> {
     #[inline(always)]
     #[cfg_attr(spmc_hot, optimize(speed))]
     pub(crate) fn direct_response(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
-        let my_id = self.partitions[v.slot.index()].config.id;
+        let my_id = self.partitions[v.slot].config.id;
         let mut vcpu = self.vcpu(v);
         let caller = match vcpu.state {
             VcpuState::Running(RunReason::Request(c)) => c,
@@ -313,7 +310,7 @@ impl<P: Platform> Spmc<P> {
             // A call all the same: it fixes the version (§13.2; one handling
             // a request or a power message has waited, which fixed it).
             _ => {
-                self.partitions[v.slot.index()].version_fixed = true;
+                self.partitions[v.slot].version_fixed = true;
                 self.finish_sp(v, Err(FfaError::Denied))
             }
         }
@@ -335,7 +332,7 @@ impl<P: Platform> Spmc<P> {
 
     /// FFA_MSG_WAIT from a partition.
     pub(crate) fn msg_wait(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
-        let id = self.partitions[v.slot.index()].id();
+        let id = self.partitions[v.slot].id();
         match self.vcpu_state(v) {
             VcpuState::Running(RunReason::Boot) => {
                 let _ = self.set_state(v, VcpuState::Waiting);
@@ -374,7 +371,7 @@ impl<P: Platform> Spmc<P> {
             (x[2], x[3])
         };
         let _ = self.set_state(v, VcpuState::Preempted(reason, Preemption::Yield));
-        let id = self.partitions[v.slot.index()].id();
+        let id = self.partitions[v.slot].id();
         *regs = Regs::with_func(func::YIELD);
         regs.0[1] = ffa::endpoints(id.raw(), v.index);
         regs.0[2] = t_lo & 0xFFFF_FFFF;
@@ -397,7 +394,7 @@ impl<P: Platform> Spmc<P> {
             _ => return self.run(v),
         };
         let _ = self.set_state(v, VcpuState::Preempted(reason, Preemption::Interrupt));
-        let id = self.partitions[v.slot.index()].id();
+        let id = self.partitions[v.slot].id();
         *regs = Regs::with_func(func::INTERRUPT_32);
         regs.0[1] = ffa::endpoints(id.raw(), v.index);
         Next::NormalWorld
@@ -411,14 +408,14 @@ impl<P: Platform> Spmc<P> {
         let Some(slot) = self.slot_of(PartId::new(id)) else {
             return self.finish_nwd(regs, Err(FfaError::InvalidParameters));
         };
-        let p = &self.partitions[slot.index()];
+        let p = &self.partitions[slot];
         // An MP partition's context runs on its own core only (DEN0077
         // v1.2 §8.1; Hafnium answers INVALID_PARAMETERS too).
         if index >= p.vcpu_count || (p.is_mp() && index as usize != self.platform.core_index()) {
             return self.finish_nwd(regs, Err(FfaError::InvalidParameters));
         }
         let v = VcpuRef { slot, index };
-        if self.partitions[slot.index()].state == PartitionState::Aborted {
+        if self.partitions[slot].state == PartitionState::Aborted {
             return self.finish_nwd(regs, Err(FfaError::Aborted));
         }
         match self.vcpu_state(v) {
@@ -451,7 +448,7 @@ impl<P: Platform> Spmc<P> {
         let state = self.vcpu_state(v);
         self.set_partition_state(v.slot, PartitionState::Aborted);
         // vCPUs running on other cores are aborted at their next exit.
-        for index in 0..self.partitions[v.slot.index()].vcpu_count {
+        for index in 0..self.partitions[v.slot].vcpu_count {
             let mut other = self.vcpu(VcpuRef {
                 slot: v.slot,
                 index,
@@ -462,10 +459,7 @@ impl<P: Platform> Spmc<P> {
         }
         self.vcpu(v).state = VcpuState::Aborted;
         self.release_interrupts_of_aborted(v.slot);
-        debug!(
-            "partition {:#06x} is aborted",
-            self.partitions[v.slot.index()].id()
-        );
+        debug!("partition {:#06x} is aborted", self.partitions[v.slot].id());
         let reason = match state {
             VcpuState::Running(r) | VcpuState::Blocked(r) | VcpuState::Preempted(r, _) => r,
             _ => RunReason::Boot,

@@ -70,7 +70,7 @@ impl<P: Platform> Spmc<P> {
         let core = self.platform.core_index();
         for pos in 0..self.boot_order.len() {
             let slot = self.boot_order[pos];
-            let p = &self.partitions[slot.index()];
+            let p = &self.partitions[slot];
             if !p.is_alive() || !p.is_mp() || core >= p.vcpu_count as usize {
                 continue;
             }
@@ -118,7 +118,7 @@ impl<P: Platform> Spmc<P> {
             let x = &self.vcpu(v).ctx.x;
             (x[0], x[1])
         };
-        let p = &mut self.partitions[v.slot.index()];
+        let p = &mut self.partitions[v.slot];
         let entry = if x0 as u32 == func::SECONDARY_EP_REGISTER_32 {
             x1 & 0xFFFF_FFFF
         } else {
@@ -186,7 +186,7 @@ impl<P: Platform> Spmc<P> {
         let spmc_id = self.id();
         for pos in from..self.boot_order.len() {
             let slot = self.boot_order[pos];
-            let p = &self.partitions[slot.index()];
+            let p = &self.partitions[slot];
             if !p.is_alive()
                 || !p.is_mp()
                 || core >= p.vcpu_count as usize
@@ -222,12 +222,12 @@ impl<P: Platform> Spmc<P> {
             return self.run(v);
         }
         if op == PowerOp::CpuOff {
-            for (slot, p) in self.partitions.iter().enumerate() {
+            for (slot, p) in self.partitions.slots() {
                 if !p.is_mp() || p.state == PartitionState::Free || core >= p.vcpu_count as usize {
                     continue;
                 }
                 let v = VcpuRef {
-                    slot: SlotId::new(slot as u16),
+                    slot,
                     index: core as u16,
                 };
                 // Waiting or preempted: over; anything else stays.
@@ -260,7 +260,7 @@ impl<P: Platform> Spmc<P> {
     /// answered INVALID_PARAMETERS and the context still owes it.
     #[inline(never)]
     pub(crate) fn power_response(&mut self, v: VcpuRef, op: PowerOp, regs: &mut Regs) -> Next {
-        let id = self.partitions[v.slot.index()].id();
+        let id = self.partitions[v.slot].id();
         let spmc_id = self.id();
         let x = self.vcpu(v).ctx.x;
         let ok = x[0] as u32 == func::MSG_SEND_DIRECT_RESP_32

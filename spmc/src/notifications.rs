@@ -341,7 +341,7 @@ impl<P: Platform> Spmc<P> {
             let slot = self
                 .slot_of(PartId::new(id))
                 .ok_or(FfaError::InvalidParameters)?;
-            Ok(Some(self.partitions[slot.index()].kind))
+            Ok(Some(self.partitions[slot].kind))
         };
         let (ka, kb) = (kind(a)?, kind(b)?);
         let ok = match (ka, kb) {
@@ -368,14 +368,14 @@ impl<P: Platform> Spmc<P> {
     /// May VM `vm` and partition `sp` notify each other: `vm` may reach `sp`.
     fn vm_may_notify(&self, vm: PartitionId, sp: PartitionId) -> bool {
         self.slot_of(PartId::new(sp))
-            .is_some_and(|s| self.vm_may_reach(VmId::new(vm), &self.partitions[s.index()]))
+            .is_some_and(|s| self.vm_may_reach(VmId::new(vm), &self.partitions[s]))
     }
 
     /// The receiver a bind, unbind or get names, checked against the
     /// caller: a partition names itself; the normal world names a VM.
     fn ntf_receiver(&self, from: Endpoint, receiver: PartitionId) -> Result<(), FfaError> {
         let ok = match from {
-            Endpoint::Partition(s) => self.partitions[s.index()].id() == receiver,
+            Endpoint::Partition(s) => self.partitions[s].id() == receiver,
             Endpoint::NormalWorld(_) => !is_secure_id(receiver),
         };
         if ok {
@@ -469,7 +469,7 @@ impl<P: Platform> Spmc<P> {
         let vcpu = (flags >> 16) as usize;
         let mask = args.w(3) as u64 | (args.w(4) as u64) << 32;
         let sender_ok = match from {
-            Endpoint::Partition(s) => self.partitions[s.index()].id() == sender,
+            Endpoint::Partition(s) => self.partitions[s].id() == sender,
             // The normal world signals partitions, for a VM.
             Endpoint::NormalWorld(_) => !is_secure_id(sender) && is_secure_id(receiver),
         };
@@ -488,7 +488,7 @@ impl<P: Platform> Spmc<P> {
             let slot = self
                 .slot_of(PartId::new(receiver))
                 .ok_or(FfaError::InvalidParameters)?;
-            if self.partitions[slot.index()].state == PartitionState::Aborted {
+            if self.partitions[slot].state == PartitionState::Aborted {
                 return Err(FfaError::Aborted);
             }
         }
@@ -535,7 +535,7 @@ impl<P: Platform> Spmc<P> {
             return Err(FfaError::InvalidParameters);
         }
         if let Endpoint::Partition(s) = from {
-            let own = self.partitions[s.index()].context_for(self.platform.core_index());
+            let own = self.partitions[s].context_for(self.platform.core_index());
             if vcpu != own {
                 return Err(FfaError::InvalidParameters);
             }

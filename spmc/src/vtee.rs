@@ -236,7 +236,7 @@ impl<P: Platform> Spmc<P> {
     /// here: an instance that failed its creation) goes when the core
     /// releases it (`Contexts::release`), after its state is saved.
     pub(crate) fn destroy_instance(&mut self, slot: SlotId) -> Result<(), FfaError> {
-        let p = &self.partitions[slot.index()];
+        let p = &self.partitions[slot];
         let mut vcpus: Vec<_> = (0..p.vcpu_count)
             .map(|index| self.contexts.vcpu(VcpuRef { slot, index }))
             .collect();
@@ -270,7 +270,7 @@ impl<P: Platform> Spmc<P> {
         self.contexts.clear_index(id);
         self.mem_forget(slot, id.raw());
         self.notifications.forget(id.raw());
-        let p = &mut self.partitions[slot.index()];
+        let p = &mut self.partitions[slot];
         p.state = PartitionState::Free;
         p.vcpu_count = 0;
         p.buffers = None;
@@ -288,7 +288,7 @@ impl<P: Platform> Spmc<P> {
                 pool.free(a, &mut self.platform);
             }
         }
-        self.partitions[slot.index()].config.id = 0;
+        self.partitions[slot].config.id = 0;
         debug!("instance {id:#06x} destroyed, memory zeroed");
         Ok(())
     }

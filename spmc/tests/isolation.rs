@@ -262,8 +262,8 @@ fn snapshot(s: &Spmc<FakePlatform>) -> Snapshot {
         }
     }
     Snapshot {
-        transactions: format!("{:?}", s.mem().transactions),
-        donated: format!("{:?}", s.mem().donated),
+        transactions: format!("{:?}", s.mem().transactions()),
+        donated: format!("{:?}", s.mem().donated()),
         incoming: s.mem().incoming_count(),
         outgoing: s.mem().outgoing_count(),
         buffers: s.partitions().iter().map(|p| p.buffers).collect(),
@@ -982,7 +982,7 @@ fn accessors(s: &Spmc<FakePlatform>, secure: bool, pa: u64) -> Vec<u16> {
 
 fn in_any_transaction(s: &Spmc<FakePlatform>, secure: bool, pa: u64) -> bool {
     s.mem()
-        .transactions
+        .transactions()
         .iter()
         .any(|t| t.secure == secure && t.runs.iter().any(|r| pa >= r.pa && pa < r.pa + r.len()))
 }

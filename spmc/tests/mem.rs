@@ -320,11 +320,11 @@ fn snapshot(s: &Spmc<FakePlatform>) -> Snapshot {
     Snapshot {
         transactions: s
             .mem()
-            .transactions
+            .transactions()
             .iter()
             .map(|t| (t.handle, t.borrowers.iter().map(|b| b.state).collect()))
             .collect(),
-        donated: s.mem().donated.len(),
+        donated: s.mem().donated().len(),
         incoming: s.mem().incoming_count(),
         outgoing: s.mem().outgoing_count(),
         maps,
@@ -521,8 +521,8 @@ fn donate_moves_ownership() {
     let r = desc::parse(&resp, Layout::V1_1, desc::Purpose::Send).unwrap();
     assert_eq!(r.flags & flags::TYPE_MASK, Op::Donate.type_bits());
     assert!(s.mem().transaction(h).is_none(), "the handle is retired");
-    assert_eq!(s.mem().donated.len(), 1);
-    assert_eq!(s.mem().donated[0].owner, SP1);
+    assert_eq!(s.mem().donated().len(), 1);
+    assert_eq!(s.mem().donated()[0].owner, SP1);
     assert_eq!(
         nwd_reclaim(&mut s, h, 0).error_code(),
         code(FfaError::InvalidParameters)
@@ -598,7 +598,7 @@ fn donated_secure_pages_can_be_sent_on_by_their_new_owner_only() {
         let h = x[2] | x[3] << 32;
         retrieve(&mut s, SP2, &D::retrieve(SP1, h, SP2, perm::RW)).unwrap();
     }
-    assert_eq!(s.mem().donated.len(), 3);
+    assert_eq!(s.mem().donated().len(), 3);
     let send_as = |s: &mut Spmc<FakePlatform>, who: u16, addr: u64| {
         let d = D::send(who, &[(TPM, perm::RO)], &[(addr, 1)]);
         sp_write_tx(s, who, &d.bytes());
@@ -641,7 +641,7 @@ fn a_donation_donated_on_belongs_to_its_last_owner_alone() {
     donate(&mut s, SP2, TPM, p0 + PAGE_SIZE, 1);
     let records: Vec<_> = s
         .mem()
-        .donated
+        .donated()
         .iter()
         .map(|d| (d.owner, d.pa, d.pages))
         .collect();
@@ -1278,7 +1278,7 @@ fn destroying_a_tee_lets_its_vm_reclaim_and_zeroes_what_was_donated() {
         vec![0; 16],
         "donated memory zeroed"
     );
-    assert!(s.mem().donated.is_empty());
+    assert!(s.mem().donated().is_empty());
     // And it can be shared afresh.
     nwd_send_ok(
         &mut s,
@@ -1840,7 +1840,7 @@ fn the_contract_check_sees_each_kind_of_break() {
     );
     assert_eq!(x[0] as u32, func::SUCCESS_32);
     assert_eq!(contract::check(&s), Ok(()));
-    let pa = s.mem().transactions[0].runs[0].pa;
+    let pa = s.mem().transactions()[0].runs[0].pa;
     let sp1 = slot(&s, SP1);
     s.partitions_mut_for_tests()[sp1.index()]
         .stage2
@@ -1889,7 +1889,7 @@ fn the_buffer_check_sees_a_buffer_over_memory_that_changed_hands() {
     assert_eq!(x[0] as u32, func::SUCCESS_32);
     let h = x[2] | x[3] << 32;
     assert_eq!(contract::check_buffers(&s), Ok(()));
-    let pa = s.mem().transactions[0].runs[0].pa;
+    let pa = s.mem().transactions()[0].runs[0].pa;
 
     // SP1's RX moved (behind the SPMC's back) onto the page it lent.
     let sp1 = slot(&s, SP1);
@@ -2183,14 +2183,14 @@ fn a_vm_borrows_from_the_shared_service_it_may_reach() {
 fn donated_to_the_normal_world_the_memory_is_its_own_again() {
     let mut s = world();
     donate_ns_to_sp1(&mut s, NS_MEM, 1);
-    assert_eq!(s.mem().donated.len(), 1);
+    assert_eq!(s.mem().donated().len(), 1);
     let h = sp1_send_ns(&mut s, func::MEM_DONATE_64, &[(0, 0)], NS_MEM).unwrap();
     assert_eq!(lookup(&s, SP1, IpaSpace::NonSecure, NS_MEM), None);
     let resp = nwd_retrieve(&mut s, &D::retrieve(SP1, h, 0, perm::RW)).unwrap();
     let r = desc::parse(&resp, Layout::V1_1, desc::Purpose::Send).unwrap();
     assert_eq!(r.flags & flags::TYPE_MASK, Op::Donate.type_bits());
     assert!(s.mem().transaction(h).is_none(), "the handle is retired");
-    assert_eq!(s.mem().donated.len(), 0, "no partition owns it");
+    assert_eq!(s.mem().donated().len(), 0, "no partition owns it");
     assert_eq!(spmc::testing::contract::check(&s), Ok(()));
     assert_eq!(sp1_reclaim(&mut s, h), code(FfaError::InvalidParameters));
     // SP1 cannot send it any more; the normal world can.
@@ -2438,7 +2438,7 @@ fn a_tee_lends_its_own_vm_what_the_vm_donated_to_it() {
     // dissolved, the memory zeroed, the normal world's again.
     assert_eq!(destroy_vm(&mut s, 1), 0);
     assert!(s.mem().transaction(h).is_none());
-    assert!(s.mem().donated.is_empty());
+    assert!(s.mem().donated().is_empty());
     assert_eq!(s.platform().nwd_read(NS_MEM, 17), vec![0; 17]);
     assert_eq!(
         nwd_relinquish(&mut s, h, 0, &[1]),

@@ -112,12 +112,12 @@ fn check(s: &spmc::Spmc<spmc::testing::FakePlatform>, next: &Next) {
                 let pa = a.base.0 + i * PAGE_SIZE;
                 assert!(pages.insert(pa), "page in two partitions");
                 // Pages lent or donated away are unmapped from their owner.
-                let away = s.mem().transactions.iter().any(|t| {
+                let away = s.mem().transactions().iter().any(|t| {
                     t.op != spmc::mem::desc::Op::Share
                         && t.runs.iter().any(|r| pa >= r.pa && pa < r.pa + r.len())
                 }) || s
                     .mem()
-                    .donated
+                    .donated()
                     .iter()
                     .any(|d| pa >= d.pa && pa < d.pa + d.pages * PAGE_SIZE);
                 let t = p

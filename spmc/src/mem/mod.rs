@@ -330,15 +330,25 @@ struct Usage {
 #[derive(Debug, Default)]
 pub struct MemState {
     /// Transactions by handle.
-    pub transactions: Vec<Transaction>,
+    transactions: Vec<Transaction>,
     /// Donated memory and its new owners, sorted by (security state, address).
-    pub donated: ChunkVec<Donated>,
+    donated: ChunkVec<Donated>,
     incoming: Vec<Incoming>,
     outgoing: Vec<Outgoing>,
     next_handle: u64,
 }
 
 impl MemState {
+    /// The transactions, by handle.
+    pub fn transactions(&self) -> &[Transaction] {
+        &self.transactions
+    }
+
+    /// Donated memory and its new owners, sorted by (security state, address).
+    pub fn donated(&self) -> &ChunkVec<Donated> {
+        &self.donated
+    }
+
     /// The transaction with `handle`.
     pub fn transaction(&self, handle: u64) -> Option<&Transaction> {
         self.transactions.iter().find(|t| t.handle == handle)
@@ -677,7 +687,7 @@ impl<P: Platform> Spmc<P> {
                 })
             }
             Endpoint::Partition(s) => {
-                let pa = self.partitions[s.index()]
+                let pa = self.partitions[s]
                     .stage2
                     .translate_range(IpaSpace::Secure, Ipa(addr), len, write)
                     .ok_or(FfaError::InvalidParameters)?;
@@ -814,7 +824,7 @@ impl<P: Platform> Spmc<P> {
                 data.read_at(0, &mut sender);
                 Owner::NormalWorld(u16::from_le_bytes(sender))
             }
-            Endpoint::Partition(s) => Owner::Partition(self.partitions[s.index()].id().raw()),
+            Endpoint::Partition(s) => Owner::Partition(self.partitions[s].id().raw()),
         };
         let assembling = if frag == total { 0 } else { total as u64 };
         self.mem.admit(owner, assembling)?;
@@ -909,7 +919,7 @@ impl<P: Platform> Spmc<P> {
                 Owner::NormalWorld(d.sender)
             }
             Endpoint::Partition(s) => {
-                let p = &self.partitions[s.index()];
+                let p = &self.partitions[s];
                 if d.sender != p.id().raw() {
                     return Err(FfaError::InvalidParameters);
                 }
@@ -993,7 +1003,7 @@ impl<P: Platform> Spmc<P> {
                 IpaSpace::NonSecure
             };
             for r in &runs {
-                self.partitions[slot.index()]
+                self.partitions[slot]
                     .stage2
                     .unmap(space, Ipa(r.owner_ipa), r.len(), &mut self.platform)
                     .map_err(|_| FfaError::Aborted)?;
@@ -1049,13 +1059,13 @@ impl<P: Platform> Spmc<P> {
                     let slot = self
                         .slot_of(PartId::new(r.id))
                         .ok_or(FfaError::InvalidParameters)?;
-                    if self.partitions[slot.index()].kind != PolicyKind::Static {
+                    if self.partitions[slot].kind != PolicyKind::Static {
                         return Err(FfaError::Denied);
                     }
                     slot
                 }
             };
-            let p = &self.partitions[slot.index()];
+            let p = &self.partitions[slot];
             if p.state != PartitionState::Running {
                 return Err(FfaError::Denied);
             }
@@ -1099,7 +1109,7 @@ impl<P: Platform> Spmc<P> {
         }
         let kind = self
             .slot_of(PartId::new(sender))
-            .map_or(PolicyKind::Static, |s| self.partitions[s.index()].kind);
+            .map_or(PolicyKind::Static, |s| self.partitions[s].kind);
         if !self
             .config()
             .policy
@@ -1166,7 +1176,7 @@ impl<P: Platform> Spmc<P> {
                 false
             }
             Endpoint::Partition(s) => {
-                let p = &self.partitions[s.index()];
+                let p = &self.partitions[s];
                 let me = owner.id();
                 let mut first = true;
                 let mut secure = true;
@@ -1318,7 +1328,7 @@ impl<P: Platform> Spmc<P> {
         let (req, _) = desc::parse_header(&data, layout, Purpose::Retrieve)?;
         let me = match from {
             Endpoint::Partition(slot) if !req.receivers.is_empty() => {
-                self.partitions[slot.index()].id().raw()
+                self.partitions[slot].id().raw()
             }
             Endpoint::Partition(_) => return Err(FfaError::InvalidParameters),
             Endpoint::NormalWorld(_) => match req.receivers.first() {
@@ -1575,7 +1585,7 @@ impl<P: Platform> Spmc<P> {
         // The normal world has no stage 2 here (its mapping is its
         // hypervisor's, or its own): nothing to map.
         let mut s2 = match from {
-            Endpoint::Partition(slot) => Some(&mut self.partitions[slot.index()].stage2),
+            Endpoint::Partition(slot) => Some(&mut self.partitions[slot].stage2),
             Endpoint::NormalWorld(_) => None,
         };
         let mut mapped = 0;
@@ -1809,7 +1819,7 @@ impl<P: Platform> Spmc<P> {
             .map_err(|_| FfaError::Aborted)?;
         let rq = desc::parse_relinquish(&*data)?;
         let me = match (from, rq.endpoints()) {
-            (Endpoint::Partition(slot), _) => self.partitions[slot.index()].id().raw(),
+            (Endpoint::Partition(slot), _) => self.partitions[slot].id().raw(),
             (Endpoint::NormalWorld(_), &[id]) if !is_secure_id(id) => id,
             (Endpoint::NormalWorld(_), _) => return Err(FfaError::InvalidParameters),
         };
@@ -1848,7 +1858,7 @@ impl<P: Platform> Spmc<P> {
         self.check_unpinned(secure, &t.runs, true)?;
         if let Endpoint::Partition(slot) = from {
             for r in &self.mem.transactions[i].runs {
-                self.partitions[slot.index()]
+                self.partitions[slot]
                     .stage2
                     .unmap(space, Ipa(r.pa), r.len(), &mut self.platform)
                     .map_err(|_| FfaError::Aborted)?;
@@ -1893,7 +1903,7 @@ impl<P: Platform> Spmc<P> {
         let owner_ok = match (t.owner, from) {
             // The normal world is one instance; a hypervisor reclaims for its VMs.
             (Owner::NormalWorld(_), Endpoint::NormalWorld(_)) => true,
-            (Owner::Partition(id), Endpoint::Partition(s)) => self.partitions[s.index()].id() == id,
+            (Owner::Partition(id), Endpoint::Partition(s)) => self.partitions[s].id() == id,
             _ => false,
         };
         if !owner_ok {
@@ -1920,7 +1930,7 @@ impl<P: Platform> Spmc<P> {
                 return Err(FfaError::Denied);
             }
             match self.slot_of(PartId::new(b.id)) {
-                Some(s) if self.partitions[s.index()].state == PartitionState::Running => {
+                Some(s) if self.partitions[s].state == PartitionState::Running => {
                     return Err(FfaError::Denied);
                 }
                 Some(s) if n_gone < gone.len() => {
@@ -1939,12 +1949,10 @@ impl<P: Platform> Spmc<P> {
         let space = t.space();
         for &s in &gone[..n_gone] {
             for r in &t.runs {
-                let _ = self.partitions[s.index()].stage2.unmap(
-                    space,
-                    Ipa(r.pa),
-                    r.len(),
-                    &mut self.platform,
-                );
+                let _ =
+                    self.partitions[s]
+                        .stage2
+                        .unmap(space, Ipa(r.pa), r.len(), &mut self.platform);
             }
         }
         if t.op != Op::Share
@@ -1959,7 +1967,7 @@ impl<P: Platform> Spmc<P> {
                 } else {
                     S2Kind::Memory(r.owner_access)
                 };
-                let _ = self.partitions[slot.index()].stage2.map(
+                let _ = self.partitions[slot].stage2.map(
                     space,
                     Ipa(r.owner_ipa),
                     Pa(r.pa),

@@ -289,7 +289,7 @@ impl<P: Platform> Spmc<P> {
                     && pages.all(|pa| self.mem.donee(false, pa).is_none())
             }
             Endpoint::Partition(s) => {
-                let p = &self.partitions[s.index()];
+                let p = &self.partitions[s];
                 r.secure
                     && pages.all(|pa| match self.mem.donee(true, pa) {
                         Some(owner) => owner == p.id().raw(),
