@@ -131,8 +131,8 @@ pub struct Spmc<P: Platform> {
     pub(crate) nwd: Vec<NwdEndpoint>,
     /// Templates instances are made from (`policy.templates`, once loaded).
     pub(crate) templates: Vec<crate::vtee::Template>,
-    /// VMIDs of destroyed instances, free for reuse.
-    pub(crate) free_vmids: Vec<u16>,
+    /// The stage-2 VMIDs, given out and taken back (`stage2::Vmids`).
+    pub(crate) vmids: crate::stage2::Vmids,
     /// Memory sharing: transactions, donations, fragments in flight.
     pub(crate) mem: crate::mem::MemState,
     /// Notification bitmaps of partitions and VMs (spmc::notifications).
@@ -145,7 +145,6 @@ pub struct Spmc<P: Platform> {
     pub(crate) contexts: Arc<Contexts>,
     boot_pos: usize,
     pub(crate) booted: bool,
-    next_vmid: u16,
 }
 
 impl<P: Platform> Spmc<P> {
@@ -173,7 +172,7 @@ impl<P: Platform> Spmc<P> {
             partitions: Partitions::new(),
             nwd: Vec::new(),
             templates: Vec::new(),
-            free_vmids: Vec::new(),
+            vmids: Default::default(),
             mem: Default::default(),
             notifications: Default::default(),
             interrupts: Default::default(),
@@ -181,7 +180,6 @@ impl<P: Platform> Spmc<P> {
             contexts: Arc::new(Contexts::new()),
             boot_pos: 0,
             booted: false,
-            next_vmid: 1,
         }
     }
 
@@ -428,9 +426,8 @@ impl<P: Platform> Spmc<P> {
                 .create(config.id, config.vcpu_count)
                 .map_err(|_| SpError::OutOfMemory)?;
         }
-        let vmid = match self.free_vmids.pop() {
+        let vmid = match self.vmids.take(self.platform.vmid_limit()) {
             Some(v) => v,
-            None if self.next_vmid < self.platform.vmid_limit() => self.next_vmid,
             None => {
                 self.notifications.forget(config.id);
                 return Err(SpError::OutOfMemory);
@@ -451,9 +448,7 @@ impl<P: Platform> Spmc<P> {
             self.release_partition_parts(memory, vmid, config.id);
             return Err(e);
         }
-        if vmid == self.next_vmid {
-            self.next_vmid += 1;
-        }
+        self.vmids.keep(vmid);
 
         let entry = config.load_ipa.0 + config.entry_offset;
         let boot_info_arg = match (config.boot_info_reg, layout.boot_info) {
@@ -503,9 +498,7 @@ impl<P: Platform> Spmc<P> {
                 pool.free(a, &mut self.platform);
             }
         }
-        if vmid != self.next_vmid {
-            self.free_vmids.push(vmid);
-        }
+        self.vmids.give_back(vmid);
         self.notifications.forget(id);
     }
 

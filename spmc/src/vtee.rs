@@ -282,7 +282,7 @@ impl<P: Platform> Spmc<P> {
             .invalidate_stage2(vmid, IpaSpace::Secure, Ipa(0), IPA_LIMIT);
         self.platform
             .invalidate_stage2(vmid, IpaSpace::NonSecure, Ipa(0), IPA_LIMIT);
-        self.free_vmids.push(vmid);
+        self.vmids.give_back(vmid);
         if let Some(pool) = self.pool.as_mut() {
             for (_, a) in memory {
                 pool.free(a, &mut self.platform);
