@@ -304,7 +304,13 @@ pub fn stage(env: &Env, opts: &Options, spmc_bin: &Path) -> Result<crate::qemu::
 /// (platform-qemu `primary`): `init done <ticks> counter ticks (<ns> ns)
 /// after the SPMC's entry, ...`.
 pub fn boot_figure(line: &str) -> Option<u64> {
-    let rest = &line[line.find("init done ")?..];
+    ns_after(line, "init done ")
+}
+
+/// The nanoseconds of an SPMC boot line `<what><ticks> counter ticks (<ns>
+/// ns) after the SPMC's entry`.
+fn ns_after(line: &str, what: &str) -> Option<u64> {
+    let rest = &line[line.find(what)?..];
     let ns = rest.split_once(" counter ticks (")?.1.split_once(" ns)")?.0;
     ns.parse().ok()
 }
@@ -316,7 +322,8 @@ pub fn boot_figure(line: &str) -> Option<u64> {
 /// (`optee_bench` on the command line). Prints
 /// - `bench: optee_boot: N instructions`: from the SPMC's first instruction
 ///   to OP-TEE's first FFA_MSG_WAIT (OP-TEE is the only partition of this
-///   layout, so the SPMC's "init done" is that MSG_WAIT's handling);
+///   layout, so the SPMC's "init done" is that MSG_WAIT's handling), and
+///   `optee_boot_spmc_part`, its part up to OP-TEE's first instruction;
 /// - `bench: optee_invoke_round_trip: N instructions`: the client's median
 ///   invoke, Linux's share included (docs/optee.md "Benchmarks").
 ///
@@ -362,6 +369,11 @@ fn bench(mut cmd: Command, timeout: std::time::Duration) {
                 if let Some(ns) = boot_figure(&line) {
                     figures.push(format!("bench: optee_boot: {ns} instructions"));
                     println!("{line}");
+                } else if let Some(ns) = ns_after(&line, "partitions start ") {
+                    // The SPMC's share of `optee_boot`: until OP-TEE's
+                    // first instruction.
+                    figures.push(format!("bench: optee_boot_spmc_part: {ns} instructions"));
+                    println!("{line}");
                 } else if line.starts_with("bench:") || line.starts_with("optee-client: bench") {
                     println!("{line}");
                     if line.starts_with("bench:") {
@@ -405,6 +417,13 @@ mod tests {
             Some(123456)
         );
         assert_eq!(boot_figure("init done, heap in use 10 bytes"), None);
+        assert_eq!(
+            ns_after(
+                "INFO  partitions start 42 counter ticks (42 ns) after the SPMC's entry",
+                "partitions start "
+            ),
+            Some(42)
+        );
     }
 
     /// The link address is 0x4000 into the package at the manifest's
