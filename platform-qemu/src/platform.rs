@@ -68,7 +68,11 @@ unsafe extern "C" {
 }
 
 /// The primary core's cold boot, from entry to the first FFA_MSG_WAIT.
-pub fn primary(manifest_addr: u64, core: usize) -> ! {
+/// `entry_count` is CNTVCT_EL0 at the entry's first instruction: the
+/// "init done" line says how far the counter moved until every partition's
+/// first FFA_MSG_WAIT (under `-icount shift=0` on QEMU 10, instructions:
+/// the `optee_boot` figure, docs/benchmarks.md).
+pub fn primary(manifest_addr: u64, core: usize, entry_count: u64) -> ! {
     // SAFETY: the board's secure UART; only the SPMC uses it.
     unsafe { console::init(SECURE_UART, LOG_LEVEL) };
     info!("booting on core {core}, manifest at {manifest_addr:#x}");
@@ -104,16 +108,31 @@ pub fn primary(manifest_addr: u64, core: usize) -> ! {
     print_memory_map(&mut spmc, heap);
     let mut regs = Regs::default();
     let next = spmc.boot(&mut regs);
+    // The SPMC's own share of the boot figure: up to the first partition's
+    // first instruction (its package copied, its stage 2 built).
+    let ticks = sysreg::read_cntvct_el0().wrapping_sub(entry_count);
+    info!(
+        "partitions start {ticks} counter ticks ({} ns) after the SPMC's entry",
+        ticks_to_ns(ticks)
+    );
     *SPMC.lock() = Some(spmc);
     // Run the partitions' initialisation until the core hands the normal
     // world its first answer (FFA_MSG_WAIT to the SPMD: init done).
     let next = run_partitions(&mut regs, next);
+    let ticks = sysreg::read_cntvct_el0().wrapping_sub(entry_count);
     info!(
-        "init done, heap in use {} bytes; waiting for messages",
+        "init done {ticks} counter ticks ({} ns) after the SPMC's entry, heap in use {} bytes; waiting for messages",
+        ticks_to_ns(ticks),
         heap::used()
     );
     BOOTED.store(true, Ordering::Release);
     serve(regs, next)
+}
+
+/// Counter ticks to nanoseconds (CNTFRQ_EL0), without overflow.
+fn ticks_to_ns(ticks: u64) -> u64 {
+    let freq = sysreg::read_cntfrq_el0().max(1);
+    ticks / freq * 1_000_000_000 + ticks % freq * 1_000_000_000 / freq
 }
 
 /// A secondary core entering after the normal world's PSCI CPU_ON (TF-A's
