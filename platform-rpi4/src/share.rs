@@ -111,7 +111,10 @@ impl Layer<'_> {
             f::RXTX_MAP_64 => self.vm_rxtx_map(vm, x),
             f::RXTX_UNMAP => {
                 let s = self.shares_of(vm);
-                if s.buffers.take().is_some() {
+                // An ID in w1[31:16]: a VM names no one but itself.
+                if x[1] != 0 {
+                    error(f::INVALID_PARAMETERS)
+                } else if s.buffers.take().is_some() {
                     success()
                 } else {
                     error(f::INVALID_PARAMETERS)

@@ -15,6 +15,7 @@ use alloc::vec::Vec;
 use spmc::ffa::Regs;
 use spmc::stage2::Stage2;
 use test_protocol::ffa::{self as f, fwk};
+use test_protocol::mem::vm_refusal;
 use test_protocol::{cmd, ids, mem, status};
 
 use crate::guests::{Conduit, Guest, Op, Outcome};
@@ -440,6 +441,26 @@ pub fn run(core: &mut Core) -> (u32, u32) {
         expect_error(&l.req(4, other, cmd::ECHO, [0; 4]), f::DENIED)
     });
     r.check("rpi4-layer-rxtx-mapped", || l.map_own_buffers());
+    r.check("rpi4-vm2-rxtx-refused", || {
+        // The vtee stage's `vm-mem-rxtx-refused` cases, on this board.
+        let ram = crate::guests::ram(2);
+        let (tx, rx) = (ram + TX_PAGE, ram + RX_PAGE);
+        for (t, x, pages) in [
+            (0x5000_0000, rx, 1),
+            (tx, ram + layout::GUEST_RAM_SIZE, 1),
+            (crate::guests::ram(1) + TX_PAGE, rx, 1),
+            (ram, rx, 1),
+            (tx + 8, rx, 1),
+            (tx, tx, 1),
+            (tx, rx, 2),
+            (tx, rx, 0),
+        ] {
+            let a = l.vm_call(2, [f::RXTX_MAP_64, t, x, pages, 0, 0, 0, 0]);
+            expect_error(&a, vm_refusal::BAD_RXTX)
+                .map_err(|e| format!("TX {t:#x}, RX {x:#x}, {pages} pages: {e}"))?;
+        }
+        Ok(())
+    });
     for vm in [1, 2] {
         r.check(&format!("rpi4-vm{vm}-rxtx-map"), || {
             let (tx, rx) = (
@@ -452,10 +473,46 @@ pub fn run(core: &mut Core) -> (u32, u32) {
             }
             expect_error(
                 &l.vm_call(vm, [f::RXTX_MAP_64, tx, rx, 1, 0, 0, 0, 0]),
-                f::DENIED,
+                vm_refusal::SECOND_RXTX,
             )
         });
     }
+    r.check("rpi4-vm2-rxtx-unmap", || {
+        // The vtee stage's `vm-mem-rxtx-unmap`.
+        let ram = crate::guests::ram(2);
+        expect_error(
+            &l.vm_call(2, [f::RXTX_UNMAP, 1 << 16, 0, 0, 0, 0, 0, 0]),
+            vm_refusal::BAD_RXTX,
+        )?;
+        let a = l.vm_call(2, [f::RXTX_UNMAP, 0, 0, 0, 0, 0, 0, 0]);
+        if a[0] != f::SUCCESS_32 {
+            return Err(format!("unmap {:#x?}", &a[..3]));
+        }
+        expect_error(
+            &l.vm_call(2, [f::RXTX_UNMAP, 0, 0, 0, 0, 0, 0, 0]),
+            vm_refusal::BAD_RXTX,
+        )?;
+        let d = send_desc(
+            mem::func::SHARE_64,
+            2,
+            ids::VTEE_TEMPLATE,
+            ram + DOC_PAGE,
+            1,
+        );
+        expect_error(
+            &send_answer(&mut l, 2, mem::func::SHARE_64, &d),
+            vm_refusal::NO_TX,
+        )?;
+        let a = l.vm_call(
+            2,
+            [f::RXTX_MAP_64, ram + TX_PAGE, ram + RX_PAGE, 1, 0, 0, 0, 0],
+        );
+        if a[0] == f::SUCCESS_32 {
+            Ok(())
+        } else {
+            Err(format!("mapped again: {:#x?}", &a[..3]))
+        }
+    });
     r.check("rpi4-vm1-share-to-own-tee-sealed", || {
         share_cycle(&mut l, 1, mem::func::SHARE_64)
     });
@@ -479,91 +536,93 @@ pub fn run(core: &mut Core) -> (u32, u32) {
             (a, r, b) => Err(format!("lent: {a:x?}, reclaim {r:#x}, back: {b:x?}")),
         }
     });
-    for (name, vm, f_id, to, at, pages, code) in [
-        // Another user's trusted VM: the core's per-user rule.
-        (
-            "rpi4-vm1-share-to-other-tee-denied",
-            1,
-            mem::func::SHARE_64,
-            0,
-            DOC_PAGE,
-            1,
-            f::DENIED,
-        ),
-        // Memory that is not the VM's: VM 2's RAM, the trusted pool, the
-        // EL2 image, past its RAM.
-        (
-            "rpi4-vm1-share-vm2-ram-refused",
-            1,
-            mem::func::SHARE_64,
-            ids::VTEE_TEMPLATE,
-            u64::MAX,
-            1,
-            f::INVALID_PARAMETERS,
-        ),
-        (
-            "rpi4-vm1-share-trusted-pool-refused",
-            1,
-            mem::func::LEND_64,
-            ids::VTEE_TEMPLATE,
-            u64::MAX - 1,
-            1,
-            f::INVALID_PARAMETERS,
-        ),
-        (
-            "rpi4-vm1-share-past-own-ram-refused",
-            1,
-            mem::func::SHARE_64,
-            ids::VTEE_TEMPLATE,
-            DOC_PAGE,
-            64,
-            f::INVALID_PARAMETERS,
-        ),
-        // Its program's page (the reference hypervisor's mailbox rule).
-        (
-            "rpi4-vm1-share-first-page-denied",
-            1,
-            mem::func::SHARE_64,
-            ids::VTEE_TEMPLATE,
-            0,
-            1,
-            f::DENIED,
-        ),
-    ] {
-        r.check(name, || {
-            let to = if to == 0 {
-                tees.get(1).copied().ok_or("no instance of VM 2")?
-            } else {
-                to
-            };
-            let addr = match at {
-                u64::MAX => crate::guests::ram(2) + DOC_PAGE,
-                a if a == u64::MAX - 1 => layout::BOARD.secure_managed.0,
-                a => crate::guests::ram(vm) + a,
-            };
-            let d = send_desc(f_id, vm, to, addr, pages);
-            expect_error(&send_answer(&mut l, vm, f_id, &d), code)
-        });
-    }
-    r.check("rpi4-vm1-share-forged-sender-refused", || {
-        // The descriptor names VM 2 as the owner of VM 1's page.
+    r.check("rpi4-share-not-its-tee", || {
+        // The vtee stage's `vm-mem-policy`: another user's trusted VM, a
+        // partition not bound to the VM; the core decides.
+        let (inst1, inst4) = (
+            tees.first().copied().ok_or("no instance of VM 1")?,
+            tees.get(3).copied().ok_or("no instance of VM 4")?,
+        );
+        for (vm, to) in [(2u16, inst1), (2, ids::SP1), (2, ids::SP2), (1, inst4)] {
+            for f_id in [mem::func::SHARE_64, mem::func::LEND_64] {
+                let d = send_desc(f_id, vm, to, crate::guests::ram(vm) + DOC_PAGE, 1);
+                expect_error(&send_answer(&mut l, vm, f_id, &d), vm_refusal::NOT_ITS_TEE)
+                    .map_err(|e| format!("VM {vm} -> {to:#x} ({f_id:#x}): {e}"))?;
+            }
+        }
+        Ok(())
+    });
+    r.check("rpi4-vm1-share-not-own-ram", || {
+        // The vtee stage's `vm-mem-outside`: general-VM RAM that is not
+        // VM 1's (the core would take it: only the layer knows whose it
+        // is), the trusted pool, past and before its RAM, unaligned; its
+        // first page.
+        let ram = crate::guests::ram(1);
+        for (addr, pages, code) in [
+            (0x5000_0000u64, 1u32, vm_refusal::NOT_OWN_RAM),
+            (
+                ram + layout::GUEST_RAM_SIZE - 0x1000,
+                2,
+                vm_refusal::NOT_OWN_RAM,
+            ),
+            (ram - 0x1000, 1, vm_refusal::NOT_OWN_RAM),
+            (crate::guests::ram(2) + DOC_PAGE, 1, vm_refusal::NOT_OWN_RAM),
+            (layout::BOARD.secure_managed.0, 1, vm_refusal::NOT_OWN_RAM),
+            (ram + DOC_PAGE + 8, 1, vm_refusal::NOT_OWN_RAM),
+            (ram, 1, vm_refusal::FIRST_PAGE),
+        ] {
+            for f_id in [mem::func::SHARE_64, mem::func::LEND_64] {
+                let d = send_desc(f_id, 1, ids::VTEE_TEMPLATE, addr, pages);
+                expect_error(&send_answer(&mut l, 1, f_id, &d), code)
+                    .map_err(|e| format!("{f_id:#x} of {addr:#x} x{pages}: {e}"))?;
+            }
+        }
+        Ok(())
+    });
+    r.check("rpi4-vm1-share-forged-sender", || {
+        // The vtee stage's `vm-mem-forged-sender`.
+        let other = tees.get(1).copied().ok_or("no instance of VM 2")?;
+        for sender in [2u16, 0, 0x7FFF, ids::SP1, other] {
+            for f_id in [mem::func::SHARE_64, mem::func::LEND_32] {
+                let d = send_desc(
+                    f_id,
+                    sender,
+                    ids::VTEE_TEMPLATE,
+                    crate::guests::ram(1) + DOC_PAGE,
+                    1,
+                );
+                expect_error(&send_answer(&mut l, 1, f_id, &d), vm_refusal::FORGED_SENDER)
+                    .map_err(|e| format!("sender {sender:#x}, {f_id:#x}: {e}"))?;
+            }
+        }
+        Ok(())
+    });
+    r.check("rpi4-vm2-reclaim-not-own-handle", || {
+        // The vtee stage's `vm-mem-reclaim-others`.
         let d = send_desc(
-            mem::func::SHARE_64,
-            2,
+            mem::func::LEND_64,
+            1,
             ids::VTEE_TEMPLATE,
             crate::guests::ram(1) + DOC_PAGE,
             1,
         );
-        expect_error(
-            &send_answer(&mut l, 1, mem::func::SHARE_64, &d),
-            f::INVALID_PARAMETERS,
-        )
-    });
-    r.check("rpi4-vm1-reclaim-unknown-handle", || {
-        expect_error(
-            &l.vm_call(1, [mem::func::RECLAIM, 0x1234, 0x8000_0000, 0, 0, 0, 0, 0]),
-            f::INVALID_PARAMETERS,
-        )
+        let h = send(&mut l, 1, mem::func::LEND_64, &d)?;
+        let reclaim = |l: &mut Layer<'_>, vm: u16, h: u64| {
+            l.vm_call(
+                vm,
+                [mem::func::RECLAIM, h & 0xFFFF_FFFF, h >> 32, 0, 0, 0, 0, 0],
+            )
+        };
+        expect_error(&reclaim(&mut l, 2, h), vm_refusal::NOT_OWN_HANDLE)
+            .map_err(|e| format!("VM 2 reclaims VM 1's: {e}"))?;
+        expect_error(&reclaim(&mut l, 2, 0xFFFF_0000), vm_refusal::NOT_OWN_HANDLE)
+            .map_err(|e| format!("unknown handle: {e}"))?;
+        let a = reclaim(&mut l, 1, h);
+        if a[0] == f::SUCCESS_32 {
+            Ok(())
+        } else {
+            Err(format!("VM 1's own reclaim: {:#x?}", &a[..3]))
+        }
     });
     r.check("rpi4-vm3-share-without-rxtx", || {
         let d = send_desc(
@@ -575,7 +634,7 @@ pub fn run(core: &mut Core) -> (u32, u32) {
         );
         expect_error(
             &send_answer(&mut l, 3, mem::func::SHARE_64, &d),
-            f::INVALID_PARAMETERS,
+            vm_refusal::NO_TX,
         )
     });
     r.check("rpi4-forged-sender-stamped", || {
