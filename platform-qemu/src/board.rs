@@ -212,11 +212,14 @@ impl Platform for Qemu {
 
     fn vmid_limit(&self) -> u16 {
         // `stage2::configure` turned 16-bit VMIDs on where the CPU has them.
-        if arch_aarch64::stage2::vmid16() {
+        // The top `GENERAL_VM_VMIDS` are the board's own general VMs'
+        // (none on QEMU virt; platform-rpi4's EL1 guests).
+        let all: u16 = if arch_aarch64::stage2::vmid16() {
             0xFFFF
         } else {
             0xFF
-        }
+        };
+        all - crate::layout::GENERAL_VM_VMIDS
     }
 
     fn core_index(&self) -> usize {
