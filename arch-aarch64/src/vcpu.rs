@@ -311,7 +311,8 @@ struct CpuState {
     fp: Owner,
     fp_trapped: bool,
     stage2: (u64, u64),
-    /// VMPIDR_EL2 as last written on this core (`u64::MAX`: not known).
+    /// VMPIDR_EL2 as last written on this core (0: not known; a vCPU's
+    /// value always has RES1 bit 31 set, `spmc::vcpu::vmpidr`).
     vmpidr: u64,
 }
 const _: () = assert!(offset_of!(CpuState, ctx) == 0);
@@ -363,10 +364,10 @@ const IDLE: PerCpu = PerCpu(UnsafeCell::new(CpuState {
     el1: Owner::NormalWorld,
     fp: Owner::NormalWorld,
     fp_trapped: false,
-    // No table has root address 0, so (0, 0) means "none loaded yet" and
-    // the whole array stays in .bss.
+    // No table has root address 0, so (0, 0) means "none loaded yet", and
+    // no VMPIDR is 0: the whole array stays in .bss (6.4 KiB of image).
     stage2: (0, 0),
-    vmpidr: u64::MAX,
+    vmpidr: 0,
 }));
 static CPUS: [PerCpu; MAX_CPUS] = [IDLE; MAX_CPUS];
 
@@ -386,7 +387,7 @@ pub fn init_cpu() {
         st.el1 = Owner::NormalWorld;
         st.fp = Owner::NormalWorld;
         st.stage2 = (0, 0);
-        st.vmpidr = u64::MAX;
+        st.vmpidr = 0;
         st.fp_trapped = sysreg::read_cptr_el2() & CPTR_TFP != 0;
     }
     // SAFETY: TPIDR_EL2 is ours (EL3 keeps a copy per world); from here on
