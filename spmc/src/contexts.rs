@@ -43,10 +43,9 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, Ordering};
-
 use spin::Once;
-use spin::mutex::{SpinMutex, SpinMutexGuard};
+
+use crate::sync::{AtomicBool, AtomicU8, AtomicU16, Ordering, SpinMutex, SpinMutexGuard};
 
 use crate::fatal::FailGate;
 use crate::ffa::{PartitionId, Regs, func};
@@ -272,10 +271,7 @@ impl Contexts {
         regs: &Regs,
         core: impl FnOnce() -> usize,
     ) -> Fast {
-        if regs.0[0] != func::MSG_SEND_DIRECT_REQ_64 as u64
-            || regs.0[2] != 0
-            || self.attention.load(Ordering::Acquire) != 0
-        {
+        if regs.0[0] != func::MSG_SEND_DIRECT_REQ_64 as u64 || regs.0[2] != 0 {
             return Fast::Slow;
         }
         let (sender, receiver) = ((regs.0[1] >> 16) as u16, regs.0[1] as u16);
@@ -303,9 +299,13 @@ impl Contexts {
         let Some(vcpu) = g.as_mut() else {
             return Fast::Slow;
         };
+        // The attention word is read under the vCPU's lock: a manager that
+        // set it and then looked at this vCPU under its lock is seen
+        // (spmc/tests/loom_contexts.rs).
         if vcpu.fast != fast_key(receiver, mp, sender)
             || vcpu.state != VcpuState::Waiting
             || vcpu.on_core
+            || self.attention.load(Ordering::Acquire) != 0
         {
             return Fast::Slow;
         }
@@ -342,9 +342,6 @@ impl Contexts {
         regs: &mut Regs,
         lazy: impl FnOnce(LazyState),
     ) -> Fast {
-        if self.attention.load(Ordering::Acquire) != 0 {
-            return Fast::Slow;
-        }
         let Some(cell) = self.cell(v) else {
             return Fast::Slow;
         };
@@ -355,7 +352,8 @@ impl Contexts {
             let Some(vcpu) = g.as_mut() else {
                 return Fast::Slow;
             };
-            if vcpu.fast == 0 {
+            // Under the lock, as in `direct_request`.
+            if vcpu.fast == 0 || self.attention.load(Ordering::Acquire) != 0 {
                 return Fast::Slow;
             }
             let ctx = &vcpu.ctx;
