@@ -39,7 +39,9 @@
 //! refuses (RETRY) while one runs, and leaves the context of the vCPU that
 //! exits on its own core to [`Contexts::release`] to drop. Host tests
 //! check this protocol across every interleaving of cores
-//! (`spmc/tests/interleavings.rs`).
+//! (`spmc/tests/interleavings.rs`) and, with loom's locks and atomics
+//! (`crate::sync`), of their lock and atomic operations
+//! (`spmc/tests/loom_contexts.rs`).
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -111,7 +113,9 @@ pub struct Contexts {
     gate: Once<&'static FailGate>,
     /// Work only the manager does that a fast path would skip
     /// ([`Attention`] bits, set and cleared under the manager lock): while
-    /// any is set, both fast paths leave every call to the manager.
+    /// any is set, both fast paths leave every call to the manager. They
+    /// read it under the vCPU's lock, so a manager that sets it and then
+    /// looks at a vCPU under its lock is never overtaken on that vCPU.
     attention: AtomicU8,
 }
 
