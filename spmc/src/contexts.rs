@@ -300,7 +300,7 @@ impl Contexts {
         let Some(mut g) = gate.lock(|| cell.try_lock()) else {
             return Fast::Failed;
         };
-        let Some(vcpu) = g.as_mut() else {
+        let Some(vcpu) = g.as_deref_mut() else {
             return Fast::Slow;
         };
         if vcpu.fast != fast_key(receiver, mp, sender)
@@ -352,7 +352,7 @@ impl Contexts {
             return Fast::Failed;
         };
         {
-            let Some(vcpu) = g.as_mut() else {
+            let Some(vcpu) = g.as_deref_mut() else {
                 return Fast::Slow;
             };
             if vcpu.fast == 0 {
