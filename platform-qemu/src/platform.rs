@@ -107,18 +107,13 @@ pub fn primary(manifest_addr: u64, core: usize) -> ! {
     *SPMC.lock() = Some(spmc);
     // Run the partitions' initialisation until the core hands the normal
     // world its first answer (FFA_MSG_WAIT to the SPMD: init done).
-    serve(regs, next, Some(init_done))
-}
-
-/// The primary core's initialisation is over: it is about to hand the
-/// normal world its first answer.
-#[cold]
-fn init_done() {
+    let next = run_partitions(&mut regs, next);
     info!(
         "init done, heap in use {} bytes; waiting for messages",
         heap::used()
     );
     BOOTED.store(true, Ordering::Release);
+    serve(regs, next)
 }
 
 /// A secondary core entering after the normal world's PSCI CPU_ON (TF-A's
@@ -141,7 +136,18 @@ pub fn secondary(core: usize) -> ! {
         },
         None => Next::NormalWorld,
     };
-    serve(regs, next, None)
+    let next = run_partitions(&mut regs, next);
+    serve(regs, next)
+}
+
+/// Runs vCPUs until the core has an answer for the normal world (a core's
+/// boot; out of line, the message loop has its own copy of `run_vcpu`).
+#[inline(never)]
+fn run_partitions(regs: &mut Regs, mut next: Next) -> Next {
+    while let Next::Run { vcpu, ctx } = next {
+        next = run_vcpu(vcpu, ctx, regs);
+    }
+    next
 }
 
 /// Acts on the core's decision about the lazily held state of a vCPU that
@@ -188,8 +194,8 @@ fn fast_request(regs: &mut Regs) -> Option<Next> {
 /// between partitions, its response, an abort's unblocking), the exited
 /// vCPU's state goes back into its context the same way (`vcpu::hand_off`).
 ///
-/// Called from [`serve`] only, so that it is inlined into the message loop
-/// (no call frame, `Next` kept in registers on the direct round trip).
+/// Inlined into its two callers: on the direct round trip ([`serve`]) no
+/// call frame and no `Next` passed through memory.
 #[inline(always)]
 #[cfg_attr(spmc_hot, optimize(speed))]
 fn run_vcpu(vcpu: VcpuRef, ctx: *mut spmc::vcpu::Context, regs: &mut Regs) -> Next {
@@ -247,18 +253,11 @@ fn run_vcpu(vcpu: VcpuRef, ctx: *mut spmc::vcpu::Context, regs: &mut Regs) -> Ne
 
 /// The message loop. Answers go to the SPMD in the SMC that also waits for
 /// the next call; partitions run until they exit back to the core.
-///
-/// A core starts it with what its boot asked for (the partitions'
-/// initialisation runs in it too); `first_answer` runs once, just before the
-/// core hands the normal world its first answer (the primary's "init done").
 #[cfg_attr(spmc_hot, optimize(speed))]
-fn serve(mut regs: Regs, mut next: Next, mut first_answer: Option<fn()>) -> ! {
+fn serve(mut regs: Regs, mut next: Next) -> ! {
     loop {
         next = match next {
             Next::NormalWorld => {
-                if let Some(f) = first_answer.take() {
-                    f();
-                }
                 smc(&mut regs);
                 if let Some(next) = fast_request(&mut regs) {
                     next
