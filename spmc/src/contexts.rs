@@ -300,7 +300,7 @@ impl Contexts {
         let Some(mut g) = gate.lock(|| cell.try_lock()) else {
             return Fast::Failed;
         };
-        let Some(vcpu) = g.as_mut() else {
+        let Some(vcpu) = g.as_deref_mut() else {
             return Fast::Slow;
         };
         // The attention word is read under the vCPU's lock: a manager that
@@ -353,7 +353,7 @@ impl Contexts {
             return Fast::Failed;
         };
         {
-            let Some(vcpu) = g.as_mut() else {
+            let Some(vcpu) = g.as_deref_mut() else {
                 return Fast::Slow;
             };
             // Under the lock, as in `direct_request`.
