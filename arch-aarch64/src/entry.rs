@@ -66,6 +66,10 @@ global_asm!(
 .section .text.entry, "ax"
 .global spmc_entry
 spmc_entry:
+    /* The virtual count at entry, for the boot-time figure (x2 of
+     * spmc_primary_main; `optee_boot`, docs/benchmarks.md). */
+    isb
+    mrs x21, cntvct_el0
     mov x19, x0
     core_index x20, x1
     cmp x20, #{max_cpus}
@@ -131,6 +135,7 @@ spmc_entry:
     isb
     mov x0, x19
     mov x1, x20
+    mov x2, x21
     bl spmc_primary_main
 9:  wfe
     b 9b

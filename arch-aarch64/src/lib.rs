@@ -12,7 +12,9 @@
 //!   `__rodata_start`, `__rodata_end`, `__data_start`, `__bss_start`,
 //!   `__bss_end` and `__image_end`, places `.text.entry` first and keeps the
 //!   `.stacks` section NOLOAD;
-//! - `extern "C" fn spmc_primary_main(arg0: u64, core: usize) -> !` and
+//! - `extern "C" fn spmc_primary_main(arg0: u64, core: usize, entry_count: u64) -> !`
+//!   (`entry_count`: CNTVCT_EL0 read at the entry's first instruction;
+//!   a board may leave it out) and
 //!   `extern "C" fn spmc_secondary_main(core: usize) -> !`, called by the
 //!   entry code with a valid stack, the vectors installed and `.bss` zeroed.
 

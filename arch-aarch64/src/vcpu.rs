@@ -311,7 +311,8 @@ struct CpuState {
     fp: Owner,
     fp_trapped: bool,
     stage2: (u64, u64),
-    /// VMPIDR_EL2 as last written on this core (`u64::MAX`: not known).
+    /// VMPIDR_EL2 as last written on this core (0: not known; a vCPU's
+    /// value always has RES1 bit 31 set, `spmc::vcpu::vmpidr`).
     vmpidr: u64,
 }
 const _: () = assert!(offset_of!(CpuState, ctx) == 0);
@@ -363,10 +364,10 @@ const IDLE: PerCpu = PerCpu(UnsafeCell::new(CpuState {
     el1: Owner::NormalWorld,
     fp: Owner::NormalWorld,
     fp_trapped: false,
-    // No table has root address 0, so (0, 0) means "none loaded yet" and
-    // the whole array stays in .bss.
+    // No table has root address 0, so (0, 0) means "none loaded yet", and
+    // no VMPIDR is 0: the whole array stays in .bss (6.4 KiB of image).
     stage2: (0, 0),
-    vmpidr: u64::MAX,
+    vmpidr: 0,
 }));
 static CPUS: [PerCpu; MAX_CPUS] = [IDLE; MAX_CPUS];
 
@@ -386,7 +387,7 @@ pub fn init_cpu() {
         st.el1 = Owner::NormalWorld;
         st.fp = Owner::NormalWorld;
         st.stage2 = (0, 0);
-        st.vmpidr = u64::MAX;
+        st.vmpidr = 0;
         st.fp_trapped = sysreg::read_cptr_el2() & CPTR_TFP != 0;
     }
     // SAFETY: TPIDR_EL2 is ours (EL3 keeps a copy per world); from here on
@@ -493,18 +494,6 @@ pub unsafe fn run(ctx: &mut Context) {
     st.ctx = ptr;
     let owns_fp = st.fp == Owner::Vcpu(ptr);
     set_fp_trap(st, !owns_fp);
-    // A vCPU initialising runs with the normal world's interrupts masked at
-    // the GIC; the mask goes back before anything else runs on this core.
-    // At non-secure EL2 (feature `ns-el2`, GICv2: no ICC_PMR_EL1) there is no
-    // other world's interrupt to hold back: the image enables no interrupt
-    // source, and a general VM's would be its own layer's to queue.
-    let queued = (ctx.ns_interrupts_queued && !cfg!(feature = "ns-el2")).then(mask_ns_interrupts);
-    // A managed exit's virtual IRQ/FIQ (the core's `ns_interrupts`) is
-    // raised for this run only and lowered before anything else runs.
-    let lines = ctx.virtual_lines;
-    if lines != 0 {
-        raise_virtual_lines(lines);
-    }
     let s2 = (ctx.vsttbr, ctx.vttbr);
     if st.stage2 != s2 {
         // SAFETY: the caller vouches for the stage-2 roots; no EL1 code runs
@@ -522,43 +511,102 @@ pub unsafe fn run(ctx: &mut Context) {
         };
         st.vmpidr = ctx.vmpidr;
     }
-    let vgic = ctx.vgic.live;
-    if vgic {
-        crate::gic::load(&ctx.vgic);
-    }
+    // Everything a run may need besides the registers (the normal world's
+    // interrupts masked, managed-exit lines, the virtual GIC interface) is
+    // rare: one test here, the work out of line (`Extras`).
+    let extras = ctx.ns_interrupts_queued || ctx.virtual_lines != 0 || ctx.vgic.live;
+    let e = if extras {
+        Extras::load(ctx)
+    } else {
+        Extras::NONE
+    };
     loop {
         // SAFETY: the caller owns `ctx`; the vector code saves the vCPU's
         // registers into it and returns here with the host's registers.
         let vector = unsafe { spmc_vcpu_enter(ptr) };
-        if vector == 0 && (ctx.exit.esr >> 26) & 0x3f == EC_FP {
-            // First FP/SIMD use by this vCPU: give it the FP registers.
-            // SAFETY: the owner is the normal world or a vCPU of this chain.
-            unsafe { park_fp(st) };
-            // SAFETY: the caller owns `ctx`.
-            unsafe { spmc_fp_load(fp_of(ptr)) };
-            st.fp = Owner::Vcpu(ptr);
-            continue;
-        }
-        if vector == 0
-            && (ctx.exit.esr >> 26) & 0x3f == EC_HVC64
-            && crate::gic::paravirtual_call(ctx)
-        {
-            // `save`/`load` in there lowered the managed-exit lines.
-            if lines != 0 {
-                raise_virtual_lines(lines);
+        if vector == 0 {
+            let ec = (ctx.exit.esr >> 26) & 0x3f;
+            if ec == EC_FP {
+                // First FP/SIMD use by this vCPU: give it the FP registers.
+                // SAFETY: the owner is the normal world or a vCPU of this chain.
+                unsafe { park_fp(st) };
+                // SAFETY: the caller owns `ctx`.
+                unsafe { spmc_fp_load(fp_of(ptr)) };
+                st.fp = Owner::Vcpu(ptr);
+                continue;
             }
-            continue;
+            if ec == EC_HVC64 && crate::gic::paravirtual_call(ctx) {
+                // `save`/`load` in there lowered the managed-exit lines.
+                if e.lines != 0 {
+                    raise_virtual_lines(e.lines);
+                }
+                continue;
+            }
         }
         break;
     }
-    if vgic {
-        crate::gic::save(&mut ctx.vgic);
+    if extras {
+        e.unload(ctx);
     }
-    if lines != 0 {
-        lower_virtual_lines();
+}
+
+/// What [`run`] did besides the registers for one run, undone when the
+/// vCPU exits; none of it on the message fast path.
+#[derive(Clone, Copy)]
+struct Extras {
+    /// The priority mask to put back (the normal world's interrupts were
+    /// masked while a vCPU initialises).
+    pmr: Option<u64>,
+    /// The managed-exit lines raised.
+    lines: u8,
+    /// The virtual GIC interface was loaded.
+    vgic: bool,
+}
+
+impl Extras {
+    const NONE: Self = Self {
+        pmr: None,
+        lines: 0,
+        vgic: false,
+    };
+
+    /// Before the run, in this order: the mask, the lines, the interface.
+    #[cold]
+    #[inline(never)]
+    fn load(ctx: &Context) -> Self {
+        // A vCPU initialising runs with the normal world's interrupts masked
+        // at the GIC; the mask goes back before anything else runs on this
+        // core. At non-secure EL2 (feature `ns-el2`, GICv2: no ICC_PMR_EL1)
+        // there is no other world's interrupt to hold back: the image
+        // enables no interrupt source, and a general VM's would be its own
+        // layer's to queue.
+        let pmr = (ctx.ns_interrupts_queued && !cfg!(feature = "ns-el2")).then(mask_ns_interrupts);
+        // A managed exit's virtual IRQ/FIQ (the core's `ns_interrupts`) is
+        // raised for this run only and lowered before anything else runs.
+        let lines = ctx.virtual_lines;
+        if lines != 0 {
+            raise_virtual_lines(lines);
+        }
+        let vgic = ctx.vgic.live;
+        if vgic {
+            crate::gic::load(&ctx.vgic);
+        }
+        Self { pmr, lines, vgic }
     }
-    if let Some(pmr) = queued {
-        restore_priority_mask(pmr);
+
+    /// After the vCPU exited: undoes [`Extras::load`] in reverse order.
+    #[cold]
+    #[inline(never)]
+    fn unload(self, ctx: &mut Context) {
+        if self.vgic {
+            crate::gic::save(&mut ctx.vgic);
+        }
+        if self.lines != 0 {
+            lower_virtual_lines();
+        }
+        if let Some(pmr) = self.pmr {
+            restore_priority_mask(pmr);
+        }
     }
 }
 

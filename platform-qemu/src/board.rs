@@ -1,6 +1,5 @@
 //! The QEMU board as the core sees it: memory access and stage-2 maintenance.
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use arch_aarch64::guarded;
@@ -22,8 +21,10 @@ pub const SECURE_RAM: (u64, u64) = BOARD.secure_ram;
 /// The platform the core runs on.
 #[derive(Debug)]
 pub struct Qemu {
-    /// Normal-world pages mapped for the SPMC, with how many users each has.
-    ns_pages: BTreeMap<u64, u32>,
+    /// Normal-world pages mapped for the SPMC, with how many users each has,
+    /// sorted by address (a sorted vector rather than a `BTreeMap`, whose
+    /// code was about 3 KiB of the release image, docs/benchmarks.md).
+    ns_pages: Vec<(u64, u32)>,
     /// The normal-world RAM, as the SPMC manifest states it (`ns-memory`).
     ns_memory: Vec<MemRange>,
 }
@@ -33,13 +34,18 @@ impl Qemu {
     /// outside it is ever mapped or touched on the normal world's behalf.
     pub fn new(ns_memory: Vec<MemRange>) -> Self {
         Self {
-            ns_pages: BTreeMap::new(),
+            ns_pages: Vec::new(),
             ns_memory,
         }
     }
 
     fn secure(pa: Pa, len: u64) -> bool {
         pa.0 >= SECURE_MANAGED.0 && pa.0.checked_add(len).is_some_and(|e| e <= SECURE_MANAGED.1)
+    }
+
+    /// Where page `p` is in `ns_pages` (`Err`: where it would go).
+    fn ns_page(&self, p: u64) -> Result<usize, usize> {
+        self.ns_pages.binary_search_by_key(&p, |e| e.0)
     }
 
     fn ns_mapped(&self, pa: Pa, len: u64) -> bool {
@@ -49,7 +55,7 @@ impl Qemu {
         };
         (first..end)
             .step_by(PAGE_SIZE as usize)
-            .all(|p| self.ns_pages.contains_key(&p))
+            .all(|p| self.ns_page(p).is_ok())
     }
 
     /// Where `[pa, pa + len)` may be touched: secure memory the SPMC
@@ -176,9 +182,16 @@ impl Platform for Qemu {
             end: end as usize,
             kind: Kind::NonSecure,
         };
+        // Room for every page first, so that a full heap changes nothing.
+        self.ns_pages
+            .try_reserve(((end - pa.0) / PAGE_SIZE) as usize)
+            .map_err(|_| MemError::MapFailed)?;
         mmu::map(region).map_err(|_| MemError::MapFailed)?;
         for p in (pa.0..end).step_by(PAGE_SIZE as usize) {
-            *self.ns_pages.entry(p).or_insert(0) += 1;
+            match self.ns_page(p) {
+                Ok(i) => self.ns_pages[i].1 += 1,
+                Err(i) => self.ns_pages.insert(i, (p, 1)),
+            }
         }
         Ok(())
     }
@@ -186,10 +199,11 @@ impl Platform for Qemu {
     fn unmap_ns(&mut self, pa: Pa, len: u64) {
         let end = pa.0 + len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
         for p in (pa.0..end).step_by(PAGE_SIZE as usize) {
-            if let Some(n) = self.ns_pages.get_mut(&p) {
+            if let Ok(i) = self.ns_page(p) {
+                let n = &mut self.ns_pages[i].1;
                 *n -= 1;
                 if *n == 0 {
-                    self.ns_pages.remove(&p);
+                    self.ns_pages.remove(i);
                     if let Err(e) = mmu::unmap(p as usize, (p + PAGE_SIZE) as usize) {
                         log::error!("cannot unmap normal-world page {p:#x}: {e:?}");
                     }
@@ -212,11 +226,14 @@ impl Platform for Qemu {
 
     fn vmid_limit(&self) -> u16 {
         // `stage2::configure` turned 16-bit VMIDs on where the CPU has them.
-        if arch_aarch64::stage2::vmid16() {
+        // The top `GENERAL_VM_VMIDS` are the board's own general VMs'
+        // (none on QEMU virt; platform-rpi4's EL1 guests).
+        let all: u16 = if arch_aarch64::stage2::vmid16() {
             0xFFFF
         } else {
             0xFF
-        }
+        };
+        all - crate::layout::GENERAL_VM_VMIDS
     }
 
     fn core_index(&self) -> usize {

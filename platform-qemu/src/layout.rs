@@ -57,3 +57,8 @@ pub const SBSA: Layout = Layout {
 
 /// The board this image is built for.
 pub const BOARD: Layout = if cfg!(feature = "sbsa") { SBSA } else { VIRT };
+
+/// VMIDs at the top of the range the board keeps for VMs of its own (none
+/// here: the normal world's hypervisor has its own VMIDs; platform-rpi4
+/// keeps some for its general VMs).
+pub const GENERAL_VM_VMIDS: u16 = 0;

@@ -42,10 +42,11 @@ fn panic(info: &PanicInfo<'_>) -> ! {
     platform::fail_boot_if_booting()
 }
 
-/// Primary cold boot: called by the entry code with x0 = manifest address.
+/// Primary cold boot: called by the entry code with x0 = manifest address,
+/// x2 = the virtual count at its first instruction.
 #[unsafe(no_mangle)]
-extern "C" fn spmc_primary_main(manifest: u64, core: usize) -> ! {
-    platform::primary(manifest, core)
+extern "C" fn spmc_primary_main(manifest: u64, core: usize, entry_count: u64) -> ! {
+    platform::primary(manifest, core, entry_count)
 }
 
 /// A secondary core the normal world turned on.

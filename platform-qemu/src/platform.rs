@@ -68,7 +68,11 @@ unsafe extern "C" {
 }
 
 /// The primary core's cold boot, from entry to the first FFA_MSG_WAIT.
-pub fn primary(manifest_addr: u64, core: usize) -> ! {
+/// `entry_count` is CNTVCT_EL0 at the entry's first instruction: the
+/// "init done" line says how far the counter moved until every partition's
+/// first FFA_MSG_WAIT (under `-icount shift=0` on QEMU 10, instructions:
+/// the `optee_boot` figure, docs/benchmarks.md).
+pub fn primary(manifest_addr: u64, core: usize, entry_count: u64) -> ! {
     // SAFETY: the board's secure UART; only the SPMC uses it.
     unsafe { console::init(SECURE_UART, LOG_LEVEL) };
     info!("booting on core {core}, manifest at {manifest_addr:#x}");
@@ -104,16 +108,31 @@ pub fn primary(manifest_addr: u64, core: usize) -> ! {
     print_memory_map(&mut spmc, heap);
     let mut regs = Regs::default();
     let next = spmc.boot(&mut regs);
+    // The SPMC's own share of the boot figure: up to the first partition's
+    // first instruction (its package copied, its stage 2 built).
+    let ticks = sysreg::read_cntvct_el0().wrapping_sub(entry_count);
+    info!(
+        "partitions start {ticks} counter ticks ({} ns) after the SPMC's entry",
+        ticks_to_ns(ticks)
+    );
     *SPMC.lock() = Some(spmc);
     // Run the partitions' initialisation until the core hands the normal
     // world its first answer (FFA_MSG_WAIT to the SPMD: init done).
     let next = run_partitions(&mut regs, next);
+    let ticks = sysreg::read_cntvct_el0().wrapping_sub(entry_count);
     info!(
-        "init done, heap in use {} bytes; waiting for messages",
+        "init done {ticks} counter ticks ({} ns) after the SPMC's entry, heap in use {} bytes; waiting for messages",
+        ticks_to_ns(ticks),
         heap::used()
     );
     BOOTED.store(true, Ordering::Release);
     serve(regs, next)
+}
+
+/// Counter ticks to nanoseconds (CNTFRQ_EL0), without overflow.
+fn ticks_to_ns(ticks: u64) -> u64 {
+    let freq = sysreg::read_cntfrq_el0().max(1);
+    ticks / freq * 1_000_000_000 + ticks % freq * 1_000_000_000 / freq
 }
 
 /// A secondary core entering after the normal world's PSCI CPU_ON (TF-A's
@@ -140,7 +159,9 @@ pub fn secondary(core: usize) -> ! {
     serve(regs, next)
 }
 
-/// Runs vCPUs until the core has an answer for the normal world.
+/// Runs vCPUs until the core has an answer for the normal world (a core's
+/// boot; out of line, the message loop has its own copy of `run_vcpu`).
+#[inline(never)]
 fn run_partitions(regs: &mut Regs, mut next: Next) -> Next {
     while let Next::Run { vcpu, ctx } = next {
         next = run_vcpu(vcpu, ctx, regs);
@@ -191,6 +212,10 @@ fn fast_request(regs: &mut Regs) -> Option<Next> {
 /// freed memory. When the core runs another vCPU next (a direct request
 /// between partitions, its response, an abort's unblocking), the exited
 /// vCPU's state goes back into its context the same way (`vcpu::hand_off`).
+///
+/// Inlined into its two callers: on the direct round trip ([`serve`]) no
+/// call frame and no `Next` passed through memory.
+#[inline(always)]
 #[cfg_attr(spmc_hot, optimize(speed))]
 fn run_vcpu(vcpu: VcpuRef, ctx: *mut spmc::vcpu::Context, regs: &mut Regs) -> Next {
     // SAFETY: the core hands the context to this core alone until
@@ -202,7 +227,10 @@ fn run_vcpu(vcpu: VcpuRef, ctx: *mut spmc::vcpu::Context, regs: &mut Regs) -> Ne
     unsafe { arch_aarch64::vcpu::run(ctx) };
     let contexts = CONTEXTS.get();
     if let Some(c) = contexts {
-        match c.direct_response(&FAILED, vcpu, regs, lazy_action) {
+        // A closure, not the function item: that one's `FnOnce` shim stayed
+        // a call (and an outlined fragment) in the size-optimised image.
+        #[allow(clippy::redundant_closure, reason = "inlines; see above")]
+        match c.direct_response(&FAILED, vcpu, regs, |d| lazy_action(d)) {
             Fast::Done(next) => return next,
             Fast::Slow => {}
             Fast::Failed => {

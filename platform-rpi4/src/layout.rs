@@ -43,3 +43,20 @@ pub const BOARD: Layout = Layout {
 /// The last bytes of the trusted pool the heap takes (stage-2 tables,
 /// records of trusted VMs and their per-user instances).
 pub const HEAP_FROM_POOL: u64 = 8 << 20;
+
+/// The general VMs that run as EL1 guests of this image (users 1-4).
+pub const GUESTS: u16 = 4;
+
+/// VMIDs the core never hands out (the board's `vmid_limit` stops below
+/// them): general VM `n` (1-[`GUESTS`]) runs with VMID `limit - n + 1`,
+/// where `limit` is the last VMID the CPU has (0xFF on the A72).
+pub const GENERAL_VM_VMIDS: u16 = GUESTS;
+
+/// General VM `n`'s RAM (1-[`GUESTS`]): [`GUEST_RAM_SIZE`] bytes at
+/// `GUEST_RAM + (n - 1) * GUEST_RAM_STRIDE`, at IPA = PA in its own stage
+/// 2, inside the manifest's ns-memory (0x4000_0000-0x7fff_ffff).
+pub const GUEST_RAM: u64 = 0x4000_0000;
+/// Distance between two general VMs' RAM.
+pub const GUEST_RAM_STRIDE: u64 = 0x10_0000;
+/// Size of a general VM's RAM.
+pub const GUEST_RAM_SIZE: u64 = 0x1_0000;

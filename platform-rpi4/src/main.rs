@@ -17,8 +17,10 @@ extern crate alloc;
 mod board;
 mod checks;
 mod gic;
+mod guests;
 mod layout;
 mod platform;
+mod share;
 mod users;
 
 use core::panic::PanicInfo;

@@ -39,14 +39,15 @@
 //! refuses (RETRY) while one runs, and leaves the context of the vCPU that
 //! exits on its own core to [`Contexts::release`] to drop. Host tests
 //! check this protocol across every interleaving of cores
-//! (`spmc/tests/interleavings.rs`).
+//! (`spmc/tests/interleavings.rs`) and, with loom's locks and atomics
+//! (`crate::sync`), of their lock and atomic operations
+//! (`spmc/tests/loom_contexts.rs`).
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, Ordering};
-
 use spin::Once;
-use spin::mutex::{SpinMutex, SpinMutexGuard};
+
+use crate::sync::{AtomicBool, AtomicU8, AtomicU16, Ordering, SpinMutex, SpinMutexGuard};
 
 use crate::fatal::FailGate;
 use crate::ffa::{Regs, func};
@@ -113,7 +114,9 @@ pub struct Contexts {
     gate: Once<&'static FailGate>,
     /// Work only the manager does that a fast path would skip
     /// ([`Attention`] bits, set and cleared under the manager lock): while
-    /// any is set, both fast paths leave every call to the manager.
+    /// any is set, both fast paths leave every call to the manager. They
+    /// read it under the vCPU's lock, so a manager that sets it and then
+    /// looks at a vCPU under its lock is never overtaken on that vCPU.
     attention: AtomicU8,
 }
 
@@ -273,10 +276,7 @@ impl Contexts {
         regs: &Regs,
         core: impl FnOnce() -> usize,
     ) -> Fast {
-        if regs.0[0] != func::MSG_SEND_DIRECT_REQ_64 as u64
-            || regs.0[2] != 0
-            || self.attention.load(Ordering::Acquire) != 0
-        {
+        if regs.0[0] != func::MSG_SEND_DIRECT_REQ_64 as u64 || regs.0[2] != 0 {
             return Fast::Slow;
         }
         let (sender, receiver) = ((regs.0[1] >> 16) as u16, regs.0[1] as u16);
@@ -301,12 +301,16 @@ impl Contexts {
         let Some(mut g) = gate.lock(|| cell.try_lock()) else {
             return Fast::Failed;
         };
-        let Some(vcpu) = g.as_mut() else {
+        let Some(vcpu) = g.as_deref_mut() else {
             return Fast::Slow;
         };
+        // The attention word is read under the vCPU's lock: a manager that
+        // set it and then looked at this vCPU under its lock is seen
+        // (spmc/tests/loom_contexts.rs).
         if vcpu.fast != fast_key(PartId::new(receiver), mp, VmId::new(sender))
             || vcpu.state != VcpuState::Waiting
             || vcpu.on_core
+            || self.attention.load(Ordering::Acquire) != 0
         {
             return Fast::Slow;
         }
@@ -343,9 +347,6 @@ impl Contexts {
         regs: &mut Regs,
         lazy: impl FnOnce(LazyState),
     ) -> Fast {
-        if self.attention.load(Ordering::Acquire) != 0 {
-            return Fast::Slow;
-        }
         let Some(cell) = self.cell(v) else {
             return Fast::Slow;
         };
@@ -353,10 +354,11 @@ impl Contexts {
             return Fast::Failed;
         };
         {
-            let Some(vcpu) = g.as_mut() else {
+            let Some(vcpu) = g.as_deref_mut() else {
                 return Fast::Slow;
             };
-            if vcpu.fast == 0 {
+            // Under the lock, as in `direct_request`.
+            if vcpu.fast == 0 || self.attention.load(Ordering::Acquire) != 0 {
                 return Fast::Slow;
             }
             let ctx = &vcpu.ctx;

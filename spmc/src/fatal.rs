@@ -56,7 +56,7 @@ impl FailGate {
             if self.failed() {
                 return None;
             }
-            core::hint::spin_loop();
+            crate::sync::spin_loop();
         }
     }
 }

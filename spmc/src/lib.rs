@@ -21,6 +21,9 @@
 #![cfg_attr(spmc_hot, feature(optimize_attribute))]
 
 extern crate alloc;
+// loom's lock and atomic models (`sync`) are std's.
+#[cfg(loom)]
+extern crate std;
 
 pub mod abi;
 pub mod addr;
@@ -44,6 +47,7 @@ pub mod policy;
 pub mod pool;
 pub mod sp_manifest;
 pub mod stage2;
+pub mod sync;
 pub mod vcpu;
 pub mod vtee;
 

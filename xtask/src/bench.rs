@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::cli::Options;
 use crate::sh::{self, Result};
-use crate::{build, qemu, setup, vtee};
+use crate::{build, qemu, rpi4, setup, vtee};
 
 pub fn run(opts: &Options) -> Result<()> {
     let env = setup::ensure(opts)?;
@@ -44,6 +44,22 @@ pub fn run(opts: &Options) -> Result<()> {
     println!("{image}");
     figures.push(image);
 
+    // The Raspberry Pi 4 board on raspi4b: a general VM's guest at EL1 to
+    // its own trusted VM through the EL2 image (docs/rpi4.md).
+    let blob = rpi4::rust_image(&env, &opts)?;
+    let bl31 = rpi4::tfa(&env)?;
+    sh::step("bench: rpi4 (raspi4b), QEMU with -icount shift=0");
+    let mut cmd = rpi4::base_command(&bl31, &blob);
+    cmd.args(["-icount", "shift=0"])
+        .args(["-display", "none", "-monitor", "none", "-serial", "stdio"]);
+    figures.extend(run_command(cmd, opts.timeout_secs)?);
+    let size = std::fs::metadata(rpi4::image_bin(&opts))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let image = format!("bench: rpi4_image: {size} bytes");
+    println!("{image}");
+    figures.push(image);
+
     sh::step("bench: summary");
     for f in &figures {
         println!("    {f}");
@@ -57,12 +73,15 @@ fn run_image(flash: &Path, timeout_secs: u64) -> Result<Vec<String>> {
     // 4 cores: `direct_req_round_trip_4cores` turns cores 1-3 on (last, so
     // the other figures run with them off, as on one core).
     let mut cmd = qemu::base_command(flash, 4, "1G");
-    cmd.args(["-icount", "shift=0"])
-        .args([
-            "-display", "none", "-monitor", "none", "-serial", "stdio", "-serial", "null",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped());
+    cmd.args(["-icount", "shift=0"]).args([
+        "-display", "none", "-monitor", "none", "-serial", "stdio", "-serial", "null",
+    ]);
+    run_command(cmd, timeout_secs)
+}
+
+/// Runs a benchmark QEMU command and returns its `bench:` lines.
+fn run_command(mut cmd: std::process::Command, timeout_secs: u64) -> Result<Vec<String>> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
     let stdout = child.stdout.take().ok_or("no QEMU stdout")?;
     let (tx, rx) = std::sync::mpsc::channel();

@@ -271,7 +271,7 @@ pub fn stage(env: &Env, opts: &Options, spmc_bin: &Path) -> Result<crate::qemu::
         .arg("-initrd")
         .arg(&initrd)
         .args(["-append", "console=ttyAMA0 quiet"]);
-    qemu::run_stage(
+    let res = qemu::run_stage(
         cmd,
         &StageSpec {
             name: "optee",
@@ -288,12 +288,143 @@ pub fn stage(env: &Env, opts: &Options, spmc_bin: &Path) -> Result<crate::qemu::
             timeout: Duration::from_secs(opts.timeout_secs),
             panic_grace: Some(Duration::from_secs(5)),
         },
-    )
+    )?;
+    // The figures come from a second boot, after the checks, whatever
+    // they gave: a benchmark never fails the stage.
+    let mut cmd = qemu::base_command(&flash, 4, qemu::MEMORY);
+    cmd.arg("-kernel")
+        .arg(&parts.kernel)
+        .arg("-initrd")
+        .arg(&initrd);
+    bench(cmd, Duration::from_secs(opts.timeout_secs.max(600)));
+    Ok(res)
+}
+
+/// The SPMC's boot line that carries the counter's advance from its entry
+/// (platform-qemu `primary`): `init done <ticks> counter ticks (<ns> ns)
+/// after the SPMC's entry, ...`.
+pub fn boot_figure(line: &str) -> Option<u64> {
+    ns_after(line, "init done ")
+}
+
+/// The nanoseconds of an SPMC boot line `<what><ticks> counter ticks (<ns>
+/// ns) after the SPMC's entry`.
+fn ns_after(line: &str, what: &str) -> Option<u64> {
+    let rest = &line[line.find(what)?..];
+    let ns = rest.split_once(" counter ticks (")?.1.split_once(" ns)")?.0;
+    ns.parse().ok()
+}
+
+/// The stage's benchmark boot: the same firmware, kernel and initramfs
+/// under `-icount shift=0` (guest time advances one nanosecond per
+/// instruction), Linux on one core (`maxcpus=1`: cores 1-3 stay off and
+/// execute nothing), /init running only `optee-client bench`
+/// (`optee_bench` on the command line). Prints
+/// - `bench: optee_boot: N instructions`: from the SPMC's first instruction
+///   to OP-TEE's first FFA_MSG_WAIT (OP-TEE is the only partition of this
+///   layout, so the SPMC's "init done" is that MSG_WAIT's handling), and
+///   `optee_boot_spmc_part`, its part up to OP-TEE's first instruction;
+/// - `bench: optee_invoke_round_trip: N instructions`: the client's median
+///   invoke, Linux's share included (docs/optee.md "Benchmarks").
+///
+/// The firmware is the stage's (a dev build of the SPMC unless `--release`).
+/// Nothing here fails the stage: a missing figure is printed as `failed`.
+fn bench(mut cmd: Command, timeout: std::time::Duration) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::Instant;
+    sh::step("bench: OP-TEE under -icount shift=0 (optee_boot, optee_invoke_round_trip)");
+    cmd.args(["-icount", "shift=0"])
+        .args(["-append", "console=ttyAMA0 quiet maxcpus=1 optee_bench"]);
+    crate::qemu::serial_args(&mut cmd, false);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut figures: Vec<String> = Vec::new();
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            println!("    bench: cannot start QEMU: {e}");
+            return;
+        }
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    if let Some(stdout) = child.stdout.take() {
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).split(b'\n').map_while(|l| l.ok()) {
+                if tx
+                    .send(String::from_utf8_lossy(&line).replace('\r', ""))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(ns) = boot_figure(&line) {
+                    figures.push(format!("bench: optee_boot: {ns} instructions"));
+                    println!("{line}");
+                } else if let Some(ns) = ns_after(&line, "partitions start ") {
+                    // The SPMC's share of `optee_boot`: until OP-TEE's
+                    // first instruction.
+                    figures.push(format!("bench: optee_boot_spmc_part: {ns} instructions"));
+                    println!("{line}");
+                } else if line.starts_with("bench:") || line.starts_with("optee-client: bench") {
+                    println!("{line}");
+                    if line.starts_with("bench:") {
+                        figures.push(line);
+                    }
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                println!("    bench: timed out after {} s", timeout.as_secs());
+                break;
+            }
+        }
+    }
+    let _ = child.wait();
+    for name in ["optee_boot", "optee_invoke_round_trip"] {
+        if !figures
+            .iter()
+            .any(|f| f.starts_with(&format!("bench: {name}:")))
+        {
+            figures.push(format!("bench: {name}: failed (no figure)"));
+        }
+    }
+    sh::step("bench: OP-TEE figures");
+    for f in &figures {
+        println!("    {f}");
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn boot_figure_reads_the_spmcs_init_line() {
+        assert_eq!(
+            boot_figure(
+                "INFO  init done 123456 counter ticks (123456 ns) after the SPMC's entry, heap in use 10 bytes; waiting for messages"
+            ),
+            Some(123456)
+        );
+        assert_eq!(boot_figure("init done, heap in use 10 bytes"), None);
+        assert_eq!(
+            ns_after(
+                "INFO  partitions start 42 counter ticks (42 ns) after the SPMC's entry",
+                "partitions start "
+            ),
+            Some(42)
+        );
+    }
 
     /// The link address is 0x4000 into the package at the manifest's
     /// load-address, and TZDRAM ends where mem-size does: OP-TEE then runs

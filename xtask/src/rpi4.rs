@@ -143,6 +143,15 @@ fn blob(env: &Env, dir: &Path, image: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The EL2 image's raw binary (`spmc-rpi4.bin`) of the profile `opts` picks.
+pub fn image_bin(opts: &Options) -> PathBuf {
+    let profile = if opts.release { "release" } else { "debug" };
+    target_dir()
+        .join(TARGET)
+        .join(profile)
+        .join("spmc-rpi4.bin")
+}
+
 /// Builds the EL2 image and the trusted VMs; returns the boot blob.
 pub fn rust_image(env: &Env, opts: &Options) -> Result<PathBuf> {
     let profile = if opts.release { "release" } else { "debug" };

@@ -227,6 +227,8 @@ fn host_checks(_env: &Env) -> Result<(u64, u64)> {
     println!("    host: {passed} passed, {failed} failed");
     result?;
     t.done();
+    let (loom_passed, loom_failed) = loom_tests(&cargo)?;
+    let (passed, failed) = (passed + loom_passed, failed + loom_failed);
 
     sh::step("host: rustfmt check");
     sh::run(
@@ -243,6 +245,31 @@ fn host_checks(_env: &Env) -> Result<(u64, u64)> {
         cmd.args(["-p", p]);
     }
     sh::run(cmd.args(["--all-targets", "--", "-D", "warnings"]))?;
+    t.done();
+    Ok((passed, failed))
+}
+
+/// The loom model tests of the lock and hand-off protocol between cores
+/// (`spmc/tests/loom_contexts.rs`, docs/architecture.md "Locks"): the core
+/// built with `--cfg loom` (its locks and atomics are loom's,
+/// `spmc::sync`), in a target directory of its own so that the other
+/// builds keep theirs. Returns (passed, failed).
+fn loom_tests(cargo: &str) -> Result<(u64, u64)> {
+    sh::step("host: loom model tests of the cross-core protocol (--cfg loom)");
+    let t = sh::Timer::start("loom tests");
+    let result = sh::run(
+        Command::new(cargo)
+            .current_dir(sh::root())
+            .env("RUSTFLAGS", "--cfg loom")
+            .env("CARGO_TARGET_DIR", sh::root().join("target/loom"))
+            .args(["test", "-p", "spmc", "--test", "loom_contexts"]),
+    );
+    let (passed, failed) = test_counts(&sh::tail(&sh::current_log(), usize::MAX));
+    println!("    loom: {passed} passed, {failed} failed");
+    result?;
+    if passed == 0 {
+        return Err("the loom tests ran no test".into());
+    }
     t.done();
     Ok((passed, failed))
 }

@@ -1176,3 +1176,34 @@ mod tests {
         assert_eq!(Layout::V1_0.header_len(), 32);
     }
 }
+
+/// What a general VM's memory-management calls are refused with by the
+/// layer that acts for it, in both modes: the reference hypervisor on QEMU
+/// virt (`tests/hypervisor/src/share.rs`, the vtee stage's `vm-mem-*`
+/// checks) and the rpi4 image's VM layer (`platform-rpi4/src/share.rs`,
+/// the `rpi4-*` share checks). Both modes' checks assert these, so the
+/// answers stay the same (issue 14, "Bad input"); where the spec leaves
+/// room, Hafnium's choice (docs/hypervisor.md).
+pub mod vm_refusal {
+    use crate::ffa::{DENIED, INVALID_PARAMETERS};
+
+    /// A constituent outside the VM's own RAM, unaligned or empty.
+    pub const NOT_OWN_RAM: i32 = INVALID_PARAMETERS;
+    /// A constituent in the VM's first page (the reference hypervisor's
+    /// mailbox, the rpi4 guest's program).
+    pub const FIRST_PAGE: i32 = DENIED;
+    /// A descriptor whose sender is not the VM.
+    pub const FORGED_SENDER: i32 = INVALID_PARAMETERS;
+    /// Another user's trusted VM, or a partition not bound to the VM, as
+    /// borrower (the core's per-user rule).
+    pub const NOT_ITS_TEE: i32 = DENIED;
+    /// FFA_MEM_RECLAIM of a handle the VM does not own.
+    pub const NOT_OWN_HANDLE: i32 = INVALID_PARAMETERS;
+    /// A second RX/TX pair.
+    pub const SECOND_RXTX: i32 = DENIED;
+    /// An RX/TX pair outside its RAM, unaligned, the same page twice, or
+    /// not one page each; FFA_RXTX_UNMAP naming an ID or without a pair.
+    pub const BAD_RXTX: i32 = INVALID_PARAMETERS;
+    /// A send without an RX/TX pair.
+    pub const NO_TX: i32 = INVALID_PARAMETERS;
+}

@@ -7,7 +7,7 @@
 
 use alloc::vec::Vec;
 
-use test_protocol::mem::{Layout, List, Range, Receiver, Transaction, func, perm};
+use test_protocol::mem::{Layout, List, Range, Receiver, Transaction, func, perm, vm_refusal};
 use test_protocol::{cmd, ids};
 
 use super::{T, req_regs};
@@ -192,7 +192,7 @@ impl T<'_> {
             "the hypervisor keeps the VM's pair"
         );
         let r = self.smc(1, req_regs(ffa::RXTX_MAP_64, &[TX_IPA, RX_IPA, 1]))?;
-        ensure_eq!(code(&r), ffa::DENIED, "a second pair");
+        ensure_eq!(code(&r), vm_refusal::SECOND_RXTX, "a second pair");
         Ok(())
     }
 
@@ -210,7 +210,7 @@ impl T<'_> {
             (TX_IPA, RX_IPA, 0),
         ] {
             let r = self.smc(2, req_regs(ffa::RXTX_MAP_64, &[tx, rx, pages]))?;
-            if code(&r) != ffa::INVALID_PARAMETERS {
+            if code(&r) != vm_refusal::BAD_RXTX {
                 say!(
                     "    (TX {tx:#x}, RX {rx:#x}, {pages} pages: {:#x})",
                     ans(&r)
@@ -225,14 +225,14 @@ impl T<'_> {
     pub fn mem_rxtx_unmap(&mut self) -> Outcome {
         self.buffers(2)?;
         let r = self.smc(2, req_regs(ffa::RXTX_UNMAP, &[1 << 16]))?;
-        ensure_eq!(code(&r), ffa::INVALID_PARAMETERS, "an ID in w1");
+        ensure_eq!(code(&r), vm_refusal::BAD_RXTX, "an ID in w1");
         let r = self.smc(2, req_regs(ffa::RXTX_UNMAP, &[]))?;
         ensure_eq!(r[0], ffa::SUCCESS_32, "RXTX_UNMAP");
         let r = self.smc(2, req_regs(ffa::RXTX_UNMAP, &[]))?;
-        ensure_eq!(code(&r), ffa::INVALID_PARAMETERS, "a second unmap");
+        ensure_eq!(code(&r), vm_refusal::BAD_RXTX, "a second unmap");
         let d = desc(func::SHARE_64, 2, &[ids::VTEE_TEMPLATE], &one(DOC_IPA, 1));
         let r = self.send(2, func::SHARE_64, &d, d.len())?;
-        ensure_eq!(code(&r), ffa::INVALID_PARAMETERS, "a share without TX");
+        ensure_eq!(code(&r), vm_refusal::NO_TX, "a share without TX");
         let r = self.smc(2, req_regs(ffa::RXTX_MAP_64, &[TX_IPA, RX_IPA, 1]))?;
         ensure_eq!(r[0], ffa::SUCCESS_32, "mapped again");
         Ok(())
@@ -542,14 +542,14 @@ impl T<'_> {
             let before = self.hyp.forwarded_of(vm);
             let d = desc(func::SHARE_64, vm, &[to], &one(DOC_IPA, 1));
             let r = self.send(vm, func::SHARE_64, &d, d.len())?;
-            if code(&r) != ffa::DENIED {
+            if code(&r) != vm_refusal::NOT_ITS_TEE {
                 say!("    (VM {vm} -> {to:#x}: {:#x})", ans(&r));
                 return Err(fail("not DENIED"));
             }
             ensure!(self.hyp.forwarded_of(vm) > before, "the SPMC decided");
             let d = desc(func::LEND_64, vm, &[to], &one(DOC_IPA, 1));
             let r = self.send(vm, func::LEND_64, &d, d.len())?;
-            ensure_eq!(code(&r), ffa::DENIED, "lend");
+            ensure_eq!(code(&r), vm_refusal::NOT_ITS_TEE, "lend");
             ensure_eq!(
                 self.hyp.shares_of(vm).map_or(1, |s| s.away),
                 0,
@@ -573,14 +573,14 @@ impl T<'_> {
         let own_pa = self.vm_pa(3, DOC_IPA)?;
         let other_pa = self.vm_pa(4, DOC_IPA)?;
         for (ipa, pages, want) in [
-            (0x5000_0000u64, 1u32, ffa::INVALID_PARAMETERS),
-            (RAM_IPA + RAM_SIZE - PAGE, 2, ffa::INVALID_PARAMETERS),
-            (RAM_IPA - PAGE, 1, ffa::INVALID_PARAMETERS),
-            (own_pa, 1, ffa::INVALID_PARAMETERS),
-            (other_pa, 1, ffa::INVALID_PARAMETERS),
-            (0x0e50_0000, 1, ffa::INVALID_PARAMETERS),
-            (DOC_IPA + 8, 1, ffa::INVALID_PARAMETERS),
-            (RAM_IPA, 1, ffa::DENIED),
+            (0x5000_0000u64, 1u32, vm_refusal::NOT_OWN_RAM),
+            (RAM_IPA + RAM_SIZE - PAGE, 2, vm_refusal::NOT_OWN_RAM),
+            (RAM_IPA - PAGE, 1, vm_refusal::NOT_OWN_RAM),
+            (own_pa, 1, vm_refusal::NOT_OWN_RAM),
+            (other_pa, 1, vm_refusal::NOT_OWN_RAM),
+            (0x0e50_0000, 1, vm_refusal::NOT_OWN_RAM),
+            (DOC_IPA + 8, 1, vm_refusal::NOT_OWN_RAM),
+            (RAM_IPA, 1, vm_refusal::FIRST_PAGE),
         ] {
             for f in [func::SHARE_64, func::LEND_64, func::DONATE_64] {
                 let d = desc(f, 3, &[ids::VTEE_TEMPLATE], &one(ipa, pages));
@@ -608,7 +608,7 @@ impl T<'_> {
             for f in [func::SHARE_64, func::LEND_32, func::DONATE_64] {
                 let d = desc(f, sender, &[ids::VTEE_TEMPLATE], &one(DOC_IPA, 1));
                 let r = self.send(1, f, &d, d.len())?;
-                if code(&r) != ffa::INVALID_PARAMETERS {
+                if code(&r) != vm_refusal::FORGED_SENDER {
                     say!("    (sender {sender:#x}, {f:#x}: {:#x})", ans(&r));
                     return Err(fail("not INVALID_PARAMETERS"));
                 }
@@ -626,13 +626,13 @@ impl T<'_> {
         let before = self.hyp.forwarded_of(2);
         ensure_eq!(
             self.reclaim(2, h, 0)?,
-            err(ffa::INVALID_PARAMETERS),
+            err(vm_refusal::NOT_OWN_HANDLE),
             "VM 2 reclaims VM 1's"
         );
         ensure_eq!(self.hyp.forwarded_of(2), before, "not forwarded");
         ensure_eq!(
             self.reclaim(2, 0xFFFF_0000, 0)?,
-            err(ffa::INVALID_PARAMETERS),
+            err(vm_refusal::NOT_OWN_HANDLE),
             "unknown handle"
         );
         ensure!(
