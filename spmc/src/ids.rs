@@ -13,6 +13,31 @@
 //! direct-message path). Registers and descriptors carry them as plain
 //! 16-bit fields; the ABI edge decodes them (`ffa::sender`, the memory
 //! descriptors) and encodes them back with [`PartId::raw`] / [`VmId::raw`].
+//!
+//! ```
+//! use spmc::ids::{PartId, SlotId, VmId};
+//! let (slot, id, vm) = (SlotId::new(1), PartId::new(0x8001), VmId::new(2));
+//! assert_eq!((slot.index(), id.raw(), vm.raw()), (1, 0x8001, 2));
+//! assert!(id == 0x8001u16 && vm == 2u16);
+//! ```
+//!
+//! A slot is not a partition ID, nor a partition ID a VM ID:
+//!
+//! ```compile_fail,E0308
+//! use spmc::ids::{PartId, SlotId};
+//! let id: PartId = SlotId::new(1);
+//! ```
+//!
+//! ```compile_fail,E0308
+//! use spmc::ids::{PartId, VmId};
+//! fn slot_of(_: PartId) {}
+//! slot_of(VmId::new(2));
+//! ```
+//!
+//! ```compile_fail,E0277
+//! use spmc::ids::{PartId, SlotId};
+//! let same = PartId::new(1) == SlotId::new(1);
+//! ```
 
 use core::fmt;
 
