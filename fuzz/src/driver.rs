@@ -209,7 +209,7 @@ impl Driver {
             .partitions()
             .iter()
             .filter(|p| p.id() != 0)
-            .map(|p| p.id())
+            .map(|p| p.id().raw())
             .collect()
     }
 
@@ -226,7 +226,13 @@ impl Driver {
     }
 
     fn pick_handle(&self, inp: &mut Input) -> u64 {
-        let live: Vec<u64> = self.s.mem().transactions.iter().map(|t| t.handle).collect();
+        let live: Vec<u64> = self
+            .s
+            .mem()
+            .transactions()
+            .iter()
+            .map(|t| t.handle)
+            .collect();
         match inp.u8() % 4 {
             0 | 1 if !live.is_empty() => live[inp.u8() as usize % live.len()],
             2 if !self.handles.is_empty() => self.handles[inp.u8() as usize % self.handles.len()],
@@ -498,7 +504,7 @@ impl Driver {
     /// x0-x7 of vCPU `v` (zero if its partition is gone).
     fn regs_of(&mut self, v: VcpuRef) -> [u64; 8] {
         let mut out = [0u64; 8];
-        let p = &self.s.partitions()[v.slot as usize];
+        let p = &self.s.partition(v.slot);
         if v.index < p.vcpu_count {
             out.copy_from_slice(&self.s.vcpu_context_mut(v).x[..8]);
         }
@@ -624,11 +630,11 @@ impl Driver {
     // ------------------------------------------------------------------
 
     fn sp_tx(&self, v: VcpuRef) -> Option<u64> {
-        self.s.partitions()[v.slot as usize].buffers.map(|b| b.tx.0)
+        self.s.partition(v.slot).buffers.map(|b| b.tx.0)
     }
 
     fn sp_step(&mut self, core: usize, v: VcpuRef, op: u8, inp: &mut Input) {
-        let me = self.s.partitions()[v.slot as usize].id();
+        let me = self.s.partition(v.slot).id().raw();
         // The request this vCPU handles: x1 holds sender << 16 | receiver.
         let req = self.s.vcpu_context_mut(v).x[1];
         match op % 16 {
@@ -751,7 +757,7 @@ impl Driver {
 
     /// Ranges a partition sends: pages of its RAM, or memory it was given.
     fn sp_ranges(&self, v: VcpuRef, inp: &mut Input) -> Vec<(u64, u32)> {
-        let id = self.s.partitions()[v.slot as usize].id();
+        let id = self.s.partition(v.slot).id().raw();
         let mut out = Vec::new();
         for _ in 0..1 + inp.u8() % 2 {
             match inp.u8() % 8 {
@@ -759,11 +765,11 @@ impl Driver {
                     let given: Vec<u64> = self
                         .s
                         .mem()
-                        .donated
+                        .donated()
                         .iter()
                         .filter(|d| d.owner == id)
                         .map(|d| d.pa)
-                        .chain(self.s.mem().transactions.iter().flat_map(|t| {
+                        .chain(self.s.mem().transactions().iter().flat_map(|t| {
                             t.borrowers
                                 .iter()
                                 .filter(|b| b.id == id)
@@ -793,7 +799,7 @@ impl Driver {
         let mine: Vec<u64> = self
             .s
             .mem()
-            .transactions
+            .transactions()
             .iter()
             .filter(|t| t.borrowers.iter().any(|b| b.id == me))
             .map(|t| t.handle)
@@ -852,7 +858,7 @@ impl Driver {
     /// The partition writes a nonzero pattern into a page its tables let it
     /// write (its RAM or memory it retrieved).
     fn sp_write(&mut self, v: VcpuRef, inp: &mut Input) {
-        let p = &self.s.partitions()[v.slot as usize];
+        let p = &self.s.partition(v.slot);
         let maps = p.stage2.mappings(IpaSpace::Secure);
         let writable: Vec<Pa> = maps
             .iter()

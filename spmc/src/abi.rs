@@ -8,6 +8,7 @@ use log::debug;
 
 use crate::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa};
 use crate::ffa::{FfaError, PartitionId, Regs, Version, func, is_secure_id};
+use crate::ids::{PartId, SlotId, VmId};
 use crate::manager::{Endpoint, Spmc};
 use crate::mem::ownership::PhysRange;
 use crate::partition::{Buffers, PartitionState, RxState};
@@ -47,15 +48,15 @@ const CONSOLE_LINE: usize = 256;
 impl<P: Platform> Spmc<P> {
     pub(crate) fn buffers(&self, ep: Endpoint) -> Option<Buffers> {
         match ep {
-            Endpoint::NormalWorld(id) => self.normal_world(id).and_then(|e| e.buffers),
-            Endpoint::Partition(s) => self.partitions[s as usize].buffers,
+            Endpoint::NormalWorld(id) => self.normal_world(id.raw()).and_then(|e| e.buffers),
+            Endpoint::Partition(s) => self.partitions[s].buffers,
         }
     }
 
     fn set_buffers(&mut self, ep: Endpoint, b: Option<Buffers>) {
         match ep {
-            Endpoint::NormalWorld(id) => self.nwd_mut(id).buffers = b,
-            Endpoint::Partition(s) => self.partitions[s as usize].buffers = b,
+            Endpoint::NormalWorld(id) => self.nwd_mut(id.raw()).buffers = b,
+            Endpoint::Partition(s) => self.partitions[s].buffers = b,
         }
     }
 
@@ -85,12 +86,15 @@ impl<P: Platform> Spmc<P> {
         // w3[5:0] is the page count, w3[31:6] reserved (MBZ) in every
         // version: a reserved bit set is refused, never masked off.
         let pages = args.w(3) as u64;
-        let (from, tx, rx, pages) =
-            if from == Endpoint::NormalWorld(0) && tx == 0 && rx == 0 && pages == 0 {
-                self.vm_rxtx()?
-            } else {
-                (from, tx, rx, pages)
-            };
+        let (from, tx, rx, pages) = if from == Endpoint::NormalWorld(VmId::HYPERVISOR)
+            && tx == 0
+            && rx == 0
+            && pages == 0
+        {
+            self.vm_rxtx()?
+        } else {
+            (from, tx, rx, pages)
+        };
         if pages == 0 || pages > MAX_RXTX_PAGES {
             return Err(FfaError::InvalidParameters);
         }
@@ -127,7 +131,7 @@ impl<P: Platform> Spmc<P> {
                 (Pa(tx), Pa(rx))
             }
             Endpoint::Partition(s) => {
-                let s2 = &self.partitions[s as usize].stage2;
+                let s2 = &self.partitions[s].stage2;
                 let t = s2.translate_range(IpaSpace::Secure, Ipa(tx), size, true);
                 let r = s2.translate_range(IpaSpace::Secure, Ipa(rx), size, true);
                 match (t, r) {
@@ -164,7 +168,7 @@ impl<P: Platform> Spmc<P> {
     /// or an ID that is not a VM's (0, bit 15 set) is INVALID_PARAMETERS.
     fn vm_rxtx(&mut self) -> Result<(Endpoint, u64, u64, u64), FfaError> {
         let own = self
-            .buffers(Endpoint::NormalWorld(0))
+            .buffers(Endpoint::NormalWorld(VmId::HYPERVISOR))
             .ok_or(FfaError::InvalidParameters)?;
         let [head, offsets, ..] = self.words(own, 0)?;
         let vm = head as u16;
@@ -177,7 +181,7 @@ impl<P: Platform> Spmc<P> {
         if rx_pages != tx_pages {
             return Err(FfaError::InvalidParameters);
         }
-        Ok((Endpoint::NormalWorld(vm), tx, rx, tx_pages))
+        Ok((Endpoint::NormalWorld(VmId::new(vm)), tx, rx, tx_pages))
     }
 
     /// One composite memory region descriptor of an Endpoint RX/TX
@@ -241,7 +245,7 @@ impl<P: Platform> Spmc<P> {
         let Endpoint::NormalWorld(_) = from else {
             return Err(FfaError::NotSupported);
         };
-        let vm = Endpoint::NormalWorld(args.w(1) as u16);
+        let vm = Endpoint::NormalWorld(VmId::new(args.w(1) as u16));
         let b = self.buffers(vm).ok_or(FfaError::InvalidParameters)?;
         if b.rx_state != RxState::Empty {
             return Err(FfaError::Denied);
@@ -251,18 +255,20 @@ impl<P: Platform> Spmc<P> {
     }
 
     /// The (partition slot, UUID) pairs a discovery for `uuid` returns to `from`.
-    pub(crate) fn discoverable(&self, from: Endpoint, uuid: Uuid) -> Vec<(u16, Uuid)> {
+    pub(crate) fn discoverable(&self, from: Endpoint, uuid: Uuid) -> Vec<(SlotId, Uuid)> {
         let mut out = Vec::new();
-        for (slot, p) in self.partitions.iter().enumerate() {
+        for (slot, p) in self.partitions.slots() {
             if matches!(p.state, PartitionState::Aborted | PartitionState::Free) {
                 continue;
             }
             // Discovery shows each VM what it may reach, nothing more.
             let visible = match from {
-                Endpoint::NormalWorld(vm) => self.config().policy.may_reach(vm, p.id(), p.kind),
+                Endpoint::NormalWorld(vm) => {
+                    self.config().policy.may_reach(vm, p.id().raw(), p.kind)
+                }
                 Endpoint::Partition(me) => match p.kind {
                     crate::policy::Kind::Static => true,
-                    kind => self.partitions[me as usize].kind == kind,
+                    kind => self.partitions[me].kind == kind,
                 },
             };
             if !visible {
@@ -270,7 +276,7 @@ impl<P: Platform> Spmc<P> {
             }
             for u in &p.config.uuids {
                 if uuid.is_nil() || *u == uuid {
-                    out.push((slot as u16, *u));
+                    out.push((slot, *u));
                 }
             }
         }
@@ -299,8 +305,8 @@ impl<P: Platform> Spmc<P> {
     /// own version does not have (indirect messages before v1.1, REQ2 before
     /// v1.2) are clear; then the caller's version hides what it does not
     /// know (v1.0: bits [31:3]; v1.1: bits [31:9]).
-    fn properties(&self, slot: u16, caller: Endpoint, version: Version) -> u32 {
-        let p = &self.partitions[slot as usize];
+    fn properties(&self, slot: SlotId, caller: Endpoint, version: Version) -> u32 {
+        let p = &self.partitions[slot];
         let c = &p.config;
         let nwd = matches!(caller, Endpoint::NormalWorld(_));
         let mut props = c.messaging.0;
@@ -370,8 +376,8 @@ impl<P: Platform> Spmc<P> {
         }
         let mut out = Vec::with_capacity(found.len() * desc);
         for (slot, u) in &found {
-            let p = &self.partitions[*slot as usize];
-            out.extend_from_slice(&p.id().to_le_bytes());
+            let p = &self.partitions[*slot];
+            out.extend_from_slice(&p.id().raw().to_le_bytes());
             out.extend_from_slice(&p.vcpu_count.to_le_bytes());
             out.extend_from_slice(&self.properties(*slot, from, version).to_le_bytes());
             if desc == PART_INFO_SIZE {
@@ -411,9 +417,9 @@ impl<P: Platform> Spmc<P> {
         let mut r = Regs::with_func(func::SUCCESS_64);
         r.0[2] = last as u64 | ((end - 1) as u64) << 16 | (PART_INFO_SIZE as u64) << 48;
         for (i, (slot, u)) in found[start..end].iter().enumerate() {
-            let p = &self.partitions[*slot as usize];
+            let p = &self.partitions[*slot];
             let (lo, hi) = u.to_u64_pair();
-            r.0[3 + i * 3] = p.id() as u64
+            r.0[3 + i * 3] = p.id().raw() as u64
                 | (p.vcpu_count as u64) << 16
                 | (self.properties(*slot, from, self.version_of(from)) as u64) << 32;
             r.0[4 + i * 3] = lo;
@@ -432,11 +438,7 @@ impl<P: Platform> Spmc<P> {
         }
         let sender_id = self.id_of(from);
         if let Endpoint::Partition(s) = from
-            && (args.w(1) != 0
-                || !self.partitions[s as usize]
-                    .config
-                    .messaging
-                    .has(Messaging::INDIRECT))
+            && (args.w(1) != 0 || !self.partitions[s].config.messaging.has(Messaging::INDIRECT))
         {
             return Err(if args.w(1) != 0 {
                 FfaError::InvalidParameters
@@ -478,13 +480,15 @@ impl<P: Platform> Spmc<P> {
         let receiver = match from {
             Endpoint::NormalWorld(vm) if is_secure_id(receiver) => {
                 let slot = self.route_for_vm(vm, receiver)?;
-                self.partitions[slot as usize].id()
+                self.partitions[slot].id().raw()
             }
             _ => receiver,
         };
         let to = if is_secure_id(receiver) {
-            let slot = self.slot_of(receiver).ok_or(FfaError::InvalidParameters)?;
-            let p = &self.partitions[slot as usize];
+            let slot = self
+                .slot_of(PartId::new(receiver))
+                .ok_or(FfaError::InvalidParameters)?;
+            let p = &self.partitions[slot];
             if p.state == PartitionState::Aborted {
                 return Err(FfaError::Aborted);
             }
@@ -497,7 +501,7 @@ impl<P: Platform> Spmc<P> {
                 // Between normal-world endpoints the hypervisor delivers, not the SPMC.
                 return Err(FfaError::InvalidParameters);
             }
-            Endpoint::NormalWorld(receiver)
+            Endpoint::NormalWorld(VmId::new(receiver))
         };
         let rx = self.buffers(to).ok_or(FfaError::Denied)?;
         if rx.rx_state != RxState::Empty {
@@ -559,10 +563,10 @@ impl<P: Platform> Spmc<P> {
         if count == 0 || count > max {
             return Err(FfaError::InvalidParameters);
         }
-        let id: PartitionId = self.partitions[s as usize].id();
+        let id: PartitionId = self.partitions[s].id().raw();
         // A VM's own TEE (an instance) prints at debug level: what a VM can
         // cause must not flood the SPMC's log (a VM makes as many as it likes).
-        let level = if self.partitions[s as usize].kind == crate::policy::Kind::Static {
+        let level = if self.partitions[s].kind == crate::policy::Kind::Static {
             log::Level::Info
         } else {
             log::Level::Debug
@@ -570,7 +574,7 @@ impl<P: Platform> Spmc<P> {
         let mut printed = false;
         for i in 0..count {
             let mut byte = (args.x(2 + i / per_reg) >> ((i % per_reg) * 8)) as u8;
-            let p = &mut self.partitions[s as usize];
+            let p = &mut self.partitions[s];
             if byte == b'\n' && printed {
                 byte = b' ';
             }

@@ -50,7 +50,8 @@ use spin::Once;
 use crate::sync::{AtomicBool, AtomicU8, AtomicU16, Ordering, SpinMutex, SpinMutexGuard};
 
 use crate::fatal::FailGate;
-use crate::ffa::{PartitionId, Regs, func};
+use crate::ffa::{Regs, func};
+use crate::ids::{PartId, SlotId, VmId};
 use crate::manager::{LazyState, Next};
 use crate::partition::Vcpu;
 use crate::sp_manifest::MAX_EXECUTION_CONTEXTS;
@@ -81,8 +82,8 @@ static NEVER_FAILS: FailGate = FailGate::new();
 /// binding policy; the owning VM for an instance), in one word, so that a
 /// request is checked against all three with one comparison. Never 0 (a
 /// partition ID is not 0).
-pub fn fast_key(id: PartitionId, mp: bool, reach: u16) -> u64 {
-    id as u64 | (mp as u64) << 16 | (reach as u64) << 32
+pub fn fast_key(id: PartId, mp: bool, reach: VmId) -> u64 {
+    id.raw() as u64 | (mp as u64) << 16 | (reach.raw() as u64) << 32
 }
 
 /// What the fast path did.
@@ -173,10 +174,7 @@ impl Contexts {
     /// The cell of `v`, if its slot was ever used.
     #[inline(always)]
     fn cell(&self, v: VcpuRef) -> Option<&VcpuCell> {
-        self.slots
-            .get(v.slot as usize)?
-            .get()?
-            .get(v.index as usize)
+        self.slots.get(v.slot.index())?.get()?.get(v.index as usize)
     }
 
     /// Locks `v`'s cell for the manager (which holds the manager lock). If
@@ -201,7 +199,7 @@ impl Contexts {
     /// The vCPU `v` without locking (`&mut self`: nobody else has the table).
     #[cfg(any(test, feature = "testing"))]
     pub(crate) fn vcpu_mut(&mut self, v: VcpuRef) -> &mut Vcpu {
-        self.slots[v.slot as usize]
+        self.slots[v.slot.index()]
             .get_mut()
             .and_then(|s| s.get_mut(v.index as usize))
             .and_then(|c| c.get_mut().as_deref_mut())
@@ -210,8 +208,8 @@ impl Contexts {
 
     /// Makes slot `slot`'s cells, if that is its first use; false if there
     /// is no such slot ([`MAX_SLOTS`]).
-    pub(crate) fn open_slot(&self, slot: u16) -> bool {
-        let Some(s) = self.slots.get(slot as usize) else {
+    pub(crate) fn open_slot(&self, slot: SlotId) -> bool {
+        let Some(s) = self.slots.get(slot.index()) else {
             return false;
         };
         s.call_once(|| {
@@ -226,24 +224,27 @@ impl Contexts {
     /// The slot of the partition with ID `id` through the index, if it is
     /// in the index range and named there (the caller checks the ID).
     #[inline(always)]
-    pub(crate) fn indexed_slot(&self, id: PartitionId) -> Option<u16> {
-        let e = self.index.get(id.wrapping_sub(0x8000) as usize)?;
+    pub(crate) fn indexed_slot(&self, id: PartId) -> Option<SlotId> {
+        let e = self.index.get(id.raw().wrapping_sub(0x8000) as usize)?;
         match e.load(Ordering::Acquire) {
             NO_SLOT => None,
-            s => Some(s & !MP),
+            s => Some(SlotId::new(s & !MP)),
         }
     }
 
     /// Names `slot` as the one of ID `id` (an MP partition if `mp`).
-    pub(crate) fn set_index(&self, id: PartitionId, slot: u16, mp: bool) {
-        if let Some(e) = self.index.get(id.wrapping_sub(0x8000) as usize) {
-            e.store(if mp { slot | MP } else { slot }, Ordering::Release);
+    pub(crate) fn set_index(&self, id: PartId, slot: SlotId, mp: bool) {
+        if let Some(e) = self.index.get(id.raw().wrapping_sub(0x8000) as usize) {
+            e.store(
+                if mp { slot.raw() | MP } else { slot.raw() },
+                Ordering::Release,
+            );
         }
     }
 
     /// Forgets the index entry of `id`.
-    pub(crate) fn clear_index(&self, id: PartitionId) {
-        if let Some(e) = self.index.get(id.wrapping_sub(0x8000) as usize) {
+    pub(crate) fn clear_index(&self, id: PartId) {
+        if let Some(e) = self.index.get(id.raw().wrapping_sub(0x8000) as usize) {
             e.store(NO_SLOT, Ordering::Release);
         }
     }
@@ -291,7 +292,7 @@ impl Contexts {
         }
         let mp = e & MP != 0;
         let v = VcpuRef {
-            slot: e & !MP,
+            slot: SlotId::new(e & !MP),
             index: if mp { core() as u16 } else { 0 },
         };
         let Some(cell) = self.cell(v) else {
@@ -306,7 +307,7 @@ impl Contexts {
         // The attention word is read under the vCPU's lock: a manager that
         // set it and then looked at this vCPU under its lock is seen
         // (spmc/tests/loom_contexts.rs).
-        if vcpu.fast != fast_key(receiver, mp, sender)
+        if vcpu.fast != fast_key(PartId::new(receiver), mp, VmId::new(sender))
             || vcpu.state != VcpuState::Waiting
             || vcpu.on_core
             || self.attention.load(Ordering::Acquire) != 0

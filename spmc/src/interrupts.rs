@@ -45,6 +45,7 @@ use alloc::vec::Vec;
 use log::{debug, warn};
 
 use crate::ffa::{Regs, func};
+use crate::ids::SlotId;
 use crate::manager::{Next, Spmc};
 use crate::partition::PartitionState;
 use crate::platform::Platform;
@@ -60,7 +61,7 @@ pub struct Owned {
     /// The GIC INTID.
     pub intid: u32,
     /// Slot of the owning partition.
-    pub slot: u16,
+    pub slot: SlotId,
     /// Its priority (the manifest's).
     pub priority: u8,
 }
@@ -125,8 +126,11 @@ impl<P: Platform> Spmc<P> {
                 });
             }
             if let Some(o) = self.interrupts.owner(c.id) {
-                let owner = self.partitions[o.slot as usize].id();
-                return Err(SpError::InterruptOwned { id: c.id, owner });
+                let owner = self.partitions[o.slot].id();
+                return Err(SpError::InterruptOwned {
+                    id: c.id,
+                    owner: owner.raw(),
+                });
             }
             if config.interrupts().take(i).any(|d| d.id == c.id) {
                 return Err(SpError::InterruptOwned {
@@ -147,16 +151,16 @@ impl<P: Platform> Spmc<P> {
     /// interrupt controller: Group 1 Secure, routed to the core of the
     /// owning context (context 0's core 0 for an MP partition's SPI, the
     /// creating core for a UP partition's).
-    pub(crate) fn commit_interrupt_claims(&mut self, slot: u16) {
+    pub(crate) fn commit_interrupt_claims(&mut self, slot: SlotId) {
         let core = self.platform.core_index();
-        let p = &self.partitions[slot as usize];
+        let p = &self.partitions[slot];
         let id = p.id();
         let target = if p.is_mp() { 0 } else { core };
         let claims: Vec<_> = p.config.interrupts().copied().collect();
         if !claims.is_empty() {
             // Its virtual GIC interface is its own from the start (its GIC
             // set-up at boot writes ICH_VMCR_EL2 through ICC_*).
-            for index in 0..self.partitions[slot as usize].vcpu_count {
+            for index in 0..self.partitions[slot].vcpu_count {
                 self.vcpu(VcpuRef { slot, index }).ctx.vgic.live = true;
             }
         }
@@ -221,7 +225,7 @@ impl<P: Platform> Spmc<P> {
             return go_on(self, regs);
         };
         let core = self.platform.core_index();
-        let p = &self.partitions[o.slot as usize];
+        let p = &self.partitions[o.slot];
         let index = p.context_for(core);
         if p.state != PartitionState::Running || index >= p.vcpu_count as usize {
             debug!(
@@ -368,11 +372,11 @@ impl<P: Platform> Spmc<P> {
     /// contexts that are not running) are ended by the SPMC, so that none
     /// stays active for ever. Contexts running on other cores still hold
     /// theirs until their exit aborts them, which comes here again.
-    pub(crate) fn release_interrupts_of_aborted(&mut self, slot: u16) {
+    pub(crate) fn release_interrupts_of_aborted(&mut self, slot: SlotId) {
         for o in self.interrupts.owned.iter().filter(|o| o.slot == slot) {
             self.platform.disable_interrupt(o.intid);
         }
-        for index in 0..self.partitions[slot as usize].vcpu_count {
+        for index in 0..self.partitions[slot].vcpu_count {
             let held: Vec<u32> = {
                 let mut vcpu = self.vcpu(VcpuRef { slot, index });
                 if matches!(vcpu.state, VcpuState::Running(_)) {

@@ -35,8 +35,9 @@ use crate::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa, round_up_pages};
 use crate::contexts::{Contexts, VcpuGuard};
 use crate::features::Instance;
 use crate::ffa::{self, FfaError, PartitionId, Regs, Version, func, fwk};
+use crate::ids::{PartId, SlotId, VmId};
 use crate::manifest::SpmcConfig;
-use crate::partition::{NwdEndpoint, Partition, PartitionState, Vcpu};
+use crate::partition::{NwdEndpoint, Partition, PartitionState, Partitions, Vcpu};
 use crate::platform::Platform;
 use crate::pool::{Allocation, Pool};
 use crate::sp_manifest::{self, Access, PACKAGE_HEADER_SIZE, PartitionConfig, SpError};
@@ -98,15 +99,15 @@ impl Next {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
     /// A normal-world endpoint with this ID.
-    NormalWorld(PartitionId),
+    NormalWorld(VmId),
     /// The partition in this slot.
-    Partition(u16),
+    Partition(SlotId),
 }
 
 /// What a partition package turned out to be.
 enum Loaded {
     /// A partition, in this slot.
-    Partition(u16),
+    Partition(SlotId),
     /// A template, at this index.
     Template(usize),
 }
@@ -125,25 +126,25 @@ pub struct Spmc<P: Platform> {
     pub(crate) platform: P,
     config: SpmcConfig,
     pub(crate) pool: Option<Pool>,
-    pub(crate) partitions: Vec<Partition>,
+    /// The partition table (slots, `crate::partition::Partitions`).
+    pub(crate) partitions: Partitions,
     pub(crate) nwd: Vec<NwdEndpoint>,
     /// Templates instances are made from (`policy.templates`, once loaded).
     pub(crate) templates: Vec<crate::vtee::Template>,
-    /// VMIDs of destroyed instances, free for reuse.
-    pub(crate) free_vmids: Vec<u16>,
+    /// The stage-2 VMIDs, given out and taken back (`stage2::Vmids`).
+    pub(crate) vmids: crate::stage2::Vmids,
     /// Memory sharing: transactions, donations, fragments in flight.
     pub(crate) mem: crate::mem::MemState,
     /// Notification bitmaps of partitions and VMs (spmc::notifications).
     pub(crate) notifications: crate::notifications::Notifications,
     /// Secure interrupts and their owners (spmc::interrupts).
     pub(crate) interrupts: crate::interrupts::Interrupts,
-    pub(crate) boot_order: Vec<u16>,
+    pub(crate) boot_order: Vec<SlotId>,
     /// The vCPUs, each behind its own lock, shared with the platform's
     /// fast path (and the index from IDs to slots).
     pub(crate) contexts: Arc<Contexts>,
     boot_pos: usize,
     pub(crate) booted: bool,
-    next_vmid: u16,
 }
 
 impl<P: Platform> Spmc<P> {
@@ -168,10 +169,10 @@ impl<P: Platform> Spmc<P> {
             platform,
             config,
             pool,
-            partitions: Vec::new(),
+            partitions: Partitions::new(),
             nwd: Vec::new(),
             templates: Vec::new(),
-            free_vmids: Vec::new(),
+            vmids: Default::default(),
             mem: Default::default(),
             notifications: Default::default(),
             interrupts: Default::default(),
@@ -179,7 +180,6 @@ impl<P: Platform> Spmc<P> {
             contexts: Arc::new(Contexts::new()),
             boot_pos: 0,
             booted: false,
-            next_vmid: 1,
         }
     }
 
@@ -211,7 +211,12 @@ impl<P: Platform> Spmc<P> {
 
     /// The partitions.
     pub fn partitions(&self) -> &[Partition] {
-        &self.partitions
+        self.partitions.as_slice()
+    }
+
+    /// The partition in `slot`.
+    pub fn partition(&self, slot: SlotId) -> &Partition {
+        &self.partitions[slot]
     }
 
     /// The secure pool.
@@ -238,28 +243,22 @@ impl<P: Platform> Spmc<P> {
     /// The slot of the partition with endpoint ID `id`.
     #[inline(always)]
     #[cfg_attr(spmc_hot, optimize(speed))]
-    pub fn slot_of(&self, id: PartitionId) -> Option<u16> {
+    pub fn slot_of(&self, id: PartId) -> Option<SlotId> {
         // Fast path: IDs 0x8000-0x83FF through the index (checked, so a stale
         // entry can only miss, never name the wrong partition).
         if let Some(slot) = self.contexts.indexed_slot(id)
-            && self
-                .partitions
-                .get(slot as usize)
-                .is_some_and(|p| p.id() == id)
+            && self.partitions.get(slot).is_some_and(|p| p.id() == id)
         {
             return Some(slot);
         }
-        self.partitions
-            .iter()
-            .position(|p| p.id() == id)
-            .map(|s| s as u16)
+        self.partitions.find(id)
     }
 
     /// The FF-A version an endpoint's calls are answered in.
     pub(crate) fn version_of(&self, ep: Endpoint) -> Version {
         match ep {
-            Endpoint::NormalWorld(id) => self.nwd_version(id),
-            Endpoint::Partition(s) => self.partitions[s as usize].version,
+            Endpoint::NormalWorld(id) => self.nwd_version(id.raw()),
+            Endpoint::Partition(s) => self.partitions[s].version,
         }
     }
 
@@ -275,8 +274,8 @@ impl<P: Platform> Spmc<P> {
     /// The endpoint ID of a caller.
     pub(crate) fn id_of(&self, ep: Endpoint) -> PartitionId {
         match ep {
-            Endpoint::NormalWorld(id) => id,
-            Endpoint::Partition(s) => self.partitions[s as usize].id(),
+            Endpoint::NormalWorld(id) => id.raw(),
+            Endpoint::Partition(s) => self.partitions[s].id().raw(),
         }
     }
 
@@ -302,7 +301,7 @@ impl<P: Platform> Spmc<P> {
                     );
                 }
                 Ok(Loaded::Partition(slot)) => {
-                    let p = &self.partitions[slot as usize];
+                    let p = &self.partitions[slot];
                     info!(
                         "partition {:#06x} `{}` loaded: {} UUID(s), {} vCPU(s), {} KiB",
                         p.id(),
@@ -315,20 +314,12 @@ impl<P: Platform> Spmc<P> {
                 Err(e) => warn!("partition `{}` refused: {e}", entry.name),
             }
         }
-        let key = |s: u16| {
-            (
-                self.partitions[s as usize]
-                    .config
-                    .boot_order
-                    .unwrap_or(u32::MAX),
-                s,
-            )
-        };
+        let key = |s: SlotId| (self.partitions[s].config.boot_order.unwrap_or(u32::MAX), s);
         // Ties (and partitions without boot-order) keep manifest order. An
         // insertion sort: a handful of partitions, and no generic sort code
         // in the image.
-        let mut order: Vec<u16> = Vec::with_capacity(self.partitions.len());
-        for s in 0..self.partitions.len() as u16 {
+        let mut order: Vec<SlotId> = Vec::with_capacity(self.partitions.len());
+        for s in (0..self.partitions.len() as u16).map(SlotId::new) {
             let at = order.partition_point(|&o| key(o) < key(s));
             order.insert(at, s);
         }
@@ -388,8 +379,8 @@ impl<P: Platform> Spmc<P> {
         manifest: &[u8],
         kind: crate::policy::Kind,
         template: Option<u16>,
-    ) -> Result<u16, SpError> {
-        if self.slot_of(config.id).is_some()
+    ) -> Result<SlotId, SpError> {
+        if self.slot_of(PartId::new(config.id)).is_some()
             || config.id == self.id()
             || self
                 .templates
@@ -435,9 +426,8 @@ impl<P: Platform> Spmc<P> {
                 .create(config.id, config.vcpu_count)
                 .map_err(|_| SpError::OutOfMemory)?;
         }
-        let vmid = match self.free_vmids.pop() {
+        let vmid = match self.vmids.take(self.platform.vmid_limit()) {
             Some(v) => v,
-            None if self.next_vmid < self.platform.vmid_limit() => self.next_vmid,
             None => {
                 self.notifications.forget(config.id);
                 return Err(SpError::OutOfMemory);
@@ -458,9 +448,7 @@ impl<P: Platform> Spmc<P> {
             self.release_partition_parts(memory, vmid, config.id);
             return Err(e);
         }
-        if vmid == self.next_vmid {
-            self.next_vmid += 1;
-        }
+        self.vmids.keep(vmid);
 
         let entry = config.load_ipa.0 + config.entry_offset;
         let boot_info_arg = match (config.boot_info_reg, layout.boot_info) {
@@ -468,11 +456,7 @@ impl<P: Platform> Spmc<P> {
             _ => None,
         };
         let version = config.version;
-        let free = self
-            .partitions
-            .iter()
-            .position(|p| p.state == PartitionState::Free);
-        let slot = free.unwrap_or(self.partitions.len()) as u16;
+        let slot = self.partitions.free_slot();
         if !self.contexts.open_slot(slot) {
             // More partitions than slots (`contexts::MAX_SLOTS`).
             self.release_partition_parts(memory, vmid, config.id);
@@ -483,7 +467,7 @@ impl<P: Platform> Spmc<P> {
             *self.contexts.lock(VcpuRef { slot, index: i }) = Some(Box::new(Vcpu::new(ctx)));
         }
         self.contexts
-            .set_index(config.id, slot, config.vcpu_count > 1);
+            .set_index(PartId::new(config.id), slot, config.vcpu_count > 1);
         let vcpu_count = config.vcpu_count;
         let partition = Partition {
             config,
@@ -501,10 +485,7 @@ impl<P: Platform> Spmc<P> {
             secondary_ep: None,
             boot_info_arg,
         };
-        match free {
-            Some(i) => self.partitions[i] = partition,
-            None => self.partitions.push(partition),
-        }
+        self.partitions.put(slot, partition);
         self.commit_interrupt_claims(slot);
         Ok(slot)
     }
@@ -517,17 +498,15 @@ impl<P: Platform> Spmc<P> {
                 pool.free(a, &mut self.platform);
             }
         }
-        if vmid != self.next_vmid {
-            self.free_vmids.push(vmid);
-        }
+        self.vmids.give_back(vmid);
         self.notifications.forget(id);
     }
 
     /// The partition in `slot` becomes `state`; what the fast path knows
     /// of it follows in every vCPU (only a booted partition that is not
     /// aborted takes the fast path).
-    pub(crate) fn set_partition_state(&mut self, slot: u16, state: PartitionState) {
-        let p = &mut self.partitions[slot as usize];
+    pub(crate) fn set_partition_state(&mut self, slot: SlotId, state: PartitionState) {
+        let p = &mut self.partitions[slot];
         p.state = state;
         let fast = if state == PartitionState::Running
             && p.config.messaging.has(sp_manifest::Messaging::DIRECT_RECV)
@@ -536,9 +515,9 @@ impl<P: Platform> Spmc<P> {
             // binding policy; an instance, its own VM.
             let reach = match p.kind {
                 crate::policy::Kind::Instance { owner } => owner,
-                crate::policy::Kind::Static => 0,
+                crate::policy::Kind::Static => VmId::HYPERVISOR,
             };
-            crate::contexts::fast_key(p.config.id, p.vcpu_count > 1, reach)
+            crate::contexts::fast_key(p.id(), p.vcpu_count > 1, reach)
         } else {
             0
         };
@@ -696,18 +675,15 @@ impl<P: Platform> Spmc<P> {
         while self.boot_pos < self.boot_order.len() {
             let slot = self.boot_order[self.boot_pos];
             self.boot_pos += 1;
-            if self.partitions[slot as usize].state != PartitionState::Created {
+            if self.partitions[slot].state != PartitionState::Created {
                 continue;
             }
             self.set_partition_state(slot, PartitionState::Running);
-            debug!(
-                "booting partition {:#06x}",
-                self.partitions[slot as usize].id()
-            );
+            debug!("booting partition {:#06x}", self.partitions[slot].id());
             // An MP partition starts with this (the primary) core's context;
             // the others start when their cores come on.
             let core = self.platform.core_index();
-            let p = &self.partitions[slot as usize];
+            let p = &self.partitions[slot];
             let index = p.context_for(core);
             if index >= p.vcpu_count as usize {
                 warn!(
@@ -749,7 +725,7 @@ impl<P: Platform> Spmc<P> {
     /// The partitions, mutably (host tests poke at stage 2 directly).
     #[cfg(any(test, feature = "testing"))]
     pub fn partitions_mut_for_tests(&mut self) -> &mut [Partition] {
-        &mut self.partitions
+        self.partitions.as_mut_slice()
     }
 
     /// Lets the normal world negotiate its version again, as after a
@@ -771,11 +747,8 @@ impl<P: Platform> Spmc<P> {
     }
 
     /// The states of the vCPUs of the partition in `slot`, in index order.
-    pub fn vcpu_states(&self, slot: u16) -> Vec<VcpuState> {
-        let n = self
-            .partitions
-            .get(slot as usize)
-            .map_or(0, |p| p.vcpu_count);
+    pub fn vcpu_states(&self, slot: SlotId) -> Vec<VcpuState> {
+        let n = self.partitions.get(slot).map_or(0, |p| p.vcpu_count);
         (0..n)
             .map(|index| self.vcpu_state(VcpuRef { slot, index }))
             .collect()
@@ -884,7 +857,7 @@ impl<P: Platform> Spmc<P> {
             func::INTERRUPT_32 => self.secure_interrupt_from_spmd(regs),
             _ => {
                 let from = match self.nwd_caller_id(regs) {
-                    Ok(id) => Endpoint::NormalWorld(id),
+                    Ok(id) => Endpoint::NormalWorld(VmId::new(id)),
                     Err(e) => return self.finish_nwd(regs, Err(e)),
                 };
                 let r = self.common_call(from, regs);
@@ -951,7 +924,7 @@ impl<P: Platform> Spmc<P> {
     pub fn handle_exit(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
         // The hot path: a running partition's FF-A call through SMC, most
         // often the response to a direct request.
-        if self.partitions[v.slot as usize].state != PartitionState::Aborted {
+        if self.partitions[v.slot].state != PartitionState::Aborted {
             let mut vcpu = self.vcpu(v);
             let ctx = &mut vcpu.ctx;
             if ctx.exit.vector == 0 && ctx.exit.esr >> 26 == crate::vcpu::ec::SMC64 {
@@ -995,7 +968,7 @@ impl<P: Platform> Spmc<P> {
     /// interrupts, faults, and exits of a partition aborted meanwhile.
     #[inline(never)]
     fn handle_other_exit(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
-        let aborted = self.partitions[v.slot as usize].state == PartitionState::Aborted;
+        let aborted = self.partitions[v.slot].state == PartitionState::Aborted;
         let exit = crate::vcpu::classify(&self.vcpu(v).ctx.exit);
         if aborted {
             // Aborted by another core while this vCPU ran.
@@ -1038,7 +1011,7 @@ impl<P: Platform> Spmc<P> {
                     _ => None,
                 };
                 drop(vcpu);
-                let id = self.partitions[v.slot as usize].id();
+                let id = self.partitions[v.slot].id();
                 // Once per partition: it is aborted.
                 warn!("partition {id:#06x} aborted: {fault:x?} at pc {pc:#x} ({why:?})");
                 self.abort(v, regs)
@@ -1052,7 +1025,7 @@ impl<P: Platform> Spmc<P> {
         let f = self.vcpu(v).ctx.x[0] as u32;
         if f != func::VERSION {
             // Its first call other than FFA_VERSION fixes its version (§13.2).
-            self.partitions[v.slot as usize].version_fixed = true;
+            self.partitions[v.slot].version_fixed = true;
         }
         match f {
             func::MSG_SEND_DIRECT_REQ_32
@@ -1070,7 +1043,7 @@ impl<P: Platform> Spmc<P> {
                     VcpuState::Running(RunReason::Boot | RunReason::Create { .. })
                 ) =>
             {
-                let id = self.partitions[v.slot as usize].id();
+                let id = self.partitions[v.slot].id();
                 warn!("partition {id:#06x} reported an initialisation error; aborted");
                 self.abort(v, regs)
             }
@@ -1169,7 +1142,7 @@ impl<P: Platform> Spmc<P> {
         };
         let fixed = match from {
             Endpoint::NormalWorld(_) => !self.contexts.nwd_version_open(),
-            Endpoint::Partition(s) => self.partitions[s as usize].version_fixed,
+            Endpoint::Partition(s) => self.partitions[s].version_fixed,
         };
         if fixed {
             if v != self.version_of(from) {
@@ -1178,8 +1151,8 @@ impl<P: Platform> Spmc<P> {
             }
         } else {
             match from {
-                Endpoint::NormalWorld(id) => self.nwd_mut(id).version = Some(v),
-                Endpoint::Partition(s) => self.partitions[s as usize].version = v,
+                Endpoint::NormalWorld(id) => self.nwd_mut(id.raw()).version = Some(v),
+                Endpoint::Partition(s) => self.partitions[s].version = v,
             }
         }
         Version::IMPLEMENTED.bits()
@@ -1194,7 +1167,7 @@ impl<P: Platform> Spmc<P> {
         let (kind, value) = match (w2 & fwk::FLAG != 0).then_some(w2 & fwk::TYPE_MASK) {
             Some(fwk::VERSION_REQ) => (
                 fwk::VERSION_RESP,
-                self.negotiate(Endpoint::NormalWorld(0), regs.w(3)),
+                self.negotiate(Endpoint::NormalWorld(VmId::HYPERVISOR), regs.w(3)),
             ),
             Some(fwk::PSCI_REQ) => return self.power_message(regs),
             other => {

@@ -172,9 +172,9 @@ impl<P: Platform> Spmc<P> {
                 continue;
             }
             let owner = match p.kind {
-                Kind::Static => Owner::Partition(p.id()),
+                Kind::Static => Owner::Partition(p.id().raw()),
                 Kind::Instance { owner } => Owner::Instance {
-                    id: p.id(),
+                    id: p.id().raw(),
                     vm: owner,
                 },
             };

@@ -10,6 +10,7 @@ use log::{debug, info};
 
 use crate::contexts::Contexts;
 use crate::ffa::{self, FfaError, Regs, Version, func, is_secure_id};
+use crate::ids::{PartId, SlotId, VmId};
 use crate::manager::{Next, Spmc};
 use crate::partition::{Partition, PartitionState};
 use crate::platform::Platform;
@@ -36,17 +37,17 @@ impl<P: Platform> Spmc<P> {
         }
         // The policy check and the target checks on one lookup of the partition.
         let receiver = ffa::receiver(regs);
-        let (slot, p) = match self.slot_of(receiver) {
+        let (slot, p) = match self.slot_of(PartId::new(receiver)) {
             Some(slot) => {
-                let p = &self.partitions[slot as usize];
-                if !self.vm_may_reach(sender, p) {
+                let p = &self.partitions[slot];
+                if !self.vm_may_reach(VmId::new(sender), p) {
                     return Err(FfaError::Denied);
                 }
                 (slot, p)
             }
             None => {
-                let slot = self.route_template(sender, receiver)?;
-                (slot, &self.partitions[slot as usize])
+                let slot = self.route_template(VmId::new(sender), receiver)?;
+                (slot, &self.partitions[slot])
             }
         };
         pick_vcpu(
@@ -66,9 +67,9 @@ impl<P: Platform> Spmc<P> {
     /// partition nor a template is INVALID_PARAMETERS.
     #[inline(always)]
     #[cfg_attr(spmc_hot, optimize(speed))]
-    pub(crate) fn route_for_vm(&self, vm: u16, receiver: u16) -> Result<u16, FfaError> {
-        if let Some(slot) = self.slot_of(receiver) {
-            return if self.vm_may_reach(vm, &self.partitions[slot as usize]) {
+    pub(crate) fn route_for_vm(&self, vm: VmId, receiver: u16) -> Result<SlotId, FfaError> {
+        if let Some(slot) = self.slot_of(PartId::new(receiver)) {
+            return if self.vm_may_reach(vm, &self.partitions[slot]) {
                 Ok(slot)
             } else {
                 Err(FfaError::Denied)
@@ -80,20 +81,20 @@ impl<P: Platform> Spmc<P> {
     /// May normal-world endpoint `vm` reach the partition `p`?
     #[inline(always)]
     #[cfg_attr(spmc_hot, optimize(speed))]
-    pub(crate) fn vm_may_reach(&self, vm: u16, p: &Partition) -> bool {
+    pub(crate) fn vm_may_reach(&self, vm: VmId, p: &Partition) -> bool {
         match p.kind {
             crate::policy::Kind::Instance { owner } => owner == vm,
             // Endpoint 0 (the hypervisor, or the OS without one) reaches
             // every static partition: the common case needs no table walk.
             crate::policy::Kind::Static => {
-                vm == 0 || self.config().policy.may_reach(vm, p.id(), p.kind)
+                vm == 0 || self.config().policy.may_reach(vm, p.id().raw(), p.kind)
             }
         }
     }
 
     /// The slot of `vm`'s instance of the template `receiver` names.
     #[inline(never)]
-    fn route_template(&self, vm: u16, receiver: u16) -> Result<u16, FfaError> {
+    fn route_template(&self, vm: VmId, receiver: u16) -> Result<SlotId, FfaError> {
         match self
             .templates
             .iter()
@@ -127,10 +128,7 @@ impl<P: Platform> Spmc<P> {
         }
         // The manifest's `ns-interrupts-action` (`ns_interrupts`): a request
         // from the normal world heads its call chain.
-        let queued = self.partitions[v.slot as usize]
-            .config
-            .ns_interrupts
-            .queues();
+        let queued = self.partitions[v.slot].config.ns_interrupts.queues();
         let mut vcpu = self.vcpu(v);
         // `pick_vcpu` saw it waiting, but the fast path of another core
         // may have taken it since (a UP partition's context): checked
@@ -162,11 +160,11 @@ impl<P: Platform> Spmc<P> {
             (x[0] as u32, x[1], x[2], x[3])
         };
         let req2 = f == func::MSG_SEND_DIRECT_REQ2_64;
-        let me = &self.partitions[v.slot as usize];
+        let me = &self.partitions[v.slot];
         let my_id = me.id();
         let checked = (|| {
             let (sender, receiver) = ((w1 >> 16) as u16, w1 as u16);
-            if sender != my_id || receiver == my_id {
+            if sender != my_id.raw() || receiver == my_id.raw() {
                 return Err(FfaError::InvalidParameters);
             }
             let can_send = if req2 {
@@ -187,15 +185,17 @@ impl<P: Platform> Spmc<P> {
                 // Partitions send direct requests only to partitions (§15.2.1).
                 return Err(FfaError::Denied);
             }
-            let t = self.slot_of(receiver).ok_or(FfaError::InvalidParameters)?;
+            let t = self
+                .slot_of(PartId::new(receiver))
+                .ok_or(FfaError::InvalidParameters)?;
             // An instance belongs to its VM: only that VM's partitions reach it.
-            if let crate::policy::Kind::Instance { owner } = self.partitions[t as usize].kind
+            if let crate::policy::Kind::Instance { owner } = self.partitions[t].kind
                 && me.kind != (crate::policy::Kind::Instance { owner })
             {
                 return Err(FfaError::Denied);
             }
             pick_vcpu(
-                &self.partitions[t as usize],
+                &self.partitions[t],
                 &self.contexts,
                 t,
                 req2,
@@ -216,7 +216,7 @@ impl<P: Platform> Spmc<P> {
         }
         let caller = Caller::Vcpu {
             vcpu: v,
-            id: my_id,
+            id: my_id.raw(),
             req2,
         };
         if let Err(e) = self.set_state(target, VcpuState::Running(RunReason::Request(caller))) {
@@ -239,7 +239,7 @@ impl<P: Platform> Spmc<P> {
     #[inline(always)]
     #[cfg_attr(spmc_hot, optimize(speed))]
     pub(crate) fn direct_response(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
-        let my_id = self.partitions[v.slot as usize].config.id;
+        let my_id = self.partitions[v.slot].config.id;
         let mut vcpu = self.vcpu(v);
         let caller = match vcpu.state {
             VcpuState::Running(RunReason::Request(c)) => c,
@@ -310,7 +310,7 @@ impl<P: Platform> Spmc<P> {
             // A call all the same: it fixes the version (§13.2; one handling
             // a request or a power message has waited, which fixed it).
             _ => {
-                self.partitions[v.slot as usize].version_fixed = true;
+                self.partitions[v.slot].version_fixed = true;
                 self.finish_sp(v, Err(FfaError::Denied))
             }
         }
@@ -332,7 +332,7 @@ impl<P: Platform> Spmc<P> {
 
     /// FFA_MSG_WAIT from a partition.
     pub(crate) fn msg_wait(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
-        let id = self.partitions[v.slot as usize].id();
+        let id = self.partitions[v.slot].id();
         match self.vcpu_state(v) {
             VcpuState::Running(RunReason::Boot) => {
                 let _ = self.set_state(v, VcpuState::Waiting);
@@ -346,7 +346,7 @@ impl<P: Platform> Spmc<P> {
             VcpuState::Running(RunReason::Scheduled) => {
                 let _ = self.set_state(v, VcpuState::Waiting);
                 *regs = Regs::with_func(func::MSG_WAIT);
-                regs.0[1] = ffa::endpoints(id, v.index);
+                regs.0[1] = ffa::endpoints(id.raw(), v.index);
                 Next::NormalWorld
             }
             // The secure interrupt it was resumed for is handled (§9.3).
@@ -371,9 +371,9 @@ impl<P: Platform> Spmc<P> {
             (x[2], x[3])
         };
         let _ = self.set_state(v, VcpuState::Preempted(reason, Preemption::Yield));
-        let id = self.partitions[v.slot as usize].id();
+        let id = self.partitions[v.slot].id();
         *regs = Regs::with_func(func::YIELD);
-        regs.0[1] = ffa::endpoints(id, v.index);
+        regs.0[1] = ffa::endpoints(id.raw(), v.index);
         regs.0[2] = t_lo & 0xFFFF_FFFF;
         regs.0[3] = t_hi & 0xFFFF_FFFF;
         Next::NormalWorld
@@ -394,9 +394,9 @@ impl<P: Platform> Spmc<P> {
             _ => return self.run(v),
         };
         let _ = self.set_state(v, VcpuState::Preempted(reason, Preemption::Interrupt));
-        let id = self.partitions[v.slot as usize].id();
+        let id = self.partitions[v.slot].id();
         *regs = Regs::with_func(func::INTERRUPT_32);
-        regs.0[1] = ffa::endpoints(id, v.index);
+        regs.0[1] = ffa::endpoints(id.raw(), v.index);
         Next::NormalWorld
     }
 
@@ -405,17 +405,17 @@ impl<P: Platform> Spmc<P> {
     pub(crate) fn run_from_nwd(&mut self, regs: &mut Regs) -> Next {
         let w1 = regs.x(1);
         let (id, index) = ((w1 >> 16) as u16, w1 as u16);
-        let Some(slot) = self.slot_of(id) else {
+        let Some(slot) = self.slot_of(PartId::new(id)) else {
             return self.finish_nwd(regs, Err(FfaError::InvalidParameters));
         };
-        let p = &self.partitions[slot as usize];
+        let p = &self.partitions[slot];
         // An MP partition's context runs on its own core only (DEN0077
         // v1.2 §8.1; Hafnium answers INVALID_PARAMETERS too).
         if index >= p.vcpu_count || (p.is_mp() && index as usize != self.platform.core_index()) {
             return self.finish_nwd(regs, Err(FfaError::InvalidParameters));
         }
         let v = VcpuRef { slot, index };
-        if self.partitions[slot as usize].state == PartitionState::Aborted {
+        if self.partitions[slot].state == PartitionState::Aborted {
             return self.finish_nwd(regs, Err(FfaError::Aborted));
         }
         match self.vcpu_state(v) {
@@ -448,7 +448,7 @@ impl<P: Platform> Spmc<P> {
         let state = self.vcpu_state(v);
         self.set_partition_state(v.slot, PartitionState::Aborted);
         // vCPUs running on other cores are aborted at their next exit.
-        for index in 0..self.partitions[v.slot as usize].vcpu_count {
+        for index in 0..self.partitions[v.slot].vcpu_count {
             let mut other = self.vcpu(VcpuRef {
                 slot: v.slot,
                 index,
@@ -459,10 +459,7 @@ impl<P: Platform> Spmc<P> {
         }
         self.vcpu(v).state = VcpuState::Aborted;
         self.release_interrupts_of_aborted(v.slot);
-        debug!(
-            "partition {:#06x} is aborted",
-            self.partitions[v.slot as usize].id()
-        );
+        debug!("partition {:#06x} is aborted", self.partitions[v.slot].id());
         let reason = match state {
             VcpuState::Running(r) | VcpuState::Blocked(r) | VcpuState::Preempted(r, _) => r,
             _ => RunReason::Boot,
@@ -495,7 +492,7 @@ impl<P: Platform> Spmc<P> {
 fn pick_vcpu(
     p: &Partition,
     contexts: &Contexts,
-    slot: u16,
+    slot: SlotId,
     req2: bool,
     uuid: (u64, u64),
     core: impl FnOnce() -> usize,

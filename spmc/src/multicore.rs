@@ -24,6 +24,7 @@
 use log::{debug, info};
 
 use crate::ffa::{self, FfaError, Regs, Version, func, fwk};
+use crate::ids::SlotId;
 use crate::manager::{Next, Spmc};
 use crate::partition::PartitionState;
 use crate::platform::Platform;
@@ -69,7 +70,7 @@ impl<P: Platform> Spmc<P> {
         let core = self.platform.core_index();
         for pos in 0..self.boot_order.len() {
             let slot = self.boot_order[pos];
-            let p = &self.partitions[slot as usize];
+            let p = &self.partitions[slot];
             if !p.is_alive() || !p.is_mp() || core >= p.vcpu_count as usize {
                 continue;
             }
@@ -117,7 +118,7 @@ impl<P: Platform> Spmc<P> {
             let x = &self.vcpu(v).ctx.x;
             (x[0], x[1])
         };
-        let p = &mut self.partitions[v.slot as usize];
+        let p = &mut self.partitions[v.slot];
         let entry = if x0 as u32 == func::SECONDARY_EP_REGISTER_32 {
             x1 & 0xFFFF_FFFF
         } else {
@@ -168,7 +169,7 @@ impl<P: Platform> Spmc<P> {
 
     /// Goes on with the power message `op` after the partition in `slot`
     /// answered it (or was aborted meanwhile).
-    pub(crate) fn power_continue(&mut self, op: PowerOp, slot: u16, regs: &mut Regs) -> Next {
+    pub(crate) fn power_continue(&mut self, op: PowerOp, slot: SlotId, regs: &mut Regs) -> Next {
         let after = self
             .boot_order
             .iter()
@@ -185,7 +186,7 @@ impl<P: Platform> Spmc<P> {
         let spmc_id = self.id();
         for pos in from..self.boot_order.len() {
             let slot = self.boot_order[pos];
-            let p = &self.partitions[slot as usize];
+            let p = &self.partitions[slot];
             if !p.is_alive()
                 || !p.is_mp()
                 || core >= p.vcpu_count as usize
@@ -209,7 +210,7 @@ impl<P: Platform> Spmc<P> {
             }
             let msg = [
                 func::MSG_SEND_DIRECT_REQ_32 as u64,
-                ffa::endpoints(spmc_id, id),
+                ffa::endpoints(spmc_id, id.raw()),
                 (fwk::FLAG | fwk::PSCI_REQ) as u64,
                 op.psci() as u64,
                 0,
@@ -221,12 +222,12 @@ impl<P: Platform> Spmc<P> {
             return self.run(v);
         }
         if op == PowerOp::CpuOff {
-            for (slot, p) in self.partitions.iter().enumerate() {
+            for (slot, p) in self.partitions.slots() {
                 if !p.is_mp() || p.state == PartitionState::Free || core >= p.vcpu_count as usize {
                     continue;
                 }
                 let v = VcpuRef {
-                    slot: slot as u16,
+                    slot,
                     index: core as u16,
                 };
                 // Waiting or preempted: over; anything else stays.
@@ -259,11 +260,11 @@ impl<P: Platform> Spmc<P> {
     /// answered INVALID_PARAMETERS and the context still owes it.
     #[inline(never)]
     pub(crate) fn power_response(&mut self, v: VcpuRef, op: PowerOp, regs: &mut Regs) -> Next {
-        let id = self.partitions[v.slot as usize].id();
+        let id = self.partitions[v.slot].id();
         let spmc_id = self.id();
         let x = self.vcpu(v).ctx.x;
         let ok = x[0] as u32 == func::MSG_SEND_DIRECT_RESP_32
-            && x[1] as u32 == ffa::endpoints(id, spmc_id) as u32
+            && x[1] as u32 == ffa::endpoints(id.raw(), spmc_id) as u32
             && x[2] as u32 == fwk::FLAG | fwk::PSCI_RESP;
         if !ok {
             return self.finish_sp(v, Err(FfaError::InvalidParameters));

@@ -32,6 +32,7 @@
 use log::debug;
 
 use crate::ffa::{FfaError, PartitionId, Regs, func, is_secure_id};
+use crate::ids::{PartId, VmId};
 use crate::manager::{Endpoint, Spmc};
 use crate::mem::store::ChunkVec;
 use crate::partition::PartitionState;
@@ -337,8 +338,10 @@ impl<P: Platform> Spmc<P> {
             if !is_secure_id(id) {
                 return Ok(None);
             }
-            let slot = self.slot_of(id).ok_or(FfaError::InvalidParameters)?;
-            Ok(Some(self.partitions[slot as usize].kind))
+            let slot = self
+                .slot_of(PartId::new(id))
+                .ok_or(FfaError::InvalidParameters)?;
+            Ok(Some(self.partitions[slot].kind))
         };
         let (ka, kb) = (kind(a)?, kind(b)?);
         let ok = match (ka, kb) {
@@ -364,15 +367,15 @@ impl<P: Platform> Spmc<P> {
 
     /// May VM `vm` and partition `sp` notify each other: `vm` may reach `sp`.
     fn vm_may_notify(&self, vm: PartitionId, sp: PartitionId) -> bool {
-        self.slot_of(sp)
-            .is_some_and(|s| self.vm_may_reach(vm, &self.partitions[s as usize]))
+        self.slot_of(PartId::new(sp))
+            .is_some_and(|s| self.vm_may_reach(VmId::new(vm), &self.partitions[s]))
     }
 
     /// The receiver a bind, unbind or get names, checked against the
     /// caller: a partition names itself; the normal world names a VM.
     fn ntf_receiver(&self, from: Endpoint, receiver: PartitionId) -> Result<(), FfaError> {
         let ok = match from {
-            Endpoint::Partition(s) => self.partitions[s as usize].id() == receiver,
+            Endpoint::Partition(s) => self.partitions[s].id() == receiver,
             Endpoint::NormalWorld(_) => !is_secure_id(receiver),
         };
         if ok {
@@ -466,7 +469,7 @@ impl<P: Platform> Spmc<P> {
         let vcpu = (flags >> 16) as usize;
         let mask = args.w(3) as u64 | (args.w(4) as u64) << 32;
         let sender_ok = match from {
-            Endpoint::Partition(s) => self.partitions[s as usize].id() == sender,
+            Endpoint::Partition(s) => self.partitions[s].id() == sender,
             // The normal world signals partitions, for a VM.
             Endpoint::NormalWorld(_) => !is_secure_id(sender) && is_secure_id(receiver),
         };
@@ -482,8 +485,10 @@ impl<P: Platform> Spmc<P> {
         let b = self.ntf_bitmap(receiver)?;
         self.ntf_may_pair(sender, receiver)?;
         if is_secure_id(receiver) {
-            let slot = self.slot_of(receiver).ok_or(FfaError::InvalidParameters)?;
-            if self.partitions[slot as usize].state == PartitionState::Aborted {
+            let slot = self
+                .slot_of(PartId::new(receiver))
+                .ok_or(FfaError::InvalidParameters)?;
+            if self.partitions[slot].state == PartitionState::Aborted {
                 return Err(FfaError::Aborted);
             }
         }
@@ -530,7 +535,7 @@ impl<P: Platform> Spmc<P> {
             return Err(FfaError::InvalidParameters);
         }
         if let Endpoint::Partition(s) = from {
-            let own = self.partitions[s as usize].context_for(self.platform.core_index());
+            let own = self.partitions[s].context_for(self.platform.core_index());
             if vcpu != own {
                 return Err(FfaError::InvalidParameters);
             }

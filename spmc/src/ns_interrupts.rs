@@ -62,7 +62,7 @@ impl<P: Platform> Spmc<P> {
     /// less permissive action takes precedence in a call chain), or while a
     /// managed exit is pending (the interrupt was signalled already).
     pub(crate) fn runs_queued(&self, v: VcpuRef, to: VcpuState) -> bool {
-        let p = &self.partitions[v.slot as usize];
+        let p = &self.partitions[v.slot];
         match to {
             VcpuState::Running(
                 RunReason::Boot
@@ -87,7 +87,7 @@ impl<P: Platform> Spmc<P> {
 
     /// A physical interrupt for the normal world arrived while `v` ran.
     pub(crate) fn ns_interrupt(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
-        let action = self.partitions[v.slot as usize].config.ns_interrupts;
+        let action = self.partitions[v.slot].config.ns_interrupts;
         let mut vcpu = self.vcpu(v);
         if vcpu.ctx.ns_interrupts_queued {
             // Masked by now (it arrived as the mask went up, or it was

@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 
 use crate::addr::{Ipa, Pa};
 use crate::ffa::{PartitionId, Version};
+use crate::ids::{PartId, SlotId};
 use crate::pool::Allocation;
 use crate::sp_manifest::PartitionConfig;
 use crate::stage2::Stage2;
@@ -151,8 +152,8 @@ impl Partition {
 
 impl Partition {
     /// Its endpoint ID.
-    pub fn id(&self) -> PartitionId {
-        self.config.id
+    pub fn id(&self) -> PartId {
+        PartId::new(self.config.id)
     }
 
     /// True if it answers messages (booted and not aborted).
@@ -185,5 +186,114 @@ impl NwdEndpoint {
     /// The version its calls are answered in: the negotiated one, else v1.0.
     pub fn effective_version(&self) -> Version {
         self.version.unwrap_or(Version::V1_0)
+    }
+}
+
+/// The partition table: every partition and instance the manager keeps,
+/// each in its [`SlotId`]. It owns the table; the manager and the ABI
+/// handlers reach a partition through its slot (`table[slot]`), never
+/// through a bare index, and a slot is reused only once its partition is
+/// [`PartitionState::Free`].
+#[derive(Debug, Default)]
+pub struct Partitions {
+    list: Vec<Partition>,
+}
+
+impl Partitions {
+    /// An empty table.
+    pub const fn new() -> Self {
+        Self { list: Vec::new() }
+    }
+
+    /// Every slot's partition, in slot order.
+    #[inline(always)]
+    pub fn as_slice(&self) -> &[Partition] {
+        &self.list
+    }
+
+    /// Every slot's partition, mutably (host tests poke at them).
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [Partition] {
+        &mut self.list
+    }
+
+    /// How many slots are in use or were (a freed slot counts).
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// True before the first partition is made.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The partitions, in slot order.
+    #[inline(always)]
+    pub fn iter(&self) -> core::slice::Iter<'_, Partition> {
+        self.list.iter()
+    }
+
+    /// The partitions with their slots.
+    pub fn slots(&self) -> impl Iterator<Item = (SlotId, &Partition)> {
+        self.list
+            .iter()
+            .enumerate()
+            .map(|(s, p)| (SlotId::new(s as u16), p))
+    }
+
+    /// The partition in `slot`, if there is such a slot.
+    #[inline(always)]
+    pub fn get(&self, slot: SlotId) -> Option<&Partition> {
+        self.list.get(slot.index())
+    }
+
+    /// The slot of the partition with ID `id`, by a walk of the table (the
+    /// manager tries the context table's index first).
+    pub fn find(&self, id: PartId) -> Option<SlotId> {
+        self.list
+            .iter()
+            .position(|p| p.id() == id)
+            .map(|s| SlotId::new(s as u16))
+    }
+
+    /// The slot a new partition goes into: the first freed one, else a new one.
+    pub fn free_slot(&self) -> SlotId {
+        let free = self
+            .list
+            .iter()
+            .position(|p| p.state == PartitionState::Free);
+        SlotId::new(free.unwrap_or(self.list.len()) as u16)
+    }
+
+    /// Puts `p` into `slot` (one [`Partitions::free_slot`] named).
+    pub fn put(&mut self, slot: SlotId, p: Partition) {
+        match self.list.get_mut(slot.index()) {
+            Some(old) => *old = p,
+            None => self.list.push(p),
+        }
+    }
+}
+
+impl core::ops::Index<SlotId> for Partitions {
+    type Output = Partition;
+    #[inline(always)]
+    fn index(&self, slot: SlotId) -> &Partition {
+        &self.list[slot.index()]
+    }
+}
+
+impl core::ops::IndexMut<SlotId> for Partitions {
+    #[inline(always)]
+    fn index_mut(&mut self, slot: SlotId) -> &mut Partition {
+        &mut self.list[slot.index()]
+    }
+}
+
+impl<'a> IntoIterator for &'a Partitions {
+    type Item = &'a Partition;
+    type IntoIter = core::slice::Iter<'a, Partition>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.list.iter()
     }
 }

@@ -36,7 +36,7 @@ use crate::ffa::PartitionId;
 use crate::manifest::ManifestError;
 
 /// A normal-world endpoint ID (a VM's, or 0 for the hypervisor itself).
-pub type VmId = u16;
+pub use crate::ids::VmId;
 
 /// A template partition: one instance per VM is made from it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,7 +113,7 @@ pub fn parse(node: &FdtNode<'_>) -> Result<Policy, ManifestError> {
                 property: "bindings",
             });
         }
-        bindings.push((pair[0] as VmId, secure_id(pair[1], "bindings")?));
+        bindings.push((VmId::new(pair[0] as u16), secure_id(pair[1], "bindings")?));
     }
     let mut templates = Vec::new();
     if let Some(t) = node.child("templates") {
@@ -228,7 +228,7 @@ mod tests {
     fn policy() -> Policy {
         Policy {
             shared: alloc::vec![0x8003],
-            bindings: alloc::vec![(1, 0x8001), (2, 0x8002)],
+            bindings: alloc::vec![(VmId::new(1), 0x8001), (VmId::new(2), 0x8002)],
             templates: alloc::vec![TemplateConfig {
                 name: "vtee".into(),
                 partition: 0x8010,
@@ -243,33 +243,51 @@ mod tests {
     fn shared_partitions_reach_everyone() {
         let p = policy();
         for vm in [0, 1, 2, 7, 0x7FFF] {
-            assert!(p.may_reach(vm, 0x8003, Kind::Static));
+            assert!(p.may_reach(VmId::new(vm), 0x8003, Kind::Static));
         }
     }
 
     #[test]
     fn bound_partitions_reach_their_vm_and_the_host_only() {
         let p = policy();
-        assert!(p.may_reach(1, 0x8001, Kind::Static));
-        assert!(!p.may_reach(2, 0x8001, Kind::Static));
-        assert!(!p.may_reach(1, 0x8002, Kind::Static));
-        assert!(p.may_reach(0, 0x8001, Kind::Static));
+        assert!(p.may_reach(VmId::new(1), 0x8001, Kind::Static));
+        assert!(!p.may_reach(VmId::new(2), 0x8001, Kind::Static));
+        assert!(!p.may_reach(VmId::new(1), 0x8002, Kind::Static));
+        assert!(p.may_reach(VmId::new(0), 0x8001, Kind::Static));
     }
 
     #[test]
     fn unbound_partitions_reach_the_host_only() {
         let p = policy();
-        assert!(p.may_reach(0, 0x8004, Kind::Static));
-        assert!(!p.may_reach(3, 0x8004, Kind::Static));
+        assert!(p.may_reach(VmId::new(0), 0x8004, Kind::Static));
+        assert!(!p.may_reach(VmId::new(3), 0x8004, Kind::Static));
     }
 
     #[test]
     fn instances_reach_their_owner_only() {
         let p = policy();
-        assert!(p.may_reach(3, 0x8100, Kind::Instance { owner: 3 }));
-        assert!(!p.may_reach(4, 0x8100, Kind::Instance { owner: 3 }));
+        assert!(p.may_reach(
+            VmId::new(3),
+            0x8100,
+            Kind::Instance {
+                owner: VmId::new(3)
+            }
+        ));
+        assert!(!p.may_reach(
+            VmId::new(4),
+            0x8100,
+            Kind::Instance {
+                owner: VmId::new(3)
+            }
+        ));
         assert!(
-            !p.may_reach(0, 0x8100, Kind::Instance { owner: 3 }),
+            !p.may_reach(
+                VmId::new(0),
+                0x8100,
+                Kind::Instance {
+                    owner: VmId::new(3)
+                }
+            ),
             "not even the host"
         );
     }

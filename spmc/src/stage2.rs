@@ -69,6 +69,53 @@ pub enum Kind {
     },
 }
 
+/// The stage-2 VMIDs (the hardware's, in VTTBR_EL2/VSTTBR_EL2; not an
+/// FF-A ID): every partition and instance has its own, from 1 up to the
+/// platform's `vmid_limit()`, and a destroyed instance's goes back for reuse.
+#[derive(Debug)]
+pub struct Vmids {
+    /// VMIDs given back, for reuse.
+    free: Vec<u16>,
+    /// The lowest VMID never used yet.
+    next: u16,
+}
+
+impl Default for Vmids {
+    fn default() -> Self {
+        Self {
+            free: Vec::new(),
+            next: 1,
+        }
+    }
+}
+
+impl Vmids {
+    /// A VMID for a new partition, below `limit` (none left: `None`). It
+    /// is the partition's once [`Vmids::keep`]; until then
+    /// [`Vmids::give_back`] undoes the take.
+    pub fn take(&mut self, limit: u16) -> Option<u16> {
+        match self.free.pop() {
+            Some(v) => Some(v),
+            None if self.next < limit => Some(self.next),
+            None => None,
+        }
+    }
+
+    /// The partition `vmid` was taken for was made: a fresh VMID is used up.
+    pub fn keep(&mut self, vmid: u16) {
+        if vmid == self.next {
+            self.next += 1;
+        }
+    }
+
+    /// `vmid` is free again: its partition was destroyed, or never made.
+    pub fn give_back(&mut self, vmid: u16) {
+        if vmid != self.next {
+            self.free.push(vmid);
+        }
+    }
+}
+
 /// One partition's stage-2 tables.
 #[derive(Debug)]
 pub struct Stage2 {

@@ -272,7 +272,7 @@ impl Context {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct VcpuRef {
     /// Slot of the partition in the manager.
-    pub slot: u16,
+    pub slot: crate::ids::SlotId,
     /// vCPU index in the partition.
     pub index: u16,
 }

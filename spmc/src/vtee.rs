@@ -25,6 +25,7 @@ use log::debug;
 
 use crate::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa};
 use crate::ffa::{self, FfaError, PartitionId, Regs, func, fwk};
+use crate::ids::{PartId, SlotId};
 use crate::manager::{HEAP_PER_PARTITION, Next, Spmc};
 use crate::partition::PartitionState;
 use crate::platform::Platform;
@@ -104,7 +105,7 @@ impl<P: Platform> Spmc<P> {
     }
 
     /// The slot of `vm`'s instance of template `t`.
-    pub fn instance_of(&self, t: usize, vm: VmId) -> Option<u16> {
+    pub fn instance_of(&self, t: usize, vm: VmId) -> Option<SlotId> {
         self.partitions
             .iter()
             .position(|p| {
@@ -112,7 +113,7 @@ impl<P: Platform> Spmc<P> {
                     && p.template == Some(t as u16)
                     && p.kind == Kind::Instance { owner: vm }
             })
-            .map(|s| s as u16)
+            .map(|s| SlotId::new(s as u16))
     }
 
     /// A VM availability framework message from the normal world (§18.3).
@@ -148,7 +149,7 @@ impl<P: Platform> Spmc<P> {
                 if !vm_id_ok {
                     return ack(regs, fwk::VM_CREATED_ACK, Err(FfaError::InvalidParameters));
                 }
-                match self.create_instance(t, vm, wide) {
+                match self.create_instance(t, VmId::new(vm), wide) {
                     Ok(v) => self.run(v),
                     Err(e) => ack(regs, fwk::VM_CREATED_ACK, Err(e)),
                 }
@@ -161,7 +162,7 @@ impl<P: Platform> Spmc<P> {
                         Err(FfaError::InvalidParameters),
                     );
                 }
-                let r = match self.instance_of(t, vm) {
+                let r = match self.instance_of(t, VmId::new(vm)) {
                     None => Err(FfaError::InvalidParameters),
                     Some(slot) => self.destroy_instance(slot),
                 };
@@ -186,7 +187,7 @@ impl<P: Platform> Spmc<P> {
         let count = tpl.config.count;
         let id = (0..count)
             .map(|i| tpl.config.first_id + (tpl.next + i) % count)
-            .find(|id| self.slot_of(*id).is_none())
+            .find(|id| self.slot_of(PartId::new(*id)).is_none())
             .ok_or(FfaError::NoMemory)?;
         // What an instance takes from the heap has a size the SPMC chose
         // (its template's manifest); checked before the first allocation, so
@@ -234,8 +235,8 @@ impl<P: Platform> Spmc<P> {
     /// context of a vCPU this core still holds (the one whose exit led
     /// here: an instance that failed its creation) goes when the core
     /// releases it (`Contexts::release`), after its state is saved.
-    pub(crate) fn destroy_instance(&mut self, slot: u16) -> Result<(), FfaError> {
-        let p = &self.partitions[slot as usize];
+    pub(crate) fn destroy_instance(&mut self, slot: SlotId) -> Result<(), FfaError> {
+        let p = &self.partitions[slot];
         let mut vcpus: Vec<_> = (0..p.vcpu_count)
             .map(|index| self.contexts.vcpu(VcpuRef { slot, index }))
             .collect();
@@ -267,9 +268,9 @@ impl<P: Platform> Spmc<P> {
         drop(vcpus);
         let (id, vmid) = (p.id(), p.stage2.vmid());
         self.contexts.clear_index(id);
-        self.mem_forget(slot, id);
-        self.notifications.forget(id);
-        let p = &mut self.partitions[slot as usize];
+        self.mem_forget(slot, id.raw());
+        self.notifications.forget(id.raw());
+        let p = &mut self.partitions[slot];
         p.state = PartitionState::Free;
         p.vcpu_count = 0;
         p.buffers = None;
@@ -281,13 +282,13 @@ impl<P: Platform> Spmc<P> {
             .invalidate_stage2(vmid, IpaSpace::Secure, Ipa(0), IPA_LIMIT);
         self.platform
             .invalidate_stage2(vmid, IpaSpace::NonSecure, Ipa(0), IPA_LIMIT);
-        self.free_vmids.push(vmid);
+        self.vmids.give_back(vmid);
         if let Some(pool) = self.pool.as_mut() {
             for (_, a) in memory {
                 pool.free(a, &mut self.platform);
             }
         }
-        self.partitions[slot as usize].config.id = 0;
+        self.partitions[slot].config.id = 0;
         debug!("instance {id:#06x} destroyed, memory zeroed");
         Ok(())
     }

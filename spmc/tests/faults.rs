@@ -43,10 +43,7 @@ fn a_data_abort_is_injected_at_the_partitions_el1() {
     assert_eq!(ctx.el1.far, 0x10, "FAR_EL2 as it was");
     assert_eq!(ctx.el1.elr, PC);
     assert_eq!(ctx.el1.spsr, EL1H);
-    assert_eq!(
-        s.partitions()[v.slot as usize].state,
-        PartitionState::Running
-    );
+    assert_eq!(s.partition(v.slot).state, PartitionState::Running);
     assert_eq!(
         s.platform().el1_syncs,
         1,
@@ -97,10 +94,7 @@ fn the_vector_and_class_follow_where_the_fault_came_from() {
 fn assert_aborted(s: &Spmc<FakePlatform>, v: VcpuRef, next: &Next, regs: &spmc::ffa::Regs) {
     assert!(matches!(next, Next::NormalWorld));
     assert_eq!(regs.error_code(), Some(FfaError::Aborted.code()));
-    assert_eq!(
-        s.partitions()[v.slot as usize].state,
-        PartitionState::Aborted
-    );
+    assert_eq!(s.partition(v.slot).state, PartitionState::Aborted);
 }
 
 #[test]

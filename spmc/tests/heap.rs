@@ -159,7 +159,7 @@ struct State {
 
 fn state(s: &Spmc<FakePlatform>) -> State {
     State {
-        transactions: s.mem().transactions.iter().map(|t| t.handle).collect(),
+        transactions: s.mem().transactions().iter().map(|t| t.handle).collect(),
         incoming: s.mem().incoming_count(),
         outgoing: s.mem().outgoing_count(),
         heap_used: ModelHeap::used(),

@@ -57,6 +57,7 @@ use spmc::addr::Pa;
 use spmc::contexts::Fast;
 use spmc::ffa::fwk;
 use spmc::ffa::{self, FfaError, Regs, func};
+use spmc::ids::SlotId;
 use spmc::manifest::SpmcConfig;
 use spmc::testing::{FakePlatform, sp_call};
 use spmc::vcpu::{RunReason, VcpuRef, VcpuState};
@@ -304,7 +305,7 @@ impl World {
     /// answers requests with x4 + 1.
     fn partition_call(&mut self, core: usize, v: VcpuRef) -> Vec<u64> {
         let x = self.s.vcpu_context_mut(v).x;
-        let me = self.s.partitions()[v.slot as usize].id();
+        let me = self.s.partition(v.slot).id();
         if let VcpuState::Running(RunReason::Create { .. }) = self.s.vcpu_state(v) {
             let k = &mut self.cores[core];
             k.init_calls += 1;
@@ -328,7 +329,7 @@ impl World {
             }
             REQ64 => vec![
                 RESP64,
-                ffa::endpoints(me, (x[1] >> 16) as u16),
+                ffa::endpoints(me.raw(), (x[1] >> 16) as u16),
                 0,
                 0,
                 x[4] + 1,
@@ -605,12 +606,9 @@ impl World {
             })
             .collect();
         let mut vcpus = Vec::new();
-        for slot in 0..self.s.partitions().len() as u16 {
-            vcpus.push(format!(
-                "{slot}:{:#x}",
-                self.s.partitions()[slot as usize].id()
-            ));
-            for index in 0..self.s.partitions()[slot as usize].vcpu_count {
+        for slot in (0..self.s.partitions().len() as u16).map(SlotId::new) {
+            vcpus.push(format!("{slot}:{:#x}", self.s.partition(slot).id()));
+            for index in 0..self.s.partition(slot).vcpu_count {
                 let v = VcpuRef { slot, index };
                 let x = self.s.vcpu_context_mut(v).x;
                 let on = self.s.contexts().is_on_core(v);
@@ -641,7 +639,7 @@ impl World {
                     .push(Violation::LiveButReleased { core: c, vcpu: v });
             }
             if let Some(v) = k.running {
-                let p = &self.s.partitions()[v.slot as usize];
+                let p = &self.s.partition(v.slot);
                 if !p.is_alive() || v.index >= p.vcpu_count {
                     self.broken.push(Violation::Other(format!(
                         "core {c} runs {v:?}, which was freed"
@@ -696,7 +694,7 @@ fn save(s: &Spmc<FakePlatform>, cores: &[Core], broken: &mut Vec<Violation>, cor
     }
     let freed = s
         .partitions()
-        .get(u.slot as usize)
+        .get(u.slot.index())
         .is_none_or(|p| !p.is_alive() || u.index >= p.vcpu_count);
     // A context the destroy left to the release (`Vcpu::freed`) is still there.
     if freed && !s.contexts().is_on_core(u) {

@@ -10,6 +10,7 @@ use common::world::*;
 use common::{dtb, repo_root};
 use spmc::addr::Pa;
 use spmc::ffa::{Regs, func};
+use spmc::ids::{PartId, SlotId, VmId};
 use spmc::sp_manifest::{self, SpError};
 use spmc::testing::{FakePlatform, sp_call, sp_interrupt};
 use spmc::vcpu::{VcpuRef, VcpuState};
@@ -155,9 +156,12 @@ fn an_interrupt_owned_by_another_partition_is_refused() {
         sp1_with(&format!("40 {SPI_SECURE:#x}")),
         sp2_with(&format!("41 {SPI_SECURE:#x} 40 {SPI_SECURE:#x}")),
     );
-    assert!(s.slot_of(0x8001).is_some(), "the first claim wins");
     assert!(
-        s.slot_of(0x8002).is_none(),
+        s.slot_of(PartId::new(0x8001)).is_some(),
+        "the first claim wins"
+    );
+    assert!(
+        s.slot_of(PartId::new(0x8002)).is_none(),
         "the second partition is refused"
     );
     assert_eq!(
@@ -192,7 +196,7 @@ fn claims_are_configured_group1_secure_on_the_owning_core() {
         .iter()
         .map(|o| (o.intid, o.slot))
         .collect();
-    assert_eq!(owned, [(40, 0), (29, 1)]);
+    assert_eq!(owned, [(40, SlotId::new(0)), (29, SlotId::new(1))]);
     assert_eq!(
         s.platform().configured,
         [(40, 0x80, false, 0), (29, 0x40, true, 0)]
@@ -398,7 +402,7 @@ fn a_partition_that_never_ends_interrupts_is_bounded() {
 #[test]
 fn an_mp_owner_gets_a_ppi_on_the_context_of_that_core() {
     let mut s = booted_world(manifest("sp1"), sp2_with(&format!("29 {PPI_SECURE:#x}")));
-    let slot = s.slot_of(0x8002).unwrap();
+    let slot = s.slot_of(PartId::new(0x8002)).unwrap();
     // Bring core 1's context up.
     s.platform_mut().core = 1;
     let mut regs = Regs::with_func(func::MSG_WAIT);
@@ -426,7 +430,9 @@ fn an_instance_cannot_own_interrupts() {
             Pa(PACKAGES + 0x4000),
             8200,
             &blob,
-            spmc::policy::Kind::Instance { owner: 5 },
+            spmc::policy::Kind::Instance {
+                owner: VmId::new(5),
+            },
             None,
         )
         .unwrap_err();

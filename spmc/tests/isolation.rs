@@ -16,6 +16,7 @@ use spmc::Next;
 use spmc::Spmc;
 use spmc::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa};
 use spmc::ffa::{FfaError, Regs, func};
+use spmc::ids::{PartId, SlotId};
 use spmc::mem::desc::perm;
 use spmc::partition::Buffers;
 use spmc::stage2::Translation;
@@ -145,17 +146,17 @@ fn handle(x: &[u64; 8]) -> u64 {
     x[2] | x[3] << 32
 }
 
-fn slot(s: &Spmc<FakePlatform>, id: u16) -> usize {
-    s.slot_of(id).unwrap() as usize
+fn slot(s: &Spmc<FakePlatform>, id: u16) -> SlotId {
+    s.slot_of(PartId::new(id)).unwrap()
 }
 
 fn buffers(s: &Spmc<FakePlatform>, id: u16) -> Buffers {
-    s.partitions()[slot(s, id)].buffers.expect("buffers mapped")
+    s.partition(slot(s, id)).buffers.expect("buffers mapped")
 }
 
 /// Where partition `id` sees `ipa` of its secure IPA space.
 fn pa_of(s: &Spmc<FakePlatform>, id: u16, ipa: u64) -> Pa {
-    s.partitions()[slot(s, id)]
+    s.partition(slot(s, id))
         .stage2
         .lookup(IpaSpace::Secure, Ipa(ipa))
         .expect("mapped")
@@ -255,14 +256,14 @@ fn snapshot(s: &Spmc<FakePlatform>) -> Snapshot {
     secure.push((IpaSpace::NonSecure, NWD_RX));
     let mut maps = Vec::new();
     for id in [SP1, SP2, TPM] {
-        let s2 = &s.partitions()[slot(s, id)].stage2;
+        let s2 = &s.partition(slot(s, id)).stage2;
         for (space, ipa) in &secure {
             maps.push(s2.lookup(*space, Ipa(*ipa)));
         }
     }
     Snapshot {
-        transactions: format!("{:?}", s.mem().transactions),
-        donated: format!("{:?}", s.mem().donated),
+        transactions: format!("{:?}", s.mem().transactions()),
+        donated: format!("{:?}", s.mem().donated()),
         incoming: s.mem().incoming_count(),
         outgoing: s.mem().outgoing_count(),
         buffers: s.partitions().iter().map(|p| p.buffers).collect(),
@@ -274,7 +275,7 @@ fn snapshot(s: &Spmc<FakePlatform>) -> Snapshot {
 /// The physical page behind `ipa` of `id`'s RAM, mapped or not (from the
 /// partition's memory record, so it does not change when the page is lent).
 fn pa_of_any(s: &Spmc<FakePlatform>, id: u16, ipa: u64) -> u64 {
-    let p = &s.partitions()[slot(s, id)];
+    let p = &s.partition(slot(s, id));
     let (base, a) = p
         .memory
         .iter()
@@ -950,7 +951,7 @@ fn op_func(op: u8) -> u32 {
 }
 
 fn has_buffers(s: &Spmc<FakePlatform>, id: u16) -> bool {
-    s.partitions()[slot(s, id)].buffers.is_some()
+    s.partition(slot(s, id)).buffers.is_some()
 }
 
 /// Partitions that can reach physical page `pa` (from their stage-2
@@ -973,7 +974,7 @@ fn accessors(s: &Spmc<FakePlatform>, secure: bool, pa: u64) -> Vec<u16> {
             s2.lookup(IpaSpace::NonSecure, Ipa(pa)).is_some()
         };
         if reaches {
-            out.push(p.id());
+            out.push(p.id().raw());
         }
     }
     out
@@ -981,7 +982,7 @@ fn accessors(s: &Spmc<FakePlatform>, secure: bool, pa: u64) -> Vec<u16> {
 
 fn in_any_transaction(s: &Spmc<FakePlatform>, secure: bool, pa: u64) -> bool {
     s.mem()
-        .transactions
+        .transactions()
         .iter()
         .any(|t| t.secure == secure && t.runs.iter().any(|r| pa >= r.pa && pa < r.pa + r.len()))
 }
@@ -1002,7 +1003,7 @@ fn check(s: &Spmc<FakePlatform>) {
                 );
                 assert_eq!(
                     accessors(s, true, pa),
-                    [p.id()],
+                    [p.id().raw()],
                     "{:#x}'s buffer page {pa:#x}",
                     p.id()
                 );
@@ -1101,7 +1102,7 @@ proptest! {
                 }
                 Step::SpMap(who, tx, rx) => {
                     let me = ACTORS[who as usize];
-                    let old = s.partitions()[slot(&s, me)].buffers;
+                    let old = s.partition(slot(&s, me)).buffers;
                     sp(&mut s, me, &[func::RXTX_UNMAP as u64, 0]);
                     let (tx, rx) = (address(&s, &made, tx), address(&s, &made, rx));
                     let x = sp(&mut s, me, &[func::RXTX_MAP_64 as u64, tx, rx, 1]);
@@ -1128,7 +1129,7 @@ proptest! {
                 Step::SpFragStart(who, buf) => {
                     let (me, other) = (ACTORS[who as usize], ACTORS[1 - who as usize]);
                     let ipa = address(&s, &made, buf);
-                    let t = s.partitions()[slot(&s, me)].stage2.lookup(IpaSpace::Secure, Ipa(ipa));
+                    let t = s.partition(slot(&s, me)).stage2.lookup(IpaSpace::Secure, Ipa(ipa));
                     if let Some(t) = t {
                         let d = send_desc(me, other, perm::RW, &[(SP_LEND_IPA + PAGE_SIZE, 1)]);
                         s.platform_mut().secure_write(t.pa, &d[..64]);

@@ -301,7 +301,7 @@ fn load_partition_fixture(name: &str) -> Result<spmc::addr::Pa, spmc::sp_manifes
     );
     match r {
         Ok(slot) => {
-            let p = &s.partitions()[slot as usize];
+            let p = &s.partition(slot);
             let dev = p.config.devices[0].base;
             let t = p
                 .stage2

@@ -11,6 +11,7 @@ use spmc::Next;
 use spmc::Spmc;
 use spmc::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa};
 use spmc::ffa::{FfaError, Regs, func};
+use spmc::ids::{PartId, SlotId};
 use spmc::mem::desc::{self, Layout, Op, attr, flags, perm};
 use spmc::mem::{BorrowerState, Owner};
 use spmc::stage2::Translation;
@@ -169,9 +170,9 @@ fn nwd_reclaim(s: &mut Spmc<FakePlatform>, handle: u64, fl: u32) -> Regs {
 /// Runs partition `id` for a direct request from `vm` and makes it call
 /// `call`; returns x0-x7 of the answer (the partition then responds).
 fn sp_as(s: &mut Spmc<FakePlatform>, vm: u16, id: u16, call: &[u64]) -> [u64; 8] {
-    if call.len() >= 4 && call[3] == 0 && s.slot_of(id).is_some() {
+    if call.len() >= 4 && call[3] == 0 && s.slot_of(PartId::new(id)).is_some() {
         // A send's descriptor in TX follows DEN0140's attribute rule.
-        if let Some(b) = s.partitions()[slot(s, id)].buffers {
+        if let Some(b) = s.partition(slot(s, id)).buffers {
             let mut d = s.platform().secure_read(b.tx, 64);
             conform_send(call[0], &mut d);
             s.platform_mut().secure_write(b.tx, &d);
@@ -196,7 +197,7 @@ fn sp_as(s: &mut Spmc<FakePlatform>, vm: u16, id: u16, call: &[u64]) -> [u64; 8]
 /// Lets partition `id` negotiate its version again, as a fresh boot would
 /// (its version is fixed once it has made another call, §13.2).
 fn reopen_sp(s: &mut Spmc<FakePlatform>, id: u16) {
-    let slot = s.slot_of(id).unwrap() as usize;
+    let slot = s.slot_of(PartId::new(id)).unwrap().index();
     s.partitions_mut_for_tests()[slot].version_fixed = false;
 }
 
@@ -208,17 +209,17 @@ fn sp_err(x: &[u64; 8]) -> Option<i32> {
     (x[0] as u32 == func::ERROR_32).then_some(x[2] as u32 as i32)
 }
 
-fn slot(s: &Spmc<FakePlatform>, id: u16) -> usize {
-    s.slot_of(id).unwrap() as usize
+fn slot(s: &Spmc<FakePlatform>, id: u16) -> SlotId {
+    s.slot_of(PartId::new(id)).unwrap()
 }
 
 fn sp_write_tx(s: &mut Spmc<FakePlatform>, id: u16, data: &[u8]) {
-    let tx = s.partitions()[slot(s, id)].buffers.unwrap().tx;
+    let tx = s.partition(slot(s, id)).buffers.unwrap().tx;
     s.platform_mut().secure_write(tx, data);
 }
 
 fn sp_read_rx(s: &Spmc<FakePlatform>, id: u16, len: usize) -> Vec<u8> {
-    let rx = s.partitions()[slot(s, id)].buffers.unwrap().rx;
+    let rx = s.partition(slot(s, id)).buffers.unwrap().rx;
     s.platform().secure_read(rx, len)
 }
 
@@ -295,7 +296,7 @@ fn relinquish(s: &mut Spmc<FakePlatform>, id: u16, handle: u64, fl: u32) -> Opti
 }
 
 fn lookup(s: &Spmc<FakePlatform>, id: u16, space: IpaSpace, ipa: u64) -> Option<Translation> {
-    s.partitions()[slot(s, id)].stage2.lookup(space, Ipa(ipa))
+    s.partition(slot(s, id)).stage2.lookup(space, Ipa(ipa))
 }
 
 /// What must not change when a call fails.
@@ -319,11 +320,11 @@ fn snapshot(s: &Spmc<FakePlatform>) -> Snapshot {
     Snapshot {
         transactions: s
             .mem()
-            .transactions
+            .transactions()
             .iter()
             .map(|t| (t.handle, t.borrowers.iter().map(|b| b.state).collect()))
             .collect(),
-        donated: s.mem().donated.len(),
+        donated: s.mem().donated().len(),
         incoming: s.mem().incoming_count(),
         outgoing: s.mem().outgoing_count(),
         maps,
@@ -396,7 +397,7 @@ fn share_retrieve_relinquish_reclaim_from_the_normal_world() {
     s.platform_mut().invalidations.clear();
     assert_eq!(relinquish(&mut s, SP1, h, 0), None);
     assert_eq!(lookup(&s, SP1, IpaSpace::NonSecure, NS_MEM), None);
-    let vmid = s.partitions()[slot(&s, SP1)].stage2.vmid();
+    let vmid = s.partition(slot(&s, SP1)).stage2.vmid();
     assert!(
         s.platform()
             .invalidations
@@ -520,8 +521,8 @@ fn donate_moves_ownership() {
     let r = desc::parse(&resp, Layout::V1_1, desc::Purpose::Send).unwrap();
     assert_eq!(r.flags & flags::TYPE_MASK, Op::Donate.type_bits());
     assert!(s.mem().transaction(h).is_none(), "the handle is retired");
-    assert_eq!(s.mem().donated.len(), 1);
-    assert_eq!(s.mem().donated[0].owner, SP1);
+    assert_eq!(s.mem().donated().len(), 1);
+    assert_eq!(s.mem().donated()[0].owner, SP1);
     assert_eq!(
         nwd_reclaim(&mut s, h, 0).error_code(),
         code(FfaError::InvalidParameters)
@@ -597,7 +598,7 @@ fn donated_secure_pages_can_be_sent_on_by_their_new_owner_only() {
         let h = x[2] | x[3] << 32;
         retrieve(&mut s, SP2, &D::retrieve(SP1, h, SP2, perm::RW)).unwrap();
     }
-    assert_eq!(s.mem().donated.len(), 3);
+    assert_eq!(s.mem().donated().len(), 3);
     let send_as = |s: &mut Spmc<FakePlatform>, who: u16, addr: u64| {
         let d = D::send(who, &[(TPM, perm::RO)], &[(addr, 1)]);
         sp_write_tx(s, who, &d.bytes());
@@ -640,7 +641,7 @@ fn a_donation_donated_on_belongs_to_its_last_owner_alone() {
     donate(&mut s, SP2, TPM, p0 + PAGE_SIZE, 1);
     let records: Vec<_> = s
         .mem()
-        .donated
+        .donated()
         .iter()
         .map(|d| (d.owner, d.pa, d.pages))
         .collect();
@@ -1277,7 +1278,7 @@ fn destroying_a_tee_lets_its_vm_reclaim_and_zeroes_what_was_donated() {
         vec![0; 16],
         "donated memory zeroed"
     );
-    assert!(s.mem().donated.is_empty());
+    assert!(s.mem().donated().is_empty());
     // And it can be shared afresh.
     nwd_send_ok(
         &mut s,
@@ -1793,9 +1794,9 @@ fn the_contract_check_sees_each_kind_of_break() {
 
     // SP2 maps a page of SP1's memory.
     let mut s = world();
-    let sp1_pa = s.partitions()[slot(&s, SP1)].memory[0].1.base;
+    let sp1_pa = s.partition(slot(&s, SP1)).memory[0].1.base;
     let sp2 = slot(&s, SP2);
-    s.partitions_mut_for_tests()[sp2]
+    s.partitions_mut_for_tests()[sp2.index()]
         .stage2
         .map(
             IpaSpace::Secure,
@@ -1811,8 +1812,8 @@ fn the_contract_check_sees_each_kind_of_break() {
     // SP1 loses a page of its own memory.
     let mut s = world();
     let sp1 = slot(&s, SP1);
-    let ipa = s.partitions()[sp1].memory[0].0;
-    let p = &mut s.partitions_mut_for_tests()[sp1];
+    let ipa = s.partitions()[sp1.index()].memory[0].0;
+    let p = &mut s.partitions_mut_for_tests()[sp1.index()];
     let mut fake = FakePlatform::default();
     p.stage2
         .unmap(IpaSpace::Secure, ipa, PAGE_SIZE, &mut fake)
@@ -1839,9 +1840,9 @@ fn the_contract_check_sees_each_kind_of_break() {
     );
     assert_eq!(x[0] as u32, func::SUCCESS_32);
     assert_eq!(contract::check(&s), Ok(()));
-    let pa = s.mem().transactions[0].runs[0].pa;
+    let pa = s.mem().transactions()[0].runs[0].pa;
     let sp1 = slot(&s, SP1);
-    s.partitions_mut_for_tests()[sp1]
+    s.partitions_mut_for_tests()[sp1.index()]
         .stage2
         .map(
             IpaSpace::Secure,
@@ -1888,24 +1889,24 @@ fn the_buffer_check_sees_a_buffer_over_memory_that_changed_hands() {
     assert_eq!(x[0] as u32, func::SUCCESS_32);
     let h = x[2] | x[3] << 32;
     assert_eq!(contract::check_buffers(&s), Ok(()));
-    let pa = s.mem().transactions[0].runs[0].pa;
+    let pa = s.mem().transactions()[0].runs[0].pa;
 
     // SP1's RX moved (behind the SPMC's back) onto the page it lent.
     let sp1 = slot(&s, SP1);
-    let saved = s.partitions()[sp1].buffers.unwrap();
-    s.partitions_mut_for_tests()[sp1]
+    let saved = s.partitions()[sp1.index()].buffers.unwrap();
+    s.partitions_mut_for_tests()[sp1.index()]
         .buffers
         .as_mut()
         .unwrap()
         .rx = Pa(pa);
     let e = contract::check_buffers(&s).unwrap_err();
     assert!(e.contains("0x8001"), "{e}");
-    s.partitions_mut_for_tests()[sp1].buffers = Some(saved);
+    s.partitions_mut_for_tests()[sp1.index()].buffers = Some(saved);
 
     // SP2 retrieves it; its RX moved onto the borrowed page.
     assert!(retrieve(&mut s, SP2, &D::retrieve(SP1, h, SP2, perm::RW)).is_ok());
     let sp2 = slot(&s, SP2);
-    s.partitions_mut_for_tests()[sp2]
+    s.partitions_mut_for_tests()[sp2.index()]
         .buffers
         .as_mut()
         .unwrap()
@@ -2182,14 +2183,14 @@ fn a_vm_borrows_from_the_shared_service_it_may_reach() {
 fn donated_to_the_normal_world_the_memory_is_its_own_again() {
     let mut s = world();
     donate_ns_to_sp1(&mut s, NS_MEM, 1);
-    assert_eq!(s.mem().donated.len(), 1);
+    assert_eq!(s.mem().donated().len(), 1);
     let h = sp1_send_ns(&mut s, func::MEM_DONATE_64, &[(0, 0)], NS_MEM).unwrap();
     assert_eq!(lookup(&s, SP1, IpaSpace::NonSecure, NS_MEM), None);
     let resp = nwd_retrieve(&mut s, &D::retrieve(SP1, h, 0, perm::RW)).unwrap();
     let r = desc::parse(&resp, Layout::V1_1, desc::Purpose::Send).unwrap();
     assert_eq!(r.flags & flags::TYPE_MASK, Op::Donate.type_bits());
     assert!(s.mem().transaction(h).is_none(), "the handle is retired");
-    assert_eq!(s.mem().donated.len(), 0, "no partition owns it");
+    assert_eq!(s.mem().donated().len(), 0, "no partition owns it");
     assert_eq!(spmc::testing::contract::check(&s), Ok(()));
     assert_eq!(sp1_reclaim(&mut s, h), code(FfaError::InvalidParameters));
     // SP1 cannot send it any more; the normal world can.
@@ -2415,7 +2416,7 @@ fn a_tee_lends_its_own_vm_what_the_vm_donated_to_it() {
         );
     }
     // Its own secure memory: DENIED.
-    let secure_ipa = s.partitions()[slot(&s, i1)].memory[0].0.0;
+    let secure_ipa = s.partition(slot(&s, i1)).memory[0].0.0;
     assert_eq!(
         sp_err(&send_as_tee(&mut s, 1, secure_ipa)),
         code(FfaError::Denied)
@@ -2437,7 +2438,7 @@ fn a_tee_lends_its_own_vm_what_the_vm_donated_to_it() {
     // dissolved, the memory zeroed, the normal world's again.
     assert_eq!(destroy_vm(&mut s, 1), 0);
     assert!(s.mem().transaction(h).is_none());
-    assert!(s.mem().donated.is_empty());
+    assert!(s.mem().donated().is_empty());
     assert_eq!(s.platform().nwd_read(NS_MEM, 17), vec![0; 17]);
     assert_eq!(
         nwd_relinquish(&mut s, h, 0, &[1]),

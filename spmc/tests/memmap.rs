@@ -6,6 +6,7 @@
 mod common;
 
 use common::world::*;
+use spmc::ids::VmId;
 use spmc::memmap::{HEADER, Owner, Row, first_overlap};
 
 const SP1: u16 = 0x8001;
@@ -130,7 +131,13 @@ fn an_instance_appears_with_its_vm_and_goes_with_it() {
     let rows = s.memory_map(&[]);
     let mine: Vec<&Row> = rows
         .iter()
-        .filter(|r| r.owner == Owner::Instance { id, vm: 2 })
+        .filter(|r| {
+            r.owner
+                == Owner::Instance {
+                    id,
+                    vm: VmId::new(2),
+                }
+        })
         .collect();
     assert!(!mine.is_empty());
     let pool = s.config().secure_memory.unwrap();

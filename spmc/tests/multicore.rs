@@ -8,6 +8,7 @@ mod common;
 use common::world::*;
 use spmc::contexts::Fast;
 use spmc::ffa::{self, FfaError, Regs, func, fwk, psci};
+use spmc::ids::PartId;
 use spmc::testing::{FakePlatform, sp_call};
 use spmc::vcpu::{PowerOp, RunReason, VcpuRef, VcpuState};
 use spmc::{Next, Spmc};
@@ -81,22 +82,22 @@ fn cold_boot_at(s: &mut Spmc<FakePlatform>, core: usize) -> Vec<(VcpuRef, u64)> 
 #[test]
 fn an_mp_partition_has_one_context_per_core_and_a_up_partition_one() {
     let s = booted();
-    let slot = s.slot_of(SP2).unwrap();
-    let sp2 = &s.partitions()[slot as usize];
+    let slot = s.slot_of(PartId::new(SP2)).unwrap();
+    let sp2 = &s.partition(slot);
     assert_eq!(sp2.vcpu_count, 4);
     assert!(sp2.is_mp());
     // The primary boot started the primary core's context only.
     let states = s.vcpu_states(slot);
     assert_eq!(states[0], VcpuState::Waiting);
     assert!(states[1..].iter().all(|v| *v == VcpuState::Off));
-    let sp1 = &s.partitions()[s.slot_of(SP1).unwrap() as usize];
+    let sp1 = &s.partition(s.slot_of(PartId::new(SP1)).unwrap());
     assert!(!sp1.is_mp());
 }
 
 #[test]
 fn secondary_boot_starts_the_cores_context_of_each_mp_partition() {
     let mut s = booted();
-    let slot = s.slot_of(SP2).unwrap();
+    let slot = s.slot_of(PartId::new(SP2)).unwrap();
     let v = VcpuRef { slot, index: 2 };
     // No secondary entry registered: the primary entry point.
     assert_eq!(cold_boot_at(&mut s, 2), [(v, 0x1000_0000 + 0x4000)]);
@@ -113,7 +114,7 @@ fn each_context_of_an_mp_partition_reads_its_own_mpidr() {
     // state by it: with one value for all, every core's context would
     // share core 0's stacks.
     let mut s = booted();
-    let slot = s.slot_of(SP2).unwrap();
+    let slot = s.slot_of(PartId::new(SP2)).unwrap();
     for core in 1..4 {
         cold_boot(&mut s, core);
     }
@@ -130,7 +131,7 @@ fn each_context_of_an_mp_partition_reads_its_own_mpidr() {
 #[test]
 fn a_request_on_core_n_goes_to_context_n() {
     let mut s = booted();
-    let slot = s.slot_of(SP2).unwrap();
+    let slot = s.slot_of(PartId::new(SP2)).unwrap();
     // Core 1 has not come on: sp2 has no running context there.
     on_core(&mut s, 1);
     let (next, r) = request(&mut s, SP2, 5);
@@ -243,7 +244,7 @@ const EP32: u64 = func::SECONDARY_EP_REGISTER_32 as u64;
 #[test]
 fn secondary_ep_register_during_init_sets_where_secondary_contexts_start() {
     let mut s = boot_with(|s, v, regs| {
-        let id = s.partitions()[v.slot as usize].id();
+        let id = s.partition(v.slot).id();
         if id != SP2 {
             return;
         }
@@ -267,7 +268,7 @@ fn secondary_ep_register_during_init_sets_where_secondary_contexts_start() {
         sp_call(s, v, &[EP64, 0x1000_4200], regs);
         assert_eq!(s.vcpu_context_mut(v).x[0], func::SUCCESS_32 as u64);
     });
-    let slot = s.slot_of(SP2).unwrap();
+    let slot = s.slot_of(PartId::new(SP2)).unwrap();
     assert_eq!(
         cold_boot_at(&mut s, 3),
         [(VcpuRef { slot, index: 3 }, 0x1000_4200)]
@@ -286,7 +287,7 @@ fn secondary_ep_register_after_init_or_from_the_normal_world_is_refused() {
     let x = &s.vcpu_context_mut(v).x;
     assert_eq!(x[0], func::ERROR_32 as u64);
     assert_eq!(x[2] as u32 as i32, FfaError::Denied.code());
-    assert_eq!(s.partitions()[v.slot as usize].secondary_ep, None);
+    assert_eq!(s.partition(v.slot).secondary_ep, None);
     answer(&mut s, v, SP2);
     // The normal world: NOT_SUPPORTED (the SPMD answers it on hardware).
     for f in [EP32, EP64] {
@@ -298,7 +299,7 @@ fn secondary_ep_register_after_init_or_from_the_normal_world_is_refused() {
 #[test]
 fn cpu_off_reaches_subscribers_then_the_core_boots_again() {
     let mut s = booted();
-    let slot = s.slot_of(SP2).unwrap();
+    let slot = s.slot_of(PartId::new(SP2)).unwrap();
     cold_boot(&mut s, 1);
     on_core(&mut s, 1);
     let mut regs = Regs::from_slice(&psci_message(psci::CPU_OFF));
@@ -369,7 +370,7 @@ fn a_power_message_nobody_subscribes_to_is_answered_at_once() {
     assert_eq!(regs.0[2], (fwk::FLAG | fwk::PSCI_RESP) as u64);
     assert_eq!(regs.0[3], psci::SUCCESS as u64);
     // Not an off: the context still serves.
-    let slot = s.slot_of(SP2).unwrap();
+    let slot = s.slot_of(PartId::new(SP2)).unwrap();
     assert_eq!(s.vcpu_state(VcpuRef { slot, index: 1 }), VcpuState::Waiting);
 }
 
@@ -381,7 +382,7 @@ fn the_fast_path_serves_a_core_s_own_context_both_ways() {
     let mut s = booted();
     cold_boot(&mut s, 2);
     let c = s.contexts().clone();
-    let slot = s.slot_of(SP2).unwrap();
+    let slot = s.slot_of(PartId::new(SP2)).unwrap();
     let v = VcpuRef { slot, index: 2 };
     let req = Regs::from_slice(&[REQ64, ffa::endpoints(0, SP2), 0, 0, 42]);
     let Fast::Done(Next::Run { vcpu, .. }) = c.direct_request(&NO_FAILURE, &req, || 2) else {
@@ -432,7 +433,7 @@ fn the_fast_path_leaves_everything_else_to_the_manager() {
     let mut s = booted();
     cold_boot(&mut s, 1);
     let c = s.contexts().clone();
-    let slot = s.slot_of(SP2).unwrap();
+    let slot = s.slot_of(PartId::new(SP2)).unwrap();
     let v1 = VcpuRef { slot, index: 1 };
     let slow = |regs: &[u64], core: usize| {
         matches!(
@@ -474,7 +475,7 @@ fn the_fast_path_stops_once_the_spmc_failed() {
     let c = s.contexts().clone();
     c.set_fail_gate(&GATE);
     let v = VcpuRef {
-        slot: s.slot_of(SP2).unwrap(),
+        slot: s.slot_of(PartId::new(SP2)).unwrap(),
         index: 0,
     };
     let req = Regs::from_slice(&[REQ64, ffa::endpoints(0, SP2), 0, 0, 1]);

@@ -6,6 +6,7 @@ mod common;
 
 use common::world::*;
 use spmc::ffa::{FfaError, Regs, func};
+use spmc::ids::PartId;
 use spmc::testing::{FakePlatform, sp_call};
 use spmc::{Next, Spmc};
 
@@ -532,8 +533,8 @@ fn rx_buffer_full_framework_notification() {
     let mut s = world();
     map_nwd_buffers(&mut s);
     // sp1 sends an indirect message to endpoint 0: its RX buffer is full.
-    let slot = s.slot_of(SP1).unwrap() as usize;
-    let tx = s.partitions()[slot].buffers.expect("buffers mapped").tx;
+    let slot = s.slot_of(PartId::new(SP1)).unwrap();
+    let tx = s.partition(slot).buffers.expect("buffers mapped").tx;
     // The header (v1.2: 40 bytes) and 4 bytes of payload in sp1's TX.
     let mut hdr = [0u8; 44];
     hdr[8..12].copy_from_slice(&40u32.to_le_bytes());
@@ -635,8 +636,8 @@ fn no_sri_for_secure_receivers_or_refused_sets() {
 fn rx_buffer_full_for_a_vm_raises_the_sri_delayed_or_not() {
     let mut s = world();
     map_nwd_buffers(&mut s);
-    let slot = s.slot_of(SP1).unwrap() as usize;
-    let tx = s.partitions()[slot].buffers.expect("buffers mapped").tx;
+    let slot = s.slot_of(PartId::new(SP1)).unwrap();
+    let tx = s.partition(slot).buffers.expect("buffers mapped").tx;
     let mut hdr = [0u8; 44];
     hdr[8..12].copy_from_slice(&40u32.to_le_bytes());
     hdr[14..16].copy_from_slice(&SP1.to_le_bytes());

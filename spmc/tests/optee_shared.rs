@@ -15,6 +15,7 @@ use spmc::Next;
 use spmc::Spmc;
 use spmc::addr::{PAGE_SIZE, Pa};
 use spmc::ffa::{FfaError, Regs, func};
+use spmc::ids::{PartId, VmId};
 use spmc::manifest::{PartitionEntry, SpmcConfig};
 use spmc::policy::{Kind, Policy, TemplateConfig};
 use spmc::testing::{FakePlatform, sp_call};
@@ -68,7 +69,7 @@ fn world() -> Spmc<FakePlatform> {
     let mut regs = Regs::default();
     let next = s.boot(&mut regs);
     let v = running(&next);
-    assert_eq!(s.partitions()[v.slot as usize].id(), OPTEE);
+    assert_eq!(s.partition(v.slot).id(), OPTEE);
     sp_call(&mut s, v, &[func::VERSION as u64, 0x1_0001], &mut regs);
     let next = sp_call(&mut s, v, &[func::MSG_WAIT as u64], &mut regs);
     assert!(
@@ -92,7 +93,7 @@ fn request(s: &mut Spmc<FakePlatform>, vm: u16, to: u16) -> Result<(VcpuRef, Reg
 }
 
 fn answer(s: &mut Spmc<FakePlatform>, v: VcpuRef, vm: u16, mut regs: Regs) -> Regs {
-    let me = s.partitions()[v.slot as usize].id() as u64;
+    let me = s.partition(v.slot).id().raw() as u64;
     let n = sp_call(s, v, &[RESP64, me << 16 | vm as u64, 0, 0x600D], &mut regs);
     assert!(matches!(n, Next::NormalWorld));
     regs
@@ -110,16 +111,18 @@ fn every_vm_reaches_the_shared_optee_and_only_its_own_tee() {
         // carries the VM's own ID (which OP-TEE's CFG_NS_VIRTUALIZATION
         // keys its per-guest state on).
         let (v, regs) = request(&mut s, vm, OPTEE).unwrap_or_else(|e| panic!("VM {vm}: {e}"));
-        assert_eq!(s.partitions()[v.slot as usize].id(), OPTEE);
-        assert_eq!(s.partitions()[v.slot as usize].kind, Kind::Static);
+        assert_eq!(s.partition(v.slot).id(), OPTEE);
+        assert_eq!(s.partition(v.slot).kind, Kind::Static);
         assert_eq!(s.vcpu_context_mut(v).x[1] >> 16, vm as u64, "sender");
         let r = answer(&mut s, v, vm, regs);
         assert_eq!((r.x(1), r.x(3)), ((OPTEE as u64) << 16 | vm as u64, 0x600D));
         // The private half: the template's ID is the VM's own instance ...
         let (v, regs) = request(&mut s, vm, TEMPLATE).unwrap();
         assert_eq!(
-            s.partitions()[v.slot as usize].kind,
-            Kind::Instance { owner: vm }
+            s.partition(v.slot).kind,
+            Kind::Instance {
+                owner: VmId::new(vm)
+            }
         );
         answer(&mut s, v, vm, regs);
         // ... and every other VM's instance is denied, by ID.
@@ -141,7 +144,7 @@ fn every_vm_reaches_the_shared_optee_and_only_its_own_tee() {
     let (v, regs) = request(&mut s, 0, OPTEE).unwrap();
     answer(&mut s, v, 0, regs);
     assert_eq!(
-        s.vcpu_states(s.slot_of(OPTEE).unwrap())[0],
+        s.vcpu_states(s.slot_of(PartId::new(OPTEE)).unwrap())[0],
         VcpuState::Waiting
     );
 }
@@ -161,7 +164,7 @@ fn the_pool_holds_the_shared_optee_and_the_per_vm_tees() {
         12 << 20,
         "the optee stage's pool"
     );
-    let optee = s.slot_of(OPTEE).unwrap() as usize;
+    let optee = s.slot_of(PartId::new(OPTEE)).unwrap().index();
     let optee_pages: u64 = s.partitions()[optee]
         .memory
         .iter()

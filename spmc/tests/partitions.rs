@@ -7,6 +7,7 @@ use common::world::*;
 use common::{dtb, repo_root};
 use spmc::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa};
 use spmc::ffa::{FfaError, Regs, func};
+use spmc::ids::{PartId, SlotId};
 use spmc::partition::PartitionState;
 use spmc::sp_manifest::{self, SpError, Uuid};
 use spmc::testing::FakePlatform;
@@ -28,10 +29,10 @@ fn err(r: &Regs) -> Option<i32> {
 #[test]
 fn loads_the_valid_partitions_and_refuses_the_invalid_one() {
     let s = loaded();
-    let ids: Vec<u16> = s.partitions().iter().map(|p| p.id()).collect();
+    let ids: Vec<u16> = s.partitions().iter().map(|p| p.id().raw()).collect();
     assert_eq!(ids, [0x8001, 0x8002, 0x8003, 0x8004, 0x8005, 0x8006]);
     assert!(
-        s.slot_of(0x8007).is_none(),
+        s.slot_of(PartId::new(0x8007)).is_none(),
         "the S-EL0 partition is refused"
     );
     assert_eq!(s.partitions()[1].config.uuids.len(), 2);
@@ -314,7 +315,7 @@ fn boot_runs_partitions_in_order_with_boot_information() {
     let mut regs = Regs::default();
     let next = s.boot(&mut regs);
     let first = running(&next);
-    assert_eq!(s.partitions()[first.slot as usize].id(), SP1);
+    assert_eq!(s.partition(first.slot).id(), SP1);
     assert_eq!(
         s.vcpu_context_mut(first).x[0],
         0,
@@ -322,14 +323,14 @@ fn boot_runs_partitions_in_order_with_boot_information() {
     );
     let next = sp_call(&mut s, first, &[func::MSG_WAIT as u64], &mut regs);
     let second = running(&next);
-    assert_eq!(s.partitions()[second.slot as usize].id(), SP2);
+    assert_eq!(s.partition(second.slot).id(), SP2);
     assert_eq!(s.vcpu_state(first), VcpuState::Waiting);
     let bi = s.vcpu_context_mut(second).x[0];
     // sp2 is packaged the Hafnium way: the package runs in place, so the
     // boot information is where its header was and points at the manifest
     // inside the package (sptool: 0x1000).
     assert_eq!(bi, IMAGE_IPA, "boot information over the package header");
-    let p = &s.partitions()[second.slot as usize];
+    let p = &s.partition(second.slot);
     let pa = p.stage2.lookup(IpaSpace::Secure, Ipa(bi)).unwrap().pa;
     let blob = s.platform().secure_read(pa, 64);
     assert_eq!(&blob[0..4], &0x0FFAu32.to_le_bytes(), "signature");
@@ -351,10 +352,7 @@ fn a_partition_that_faults_at_boot_is_aborted_and_boot_goes_on() {
     let first = running(&s.boot(&mut regs));
     let next = sp_fault(&mut s, first, 0x2000_0000, &mut regs);
     let second = running(&next);
-    assert_eq!(
-        s.partitions()[first.slot as usize].state,
-        PartitionState::Aborted
-    );
+    assert_eq!(s.partition(first.slot).state, PartitionState::Aborted);
     assert_ne!(second, first);
     let next = sp_call(
         &mut s,
@@ -363,7 +361,7 @@ fn a_partition_that_faults_at_boot_is_aborted_and_boot_goes_on() {
         &mut regs,
     );
     assert_eq!(
-        s.partitions()[second.slot as usize].state,
+        s.partition(second.slot).state,
         PartitionState::Aborted,
         "FFA_ERROR at boot aborts"
     );
@@ -494,7 +492,7 @@ fn partition_to_partition_chain_and_busy() {
         &mut regs,
     );
     let b = running(&next);
-    assert_eq!(s.partitions()[b.slot as usize].id(), SP2);
+    assert_eq!(s.partition(b.slot).id(), SP2);
     assert!(matches!(s.vcpu_state(a), VcpuState::Blocked(_)));
     // While sp2 runs for sp1, the normal world cannot reach either.
     let r = nwd_now(&mut s, &[REQ64, SP1 as u64, 0, 0x10]);
@@ -542,10 +540,7 @@ fn fault_aborts_and_callers_get_aborted() {
         s.vcpu_context_mut(a).x[2] as u32 as i32,
         FfaError::Aborted.code()
     );
-    assert_eq!(
-        s.partitions()[b.slot as usize].state,
-        PartitionState::Aborted
-    );
+    assert_eq!(s.partition(b.slot).state, PartitionState::Aborted);
     let next = sp_call(&mut s, a, &[RESP64, (SP1 as u64) << 16, 0, 0], &mut regs);
     assert!(matches!(next, Next::NormalWorld));
     // The normal world's own request to a faulting partition.
@@ -1087,9 +1082,9 @@ fn regs_props(r: &Regs, i: usize) -> (u16, u32) {
 #[test]
 fn discovery_properties_depend_on_the_caller() {
     let mut s = booted();
-    let sp2 = s.slot_of(SP2).unwrap() as usize;
+    let sp2 = s.slot_of(PartId::new(SP2)).unwrap().index();
     s.partitions_mut_for_tests()[sp2].config.vm_availability = 3;
-    let crash = s.slot_of(CRASH).unwrap() as usize;
+    let crash = s.slot_of(PartId::new(CRASH)).unwrap().index();
     s.partitions_mut_for_tests()[crash].config.vm_availability = 3;
     s.reopen_nwd_version_for_tests();
     nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
@@ -1120,7 +1115,7 @@ fn discovery_properties_depend_on_the_caller() {
 #[test]
 fn vm_message_bits_need_direct_receive() {
     let mut s = booted();
-    let sp2 = s.slot_of(SP2).unwrap() as usize;
+    let sp2 = s.slot_of(PartId::new(SP2)).unwrap().index();
     let p = &mut s.partitions_mut_for_tests()[sp2];
     p.config.vm_availability = 3;
     p.config.messaging = sp_manifest::Messaging(sp_manifest::Messaging::INDIRECT);
@@ -1139,9 +1134,9 @@ fn vm_message_bits_need_direct_receive() {
 fn properties_follow_both_versions() {
     let mut s = booted();
     map_nwd_buffers(&mut s);
-    let sp1 = s.slot_of(SP1).unwrap() as usize;
+    let sp1 = s.slot_of(PartId::new(SP1)).unwrap().index();
     s.partitions_mut_for_tests()[sp1].version = spmc::ffa::Version::V1_1;
-    let sp2 = s.slot_of(SP2).unwrap() as usize;
+    let sp2 = s.slot_of(PartId::new(SP2)).unwrap().index();
     s.partitions_mut_for_tests()[sp2].version = spmc::ffa::Version::V1_0;
     s.reopen_nwd_version_for_tests();
     nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
@@ -1291,7 +1286,11 @@ fn a_package_built_the_hafnium_way_runs_in_place() {
     let p = &s.partitions()[0];
     assert_eq!(p.config.in_package, Some(0x1000));
     assert_eq!(
-        s.vcpu_context(spmc::vcpu::VcpuRef { slot: 0, index: 0 }).pc,
+        s.vcpu_context(spmc::vcpu::VcpuRef {
+            slot: SlotId::new(0),
+            index: 0
+        })
+        .pc,
         IMAGE_IPA + 0x4000,
         "entry 0x4000 into the package"
     );
@@ -1332,12 +1331,21 @@ fn an_image_loaded_alone_maps_mem_size_and_keeps_boot_information_after_it() {
     let p = &s.partitions()[0];
     assert_eq!(p.config.in_package, None);
     assert_eq!(
-        s.vcpu_context(spmc::vcpu::VcpuRef { slot: 0, index: 0 }).pc,
+        s.vcpu_context(spmc::vcpu::VcpuRef {
+            slot: SlotId::new(0),
+            index: 0
+        })
+        .pc,
         IMAGE_IPA
     );
     assert_eq!(sp_read(&s, 0, IMAGE_IPA, 16).unwrap(), image()[..16]);
     assert_eq!(sp_read(&s, 0, IMAGE_IPA + 0x2f000, 8).unwrap(), [0; 8]);
-    let bi = s.vcpu_context(spmc::vcpu::VcpuRef { slot: 0, index: 0 }).x[1];
+    let bi = s
+        .vcpu_context(spmc::vcpu::VcpuRef {
+            slot: SlotId::new(0),
+            index: 0,
+        })
+        .x[1];
     assert_eq!(bi, IMAGE_IPA + 0x30000, "boot information after mem-size");
     let blob = sp_read(&s, 0, bi, 64).unwrap();
     let content = u64::from_le_bytes(blob[56..64].try_into().unwrap());
@@ -1370,7 +1378,12 @@ fn boot_information_carries_the_version_the_partition_states() {
                 ("ffa-version = <0x00010002>;", stated.as_str()),
             ],
         );
-        let bi = s.vcpu_context(spmc::vcpu::VcpuRef { slot: 0, index: 0 }).x[1];
+        let bi = s
+            .vcpu_context(spmc::vcpu::VcpuRef {
+                slot: SlotId::new(0),
+                index: 0,
+            })
+            .x[1];
         let blob = sp_read(&s, 0, bi, 64).unwrap();
         assert_eq!(&blob[0..4], &0x0FFAu32.to_le_bytes(), "signature");
         assert_eq!(
@@ -1412,7 +1425,11 @@ fn an_entry_offset_inside_the_package_image_runs_the_package_in_place() {
         )],
     );
     assert_eq!(
-        s.vcpu_context(spmc::vcpu::VcpuRef { slot: 0, index: 0 }).pc,
+        s.vcpu_context(spmc::vcpu::VcpuRef {
+            slot: SlotId::new(0),
+            index: 0
+        })
+        .pc,
         IMAGE_IPA + 0x4008
     );
     assert_eq!(sp_read(&s, 0, IMAGE_IPA + 0x4000, 8).unwrap(), image()[..8]);

@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use spmc::Next;
 use spmc::addr::{Ipa, IpaSpace, PAGE_SIZE};
 use spmc::ffa::{Regs, func};
+use spmc::ids::SlotId;
 use spmc::testing::{sp_call, sp_fault, sp_interrupt};
 use spmc::vcpu::{RunReason, VcpuState};
 
@@ -111,12 +112,12 @@ fn check(s: &spmc::Spmc<spmc::testing::FakePlatform>, next: &Next) {
                 let pa = a.base.0 + i * PAGE_SIZE;
                 assert!(pages.insert(pa), "page in two partitions");
                 // Pages lent or donated away are unmapped from their owner.
-                let away = s.mem().transactions.iter().any(|t| {
+                let away = s.mem().transactions().iter().any(|t| {
                     t.op != spmc::mem::desc::Op::Share
                         && t.runs.iter().any(|r| pa >= r.pa && pa < r.pa + r.len())
                 }) || s
                     .mem()
-                    .donated
+                    .donated()
                     .iter()
                     .any(|d| pa >= d.pa && pa < d.pa + d.pages * PAGE_SIZE);
                 let t = p
@@ -129,7 +130,7 @@ fn check(s: &spmc::Spmc<spmc::testing::FakePlatform>, next: &Next) {
         }
     }
     let running = (0..s.partitions().len() as u16)
-        .flat_map(|slot| s.vcpu_states(slot))
+        .flat_map(|slot| s.vcpu_states(SlotId::new(slot)))
         .filter(|v| matches!(v, VcpuState::Running(_)))
         .count();
     match next {
@@ -171,7 +172,7 @@ proptest! {
             while let Next::Run { vcpu, .. } = next {
                 budget -= 1;
                 prop_assert!(budget > 0, "the SPMC keeps running partitions");
-                let id = s.partitions()[vcpu.slot as usize].id() as u64;
+                let id = s.partition(vcpu.slot).id().raw() as u64;
                 let state = s.vcpu_state(vcpu);
                 let event = events.next().unwrap_or(match state {
                     VcpuState::Running(RunReason::Request(_)) => PartitionEvent::Answer(0),

@@ -8,6 +8,7 @@ mod common;
 
 use common::world::*;
 use spmc::ffa::{Regs, Version, func, fwk};
+use spmc::ids::PartId;
 use spmc::testing::{FakePlatform, sp_call};
 use spmc::vcpu::VcpuRef;
 use spmc::{Next, Spmc};
@@ -195,7 +196,7 @@ fn boot_with(
     let mut regs = Regs::default();
     let mut next = s.boot(&mut regs);
     while let Next::Run { vcpu, .. } = next {
-        let id = s.partitions()[vcpu.slot as usize].id();
+        let id = s.partition(vcpu.slot).id();
         next = if id == SP1 {
             sp1(&mut s, vcpu, &mut regs)
         } else {
@@ -213,7 +214,7 @@ fn sp_version(s: &mut Spmc<FakePlatform>, v: VcpuRef, want: u64, regs: &mut Regs
 }
 
 fn partition_version(s: &Spmc<FakePlatform>, id: u16) -> Version {
-    s.partitions()[s.slot_of(id).unwrap() as usize].version
+    s.partition(s.slot_of(PartId::new(id)).unwrap()).version
 }
 
 #[test]
@@ -221,9 +222,9 @@ fn partition_version_fixed_by_its_first_other_call() {
     let s = boot_with(|s, v, regs| {
         assert_eq!(sp_version(s, v, V1_0, regs), V1_2);
         assert_eq!(sp_version(s, v, V1_1, regs), V1_2);
-        assert!(!s.partitions()[v.slot as usize].version_fixed);
+        assert!(!s.partition(v.slot).version_fixed);
         sp_call(s, v, &[func::ID_GET as u64], regs);
-        assert!(s.partitions()[v.slot as usize].version_fixed);
+        assert!(s.partition(v.slot).version_fixed);
         assert_eq!(sp_version(s, v, V1_2, regs), NOT_SUPPORTED);
         assert_eq!(sp_version(s, v, 0x8001_0001, regs), NOT_SUPPORTED);
         assert_eq!(sp_version(s, v, V1_1, regs), V1_2, "the same version");
@@ -238,7 +239,7 @@ fn partition_that_never_negotiated_keeps_its_manifest_version() {
     let s = boot_with(|s, v, regs| {
         let n = sp_call(s, v, &[func::MSG_WAIT as u64], regs);
         // The manifest says v1.2; MSG_WAIT fixed it.
-        assert!(s.partitions()[v.slot as usize].version_fixed);
+        assert!(s.partition(v.slot).version_fixed);
         n
     });
     assert_eq!(partition_version(&s, SP1), Version::V1_2);
@@ -263,7 +264,7 @@ fn a_response_out_of_turn_fixes_a_partition_version_too() {
     let s = boot_with(|s, v, regs| {
         // Nobody asked: DENIED, but it was a call.
         sp_call(s, v, &[RESP64, (SP1 as u64) << 16, 0, 8], regs);
-        assert!(s.partitions()[v.slot as usize].version_fixed);
+        assert!(s.partition(v.slot).version_fixed);
         assert_eq!(sp_version(s, v, V1_1, regs), NOT_SUPPORTED);
         sp_call(s, v, &[func::MSG_WAIT as u64], regs)
     });
@@ -279,10 +280,7 @@ fn vtee_instances_negotiate_their_own_version() {
     for round in 0..2 {
         let (next, mut regs) = nwd(&mut s, &vm_message(0, TEMPLATE, fwk::VM_CREATED, 5));
         let v = running(&next);
-        assert!(
-            !s.partitions()[v.slot as usize].version_fixed,
-            "round {round}"
-        );
+        assert!(!s.partition(v.slot).version_fixed, "round {round}");
         let want = if round == 0 { V1_1 } else { V1_0 };
         assert_eq!(sp_version(&mut s, v, want, &mut regs), V1_2);
         assert_eq!(sp_version(&mut s, v, V1_2, &mut regs), V1_2, "still open");
@@ -290,7 +288,7 @@ fn vtee_instances_negotiate_their_own_version() {
         let n = sp_call(&mut s, v, &[func::MSG_WAIT as u64], &mut regs);
         assert!(matches!(n, Next::NormalWorld));
         assert_eq!(regs.w(3), 0, "created");
-        let p = &s.partitions()[v.slot as usize];
+        let p = &s.partition(v.slot);
         assert!(p.version_fixed);
         assert_eq!(p.version.bits() as u64, want);
         assert_eq!(destroy_vm(&mut s, 5), 0);

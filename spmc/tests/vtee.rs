@@ -5,6 +5,7 @@
 
 mod common;
 
+use spmc::ids::{PartId, SlotId, VmId};
 use std::collections::{HashMap, HashSet};
 
 use common::world::*;
@@ -40,15 +41,15 @@ fn request(s: &mut Spmc<FakePlatform>, vm: u16, to: u16) -> Result<(VcpuRef, Reg
 
 /// The partition answers the request it runs; returns the registers the VM gets.
 fn answer(s: &mut Spmc<FakePlatform>, v: VcpuRef, vm: u16, mut regs: Regs) -> Regs {
-    let me = s.partitions()[v.slot as usize].id() as u64;
+    let me = s.partition(v.slot).id().raw() as u64;
     let n = sp_call(s, v, &[RESP64, me << 16 | vm as u64, 0, 0x600D], &mut regs);
     assert!(matches!(n, Next::NormalWorld));
     regs
 }
 
 /// IPA -> PA of a partition's secure page.
-fn pa_of(s: &Spmc<FakePlatform>, slot: u16, ipa: u64) -> Pa {
-    s.partitions()[slot as usize]
+fn pa_of(s: &Spmc<FakePlatform>, slot: SlotId, ipa: u64) -> Pa {
+    s.partition(slot)
         .stage2
         .lookup(IpaSpace::Secure, Ipa(ipa))
         .expect("mapped")
@@ -59,7 +60,7 @@ fn pa_of(s: &Spmc<FakePlatform>, slot: u16, ipa: u64) -> Pa {
 fn each_vm_gets_its_own_instance_with_its_own_memory() {
     let mut s = policy_world(None);
     assert!(
-        s.slot_of(TEMPLATE).is_none(),
+        s.slot_of(PartId::new(TEMPLATE)).is_none(),
         "the template itself never runs"
     );
     let free0 = s.pool().unwrap().free_pages();
@@ -71,9 +72,14 @@ fn each_vm_gets_its_own_instance_with_its_own_memory() {
     let mut pages = HashSet::new();
     let mut vmids = HashSet::new();
     for vm in 1..=4 {
-        let slot = s.instance_of(0, vm).unwrap();
-        let p = &s.partitions()[slot as usize];
-        assert_eq!(p.kind, Kind::Instance { owner: vm });
+        let slot = s.instance_of(0, VmId::new(vm)).unwrap();
+        let p = &s.partition(slot);
+        assert_eq!(
+            p.kind,
+            Kind::Instance {
+                owner: VmId::new(vm)
+            }
+        );
         assert_eq!(p.state, PartitionState::Running);
         assert_eq!(s.vcpu_states(slot)[0], VcpuState::Waiting);
         assert!(vmids.insert(p.stage2.vmid()), "own VMID");
@@ -105,7 +111,11 @@ fn the_template_id_reaches_the_callers_own_instance() {
     }
     for vm in 1..=3 {
         let (v, regs) = request(&mut s, vm, TEMPLATE).expect("routed");
-        assert_eq!(Some(v.slot), s.instance_of(0, vm), "VM {vm}'s own instance");
+        assert_eq!(
+            Some(v.slot),
+            s.instance_of(0, VmId::new(vm)),
+            "VM {vm}'s own instance"
+        );
         let ctx = s.vcpu_context_mut(v).x;
         assert_eq!(ctx[1] >> 16, vm as u64, "the sender is the VM");
         assert_eq!(ctx[3..8], [7, 1, 2, 3, 4]);
@@ -154,7 +164,7 @@ fn the_policy_denies_what_a_vm_may_not_reach() {
         .enumerate()
         .filter(|(_, p)| p.state == PartitionState::Running)
     {
-        let states = s.vcpu_states(slot as u16);
+        let states = s.vcpu_states(SlotId::new(slot as u16));
         assert!(
             states[0] == VcpuState::Waiting && states[1..].iter().all(|v| *v == VcpuState::Off),
             "{:#x}",
@@ -280,14 +290,15 @@ fn vm_availability_messages_are_checked() {
 fn destroy_zeroes_the_memory_and_a_successor_reads_only_zeros() {
     let mut s = policy_world(None);
     assert_eq!(create_vm(&mut s, 3), 0);
-    let slot = s.instance_of(0, 3).unwrap();
+    let slot = s.instance_of(0, VmId::new(3)).unwrap();
     let old_id = instance_id(&s, 3).unwrap();
-    let old_vmid = s.partitions()[slot as usize].stage2.vmid();
+    let old_vmid = s.partition(slot).stage2.vmid();
     // The instance writes a secret in its RAM (as the guest's service would).
     let secret = b"the key of user 3: 0123456789abcdef";
     let secret_pa = pa_of(&s, slot, RAM_IPA + 0x2000);
     s.platform_mut().secure_write(secret_pa, secret);
-    let all: Vec<(Pa, u64)> = s.partitions()[slot as usize]
+    let all: Vec<(Pa, u64)> = s
+        .partition(slot)
         .memory
         .iter()
         .map(|(_, a)| (a.base, a.len()))
@@ -297,8 +308,11 @@ fn destroy_zeroes_the_memory_and_a_successor_reads_only_zeros() {
 
     assert_eq!(destroy_vm(&mut s, 3), 0);
     assert!(instance_id(&s, 3).is_none());
-    assert!(s.slot_of(old_id).is_none(), "the ID is retired");
-    assert_eq!(s.partitions()[slot as usize].state, PartitionState::Free);
+    assert!(
+        s.slot_of(PartId::new(old_id)).is_none(),
+        "the ID is retired"
+    );
+    assert_eq!(s.partition(slot).state, PartitionState::Free);
     assert!(
         s.pool().unwrap().free_pages() > free,
         "memory back in the pool"
@@ -334,8 +348,8 @@ fn destroy_zeroes_the_memory_and_a_successor_reads_only_zeros() {
     assert_eq!(create_vm(&mut s, 3), 0);
     let new_id = instance_id(&s, 3).unwrap();
     assert_ne!(new_id, old_id, "a retired ID is not handed out next");
-    let slot = s.instance_of(0, 3).unwrap();
-    let p = &s.partitions()[slot as usize];
+    let slot = s.instance_of(0, VmId::new(3)).unwrap();
+    let p = &s.partition(slot);
     for (ipa, a) in &p.memory {
         if ipa.0 == IMAGE_IPA {
             continue;
@@ -469,7 +483,7 @@ fn a_faulting_instance_is_aborted_and_the_others_go_on() {
         assert_eq!(create_vm(&mut s, vm), 0);
     }
     // VM 2's instance reads VM 1's memory: outside its stage 2, a fault.
-    let s1 = s.instance_of(0, 1).unwrap();
+    let s1 = s.instance_of(0, VmId::new(1)).unwrap();
     let victim = pa_of(&s, s1, RAM_IPA);
     let (v, mut regs) = request(&mut s, 2, TEMPLATE).unwrap();
     let n = sp_fault(&mut s, v, victim.0, &mut regs);
@@ -479,8 +493,8 @@ fn a_faulting_instance_is_aborted_and_the_others_go_on() {
         Some(code(FfaError::Aborted)),
         "its caller gets ABORTED"
     );
-    let s2 = s.instance_of(0, 2).unwrap();
-    assert_eq!(s.partitions()[s2 as usize].state, PartitionState::Aborted);
+    let s2 = s.instance_of(0, VmId::new(2)).unwrap();
+    assert_eq!(s.partition(s2).state, PartitionState::Aborted);
     assert_eq!(
         request(&mut s, 2, TEMPLATE).unwrap_err(),
         code(FfaError::Aborted)
@@ -569,7 +583,12 @@ fn targets(s: &Spmc<FakePlatform>) -> Vec<u16> {
     let mut t = vec![
         SP1, SP2, TPM, 0x8004, TEMPLATE, 0x8100, 0x8101, 0x8102, 0x8103, 0x8104, 0x9999,
     ];
-    t.extend(s.partitions().iter().map(|p| p.id()).filter(|id| *id != 0));
+    t.extend(
+        s.partitions()
+            .iter()
+            .map(|p| p.id().raw())
+            .filter(|id| *id != 0),
+    );
     t
 }
 
@@ -588,7 +607,7 @@ fn check(s: &Spmc<FakePlatform>, model: &mut Model) {
                     .stage2
                     .lookup(IpaSpace::Secure, Ipa(ipa.0 + i * PAGE_SIZE))
                     .expect("memory stays mapped");
-                if let Some(o) = owner.insert(t.pa.0, p.id()) {
+                if let Some(o) = owner.insert(t.pa.0, p.id().raw()) {
                     panic!("page {:#x} in {o:#x} and {:#x}", t.pa.0, p.id());
                 }
                 if matches!(p.kind, Kind::Instance { .. }) {
@@ -615,7 +634,7 @@ fn check(s: &Spmc<FakePlatform>, model: &mut Model) {
     }
     // Nothing is left running while the normal world has the core.
     for (slot, p) in s.partitions().iter().enumerate() {
-        for v in s.vcpu_states(slot as u16) {
+        for v in s.vcpu_states(SlotId::new(slot as u16)) {
             assert!(
                 !matches!(v, VcpuState::Running(_)),
                 "{:#x} left running",
@@ -655,18 +674,18 @@ proptest! {
                     match request(&mut s, vm, to) {
                         Ok((v, regs)) => {
                             // Whatever ran is a partition VM `vm` may reach.
-                            let p = &s.partitions()[v.slot as usize];
+                            let p = &s.partition(v.slot);
                             match p.kind {
                                 Kind::Instance { owner } => prop_assert_eq!(owner, vm),
-                                Kind::Static => prop_assert!(s.config().policy.may_reach(vm, p.id(), Kind::Static)),
+                                Kind::Static => prop_assert!(s.config().policy.may_reach(VmId::new(vm), p.id().raw(), Kind::Static)),
                             }
                             answer(&mut s, v, vm, regs);
                         }
                         Err(e) => {
                             // Never a silent success for a foreign TEE: if `to`
                             // is a live instance of another VM, it is DENIED.
-                            if let Some(slot) = s.slot_of(to)
-                                && let Kind::Instance { owner } = s.partitions()[slot as usize].kind
+                            if let Some(slot) = s.slot_of(PartId::new(to))
+                                && let Kind::Instance { owner } = s.partition(slot).kind
                                 && owner != vm
                             {
                                 prop_assert_eq!(e, code(FfaError::Denied));
@@ -675,8 +694,8 @@ proptest! {
                     }
                 }
                 Step::Secret(vm) => {
-                    if let Some(slot) = s.instance_of(0, vm)
-                        && s.partitions()[slot as usize].state == PartitionState::Running
+                    if let Some(slot) = s.instance_of(0, VmId::new(vm))
+                        && s.partition(slot).state == PartitionState::Running
                     {
                         let pa = pa_of(&s, slot, RAM_IPA + 0x3000);
                         s.platform_mut().secure_write(pa, &[0xA5; 64]);
@@ -944,7 +963,7 @@ fn a_template_packaged_the_hafnium_way_makes_instances_that_run_in_place() {
     let mut s = policy_boot(config, p);
     assert_eq!(create_vm(&mut s, 7), 0);
     let id = instance_id(&s, 7).expect("an instance for VM 7");
-    let slot = s.slot_of(id).unwrap() as usize;
+    let slot = s.slot_of(PartId::new(id)).unwrap().index();
     let inst = &s.partitions()[slot];
     assert_eq!(inst.config.in_package, Some(0x1000));
     let pa_of = |ipa: u64| inst.stage2.lookup(IpaSpace::Secure, Ipa(ipa)).map(|t| t.pa);

@@ -33,6 +33,7 @@ use log::debug;
 
 use crate::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa};
 use crate::ffa::{FfaError, PartitionId, Regs, Version, func, is_secure_id};
+use crate::ids::{PartId, SlotId, VmId};
 use crate::manager::{Endpoint, Spmc};
 use crate::partition::{PartitionState, RxState};
 use crate::platform::Platform;
@@ -329,15 +330,25 @@ struct Usage {
 #[derive(Debug, Default)]
 pub struct MemState {
     /// Transactions by handle.
-    pub transactions: Vec<Transaction>,
+    transactions: Vec<Transaction>,
     /// Donated memory and its new owners, sorted by (security state, address).
-    pub donated: ChunkVec<Donated>,
+    donated: ChunkVec<Donated>,
     incoming: Vec<Incoming>,
     outgoing: Vec<Outgoing>,
     next_handle: u64,
 }
 
 impl MemState {
+    /// The transactions, by handle.
+    pub fn transactions(&self) -> &[Transaction] {
+        &self.transactions
+    }
+
+    /// Donated memory and its new owners, sorted by (security state, address).
+    pub fn donated(&self) -> &ChunkVec<Donated> {
+        &self.donated
+    }
+
     /// The transaction with `handle`.
     pub fn transaction(&self, handle: u64) -> Option<&Transaction> {
         self.transactions.iter().find(|t| t.handle == handle)
@@ -676,7 +687,7 @@ impl<P: Platform> Spmc<P> {
                 })
             }
             Endpoint::Partition(s) => {
-                let pa = self.partitions[s as usize]
+                let pa = self.partitions[s]
                     .stage2
                     .translate_range(IpaSpace::Secure, Ipa(addr), len, write)
                     .ok_or(FfaError::InvalidParameters)?;
@@ -813,7 +824,7 @@ impl<P: Platform> Spmc<P> {
                 data.read_at(0, &mut sender);
                 Owner::NormalWorld(u16::from_le_bytes(sender))
             }
-            Endpoint::Partition(s) => Owner::Partition(self.partitions[s as usize].id()),
+            Endpoint::Partition(s) => Owner::Partition(self.partitions[s].id().raw()),
         };
         let assembling = if frag == total { 0 } else { total as u64 };
         self.mem.admit(owner, assembling)?;
@@ -908,12 +919,12 @@ impl<P: Platform> Spmc<P> {
                 Owner::NormalWorld(d.sender)
             }
             Endpoint::Partition(s) => {
-                let p = &self.partitions[s as usize];
-                if d.sender != p.id() {
+                let p = &self.partitions[s];
+                if d.sender != p.id().raw() {
                     return Err(FfaError::InvalidParameters);
                 }
                 if let PolicyKind::Instance { owner } = p.kind
-                    && d.receivers.iter().any(|r| r.id != owner)
+                    && d.receivers.iter().any(|r| r.id != owner.raw())
                 {
                     // An instance's memory lives and dies with its VM: it
                     // sends only to its own VM (and only normal-world
@@ -985,14 +996,14 @@ impl<P: Platform> Spmc<P> {
         if op != Op::Share
             && let Owner::Partition(id) = owner
         {
-            let slot = self.slot_of(id).ok_or(FfaError::Aborted)?;
+            let slot = self.slot_of(PartId::new(id)).ok_or(FfaError::Aborted)?;
             let space = if secure {
                 IpaSpace::Secure
             } else {
                 IpaSpace::NonSecure
             };
             for r in &runs {
-                self.partitions[slot as usize]
+                self.partitions[slot]
                     .stage2
                     .unmap(space, Ipa(r.owner_ipa), r.len(), &mut self.platform)
                     .map_err(|_| FfaError::Aborted)?;
@@ -1040,28 +1051,30 @@ impl<P: Platform> Spmc<P> {
             let slot = match owner {
                 // A VM's message to a template reaches its own instance; the
                 // same routing (and the same DENIED) applies to its memory.
-                Owner::NormalWorld(vm) => self.route_for_vm(vm, r.id)?,
+                Owner::NormalWorld(vm) => self.route_for_vm(VmId::new(vm), r.id)?,
                 Owner::Partition(_) => {
                     if self.config().policy.template_of(r.id).is_some() {
                         return Err(FfaError::Denied);
                     }
-                    let slot = self.slot_of(r.id).ok_or(FfaError::InvalidParameters)?;
-                    if self.partitions[slot as usize].kind != PolicyKind::Static {
+                    let slot = self
+                        .slot_of(PartId::new(r.id))
+                        .ok_or(FfaError::InvalidParameters)?;
+                    if self.partitions[slot].kind != PolicyKind::Static {
                         return Err(FfaError::Denied);
                     }
                     slot
                 }
             };
-            let p = &self.partitions[slot as usize];
+            let p = &self.partitions[slot];
             if p.state != PartitionState::Running {
                 return Err(FfaError::Denied);
             }
             let id = p.id();
-            if out.iter().any(|b| b.id == id) {
+            if out.iter().any(|b| b.id == id.raw()) {
                 return Err(FfaError::InvalidParameters);
             }
             out.push(Borrower {
-                id,
+                id: id.raw(),
                 perms: r.perms,
                 impdef: r.impdef,
                 state: BorrowerState::NotRetrieved,
@@ -1095,9 +1108,13 @@ impl<P: Platform> Spmc<P> {
             return Err(FfaError::Denied);
         }
         let kind = self
-            .slot_of(sender)
-            .map_or(PolicyKind::Static, |s| self.partitions[s as usize].kind);
-        if !self.config().policy.may_reach(r.id, sender, kind) {
+            .slot_of(PartId::new(sender))
+            .map_or(PolicyKind::Static, |s| self.partitions[s].kind);
+        if !self
+            .config()
+            .policy
+            .may_reach(VmId::new(r.id), sender, kind)
+        {
             return Err(FfaError::Denied);
         }
         Ok(Borrower {
@@ -1159,7 +1176,7 @@ impl<P: Platform> Spmc<P> {
                 false
             }
             Endpoint::Partition(s) => {
-                let p = &self.partitions[s as usize];
+                let p = &self.partitions[s];
                 let me = owner.id();
                 let mut first = true;
                 let mut secure = true;
@@ -1311,7 +1328,7 @@ impl<P: Platform> Spmc<P> {
         let (req, _) = desc::parse_header(&data, layout, Purpose::Retrieve)?;
         let me = match from {
             Endpoint::Partition(slot) if !req.receivers.is_empty() => {
-                self.partitions[slot as usize].id()
+                self.partitions[slot].id().raw()
             }
             Endpoint::Partition(_) => return Err(FfaError::InvalidParameters),
             Endpoint::NormalWorld(_) => match req.receivers.first() {
@@ -1568,7 +1585,7 @@ impl<P: Platform> Spmc<P> {
         // The normal world has no stage 2 here (its mapping is its
         // hypervisor's, or its own): nothing to map.
         let mut s2 = match from {
-            Endpoint::Partition(slot) => Some(&mut self.partitions[slot as usize].stage2),
+            Endpoint::Partition(slot) => Some(&mut self.partitions[slot].stage2),
             Endpoint::NormalWorld(_) => None,
         };
         let mut mapped = 0;
@@ -1802,7 +1819,7 @@ impl<P: Platform> Spmc<P> {
             .map_err(|_| FfaError::Aborted)?;
         let rq = desc::parse_relinquish(&*data)?;
         let me = match (from, rq.endpoints()) {
-            (Endpoint::Partition(slot), _) => self.partitions[slot as usize].id(),
+            (Endpoint::Partition(slot), _) => self.partitions[slot].id().raw(),
             (Endpoint::NormalWorld(_), &[id]) if !is_secure_id(id) => id,
             (Endpoint::NormalWorld(_), _) => return Err(FfaError::InvalidParameters),
         };
@@ -1841,7 +1858,7 @@ impl<P: Platform> Spmc<P> {
         self.check_unpinned(secure, &t.runs, true)?;
         if let Endpoint::Partition(slot) = from {
             for r in &self.mem.transactions[i].runs {
-                self.partitions[slot as usize]
+                self.partitions[slot]
                     .stage2
                     .unmap(space, Ipa(r.pa), r.len(), &mut self.platform)
                     .map_err(|_| FfaError::Aborted)?;
@@ -1886,9 +1903,7 @@ impl<P: Platform> Spmc<P> {
         let owner_ok = match (t.owner, from) {
             // The normal world is one instance; a hypervisor reclaims for its VMs.
             (Owner::NormalWorld(_), Endpoint::NormalWorld(_)) => true,
-            (Owner::Partition(id), Endpoint::Partition(s)) => {
-                self.partitions[s as usize].id() == id
-            }
+            (Owner::Partition(id), Endpoint::Partition(s)) => self.partitions[s].id() == id,
             _ => false,
         };
         if !owner_ok {
@@ -1903,7 +1918,7 @@ impl<P: Platform> Spmc<P> {
         // A borrower that still holds the memory blocks the reclaim, unless it
         // is gone (aborted): then the SPMC takes the memory back from it.
         // (At most one per borrower: a fixed array, nothing allocated.)
-        let mut gone = [0u16; desc::MAX_RECEIVERS];
+        let mut gone = [SlotId::default(); desc::MAX_RECEIVERS];
         let mut n_gone = 0;
         for b in &t.borrowers {
             if b.state != BorrowerState::Retrieved {
@@ -1914,8 +1929,8 @@ impl<P: Platform> Spmc<P> {
                 // relinquishing it (nothing here can take it from it).
                 return Err(FfaError::Denied);
             }
-            match self.slot_of(b.id) {
-                Some(s) if self.partitions[s as usize].state == PartitionState::Running => {
+            match self.slot_of(PartId::new(b.id)) {
+                Some(s) if self.partitions[s].state == PartitionState::Running => {
                     return Err(FfaError::Denied);
                 }
                 Some(s) if n_gone < gone.len() => {
@@ -1934,17 +1949,15 @@ impl<P: Platform> Spmc<P> {
         let space = t.space();
         for &s in &gone[..n_gone] {
             for r in &t.runs {
-                let _ = self.partitions[s as usize].stage2.unmap(
-                    space,
-                    Ipa(r.pa),
-                    r.len(),
-                    &mut self.platform,
-                );
+                let _ =
+                    self.partitions[s]
+                        .stage2
+                        .unmap(space, Ipa(r.pa), r.len(), &mut self.platform);
             }
         }
         if t.op != Op::Share
             && let Owner::Partition(id) = t.owner
-            && let Some(slot) = self.slot_of(id)
+            && let Some(slot) = self.slot_of(PartId::new(id))
         {
             for r in &t.runs {
                 let kind = if t.device {
@@ -1954,7 +1967,7 @@ impl<P: Platform> Spmc<P> {
                 } else {
                     S2Kind::Memory(r.owner_access)
                 };
-                let _ = self.partitions[slot as usize].stage2.map(
+                let _ = self.partitions[slot].stage2.map(
                     space,
                     Ipa(r.owner_ipa),
                     Pa(r.pa),
@@ -1996,7 +2009,7 @@ impl<P: Platform> Spmc<P> {
     /// it holds nothing any more, what it sent its VM is taken back,
     /// memory donated to it is zeroed and forgotten, and its fragments in
     /// flight are dropped.
-    pub(crate) fn mem_forget(&mut self, slot: u16, id: PartitionId) {
+    pub(crate) fn mem_forget(&mut self, slot: SlotId, id: PartitionId) {
         // What it sent its VM (normal-world memory the VM had donated to
         // it) goes back to the normal world with the rest of its donations
         // below, zeroed: the transaction is dissolved, whoever holds it.

@@ -201,7 +201,7 @@ impl<P: Platform> Spmc<P> {
         let partitions = self.partitions.iter().flat_map(|p| {
             p.buffers
                 .iter()
-                .flat_map(move |b| mailbox(b, true).map(|r| (r, Pin::Mailbox(p.id()))))
+                .flat_map(move |b| mailbox(b, true).map(|r| (r, Pin::Mailbox(p.id().raw()))))
         });
         let normal_world = self.nwd.iter().flat_map(|e| {
             e.buffers
@@ -224,7 +224,7 @@ impl<P: Platform> Spmc<P> {
                 if let Some(b) = &p.buffers
                     && hit(b)
                 {
-                    return Some(Pin::Mailbox(p.id()));
+                    return Some(Pin::Mailbox(p.id().raw()));
                 }
             }
         } else {
@@ -289,10 +289,10 @@ impl<P: Platform> Spmc<P> {
                     && pages.all(|pa| self.mem.donee(false, pa).is_none())
             }
             Endpoint::Partition(s) => {
-                let p = &self.partitions[s as usize];
+                let p = &self.partitions[s];
                 r.secure
                     && pages.all(|pa| match self.mem.donee(true, pa) {
-                        Some(owner) => owner == p.id(),
+                        Some(owner) => owner == p.id().raw(),
                         None => p.memory.iter().any(|(_, a)| a.contains(Pa(pa), PAGE_SIZE)),
                     })
             }

@@ -39,10 +39,10 @@ fn space_key(space: IpaSpace) -> bool {
 pub fn check(s: &Spmc<FakePlatform>) -> Result<(), String> {
     let mem = s.mem();
     // Secure memory never goes to the normal world.
-    for t in &mem.transactions {
+    for t in mem.transactions() {
         if t.secure {
             for b in &t.borrowers {
-                if s.slot_of(b.id).is_none() {
+                if s.slot_of(crate::ids::PartId::new(b.id)).is_none() {
                     return Err(format!(
                         "transaction {:#x} lends secure memory to {:#x}, not a partition",
                         t.handle, b.id
@@ -58,7 +58,7 @@ pub fn check(s: &Spmc<FakePlatform>) -> Result<(), String> {
             continue;
         }
         let id = p.id();
-        let expected = expected_for(s, id, p);
+        let expected = expected_for(s, id.raw(), p);
         for space in [IpaSpace::Secure, IpaSpace::NonSecure] {
             let actual = p.stage2.mappings(space);
             let mut n_expected = 0usize;
@@ -92,7 +92,7 @@ pub fn check(s: &Spmc<FakePlatform>) -> Result<(), String> {
                             t.pa.0
                         ));
                     }
-                    mappers.entry(t.pa.0).or_default().push(id);
+                    mappers.entry(t.pa.0).or_default().push(id.raw());
                 }
             }
             let want = expected.keys().filter(|k| k.0 == space_key(space)).count();
@@ -114,7 +114,7 @@ pub fn check(s: &Spmc<FakePlatform>) -> Result<(), String> {
         if who.len() < 2 {
             continue;
         }
-        let ok = mem.transactions.iter().any(|t| {
+        let ok = mem.transactions().iter().any(|t| {
             t.secure
                 && t.runs.iter().any(|r| pa >= r.pa && pa < r.pa + r.len())
                 && who.iter().all(|id| {
@@ -140,7 +140,7 @@ fn expected_for(s: &Spmc<FakePlatform>, id: u16, p: &crate::partition::Partition
     // Pages the partition lent or is donating (in `secure` memory: normal-world
     // memory donated to it goes to the normal world or to partitions too).
     let lent = |secure: bool, pa: u64| {
-        mem.transactions.iter().any(|t| {
+        mem.transactions().iter().any(|t| {
             t.secure == secure
                 && t.op != Op::Share
                 && t.owner == Owner::Partition(id)
@@ -151,7 +151,7 @@ fn expected_for(s: &Spmc<FakePlatform>, id: u16, p: &crate::partition::Partition
     let away = |pa: u64| {
         lent(true, pa)
             || mem
-                .donated
+                .donated()
                 .iter()
                 .any(|d| d.secure && d.owner != id && pa >= d.pa && pa < d.pa + d.pages * PAGE_SIZE)
     };
@@ -169,7 +169,7 @@ fn expected_for(s: &Spmc<FakePlatform>, id: u16, p: &crate::partition::Partition
             e.insert((true, a), (a, None));
         }
     }
-    for t in &mem.transactions {
+    for t in mem.transactions() {
         for b in &t.borrowers {
             if b.id == id && b.state == BorrowerState::Retrieved {
                 for r in &t.runs {
@@ -181,7 +181,7 @@ fn expected_for(s: &Spmc<FakePlatform>, id: u16, p: &crate::partition::Partition
             }
         }
     }
-    for d in &mem.donated {
+    for d in mem.donated() {
         if d.owner == id {
             for i in 0..d.pages {
                 let pa = d.pa + i * PAGE_SIZE;
@@ -236,11 +236,11 @@ pub fn free_map(s: &Spmc<FakePlatform>) -> Vec<bool> {
 pub fn check_buffers(s: &Spmc<FakePlatform>) -> Result<(), String> {
     let mem = s.mem();
     let in_transaction = |secure: bool, pa: u64| {
-        mem.transactions
+        mem.transactions()
             .iter()
             .any(|t| t.secure == secure && t.runs.iter().any(|r| pa >= r.pa && pa < r.pa + r.len()))
             || mem
-                .donated
+                .donated()
                 .iter()
                 .any(|d| d.secure == secure && pa >= d.pa && pa < d.pa + d.pages * PAGE_SIZE)
     };

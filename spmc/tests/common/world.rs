@@ -5,6 +5,7 @@
 
 use spmc::addr::Pa;
 use spmc::ffa::{Regs, func};
+use spmc::ids::{PartId, VmId};
 use spmc::manifest::{MemRange, PartitionEntry, SpmcConfig};
 use spmc::testing::{FakePlatform, NS_BASE, sp_call};
 use spmc::vcpu::VcpuRef;
@@ -214,7 +215,7 @@ pub fn map_nwd_buffers(s: &mut Spmc<FakePlatform>) {
 /// The slot of the partition with `id`.
 pub fn vcpu_of(s: &Spmc<FakePlatform>, id: u16) -> VcpuRef {
     VcpuRef {
-        slot: s.slot_of(id).expect("partition exists"),
+        slot: s.slot_of(PartId::new(id)).expect("partition exists"),
         index: 0,
     }
 }
@@ -345,6 +346,6 @@ pub fn destroy_vm(s: &mut Spmc<FakePlatform>, vm: u16) -> i32 {
 
 /// The endpoint ID of `vm`'s instance of the vTEE template.
 pub fn instance_id(s: &Spmc<FakePlatform>, vm: u16) -> Option<u16> {
-    s.instance_of(0, vm)
-        .map(|slot| s.partitions()[slot as usize].id())
+    s.instance_of(0, VmId::new(vm))
+        .map(|slot| s.partition(slot).id().raw())
 }
