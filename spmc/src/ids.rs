@@ -41,6 +41,30 @@
 
 use core::fmt;
 
+/// An ID prints as its number, and an endpoint ID also compares equal to
+/// the raw 16-bit value a register or descriptor carries.
+macro_rules! number_fmt {
+    ($t:ident: $($tr:ident),+) => {
+        $(impl fmt::$tr for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::$tr::fmt(&self.0, f)
+            }
+        })+
+    };
+}
+
+macro_rules! endpoint_id_traits {
+    ($t:ident) => {
+        impl PartialEq<u16> for $t {
+            #[inline(always)]
+            fn eq(&self, other: &u16) -> bool {
+                self.0 == *other
+            }
+        }
+        number_fmt!($t: Debug, Display, LowerHex);
+    };
+}
+
 /// The slot of a partition in the manager's table (and in the context
 /// table): an index, not an ID.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -67,17 +91,7 @@ impl SlotId {
     }
 }
 
-impl fmt::Debug for SlotId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-
-impl fmt::Display for SlotId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
+number_fmt!(SlotId: Debug, Display);
 
 /// A secure partition's endpoint ID (DEN0077 v1.2 §5.1: bit 15 set). It
 /// compares equal to the raw 16-bit ID a register or descriptor carries
@@ -101,30 +115,7 @@ impl PartId {
     }
 }
 
-impl PartialEq<u16> for PartId {
-    #[inline(always)]
-    fn eq(&self, other: &u16) -> bool {
-        self.0 == *other
-    }
-}
-
-impl fmt::Debug for PartId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-
-impl fmt::Display for PartId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl fmt::LowerHex for PartId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::LowerHex::fmt(&self.0, f)
-    }
-}
+endpoint_id_traits!(PartId);
 
 /// A normal-world endpoint's ID (DEN0077 v1.2 §5.1: bit 15 clear; 0 is the
 /// hypervisor, or the OS without one). Compares equal to the raw 16-bit ID
@@ -150,27 +141,4 @@ impl VmId {
     }
 }
 
-impl PartialEq<u16> for VmId {
-    #[inline(always)]
-    fn eq(&self, other: &u16) -> bool {
-        self.0 == *other
-    }
-}
-
-impl fmt::Debug for VmId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-
-impl fmt::Display for VmId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl fmt::LowerHex for VmId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::LowerHex::fmt(&self.0, f)
-    }
-}
+endpoint_id_traits!(VmId);
