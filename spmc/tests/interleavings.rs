@@ -53,12 +53,10 @@
 mod common;
 
 use common::world::*;
-use spmc::addr::Pa;
 use spmc::contexts::Fast;
 use spmc::ffa::fwk;
 use spmc::ffa::{self, FfaError, Regs, func};
 use spmc::ids::SlotId;
-use spmc::manifest::SpmcConfig;
 use spmc::testing::{FakePlatform, sp_call};
 use spmc::vcpu::{RunReason, VcpuRef, VcpuState};
 use spmc::{LazyState, Next, Spmc};
@@ -163,53 +161,6 @@ fn without_hand_off(d: LazyState) -> LazyState {
     }
 }
 
-/// The shipped SPMC configuration (its policy: the vTEE template 0x8010)
-/// with sp1, sp2 and the template only, and their packages, built once
-/// (compiling a manifest runs `dtc`); every interleaving boots a fresh
-/// SPMC from them.
-struct Packages {
-    config: SpmcConfig,
-    blobs: Vec<Vec<u8>>,
-    image: Vec<u8>,
-}
-
-impl Packages {
-    fn new() -> Self {
-        let mut config = shipped_config(None);
-        config
-            .partitions
-            .retain(|e| ["sp1", "sp2", "vtee"].contains(&e.name.as_str()));
-        assert_eq!(config.partitions.len(), 3);
-        Self {
-            blobs: config
-                .partitions
-                .iter()
-                .map(|e| manifest(&e.name))
-                .collect(),
-            config,
-            image: image(),
-        }
-    }
-
-    /// An SPMC with sp1, sp2 and the template loaded and booted (as
-    /// `policy_world` does for all the shipped partitions).
-    fn boot(&self) -> Spmc<FakePlatform> {
-        let mut p = FakePlatform::default();
-        for (e, blob) in self.config.partitions.iter().zip(&self.blobs) {
-            p.put_package(Pa(e.package), blob, &self.image);
-        }
-        let mut s = Spmc::new(self.config.clone(), p);
-        s.load_partitions();
-        let mut regs = Regs::default();
-        let mut next = s.boot(&mut regs);
-        while let Next::Run { vcpu, .. } = next {
-            next = play_init(&mut s, vcpu, &mut regs);
-        }
-        assert_eq!(regs.func(), func::MSG_WAIT);
-        s
-    }
-}
-
 /// A platform that leaves a partition's state live in the core when it
 /// answers the normal world (no `return_to_normal_world` before the lock
 /// is released).
@@ -259,8 +210,8 @@ struct World {
 }
 
 impl World {
-    fn new(scripts: &[Vec<Request>], policy: Policy, order: Order, packages: &Packages) -> Self {
-        let mut s = packages.boot();
+    fn new(scripts: &[Vec<Request>], policy: Policy, order: Order, packages: &SmallWorld) -> Self {
+        let mut s = packages.boot(1);
         // Every core after the first comes on (sp2's context there boots).
         for core in 1..scripts.len() {
             s.platform_mut().core = core;
@@ -737,7 +688,7 @@ fn explore_with(
     let mut seen = std::collections::HashSet::new();
     let mut orders = 0;
     let mut outcomes = std::collections::BTreeSet::new();
-    let packages = Packages::new();
+    let packages = SmallWorld::new();
     loop {
         let mut w = World::new(scripts, policy, order, &packages);
         // The steps before `fresh` replay points already explored.

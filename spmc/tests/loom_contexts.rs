@@ -40,10 +40,9 @@ use common::world::*;
 use loom::cell::UnsafeCell;
 use loom::sync::Mutex;
 use loom::thread;
-use spmc::addr::Pa;
 use spmc::contexts::{Attention, Contexts, Fast};
 use spmc::ffa::{self, Regs, func};
-use spmc::testing::{FakePlatform, sp_call};
+use spmc::testing::FakePlatform;
 use spmc::vcpu::{Context, VcpuRef, ec};
 use spmc::{Next, Spmc};
 
@@ -64,58 +63,6 @@ const ERROR64: u64 = func::ERROR_64 as u64;
 const SP1_WAS_BUSY: u64 = 0xB05;
 /// What a freed context's register file holds once its memory is reused.
 const FREED: usize = usize::MAX;
-
-/// sp1, sp2 and the vTEE template, with their packages built once
-/// (compiling a manifest runs `dtc`); every execution boots a fresh SPMC.
-struct Packages {
-    config: spmc::manifest::SpmcConfig,
-    blobs: Vec<Vec<u8>>,
-    image: Vec<u8>,
-}
-
-impl Packages {
-    fn new() -> Self {
-        let mut config = shipped_config(None);
-        config
-            .partitions
-            .retain(|e| ["sp1", "sp2", "vtee"].contains(&e.name.as_str()));
-        assert_eq!(config.partitions.len(), 3);
-        Self {
-            blobs: config
-                .partitions
-                .iter()
-                .map(|e| manifest(&e.name))
-                .collect(),
-            config,
-            image: image(),
-        }
-    }
-
-    /// An SPMC with sp1, sp2 and the template booted, `cores` cores on.
-    fn boot(&self, cores: usize) -> Spmc<FakePlatform> {
-        let mut p = FakePlatform::default();
-        for (e, blob) in self.config.partitions.iter().zip(&self.blobs) {
-            p.put_package(Pa(e.package), blob, &self.image);
-        }
-        let mut s = Spmc::new(self.config.clone(), p);
-        s.load_partitions();
-        let mut regs = Regs::default();
-        let mut next = s.boot(&mut regs);
-        while let Next::Run { vcpu, .. } = next {
-            next = play_init(&mut s, vcpu, &mut regs);
-        }
-        assert_eq!(regs.func(), func::MSG_WAIT);
-        for core in 1..cores {
-            s.platform_mut().core = core;
-            let mut next = s.secondary_boot(&mut regs);
-            while let Next::Run { vcpu, .. } = next {
-                next = sp_call(&mut s, vcpu, &[func::MSG_WAIT as u64], &mut regs);
-            }
-        }
-        s.platform_mut().core = 0;
-        s
-    }
-}
 
 /// The modelled hardware: each vCPU's register file, as the cores load it
 /// on entry and save it back, as one loom cell whose value is the core that
@@ -282,9 +229,9 @@ fn model(
     }
 }
 
-fn packages() -> Arc<Packages> {
-    static P: std::sync::OnceLock<Arc<Packages>> = std::sync::OnceLock::new();
-    P.get_or_init(|| Arc::new(Packages::new())).clone()
+fn packages() -> Arc<SmallWorld> {
+    static P: std::sync::OnceLock<Arc<SmallWorld>> = std::sync::OnceLock::new();
+    P.get_or_init(|| Arc::new(SmallWorld::new())).clone()
 }
 
 /// A VM's instance is destroyed on one core while the VM's direct

@@ -349,3 +349,60 @@ pub fn instance_id(s: &Spmc<FakePlatform>, vm: u16) -> Option<u16> {
     s.instance_of(0, VmId::new(vm))
         .map(|slot| s.partition(slot).id().raw())
 }
+
+/// The shipped SPMC configuration (its policy: the vTEE template 0x8010)
+/// with sp1, sp2 and the template only, and their packages, built once
+/// (compiling a manifest runs `dtc`): the cross-core checkers
+/// (interleavings.rs, loom_contexts.rs) boot a fresh SPMC from them for
+/// every order they try.
+pub struct SmallWorld {
+    config: SpmcConfig,
+    blobs: Vec<Vec<u8>>,
+    image: Vec<u8>,
+}
+
+impl SmallWorld {
+    pub fn new() -> Self {
+        let mut config = shipped_config(None);
+        config
+            .partitions
+            .retain(|e| ["sp1", "sp2", "vtee"].contains(&e.name.as_str()));
+        assert_eq!(config.partitions.len(), 3);
+        Self {
+            blobs: config
+                .partitions
+                .iter()
+                .map(|e| manifest(&e.name))
+                .collect(),
+            config,
+            image: image(),
+        }
+    }
+
+    /// An SPMC with sp1, sp2 and the template loaded and booted (as
+    /// `policy_world` does for all the shipped partitions), cores 1 to
+    /// `cores - 1` brought up too (each MP context to its FFA_MSG_WAIT).
+    pub fn boot(&self, cores: usize) -> Spmc<FakePlatform> {
+        let mut p = FakePlatform::default();
+        for (e, blob) in self.config.partitions.iter().zip(&self.blobs) {
+            p.put_package(Pa(e.package), blob, &self.image);
+        }
+        let mut s = Spmc::new(self.config.clone(), p);
+        s.load_partitions();
+        let mut regs = Regs::default();
+        let mut next = s.boot(&mut regs);
+        while let Next::Run { vcpu, .. } = next {
+            next = play_init(&mut s, vcpu, &mut regs);
+        }
+        assert_eq!(regs.func(), func::MSG_WAIT);
+        for core in 1..cores {
+            s.platform_mut().core = core;
+            let mut next = s.secondary_boot(&mut regs);
+            while let Next::Run { vcpu, .. } = next {
+                next = sp_call(&mut s, vcpu, &[func::MSG_WAIT as u64], &mut regs);
+            }
+        }
+        s.platform_mut().core = 0;
+        s
+    }
+}
