@@ -24,6 +24,7 @@
 //! indirect messages.
 
 use alloc::vec::Vec;
+use test_protocol::mem::{get16, get32, get64};
 
 use spmc::stage2::Stage2;
 use test_protocol::ffa as f;
@@ -62,18 +63,6 @@ fn error(code: i32) -> Answer {
 
 fn success() -> Answer {
     [f::SUCCESS_32, 0, 0, 0, 0, 0, 0, 0]
-}
-
-fn le16(b: &[u8], o: usize) -> u16 {
-    u16::from_le_bytes([b[o], b[o + 1]])
-}
-
-fn le32(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
-}
-
-fn le64(b: &[u8], o: usize) -> u64 {
-    le32(b, o) as u64 | (le32(b, o + 4) as u64) << 32
 }
 
 /// The bits of pages `first..first + n` (fits: at most 16 pages of RAM).
@@ -159,7 +148,7 @@ impl Layer<'_> {
         let base = guests::ram(vm);
         let mut pages = 0u16;
         for o in (from..to).step_by(16) {
-            let (ipa, n) = (le64(b, o), le32(b, o + 8) as u64);
+            let (ipa, n) = (get64(b, o), get32(b, o + 8) as u64);
             let end = n.checked_mul(PAGE).and_then(|len| ipa.checked_add(len));
             let inside = ipa.is_multiple_of(PAGE)
                 && n != 0
@@ -207,8 +196,8 @@ impl Layer<'_> {
             return error(f::INVALID_PARAMETERS);
         }
         let parsed = (|| {
-            let (size, count, at) = (le32(&b, 24), le32(&b, 28), le32(&b, 32));
-            if le16(&b, 0) != vm {
+            let (size, count, at) = (get32(&b, 24), get32(&b, 28), get32(&b, 32));
+            if get16(&b, 0) != vm {
                 return Err(f::INVALID_PARAMETERS);
             }
             let emads_end = count as u64 * size as u64 + at as u64;
@@ -220,7 +209,7 @@ impl Layer<'_> {
             {
                 return Err(f::INVALID_PARAMETERS);
             }
-            let comp = le32(&b, at as usize + 4) as u64;
+            let comp = get32(&b, at as usize + 4) as u64;
             let ranges_at = comp + 16;
             if comp < emads_end || !comp.is_multiple_of(8) || ranges_at > frag as u64 {
                 return Err(f::INVALID_PARAMETERS);
