@@ -18,6 +18,20 @@ struct Logger;
 
 static LOGGER: Logger = Logger;
 
+/// The log level a build asked for with `SPMC_LOG` (error, warn, info,
+/// debug, trace; info when unset or unknown). A platform passes its own
+/// `option_env!("SPMC_LOG")`, which the compiler reads when it builds that
+/// platform's image.
+pub const fn level_named(name: Option<&str>) -> LevelFilter {
+    match name {
+        Some(s) if s.len() == 5 && s.as_bytes()[0] == b'e' => LevelFilter::Error,
+        Some(s) if s.len() == 4 && s.as_bytes()[0] == b'w' => LevelFilter::Warn,
+        Some(s) if s.len() == 5 && s.as_bytes()[0] == b'd' => LevelFilter::Debug,
+        Some(s) if s.len() == 5 && s.as_bytes()[0] == b't' => LevelFilter::Trace,
+        _ => LevelFilter::Info,
+    }
+}
+
 /// Takes the PL011 at `base` as the console and installs the logger.
 ///
 /// # Safety

@@ -37,6 +37,39 @@ pub struct Region {
     pub kind: Kind,
 }
 
+unsafe extern "C" {
+    static __text_start: u8;
+    static __text_end: u8;
+    static __rodata_start: u8;
+    static __rodata_end: u8;
+    static __data_start: u8;
+    static __image_end: u8;
+}
+
+/// The image's own ranges, from the linker script's symbols (crate docs):
+/// its code, its constants, and its data, `.bss`, heap and stacks up to
+/// `__image_end`. Every platform maps these first, then its devices and
+/// the memory it manages.
+pub fn image_regions() -> [Region; 3] {
+    [
+        Region {
+            start: &raw const __text_start as usize,
+            end: &raw const __text_end as usize,
+            kind: Kind::Text,
+        },
+        Region {
+            start: &raw const __rodata_start as usize,
+            end: &raw const __rodata_end as usize,
+            kind: Kind::ReadOnly,
+        },
+        Region {
+            start: &raw const __data_start as usize,
+            end: &raw const __image_end as usize,
+            kind: Kind::ReadWrite,
+        },
+    ]
+}
+
 /// MAIR_EL2: index 0 Device-nGnRE, index 1 Normal write-back RA/WA.
 pub const MAIR: u64 = MAIR_EL2::Attr0_Device::nonGathering_nonReordering_EarlyWriteAck.value
     | MAIR_EL2::Attr1_Normal_Outer::WriteBack_NonTransient_ReadWriteAlloc.value

@@ -26,13 +26,7 @@ const TRUSTED_SRAM: (u64, u64) = BOARD.trusted_sram;
 const MANIFEST_WINDOW: u64 = 4096;
 
 /// Log level, chosen at build time with `SPMC_LOG` (error, warn, info, debug, trace).
-const LOG_LEVEL: LevelFilter = match option_env!("SPMC_LOG") {
-    Some(s) if s.len() == 5 && s.as_bytes()[0] == b'e' => LevelFilter::Error,
-    Some(s) if s.len() == 4 && s.as_bytes()[0] == b'w' => LevelFilter::Warn,
-    Some(s) if s.len() == 5 && s.as_bytes()[0] == b'd' => LevelFilter::Debug,
-    Some(s) if s.len() == 5 && s.as_bytes()[0] == b't' => LevelFilter::Trace,
-    _ => LevelFilter::Info,
-};
+const LOG_LEVEL: LevelFilter = arch_aarch64::console::level_named(option_env!("SPMC_LOG"));
 
 /// The manager lock: every call but the direct-message fast path takes it
 /// (the lock order: `spmc::manager`'s module documentation).
@@ -56,15 +50,6 @@ type Guard = SpinMutexGuard<'static, Option<Spmc<Qemu>>>;
 #[inline(always)]
 fn lock_live() -> Option<Guard> {
     FAILED.lock(|| SPMC.try_lock())
-}
-
-unsafe extern "C" {
-    static __text_start: u8;
-    static __text_end: u8;
-    static __rodata_start: u8;
-    static __rodata_end: u8;
-    static __data_start: u8;
-    static __image_end: u8;
 }
 
 /// The primary core's cold boot, from entry to the first FFA_MSG_WAIT.
@@ -400,22 +385,11 @@ fn read_manifest(addr: u64) -> Result<SpmcConfig, ManifestError> {
 }
 
 fn enable_mmu(config: &SpmcConfig) -> Result<(), MapError> {
+    let [text, rodata, data] = mmu::image_regions();
     let image = [
-        Region {
-            start: &raw const __text_start as usize,
-            end: &raw const __text_end as usize,
-            kind: Kind::Text,
-        },
-        Region {
-            start: &raw const __rodata_start as usize,
-            end: &raw const __rodata_end as usize,
-            kind: Kind::ReadOnly,
-        },
-        Region {
-            start: &raw const __data_start as usize,
-            end: &raw const __image_end as usize,
-            kind: Kind::ReadWrite,
-        },
+        text,
+        rodata,
+        data,
         Region {
             start: SECURE_UART,
             end: SECURE_UART + 0x1000,

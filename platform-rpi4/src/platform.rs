@@ -13,22 +13,7 @@ use crate::checks::gic;
 use crate::layout;
 
 /// Log level, chosen at build time with `SPMC_LOG` (as on QEMU virt).
-const LOG_LEVEL: LevelFilter = match option_env!("SPMC_LOG") {
-    Some(s) if s.len() == 5 && s.as_bytes()[0] == b'e' => LevelFilter::Error,
-    Some(s) if s.len() == 4 && s.as_bytes()[0] == b'w' => LevelFilter::Warn,
-    Some(s) if s.len() == 5 && s.as_bytes()[0] == b'd' => LevelFilter::Debug,
-    Some(s) if s.len() == 5 && s.as_bytes()[0] == b't' => LevelFilter::Trace,
-    _ => LevelFilter::Info,
-};
-
-unsafe extern "C" {
-    static __text_start: u8;
-    static __text_end: u8;
-    static __rodata_start: u8;
-    static __rodata_end: u8;
-    static __data_start: u8;
-    static __image_end: u8;
-}
+const LOG_LEVEL: LevelFilter = arch_aarch64::console::level_named(option_env!("SPMC_LOG"));
 
 /// PSCI SYSTEM_OFF (TF-A's rpi4 port resets the board through the PM
 /// watchdog with the halt mark; QEMU run with `-no-reboot` exits).
@@ -175,22 +160,11 @@ pub fn call(spmc: &mut Core, regs: &mut Regs) {
 }
 
 fn enable_mmu() -> Result<(), mmu::MapError> {
+    let [text, rodata, data] = mmu::image_regions();
     let regions = [
-        Region {
-            start: &raw const __text_start as usize,
-            end: &raw const __text_end as usize,
-            kind: Kind::Text,
-        },
-        Region {
-            start: &raw const __rodata_start as usize,
-            end: &raw const __rodata_end as usize,
-            kind: Kind::ReadOnly,
-        },
-        Region {
-            start: &raw const __data_start as usize,
-            end: &raw const __image_end as usize,
-            kind: Kind::ReadWrite,
-        },
+        text,
+        rodata,
+        data,
         Region {
             start: layout::UART,
             end: layout::UART + 0x1000,

@@ -351,20 +351,7 @@ impl<P: Platform> Spmc<P> {
     /// context it stopped on this core, or give the core back to the normal world.
     pub(crate) fn secure_interrupt_done(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
         let _ = self.set_state(v, VcpuState::Waiting);
-        let core = self.platform.core_index();
-        if let Some(at) = self
-            .interrupts
-            .interrupted
-            .iter()
-            .position(|(c, _)| *c == core)
-        {
-            let (_, w) = self.interrupts.interrupted.swap_remove(at);
-            if let VcpuState::Blocked(r) = self.vcpu_state(w) {
-                let _ = self.set_state(w, VcpuState::Running(r));
-                return self.run(w);
-            }
-        }
-        normal_world_resume(regs)
+        self.resume_after_secure_interrupt(regs)
     }
 
     /// Partition `slot` is aborted: its interrupts are disabled, and those
@@ -408,9 +395,10 @@ impl<P: Platform> Spmc<P> {
         );
     }
 
-    /// The owner's context aborted while handling a secure interrupt:
-    /// resume what it stopped, or give the core back to the normal world.
-    pub(crate) fn secure_interrupt_aborted(&mut self, regs: &mut Regs) -> Next {
+    /// The owner's context ended (or aborted) its handling of a secure
+    /// interrupt: resume what it stopped on this core, or give the core
+    /// back to the normal world.
+    pub(crate) fn resume_after_secure_interrupt(&mut self, regs: &mut Regs) -> Next {
         let core = self.platform.core_index();
         if let Some(at) = self
             .interrupts

@@ -477,7 +477,7 @@ impl<P: Platform> Spmc<P> {
                 let err = Regs::error(FfaError::Aborted);
                 self.unblock(w, &err.0[..8])
             }
-            RunReason::SecureInterrupt => self.secure_interrupt_aborted(regs),
+            RunReason::SecureInterrupt => self.resume_after_secure_interrupt(regs),
         }
     }
 }

@@ -100,25 +100,21 @@ pub fn rust_images(env: &Env, opts: &Options) -> Result<PathBuf> {
     cmd.env("SPMC_LOG", &opts.log);
     sh::run(&mut cmd)?;
     let dir = image_dir(opts);
-    for (elf, bin) in [
-        ("spmc-qemu", "spmc.bin"),
-        ("nwd-harness", "nwd-harness.bin"),
-        ("nwd-bench", "nwd-bench.bin"),
-        ("nwd-fatal", "nwd-fatal.bin"),
-        ("test-sp", "test-sp.bin"),
-        ("test-sp-pkg", "test-sp-pkg.bin"),
-        ("nwd-hypervisor", "nwd-hypervisor.bin"),
-        ("nwd-hypervisor-demo", "nwd-hypervisor-demo.bin"),
-        ("nwd-hypervisor-bench", "nwd-hypervisor-bench.bin"),
-        ("nwd-hostile", "nwd-hostile.bin"),
-    ] {
-        sh::run(
-            Command::new("aarch64-linux-gnu-objcopy")
-                .args(["-O", "binary"])
-                .arg(dir.join(elf))
-                .arg(dir.join(bin)),
-        )?;
-    }
+    objcopy_binaries(
+        &dir,
+        &[
+            ("spmc-qemu", "spmc.bin"),
+            ("nwd-harness", "nwd-harness.bin"),
+            ("nwd-bench", "nwd-bench.bin"),
+            ("nwd-fatal", "nwd-fatal.bin"),
+            ("test-sp", "test-sp.bin"),
+            ("test-sp-pkg", "test-sp-pkg.bin"),
+            ("nwd-hypervisor", "nwd-hypervisor.bin"),
+            ("nwd-hypervisor-demo", "nwd-hypervisor-demo.bin"),
+            ("nwd-hypervisor-bench", "nwd-hypervisor-bench.bin"),
+            ("nwd-hostile", "nwd-hostile.bin"),
+        ],
+    )?;
     test_sp_image(&dir, "test-sp.bin", TEST_SP_MAX)?;
     // Packaged the Hafnium way, the image starts 0x4000 into the package's slot.
     test_sp_image(&dir, "test-sp-pkg.bin", TEST_SP_MAX - 0x4000)?;
@@ -158,6 +154,20 @@ pub fn fatal_spmc(env: &Env, opts: &Options) -> Result<PathBuf> {
             .arg(&bin),
     )?;
     Ok(bin)
+}
+
+/// `objcopy -O binary` of each built ELF in `dir` into its raw image
+/// (the pairs: ELF name, image name), as QEMU and TF-A load them.
+pub fn objcopy_binaries(dir: &Path, pairs: &[(&str, &str)]) -> sh::Result<()> {
+    for (elf, bin) in pairs {
+        sh::run(
+            Command::new("aarch64-linux-gnu-objcopy")
+                .args(["-O", "binary"])
+                .arg(dir.join(elf))
+                .arg(dir.join(bin)),
+        )?;
+    }
+    Ok(())
 }
 
 /// Largest test partition image (`test_protocol::layout::IMAGE_MAX`).

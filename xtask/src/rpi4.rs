@@ -167,18 +167,14 @@ pub fn rust_image(env: &Env, opts: &Options) -> Result<PathBuf> {
     sh::run(&mut cmd)?;
     let dir = target_dir().join(TARGET).join(profile);
     let bin = dir.join("spmc-rpi4.bin");
-    for (elf, raw) in [
-        ("spmc-rpi4", "spmc-rpi4.bin"),
-        ("test-sp", "test-sp.bin"),
-        ("test-sp-pkg", "test-sp-pkg.bin"),
-    ] {
-        sh::run(
-            Command::new("aarch64-linux-gnu-objcopy")
-                .args(["-O", "binary"])
-                .arg(dir.join(elf))
-                .arg(dir.join(raw)),
-        )?;
-    }
+    crate::build::objcopy_binaries(
+        &dir,
+        &[
+            ("spmc-rpi4", "spmc-rpi4.bin"),
+            ("test-sp", "test-sp.bin"),
+            ("test-sp-pkg", "test-sp-pkg.bin"),
+        ],
+    )?;
     let size = fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
     println!(
         "    rpi4 EL2 image: {size} bytes ({:.1} KiB)",

@@ -64,21 +64,17 @@ pub fn rust_images(env: &Env, opts: &Options) -> Result<PathBuf> {
     cmd.env("SPMC_LOG", &opts.log);
     sh::run(&mut cmd)?;
     let dir = target_dir().join(TARGET).join(profile);
-    for (elf, bin) in [
-        ("spmc-qemu", "spmc.bin"),
-        ("nwd-harness", "nwd-harness.bin"),
-        ("nwd-hypervisor", "nwd-hypervisor.bin"),
-        ("nwd-hypervisor-demo", "nwd-hypervisor-demo.bin"),
-        ("test-sp", "test-sp.bin"),
-        ("test-sp-pkg", "test-sp-pkg.bin"),
-    ] {
-        sh::run(
-            Command::new("aarch64-linux-gnu-objcopy")
-                .args(["-O", "binary"])
-                .arg(dir.join(elf))
-                .arg(dir.join(bin)),
-        )?;
-    }
+    crate::build::objcopy_binaries(
+        &dir,
+        &[
+            ("spmc-qemu", "spmc.bin"),
+            ("nwd-harness", "nwd-harness.bin"),
+            ("nwd-hypervisor", "nwd-hypervisor.bin"),
+            ("nwd-hypervisor-demo", "nwd-hypervisor-demo.bin"),
+            ("test-sp", "test-sp.bin"),
+            ("test-sp-pkg", "test-sp-pkg.bin"),
+        ],
+    )?;
     for name in ["test-sp.bin", "test-sp-pkg.bin"] {
         let dest = target_dir().join(name);
         fs::copy(dir.join(name), &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
