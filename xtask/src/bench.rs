@@ -6,7 +6,6 @@
 //! (`tests/nwd-harness/src/bench.rs`) converts counter ticks to nanoseconds,
 //! which are instructions. Benchmarks are not tests: no figure fails the run.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -84,20 +83,12 @@ fn run_command(mut cmd: std::process::Command, timeout_secs: u64) -> Result<Vec<
     cmd.stdin(Stdio::null()).stdout(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
     let stdout = child.stdout.take().ok_or("no QEMU stdout")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
-            if tx.send(line.replace('\r', "")).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = qemu::Lines::of(vec![Box::new(stdout)]);
     let deadline = Instant::now() + Duration::from_secs(timeout_secs);
     let mut figures = Vec::new();
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
+        match lines.next_before(deadline) {
+            Ok(Some(line)) => {
                 if line.starts_with("bench:") || line.starts_with("nwd-") {
                     println!("{line}");
                 }
@@ -105,8 +96,8 @@ fn run_command(mut cmd: std::process::Command, timeout_secs: u64) -> Result<Vec<
                     figures.push(line);
                 }
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            Ok(None) => break,
+            Err(qemu::TimedOut) => {
                 let _ = child.kill();
                 println!("    benchmark run timed out after {timeout_secs} s");
                 break;

@@ -330,7 +330,6 @@ fn ns_after(line: &str, what: &str) -> Option<u64> {
 /// The firmware is the stage's (a dev build of the SPMC unless `--release`).
 /// Nothing here fails the stage: a missing figure is printed as `failed`.
 fn bench(mut cmd: Command, timeout: std::time::Duration) {
-    use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     use std::time::Instant;
     sh::step("bench: OP-TEE under -icount shift=0 (optee_boot, optee_invoke_round_trip)");
@@ -348,24 +347,15 @@ fn bench(mut cmd: Command, timeout: std::time::Duration) {
             return;
         }
     };
-    let (tx, rx) = std::sync::mpsc::channel();
-    if let Some(stdout) = child.stdout.take() {
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).split(b'\n').map_while(|l| l.ok()) {
-                if tx
-                    .send(String::from_utf8_lossy(&line).replace('\r', ""))
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        });
-    }
+    let Some(stdout) = child.stdout.take() else {
+        println!("    bench: no QEMU stdout");
+        return;
+    };
+    let lines = crate::qemu::Lines::of(vec![Box::new(stdout)]);
     let deadline = Instant::now() + timeout;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
+        match lines.next_before(deadline) {
+            Ok(Some(line)) => {
                 if let Some(ns) = boot_figure(&line) {
                     figures.push(format!("bench: optee_boot: {ns} instructions"));
                     println!("{line}");
@@ -381,8 +371,8 @@ fn bench(mut cmd: Command, timeout: std::time::Duration) {
                     }
                 }
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            Ok(None) => break,
+            Err(crate::qemu::TimedOut) => {
                 let _ = child.kill();
                 println!("    bench: timed out after {} s", timeout.as_secs());
                 break;

@@ -214,6 +214,48 @@ impl Judge {
     }
 }
 
+/// The lines a child process writes on its output streams, as they come
+/// (one reader thread per stream; `\r` removed, bytes that are not UTF-8
+/// replaced, so a guest's stray bytes never end the reading).
+pub struct Lines {
+    rx: mpsc::Receiver<String>,
+}
+
+/// [`Lines::next_before`]'s deadline passed before the next line came.
+#[derive(Debug)]
+pub struct TimedOut;
+
+impl Lines {
+    pub fn of(streams: Vec<Box<dyn std::io::Read + Send>>) -> Lines {
+        let (tx, rx) = mpsc::channel::<String>();
+        for stream in streams {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).split(b'\n').map_while(|l| l.ok()) {
+                    let text = String::from_utf8_lossy(&line).replace('\r', "");
+                    if tx.send(text).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Lines { rx }
+    }
+
+    /// The next line; `Ok(None)` once every stream is closed.
+    pub fn next_before(&self, deadline: Instant) -> std::result::Result<Option<String>, TimedOut> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(TimedOut);
+        }
+        match self.rx.recv_timeout(left) {
+            Ok(line) => Ok(Some(line)),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(TimedOut),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Ok(None),
+        }
+    }
+}
+
 /// Boots `cmd` (a QEMU command without serial options) and checks its output.
 pub fn run_stage(mut cmd: Command, spec: &StageSpec<'_>) -> Result<StageResult> {
     sh::step(&format!(
@@ -227,24 +269,9 @@ pub fn run_stage(mut cmd: Command, spec: &StageSpec<'_>) -> Result<StageResult> 
         .stderr(Stdio::piped());
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
-    let (tx, rx) = mpsc::channel::<String>();
     let stdout = child.stdout.take().ok_or("no QEMU stdout")?;
     let stderr = child.stderr.take().ok_or("no QEMU stderr")?;
-    for stream in [
-        Box::new(stdout) as Box<dyn std::io::Read + Send>,
-        Box::new(stderr),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).split(b'\n').map_while(|l| l.ok()) {
-                let text = String::from_utf8_lossy(&line).replace('\r', "");
-                if tx.send(text).is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    drop(tx);
+    let lines = Lines::of(vec![Box::new(stdout), Box::new(stderr)]);
 
     let mut res = StageResult::default();
     let mut summary = None;
@@ -254,14 +281,8 @@ pub fn run_stage(mut cmd: Command, spec: &StageSpec<'_>) -> Result<StageResult> 
     let mut panic_cut = false;
     let mut deadline_hit = false;
     loop {
-        let now = Instant::now();
-        let line = if now >= deadline {
-            Err(mpsc::RecvTimeoutError::Timeout)
-        } else {
-            rx.recv_timeout(deadline - now)
-        };
-        match line {
-            Ok(line) => {
+        match lines.next_before(deadline) {
+            Ok(Some(line)) => {
                 println!("{line}");
                 let expected = spec.expected_fatal.iter().any(|e| line.contains(e));
                 if let Some(p) = judge.line(&line).filter(|_| !expected) {
@@ -279,11 +300,11 @@ pub fn run_stage(mut cmd: Command, spec: &StageSpec<'_>) -> Result<StageResult> 
                 }
                 res.lines.push(line);
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
+            Err(TimedOut) => {
                 deadline_hit = true;
                 break;
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Ok(None) => break,
         }
     }
     if deadline_hit {
