@@ -11,31 +11,9 @@
 # stage on a line containing the word that kernel crashes print, so this script
 # never prints that word itself.
 
-/bin/busybox mkdir -p /proc /sys /dev /tmp /bin /sbin /usr/bin /usr/sbin
-/bin/busybox --install -s
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-# From here on only emergency kernel messages reach the console, so that kernel
-# lines never split a check line; the rest is read back with dmesg below.
-echo 1 > /proc/sys/kernel/printk
+. /etc/init-common.sh
 
 TPM_UUID=17b862a4-1806-4faf-86b3-089a58353861
-passed=0
-failed=0
-pass() {
-    echo "PASS $1"
-    passed=$((passed + 1))
-}
-fail() {
-    echo "FAIL $1: $2"
-    failed=$((failed + 1))
-}
-# One line from many: kernel timestamps dropped, lines joined with "; ".
-oneline() {
-    awk '{ sub(/^\[[^]]*\] /, ""); printf "%s%s", (NR > 1 ? "; " : ""), $0 }'
-}
 # The FF-A status behind a Linux errno, as the FF-A driver maps them.
 ffa_status() {
     case "$1" in
@@ -49,22 +27,11 @@ ffa_status() {
     61) echo "ENODATA, the driver's name for FF-A NO_DATA" ;;
     esac
 }
-is_loaded() {
-    grep -q "^$(echo "$1" | tr - _) " /proc/modules
-}
 
 echo "init: Linux $(uname -r) on $(grep -c ^processor /proc/cpuinfo) CPU(s), command line: $(cat /proc/cmdline)"
 
 # --- modules, in dependency order -------------------------------------------
-while read -r m; do
-    [ -n "$m" ] || continue
-    out=$(insmod "/lib/modules/$m.ko" 2>&1 | oneline)
-    if is_loaded "$m"; then
-        pass "module-$m"
-    else
-        fail "module-$m" "insmod /lib/modules/$m.ko did not load it: ${out:-no message}"
-    fi
-done < /etc/modules
+load_modules
 
 log=$(dmesg)
 # The FF-A and TPM lines of the kernel log, for the CI log.

@@ -8,43 +8,12 @@
 # `optee: N passed, M failed`, then power-off. Never prints the word that
 # kernel crashes print (the xtask fails the stage on it).
 
-/bin/busybox mkdir -p /proc /sys /dev /tmp /bin /sbin /usr/bin /usr/sbin
-/bin/busybox --install -s
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-echo 1 > /proc/sys/kernel/printk
-
-passed=0
-failed=0
-pass() {
-    echo "PASS $1"
-    passed=$((passed + 1))
-}
-fail() {
-    echo "FAIL $1: $2"
-    failed=$((failed + 1))
-}
-oneline() {
-    awk '{ sub(/^\[[^]]*\] /, ""); printf "%s%s", (NR > 1 ? "; " : ""), $0 }'
-}
-is_loaded() {
-    grep -q "^$(echo "$1" | tr - _) " /proc/modules
-}
+. /etc/init-common.sh
 
 cpus=$(grep -c ^processor /proc/cpuinfo)
 echo "init: Linux $(uname -r) on $cpus CPU(s)"
 
-while read -r m; do
-    [ -n "$m" ] || continue
-    out=$(insmod "/lib/modules/$m.ko" 2>&1 | oneline)
-    if is_loaded "$m"; then
-        pass "module-$m"
-    else
-        fail "module-$m" "insmod /lib/modules/$m.ko did not load it: ${out:-no message}"
-    fi
-done < /etc/modules
+load_modules
 
 # The stage's benchmark boot (`optee_bench` on the command line, QEMU
 # under -icount shift=0, one core): only the client's timed invokes.

@@ -428,7 +428,12 @@ pub fn initramfs(parts: &Parts) -> Result<PathBuf> {
     )
 }
 
-/// An initramfs of busybox, `init` (the script at `init_script`), the
+/// What every stage's `init` sources first (`. /etc/init-common.sh`): the
+/// mounts, the PASS/FAIL counters and the module loading.
+const INIT_COMMON: &str = "tests/linux/init-common.sh";
+
+/// An initramfs of busybox, `init` (the script at `init_script`) with
+/// [`INIT_COMMON`], the
 /// modules `modules` with their dependencies in load order (listed in
 /// /etc/modules) and `extra` files (path, mode, contents), written to
 /// `<work>/linux/<name>`.
@@ -460,6 +465,9 @@ pub fn initramfs_for(
     println!("    modules, in load order: {}", order.join(" "));
 
     let init = fs::read(init_script).map_err(|e| format!("{}: {e}", init_script.display()))?;
+    let common_script = sh::root().join(INIT_COMMON);
+    let common =
+        fs::read(&common_script).map_err(|e| format!("{}: {e}", common_script.display()))?;
     let busybox =
         fs::read(&parts.busybox).map_err(|e| format!("{}: {e}", parts.busybox.display()))?;
 
@@ -474,6 +482,7 @@ pub fn initramfs_for(
     c.file("bin/busybox", 0o755, &busybox)?;
     c.symlink("bin/sh", "busybox")?;
     c.file("init", 0o755, &init)?;
+    c.file("etc/init-common.sh", 0o644, &common)?;
     for name in &order {
         c.file(&format!("lib/modules/{name}.ko"), 0o644, &loaded[name])?;
     }
@@ -553,29 +562,49 @@ mod tests {
         assert_eq!(module_name("modules.order"), None);
     }
 
-    fn init_script() -> String {
-        fs::read_to_string(sh::root().join("tests/linux/init.sh")).unwrap()
+    const INIT_SCRIPTS: [&str; 3] = [
+        "tests/linux/init.sh",
+        "tests/linux/optee-init.sh",
+        INIT_COMMON,
+    ];
+
+    fn script(path: &str) -> String {
+        fs::read_to_string(sh::root().join(path)).unwrap()
     }
 
     #[test]
-    fn init_script_is_valid_sh() {
-        let path = sh::root().join("tests/linux/init.sh");
-        let status = Command::new("sh").arg("-n").arg(&path).status().unwrap();
-        assert!(status.success(), "sh -n {}", path.display());
+    fn init_scripts_are_valid_sh() {
+        for p in INIT_SCRIPTS {
+            let path = sh::root().join(p);
+            let status = Command::new("sh").arg("-n").arg(&path).status().unwrap();
+            assert!(status.success(), "sh -n {}", path.display());
+        }
     }
 
     #[test]
-    fn init_script_keeps_to_the_stage_format() {
-        let s = init_script();
-        // The xtask fails a stage on any line with this word: the script must
-        // not print it when nothing went wrong.
-        assert!(!s.to_ascii_lowercase().contains("panic"));
-        assert!(s.contains(r#"echo "linux: $passed passed, $failed failed""#));
-        assert!(s.contains(r#"echo "PASS $1""#));
-        assert!(s.contains(r#"echo "FAIL $1: $2""#));
-        assert!(s.contains("poweroff -f"));
+    fn init_scripts_keep_to_the_stage_format() {
+        for p in INIT_SCRIPTS {
+            // The xtask fails a stage on any line with this word: no script
+            // may print it when nothing went wrong.
+            assert!(!script(p).to_ascii_lowercase().contains("panic"), "{p}");
+        }
+        let common = script(INIT_COMMON);
+        assert!(common.contains(r#"echo "PASS $1""#));
+        assert!(common.contains(r#"echo "FAIL $1: $2""#));
         // The modules list the xtask writes.
-        assert!(s.contains("/etc/modules"));
+        assert!(common.contains("/etc/modules"));
+        for (p, stage) in [(INIT_SCRIPTS[0], "linux"), (INIT_SCRIPTS[1], "optee")] {
+            let s = script(p);
+            assert!(s.contains(". /etc/init-common.sh\n"), "{p}");
+            assert!(s.contains("\nload_modules\n"), "{p}");
+            assert!(
+                s.contains(&format!(
+                    r#"echo "{stage}: $passed passed, $failed failed""#
+                )),
+                "{p}"
+            );
+            assert!(s.contains("poweroff -f"), "{p}");
+        }
     }
 
     #[test]
