@@ -420,10 +420,12 @@ pub fn checks(l: &mut Layer) -> Vec<(String, Result<(), String>)> {
     let mut out = Vec::new();
     out.push((
         String::from("rpi4-cores-1-3-up"),
-        (1..CORES)
-            .all(smp::is_up)
-            .then_some(())
-            .ok_or_else(|| format!("up: {:?}", (0..CORES).map(smp::is_up).collect::<Vec<_>>())),
+        (1..CORES).all(smp::is_up).then_some(()).ok_or_else(|| {
+            format!(
+                "cores 1-3 up: {:?}",
+                (1..CORES).map(smp::is_up).collect::<Vec<_>>()
+            )
+        }),
     ));
     for core in 0..CORES {
         out.push((
@@ -523,15 +525,10 @@ fn mp_context_answers(core: usize) -> Result<(), String> {
     }
 }
 
-/// VM 1 turns its vCPU 1 on (core 1); vCPU 1 and vCPU 0 (core 0) each make
-/// [`ROUNDS`] ECHO requests to the VM's own trusted VM, every answer
-/// addressed to VM 1 (the ID the layer stamps on both cores); then
-/// ALREADY_ON, AFFINITY_INFO ON, CPU_OFF and AFFINITY_INFO OFF.
-fn second_vcpu(l: &mut Layer) -> Vec<(String, Result<(), String>)> {
-    let vm = 1u16;
-    let ram = guests::ram(vm);
-    let mut out = Vec::new();
-    let prepared = guests::with_ram(ram, 0x1000, |m| {
+/// Puts the vCPU program and its block (`rounds` ECHO requests to the
+/// VM's own trusted VM) into VM `vm`'s first page.
+fn prepare(vm: u16, rounds: u64) -> Result<(), String> {
+    guests::with_ram(guests::ram(vm), 0x1000, |m| {
         let code = vcpu_code();
         m[CODE_AT as usize..CODE_AT as usize + code.len()].copy_from_slice(code);
         let b = &mut m[BLOCK_AT as usize..];
@@ -541,7 +538,7 @@ fn second_vcpu(l: &mut Layer) -> Vec<(String, Result<(), String>)> {
             ids::VTEE_TEMPLATE as u64,
             0,
             cmd::ECHO,
-            0x5ec0_0001,
+            0x5ec0_0000 | vm as u64,
             2,
             3,
             4,
@@ -549,24 +546,70 @@ fn second_vcpu(l: &mut Layer) -> Vec<(String, Result<(), String>)> {
         for (i, v) in req.iter().enumerate() {
             wr(b, i * 8, *v);
         }
-        wr(b, block::ROUNDS, ROUNDS);
+        wr(b, block::ROUNDS, rounds);
         wr(b, block::VM, vm as u64);
-    });
-    let on = prepared.and_then(|()| {
-        let a = l.vm_call(
-            vm,
-            [id::CPU_ON_64, 1, ram + CODE_AT, ram + BLOCK_AT, 0, 0, 0, 0],
-        );
-        expect("CPU_ON(1)", &a, ret::SUCCESS)
-    });
-    let started = on.is_ok();
-    out.push((String::from("rpi4-vm1-cpu-on-vcpu1"), on));
-    if !started {
-        return out;
-    }
-    // vCPU 0 does the same on core 0 meanwhile.
-    let mut core0 = Ok(());
-    for i in 0..ROUNDS {
+    })
+}
+
+/// VM `vm`'s vCPU 0 turns its vCPU `index` on at the vCPU program.
+fn turn_on(l: &mut Layer, vm: u16, index: u64) -> Result<(), String> {
+    let ram = guests::ram(vm);
+    let a = l.vm_call(
+        vm,
+        [
+            id::CPU_ON_64,
+            index,
+            ram + CODE_AT,
+            ram + BLOCK_AT,
+            0,
+            0,
+            0,
+            0,
+        ],
+    );
+    expect(&format!("CPU_ON({index})"), &a, ret::SUCCESS)
+}
+
+/// Waits until VM `vm`'s vCPU program marked its block done (bounded by
+/// [`smp::wait`]'s hang guard).
+fn wait_done(vm: u16) -> Result<(), String> {
+    smp::wait(|| {
+        block_of(vm, |b| rd(b, block::DONE))
+            .ok()
+            .filter(|d| *d == 1)
+    })
+    .map(|_| ())
+    .ok_or_else(|| format!("VM {vm}'s vCPU did not finish its rounds"))
+}
+
+/// (answers addressed to the VM, BUSY retries, x0 and x2 of the last
+/// answer).
+fn results(vm: u16) -> Result<(u64, u64, [u64; 2]), String> {
+    guests::with_ram(guests::ram(vm), 0x1000, |m| {
+        let b = &m[BLOCK_AT as usize..];
+        (
+            rd(b, block::GOOD),
+            rd(b, block::BUSY),
+            [rd(b, block::LAST), rd(b, block::LAST + 16)],
+        )
+    })
+}
+
+/// Lets VM `vm`'s vCPU program go on to its CPU_OFF and waits until its
+/// vCPUs 1-3 are off.
+fn turn_off(vm: u16) -> Result<(), String> {
+    block_of(vm, |b| {
+        wr(b, block::GO, 1);
+        0
+    })?;
+    smp::wait(|| (!any_secondary_on(vm)).then_some(()))
+        .ok_or_else(|| format!("VM {vm}'s vCPU did not turn off"))
+}
+
+/// VM `vm`'s vCPU 0 (core 0) makes `rounds` ECHO requests to its own
+/// trusted VM, retried on BUSY; each answer must be addressed to `vm`.
+fn rounds_on_core0(l: &mut Layer, vm: u16, rounds: u64) -> Result<(), String> {
+    for i in 0..rounds {
         let a = loop {
             let a = l.vm_call(
                 vm,
@@ -586,29 +629,38 @@ fn second_vcpu(l: &mut Layer) -> Vec<(String, Result<(), String>)> {
             }
         };
         if !(a[0] == f::MSG_SEND_DIRECT_RESP_64 && a[1] & 0xFFFF == vm as u64 && a[4] == i) {
-            core0 = Err(format!("vCPU 0, round {i}: {:#x?}", &a[..5]));
-            break;
+            return Err(format!("vCPU 0, round {i}: {:#x?}", &a[..5]));
         }
     }
-    let done = smp::wait(|| {
-        block_of(vm, |b| rd(b, block::DONE))
-            .ok()
-            .filter(|d| *d == 1)
-    });
+    Ok(())
+}
+
+/// VM 1 turns its vCPU 1 on (core 1); vCPU 1 and vCPU 0 (core 0) each make
+/// [`ROUNDS`] ECHO requests to the VM's own trusted VM, every answer
+/// addressed to VM 1 (the ID the layer stamps on both cores); then
+/// ALREADY_ON, AFFINITY_INFO ON, CPU_OFF and AFFINITY_INFO OFF.
+fn second_vcpu(l: &mut Layer) -> Vec<(String, Result<(), String>)> {
+    let vm = 1u16;
+    let mut out = Vec::new();
+    let on = prepare(vm, ROUNDS).and_then(|()| turn_on(l, vm, 1));
+    let started = on.is_ok();
+    out.push((String::from("rpi4-vm1-cpu-on-vcpu1"), on));
+    if !started {
+        return out;
+    }
+    // vCPU 0 does the same on core 0 meanwhile.
+    let core0 = rounds_on_core0(l, vm, ROUNDS);
     out.push((
         String::from("rpi4-vm1-vcpus-on-cores-0-1-reach-own-tee"),
         core0.and_then(|()| {
-            done.ok_or("vCPU 1 did not finish its rounds")?;
-            let (good, busy, last) = guests::with_ram(ram, 0x1000, |m| {
-                let b = &m[BLOCK_AT as usize..];
-                (rd(b, block::GOOD), rd(b, block::BUSY), rd(b, block::LAST))
-            })?;
+            wait_done(vm)?;
+            let (good, busy, last) = results(vm)?;
             debug!("rpi4: VM 1 vCPU 1: {good} answers, {busy} BUSY retried");
             if good == ROUNDS {
                 Ok(())
             } else {
                 Err(format!(
-                    "vCPU 1: {good} of {ROUNDS} answers to VM 1 (last x0 {last:#x})"
+                    "vCPU 1: {good} of {ROUNDS} answers to VM 1 (last x0, x2 {last:#x?})"
                 ))
             }
         }),
@@ -616,6 +668,7 @@ fn second_vcpu(l: &mut Layer) -> Vec<(String, Result<(), String>)> {
     out.push((
         String::from("rpi4-vm1-cpu-on-already-on"),
         (|| {
+            let ram = guests::ram(vm);
             let a = l.vm_call(vm, [id::CPU_ON_64, 1, ram + CODE_AT, 0, 0, 0, 0, 0]);
             expect("CPU_ON(1) again", &a, ret::ALREADY_ON)?;
             let a = l.vm_call(vm, [id::AFFINITY_INFO_64, 1, 0, 0, 0, 0, 0, 0]);
@@ -626,15 +679,74 @@ fn second_vcpu(l: &mut Layer) -> Vec<(String, Result<(), String>)> {
     ));
     out.push((
         String::from("rpi4-vm1-cpu-off-vcpu1"),
-        (|| {
-            block_of(vm, |b| {
-                wr(b, block::GO, 1);
-                0
-            })?;
-            smp::wait(|| (!any_secondary_on(vm)).then_some(())).ok_or("vCPU 1 did not turn off")?;
+        turn_off(vm).and_then(|()| {
             let a = l.vm_call(vm, [id::AFFINITY_INFO_64, 1, 0, 0, 0, 0, 0, 0]);
             expect("AFFINITY_INFO(1) after CPU_OFF", &a, ret::OFF)
-        })(),
+        }),
     ));
     out
+}
+
+/// Round trips in the four-core figure, per core.
+const BENCH_ROUNDS: u64 = 200;
+
+/// The VM-to-own-trusted-VM round trip from four cores at once: VM 1's
+/// vCPU 0 on core 0 and VM n's vCPU n-1 on core n-1 (n = 2-4), each
+/// [`BENCH_ROUNDS`] ECHOs to its own trusted VM, on the generic counter
+/// from the first CPU_ON to the last vCPU's last answer, per round. Under
+/// `-icount shift=0` QEMU runs the cores one after the other on one
+/// instruction clock, so the figure is the instructions all four cores
+/// spend per round (`cargo xtask bench`). A figure, never a check.
+pub fn bench_4cores(l: &mut Layer) {
+    let freq = arch_aarch64::sysreg::read_cntfrq_el0().max(1);
+    let others = [2u16, 3, 4];
+    for vm in others {
+        if let Err(why) = prepare(vm, BENCH_ROUNDS) {
+            log::warn!("rpi4: bench: VM {vm}: {why}");
+            return;
+        }
+    }
+    let start = arch_aarch64::sysreg::read_cntvct_el0();
+    let mut fine = true;
+    for vm in others {
+        if let Err(why) = turn_on(l, vm, vm as u64 - 1) {
+            log::warn!("rpi4: bench: VM {vm}: {why}");
+            fine = false;
+        }
+    }
+    if let Err(why) = rounds_on_core0(l, 1, BENCH_ROUNDS) {
+        log::warn!("rpi4: bench: VM 1: {why}");
+        fine = false;
+    }
+    for vm in others {
+        if let Err(why) = wait_done(vm) {
+            log::warn!("rpi4: bench: {why}");
+            fine = false;
+        }
+    }
+    let ticks = arch_aarch64::sysreg::read_cntvct_el0() - start;
+    for vm in others {
+        match results(vm) {
+            Ok((good, busy, _)) if good == BENCH_ROUNDS => {
+                log::info!("rpi4: bench: VM {vm}: {good} answers, {busy} BUSY retried");
+            }
+            other => {
+                log::warn!("rpi4: bench: VM {vm}: {other:?}");
+                fine = false;
+            }
+        }
+        if let Err(why) = turn_off(vm) {
+            log::warn!("rpi4: bench: {why}");
+        }
+    }
+    if !fine {
+        return;
+    }
+    let per = ticks * 1_000_000_000 / freq / BENCH_ROUNDS;
+    log::info!(
+        "rpi4: {ticks} counter ticks at {freq} Hz for {BENCH_ROUNDS} round trips on each of 4 cores"
+    );
+    arch_aarch64::console::line(format_args!(
+        "bench: rpi4_vm_to_own_tee_round_trip_4cores: {per} instructions"
+    ));
 }

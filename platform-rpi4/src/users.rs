@@ -732,6 +732,8 @@ pub fn run() -> (u32, u32) {
             Err(format!("read {v:#x}"))
         }
     });
+    // A figure, while all four users' trusted VMs still run (psci.rs).
+    crate::psci::bench_4cores(&mut l);
     r.check("rpi4-faulting-trusted-vm-aborted", || {
         // VM 2's own TEE executes an undefined instruction.
         let a = l.req(2, ids::VTEE_TEMPLATE, cmd::UNDEF, [0; 4]);
