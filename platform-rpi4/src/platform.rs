@@ -88,7 +88,7 @@ pub type Core = Spmc<Board>;
 /// The core, once booted: one manager lock, taken per call into it (as on
 /// QEMU virt, `platform-qemu/src/platform.rs`), never while a vCPU runs, so
 /// that every core can call it (`smp.rs`).
-static CORE: SpinMutex<Option<alloc::boxed::Box<Core>>> = SpinMutex::new(None);
+static CORE: SpinMutex<Option<alloc::boxed::Box<Core>>, crate::smp::Yield> = SpinMutex::new(None);
 
 /// Runs `f` on the core under the manager lock (`None` before it booted).
 pub fn with_core<R>(f: impl FnOnce(&mut Core) -> R) -> Option<R> {

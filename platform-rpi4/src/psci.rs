@@ -526,8 +526,9 @@ fn mp_context_answers(core: usize) -> Result<(), String> {
 }
 
 /// Puts the vCPU program and its block (`rounds` ECHO requests to the
-/// VM's own trusted VM) into VM `vm`'s first page.
-fn prepare(vm: u16, rounds: u64) -> Result<(), String> {
+/// VM's own trusted VM; with `go`, CPU_OFF right after them) into VM
+/// `vm`'s first page.
+fn prepare(vm: u16, rounds: u64, go: bool) -> Result<(), String> {
     guests::with_ram(guests::ram(vm), 0x1000, |m| {
         let code = vcpu_code();
         m[CODE_AT as usize..CODE_AT as usize + code.len()].copy_from_slice(code);
@@ -548,6 +549,7 @@ fn prepare(vm: u16, rounds: u64) -> Result<(), String> {
         }
         wr(b, block::ROUNDS, rounds);
         wr(b, block::VM, vm as u64);
+        wr(b, block::GO, go as u64);
     })
 }
 
@@ -642,7 +644,7 @@ fn rounds_on_core0(l: &mut Layer, vm: u16, rounds: u64) -> Result<(), String> {
 fn second_vcpu(l: &mut Layer) -> Vec<(String, Result<(), String>)> {
     let vm = 1u16;
     let mut out = Vec::new();
-    let on = prepare(vm, ROUNDS).and_then(|()| turn_on(l, vm, 1));
+    let on = prepare(vm, ROUNDS, false).and_then(|()| turn_on(l, vm, 1));
     let started = on.is_ok();
     out.push((String::from("rpi4-vm1-cpu-on-vcpu1"), on));
     if !started {
@@ -693,7 +695,7 @@ const BENCH_ROUNDS: u64 = 200;
 /// The VM-to-own-trusted-VM round trip from four cores at once: VM 1's
 /// vCPU 0 on core 0 and VM n's vCPU n-1 on core n-1 (n = 2-4), each
 /// [`BENCH_ROUNDS`] ECHOs to its own trusted VM, on the generic counter
-/// from the first CPU_ON to the last vCPU's last answer, per round. Under
+/// from the first CPU_ON to the last vCPU's CPU_OFF, per round. Under
 /// `-icount shift=0` QEMU runs the cores one after the other on one
 /// instruction clock, so the figure is the instructions all four cores
 /// spend per round (`cargo xtask bench`). A figure, never a check.
@@ -701,7 +703,11 @@ pub fn bench_4cores(l: &mut Layer) {
     let freq = arch_aarch64::sysreg::read_cntfrq_el0().max(1);
     let others = [2u16, 3, 4];
     for vm in others {
-        if let Err(why) = prepare(vm, BENCH_ROUNDS) {
+        // Each turns itself off after its rounds: core 0 then waits on
+        // the vCPUs' power state, without touching their RAM (each look
+        // into it is a stage-1 map and unmap, a TLB invalidation every
+        // core would pay for in the figure).
+        if let Err(why) = prepare(vm, BENCH_ROUNDS, true) {
             log::warn!("rpi4: bench: VM {vm}: {why}");
             return;
         }
@@ -718,11 +724,9 @@ pub fn bench_4cores(l: &mut Layer) {
         log::warn!("rpi4: bench: VM 1: {why}");
         fine = false;
     }
-    for vm in others {
-        if let Err(why) = wait_done(vm) {
-            log::warn!("rpi4: bench: {why}");
-            fine = false;
-        }
+    if smp::wait(|| others.iter().all(|vm| !any_secondary_on(*vm)).then_some(())).is_none() {
+        log::warn!("rpi4: bench: a vCPU did not finish");
+        fine = false;
     }
     let ticks = arch_aarch64::sysreg::read_cntvct_el0() - start;
     for vm in others {
@@ -734,9 +738,6 @@ pub fn bench_4cores(l: &mut Layer) {
                 log::warn!("rpi4: bench: VM {vm}: {other:?}");
                 fine = false;
             }
-        }
-        if let Err(why) = turn_off(vm) {
-            log::warn!("rpi4: bench: {why}");
         }
     }
     if !fine {

@@ -2,7 +2,7 @@
 //! VMs 1-4 are real EL1 guests (`guests.rs`): their FF-A calls (HVC for odd
 //! VMs, SMC for even ones) trap to this image, whose VM layer stamps the
 //! trapping VM's own ID as sender, refuses framework messages and VM-to-VM
-//! messages, answers FFA_ID_GET, forwards the harmless PSCI calls to TF-A
+//! messages, answers FFA_ID_GET, answers PSCI as a hypervisor (`psci.rs`)
 //! and hands the rest to the core. The layer also sends the core the VM
 //! life-cycle messages (from endpoint 0). The same policy and answers as
 //! the `vtee` stage on QEMU virt (docs/rpi4.md lists which of its checks
