@@ -78,8 +78,8 @@ fn guest_code() -> &'static [u8] {
 }
 
 /// ESR_EL2.EC values of a guest's exits.
-const EC_HVC64: u64 = 0x16;
-const EC_SMC64: u64 = 0x17;
+pub(crate) const EC_HVC64: u64 = 0x16;
+pub(crate) const EC_SMC64: u64 = 0x17;
 const EC_IABT_LOWER: u64 = 0x20;
 const EC_DABT_LOWER: u64 = 0x24;
 
@@ -253,6 +253,13 @@ impl Guest {
     /// Destroys it: its RAM zeroed, its VMID's translations dropped, its
     /// tables freed.
     pub fn destroy(self) -> Result<(), String> {
+        if crate::psci::any_secondary_on(self.vm) {
+            // Another core still runs one of its vCPUs on its stage 2: the
+            // tables stay (leaked) rather than be freed under it.
+            let vm = self.vm;
+            core::mem::forget(self);
+            return Err(format!("VM {vm} still has a vCPU on another core"));
+        }
         // Nothing of it may stay live in the hardware.
         vcpu::return_to_normal_world();
         arch_aarch64::stage2::invalidate(

@@ -20,7 +20,9 @@ mod gic;
 mod guests;
 mod layout;
 mod platform;
+mod psci;
 mod share;
+mod smp;
 mod users;
 
 use core::panic::PanicInfo;
@@ -43,8 +45,9 @@ extern "C" fn spmc_primary_main(dtb: u64, core: usize) -> ! {
     platform::primary(dtb, core)
 }
 
-/// Secondary cores are not turned on yet: they stay in TF-A's holding pen.
+/// A secondary core, turned on by this image through TF-A's PSCI CPU_ON
+/// at `arch_aarch64::entry`'s secondary entry (`smp.rs`).
 #[unsafe(no_mangle)]
-extern "C" fn spmc_secondary_main(_core: usize) -> ! {
-    cpu::halt()
+extern "C" fn spmc_secondary_main(core: usize) -> ! {
+    smp::secondary(core)
 }

@@ -3,8 +3,9 @@
 use arch_aarch64::mmu::{self, Kind, Region};
 use arch_aarch64::{console, cpu, heap, sysreg};
 use log::{LevelFilter, error, info};
+use spin::mutex::SpinMutex;
 
-use spmc::ffa::Regs;
+use spmc::ffa::{FfaError, Regs};
 use spmc::manifest;
 use spmc::{LazyState, Next, Spmc};
 
@@ -34,9 +35,9 @@ pub fn primary(dtb: u64, core: usize) -> ! {
     gic_report();
     let (mut passed, mut failed) = crate::checks::board();
     match boot_core() {
-        Ok(spmc) => {
-            let mut spmc = spmc;
-            let (p, f) = crate::users::run(&mut spmc);
+        Ok(()) => {
+            crate::smp::start_secondaries();
+            let (p, f) = crate::users::run();
             passed += p;
             failed += f;
         }
@@ -84,12 +85,22 @@ fn gic_report() {
 /// The core on this board.
 pub type Core = Spmc<Board>;
 
+/// The core, once booted: one manager lock, taken per call into it (as on
+/// QEMU virt, `platform-qemu/src/platform.rs`), never while a vCPU runs, so
+/// that every core can call it (`smp.rs`).
+static CORE: SpinMutex<Option<alloc::boxed::Box<Core>>, crate::smp::Yield> = SpinMutex::new(None);
+
+/// Runs `f` on the core under the manager lock (`None` before it booted).
+pub fn with_core<R>(f: impl FnOnce(&mut Core) -> R) -> Option<R> {
+    CORE.lock().as_mut().map(|c| f(c))
+}
+
 /// Reads the manifest, hands the core its trusted pool (the last
 /// [`layout::HEAP_FROM_POOL`] bytes to the heap), loads the trusted VMs
 /// and runs their initialisation under stage 2 until each waits for
 /// messages. The core is the same as at Secure EL2; only the arch layer's
 /// `ns-el2` feature differs (one IPA space, VTTBR_EL2 alone).
-fn boot_core() -> Result<alloc::boxed::Box<Core>, alloc::string::String> {
+fn boot_core() -> Result<(), alloc::string::String> {
     // SAFETY: the manifest page of the boot blob, RAM nothing writes while
     // the core boots (mapped read-write with the image's first 64 MiB by the
     // boot map, and by `enable_mmu`); it is only read.
@@ -114,20 +125,23 @@ fn boot_core() -> Result<alloc::boxed::Box<Core>, alloc::string::String> {
     let board = Board::new(config.ns_memory.clone());
     let mut spmc = alloc::boxed::Box::new(Spmc::new(config, board));
     spmc.load_partitions();
+    *CORE.lock() = Some(spmc);
     let mut regs = Regs::default();
-    let next = spmc.boot(&mut regs);
-    run(&mut spmc, &mut regs, next);
+    let next = with_core(|c| c.boot(&mut regs)).unwrap_or(Next::NormalWorld);
+    run(&mut regs, next);
     info!(
         "rpi4: {} trusted VMs booted under stage 2; heap in use {} bytes",
-        spmc.partitions().len(),
+        with_core(|c| c.partitions().len()).unwrap_or(0),
         heap::used()
     );
-    Ok(spmc)
+    Ok(())
 }
 
 /// Runs trusted VMs' vCPUs until the core has an answer for the caller (a
-/// general VM, or the VM layer itself).
-pub fn run(spmc: &mut Core, regs: &mut Regs, mut next: Next) {
+/// general VM, or the VM layer itself). The manager lock is held for the
+/// core's decisions only, not while a vCPU runs (another core may call the
+/// core meanwhile).
+pub fn run(regs: &mut Regs, mut next: Next) {
     while let Next::Run { vcpu, ctx } = next {
         // SAFETY: the core hands the context to this core alone until
         // `handle_exit` (its `Next::Run` contract) and does not free it
@@ -136,6 +150,12 @@ pub fn run(spmc: &mut Core, regs: &mut Regs, mut next: Next) {
         // SAFETY: as above; its stage-2 root was built by the core from the
         // trusted VM's own memory.
         unsafe { arch_aarch64::vcpu::run(ctx) };
+        let mut guard = CORE.lock();
+        let Some(spmc) = guard.as_mut() else {
+            arch_aarch64::vcpu::return_to_normal_world();
+            *regs = Regs::error(FfaError::Aborted);
+            return;
+        };
         next = spmc.handle_exit(vcpu, regs);
         let d = next.lazy_state_after(vcpu);
         match d {
@@ -154,9 +174,12 @@ pub fn run(spmc: &mut Core, regs: &mut Regs, mut next: Next) {
 /// A call into the core as the VM layer makes it for general VM `vm`
 /// after trapping its HVC/SMC: the call goes to the core's normal-world
 /// entry (`handle_spmd`) with the VM's own ID where the ABI names one.
-pub fn call(spmc: &mut Core, regs: &mut Regs) {
-    let next = spmc.handle_spmd(regs);
-    run(spmc, regs, next);
+pub fn call(regs: &mut Regs) {
+    let next = with_core(|c| c.handle_spmd(regs)).unwrap_or_else(|| {
+        *regs = Regs::error(FfaError::NotSupported);
+        Next::NormalWorld
+    });
+    run(regs, next);
 }
 
 fn enable_mmu() -> Result<(), mmu::MapError> {

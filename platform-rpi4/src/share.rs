@@ -79,7 +79,7 @@ pub const LAYER_TX: u64 = 0x4f00_0000;
 /// The layer's RX page.
 pub const LAYER_RX: u64 = 0x4f00_1000;
 
-impl Layer<'_> {
+impl Layer {
     /// Maps the layer's own RX/TX pair with the core (endpoint 0's, as the
     /// reference hypervisor maps its own): what it sends its VMs'
     /// descriptors from.
@@ -238,14 +238,16 @@ impl Layer<'_> {
         let lent = lend.is_some();
         if let Some(s2) = lend {
             let base = guests::ram(vm);
-            let platform = self.core.platform_mut();
-            for i in 0..RAM_PAGES {
-                if pages & (1 << i) != 0
-                    && let Err(why) = guests::revoke(s2, base + i * PAGE, PAGE, platform)
-                {
-                    log::warn!("rpi4: VM {vm}: {why}");
+            crate::platform::with_core(|c| {
+                let platform = c.platform_mut();
+                for i in 0..RAM_PAGES {
+                    if pages & (1 << i) != 0
+                        && let Err(why) = guests::revoke(s2, base + i * PAGE, PAGE, platform)
+                    {
+                        log::warn!("rpi4: VM {vm}: {why}");
+                    }
                 }
-            }
+            });
         }
         let lend = lent;
         let s = self.shares_of(vm);

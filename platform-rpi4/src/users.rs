@@ -2,7 +2,7 @@
 //! VMs 1-4 are real EL1 guests (`guests.rs`): their FF-A calls (HVC for odd
 //! VMs, SMC for even ones) trap to this image, whose VM layer stamps the
 //! trapping VM's own ID as sender, refuses framework messages and VM-to-VM
-//! messages, answers FFA_ID_GET, forwards the harmless PSCI calls to TF-A
+//! messages, answers FFA_ID_GET, answers PSCI as a hypervisor (`psci.rs`)
 //! and hands the rest to the core. The layer also sends the core the VM
 //! life-cycle messages (from endpoint 0). The same policy and answers as
 //! the `vtee` stage on QEMU virt (docs/rpi4.md lists which of its checks
@@ -20,14 +20,13 @@ use test_protocol::{cmd, ids, mem, status};
 
 use crate::guests::{Conduit, Guest, Op, Outcome};
 use crate::layout;
-use crate::platform::{self, Core};
+use crate::platform;
 
 /// FF-A answers the VM layer reads.
 pub type Answer = [u64; 8];
 
 /// The VM layer: what it does with a general VM's trapped FF-A call.
-pub struct Layer<'a> {
-    pub core: &'a mut Core,
+pub struct Layer {
     /// General VMs 1-[`layout::GUESTS`]' guests (index `vm - 1`).
     pub guests: Vec<Option<Guest>>,
     /// Their buffers and memory transactions (index `vm - 1`).
@@ -39,13 +38,7 @@ pub struct Layer<'a> {
 /// PSCI function IDs (DEN0022): the calls a general VM may make to TF-A.
 mod psci {
     pub const VERSION: u64 = 0x8400_0000;
-    pub const CPU_ON_32: u64 = 0x8400_0003;
-    pub const AFFINITY_INFO_32: u64 = 0x8400_0004;
-    pub const MIGRATE_INFO_TYPE: u64 = 0x8400_0006;
     pub const FEATURES: u64 = 0x8400_000A;
-    pub const AFFINITY_INFO_64: u64 = 0xC400_0004;
-    /// PSCI's DENIED return code.
-    pub const DENIED: u64 = -3i64 as u64;
     /// True for a function ID of PSCI's range (32- and 64-bit).
     pub fn is_psci(id: u64) -> bool {
         matches!(id, 0x8400_0000..=0x8400_001F | 0xC400_0000..=0xC400_001F)
@@ -55,26 +48,12 @@ mod psci {
 /// SMCCC's NOT_SUPPORTED: the answer to an unknown function ID.
 const SMCCC_NOT_SUPPORTED: u64 = 0xFFFF_FFFF;
 
-impl Layer<'_> {
+impl Layer {
     /// Passes `x` (x0-x7) to the core as the call of endpoint `vm` (0: the
     /// layer itself) and returns the answer; FFA_YIELD/FFA_INTERRUPT of a
     /// trusted VM are resumed with FFA_RUN, as the reference hypervisor does.
     pub fn raw(&mut self, x: [u64; 8]) -> Answer {
-        let mut r = Regs::default();
-        r.0[..8].copy_from_slice(&x);
-        platform::call(self.core, &mut r);
-        let mut n = 0;
-        while (r.0[0] == f::YIELD || r.0[0] == f::INTERRUPT_32) && n < 1000 {
-            let target = r.0[1] & 0xFFFF_FFFF;
-            r = Regs::default();
-            r.0[0] = f::RUN;
-            r.0[1] = target;
-            platform::call(self.core, &mut r);
-            n += 1;
-        }
-        let mut a = [0; 8];
-        a.copy_from_slice(&r.0[..8]);
-        a
+        raw(x)
     }
 
     /// A call general VM `vm` trapped with (`vm` is the VM that trapped,
@@ -96,19 +75,8 @@ impl Layer<'_> {
             // PSCI: what only reads the machine's state goes to TF-A;
             // powering cores or the board is not one user's to decide (a
             // CPU_ON would start a core at EL2 at an address the VM names).
-            psci::VERSION
-            | psci::FEATURES
-            | psci::AFFINITY_INFO_32
-            | psci::AFFINITY_INFO_64
-            | psci::MIGRATE_INFO_TYPE => {
-                let mut r = Regs::default();
-                r.0[..4].copy_from_slice(&x[..4]);
-                arch_aarch64::smc::smc(&mut r);
-                let mut a = [0; 8];
-                a[..4].copy_from_slice(&r.0[..4]);
-                a
-            }
-            id if psci::is_psci(id) => [psci::DENIED, 0, 0, 0, 0, 0, 0, 0],
+            // PSCI as a hypervisor answers it, for the VM's vCPU 0 (`psci.rs`).
+            id if psci::is_psci(id) => crate::psci::call(vm, 0, stage2.vttbr(), x),
             id if id >> 24 == 0x84 || id >> 24 == 0xC4 => {
                 // Other FF-A calls from general VMs are not handled yet.
                 [
@@ -153,7 +121,7 @@ impl Layer<'_> {
     /// General VM `vm`'s guest makes the call `x` (on its conduit) and
     /// hands back the answer; a guest that faulted or failed gives an
     /// answer no check accepts (the reason is logged).
-    fn vm_call(&mut self, vm: u16, x: [u64; 8]) -> Answer {
+    pub(crate) fn vm_call(&mut self, vm: u16, x: [u64; 8]) -> Answer {
         match self.guest(vm, Op::Call(Self::conduit(vm)), x) {
             Ok(Outcome::Done(a)) => a,
             Ok(Outcome::Fault(ipa)) => {
@@ -171,13 +139,8 @@ impl Layer<'_> {
     /// is the VM's own ID whatever w1[31:16] said; no VM-to-VM messages,
     /// no framework messages (DEN0077 v1.2 §18.3: only the hypervisor
     /// sends VM availability messages).
-    fn vm_request(&mut self, vm: u16, mut x: [u64; 8]) -> Answer {
-        let receiver = x[1] as u16;
-        if receiver & 0x8000 == 0 || x[2] as u32 & fwk::FLAG != 0 {
-            return [f::ERROR_32, 0, f::DENIED as u32 as u64, 0, 0, 0, 0, 0];
-        }
-        x[1] = (vm as u64) << 16 | receiver as u64;
-        self.raw(x)
+    fn vm_request(&mut self, vm: u16, x: [u64; 8]) -> Answer {
+        vm_request(vm, x)
     }
 
     /// `command` with `args` to `dst` from general VM `vm`'s guest.
@@ -220,6 +183,41 @@ impl Layer<'_> {
             Err(format!("answer {:#x?}", &a[..4]))
         }
     }
+}
+
+/// Passes `x` (x0-x7) to the core as the call of endpoint `vm` (0: the
+/// layer itself), on the calling core, and returns the answer;
+/// FFA_YIELD/FFA_INTERRUPT of a trusted VM are resumed with FFA_RUN, as the
+/// reference hypervisor does.
+pub fn raw(x: [u64; 8]) -> Answer {
+    let mut r = Regs::default();
+    r.0[..8].copy_from_slice(&x);
+    platform::call(&mut r);
+    let mut n = 0;
+    while (r.0[0] == f::YIELD || r.0[0] == f::INTERRUPT_32) && n < 1000 {
+        let target = r.0[1] & 0xFFFF_FFFF;
+        r = Regs::default();
+        r.0[0] = f::RUN;
+        r.0[1] = target;
+        platform::call(&mut r);
+        n += 1;
+    }
+    let mut a = [0; 8];
+    a.copy_from_slice(&r.0[..8]);
+    a
+}
+
+/// A general VM's direct request as the layer forwards it, from any of its
+/// vCPUs: the sender is the VM's own ID whatever w1[31:16] said; no
+/// VM-to-VM messages, no framework messages (DEN0077 v1.2 §18.3: only the
+/// hypervisor sends VM availability messages).
+pub fn vm_request(vm: u16, mut x: [u64; 8]) -> Answer {
+    let receiver = x[1] as u16;
+    if receiver & 0x8000 == 0 || x[2] as u32 & fwk::FLAG != 0 {
+        return [f::ERROR_32, 0, f::DENIED as u32 as u64, 0, 0, 0, 0, 0];
+    }
+    x[1] = (vm as u64) << 16 | receiver as u64;
+    raw(x)
 }
 
 /// The FF-A error code of an answer, if it is FFA_ERROR.
@@ -269,11 +267,10 @@ impl Report {
 const USERS: [u16; 4] = [1, 2, 3, 4];
 
 /// Runs the per-user checks; returns (passed, failed).
-pub fn run(core: &mut Core) -> (u32, u32) {
+pub fn run() -> (u32, u32) {
     let mut r = Report::default();
-    let booted = core.partitions().len();
+    let booted = platform::with_core(|c| c.partitions().len()).unwrap_or(0);
     let mut l = Layer {
-        core,
         guests: Vec::new(),
         shares: Vec::new(),
         own_tx: None,
@@ -342,14 +339,6 @@ pub fn run(core: &mut Core) -> (u32, u32) {
         // PSCI_FEATURES(PSCI_VERSION): 0, supported.
         let a = l.vm_call(1, [psci::FEATURES, psci::VERSION, 0, 0, 0, 0, 0, 0]);
         if a[0] == 0 {
-            Ok(())
-        } else {
-            Err(format!("{:#x}", a[0]))
-        }
-    });
-    r.check("rpi4-vm2-psci-cpu-on-denied", || {
-        let a = l.vm_call(2, [psci::CPU_ON_32, 1, 0x4000_0000, 0, 0, 0, 0, 0]);
-        if a[0] == psci::DENIED {
             Ok(())
         } else {
             Err(format!("{:#x}", a[0]))
@@ -440,6 +429,10 @@ pub fn run(core: &mut Core) -> (u32, u32) {
         let other = tees.first().copied().ok_or("no instance")?;
         expect_error(&l.req(4, other, cmd::ECHO, [0; 4]), f::DENIED)
     });
+    // Cores 1-3 and the VMs' own vCPUs on them (smp.rs, psci.rs).
+    for (name, outcome) in crate::psci::checks(&mut l) {
+        r.check(&name, || outcome);
+    }
     r.check("rpi4-layer-rxtx-mapped", || l.map_own_buffers());
     r.check("rpi4-vm2-rxtx-refused", || {
         // The vtee stage's `vm-mem-rxtx-refused` cases, on this board.
@@ -607,7 +600,7 @@ pub fn run(core: &mut Core) -> (u32, u32) {
             1,
         );
         let h = send(&mut l, 1, mem::func::LEND_64, &d)?;
-        let reclaim = |l: &mut Layer<'_>, vm: u16, h: u64| {
+        let reclaim = |l: &mut Layer, vm: u16, h: u64| {
             l.vm_call(
                 vm,
                 [mem::func::RECLAIM, h & 0xFFFF_FFFF, h >> 32, 0, 0, 0, 0, 0],
@@ -739,6 +732,8 @@ pub fn run(core: &mut Core) -> (u32, u32) {
             Err(format!("read {v:#x}"))
         }
     });
+    // A figure, while all four users' trusted VMs still run (psci.rs).
+    crate::psci::bench_4cores(&mut l);
     r.check("rpi4-faulting-trusted-vm-aborted", || {
         // VM 2's own TEE executes an undefined instruction.
         let a = l.req(2, ids::VTEE_TEMPLATE, cmd::UNDEF, [0; 4]);
@@ -796,7 +791,7 @@ fn send_desc(f_id: u64, sender: u16, to: u16, addr: u64, pages: u32) -> Vec<u8> 
 }
 
 /// VM `vm` writes `d` into its TX and sends it with `f_id`: the answer.
-fn send_answer(l: &mut Layer<'_>, vm: u16, f_id: u64, d: &[u8]) -> Answer {
+fn send_answer(l: &mut Layer, vm: u16, f_id: u64, d: &[u8]) -> Answer {
     let tx = crate::guests::ram(vm) + TX_PAGE;
     if let Err(why) = crate::guests::with_ram(tx, 0x1000, |m| m[..d.len()].copy_from_slice(d)) {
         log::warn!("rpi4: VM {vm}'s TX: {why}");
@@ -806,7 +801,7 @@ fn send_answer(l: &mut Layer<'_>, vm: u16, f_id: u64, d: &[u8]) -> Answer {
 }
 
 /// A send that must succeed: its handle.
-fn send(l: &mut Layer<'_>, vm: u16, f_id: u64, d: &[u8]) -> Result<u64, String> {
+fn send(l: &mut Layer, vm: u16, f_id: u64, d: &[u8]) -> Result<u64, String> {
     let a = send_answer(l, vm, f_id, d);
     if a[0] == f::SUCCESS_32 {
         Ok(a[2] & 0xFFFF_FFFF | (a[3] & 0xFFFF_FFFF) << 32)
@@ -819,7 +814,7 @@ fn send(l: &mut Layer<'_>, vm: u16, f_id: u64, d: &[u8]) -> Result<u64, String> 
 /// writes a document into its RAM, sends it to its own TEE with `f_id`,
 /// the TEE retrieves it, seals it (a keyed checksum written after it) and
 /// relinquishes, the VM reclaims and reads the seal itself.
-fn share_cycle(l: &mut Layer<'_>, vm: u16, f_id: u64) -> Result<(), String> {
+fn share_cycle(l: &mut Layer, vm: u16, f_id: u64) -> Result<(), String> {
     let page = crate::guests::ram(vm) + DOC_PAGE;
     let (seed, key, bytes) = (0xD0C << 20 | vm as u64, 0x5EA1, 128u64);
     crate::guests::with_ram(page, 0x1000, |m| {
@@ -864,7 +859,7 @@ const BENCH_ROUNDS: u64 = 200;
 /// `-icount shift=0` (one instruction per virtual nanosecond) the counter's
 /// ticks convert to instructions: `ticks * 10^9 / CNTFRQ_EL0`. Not a check:
 /// a figure, printed whatever it is (`cargo xtask bench` reads it on virt).
-fn bench(l: &mut Layer<'_>) {
+fn bench(l: &mut Layer) {
     let freq = arch_aarch64::sysreg::read_cntfrq_el0().max(1);
     let start = arch_aarch64::sysreg::read_cntvct_el0();
     for i in 0..BENCH_ROUNDS {
