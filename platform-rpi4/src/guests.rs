@@ -173,8 +173,9 @@ pub fn ram(vm: u16) -> u64 {
 }
 
 /// Runs `f` on `[base, base + size)` through a temporary stage-1 mapping,
-/// then cleans the data cache over it to the point of coherency (the guest
-/// runs with its stage 1 off, so non-cacheable) and unmaps it. Only for
+/// then cleans and invalidates the data cache over it to the point of
+/// coherency (the guest runs with its stage 1 off, so non-cacheable) and
+/// unmaps it. Only for
 /// general-VM RAM the core has not mapped (the guests share none with it).
 pub fn with_ram<R>(base: u64, size: u64, f: impl FnOnce(&mut [u8]) -> R) -> Result<R, String> {
     mmu::map(Region {
@@ -187,24 +188,17 @@ pub fn with_ram<R>(base: u64, size: u64, f: impl FnOnce(&mut [u8]) -> R) -> Resu
     // manifest's ns-memory, outside this image and the trusted pool), which
     // no guest runs on while this core is here.
     let bytes = unsafe { core::slice::from_raw_parts_mut(base as *mut u8, size as usize) };
+    // What the guest wrote with its MMU off went to memory: no line EL2
+    // (or a trusted VM) left in the caches may hide it.
+    // SAFETY: the range is mapped (just above) until the unmap below.
+    unsafe { arch_aarch64::cache::clean_invalidate_to_poc(base as usize, size as usize) };
     let r = f(bytes);
-    for line in (base..base + size).step_by(64) {
-        // SAFETY: cache maintenance by VA on the range mapped above; it
-        // only writes dirty lines back.
-        unsafe {
-            core::arch::asm!("dc civac, {}", in(reg) line, options(nostack, preserves_flags))
-        };
-    }
-    // SAFETY: barriers and an instruction-cache invalidation only.
-    unsafe {
-        core::arch::asm!(
-            "dsb sy",
-            "ic iallu",
-            "dsb sy",
-            "isb",
-            options(nostack, preserves_flags)
-        )
-    };
+    // The guest reads its RAM with its MMU off, past the caches: what EL2
+    // wrote goes to the point of coherency (arch `cache`, docs/rpi4.md),
+    // and the guest's program is fetched afresh.
+    // SAFETY: the range is mapped (just above) until the unmap below.
+    unsafe { arch_aarch64::cache::clean_invalidate_to_poc(base as usize, size as usize) };
+    arch_aarch64::cache::invalidate_icache();
     mmu::unmap(base as usize, (base + size) as usize)
         .map_err(|e| format!("stage-1 unmap of {base:#x}: {e:?}"))?;
     Ok(r)
