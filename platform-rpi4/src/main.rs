@@ -21,6 +21,7 @@ mod guests;
 mod layout;
 mod platform;
 mod share;
+mod share_checks;
 mod users;
 
 use core::panic::PanicInfo;
