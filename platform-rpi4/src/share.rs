@@ -161,16 +161,22 @@ impl Layer<'_> {
         Some(match id {
             f::RXTX_MAP_64 => self.vm_rxtx_map(vm, x),
             f::RXTX_UNMAP => {
-                let s = self.shares_of(vm);
                 // An ID in w1[31:16]: a VM names no one but itself.
-                if x[1] != 0 {
+                if x[1] != 0 || self.shares_of(vm).buffers.is_none() {
                     error(f::INVALID_PARAMETERS)
-                } else if s.buffers.take().is_some() {
-                    success()
                 } else {
-                    error(f::INVALID_PARAMETERS)
+                    self.unmap_buffers(vm)
                 }
             }
+            f::RX_RELEASE => {
+                if self.shares_of(vm).buffers.is_none() {
+                    error(f::DENIED)
+                } else {
+                    // Forwarded with the VM's ID in w1[15:0] (§13.7).
+                    self.raw([f::RX_RELEASE, vm as u64, 0, 0, 0, 0, 0, 0])
+                }
+            }
+            f::MSG_SEND2 => self.vm_msg_send2(vm, x),
             func::SHARE_32 | func::SHARE_64 => self.vm_send(vm, x, Op::Share, stage2),
             func::LEND_32 | func::LEND_64 => self.vm_send(vm, x, Op::Lend, stage2),
             func::DONATE_32 | func::DONATE_64 => self.vm_send(vm, x, Op::Donate, stage2),
@@ -208,7 +214,90 @@ impl Layer<'_> {
         if s.away & (page_bit(base, tx) | page_bit(base, rx)) != 0 {
             return error(f::DENIED);
         }
-        s.buffers = Some((tx, rx));
+        let Some(own_tx) = self.own_tx else {
+            return error(f::NOT_SUPPORTED);
+        };
+        // The pair is mapped with the core in the VM's name (FFA_RXTX_MAP
+        // with every argument zero and an Endpoint RX/TX descriptor in the
+        // layer's TX, §13.5 and Hafnium's forwarding), so the core reads
+        // the VM's TX for FFA_MSG_SEND2 and keeps its pages pinned. The
+        // descriptor: the VM, then one composite (one constituent) for RX
+        // at 16 and one for TX at 48.
+        let mut b = [0u8; 80];
+        b[0..2].copy_from_slice(&vm.to_le_bytes());
+        b[4..8].copy_from_slice(&16u32.to_le_bytes());
+        b[8..12].copy_from_slice(&48u32.to_le_bytes());
+        for (at, pa) in [(16, rx), (48, tx)] {
+            b[at..at + 4].copy_from_slice(&1u32.to_le_bytes());
+            b[at + 4..at + 8].copy_from_slice(&1u32.to_le_bytes());
+            b[at + 16..at + 24].copy_from_slice(&pa.to_le_bytes());
+            b[at + 24..at + 28].copy_from_slice(&1u32.to_le_bytes());
+        }
+        let a = self.forward(own_tx, &b, [f::RXTX_MAP_64, 0, 0, 0, 0, 0, 0, 0]);
+        if a[0] == f::SUCCESS_32 {
+            self.shares_of(vm).buffers = Some((tx, rx));
+        }
+        a
+    }
+
+    /// FFA_RXTX_UNMAP of VM `vm`'s pair, forwarded with its ID in
+    /// w1[31:16] (§13.6); also when the layer destroys the VM.
+    pub fn unmap_buffers(&mut self, vm: u16) -> Answer {
+        let a = self.raw([f::RXTX_UNMAP, (vm as u64) << 16, 0, 0, 0, 0, 0, 0]);
+        if a[0] == f::SUCCESS_32 {
+            self.shares_of(vm).buffers = None;
+        }
+        a
+    }
+
+    /// FFA_MSG_SEND2 (DEN0077 v1.2 §7.2, §15) from VM `vm`: the message
+    /// stays in its TX (the core reads it there); its header must name the
+    /// VM as sender (else INVALID_PARAMETERS, as an ID in w1, the layer's
+    /// to fill) and a partition as receiver (another VM: DENIED); the
+    /// core's per-user rule decides which partition. On success the layer,
+    /// as the normal world's scheduler, runs the receiver (FFA_RUN) so that
+    /// it reads its RX, as the reference hypervisor does.
+    fn vm_msg_send2(&mut self, vm: u16, x: [u64; 8]) -> Answer {
+        let Some((tx, _)) = self.shares_of(vm).buffers else {
+            return error(f::INVALID_PARAMETERS);
+        };
+        if x[1] as u32 != 0 {
+            return error(f::INVALID_PARAMETERS);
+        }
+        let mut h = [0u8; 16];
+        if with_ram(tx, PAGE, |m| h.copy_from_slice(&m[..16])).is_err() {
+            return error(f::INVALID_PARAMETERS);
+        }
+        let (receiver, sender) = (get16(&h, 12), get16(&h, 14));
+        if sender != vm {
+            return error(f::INVALID_PARAMETERS);
+        }
+        if receiver & 0x8000 == 0 {
+            // Another VM or the layer: no VM-to-VM messages.
+            return error(f::DENIED);
+        }
+        let a = self.raw([
+            f::MSG_SEND2,
+            (vm as u64) << 16,
+            x[2] & 0xFFFF_FFFF,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ]);
+        if a[0] != f::SUCCESS_32 {
+            return a;
+        }
+        let target = if receiver == ids::VTEE_TEMPLATE {
+            self.own_instance(vm).unwrap_or(receiver)
+        } else {
+            receiver
+        };
+        let run = self.raw([f::RUN, (target as u64) << 16, 0, 0, 0, 0, 0, 0]);
+        if run[0] == f::ERROR_32 {
+            log::debug!("rpi4: VM {vm}: running {target:#x}: {:#x}", run[2]);
+        }
         success()
     }
 

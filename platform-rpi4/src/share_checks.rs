@@ -1,6 +1,7 @@
-//! The rpi4 checks of donations, fragmented sends and the VMs' pinned
-//! buffers (`share.rs`): the same check functions as the vtee stage's
-//! `vm-mem-donate*`, `vm-mem-frag-tx*` and `vm-mem-buffers-pinned`
+//! The rpi4 checks of donations, fragmented sends, the VMs' pinned
+//! buffers and indirect messages (`share.rs`): the same check functions
+//! as the vtee stage's `vm-mem-donate*`, `vm-mem-frag-tx*`,
+//! `vm-mem-buffers-pinned` and `vm-msg-send2-*`
 //! (`test_protocol::vm_checks`), run with this board's guests. Every FF-A
 //! call in them is made by the guest at EL1 and trapped by the VM layer;
 //! every load and store is the guest's own, through its stage 2.
@@ -163,6 +164,13 @@ pub fn run(l: &mut Layer<'_>, r: &mut Report, tees: &[u16]) {
     });
     r.check("rpi4-vm1-buffers-pinned", || {
         text(shared::buffers_pinned(l, 1, guests::ram(1) + DOC_PAGE))
+    });
+    r.check("rpi4-vm1-vm4-msg-send2-own-tee", || {
+        text(shared::msg_own_tee(l, &[1, 4]))
+    });
+    r.check("rpi4-vm2-msg-send2-refused", || {
+        let tee1 = tees.first().copied().ok_or("no instance of VM 1")?;
+        text(shared::msg_refused(l, 2, 1, tee1))
     });
 }
 

@@ -11,7 +11,9 @@
 //! and stores are the VM's own, through its stage 2. Nothing here
 //! allocates: descriptors are written into a buffer on the stack.
 
-use crate::ffa::{BUSY, DENIED, ERROR_32, INVALID_PARAMETERS, RXTX_MAP_64, RXTX_UNMAP, SUCCESS_32};
+use crate::ffa::{
+    BUSY, DENIED, ERROR_32, INVALID_PARAMETERS, MSG_SEND2, RXTX_MAP_64, RXTX_UNMAP, SUCCESS_32,
+};
 use crate::mem::{self, func, perm};
 use crate::{cmd, ids};
 
@@ -435,4 +437,84 @@ pub fn buffers_pinned<V: Vms>(v: &mut V, vm: u16, lent: u64) -> Outcome {
     let back = reclaim(v, vm, h)?;
     refused?;
     ensure_eq(back, SUCCESS_32, "reclaim")
+}
+
+/// VM `vm` writes an indirect message (DEN0077 v1.2 §7.2, the v1.2 header
+/// of 40 bytes, 8 bytes of payload) from `from` to `to` into its TX.
+fn message<V: Vms>(v: &mut V, vm: u16, from: u16, to: u16, payload: u64) -> Outcome {
+    let mut m = [0u8; 48];
+    m[8..12].copy_from_slice(&40u32.to_le_bytes());
+    m[12..14].copy_from_slice(&to.to_le_bytes());
+    m[14..16].copy_from_slice(&from.to_le_bytes());
+    m[16..20].copy_from_slice(&8u32.to_le_bytes());
+    m[40..48].copy_from_slice(&payload.to_le_bytes());
+    let tx = v.tx(vm);
+    v.write(vm, tx, &m)
+}
+
+fn send2<V: Vms>(v: &mut V, vm: u16, w1: u64) -> Result<u64, Fail> {
+    Ok(ans(&v.call(vm, [MSG_SEND2, w1, 0, 0, 0, 0, 0, 0])?))
+}
+
+/// FFA_MSG_SEND2 (DEN0077 v1.2 §7.2, §15) from each of `vms` to its own
+/// TEE (the template's ID): the TEE takes one message, from the VM, with
+/// its payload and size.
+pub fn msg_own_tee<V: Vms>(v: &mut V, vms: &[u16]) -> Outcome {
+    for &vm in vms {
+        map_buffers(v, vm)?;
+        let [_, _, _, before] = v.tee(vm, cmd::LAST_MSG, [0; 4])?;
+        let payload = 0x1D1_0000 + vm as u64;
+        message(v, vm, vm, ids::VTEE_TEMPLATE, payload)?;
+        ensure_eq(send2(v, vm, 0)?, SUCCESS_32, "MSG_SEND2")?;
+        let [sender, first, size, count] = v.tee(vm, cmd::LAST_MSG, [0; 4])?;
+        ensure_eq(count, before + 1, "the TEE took one message")?;
+        ensure_eq(sender, vm as u64, "from the VM")?;
+        ensure_eq(first, payload, "its payload")?;
+        ensure_eq(size, 8, "its size")?;
+    }
+    Ok(())
+}
+
+/// FFA_MSG_SEND2 refused: a forged sender in the header, an ID in w1,
+/// another VM as receiver (the layer's answers, nothing forwarded);
+/// `others`' TEE (`other_tee`, its instance's ID) and sp1 (the core's
+/// per-user rule: DENIED), VM `other`'s TEE gets nothing; without buffers
+/// INVALID_PARAMETERS.
+pub fn msg_refused<V: Vms>(v: &mut V, vm: u16, other: u16, other_tee: u16) -> Outcome {
+    map_buffers(v, vm)?;
+    let [_, _, _, before] = v.tee(other, cmd::LAST_MSG, [0; 4])?;
+    let fwd = v.forwarded(vm);
+    for (from, to, w1, want) in [
+        (other, ids::VTEE_TEMPLATE, 0u64, INVALID_PARAMETERS),
+        (0, ids::VTEE_TEMPLATE, 0, INVALID_PARAMETERS),
+        (
+            vm,
+            ids::VTEE_TEMPLATE,
+            (vm as u64) << 16,
+            INVALID_PARAMETERS,
+        ),
+        (vm, other, 0, DENIED),
+    ] {
+        message(v, vm, from, to, 9)?;
+        ensure_eq(send2(v, vm, w1)?, err(want), "refused by the layer")?;
+    }
+    ensure_eq(
+        v.forwarded(vm).unwrap_or(0),
+        fwd.unwrap_or(0),
+        "nothing forwarded",
+    )?;
+    for to in [other_tee, ids::SP1] {
+        message(v, vm, vm, to, 9)?;
+        ensure_eq(
+            send2(v, vm, 0)?,
+            err(DENIED),
+            "another VM's TEE or an unbound partition",
+        )?;
+    }
+    let [_, _, _, after] = v.tee(other, cmd::LAST_MSG, [0; 4])?;
+    ensure_eq(after, before, "the other VM's TEE got nothing")?;
+    let a = v.call(vm, [RXTX_UNMAP, 0, 0, 0, 0, 0, 0, 0])?;
+    ensure_eq(ans(&a), SUCCESS_32, "unmap")?;
+    ensure_eq(send2(v, vm, 0)?, err(INVALID_PARAMETERS), "no TX")?;
+    map_buffers(v, vm)
 }

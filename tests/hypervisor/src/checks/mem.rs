@@ -650,71 +650,16 @@ impl T<'_> {
     }
 
     /// An indirect message (v1.2 header) from `from` to `to` in VM `vm`'s TX.
-    fn message(&self, vm: u16, from: u16, to: u16, payload: u64) -> Outcome {
-        let mut m = [0u8; 48];
-        m[8..12].copy_from_slice(&40u32.to_le_bytes());
-        m[12..14].copy_from_slice(&to.to_le_bytes());
-        m[14..16].copy_from_slice(&from.to_le_bytes());
-        m[16..20].copy_from_slice(&8u32.to_le_bytes());
-        m[40..48].copy_from_slice(&payload.to_le_bytes());
-        self.vm_write(vm, TX_IPA, &m)
-    }
-
+    /// VMs 1 and 4 send their own TEE an indirect message (shared with the
+    /// rpi4 stage, `test_protocol::vm_checks`).
     pub fn msg_own_tee(&mut self) -> Outcome {
-        for vm in [1u16, 4] {
-            self.buffers(vm)?;
-            let [_, _, _, before] = self.tee(vm, cmd::LAST_MSG, [0; 4])?;
-            let payload = 0x1D1_0000 + vm as u64;
-            self.message(vm, vm, ids::VTEE_TEMPLATE, payload)?;
-            let r = self.smc(vm, req_regs(ffa::MSG_SEND2, &[0, 0]))?;
-            ensure_eq!(r[0], ffa::SUCCESS_32, "MSG_SEND2");
-            let [sender, first, size, count] = self.tee(vm, cmd::LAST_MSG, [0; 4])?;
-            ensure_eq!(count, before + 1, "the TEE took one message");
-            ensure_eq!(sender, vm as u64, "from the VM");
-            ensure_eq!(first, payload, "its payload");
-            ensure_eq!(size, 8, "its size");
-        }
-        Ok(())
+        shared(vm_checks::msg_own_tee(self, &[1, 4]))
     }
 
+    /// VM 2's refused indirect messages (shared with the rpi4 stage).
     pub fn msg_refused(&mut self) -> Outcome {
-        self.buffers(2)?;
-        let [_, _, _, before] = self.tee(1, cmd::LAST_MSG, [0; 4])?;
-        let fwd = self.hyp.forwarded_of(2);
-        // Forged sender in the header, an ID in w1, another VM as receiver:
-        // the hypervisor refuses.
-        for (from, to, w1, want) in [
-            (1u16, ids::VTEE_TEMPLATE, 0u64, ffa::INVALID_PARAMETERS),
-            (0, ids::VTEE_TEMPLATE, 0, ffa::INVALID_PARAMETERS),
-            (2, ids::VTEE_TEMPLATE, 1 << 16, ffa::INVALID_PARAMETERS),
-            (2, 1, 0, ffa::DENIED),
-        ] {
-            self.message(2, from, to, 9)?;
-            let r = self.smc(2, req_regs(ffa::MSG_SEND2, &[w1, 0]))?;
-            if code(&r) != want {
-                say!("    ({from:#x} -> {to:#x}, w1 {w1:#x}: {:#x})", ans(&r));
-                return Err(fail("not refused as expected"));
-            }
-        }
-        ensure_eq!(self.hyp.forwarded_of(2), fwd, "nothing forwarded");
-        // VM 1's TEE, and sp1: the SPMC's rule.
-        for to in [self.inst[1], ids::SP1] {
-            self.message(2, 2, to, 9)?;
-            let r = self.smc(2, req_regs(ffa::MSG_SEND2, &[0, 0]))?;
-            ensure_eq!(
-                code(&r),
-                ffa::DENIED,
-                "another VM's TEE or an unbound partition"
-            );
-        }
-        let [_, _, _, after] = self.tee(1, cmd::LAST_MSG, [0; 4])?;
-        ensure_eq!(after, before, "VM 1's TEE got nothing");
-        // Without buffers.
-        let r = self.smc(2, req_regs(ffa::RXTX_UNMAP, &[]))?;
-        ensure_eq!(r[0], ffa::SUCCESS_32, "unmap");
-        let r = self.smc(2, req_regs(ffa::MSG_SEND2, &[0, 0]))?;
-        ensure_eq!(code(&r), ffa::INVALID_PARAMETERS, "no TX");
-        self.buffers(2)
+        let other_tee = self.inst[1];
+        shared(vm_checks::msg_refused(self, 2, 1, other_tee))
     }
 
     // ---- The VM as a borrower (issue 18 item 2, through the hypervisor) ----
