@@ -23,6 +23,7 @@
 
 extern crate alloc;
 
+pub mod cache;
 pub mod console;
 pub mod cpu;
 pub mod entry;

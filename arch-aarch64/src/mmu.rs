@@ -205,6 +205,32 @@ pub fn map(region: Region) -> Result<(), MmuError> {
     .map_err(MmuError::Map)
 }
 
+/// True if `va` has a valid EL2 stage-1 translation now (AT S1E2R): a
+/// page something else mapped (the core's normal-world buffers) that a
+/// temporary mapping must leave alone.
+pub fn is_mapped(va: usize) -> bool {
+    let par: u64;
+    // SAFETY: an address translation and PAR_EL1's save and restore: no
+    // memory is touched, and PAR_EL1 (which may hold a vCPU's EL1 state)
+    // is put back as it was.
+    unsafe {
+        core::arch::asm!(
+            "mrs {saved}, par_el1",
+            "at s1e2r, {va}",
+            "isb",
+            "mrs {par}, par_el1",
+            "msr par_el1, {saved}",
+            "isb",
+            va = in(reg) va,
+            saved = out(reg) _,
+            par = out(reg) par,
+            options(nostack, preserves_flags)
+        )
+    };
+    // PAR_EL1.F: the translation faulted.
+    par & 1 == 0
+}
+
 /// Removes a mapping made with [`map`] (and invalidates the EL2 TLB for it).
 pub fn unmap(start: usize, end: usize) -> Result<(), MmuError> {
     let mut slot = MAP.lock();

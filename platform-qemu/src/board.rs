@@ -2,8 +2,8 @@
 
 use alloc::vec::Vec;
 
-use arch_aarch64::guarded;
 use arch_aarch64::mmu::{self, Kind, Region};
+use arch_aarch64::{cache, guarded};
 use spmc::addr::{Ipa, IpaSpace, PAGE_SIZE, Pa};
 use spmc::manifest::MemRange;
 use spmc::platform::{MemError, Platform};
@@ -94,6 +94,18 @@ impl Where {
     }
 }
 
+/// Cleans and invalidates what the core just wrote at `w` to the point of
+/// coherency: partitions (and the rpi4 image's general VMs) read it with
+/// their MMU off, bypassing the caches (arch `cache`, docs/rpi4.md).
+fn to_poc(w: Where, len: usize) {
+    // SAFETY: `w` came from `check`, which proved `[w, w + len)` is secure
+    // memory the SPMC maps or normal-world memory mapped for it, and the
+    // callers clean only after their write succeeded (a normal-world page
+    // that does not answer is never cleaned); cache maintenance by VA
+    // changes no byte.
+    unsafe { cache::clean_invalidate_to_poc(w.ptr() as usize, len) };
+}
+
 /// An external abort in a guarded access: the memory is not there.
 fn aborted(_: guarded::Aborted) -> MemError {
     MemError::Aborted
@@ -118,10 +130,14 @@ impl Platform for Qemu {
         let dst = self.check(pa, data.len() as u64)?;
         if dst.ns() {
             // SAFETY: as in `read`; no Rust reference points into that memory.
-            return unsafe { guarded::copy(dst.ptr(), data.as_ptr(), data.len()) }.map_err(aborted);
+            let r = unsafe { guarded::copy(dst.ptr(), data.as_ptr(), data.len()) };
+            r.map_err(aborted)?;
+            to_poc(dst, data.len());
+            return Ok(());
         }
         // SAFETY: as in `read`; no Rust reference points into that memory.
         unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), dst.ptr(), data.len()) };
+        to_poc(dst, data.len());
         Ok(())
     }
 
@@ -129,10 +145,14 @@ impl Platform for Qemu {
         let dst = self.check(pa, len)?;
         if dst.ns() {
             // SAFETY: as in `write`.
-            return unsafe { guarded::zero(dst.ptr(), len as usize) }.map_err(aborted);
+            let r = unsafe { guarded::zero(dst.ptr(), len as usize) };
+            r.map_err(aborted)?;
+            to_poc(dst, len as usize);
+            return Ok(());
         }
         // SAFETY: as in `write`.
         unsafe { core::ptr::write_bytes(dst.ptr(), 0, len as usize) };
+        to_poc(dst, len as usize);
         Ok(())
     }
 
@@ -141,11 +161,18 @@ impl Platform for Qemu {
         let s = self.check(src, len)?;
         if d.ns() || s.ns() {
             // SAFETY: as in `write`; the core never asks for overlapping ranges.
-            return unsafe { guarded::copy(d.ptr(), s.ptr(), len as usize) }.map_err(aborted);
+            let r = unsafe { guarded::copy(d.ptr(), s.ptr(), len as usize) };
+            r.map_err(aborted)?;
+            to_poc(d, len as usize);
+            return Ok(());
         }
         // SAFETY: as in `write`; the core never asks for overlapping ranges,
         // and `copy` (memmove) would be correct even if it did.
         unsafe { core::ptr::copy(s.ptr(), d.ptr(), len as usize) };
+        to_poc(d, len as usize);
+        // What the core copies into its own memory may be code (a
+        // partition's image, a per-user instance of a template).
+        cache::invalidate_icache();
         Ok(())
     }
 

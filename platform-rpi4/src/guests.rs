@@ -173,40 +173,57 @@ pub fn ram(vm: u16) -> u64 {
 }
 
 /// Runs `f` on `[base, base + size)` through a temporary stage-1 mapping,
-/// then cleans the data cache over it to the point of coherency (the guest
-/// runs with its stage 1 off, so non-cacheable) and unmaps it. Only for
-/// general-VM RAM the core has not mapped (the guests share none with it).
+/// then cleans and invalidates the data cache over it to the point of
+/// coherency (the guest runs with its stage 1 off, so non-cacheable) and
+/// unmaps it. Pages the core keeps mapped (a VM's RX/TX pair) are used
+/// through the core's mapping and left mapped.
 pub fn with_ram<R>(base: u64, size: u64, f: impl FnOnce(&mut [u8]) -> R) -> Result<R, String> {
-    mmu::map(Region {
-        start: base as usize,
-        end: (base + size) as usize,
-        kind: S1Kind::NonSecure,
-    })
-    .map_err(|e| format!("stage-1 map of {base:#x}: {e:?}"))?;
-    // SAFETY: just mapped read-write for EL2; general-VM RAM (the
-    // manifest's ns-memory, outside this image and the trusted pool), which
-    // no guest runs on while this core is here.
-    let bytes = unsafe { core::slice::from_raw_parts_mut(base as *mut u8, size as usize) };
-    let r = f(bytes);
-    for line in (base..base + size).step_by(64) {
-        // SAFETY: cache maintenance by VA on the range mapped above; it
-        // only writes dirty lines back.
-        unsafe {
-            core::arch::asm!("dc civac, {}", in(reg) line, options(nostack, preserves_flags))
-        };
+    const PAGE: u64 = 0x1000;
+    if size > 64 * PAGE || !base.is_multiple_of(PAGE) || !size.is_multiple_of(PAGE) {
+        return Err(format!(
+            "with_ram({base:#x}, {size:#x}): not whole pages, at most 64"
+        ));
     }
-    // SAFETY: barriers and an instruction-cache invalidation only.
-    unsafe {
-        core::arch::asm!(
-            "dsb sy",
-            "ic iallu",
-            "dsb sy",
-            "isb",
-            options(nostack, preserves_flags)
-        )
-    };
-    mmu::unmap(base as usize, (base + size) as usize)
-        .map_err(|e| format!("stage-1 unmap of {base:#x}: {e:?}"))?;
+    // The pages the core keeps mapped (a VM's RX/TX pair it maps in the
+    // VM's name) stay as they are: only the others are mapped here, and
+    // unmapped after.
+    let mut ours = 0u64;
+    for i in 0..size / PAGE {
+        let page = base + i * PAGE;
+        if mmu::is_mapped(page as usize) {
+            continue;
+        }
+        mmu::map(Region {
+            start: page as usize,
+            end: (page + PAGE) as usize,
+            kind: S1Kind::NonSecure,
+        })
+        .map_err(|e| format!("stage-1 map of {page:#x}: {e:?}"))?;
+        ours |= 1 << i;
+    }
+    // SAFETY: every page is mapped read-write for EL2 (just above, or by
+    // the core); general-VM RAM (the manifest's ns-memory, outside this
+    // image and the trusted pool), which no guest runs on while this core
+    // is here, and which the core touches only inside its calls.
+    let bytes = unsafe { core::slice::from_raw_parts_mut(base as *mut u8, size as usize) };
+    // What the guest wrote with its MMU off went to memory: no line EL2
+    // (or a trusted VM) left in the caches may hide it.
+    // SAFETY: the range is mapped (just above) until the unmap below.
+    unsafe { arch_aarch64::cache::clean_invalidate_to_poc(base as usize, size as usize) };
+    let r = f(bytes);
+    // The guest reads its RAM with its MMU off, past the caches: what EL2
+    // wrote goes to the point of coherency (arch `cache`, docs/rpi4.md),
+    // and the guest's program is fetched afresh.
+    // SAFETY: the range is mapped (just above) until the unmap below.
+    unsafe { arch_aarch64::cache::clean_invalidate_to_poc(base as usize, size as usize) };
+    arch_aarch64::cache::invalidate_icache();
+    for i in 0..size / PAGE {
+        if ours & (1 << i) != 0 {
+            let page = base + i * PAGE;
+            mmu::unmap(page as usize, (page + PAGE) as usize)
+                .map_err(|e| format!("stage-1 unmap of {page:#x}: {e:?}"))?;
+        }
+    }
     Ok(r)
 }
 

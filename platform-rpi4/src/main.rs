@@ -22,6 +22,7 @@ mod layout;
 mod platform;
 mod psci;
 mod share;
+mod share_checks;
 mod smp;
 mod users;
 

@@ -33,6 +33,9 @@ pub struct Layer {
     pub shares: Vec<crate::share::VmShares>,
     /// The layer's own TX page, once mapped with the core.
     pub own_tx: Option<u64>,
+    /// Calls the layer made to the core (the shared checks' "nothing
+    /// forwarded").
+    pub forwarded: u64,
 }
 
 /// PSCI function IDs (DEN0022): the calls a general VM may make to TF-A.
@@ -53,6 +56,7 @@ impl Layer {
     /// layer itself) and returns the answer; FFA_YIELD/FFA_INTERRUPT of a
     /// trusted VM are resumed with FFA_RUN, as the reference hypervisor does.
     pub fn raw(&mut self, x: [u64; 8]) -> Answer {
+        self.forwarded += 1;
         raw(x)
     }
 
@@ -96,7 +100,7 @@ impl Layer {
 
     /// Runs general VM `vm`'s guest for `op` with x0-x7 = `x`; its trapped
     /// calls go to [`Layer::trapped`] with its own ID.
-    fn guest(&mut self, vm: u16, op: Op, x: [u64; 8]) -> Result<Outcome, String> {
+    pub(crate) fn guest(&mut self, vm: u16, op: Op, x: [u64; 8]) -> Result<Outcome, String> {
         let slot = (vm as usize).wrapping_sub(1);
         let mut g = self
             .guests
@@ -144,7 +148,7 @@ impl Layer {
     }
 
     /// `command` with `args` to `dst` from general VM `vm`'s guest.
-    fn req(&mut self, vm: u16, dst: u16, command: u64, args: [u64; 4]) -> Answer {
+    pub(crate) fn req(&mut self, vm: u16, dst: u16, command: u64, args: [u64; 4]) -> Answer {
         self.vm_call(
             vm,
             [
@@ -226,7 +230,7 @@ fn error_code(a: &Answer) -> Option<i32> {
 }
 
 /// A direct response with status OK: its results x4-x7.
-fn ok(a: &Answer) -> Result<[u64; 4], String> {
+pub(crate) fn ok(a: &Answer) -> Result<[u64; 4], String> {
     if a[0] == f::MSG_SEND_DIRECT_RESP_64 && a[3] == status::OK {
         Ok([a[4], a[5], a[6], a[7]])
     } else {
@@ -234,7 +238,7 @@ fn ok(a: &Answer) -> Result<[u64; 4], String> {
     }
 }
 
-fn expect_error(a: &Answer, code: i32) -> Result<(), String> {
+pub(crate) fn expect_error(a: &Answer, code: i32) -> Result<(), String> {
     match error_code(a) {
         Some(c) if c == code => Ok(()),
         _ => Err(format!("expected FFA_ERROR({code}), got {:#x?}", &a[..4])),
@@ -243,13 +247,13 @@ fn expect_error(a: &Answer, code: i32) -> Result<(), String> {
 
 /// Counts of one run.
 #[derive(Debug, Default)]
-struct Report {
+pub(crate) struct Report {
     passed: u32,
     failed: u32,
 }
 
 impl Report {
-    fn check(&mut self, name: &str, f: impl FnOnce() -> Result<(), String>) {
+    pub(crate) fn check(&mut self, name: &str, f: impl FnOnce() -> Result<(), String>) {
         match f() {
             Ok(()) => {
                 self.passed += 1;
@@ -274,6 +278,7 @@ pub fn run() -> (u32, u32) {
         guests: Vec::new(),
         shares: Vec::new(),
         own_tx: None,
+        forwarded: 0,
     };
     for vm in USERS {
         let mut guest = None;
@@ -630,6 +635,7 @@ pub fn run() -> (u32, u32) {
             vm_refusal::NO_TX,
         )
     });
+    crate::share_checks::run(&mut l, &mut r, &tees);
     r.check("rpi4-forged-sender-stamped", || {
         // VM 2's guest names VM 1 as sender: the trap says 2, so sp1 stays
         // denied.
@@ -678,6 +684,8 @@ pub fn run() -> (u32, u32) {
         }
     });
     r.check("rpi4-vm3-destroyed", || {
+        // Its RX/TX pair, which the core maps in its name, goes first.
+        let _ = l.unmap_buffers(3);
         let g = l.guests[2].take().ok_or("no guest")?;
         g.destroy()?;
         if let Some(s) = l.shares.get_mut(2) {
@@ -716,6 +724,7 @@ pub fn run() -> (u32, u32) {
             o => Err(format!("{o:x?}")),
         }
     });
+    crate::share_checks::after_recreate(&mut l, &mut r);
     r.check("rpi4-vm3-recreated-tee-zeroed", || {
         let v = ok(&l.req(3, ids::VTEE_TEMPLATE, cmd::KV_GET, [7, 0, 0, 0]))?[0];
         if v == 0 {
@@ -772,9 +781,9 @@ pub fn run() -> (u32, u32) {
 
 /// Pages of a general VM's RAM the share checks use (offsets from its
 /// base): its TX and RX buffers, and the document it shares.
-const TX_PAGE: u64 = 0x1000;
-const RX_PAGE: u64 = 0x2000;
-const DOC_PAGE: u64 = 0x4000;
+pub(crate) const TX_PAGE: u64 = 0x1000;
+pub(crate) const RX_PAGE: u64 = 0x2000;
+pub(crate) const DOC_PAGE: u64 = 0x4000;
 
 /// A v1.2 send descriptor (DEN0140 chapter 3) from `sender` to `to` of
 /// `pages` pages at `addr`, read-write, as the reference hypervisor's

@@ -197,6 +197,9 @@ pub fn run(hyp: &mut Hypervisor, r: &mut Report, demo: &demo::Outcome) {
     check(r, &mut t, "vm-mem-frag-tx-refused-and-cancelled", |t| {
         t.mem_fragments_refused()
     });
+    check(r, &mut t, "vm-mem-buffers-pinned", |t| {
+        t.mem_buffers_pinned()
+    });
     check(r, &mut t, "vm-mem-other-vm-tee-denied", |t| t.mem_policy());
     check(r, &mut t, "vm-mem-donate-beyond-own-tee-denied", |t| {
         t.mem_donate_beyond_own_tee()

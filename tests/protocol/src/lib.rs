@@ -16,6 +16,7 @@
 
 pub mod ffa;
 pub mod mem;
+pub mod vm_checks;
 
 /// Commands, in x3 (REQ) or x4 (REQ2).
 #[allow(missing_docs, reason = "each variant documents itself below")]

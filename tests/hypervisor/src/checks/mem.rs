@@ -8,7 +8,7 @@
 use alloc::vec::Vec;
 
 use test_protocol::mem::{Layout, List, Range, Receiver, Transaction, func, perm, vm_refusal};
-use test_protocol::{cmd, ids};
+use test_protocol::{cmd, ids, vm_checks};
 
 use super::{T, req_regs};
 use crate::ffa::{self, Regs, code};
@@ -355,31 +355,16 @@ impl T<'_> {
         Ok(())
     }
 
-    /// A donated page is gone for good once the TEE retrieved it.
+    /// A donated page is gone for good once the TEE retrieved it
+    /// (`test_protocol::vm_checks`, shared with the rpi4 stage); the VM
+    /// goes, its TEE (the owner) too; the page is zeroed and its next VM
+    /// may share it.
     pub fn mem_donate(&mut self, f: u64) -> Outcome {
-        self.buffers(4)?;
         let ipa = DOC_IPA + PAGE;
-        let want = self.document(4, ipa, 64, 0xD0, 9)?;
-        let d = desc(f, 4, &[ids::VTEE_TEMPLATE], &one(ipa, 1));
-        let h = self.send_ok(4, f, &d)?;
-        let [_, seal, _, _] = self.seal(4, h, 64, 9)?;
-        ensure_eq!(seal, want, "the TEE's seal");
-        ensure_eq!(
-            self.reclaim(4, h, 0)?,
-            err(ffa::INVALID_PARAMETERS),
-            "reclaim of a donation retrieved"
-        );
-        let bit = 1u16 << ((ipa - RAM_IPA) / PAGE);
-        let st = self.hyp.shares_of(4).ok_or(fail("no VM 4"))?;
-        ensure!(st.away & bit != 0, "the page stays away");
-        ensure!(st.held.is_empty(), "no transaction left");
-        let d2 = desc(func::SHARE_64, 4, &[ids::VTEE_TEMPLATE], &one(ipa, 1));
-        let r = self.send(4, func::SHARE_64, &d2, d2.len())?;
-        ensure_eq!(code(&r), ffa::DENIED, "sharing the donated page");
-        // The VM goes: its TEE (the owner) too; the page is zeroed and its
-        // next VM may share it.
+        shared(vm_checks::donate_gone_for_good(self, 4, f, ipa))?;
         self.renew(4)?;
         self.buffers(4)?;
+        let d2 = desc(func::SHARE_64, 4, &[ids::VTEE_TEMPLATE], &one(ipa, 1));
         let h2 = self.send_ok(4, func::SHARE_64, &d2)?;
         ensure_eq!(self.reclaim(4, h2, 0)?, ffa::SUCCESS_32, "reclaim");
         ensure_eq!(self.vm_word(4, ipa)?, 0, "zeroed");
@@ -387,38 +372,27 @@ impl T<'_> {
     }
 
     /// A donation to anything but the VM's own TEE (a shared service, its
-    /// bound partition): DENIED by the hypervisor, whose RAM slots go to the
-    /// next VM (a page given for good to a partition that outlives the VM
-    /// would be zeroed and mapped again); nothing leaves the VM.
+    /// bound partition, another VM's TEE): DENIED by the hypervisor, whose
+    /// RAM slots go to the next VM (shared with the rpi4 stage).
     pub fn mem_donate_beyond_own_tee(&mut self) -> Outcome {
-        self.buffers(1)?;
-        let ipa = DOC_IPA + 3 * PAGE;
-        for to in [ids::TPM, ids::SP1] {
-            let d = desc(func::DONATE_64, 1, &[to], &one(ipa, 1));
-            let r = self.send(1, func::DONATE_64, &d, d.len())?;
-            if code(&r) != ffa::DENIED {
-                say!("    (VM 1 donates to {to:#x}: {:#x})", ans(&r));
-                return Err(fail("not DENIED"));
-            }
-            ensure_eq!(
-                self.hyp.shares_of(1).map_or(1, |s| s.away),
-                0,
-                "nothing away"
-            );
-        }
-        self.poke_peek(1, ipa)
+        let other = self.inst[2];
+        shared(vm_checks::donate_beyond_own_tee(
+            self,
+            1,
+            DOC_IPA + 3 * PAGE,
+            &[ids::TPM, ids::SP1, other],
+        ))
     }
 
-    /// A donation not yet retrieved can still be reclaimed: the page returns.
+    /// A donation not yet retrieved can still be reclaimed: the page returns
+    /// (shared with the rpi4 stage).
     pub fn mem_donate_reclaim_early(&mut self) -> Outcome {
-        self.buffers(2)?;
-        let ipa = DOC_IPA + 2 * PAGE;
-        let d = desc(func::DONATE_64, 2, &[ids::VTEE_TEMPLATE], &one(ipa, 1));
-        let h = self.send_ok(2, func::DONATE_64, &d)?;
-        ensure!(self.hyp.shares_of(2).map_or(0, |s| s.away) != 0, "away");
-        ensure_eq!(self.reclaim(2, h, 0)?, ffa::SUCCESS_32, "reclaim");
-        ensure_eq!(self.hyp.shares_of(2).map_or(1, |s| s.away), 0, "back");
-        self.poke_peek(2, ipa)
+        shared(vm_checks::donate_reclaim_early(
+            self,
+            2,
+            DOC_IPA + 2 * PAGE,
+            ids::VTEE_TEMPLATE,
+        ))
     }
 
     fn poke_peek(&mut self, vm: u16, ipa: u64) -> Outcome {
@@ -437,94 +411,33 @@ impl T<'_> {
     }
 
     /// Three one-page ranges, the first fragment with one of them, then
-    /// FFA_MEM_FRAG_TX with the other two; lent: all three leave the VM.
+    /// FFA_MEM_FRAG_TX with the other two; lent: all three leave the VM
+    /// (shared with the rpi4 stage).
     pub fn mem_fragments(&mut self) -> Outcome {
-        self.buffers(1)?;
-        // Not adjacent: three constituents in the TEE's retrieve response too.
-        let pages = [DOC_IPA, DOC_IPA + 2 * PAGE, DOC_IPA + 5 * PAGE];
-        let ranges: Vec<Range> = pages.iter().map(|&a| Range { addr: a, pages: 1 }).collect();
-        let d = desc(func::LEND_64, 1, &[ids::VTEE_TEMPLATE], &ranges);
-        let first = d.len() - 32;
-        let r = self.send(1, func::LEND_64, &d, first)?;
-        ensure_eq!(r[0], func::FRAG_RX, "first fragment: FRAG_RX");
-        ensure_eq!(r[3] as u32 as u64, first as u64, "bytes received");
-        let h = r[1] as u32 as u64 | (r[2] as u32 as u64) << 32;
-        ensure_eq!(
-            self.hyp.shares_of(1).map_or(1, |s| s.away),
-            0,
-            "nothing away yet"
-        );
-        self.vm_write(1, TX_IPA, &d[first..])?;
-        let r = self.smc(1, req_regs(func::FRAG_TX, &[h & 0xFFFF_FFFF, h >> 32, 32]))?;
-        ensure_eq!(r[0], ffa::SUCCESS_32, "last fragment");
-        ensure_eq!(handle_of(&r), h, "the handle");
-        let want = pages
-            .iter()
-            .fold(0u16, |m, &a| m | 1 << ((a - RAM_IPA) / PAGE));
-        ensure_eq!(
-            self.hyp.shares_of(1).map_or(0, |s| s.away),
-            want,
-            "pages away"
-        );
-        let r = self.tee(
+        shared(vm_checks::lend_in_fragments(
+            self,
             1,
-            cmd::MEM_RETRIEVE,
-            [h, 0, (1u64 << 32) | (perm::RW as u64) << 48, 0],
-        )?;
-        ensure_eq!(r[0], func::RETRIEVE_RESP, "the TEE retrieves");
-        ensure_eq!(r[3] as u32, 3, "three pages");
-        let r = self.tee(1, cmd::MEM_RANGE, [2, 0, 0, 0])?;
-        ensure_eq!(r[0], self.vm_pa(1, pages[2])?, "the last range, translated");
-        let r = self.tee(1, cmd::MEM_RELINQUISH, [h, 0, 0, 0])?;
-        ensure_eq!(r[0], ffa::SUCCESS_32, "relinquish");
-        ensure_eq!(self.reclaim(1, h, 0)?, ffa::SUCCESS_32, "reclaim");
-        self.poke_peek(1, pages[1])
+            [DOC_IPA, DOC_IPA + 2 * PAGE, DOC_IPA + 5 * PAGE],
+        ))
     }
 
     /// FRAG_TX that is not the VM's send in progress, or that splits a
-    /// constituent, is refused; a reclaim cancels the send.
+    /// constituent, is refused; a second send is BUSY; a reclaim cancels
+    /// the send (shared with the rpi4 stage).
     pub fn mem_fragments_refused(&mut self) -> Outcome {
-        self.buffers(2)?;
-        let ranges = [
-            Range {
-                addr: DOC_IPA,
-                pages: 1,
-            },
-            Range {
-                addr: DOC_IPA + 2 * PAGE,
-                pages: 1,
-            },
-        ];
-        let d = desc(func::SHARE_64, 2, &[ids::VTEE_TEMPLATE], &ranges);
-        let first = d.len() - 16;
-        let r = self.send(2, func::SHARE_64, &d, first)?;
-        ensure_eq!(r[0], func::FRAG_RX, "first fragment");
-        let h = r[1] as u32 as u64 | (r[2] as u32 as u64) << 32;
-        let before = self.hyp.forwarded_of(2);
-        self.vm_write(2, TX_IPA, &d[first..])?;
-        for (lo, hi, len) in [
-            (h as u32 as u64 + 1, h >> 32, 16),
-            (h & 0xFFFF_FFFF, h >> 32, 8),
-        ] {
-            let r = self.smc(2, req_regs(func::FRAG_TX, &[lo, hi, len]))?;
-            ensure_eq!(code(&r), ffa::INVALID_PARAMETERS, "FRAG_TX refused");
-        }
-        // Another VM cannot continue it.
-        self.buffers(3)?;
-        self.vm_write(3, TX_IPA, &d[first..])?;
-        let r = self.smc(3, req_regs(func::FRAG_TX, &[h & 0xFFFF_FFFF, h >> 32, 16]))?;
-        ensure_eq!(code(&r), ffa::INVALID_PARAMETERS, "another VM's FRAG_TX");
-        ensure_eq!(self.hyp.forwarded_of(2), before, "nothing forwarded");
-        ensure_eq!(self.reclaim(2, h, 0)?, ffa::SUCCESS_32, "reclaim cancels");
-        let r = self.smc(2, req_regs(func::FRAG_TX, &[h & 0xFFFF_FFFF, h >> 32, 16]))?;
-        ensure_eq!(code(&r), ffa::INVALID_PARAMETERS, "nothing in progress");
-        let h2 = self.send_ok(
+        shared(vm_checks::fragments_refused(
+            self,
             2,
-            func::SHARE_64,
-            &desc(func::SHARE_64, 2, &[ids::VTEE_TEMPLATE], &ranges),
-        )?;
-        ensure_eq!(self.reclaim(2, h2, 0)?, ffa::SUCCESS_32, "the pages again");
-        Ok(())
+            3,
+            [DOC_IPA, DOC_IPA + 2 * PAGE],
+        ))
+    }
+
+    /// The pages of a VM's RX/TX pair do not change hands; a pair is not
+    /// mapped over a lent page (the SPMC's rule for the buffers it keeps;
+    /// shared with the rpi4 stage, whose VM layer keeps them itself).
+    pub fn mem_buffers_pinned(&mut self) -> Outcome {
+        shared(vm_checks::buffers_pinned(self, 1, DOC_IPA + 6 * PAGE))
     }
 
     /// The SPMC's per-user rule: another VM's TEE, a partition not bound
@@ -737,71 +650,16 @@ impl T<'_> {
     }
 
     /// An indirect message (v1.2 header) from `from` to `to` in VM `vm`'s TX.
-    fn message(&self, vm: u16, from: u16, to: u16, payload: u64) -> Outcome {
-        let mut m = [0u8; 48];
-        m[8..12].copy_from_slice(&40u32.to_le_bytes());
-        m[12..14].copy_from_slice(&to.to_le_bytes());
-        m[14..16].copy_from_slice(&from.to_le_bytes());
-        m[16..20].copy_from_slice(&8u32.to_le_bytes());
-        m[40..48].copy_from_slice(&payload.to_le_bytes());
-        self.vm_write(vm, TX_IPA, &m)
-    }
-
+    /// VMs 1 and 4 send their own TEE an indirect message (shared with the
+    /// rpi4 stage, `test_protocol::vm_checks`).
     pub fn msg_own_tee(&mut self) -> Outcome {
-        for vm in [1u16, 4] {
-            self.buffers(vm)?;
-            let [_, _, _, before] = self.tee(vm, cmd::LAST_MSG, [0; 4])?;
-            let payload = 0x1D1_0000 + vm as u64;
-            self.message(vm, vm, ids::VTEE_TEMPLATE, payload)?;
-            let r = self.smc(vm, req_regs(ffa::MSG_SEND2, &[0, 0]))?;
-            ensure_eq!(r[0], ffa::SUCCESS_32, "MSG_SEND2");
-            let [sender, first, size, count] = self.tee(vm, cmd::LAST_MSG, [0; 4])?;
-            ensure_eq!(count, before + 1, "the TEE took one message");
-            ensure_eq!(sender, vm as u64, "from the VM");
-            ensure_eq!(first, payload, "its payload");
-            ensure_eq!(size, 8, "its size");
-        }
-        Ok(())
+        shared(vm_checks::msg_own_tee(self, &[1, 4]))
     }
 
+    /// VM 2's refused indirect messages (shared with the rpi4 stage).
     pub fn msg_refused(&mut self) -> Outcome {
-        self.buffers(2)?;
-        let [_, _, _, before] = self.tee(1, cmd::LAST_MSG, [0; 4])?;
-        let fwd = self.hyp.forwarded_of(2);
-        // Forged sender in the header, an ID in w1, another VM as receiver:
-        // the hypervisor refuses.
-        for (from, to, w1, want) in [
-            (1u16, ids::VTEE_TEMPLATE, 0u64, ffa::INVALID_PARAMETERS),
-            (0, ids::VTEE_TEMPLATE, 0, ffa::INVALID_PARAMETERS),
-            (2, ids::VTEE_TEMPLATE, 1 << 16, ffa::INVALID_PARAMETERS),
-            (2, 1, 0, ffa::DENIED),
-        ] {
-            self.message(2, from, to, 9)?;
-            let r = self.smc(2, req_regs(ffa::MSG_SEND2, &[w1, 0]))?;
-            if code(&r) != want {
-                say!("    ({from:#x} -> {to:#x}, w1 {w1:#x}: {:#x})", ans(&r));
-                return Err(fail("not refused as expected"));
-            }
-        }
-        ensure_eq!(self.hyp.forwarded_of(2), fwd, "nothing forwarded");
-        // VM 1's TEE, and sp1: the SPMC's rule.
-        for to in [self.inst[1], ids::SP1] {
-            self.message(2, 2, to, 9)?;
-            let r = self.smc(2, req_regs(ffa::MSG_SEND2, &[0, 0]))?;
-            ensure_eq!(
-                code(&r),
-                ffa::DENIED,
-                "another VM's TEE or an unbound partition"
-            );
-        }
-        let [_, _, _, after] = self.tee(1, cmd::LAST_MSG, [0; 4])?;
-        ensure_eq!(after, before, "VM 1's TEE got nothing");
-        // Without buffers.
-        let r = self.smc(2, req_regs(ffa::RXTX_UNMAP, &[]))?;
-        ensure_eq!(r[0], ffa::SUCCESS_32, "unmap");
-        let r = self.smc(2, req_regs(ffa::MSG_SEND2, &[0, 0]))?;
-        ensure_eq!(code(&r), ffa::INVALID_PARAMETERS, "no TX");
-        self.buffers(2)
+        let other_tee = self.inst[1];
+        shared(vm_checks::msg_refused(self, 2, 1, other_tee))
     }
 
     // ---- The VM as a borrower (issue 18 item 2, through the hypervisor) ----
@@ -1264,5 +1122,90 @@ impl T<'_> {
             Ok(_) => return Err(fail("the VM read a page it relinquished")),
         }
         Ok(())
+    }
+}
+
+/// A shared check's failure as this stage prints it.
+fn shared(r: vm_checks::Outcome) -> Outcome {
+    r.map_err(|f| Fail {
+        what: f.what,
+        values: f.values,
+    })
+}
+
+fn to_shared(f: Fail) -> vm_checks::Fail {
+    vm_checks::Fail {
+        what: f.what,
+        values: f.values,
+    }
+}
+
+/// The reference hypervisor's VMs as the shared checks
+/// (`test_protocol::vm_checks`) drive them: calls through SMC, made by the
+/// VM at NS-EL1; a VM stops at a stage-2 fault, so what is not mapped is
+/// the hypervisor's count of pages away (the default `not_mapped`).
+impl vm_checks::Vms for T<'_> {
+    fn call(
+        &mut self,
+        vm: u16,
+        x: vm_checks::Answer,
+    ) -> Result<vm_checks::Answer, vm_checks::Fail> {
+        let mut regs = [0u64; 18];
+        regs[..8].copy_from_slice(&x);
+        let r = self.smc(vm, regs).map_err(to_shared)?;
+        let mut a = [0u64; 8];
+        a.copy_from_slice(&r[..8]);
+        Ok(a)
+    }
+
+    fn write(&mut self, vm: u16, ipa: u64, bytes: &[u8]) -> vm_checks::Outcome {
+        self.vm_write(vm, ipa, bytes).map_err(to_shared)
+    }
+
+    fn load(&mut self, vm: u16, ipa: u64) -> Result<u64, vm_checks::Fail> {
+        self.vm_peek(vm, ipa)
+            .map_err(|f| to_shared(super::stopped(vm, f)))
+    }
+
+    fn store(&mut self, vm: u16, ipa: u64, value: u64) -> vm_checks::Outcome {
+        let mut a = [0u64; 18];
+        a[0] = ipa;
+        a[1] = value;
+        self.hyp
+            .task(vm, op::POKE, a)
+            .map(|_| ())
+            .map_err(|f| to_shared(super::stopped(vm, f)))
+    }
+
+    fn away(&mut self, vm: u16) -> u16 {
+        self.hyp.shares_of(vm).map_or(0, |s| s.away)
+    }
+
+    fn held(&mut self, vm: u16) -> usize {
+        self.hyp.shares_of(vm).map_or(0, |s| s.held.len())
+    }
+
+    fn tee_address(&self, vm: u16, ipa: u64) -> Result<u64, vm_checks::Fail> {
+        self.vm_pa(vm, ipa).map_err(to_shared)
+    }
+
+    fn ram(&self, _vm: u16) -> u64 {
+        RAM_IPA
+    }
+
+    fn tx(&self, _vm: u16) -> u64 {
+        TX_IPA
+    }
+
+    fn rx(&self, _vm: u16) -> u64 {
+        RX_IPA
+    }
+
+    fn tee(&mut self, vm: u16, command: u64, args: [u64; 4]) -> Result<[u64; 4], vm_checks::Fail> {
+        T::tee(self, vm, command, args).map_err(to_shared)
+    }
+
+    fn forwarded(&mut self, vm: u16) -> Option<u64> {
+        Some(self.hyp.forwarded_of(vm))
     }
 }
