@@ -305,7 +305,7 @@ rpi4_vcpu_code:
     stp x2, x3, [x19, #{last} + 16]
     stp x4, x5, [x19, #{last} + 32]
     stp x6, x7, [x19, #{last} + 48]
-    movz x9, #0x0061
+    movz x9, #0x0060
     movk x9, #0x8400, lsl #16
     cmp x0, x9
     b.ne 2f
@@ -662,7 +662,7 @@ fn second_vcpu(l: &mut Layer) -> Vec<(String, Result<(), String>)> {
                 Ok(())
             } else {
                 Err(format!(
-                    "vCPU 1: {good} of {ROUNDS} answers to VM 1 (last x0, x2 {last:#x?})"
+                    "vCPU 1: {good} of {ROUNDS} answers to VM 1 (last x0, x2 {last:x?})"
                 ))
             }
         }),
