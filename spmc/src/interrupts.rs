@@ -327,14 +327,6 @@ impl<P: Platform> Spmc<P> {
         match state {
             // It was the one running: it takes the interrupt on resuming.
             _ if running == Some(target) => {
-                {
-                    // The interrupt it was signalled with FFA_INTERRUPT,
-                    // again: it took and ended that one, this one is new.
-                    let mut vcpu = self.vcpu(target);
-                    if vcpu.signalled == Some(intid) && !vcpu.ctx.vgic.holds(intid) {
-                        vcpu.signalled = None;
-                    }
-                }
                 self.queue_virtual(target, intid, o.priority);
                 self.run(target)
             }
@@ -358,8 +350,7 @@ impl<P: Platform> Spmc<P> {
                     return go_on(self, regs);
                 }
                 self.queue_virtual(target, intid, o.priority);
-                self.vcpu(target).signalled = Some(intid);
-                self.resume_with(target, &interrupt_message(intid))
+                self.resume_for_interrupt(target, intid)
             }
             // Running on another core: queued until it runs here or there.
             VcpuState::Running(_) => {
@@ -383,13 +374,15 @@ impl<P: Platform> Spmc<P> {
     /// are all in use (it never ends what it was given), the SPMC ends the
     /// interrupt itself so that it does not stay active for ever.
     fn queue_virtual(&mut self, v: VcpuRef, intid: u32, priority: u8) {
-        if self
-            .vcpu(v)
-            .ctx
-            .vgic
-            .inject(intid, Some(intid), priority)
-            .is_err()
-        {
+        let mut vcpu = self.vcpu(v);
+        // The interrupt it was signalled with FFA_INTERRUPT, again: it
+        // took and ended that one, this one is new (`secure_interrupt_done`).
+        if vcpu.signalled == Some(intid) && !vcpu.ctx.vgic.holds(intid) {
+            vcpu.signalled = None;
+        }
+        let full = vcpu.ctx.vgic.inject(intid, Some(intid), priority).is_err();
+        drop(vcpu);
+        if full {
             debug!("vCPU {v:?}: every list register in use; interrupt {intid} ended");
             self.platform.deactivate_interrupt(intid);
             self.interrupts.dropped += 1;
@@ -443,8 +436,7 @@ impl<P: Platform> Spmc<P> {
         let ignored = signalled.is_some_and(|i| self.vcpu(v).ctx.vgic.is_pending(i));
         if !ignored && let Some(intid) = self.untaken_interrupt(v) {
             debug!("vCPU {v:?}: FFA_MSG_WAIT with interrupt {intid} pending: resumed for it");
-            self.vcpu(v).signalled = Some(intid);
-            return self.resume_with(v, &interrupt_message(intid));
+            return self.resume_for_interrupt(v, intid);
         }
         let held = {
             let mut vcpu = self.vcpu(v);
@@ -495,10 +487,29 @@ impl<P: Platform> Spmc<P> {
             Self::end_managed_exit(&mut vcpu.ctx);
             vcpu.ctx.ns_interrupts_queued = queued;
             vcpu.held = Some(answer);
-            vcpu.signalled = Some(intid);
         }
         debug!("vCPU {v:?} answered with interrupt {intid} pending: answer held, FFA_INTERRUPT");
-        Some(self.resume_with(v, &interrupt_message(intid)))
+        Some(self.resume_for_interrupt(v, intid))
+    }
+
+    /// Resumes `v` with FFA_INTERRUPT for `intid` (w2, §9.3; Hafnium passes
+    /// it there too), which it was signalled with (one lock for both).
+    fn resume_for_interrupt(&mut self, v: VcpuRef, intid: u32) -> Next {
+        {
+            let mut vcpu = self.vcpu(v);
+            vcpu.ctx.x[..8].copy_from_slice(&[
+                func::INTERRUPT_32 as u64,
+                0,
+                intid as u64,
+                0,
+                0,
+                0,
+                0,
+                0,
+            ]);
+            vcpu.signalled = Some(intid);
+        }
+        self.run(v)
     }
 
     /// Delivers an answer held back to its recipient.
@@ -592,14 +603,6 @@ impl<P: Platform> Spmc<P> {
         }
         normal_world_resume(regs)
     }
-}
-
-/// FFA_INTERRUPT for a partition, with the INTID in w2 (§9.3; Hafnium
-/// passes it there too).
-fn interrupt_message(intid: u32) -> Regs {
-    let mut msg = Regs::with_func(func::INTERRUPT_32);
-    msg.0[2] = intid as u64;
-    msg
 }
 
 /// FFA_NORMAL_WORLD_RESUME to the SPMD: the secure interrupt it forwarded
