@@ -363,12 +363,15 @@ impl Contexts {
             }
             let ctx = &vcpu.ctx;
             // A call during a managed exit is the manager's
-            // (`Spmc::call_during_managed_exit`).
+            // (`Spmc::call_during_managed_exit`), as is an answer with a
+            // secure interrupt pending in its list registers (it handles
+            // that first: `crate::interrupts`, "Answers held back").
             if ctx.exit.vector != 0
                 || ctx.exit.esr >> 26 != crate::vcpu::ec::SMC64
                 || ctx.x[0] != func::MSG_SEND_DIRECT_RESP_64 as u64
                 || ctx.x[2] != 0
                 || ctx.managed_exit != 0
+                || (ctx.vgic.live && ctx.vgic.has_pending())
             {
                 return Fast::Slow;
             }

@@ -34,6 +34,25 @@
 //! An interrupt whose owner is aborted (or that nobody owns) is
 //! deactivated and disabled by the SPMC and logged at debug level.
 //!
+//! **Answers held back.** A partition that runs with interrupts masked may
+//! answer (FFA_MSG_SEND_DIRECT_RESP(2), or FFA_MSG_WAIT after FFA_RUN)
+//! while a virtual interrupt it owns is still pending in its list
+//! registers (or queued for it here). The answer makes it *waiting*, and a
+//! virtual interrupt for a waiting partition is signalled by resuming it
+//! with FFA_INTERRUPT (§9.3, Table 9.1 case 1; it then runs under the
+//! runtime model for secure interrupt handling, §8.3, which its
+//! FFA_MSG_WAIT ends). So the SPMC intercepts the answer, as Hafnium does
+//! (`ffa_interrupts_intercept_call`): it holds it in the vCPU
+//! ([`HeldAnswer`]), resumes the partition with FFA_INTERRUPT (w2 = the
+//! INTID) and delivers the held answer, unchanged and once, to its
+//! recipient at the partition's FFA_MSG_WAIT. A direct response in between
+//! is DENIED (nothing to answer: the request was answered), as in Hafnium.
+//! If it aborts in between, the recipient gets what an abort gives it
+//! (FFA_ERROR(ABORTED)). Bounded: at that FFA_MSG_WAIT the SPMC intercepts
+//! again only if the partition took the interrupt it was signalled and
+//! another is pending; one it ignored stays in its list registers, and the
+//! answer goes.
+//!
 //! Bounded by construction: a claimed interrupt is active from its
 //! acknowledgement until the partition ends it, so the GIC signals it
 //! again only after that; a partition that never ends an interrupt only
@@ -50,7 +69,7 @@ use crate::manager::{Next, Spmc};
 use crate::partition::PartitionState;
 use crate::platform::Platform;
 use crate::sp_manifest::{PartitionConfig, SpError};
-use crate::vcpu::{RunReason, VcpuRef, VcpuState};
+use crate::vcpu::{Context, RunReason, VcpuRef, VcpuState};
 
 #[cfg(doc)]
 use crate::vcpu::VirtualGic;
@@ -64,6 +83,66 @@ pub struct Owned {
     pub slot: SlotId,
     /// Its priority (the manifest's).
     pub priority: u8,
+}
+
+/// Who gets an answer the SPMC held back ([`HeldAnswer`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeldFor {
+    /// The normal world: the registers of the call in flight on the core
+    /// (the partition is resumed and answers on the core it answered on).
+    NormalWorld,
+    /// A partition's vCPU, blocked on the direct request that was answered.
+    Vcpu(VcpuRef),
+}
+
+/// A partition's answer held back while it handles a secure interrupt
+/// that was pending when it answered (the module's "Answers held back").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeldAnswer {
+    /// Its recipient.
+    pub to: HeldFor,
+    /// x0-x17 as the recipient gets them.
+    pub msg: [u64; 18],
+    /// How many of them it gets (8; 18 for RESP2, and for FFA_MSG_WAIT to
+    /// the normal world, whose whole block is the answer).
+    pub len: u8,
+}
+
+impl HeldAnswer {
+    /// The direct response in `ctx` (checked already) as its recipient
+    /// gets it: eight registers (a 32-bit response's low halves), or 18
+    /// for FFA_MSG_SEND_DIRECT_RESP2.
+    pub(crate) fn response(ctx: &Context, to: HeldFor) -> Self {
+        let f = ctx.x[0] as u32;
+        let len = if f == func::MSG_SEND_DIRECT_RESP2_64 {
+            18
+        } else {
+            8
+        };
+        let mut msg = [0u64; 18];
+        msg[..len].copy_from_slice(&ctx.x[..len]);
+        if f == func::MSG_SEND_DIRECT_RESP_32 {
+            msg[..8].iter_mut().for_each(|r| *r &= 0xFFFF_FFFF);
+        }
+        Self {
+            to,
+            msg,
+            len: len as u8,
+        }
+    }
+
+    /// FFA_MSG_WAIT of context `index` of partition `id` that ran for
+    /// FFA_RUN, as the normal world gets it.
+    pub(crate) fn msg_wait(id: crate::ffa::PartitionId, index: u16) -> Self {
+        let mut msg = [0u64; 18];
+        msg[0] = func::MSG_WAIT as u64;
+        msg[1] = crate::ffa::endpoints(id, index);
+        Self {
+            to: HeldFor::NormalWorld,
+            msg,
+            len: 18,
+        }
+    }
 }
 
 /// Who owns which secure interrupt, and what waits for delivery.
@@ -271,9 +350,7 @@ impl<P: Platform> Spmc<P> {
                     return go_on(self, regs);
                 }
                 self.queue_virtual(target, intid, o.priority);
-                let mut msg = Regs::with_func(func::INTERRUPT_32);
-                msg.0[2] = intid as u64;
-                self.resume_with(target, &msg)
+                self.resume_for_interrupt(target, intid)
             }
             // Running on another core: queued until it runs here or there.
             VcpuState::Running(_) => {
@@ -297,13 +374,15 @@ impl<P: Platform> Spmc<P> {
     /// are all in use (it never ends what it was given), the SPMC ends the
     /// interrupt itself so that it does not stay active for ever.
     fn queue_virtual(&mut self, v: VcpuRef, intid: u32, priority: u8) {
-        if self
-            .vcpu(v)
-            .ctx
-            .vgic
-            .inject(intid, Some(intid), priority)
-            .is_err()
-        {
+        let mut vcpu = self.vcpu(v);
+        // The interrupt it was signalled with FFA_INTERRUPT, again: it
+        // took and ended that one, this one is new (`secure_interrupt_done`).
+        if vcpu.signalled == Some(intid) && !vcpu.ctx.vgic.holds(intid) {
+            vcpu.signalled = None;
+        }
+        let full = vcpu.ctx.vgic.inject(intid, Some(intid), priority).is_err();
+        drop(vcpu);
+        if full {
             debug!("vCPU {v:?}: every list register in use; interrupt {intid} ended");
             self.platform.deactivate_interrupt(intid);
             self.interrupts.dropped += 1;
@@ -347,11 +426,121 @@ impl<P: Platform> Spmc<P> {
         );
     }
 
-    /// FFA_MSG_WAIT from a context handling a secure interrupt: resume the
-    /// context it stopped on this core, or give the core back to the normal world.
+    /// FFA_MSG_WAIT from a context handling a secure interrupt: if another
+    /// one is pending and it did not ignore the one it was signalled (that
+    /// one still pending), it is resumed for that one; else the answer held back for it goes to its recipient,
+    /// or the context it stopped on this core resumes, or the core goes
+    /// back to the normal world.
     pub(crate) fn secure_interrupt_done(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
+        let signalled = self.vcpu(v).signalled;
+        let ignored = signalled.is_some_and(|i| self.vcpu(v).ctx.vgic.is_pending(i));
+        if !ignored && let Some(intid) = self.untaken_interrupt(v) {
+            debug!("vCPU {v:?}: FFA_MSG_WAIT with interrupt {intid} pending: resumed for it");
+            return self.resume_for_interrupt(v, intid);
+        }
+        let held = {
+            let mut vcpu = self.vcpu(v);
+            vcpu.signalled = None;
+            vcpu.held.take()
+        };
         let _ = self.set_state(v, VcpuState::Waiting);
-        self.resume_after_secure_interrupt(regs)
+        match held {
+            Some(h) => self.deliver_held(h, regs),
+            None => self.resume_after_secure_interrupt(regs),
+        }
+    }
+
+    /// The highest-priority virtual interrupt `v` (on this core, its state
+    /// in its context) has not taken: in its list registers, after what
+    /// was queued for it while it ran is handed over.
+    fn untaken_interrupt(&mut self, v: VcpuRef) -> Option<u32> {
+        if self.interrupts.has_pending() {
+            self.pending_interrupts_to(v);
+        }
+        self.vcpu(v).ctx.vgic.pending_intid()
+    }
+
+    /// `v` answers (what `held` makes of its context is what the recipient
+    /// would get) while a virtual interrupt it owns is pending: the answer
+    /// is held back and `v` resumed with FFA_INTERRUPT to handle it (the
+    /// module's "Answers held back"). `None`, with nothing changed, if
+    /// nothing is pending.
+    #[inline(never)]
+    pub(crate) fn intercept_answer(
+        &mut self,
+        v: VcpuRef,
+        held: impl FnOnce(&Context) -> HeldAnswer,
+    ) -> Option<Next> {
+        let intid = self.untaken_interrupt(v)?;
+        let to = VcpuState::Running(RunReason::SecureInterrupt);
+        let queued = self.runs_queued(v, to);
+        {
+            let mut vcpu = self.vcpu(v);
+            let answer = held(&vcpu.ctx);
+            // Answered (waiting), then resumed for the interrupt, under one
+            // lock: no other core sees it waiting (it is on this core).
+            let _ = vcpu.state.become_(VcpuState::Waiting);
+            if vcpu.state.become_(to).is_err() {
+                log::error!("vCPU {v:?}: cannot handle interrupt {intid} after its answer");
+            }
+            // The answer ended its request: a pending managed exit ends too.
+            Self::end_managed_exit(&mut vcpu.ctx);
+            vcpu.ctx.ns_interrupts_queued = queued;
+            vcpu.held = Some(answer);
+        }
+        debug!("vCPU {v:?} answered with interrupt {intid} pending: answer held, FFA_INTERRUPT");
+        Some(self.resume_for_interrupt(v, intid))
+    }
+
+    /// Resumes `v` with FFA_INTERRUPT for `intid` (w2, §9.3; Hafnium passes
+    /// it there too), which it was signalled with (one lock for both).
+    fn resume_for_interrupt(&mut self, v: VcpuRef, intid: u32) -> Next {
+        {
+            let mut vcpu = self.vcpu(v);
+            vcpu.ctx.x[..8].copy_from_slice(&[
+                func::INTERRUPT_32 as u64,
+                0,
+                intid as u64,
+                0,
+                0,
+                0,
+                0,
+                0,
+            ]);
+            vcpu.signalled = Some(intid);
+        }
+        self.run(v)
+    }
+
+    /// Delivers an answer held back to its recipient.
+    fn deliver_held(&mut self, h: HeldAnswer, regs: &mut Regs) -> Next {
+        let n = h.len as usize;
+        match h.to {
+            HeldFor::NormalWorld => {
+                regs.0[..n].copy_from_slice(&h.msg[..n]);
+                Next::NormalWorld
+            }
+            HeldFor::Vcpu(w) => self.unblock(w, &h.msg[..n]),
+        }
+    }
+
+    /// `v`, handling a secure interrupt, is aborted: the recipient of an
+    /// answer held back for it gets FFA_ERROR(ABORTED), as it would have
+    /// had the partition aborted before answering; else what the
+    /// interrupt stopped on this core resumes.
+    pub(crate) fn abort_during_secure_interrupt(
+        &mut self,
+        held: Option<HeldAnswer>,
+        regs: &mut Regs,
+    ) -> Next {
+        match held.map(|h| h.to) {
+            Some(HeldFor::NormalWorld) => self.finish_nwd(regs, Err(crate::ffa::FfaError::Aborted)),
+            Some(HeldFor::Vcpu(w)) => {
+                let err = Regs::error(crate::ffa::FfaError::Aborted);
+                self.unblock(w, &err.0[..8])
+            }
+            None => self.resume_after_secure_interrupt(regs),
+        }
     }
 
     /// Partition `slot` is aborted: its interrupts are disabled, and those

@@ -11,6 +11,7 @@ use log::{debug, info};
 use crate::contexts::Contexts;
 use crate::ffa::{self, FfaError, Regs, Version, func, is_secure_id};
 use crate::ids::{PartId, SlotId, VmId};
+use crate::interrupts::{HeldAnswer, HeldFor};
 use crate::manager::{Next, Spmc};
 use crate::partition::{Partition, PartitionState};
 use crate::platform::Platform;
@@ -266,6 +267,19 @@ impl<P: Platform> Spmc<P> {
             drop(vcpu);
             return self.finish_sp(v, Err(e));
         }
+        // A secure interrupt it has not taken: the answer waits until it
+        // has handled it (`crate::interrupts`, "Answers held back").
+        if vcpu.ctx.vgic.has_pending() || self.interrupts.has_pending() {
+            drop(vcpu);
+            let to = match caller {
+                Caller::NormalWorld { .. } => HeldFor::NormalWorld,
+                Caller::Vcpu { vcpu: w, .. } => HeldFor::Vcpu(w),
+            };
+            if let Some(next) = self.intercept_answer(v, |ctx| HeldAnswer::response(ctx, to)) {
+                return next;
+            }
+            vcpu = self.vcpu(v);
+        }
         // Running(Request) -> Waiting is always legal; `become_` checks it anyway.
         let _ = vcpu.state.become_(VcpuState::Waiting);
         // This response ends a pending managed exit (`ns_interrupts`): the
@@ -317,7 +331,7 @@ impl<P: Platform> Spmc<P> {
     }
 
     /// Resumes a vCPU blocked on a direct request with the answer `msg` in its x0..
-    fn unblock(&mut self, w: VcpuRef, msg: &[u64]) -> Next {
+    pub(crate) fn unblock(&mut self, w: VcpuRef, msg: &[u64]) -> Next {
         let reason = match self.vcpu_state(w) {
             VcpuState::Blocked(r) => r,
             other => {
@@ -344,6 +358,13 @@ impl<P: Platform> Spmc<P> {
                 self.instance_ready(template_id, wide, regs)
             }
             VcpuState::Running(RunReason::Scheduled) => {
+                // A secure interrupt it has not taken: handled first
+                // (`crate::interrupts`, "Answers held back").
+                if let Some(next) =
+                    self.intercept_answer(v, |_| HeldAnswer::msg_wait(id.raw(), v.index))
+                {
+                    return next;
+                }
                 let _ = self.set_state(v, VcpuState::Waiting);
                 *regs = Regs::with_func(func::MSG_WAIT);
                 regs.0[1] = ffa::endpoints(id.raw(), v.index);
@@ -445,7 +466,11 @@ impl<P: Platform> Spmc<P> {
     /// Aborts the partition that `v` belongs to after a fault: its caller gets
     /// FFA_ERROR(ABORTED) and every other partition goes on.
     pub(crate) fn abort(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
-        let state = self.vcpu_state(v);
+        let (state, held) = {
+            let mut vcpu = self.vcpu(v);
+            vcpu.signalled = None;
+            (vcpu.state, vcpu.held.take())
+        };
         self.set_partition_state(v.slot, PartitionState::Aborted);
         // vCPUs running on other cores are aborted at their next exit.
         for index in 0..self.partitions[v.slot].vcpu_count {
@@ -477,7 +502,7 @@ impl<P: Platform> Spmc<P> {
                 let err = Regs::error(FfaError::Aborted);
                 self.unblock(w, &err.0[..8])
             }
-            RunReason::SecureInterrupt => self.resume_after_secure_interrupt(regs),
+            RunReason::SecureInterrupt => self.abort_during_secure_interrupt(held, regs),
         }
     }
 }

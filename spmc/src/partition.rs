@@ -50,6 +50,14 @@ pub struct Vcpu {
     /// Its instance was destroyed while it was on this core: the context
     /// goes when the core releases it.
     pub freed: bool,
+    /// The answer the SPMC holds back while the vCPU handles a secure
+    /// interrupt that was pending when it answered
+    /// ([`crate::interrupts::HeldAnswer`]): delivered at its FFA_MSG_WAIT.
+    pub held: Option<crate::interrupts::HeldAnswer>,
+    /// The secure interrupt the SPMC last resumed it with FFA_INTERRUPT
+    /// for, while it handles it (`RunReason::SecureInterrupt`): its
+    /// FFA_MSG_WAIT is not held back again for that one.
+    pub signalled: Option<u32>,
 }
 
 impl Vcpu {
@@ -62,6 +70,8 @@ impl Vcpu {
             fast: 0,
             request_queued: false,
             freed: false,
+            held: None,
+            signalled: None,
         }
     }
 }

@@ -235,6 +235,34 @@ impl VirtualGic {
             .map(|lr| *lr as u32)
     }
 
+    /// True if a list register holds a virtual interrupt the vCPU has not
+    /// taken yet (State pending, or pending and active). One test of the
+    /// four registers together: the answer paths ask it on every answer of
+    /// an interrupt owner (`crate::interrupts`, "Answers held back").
+    #[inline(always)]
+    pub fn has_pending(&self) -> bool {
+        const _: () = assert!(LIST_REGISTERS == 4, "has_pending tests four");
+        (self.lr[0] | self.lr[1] | self.lr[2] | self.lr[3]) & Self::STATE_PENDING != 0
+    }
+
+    /// The INTID of the highest-priority pending list register (the first
+    /// of equal ones, as the arch layer's paravirtualised acknowledge
+    /// picks it).
+    pub fn pending_intid(&self) -> Option<u32> {
+        self.lr
+            .iter()
+            .filter(|lr| *lr & Self::STATE_PENDING != 0)
+            .min_by_key(|lr| (*lr >> 48) & 0xFF)
+            .map(|lr| *lr as u32)
+    }
+
+    /// True if a list register holds `intid` pending (not taken yet).
+    pub fn is_pending(&self, intid: u32) -> bool {
+        self.lr
+            .iter()
+            .any(|lr| lr & Self::STATE_PENDING != 0 && *lr as u32 == intid)
+    }
+
     /// Removes `intid` from the list registers (its owner is aborted).
     pub fn withdraw(&mut self, intid: u32) {
         for lr in self.lr.iter_mut() {

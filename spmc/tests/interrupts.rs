@@ -385,8 +385,15 @@ fn a_partition_that_never_ends_interrupts_is_bounded() {
         let (next, _) = nwd(&mut s, &[func::INTERRUPT_32 as u64]);
         if let Next::Run { .. } = next {
             let mut regs = Regs::default();
-            // It goes back to waiting without ending anything.
-            sp_call(&mut s, v, &[func::MSG_WAIT as u64], &mut regs);
+            // It goes back to waiting without ending anything. Resumed for
+            // a dropped interrupt (its list registers full), it is resumed
+            // once more for one still pending, which it ignores too
+            // (spmc::interrupts, "Answers held back").
+            let mut rounds = 0;
+            while let Next::Run { .. } = sp_call(&mut s, v, &[func::MSG_WAIT as u64], &mut regs) {
+                rounds += 1;
+                assert!(rounds < 2, "resumed again and again");
+            }
             assert_eq!(regs.func(), func::NORMAL_WORLD_RESUME);
         }
     }
@@ -440,12 +447,14 @@ fn an_instance_cannot_own_interrupts() {
 }
 
 /// A secure interrupt for a UP owner that runs on another core waits for
-/// the owner's next run (`Spmc::run` hands it over). The direct-message
-/// fast path (`spmc::contexts`), which runs a vCPU without the manager,
-/// must not skip that: while an interrupt is pending, every request goes
-/// to the manager, which hands it over; then the fast path serves again.
+/// the owner (`Spmc::run` or its answer hands it over). The direct-message
+/// fast paths (`spmc::contexts`), which run and answer without the manager,
+/// must not skip that: while an interrupt is pending, every call goes to
+/// the manager; the owner's answer hands it over and is held back until
+/// the owner has handled it (spmc::interrupts, "Answers held back"); then
+/// the fast path serves again.
 #[test]
-fn a_pended_interrupt_keeps_the_fast_path_off_until_its_owner_runs() {
+fn a_pended_interrupt_keeps_the_fast_path_off_until_its_owner_has_it() {
     static NO_FAILURE: spmc::fatal::FailGate = spmc::fatal::FailGate::new();
     let (mut s, v) = sp1_irq_world();
     let req = [func::MSG_SEND_DIRECT_REQ_64 as u64, 0x8001, 0, 0, 7];
@@ -458,27 +467,289 @@ fn a_pended_interrupt_keeps_the_fast_path_off_until_its_owner_runs() {
     let (next, _) = nwd(&mut s, &[func::INTERRUPT_32 as u64]);
     assert!(matches!(next, Next::NormalWorld));
     s.platform_mut().core = 0;
-    let mut regs = Regs::default();
-    assert!(matches!(
-        sp_call(&mut s, v, &resp, &mut regs),
-        Next::NormalWorld
-    ));
     assert!(!lr_holds(&mut s, v, 40), "not handed over yet");
+    let mut ctx = s.vcpu_context(v);
+    ctx.x[..5].copy_from_slice(&resp);
+    ctx.exit.vector = 0;
+    ctx.exit.esr = spmc::vcpu::ec::SMC64 << 26;
+    *s.vcpu_context_mut(v) = ctx;
+    let mut regs = Regs::default();
     let c = s.contexts().clone();
-    let fast = c.direct_request(&NO_FAILURE, &Regs::from_slice(&req), || 0);
+    let fast = c.direct_response(&NO_FAILURE, v, &mut regs, |_| {});
     assert!(
         matches!(fast, spmc::contexts::Fast::Slow),
-        "the fast path would run sp1 without its interrupt: {fast:?}"
+        "the fast path would answer without the interrupt: {fast:?}"
     );
     drop(c);
-    let (next, _) = nwd(&mut s, &req);
-    assert_eq!(running(&next), v);
-    assert!(lr_holds(&mut s, v, 40), "handed over by the manager's run");
-    assert!(matches!(
-        sp_call(&mut s, v, &resp, &mut regs),
-        Next::NormalWorld
-    ));
+    let next = spmc::testing::exit(&mut s, v, &mut regs);
+    resumed_for_interrupt(&mut s, &next, v, 40);
+    assert!(lr_holds(&mut s, v, 40), "handed over by the manager");
+    handle_all(&mut s, v);
+    let next = sp_call(&mut s, v, &[func::MSG_WAIT as u64], &mut regs);
+    assert!(matches!(next, Next::NormalWorld));
+    assert_eq!(regs.0[..5], resp, "the answer, once handled");
     let c = s.contexts().clone();
     let fast = c.direct_request(&NO_FAILURE, &Regs::from_slice(&req), || 0);
     assert!(matches!(fast, spmc::contexts::Fast::Done(_)), "{fast:?}");
+}
+
+// ----------------------------------------------------------------------
+// Answers held back (spmc::interrupts, "Answers held back"; DEN0077 v1.2
+// §9.3 Table 9.1 case 1, §8.3): a partition that answers with a virtual
+// interrupt still pending is resumed with FFA_INTERRUPT first, and its
+// answer reaches its recipient, unchanged and once, at its FFA_MSG_WAIT.
+// ----------------------------------------------------------------------
+
+const REQ64: u64 = func::MSG_SEND_DIRECT_REQ_64 as u64;
+const RESP64: u64 = func::MSG_SEND_DIRECT_RESP_64 as u64;
+
+/// sp1 (owner of INTID 40) runs a request from the normal world with its
+/// interrupts masked, and INTID 40 arrives meanwhile: it stays pending in
+/// its list registers.
+fn sp1_running_with_40_pending() -> (Spmc<FakePlatform>, VcpuRef) {
+    let (mut s, v) = sp1_irq_world();
+    let (next, _) = nwd(&mut s, &[REQ64, 0x8001, 0, 1, 2]);
+    assert_eq!(running(&next), v);
+    s.platform_mut().secure_pending.push(40);
+    let mut regs = Regs::default();
+    assert_eq!(running(&sp_interrupt(&mut s, v, &mut regs)), v);
+    assert!(lr_holds(&mut s, v, 40));
+    (s, v)
+}
+
+/// The partition takes and ends every interrupt in its list registers (what
+/// its handler does through the virtual interface).
+fn handle_all(s: &mut Spmc<FakePlatform>, v: VcpuRef) {
+    s.vcpu_context_mut(v).vgic.lr = [0; 4];
+}
+
+/// Asserts `next` resumes `v` with FFA_INTERRUPT for `intid`.
+fn resumed_for_interrupt(s: &mut Spmc<FakePlatform>, next: &Next, v: VcpuRef, intid: u64) {
+    assert_eq!(running(next), v, "the partition is resumed, not its caller");
+    let ctx = s.vcpu_context_mut(v);
+    assert_eq!(ctx.x[0], func::INTERRUPT_32 as u64, "with FFA_INTERRUPT");
+    assert_eq!(ctx.x[2], intid, "w2 carries the INTID");
+}
+
+#[test]
+fn a_direct_response_with_an_interrupt_pending_waits_until_it_is_handled() {
+    let (mut s, v) = sp1_running_with_40_pending();
+    let answer = [RESP64, 0x8001 << 16, 0, 0, 0xA4, 0xA5, 0xA6, 0xA7];
+    // The normal world's block stays as it was until the answer goes.
+    let mut regs = Regs::from_slice(&[0x5EED; 18]);
+    let next = sp_call(&mut s, v, &answer, &mut regs);
+    resumed_for_interrupt(&mut s, &next, v, 40);
+    assert_eq!(
+        regs,
+        Regs::from_slice(&[0x5EED; 18]),
+        "nothing answered yet"
+    );
+    assert!(matches!(s.vcpu_state(v), VcpuState::Running(_)));
+    // The normal world cannot take it meanwhile.
+    let busy = nwd_now(&mut s, &[REQ64, 0x8001, 0, 3]);
+    assert_eq!(busy.func(), func::ERROR_32);
+    handle_all(&mut s, v);
+    let next = sp_call(&mut s, v, &[func::MSG_WAIT as u64], &mut regs);
+    assert!(matches!(next, Next::NormalWorld));
+    assert_eq!(&regs.0[..8], &answer, "the held answer, unchanged");
+    assert_eq!(&regs.0[8..], &[0x5EED; 10], "x8-x17 kept");
+    assert_eq!(s.vcpu_state(v), VcpuState::Waiting);
+    // Delivered once: the next request gets its own answer.
+    let (next, _) = nwd(&mut s, &[REQ64, 0x8001, 0, 9]);
+    assert_eq!(running(&next), v);
+    assert_eq!(s.vcpu_context_mut(v).x[3], 9);
+    let mut regs = Regs::default();
+    let next = sp_call(&mut s, v, &[RESP64, 0x8001 << 16, 0, 0, 0xB4], &mut regs);
+    assert!(matches!(next, Next::NormalWorld));
+    assert_eq!(regs.0[..5], [RESP64, 0x8001 << 16, 0, 0, 0xB4]);
+}
+
+#[test]
+fn a_direct_response_to_a_partition_is_held_and_delivered_to_it() {
+    let (mut s, owner) = sp1_irq_world();
+    let caller = vcpu_of(&s, 0x8002);
+    let (next, _) = nwd(&mut s, &[REQ64, 0x8002, 0, 1]);
+    assert_eq!(running(&next), caller);
+    let mut regs = Regs::default();
+    let next = sp_call(
+        &mut s,
+        caller,
+        &[REQ64, 0x8002 << 16 | 0x8001, 0, 5],
+        &mut regs,
+    );
+    assert_eq!(running(&next), owner);
+    s.platform_mut().secure_pending.push(40);
+    assert_eq!(running(&sp_interrupt(&mut s, owner, &mut regs)), owner);
+    // A 32-bit response: its recipient gets the low halves.
+    let resp32 = func::MSG_SEND_DIRECT_RESP_32 as u64;
+    let answer = [resp32, 0x8001 << 16 | 0x8002, 0, 0x1_0000_0007, 8];
+    let next = sp_call(&mut s, owner, &answer, &mut regs);
+    resumed_for_interrupt(&mut s, &next, owner, 40);
+    assert!(matches!(s.vcpu_state(caller), VcpuState::Blocked(_)));
+    handle_all(&mut s, owner);
+    let next = sp_call(&mut s, owner, &[func::MSG_WAIT as u64], &mut regs);
+    assert_eq!(running(&next), caller, "the caller gets the answer");
+    let x = s.vcpu_context_mut(caller).x;
+    assert_eq!(x[..5], [resp32, 0x8001 << 16 | 0x8002, 0, 7, 8]);
+    assert!(matches!(s.vcpu_state(caller), VcpuState::Running(_)));
+    assert_eq!(s.vcpu_state(owner), VcpuState::Waiting);
+}
+
+#[test]
+fn msg_wait_after_ffa_run_with_an_interrupt_pending_is_held() {
+    let (mut s, v) = sp1_irq_world();
+    let (next, _) = nwd(&mut s, &[func::RUN as u64, 0x8001 << 16]);
+    assert_eq!(running(&next), v);
+    s.platform_mut().secure_pending.push(40);
+    let mut regs = Regs::default();
+    assert_eq!(running(&sp_interrupt(&mut s, v, &mut regs)), v);
+    let next = sp_call(&mut s, v, &[func::MSG_WAIT as u64], &mut regs);
+    resumed_for_interrupt(&mut s, &next, v, 40);
+    handle_all(&mut s, v);
+    let next = sp_call(&mut s, v, &[func::MSG_WAIT as u64], &mut regs);
+    assert!(matches!(next, Next::NormalWorld));
+    assert_eq!(regs.func(), func::MSG_WAIT);
+    assert_eq!(regs.x(1), 0x8001 << 16, "its ID and context index");
+    assert_eq!(s.vcpu_state(v), VcpuState::Waiting);
+}
+
+#[test]
+fn an_owner_aborted_while_handling_gives_the_held_answers_recipient_aborted() {
+    // The normal world as recipient.
+    let (mut s, v) = sp1_running_with_40_pending();
+    let mut regs = Regs::default();
+    let next = sp_call(&mut s, v, &[RESP64, 0x8001 << 16, 0, 0, 1], &mut regs);
+    resumed_for_interrupt(&mut s, &next, v, 40);
+    let next = spmc::testing::sp_fault(&mut s, v, 0xdead_0000, &mut regs);
+    assert!(matches!(next, Next::NormalWorld));
+    assert_eq!(regs.func(), func::ERROR_32);
+    assert_eq!(regs.w(2) as i32, -8, "ABORTED, not the held answer");
+    assert_eq!(s.vcpu_state(v), VcpuState::Aborted);
+    assert!(
+        s.platform().deactivated.contains(&40),
+        "its interrupt ended"
+    );
+
+    // A partition as recipient: unblocked with the error, not left hanging.
+    let (mut s, owner) = sp1_irq_world();
+    let caller = vcpu_of(&s, 0x8002);
+    nwd(&mut s, &[REQ64, 0x8002, 0, 1]);
+    let next = sp_call(
+        &mut s,
+        caller,
+        &[REQ64, 0x8002 << 16 | 0x8001, 0, 5],
+        &mut regs,
+    );
+    assert_eq!(running(&next), owner);
+    s.platform_mut().secure_pending.push(40);
+    sp_interrupt(&mut s, owner, &mut regs);
+    let next = sp_call(
+        &mut s,
+        owner,
+        &[RESP64, 0x8001 << 16 | 0x8002, 0, 0, 1],
+        &mut regs,
+    );
+    resumed_for_interrupt(&mut s, &next, owner, 40);
+    let next = spmc::testing::sp_fault(&mut s, owner, 0xdead_0000, &mut regs);
+    assert_eq!(running(&next), caller);
+    let x = s.vcpu_context_mut(caller).x;
+    assert_eq!((x[0], x[2] as u32 as i32), (func::ERROR_32 as u64, -8));
+}
+
+#[test]
+fn no_answer_is_held_when_nothing_is_pending() {
+    let (mut s, v) = sp1_irq_world();
+    // Nothing in its list registers.
+    let (next, _) = nwd(&mut s, &[REQ64, 0x8001, 0, 1]);
+    assert_eq!(running(&next), v);
+    let mut regs = Regs::default();
+    let next = sp_call(&mut s, v, &[RESP64, 0x8001 << 16, 0, 0, 1], &mut regs);
+    assert!(matches!(next, Next::NormalWorld));
+    assert_eq!(regs.0[4], 1);
+    // An interrupt it took and has not ended (active) is not pending.
+    let (mut s, v) = sp1_running_with_40_pending();
+    for lr in s.vcpu_context_mut(v).vgic.lr.iter_mut() {
+        if *lr != 0 {
+            *lr = (*lr & !(3 << 62)) | 2 << 62;
+        }
+    }
+    let next = sp_call(&mut s, v, &[RESP64, 0x8001 << 16, 0, 0, 2], &mut regs);
+    assert!(matches!(next, Next::NormalWorld));
+    assert_eq!(regs.0[4], 2);
+    assert_eq!(s.vcpu_state(v), VcpuState::Waiting);
+}
+
+#[test]
+fn an_interrupt_it_ignores_holds_the_answer_back_only_once() {
+    let (mut s, v) = sp1_running_with_40_pending();
+    let mut regs = Regs::default();
+    let next = sp_call(&mut s, v, &[RESP64, 0x8001 << 16, 0, 0, 3], &mut regs);
+    resumed_for_interrupt(&mut s, &next, v, 40);
+    // It does not take it and waits: the answer goes all the same.
+    let next = sp_call(&mut s, v, &[func::MSG_WAIT as u64], &mut regs);
+    assert!(matches!(next, Next::NormalWorld));
+    assert_eq!(regs.0[..5], [RESP64, 0x8001 << 16, 0, 0, 3]);
+    assert!(lr_holds(&mut s, v, 40), "left in its list registers");
+}
+
+#[test]
+fn a_second_response_while_handling_is_denied_and_the_first_one_goes() {
+    let (mut s, v) = sp1_running_with_40_pending();
+    let mut regs = Regs::default();
+    let next = sp_call(&mut s, v, &[RESP64, 0x8001 << 16, 0, 0, 4], &mut regs);
+    resumed_for_interrupt(&mut s, &next, v, 40);
+    let next = sp_call(&mut s, v, &[RESP64, 0x8001 << 16, 0, 0, 5], &mut regs);
+    assert_eq!(running(&next), v);
+    let x = s.vcpu_context_mut(v).x;
+    assert_eq!(
+        (x[0], x[2] as u32 as i32),
+        (func::ERROR_32 as u64, -6),
+        "DENIED"
+    );
+    handle_all(&mut s, v);
+    let next = sp_call(&mut s, v, &[func::MSG_WAIT as u64], &mut regs);
+    assert!(matches!(next, Next::NormalWorld));
+    assert_eq!(regs.0[4], 4, "the held answer, not the second one");
+}
+
+#[test]
+fn another_interrupt_taken_meanwhile_is_signalled_before_the_answer_goes() {
+    let (mut s, v) = sp1_running_with_40_pending();
+    let mut regs = Regs::default();
+    let next = sp_call(&mut s, v, &[RESP64, 0x8001 << 16, 0, 0, 6], &mut regs);
+    resumed_for_interrupt(&mut s, &next, v, 40);
+    handle_all(&mut s, v);
+    // It took 40; INTID 40 fires again while it handles (it is running).
+    s.platform_mut().secure_pending.push(40);
+    assert_eq!(running(&sp_interrupt(&mut s, v, &mut regs)), v);
+    // Its interrupts masked, it waits with that one pending.
+    let next = sp_call(&mut s, v, &[func::MSG_WAIT as u64], &mut regs);
+    assert_eq!(running(&next), v, "resumed again, for the new one");
+    handle_all(&mut s, v);
+    let next = sp_call(&mut s, v, &[func::MSG_WAIT as u64], &mut regs);
+    assert!(matches!(next, Next::NormalWorld));
+    assert_eq!(regs.0[4], 6);
+}
+
+/// The fast response path (spmc::contexts) leaves a response with a
+/// virtual interrupt pending to the manager, which holds it back.
+#[test]
+fn the_fast_response_leaves_an_answer_with_an_interrupt_pending_to_the_manager() {
+    static NO_FAILURE: spmc::fatal::FailGate = spmc::fatal::FailGate::new();
+    let (mut s, v) = sp1_running_with_40_pending();
+    let mut ctx = s.vcpu_context(v);
+    ctx.x[..5].copy_from_slice(&[RESP64, 0x8001 << 16, 0, 0, 7]);
+    ctx.exit.vector = 0;
+    ctx.exit.esr = spmc::vcpu::ec::SMC64 << 26;
+    *s.vcpu_context_mut(v) = ctx;
+    let mut regs = Regs::default();
+    let c = s.contexts().clone();
+    let fast = c.direct_response(&NO_FAILURE, v, &mut regs, |_| {});
+    assert!(
+        matches!(fast, spmc::contexts::Fast::Slow),
+        "the fast path would answer with the interrupt pending: {fast:?}"
+    );
+    drop(c);
+    let next = spmc::testing::exit(&mut s, v, &mut regs);
+    resumed_for_interrupt(&mut s, &next, v, 40);
 }

@@ -144,9 +144,12 @@ pub mod cmd {
     /// answer at once (the interrupt arrives while it waits, or while the
     /// normal world runs); with arg1 = 1 poll ICC_IAR1_EL1 with IRQs
     /// masked, at most arg2 times, handling the interrupt there (it
-    /// arrives while it runs). result0 = the INTID handled by the poll (0
-    /// if none), result1 = polls made, result2 = the virtual counter when
-    /// the timer was armed.
+    /// arrives while it runs); with arg1 = 2 wait with IRQs masked, for at
+    /// most arg2 counter ticks, until a virtual IRQ is pending (ISR_EL1.I:
+    /// the interrupt is in its list registers) and answer without taking
+    /// it (result1 = 1 if it was pending). result0 = the INTID handled by
+    /// the poll (0 if none), result1 = polls made, result2 = the virtual
+    /// counter when the timer was armed, result3 = CNTV_CTL_EL0.
     pub const IRQ_ARM: u64 = 0x50;
     /// Interrupt statistics: result0 = interrupts handled in all, result1 =
     /// the last INTID handled, result2 = how many it was resumed for with

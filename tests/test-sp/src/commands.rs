@@ -201,6 +201,9 @@ impl Sp {
                         got = self.irq.poll();
                     }
                 }
+                if a[1] == 2 {
+                    polls = crate::irq::wait_virtual_irq(armed, a[2]) as u64;
+                }
                 let ctl: u64;
                 // SAFETY: reading its own timer's control has no side effect.
                 unsafe { asm!("mrs {}, cntv_ctl_el0", out(reg) ctl, options(nomem, nostack)) };

@@ -105,6 +105,24 @@ pub fn counter() -> u64 {
     v
 }
 
+/// Waits, with IRQs masked, until a virtual IRQ is pending at its EL1
+/// (ISR_EL1.I: the SPMC put an interrupt in its list registers and raised
+/// the line) or the counter passed `from + ticks`; true if it was pending.
+/// The interrupt is not taken: it stays pending.
+pub fn wait_virtual_irq(from: u64, ticks: u64) -> bool {
+    loop {
+        let isr: u64;
+        // SAFETY: reading ISR_EL1 has no side effect.
+        unsafe { asm!("mrs {}, isr_el1", out(reg) isr, options(nomem, nostack)) };
+        if isr & (1 << 7) != 0 {
+            return true;
+        }
+        if counter().wrapping_sub(from) > ticks {
+            return false;
+        }
+    }
+}
+
 /// Arms the EL1 virtual timer for `ticks`.
 pub fn arm(ticks: u64) -> u64 {
     // SAFETY: the timer is its own.
