@@ -54,6 +54,26 @@ global_asm!(
     add \reg, \reg, \tmp, lsl #2
 .endm
 
+/* Zero [start, end), both 16-byte aligned. */
+.macro zero16 start, end
+1:  cmp \start, \end
+    b.hs 2f
+    stp xzr, xzr, [\start], #16
+    b 1b
+2:
+.endm
+
+/* Copy [src, src_end) to the bytes below dst_end, from the ends down (the
+ * destination is at or above the source); all three 16-byte aligned. */
+.macro move_down_from_end src, src_end, dst_end, t0, t1
+1:  cmp \src_end, \src
+    b.ls 2f
+    ldp \t0, \t1, [\src_end, #-16]!
+    stp \t0, \t1, [\dst_end, #-16]!
+    b 1b
+2:
+.endm
+
 .macro set_stack core, tmp, tmp2
     adrp \tmp, {stacks}
     add \tmp, \tmp, :lo12:{stacks}
@@ -76,16 +96,33 @@ spmc_entry:
     b.hs 9f
     set_stack x20, x1, x2
 
+    /* The file packs .rodata right after the code and .data right after
+     * .rodata (the linker script's load addresses); move each to its pages,
+     * .data first and both from their ends: each moves up, onto bytes that
+     * are read after they are written. Then zero what they leave in the
+     * code's last page and the rest of .rodata's last page. Every bound is
+     * 16-byte aligned, and 16-byte aligned accesses are fine with the MMU off. */
+    ldr x1, =__data_load
+    ldr x2, =__image_file_end
+    ldr x3, =__data_end
+    move_down_from_end x1, x2, x3, x4, x5
+    ldr x1, =__rodata_load
+    ldr x2, =__data_load
+    ldr x3, =__rodata_used_end
+    move_down_from_end x1, x2, x3, x4, x5
+    ldr x1, =__rodata_load
+    ldr x2, =__text_end
+    zero16 x1, x2
+    ldr x1, =__rodata_used_end
+    ldr x2, =__rodata_end
+    zero16 x1, x2
+
     /* Zero .bss; the linker script aligns both ends to 16 bytes. */
     adrp x1, __bss_start
     add x1, x1, :lo12:__bss_start
     adrp x2, __bss_end
     add x2, x2, :lo12:__bss_end
-1:  cmp x1, x2
-    b.hs 2f
-    stp xzr, xzr, [x1], #16
-    b 1b
-2:
+    zero16 x1, x2
     /* Boot map (the linker script's symbols): L2 blocks from
      * __boot_device_start device, from __boot_normal_start normal, up to
      * __boot_normal_end; L1 entry __boot_device_gib (unless 0) a 1 GiB

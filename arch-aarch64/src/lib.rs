@@ -11,7 +11,10 @@
 //! - a linker script that defines `__text_start`, `__text_end`,
 //!   `__rodata_start`, `__rodata_end`, `__data_start`, `__bss_start`,
 //!   `__bss_end` and `__image_end`, places `.text.entry` first and keeps the
-//!   `.stacks` section NOLOAD;
+//!   `.stacks` section NOLOAD; and, for the entry code that moves `.rodata`
+//!   and `.data` from where the file packs them to their pages,
+//!   `__rodata_load`, `__rodata_used_end`, `__data_load`, `__data_end` and
+//!   `__image_file_end` (platform-qemu's `spmc-sections.ld`);
 //! - `extern "C" fn spmc_primary_main(arg0: u64, core: usize, entry_count: u64) -> !`
 //!   (`entry_count`: CNTVCT_EL0 read at the entry's first instruction;
 //!   a board may leave it out) and

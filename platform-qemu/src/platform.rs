@@ -1,5 +1,6 @@
 //! The boot sequence and the message loop (the board's facts are in `layout`).
 
+use alloc::boxed::Box;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use arch_aarch64::mmu::{self, Kind, MapError, Region};
@@ -29,8 +30,11 @@ const MANIFEST_WINDOW: u64 = 4096;
 const LOG_LEVEL: LevelFilter = arch_aarch64::console::level_named(option_env!("SPMC_LOG"));
 
 /// The manager lock: every call but the direct-message fast path takes it
-/// (the lock order: `spmc::manager`'s module documentation).
-static SPMC: SpinMutex<Option<Spmc<Qemu>>> = SpinMutex::new(None);
+/// (the lock order: `spmc::manager`'s module documentation). The manager is
+/// boxed so that "none yet" is a null pointer: the static is all zeros and
+/// stays in `.bss`; `Option<Spmc>` marks `None` in a niche of its own, which
+/// put the whole 712-byte static in the image's `.data`.
+static SPMC: SpinMutex<Option<Box<Spmc<Qemu>>>> = SpinMutex::new(None);
 /// The vCPUs, each behind its own lock, shared with the manager: the
 /// direct-message fast path (`spmc::contexts`) uses them without `SPMC`.
 static CONTEXTS: spin::Once<alloc::sync::Arc<Contexts>> = spin::Once::new();
@@ -44,7 +48,7 @@ static BOOTED: AtomicBool = AtomicBool::new(false);
 /// that is never given back; each answers FFA_ERROR(ABORTED) instead.
 static FAILED: FailGate = FailGate::new();
 
-type Guard = SpinMutexGuard<'static, Option<Spmc<Qemu>>>;
+type Guard = SpinMutexGuard<'static, Option<Box<Spmc<Qemu>>>>;
 
 /// The core's lock, or `None` once the SPMC has failed (see [`FAILED`]).
 #[inline(always)]
@@ -100,7 +104,7 @@ pub fn primary(manifest_addr: u64, core: usize, entry_count: u64) -> ! {
         "partitions start {ticks} counter ticks ({} ns) after the SPMC's entry",
         ticks_to_ns(ticks)
     );
-    *SPMC.lock() = Some(spmc);
+    *SPMC.lock() = Some(Box::new(spmc));
     // Run the partitions' initialisation until the core hands the normal
     // world its first answer (FFA_MSG_WAIT to the SPMD: init done).
     let next = run_partitions(&mut regs, next);

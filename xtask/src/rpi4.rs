@@ -27,9 +27,8 @@ pub const BL33_BASE: u64 = 0x8_0000;
 /// The Cortex-A72 is Armv8.0: no LSE atomics (the QEMU virt images'
 /// `+lse`, .cargo/config.toml, would be undefined instructions here). These
 /// flags replace the config's for the rpi4 build, in its own target
-/// directory.
-const RUSTFLAGS: &str =
-    "-C target-feature=-strict-align,-lse -C target-cpu=cortex-a72 -C force-frame-pointers=yes";
+/// directory (no forced frame pointers, as there: nothing walks them).
+const RUSTFLAGS: &str = "-C target-feature=-strict-align,-lse -C target-cpu=cortex-a72";
 
 /// TF-A's rpi4 build options: BL31 alone (RESET_TO_BL31), entering BL33 at
 /// [`BL33_BASE`] whatever the armstub's mailbox says (no GPU firmware fills
