@@ -38,7 +38,7 @@ pub struct Layer {
     pub forwarded: u64,
 }
 
-/// PSCI function IDs (DEN0022): the calls a general VM may make to TF-A.
+/// PSCI function IDs (DEN0022) the checks here use (`psci.rs` has the rest).
 mod psci {
     pub const VERSION: u64 = 0x8400_0000;
     pub const FEATURES: u64 = 0x8400_000A;
@@ -76,10 +76,8 @@ impl Layer {
                 x[0] = id;
                 self.vm_request(vm, x)
             }
-            // PSCI: what only reads the machine's state goes to TF-A;
-            // powering cores or the board is not one user's to decide (a
-            // CPU_ON would start a core at EL2 at an address the VM names).
-            // PSCI as a hypervisor answers it, for the VM's vCPU 0 (`psci.rs`).
+            // PSCI as a hypervisor answers it, for the VM's vCPU 0
+            // (`psci.rs`: its own vCPUs, never a physical core or the board).
             id if psci::is_psci(id) => crate::psci::call(vm, 0, stage2.vttbr(), x),
             id if id >> 24 == 0x84 || id >> 24 == 0xC4 => {
                 // Other FF-A calls from general VMs are not handled yet.
