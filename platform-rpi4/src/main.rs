@@ -22,6 +22,7 @@ mod layout;
 mod platform;
 mod share;
 mod users;
+mod vgic;
 
 use core::panic::PanicInfo;
 
