@@ -190,5 +190,11 @@ pub fn configure_secure(
     false
 }
 
-/// Nothing was configured for a trusted VM, so nothing to disable.
-pub fn disable(_intid: u32, _cores: usize) {}
+/// Disables `intid` at the distributor (through `arm-gic`; for a PPI,
+/// this core's). Also the board's `disable_interrupt`: nothing is ever
+/// configured for a trusted VM, so the core never asks.
+pub fn disable(intid: u32, _cores: usize) {
+    with_gic(|gic| {
+        let _ = gic.enable_interrupt(int_id(intid), false);
+    });
+}

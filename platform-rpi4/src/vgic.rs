@@ -132,28 +132,31 @@ impl VTimer {
     }
 }
 
-/// A physical IRQ stopped the VM of `ctx`: acknowledges what is pending
-/// and gives the VM its own timer's interrupt as a virtual one, linked to
-/// the physical INTID. Any other interrupt has no owner here: deactivated
-/// (none is enabled but the timer's). A VM whose four list registers are
-/// all taken loses the interrupt, deactivated (it cannot happen with one
-/// source).
+/// A physical IRQ stopped the VM of `ctx`: acknowledges one interrupt
+/// and gives the VM its own timer's as a virtual one, linked to the
+/// physical INTID. One per exit, never a loop: a level interrupt that
+/// cannot be delivered is pending again at once, and looping on it here
+/// would hang the image (seen with the delivery removed); the guest's run
+/// is bounded instead (`Guest::run`, 64 exits). Any other interrupt has no
+/// VM to go to (none is enabled but the timer's): disabled, deactivated.
+/// A VM whose four list registers were all taken would lose it the same
+/// way (it cannot happen with one source).
 pub fn irq_exit(ctx: &mut Context) {
-    while let Some(intid) = gic::acknowledge() {
-        gic::end_priority(intid);
-        let delivered = intid == VTIMER_INTID
-            && arch_aarch64::gic::inject_virtual_interrupt(
-                ctx,
-                intid,
-                Some(intid),
-                VTIMER_PRIORITY,
-            )
-            .is_ok();
-        if !delivered {
-            log::debug!("rpi4: INTID {intid} has no VM to go to: deactivated");
-            gic::deactivate(intid);
+    let Some(intid) = gic::acknowledge() else {
+        return;
+    };
+    gic::end_priority(intid);
+    if intid == VTIMER_INTID {
+        if arch_aarch64::gic::inject_virtual_interrupt(ctx, intid, Some(intid), VTIMER_PRIORITY)
+            .is_ok()
+        {
+            return;
         }
+    } else {
+        gic::disable(intid, 1);
     }
+    log::debug!("rpi4: INTID {intid} has no VM to go to: deactivated");
+    gic::deactivate(intid);
 }
 
 /// Counts of the checks.
