@@ -7,7 +7,8 @@
 //!
 //! The program ([`GUEST_CODE`]) is a puppet the checks drive: they set its
 //! x0-x10 and start it at its entry; it makes one call (`hvc #0` or
-//! `smc #0` with x0-x7), one load or store at an address, or reads
+//! `smc #0` with x0-x7), one load or store at an address (64-bit, or
+//! 32-bit for a GIC register at its GICC, `vgic.rs`), or reads
 //! CurrentEL, then hands its x0-x7 back with `hvc #0xff`. Every access it
 //! makes goes through its stage 2, so isolation is the hardware's (a load
 //! from another VM's RAM is a stage-2 fault, reported as
