@@ -130,6 +130,12 @@ pub fn configure(intid: u32, priority: u8) -> bool {
     })
 }
 
+/// Sets this core's priority mask (GICC_PMR, through `arm-gic`): 0 masks
+/// every interrupt, 0xFF lets all through.
+pub fn set_priority_mask(mask: u8) {
+    with_gic(|gic| gic.set_priority_mask(mask));
+}
+
 /// Acknowledges the highest-priority pending interrupt (GICC_IAR, through
 /// `arm-gic`); `None` if none (a spurious INTID).
 pub fn acknowledge() -> Option<u32> {

@@ -181,7 +181,7 @@ impl Layer<'_> {
     }
 
     /// `command` with `args` to `dst` from general VM `vm`'s guest.
-    fn req(&mut self, vm: u16, dst: u16, command: u64, args: [u64; 4]) -> Answer {
+    pub(crate) fn req(&mut self, vm: u16, dst: u16, command: u64, args: [u64; 4]) -> Answer {
         self.vm_call(
             vm,
             [
