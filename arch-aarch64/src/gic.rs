@@ -51,6 +51,14 @@ pub fn end_priority(intid: u32) {
 
 /// Deactivates `intid` (ICC_DIR_EL1): for an interrupt no partition will end.
 pub fn deactivate(intid: u32) {
+    // A GICv2 (feature `ns-el2`) has no ICC_DIR_EL1: the board's hook
+    // writes its memory-mapped GICC_DIR.
+    if cfg!(feature = "ns-el2") {
+        if let Some(f) = physical_deactivate() {
+            f(intid);
+        }
+        return;
+    }
     // SAFETY: deactivating an interrupt the SPMC acknowledged and owns the
     // handling of; no memory is touched.
     unsafe {
@@ -156,6 +164,24 @@ const HCR_VF: u64 = 1 << 6;
 /// ICH_AP1R0_EL2) and raw lines, and turns the virtual interface on.
 #[inline(never)]
 pub fn load(v: &VirtualGic) {
+    // GICv2 (feature `ns-el2`): the memory-mapped GICH; the GIC signals a
+    // pending list register itself (no HCR_EL2.VI needed).
+    if cfg!(feature = "ns-el2") {
+        crate::gich::load(v);
+        if v.lines != 0 {
+            let mut hcr = crate::sysreg::read_hcr_el2();
+            if v.lines & VirtualGic::VIRQ != 0 {
+                hcr |= HCR_VI;
+            }
+            if v.lines & VirtualGic::VFIQ != 0 {
+                hcr |= HCR_VF;
+            }
+            // SAFETY: only the virtual interrupt lines change.
+            unsafe { crate::sysreg::write_hcr_el2(hcr) };
+        }
+        crate::sysreg::isb();
+        return;
+    }
     write_lrs(v);
     // SAFETY: ICH_VMCR_EL2 and ICH_AP1R0_EL2 hold this vCPU's virtual
     // interface state (its ICC_IGRPEN1/PMR/BPR and active priorities).
@@ -193,6 +219,15 @@ pub fn load(v: &VirtualGic) {
 /// line is a one-shot signal taken by the exit).
 #[inline(never)]
 pub fn save(v: &mut VirtualGic) {
+    if cfg!(feature = "ns-el2") {
+        crate::gich::save(v);
+        let hcr = crate::sysreg::read_hcr_el2() & !(HCR_VI | HCR_VF);
+        // SAFETY: only the virtual interrupt lines change.
+        unsafe { crate::sysreg::write_hcr_el2(hcr) };
+        v.lines = 0;
+        crate::sysreg::isb();
+        return;
+    }
     read_and_clear_lrs(v);
     // SAFETY: reading this vCPU's virtual interface state.
     unsafe {

@@ -32,6 +32,7 @@ pub mod cpu;
 pub mod entry;
 pub mod exceptions;
 pub mod gic;
+pub mod gich;
 pub mod guarded;
 pub mod heap;
 pub mod mmu;

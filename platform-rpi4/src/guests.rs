@@ -7,7 +7,8 @@
 //!
 //! The program ([`GUEST_CODE`]) is a puppet the checks drive: they set its
 //! x0-x10 and start it at its entry; it makes one call (`hvc #0` or
-//! `smc #0` with x0-x7), one load or store at an address, or reads
+//! `smc #0` with x0-x7), one load or store at an address (64-bit, or
+//! 32-bit for a GIC register at its GICC, `vgic.rs`), or reads
 //! CurrentEL, then hands its x0-x7 back with `hvc #0xff`. Every access it
 //! makes goes through its stage 2, so isolation is the hardware's (a load
 //! from another VM's RAM is a stage-2 fault, reported as
@@ -43,6 +44,10 @@ rpi4_guest_code:
     b.eq 3f
     cmp x8, #4
     b.eq 4f
+    cmp x8, #5
+    b.eq 5f
+    cmp x8, #6
+    b.eq 6f
     hvc #0
     b 9f
 1:  smc #0
@@ -53,6 +58,12 @@ rpi4_guest_code:
     mov x0, #0
     b 9f
 4:  mrs x0, CurrentEL
+    b 9f
+5:  ldr w0, [x9]
+    b 9f
+6:  str w10, [x9]
+    mov x0, #0
+    b 9f
 9:  hvc #{done}
     b 0b
 .balign 8
@@ -103,6 +114,10 @@ pub enum Op {
     Store(u64, u64),
     /// `mrs x0, CurrentEL`.
     CurrentEl,
+    /// `ldr w0, [addr]`: a 32-bit load (a GIC register).
+    Load32(u64),
+    /// `str w<value>, [addr]`: a 32-bit store.
+    Store32(u64, u32),
 }
 
 /// How a run of the guest ended.
@@ -122,6 +137,8 @@ pub struct Guest {
     ctx: Box<Context>,
     stage2: Stage2,
     base: u64,
+    /// Its EL1 virtual timer while it is switched out (`vgic.rs`).
+    vtimer: crate::vgic::VTimer,
 }
 
 impl core::fmt::Debug for Guest {
@@ -250,7 +267,19 @@ impl Guest {
                 Kind::Memory(Access::RWX),
             )
             .map_err(|e| format!("stage 2 of VM {vm}: {e:?}"))?;
+        // Its GIC CPU interface: the GIC-400's GICV frame (its own list
+        // registers), where a GICv2 guest expects its GICC (`vgic.rs`).
+        stage2
+            .map(
+                IpaSpace::NonSecure,
+                Ipa(layout::GUEST_GICC),
+                Pa(layout::GICV as u64),
+                layout::GICV_SIZE,
+                Kind::Device { write: true },
+            )
+            .map_err(|e| format!("stage 2 of VM {vm}: GICV: {e:?}"))?;
         let mut ctx = Box::new(Context::default());
+        ctx.vgic.vmcr = crate::vgic::GUEST_VMCR;
         ctx.vttbr = stage2.vttbr();
         ctx.el1.sctlr = SCTLR_EL1_RESET;
         ctx.vmpidr = spmc::vcpu::vmpidr(0);
@@ -259,12 +288,23 @@ impl Guest {
             ctx,
             stage2,
             base,
+            vtimer: Default::default(),
         })
     }
 
     /// Its VM ID.
     pub fn vm(&self) -> u16 {
         self.vm
+    }
+
+    /// Its virtual timer (as its own code would program it).
+    pub fn vtimer_mut(&mut self) -> &mut crate::vgic::VTimer {
+        &mut self.vtimer
+    }
+
+    /// Its virtual GIC interface as last saved.
+    pub fn vgic(&self) -> &spmc::vcpu::VirtualGic {
+        &self.ctx.vgic
     }
 
     /// Destroys it: its RAM zeroed, its VMID's translations dropped, its
@@ -308,6 +348,8 @@ impl Guest {
             Op::Load(addr) => (2, addr, 0),
             Op::Store(addr, v) => (3, addr, v),
             Op::CurrentEl => (4, 0, 0),
+            Op::Load32(addr) => (5, addr, 0),
+            Op::Store32(addr, v) => (6, addr, v as u64),
         };
         ctx.x[8] = select;
         ctx.x[9] = a;
@@ -318,12 +360,19 @@ impl Guest {
             // The hardware holds no trusted VM's EL1 state when the guest
             // runs, and none of the guest's when the layer calls the core.
             vcpu::return_to_normal_world();
+            self.vtimer.enter(ctx);
             // SAFETY: the context is this guest's alone (boxed, not moved
             // while it runs), its stage-2 root maps only its own RAM.
             unsafe { vcpu::run(ctx) };
+            let irq = ctx.exit.vector != 0;
+            if irq {
+                // Its timer's interrupt (the only one enabled) goes to its
+                // list registers before its timer is stopped.
+                crate::vgic::irq_exit(ctx);
+            }
+            self.vtimer.exit(ctx);
             vcpu::return_to_normal_world();
-            if ctx.exit.vector != 0 {
-                // An interrupt (none is enabled): resume the guest.
+            if irq {
                 continue;
             }
             let esr = ctx.exit.esr;

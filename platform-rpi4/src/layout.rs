@@ -14,6 +14,15 @@ pub const GICD: usize = 0xff84_1000;
 pub const GICC: usize = 0xff84_2000;
 /// GIC-400 virtual interface control (GICH): list registers for VMs.
 pub const GICH: usize = 0xff84_4000;
+/// GIC-400 virtual CPU interface (GICV, 8 KiB): what a VM's stage 2 maps
+/// at [`GUEST_GICC`], so that its GICC accesses reach its own list
+/// registers (QEMU's bcm2838 `GIC_VCPU_OFS`, as on the Pi 4).
+pub const GICV: usize = 0xff84_6000;
+/// Where a general VM finds its GIC CPU interface: the board's GICC
+/// address (IPA), backed by [`GICV`].
+pub const GUEST_GICC: u64 = GICC as u64;
+/// Bytes of the GICV frame mapped there (GICV_DIR is at 0x1000).
+pub const GICV_SIZE: u64 = 0x2000;
 
 /// Where the boot blob (`rpi4-kernel8.img`: this image, then the manifest
 /// and the trusted VMs' packages at fixed offsets) puts the core's manifest

@@ -25,6 +25,7 @@ mod share;
 mod share_checks;
 mod smp;
 mod users;
+mod vgic;
 
 use core::panic::PanicInfo;
 

@@ -33,6 +33,10 @@ pub fn primary(dtb: u64, core: usize) -> ! {
     }
     info!("rpi4: stage-1 MMU on: text RX, rodata R, data RW+XN");
     gic_report();
+    match crate::vgic::init() {
+        Ok(line) => info!("rpi4: GIC-400 set up: {line}"),
+        Err(why) => error!("rpi4: GIC-400: {why}"),
+    }
     let (mut passed, mut failed) = crate::checks::board();
     match boot_core() {
         Ok(()) => {

@@ -31,6 +31,7 @@ pub mod contexts;
 pub mod fatal;
 pub mod features;
 pub mod ffa;
+pub mod gicv2;
 pub mod ids;
 pub mod interrupts;
 pub mod manager;
