@@ -30,7 +30,7 @@ use spmc::vcpu::Context;
 use crate::gic;
 use crate::guests::{Guest, Op, Outcome};
 use crate::layout;
-use crate::users::Layer;
+use crate::users::{Layer, Report};
 use test_protocol::{cmd, ids};
 
 /// The EL1 virtual timer's interrupt (PPI 11).
@@ -173,28 +173,6 @@ pub fn irq_exit(ctx: &mut Context) {
     gic::deactivate(intid);
 }
 
-/// Counts of the checks.
-#[derive(Default)]
-struct Report {
-    passed: u32,
-    failed: u32,
-}
-
-impl Report {
-    fn check(&mut self, name: &str, f: impl FnOnce() -> Result<(), String>) {
-        match f() {
-            Ok(()) => {
-                self.passed += 1;
-                arch_aarch64::console::line(format_args!("PASS {name}"));
-            }
-            Err(why) => {
-                self.failed += 1;
-                arch_aarch64::console::line(format_args!("FAIL {name}: {why}"));
-            }
-        }
-    }
-}
-
 /// Runs general VM `vm`'s guest for `op` (a load or store: it makes no call).
 fn run(l: &mut Layer, vm: u16, op: Op) -> Result<Outcome, String> {
     l.guest(vm, op, [0; 8])
@@ -248,10 +226,9 @@ fn handle_and_end(l: &mut Layer, vm: u16) -> Result<(), String> {
     }
 }
 
-/// The interrupt checks (`rpi4-gic400-*`, `rpi4-vm*-vtimer-*`); returns
-/// (passed, failed).
-pub fn checks(l: &mut Layer) -> (u32, u32) {
-    let mut r = Report::default();
+/// The interrupt checks (`rpi4-gic400-*`, `rpi4-vm*-vtimer-*`), counted
+/// in `r`.
+pub fn checks(l: &mut Layer, r: &mut Report) {
     r.check(
         "rpi4-gic400-vtimer-configured",
         || match gic::configuration(VTIMER_INTID) {
@@ -344,7 +321,6 @@ pub fn checks(l: &mut Layer) -> (u32, u32) {
             got => Err(format!("VM 1 read INTID {got}")),
         }
     });
-    (r.passed, r.failed)
 }
 
 /// A direct response with status OK.
