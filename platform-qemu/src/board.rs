@@ -170,8 +170,13 @@ impl Platform for Qemu {
         // and `copy` (memmove) would be correct even if it did.
         unsafe { core::ptr::copy(s.ptr(), d.ptr(), len as usize) };
         to_poc(d, len as usize);
-        // What the core copies into its own memory may be code (a
-        // partition's image, a per-user instance of a template).
+        Ok(())
+    }
+
+    fn copy_code(&mut self, dst: Pa, src: Pa, len: u64) -> Result<(), MemError> {
+        self.copy(dst, src, len)?;
+        // A partition's image or a template's instance: no stale line of
+        // what the pages held before may be fetched.
         cache::invalidate_icache();
         Ok(())
     }

@@ -554,7 +554,7 @@ impl<P: Platform> Spmc<P> {
         let main_pa = main.base;
         memory.push((config.load_ipa, main));
         self.platform
-            .copy(main_pa, image, image_len)
+            .copy_code(main_pa, image, image_len)
             .map_err(|_| SpError::BadImage)?;
         if let Some(at) = layout.boot_info {
             let blob = boot_info_blob(

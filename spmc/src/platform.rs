@@ -34,6 +34,13 @@ pub trait Platform {
     fn zero(&mut self, pa: Pa, len: u64) -> Result<(), MemError>;
     /// Copies `len` bytes from `src` to `dst` (the ranges do not overlap).
     fn copy(&mut self, dst: Pa, src: Pa, len: u64) -> Result<(), MemError>;
+    /// [`Platform::copy`] of what a partition will execute (its image, a
+    /// template's instance), then made visible to instruction fetches (on
+    /// hardware, the I-caches invalidated). Data (a message's payload) goes
+    /// through `copy`, which leaves the I-caches alone.
+    fn copy_code(&mut self, dst: Pa, src: Pa, len: u64) -> Result<(), MemError> {
+        self.copy(dst, src, len)
+    }
 
     /// True if `[pa, pa + len)` is wholly normal-world RAM (never secure
     /// memory): on hardware, inside the SPMC manifest's `ns-memory` ranges.

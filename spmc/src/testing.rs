@@ -60,6 +60,8 @@ pub struct FakePlatform {
     /// How many times the core asked for a vCPU's EL1 registers in its
     /// context ([`Platform::vcpu_el1_to_context`]).
     pub el1_syncs: u32,
+    /// How many copies the core made as code ([`Platform::copy_code`]).
+    pub code_copies: u32,
     /// [`Platform::vmid_limit`]: 8-bit VMIDs unless a test says otherwise.
     pub vmid_limit: u16,
     /// The core the next call arrives on ([`Platform::core_index`]); tests
@@ -90,6 +92,7 @@ impl Default for FakePlatform {
             ns_size: NS_SIZE,
             heap_free: None,
             el1_syncs: 0,
+            code_copies: 0,
             vmid_limit: 0xFF,
             core: 0,
             secure_pending: Vec::new(),
@@ -196,6 +199,12 @@ impl Platform for FakePlatform {
     fn copy(&mut self, dst: Pa, src: Pa, len: u64) -> Result<(), MemError> {
         let data = self.slice(src, len)?.to_vec();
         self.slice(dst, len)?.copy_from_slice(&data);
+        Ok(())
+    }
+
+    fn copy_code(&mut self, dst: Pa, src: Pa, len: u64) -> Result<(), MemError> {
+        self.copy(dst, src, len)?;
+        self.code_copies += 1;
         Ok(())
     }
 

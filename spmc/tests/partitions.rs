@@ -814,6 +814,8 @@ fn partition_info_regs_pages_through_descriptors() {
 #[test]
 fn indirect_message_from_normal_world_to_partition() {
     let mut s = booted();
+    let images = s.platform_mut().code_copies;
+    assert!(images >= 2, "each partition's image is copied as code");
     map_nwd_buffers(&mut s);
     s.reopen_nwd_version_for_tests();
     nwd_now(&mut s, &[func::VERSION as u64, 0x1_0002]);
@@ -827,6 +829,11 @@ fn indirect_message_from_normal_world_to_partition() {
     assert_eq!(
         nwd_now(&mut s, &[func::MSG_SEND2 as u64, 0, 0]).func(),
         func::SUCCESS_32
+    );
+    assert_eq!(
+        s.platform_mut().code_copies,
+        images,
+        "a message's payload is data: no I-cache invalidation"
     );
     assert_eq!(
         err(&nwd_now(&mut s, &[func::MSG_SEND2 as u64, 0, 0])),
