@@ -455,7 +455,6 @@ fn an_instance_cannot_own_interrupts() {
 /// the fast path serves again.
 #[test]
 fn a_pended_interrupt_keeps_the_fast_path_off_until_its_owner_has_it() {
-    static NO_FAILURE: spmc::fatal::FailGate = spmc::fatal::FailGate::new();
     let (mut s, v) = sp1_irq_world();
     let req = [func::MSG_SEND_DIRECT_REQ_64 as u64, 0x8001, 0, 0, 7];
     let resp = [func::MSG_SEND_DIRECT_RESP_64 as u64, 0x8001 << 16, 0, 0, 8];
@@ -468,20 +467,7 @@ fn a_pended_interrupt_keeps_the_fast_path_off_until_its_owner_has_it() {
     assert!(matches!(next, Next::NormalWorld));
     s.platform_mut().core = 0;
     assert!(!lr_holds(&mut s, v, 40), "not handed over yet");
-    let mut ctx = s.vcpu_context(v);
-    ctx.x[..5].copy_from_slice(&resp);
-    ctx.exit.vector = 0;
-    ctx.exit.esr = spmc::vcpu::ec::SMC64 << 26;
-    *s.vcpu_context_mut(v) = ctx;
-    let mut regs = Regs::default();
-    let c = s.contexts().clone();
-    let fast = c.direct_response(&NO_FAILURE, v, &mut regs, |_| {});
-    assert!(
-        matches!(fast, spmc::contexts::Fast::Slow),
-        "the fast path would answer without the interrupt: {fast:?}"
-    );
-    drop(c);
-    let next = spmc::testing::exit(&mut s, v, &mut regs);
+    let (next, mut regs) = answer_past_the_fast_path(&mut s, v, &resp);
     resumed_for_interrupt(&mut s, &next, v, 40);
     assert!(lr_holds(&mut s, v, 40), "handed over by the manager");
     handle_all(&mut s, v);
@@ -501,7 +487,34 @@ fn a_pended_interrupt_keeps_the_fast_path_off_until_its_owner_has_it() {
 // ----------------------------------------------------------------------
 
 const REQ64: u64 = func::MSG_SEND_DIRECT_REQ_64 as u64;
+/// The fast paths' failure gate (nothing fails in these tests).
+static NO_FAILURE: spmc::fatal::FailGate = spmc::fatal::FailGate::new();
 const RESP64: u64 = func::MSG_SEND_DIRECT_RESP_64 as u64;
+
+/// sp1's vCPU `v` answers `resp` (x0-x4, by SMC64) with an interrupt
+/// pending: the fast response must leave the answer to the manager, whose
+/// handling of the exit is returned with the registers it wrote.
+fn answer_past_the_fast_path(
+    s: &mut Spmc<FakePlatform>,
+    v: VcpuRef,
+    resp: &[u64; 5],
+) -> (Next, Regs) {
+    let mut ctx = s.vcpu_context(v);
+    ctx.x[..5].copy_from_slice(resp);
+    ctx.exit.vector = 0;
+    ctx.exit.esr = spmc::vcpu::ec::SMC64 << 26;
+    *s.vcpu_context_mut(v) = ctx;
+    let mut regs = Regs::default();
+    let c = s.contexts().clone();
+    let fast = c.direct_response(&NO_FAILURE, v, &mut regs, |_| {});
+    assert!(
+        matches!(fast, spmc::contexts::Fast::Slow),
+        "the fast path would answer with the interrupt pending: {fast:?}"
+    );
+    drop(c);
+    let next = spmc::testing::exit(s, v, &mut regs);
+    (next, regs)
+}
 
 /// sp1 (owner of INTID 40) runs a request from the normal world with its
 /// interrupts masked, and INTID 40 arrives meanwhile: it stays pending in
@@ -735,21 +748,7 @@ fn another_interrupt_taken_meanwhile_is_signalled_before_the_answer_goes() {
 /// virtual interrupt pending to the manager, which holds it back.
 #[test]
 fn the_fast_response_leaves_an_answer_with_an_interrupt_pending_to_the_manager() {
-    static NO_FAILURE: spmc::fatal::FailGate = spmc::fatal::FailGate::new();
     let (mut s, v) = sp1_running_with_40_pending();
-    let mut ctx = s.vcpu_context(v);
-    ctx.x[..5].copy_from_slice(&[RESP64, 0x8001 << 16, 0, 0, 7]);
-    ctx.exit.vector = 0;
-    ctx.exit.esr = spmc::vcpu::ec::SMC64 << 26;
-    *s.vcpu_context_mut(v) = ctx;
-    let mut regs = Regs::default();
-    let c = s.contexts().clone();
-    let fast = c.direct_response(&NO_FAILURE, v, &mut regs, |_| {});
-    assert!(
-        matches!(fast, spmc::contexts::Fast::Slow),
-        "the fast path would answer with the interrupt pending: {fast:?}"
-    );
-    drop(c);
-    let next = spmc::testing::exit(&mut s, v, &mut regs);
+    let (next, _) = answer_past_the_fast_path(&mut s, v, &[RESP64, 0x8001 << 16, 0, 0, 7]);
     resumed_for_interrupt(&mut s, &next, v, 40);
 }
