@@ -24,8 +24,6 @@ use spmc::vcpu::{VcpuRef, VcpuState};
 const OPTEE: u16 = 0x8001;
 /// Where the vtee package goes: after OP-TEE's 0x7c000-byte package.
 const VTEE_PACKAGE: u64 = 0x0e3c_0000;
-const REQ64: u64 = func::MSG_SEND_DIRECT_REQ_64 as u64;
-const RESP64: u64 = func::MSG_SEND_DIRECT_RESP_64 as u64;
 
 /// The `optee` stage's SPMC manifest with the vtee template and the policy.
 fn config() -> SpmcConfig {
@@ -82,21 +80,7 @@ fn world() -> Spmc<FakePlatform> {
 
 /// A direct request from `vm` to `to`: the vCPU it runs, or the error code.
 fn request(s: &mut Spmc<FakePlatform>, vm: u16, to: u16) -> Result<(VcpuRef, Regs), i32> {
-    let (next, regs) = nwd(
-        s,
-        &[REQ64, (vm as u64) << 16 | to as u64, 0, 0x13, 1, 2, 3, 4],
-    );
-    match next {
-        Next::Run { vcpu, .. } => Ok((vcpu, regs)),
-        Next::NormalWorld => Err(regs.error_code().expect("an error, not an answer")),
-    }
-}
-
-fn answer(s: &mut Spmc<FakePlatform>, v: VcpuRef, vm: u16, mut regs: Regs) -> Regs {
-    let me = s.partition(v.slot).id().raw() as u64;
-    let n = sp_call(s, v, &[RESP64, me << 16 | vm as u64, 0, 0x600D], &mut regs);
-    assert!(matches!(n, Next::NormalWorld));
-    regs
+    vm_request(s, vm, to, 0x13)
 }
 
 #[test]
@@ -114,7 +98,7 @@ fn every_vm_reaches_the_shared_optee_and_only_its_own_tee() {
         assert_eq!(s.partition(v.slot).id(), OPTEE);
         assert_eq!(s.partition(v.slot).kind, Kind::Static);
         assert_eq!(s.vcpu_context_mut(v).x[1] >> 16, vm as u64, "sender");
-        let r = answer(&mut s, v, vm, regs);
+        let r = vm_answer(&mut s, v, vm, regs);
         assert_eq!((r.x(1), r.x(3)), ((OPTEE as u64) << 16 | vm as u64, 0x600D));
         // The private half: the template's ID is the VM's own instance ...
         let (v, regs) = request(&mut s, vm, TEMPLATE).unwrap();
@@ -124,7 +108,7 @@ fn every_vm_reaches_the_shared_optee_and_only_its_own_tee() {
                 owner: VmId::new(vm)
             }
         );
-        answer(&mut s, v, vm, regs);
+        vm_answer(&mut s, v, vm, regs);
         // ... and every other VM's instance is denied, by ID.
         for (other, &id) in (1..=4u16).zip(&inst) {
             if other != vm {
@@ -142,7 +126,7 @@ fn every_vm_reaches_the_shared_optee_and_only_its_own_tee() {
         FfaError::Denied.code()
     );
     let (v, regs) = request(&mut s, 0, OPTEE).unwrap();
-    answer(&mut s, v, 0, regs);
+    vm_answer(&mut s, v, 0, regs);
     assert_eq!(
         s.vcpu_states(s.slot_of(PartId::new(OPTEE)).unwrap())[0],
         VcpuState::Waiting

@@ -17,34 +17,20 @@ use spmc::ffa::{FfaError, Regs, func, fwk};
 use spmc::manifest::MemRange;
 use spmc::partition::PartitionState;
 use spmc::policy::Kind;
-use spmc::testing::{FakePlatform, NS_BASE, sp_call, sp_fault};
+use spmc::testing::{FakePlatform, NS_BASE, sp_fault};
 use spmc::vcpu::{VcpuRef, VcpuState};
 
 const SP1: u16 = 0x8001;
 const SP2: u16 = 0x8002;
 const TPM: u16 = 0x8003;
-const REQ64: u64 = func::MSG_SEND_DIRECT_REQ_64 as u64;
-const RESP64: u64 = func::MSG_SEND_DIRECT_RESP_64 as u64;
 
 fn code(e: FfaError) -> i32 {
     e.code()
 }
 
-/// A direct request from `vm` to `to`: the vCPU it runs, or the error.
+/// A direct request from `vm` to `to`: the vCPU it runs, or the error code.
 fn request(s: &mut Spmc<FakePlatform>, vm: u16, to: u16) -> Result<(VcpuRef, Regs), i32> {
-    let (next, regs) = nwd(s, &[REQ64, (vm as u64) << 16 | to as u64, 0, 7, 1, 2, 3, 4]);
-    match next {
-        Next::Run { vcpu, .. } => Ok((vcpu, regs)),
-        Next::NormalWorld => Err(regs.error_code().expect("an error, not an answer")),
-    }
-}
-
-/// The partition answers the request it runs; returns the registers the VM gets.
-fn answer(s: &mut Spmc<FakePlatform>, v: VcpuRef, vm: u16, mut regs: Regs) -> Regs {
-    let me = s.partition(v.slot).id().raw() as u64;
-    let n = sp_call(s, v, &[RESP64, me << 16 | vm as u64, 0, 0x600D], &mut regs);
-    assert!(matches!(n, Next::NormalWorld));
-    regs
+    vm_request(s, vm, to, 7)
 }
 
 /// IPA -> PA of a partition's secure page.
@@ -119,7 +105,7 @@ fn the_template_id_reaches_the_callers_own_instance() {
         let ctx = s.vcpu_context_mut(v).x;
         assert_eq!(ctx[1] >> 16, vm as u64, "the sender is the VM");
         assert_eq!(ctx[3..8], [7, 1, 2, 3, 4]);
-        let r = answer(&mut s, v, vm, regs);
+        let r = vm_answer(&mut s, v, vm, regs);
         assert_eq!(r.x(3), 0x600D);
         assert_eq!(
             r.x(1),
@@ -129,7 +115,7 @@ fn the_template_id_reaches_the_callers_own_instance() {
         let own = instance_id(&s, vm).unwrap();
         let (v2, regs) = request(&mut s, vm, own).unwrap();
         assert_eq!(v2, v);
-        answer(&mut s, v2, vm, regs);
+        vm_answer(&mut s, v2, vm, regs);
     }
 }
 
@@ -154,7 +140,7 @@ fn the_policy_denies_what_a_vm_may_not_reach() {
     // What is allowed: VM 1's binding, the shared partition, everything static for endpoint 0.
     for (vm, to) in [(1, SP1), (1, TPM), (2, TPM), (7, TPM), (0, SP1), (0, SP2)] {
         let (v, regs) = request(&mut s, vm, to).unwrap_or_else(|e| panic!("{vm}->{to:#x}: {e}"));
-        answer(&mut s, v, vm, regs);
+        vm_answer(&mut s, v, vm, regs);
     }
     // Nothing changed state on the way: every partition waits (an MP
     // partition's contexts for cores that never came on stay off).
@@ -404,7 +390,7 @@ fn at_least_32_live_instances_then_ids_run_out_with_nothing_leaked() {
     // Every instance still answers its own VM.
     for vm in [1u16, 32, 64] {
         let (v, regs) = request(&mut s, vm, TEMPLATE).unwrap();
-        answer(&mut s, v, vm, regs);
+        vm_answer(&mut s, v, vm, regs);
     }
     // Freeing one makes room for one.
     assert_eq!(destroy_vm(&mut s, 17), 0);
@@ -501,13 +487,13 @@ fn a_faulting_instance_is_aborted_and_the_others_go_on() {
     );
     for vm in [1u16, 3] {
         let (v, regs) = request(&mut s, vm, TEMPLATE).unwrap();
-        assert_eq!(answer(&mut s, v, vm, regs).x(3), 0x600D);
+        assert_eq!(vm_answer(&mut s, v, vm, regs).x(3), 0x600D);
     }
     // Destroying the VM frees the aborted instance; re-creating gives a working one.
     assert_eq!(destroy_vm(&mut s, 2), 0);
     assert_eq!(create_vm(&mut s, 2), 0);
     let (v, regs) = request(&mut s, 2, TEMPLATE).unwrap();
-    answer(&mut s, v, 2, regs);
+    vm_answer(&mut s, v, 2, regs);
 }
 
 #[test]
@@ -679,7 +665,7 @@ proptest! {
                                 Kind::Instance { owner } => prop_assert_eq!(owner, vm),
                                 Kind::Static => prop_assert!(s.config().policy.may_reach(VmId::new(vm), p.id().raw(), Kind::Static)),
                             }
-                            answer(&mut s, v, vm, regs);
+                            vm_answer(&mut s, v, vm, regs);
                         }
                         Err(e) => {
                             // Never a silent success for a foreign TEE: if `to`

@@ -406,3 +406,29 @@ impl SmallWorld {
         s
     }
 }
+
+/// A direct request (64-bit, x3 = `x3`, x4-x7 = 1-4) from VM `vm` to `to`,
+/// as the hypervisor forwards it: the vCPU it runs, or the error code.
+pub fn vm_request(
+    s: &mut Spmc<FakePlatform>,
+    vm: u16,
+    to: u16,
+    x3: u64,
+) -> Result<(VcpuRef, Regs), i32> {
+    let req = func::MSG_SEND_DIRECT_REQ_64 as u64;
+    let (next, regs) = nwd(s, &[req, (vm as u64) << 16 | to as u64, 0, x3, 1, 2, 3, 4]);
+    match next {
+        Next::Run { vcpu, .. } => Ok((vcpu, regs)),
+        Next::NormalWorld => Err(regs.error_code().expect("an error, not an answer")),
+    }
+}
+
+/// The partition running on `v` answers VM `vm`'s request (x3 = 0x600D);
+/// returns the registers the VM gets.
+pub fn vm_answer(s: &mut Spmc<FakePlatform>, v: VcpuRef, vm: u16, mut regs: Regs) -> Regs {
+    let me = s.partition(v.slot).id().raw() as u64;
+    let resp = func::MSG_SEND_DIRECT_RESP_64 as u64;
+    let n = sp_call(s, v, &[resp, me << 16 | vm as u64, 0, 0x600D], &mut regs);
+    assert!(matches!(n, Next::NormalWorld));
+    regs
+}
