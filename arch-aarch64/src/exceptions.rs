@@ -2,10 +2,12 @@
 //!
 //! An exception taken from EL2 itself is an SPMC bug, with one exception: an
 //! external abort inside a guarded copy of normal-world memory
-//! ([`crate::guarded`]) resumes that copy's error path. Any other one panics
-//! with the syndrome, so the platform's panic handler stops the SPMC for good
-//! while every core still answers its callers (never silently, never a halt
-//! that leaves a caller waiting). Exceptions from a lower EL are the
+//! ([`crate::guarded`]) resumes that copy's error path. Any other one is
+//! reported with the syndrome and goes to [`fatal`], which stops the SPMC for
+//! good while every core still answers its callers (never silently, never a
+//! halt that leaves a caller waiting). A release image's panics come here
+//! too: it is built with `-Cpanic=immediate-abort`, so a panic is a `BRK #1`
+//! at the panic site, reported with its address. Exceptions from a lower EL are the
 //! partitions' calls, interrupts and faults: the vCPU module routes them, from
 //! AArch64 and AArch32 alike.
 //!
@@ -19,6 +21,9 @@
 
 use core::arch::global_asm;
 use core::fmt;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::cpu;
 
 /// Which vector an exception came through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,11 +171,43 @@ spmc_exception_common:
 /// ESR_EL2 exception class of a data abort taken without a change of EL.
 const EC_DABT_CURRENT: u64 = 0x25;
 
+/// ESR_EL2 exception class of a `BRK` instruction in AArch64 state: what a
+/// panic is in an image built with `-Cpanic=immediate-abort` (`BRK #1`).
+const EC_BRK64: u64 = 0x3c;
+
+/// Per core: set once that core entered [`fatal`].
+static FATAL_ON: [AtomicBool; crate::MAX_CPUS] =
+    [const { AtomicBool::new(false) }; crate::MAX_CPUS];
+
+/// What the platform does after a fatal error has been reported.
+static AFTER_FATAL: spin::Once<fn() -> !> = spin::Once::new();
+
+/// Sets what [`fatal`] does after its report (once, at boot): the SPMC
+/// answers every caller with an error from then on. Without it, the core halts.
+pub fn on_fatal(f: fn() -> !) {
+    AFTER_FATAL.call_once(|| f);
+}
+
+/// A fatal error on this core (a panic, an exception at EL2): one `FATAL`
+/// line on the console, then what [`on_fatal`] set. A second fatal error on
+/// the same core while it does that (a broken stack, say) halts the core:
+/// there is nothing left it could do safely.
+pub fn fatal(what: fmt::Arguments<'_>) -> ! {
+    let core = cpu::core_index();
+    if FATAL_ON[core % crate::MAX_CPUS].swap(true, Ordering::AcqRel) {
+        cpu::halt()
+    }
+    crate::console::emergency_line(what);
+    match AFTER_FATAL.get() {
+        Some(f) => f(),
+        None => cpu::halt(),
+    }
+}
+
 /// Called by the vector code for every exception that is not a vCPU exit.
 ///
 /// Returns only after fixing up an abort in a guarded copy (the vector code
-/// then resumes at `frame.elr`); anything else is fatal and panics, which
-/// never returns.
+/// then resumes at `frame.elr`); anything else is fatal and never returns.
 extern "C" fn exception_handler(kind: u64, frame: &mut Frame) {
     let kind = match kind {
         1 => Kind::CurrentSync,
@@ -186,5 +223,17 @@ extern "C" fn exception_handler(kind: u64, frame: &mut Frame) {
         frame.elr = resume;
         return;
     }
-    panic!("fatal exception {kind:?}: {frame:?}")
+    let core = cpu::core_index();
+    if kind == Kind::CurrentSync && (frame.esr >> 26) & 0x3f == EC_BRK64 {
+        // A release image's panic: the site's address is all there is
+        // (`aarch64-linux-gnu-addr2line -e spmc-qemu <address>`, or a dev
+        // build for the message).
+        fatal(format_args!(
+            "SPMC panic on core {core} at {:#x} (release image: no message)",
+            frame.elr
+        ))
+    }
+    fatal(format_args!(
+        "SPMC fatal exception on core {core}, {kind:?}: {frame:?}"
+    ))
 }

@@ -19,27 +19,22 @@ mod platform;
 mod sri;
 
 use core::panic::PanicInfo;
-use core::sync::atomic::{AtomicBool, Ordering};
 
-use arch_aarch64::{console, cpu};
+use arch_aarch64::{cpu, exceptions};
 
-/// Per core: set once that core entered the panic handler.
-static PANICKING: [AtomicBool; arch_aarch64::MAX_CPUS] =
-    [const { AtomicBool::new(false) }; arch_aarch64::MAX_CPUS];
-
-/// A panic, or a fatal exception at EL2 (the vector code panics for it): the
-/// SPMC stops for good, but every core keeps answering the normal world with
-/// FFA_ERROR(ABORTED) (`platform::fail_boot_if_booting`). A second fault on
-/// the same core while it does that (a broken stack, say) halts that core:
-/// there is nothing left it could do safely.
+/// A panic in a dev image: the SPMC stops for good, but every core keeps
+/// answering the normal world with FFA_ERROR(ABORTED)
+/// (`platform::fail_boot_if_booting`, set as `exceptions::on_fatal` at boot).
+/// A fatal exception at EL2 goes the same way, and so does a release image's
+/// panic: built with `-Cpanic=immediate-abort`, it is a trap at the panic
+/// site that `exceptions` reports with its address, and this handler is
+/// never called.
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
-    let core = cpu::core_index();
-    if PANICKING[core % arch_aarch64::MAX_CPUS].swap(true, Ordering::AcqRel) {
-        cpu::halt()
-    }
-    console::emergency_line(format_args!("SPMC panic on core {core}: {info}"));
-    platform::fail_boot_if_booting()
+    exceptions::fatal(format_args!(
+        "SPMC panic on core {}: {info}",
+        cpu::core_index()
+    ))
 }
 
 /// Primary cold boot: called by the entry code with x0 = manifest address,

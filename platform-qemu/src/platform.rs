@@ -64,6 +64,7 @@ fn lock_live() -> Option<Guard> {
 pub fn primary(manifest_addr: u64, core: usize, entry_count: u64) -> ! {
     // SAFETY: the board's secure UART; only the SPMC uses it.
     unsafe { console::init(SECURE_UART, LOG_LEVEL) };
+    arch_aarch64::exceptions::on_fatal(fail_boot_if_booting);
     info!("booting on core {core}, manifest at {manifest_addr:#x}");
     prove_secure_el2();
     heap::init();
@@ -274,6 +275,9 @@ fn serve(mut regs: Regs, mut next: Next) -> ! {
                         Some(mut guard) => match guard.as_mut() {
                             #[cfg(feature = "fatal-probe")]
                             Some(_) if fatal_probe(&regs) => {
+                                // A release image's panic prints no message:
+                                // this line says the panic is the probe's.
+                                log::error!("fatal probe (test-only build): panicking");
                                 panic!("fatal probe (test-only build): failing with the lock held")
                             }
                             Some(spmc) => {

@@ -64,15 +64,24 @@ fn image_dir(opts: &Options) -> PathBuf {
         .join(profile_dir(opts))
 }
 
-/// `--release` for a release build, and its one extra flag.
+/// `--release` for a release build, and its extra flags.
 ///
 /// `-Zlocation-detail=none`: release images carry no source locations (file,
 /// line and column of each panic site and each log call). The logger never
-/// prints the log calls' locations, and a panic still prints its message; the
-/// 330 locations and 35 paths were 9.5 KiB of the release SPMC's rodata
-/// (docs/benchmarks.md). Dev builds, which every test stage runs, keep them:
-/// rebuild without `--release` to see where a panic came from. The variable
-/// adds to `.cargo/config.toml`'s flags for the target (cargo merges the two).
+/// prints the log calls' locations; the 330 locations and 35 paths were
+/// 9.5 KiB of the release SPMC's rodata (docs/benchmarks.md).
+///
+/// `-Cpanic=immediate-abort` (with `core` and `alloc`, built by
+/// `-Zbuild-std`): a panic is a `BRK #1` at its site, with no message
+/// formatted. The SPMC's EL2 vector reports it as `SPMC panic on core N at
+/// <address>` and goes the same fatal way as a dev image's panic handler
+/// (every core answers ABORTED; the `fatal` stage runs both builds). The
+/// panic messages and their formatting were 14.7 KiB of the release SPMC.
+///
+/// Dev builds, which every other test stage runs, keep both: rebuild without
+/// `--release` to see a panic's message and where it came from. The
+/// variable adds to `.cargo/config.toml`'s flags for the target (cargo
+/// merges the two).
 pub fn release_profile(cmd: &mut Command, opts: &Options) {
     if opts.release {
         cmd.arg("--release").env(
@@ -80,9 +89,22 @@ pub fn release_profile(cmd: &mut Command, opts: &Options) {
                 "CARGO_TARGET_{}_RUSTFLAGS",
                 TARGET.to_uppercase().replace('-', "_")
             ),
-            "-Zlocation-detail=none",
+            "-Zlocation-detail=none -Zunstable-options -Cpanic=immediate-abort",
         );
     }
+}
+
+/// The SPMC's log level (`--log`, default info) for a firmware build: as
+/// `SPMC_LOG`, which the image reads at build time for its level, and as
+/// `platform-qemu`'s feature `release-log-<level>`, which compiles the
+/// levels above it out of a release image (`log`'s `release_max_level_*`:
+/// a release image built at `warn` carries no `info!` line, the way TF-A's
+/// LOG_LEVEL works). Dev images keep every level.
+pub fn log_level(cmd: &mut Command, opts: &Options) {
+    cmd.env("SPMC_LOG", &opts.log).args([
+        "--features",
+        &format!("platform-qemu/release-log-{}", opts.log),
+    ]);
 }
 
 /// Builds the Rust images and turns each ELF into a raw binary.
@@ -97,7 +119,7 @@ pub fn rust_images(env: &Env, opts: &Options) -> Result<PathBuf> {
         cmd.args(["-p", p]);
     }
     release_profile(&mut cmd, opts);
-    cmd.env("SPMC_LOG", &opts.log);
+    log_level(&mut cmd, opts);
     sh::run(&mut cmd)?;
     let dir = image_dir(opts);
     objcopy_binaries(
@@ -143,7 +165,7 @@ pub fn fatal_spmc(env: &Env, opts: &Options) -> Result<PathBuf> {
         "platform-qemu/fatal-probe",
     ]);
     release_profile(&mut cmd, opts);
-    cmd.env("SPMC_LOG", &opts.log);
+    log_level(&mut cmd, opts);
     sh::run(&mut cmd)?;
     let dir = image_dir(opts);
     let bin = dir.join("spmc-fatal.bin");

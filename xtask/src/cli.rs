@@ -48,6 +48,8 @@ Options:
   --gdb              Start QEMU halted with a gdb server on tcp::1234
                      (attach: gdb-multiarch -ex 'target remote :1234')
   --log <LEVEL>      SPMC log level: error, warn, info (default), debug, trace
+                     (build time; a --release image leaves out the levels
+                     above it)
   --timeout <SECS>   Time limit of each QEMU stage in `test` (default 300)
   --skip-host        `test`: skip host tests, rustfmt, clippy and the fuzz run
   --skip-fuzz        `test`: skip the fuzz run

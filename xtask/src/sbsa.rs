@@ -61,7 +61,7 @@ pub fn rust_images(env: &Env, opts: &Options) -> Result<PathBuf> {
     let timer = sh::Timer::start("sbsa-ref firmware build");
     let mut cmd = firmware_cargo(env, "build");
     build::release_profile(&mut cmd, opts);
-    cmd.env("SPMC_LOG", &opts.log);
+    build::log_level(&mut cmd, opts);
     sh::run(&mut cmd)?;
     let dir = target_dir().join(TARGET).join(profile);
     crate::build::objcopy_binaries(

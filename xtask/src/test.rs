@@ -182,15 +182,56 @@ fn could_not_run(e: String) -> StageResult {
 /// The `fatal` stage's RAM: less than the manifest's ns-memory (2 GiB).
 const LESS_THAN_THE_MANIFEST: &str = "1G";
 
+///
+/// It runs twice: with the SPMC built as the other stages build it (dev:
+/// the panic handler prints the message), and built with the release
+/// profile, whose panics are traps (`-Cpanic=immediate-abort`) that the EL2
+/// vector reports by address (`build::release_profile`). The counts add up.
 fn fatal_stage(env: &Env, opts: &Options, spmc_bin: &std::path::Path) -> Result<StageResult> {
-    let spmc = build::fatal_spmc(env, opts)?;
     let dir = spmc_bin.parent().ok_or("no image directory")?;
-    let flash = build::tfa(env, &spmc, &dir.join("nwd-fatal.bin"), "fatal")?;
+    let harness = dir.join("nwd-fatal.bin");
+    let mut result = fatal_run(env, opts, &harness, "fatal")?;
+    if !opts.release {
+        let release = Options {
+            release: true,
+            ..opts.clone()
+        };
+        let r = fatal_run(env, &release, &harness, "fatal-release")?;
+        result.passed += r.passed;
+        result.failed += r.failed;
+        result
+            .problems
+            .extend(r.problems.into_iter().map(|p| format!("release SPMC: {p}")));
+        result.lines.extend(r.lines);
+        result.seconds += r.seconds;
+    }
+    Ok(result)
+}
+
+/// One run of the `fatal` stage with the probe SPMC built as `opts` says.
+fn fatal_run(
+    env: &Env,
+    opts: &Options,
+    harness: &std::path::Path,
+    flash_name: &str,
+) -> Result<StageResult> {
+    let spmc = build::fatal_spmc(env, opts)?;
+    let flash = build::tfa(env, &spmc, harness, flash_name)?;
+    let panic_line: &[&str] = if opts.release {
+        &["(release image: no message)"]
+    } else {
+        &["failing with the lock held"]
+    };
+    let required = [
+        &["running at Secure EL2", "fatal probe (test-only build)"],
+        panic_line,
+    ]
+    .concat();
     qemu::run_stage(
         qemu::base_command(&flash, 2, LESS_THAN_THE_MANIFEST),
         &StageSpec {
             name: "fatal",
-            required: &["running at Secure EL2", "fatal probe (test-only build)"],
+            required: &required,
             expected_fatal: &["SPMC panic on core 0", "fatal probe (test-only build)"],
             timeout: Duration::from_secs(opts.timeout_secs.min(120)),
             panic_grace: None,
