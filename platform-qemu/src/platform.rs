@@ -345,8 +345,13 @@ fn grow_heap(config: &mut SpmcConfig) -> Option<MemRange> {
 /// Prints the secure memory map at info level, one table: the core's rows
 /// (its image, the packages, every partition's memory in the pool, the free
 /// pool) and the board's (trusted SRAM, the heap taken from the pool).
-/// `cargo xtask map` prints the same layout from the manifests.
+/// `cargo xtask map` prints the same layout from the manifests. An image
+/// whose log level leaves info out (a release build at `--log warn`) leaves
+/// out the table's code too.
 fn print_memory_map(spmc: &mut Spmc<Qemu>, heap: Option<MemRange>) {
+    if !log::log_enabled!(log::Level::Info) {
+        return;
+    }
     let mut extra = alloc::vec![Row {
         base: TRUSTED_SRAM.0,
         size: TRUSTED_SRAM.1 - TRUSTED_SRAM.0,
