@@ -317,6 +317,7 @@ const HEAP_FROM_POOL: u64 = BOARD.heap_from_pool;
 /// Moves the last `HEAP_FROM_POOL` bytes of the secure pool to the heap (the
 /// pool keeps the rest; partitions never see those pages) and returns where
 /// they are. A pool too small to spare them leaves the heap as it is.
+#[inline(never)]
 fn grow_heap(config: &mut SpmcConfig) -> Option<MemRange> {
     let pool = config.secure_memory.as_mut()?;
     if pool.size < 4 * HEAP_FROM_POOL {
@@ -342,6 +343,7 @@ fn grow_heap(config: &mut SpmcConfig) -> Option<MemRange> {
 /// (its image, the packages, every partition's memory in the pool, the free
 /// pool) and the board's (trusted SRAM, the heap taken from the pool).
 /// `cargo xtask map` prints the same layout from the manifests.
+#[inline(never)]
 fn print_memory_map(spmc: &mut Spmc<Qemu>, heap: Option<MemRange>) {
     let mut extra = alloc::vec![Row {
         base: TRUSTED_SRAM.0,
@@ -377,6 +379,7 @@ fn prove_secure_el2() {
     );
 }
 
+#[inline(never)]
 fn read_manifest(addr: u64) -> Result<SpmcConfig, ManifestError> {
     if addr < TRUSTED_SRAM.0 || addr >= TRUSTED_SRAM.1 {
         return Err(ManifestError::BadAddress(addr));
@@ -388,6 +391,7 @@ fn read_manifest(addr: u64) -> Result<SpmcConfig, ManifestError> {
     manifest::parse(window)
 }
 
+#[inline(never)]
 fn enable_mmu(config: &SpmcConfig) -> Result<(), MapError> {
     let [text, rodata, data] = mmu::image_regions();
     let image = [

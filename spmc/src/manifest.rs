@@ -300,6 +300,7 @@ fn required<T>(
 
 /// Parses and validates the SPMC manifest in `blob` (exactly the FDT's `totalsize` bytes,
 /// or more: trailing bytes are ignored).
+#[inline(never)]
 pub fn parse(blob: &[u8]) -> Result<SpmcConfig, ManifestError> {
     let total = fdt_total_size(blob)?;
     let fdt =
@@ -422,6 +423,7 @@ fn cells(v: &[u8], at: &mut usize, cells: u32) -> Option<u64> {
 /// §2.3.5: 2 and 1 when absent). Ranges must be page-aligned, non-empty, not
 /// wrap, and overlap neither the secure ranges given (the pool, the SPMC's
 /// own image) nor each other.
+#[inline(never)]
 fn ns_memory(
     root: &FdtNode<'_>,
     secure: &[Option<MemRange>],

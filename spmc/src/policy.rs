@@ -93,6 +93,7 @@ fn secure_id(v: u32, property: &'static str) -> Result<PartitionId, ManifestErro
 }
 
 /// Parses the `policy` node.
+#[inline(never)]
 pub fn parse(node: &FdtNode<'_>) -> Result<Policy, ManifestError> {
     let shared = cells(node, "shared")?
         .into_iter()

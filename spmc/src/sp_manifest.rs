@@ -653,6 +653,7 @@ fn parse_interrupts(node: &FdtNode<'_>, before: usize) -> Result<Vec<InterruptCl
 
 /// Parses and validates a partition manifest. `fallback_name` names the
 /// partition in log lines when the manifest has no `description`.
+#[inline(never)]
 pub fn parse_manifest(blob: &[u8], fallback_name: &str) -> Result<PartitionConfig, SpError> {
     let total = fdt_total_size(blob).map_err(|_| SpError::Malformed("bad header"))?;
     let fdt = Fdt::new(&blob[..total]).map_err(|e| SpError::Malformed(fdt_error_str(&e.kind)))?;
