@@ -94,7 +94,11 @@ pub fn primary(manifest_addr: u64, core: usize, entry_count: u64) -> ! {
     spmc.contexts().set_fail_gate(&FAILED);
     CONTEXTS.call_once(|| spmc.contexts().clone());
     spmc.load_partitions();
-    print_memory_map(&mut spmc, heap);
+    // Only built when printed: an image that compiles info lines out (the
+    // release image, SPMC_LOG=warn) carries no table code.
+    if log::log_enabled!(log::Level::Info) {
+        print_memory_map(&mut spmc, heap);
+    }
     let mut regs = Regs::default();
     let next = spmc.boot(&mut regs);
     // The SPMC's own share of the boot figure: up to the first partition's

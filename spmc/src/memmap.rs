@@ -112,7 +112,6 @@ impl<P: Platform> Spmc<P> {
     /// partition's and live instance's memory in the pool with the IPA it is
     /// seen at, the pool's free runs, and `extra` (the platform's own rows),
     /// sorted by base. Called at boot for the log, and by tests.
-    #[inline(never)]
     pub fn memory_map(&mut self, extra: &[Row]) -> Vec<Row> {
         let mut rows: Vec<Row> = Vec::new();
         for r in extra {
