@@ -108,7 +108,9 @@ pub fn primary(manifest_addr: u64, core: usize, entry_count: u64) -> ! {
         "partitions start {ticks} counter ticks ({} ns) after the SPMC's entry",
         ticks_to_ns(ticks)
     );
-    *SPMC.lock() = Some(Box::new(spmc));
+    // The primary boot runs once: there is no earlier manager to drop (and
+    // so no drop code for one in the image).
+    core::mem::forget(SPMC.lock().replace(Box::new(spmc)));
     // Run the partitions' initialisation until the core hands the normal
     // world its first answer (FFA_MSG_WAIT to the SPMD: init done).
     let next = run_partitions(&mut regs, next);
