@@ -32,6 +32,7 @@ pub struct Qemu {
 impl Qemu {
     /// The board with the normal-world RAM the manifest names: nothing
     /// outside it is ever mapped or touched on the normal world's behalf.
+    #[inline(never)]
     pub fn new(ns_memory: Vec<MemRange>) -> Self {
         Self {
             ns_pages: Vec::new(),

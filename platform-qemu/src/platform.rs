@@ -105,7 +105,9 @@ pub fn primary(manifest_addr: u64, core: usize, entry_count: u64) -> ! {
         "partitions start {ticks} counter ticks ({} ns) after the SPMC's entry",
         ticks_to_ns(ticks)
     );
-    *SPMC.lock() = Some(Box::new(spmc));
+    // The primary boot runs once: there is no earlier manager to drop (and
+    // so no drop code for one in the image).
+    core::mem::forget(SPMC.lock().replace(Box::new(spmc)));
     // Run the partitions' initialisation until the core hands the normal
     // world its first answer (FFA_MSG_WAIT to the SPMD: init done).
     let next = run_partitions(&mut regs, next);
@@ -321,6 +323,7 @@ const HEAP_FROM_POOL: u64 = BOARD.heap_from_pool;
 /// Moves the last `HEAP_FROM_POOL` bytes of the secure pool to the heap (the
 /// pool keeps the rest; partitions never see those pages) and returns where
 /// they are. A pool too small to spare them leaves the heap as it is.
+#[inline(never)]
 fn grow_heap(config: &mut SpmcConfig) -> Option<MemRange> {
     let pool = config.secure_memory.as_mut()?;
     if pool.size < 4 * HEAP_FROM_POOL {
@@ -348,6 +351,7 @@ fn grow_heap(config: &mut SpmcConfig) -> Option<MemRange> {
 /// `cargo xtask map` prints the same layout from the manifests. An image
 /// whose log level leaves info out (a release build at `--log warn`) leaves
 /// out the table's code too.
+#[inline(never)]
 fn print_memory_map(spmc: &mut Spmc<Qemu>, heap: Option<MemRange>) {
     if !log::log_enabled!(log::Level::Info) {
         return;
@@ -386,6 +390,7 @@ fn prove_secure_el2() {
     );
 }
 
+#[inline(never)]
 fn read_manifest(addr: u64) -> Result<SpmcConfig, ManifestError> {
     if addr < TRUSTED_SRAM.0 || addr >= TRUSTED_SRAM.1 {
         return Err(ManifestError::BadAddress(addr));
@@ -397,6 +402,7 @@ fn read_manifest(addr: u64) -> Result<SpmcConfig, ManifestError> {
     manifest::parse(window)
 }
 
+#[inline(never)]
 fn enable_mmu(config: &SpmcConfig) -> Result<(), MapError> {
     let [text, rodata, data] = mmu::image_regions();
     let image = [

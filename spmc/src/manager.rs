@@ -149,6 +149,7 @@ pub struct Spmc<P: Platform> {
 
 impl<P: Platform> Spmc<P> {
     /// Builds the manager from a validated configuration. Zeroes the secure pool.
+    #[inline(never)]
     pub fn new(config: SpmcConfig, mut platform: P) -> Self {
         info!(
             "SPMC id {:#06x}, FF-A v{}, {} partition package(s) declared",
@@ -285,6 +286,7 @@ impl<P: Platform> Spmc<P> {
 
     /// Loads every partition package the manifest lists. A partition that
     /// cannot be loaded is refused with one log line; the others load.
+    #[inline(never)]
     pub fn load_partitions(&mut self) {
         let entries = self.config.partitions.clone();
         for entry in &entries {
@@ -326,6 +328,7 @@ impl<P: Platform> Spmc<P> {
         self.boot_order = order;
     }
 
+    #[inline(never)]
     fn load_package(&mut self, package: Pa, name: &str) -> Result<Loaded, SpError> {
         let mut hdr = [0u8; PACKAGE_HEADER_SIZE];
         self.platform

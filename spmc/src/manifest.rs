@@ -290,6 +290,23 @@ pub(crate) fn prop_addr(
     }
 }
 
+/// A required `u32` property (`MissingProperty` when absent): one helper,
+/// so no call site builds an error it then drops.
+#[inline(never)]
+fn req_u32(
+    node: &FdtNode<'_>,
+    path: &'static str,
+    name: &'static str,
+) -> Result<u32, ManifestError> {
+    match prop_u32(node, path, name)? {
+        Some(v) => Ok(v),
+        None => Err(ManifestError::MissingProperty {
+            node: path,
+            property: name,
+        }),
+    }
+}
+
 fn required<T>(
     v: Option<T>,
     node: &'static str,
@@ -300,6 +317,7 @@ fn required<T>(
 
 /// Parses and validates the SPMC manifest in `blob` (exactly the FDT's `totalsize` bytes,
 /// or more: trailing bytes are ignored).
+#[inline(never)]
 pub fn parse(blob: &[u8]) -> Result<SpmcConfig, ManifestError> {
     let total = fdt_total_size(blob)?;
     let fdt =
@@ -314,16 +332,16 @@ pub fn parse(blob: &[u8]) -> Result<SpmcConfig, ManifestError> {
         return Err(ManifestError::NotCoreManifest);
     }
 
-    let attr = root
-        .child("attribute")
-        .ok_or(ManifestError::MissingNode("attribute"))?;
+    let Some(attr) = root.child("attribute") else {
+        return Err(ManifestError::MissingNode("attribute"));
+    };
     const A: &str = "attribute";
-    let spmc_id = required(prop_u32(&attr, A, "spmc_id")?, A, "spmc_id")?;
+    let spmc_id = req_u32(&attr, A, "spmc_id")?;
     if spmc_id & 0x8000 == 0 || spmc_id > 0xFFFF {
         return Err(ManifestError::BadSpmcId(spmc_id));
     }
-    let major = required(prop_u32(&attr, A, "maj_ver")?, A, "maj_ver")?;
-    let minor = required(prop_u32(&attr, A, "min_ver")?, A, "min_ver")?;
+    let major = req_u32(&attr, A, "maj_ver")?;
+    let minor = req_u32(&attr, A, "min_ver")?;
     if major != Version::IMPLEMENTED.major() as u32 || minor > Version::IMPLEMENTED.minor() as u32 {
         return Err(ManifestError::UnsupportedVersion { major, minor });
     }
@@ -333,7 +351,7 @@ pub fn parse(blob: &[u8]) -> Result<SpmcConfig, ManifestError> {
     }
     let load_address = required(prop_addr(&attr, A, "load_address")?, A, "load_address")?;
     let entrypoint = prop_addr(&attr, A, "entrypoint")?.unwrap_or(load_address);
-    let binary_size = required(prop_u32(&attr, A, "binary_size")?, A, "binary_size")?;
+    let binary_size = req_u32(&attr, A, "binary_size")?;
 
     let secure_memory = match root.child("spmc") {
         None => None,
@@ -422,6 +440,7 @@ fn cells(v: &[u8], at: &mut usize, cells: u32) -> Option<u64> {
 /// §2.3.5: 2 and 1 when absent). Ranges must be page-aligned, non-empty, not
 /// wrap, and overlap neither the secure ranges given (the pool, the SPMC's
 /// own image) nor each other.
+#[inline(never)]
 fn ns_memory(
     root: &FdtNode<'_>,
     secure: &[Option<MemRange>],
@@ -449,10 +468,12 @@ fn ns_memory(
         if !is_ns {
             continue;
         }
-        let reg = node.property("reg").ok_or(ManifestError::MissingProperty {
-            node: "memory",
-            property: "reg",
-        })?;
+        let Some(reg) = node.property("reg") else {
+            return Err(ManifestError::MissingProperty {
+                node: "memory",
+                property: "reg",
+            });
+        };
         let v = reg.value();
         if v.is_empty() || !v.len().is_multiple_of(entry) {
             return Err(bad_reg);

@@ -93,11 +93,12 @@ fn secure_id(v: u32, property: &'static str) -> Result<PartitionId, ManifestErro
 }
 
 /// Parses the `policy` node.
+#[inline(never)]
 pub fn parse(node: &FdtNode<'_>) -> Result<Policy, ManifestError> {
-    let shared = cells(node, "shared")?
-        .into_iter()
-        .map(|v| secure_id(v, "shared"))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut shared = Vec::new();
+    for v in cells(node, "shared")? {
+        shared.push(secure_id(v, "shared")?);
+    }
     let raw = cells(node, "bindings")?;
     if !raw.len().is_multiple_of(2) {
         return Err(ManifestError::BadProperty {

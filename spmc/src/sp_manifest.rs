@@ -607,6 +607,42 @@ fn u32_prop(node: &FdtNode<'_>, name: &'static str) -> Result<Option<u32>, SpErr
     }
 }
 
+/// A required `u32` property: `Missing(name)` when absent. (One helper,
+/// so no call site builds an error it then drops.)
+#[inline(never)]
+fn u32_req(node: &FdtNode<'_>, name: &'static str) -> Result<u32, SpError> {
+    match u32_prop(node, name)? {
+        Some(v) => Ok(v),
+        None => Err(SpError::Missing(name)),
+    }
+}
+
+/// The properties every memory and device region has (FF-A manifest
+/// binding 1.0): `base-address`, `pages-count` and `attributes`, all
+/// required (`names[0..3]` name them when missing), at least one page,
+/// page-aligned, readable (bit 0) and no attribute bit outside `known`
+/// (`Bad(names[3])` otherwise).
+#[inline(never)]
+fn region_props(
+    node: &FdtNode<'_>,
+    names: &[&'static str; 4],
+    known: u32,
+) -> Result<(u64, u32, u32), SpError> {
+    let Some(base) = addr_prop(node, "base-address")? else {
+        return Err(SpError::Missing(names[0]));
+    };
+    let Some(pages) = u32_prop(node, "pages-count")? else {
+        return Err(SpError::Missing(names[1]));
+    };
+    let Some(attr) = u32_prop(node, "attributes")? else {
+        return Err(SpError::Missing(names[2]));
+    };
+    if pages == 0 || !base.is_multiple_of(PAGE_SIZE) || attr & 1 == 0 || attr & !known != 0 {
+        return Err(SpError::Bad(names[3]));
+    }
+    Ok((base, pages, attr))
+}
+
 fn addr_prop(node: &FdtNode<'_>, name: &'static str) -> Result<Option<u64>, SpError> {
     match node.property(name) {
         None => Ok(None),
@@ -653,6 +689,7 @@ fn parse_interrupts(node: &FdtNode<'_>, before: usize) -> Result<Vec<InterruptCl
 
 /// Parses and validates a partition manifest. `fallback_name` names the
 /// partition in log lines when the manifest has no `description`.
+#[inline(never)]
 pub fn parse_manifest(blob: &[u8], fallback_name: &str) -> Result<PartitionConfig, SpError> {
     let total = fdt_total_size(blob).map_err(|_| SpError::Malformed("bad header"))?;
     let fdt = Fdt::new(&blob[..total]).map_err(|e| SpError::Malformed(fdt_error_str(&e.kind)))?;
@@ -669,12 +706,16 @@ pub fn parse_manifest(blob: &[u8], fallback_name: &str) -> Result<PartitionConfi
         .unwrap_or(fallback_name)
         .into();
 
-    let version_raw = u32_prop(&root, "ffa-version")?.ok_or(SpError::Missing("ffa-version"))?;
-    let version = Version::from_reg(version_raw)
-        .filter(|v| v.major() == 1 && *v <= Version::IMPLEMENTED)
-        .ok_or(SpError::UnsupportedVersion(version_raw))?;
+    let version_raw = u32_req(&root, "ffa-version")?;
+    let Some(version) =
+        Version::from_reg(version_raw).filter(|v| v.major() == 1 && *v <= Version::IMPLEMENTED)
+    else {
+        return Err(SpError::UnsupportedVersion(version_raw));
+    };
 
-    let uuid_prop = root.property("uuid").ok_or(SpError::Missing("uuid"))?;
+    let Some(uuid_prop) = root.property("uuid") else {
+        return Err(SpError::Missing("uuid"));
+    };
     let raw = uuid_prop.value();
     if raw.is_empty() || raw.len() % 16 != 0 {
         return Err(SpError::Bad("uuid"));
@@ -691,28 +732,29 @@ pub fn parse_manifest(blob: &[u8], fallback_name: &str) -> Result<PartitionConfi
         return Err(SpError::Bad("uuid"));
     }
 
-    let id_raw = u32_prop(&root, "id")?.ok_or(SpError::Missing("id"))?;
+    let id_raw = u32_req(&root, "id")?;
     if id_raw > 0xFFFF || !is_secure_id(id_raw as u16) || id_raw == 0x8000 || id_raw == 0xFFFF {
         return Err(SpError::BadId(id_raw));
     }
 
-    let vcpu_count =
-        u32_prop(&root, "execution-ctx-count")?.ok_or(SpError::Missing("execution-ctx-count"))?;
+    let vcpu_count = u32_req(&root, "execution-ctx-count")?;
     if vcpu_count == 0 || vcpu_count > MAX_EXECUTION_CONTEXTS {
         return Err(SpError::ExecutionContexts(vcpu_count));
     }
-    let el = u32_prop(&root, "exception-level")?.ok_or(SpError::Missing("exception-level"))?;
+    let el = u32_req(&root, "exception-level")?;
     if el != 2 {
         return Err(SpError::UnsupportedExceptionLevel(el));
     }
-    let state = u32_prop(&root, "execution-state")?.ok_or(SpError::Missing("execution-state"))?;
+    let state = u32_req(&root, "execution-state")?;
     if state != 0 {
         return Err(SpError::UnsupportedExecutionState(state));
     }
     if u32_prop(&root, "xlat-granule")?.is_some_and(|g| g != 0) {
         return Err(SpError::Bad("xlat-granule"));
     }
-    let load = addr_prop(&root, "load-address")?.ok_or(SpError::Missing("load-address"))?;
+    let Some(load) = addr_prop(&root, "load-address")? else {
+        return Err(SpError::Missing("load-address"));
+    };
     if !load.is_multiple_of(PAGE_SIZE) {
         return Err(SpError::Bad("load-address"));
     }
@@ -726,7 +768,7 @@ pub fn parse_manifest(blob: &[u8], fallback_name: &str) -> Result<PartitionConfi
         Some(m) => m,
     };
     let boot_order = u32_prop(&root, "boot-order")?;
-    let mm = u32_prop(&root, "messaging-method")?.ok_or(SpError::Missing("messaging-method"))?;
+    let mm = u32_req(&root, "messaging-method")?;
     if mm & !Messaging::KNOWN != 0 {
         return Err(SpError::Bad("messaging-method"));
     }
@@ -752,21 +794,20 @@ pub fn parse_manifest(blob: &[u8], fallback_name: &str) -> Result<PartitionConfi
     let ns_raw = u32_prop(&root, "ns-interrupts-action")?;
     let legacy_me = empty_flag(&root, "managed-exit")?;
     let virq = empty_flag(&root, "managed-exit-virq")?;
-    let ns_interrupts = NsInterruptAction::from_manifest(ns_raw, legacy_me, virq)
-        .ok_or(SpError::NsInterruptsAction(ns_raw.unwrap_or(0)))?;
+    let Some(ns_interrupts) = NsInterruptAction::from_manifest(ns_raw, legacy_me, virq) else {
+        return Err(SpError::NsInterruptsAction(ns_raw.unwrap_or(0)));
+    };
 
     let mut memory = Vec::new();
     if let Some(regions) = root.child("memory-regions") {
         for node in regions.children() {
-            let base = addr_prop(&node, "base-address")?
-                .ok_or(SpError::Missing("memory-regions/base-address"))?;
-            let pages = u32_prop(&node, "pages-count")?
-                .ok_or(SpError::Missing("memory-regions/pages-count"))?;
-            let attr = u32_prop(&node, "attributes")?
-                .ok_or(SpError::Missing("memory-regions/attributes"))?;
-            if pages == 0 || !base.is_multiple_of(PAGE_SIZE) || attr & 1 == 0 || attr & !0x7 != 0 {
-                return Err(SpError::Bad("memory-regions"));
-            }
+            const NAMES: [&str; 4] = [
+                "memory-regions/base-address",
+                "memory-regions/pages-count",
+                "memory-regions/attributes",
+                "memory-regions",
+            ];
+            let (base, pages, attr) = region_props(&node, &NAMES, 0x7)?;
             memory.push(MemoryRegion {
                 name: node.name().into(),
                 ipa: Ipa(base),
@@ -783,15 +824,14 @@ pub fn parse_manifest(blob: &[u8], fallback_name: &str) -> Result<PartitionConfi
     let mut claimed = 0;
     if let Some(regions) = root.child("device-regions") {
         for node in regions.children() {
-            let base = addr_prop(&node, "base-address")?
-                .ok_or(SpError::Missing("device-regions/base-address"))?;
-            let pages = u32_prop(&node, "pages-count")?
-                .ok_or(SpError::Missing("device-regions/pages-count"))?;
-            let attr = u32_prop(&node, "attributes")?
-                .ok_or(SpError::Missing("device-regions/attributes"))?;
-            if pages == 0 || !base.is_multiple_of(PAGE_SIZE) || attr & 1 == 0 {
-                return Err(SpError::Bad("device-regions"));
-            }
+            const NAMES: [&str; 4] = [
+                "device-regions/base-address",
+                "device-regions/pages-count",
+                "device-regions/attributes",
+                "device-regions",
+            ];
+            // Bits other than read (0) and write (1) are ignored here.
+            let (base, pages, attr) = region_props(&node, &NAMES, u32::MAX)?;
             let interrupts = parse_interrupts(&node, claimed)?;
             claimed += interrupts.len();
             devices.push(DeviceRegion {

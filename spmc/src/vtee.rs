@@ -65,6 +65,7 @@ pub fn instance_pages(
 
 impl<P: Platform> Spmc<P> {
     /// Keeps a template's package (index `t` of the policy's templates).
+    #[inline(never)]
     pub(crate) fn add_template(
         &mut self,
         t: usize,

@@ -117,6 +117,61 @@ fn partition_manifest_errors_are_specific() {
         ),
         SpError::Missing("uuid")
     );
+    assert_eq!(bad("\tid = <0x8001>;\n", ""), SpError::Missing("id"));
+    // Memory and device regions: each required property named with its
+    // region kind, and only a memory region refuses unknown attribute bits.
+    assert_eq!(
+        bad("pages-count = <32>;", ""),
+        SpError::Missing("memory-regions/pages-count")
+    );
+    assert_eq!(
+        bad("base-address = <0x0 0x10040000>;", ""),
+        SpError::Missing("memory-regions/base-address")
+    );
+    assert_eq!(
+        bad("attributes = <0x3>;\t/* read-write */\n\t\t};", "};"),
+        SpError::Missing("memory-regions/attributes")
+    );
+    assert_eq!(
+        bad(
+            "attributes = <0x3>;\t/* read-write */\n\t\t};",
+            "attributes = <0xb>;\n\t\t};"
+        ),
+        SpError::Bad("memory-regions")
+    );
+    assert_eq!(
+        bad("pages-count = <1>;", ""),
+        SpError::Missing("device-regions/pages-count")
+    );
+    assert_eq!(
+        bad(
+            "base-address = <0x0 0x090b0000>;",
+            "base-address = <0x0 0x090b0010>;"
+        ),
+        SpError::Bad("device-regions")
+    );
+    assert_eq!(
+        bad("attributes = <0x3>;\t/* read-write */\n\t\t\t/*", "/*"),
+        SpError::Missing("device-regions/attributes")
+    );
+}
+
+#[test]
+fn a_device_region_ignores_attribute_bits_past_write() {
+    let good = String::from_utf8(
+        std::fs::read(repo_root().join("tf-a-integration/qemu/partitions/sp1.dts")).unwrap(),
+    )
+    .unwrap();
+    let from = "attributes = <0x3>;\t/* read-write */\n\t\t\t/*";
+    let dts = good.replace(from, "attributes = <0xb>;\n\t\t\t/*");
+    assert_ne!(dts, good);
+    let path = std::env::temp_dir().join(format!("spmc-test-dev-attr-{}.dts", std::process::id()));
+    std::fs::write(&path, dts).unwrap();
+    let blob = dtb(&path);
+    std::fs::remove_file(&path).ok();
+    let config = sp_manifest::parse_manifest(&blob, "x").unwrap();
+    assert!(config.devices[0].write);
+    assert_eq!(config.devices[0].pages, 1);
 }
 
 #[test]
