@@ -343,6 +343,11 @@ fn grow_heap(config: &mut SpmcConfig) -> Option<MemRange> {
 /// pool) and the board's (trusted SRAM, the heap taken from the pool).
 /// `cargo xtask map` prints the same layout from the manifests.
 fn print_memory_map(spmc: &mut Spmc<Qemu>, heap: Option<MemRange>) {
+    // Building the rows formats strings: skip it where info! is compiled out
+    // (a warn-level image) or switched off.
+    if !log::log_enabled!(log::Level::Info) {
+        return;
+    }
     let mut extra = alloc::vec![Row {
         base: TRUSTED_SRAM.0,
         size: TRUSTED_SRAM.1 - TRUSTED_SRAM.0,
