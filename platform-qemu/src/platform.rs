@@ -77,7 +77,8 @@ pub fn primary(manifest_addr: u64, core: usize, entry_count: u64) -> ! {
     };
 
     if let Err(e) = enable_mmu(&config) {
-        error!("cannot build the SPMC's stage-1 map: {e}");
+        let (what, n) = mmu::describe(&e);
+        error!("cannot build the SPMC's stage-1 map: {what} {n:#x}");
         fail_boot(FfaError::NoMemory)
     }
     info!("stage-1 MMU on: text RX, rodata R, data RW+XN");
@@ -449,7 +450,9 @@ fn register_secondary_entry() {
     smc(&mut regs);
     if regs.func() != func::SUCCESS_64 && regs.func() != func::SUCCESS_32 {
         log::warn!(
-            "FFA_SECONDARY_EP_REGISTER refused ({regs:?}); secondary cores will not start the SPMC"
+            "FFA_SECONDARY_EP_REGISTER refused (x0={:#x} x2={:#x}); secondary cores will not start the SPMC",
+            regs.0[0],
+            regs.0[2]
         );
     }
 }

@@ -782,7 +782,7 @@ impl<P: Platform> Spmc<P> {
             return Err(FfaError::Busy);
         }
         vcpu.state.become_(to).map_err(|e| {
-            log::error!("vCPU {v:?}: illegal transition {:?} -> {:?}", e.from, e.to);
+            log::error!("vCPU {v}: illegal transition {} -> {}", e.from, e.to);
             FfaError::Denied
         })?;
         if !matches!(
@@ -1005,15 +1005,15 @@ impl<P: Platform> Spmc<P> {
                                 drop(vcpu);
                                 return self.run(v);
                             }
-                            Err(refusal) => Some(refusal),
+                            Err(refusal) => refusal.name(),
                         }
                     }
-                    _ => None,
+                    _ => "not injected",
                 };
                 drop(vcpu);
                 let id = self.partitions[v.slot].id();
                 // Once per partition: it is aborted.
-                warn!("partition {id:#06x} aborted: {fault:x?} at pc {pc:#x} ({why:?})");
+                warn!("partition {id:#06x} aborted: {fault} at pc {pc:#x} ({why})");
                 self.abort(v, regs)
             }
         }

@@ -113,8 +113,8 @@ impl Pool {
         // out of circulation instead.
         if platform.zero(a.base, a.len()).is_err() {
             log::error!(
-                "cannot zero {:?}+{:#x}; pages withheld from the pool",
-                a.base,
+                "cannot zero {:#x}+{:#x}; pages withheld from the pool",
+                a.base.0,
                 a.len()
             );
             return;
