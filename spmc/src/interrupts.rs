@@ -254,7 +254,7 @@ impl<P: Platform> Spmc<P> {
                 .configure_secure_interrupt(c.id, c.priority, c.level, target)
             {
                 warn!(
-                    "partition {id:#06x}: interrupt {} could not be configured",
+                    "partition {id:#06x}: interrupt {:#x} could not be configured",
                     c.id
                 );
             } else {
@@ -481,7 +481,7 @@ impl<P: Platform> Spmc<P> {
             // lock: no other core sees it waiting (it is on this core).
             let _ = vcpu.state.become_(VcpuState::Waiting);
             if vcpu.state.become_(to).is_err() {
-                log::error!("vCPU {v}: cannot handle interrupt {intid} after its answer");
+                log::error!("vCPU {v}: cannot handle interrupt {intid:#x} after its answer");
             }
             // The answer ended its request: a pending managed exit ends too.
             Self::end_managed_exit(&mut vcpu.ctx);

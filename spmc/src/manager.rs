@@ -687,7 +687,7 @@ impl<P: Platform> Spmc<P> {
             let index = p.context_for(core);
             if index >= p.vcpu_count as usize {
                 warn!(
-                    "partition {:#06x} has no context for boot core {core}",
+                    "partition {:#06x} has no context for boot core {core:#x}",
                     p.id()
                 );
                 continue;

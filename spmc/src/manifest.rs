@@ -172,7 +172,7 @@ impl fmt::Display for ManifestError {
             Self::BadAddress(a) => write!(f, "manifest address {a:#x} is outside secure memory"),
             Self::Truncated { claimed, available } => write!(
                 f,
-                "manifest truncated: header claims {claimed} bytes, {available} available"
+                "manifest truncated: header claims {claimed:#x} bytes, {available:#x} available"
             ),
             Self::BadMagic(m) => write!(f, "manifest is not an FDT (magic {m:#010x})"),
             Self::Malformed(why) => write!(f, "manifest FDT is malformed: {why}"),
@@ -197,10 +197,10 @@ impl fmt::Display for ManifestError {
             }
             Self::UnsupportedVersion { major, minor } => write!(
                 f,
-                "manifest asks for FF-A v{major}.{minor}; this SPMC implements v1.0 to v{}",
-                Version::IMPLEMENTED
+                "manifest maj_ver {major:#x}, min_ver {minor:#x} is not an FF-A version this SPMC implements ({:#x} at most)",
+                Version::IMPLEMENTED.bits()
             ),
-            Self::BadExecState(s) => write!(f, "manifest exec_state {s} is not AArch64 (0)"),
+            Self::BadExecState(s) => write!(f, "manifest exec_state {s:#x} is not AArch64 (0)"),
             Self::BadSecureMemory(r) => write!(
                 f,
                 "manifest secure-memory {:#x}+{:#x} is empty, unaligned or wraps",

@@ -492,17 +492,20 @@ impl fmt::Display for SpError {
             Self::Missing(p) => write!(f, "manifest lacks `{p}`"),
             Self::Bad(p) => write!(f, "manifest property `{p}` has a bad value"),
             Self::UnsupportedExceptionLevel(el) => {
-                write!(f, "exception-level {el} is not supported (only 2, S-EL1)")
+                write!(
+                    f,
+                    "exception-level {el:#x} is not supported (only 2, S-EL1)"
+                )
             }
             Self::UnsupportedExecutionState(s) => {
-                write!(f, "execution-state {s} is not AArch64 (0)")
+                write!(f, "execution-state {s:#x} is not AArch64 (0)")
             }
             Self::UnsupportedVersion(v) => write!(f, "ffa-version {v:#x} is not supported"),
             Self::BadId(id) => write!(f, "id {id:#x} is not a secure partition ID"),
             Self::DuplicateId(id) => write!(f, "id {id:#06x} is already used by another partition"),
             Self::ExecutionContexts(n) => write!(
                 f,
-                "execution-ctx-count {n}: a partition has 1 to {MAX_EXECUTION_CONTEXTS} execution contexts (one per core at most)"
+                "execution-ctx-count {n:#x}: a partition has 1 to {MAX_EXECUTION_CONTEXTS:#x} execution contexts (one per core at most)"
             ),
             Self::OverlappingRegions(n) => write!(
                 f,
@@ -513,17 +516,17 @@ impl fmt::Display for SpError {
             Self::Stage2 => write!(f, "its stage-2 tables could not be built"),
             Self::BootFailed => write!(f, "it faulted during initialisation"),
             Self::BadInterrupt { id, why } => {
-                write!(f, "interrupt {id} cannot be claimed: {why}")
+                write!(f, "interrupt {id:#x} cannot be claimed: {why}")
             }
             Self::InterruptOwned { id, owner } => {
                 write!(
                     f,
-                    "interrupt {id} is already owned by partition {owner:#06x}"
+                    "interrupt {id:#x} is already owned by partition {owner:#06x}"
                 )
             }
             Self::NsInterruptsAction(v) => write!(
                 f,
-                "ns-interrupts-action {v} is not 0 (queued), 1 (managed exit) or 2 (signalled)"
+                "ns-interrupts-action {v:#x} is not 0 (queued), 1 (managed exit) or 2 (signalled)"
             ),
             Self::DeviceOverSecureMemory { region, what } => {
                 write!(f, "device region `{region}` overlaps {what}")
