@@ -214,7 +214,7 @@ impl core::fmt::Display for MmuError {
             Self::NotEnabled => return f.write_str("MMU not enabled"),
             Self::Map(e) => describe(e),
         };
-        write!(f, "{what} {n:#x}")
+        write!(f, "{} {n:#x}", spmc::text::Text(what))
     }
 }
 

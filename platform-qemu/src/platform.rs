@@ -18,6 +18,7 @@ use crate::board::{Qemu, SECURE_MANAGED};
 use crate::layout::BOARD;
 use spmc::manifest::{self, ManifestError, MemRange, SpmcConfig};
 use spmc::memmap::{HEADER, Owner, Row};
+use spmc::text::Text;
 
 /// The secure console (the normal world has its own UART).
 const SECURE_UART: usize = BOARD.secure_uart;
@@ -78,7 +79,7 @@ pub fn primary(manifest_addr: u64, core: usize, entry_count: u64) -> ! {
 
     if let Err(e) = enable_mmu(&config) {
         let (what, n) = mmu::describe(&e);
-        error!("cannot build the SPMC's stage-1 map: {what} {n:#x}");
+        error!("cannot build the SPMC's stage-1 map: {} {n:#x}", Text(what));
         fail_boot(FfaError::NoMemory)
     }
     info!("stage-1 MMU on: text RX, rodata R, data RW+XN");

@@ -42,6 +42,7 @@ use crate::platform::Platform;
 use crate::pool::{Allocation, Pool};
 use crate::sp_manifest::{self, Access, PACKAGE_HEADER_SIZE, PartitionConfig, SpError};
 use crate::stage2::{Kind, Stage2};
+use crate::text::Text;
 use crate::vcpu::{Context, Exit, Fault, RunReason, VcpuRef, VcpuState, injection};
 
 /// What the platform layer does next.
@@ -311,7 +312,7 @@ impl<P: Platform> Spmc<P> {
                         p.memory.iter().map(|(_, a)| a.len()).sum::<u64>() / 1024
                     );
                 }
-                Err(e) => warn!("partition `{}` refused: {e}", entry.name),
+                Err(e) => warn!("partition `{}` refused: {e}", Text(&entry.name)),
             }
         }
         let key = |s: SlotId| (self.partitions[s].config.boot_order.unwrap_or(u32::MAX), s);
@@ -1013,7 +1014,10 @@ impl<P: Platform> Spmc<P> {
                 drop(vcpu);
                 let id = self.partitions[v.slot].id();
                 // Once per partition: it is aborted.
-                warn!("partition {id:#06x} aborted: {fault} at pc {pc:#x} ({why})");
+                warn!(
+                    "partition {id:#06x} aborted: {fault} at pc {pc:#x} ({})",
+                    Text(why)
+                );
                 self.abort(v, regs)
             }
         }

@@ -39,6 +39,7 @@ use dtoolkit::fdt::{Fdt, FdtNode};
 use dtoolkit::{Node, Property};
 
 use crate::ffa::{PartitionId, Version};
+use crate::text::Text;
 
 /// The size of the FDT header (DTSpec §5.2).
 const FDT_HEADER_SIZE: usize = 40;
@@ -175,19 +176,29 @@ impl fmt::Display for ManifestError {
                 "manifest truncated: header claims {claimed:#x} bytes, {available:#x} available"
             ),
             Self::BadMagic(m) => write!(f, "manifest is not an FDT (magic {m:#010x})"),
-            Self::Malformed(why) => write!(f, "manifest FDT is malformed: {why}"),
+            Self::Malformed(why) => write!(f, "manifest FDT is malformed: {}", Text(why)),
             Self::NotCoreManifest => {
                 write!(
                     f,
                     "manifest root is not compatible with arm,ffa-core-manifest-1.0"
                 )
             }
-            Self::MissingNode(n) => write!(f, "manifest has no `{n}` node"),
+            Self::MissingNode(n) => write!(f, "manifest has no `{}` node", Text(n)),
             Self::MissingProperty { node, property } => {
-                write!(f, "manifest node `{node}` has no `{property}` property")
+                write!(
+                    f,
+                    "manifest node `{}` has no `{}` property",
+                    Text(node),
+                    Text(property)
+                )
             }
             Self::BadProperty { node, property } => {
-                write!(f, "manifest property `{node}/{property}` has a bad value")
+                write!(
+                    f,
+                    "manifest property `{}/{}` has a bad value",
+                    Text(node),
+                    Text(property)
+                )
             }
             Self::BadSpmcId(id) => {
                 write!(
@@ -214,7 +225,8 @@ impl fmt::Display for ManifestError {
             Self::BadPartition(name) => {
                 write!(
                     f,
-                    "manifest partition `{name}` has no valid `package` address"
+                    "manifest partition `{}` has no valid `package` address",
+                    Text(name)
                 )
             }
         }

@@ -16,6 +16,7 @@ use dtoolkit::{Node, Property};
 use crate::addr::{Ipa, PAGE_SIZE};
 use crate::ffa::{PartitionId, Version, is_secure_id};
 use crate::manifest::{fdt_error_str, fdt_total_size};
+use crate::text::Text;
 
 /// `SPKG` little-endian: the package magic.
 pub const PACKAGE_MAGIC: u32 = 0x474b_5053;
@@ -485,12 +486,12 @@ impl fmt::Display for SpError {
             }
             Self::BadPackageMagic(m) => write!(f, "not an SP package (magic {m:#010x})"),
             Self::BadPackageLayout => write!(f, "package header offsets/sizes do not fit"),
-            Self::Malformed(why) => write!(f, "manifest FDT is malformed: {why}"),
+            Self::Malformed(why) => write!(f, "manifest FDT is malformed: {}", Text(why)),
             Self::NotPartitionManifest => {
                 write!(f, "manifest is not compatible with arm,ffa-manifest-1.0")
             }
-            Self::Missing(p) => write!(f, "manifest lacks `{p}`"),
-            Self::Bad(p) => write!(f, "manifest property `{p}` has a bad value"),
+            Self::Missing(p) => write!(f, "manifest lacks `{}`", Text(p)),
+            Self::Bad(p) => write!(f, "manifest property `{}` has a bad value", Text(p)),
             Self::UnsupportedExceptionLevel(el) => {
                 write!(
                     f,
@@ -509,14 +510,15 @@ impl fmt::Display for SpError {
             ),
             Self::OverlappingRegions(n) => write!(
                 f,
-                "memory region `{n}` overlaps the image or another region"
+                "memory region `{}` overlaps the image or another region",
+                Text(n)
             ),
             Self::BadImage => write!(f, "the image is empty or larger than the package"),
             Self::OutOfMemory => write!(f, "the secure memory pool has no room for it"),
             Self::Stage2 => write!(f, "its stage-2 tables could not be built"),
             Self::BootFailed => write!(f, "it faulted during initialisation"),
             Self::BadInterrupt { id, why } => {
-                write!(f, "interrupt {id:#x} cannot be claimed: {why}")
+                write!(f, "interrupt {id:#x} cannot be claimed: {}", Text(why))
             }
             Self::InterruptOwned { id, owner } => {
                 write!(
@@ -529,7 +531,12 @@ impl fmt::Display for SpError {
                 "ns-interrupts-action {v:#x} is not 0 (queued), 1 (managed exit) or 2 (signalled)"
             ),
             Self::DeviceOverSecureMemory { region, what } => {
-                write!(f, "device region `{region}` overlaps {what}")
+                write!(
+                    f,
+                    "device region `{}` overlaps {}",
+                    Text(region),
+                    Text(what)
+                )
             }
         }
     }

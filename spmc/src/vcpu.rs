@@ -584,12 +584,12 @@ pub enum Fault {
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (what, n, far) = match *self {
-            Self::DataAbort { ipa, far } => ("data abort at IPA", ipa, Some(far)),
-            Self::InstructionAbort { ipa } => ("instruction abort at IPA", ipa, None),
+            Self::DataAbort { ipa, far } => ("data abort at IPA ", ipa, Some(far)),
+            Self::InstructionAbort { ipa } => ("instruction abort at IPA ", ipa, None),
             Self::SError => return f.write_str("SError"),
-            Self::Other { esr } => ("exception, ESR_EL2", esr, None),
+            Self::Other { esr } => ("exception, ESR_EL2 ", esr, None),
         };
-        write!(f, "{what} {n:#x}")?;
+        write!(f, "{}{n:#x}", crate::text::Text(what))?;
         match far {
             Some(far) => write!(f, " (FAR {far:#x})"),
             None => Ok(()),
