@@ -214,7 +214,12 @@ impl core::fmt::Display for MmuError {
             Self::NotEnabled => return f.write_str("MMU not enabled"),
             Self::Map(e) => describe(e),
         };
-        write!(f, "{} {n:#x}", spmc::text::Text(what))
+        write!(
+            f,
+            "{} {}",
+            spmc::text::Text(what),
+            spmc::text::Hex(n as u64)
+        )
     }
 }
 

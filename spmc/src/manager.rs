@@ -42,7 +42,7 @@ use crate::platform::Platform;
 use crate::pool::{Allocation, Pool};
 use crate::sp_manifest::{self, Access, PACKAGE_HEADER_SIZE, PartitionConfig, SpError};
 use crate::stage2::{Kind, Stage2};
-use crate::text::Text;
+use crate::text::{Hex, Text, hex};
 use crate::vcpu::{Context, Exit, Fault, RunReason, VcpuRef, VcpuState, injection};
 
 /// What the platform layer does next.
@@ -162,7 +162,11 @@ impl<P: Platform> Spmc<P> {
             .and_then(|r| match Pool::new(r, &mut platform) {
                 Ok(p) => Some(p),
                 Err(e) => {
-                    log::error!("secure pool {:#x}+{:#x} unusable: {e:?}", r.base, r.size);
+                    log::error!(
+                        "secure pool {}+{} unusable: {e:?}",
+                        Hex(r.base),
+                        Hex(r.size)
+                    );
                     None
                 }
             });
@@ -688,8 +692,9 @@ impl<P: Platform> Spmc<P> {
             let index = p.context_for(core);
             if index >= p.vcpu_count as usize {
                 warn!(
-                    "partition {:#06x} has no context for boot core {core:#x}",
-                    p.id()
+                    "partition {} has no context for boot core {}",
+                    hex(p.id().raw()),
+                    Hex(core as u64)
                 );
                 continue;
             }
@@ -1015,7 +1020,9 @@ impl<P: Platform> Spmc<P> {
                 let id = self.partitions[v.slot].id();
                 // Once per partition: it is aborted.
                 warn!(
-                    "partition {id:#06x} aborted: {fault} at pc {pc:#x} ({})",
+                    "partition {} aborted: {fault} at pc {} ({})",
+                    hex(id.raw()),
+                    Hex(pc),
                     Text(why)
                 );
                 self.abort(v, regs)
@@ -1048,7 +1055,10 @@ impl<P: Platform> Spmc<P> {
                 ) =>
             {
                 let id = self.partitions[v.slot].id();
-                warn!("partition {id:#06x} reported an initialisation error; aborted");
+                warn!(
+                    "partition {} reported an initialisation error; aborted",
+                    hex(id.raw())
+                );
                 self.abort(v, regs)
             }
             _ => {

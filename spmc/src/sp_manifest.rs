@@ -16,7 +16,7 @@ use dtoolkit::{Node, Property};
 use crate::addr::{Ipa, PAGE_SIZE};
 use crate::ffa::{PartitionId, Version, is_secure_id};
 use crate::manifest::{fdt_error_str, fdt_total_size};
-use crate::text::Text;
+use crate::text::{Hex, Text, hex};
 
 /// `SPKG` little-endian: the package magic.
 pub const PACKAGE_MAGIC: u32 = 0x474b_5053;
@@ -482,9 +482,9 @@ impl fmt::Display for SpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::BadPackageAddress(a) => {
-                write!(f, "package address {a:#x} is outside the package area")
+                write!(f, "package address {} is outside the package area", Hex(*a))
             }
-            Self::BadPackageMagic(m) => write!(f, "not an SP package (magic {m:#010x})"),
+            Self::BadPackageMagic(m) => write!(f, "not an SP package (magic {})", hex(*m)),
             Self::BadPackageLayout => write!(f, "package header offsets/sizes do not fit"),
             Self::Malformed(why) => write!(f, "manifest FDT is malformed: {}", Text(why)),
             Self::NotPartitionManifest => {
@@ -495,18 +495,23 @@ impl fmt::Display for SpError {
             Self::UnsupportedExceptionLevel(el) => {
                 write!(
                     f,
-                    "exception-level {el:#x} is not supported (only 2, S-EL1)"
+                    "exception-level {} is not supported (only 2, S-EL1)",
+                    hex(*el)
                 )
             }
             Self::UnsupportedExecutionState(s) => {
-                write!(f, "execution-state {s:#x} is not AArch64 (0)")
+                write!(f, "execution-state {} is not AArch64 (0)", hex(*s))
             }
-            Self::UnsupportedVersion(v) => write!(f, "ffa-version {v:#x} is not supported"),
-            Self::BadId(id) => write!(f, "id {id:#x} is not a secure partition ID"),
-            Self::DuplicateId(id) => write!(f, "id {id:#06x} is already used by another partition"),
+            Self::UnsupportedVersion(v) => write!(f, "ffa-version {} is not supported", hex(*v)),
+            Self::BadId(id) => write!(f, "id {} is not a secure partition ID", hex(*id)),
+            Self::DuplicateId(id) => {
+                write!(f, "id {} is already used by another partition", hex(*id))
+            }
             Self::ExecutionContexts(n) => write!(
                 f,
-                "execution-ctx-count {n:#x}: a partition has 1 to {MAX_EXECUTION_CONTEXTS:#x} execution contexts (one per core at most)"
+                "execution-ctx-count {}: a partition has 1 to {} execution contexts (one per core at most)",
+                hex(*n),
+                hex(MAX_EXECUTION_CONTEXTS)
             ),
             Self::OverlappingRegions(n) => write!(
                 f,
@@ -518,17 +523,20 @@ impl fmt::Display for SpError {
             Self::Stage2 => write!(f, "its stage-2 tables could not be built"),
             Self::BootFailed => write!(f, "it faulted during initialisation"),
             Self::BadInterrupt { id, why } => {
-                write!(f, "interrupt {id:#x} cannot be claimed: {}", Text(why))
+                write!(f, "interrupt {} cannot be claimed: {}", hex(*id), Text(why))
             }
             Self::InterruptOwned { id, owner } => {
                 write!(
                     f,
-                    "interrupt {id:#x} is already owned by partition {owner:#06x}"
+                    "interrupt {} is already owned by partition {}",
+                    hex(*id),
+                    hex(*owner)
                 )
             }
             Self::NsInterruptsAction(v) => write!(
                 f,
-                "ns-interrupts-action {v:#x} is not 0 (queued), 1 (managed exit) or 2 (signalled)"
+                "ns-interrupts-action {} is not 0 (queued), 1 (managed exit) or 2 (signalled)",
+                hex(*v)
             ),
             Self::DeviceOverSecureMemory { region, what } => {
                 write!(

@@ -309,7 +309,8 @@ pub struct VcpuRef {
 /// struct builder costs the release image more).
 impl fmt::Display for VcpuRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#x}:{:#x}", self.slot.index(), self.index)
+        let slot = crate::text::Hex(self.slot.index() as u64);
+        write!(f, "{slot}:{}", crate::text::hex(self.index))
     }
 }
 
@@ -589,9 +590,9 @@ impl fmt::Display for Fault {
             Self::SError => return f.write_str("SError"),
             Self::Other { esr } => ("exception, ESR_EL2 ", esr, None),
         };
-        write!(f, "{}{n:#x}", crate::text::Text(what))?;
+        write!(f, "{}{}", crate::text::Text(what), crate::text::Hex(n))?;
         match far {
-            Some(far) => write!(f, " (FAR {far:#x})"),
+            Some(far) => write!(f, " (FAR {})", crate::text::Hex(far)),
             None => Ok(()),
         }
     }

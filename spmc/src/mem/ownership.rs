@@ -97,8 +97,8 @@ pub enum Pin {
 impl core::fmt::Display for Pin {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match *self {
-            Self::Mailbox(id) => write!(f, "RX/TX of {id:#06x}"),
-            Self::FragmentBuffer(h) => write!(f, "fragment buffer of {h:#x}"),
+            Self::Mailbox(id) => write!(f, "RX/TX of {}", crate::text::hex(id)),
+            Self::FragmentBuffer(h) => write!(f, "fragment buffer of {}", crate::text::Hex(h)),
         }
     }
 }
