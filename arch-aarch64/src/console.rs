@@ -68,14 +68,18 @@ impl Log for Logger {
         }
         let mut guard = UART.lock();
         if let Some(uart) = guard.as_mut() {
-            let level = match record.level() {
-                log::Level::Error => "ERROR",
-                log::Level::Warn => "WARN ",
-                log::Level::Info => "INFO ",
-                log::Level::Debug => "DEBUG",
-                log::Level::Trace => "TRACE",
+            // The prefix and the end as they are, the message's own
+            // pieces once: no nested `Arguments`, no padding code.
+            let prefix = match record.level() {
+                log::Level::Error => "spmc: ERROR ",
+                log::Level::Warn => "spmc: WARN  ",
+                log::Level::Info => "spmc: INFO  ",
+                log::Level::Debug => "spmc: DEBUG ",
+                log::Level::Trace => "spmc: TRACE ",
             };
-            let _ = writeln!(uart, "spmc: {level} {}\r", record.args());
+            let _ = uart.write_str(prefix);
+            let _ = uart.write_fmt(*record.args());
+            let _ = uart.write_str("\r\n");
         }
     }
 

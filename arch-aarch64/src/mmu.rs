@@ -194,6 +194,35 @@ pub enum MmuError {
     Map(MapError),
 }
 
+/// What went wrong and where, for log lines: a name and the address (or
+/// flags, or descriptor) aarch64-paging reported, printed in hex, instead
+/// of its derived `Debug` or its `Display` (cheaper in the image).
+pub fn describe(e: &MapError) -> (&'static str, usize) {
+    match e {
+        MapError::AddressRange(va) => ("virtual address out of range", va.0),
+        MapError::InvalidVirtualAddress(va) => ("invalid virtual address", va.0),
+        MapError::RegionBackwards(r) => ("region ends before its start", r.start().0),
+        MapError::PteUpdateFault(d) => ("page table entry update failed", *d),
+        MapError::InvalidFlags(flags) => ("unsupported flags", *flags),
+        MapError::BreakBeforeMakeViolation(r) => ("break-before-make violation", r.start().0),
+    }
+}
+
+impl core::fmt::Display for MmuError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let (what, n) = match self {
+            Self::NotEnabled => return f.write_str("MMU not enabled"),
+            Self::Map(e) => describe(e),
+        };
+        write!(
+            f,
+            "{} {}",
+            spmc::text::Text(what),
+            spmc::text::Hex(n as u64)
+        )
+    }
+}
+
 /// Maps a further range while the MMU is on (for example a normal-world buffer).
 pub fn map(region: Region) -> Result<(), MmuError> {
     let mut slot = MAP.lock();

@@ -238,7 +238,7 @@ impl Platform for Qemu {
                 if *n == 0 {
                     self.ns_pages.remove(i);
                     if let Err(e) = mmu::unmap(p as usize, (p + PAGE_SIZE) as usize) {
-                        log::error!("cannot unmap normal-world page {p:#x}: {e:?}");
+                        log::error!("cannot unmap normal-world page {}: {e}", spmc::text::Hex(p));
                     }
                 }
             }

@@ -18,6 +18,7 @@ use crate::board::{Qemu, SECURE_MANAGED};
 use crate::layout::BOARD;
 use spmc::manifest::{self, ManifestError, MemRange, SpmcConfig};
 use spmc::memmap::{HEADER, Owner, Row};
+use spmc::text::{Hex, Text};
 
 /// The secure console (the normal world has its own UART).
 const SECURE_UART: usize = BOARD.secure_uart;
@@ -78,7 +79,12 @@ pub fn primary(manifest_addr: u64, core: usize, entry_count: u64) -> ! {
     };
 
     if let Err(e) = enable_mmu(&config) {
-        error!("cannot build the SPMC's stage-1 map: {e}");
+        let (what, n) = mmu::describe(&e);
+        error!(
+            "cannot build the SPMC's stage-1 map: {} {}",
+            Text(what),
+            Hex(n as u64)
+        );
         fail_boot(FfaError::NoMemory)
     }
     info!("stage-1 MMU on: text RX, rodata R, data RW+XN");
@@ -328,8 +334,8 @@ fn grow_heap(config: &mut SpmcConfig) -> Option<MemRange> {
     let pool = config.secure_memory.as_mut()?;
     if pool.size < 4 * HEAP_FROM_POOL {
         log::warn!(
-            "secure pool of {:#x} bytes: the heap stays at its static size",
-            pool.size
+            "secure pool of {} bytes: the heap stays at its static size",
+            Hex(pool.size)
         );
         return None;
     }
@@ -459,7 +465,9 @@ fn register_secondary_entry() {
     smc(&mut regs);
     if regs.func() != func::SUCCESS_64 && regs.func() != func::SUCCESS_32 {
         log::warn!(
-            "FFA_SECONDARY_EP_REGISTER refused ({regs:?}); secondary cores will not start the SPMC"
+            "FFA_SECONDARY_EP_REGISTER refused (x0={} x2={}); secondary cores will not start the SPMC",
+            Hex(regs.0[0]),
+            Hex(regs.0[2])
         );
     }
 }

@@ -254,8 +254,9 @@ impl<P: Platform> Spmc<P> {
                 .configure_secure_interrupt(c.id, c.priority, c.level, target)
             {
                 warn!(
-                    "partition {id:#06x}: interrupt {} could not be configured",
-                    c.id
+                    "partition {}: interrupt {} could not be configured",
+                    crate::text::hex(id.raw()),
+                    crate::text::hex(c.id)
                 );
             } else {
                 debug!(
@@ -481,7 +482,10 @@ impl<P: Platform> Spmc<P> {
             // lock: no other core sees it waiting (it is on this core).
             let _ = vcpu.state.become_(VcpuState::Waiting);
             if vcpu.state.become_(to).is_err() {
-                log::error!("vCPU {v:?}: cannot handle interrupt {intid} after its answer");
+                log::error!(
+                    "vCPU {v}: cannot handle interrupt {} after its answer",
+                    crate::text::hex(intid)
+                );
             }
             // The answer ended its request: a pending managed exit ends too.
             Self::end_managed_exit(&mut vcpu.ctx);

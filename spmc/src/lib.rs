@@ -49,6 +49,7 @@ pub mod pool;
 pub mod sp_manifest;
 pub mod stage2;
 pub mod sync;
+pub mod text;
 pub mod vcpu;
 pub mod vtee;
 

@@ -42,6 +42,7 @@ use crate::platform::Platform;
 use crate::pool::{Allocation, Pool};
 use crate::sp_manifest::{self, Access, PACKAGE_HEADER_SIZE, PartitionConfig, SpError};
 use crate::stage2::{Kind, Stage2};
+use crate::text::{Hex, Text, hex};
 use crate::vcpu::{Context, Exit, Fault, RunReason, VcpuRef, VcpuState, injection};
 
 /// What the platform layer does next.
@@ -162,7 +163,11 @@ impl<P: Platform> Spmc<P> {
             .and_then(|r| match Pool::new(r, &mut platform) {
                 Ok(p) => Some(p),
                 Err(e) => {
-                    log::error!("secure pool {:#x}+{:#x} unusable: {e:?}", r.base, r.size);
+                    log::error!(
+                        "secure pool {}+{} unusable: {e:?}",
+                        Hex(r.base),
+                        Hex(r.size)
+                    );
                     None
                 }
             });
@@ -313,7 +318,7 @@ impl<P: Platform> Spmc<P> {
                         p.memory.iter().map(|(_, a)| a.len()).sum::<u64>() / 1024
                     );
                 }
-                Err(e) => warn!("partition `{}` refused: {e}", entry.name),
+                Err(e) => warn!("partition `{}` refused: {e}", Text(&entry.name)),
             }
         }
         let key = |s: SlotId| (self.partitions[s].config.boot_order.unwrap_or(u32::MAX), s);
@@ -690,8 +695,9 @@ impl<P: Platform> Spmc<P> {
             let index = p.context_for(core);
             if index >= p.vcpu_count as usize {
                 warn!(
-                    "partition {:#06x} has no context for boot core {core}",
-                    p.id()
+                    "partition {} has no context for boot core {}",
+                    hex(p.id().raw()),
+                    Hex(core as u64)
                 );
                 continue;
             }
@@ -785,7 +791,7 @@ impl<P: Platform> Spmc<P> {
             return Err(FfaError::Busy);
         }
         vcpu.state.become_(to).map_err(|e| {
-            log::error!("vCPU {v:?}: illegal transition {:?} -> {:?}", e.from, e.to);
+            log::error!("vCPU {v}: illegal transition {} -> {}", e.from, e.to);
             FfaError::Denied
         })?;
         if !matches!(
@@ -1008,15 +1014,20 @@ impl<P: Platform> Spmc<P> {
                                 drop(vcpu);
                                 return self.run(v);
                             }
-                            Err(refusal) => Some(refusal),
+                            Err(refusal) => refusal.name(),
                         }
                     }
-                    _ => None,
+                    _ => "not injected",
                 };
                 drop(vcpu);
                 let id = self.partitions[v.slot].id();
                 // Once per partition: it is aborted.
-                warn!("partition {id:#06x} aborted: {fault:x?} at pc {pc:#x} ({why:?})");
+                warn!(
+                    "partition {} aborted: {fault} at pc {} ({})",
+                    hex(id.raw()),
+                    Hex(pc),
+                    Text(why)
+                );
                 self.abort(v, regs)
             }
         }
@@ -1047,7 +1058,10 @@ impl<P: Platform> Spmc<P> {
                 ) =>
             {
                 let id = self.partitions[v.slot].id();
-                warn!("partition {id:#06x} reported an initialisation error; aborted");
+                warn!(
+                    "partition {} reported an initialisation error; aborted",
+                    hex(id.raw())
+                );
                 self.abort(v, regs)
             }
             _ => {

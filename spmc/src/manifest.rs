@@ -39,6 +39,7 @@ use dtoolkit::fdt::{Fdt, FdtNode};
 use dtoolkit::{Node, Property};
 
 use crate::ffa::{PartitionId, Version};
+use crate::text::{Hex, Text, hex};
 
 /// The size of the FDT header (DTSpec §5.2).
 const FDT_HEADER_SIZE: usize = 40;
@@ -169,52 +170,74 @@ pub enum ManifestError {
 impl fmt::Display for ManifestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::BadAddress(a) => write!(f, "manifest address {a:#x} is outside secure memory"),
+            Self::BadAddress(a) => {
+                write!(f, "manifest address {} is outside secure memory", Hex(*a))
+            }
             Self::Truncated { claimed, available } => write!(
                 f,
-                "manifest truncated: header claims {claimed} bytes, {available} available"
+                "manifest truncated: header claims {} bytes, {} available",
+                Hex(*claimed as u64),
+                Hex(*available as u64)
             ),
-            Self::BadMagic(m) => write!(f, "manifest is not an FDT (magic {m:#010x})"),
-            Self::Malformed(why) => write!(f, "manifest FDT is malformed: {why}"),
+            Self::BadMagic(m) => write!(f, "manifest is not an FDT (magic {})", hex(*m)),
+            Self::Malformed(why) => write!(f, "manifest FDT is malformed: {}", Text(why)),
             Self::NotCoreManifest => {
                 write!(
                     f,
                     "manifest root is not compatible with arm,ffa-core-manifest-1.0"
                 )
             }
-            Self::MissingNode(n) => write!(f, "manifest has no `{n}` node"),
+            Self::MissingNode(n) => write!(f, "manifest has no `{}` node", Text(n)),
             Self::MissingProperty { node, property } => {
-                write!(f, "manifest node `{node}` has no `{property}` property")
+                write!(
+                    f,
+                    "manifest node `{}` has no `{}` property",
+                    Text(node),
+                    Text(property)
+                )
             }
             Self::BadProperty { node, property } => {
-                write!(f, "manifest property `{node}/{property}` has a bad value")
+                write!(
+                    f,
+                    "manifest property `{}/{}` has a bad value",
+                    Text(node),
+                    Text(property)
+                )
             }
             Self::BadSpmcId(id) => {
                 write!(
                     f,
-                    "manifest spmc_id {id:#x} is not a secure ID (bit 15 must be set)"
+                    "manifest spmc_id {} is not a secure ID (bit 15 must be set)",
+                    hex(*id)
                 )
             }
             Self::UnsupportedVersion { major, minor } => write!(
                 f,
-                "manifest asks for FF-A v{major}.{minor}; this SPMC implements v1.0 to v{}",
-                Version::IMPLEMENTED
+                "manifest maj_ver {}, min_ver {} is not an FF-A version this SPMC implements ({} at most)",
+                hex(*major),
+                hex(*minor),
+                hex(Version::IMPLEMENTED.bits())
             ),
-            Self::BadExecState(s) => write!(f, "manifest exec_state {s} is not AArch64 (0)"),
+            Self::BadExecState(s) => {
+                write!(f, "manifest exec_state {} is not AArch64 (0)", hex(*s))
+            }
             Self::BadSecureMemory(r) => write!(
                 f,
-                "manifest secure-memory {:#x}+{:#x} is empty, unaligned or wraps",
-                r.base, r.size
+                "manifest secure-memory {}+{} is empty, unaligned or wraps",
+                Hex(r.base),
+                Hex(r.size)
             ),
             Self::BadNsMemory(r) => write!(
                 f,
-                "manifest ns-memory {:#x}+{:#x} is empty, unaligned, wraps or overlaps",
-                r.base, r.size
+                "manifest ns-memory {}+{} is empty, unaligned, wraps or overlaps",
+                Hex(r.base),
+                Hex(r.size)
             ),
             Self::BadPartition(name) => {
                 write!(
                     f,
-                    "manifest partition `{name}` has no valid `package` address"
+                    "manifest partition `{}` has no valid `package` address",
+                    Text(name)
                 )
             }
         }

@@ -335,7 +335,7 @@ impl<P: Platform> Spmc<P> {
         let reason = match self.vcpu_state(w) {
             VcpuState::Blocked(r) => r,
             other => {
-                log::error!("vCPU {w:?} expected blocked, is {other:?}");
+                log::error!("vCPU {w} expected blocked, is {other}");
                 return self.run(w);
             }
         };

@@ -11,6 +11,7 @@ use alloc::vec::Vec;
 use crate::addr::{PAGE_SIZE, Pa};
 use crate::manifest::MemRange;
 use crate::platform::{MemError, Platform};
+use crate::text::Hex;
 
 /// A run of pages the pool handed out. Deliberately not `Clone`: it must
 /// come back to [`Pool::free`] exactly once.
@@ -113,9 +114,9 @@ impl Pool {
         // out of circulation instead.
         if platform.zero(a.base, a.len()).is_err() {
             log::error!(
-                "cannot zero {:?}+{:#x}; pages withheld from the pool",
-                a.base,
-                a.len()
+                "cannot zero {}+{}; pages withheld from the pool",
+                Hex(a.base.0),
+                Hex(a.len())
             );
             return;
         }

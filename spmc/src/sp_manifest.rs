@@ -16,6 +16,7 @@ use dtoolkit::{Node, Property};
 use crate::addr::{Ipa, PAGE_SIZE};
 use crate::ffa::{PartitionId, Version, is_secure_id};
 use crate::manifest::{fdt_error_str, fdt_total_size};
+use crate::text::{Hex, Text, hex};
 
 /// `SPKG` little-endian: the package magic.
 pub const PACKAGE_MAGIC: u32 = 0x474b_5053;
@@ -481,52 +482,69 @@ impl fmt::Display for SpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::BadPackageAddress(a) => {
-                write!(f, "package address {a:#x} is outside the package area")
+                write!(f, "package address {} is outside the package area", Hex(*a))
             }
-            Self::BadPackageMagic(m) => write!(f, "not an SP package (magic {m:#010x})"),
+            Self::BadPackageMagic(m) => write!(f, "not an SP package (magic {})", hex(*m)),
             Self::BadPackageLayout => write!(f, "package header offsets/sizes do not fit"),
-            Self::Malformed(why) => write!(f, "manifest FDT is malformed: {why}"),
+            Self::Malformed(why) => write!(f, "manifest FDT is malformed: {}", Text(why)),
             Self::NotPartitionManifest => {
                 write!(f, "manifest is not compatible with arm,ffa-manifest-1.0")
             }
-            Self::Missing(p) => write!(f, "manifest lacks `{p}`"),
-            Self::Bad(p) => write!(f, "manifest property `{p}` has a bad value"),
+            Self::Missing(p) => write!(f, "manifest lacks `{}`", Text(p)),
+            Self::Bad(p) => write!(f, "manifest property `{}` has a bad value", Text(p)),
             Self::UnsupportedExceptionLevel(el) => {
-                write!(f, "exception-level {el} is not supported (only 2, S-EL1)")
+                write!(
+                    f,
+                    "exception-level {} is not supported (only 2, S-EL1)",
+                    hex(*el)
+                )
             }
             Self::UnsupportedExecutionState(s) => {
-                write!(f, "execution-state {s} is not AArch64 (0)")
+                write!(f, "execution-state {} is not AArch64 (0)", hex(*s))
             }
-            Self::UnsupportedVersion(v) => write!(f, "ffa-version {v:#x} is not supported"),
-            Self::BadId(id) => write!(f, "id {id:#x} is not a secure partition ID"),
-            Self::DuplicateId(id) => write!(f, "id {id:#06x} is already used by another partition"),
+            Self::UnsupportedVersion(v) => write!(f, "ffa-version {} is not supported", hex(*v)),
+            Self::BadId(id) => write!(f, "id {} is not a secure partition ID", hex(*id)),
+            Self::DuplicateId(id) => {
+                write!(f, "id {} is already used by another partition", hex(*id))
+            }
             Self::ExecutionContexts(n) => write!(
                 f,
-                "execution-ctx-count {n}: a partition has 1 to {MAX_EXECUTION_CONTEXTS} execution contexts (one per core at most)"
+                "execution-ctx-count {}: a partition has 1 to {} execution contexts (one per core at most)",
+                hex(*n),
+                hex(MAX_EXECUTION_CONTEXTS)
             ),
             Self::OverlappingRegions(n) => write!(
                 f,
-                "memory region `{n}` overlaps the image or another region"
+                "memory region `{}` overlaps the image or another region",
+                Text(n)
             ),
             Self::BadImage => write!(f, "the image is empty or larger than the package"),
             Self::OutOfMemory => write!(f, "the secure memory pool has no room for it"),
             Self::Stage2 => write!(f, "its stage-2 tables could not be built"),
             Self::BootFailed => write!(f, "it faulted during initialisation"),
             Self::BadInterrupt { id, why } => {
-                write!(f, "interrupt {id} cannot be claimed: {why}")
+                write!(f, "interrupt {} cannot be claimed: {}", hex(*id), Text(why))
             }
             Self::InterruptOwned { id, owner } => {
                 write!(
                     f,
-                    "interrupt {id} is already owned by partition {owner:#06x}"
+                    "interrupt {} is already owned by partition {}",
+                    hex(*id),
+                    hex(*owner)
                 )
             }
             Self::NsInterruptsAction(v) => write!(
                 f,
-                "ns-interrupts-action {v} is not 0 (queued), 1 (managed exit) or 2 (signalled)"
+                "ns-interrupts-action {} is not 0 (queued), 1 (managed exit) or 2 (signalled)",
+                hex(*v)
             ),
             Self::DeviceOverSecureMemory { region, what } => {
-                write!(f, "device region `{region}` overlaps {what}")
+                write!(
+                    f,
+                    "device region `{}` overlaps {}",
+                    Text(region),
+                    Text(what)
+                )
             }
         }
     }

@@ -305,6 +305,15 @@ pub struct VcpuRef {
     pub index: u16,
 }
 
+/// Prints `slot:index` in hex, for log lines (the derived `Debug`'s
+/// struct builder costs the release image more).
+impl fmt::Display for VcpuRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let slot = crate::text::Hex(self.slot.index() as u64);
+        write!(f, "{slot}:{}", crate::text::hex(self.index))
+    }
+}
+
 /// Why a vCPU is not running although it was (FF-A v1.2 §8.2 "preempted").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Preemption {
@@ -383,6 +392,20 @@ pub enum RunReason {
     },
 }
 
+impl RunReason {
+    /// Its name, for log lines.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Boot => "boot",
+            Self::Request(_) => "request",
+            Self::Scheduled => "scheduled",
+            Self::Create { .. } => "create",
+            Self::SecureInterrupt => "secure interrupt",
+            Self::Power { .. } => "power",
+        }
+    }
+}
+
 /// The PSCI function of a power management message (one byte, so that
 /// [`RunReason`] and [`VcpuState`], which the message path copies, stay as
 /// small as they were).
@@ -435,6 +458,37 @@ pub enum VcpuState {
     Preempted(RunReason, Preemption),
     /// Stopped for good: it faulted or its partition was aborted.
     Aborted,
+}
+
+impl VcpuState {
+    /// Its name, for log lines.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Waiting => "waiting",
+            Self::Running(_) => "running",
+            Self::Blocked(_) => "blocked",
+            Self::Preempted(_, Preemption::Interrupt) => "preempted by an interrupt",
+            Self::Preempted(_, Preemption::Yield) => "preempted by a yield",
+            Self::Aborted => "aborted",
+        }
+    }
+}
+
+/// Prints the state and what it runs for (`blocked (request)`), for log
+/// lines: names written as they are, no struct builder.
+impl fmt::Display for VcpuState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())?;
+        match *self {
+            Self::Running(r) | Self::Blocked(r) | Self::Preempted(r, _) => {
+                f.write_str(" (")?;
+                f.write_str(r.name())?;
+                f.write_str(")")
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A transition the state machine does not allow.
@@ -527,6 +581,23 @@ pub enum Fault {
     },
 }
 
+/// Prints the fault and its addresses in hex, for the abort's log line.
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (what, n, far) = match *self {
+            Self::DataAbort { ipa, far } => ("data abort at IPA ", ipa, Some(far)),
+            Self::InstructionAbort { ipa } => ("instruction abort at IPA ", ipa, None),
+            Self::SError => return f.write_str("SError"),
+            Self::Other { esr } => ("exception, ESR_EL2 ", esr, None),
+        };
+        write!(f, "{}{}", crate::text::Text(what), crate::text::Hex(n))?;
+        match far {
+            Some(far) => write!(f, " (FAR {})", crate::text::Hex(far)),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Injecting a stage-2 abort into the partition's own EL1 (as Hafnium does),
 /// so that a partition with exception vectors handles its own faults.
 ///
@@ -563,6 +634,18 @@ pub mod injection {
         Repeated,
         /// [`MAX_REPEATED`] faults were injected with no FF-A call between.
         TooMany,
+    }
+
+    impl Refusal {
+        /// Why, for the abort's log line.
+        pub const fn name(self) -> &'static str {
+            match self {
+                Self::NoVectors => "no EL1 vectors",
+                Self::InVectors => "fault in the EL1 vectors",
+                Self::Repeated => "repeated fault",
+                Self::TooMany => "too many faults",
+            }
+        }
     }
 
     /// Injects the stage-2 abort described by `ctx.exit` (class

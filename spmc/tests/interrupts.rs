@@ -135,7 +135,7 @@ fn bad_claims_are_refused_with_one_line() {
         );
         let line = e.to_string();
         assert!(
-            line.contains(&id.to_string()) && !line.contains('\n'),
+            line.contains(&format!("{id:#x}")) && !line.contains('\n'),
             "{line}"
         );
     }
@@ -180,7 +180,7 @@ fn an_interrupt_owned_by_another_partition_is_refused() {
     };
     assert_eq!(
         e.to_string(),
-        "interrupt 40 is already owned by partition 0x8001"
+        "interrupt 0x28 is already owned by partition 0x8001"
     );
 }
 

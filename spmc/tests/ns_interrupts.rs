@@ -96,7 +96,7 @@ fn invalid_values_are_refused_with_one_line() {
     assert_eq!(e, SpError::NsInterruptsAction(3));
     assert_eq!(
         e.to_string(),
-        "ns-interrupts-action 3 is not 0 (queued), 1 (managed exit) or 2 (signalled)"
+        "ns-interrupts-action 0x3 is not 0 (queued), 1 (managed exit) or 2 (signalled)"
     );
     assert_eq!(
         parse(&[(ACTION, "ns-interrupts-action = \"queued\";")]).unwrap_err(),

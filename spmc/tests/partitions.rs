@@ -82,7 +82,7 @@ fn partition_manifest_errors_are_specific() {
     assert_eq!(nine, SpError::ExecutionContexts(9));
     assert_eq!(
         nine.to_string(),
-        "execution-ctx-count 9: a partition has 1 to 8 execution contexts (one per core at most)"
+        "execution-ctx-count 0x9: a partition has 1 to 0x8 execution contexts (one per core at most)"
     );
     assert_eq!(
         bad(

@@ -1395,8 +1395,8 @@ impl<P: Platform> Spmc<P> {
             // Never the case (a send of secure memory to the normal world
             // is refused): secure memory never reaches the normal world.
             log::error!(
-                "mem {:#x}: secure memory with a normal-world borrower",
-                t.handle
+                "mem {}: secure memory with a normal-world borrower",
+                crate::text::Hex(t.handle)
             );
             return Err(FfaError::Denied);
         }
@@ -1870,7 +1870,10 @@ impl<P: Platform> Spmc<P> {
         t.borrowers[bi].state = BorrowerState::Relinquished;
         t.borrowers[bi].retrieves = 0;
         if zero && zero_runs(&mut self.platform, secure, t.runs.iter().copied()).is_err() {
-            log::error!("relinquish {:#x}: memory could not be zeroed", rq.handle);
+            log::error!(
+                "relinquish {}: memory could not be zeroed",
+                crate::text::Hex(rq.handle)
+            );
             return Err(FfaError::Aborted);
         }
         Ok(Regs::with_func(func::SUCCESS_32))
@@ -1998,8 +2001,9 @@ impl<P: Platform> Spmc<P> {
             }
             if zero && zero_runs(&mut self.platform, t.secure, t.runs.iter().copied()).is_err() {
                 log::error!(
-                    "mem {:#x}: memory VM {vm:#x} held could not be zeroed",
-                    t.handle
+                    "mem {}: memory VM {} held could not be zeroed",
+                    crate::text::Hex(t.handle),
+                    crate::text::hex(vm)
                 );
             }
         }
@@ -2038,7 +2042,11 @@ impl<P: Platform> Spmc<P> {
                 owner_access: d.access,
             };
             if zero_runs(&mut self.platform, d.secure, core::iter::once(run)).is_err() {
-                log::error!("cannot zero memory donated to {id:#x} at {:#x}", d.pa);
+                log::error!(
+                    "cannot zero memory donated to {} at {}",
+                    crate::text::hex(id),
+                    crate::text::Hex(d.pa)
+                );
             }
         }
         self.mem.donated.retain(|d| d.owner != id);

@@ -93,6 +93,16 @@ pub enum Pin {
     FragmentBuffer(u64),
 }
 
+/// Names what keeps the page, for log lines (no struct builder).
+impl core::fmt::Display for Pin {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Self::Mailbox(id) => write!(f, "RX/TX of {}", crate::text::hex(id)),
+            Self::FragmentBuffer(h) => write!(f, "fragment buffer of {}", crate::text::Hex(h)),
+        }
+    }
+}
+
 impl MemState {
     /// True if part of `r` belongs to a transaction: memory shared, lent or
     /// donated and not yet retrieved, whoever the owner and the borrowers.
@@ -326,7 +336,7 @@ impl<P: Platform> Spmc<P> {
         match self.pinned_runs(secure, runs)? {
             None => Ok(()),
             Some(pin) if invariant => {
-                error!("memory that changes hands backs a buffer ({pin:?})");
+                error!("memory that changes hands backs a buffer ({pin})");
                 Err(FfaError::Denied)
             }
             Some(pin) => {
