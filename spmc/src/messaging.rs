@@ -270,12 +270,14 @@ impl<P: Platform> Spmc<P> {
         // A secure interrupt it has not taken: the answer waits until it
         // has handled it (`crate::interrupts`, "Answers held back").
         if vcpu.ctx.vgic.has_pending() || self.interrupts.has_pending() {
-            drop(vcpu);
             let to = match caller {
                 Caller::NormalWorld { .. } => HeldFor::NormalWorld,
                 Caller::Vcpu { vcpu: w, .. } => HeldFor::Vcpu(w),
             };
-            if let Some(next) = self.intercept_answer(v, |ctx| HeldAnswer::response(ctx, to)) {
+            // Its context does not change meanwhile: the vCPU is on this core.
+            let answer = HeldAnswer::response(&vcpu.ctx, to);
+            drop(vcpu);
+            if let Some(next) = self.intercept_answer(v, &answer) {
                 return next;
             }
             vcpu = self.vcpu(v);
@@ -361,7 +363,7 @@ impl<P: Platform> Spmc<P> {
                 // A secure interrupt it has not taken: handled first
                 // (`crate::interrupts`, "Answers held back").
                 if let Some(next) =
-                    self.intercept_answer(v, |_| HeldAnswer::msg_wait(id.raw(), v.index))
+                    self.intercept_answer(v, &HeldAnswer::msg_wait(id.raw(), v.index))
                 {
                     return next;
                 }
