@@ -529,7 +529,7 @@ impl<P: Platform> Spmc<P> {
         regs: &mut Regs,
     ) -> Next {
         match held.map(|h| h.to) {
-            Some(HeldFor::NormalWorld) => self.finish_nwd(regs, Err(crate::ffa::FfaError::Aborted)),
+            Some(HeldFor::NormalWorld) => self.refuse_nwd(regs, crate::ffa::FfaError::Aborted),
             Some(HeldFor::Vcpu(w)) => {
                 let err = Regs::error(crate::ffa::FfaError::Aborted);
                 self.unblock(w, &err.0[..8])

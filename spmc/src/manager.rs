@@ -858,7 +858,7 @@ impl<P: Platform> Spmc<P> {
             _ => {
                 let from = match self.nwd_caller_id(regs) {
                     Ok(id) => Endpoint::NormalWorld(VmId::new(id)),
-                    Err(e) => return self.finish_nwd(regs, Err(e)),
+                    Err(e) => return self.refuse_nwd(regs, e),
                 };
                 let r = self.common_call(from, regs);
                 if uses_upper_registers(f) && r.is_ok() {
@@ -906,6 +906,27 @@ impl<P: Platform> Spmc<P> {
         let answer = r.unwrap_or_else(Regs::error);
         regs.0[..8].copy_from_slice(&answer.0[..8]);
         Next::NormalWorld
+    }
+
+    /// Answers the normal world FFA_ERROR(`e`) in `regs`: the refusals,
+    /// out of line (one copy instead of one per refusal).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn refuse_nwd(&mut self, regs: &mut Regs, e: FfaError) -> Next {
+        self.finish_nwd(regs, Err(e))
+    }
+
+    /// Resumes a partition with FFA_ERROR(`e`): the refusals, out of line.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn refuse_sp(&mut self, v: VcpuRef, e: FfaError) -> Next {
+        self.finish_sp(v, Err(e))
+    }
+
+    /// [`Self::finish_sp`] out of line, for the calls off the message path.
+    #[inline(never)]
+    pub(crate) fn answer_sp(&mut self, v: VcpuRef, r: Result<Regs, FfaError>) -> Next {
+        self.finish_sp(v, r)
     }
 
     /// Writes a handler's result into a partition and resumes it.
@@ -1035,7 +1056,7 @@ impl<P: Platform> Spmc<P> {
             func::YIELD => self.yield_(v, regs),
             func::SECONDARY_EP_REGISTER_32 | func::SECONDARY_EP_REGISTER_64 => {
                 let r = self.secondary_ep_register(v);
-                self.finish_sp(v, r)
+                self.answer_sp(v, r)
             }
             func::ERROR_32 | func::ERROR_64
                 if matches!(
@@ -1056,7 +1077,7 @@ impl<P: Platform> Spmc<P> {
                     self.vcpu(v).ctx.x[..18].copy_from_slice(&answer.0);
                     return self.run(v);
                 }
-                self.finish_sp(v, r)
+                self.answer_sp(v, r)
             }
         }
     }
@@ -1172,7 +1193,7 @@ impl<P: Platform> Spmc<P> {
             Some(fwk::PSCI_REQ) => return self.power_message(regs),
             other => {
                 debug!("unknown framework message {other:x?} from the SPMD");
-                return self.finish_nwd(regs, Err(FfaError::InvalidParameters));
+                return self.refuse_nwd(regs, FfaError::InvalidParameters);
             }
         };
         regs.0[..8].copy_from_slice(&[

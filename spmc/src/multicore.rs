@@ -267,7 +267,7 @@ impl<P: Platform> Spmc<P> {
             && x[1] as u32 == ffa::endpoints(id.raw(), spmc_id) as u32
             && x[2] as u32 == fwk::FLAG | fwk::PSCI_RESP;
         if !ok {
-            return self.finish_sp(v, Err(FfaError::InvalidParameters));
+            return self.refuse_sp(v, FfaError::InvalidParameters);
         }
         let status = x[3] as u32;
         if status != ffa::psci::SUCCESS {

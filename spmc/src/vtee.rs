@@ -135,14 +135,14 @@ impl<P: Platform> Spmc<P> {
             debug!(
                 "VM availability message from endpoint {sender:#x}: only the hypervisor sends them"
             );
-            return self.finish_nwd(regs, Err(FfaError::Denied));
+            return self.refuse_nwd(regs, FfaError::Denied);
         }
         let Some(t) = self
             .templates
             .iter()
             .position(|t| t.config.partition == receiver)
         else {
-            return self.finish_nwd(regs, Err(FfaError::InvalidParameters));
+            return self.refuse_nwd(regs, FfaError::InvalidParameters);
         };
         match kind {
             fwk::VM_CREATED => {
@@ -174,7 +174,7 @@ impl<P: Platform> Spmc<P> {
                 }
                 ack(regs, fwk::VM_DESTROYED_ACK, r)
             }
-            _ => self.finish_nwd(regs, Err(FfaError::InvalidParameters)),
+            _ => self.refuse_nwd(regs, FfaError::InvalidParameters),
         }
     }
 
