@@ -832,8 +832,16 @@ impl<P: Platform> Spmc<P> {
         if regs.0[0] == func::MSG_SEND_DIRECT_REQ_64 as u64 && regs.w(2) & fwk::FLAG == 0 {
             // Any call but FFA_VERSION fixes the normal world's version (§13.2).
             self.contexts.set_nwd_version_open(false);
-            return self.direct_request_from_nwd(regs);
+            return self.nwd_direct_request(regs);
         }
+        self.spmd_call(regs)
+    }
+
+    /// Every call from the SPMD but a 64-bit direct request: out of line
+    /// and built for size (direct requests go to the speed-built
+    /// [`Self::nwd_direct_request`]).
+    #[inline(never)]
+    fn spmd_call(&mut self, regs: &mut Regs) -> Next {
         let f = regs.func();
         if (f == func::MSG_SEND_DIRECT_REQ_32 || f == func::MSG_SEND_DIRECT_REQ_64)
             && regs.w(2) & fwk::FLAG != 0
@@ -852,7 +860,7 @@ impl<P: Platform> Spmc<P> {
         match f {
             func::MSG_SEND_DIRECT_REQ_32
             | func::MSG_SEND_DIRECT_REQ_64
-            | func::MSG_SEND_DIRECT_REQ2_64 => self.direct_request_from_nwd(regs),
+            | func::MSG_SEND_DIRECT_REQ2_64 => self.nwd_direct_request(regs),
             func::RUN => self.run_from_nwd(regs),
             func::INTERRUPT_32 => self.secure_interrupt_from_spmd(regs),
             _ => {
@@ -871,6 +879,16 @@ impl<P: Platform> Spmc<P> {
                 self.finish_nwd(regs, r)
             }
         }
+    }
+
+    /// A direct request from the normal world, on the manager's path: the
+    /// platform's fast path (`Contexts::direct_request`) declined it, or it
+    /// is a 32-bit or REQ2 one. Out of line: one copy for both call sites,
+    /// off the fast round trip.
+    #[inline(never)]
+    #[cfg_attr(spmc_hot, optimize(speed))]
+    fn nwd_direct_request(&mut self, regs: &mut Regs) -> Next {
+        self.direct_request_from_nwd(regs)
     }
 
     /// Which normal-world endpoint a call is for. Without a hypervisor the
