@@ -1003,6 +1003,14 @@ impl<P: Platform> Spmc<P> {
         self.partition_call(v, regs)
     }
 
+    /// [`Self::call_exit`] for the exits off the message path (an HVC call,
+    /// a call during a managed exit): one copy, out of line and built for
+    /// size, instead of one inlined in each.
+    #[inline(never)]
+    pub(crate) fn call_exit_cold(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
+        self.call_exit(v, regs)
+    }
+
     /// Every exit but an SMC from a running partition: HVC calls,
     /// interrupts, faults, and exits of a partition aborted meanwhile.
     #[inline(never)]
@@ -1026,7 +1034,7 @@ impl<P: Platform> Spmc<P> {
                 if managed_exit {
                     return self.call_during_managed_exit(v, regs);
                 }
-                self.call_exit(v, regs)
+                self.call_exit_cold(v, regs)
             }
             Exit::Interrupt => self.interrupt_exit(v, regs),
             Exit::Fault(fault) => {

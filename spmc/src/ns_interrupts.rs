@@ -126,7 +126,7 @@ impl<P: Platform> Spmc<P> {
             ctx.managed_exit = ctx.managed_exit.saturating_add(1);
             ctx.managed_exit > MANAGED_EXIT_CALLS
         };
-        let next = self.call_exit(v, regs);
+        let next = self.call_exit_cold(v, regs);
         let still = matches!(next, Next::Run { vcpu, .. } if vcpu == v)
             && self.vcpu(v).ctx.managed_exit != 0
             && matches!(
