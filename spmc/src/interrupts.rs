@@ -328,7 +328,7 @@ impl<P: Platform> Spmc<P> {
             // It was the one running: it takes the interrupt on resuming.
             _ if running == Some(target) => {
                 self.queue_virtual(target, intid, o.priority);
-                self.run(target)
+                self.run_cold(target)
             }
             VcpuState::Waiting => {
                 if let Some(other) = running {
@@ -504,7 +504,7 @@ impl<P: Platform> Spmc<P> {
             ]);
             vcpu.signalled = Some(intid);
         }
-        self.run(v)
+        self.run_cold(v)
     }
 
     /// Delivers an answer held back to its recipient.
@@ -593,7 +593,7 @@ impl<P: Platform> Spmc<P> {
             let (_, w) = self.interrupts.interrupted.swap_remove(at);
             if let VcpuState::Blocked(r) = self.vcpu_state(w) {
                 let _ = self.set_state(w, VcpuState::Running(r));
-                return self.run(w);
+                return self.run_cold(w);
             }
         }
         normal_world_resume(regs)

@@ -700,7 +700,7 @@ impl<P: Platform> Spmc<P> {
                 .set_state(v, VcpuState::Running(RunReason::Boot))
                 .is_ok()
             {
-                return self.run(v);
+                return self.run_cold(v);
             }
         }
         self.booted = true;
@@ -809,10 +809,17 @@ impl<P: Platform> Spmc<P> {
         Next::Run { vcpu: v, ctx }
     }
 
+    /// [`Self::run`] out of line, for the paths off the message path (one
+    /// copy instead of one inlined at each).
+    #[inline(never)]
+    pub(crate) fn run_cold(&mut self, v: VcpuRef) -> Next {
+        self.run(v)
+    }
+
     /// Writes an answer into a partition's x0-x7 and resumes it.
     pub(crate) fn resume_with(&mut self, v: VcpuRef, answer: &Regs) -> Next {
         self.vcpu(v).ctx.x[..8].copy_from_slice(&answer.0[..8]);
-        self.run(v)
+        self.run_cold(v)
     }
 
     // ------------------------------------------------------------------
@@ -1050,7 +1057,7 @@ impl<P: Platform> Spmc<P> {
                             Ok(()) => {
                                 debug!("vCPU {v:?}: {fault:x?} at pc {pc:#x} injected at EL1");
                                 drop(vcpu);
-                                return self.run(v);
+                                return self.run_cold(v);
                             }
                             Err(refusal) => Some(refusal),
                         }
@@ -1101,7 +1108,7 @@ impl<P: Platform> Spmc<P> {
                     && let Ok(answer) = &r
                 {
                     self.vcpu(v).ctx.x[..18].copy_from_slice(&answer.0);
-                    return self.run(v);
+                    return self.run_cold(v);
                 }
                 self.answer_sp(v, r)
             }

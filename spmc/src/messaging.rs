@@ -412,9 +412,9 @@ impl<P: Platform> Spmc<P> {
                 | RunReason::Create { .. }
                 | RunReason::Power { .. }
                 | RunReason::SecureInterrupt,
-            ) => return self.run(v),
+            ) => return self.run_cold(v),
             VcpuState::Running(r) => r,
-            _ => return self.run(v),
+            _ => return self.run_cold(v),
         };
         let _ = self.set_state(v, VcpuState::Preempted(reason, Preemption::Interrupt));
         let id = self.partitions[v.slot].id();
@@ -449,7 +449,7 @@ impl<P: Platform> Spmc<P> {
                     ok.0[1] = 0;
                     return self.resume_with(v, &ok);
                 }
-                self.run(v)
+                self.run_cold(v)
             }
             VcpuState::Waiting => {
                 // The fast path of another core may have taken it meanwhile.

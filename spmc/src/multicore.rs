@@ -95,7 +95,7 @@ impl<P: Platform> Spmc<P> {
                 .set_state(v, VcpuState::Running(RunReason::Boot))
                 .is_ok()
             {
-                return self.run(v);
+                return self.run_cold(v);
             }
         }
         info!("core {core} on");
@@ -219,7 +219,7 @@ impl<P: Platform> Spmc<P> {
                 0,
             ];
             self.vcpu(v).ctx.x[..8].copy_from_slice(&msg);
-            return self.run(v);
+            return self.run_cold(v);
         }
         if op == PowerOp::CpuOff {
             for (slot, p) in self.partitions.slots() {

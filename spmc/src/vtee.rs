@@ -150,7 +150,7 @@ impl<P: Platform> Spmc<P> {
                     return ack(regs, fwk::VM_CREATED_ACK, Err(FfaError::InvalidParameters));
                 }
                 match self.create_instance(t, VmId::new(vm), wide) {
-                    Ok(v) => self.run(v),
+                    Ok(v) => self.run_cold(v),
                     Err(e) => ack(regs, fwk::VM_CREATED_ACK, Err(e)),
                 }
             }
