@@ -848,6 +848,7 @@ impl<P: Platform> Spmc<P> {
     /// and built for size (direct requests go to the speed-built
     /// [`Self::nwd_direct_request`]).
     #[inline(never)]
+    #[cfg_attr(spmc_hot, optimize(speed))]
     fn spmd_call(&mut self, regs: &mut Regs) -> Next {
         let f = regs.func();
         if (f == func::MSG_SEND_DIRECT_REQ_32 || f == func::MSG_SEND_DIRECT_REQ_64)
