@@ -158,13 +158,28 @@ pub fn secondary(core: usize) -> ! {
 }
 
 /// Runs vCPUs until the core has an answer for the normal world (a core's
-/// boot; out of line, the message loop has its own copy of `run_vcpu`).
+/// boot; out of line). Every exit goes to the manager: at boot no vCPU
+/// answers a normal-world request, and the manager handles whatever the
+/// fast path of `run_vcpu` would (that one is the message loop's alone).
 #[inline(never)]
 fn run_partitions(regs: &mut Regs, mut next: Next) -> Next {
     while let Next::Run { vcpu, ctx } = next {
-        next = run_vcpu(vcpu, ctx, regs);
+        enter(ctx);
+        next = exit_to_manager(vcpu, CONTEXTS.get(), regs);
     }
     next
+}
+
+/// Runs the vCPU whose context is `ctx` until it exits.
+#[inline(always)]
+fn enter(ctx: *mut spmc::vcpu::Context) {
+    // SAFETY: the core hands the context to this core alone until
+    // `handle_exit` (its `Next::Run` contract); it lives in a Box the core does
+    // not free while the vCPU runs, and its stage-2 roots were built by the
+    // core from the partition's own memory.
+    let ctx = unsafe { &mut *ctx };
+    // SAFETY: as above.
+    unsafe { arch_aarch64::vcpu::run(ctx) };
 }
 
 /// Acts on the core's decision about the lazily held state of a vCPU that
@@ -212,17 +227,12 @@ fn fast_request(regs: &mut Regs) -> Option<Next> {
 /// vCPU's state goes back into its context the same way (`vcpu::hand_off`).
 ///
 /// Inlined into its two callers: on the direct round trip ([`serve`]) no
-/// call frame and no `Next` passed through memory.
+/// call frame and no `Next` passed through memory. The manager's part
+/// ([`exit_to_manager`]) is one copy out of line.
 #[inline(always)]
 #[cfg_attr(spmc_hot, optimize(speed))]
 fn run_vcpu(vcpu: VcpuRef, ctx: *mut spmc::vcpu::Context, regs: &mut Regs) -> Next {
-    // SAFETY: the core hands the context to this core alone until
-    // `handle_exit` (its `Next::Run` contract); it lives in a Box the core does
-    // not free while the vCPU runs, and its stage-2 roots were built by the
-    // core from the partition's own memory.
-    let ctx = unsafe { &mut *ctx };
-    // SAFETY: as above.
-    unsafe { arch_aarch64::vcpu::run(ctx) };
+    enter(ctx);
     let contexts = CONTEXTS.get();
     if let Some(c) = contexts {
         // A closure, not the function item: that one's `FnOnce` shim stayed
@@ -238,6 +248,20 @@ fn run_vcpu(vcpu: VcpuRef, ctx: *mut spmc::vcpu::Context, regs: &mut Regs) -> Ne
             }
         }
     }
+    exit_to_manager(vcpu, contexts, regs)
+}
+
+/// The manager's part of a vCPU's exit, every exit the fast path leaves
+/// (under the manager lock): out of line, so that the manager's exit
+/// handling is one copy for [`serve`] and [`run_partitions`] (the direct
+/// round trip never comes here).
+#[inline(never)]
+#[cfg_attr(spmc_hot, optimize(speed))]
+fn exit_to_manager(
+    vcpu: VcpuRef,
+    contexts: Option<&alloc::sync::Arc<Contexts>>,
+    regs: &mut Regs,
+) -> Next {
     let Some(mut guard) = lock_live() else {
         // The SPMC failed while this vCPU ran: the context stays this
         // core's (nothing frees it any more), so the partition's state can

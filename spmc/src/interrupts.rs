@@ -329,7 +329,7 @@ impl<P: Platform> Spmc<P> {
             // It was the one running: it takes the interrupt on resuming.
             _ if running == Some(target) => {
                 self.queue_virtual(target, intid, o.priority);
-                self.run(target)
+                self.run_cold(target)
             }
             VcpuState::Waiting => {
                 if let Some(other) = running {
@@ -461,23 +461,18 @@ impl<P: Platform> Spmc<P> {
         self.vcpu(v).ctx.vgic.pending_intid()
     }
 
-    /// `v` answers (what `held` makes of its context is what the recipient
-    /// would get) while a virtual interrupt it owns is pending: the answer
-    /// is held back and `v` resumed with FFA_INTERRUPT to handle it (the
-    /// module's "Answers held back"). `None`, with nothing changed, if
-    /// nothing is pending.
+    /// `v` answers (`answer` is what the recipient would get) while a
+    /// virtual interrupt it owns is pending: the answer is held back and
+    /// `v` resumed with FFA_INTERRUPT to handle it (the module's "Answers
+    /// held back"). `None`, with nothing changed, if nothing is pending.
+    /// (The answer is a plain value, not a closure: one copy of this code.)
     #[inline(never)]
-    pub(crate) fn intercept_answer(
-        &mut self,
-        v: VcpuRef,
-        held: impl FnOnce(&Context) -> HeldAnswer,
-    ) -> Option<Next> {
+    pub(crate) fn intercept_answer(&mut self, v: VcpuRef, answer: &HeldAnswer) -> Option<Next> {
         let intid = self.untaken_interrupt(v)?;
         let to = VcpuState::Running(RunReason::SecureInterrupt);
         let queued = self.runs_queued(v, to);
         {
             let mut vcpu = self.vcpu(v);
-            let answer = held(&vcpu.ctx);
             // Answered (waiting), then resumed for the interrupt, under one
             // lock: no other core sees it waiting (it is on this core).
             let _ = vcpu.state.become_(VcpuState::Waiting);
@@ -490,7 +485,7 @@ impl<P: Platform> Spmc<P> {
             // The answer ended its request: a pending managed exit ends too.
             Self::end_managed_exit(&mut vcpu.ctx);
             vcpu.ctx.ns_interrupts_queued = queued;
-            vcpu.held = Some(answer);
+            vcpu.held = Some(*answer);
         }
         debug!("vCPU {v:?} answered with interrupt {intid} pending: answer held, FFA_INTERRUPT");
         Some(self.resume_for_interrupt(v, intid))
@@ -513,7 +508,7 @@ impl<P: Platform> Spmc<P> {
             ]);
             vcpu.signalled = Some(intid);
         }
-        self.run(v)
+        self.run_cold(v)
     }
 
     /// Delivers an answer held back to its recipient.
@@ -538,7 +533,7 @@ impl<P: Platform> Spmc<P> {
         regs: &mut Regs,
     ) -> Next {
         match held.map(|h| h.to) {
-            Some(HeldFor::NormalWorld) => self.finish_nwd(regs, Err(crate::ffa::FfaError::Aborted)),
+            Some(HeldFor::NormalWorld) => self.refuse_nwd(regs, crate::ffa::FfaError::Aborted),
             Some(HeldFor::Vcpu(w)) => {
                 let err = Regs::error(crate::ffa::FfaError::Aborted);
                 self.unblock(w, &err.0[..8])
@@ -602,7 +597,7 @@ impl<P: Platform> Spmc<P> {
             let (_, w) = self.interrupts.interrupted.swap_remove(at);
             if let VcpuState::Blocked(r) = self.vcpu_state(w) {
                 let _ = self.set_state(w, VcpuState::Running(r));
-                return self.run(w);
+                return self.run_cold(w);
             }
         }
         normal_world_resume(regs)

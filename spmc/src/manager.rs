@@ -709,7 +709,7 @@ impl<P: Platform> Spmc<P> {
                 .set_state(v, VcpuState::Running(RunReason::Boot))
                 .is_ok()
             {
-                return self.run(v);
+                return self.run_cold(v);
             }
         }
         self.booted = true;
@@ -818,10 +818,17 @@ impl<P: Platform> Spmc<P> {
         Next::Run { vcpu: v, ctx }
     }
 
+    /// [`Self::run`] out of line, for the paths off the message path (one
+    /// copy instead of one inlined at each).
+    #[inline(never)]
+    pub(crate) fn run_cold(&mut self, v: VcpuRef) -> Next {
+        self.run(v)
+    }
+
     /// Writes an answer into a partition's x0-x7 and resumes it.
     pub(crate) fn resume_with(&mut self, v: VcpuRef, answer: &Regs) -> Next {
         self.vcpu(v).ctx.x[..8].copy_from_slice(&answer.0[..8]);
-        self.run(v)
+        self.run_cold(v)
     }
 
     // ------------------------------------------------------------------
@@ -841,8 +848,17 @@ impl<P: Platform> Spmc<P> {
         if regs.0[0] == func::MSG_SEND_DIRECT_REQ_64 as u64 && regs.w(2) & fwk::FLAG == 0 {
             // Any call but FFA_VERSION fixes the normal world's version (§13.2).
             self.contexts.set_nwd_version_open(false);
-            return self.direct_request_from_nwd(regs);
+            return self.nwd_direct_request(regs);
         }
+        self.spmd_call(regs)
+    }
+
+    /// Every call from the SPMD but a 64-bit direct request: out of line
+    /// and built for size (direct requests go to the speed-built
+    /// [`Self::nwd_direct_request`]).
+    #[inline(never)]
+    #[cfg_attr(spmc_hot, optimize(speed))]
+    fn spmd_call(&mut self, regs: &mut Regs) -> Next {
         let f = regs.func();
         if (f == func::MSG_SEND_DIRECT_REQ_32 || f == func::MSG_SEND_DIRECT_REQ_64)
             && regs.w(2) & fwk::FLAG != 0
@@ -861,13 +877,13 @@ impl<P: Platform> Spmc<P> {
         match f {
             func::MSG_SEND_DIRECT_REQ_32
             | func::MSG_SEND_DIRECT_REQ_64
-            | func::MSG_SEND_DIRECT_REQ2_64 => self.direct_request_from_nwd(regs),
+            | func::MSG_SEND_DIRECT_REQ2_64 => self.nwd_direct_request(regs),
             func::RUN => self.run_from_nwd(regs),
             func::INTERRUPT_32 => self.secure_interrupt_from_spmd(regs),
             _ => {
                 let from = match self.nwd_caller_id(regs) {
                     Ok(id) => Endpoint::NormalWorld(VmId::new(id)),
-                    Err(e) => return self.finish_nwd(regs, Err(e)),
+                    Err(e) => return self.refuse_nwd(regs, e),
                 };
                 let r = self.common_call(from, regs);
                 if uses_upper_registers(f) && r.is_ok() {
@@ -880,6 +896,16 @@ impl<P: Platform> Spmc<P> {
                 self.finish_nwd(regs, r)
             }
         }
+    }
+
+    /// A direct request from the normal world, on the manager's path: the
+    /// platform's fast path (`Contexts::direct_request`) declined it, or it
+    /// is a 32-bit or REQ2 one. Out of line: one copy for both call sites,
+    /// off the fast round trip.
+    #[inline(never)]
+    #[cfg_attr(spmc_hot, optimize(speed))]
+    fn nwd_direct_request(&mut self, regs: &mut Regs) -> Next {
+        self.direct_request_from_nwd(regs)
     }
 
     /// Which normal-world endpoint a call is for. Without a hypervisor the
@@ -915,6 +941,27 @@ impl<P: Platform> Spmc<P> {
         let answer = r.unwrap_or_else(Regs::error);
         regs.0[..8].copy_from_slice(&answer.0[..8]);
         Next::NormalWorld
+    }
+
+    /// Answers the normal world FFA_ERROR(`e`) in `regs`: the refusals,
+    /// out of line (one copy instead of one per refusal).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn refuse_nwd(&mut self, regs: &mut Regs, e: FfaError) -> Next {
+        self.finish_nwd(regs, Err(e))
+    }
+
+    /// Resumes a partition with FFA_ERROR(`e`): the refusals, out of line.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn refuse_sp(&mut self, v: VcpuRef, e: FfaError) -> Next {
+        self.finish_sp(v, Err(e))
+    }
+
+    /// [`Self::finish_sp`] out of line, for the calls off the message path.
+    #[inline(never)]
+    pub(crate) fn answer_sp(&mut self, v: VcpuRef, r: Result<Regs, FfaError>) -> Next {
+        self.finish_sp(v, r)
     }
 
     /// Writes a handler's result into a partition and resumes it.
@@ -973,6 +1020,14 @@ impl<P: Platform> Spmc<P> {
         self.partition_call(v, regs)
     }
 
+    /// [`Self::call_exit`] for the exits off the message path (an HVC call,
+    /// a call during a managed exit): one copy, out of line and built for
+    /// size, instead of one inlined in each.
+    #[inline(never)]
+    pub(crate) fn call_exit_cold(&mut self, v: VcpuRef, regs: &mut Regs) -> Next {
+        self.call_exit(v, regs)
+    }
+
     /// Every exit but an SMC from a running partition: HVC calls,
     /// interrupts, faults, and exits of a partition aborted meanwhile.
     #[inline(never)]
@@ -996,7 +1051,7 @@ impl<P: Platform> Spmc<P> {
                 if managed_exit {
                     return self.call_during_managed_exit(v, regs);
                 }
-                self.call_exit(v, regs)
+                self.call_exit_cold(v, regs)
             }
             Exit::Interrupt => self.interrupt_exit(v, regs),
             Exit::Fault(fault) => {
@@ -1012,7 +1067,7 @@ impl<P: Platform> Spmc<P> {
                             Ok(()) => {
                                 debug!("vCPU {v:?}: {fault:x?} at pc {pc:#x} injected at EL1");
                                 drop(vcpu);
-                                return self.run(v);
+                                return self.run_cold(v);
                             }
                             Err(refusal) => refusal.name(),
                         }
@@ -1049,7 +1104,7 @@ impl<P: Platform> Spmc<P> {
             func::YIELD => self.yield_(v, regs),
             func::SECONDARY_EP_REGISTER_32 | func::SECONDARY_EP_REGISTER_64 => {
                 let r = self.secondary_ep_register(v);
-                self.finish_sp(v, r)
+                self.answer_sp(v, r)
             }
             func::ERROR_32 | func::ERROR_64
                 if matches!(
@@ -1071,9 +1126,9 @@ impl<P: Platform> Spmc<P> {
                     && let Ok(answer) = &r
                 {
                     self.vcpu(v).ctx.x[..18].copy_from_slice(&answer.0);
-                    return self.run(v);
+                    return self.run_cold(v);
                 }
-                self.finish_sp(v, r)
+                self.answer_sp(v, r)
             }
         }
     }
@@ -1189,7 +1244,7 @@ impl<P: Platform> Spmc<P> {
             Some(fwk::PSCI_REQ) => return self.power_message(regs),
             other => {
                 debug!("unknown framework message {other:x?} from the SPMD");
-                return self.finish_nwd(regs, Err(FfaError::InvalidParameters));
+                return self.refuse_nwd(regs, FfaError::InvalidParameters);
             }
         };
         regs.0[..8].copy_from_slice(&[

@@ -116,7 +116,7 @@ impl<P: Platform> Spmc<P> {
         let req2 = f == func::MSG_SEND_DIRECT_REQ2_64;
         let v = match self.check_nwd_request(regs, req2) {
             Ok(v) => v,
-            Err(e) => return self.finish_nwd(regs, Err(e)),
+            Err(e) => return self.refuse_nwd(regs, e),
         };
         let reason = RunReason::Request(Caller::NormalWorld {
             id: ffa::sender(regs),
@@ -136,7 +136,7 @@ impl<P: Platform> Spmc<P> {
         // again under its lock.
         if vcpu.state != VcpuState::Waiting {
             drop(vcpu);
-            return self.finish_nwd(regs, Err(FfaError::Busy));
+            return self.refuse_nwd(regs, FfaError::Busy);
         }
         vcpu.ctx.ns_interrupts_queued = queued;
         vcpu.state = VcpuState::Running(reason);
@@ -206,14 +206,14 @@ impl<P: Platform> Spmc<P> {
         })();
         let target = match checked {
             Ok(t) => t,
-            Err(e) => return self.finish_sp(v, Err(e)),
+            Err(e) => return self.refuse_sp(v, e),
         };
         let reason = match self.vcpu_state(v) {
             VcpuState::Running(r) => r,
-            _ => return self.finish_sp(v, Err(FfaError::Denied)),
+            _ => return self.refuse_sp(v, FfaError::Denied),
         };
         if let Err(e) = self.set_state(v, VcpuState::Blocked(reason)) {
-            return self.finish_sp(v, Err(e));
+            return self.refuse_sp(v, e);
         }
         let caller = Caller::Vcpu {
             vcpu: v,
@@ -222,7 +222,7 @@ impl<P: Platform> Spmc<P> {
         };
         if let Err(e) = self.set_state(target, VcpuState::Running(RunReason::Request(caller))) {
             let _ = self.set_state(v, VcpuState::Running(reason));
-            return self.finish_sp(v, Err(e));
+            return self.refuse_sp(v, e);
         }
         let n = if req2 { 18 } else { 8 };
         let mut msg = [0u64; 18];
@@ -265,17 +265,19 @@ impl<P: Platform> Spmc<P> {
         };
         if let Some(e) = refused {
             drop(vcpu);
-            return self.finish_sp(v, Err(e));
+            return self.refuse_sp(v, e);
         }
         // A secure interrupt it has not taken: the answer waits until it
         // has handled it (`crate::interrupts`, "Answers held back").
         if vcpu.ctx.vgic.has_pending() || self.interrupts.has_pending() {
-            drop(vcpu);
             let to = match caller {
                 Caller::NormalWorld { .. } => HeldFor::NormalWorld,
                 Caller::Vcpu { vcpu: w, .. } => HeldFor::Vcpu(w),
             };
-            if let Some(next) = self.intercept_answer(v, |ctx| HeldAnswer::response(ctx, to)) {
+            // Its context does not change meanwhile: the vCPU is on this core.
+            let answer = HeldAnswer::response(&vcpu.ctx, to);
+            drop(vcpu);
+            if let Some(next) = self.intercept_answer(v, &answer) {
                 return next;
             }
             vcpu = self.vcpu(v);
@@ -325,7 +327,7 @@ impl<P: Platform> Spmc<P> {
             // a request or a power message has waited, which fixed it).
             _ => {
                 self.partitions[v.slot].version_fixed = true;
-                self.finish_sp(v, Err(FfaError::Denied))
+                self.refuse_sp(v, FfaError::Denied)
             }
         }
     }
@@ -361,7 +363,7 @@ impl<P: Platform> Spmc<P> {
                 // A secure interrupt it has not taken: handled first
                 // (`crate::interrupts`, "Answers held back").
                 if let Some(next) =
-                    self.intercept_answer(v, |_| HeldAnswer::msg_wait(id.raw(), v.index))
+                    self.intercept_answer(v, &HeldAnswer::msg_wait(id.raw(), v.index))
                 {
                     return next;
                 }
@@ -373,7 +375,7 @@ impl<P: Platform> Spmc<P> {
             // The secure interrupt it was resumed for is handled (§9.3).
             VcpuState::Running(RunReason::SecureInterrupt) => self.secure_interrupt_done(v, regs),
             // It owes a direct response: waiting now would leave its caller hanging.
-            _ => self.finish_sp(v, Err(FfaError::Denied)),
+            _ => self.refuse_sp(v, FfaError::Denied),
         }
     }
 
@@ -385,7 +387,7 @@ impl<P: Platform> Spmc<P> {
                 r @ (RunReason::Scheduled | RunReason::Request(Caller::NormalWorld { .. })),
             ) => r,
             // Yielding in a chain of partitions, or at boot, has no scheduler to return to.
-            _ => return self.finish_sp(v, Err(FfaError::Denied)),
+            _ => return self.refuse_sp(v, FfaError::Denied),
         };
         let (t_lo, t_hi) = {
             let x = &self.vcpu(v).ctx.x;
@@ -410,9 +412,9 @@ impl<P: Platform> Spmc<P> {
                 | RunReason::Create { .. }
                 | RunReason::Power { .. }
                 | RunReason::SecureInterrupt,
-            ) => return self.run(v),
+            ) => return self.run_cold(v),
             VcpuState::Running(r) => r,
-            _ => return self.run(v),
+            _ => return self.run_cold(v),
         };
         let _ = self.set_state(v, VcpuState::Preempted(reason, Preemption::Interrupt));
         let id = self.partitions[v.slot].id();
@@ -427,17 +429,17 @@ impl<P: Platform> Spmc<P> {
         let w1 = regs.x(1);
         let (id, index) = ((w1 >> 16) as u16, w1 as u16);
         let Some(slot) = self.slot_of(PartId::new(id)) else {
-            return self.finish_nwd(regs, Err(FfaError::InvalidParameters));
+            return self.refuse_nwd(regs, FfaError::InvalidParameters);
         };
         let p = &self.partitions[slot];
         // An MP partition's context runs on its own core only (DEN0077
         // v1.2 §8.1; Hafnium answers INVALID_PARAMETERS too).
         if index >= p.vcpu_count || (p.is_mp() && index as usize != self.platform.core_index()) {
-            return self.finish_nwd(regs, Err(FfaError::InvalidParameters));
+            return self.refuse_nwd(regs, FfaError::InvalidParameters);
         }
         let v = VcpuRef { slot, index };
         if self.partitions[slot].state == PartitionState::Aborted {
-            return self.finish_nwd(regs, Err(FfaError::Aborted));
+            return self.refuse_nwd(regs, FfaError::Aborted);
         }
         match self.vcpu_state(v) {
             VcpuState::Preempted(r, how) => {
@@ -447,19 +449,19 @@ impl<P: Platform> Spmc<P> {
                     ok.0[1] = 0;
                     return self.resume_with(v, &ok);
                 }
-                self.run(v)
+                self.run_cold(v)
             }
             VcpuState::Waiting => {
                 // The fast path of another core may have taken it meanwhile.
                 if let Err(e) = self.set_state(v, VcpuState::Running(RunReason::Scheduled)) {
-                    return self.finish_nwd(regs, Err(e));
+                    return self.refuse_nwd(regs, e);
                 }
                 let mut msg = Regs::with_func(func::RUN);
                 msg.0[1] = w1 & 0xFFFF_FFFF;
                 self.resume_with(v, &msg)
             }
-            VcpuState::Aborted => self.finish_nwd(regs, Err(FfaError::Aborted)),
-            _ => self.finish_nwd(regs, Err(FfaError::Busy)),
+            VcpuState::Aborted => self.refuse_nwd(regs, FfaError::Aborted),
+            _ => self.refuse_nwd(regs, FfaError::Busy),
         }
     }
 
@@ -496,7 +498,7 @@ impl<P: Platform> Spmc<P> {
                 self.instance_failed(v, template_id, wide, regs)
             }
             RunReason::Scheduled | RunReason::Request(Caller::NormalWorld { .. }) => {
-                self.finish_nwd(regs, Err(FfaError::Aborted))
+                self.refuse_nwd(regs, FfaError::Aborted)
             }
             RunReason::Request(Caller::Vcpu { vcpu: w, .. }) => {
                 let err = Regs::error(FfaError::Aborted);

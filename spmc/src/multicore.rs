@@ -95,7 +95,7 @@ impl<P: Platform> Spmc<P> {
                 .set_state(v, VcpuState::Running(RunReason::Boot))
                 .is_ok()
             {
-                return self.run(v);
+                return self.run_cold(v);
             }
         }
         info!("core {core} on");
@@ -219,7 +219,7 @@ impl<P: Platform> Spmc<P> {
                 0,
             ];
             self.vcpu(v).ctx.x[..8].copy_from_slice(&msg);
-            return self.run(v);
+            return self.run_cold(v);
         }
         if op == PowerOp::CpuOff {
             for (slot, p) in self.partitions.slots() {
@@ -267,7 +267,7 @@ impl<P: Platform> Spmc<P> {
             && x[1] as u32 == ffa::endpoints(id.raw(), spmc_id) as u32
             && x[2] as u32 == fwk::FLAG | fwk::PSCI_RESP;
         if !ok {
-            return self.finish_sp(v, Err(FfaError::InvalidParameters));
+            return self.refuse_sp(v, FfaError::InvalidParameters);
         }
         let status = x[3] as u32;
         if status != ffa::psci::SUCCESS {

@@ -93,7 +93,7 @@ impl<P: Platform> Spmc<P> {
             // Masked by now (it arrived as the mask went up, or it was
             // signalled already): the partition goes on.
             drop(vcpu);
-            return self.run(v);
+            return self.run_cold(v);
         }
         match (action, vcpu.state) {
             (
@@ -106,7 +106,7 @@ impl<P: Platform> Spmc<P> {
                 ctx.ns_interrupts_queued = true;
                 drop(vcpu);
                 log::trace!("vCPU {v:?}: managed exit signalled");
-                self.run(v)
+                self.run_cold(v)
             }
             _ => {
                 drop(vcpu);
@@ -126,7 +126,7 @@ impl<P: Platform> Spmc<P> {
             ctx.managed_exit = ctx.managed_exit.saturating_add(1);
             ctx.managed_exit > MANAGED_EXIT_CALLS
         };
-        let next = self.call_exit(v, regs);
+        let next = self.call_exit_cold(v, regs);
         let still = matches!(next, Next::Run { vcpu, .. } if vcpu == v)
             && self.vcpu(v).ctx.managed_exit != 0
             && matches!(

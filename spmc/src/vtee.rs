@@ -136,14 +136,14 @@ impl<P: Platform> Spmc<P> {
             debug!(
                 "VM availability message from endpoint {sender:#x}: only the hypervisor sends them"
             );
-            return self.finish_nwd(regs, Err(FfaError::Denied));
+            return self.refuse_nwd(regs, FfaError::Denied);
         }
         let Some(t) = self
             .templates
             .iter()
             .position(|t| t.config.partition == receiver)
         else {
-            return self.finish_nwd(regs, Err(FfaError::InvalidParameters));
+            return self.refuse_nwd(regs, FfaError::InvalidParameters);
         };
         match kind {
             fwk::VM_CREATED => {
@@ -151,7 +151,7 @@ impl<P: Platform> Spmc<P> {
                     return ack(regs, fwk::VM_CREATED_ACK, Err(FfaError::InvalidParameters));
                 }
                 match self.create_instance(t, VmId::new(vm), wide) {
-                    Ok(v) => self.run(v),
+                    Ok(v) => self.run_cold(v),
                     Err(e) => ack(regs, fwk::VM_CREATED_ACK, Err(e)),
                 }
             }
@@ -175,7 +175,7 @@ impl<P: Platform> Spmc<P> {
                 }
                 ack(regs, fwk::VM_DESTROYED_ACK, r)
             }
-            _ => self.finish_nwd(regs, Err(FfaError::InvalidParameters)),
+            _ => self.refuse_nwd(regs, FfaError::InvalidParameters),
         }
     }
 
