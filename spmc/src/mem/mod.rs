@@ -147,7 +147,7 @@ fn overlaps_any(runs: &ChunkVec<Run>, pa: u64, len: u64) -> bool {
             _ => hi = mid,
         }
     }
-    runs.get(lo).is_some_and(|r| r.pa < pa + len)
+    runs.get(lo).is_some_and(|r| r.pa < pa.saturating_add(len))
 }
 
 /// Where a borrower is in the transaction.
