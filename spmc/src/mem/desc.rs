@@ -268,35 +268,44 @@ fn bytes_at<const N: usize, S: Source + ?Sized>(b: &S, off: usize) -> Result<[u8
     b.array(off).ok_or(INVALID)
 }
 
+/// The little-endian field of `n` (at most 8) bytes at `off`: one
+/// out-of-line read for every field of a descriptor (the image is built for
+/// size; a field across a block boundary is read as any other).
+#[inline(never)]
+fn le_at<S: Source + ?Sized>(b: &S, off: usize, n: usize) -> Result<u64, FfaError> {
+    let mut x = [0u8; 8];
+    if !b.read(off, &mut x[..n]) {
+        return Err(INVALID);
+    }
+    Ok(u64::from_le_bytes(x))
+}
+
 fn u8_at<S: Source + ?Sized>(b: &S, off: usize) -> Result<u8, FfaError> {
-    Ok(bytes_at::<1, S>(b, off)?[0])
+    Ok(le_at(b, off, 1)? as u8)
 }
 
 fn u16_at<S: Source + ?Sized>(b: &S, off: usize) -> Result<u16, FfaError> {
-    Ok(u16::from_le_bytes(bytes_at(b, off)?))
+    Ok(le_at(b, off, 2)? as u16)
 }
 
 fn u32_at<S: Source + ?Sized>(b: &S, off: usize) -> Result<u32, FfaError> {
-    Ok(u32::from_le_bytes(bytes_at(b, off)?))
+    Ok(le_at(b, off, 4)? as u32)
 }
 
 fn u64_at<S: Source + ?Sized>(b: &S, off: usize) -> Result<u64, FfaError> {
-    Ok(u64::from_le_bytes(bytes_at(b, off)?))
+    le_at(b, off, 8)
 }
 
+/// INVALID_PARAMETERS unless the `len` bytes at `off` are there and zero
+/// (reserved fields, MBZ), sixteen compared at once.
+#[inline(never)]
 fn zero_at<S: Source + ?Sized>(b: &S, off: usize, len: usize) -> Result<(), FfaError> {
     let mut at = off;
     let end = off.checked_add(len).ok_or(INVALID)?;
     while at < end {
         let n = (end - at).min(16);
-        let chunk = if n == 16 {
-            b.array::<16>(at)
-        } else {
-            let mut c = [0u8; 16];
-            b.read(at, &mut c[..n]).then_some(c)
-        };
-        // Sixteen bytes compared at once.
-        if chunk.is_none_or(|c| u128::from_ne_bytes(c) != 0) {
+        let mut c = [0u8; 16];
+        if !b.read(at, &mut c[..n]) || u128::from_ne_bytes(c) != 0 {
             return Err(INVALID);
         }
         at += n;
