@@ -1602,7 +1602,7 @@ impl<P: Platform> Spmc<P> {
         let mut failed = (!mapped_all).then_some(FfaError::NoMemory);
         if failed.is_none()
             && zero
-            && let Err(e) = zero_runs(&mut self.platform, secure, runs.iter().copied())
+            && let Err(e) = zero_runs(&mut self.platform, secure, runs)
         {
             failed = Some(e);
         }
@@ -1869,7 +1869,7 @@ impl<P: Platform> Spmc<P> {
         let t = &mut self.mem.transactions[i];
         t.borrowers[bi].state = BorrowerState::Relinquished;
         t.borrowers[bi].retrieves = 0;
-        if zero && zero_runs(&mut self.platform, secure, t.runs.iter().copied()).is_err() {
+        if zero && zero_runs(&mut self.platform, secure, &t.runs).is_err() {
             log::error!("relinquish {:#x}: memory could not be zeroed", rq.handle);
             return Err(FfaError::Aborted);
         }
@@ -1943,7 +1943,7 @@ impl<P: Platform> Spmc<P> {
         self.check_unpinned(t.secure, &t.runs, true)?;
         if fl & flags::ZERO != 0 {
             let t = &self.mem.transactions[i];
-            zero_runs(&mut self.platform, t.secure, t.runs.iter().copied())?;
+            zero_runs(&mut self.platform, t.secure, &t.runs)?;
         }
         let t = self.mem.transactions.swap_remove(i);
         let space = t.space();
@@ -1996,7 +1996,7 @@ impl<P: Platform> Spmc<P> {
                     zero |= b.zero_after && t.op != Op::Share && !t.device;
                 }
             }
-            if zero && zero_runs(&mut self.platform, t.secure, t.runs.iter().copied()).is_err() {
+            if zero && zero_runs(&mut self.platform, t.secure, &t.runs).is_err() {
                 log::error!(
                     "mem {:#x}: memory VM {vm:#x} held could not be zeroed",
                     t.handle
@@ -2031,13 +2031,7 @@ impl<P: Platform> Spmc<P> {
             }
         }
         for d in self.mem.donated.iter().filter(|d| d.owner == id) {
-            let run = Run {
-                pa: d.pa,
-                pages: d.pages,
-                owner_ipa: d.pa,
-                owner_access: d.access,
-            };
-            if zero_runs(&mut self.platform, d.secure, core::iter::once(run)).is_err() {
+            if zero_pages(&mut self.platform, d.secure, d.pa, d.pages).is_err() {
                 log::error!("cannot zero memory donated to {id:#x} at {:#x}", d.pa);
             }
         }
@@ -2052,25 +2046,36 @@ impl<P: Platform> Spmc<P> {
 fn zero_runs<P: Platform>(
     platform: &mut P,
     secure: bool,
-    runs: impl Iterator<Item = Run>,
+    runs: &ChunkVec<Run>,
 ) -> Result<(), FfaError> {
     for r in runs {
-        if secure {
-            platform
-                .zero(Pa(r.pa), r.len())
-                .map_err(|_| FfaError::Aborted)?;
-            continue;
-        }
-        let mut off = 0;
-        while off < r.pages {
-            let n = (r.pages - off).min(ZERO_CHUNK_PAGES);
-            let (pa, len) = (Pa(r.pa + off * PAGE_SIZE), n * PAGE_SIZE);
-            platform.map_ns(pa, len).map_err(|_| FfaError::NoMemory)?;
-            let z = platform.zero(pa, len);
-            platform.unmap_ns(pa, len);
-            z.map_err(|_| FfaError::Aborted)?;
-            off += n;
-        }
+        zero_pages(platform, secure, r.pa, r.pages)?;
+    }
+    Ok(())
+}
+
+/// Zeroes `pages` pages at `pa` (normal-world memory through temporary
+/// mappings of at most [`ZERO_CHUNK_PAGES`]).
+fn zero_pages<P: Platform>(
+    platform: &mut P,
+    secure: bool,
+    pa: u64,
+    pages: u64,
+) -> Result<(), FfaError> {
+    if secure {
+        return platform
+            .zero(Pa(pa), pages * PAGE_SIZE)
+            .map_err(|_| FfaError::Aborted);
+    }
+    let mut off = 0;
+    while off < pages {
+        let n = (pages - off).min(ZERO_CHUNK_PAGES);
+        let (pa, len) = (Pa(pa + off * PAGE_SIZE), n * PAGE_SIZE);
+        platform.map_ns(pa, len).map_err(|_| FfaError::NoMemory)?;
+        let z = platform.zero(pa, len);
+        platform.unmap_ns(pa, len);
+        z.map_err(|_| FfaError::Aborted)?;
+        off += n;
     }
     Ok(())
 }
