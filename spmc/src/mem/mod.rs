@@ -714,38 +714,8 @@ impl<P: Platform> Spmc<P> {
         len: usize,
         out: &mut Bytes,
     ) -> Result<(), FfaError> {
-        let (pa, map) = match buf {
-            Buf::Mailbox => (
-                self.buffers(from).ok_or(FfaError::InvalidParameters)?.tx,
-                None,
-            ),
-            Buf::Caller { pa, len: size, ns } => (pa, ns.then_some(size)),
-        };
         let old = out.len();
-        out.try_extend_zeroed(len)?;
-        if let Some(size) = map
-            && self.platform.map_ns(pa, size).is_err()
-        {
-            out.truncate(old);
-            return Err(FfaError::NoMemory);
-        }
-        let mut at = 0u64;
-        let mut r = Ok(());
-        for seg in out.segments_mut(old, len) {
-            r = self.platform.read(Pa(pa.0 + at), seg);
-            if r.is_err() {
-                break;
-            }
-            at += seg.len() as u64;
-        }
-        if let Some(size) = map {
-            self.platform.unmap_ns(pa, size);
-        }
-        if r.is_err() {
-            out.truncate(old);
-            return Err(FfaError::Aborted);
-        }
-        Ok(())
+        self.buf_copy(from, buf, out, old, len, false)
     }
 
     /// Writes `len` bytes of `data` from `off` at the start of the caller's
@@ -754,39 +724,70 @@ impl<P: Platform> Spmc<P> {
         &mut self,
         to: Endpoint,
         buf: Buf,
-        data: &Bytes,
+        data: &mut Bytes,
         off: usize,
         len: usize,
     ) -> Result<(), FfaError> {
-        let (pa, map) = match buf {
-            Buf::Mailbox => (
-                self.buffers(to).ok_or(FfaError::InvalidParameters)?.rx,
-                None,
-            ),
-            Buf::Caller { pa, len, ns } => (pa, ns.then_some(len)),
-        };
-        if let Some(size) = map {
-            self.platform
-                .map_ns(pa, size)
-                .map_err(|_| FfaError::NoMemory)?;
-        }
-        let mut at = 0u64;
-        let mut r = Ok(());
-        for seg in data.segments(off, len) {
-            r = self.platform.write(Pa(pa.0 + at), seg);
-            if r.is_err() {
-                break;
-            }
-            at += seg.len() as u64;
-        }
-        if let Some(size) = map {
-            self.platform.unmap_ns(pa, size);
-        }
-        r.map_err(|_| FfaError::Aborted)?;
+        self.buf_copy(to, buf, data, off, len, true)?;
         if buf == Buf::Mailbox {
             self.set_rx_state(to, RxState::Full);
         }
         Ok(())
+    }
+
+    /// Copies bytes `[off, off + len)` of `data` between the start of the
+    /// caller's buffer and `data` (RX, or its buffer, when `write`; else
+    /// TX, or its buffer, appending `len` bytes to `data`, which is as it
+    /// was on an error). Normal-world memory is mapped for the copy alone.
+    fn buf_copy(
+        &mut self,
+        ep: Endpoint,
+        buf: Buf,
+        data: &mut Bytes,
+        off: usize,
+        len: usize,
+        write: bool,
+    ) -> Result<(), FfaError> {
+        let (pa, map) = match buf {
+            Buf::Mailbox => {
+                let b = self.buffers(ep).ok_or(FfaError::InvalidParameters)?;
+                (if write { b.rx } else { b.tx }, None)
+            }
+            Buf::Caller { pa, len, ns } => (pa, ns.then_some(len)),
+        };
+        if !write {
+            data.try_extend_zeroed(len)?;
+        }
+        let mut r = match map {
+            Some(size) => self
+                .platform
+                .map_ns(pa, size)
+                .map_err(|_| FfaError::NoMemory),
+            None => Ok(()),
+        };
+        if r.is_ok() {
+            let mut at = pa.0;
+            for seg in data.segments_mut(off, len) {
+                let n = seg.len() as u64;
+                let done = if write {
+                    self.platform.write(Pa(at), seg)
+                } else {
+                    self.platform.read(Pa(at), seg)
+                };
+                if done.is_err() {
+                    r = Err(FfaError::Aborted);
+                    break;
+                }
+                at += n;
+            }
+            if let Some(size) = map {
+                self.platform.unmap_ns(pa, size);
+            }
+        }
+        if r.is_err() && !write {
+            data.truncate(off);
+        }
+        r
     }
 
     // ------------------------------------------------------------------
@@ -1549,7 +1550,7 @@ impl<P: Platform> Spmc<P> {
             }],
         };
         let room = self.buf_size(from, buf) as usize;
-        let (bytes, first) = encode_reserved(
+        let (mut bytes, first) = encode_reserved(
             &mut self.mem.outgoing,
             &response,
             &t.runs,
@@ -1631,7 +1632,7 @@ impl<P: Platform> Spmc<P> {
             }
             self.mem.transactions.swap_remove(i);
         }
-        self.buf_write(from, buf, &bytes, 0, first)?;
+        self.buf_write(from, buf, &mut bytes, 0, first)?;
         if first < total {
             self.mem.outgoing.push(Outgoing {
                 handle,
@@ -1731,7 +1732,7 @@ impl<P: Platform> Spmc<P> {
         };
         let handle = t.handle;
         let room = self.buf_size(from, buf) as usize;
-        let (bytes, first) = encode_reserved(
+        let (mut bytes, first) = encode_reserved(
             &mut self.mem.outgoing,
             &response,
             &t.runs,
@@ -1740,7 +1741,7 @@ impl<P: Platform> Spmc<P> {
             room,
         )?;
         let total = bytes.len();
-        self.buf_write(from, buf, &bytes, 0, first)?;
+        self.buf_write(from, buf, &mut bytes, 0, first)?;
         if first < total {
             self.mem.outgoing.push(Outgoing {
                 handle,
@@ -1785,8 +1786,8 @@ impl<P: Platform> Spmc<P> {
             return Err(FfaError::Busy);
         }
         let n = (len - sent).min(self.buf_size(from, buf) as usize);
-        let data = core::mem::take(&mut self.mem.outgoing[i].data);
-        let r = self.buf_write(from, buf, &data, sent, n);
+        let mut data = core::mem::take(&mut self.mem.outgoing[i].data);
+        let r = self.buf_write(from, buf, &mut data, sent, n);
         self.mem.outgoing[i].data = data;
         r?;
         let o = &mut self.mem.outgoing[i];
