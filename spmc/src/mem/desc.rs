@@ -280,8 +280,12 @@ fn le_at<S: Source + ?Sized>(b: &S, off: usize, n: usize) -> Result<u64, FfaErro
     Ok(u64::from_le_bytes(x))
 }
 
-fn u8_at<S: Source + ?Sized>(b: &S, off: usize) -> Result<u8, FfaError> {
-    Ok(le_at(b, off, 1)? as u8)
+/// The little-endian field of `n` bytes at `off` where the caller checked
+/// that the descriptor holds it (zero otherwise, never the case): no error
+/// to carry for fields inside a checked length.
+#[inline(never)]
+fn field<S: Source + ?Sized>(b: &S, off: usize, n: usize) -> u64 {
+    le_at(b, off, n).unwrap_or(0)
 }
 
 fn u16_at<S: Source + ?Sized>(b: &S, off: usize) -> Result<u16, FfaError> {
@@ -337,12 +341,12 @@ impl Composite {
     /// checked: every one is there and valid).
     pub fn ranges<'a, S: Source + ?Sized>(&self, buf: &'a S) -> impl Iterator<Item = Range> + 'a {
         let at = self.offset + 16;
-        (0..self.count).filter_map(move |i| {
+        (0..self.count).map(move |i| {
             let at = at + i * 16;
-            Some(Range {
-                addr: u64_at(buf, at).ok()?,
-                pages: u32_at(buf, at + 8).ok()? as u64,
-            })
+            Range {
+                addr: field(buf, at, 8),
+                pages: field(buf, at + 8, 4),
+            }
         })
     }
 }
@@ -391,28 +395,29 @@ pub fn parse_header<S: Source + ?Sized>(
     if size < header_size(layout) {
         return Err(INVALID);
     }
-    let sender = u16_at(buf, 0)?;
-    let flags = u32_at(buf, 4)?;
-    let handle = u64_at(buf, 8)?;
-    let tag = u64_at(buf, 16)?;
-    let count = u32_at(buf, 28)? as usize;
+    // The header's fields lie within the size just checked.
+    let sender = field(buf, 0, 2) as u16;
+    let flags = field(buf, 4, 4) as u32;
+    let handle = field(buf, 8, 8);
+    let tag = field(buf, 16, 8);
+    let count = field(buf, 28, 4) as usize;
     let (attributes, emad_size, emad_offset) = match layout {
         Layout::V1_0 => {
             zero_at(buf, 3, 1)?;
             zero_at(buf, 24, 4)?;
-            (u8_at(buf, 2)? as u16, 16u32, 32usize)
+            (field(buf, 2, 1) as u16, 16u32, 32usize)
         }
         Layout::V1_1 => {
             zero_at(buf, 36, 12)?;
-            let size = u32_at(buf, 24)?;
-            let offset = u32_at(buf, 32)? as usize;
+            let size = field(buf, 24, 4) as u32;
+            let offset = field(buf, 32, 4) as usize;
             if size != 16 && size != 32 {
                 return Err(INVALID);
             }
             if offset < 48 || !offset.is_multiple_of(16) {
                 return Err(INVALID);
             }
-            (u16_at(buf, 2)?, size, offset)
+            (field(buf, 2, 2) as u16, size, offset)
         }
     };
     // A retrieve request may name no receiver: the hypervisor retrieve
@@ -437,11 +442,12 @@ pub fn parse_header<S: Source + ?Sized>(
     let mut composite = None;
     let mut any_composite = false;
     for i in 0..count {
+        // Within `emads_end`, checked above.
         let at = emad_offset + i * emad_size as usize;
-        let id = u16_at(buf, at)?;
-        let perms = u8_at(buf, at + 2)?;
-        let eflags = u8_at(buf, at + 3)?;
-        let comp = u32_at(buf, at + 4)? as usize;
+        let id = field(buf, at, 2) as u16;
+        let perms = field(buf, at + 2, 1) as u8;
+        let eflags = field(buf, at + 3, 1) as u8;
+        let comp = field(buf, at + 4, 4) as usize;
         let mut impdef = [0u8; 16];
         if emad_size == 32 {
             impdef = bytes_at(buf, at + 8)?;
@@ -488,8 +494,12 @@ pub fn parse_header<S: Source + ?Sized>(
     if comp < emads_end || !comp.is_multiple_of(8) {
         return Err(INVALID);
     }
-    let total = u32_at(buf, comp)? as u64;
-    let n = u32_at(buf, comp + 4)? as usize;
+    // The composite's header (16 bytes) must be there.
+    if comp.checked_add(16).is_none_or(|e| e > size) {
+        return Err(INVALID);
+    }
+    let total = field(buf, comp, 4);
+    let n = field(buf, comp + 4, 4) as usize;
     zero_at(buf, comp + 8, 8)?;
     if n == 0 || total == 0 {
         return Err(INVALID);
@@ -508,9 +518,10 @@ pub fn parse_header<S: Source + ?Sized>(
     }
     let mut sum = 0u64;
     for i in 0..n {
+        // Within `end`, checked above.
         let at = comp + 16 + i * 16;
-        let addr = u64_at(buf, at)?;
-        let pages = u32_at(buf, at + 8)? as u64;
+        let addr = field(buf, at, 8);
+        let pages = field(buf, at + 8, 4);
         zero_at(buf, at + 12, 4)?;
         if pages == 0 || !addr.is_multiple_of(PAGE_SIZE) {
             return Err(INVALID);
