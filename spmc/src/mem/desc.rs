@@ -268,36 +268,16 @@ fn bytes_at<const N: usize, S: Source + ?Sized>(b: &S, off: usize) -> Result<[u8
     b.array(off).ok_or(INVALID)
 }
 
-/// The little-endian field of `n` (at most 8) bytes at `off`: one
-/// out-of-line read for every field of a descriptor (the image is built for
-/// size; a field across a block boundary is read as any other).
-#[inline(never)]
-fn le_at<S: Source + ?Sized>(b: &S, off: usize, n: usize) -> Result<u64, FfaError> {
-    let mut x = [0u8; 8];
-    if !b.read(off, &mut x[..n]) {
-        return Err(INVALID);
-    }
-    Ok(u64::from_le_bytes(x))
-}
-
-/// The little-endian field of `n` bytes at `off` where the caller checked
-/// that the descriptor holds it (zero otherwise, never the case): no error
-/// to carry for fields inside a checked length.
+/// The little-endian field of `n` (at most 8) bytes at `off`, where the
+/// caller checked that the descriptor holds it (zero otherwise, never the
+/// case): one out-of-line read for every field, no error to carry.
 #[inline(never)]
 fn field<S: Source + ?Sized>(b: &S, off: usize, n: usize) -> u64 {
-    le_at(b, off, n).unwrap_or(0)
-}
-
-fn u16_at<S: Source + ?Sized>(b: &S, off: usize) -> Result<u16, FfaError> {
-    Ok(le_at(b, off, 2)? as u16)
-}
-
-fn u32_at<S: Source + ?Sized>(b: &S, off: usize) -> Result<u32, FfaError> {
-    Ok(le_at(b, off, 4)? as u32)
-}
-
-fn u64_at<S: Source + ?Sized>(b: &S, off: usize) -> Result<u64, FfaError> {
-    le_at(b, off, 8)
+    let mut x = [0u8; 8];
+    if !b.read(off, &mut x[..n]) {
+        return 0;
+    }
+    u64::from_le_bytes(x)
 }
 
 /// INVALID_PARAMETERS unless the `len` bytes at `off` are there and zero
@@ -668,15 +648,19 @@ impl Relinquish {
 
 /// Parses a relinquish descriptor.
 pub fn parse_relinquish<S: Source + ?Sized>(buf: &S) -> Result<Relinquish, FfaError> {
-    let handle = u64_at(buf, 0)?;
-    let flags = u32_at(buf, 8)?;
-    let count = u32_at(buf, 12)? as usize;
-    if count == 0 || count > MAX_RECEIVERS {
+    // Every length checked first, then the fields read (all there).
+    if buf.size() < 16 {
+        return Err(INVALID);
+    }
+    let handle = field(buf, 0, 8);
+    let flags = field(buf, 8, 4) as u32;
+    let count = field(buf, 12, 4) as usize;
+    if count == 0 || count > MAX_RECEIVERS || 16 + 2 * count > buf.size() {
         return Err(INVALID);
     }
     let mut endpoints = [0; MAX_RECEIVERS];
     for (i, e) in endpoints.iter_mut().enumerate().take(count) {
-        *e = u16_at(buf, 16 + 2 * i)?;
+        *e = field(buf, 16 + 2 * i, 2) as u16;
     }
     Ok(Relinquish {
         handle,
@@ -900,6 +884,7 @@ mod tests {
         let r = parse_relinquish(&b[..]).unwrap();
         assert_eq!((r.handle, r.endpoints()), (0x1234, &[0x8002][..]));
         assert!(parse_relinquish(&b[..17]).is_err());
+        assert!(parse_relinquish(&b[..15]).is_err());
         b[12] = 0;
         assert!(parse_relinquish(&b[..]).is_err());
     }

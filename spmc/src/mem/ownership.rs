@@ -243,7 +243,12 @@ impl<P: Platform> Spmc<P> {
         match self.pinned_runs(secure, runs) {
             None => Ok(()),
             Some(pin) if invariant => {
-                error!("memory that changes hands backs a buffer ({pin:?})");
+                // The pin as plain numbers (no derived Debug in the image).
+                let (what, id) = match pin {
+                    Pin::Mailbox(id) => ("RX/TX of", u64::from(id)),
+                    Pin::FragmentBuffer(handle) => ("fragment buffer of handle", handle),
+                };
+                error!("memory that changes hands backs a buffer ({what} {id:#x})");
                 Err(FfaError::Denied)
             }
             Some(pin) => {
