@@ -147,7 +147,7 @@ fn overlaps_any(runs: &ChunkVec<Run>, pa: u64, len: u64) -> bool {
             _ => hi = mid,
         }
     }
-    runs.get(lo).is_some_and(|r| r.pa < pa + len)
+    runs.get(lo).is_some_and(|r| r.pa < pa.saturating_add(len))
 }
 
 /// Where a borrower is in the transaction.
@@ -714,38 +714,8 @@ impl<P: Platform> Spmc<P> {
         len: usize,
         out: &mut Bytes,
     ) -> Result<(), FfaError> {
-        let (pa, map) = match buf {
-            Buf::Mailbox => (
-                self.buffers(from).ok_or(FfaError::InvalidParameters)?.tx,
-                None,
-            ),
-            Buf::Caller { pa, len: size, ns } => (pa, ns.then_some(size)),
-        };
         let old = out.len();
-        out.try_extend_zeroed(len)?;
-        if let Some(size) = map
-            && self.platform.map_ns(pa, size).is_err()
-        {
-            out.truncate(old);
-            return Err(FfaError::NoMemory);
-        }
-        let mut at = 0u64;
-        let mut r = Ok(());
-        for seg in out.segments_mut(old, len) {
-            r = self.platform.read(Pa(pa.0 + at), seg);
-            if r.is_err() {
-                break;
-            }
-            at += seg.len() as u64;
-        }
-        if let Some(size) = map {
-            self.platform.unmap_ns(pa, size);
-        }
-        if r.is_err() {
-            out.truncate(old);
-            return Err(FfaError::Aborted);
-        }
-        Ok(())
+        self.buf_copy(from, buf, out, old, len, false)
     }
 
     /// Writes `len` bytes of `data` from `off` at the start of the caller's
@@ -754,39 +724,70 @@ impl<P: Platform> Spmc<P> {
         &mut self,
         to: Endpoint,
         buf: Buf,
-        data: &Bytes,
+        data: &mut Bytes,
         off: usize,
         len: usize,
     ) -> Result<(), FfaError> {
-        let (pa, map) = match buf {
-            Buf::Mailbox => (
-                self.buffers(to).ok_or(FfaError::InvalidParameters)?.rx,
-                None,
-            ),
-            Buf::Caller { pa, len, ns } => (pa, ns.then_some(len)),
-        };
-        if let Some(size) = map {
-            self.platform
-                .map_ns(pa, size)
-                .map_err(|_| FfaError::NoMemory)?;
-        }
-        let mut at = 0u64;
-        let mut r = Ok(());
-        for seg in data.segments(off, len) {
-            r = self.platform.write(Pa(pa.0 + at), seg);
-            if r.is_err() {
-                break;
-            }
-            at += seg.len() as u64;
-        }
-        if let Some(size) = map {
-            self.platform.unmap_ns(pa, size);
-        }
-        r.map_err(|_| FfaError::Aborted)?;
+        self.buf_copy(to, buf, data, off, len, true)?;
         if buf == Buf::Mailbox {
             self.set_rx_state(to, RxState::Full);
         }
         Ok(())
+    }
+
+    /// Copies bytes `[off, off + len)` of `data` between the start of the
+    /// caller's buffer and `data` (RX, or its buffer, when `write`; else
+    /// TX, or its buffer, appending `len` bytes to `data`, which is as it
+    /// was on an error). Normal-world memory is mapped for the copy alone.
+    fn buf_copy(
+        &mut self,
+        ep: Endpoint,
+        buf: Buf,
+        data: &mut Bytes,
+        off: usize,
+        len: usize,
+        write: bool,
+    ) -> Result<(), FfaError> {
+        let (pa, map) = match buf {
+            Buf::Mailbox => {
+                let b = self.buffers(ep).ok_or(FfaError::InvalidParameters)?;
+                (if write { b.rx } else { b.tx }, None)
+            }
+            Buf::Caller { pa, len, ns } => (pa, ns.then_some(len)),
+        };
+        if !write {
+            data.try_extend_zeroed(len)?;
+        }
+        let mut r = match map {
+            Some(size) => self
+                .platform
+                .map_ns(pa, size)
+                .map_err(|_| FfaError::NoMemory),
+            None => Ok(()),
+        };
+        if r.is_ok() {
+            let mut at = pa.0;
+            for seg in data.segments_mut(off, len) {
+                let n = seg.len() as u64;
+                let done = if write {
+                    self.platform.write(Pa(at), seg)
+                } else {
+                    self.platform.read(Pa(at), seg)
+                };
+                if done.is_err() {
+                    r = Err(FfaError::Aborted);
+                    break;
+                }
+                at += n;
+            }
+            if let Some(size) = map {
+                self.platform.unmap_ns(pa, size);
+            }
+        }
+        if r.is_err() && !write {
+            data.truncate(off);
+        }
+        r
     }
 
     // ------------------------------------------------------------------
@@ -1549,7 +1550,7 @@ impl<P: Platform> Spmc<P> {
             }],
         };
         let room = self.buf_size(from, buf) as usize;
-        let (bytes, first) = encode_reserved(
+        let (mut bytes, first) = encode_reserved(
             &mut self.mem.outgoing,
             &response,
             &t.runs,
@@ -1602,7 +1603,7 @@ impl<P: Platform> Spmc<P> {
         let mut failed = (!mapped_all).then_some(FfaError::NoMemory);
         if failed.is_none()
             && zero
-            && let Err(e) = zero_runs(&mut self.platform, secure, runs.iter().copied())
+            && let Err(e) = zero_runs(&mut self.platform, secure, runs)
         {
             failed = Some(e);
         }
@@ -1631,7 +1632,7 @@ impl<P: Platform> Spmc<P> {
             }
             self.mem.transactions.swap_remove(i);
         }
-        self.buf_write(from, buf, &bytes, 0, first)?;
+        self.buf_write(from, buf, &mut bytes, 0, first)?;
         if first < total {
             self.mem.outgoing.push(Outgoing {
                 handle,
@@ -1731,7 +1732,7 @@ impl<P: Platform> Spmc<P> {
         };
         let handle = t.handle;
         let room = self.buf_size(from, buf) as usize;
-        let (bytes, first) = encode_reserved(
+        let (mut bytes, first) = encode_reserved(
             &mut self.mem.outgoing,
             &response,
             &t.runs,
@@ -1740,7 +1741,7 @@ impl<P: Platform> Spmc<P> {
             room,
         )?;
         let total = bytes.len();
-        self.buf_write(from, buf, &bytes, 0, first)?;
+        self.buf_write(from, buf, &mut bytes, 0, first)?;
         if first < total {
             self.mem.outgoing.push(Outgoing {
                 handle,
@@ -1785,8 +1786,8 @@ impl<P: Platform> Spmc<P> {
             return Err(FfaError::Busy);
         }
         let n = (len - sent).min(self.buf_size(from, buf) as usize);
-        let data = core::mem::take(&mut self.mem.outgoing[i].data);
-        let r = self.buf_write(from, buf, &data, sent, n);
+        let mut data = core::mem::take(&mut self.mem.outgoing[i].data);
+        let r = self.buf_write(from, buf, &mut data, sent, n);
         self.mem.outgoing[i].data = data;
         r?;
         let o = &mut self.mem.outgoing[i];
@@ -1869,7 +1870,7 @@ impl<P: Platform> Spmc<P> {
         let t = &mut self.mem.transactions[i];
         t.borrowers[bi].state = BorrowerState::Relinquished;
         t.borrowers[bi].retrieves = 0;
-        if zero && zero_runs(&mut self.platform, secure, t.runs.iter().copied()).is_err() {
+        if zero && zero_runs(&mut self.platform, secure, &t.runs).is_err() {
             log::error!(
                 "relinquish {}: memory could not be zeroed",
                 crate::text::Hex(rq.handle)
@@ -1946,7 +1947,7 @@ impl<P: Platform> Spmc<P> {
         self.check_unpinned(t.secure, &t.runs, true)?;
         if fl & flags::ZERO != 0 {
             let t = &self.mem.transactions[i];
-            zero_runs(&mut self.platform, t.secure, t.runs.iter().copied())?;
+            zero_runs(&mut self.platform, t.secure, &t.runs)?;
         }
         let t = self.mem.transactions.swap_remove(i);
         let space = t.space();
@@ -1999,7 +2000,7 @@ impl<P: Platform> Spmc<P> {
                     zero |= b.zero_after && t.op != Op::Share && !t.device;
                 }
             }
-            if zero && zero_runs(&mut self.platform, t.secure, t.runs.iter().copied()).is_err() {
+            if zero && zero_runs(&mut self.platform, t.secure, &t.runs).is_err() {
                 log::error!(
                     "mem {}: memory VM {} held could not be zeroed",
                     crate::text::Hex(t.handle),
@@ -2035,13 +2036,7 @@ impl<P: Platform> Spmc<P> {
             }
         }
         for d in self.mem.donated.iter().filter(|d| d.owner == id) {
-            let run = Run {
-                pa: d.pa,
-                pages: d.pages,
-                owner_ipa: d.pa,
-                owner_access: d.access,
-            };
-            if zero_runs(&mut self.platform, d.secure, core::iter::once(run)).is_err() {
+            if zero_pages(&mut self.platform, d.secure, d.pa, d.pages).is_err() {
                 log::error!(
                     "cannot zero memory donated to {} at {}",
                     crate::text::hex(id),
@@ -2060,25 +2055,36 @@ impl<P: Platform> Spmc<P> {
 fn zero_runs<P: Platform>(
     platform: &mut P,
     secure: bool,
-    runs: impl Iterator<Item = Run>,
+    runs: &ChunkVec<Run>,
 ) -> Result<(), FfaError> {
     for r in runs {
-        if secure {
-            platform
-                .zero(Pa(r.pa), r.len())
-                .map_err(|_| FfaError::Aborted)?;
-            continue;
-        }
-        let mut off = 0;
-        while off < r.pages {
-            let n = (r.pages - off).min(ZERO_CHUNK_PAGES);
-            let (pa, len) = (Pa(r.pa + off * PAGE_SIZE), n * PAGE_SIZE);
-            platform.map_ns(pa, len).map_err(|_| FfaError::NoMemory)?;
-            let z = platform.zero(pa, len);
-            platform.unmap_ns(pa, len);
-            z.map_err(|_| FfaError::Aborted)?;
-            off += n;
-        }
+        zero_pages(platform, secure, r.pa, r.pages)?;
+    }
+    Ok(())
+}
+
+/// Zeroes `pages` pages at `pa` (normal-world memory through temporary
+/// mappings of at most [`ZERO_CHUNK_PAGES`]).
+fn zero_pages<P: Platform>(
+    platform: &mut P,
+    secure: bool,
+    pa: u64,
+    pages: u64,
+) -> Result<(), FfaError> {
+    if secure {
+        return platform
+            .zero(Pa(pa), pages * PAGE_SIZE)
+            .map_err(|_| FfaError::Aborted);
+    }
+    let mut off = 0;
+    while off < pages {
+        let n = (pages - off).min(ZERO_CHUNK_PAGES);
+        let (pa, len) = (Pa(pa + off * PAGE_SIZE), n * PAGE_SIZE);
+        platform.map_ns(pa, len).map_err(|_| FfaError::NoMemory)?;
+        let z = platform.zero(pa, len);
+        platform.unmap_ns(pa, len);
+        z.map_err(|_| FfaError::Aborted)?;
+        off += n;
     }
     Ok(())
 }

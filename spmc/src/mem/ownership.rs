@@ -23,12 +23,10 @@
 //! A pin ends with FFA_RXTX_UNMAP, the last fragment, the reclaim that
 //! cancels a send in progress, or the endpoint's destruction.
 
-use alloc::vec::Vec;
-
 use log::{debug, error};
 
 use super::store::ChunkVec;
-use super::{Buf, MemState, Run};
+use super::{Buf, MemState, Run, overlaps_any};
 use crate::addr::{PAGE_SIZE, Pa};
 use crate::ffa::{FfaError, PartitionId};
 use crate::manager::{Endpoint, Spmc};
@@ -148,133 +146,52 @@ impl MemState {
     }
 }
 
-fn mailbox(b: &Buffers, secure: bool) -> [PhysRange; 2] {
-    [
-        PhysRange {
-            secure,
-            pa: b.tx,
-            len: b.size,
-        },
-        PhysRange {
-            secure,
-            pa: b.rx,
-            len: b.size,
-        },
-    ]
-}
-
-/// Up to this many runs are checked against every pin without an index.
-const LINEAR_RUNS: usize = 16;
-
-/// Sorts `v` in place ([`super::store::heapsort_by_key`]).
-fn heapsort<T: Ord + Copy>(v: &mut [T]) {
-    super::store::heapsort_by_key(v, |x| *x);
-}
-
-/// The pinned ranges of one moment, sorted, to test many runs at once.
-struct PinIndex {
-    /// (secure, start, end, largest end up to here in the same security state).
-    entries: Vec<(bool, u64, u64, u64)>,
-}
-
-impl PinIndex {
-    /// The index of `entries` (secure, start, end, end): sorted, with the
-    /// running maximum of the ends in the last field.
-    fn new(mut entries: Vec<(bool, u64, u64, u64)>) -> Self {
-        heapsort(&mut entries);
-        for i in 1..entries.len() {
-            if entries[i].0 == entries[i - 1].0 {
-                entries[i].3 = entries[i].3.max(entries[i - 1].3);
-            }
-        }
-        Self { entries }
-    }
-
-    fn covers(&self, r: &PhysRange) -> bool {
-        // Entries that start before r ends; the running maximum of their
-        // ends says whether any reaches into r.
-        let i = self
-            .entries
-            .partition_point(|e| (e.0, e.1) < (r.secure, r.end()));
-        i > 0 && {
-            let e = self.entries[i - 1];
-            e.0 == r.secure && e.3 > r.pa.0
-        }
-    }
-}
-
 impl<P: Platform> Spmc<P> {
-    /// Every range the SPMC keeps an address in, with what pins it: the
-    /// RX/TX buffers of every partition and normal-world endpoint, and the
-    /// buffers fragmented operations in flight hold.
-    fn pins(&self) -> impl Iterator<Item = (PhysRange, Pin)> + '_ {
-        let partitions = self.partitions.iter().flat_map(|p| {
-            p.buffers
-                .iter()
-                .flat_map(move |b| mailbox(b, true).map(|r| (r, Pin::Mailbox(p.id().raw()))))
-        });
-        let normal_world = self.nwd.iter().flat_map(|e| {
-            e.buffers
-                .iter()
-                .flat_map(move |b| mailbox(b, false).map(|r| (r, Pin::Mailbox(e.id))))
-        });
-        partitions
-            .chain(normal_world)
-            .chain(self.mem.held_buffers())
-    }
-
-    /// What pins part of `r`, if anything: is it backing a live RX/TX buffer
-    /// or a buffer held by a fragmented send or retrieve in flight?
-    pub fn pinned(&self, r: &PhysRange) -> Option<Pin> {
-        // Plain loops over the endpoints of r's security state only: this
-        // runs on every send, retrieve, relinquish and reclaim.
-        let hit = |b: &Buffers| mailbox(b, r.secure).iter().any(|m| m.overlaps(r));
-        if r.secure {
+    /// The first pin in `secure` memory whose range (`pa`, `len`) `hit`
+    /// accepts: the RX/TX buffers of the endpoints of that security state,
+    /// then the buffers fragmented operations in flight hold. Plain loops:
+    /// this runs on every send, retrieve, relinquish and reclaim.
+    fn pinned_where(&self, secure: bool, hit: &dyn Fn(u64, u64) -> bool) -> Option<Pin> {
+        let mailbox = |b: &Option<Buffers>| {
+            b.as_ref()
+                .is_some_and(|b| hit(b.tx.0, b.size) || hit(b.rx.0, b.size))
+        };
+        if secure {
             for p in &self.partitions {
-                if let Some(b) = &p.buffers
-                    && hit(b)
-                {
+                if mailbox(&p.buffers) {
                     return Some(Pin::Mailbox(p.id().raw()));
                 }
             }
         } else {
             for e in &self.nwd {
-                if let Some(b) = &e.buffers
-                    && hit(b)
-                {
+                if mailbox(&e.buffers) {
                     return Some(Pin::Mailbox(e.id));
                 }
             }
         }
         self.mem
             .held_buffers()
-            .find(|(h, _)| h.overlaps(r))
+            .find(|(h, _)| h.secure == secure && hit(h.pa.0, h.len))
             .map(|(_, pin)| pin)
     }
 
-    /// What pins part of the memory of `runs`, if anything. A few runs are
-    /// compared with every pin; more sort the pins once (their number grows
-    /// with the endpoints, the runs' with the descriptor): NO_MEMORY if that
-    /// small table cannot be had.
-    pub(crate) fn pinned_runs(
-        &self,
-        secure: bool,
-        runs: &ChunkVec<Run>,
-    ) -> Result<Option<Pin>, FfaError> {
-        let ranges = runs.iter().map(|x| PhysRange::of_run(secure, x));
-        if runs.len() <= LINEAR_RUNS {
-            return Ok(ranges.into_iter().find_map(|r| self.pinned(&r)));
-        }
-        let mut entries = Vec::new();
-        for (r, _) in self.pins() {
-            entries.try_reserve(1).map_err(|_| FfaError::NoMemory)?;
-            entries.push((r.secure, r.pa.0, r.end(), r.end()));
-        }
-        let index = PinIndex::new(entries);
-        Ok(ranges
-            .into_iter()
-            .find(|r| index.covers(r))
-            .and_then(|r| self.pinned(&r)))
+    /// What pins part of `r`, if anything: is it backing a live RX/TX buffer
+    /// or a buffer held by a fragmented send or retrieve in flight?
+    pub fn pinned(&self, r: &PhysRange) -> Option<Pin> {
+        self.pinned_where(r.secure, &|pa, len| {
+            r.overlaps(&PhysRange {
+                secure: r.secure,
+                pa: Pa(pa),
+                len,
+            })
+        })
+    }
+
+    /// What pins part of the memory of `runs` (sorted by address, none
+    /// overlapping, as a transaction's are), if anything: each pin is one
+    /// binary search in the runs (the pins are few: two a mailbox).
+    pub(crate) fn pinned_runs(&self, secure: bool, runs: &ChunkVec<Run>) -> Option<Pin> {
+        self.pinned_where(secure, &|pa, len| overlaps_any(runs, pa, len))
     }
 
     /// Does `ep` own `r` exclusively? Not in any transaction (as owner or
@@ -333,7 +250,7 @@ impl<P: Platform> Spmc<P> {
         runs: &ChunkVec<Run>,
         invariant: bool,
     ) -> Result<(), FfaError> {
-        match self.pinned_runs(secure, runs)? {
+        match self.pinned_runs(secure, runs) {
             None => Ok(()),
             Some(pin) if invariant => {
                 error!("memory that changes hands backs a buffer ({pin})");
@@ -349,42 +266,32 @@ impl<P: Platform> Spmc<P> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::store::heapsort_by_key;
     use super::*;
+    use alloc::vec::Vec;
 
-    fn index(pins: &[(bool, u64, u64)]) -> PinIndex {
-        PinIndex::new(pins.iter().map(|&(s, a, b)| (s, a, b, b)).collect())
-    }
-
-    fn range(secure: bool, a: u64, b: u64) -> PhysRange {
-        PhysRange {
-            secure,
-            pa: Pa(a),
-            len: b - a,
-        }
-    }
-
-    /// The index answers as a linear search does, for nested and
-    /// overlapping pins in both security states.
+    /// A pin meets sorted runs (one binary search) exactly when a linear
+    /// search finds a run it overlaps.
     #[test]
-    fn pin_index_matches_a_linear_search() {
-        let pins = [
-            (true, 0x1000, 0x9000),
-            (true, 0x2000, 0x3000),
-            (true, 0xA000, 0xB000),
-            (false, 0x4000, 0x5000),
-            (false, 0x4000, 0x6000),
-        ];
-        let idx = index(&pins);
-        for secure in [false, true] {
-            for a in (0..0xC000).step_by(0x1000) {
-                for b in (a + 0x1000..=0xC000).step_by(0x1000) {
-                    let r = range(secure, a, b);
-                    let linear = pins.iter().any(|&(s, x, y)| range(s, x, y).overlaps(&r));
-                    assert_eq!(idx.covers(&r), linear, "{r:?}");
-                }
+    fn overlaps_any_matches_a_linear_search() {
+        let mut runs: ChunkVec<Run> = ChunkVec::new();
+        for (pa, pages) in [(0x1000, 1), (0x3000, 3), (0x8000, 1), (0xA000, 2)] {
+            runs.try_push(Run {
+                pa,
+                pages,
+                owner_ipa: pa,
+                owner_access: crate::sp_manifest::Access::RWX,
+            })
+            .unwrap();
+        }
+        for a in (0..0xE000).step_by(0x1000) {
+            for b in (a + 0x1000..=0xE000).step_by(0x1000) {
+                let r = PhysRange::secure(Pa(a), b - a);
+                let linear = runs.iter().any(|x| PhysRange::of_run(true, x).overlaps(&r));
+                assert_eq!(overlaps_any(&runs, a, b - a), linear, "{r:?}");
             }
         }
-        assert!(!index(&[]).covers(&range(true, 0, 0x1000)));
+        assert!(!overlaps_any(&ChunkVec::new(), 0, 0x1000));
     }
 
     #[test]
@@ -393,7 +300,7 @@ mod tests {
             let mut v: Vec<(bool, u64)> = (0..n).map(|i| (i % 3 == 0, (i * 7919) % 31)).collect();
             let mut want = v.clone();
             want.sort();
-            heapsort(&mut v);
+            heapsort_by_key(&mut v, |x| *x);
             assert_eq!(v, want);
         }
     }

@@ -235,33 +235,63 @@ impl<T: Copy> ChunkVec<T> {
         }
     }
 
-    /// Sorts by `key` in place: a heapsort, O(n log n) and no allocation.
+    /// Sorts by `key` in place: a heapsort, O(n log n) and no allocation
+    /// (its body is [`heapsort_indexed`], one instance for every type).
     pub fn sort_by_key<K: Ord>(&mut self, key: impl Fn(&T) -> K) {
-        let k = |v: &Self, i: usize| v.get(i).map(|x| key(&x));
-        let sift = |v: &mut Self, mut root: usize, end: usize| {
-            loop {
-                let mut child = 2 * root + 1;
-                if child >= end {
-                    return;
-                }
-                if child + 1 < end && k(v, child) < k(v, child + 1) {
-                    child += 1;
-                }
-                if k(v, root) >= k(v, child) {
-                    return;
-                }
-                v.swap(root, child);
-                root = child;
-            }
-        };
         let n = self.len;
-        for i in (0..n / 2).rev() {
-            sift(self, i, n);
+        heapsort_indexed(&mut Keyed { v: self, key }, n);
+    }
+}
+
+/// What [`heapsort_indexed`] sorts: elements compared and swapped by index.
+trait Indexed {
+    /// True if element `a` sorts before element `b`.
+    fn less(&self, a: usize, b: usize) -> bool;
+    /// Swaps elements `a` and `b`.
+    fn swap(&mut self, a: usize, b: usize);
+}
+
+/// A [`ChunkVec`] sorted by a key.
+struct Keyed<'a, T, F> {
+    v: &'a mut ChunkVec<T>,
+    key: F,
+}
+
+impl<T: Copy, K: Ord, F: Fn(&T) -> K> Indexed for Keyed<'_, T, F> {
+    fn less(&self, a: usize, b: usize) -> bool {
+        let k = |i: usize| self.v.get(i).map(|x| (self.key)(&x));
+        k(a) < k(b)
+    }
+
+    fn swap(&mut self, a: usize, b: usize) {
+        self.v.swap(a, b);
+    }
+}
+
+/// Heapsorts the first `n` elements of `v`.
+fn heapsort_indexed(v: &mut dyn Indexed, n: usize) {
+    let sift = |v: &mut dyn Indexed, mut root: usize, end: usize| {
+        loop {
+            let mut child = 2 * root + 1;
+            if child >= end {
+                return;
+            }
+            if child + 1 < end && v.less(child, child + 1) {
+                child += 1;
+            }
+            if !v.less(root, child) {
+                return;
+            }
+            v.swap(root, child);
+            root = child;
         }
-        for end in (1..n).rev() {
-            self.swap(0, end);
-            sift(self, 0, end);
-        }
+    };
+    for i in (0..n / 2).rev() {
+        sift(v, i, n);
+    }
+    for end in (1..n).rev() {
+        v.swap(0, end);
+        sift(v, 0, end);
     }
 }
 
