@@ -854,8 +854,9 @@ impl<P: Platform> Spmc<P> {
     }
 
     /// Every call from the SPMD but a 64-bit direct request: out of line
-    /// and built for size (direct requests go to the speed-built
-    /// [`Self::nwd_direct_request`]).
+    /// (one copy instead of one inlined into each caller), still built for
+    /// speed: built for size, FFA_VERSION, notifications and memory calls
+    /// from the normal world measured slower.
     #[inline(never)]
     #[cfg_attr(spmc_hot, optimize(speed))]
     fn spmd_call(&mut self, regs: &mut Regs) -> Next {
